@@ -1,0 +1,88 @@
+// The Koa application. Middleware order: request context → errors → authentication → routes.
+import { randomUUID } from 'node:crypto';
+import Koa from 'koa';
+import { ANONYMOUS } from '../auth/authorize.js';
+import type { Ctx, RegistryDeps, RequestState } from './context.js';
+import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
+import { createRegistryRouter } from './routes.js';
+
+const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
+
+export function createApp(deps: RegistryDeps): Koa<RequestState> {
+  const app = new Koa<RequestState>();
+  app.proxy = false;
+  // Errors are rendered by our middleware; this only sees failures while streaming a response.
+  app.on('error', (err: Error & { code?: string }) => {
+    if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || err.name === 'AbortError') return;
+    deps.log.error({ err }, 'response stream failed');
+  });
+
+  // Request context: id, logger, the headers every response carries, the access log.
+  app.use(async (ctx, next) => {
+    const reqId = randomUUID();
+    const started = process.hrtime.bigint();
+    ctx.state.reqId = reqId;
+    ctx.state.principal = ANONYMOUS;
+    ctx.state.log = deps.log.child({ reqId });
+    // moby's ping and `docker manifest` check this header on every response, 401s included.
+    ctx.set(API_VERSION_HEADER, 'registry/2.0');
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    try {
+      await next();
+    } finally {
+      if (!deps.config.log.accesslog.disabled) {
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        ctx.state.log.info(
+          { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10, user: ctx.state.principal.user },
+          'request',
+        );
+      }
+    }
+  });
+
+  // Errors: every failure becomes {"errors":[{code,message,detail}]} with the code's status.
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      let oci = toOciError(err);
+      if (!oci) {
+        if (ctx.req.destroyed && !ctx.res.headersSent) {
+          ctx.state.log.debug({ err }, 'client went away');
+        } else {
+          ctx.state.log.error({ err }, 'request failed');
+        }
+        oci = new OciError('UNKNOWN', ERROR_CODES.UNKNOWN.message);
+      } else if (oci.status >= 500) {
+        ctx.state.log.error({ err }, 'request failed');
+      }
+      renderError(ctx as Ctx, oci);
+    }
+  });
+
+  const router = createRegistryRouter(deps);
+  app.use(router.routes());
+
+  // Nothing matched: a known path with another method is 405, anything else 404.
+  app.use(async (ctx) => {
+    const matched = (ctx as { matched?: unknown[] }).matched?.length ?? 0;
+    throw matched > 0
+      ? new OciError('UNSUPPORTED', `${ctx.method} is not supported here`)
+      : new OciError('NOT_FOUND', 'no such endpoint', { path: ctx.path });
+  });
+
+  return app;
+}
+
+function renderError(ctx: Ctx, err: OciError): void {
+  // Koa's own error path would drop headers; set the ones clients need here.
+  ctx.set(API_VERSION_HEADER, 'registry/2.0');
+  ctx.status = err.status;
+  ctx.type = 'application/json';
+  if (ctx.method === 'HEAD') {
+    ctx.body = null;
+    ctx.status = err.status;
+    return;
+  }
+  ctx.body = ociErrorBody(err);
+}

@@ -1,0 +1,62 @@
+// The request context every handler sees, and the few helpers they share.
+import type { ParameterizedContext } from 'koa';
+import type { Action, Authorizer, Principal } from '../auth/authorize.js';
+import type { Blobs } from '../storage/blobs.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
+import type { Config } from './config.js';
+import { OciError } from './errors.js';
+import type { Logger } from './logging.js';
+
+export interface RequestState {
+  reqId: string;
+  log: Logger;
+  principal: Principal;
+}
+
+export type Ctx = ParameterizedContext<RequestState> & { captures?: string[] };
+
+export interface RegistryDeps {
+  config: Config;
+  blobs: Blobs;
+  metadata: MetadataStore;
+  authorizer: Authorizer;
+  log: Logger;
+}
+
+/** The n-th regexp capture of the matched route. */
+export function capture(ctx: Ctx, index: number): string {
+  return ctx.captures?.[index] ?? '';
+}
+
+/** A status with no body and `Content-Length: 0` (Koa would otherwise write the status text). */
+export function emptyResponse(ctx: Ctx, status: number): void {
+  ctx.body = null;
+  ctx.status = status;
+}
+
+/** A single query parameter; repeated parameters are refused rather than guessed at. */
+export function queryParam(ctx: Ctx, name: string): string | undefined {
+  const value = ctx.query[name];
+  if (Array.isArray(value)) throw new OciError('QUERY_PARAMETER_INVALID', `query parameter ${name} given more than once`);
+  return value;
+}
+
+/** Aborts when the client goes away before the response is finished. */
+export function requestSignal(ctx: Ctx): AbortSignal {
+  const controller = new AbortController();
+  ctx.res.once('close', () => {
+    if (!ctx.res.writableFinished) controller.abort(new Error('client closed the connection'));
+  });
+  return controller.signal;
+}
+
+/**
+ * Checks permission before anything is looked up. Anonymous callers get 401 with the challenge
+ * (so clients log in and retry); authenticated ones get 403.
+ */
+export async function requireAccess(ctx: Ctx, deps: RegistryDeps, action: Action, repository: string): Promise<void> {
+  if (await deps.authorizer.can(ctx.state.principal, action, repository)) return;
+  const detail = [{ Type: 'repository', Name: repository, Action: action }];
+  if (ctx.state.principal.user === undefined) throw new OciError('UNAUTHORIZED', 'authentication required', detail);
+  throw new OciError('DENIED', 'requested access to the resource is denied', detail);
+}

@@ -1,0 +1,67 @@
+// OCI error codes, each registered once with its HTTP status (as distribution's errcode/register.go
+// does), the error type handlers throw, and the one mapping from storage errors to OCI errors.
+import { DigestMismatchError, SizeMismatchError, StorageNotFoundError, UploadNotFoundError, UploadOffsetError } from '../storage/errors.js';
+
+export const ERROR_CODES = {
+  BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
+  BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid' },
+  BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry' },
+  DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
+  MANIFEST_BLOB_UNKNOWN: { status: 400, message: 'manifest references a blob unknown to the repository' },
+  MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
+  MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown' },
+  NAME_INVALID: { status: 400, message: 'invalid repository name' },
+  NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
+  SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
+  RANGE_INVALID: { status: 416, message: 'invalid content range' },
+  TAG_INVALID: { status: 400, message: 'invalid tag' },
+  PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
+  QUERY_PARAMETER_INVALID: { status: 400, message: 'invalid query parameter value' },
+  UNAUTHORIZED: { status: 401, message: 'authentication required' },
+  DENIED: { status: 403, message: 'requested access to the resource is denied' },
+  UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
+  NOT_FOUND: { status: 404, message: 'no such endpoint' },
+  TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  UNKNOWN: { status: 500, message: 'unknown error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class OciError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message?: string,
+    readonly detail?: unknown,
+    /** Only where a spec names a status other than the code's own (413 for oversized manifests). */
+    status?: number,
+  ) {
+    super(message ?? ERROR_CODES[code].message);
+    this.name = 'OciError';
+    this.status = status ?? ERROR_CODES[code].status;
+  }
+}
+
+export function ociErrorBody(err: OciError): string {
+  const entry: { code: string; message: string; detail?: unknown } = { code: err.code, message: err.message };
+  if (err.detail !== undefined) entry.detail = err.detail;
+  return JSON.stringify({ errors: [entry] });
+}
+
+/** Maps any thrown value to the OCI error a client sees. `undefined` means an internal error. */
+export function toOciError(err: unknown): OciError | undefined {
+  if (err instanceof OciError) return err;
+  if (err instanceof DigestMismatchError) {
+    return new OciError('DIGEST_INVALID', err.message, { expected: err.expected, actual: err.actual });
+  }
+  if (err instanceof SizeMismatchError) {
+    return new OciError('SIZE_INVALID', err.message, { expected: err.expected, actual: err.actual });
+  }
+  if (err instanceof UploadOffsetError) {
+    return new OciError('RANGE_INVALID', err.message, { expected: err.expected, actual: err.actual });
+  }
+  if (err instanceof UploadNotFoundError) return new OciError('BLOB_UPLOAD_UNKNOWN', err.message);
+  if (err instanceof StorageNotFoundError) return new OciError('BLOB_UNKNOWN', 'blob data is missing from storage');
+  return undefined;
+}

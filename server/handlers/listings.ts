@@ -1,0 +1,72 @@
+// Discovery: GET /v2/, /v2/_catalog, /v2/<name>/tags/list, /v2/<name>/referrers/<digest>
+import { capture, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { OciError } from '../errors.js';
+import { MEDIA_TYPES } from '../manifest-parse.js';
+import { finishPage, parsePage } from '../pagination.js';
+import { requireDigest, requireName } from '../oci-names.js';
+
+/** Without `n`, the Go registry lists every tag; catalogs default to its maxentries (1000). */
+const ALL = 1_000_000;
+const CATALOG_DEFAULT = 1000;
+const CATALOG_MAX = 10_000;
+
+export function createListingHandlers(deps: RegistryDeps) {
+  const { metadata } = deps;
+
+  return {
+    base(ctx: Ctx): void {
+      ctx.type = 'application/json';
+      ctx.body = '{}';
+    },
+
+    async catalog(ctx: Ctx): Promise<void> {
+      const page = parsePage(ctx, CATALOG_DEFAULT, CATALOG_MAX);
+      const visible: string[] = [];
+      // Fetch past repositories the caller may not see until the page is full.
+      let cursor = page.last;
+      for (;;) {
+        const batch = page.n === 0 ? [] : await metadata.repositories.list({ ...(cursor ? { last: cursor } : {}), limit: page.limit });
+        for (const name of batch) {
+          if (await deps.authorizer.can(ctx.state.principal, 'pull', name)) visible.push(name);
+        }
+        if (batch.length < page.limit || visible.length >= page.limit) break;
+        cursor = batch[batch.length - 1];
+      }
+      ctx.body = { repositories: finishPage(ctx, '/v2/_catalog', page, visible.slice(0, page.limit)) };
+    },
+
+    async tags(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'pull', name);
+      const page = parsePage(ctx, ALL, ALL);
+      const tags = await metadata.tags.list(name, page);
+      if (!tags) throw new OciError('NAME_UNKNOWN', 'repository name not known to registry', { name });
+      ctx.body = { name, tags: finishPage(ctx, `/v2/${name}/tags/list`, page, tags) };
+    },
+
+    async referrers(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'pull', name);
+      const digest = requireDigest(capture(ctx, 1));
+      const artifactType = queryParam(ctx, 'artifactType');
+      let referrers = await metadata.manifests.referrers(name, digest.digest);
+      if (artifactType) {
+        referrers = referrers.filter((r) => r.artifactType === artifactType);
+        ctx.set('OCI-Filters-Applied', 'artifactType');
+      }
+      // Always an index, empty when nothing refers to the digest: never 404 for a valid digest.
+      ctx.type = MEDIA_TYPES.ociIndex;
+      ctx.body = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MEDIA_TYPES.ociIndex,
+        manifests: referrers.map((r) => ({
+          mediaType: r.mediaType,
+          digest: r.digest,
+          size: r.size,
+          ...(r.artifactType ? { artifactType: r.artifactType } : {}),
+          ...(r.annotations ? { annotations: r.annotations } : {}),
+        })),
+      });
+    },
+  };
+}

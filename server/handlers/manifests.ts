@@ -1,0 +1,156 @@
+// GET / HEAD / PUT / DELETE /v2/<name>/manifests/<reference>
+import getRawBody from 'raw-body';
+import { digestOf } from '../../storage/digest.js';
+import type { ManifestRecord } from '../../storage/metadata-store.js';
+import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { OciError } from '../errors.js';
+import { isIndexMediaType, parseManifest } from '../manifest-parse.js';
+import { parseReference, requireName, type Reference } from '../oci-names.js';
+
+/** The distribution spec's suggested limit; containers/image refuses larger manifests too. */
+export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
+
+function referenceDetail(reference: Reference): Record<string, string> {
+  return reference.kind === 'tag' ? { tag: reference.tag } : { digest: reference.digest.digest };
+}
+
+/** Media types the client listed in its Accept headers (Node joins repeated headers with ","). */
+function accepted(ctx: Ctx): Set<string> | undefined {
+  const header = ctx.get('Accept');
+  if (!header) return undefined;
+  const types = new Set(header.split(',').map((t) => t.split(';')[0]!.trim().toLowerCase()));
+  return types.has('*/*') ? undefined : types;
+}
+
+async function readManifestBody(ctx: Ctx): Promise<Buffer> {
+  try {
+    const length = ctx.get('Content-Length');
+    return await getRawBody(ctx.req, { limit: MANIFEST_MAX_BYTES, ...(length ? { length } : {}) });
+  } catch (err) {
+    const type = (err as { type?: string }).type;
+    if (type === 'entity.too.large') {
+      throw new OciError('SIZE_INVALID', `manifest exceeds ${MANIFEST_MAX_BYTES} bytes`, { limit: MANIFEST_MAX_BYTES }, 413);
+    }
+    if (type === 'request.size.invalid') throw new OciError('SIZE_INVALID', 'body length does not match Content-Length');
+    throw err;
+  }
+}
+
+export function createManifestHandlers(deps: RegistryDeps) {
+  const { metadata } = deps;
+
+  async function notFound(name: string, reference: Reference): Promise<OciError> {
+    if (!(await metadata.repositories.exists(name))) {
+      return new OciError('NAME_UNKNOWN', 'repository name not known to registry', { name });
+    }
+    return new OciError('MANIFEST_UNKNOWN', 'manifest unknown', referenceDetail(reference));
+  }
+
+  async function resolve(name: string, reference: Reference): Promise<ManifestRecord> {
+    const digest = reference.kind === 'tag' ? await metadata.tags.find(name, reference.tag) : reference.digest.digest;
+    const manifest = digest === undefined ? undefined : await metadata.manifests.find(name, digest);
+    if (!manifest) throw await notFound(name, reference);
+    return manifest;
+  }
+
+  return {
+    async get(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'pull', name);
+      const reference = parseReference(capture(ctx, 1));
+      const manifest = await resolve(name, reference);
+      // As distribution: a tag naming an index is not served to a client that cannot read
+      // indexes (by digest the client asked for exactly this content, so it gets it).
+      const accepts = accepted(ctx);
+      if (reference.kind === 'tag' && accepts && isIndexMediaType(manifest.mediaType) && !accepts.has(manifest.mediaType)) {
+        throw new OciError('MANIFEST_UNKNOWN', `${manifest.mediaType} found, but the Accept header does not allow it`, {
+          tag: reference.tag,
+        });
+      }
+      ctx.set('Docker-Content-Digest', manifest.digest);
+      ctx.set('ETag', `"${manifest.digest}"`);
+      ctx.type = manifest.mediaType;
+      if (ctx.get('If-None-Match') === `"${manifest.digest}"`) {
+        emptyResponse(ctx, 304);
+        return;
+      }
+      ctx.status = 200;
+      if (ctx.method === 'HEAD') {
+        ctx.set('Content-Length', String(manifest.size));
+        return;
+      }
+      ctx.body = manifest.content; // byte-exact, as pushed
+    },
+
+    async put(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'push', name);
+      const reference = parseReference(capture(ctx, 1));
+      const content = await readManifestBody(ctx);
+      const parsed = parseManifest(content, ctx.get('Content-Type'));
+      const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
+      const digest = digestOf(algorithm, content);
+      if (reference.kind === 'digest' && digest !== reference.digest.digest) {
+        throw new OciError('DIGEST_INVALID', 'manifest content does not match the digest in the URL', {
+          expected: reference.digest.digest,
+          actual: digest,
+        });
+      }
+
+      // Everything the manifest points at must already be in this repository, at the stated size.
+      const blobRefs = parsed.references.filter((r) => r.kind === 'blob');
+      const manifestRefs = parsed.references.filter((r) => r.kind === 'manifest');
+      const [blobSizes, manifestSizes] = await Promise.all([
+        metadata.blobs.findMany(name, blobRefs.map((r) => r.digest)),
+        metadata.manifests.findMany(name, manifestRefs.map((r) => r.digest)),
+      ]);
+      for (const ref of parsed.references) {
+        const size = (ref.kind === 'blob' ? blobSizes : manifestSizes).get(ref.digest);
+        if (size === undefined) {
+          throw new OciError('MANIFEST_BLOB_UNKNOWN', `${ref.kind} ${ref.digest} is not in repository ${name}`, {
+            digest: ref.digest,
+          });
+        }
+        if (size !== ref.size) {
+          throw new OciError('MANIFEST_INVALID', `descriptor of ${ref.digest} says ${ref.size} bytes, stored ${size}`, {
+            digest: ref.digest,
+          });
+        }
+      }
+
+      await metadata.manifests.save(
+        name,
+        {
+          digest,
+          mediaType: parsed.mediaType,
+          content,
+          size: content.length,
+          ...(parsed.artifactType ? { artifactType: parsed.artifactType } : {}),
+          ...(parsed.subject ? { subject: parsed.subject } : {}),
+          ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
+        },
+        parsed.references.map(({ digest: d, kind }) => ({ digest: d, kind })),
+        reference.kind === 'tag' ? reference.tag : undefined,
+      );
+      ctx.set('Location', `/v2/${name}/manifests/${digest}`);
+      ctx.set('Docker-Content-Digest', digest);
+      // OCI 1.1: tells the client this registry indexes referrers, so it skips the tag fallback.
+      if (parsed.subject) ctx.set('OCI-Subject', parsed.subject);
+      emptyResponse(ctx, 201);
+    },
+
+    async delete(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'delete', name);
+      const reference = parseReference(capture(ctx, 1));
+      if (!deps.config.storage.delete.enabled) throw new OciError('UNSUPPORTED', 'deletion is disabled on this registry');
+      // By tag only the tag goes (OCI 1.1); by digest the manifest and every tag naming it.
+      const removed =
+        reference.kind === 'tag'
+          ? await metadata.tags.remove(name, reference.tag)
+          : await metadata.manifests.remove(name, reference.digest.digest);
+      if (!removed) throw await notFound(name, reference);
+      emptyResponse(ctx, 202);
+    },
+  };
+}

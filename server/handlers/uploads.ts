@@ -1,0 +1,165 @@
+// Blob uploads: POST (session, monolithic ?digest=, cross-repository ?mount=&from=), PATCH chunks,
+// PUT to close, GET status, DELETE to cancel. Sessions live in the metadata store, chunks in the
+// blob store, so an upload survives a restart and may continue on another replica.
+import { randomUUID } from 'node:crypto';
+import type { ParsedDigest } from '../../storage/digest.js';
+import { DigestMismatchError, SizeMismatchError } from '../../storage/errors.js';
+import type { UploadRecord } from '../../storage/metadata-store.js';
+import { isUploadId } from '../../storage/paths.js';
+import { capture, emptyResponse, queryParam, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { OciError } from '../errors.js';
+import { isValidName, requireDigest, requireName } from '../oci-names.js';
+
+// `Content-Range: <start>-<end>` (the spec's form); some clients prefix "bytes=" or "bytes ".
+const CONTENT_RANGE_RE = /^(?:bytes[= ])?(\d{1,15})-(\d{1,15})$/;
+
+export function createUploadHandlers(deps: RegistryDeps) {
+  const { metadata, blobs } = deps;
+
+  function setProgress(ctx: Ctx, name: string, id: string, size: number): void {
+    ctx.set('Location', `/v2/${name}/blobs/uploads/${id}`);
+    // Inclusive end of what was received; "0-0" for an empty upload, as distribution answers.
+    ctx.set('Range', `0-${Math.max(size - 1, 0)}`);
+    ctx.set('Docker-Upload-UUID', id);
+  }
+
+  function setCreated(ctx: Ctx, name: string, digest: string): void {
+    ctx.set('Location', `/v2/${name}/blobs/${digest}`);
+    ctx.set('Docker-Content-Digest', digest);
+    emptyResponse(ctx, 201);
+  }
+
+  async function loadUpload(name: string, untrustedId: string): Promise<UploadRecord> {
+    const upload = isUploadId(untrustedId) ? await metadata.uploads.find(untrustedId) : undefined;
+    if (!upload || upload.repository !== name) {
+      throw new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { uploadId: untrustedId });
+    }
+    return upload;
+  }
+
+  function hasBody(ctx: Ctx): boolean {
+    const length = ctx.get('Content-Length');
+    if (length !== '') return length !== '0';
+    return ctx.get('Transfer-Encoding') !== '';
+  }
+
+  /** Streams the request body in as the next chunk; returns the upload's new size. */
+  async function receive(ctx: Ctx, upload: UploadRecord): Promise<number> {
+    if (!hasBody(ctx)) return upload.size;
+    const chunk = await blobs.writeChunk(upload.id, upload.size, ctx.req, requestSignal(ctx));
+    if (chunk.size === 0) return upload.size;
+    if (!(await metadata.uploads.addChunk(upload.id, chunk))) {
+      await blobs.discardChunk(upload.id, chunk);
+      throw new OciError('RANGE_INVALID', 'another request wrote to this upload at the same offset');
+    }
+    return upload.size + chunk.size;
+  }
+
+  /** Verifies and publishes the upload, links the blob, ends the session. */
+  async function complete(name: string, id: string, digest: ParsedDigest): Promise<void> {
+    const upload = await loadUpload(name, id);
+    try {
+      const blob = await blobs.commit(id, upload.chunks, digest);
+      await metadata.blobs.save(name, blob.digest, blob.size);
+    } catch (err) {
+      // A wrong digest ends the session, as distribution does: the client starts over.
+      if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) await cancel(id);
+      throw err;
+    }
+    await metadata.uploads.remove(id);
+  }
+
+  async function cancel(id: string): Promise<void> {
+    await metadata.uploads.remove(id);
+    await blobs.removeUpload(id);
+  }
+
+  /** Links a blob from another repository the caller may pull from; false to fall back to a session. */
+  async function tryMount(ctx: Ctx, name: string, mount: string, from: string | undefined): Promise<boolean> {
+    const digest = requireDigest(mount);
+    if (!from || !isValidName(from)) return false;
+    if (!(await deps.authorizer.can(ctx.state.principal, 'pull', from))) return false;
+    const size = await metadata.blobs.find(from, digest.digest);
+    if (size === undefined || !(await blobs.stat(digest))) return false;
+    await metadata.blobs.save(name, digest.digest, size);
+    setCreated(ctx, name, digest.digest);
+    return true;
+  }
+
+  return {
+    async start(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'push', name);
+      const mount = queryParam(ctx, 'mount');
+      if (mount && (await tryMount(ctx, name, mount, queryParam(ctx, 'from')))) return;
+
+      const untrustedDigest = queryParam(ctx, 'digest');
+      const digest = untrustedDigest === undefined ? undefined : requireDigest(untrustedDigest);
+      const id = randomUUID();
+      await metadata.uploads.create(id, name);
+      if (digest) {
+        // Monolithic upload: the whole blob in the POST body.
+        try {
+          await receive(ctx, await loadUpload(name, id));
+          await complete(name, id, digest);
+        } catch (err) {
+          await cancel(id).catch(() => undefined);
+          throw err;
+        }
+        setCreated(ctx, name, digest.digest);
+        return;
+      }
+      setProgress(ctx, name, id, 0);
+      emptyResponse(ctx, 202);
+    },
+
+    async patch(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'push', name);
+      const upload = await loadUpload(name, capture(ctx, 1));
+      const contentRange = ctx.get('Content-Range');
+      if (contentRange) {
+        const match = CONTENT_RANGE_RE.exec(contentRange);
+        const start = Number(match?.[1]);
+        const end = Number(match?.[2]);
+        const length = ctx.get('Content-Length');
+        if (!match || start !== upload.size || end < start || (length !== '' && Number(length) !== end - start + 1)) {
+          setProgress(ctx, name, upload.id, upload.size);
+          throw new OciError('RANGE_INVALID', `chunk must start at ${upload.size} and match Content-Length`, {
+            contentRange,
+            uploaded: upload.size,
+          });
+        }
+      }
+      const size = await receive(ctx, upload);
+      setProgress(ctx, name, upload.id, size);
+      emptyResponse(ctx, 202);
+    },
+
+    async finish(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'push', name);
+      const digest = requireDigest(queryParam(ctx, 'digest'));
+      const upload = await loadUpload(name, capture(ctx, 1));
+      await receive(ctx, upload);
+      await complete(name, upload.id, digest);
+      setCreated(ctx, name, digest.digest);
+    },
+
+    async status(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'push', name);
+      const upload = await loadUpload(name, capture(ctx, 1));
+      setProgress(ctx, name, upload.id, upload.size);
+      emptyResponse(ctx, 204);
+    },
+
+    async cancel(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'push', name);
+      const upload = await loadUpload(name, capture(ctx, 1));
+      await cancel(upload.id);
+      emptyResponse(ctx, 204);
+    },
+  };
+}

@@ -1,0 +1,178 @@
+// Parsing and validation of pushed manifests: OCI image manifest and index, Docker schema2
+// manifest and manifest list, and OCI 1.1 artifacts (artifactType, subject). Pure functions; the
+// checks against stored content happen in handlers/manifests.ts.
+import { parseDigest } from '../storage/digest.js';
+import type { ManifestReference } from '../storage/metadata-store.js';
+import { OciError } from './errors.js';
+
+export const MEDIA_TYPES = {
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+} as const;
+
+const INDEX_TYPES: ReadonlySet<string> = new Set([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList]);
+const IMAGE_TYPES: ReadonlySet<string> = new Set([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
+const SCHEMA1_TYPES = new Set([
+  'application/vnd.docker.distribution.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v1+prettyjws',
+]);
+// Layers that may live outside the registry (`urls`): their blobs need not be pushed.
+const FOREIGN_LAYER_TYPES = new Set([
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+]);
+/** Content types that say nothing about the manifest kind. */
+const GENERIC_CONTENT_TYPES = new Set(['', 'application/json', 'application/octet-stream']);
+
+export function isIndexMediaType(mediaType: string): boolean {
+  return INDEX_TYPES.has(mediaType);
+}
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  urls?: string[];
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export interface ExpectedReference extends ManifestReference {
+  size: number;
+}
+
+export interface ParsedManifest {
+  mediaType: string;
+  /** Blobs and child manifests that must exist in the repository, with their declared sizes. */
+  references: ExpectedReference[];
+  subject?: string;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+function invalid(message: string, detail?: unknown): OciError {
+  return new OciError('MANIFEST_INVALID', message, detail);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function parseAnnotations(value: unknown, where: string): Record<string, string> | undefined {
+  if (value === undefined) return undefined;
+  if (!isRecord(value) || Object.values(value).some((v) => typeof v !== 'string')) {
+    throw invalid(`${where}: annotations must map strings to strings`);
+  }
+  return value as Record<string, string>;
+}
+
+function parseDescriptor(value: unknown, where: string): Descriptor {
+  if (!isRecord(value)) throw invalid(`${where}: expected a descriptor object`);
+  const { mediaType, digest, size, urls, artifactType } = value;
+  if (typeof mediaType !== 'string' || mediaType === '') throw invalid(`${where}: mediaType is required`);
+  if (typeof digest !== 'string' || !parseDigest(digest)) {
+    throw new OciError('DIGEST_INVALID', `${where}: invalid or unsupported digest`, { digest: digest ?? null });
+  }
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+    throw invalid(`${where}: size must be a non-negative integer`);
+  }
+  if (urls !== undefined && (!Array.isArray(urls) || urls.some((u) => typeof u !== 'string'))) {
+    throw invalid(`${where}: urls must be a list of strings`);
+  }
+  if (artifactType !== undefined && typeof artifactType !== 'string') throw invalid(`${where}: artifactType must be a string`);
+  const annotations = parseAnnotations(value.annotations, where);
+  return {
+    mediaType,
+    digest,
+    size,
+    ...(urls ? { urls: urls as string[] } : {}),
+    ...(artifactType ? { artifactType } : {}),
+    ...(annotations ? { annotations } : {}),
+  };
+}
+
+function resolveMediaType(contentType: string, body: Record<string, unknown>): string {
+  const declared = body.mediaType;
+  if (declared !== undefined && typeof declared !== 'string') throw invalid('mediaType must be a string');
+  const header = contentType.split(';')[0]!.trim().toLowerCase();
+  if (SCHEMA1_TYPES.has(header) || (declared && SCHEMA1_TYPES.has(declared)) || body.schemaVersion === 1) {
+    throw invalid('Docker schema 1 manifests are not supported; push schema 2 or OCI');
+  }
+  if (body.schemaVersion !== 2) throw invalid('schemaVersion must be 2');
+  if (declared && !GENERIC_CONTENT_TYPES.has(header) && declared !== header) {
+    throw invalid(`mediaType ${declared} does not match Content-Type ${header}`);
+  }
+  const mediaType = declared || (GENERIC_CONTENT_TYPES.has(header) ? undefined : header);
+  if (mediaType) {
+    if (!INDEX_TYPES.has(mediaType) && !IMAGE_TYPES.has(mediaType)) {
+      throw invalid(`unsupported manifest media type ${mediaType}`);
+    }
+    return mediaType;
+  }
+  // Neither says: an OCI manifest may omit mediaType, so tell by its shape.
+  if (Array.isArray(body.manifests)) return MEDIA_TYPES.ociIndex;
+  if (isRecord(body.config)) return MEDIA_TYPES.ociManifest;
+  throw invalid('cannot tell the manifest media type: set Content-Type');
+}
+
+export function parseManifest(content: Buffer, contentType: string): ParsedManifest {
+  let body: unknown;
+  try {
+    body = JSON.parse(content.toString('utf8'));
+  } catch (err) {
+    throw invalid('manifest is not valid JSON', { error: (err as Error).message });
+  }
+  if (!isRecord(body)) throw invalid('manifest must be a JSON object');
+  const mediaType = resolveMediaType(contentType, body);
+  const references: ExpectedReference[] = [];
+
+  if (INDEX_TYPES.has(mediaType)) {
+    if (!Array.isArray(body.manifests)) throw invalid('an index needs a manifests list');
+    body.manifests.forEach((entry, i) => {
+      const d = parseDescriptor(entry, `manifests[${i}]`);
+      references.push({ digest: d.digest, size: d.size, kind: 'manifest' });
+    });
+  } else {
+    const config = parseDescriptor(body.config, 'config');
+    references.push({ digest: config.digest, size: config.size, kind: 'blob' });
+    const layers = body.layers ?? [];
+    if (!Array.isArray(layers)) throw invalid('layers must be a list');
+    layers.forEach((entry, i) => {
+      const d = parseDescriptor(entry, `layers[${i}]`);
+      if (d.urls && FOREIGN_LAYER_TYPES.has(d.mediaType)) return;
+      references.push({ digest: d.digest, size: d.size, kind: 'blob' });
+    });
+  }
+
+  const subject = body.subject === undefined ? undefined : parseDescriptor(body.subject, 'subject').digest;
+  if (body.artifactType !== undefined && typeof body.artifactType !== 'string') {
+    throw invalid('artifactType must be a string');
+  }
+  // The referrers API reports artifactType, else (image manifests) the config's media type.
+  const configType = isRecord(body.config) ? (body.config.mediaType as string) : undefined;
+  const artifactType = (body.artifactType as string | undefined) || configType;
+  const annotations = parseAnnotations(body.annotations, 'manifest');
+  return {
+    mediaType,
+    references: dedupe(references),
+    ...(subject ? { subject } : {}),
+    ...(artifactType ? { artifactType } : {}),
+    ...(annotations ? { annotations } : {}),
+  };
+}
+
+function dedupe(references: ExpectedReference[]): ExpectedReference[] {
+  const seen = new Map<string, ExpectedReference>();
+  for (const ref of references) {
+    const prior = seen.get(ref.digest);
+    if (prior && prior.size !== ref.size) {
+      throw invalid(`descriptors of ${ref.digest} disagree about its size`);
+    }
+    seen.set(ref.digest, ref);
+  }
+  return [...seen.values()];
+}

@@ -1,0 +1,31 @@
+// `n` / `last` pagination of tag and catalog listings, with the RFC 5988 Link header the
+// distribution spec describes.
+import type { Page } from '../storage/metadata-store.js';
+import { OciError } from './errors.js';
+import { queryParam, type Ctx } from './context.js';
+
+export interface PageRequest extends Page {
+  /** Entries the client asked for; `limit` is one more, to learn whether a next page exists. */
+  n: number;
+}
+
+export function parsePage(ctx: Ctx, defaultN: number, maxN: number): PageRequest {
+  const rawN = queryParam(ctx, 'n');
+  const last = queryParam(ctx, 'last');
+  let n = defaultN;
+  if (rawN !== undefined && rawN !== '') {
+    if (!/^\d{1,9}$/.test(rawN)) throw new OciError('PAGINATION_NUMBER_INVALID', 'n must be a non-negative integer', { n: rawN });
+    n = Math.min(Number(rawN), maxN);
+  }
+  return { n, limit: n + 1, ...(last ? { last } : {}) };
+}
+
+/** Trims the over-fetched entry and sets `Link` when there is a next page. */
+export function finishPage(ctx: Ctx, path: string, page: PageRequest, entries: string[]): string[] {
+  if (page.n === 0) return [];
+  if (entries.length <= page.n) return entries;
+  const shown = entries.slice(0, page.n);
+  const last = shown[shown.length - 1]!;
+  ctx.set('Link', `<${path}?n=${page.n}&last=${encodeURIComponent(last)}>; rel="next"`);
+  return shown;
+}

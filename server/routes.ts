@@ -1,0 +1,43 @@
+// The whole OCI distribution surface as one table. Repository names contain slashes
+// (`project/team/app`), so routes are regular expressions whose first capture is the name; the
+// name is validated against the spec's grammar inside each handler.
+import Router from '@koa/router';
+import type { RegistryDeps, RequestState } from './context.js';
+import type { Ctx } from './context.js';
+import { createBlobHandlers } from './handlers/blobs.js';
+import { createListingHandlers } from './handlers/listings.js';
+import { createManifestHandlers } from './handlers/manifests.js';
+import { createUploadHandlers } from './handlers/uploads.js';
+
+type Method = 'get' | 'head' | 'put' | 'patch' | 'post' | 'delete';
+type Handler = (ctx: Ctx) => void | Promise<void>;
+
+export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
+  const blobs = createBlobHandlers(deps);
+  const uploads = createUploadHandlers(deps);
+  const manifests = createManifestHandlers(deps);
+  const listings = createListingHandlers(deps);
+
+  const table: [Method[], RegExp, Handler][] = [
+    [['get', 'head'], /^\/v2\/?$/, listings.base],
+    [['get'], /^\/v2\/_catalog$/, listings.catalog],
+    [['get'], /^\/v2\/(.+)\/tags\/list$/, listings.tags],
+    [['get', 'head'], /^\/v2\/(.+)\/manifests\/([^/]+)$/, manifests.get],
+    [['put'], /^\/v2\/(.+)\/manifests\/([^/]+)$/, manifests.put],
+    [['delete'], /^\/v2\/(.+)\/manifests\/([^/]+)$/, manifests.delete],
+    [['post'], /^\/v2\/(.+)\/blobs\/uploads\/?$/, uploads.start],
+    [['get'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.status],
+    [['patch'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.patch],
+    [['put'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.finish],
+    [['delete'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.cancel],
+    [['get', 'head'], /^\/v2\/(.+)\/blobs\/([^/]+)$/, blobs.get],
+    [['delete'], /^\/v2\/(.+)\/blobs\/([^/]+)$/, blobs.delete],
+    [['get'], /^\/v2\/(.+)\/referrers\/([^/]+)$/, listings.referrers],
+  ];
+
+  const router = new Router<RequestState>();
+  for (const [methods, path, handler] of table) {
+    for (const method of methods) router[method](path, (ctx) => handler(ctx as Ctx));
+  }
+  return router;
+}

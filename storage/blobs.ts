@@ -1,0 +1,183 @@
+// The content-addressed layer over a BlobStore: blobs are stored under their digest, uploads are
+// kept as one object per chunk and verified against the client's digest before the blob becomes
+// visible under its key.
+//
+// Hashing happens while a chunk streams in. Node cannot serialise a hash state, so the running
+// sha256 of an upload lives in this process only; when a commit finds no complete running hash
+// (another replica took some chunks, the server restarted, or the client asked for sha512) the
+// chunks are read back once and hashed while they are joined.
+import { createHash, type Hash } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { LRUCache } from 'lru-cache';
+import type { BlobStore, ObjectStat, ReadOptions } from './blob-store.js';
+import type { ParsedDigest } from './digest.js';
+import { DigestMismatchError, SizeMismatchError } from './errors.js';
+import { blobKey, uploadAssemblyKey, uploadChunkKey, uploadPrefix } from './paths.js';
+
+export interface UploadChunk {
+  offset: number;
+  size: number;
+  key: string;
+}
+
+export interface CommittedBlob {
+  digest: string;
+  size: number;
+}
+
+export interface Blobs {
+  stat(digest: ParsedDigest): Promise<ObjectStat | undefined>;
+  open(digest: ParsedDigest, options?: ReadOptions): Promise<Readable>;
+  /** Streams one chunk of an upload into its own object (none for an empty body: size 0). */
+  writeChunk(uploadId: string, offset: number, body: Readable, signal?: AbortSignal): Promise<UploadChunk>;
+  /** Removes a chunk that lost the race to be recorded. */
+  discardChunk(uploadId: string, chunk: UploadChunk): Promise<void>;
+  /** Joins the chunks, verifies digest (and size when given) and makes the blob visible. */
+  commit(uploadId: string, chunks: UploadChunk[], expected: ParsedDigest, expectedSize?: number): Promise<CommittedBlob>;
+  /** Removes every object of an upload. */
+  removeUpload(uploadId: string): Promise<void>;
+  delete(digest: ParsedDigest): Promise<void>;
+}
+
+interface RunningHash {
+  end: number;
+  hash: Hash;
+}
+
+export function createBlobs(store: BlobStore): Blobs {
+  // Bounded: an abandoned upload only costs a slot until it is evicted.
+  const running = new LRUCache<string, RunningHash>({ max: 4096 });
+
+  function chunksInOrder(chunks: UploadChunk[]): Readable {
+    async function* join(): AsyncGenerator<Buffer> {
+      for (const chunk of chunks) {
+        for await (const data of await store.read(chunk.key)) yield data as Buffer;
+      }
+    }
+    return Readable.from(join(), { objectMode: false });
+  }
+
+  async function hashChunks(algorithm: ParsedDigest['algorithm'], chunks: UploadChunk[]): Promise<string> {
+    const hash = createHash(algorithm);
+    for await (const data of chunksInOrder(chunks)) hash.update(data as Buffer);
+    return `${algorithm}:${hash.digest('hex')}`;
+  }
+
+  async function removeUpload(uploadId: string): Promise<void> {
+    running.delete(uploadId);
+    const keys: string[] = [];
+    for await (const key of store.list(uploadPrefix(uploadId))) keys.push(key);
+    await Promise.all(keys.map((key) => store.delete(key)));
+  }
+
+  return {
+    stat: (digest) => store.stat(blobKey(digest)),
+
+    open: (digest, options) => store.read(blobKey(digest), options),
+
+    async writeChunk(uploadId, offset, body, signal) {
+      const prior = running.get(uploadId);
+      let hash: Hash | undefined;
+      if (offset === 0) hash = createHash('sha256');
+      else if (prior && prior.end === offset) hash = prior.hash.copy();
+      let size = 0;
+      const counter = new Transform({
+        transform(data: Buffer, _encoding, done) {
+          size += data.length;
+          hash?.update(data);
+          done(null, data);
+        },
+      });
+      const key = uploadChunkKey(uploadId, offset);
+      // The request stream feeds the counter; an abort on either side fails the write.
+      const feeding = pipeline(body, counter, { signal }).catch((err: unknown) => err);
+      const written = await store.write(key, counter, { signal });
+      const feedError = await feeding;
+      if (feedError) {
+        await store.delete(key);
+        throw feedError;
+      }
+      if (written.size !== size) {
+        await store.delete(key);
+        throw new SizeMismatchError(size, written.size);
+      }
+      if (size === 0) {
+        await store.delete(key);
+        return { offset, size, key };
+      }
+      if (hash) running.set(uploadId, { end: offset + size, hash });
+      return { offset, size, key };
+    },
+
+    async discardChunk(uploadId, chunk) {
+      // The running hash may include this chunk's bytes: forget it, commit will re-read.
+      running.delete(uploadId);
+      await store.delete(chunk.key);
+    },
+
+    async commit(uploadId, chunks, expected, expectedSize) {
+      let total = 0;
+      for (const chunk of chunks) {
+        if (chunk.offset !== total) throw new Error(`upload ${uploadId} has a gap at ${total}`);
+        total += chunk.size;
+      }
+      if (expectedSize !== undefined && expectedSize !== total) throw new SizeMismatchError(expectedSize, total);
+
+      const target = blobKey(expected);
+      const state = running.get(uploadId);
+      let verified = false;
+      if (expected.algorithm === 'sha256' && ((state && state.end === total) || total === 0)) {
+        const actual = `sha256:${(state?.hash ?? createHash('sha256')).copy().digest('hex')}`;
+        if (actual !== expected.digest) throw new DigestMismatchError(expected.digest, actual);
+        verified = true;
+      } else if (chunks.length <= 1) {
+        const actual = await hashChunks(expected.algorithm, chunks);
+        if (actual !== expected.digest) throw new DigestMismatchError(expected.digest, actual);
+        verified = true;
+      }
+
+      const exists = (await store.stat(target)) !== undefined;
+      if (exists && !verified) {
+        // Never link an existing blob on the strength of a claimed digest alone.
+        const actual = await hashChunks(expected.algorithm, chunks);
+        if (actual !== expected.digest) throw new DigestMismatchError(expected.digest, actual);
+      } else if (!exists) {
+        if (verified && chunks.length === 0) {
+          await store.write(target, Readable.from([], { objectMode: false }));
+        } else if (verified && chunks.length === 1) {
+          await store.move(chunks[0]!.key, target);
+        } else if (verified) {
+          await store.write(target, chunksInOrder(chunks));
+        } else {
+          // Join and hash in one pass into a private object, then rename it into place.
+          const assembled = uploadAssemblyKey(uploadId);
+          const hash = createHash(expected.algorithm);
+          const hasher = new Transform({
+            transform(data: Buffer, _encoding, done) {
+              hash.update(data);
+              done(null, data);
+            },
+          });
+          const feeding = pipeline(chunksInOrder(chunks), hasher).catch((err: unknown) => err);
+          await store.write(assembled, hasher);
+          const feedError = await feeding;
+          if (feedError) throw feedError;
+          const actual = `${expected.algorithm}:${hash.digest('hex')}`;
+          if (actual !== expected.digest) {
+            await store.delete(assembled);
+            throw new DigestMismatchError(expected.digest, actual);
+          }
+          await store.move(assembled, target);
+        }
+      }
+      await removeUpload(uploadId);
+      return { digest: expected.digest, size: total };
+    },
+
+    removeUpload,
+
+    delete: (digest) => store.delete(blobKey(digest)),
+  };
+}
+

@@ -1,0 +1,78 @@
+// An in-memory cache in front of the metadata store for the hot read paths of a pull: tag → digest,
+// manifest by digest, blob link by digest, tag lists. The database stays the truth; every write
+// through this process drops what it could have changed, and entries expire after `ttlMs`, which
+// bounds how stale a replica can be about writes made by another one. Misses are not cached, so a
+// blob or manifest pushed through another replica is visible at once. Invalidation happens after
+// the write, and keys carry the generation read before a load, so a load racing a write can only
+// fill an orphaned key.
+import { LRUCache } from 'lru-cache';
+import type { ManifestRecord, MetadataStore } from './metadata-store.js';
+
+export interface MetadataCacheOptions {
+  ttlMs: number;
+  maxEntries?: number;
+}
+
+type Entry = { value: string | number | ManifestRecord | string[] };
+
+export function createCachedMetadataStore(inner: MetadataStore, options: MetadataCacheOptions): MetadataStore {
+  if (options.ttlMs <= 0) return inner;
+  const cache = new LRUCache<string, Entry>({ max: options.maxEntries ?? 50_000, ttl: options.ttlMs });
+  // Bumping a repository's generation orphans all its entries at once (they age out of the LRU).
+  const generations = new Map<string, number>();
+  const keyOf = (repository: string, kind: string, id: string): string =>
+    `${repository}\u0000${generations.get(repository) ?? 0}\u0000${kind}\u0000${id}`;
+  const invalidate = (repository: string): void => {
+    generations.set(repository, (generations.get(repository) ?? 0) + 1);
+  };
+
+  async function cached<T extends Entry['value']>(key: string, load: () => Promise<T | undefined>): Promise<T | undefined> {
+    const hit = cache.get(key);
+    if (hit) return hit.value as T;
+    const value = await load();
+    if (value !== undefined) cache.set(key, { value });
+    return value;
+  }
+
+  return {
+    repositories: inner.repositories,
+    blobs: {
+      find: (repository, digest) =>
+        cached(keyOf(repository, 'b', digest), () => inner.blobs.find(repository, digest)),
+      findMany: (repository, digests) => inner.blobs.findMany(repository, digests),
+      save: (repository, digest, size) => inner.blobs.save(repository, digest, size),
+      async remove(repository, digest) {
+        const removed = await inner.blobs.remove(repository, digest);
+        invalidate(repository);
+        return removed;
+      },
+    },
+    manifests: {
+      find: (repository, digest) =>
+        cached(keyOf(repository, 'm', digest), () => inner.manifests.find(repository, digest)),
+      findMany: (repository, digests) => inner.manifests.findMany(repository, digests),
+      async save(repository, manifest, references, tag) {
+        await inner.manifests.save(repository, manifest, references, tag);
+        if (tag !== undefined) invalidate(repository);
+      },
+      async remove(repository, digest) {
+        const removed = await inner.manifests.remove(repository, digest);
+        invalidate(repository);
+        return removed;
+      },
+      referrers: (repository, subject) => inner.manifests.referrers(repository, subject),
+    },
+    tags: {
+      find: (repository, tag) => cached(keyOf(repository, 't', tag), () => inner.tags.find(repository, tag)),
+      list: (repository, page) =>
+        cached(keyOf(repository, 'l', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.list(repository, page)),
+      async remove(repository, tag) {
+        const removed = await inner.tags.remove(repository, tag);
+        invalidate(repository);
+        return removed;
+      },
+    },
+    uploads: inner.uploads,
+    close: () => inner.close(),
+  };
+}

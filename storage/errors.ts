@@ -1,0 +1,38 @@
+// Errors raised by the storage layer. They never mention HTTP: server/errors.ts maps them to OCI
+// error codes with one exhaustive switch.
+
+export class StorageNotFoundError extends Error {
+  constructor(readonly key: string) {
+    super(`storage object not found: ${key}`);
+    this.name = 'StorageNotFoundError';
+  }
+}
+
+export class DigestMismatchError extends Error {
+  constructor(readonly expected: string, readonly actual: string) {
+    super(`content digest ${actual} does not match ${expected}`);
+    this.name = 'DigestMismatchError';
+  }
+}
+
+export class SizeMismatchError extends Error {
+  constructor(readonly expected: number, readonly actual: number) {
+    super(`content size ${actual} does not match ${expected}`);
+    this.name = 'SizeMismatchError';
+  }
+}
+
+/** A chunk was offered at an offset other than the upload's current size. */
+export class UploadOffsetError extends Error {
+  constructor(readonly expected: number, readonly actual: number) {
+    super(`chunk starts at ${actual}, upload is at ${expected}`);
+    this.name = 'UploadOffsetError';
+  }
+}
+
+export class UploadNotFoundError extends Error {
+  constructor(readonly uploadId: string) {
+    super(`upload ${uploadId} not found`);
+    this.name = 'UploadNotFoundError';
+  }
+}

@@ -1,0 +1,135 @@
+// Blob store on a local filesystem. Writes go to a temporary file under the same root, are fsynced
+// and renamed into place, so an object is either complete or absent, also after a crash.
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { BlobStore, ObjectStat, ReadOptions } from './blob-store.js';
+import { StorageNotFoundError } from './errors.js';
+
+const TMP_DIR = '_tmp';
+const KEY_SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
+
+export interface FilesystemBlobStoreOptions {
+  rootDirectory: string;
+}
+
+export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): BlobStore {
+  const root = path.resolve(options.rootDirectory);
+  const tmpRoot = path.join(root, TMP_DIR);
+
+  // Keys come from storage/paths.ts, but the store refuses anything that could leave its root.
+  function toPath(key: string): string {
+    const segments = key.split('/');
+    if (segments.some((s) => !KEY_SEGMENT_RE.test(s) || s === '.' || s === '..') || segments[0] === TMP_DIR) {
+      throw new Error(`invalid storage key ${JSON.stringify(key)}`);
+    }
+    return path.join(root, ...segments);
+  }
+
+  async function statPath(file: string): Promise<ObjectStat | undefined> {
+    try {
+      const s = await stat(file);
+      return s.isFile() ? { size: s.size, modified: s.mtime } : undefined;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  return {
+    stat: (key) => statPath(toPath(key)),
+
+    async read(key: string, options: ReadOptions = {}): Promise<Readable> {
+      const file = toPath(key);
+      const handle = await open(file, 'r').catch((err: unknown) => {
+        throw isNotFound(err) ? new StorageNotFoundError(key) : err;
+      });
+      return createReadStream('', {
+        fd: handle,
+        start: options.start,
+        end: options.end,
+        signal: options.signal,
+        highWaterMark: 256 * 1024,
+      });
+    },
+
+    async write(key, body, options = {}) {
+      const file = toPath(key);
+      await mkdir(tmpRoot, { recursive: true });
+      const tmp = path.join(tmpRoot, randomUUID());
+      const handle = await open(tmp, 'wx');
+      try {
+        await pipeline(body, createWriteStream('', { fd: handle, autoClose: false, highWaterMark: 256 * 1024 }), {
+          signal: options.signal,
+        });
+        await handle.sync();
+        await handle.close();
+        await mkdir(path.dirname(file), { recursive: true });
+        await rename(tmp, file);
+      } catch (err) {
+        await handle.close().catch(() => undefined);
+        await rm(tmp, { force: true });
+        throw err;
+      }
+      const written = await statPath(file);
+      if (!written) throw new StorageNotFoundError(key);
+      return written;
+    },
+
+    async move(from, to) {
+      const source = toPath(from);
+      const target = toPath(to);
+      await mkdir(path.dirname(target), { recursive: true });
+      try {
+        await rename(source, target);
+      } catch (err) {
+        if (isNotFound(err)) throw new StorageNotFoundError(from);
+        throw err;
+      }
+    },
+
+    async delete(key) {
+      try {
+        await unlink(toPath(key));
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    },
+
+    async *list(prefix) {
+      const slash = prefix.lastIndexOf('/');
+      const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
+      const namePrefix = prefix.slice(slash + 1);
+      const dir = dirKey === '' ? root : toPath(dirKey);
+      yield* walk(dir, dirKey, namePrefix);
+    },
+  };
+
+  async function* walk(dir: string, dirKey: string, namePrefix: string): AsyncGenerator<string> {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (isNotFound(err) || isNotDirectory(err)) return;
+      throw err;
+    }
+    for (const entry of entries) {
+      if (!entry.name.startsWith(namePrefix)) continue;
+      if (dirKey === '' && entry.name === TMP_DIR) continue;
+      const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
+      if (entry.isDirectory()) yield* walk(path.join(dir, entry.name), key, '');
+      else if (entry.isFile()) yield key;
+    }
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
+
+function isNotDirectory(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOTDIR';
+}

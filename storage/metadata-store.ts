@@ -1,0 +1,92 @@
+// The metadata seam: repositories, blob links, manifests, tags and upload sessions. One
+// implementation (PostgreSQL SQL, run by `pg` or PGlite) plus an in-memory cache in front; every
+// implementation runs test/conformance/metadata-store.ts.
+import type { UploadChunk } from './blobs.js';
+
+export interface Page {
+  /** Return names strictly after this one. */
+  last?: string;
+  limit: number;
+}
+
+export interface ManifestRecord {
+  digest: string;
+  mediaType: string;
+  content: Buffer;
+  size: number;
+  artifactType?: string;
+  subject?: string;
+  annotations?: Record<string, string>;
+}
+
+export interface ManifestReference {
+  digest: string;
+  kind: 'blob' | 'manifest';
+}
+
+export interface Referrer {
+  digest: string;
+  mediaType: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export interface UploadRecord {
+  id: string;
+  repository: string;
+  size: number;
+  chunks: UploadChunk[];
+  createdAt: Date;
+}
+
+export interface RepositoryMetadata {
+  exists(name: string): Promise<boolean>;
+  /** Repositories holding at least one manifest, in lexical order. */
+  list(page: Page): Promise<string[]>;
+}
+
+export interface BlobLinks {
+  /** The blob's size when it is linked into the repository. */
+  find(repository: string, digest: string): Promise<number | undefined>;
+  /** Sizes of those of `digests` linked into the repository. */
+  findMany(repository: string, digests: string[]): Promise<Map<string, number>>;
+  save(repository: string, digest: string, size: number): Promise<void>;
+  remove(repository: string, digest: string): Promise<boolean>;
+}
+
+export interface ManifestMetadata {
+  find(repository: string, digest: string): Promise<ManifestRecord | undefined>;
+  /** Sizes of those of `digests` stored in the repository. */
+  findMany(repository: string, digests: string[]): Promise<Map<string, number>>;
+  /** Stores the manifest (idempotent) and, with a tag, points the tag at it: one transaction. */
+  save(repository: string, manifest: ManifestRecord, references: ManifestReference[], tag?: string): Promise<void>;
+  /** Removes the manifest and every tag pointing at it. */
+  remove(repository: string, digest: string): Promise<boolean>;
+  referrers(repository: string, subject: string): Promise<Referrer[]>;
+}
+
+export interface TagMetadata {
+  /** The digest the tag points at. */
+  find(repository: string, tag: string): Promise<string | undefined>;
+  /** `undefined` when the repository does not exist. */
+  list(repository: string, page: Page): Promise<string[] | undefined>;
+  remove(repository: string, tag: string): Promise<boolean>;
+}
+
+export interface UploadMetadata {
+  create(id: string, repository: string): Promise<void>;
+  find(id: string): Promise<UploadRecord | undefined>;
+  /** Appends a chunk when the upload is still at `chunk.offset`; false when another write won. */
+  addChunk(id: string, chunk: UploadChunk): Promise<boolean>;
+  remove(id: string): Promise<boolean>;
+}
+
+export interface MetadataStore {
+  repositories: RepositoryMetadata;
+  blobs: BlobLinks;
+  manifests: ManifestMetadata;
+  tags: TagMetadata;
+  uploads: UploadMetadata;
+  close(): Promise<void>;
+}

@@ -1,0 +1,38 @@
+// Versioned migrations: storage/migrations/NNN_name.sql, applied in order at start-up, each once.
+// One transaction holds an advisory lock, so replicas starting together do not race.
+import { readdir, readFile } from 'node:fs/promises';
+import type { Db } from './db.js';
+
+const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
+const LOCK_ID = 7_418_251; // arbitrary, fixed: "signet migrations"
+
+export async function migrate(db: Db): Promise<string[]> {
+  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  return db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
+    await tx.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const done = new Set(
+      (await tx.query<{ version: number }>('SELECT version FROM schema_migrations')).map((r) => r.version),
+    );
+    const applied: string[] = [];
+    for (const file of files) {
+      const version = Number(file.slice(0, 3));
+      if (done.has(version)) continue;
+      const sql = await readFile(new URL(file, MIGRATIONS_DIR), 'utf8');
+      for (const statement of splitStatements(sql)) await tx.query(statement);
+      await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [version, file]);
+      applied.push(file);
+    }
+    return applied;
+  });
+}
+
+// Migrations are plain DDL: split on semicolons at line ends (no functions with bodies).
+function splitStatements(sql: string): string[] {
+  return sql
+    .replace(/--.*$/gm, '')
+    .split(/;\s*$/m)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}

@@ -1,0 +1,260 @@
+// MetadataStore in SQL, the same statements for a PostgreSQL server (`pg`) and for PGlite.
+import type { Db, Queryable } from './db.js';
+import type {
+  ManifestRecord,
+  MetadataStore,
+  Referrer,
+  UploadRecord,
+} from './metadata-store.js';
+
+const REPO_ID = '(SELECT id FROM repositories WHERE name = $1)';
+
+interface ManifestRow {
+  digest: string;
+  media_type: string;
+  content: Buffer;
+  size: number;
+  artifact_type: string | null;
+  subject_digest: string | null;
+  annotations: Record<string, string> | null;
+}
+
+export function createPostgresMetadataStore(db: Db): MetadataStore {
+  async function repositoryId(tx: Queryable, name: string): Promise<number> {
+    const rows = await tx.query<{ id: number }>(
+      `INSERT INTO repositories (name) VALUES ($1)
+       ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id`,
+      [name],
+    );
+    return rows[0]!.id;
+  }
+
+  async function sizes(sql: string, repository: string, digests: string[]): Promise<Map<string, number>> {
+    if (digests.length === 0) return new Map();
+    const rows = await db.query<{ digest: string; size: number }>(sql, [repository, digests]);
+    return new Map(rows.map((r) => [r.digest, r.size]));
+  }
+
+  return {
+    repositories: {
+      async exists(name) {
+        return (await db.query('SELECT 1 FROM repositories WHERE name = $1', [name])).length > 0;
+      },
+      async list(page) {
+        const rows = await db.query<{ name: string }>(
+          `SELECT name FROM repositories r
+           WHERE ($1::text IS NULL OR name > $1)
+             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+           ORDER BY name LIMIT $2`,
+          [page.last ?? null, page.limit],
+        );
+        return rows.map((r) => r.name);
+      },
+    },
+
+    blobs: {
+      async find(repository, digest) {
+        const rows = await db.query<{ size: number }>(
+          `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+           WHERE rb.repository_id = ${REPO_ID} AND rb.digest = $2`,
+          [repository, digest],
+        );
+        return rows[0]?.size;
+      },
+      findMany: (repository, digests) =>
+        sizes(
+          `SELECT b.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+           WHERE rb.repository_id = ${REPO_ID} AND rb.digest = ANY($2::text[])`,
+          repository,
+          digests,
+        ),
+      async save(repository, digest, size) {
+        await db.transaction(async (tx) => {
+          await tx.query('INSERT INTO blobs (digest, size) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING', [
+            digest,
+            size,
+          ]);
+          const id = await repositoryId(tx, repository);
+          // Re-linking refreshes linked_at, which garbage collection's grace window reads.
+          await tx.query(
+            `INSERT INTO repository_blobs (repository_id, digest) VALUES ($1, $2)
+             ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()`,
+            [id, digest],
+          );
+        });
+      },
+      async remove(repository, digest) {
+        const rows = await db.query(
+          `DELETE FROM repository_blobs WHERE repository_id = ${REPO_ID} AND digest = $2 RETURNING digest`,
+          [repository, digest],
+        );
+        return rows.length > 0;
+      },
+    },
+
+    manifests: {
+      async find(repository, digest) {
+        const rows = await db.query<ManifestRow>(
+          `SELECT digest, media_type, content, size, artifact_type, subject_digest, annotations
+           FROM manifests WHERE repository_id = ${REPO_ID} AND digest = $2`,
+          [repository, digest],
+        );
+        const row = rows[0];
+        return row && toManifestRecord(row);
+      },
+      findMany: (repository, digests) =>
+        sizes(
+          `SELECT digest, size FROM manifests WHERE repository_id = ${REPO_ID} AND digest = ANY($2::text[])`,
+          repository,
+          digests,
+        ),
+      async save(repository, manifest, references, tag) {
+        await db.transaction(async (tx) => {
+          const id = await repositoryId(tx, repository);
+          const inserted = await tx.query(
+            `INSERT INTO manifests
+               (repository_id, digest, media_type, content, size, artifact_type, subject_digest, annotations)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (repository_id, digest) DO NOTHING RETURNING digest`,
+            [
+              id,
+              manifest.digest,
+              manifest.mediaType,
+              manifest.content,
+              manifest.size,
+              manifest.artifactType ?? null,
+              manifest.subject ?? null,
+              manifest.annotations ? JSON.stringify(manifest.annotations) : null,
+            ],
+          );
+          if (inserted.length > 0 && references.length > 0) {
+            await tx.query(
+              `INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
+               SELECT $1, $2, d, k FROM unnest($3::text[], $4::text[]) AS t (d, k)
+               ON CONFLICT DO NOTHING`,
+              [id, manifest.digest, references.map((r) => r.digest), references.map((r) => r.kind)],
+            );
+          }
+          if (tag !== undefined) {
+            await tx.query(
+              `INSERT INTO tags (repository_id, name, manifest_digest) VALUES ($1, $2, $3)
+               ON CONFLICT (repository_id, name)
+               DO UPDATE SET manifest_digest = EXCLUDED.manifest_digest, updated_at = now()`,
+              [id, tag, manifest.digest],
+            );
+          }
+        });
+      },
+      async remove(repository, digest) {
+        const rows = await db.query(
+          `DELETE FROM manifests WHERE repository_id = ${REPO_ID} AND digest = $2 RETURNING digest`,
+          [repository, digest],
+        );
+        return rows.length > 0;
+      },
+      async referrers(repository, subject) {
+        const rows = await db.query<ManifestRow>(
+          `SELECT digest, media_type, size, artifact_type, annotations
+           FROM manifests WHERE repository_id = ${REPO_ID} AND subject_digest = $2
+           ORDER BY created_at, digest`,
+          [repository, subject],
+        );
+        return rows.map(
+          (r): Referrer => ({
+            digest: r.digest,
+            mediaType: r.media_type,
+            size: r.size,
+            ...(r.artifact_type ? { artifactType: r.artifact_type } : {}),
+            ...(r.annotations ? { annotations: r.annotations } : {}),
+          }),
+        );
+      },
+    },
+
+    tags: {
+      async find(repository, tag) {
+        const rows = await db.query<{ manifest_digest: string }>(
+          `SELECT manifest_digest FROM tags WHERE repository_id = ${REPO_ID} AND name = $2`,
+          [repository, tag],
+        );
+        return rows[0]?.manifest_digest;
+      },
+      async list(repository, page) {
+        const repo = await db.query<{ id: number }>('SELECT id FROM repositories WHERE name = $1', [repository]);
+        if (repo.length === 0) return undefined;
+        const rows = await db.query<{ name: string }>(
+          `SELECT name FROM tags WHERE repository_id = $1 AND ($2::text IS NULL OR name > $2)
+           ORDER BY name LIMIT $3`,
+          [repo[0]!.id, page.last ?? null, page.limit],
+        );
+        return rows.map((r) => r.name);
+      },
+      async remove(repository, tag) {
+        const rows = await db.query(
+          `DELETE FROM tags WHERE repository_id = ${REPO_ID} AND name = $2 RETURNING name`,
+          [repository, tag],
+        );
+        return rows.length > 0;
+      },
+    },
+
+    uploads: {
+      async create(id, repository) {
+        await db.query('INSERT INTO uploads (id, repository) VALUES ($1, $2)', [id, repository]);
+      },
+      async find(id) {
+        const uploads = await db.query<{ id: string; repository: string; size: number; created_at: Date }>(
+          'SELECT id, repository, size, created_at FROM uploads WHERE id = $1',
+          [id],
+        );
+        const upload = uploads[0];
+        if (!upload) return undefined;
+        const chunks = await db.query<{ start_offset: number; size: number; storage_key: string }>(
+          'SELECT start_offset, size, storage_key FROM upload_chunks WHERE upload_id = $1 ORDER BY start_offset',
+          [id],
+        );
+        const record: UploadRecord = {
+          id: upload.id,
+          repository: upload.repository,
+          size: upload.size,
+          createdAt: upload.created_at,
+          chunks: chunks.map((c) => ({ offset: c.start_offset, size: c.size, key: c.storage_key })),
+        };
+        return record;
+      },
+      async addChunk(id, chunk) {
+        return db.transaction(async (tx) => {
+          // Only the write that finds the upload still at this offset may append.
+          const moved = await tx.query(
+            `UPDATE uploads SET size = size + $3, updated_at = now()
+             WHERE id = $1 AND size = $2 RETURNING id`,
+            [id, chunk.offset, chunk.size],
+          );
+          if (moved.length === 0) return false;
+          await tx.query(
+            'INSERT INTO upload_chunks (upload_id, start_offset, size, storage_key) VALUES ($1, $2, $3, $4)',
+            [id, chunk.offset, chunk.size, chunk.key],
+          );
+          return true;
+        });
+      },
+      async remove(id) {
+        return (await db.query('DELETE FROM uploads WHERE id = $1 RETURNING id', [id])).length > 0;
+      },
+    },
+
+    close: () => db.close(),
+  };
+}
+
+function toManifestRecord(row: ManifestRow): ManifestRecord {
+  return {
+    digest: row.digest,
+    mediaType: row.media_type,
+    content: row.content,
+    size: row.size,
+    ...(row.artifact_type ? { artifactType: row.artifact_type } : {}),
+    ...(row.subject_digest ? { subject: row.subject_digest } : {}),
+    ...(row.annotations ? { annotations: row.annotations } : {}),
+  };
+}
