@@ -60,17 +60,14 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       const file = toPath(key);
       await mkdir(tmpRoot, { recursive: true });
       const tmp = path.join(tmpRoot, randomUUID());
-      const handle = await open(tmp, 'wx');
       try {
-        await pipeline(body, createWriteStream('', { fd: handle, autoClose: false, highWaterMark: 256 * 1024 }), {
+        // `flush` fsyncs before close, so the rename below never exposes a half-written file.
+        await pipeline(body, createWriteStream(tmp, { flags: 'wx', flush: true, highWaterMark: 256 * 1024 }), {
           signal: options.signal,
         });
-        await handle.sync();
-        await handle.close();
         await mkdir(path.dirname(file), { recursive: true });
         await rename(tmp, file);
       } catch (err) {
-        await handle.close().catch(() => undefined);
         await rm(tmp, { force: true });
         throw err;
       }

@@ -1,0 +1,72 @@
+// Starts the real registry (the same createRegistry the CLI uses) on an ephemeral loopback port
+// with its own temporary data directory, and removes everything on close.
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { loadConfig, type Config } from '../../server/config.js';
+import { createRegistry, type Registry } from '../../server/registry.js';
+import { createTestDatabase, type TestDatabase } from './postgres.js';
+
+export interface TestRegistry {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** `127.0.0.1:<port>`, as clients name the registry. */
+  host: string;
+  dataDir: string;
+  config: Config;
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+export interface TestRegistryOptions {
+  /** 'pglite' (default) or 'postgres' (a fresh database on the real server). */
+  database?: 'pglite' | 'postgres';
+  /** Extra REGISTRY_* settings. */
+  env?: Record<string, string>;
+  /** Reuse a data directory (to test restarts); it is then not removed on close. */
+  dataDir?: string;
+  /** Reuse a PostgreSQL database URL (to test restarts); not dropped on close. */
+  databaseUrl?: string;
+}
+
+export async function startTestRegistry(options: TestRegistryOptions = {}): Promise<TestRegistry> {
+  const ownDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'signet-test-')));
+  let database: TestDatabase | undefined;
+  const env: Record<string, string> = {
+    REGISTRY_HTTP_ADDR: '127.0.0.1:0',
+    REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(dataDir, 'storage'),
+    REGISTRY_DATABASE_DATADIRECTORY: path.join(dataDir, 'database'),
+    REGISTRY_LOG_LEVEL: process.env.SIGNET_TEST_LOG_LEVEL ?? 'silent',
+    ...options.env,
+  };
+  if (options.databaseUrl) env.REGISTRY_DATABASE_URL = options.databaseUrl;
+  else if (options.database === 'postgres') {
+    database = await createTestDatabase();
+    env.REGISTRY_DATABASE_URL = database.url;
+  }
+  const config = loadConfig({ env });
+  const log = pino({ level: config.log.level });
+  const registry = await createRegistry(config, log);
+  const server = http.createServer(registry.app.callback());
+  server.requestTimeout = 0;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    dataDir,
+    config,
+    registry,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await registry.close();
+      await database?.drop();
+      if (ownDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
