@@ -1,0 +1,290 @@
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import test from 'ava';
+import { createClient, errorCode } from '../helpers/oci-client.js';
+import { blobOf, sha256 } from '../helpers/oci-layout.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+
+let registry: TestRegistry;
+let client: ReturnType<typeof createClient>;
+test.before(async () => {
+  registry = await startTestRegistry();
+  client = createClient(registry.url);
+});
+test.after.always(() => registry?.close());
+
+const repo = (t: { title: string }): string => `blobs/${sha256(t.title).slice(7, 19)}`;
+const randomBlob = (size = 4096) => blobOf(randomBytes(size), 'application/octet-stream');
+
+test('monolithic upload: 201 with Location and digest, then GET returns the bytes', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob();
+  const res = await client.pushBlob(name, blob);
+  t.is(res.status, 201);
+  t.is(res.headers.get('location'), `/v2/${name}/blobs/${blob.digest}`);
+  t.is(res.headers.get('docker-content-digest'), blob.digest);
+
+  const got = await client.request(`/v2/${name}/blobs/${blob.digest}`);
+  t.is(got.status, 200);
+  t.deepEqual(Buffer.from(await got.arrayBuffer()), blob.data);
+  t.is(got.headers.get('content-length'), String(blob.size));
+  t.is(got.headers.get('docker-content-digest'), blob.digest);
+  t.is(got.headers.get('etag'), `"${blob.digest}"`);
+  t.regex(got.headers.get('cache-control') ?? '', /max-age=31536000/);
+  t.is(got.headers.get('accept-ranges'), 'bytes');
+});
+
+test('HEAD of a blob: length and digest, no body; a miss is 404', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob(1234);
+  await client.pushBlob(name, blob);
+  const head = await client.request(`/v2/${name}/blobs/${blob.digest}`, { method: 'HEAD' });
+  t.is(head.status, 200);
+  t.is(head.headers.get('content-length'), '1234');
+  t.is(await head.text(), '');
+  const miss = await client.request(`/v2/${name}/blobs/${randomBlob().digest}`, { method: 'HEAD' });
+  t.is(miss.status, 404);
+});
+
+test('a blob belongs to a repository only once pushed there', async (t) => {
+  const blob = randomBlob();
+  await client.pushBlob(`${repo(t)}/one`, blob);
+  const other = await client.request(`/v2/${repo(t)}/two/blobs/${blob.digest}`);
+  t.is(other.status, 404);
+  t.is(await errorCode(other), 'BLOB_UNKNOWN');
+});
+
+test('chunked upload with Content-Range, status in between, then PUT', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob(10_000);
+  const start = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  t.is(start.status, 202);
+  t.is(start.headers.get('range'), '0-0');
+  const uuid = start.headers.get('docker-upload-uuid');
+  t.truthy(uuid);
+  let location = start.headers.get('location')!;
+  t.is(location, `/v2/${name}/blobs/uploads/${uuid}`);
+
+  const first = await client.request(location, {
+    method: 'PATCH',
+    body: new Uint8Array(blob.data.subarray(0, 4000)),
+    headers: { 'Content-Range': '0-3999' },
+  });
+  t.is(first.status, 202);
+  t.is(first.headers.get('range'), '0-3999');
+  location = first.headers.get('location')!;
+
+  const status = await client.request(location);
+  t.is(status.status, 204);
+  t.is(status.headers.get('range'), '0-3999');
+  t.is(status.headers.get('docker-upload-uuid'), uuid);
+
+  // Out of order: the next chunk must start at 4000.
+  const wrong = await client.request(location, {
+    method: 'PATCH',
+    body: new Uint8Array(blob.data.subarray(5000, 6000)),
+    headers: { 'Content-Range': '5000-5999' },
+  });
+  t.is(wrong.status, 416);
+  t.is(await errorCode(wrong), 'RANGE_INVALID');
+
+  const second = await client.request(location, {
+    method: 'PATCH',
+    body: new Uint8Array(blob.data.subarray(4000, 8000)),
+    headers: { 'Content-Range': '4000-7999' },
+  });
+  t.is(second.status, 202);
+  t.is(second.headers.get('range'), '0-7999');
+  // The last bytes come with the closing PUT.
+  const done = await client.request(`${second.headers.get('location')}?digest=${blob.digest}`, {
+    method: 'PUT',
+    body: new Uint8Array(blob.data.subarray(8000)),
+  });
+  t.is(done.status, 201);
+  const got = await client.request(`/v2/${name}/blobs/${blob.digest}`);
+  t.deepEqual(Buffer.from(await got.arrayBuffer()), blob.data);
+  // The session is gone.
+  t.is((await client.request(location)).status, 404);
+});
+
+test('one streamed PATCH with chunked transfer encoding and no Content-Range (docker, skopeo)', async (t) => {
+  const name = repo(t);
+  const parts = Array.from({ length: 20 }, () => randomBytes(64 * 1024));
+  const data = Buffer.concat(parts);
+  const start = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  const url = new URL(start.headers.get('location')!, registry.url);
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = http.request(url, { method: 'PATCH', headers: { 'Content-Type': 'application/octet-stream' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    for (const part of parts) req.write(part);
+    req.end();
+  });
+  t.is(status, 202);
+  const done = await client.request(`${url.pathname}?digest=${sha256(data)}`, { method: 'PUT' });
+  t.is(done.status, 201);
+  const head = await client.request(`/v2/${name}/blobs/${sha256(data)}`, { method: 'HEAD' });
+  t.is(head.headers.get('content-length'), String(data.length));
+});
+
+test('a wrong digest is DIGEST_INVALID, stores nothing and ends the session', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob();
+  const claimed = randomBlob().digest;
+  const res = await client.pushBlob(name, { data: blob.data, digest: claimed });
+  t.is(res.status, 400);
+  t.is(await errorCode(res), 'DIGEST_INVALID');
+  t.is((await client.request(`/v2/${name}/blobs/${claimed}`, { method: 'HEAD' })).status, 404);
+  t.is((await client.request(`/v2/${name}/blobs/${blob.digest}`, { method: 'HEAD' })).status, 404);
+
+  const start = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  const location = start.headers.get('location')!;
+  const put = await client.request(`${location}?digest=${claimed}`, { method: 'PUT', body: new Uint8Array(blob.data) });
+  t.is(put.status, 400);
+  t.is((await client.request(location)).status, 404);
+});
+
+test('claiming the digest of a stored blob with other bytes does not link it', async (t) => {
+  const secret = randomBlob();
+  await client.pushBlob(`${repo(t)}/private`, secret);
+  const res = await client.pushBlob(`${repo(t)}/attacker`, { data: randomBytes(10), digest: secret.digest });
+  t.is(res.status, 400);
+  t.is((await client.request(`/v2/${repo(t)}/attacker/blobs/${secret.digest}`)).status, 404);
+});
+
+test('PUT without a digest, or with a malformed one, is DIGEST_INVALID', async (t) => {
+  const name = repo(t);
+  const start = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  const location = start.headers.get('location')!;
+  for (const suffix of ['', '?digest=sha256:nothex']) {
+    const res = await client.request(`${location}${suffix}`, { method: 'PUT' });
+    t.is(res.status, 400);
+    t.is(await errorCode(res), 'DIGEST_INVALID');
+  }
+});
+
+test('cancel with DELETE: 204, then the session is unknown', async (t) => {
+  const name = repo(t);
+  const start = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  const location = start.headers.get('location')!;
+  await client.request(location, { method: 'PATCH', body: 'abc' });
+  t.is((await client.request(location, { method: 'DELETE' })).status, 204);
+  const again = await client.request(location, { method: 'PATCH', body: 'def' });
+  t.is(again.status, 404);
+  t.is(await errorCode(again), 'BLOB_UPLOAD_UNKNOWN');
+});
+
+test('an upload session of one repository is unknown in another', async (t) => {
+  const start = await client.request(`/v2/${repo(t)}/a/blobs/uploads/`, { method: 'POST' });
+  const uuid = start.headers.get('docker-upload-uuid');
+  const res = await client.request(`/v2/${repo(t)}/b/blobs/uploads/${uuid}`);
+  t.is(res.status, 404);
+});
+
+test('Range requests: 206 with Content-Range, suffix ranges, 416 when unsatisfiable', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob(1000);
+  await client.pushBlob(name, blob);
+  const path = `/v2/${name}/blobs/${blob.digest}`;
+  const part = await client.request(path, { headers: { Range: 'bytes=100-199' } });
+  t.is(part.status, 206);
+  t.is(part.headers.get('content-range'), 'bytes 100-199/1000');
+  t.deepEqual(Buffer.from(await part.arrayBuffer()), blob.data.subarray(100, 200));
+  const suffix = await client.request(path, { headers: { Range: 'bytes=-10' } });
+  t.is(suffix.status, 206);
+  t.deepEqual(Buffer.from(await suffix.arrayBuffer()), blob.data.subarray(990));
+  const open = await client.request(path, { headers: { Range: 'bytes=900-' } });
+  t.deepEqual(Buffer.from(await open.arrayBuffer()), blob.data.subarray(900));
+  const bad = await client.request(path, { headers: { Range: 'bytes=5000-6000' } });
+  t.is(bad.status, 416);
+  t.is(bad.headers.get('content-range'), 'bytes */1000');
+});
+
+test('If-None-Match with the ETag is 304', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob();
+  await client.pushBlob(name, blob);
+  const res = await client.request(`/v2/${name}/blobs/${blob.digest}`, { headers: { 'If-None-Match': `"${blob.digest}"` } });
+  t.is(res.status, 304);
+});
+
+test('zero-length and sha512 blobs', async (t) => {
+  const name = repo(t);
+  const empty = blobOf(Buffer.alloc(0), 'application/octet-stream');
+  t.is((await client.pushBlob(name, empty)).status, 201);
+  const got = await client.request(`/v2/${name}/blobs/${empty.digest}`);
+  t.is(got.status, 200);
+  t.is((await got.arrayBuffer()).byteLength, 0);
+
+  const data = randomBytes(3000);
+  const { createHash } = await import('node:crypto');
+  const digest = `sha512:${createHash('sha512').update(data).digest('hex')}`;
+  t.is((await client.pushBlob(name, { data, digest })).status, 201);
+  const back = await client.request(`/v2/${name}/blobs/${digest}`);
+  t.deepEqual(Buffer.from(await back.arrayBuffer()), data);
+});
+
+test('cross-repository mount: 201 when the source has it, a 202 session otherwise', async (t) => {
+  const blob = randomBlob();
+  await client.pushBlob(`${repo(t)}/src`, blob);
+  const mounted = await client.request(`/v2/${repo(t)}/dst/blobs/uploads/?mount=${blob.digest}&from=${repo(t)}/src`, {
+    method: 'POST',
+  });
+  t.is(mounted.status, 201);
+  t.is(mounted.headers.get('location'), `/v2/${repo(t)}/dst/blobs/${blob.digest}`);
+  t.is((await client.request(`/v2/${repo(t)}/dst/blobs/${blob.digest}`, { method: 'HEAD' })).status, 200);
+
+  const missing = randomBlob();
+  const fallback = await client.request(`/v2/${repo(t)}/dst/blobs/uploads/?mount=${missing.digest}&from=${repo(t)}/src`, {
+    method: 'POST',
+  });
+  t.is(fallback.status, 202);
+  t.truthy(fallback.headers.get('docker-upload-uuid'));
+});
+
+test('DELETE of a blob unlinks it from the repository', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob();
+  await client.pushBlob(name, blob);
+  const del = await client.request(`/v2/${name}/blobs/${blob.digest}`, { method: 'DELETE' });
+  t.is(del.status, 202);
+  t.is((await client.request(`/v2/${name}/blobs/${blob.digest}`, { method: 'HEAD' })).status, 404);
+  const again = await client.request(`/v2/${name}/blobs/${blob.digest}`, { method: 'DELETE' });
+  t.is(again.status, 404);
+  t.is(await errorCode(again), 'BLOB_UNKNOWN');
+});
+
+test('an upload resumes after the server restarts', async (t) => {
+  const dataDir = registry.dataDir;
+  const first = await startTestRegistry({ dataDir: `${dataDir}-restart` });
+  const name = repo(t);
+  const blob = randomBlob(50_000);
+  const c1 = createClient(first.url);
+  const start = await c1.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  const location = start.headers.get('location')!;
+  await c1.request(location, { method: 'PATCH', body: new Uint8Array(blob.data.subarray(0, 20_000)), headers: { 'Content-Range': '0-19999' } });
+  await first.close();
+
+  const second = await startTestRegistry({ dataDir: `${dataDir}-restart` });
+  t.teardown(async () => {
+    await second.close();
+    const { rm } = await import('node:fs/promises');
+    await rm(`${dataDir}-restart`, { recursive: true, force: true });
+  });
+  const c2 = createClient(second.url);
+  const status = await c2.request(location);
+  t.is(status.status, 204);
+  t.is(status.headers.get('range'), '0-19999');
+  const patch = await c2.request(location, {
+    method: 'PATCH',
+    body: new Uint8Array(blob.data.subarray(20_000)),
+    headers: { 'Content-Range': `20000-${blob.size - 1}` },
+  });
+  t.is(patch.status, 202);
+  const done = await c2.request(`${location}?digest=${blob.digest}`, { method: 'PUT' });
+  t.is(done.status, 201);
+  const got = await c2.request(`/v2/${name}/blobs/${blob.digest}`);
+  t.deepEqual(Buffer.from(await got.arrayBuffer()), blob.data);
+});

@@ -1,0 +1,132 @@
+import test from 'ava';
+import { createClient, errorCode, jsonBlob } from '../helpers/oci-client.js';
+import { blobOf, makeImage, OCI_INDEX, OCI_MANIFEST, sha256 } from '../helpers/oci-layout.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+
+let registry: TestRegistry;
+let client: ReturnType<typeof createClient>;
+test.before(async () => {
+  registry = await startTestRegistry();
+  client = createClient(registry.url);
+});
+test.after.always(() => registry?.close());
+
+const repo = (t: { title: string }): string => `lists/${sha256(t.title).slice(7, 17)}`;
+
+async function tagged(name: string, tags: string[]): Promise<void> {
+  const image = makeImage({ layers: 1 });
+  await client.pushImage(name, image);
+  for (const tag of tags) await client.pushManifest(name, tag, image.manifest);
+}
+
+test('tags/list in lexical order with n/last pagination and Link', async (t) => {
+  const name = repo(t);
+  await tagged(name, ['b', 'a', 'C', '10', '9', 'a-1']);
+  const all = (await (await client.request(`/v2/${name}/tags/list`)).json()) as { name: string; tags: string[] };
+  t.is(all.name, name);
+  t.deepEqual(all.tags, ['10', '9', 'C', 'a', 'a-1', 'b']);
+
+  const first = await client.request(`/v2/${name}/tags/list?n=2`);
+  t.deepEqual(((await first.json()) as { tags: string[] }).tags, ['10', '9']);
+  t.is(first.headers.get('link'), `</v2/${name}/tags/list?n=2&last=9>; rel="next"`);
+
+  const next = await client.request(`/v2/${name}/tags/list?n=2&last=9`);
+  t.deepEqual(((await next.json()) as { tags: string[] }).tags, ['C', 'a']);
+  const tail = await client.request(`/v2/${name}/tags/list?n=2&last=a`);
+  t.deepEqual(((await tail.json()) as { tags: string[] }).tags, ['a-1', 'b']);
+  t.is(tail.headers.get('link'), null);
+
+  const none = await client.request(`/v2/${name}/tags/list?n=0`);
+  t.deepEqual(((await none.json()) as { tags: string[] }).tags, []);
+  t.is(none.headers.get('link'), null);
+});
+
+test('tags/list of an unknown repository is NAME_UNKNOWN; a bad n is PAGINATION_NUMBER_INVALID', async (t) => {
+  const res = await client.request(`/v2/${repo(t)}/nothing/tags/list`);
+  t.is(res.status, 404);
+  t.is(await errorCode(res), 'NAME_UNKNOWN');
+  await tagged(repo(t), ['x']);
+  const bad = await client.request(`/v2/${repo(t)}/tags/list?n=-1`);
+  t.is(bad.status, 400);
+  t.is(await errorCode(bad), 'PAGINATION_NUMBER_INVALID');
+});
+
+test('_catalog lists repositories with manifests, paginated', async (t) => {
+  const names = ['cat/zz', 'cat/aa/bb', 'cat/mm'];
+  for (const name of names) await tagged(name, ['v1']);
+  // A repository with only an upload session or a blob is not listed.
+  await client.pushBlob('cat/blobonly', blobOf(Buffer.from('x'), 'application/octet-stream'));
+  const all = (await (await client.request('/v2/_catalog?n=1000')).json()) as { repositories: string[] };
+  const ours = all.repositories.filter((r) => r.startsWith('cat/'));
+  t.deepEqual(ours, ['cat/aa/bb', 'cat/mm', 'cat/zz']);
+
+  const page = await client.request('/v2/_catalog?n=1&last=cat/aa/bb');
+  t.deepEqual(((await page.json()) as { repositories: string[] }).repositories, ['cat/mm']);
+  t.is(page.headers.get('link'), '</v2/_catalog?n=1&last=cat%2Fmm>; rel="next"');
+});
+
+test('referrers: an index of manifests whose subject is the digest, filterable by artifactType', async (t) => {
+  const name = repo(t);
+  const image = makeImage();
+  await client.pushImage(name, image, 'v1');
+  const empty = blobOf(Buffer.from('{}'), 'application/vnd.oci.empty.v1+json');
+  await client.pushBlob(name, empty);
+  const subject = { mediaType: OCI_MANIFEST, digest: image.manifest.digest, size: image.manifest.size };
+  const sbom = jsonBlob(
+    {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: 'application/vnd.example.sbom',
+      config: { mediaType: empty.mediaType, digest: empty.digest, size: empty.size },
+      layers: [],
+      subject,
+      annotations: { 'org.example.kind': 'sbom' },
+    },
+    OCI_MANIFEST,
+  );
+  // No artifactType: the config media type stands in for it.
+  const sigConfig = blobOf(Buffer.from('{"sig":1}'), 'application/vnd.example.signature.config');
+  await client.pushBlob(name, sigConfig);
+  const sig = jsonBlob(
+    {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: sigConfig.mediaType, digest: sigConfig.digest, size: sigConfig.size },
+      layers: [],
+      subject,
+    },
+    OCI_MANIFEST,
+  );
+  t.is((await client.pushManifest(name, sbom.digest, sbom)).status, 201);
+  t.is((await client.pushManifest(name, sig.digest, sig)).status, 201);
+
+  const res = await client.request(`/v2/${name}/referrers/${image.manifest.digest}`);
+  t.is(res.status, 200);
+  t.is(res.headers.get('content-type'), OCI_INDEX);
+  const index = (await res.json()) as { schemaVersion: number; mediaType: string; manifests: Record<string, unknown>[] };
+  t.is(index.schemaVersion, 2);
+  t.is(index.mediaType, OCI_INDEX);
+  const byDigest = new Map(index.manifests.map((m) => [m.digest, m]));
+  t.deepEqual(byDigest.get(sbom.digest), {
+    mediaType: OCI_MANIFEST,
+    digest: sbom.digest,
+    size: sbom.size,
+    artifactType: 'application/vnd.example.sbom',
+    annotations: { 'org.example.kind': 'sbom' },
+  });
+  t.is(byDigest.get(sig.digest)?.artifactType, 'application/vnd.example.signature.config');
+
+  const filtered = await client.request(`/v2/${name}/referrers/${image.manifest.digest}?artifactType=application/vnd.example.sbom`);
+  t.is(filtered.headers.get('oci-filters-applied'), 'artifactType');
+  const only = (await filtered.json()) as { manifests: { digest: string }[] };
+  t.deepEqual(only.manifests.map((m) => m.digest), [sbom.digest]);
+});
+
+test('referrers of a digest nothing refers to: an empty index, never 404; a bad digest is 400', async (t) => {
+  const res = await client.request(`/v2/${repo(t)}/referrers/${sha256('nothing')}`);
+  t.is(res.status, 200);
+  t.deepEqual(((await res.json()) as { manifests: unknown[] }).manifests, []);
+  const bad = await client.request(`/v2/${repo(t)}/referrers/sha256:xyz`);
+  t.is(bad.status, 400);
+  t.is(await errorCode(bad), 'DIGEST_INVALID');
+});

@@ -1,0 +1,53 @@
+// Names, tags and digests from the URL are validated before anything touches storage.
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import test from 'ava';
+import { createClient, errorCode } from '../helpers/oci-client.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+
+let registry: TestRegistry;
+test.before(async () => {
+  registry = await startTestRegistry();
+});
+test.after.always(() => registry?.close());
+
+const badNames = ['UPPER/case', 'a//b', 'a/', '-a/b', 'a..b', 'a/../b', 'a%2F..%2Fb', '..', 'a b', `${'a'.repeat(256)}`];
+
+for (const name of badNames) {
+  test(`repository name ${JSON.stringify(name.slice(0, 20))} is NAME_INVALID`, async (t) => {
+    const res = await fetch(`${registry.url}/v2/${name}/tags/list`);
+    // A path the URL parser normalises away (a/../b) may no longer match a route: then 404.
+    t.true(res.status === 400 || res.status === 404, `status ${res.status}`);
+    if (res.status === 400) t.is(await errorCode(res), 'NAME_INVALID');
+  });
+}
+
+test('nested names with the spec separators are accepted', async (t) => {
+  const client = createClient(registry.url);
+  for (const name of ['a/b/c', 'a-b/c_d/e.f', 'a__b/c--d']) {
+    const res = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+    t.is(res.status, 202, name);
+  }
+});
+
+test('invalid digests are DIGEST_INVALID, not a path', async (t) => {
+  for (const digest of ['sha256:abc', 'sha256:../../../etc/passwd', 'md5:d41d8cd98f00b204e9800998ecf8427e', 'sha256:' + 'A'.repeat(64)]) {
+    const res = await fetch(`${registry.url}/v2/x/blobs/${encodeURIComponent(digest)}`);
+    t.true(res.status === 400 || res.status === 404, `${digest}: ${res.status}`);
+    if (res.status === 400) t.is(await errorCode(res), 'DIGEST_INVALID');
+  }
+});
+
+test('invalid tags are TAG_INVALID', async (t) => {
+  const res = await fetch(`${registry.url}/v2/x/manifests/.hidden`);
+  t.is(res.status, 400);
+  t.is(await errorCode(res), 'TAG_INVALID');
+});
+
+test('invalid upload ids are BLOB_UPLOAD_UNKNOWN and create nothing', async (t) => {
+  const res = await fetch(`${registry.url}/v2/x/blobs/uploads/..%2F..%2Fescape`, { method: 'PATCH', body: 'x' });
+  t.is(res.status, 404);
+  t.is(await errorCode(res), 'BLOB_UPLOAD_UNKNOWN');
+  const top: string[] = await readdir(path.join(registry.dataDir, 'storage')).catch(() => []);
+  t.false(top.includes('escape'));
+});
