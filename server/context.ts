@@ -1,7 +1,9 @@
 // The request context every handler sees, and the few helpers they share.
 import type { ParameterizedContext } from 'koa';
 import type { Action, Authorizer, Principal } from '../auth/authorize.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import type { Blobs } from '../storage/blobs.js';
+import type { Db } from '../storage/db.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { Config } from './config.js';
 import { OciError } from './errors.js';
@@ -17,6 +19,8 @@ export type Ctx = ParameterizedContext<RequestState> & { captures?: string[] };
 
 export interface RegistryDeps {
   config: Config;
+  db: Db;
+  store: BlobStore;
   blobs: Blobs;
   metadata: MetadataStore;
   authorizer: Authorizer;

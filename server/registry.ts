@@ -40,6 +40,8 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
   const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs: config.cache.ttl * 1000 });
   const deps: RegistryDeps = {
     config,
+    db,
+    store,
     blobs: createBlobs(store),
     metadata,
     authorizer: createOpenAuthorizer(),

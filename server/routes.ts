@@ -5,6 +5,7 @@ import Router from '@koa/router';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Ctx } from './context.js';
 import { createBlobHandlers } from './handlers/blobs.js';
+import { createHealthHandlers } from './handlers/health.js';
 import { createListingHandlers } from './handlers/listings.js';
 import { createManifestHandlers } from './handlers/manifests.js';
 import { createUploadHandlers } from './handlers/uploads.js';
@@ -17,8 +18,11 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const uploads = createUploadHandlers(deps);
   const manifests = createManifestHandlers(deps);
   const listings = createListingHandlers(deps);
+  const health = createHealthHandlers(deps.db, deps.store);
 
   const table: [Method[], RegExp, Handler][] = [
+    [['get', 'head'], /^\/healthz$/, health.live],
+    [['get', 'head'], /^\/readyz$/, health.ready],
     [['get', 'head'], /^\/v2\/?$/, listings.base],
     [['get'], /^\/v2\/_catalog$/, listings.catalog],
     [['get'], /^\/v2\/(.+)\/tags\/list$/, listings.tags],
