@@ -1,7 +1,20 @@
-// Who may do what to which repository. Handlers ask `can(principal, action, repository)` before
-// they look anything up, so an unauthorized caller learns nothing about existence.
+// Who may do what to which repository. Handlers ask before they look anything up, so an
+// unauthorized caller learns nothing about existence.
+//
+// The first path component of a repository is its project (`library/busybox` → `library`), as in
+// Harbor. Roles, each including the ones before it: guest (pull), developer (push), maintainer
+// (delete, manage signatures), admin (project settings and members). Registry-wide admins may do
+// everything. Anonymous callers may pull from public projects only.
+import type { ProjectStore, Role } from '../storage/project-store.js';
 
-export type Action = 'pull' | 'push' | 'delete';
+export type Action =
+  | 'pull' // read manifests, blobs, tags, signatures
+  | 'push' // upload blobs and manifests
+  | 'delete' // delete manifests, tags, blobs
+  | 'sign' // write and delete signatures
+  | 'view' // see a project's members (members only, public or not)
+  | 'admin' // change project settings and members
+  | 'create'; // create a project
 
 export interface Principal {
   /** Undefined for an anonymous caller. */
@@ -10,11 +23,71 @@ export interface Principal {
 
 export const ANONYMOUS: Principal = Object.freeze({});
 
-export interface Authorizer {
-  can(principal: Principal, action: Action, repository: string): Promise<boolean>;
+export interface AccessDecision {
+  allowed: boolean;
+  /** For refusals: what to tell the caller (never more than they may know). */
+  reason?: string;
 }
 
-/** Every caller may do everything: the registry core without authentication configured. */
+export interface Authorizer {
+  /** `target` is a repository name or a project name. */
+  check(principal: Principal, action: Action, target: string): Promise<AccessDecision>;
+}
+
+const ALLOW: AccessDecision = { allowed: true };
+const RANK: Record<Role, number> = { guest: 1, developer: 2, maintainer: 3, admin: 4 };
+const NEEDED: Record<Exclude<Action, 'create'>, Role> = {
+  pull: 'guest',
+  view: 'guest',
+  push: 'developer',
+  delete: 'maintainer',
+  sign: 'maintainer',
+  admin: 'admin',
+};
+
+export function projectOf(repository: string): string {
+  const slash = repository.indexOf('/');
+  return slash < 0 ? repository : repository.slice(0, slash);
+}
+
+/** No authentication configured: every caller may do everything (as `registry:2` without auth). */
 export function createOpenAuthorizer(): Authorizer {
-  return { can: async () => true };
+  return { check: async () => ALLOW };
+}
+
+export interface ProjectAuthorizerOptions {
+  projects: ProjectStore;
+  admins: ReadonlySet<string>;
+  /** Pushing into a missing project creates it, with the pusher as its admin. */
+  autocreate: boolean;
+}
+
+export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Authorizer {
+  const { projects, admins, autocreate } = options;
+  return {
+    async check(principal, action, target) {
+      const user = principal.user;
+      if (user !== undefined && admins.has(user)) return ALLOW;
+      const name = projectOf(target);
+      if (action === 'create') {
+        return user !== undefined && autocreate ? ALLOW : { allowed: false, reason: 'only registry administrators create projects' };
+      }
+      const project = await projects.find(name);
+      if (!project && action === 'push' && user !== undefined && autocreate) {
+        await projects.create(name, { public: false, actor: user, admin: user });
+        return ALLOW;
+      }
+      if (project && action === 'pull' && project.public) return ALLOW;
+      const role = project && user !== undefined ? project.members.get(user) : undefined;
+      if (role && RANK[role] >= RANK[NEEDED[action]]) return ALLOW;
+      // The same words whether or not the project exists, so refusals do not reveal it.
+      if (action === 'push') {
+        return {
+          allowed: false,
+          reason: `push to ${target} denied: project ${name} does not exist or you are not a developer in it; a registry admin creates projects with "signet project create ${name}"`,
+        };
+      }
+      return { allowed: false, reason: `${action} on ${target} denied` };
+    },
+  };
 }

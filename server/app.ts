@@ -56,8 +56,21 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
       } else if (oci.status >= 500) {
         ctx.state.log.error({ err }, 'request failed');
       }
+      if (oci.status === 401 && deps.authenticator.challenge) ctx.set('WWW-Authenticate', deps.authenticator.challenge);
       renderError(ctx as Ctx, oci);
     }
+  });
+
+  // Authentication: no credentials is anonymous; wrong credentials are refused on every route.
+  app.use(async (ctx, next) => {
+    const result = await deps.authenticator.authenticate(ctx.get('Authorization') || undefined);
+    if (!result.ok) {
+      ctx.state.log.info({ path: ctx.path }, 'invalid credentials');
+      throw new OciError('UNAUTHORIZED', 'invalid username or password');
+    }
+    ctx.state.principal = result.principal;
+    if (result.principal.user !== undefined) ctx.state.log = ctx.state.log.child({ user: result.principal.user });
+    await next();
   });
 
   const router = createRegistryRouter(deps);

@@ -47,6 +47,27 @@ export const configSchema = z.object({
       pool: z.object({ max: z.coerce.number().int().positive().default(10) }).prefault({}),
     })
     .prefault({}),
+  auth: z
+    .object({
+      htpasswd: z
+        .object({
+          realm: z.string().min(1).default('Signet Registry'),
+          path: z.string({ error: 'the htpasswd file path is required' }).min(1),
+        })
+        .optional(),
+      /** Registry-wide administrators: comma-separated user names. */
+      admins: z
+        .union([z.string(), z.array(z.string())])
+        .default([])
+        .transform((v) => (Array.isArray(v) ? v : v.split(',')).map((s) => s.trim()).filter(Boolean)),
+    })
+    .prefault({}),
+  projects: z
+    .object({
+      /** Pushing into a missing project creates it, the pusher becoming its admin. */
+      autocreate: boolish.default(false),
+    })
+    .prefault({}),
   cache: z
     .object({
       /** Seconds a replica may serve a tag or manifest from memory; 0 turns the cache off. */

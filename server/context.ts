@@ -1,10 +1,12 @@
 // The request context every handler sees, and the few helpers they share.
 import type { ParameterizedContext } from 'koa';
+import type { Authenticator } from '../auth/authenticator.js';
 import type { Action, Authorizer, Principal } from '../auth/authorize.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { Blobs } from '../storage/blobs.js';
 import type { Db } from '../storage/db.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
+import type { ProjectStore } from '../storage/project-store.js';
 import type { Config } from './config.js';
 import { OciError } from './errors.js';
 import type { Logger } from './logging.js';
@@ -23,6 +25,8 @@ export interface RegistryDeps {
   store: BlobStore;
   blobs: Blobs;
   metadata: MetadataStore;
+  projects: ProjectStore;
+  authenticator: Authenticator;
   authorizer: Authorizer;
   log: Logger;
 }
@@ -58,9 +62,15 @@ export function requestSignal(ctx: Ctx): AbortSignal {
  * Checks permission before anything is looked up. Anonymous callers get 401 with the challenge
  * (so clients log in and retry); authenticated ones get 403.
  */
-export async function requireAccess(ctx: Ctx, deps: RegistryDeps, action: Action, repository: string): Promise<void> {
-  if (await deps.authorizer.can(ctx.state.principal, action, repository)) return;
-  const detail = [{ Type: 'repository', Name: repository, Action: action }];
+export async function requireAccess(ctx: Ctx, deps: RegistryDeps, action: Action, target: string): Promise<void> {
+  const decision = await deps.authorizer.check(ctx.state.principal, action, target);
+  if (decision.allowed) return;
+  const detail = [{ Type: 'repository', Name: target, Action: action }];
   if (ctx.state.principal.user === undefined) throw new OciError('UNAUTHORIZED', 'authentication required', detail);
-  throw new OciError('DENIED', 'requested access to the resource is denied', detail);
+  throw new OciError('DENIED', decision.reason ?? 'requested access to the resource is denied', detail);
+}
+
+/** True when the caller may do `action` on `target` (for filtering lists, never for refusals). */
+export async function allowed(ctx: Ctx, deps: RegistryDeps, action: Action, target: string): Promise<boolean> {
+  return (await deps.authorizer.check(ctx.state.principal, action, target)).allowed;
 }

@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   DENIED: { status: 403, message: 'requested access to the resource is denied' },
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
   NOT_FOUND: { status: 404, message: 'no such endpoint' },
+  REQUEST_INVALID: { status: 400, message: 'invalid request body' },
+  CONFLICT: { status: 409, message: 'conflicts with the current state' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
   UNKNOWN: { status: 500, message: 'unknown error' },

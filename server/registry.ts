@@ -2,7 +2,10 @@
 // migrations applied, blob store, metadata store with its cache, the Koa app. No listening here.
 import path from 'node:path';
 import type Koa from 'koa';
-import { createOpenAuthorizer } from '../auth/authorize.js';
+import { createBasicAuthenticator, createNoAuthenticator, type Authenticator } from '../auth/authenticator.js';
+import { createOpenAuthorizer, createProjectAuthorizer, type Authorizer } from '../auth/authorize.js';
+import { createHtpasswd } from '../auth/htpasswd.js';
+import { createCachedProjectStore, createPostgresProjectStore, type ProjectStore } from '../storage/project-store.js';
 import { createBlobs } from '../storage/blobs.js';
 import { createCachedMetadataStore } from '../storage/cached-metadata-store.js';
 import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
@@ -38,13 +41,17 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
   }
   const store = createFilesystemBlobStore({ rootDirectory: config.storage.filesystem.rootdirectory });
   const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs: config.cache.ttl * 1000 });
+  const projects = createCachedProjectStore(createPostgresProjectStore(db), config.cache.ttl * 1000);
+  const { authenticator, authorizer } = createAuth(config, projects, log);
   const deps: RegistryDeps = {
     config,
     db,
     store,
     blobs: createBlobs(store),
     metadata,
-    authorizer: createOpenAuthorizer(),
+    projects,
+    authenticator,
+    authorizer,
     log,
   };
   return {
@@ -52,5 +59,26 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
     deps,
     db,
     close: () => metadata.close(),
+  };
+}
+
+function createAuth(config: Config, projects: ProjectStore, log: Logger): { authenticator: Authenticator; authorizer: Authorizer } {
+  const htpasswdConfig = config.auth.htpasswd;
+  if (!htpasswdConfig) {
+    log.warn('authentication is off: anyone who reaches this registry can push, pull and delete (set REGISTRY_AUTH=htpasswd)');
+    return { authenticator: createNoAuthenticator(), authorizer: createOpenAuthorizer() };
+  }
+  const htpasswd = createHtpasswd({
+    path: htpasswdConfig.path,
+    onReload: (users) => log.info({ path: htpasswdConfig.path, users }, 'loaded htpasswd file'),
+    onError: (err) => log.error({ err, path: htpasswdConfig.path }, 'cannot read htpasswd file: every login fails'),
+  });
+  return {
+    authenticator: createBasicAuthenticator(htpasswd, htpasswdConfig.realm),
+    authorizer: createProjectAuthorizer({
+      projects,
+      admins: new Set(config.auth.admins),
+      autocreate: config.projects.autocreate,
+    }),
   };
 }

@@ -4,6 +4,7 @@
 import Router from '@koa/router';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Ctx } from './context.js';
+import { createProjectApiHandlers } from './handlers/api-projects.js';
 import { createBlobHandlers } from './handlers/blobs.js';
 import { createHealthHandlers } from './handlers/health.js';
 import { createListingHandlers } from './handlers/listings.js';
@@ -19,6 +20,7 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const manifests = createManifestHandlers(deps);
   const listings = createListingHandlers(deps);
   const health = createHealthHandlers(deps.db, deps.store);
+  const api = createProjectApiHandlers(deps);
 
   const table: [Method[], RegExp, Handler][] = [
     [['get', 'head'], /^\/healthz$/, health.live],
@@ -37,6 +39,18 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
     [['get', 'head'], /^\/v2\/(.+)\/blobs\/([^/]+)$/, blobs.get],
     [['delete'], /^\/v2\/(.+)\/blobs\/([^/]+)$/, blobs.delete],
     [['get'], /^\/v2\/(.+)\/referrers\/([^/]+)$/, listings.referrers],
+
+    // Management API.
+    [['get'], /^\/api\/v1\/projects\/?$/, api.list],
+    [['post'], /^\/api\/v1\/projects\/?$/, api.create],
+    [['get'], /^\/api\/v1\/projects\/([^/]+)$/, api.get],
+    [['patch'], /^\/api\/v1\/projects\/([^/]+)$/, api.update],
+    [['delete'], /^\/api\/v1\/projects\/([^/]+)$/, api.remove],
+    [['get'], /^\/api\/v1\/projects\/([^/]+)\/members\/?$/, api.members],
+    [['put'], /^\/api\/v1\/projects\/([^/]+)\/members\/([^/]+)$/, api.setMember],
+    [['delete'], /^\/api\/v1\/projects\/([^/]+)\/members\/([^/]+)$/, api.removeMember],
+    [['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/?$/, api.repositories],
+    [['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/tags\/?$/, api.tags],
   ];
 
   const router = new Router<RequestState>();

@@ -9,6 +9,11 @@ export interface Page {
   limit: number;
 }
 
+export interface RepositoryPage extends Page {
+  /** Only repositories of this project (`project` itself or `project/...`). */
+  project?: string;
+}
+
 export interface ManifestRecord {
   digest: string;
   mediaType: string;
@@ -43,7 +48,7 @@ export interface UploadRecord {
 export interface RepositoryMetadata {
   exists(name: string): Promise<boolean>;
   /** Repositories holding at least one manifest, in lexical order. */
-  list(page: Page): Promise<string[]>;
+  list(page: RepositoryPage): Promise<string[]>;
 }
 
 export interface BlobLinks {

@@ -44,9 +44,10 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         const rows = await db.query<{ name: string }>(
           `SELECT name FROM repositories r
            WHERE ($1::text IS NULL OR name > $1)
+             AND ($3::text IS NULL OR name = $3 OR left(name, length($3) + 1) = $3 || '/')
              AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
            ORDER BY name LIMIT $2`,
-          [page.last ?? null, page.limit],
+          [page.last ?? null, page.limit, page.project ?? null],
         );
         return rows.map((r) => r.name);
       },

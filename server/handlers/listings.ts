@@ -1,5 +1,5 @@
 // Discovery: GET /v2/, /v2/_catalog, /v2/<name>/tags/list, /v2/<name>/referrers/<digest>
-import { capture, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { allowed, capture, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { MEDIA_TYPES } from '../manifest-parse.js';
 import { finishPage, parsePage } from '../pagination.js';
@@ -15,6 +15,11 @@ export function createListingHandlers(deps: RegistryDeps) {
 
   return {
     base(ctx: Ctx): void {
+      // With authentication on, the API root needs credentials: `docker login` checks this 200,
+      // and an anonymous 401 with the challenge tells clients how to authenticate.
+      if (deps.config.auth.htpasswd && ctx.state.principal.user === undefined) {
+        throw new OciError('UNAUTHORIZED', 'authentication required');
+      }
       ctx.type = 'application/json';
       ctx.body = '{}';
     },
@@ -27,7 +32,7 @@ export function createListingHandlers(deps: RegistryDeps) {
       for (;;) {
         const batch = page.n === 0 ? [] : await metadata.repositories.list({ ...(cursor ? { last: cursor } : {}), limit: page.limit });
         for (const name of batch) {
-          if (await deps.authorizer.can(ctx.state.principal, 'pull', name)) visible.push(name);
+          if (await allowed(ctx, deps, 'pull', name)) visible.push(name);
         }
         if (batch.length < page.limit || visible.length >= page.limit) break;
         cursor = batch[batch.length - 1];

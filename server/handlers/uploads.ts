@@ -6,7 +6,7 @@ import type { ParsedDigest } from '../../storage/digest.js';
 import { DigestMismatchError, SizeMismatchError } from '../../storage/errors.js';
 import type { UploadRecord } from '../../storage/metadata-store.js';
 import { isUploadId } from '../../storage/paths.js';
-import { capture, emptyResponse, queryParam, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { allowed, capture, emptyResponse, queryParam, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { isValidName, requireDigest, requireName } from '../oci-names.js';
 
@@ -78,7 +78,8 @@ export function createUploadHandlers(deps: RegistryDeps) {
   async function tryMount(ctx: Ctx, name: string, mount: string, from: string | undefined): Promise<boolean> {
     const digest = requireDigest(mount);
     if (!from || !isValidName(from)) return false;
-    if (!(await deps.authorizer.can(ctx.state.principal, 'pull', from))) return false;
+    // Mounting reads the source: the caller needs pull there, else it gets a plain session.
+    if (!(await allowed(ctx, deps, 'pull', from))) return false;
     const size = await metadata.blobs.find(from, digest.digest);
     if (size === undefined || !(await blobs.stat(digest))) return false;
     await metadata.blobs.save(name, digest.digest, size);

@@ -1,0 +1,98 @@
+// Apache htpasswd files with bcrypt entries ($2y$, $2a$, $2b$, as `htpasswd -B` writes them),
+// checked with bcryptjs. The file is re-read when it changes, without a restart.
+//
+// bcrypt costs tens of milliseconds of CPU per check (on purpose), and clients send Basic
+// credentials with every request, so verified credentials are remembered for a while: keyed by an
+// HMAC of user and password under a per-process random key (never the password itself), dropped
+// when the file changes.
+import { createHmac, randomBytes } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import bcrypt from 'bcryptjs';
+import { LRUCache } from 'lru-cache';
+
+export interface Htpasswd {
+  /** True when the user exists and the password matches. */
+  verify(user: string, password: string): Promise<boolean>;
+}
+
+export interface HtpasswdOptions {
+  path: string;
+  /** How long a verified credential is remembered. */
+  cacheTtlMs?: number;
+  /** How often, at most, the file's modification time is checked. */
+  recheckMs?: number;
+  onReload?: (users: number) => void;
+  onError?: (err: unknown) => void;
+}
+
+// A valid bcrypt hash of a random string: unknown users pay the same bcrypt cost as known ones,
+// so response times do not reveal who exists.
+const DUMMY_HASH = bcrypt.hashSync(randomBytes(16).toString('hex'), 10);
+
+export function parseHtpasswd(text: string): Map<string, string> {
+  const users = new Map<string, string>();
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const hash = line.slice(colon + 1);
+    // Only bcrypt: MD5-crypt, SHA1 and plain text entries are refused, as the Go registry does.
+    if (!/^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/.test(hash)) continue;
+    users.set(line.slice(0, colon), hash);
+  }
+  return users;
+}
+
+export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
+  const recheckMs = options.recheckMs ?? 1000;
+  const cacheKey = randomBytes(32);
+  const verified = new LRUCache<string, true>({ max: 10_000, ttl: options.cacheTtlMs ?? 10 * 60_000 });
+  let users = new Map<string, string>();
+  let loadedMtime = -1;
+  let checkedAt = 0;
+  let loading: Promise<void> | undefined;
+
+  async function load(): Promise<void> {
+    try {
+      const info = await stat(options.path);
+      if (info.mtimeMs === loadedMtime && info.size >= 0) return;
+      users = parseHtpasswd(await readFile(options.path, 'utf8'));
+      loadedMtime = info.mtimeMs;
+      verified.clear();
+      options.onReload?.(users.size);
+    } catch (err) {
+      // A missing or unreadable file locks everyone out rather than keeping stale users.
+      users = new Map();
+      loadedMtime = -1;
+      verified.clear();
+      options.onError?.(err);
+    }
+  }
+
+  async function current(): Promise<Map<string, string>> {
+    const now = Date.now();
+    if (now - checkedAt >= recheckMs) {
+      checkedAt = now;
+      loading ??= load().finally(() => (loading = undefined));
+    }
+    if (loading) await loading;
+    return users;
+  }
+
+  return {
+    async verify(user, password) {
+      const table = await current();
+      const key = createHmac('sha256', cacheKey).update(user).update('\u0000').update(password).digest('base64');
+      if (verified.has(key)) return true;
+      const hash = table.get(user);
+      // bcryptjs reads $2y$ as $2a$ (the same algorithm under PHP's name).
+      const ok = await bcrypt.compare(password, (hash ?? DUMMY_HASH).replace(/^\$2y\$/, '$2a$'));
+      if (ok && hash !== undefined) {
+        verified.set(key, true);
+        return true;
+      }
+      return false;
+    },
+  };
+}

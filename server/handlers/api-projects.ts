@@ -1,0 +1,174 @@
+// The management API under /api/v1: projects, members, and what a project holds. Same
+// authentication and the same {"errors":[...]} shape as the registry API.
+import getRawBody from 'raw-body';
+import { ROLES, type Project, type Role } from '../../storage/project-store.js';
+import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { OciError } from '../errors.js';
+import { isValidName } from '../oci-names.js';
+
+const PROJECT_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
+const USER_RE = /^[^\s:]{1,255}$/;
+const BODY_LIMIT = 64 * 1024;
+
+function requireProjectName(untrusted: string): string {
+  if (untrusted.length > 255 || !PROJECT_RE.test(untrusted)) {
+    throw new OciError('NAME_INVALID', 'invalid project name: lower-case letters, digits and single separators (. _ __ -)', {
+      name: untrusted,
+    });
+  }
+  return untrusted;
+}
+
+async function readJson(ctx: Ctx): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await getRawBody(ctx.req, { limit: BODY_LIMIT, encoding: 'utf8' });
+  } catch (err) {
+    if ((err as { type?: string }).type === 'entity.too.large') throw new OciError('REQUEST_INVALID', 'request body too large');
+    throw err;
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch {
+    // fall through
+  }
+  throw new OciError('REQUEST_INVALID', 'the body must be a JSON object');
+}
+
+function optionalBoolean(body: Record<string, unknown>, key: string): boolean | undefined {
+  const value = body[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'boolean') throw new OciError('REQUEST_INVALID', `${key} must be true or false`);
+  return value;
+}
+
+function projectJson(project: Project, withMembers: boolean): Record<string, unknown> {
+  return {
+    name: project.name,
+    public: project.public,
+    createdAt: project.createdAt.toISOString(),
+    ...(project.createdBy ? { createdBy: project.createdBy } : {}),
+    ...(withMembers ? { members: [...project.members].map(([user, role]) => ({ user, role })) } : {}),
+  };
+}
+
+export function createProjectApiHandlers(deps: RegistryDeps) {
+  const { projects, metadata } = deps;
+  const actor = (ctx: Ctx): string | undefined => ctx.state.principal.user;
+
+  /** Loads a project the caller may see; invisible and missing look the same. */
+  async function visibleProject(ctx: Ctx, name: string): Promise<Project> {
+    await requireAccess(ctx, deps, 'pull', name);
+    const project = await projects.find(name);
+    if (!project) throw new OciError('NAME_UNKNOWN', `project ${name} not found`, { project: name });
+    return project;
+  }
+
+  return {
+    async list(ctx: Ctx): Promise<void> {
+      const visible: Record<string, unknown>[] = [];
+      for (const project of await projects.list()) {
+        if (await allowed(ctx, deps, 'pull', project.name)) visible.push(projectJson(project, false));
+      }
+      ctx.body = { projects: visible };
+    },
+
+    async create(ctx: Ctx): Promise<void> {
+      const body = await readJson(ctx);
+      if (typeof body.name !== 'string') throw new OciError('REQUEST_INVALID', 'name is required');
+      const name = requireProjectName(body.name);
+      await requireAccess(ctx, deps, 'create', name);
+      const isPublic = optionalBoolean(body, 'public') ?? false;
+      const user = actor(ctx);
+      if (!(await projects.create(name, { public: isPublic, ...(user ? { actor: user, admin: user } : {}) }))) {
+        throw new OciError('CONFLICT', `project ${name} already exists`, { project: name });
+      }
+      ctx.state.log.info({ project: name, public: isPublic }, 'project created');
+      ctx.set('Location', `/api/v1/projects/${name}`);
+      ctx.status = 201;
+      ctx.body = projectJson((await projects.find(name))!, true);
+    },
+
+    async get(ctx: Ctx): Promise<void> {
+      const project = await visibleProject(ctx, requireProjectName(capture(ctx, 0)));
+      ctx.body = projectJson(project, (await allowed(ctx, deps, 'view', project.name)));
+    },
+
+    async update(ctx: Ctx): Promise<void> {
+      const name = requireProjectName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'admin', name);
+      const body = await readJson(ctx);
+      const isPublic = optionalBoolean(body, 'public');
+      if (!(await projects.update(name, { ...(isPublic === undefined ? {} : { public: isPublic }) }, actor(ctx)))) {
+        throw new OciError('NAME_UNKNOWN', `project ${name} not found`, { project: name });
+      }
+      ctx.state.log.info({ project: name, public: isPublic }, 'project updated');
+      ctx.body = projectJson((await projects.find(name))!, true);
+    },
+
+    async remove(ctx: Ctx): Promise<void> {
+      const name = requireProjectName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'admin', name);
+      // As Harbor: a project is deleted only once it holds no images.
+      const held = await metadata.repositories.list({ project: name, limit: 1 });
+      if (held.length > 0) throw new OciError('CONFLICT', `project ${name} still holds repositories; delete them first`, { repositories: held });
+      if (!(await projects.remove(name, actor(ctx)))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
+      ctx.state.log.info({ project: name }, 'project deleted');
+      emptyResponse(ctx, 204);
+    },
+
+    async members(ctx: Ctx): Promise<void> {
+      const name = requireProjectName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'view', name);
+      const project = await projects.find(name);
+      if (!project) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
+      ctx.body = { members: [...project.members].map(([user, role]) => ({ user, role })) };
+    },
+
+    async setMember(ctx: Ctx): Promise<void> {
+      const name = requireProjectName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'admin', name);
+      const user = decodeURIComponent(capture(ctx, 1));
+      if (!USER_RE.test(user)) throw new OciError('REQUEST_INVALID', 'invalid user name');
+      const body = await readJson(ctx);
+      if (typeof body.role !== 'string' || !(ROLES as readonly string[]).includes(body.role)) {
+        throw new OciError('REQUEST_INVALID', `role must be one of ${ROLES.join(', ')}`);
+      }
+      const role = body.role as Role;
+      if (!(await projects.setMember(name, user, role, actor(ctx)))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
+      ctx.state.log.info({ project: name, member: user, role }, 'member set');
+      ctx.body = { user, role };
+    },
+
+    async removeMember(ctx: Ctx): Promise<void> {
+      const name = requireProjectName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'admin', name);
+      const user = decodeURIComponent(capture(ctx, 1));
+      if (!(await projects.removeMember(name, user, actor(ctx)))) {
+        throw new OciError('NAME_UNKNOWN', `${user} is not a member of ${name}`);
+      }
+      ctx.state.log.info({ project: name, member: user }, 'member removed');
+      emptyResponse(ctx, 204);
+    },
+
+    async repositories(ctx: Ctx): Promise<void> {
+      const project = await visibleProject(ctx, requireProjectName(capture(ctx, 0)));
+      const names = await metadata.repositories.list({ project: project.name, limit: 100_000 });
+      ctx.body = { repositories: names.map((name) => ({ name })) };
+    },
+
+    async tags(ctx: Ctx): Promise<void> {
+      const project = requireProjectName(capture(ctx, 0));
+      const repository = `${project}/${capture(ctx, 1)}`;
+      if (!isValidName(repository)) throw new OciError('NAME_INVALID', 'invalid repository name', { name: repository });
+      await requireAccess(ctx, deps, 'pull', repository);
+      const tags = await metadata.tags.list(repository, { limit: 100_000 });
+      if (!tags) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
+      const withDigests = await Promise.all(
+        tags.map(async (tag) => ({ name: tag, digest: await metadata.tags.find(repository, tag) })),
+      );
+      ctx.body = { name: repository, tags: withDigests };
+    },
+  };
+}

@@ -1,0 +1,164 @@
+// Projects with their members and roles, in PostgreSQL (or PGlite). Every change is written to the
+// audit log in the same transaction, with who made it.
+import type { Db, Queryable } from './db.js';
+
+export const ROLES = ['guest', 'developer', 'maintainer', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface Project {
+  name: string;
+  public: boolean;
+  createdBy?: string;
+  createdAt: Date;
+  members: Map<string, Role>;
+}
+
+export interface ProjectStore {
+  find(name: string): Promise<Project | undefined>;
+  list(): Promise<Project[]>;
+  /** False when a project of that name exists. `admin` becomes its first admin member. */
+  create(name: string, options: { public: boolean; actor?: string; admin?: string }): Promise<boolean>;
+  update(name: string, changes: { public?: boolean }, actor?: string): Promise<boolean>;
+  remove(name: string, actor?: string): Promise<boolean>;
+  setMember(name: string, user: string, role: Role, actor?: string): Promise<boolean>;
+  removeMember(name: string, user: string, actor?: string): Promise<boolean>;
+}
+
+interface ProjectRow {
+  name: string;
+  public: boolean;
+  created_by: string | null;
+  created_at: Date;
+  members: { username: string; role: Role }[] | null;
+}
+
+const SELECT_PROJECTS = `
+  SELECT p.name, p.public, p.created_by, p.created_at,
+         (SELECT json_agg(json_build_object('username', m.username, 'role', m.role) ORDER BY m.username)
+            FROM project_members m WHERE m.project = p.name) AS members
+  FROM projects p`;
+
+function toProject(row: ProjectRow): Project {
+  return {
+    name: row.name,
+    public: row.public,
+    ...(row.created_by ? { createdBy: row.created_by } : {}),
+    createdAt: row.created_at,
+    members: new Map((row.members ?? []).map((m) => [m.username, m.role])),
+  };
+}
+
+async function audit(tx: Queryable, actor: string | undefined, action: string, project: string, detail: object): Promise<void> {
+  await tx.query('INSERT INTO audit_log (actor, action, project, detail) VALUES ($1, $2, $3, $4)', [
+    actor ?? null,
+    action,
+    project,
+    JSON.stringify(detail),
+  ]);
+}
+
+export function createPostgresProjectStore(db: Db): ProjectStore {
+  return {
+    async find(name) {
+      const rows = await db.query<ProjectRow>(`${SELECT_PROJECTS} WHERE p.name = $1`, [name]);
+      return rows[0] && toProject(rows[0]);
+    },
+    async list() {
+      return (await db.query<ProjectRow>(`${SELECT_PROJECTS} ORDER BY p.name`)).map(toProject);
+    },
+    create(name, options) {
+      return db.transaction(async (tx) => {
+        const inserted = await tx.query(
+          `INSERT INTO projects (name, public, created_by) VALUES ($1, $2, $3)
+           ON CONFLICT (name) DO NOTHING RETURNING name`,
+          [name, options.public, options.actor ?? null],
+        );
+        if (inserted.length === 0) return false;
+        if (options.admin) {
+          await tx.query(`INSERT INTO project_members (project, username, role) VALUES ($1, $2, 'admin')`, [
+            name,
+            options.admin,
+          ]);
+        }
+        await audit(tx, options.actor, 'project.create', name, { public: options.public, admin: options.admin ?? null });
+        return true;
+      });
+    },
+    update(name, changes, actor) {
+      return db.transaction(async (tx) => {
+        const rows = await tx.query('UPDATE projects SET public = COALESCE($2, public) WHERE name = $1 RETURNING name', [
+          name,
+          changes.public ?? null,
+        ]);
+        if (rows.length === 0) return false;
+        await audit(tx, actor, 'project.update', name, changes);
+        return true;
+      });
+    },
+    remove(name, actor) {
+      return db.transaction(async (tx) => {
+        const rows = await tx.query('DELETE FROM projects WHERE name = $1 RETURNING name', [name]);
+        if (rows.length === 0) return false;
+        await audit(tx, actor, 'project.delete', name, {});
+        return true;
+      });
+    },
+    setMember(name, user, role, actor) {
+      return db.transaction(async (tx) => {
+        const exists = await tx.query('SELECT 1 FROM projects WHERE name = $1', [name]);
+        if (exists.length === 0) return false;
+        await tx.query(
+          `INSERT INTO project_members (project, username, role) VALUES ($1, $2, $3)
+           ON CONFLICT (project, username) DO UPDATE SET role = EXCLUDED.role, updated_at = now()`,
+          [name, user, role],
+        );
+        await audit(tx, actor, 'member.set', name, { user, role });
+        return true;
+      });
+    },
+    removeMember(name, user, actor) {
+      return db.transaction(async (tx) => {
+        const rows = await tx.query('DELETE FROM project_members WHERE project = $1 AND username = $2 RETURNING username', [
+          name,
+          user,
+        ]);
+        if (rows.length === 0) return false;
+        await audit(tx, actor, 'member.remove', name, { user });
+        return true;
+      });
+    },
+  };
+}
+
+/**
+ * Remembers project look-ups for `ttlMs` (the authorizer reads one per request); changes made
+ * through this store drop the entry at once.
+ */
+export function createCachedProjectStore(inner: ProjectStore, ttlMs: number): ProjectStore {
+  if (ttlMs <= 0) return inner;
+  const cache = new Map<string, { project: Project | undefined; expires: number }>();
+  // A load that raced a change must not store what it read before the change.
+  let version = 0;
+  const drop = <T>(name: string, result: T): T => {
+    version += 1;
+    cache.delete(name);
+    return result;
+  };
+  return {
+    async find(name) {
+      const hit = cache.get(name);
+      if (hit && hit.expires > Date.now()) return hit.project;
+      const before = version;
+      const project = await inner.find(name);
+      if (cache.size > 10_000) cache.clear();
+      if (version === before) cache.set(name, { project, expires: Date.now() + ttlMs });
+      return project;
+    },
+    list: () => inner.list(),
+    create: async (name, options) => drop(name, await inner.create(name, options)),
+    update: async (name, changes, actor) => drop(name, await inner.update(name, changes, actor)),
+    remove: async (name, actor) => drop(name, await inner.remove(name, actor)),
+    setMember: async (name, user, role, actor) => drop(name, await inner.setMember(name, user, role, actor)),
+    removeMember: async (name, user, actor) => drop(name, await inner.removeMember(name, user, actor)),
+  };
+}

@@ -1,0 +1,58 @@
+import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { createHtpasswd, parseHtpasswd } from '../../auth/htpasswd.js';
+import { writeHtpasswd } from '../helpers/auth.js';
+
+test('parses bcrypt entries of every prefix and ignores comments and other hash kinds', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-htpasswd-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'htpasswd');
+  await writeHtpasswd(file, { alice: 'a', bob: 'b', carol: 'c' });
+  const { readFile } = await import('node:fs/promises');
+  const text = (await readFile(file, 'utf8')) + 'md5user:$apr1$abc$defghijklmnopqrstuvwx\nplain:secret\n';
+  const users = parseHtpasswd(text);
+  t.deepEqual([...users.keys()].sort(), ['alice', 'bob', 'carol']);
+});
+
+test('verifies passwords, refuses wrong ones and unknown users', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-htpasswd-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'htpasswd');
+  await writeHtpasswd(file, { alice: 'wonderland', bob: 'builder', carol: 'singer' });
+  const htpasswd = createHtpasswd({ path: file });
+  t.true(await htpasswd.verify('alice', 'wonderland'));
+  t.true(await htpasswd.verify('bob', 'builder'));
+  t.true(await htpasswd.verify('carol', 'singer'));
+  t.false(await htpasswd.verify('alice', 'builder'));
+  t.false(await htpasswd.verify('nobody', 'wonderland'));
+  // Remembered credentials still distinguish passwords.
+  t.true(await htpasswd.verify('alice', 'wonderland'));
+  t.false(await htpasswd.verify('alice', 'wonderland2'));
+});
+
+test('a changed file takes effect without a restart, also for remembered credentials', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-htpasswd-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'htpasswd');
+  await writeHtpasswd(file, { alice: 'old' });
+  const htpasswd = createHtpasswd({ path: file, recheckMs: 0 });
+  t.true(await htpasswd.verify('alice', 'old'));
+  await writeHtpasswd(file, { alice: 'new', dave: 'd' });
+  // Make sure the modification time moves even on coarse clocks.
+  const later = new Date(Date.now() + 5000);
+  await utimes(file, later, later);
+  t.false(await htpasswd.verify('alice', 'old'));
+  t.true(await htpasswd.verify('alice', 'new'));
+  t.true(await htpasswd.verify('dave', 'd'));
+  await writeFile(file, '');
+  const evenLater = new Date(Date.now() + 10_000);
+  await utimes(file, evenLater, evenLater);
+  t.false(await htpasswd.verify('alice', 'new'));
+});
+
+test('a missing file locks everyone out', async (t) => {
+  const htpasswd = createHtpasswd({ path: '/nonexistent/htpasswd', onError: () => undefined });
+  t.false(await htpasswd.verify('alice', 'x'));
+});

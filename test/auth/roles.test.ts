@@ -1,0 +1,248 @@
+// The whole role matrix over real HTTP: anonymous, outsider, guest, developer, maintainer,
+// project admin and registry admin, on a private and a public project.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { basic, writeHtpasswd } from '../helpers/auth.js';
+import { createClient, errorCode } from '../helpers/oci-client.js';
+import { makeImage } from '../helpers/oci-layout.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+
+const USERS = {
+  root: 'root-pw',
+  alice: 'alice-pw', // admin of priv and pub
+  dev: 'dev-pw',
+  maint: 'maint-pw',
+  guest: 'guest-pw',
+  outsider: 'outsider-pw',
+};
+type User = keyof typeof USERS;
+
+let registry: TestRegistry;
+let dir: string;
+const as = (user?: User) => createClient(registry.url, user ? { Authorization: basic(user, USERS[user]) } : {});
+
+test.before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'signet-roles-'));
+  await writeHtpasswd(path.join(dir, 'htpasswd'), USERS);
+  registry = await startTestRegistry({
+    env: {
+      REGISTRY_AUTH: 'htpasswd',
+      REGISTRY_AUTH_HTPASSWD_REALM: 'Signet Test',
+      REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'),
+      REGISTRY_AUTH_ADMINS: 'root',
+    },
+  });
+  const root = as('root');
+  for (const [name, isPublic] of [['priv', false], ['pub', true]] as const) {
+    const res = await root.request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name, public: isPublic }) });
+    if (res.status !== 201) throw new Error(`create ${name}: ${res.status} ${await res.text()}`);
+    for (const [user, role] of [['alice', 'admin'], ['dev', 'developer'], ['maint', 'maintainer'], ['guest', 'guest']]) {
+      await root.request(`/api/v1/projects/${name}/members/${user}`, { method: 'PUT', body: JSON.stringify({ role }) });
+    }
+  }
+});
+test.after.always(async () => {
+  await registry?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('GET /v2/: 401 with a Basic challenge without credentials, 200 with them, 401 with wrong ones', async (t) => {
+  const anon = await as().request('/v2/');
+  t.is(anon.status, 401);
+  t.is(anon.headers.get('www-authenticate'), 'Basic realm="Signet Test"');
+  t.is(anon.headers.get('docker-distribution-api-version'), 'registry/2.0');
+  t.is((await as('guest').request('/v2/')).status, 200);
+  const wrong = await createClient(registry.url, { Authorization: basic('alice', 'nope') }).request('/v2/');
+  t.is(wrong.status, 401);
+  t.is(await errorCode(wrong), 'UNAUTHORIZED');
+});
+
+const pushers: [User | undefined, number][] = [
+  [undefined, 401],
+  ['outsider', 403],
+  ['guest', 403],
+  ['dev', 201],
+  ['maint', 201],
+  ['alice', 201],
+  ['root', 201],
+];
+for (const [user, expected] of pushers) {
+  test(`push into a private project as ${user ?? 'anonymous'}: ${expected}`, async (t) => {
+    const image = makeImage({ layers: 1 });
+    const res = await as(user).pushBlob(`priv/push-${user ?? 'anon'}`, image.config);
+    t.is(res.status, expected);
+    if (expected === 401) t.is(res.headers.get('www-authenticate'), 'Basic realm="Signet Test"');
+    if (expected === 403) t.is(await errorCode(res), 'DENIED');
+  });
+}
+
+test('pull matrix on private and public projects', async (t) => {
+  const image = makeImage({ layers: 1 });
+  t.is((await as('dev').pushImage('priv/app', image, 'v1')).status, 201);
+  t.is((await as('dev').pushImage('pub/app', image, 'v1')).status, 201);
+  const cases: [User | undefined, string, number][] = [
+    [undefined, 'priv/app', 401],
+    ['outsider', 'priv/app', 403],
+    ['guest', 'priv/app', 200],
+    ['dev', 'priv/app', 200],
+    ['root', 'priv/app', 200],
+    [undefined, 'pub/app', 200],
+    ['outsider', 'pub/app', 200],
+  ];
+  for (const [user, repo, expected] of cases) {
+    const manifest = await as(user).getManifest(repo, 'v1');
+    t.is(manifest.status, expected, `${user ?? 'anonymous'} manifest ${repo}`);
+    const blob = await as(user).request(`/v2/${repo}/blobs/${image.config.digest}`, { method: 'HEAD' });
+    t.is(blob.status, expected, `${user ?? 'anonymous'} blob ${repo}`);
+  }
+  // An authorized caller asking for a missing blob gets 404, never 401 (containers/image).
+  const miss = await as('guest').request(`/v2/priv/app/blobs/sha256:${'0'.repeat(64)}`, { method: 'HEAD' });
+  t.is(miss.status, 404);
+  // Anonymous push to a public project is still refused.
+  t.is((await as().pushBlob('pub/app', makeImage().config)).status, 401);
+});
+
+test('wrong credentials are refused even where anonymous pulls work', async (t) => {
+  const res = await createClient(registry.url, { Authorization: basic('guest', 'wrong') }).getManifest('pub/app', 'v1');
+  t.is(res.status, 401);
+});
+
+test('delete needs maintainer', async (t) => {
+  const image = makeImage({ layers: 1 });
+  await as('dev').pushImage('priv/del', image, 'v1');
+  const byDev = await as('dev').request(`/v2/priv/del/manifests/${image.manifest.digest}`, { method: 'DELETE' });
+  t.is(byDev.status, 403);
+  const byMaint = await as('maint').request(`/v2/priv/del/manifests/${image.manifest.digest}`, { method: 'DELETE' });
+  t.is(byMaint.status, 202);
+});
+
+test('a private repository does not reveal whether it exists', async (t) => {
+  await as('dev').pushImage('priv/exists', makeImage({ layers: 1 }), 'v1');
+  const existing = await as('outsider').getManifest('priv/exists', 'v1');
+  const missing = await as('outsider').getManifest('priv/missing', 'v1');
+  const noProject = await as('outsider').getManifest('nosuchproject/x', 'v1');
+  t.is(existing.status, 403);
+  t.is(missing.status, 403);
+  t.is(noProject.status, 403);
+  const messages = await Promise.all([existing, missing, noProject].map(async (r) => ((await r.json()) as { errors: { message: string }[] }).errors[0]?.message.replace(/\S+\/\S+/g, 'X')));
+  t.is(new Set(messages).size, 1);
+});
+
+test('pushing into a project that does not exist is refused with a clear message', async (t) => {
+  const res = await as('dev').pushBlob('newproject/app', makeImage().config);
+  t.is(res.status, 403);
+  const body = (await res.json()) as { errors: { code: string; message: string }[] };
+  t.is(body.errors[0]?.code, 'DENIED');
+  t.regex(body.errors[0]?.message ?? '', /signet project create newproject/);
+});
+
+test('catalog lists only what the caller may pull', async (t) => {
+  await as('dev').pushImage('priv/catalogued', makeImage({ layers: 1 }), 'v1');
+  await as('dev').pushImage('pub/catalogued', makeImage({ layers: 1 }), 'v1');
+  const list = async (user?: User): Promise<string[]> =>
+    ((await (await as(user).request('/v2/_catalog')).json()) as { repositories: string[] }).repositories;
+  t.false((await list('outsider')).includes('priv/catalogued'));
+  t.true((await list('outsider')).includes('pub/catalogued'));
+  t.true((await list('guest')).includes('priv/catalogued'));
+  t.false((await list()).includes('priv/catalogued'));
+});
+
+test('a mount needs pull on the source repository', async (t) => {
+  const image = makeImage({ layers: 1 });
+  await as('dev').pushBlob('priv/secret', image.config);
+  const root = as('root');
+  await root.request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'outsiders' }) });
+  await root.request('/api/v1/projects/outsiders/members/outsider', { method: 'PUT', body: JSON.stringify({ role: 'developer' }) });
+  const res = await as('outsider').request(`/v2/outsiders/app/blobs/uploads/?mount=${image.config.digest}&from=priv/secret`, { method: 'POST' });
+  t.is(res.status, 202, 'falls back to an upload session instead of mounting');
+  t.is((await as('outsider').request(`/v2/outsiders/app/blobs/${image.config.digest}`, { method: 'HEAD' })).status, 404);
+  const mine = await as('dev').request(`/v2/pub/mounted/blobs/uploads/?mount=${image.config.digest}&from=priv/secret`, { method: 'POST' });
+  t.is(mine.status, 201);
+});
+
+test('management API: who may create, change, list members and delete', async (t) => {
+  const create = (user: User, name: string) =>
+    as(user).request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name, public: false }) });
+  t.is((await create('alice', 'byalice')).status, 403);
+  const made = await create('root', 'apiproj');
+  t.is(made.status, 201);
+  t.is(made.headers.get('location'), '/api/v1/projects/apiproj');
+  t.is((await create('root', 'apiproj')).status, 409);
+  const bad = await create('root', 'Bad_Name');
+  t.is(bad.status, 400);
+  t.is(await errorCode(bad), 'NAME_INVALID');
+
+  const root = as('root');
+  await root.request('/api/v1/projects/apiproj/members/alice', { method: 'PUT', body: JSON.stringify({ role: 'admin' }) });
+  await root.request('/api/v1/projects/apiproj/members/guest', { method: 'PUT', body: JSON.stringify({ role: 'guest' }) });
+
+  // Project admins change settings and members; others may not.
+  const patch = (user: User, body: unknown) =>
+    as(user).request('/api/v1/projects/apiproj', { method: 'PATCH', body: JSON.stringify(body) });
+  t.is((await patch('guest', { public: true })).status, 403);
+  const patched = await patch('alice', { public: true });
+  t.is(patched.status, 200);
+  t.is(((await patched.json()) as { public: boolean }).public, true);
+  t.is((await patch('alice', { public: 'yes' })).status, 400);
+  t.is((await as('guest').request('/api/v1/projects/apiproj/members/dev', { method: 'PUT', body: JSON.stringify({ role: 'admin' }) })).status, 403);
+  t.is((await as('alice').request('/api/v1/projects/apiproj/members/dev', { method: 'PUT', body: JSON.stringify({ role: 'owner' }) })).status, 400);
+  t.is((await as('alice').request('/api/v1/projects/apiproj/members/dev', { method: 'PUT', body: JSON.stringify({ role: 'developer' }) })).status, 200);
+
+  const members = await as('guest').request('/api/v1/projects/apiproj/members');
+  t.is(members.status, 200);
+  t.deepEqual(
+    ((await members.json()) as { members: { user: string; role: string }[] }).members,
+    [
+      { user: 'alice', role: 'admin' },
+      { user: 'dev', role: 'developer' },
+      { user: 'guest', role: 'guest' },
+      { user: 'root', role: 'admin' }, // the creator becomes an admin, as in Harbor
+    ],
+  );
+  t.is((await as('outsider').request('/api/v1/projects/apiproj/members')).status, 403);
+
+  // Repositories and tags of a project.
+  await as('dev').pushImage('apiproj/team/app', makeImage({ layers: 1 }), 'v1');
+  const repos = (await (await as('guest').request('/api/v1/projects/apiproj/repositories')).json()) as { repositories: { name: string }[] };
+  t.deepEqual(repos.repositories, [{ name: 'apiproj/team/app' }]);
+  const tags = (await (await as('guest').request('/api/v1/projects/apiproj/repositories/team/app/tags')).json()) as { tags: { name: string }[] };
+  t.deepEqual(tags.tags.map((x) => x.name), ['v1']);
+
+  // A project holding images is not deleted; once empty it is.
+  const refused = await as('alice').request('/api/v1/projects/apiproj', { method: 'DELETE' });
+  t.is(refused.status, 409);
+  const listed = (await (await as('outsider').request('/api/v1/projects')).json()) as { projects: { name: string }[] };
+  t.true(listed.projects.some((p) => p.name === 'apiproj'), 'public now, so visible');
+  t.false(listed.projects.some((p) => p.name === 'priv'));
+  t.is((await as('alice').request('/api/v1/projects/apiproj/members/dev', { method: 'DELETE' })).status, 204);
+  t.is((await as('alice').request('/api/v1/projects/apiproj/members/dev', { method: 'DELETE' })).status, 404);
+});
+
+test('API errors use the registry error shape', async (t) => {
+  const res = await as('root').request('/api/v1/projects', { method: 'POST', body: 'not json' });
+  t.is(res.status, 400);
+  const body = (await res.json()) as { errors: { code: string; message: string }[] };
+  t.is(body.errors[0]?.code, 'REQUEST_INVALID');
+  const anon = await as().request('/api/v1/projects/priv');
+  t.is(anon.status, 401);
+});
+
+test('with autocreate, the first push creates the project and makes the pusher its admin', async (t) => {
+  const auto = await startTestRegistry({
+    env: {
+      REGISTRY_AUTH: 'htpasswd',
+      REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'),
+      REGISTRY_PROJECTS_AUTOCREATE: 'true',
+    },
+  });
+  t.teardown(() => auto.close());
+  const dev = createClient(auto.url, { Authorization: basic('dev', USERS.dev) });
+  t.is((await dev.pushImage('devproj/app', makeImage({ layers: 1 }), 'v1')).status, 201);
+  const project = (await (await dev.request('/api/v1/projects/devproj')).json()) as { public: boolean; members: { user: string; role: string }[] };
+  t.false(project.public);
+  t.deepEqual(project.members, [{ user: 'dev', role: 'admin' }]);
+  const other = createClient(auto.url, { Authorization: basic('guest', USERS.guest) });
+  t.is((await other.getManifest('devproj/app', 'v1')).status, 403);
+});
