@@ -2,11 +2,10 @@
 // `signet`: the command-line tool. The only module with side effects: read configuration, build the
 // registry, listen, and shut down cleanly on SIGTERM / SIGINT.
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
-import { ConfigError, loadConfig, parseAddr, type Config } from './config.js';
+import { ApiCallError, createApiClient, registerAdminCommands } from './admin-cli.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createHttpServer, listen } from './listen.js';
 import { createLogger } from './logging.js';
 import { createRegistry } from './registry.js';
 
@@ -23,24 +22,8 @@ async function serve(configFile: string | undefined): Promise<void> {
   }
   const log = createLogger(config.log.level);
   const registry = await createRegistry(config, log);
-  const callback = registry.app.callback();
-  const server = config.http.tls
-    ? https.createServer(
-        { cert: readFileSync(config.http.tls.certificate), key: readFileSync(config.http.tls.key) },
-        callback,
-      )
-    : http.createServer(callback);
-  // Large layers over slow links take long: no whole-request deadline, but headers must come soon.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
-  server.keepAliveTimeout = 65_000;
-
-  const { host, port } = parseAddr(config.http.addr);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, resolve);
-  });
-  const address = server.address() as AddressInfo;
+  const server = createHttpServer(config, registry.app.callback());
+  const address = await listen(server, config.http.addr);
   log.info(
     {
       addr: `${address.address}:${address.port}`,
@@ -74,8 +57,25 @@ async function serve(configFile: string | undefined): Promise<void> {
 }
 
 const program = new Command();
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+// dist/server/main.js when built, server/main.ts when run from source.
+const pkgUrl = new URL(import.meta.url.includes('/dist/') ? '../../package.json' : '../package.json', import.meta.url);
+const pkg = JSON.parse(readFileSync(pkgUrl, 'utf8')) as { version: string };
 program.name('signet').description('OCI container registry with an integrated signature store').version(pkg.version);
+// The management commands are HTTP clients: their settings are a client's, not the server's.
+program
+  .option('--registry <url>', 'registry for management commands (SIGNET_REGISTRY)', process.env.SIGNET_REGISTRY ?? 'http://localhost:5000')
+  .option('--user <name>', 'user for management commands (SIGNET_USER; password in SIGNET_PASSWORD)', process.env.SIGNET_USER)
+  .option('--password-stdin', 'read the password from standard input');
+registerAdminCommands(
+  program,
+  () => {
+    const opts = program.opts<{ registry: string; user?: string; passwordStdin?: boolean }>();
+    const password = opts.passwordStdin ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : process.env.SIGNET_PASSWORD;
+    return createApiClient({ registry: opts.registry, ...(opts.user ? { user: opts.user } : {}), ...(password ? { password } : {}) });
+  },
+  (line) => process.stdout.write(`${line}\n`),
+);
+
 program
   .command('serve')
   .description('run the registry (settings from REGISTRY_* variables and an optional YAML file)')
@@ -83,6 +83,10 @@ program
   .action(serve);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof ApiCallError) {
+    process.stderr.write(`signet: ${err.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(`signet: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

@@ -1,12 +1,11 @@
 // Starts the real registry (the same createRegistry the CLI uses) on an ephemeral loopback port
 // with its own temporary data directory, and removes everything on close.
 import { mkdtemp, rm } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../server/config.js';
+import { createHttpServer, listen } from '../../server/listen.js';
 import { createRegistry, type Registry } from '../../server/registry.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
 
@@ -51,12 +50,10 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
   const config = loadConfig({ env });
   const log = pino({ level: config.log.level });
   const registry = await createRegistry(config, log);
-  const server = http.createServer(registry.app.callback());
-  server.requestTimeout = 0;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const server = createHttpServer(config, registry.app.callback());
+  const { port } = await listen(server, config.http.addr);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${config.http.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     dataDir,
     config,
