@@ -43,6 +43,8 @@ export interface Blobs {
 interface RunningHash {
   end: number;
   hash: Hash;
+  /** The chunk objects hashed, in order: the hash vouches for these and no others. */
+  keys: string[];
 }
 
 export function createBlobs(store: BlobStore): Blobs {
@@ -79,8 +81,12 @@ export function createBlobs(store: BlobStore): Blobs {
     async writeChunk(uploadId, offset, body, signal) {
       const prior = running.get(uploadId);
       let hash: Hash | undefined;
+      let hashedKeys: string[] = [];
       if (offset === 0) hash = createHash('sha256');
-      else if (prior && prior.end === offset) hash = prior.hash.copy();
+      else if (prior && prior.end === offset) {
+        hash = prior.hash.copy();
+        hashedKeys = prior.keys;
+      }
       let size = 0;
       const counter = new Transform({
         transform(data: Buffer, _encoding, done) {
@@ -106,7 +112,7 @@ export function createBlobs(store: BlobStore): Blobs {
         await store.delete(key);
         return { offset, size, key };
       }
-      if (hash) running.set(uploadId, { end: offset + size, hash });
+      if (hash) running.set(uploadId, { end: offset + size, hash, keys: [...hashedKeys, key] });
       return { offset, size, key };
     },
 
@@ -125,10 +131,17 @@ export function createBlobs(store: BlobStore): Blobs {
       if (expectedSize !== undefined && expectedSize !== total) throw new SizeMismatchError(expectedSize, total);
 
       const target = blobKey(expected);
+      // The running hash counts only when it hashed exactly these chunk objects: a rival chunk
+      // written at the same offset (not yet discarded) must not vouch for the recorded one.
       const state = running.get(uploadId);
+      const hashed =
+        state !== undefined &&
+        state.end === total &&
+        state.keys.length === chunks.length &&
+        state.keys.every((key, i) => key === chunks[i]!.key);
       let verified = false;
-      if (expected.algorithm === 'sha256' && ((state && state.end === total) || total === 0)) {
-        const actual = `sha256:${(state?.hash ?? createHash('sha256')).copy().digest('hex')}`;
+      if (expected.algorithm === 'sha256' && (hashed || total === 0)) {
+        const actual = `sha256:${(hashed ? state.hash : createHash('sha256')).copy().digest('hex')}`;
         if (actual !== expected.digest) throw new DigestMismatchError(expected.digest, actual);
         verified = true;
       } else if (chunks.length <= 1) {

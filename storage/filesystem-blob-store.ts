@@ -40,13 +40,21 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
   }
 
   return {
-    stat: (key) => statPath(toPath(key)),
+    // async, so a refused key rejects like every other failure instead of throwing synchronously.
+    async stat(key) {
+      return statPath(toPath(key));
+    },
 
     async read(key: string, options: ReadOptions = {}): Promise<Readable> {
       const file = toPath(key);
       const handle = await open(file, 'r').catch((err: unknown) => {
         throw isNotFound(err) ? new StorageNotFoundError(key) : err;
       });
+      // A directory (a key that only prefixes others) opens fine but is no object.
+      if (!(await handle.stat()).isFile()) {
+        await handle.close();
+        throw new StorageNotFoundError(key);
+      }
       return createReadStream('', {
         fd: handle,
         start: options.start,
@@ -65,20 +73,23 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         await pipeline(body, createWriteStream(tmp, { flags: 'wx', flush: true, highWaterMark: 256 * 1024 }), {
           signal: options.signal,
         });
+        // Stat before the rename: afterwards a concurrent write may already have replaced it.
+        const written = await statPath(tmp);
+        if (!written) throw new StorageNotFoundError(key);
         await mkdir(path.dirname(file), { recursive: true });
         await rename(tmp, file);
+        return written;
       } catch (err) {
         await rm(tmp, { force: true });
         throw err;
       }
-      const written = await statPath(file);
-      if (!written) throw new StorageNotFoundError(key);
-      return written;
     },
 
     async move(from, to) {
       const source = toPath(from);
       const target = toPath(to);
+      // rename() would also move a directory: only a file is an object.
+      if (!(await statPath(source))) throw new StorageNotFoundError(from);
       await mkdir(path.dirname(target), { recursive: true });
       try {
         await rename(source, target);
@@ -92,7 +103,8 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       try {
         await unlink(toPath(key));
       } catch (err) {
-        if (!isNotFound(err)) throw err;
+        // EISDIR: a key that only prefixes others is no object, so there is nothing to remove.
+        if (!isNotFound(err) && (err as NodeJS.ErrnoException).code !== 'EISDIR') throw err;
       }
     },
 

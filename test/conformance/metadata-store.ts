@@ -1,0 +1,413 @@
+// The one MetadataStore suite, run against embedded PostgreSQL (PGlite), a real PostgreSQL server
+// and the cache in front of either. It checks the contract in storage/metadata-store.ts. The store
+// is shared by the tests of a file, which run concurrently: every test names its own repositories
+// (a random prefix) and uploads (random ids).
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { TestFn } from 'ava';
+import { digestOf } from '../../storage/digest.js';
+import type { ManifestRecord, MetadataStore, Page, Referrer } from '../../storage/metadata-store.js';
+import { uploadChunkKey } from '../../storage/paths.js';
+
+export interface MetadataStoreFixture {
+  store: MetadataStore;
+  cleanup(): Promise<void>;
+}
+
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+
+/** A prefix no other test uses, so repository names never collide; ends in a nested name. */
+export function randomRepository(): string {
+  return `conformance-${randomBytes(6).toString('hex')}/a/b/c`;
+}
+
+export function randomDigest(): string {
+  return digestOf('sha256', randomBytes(32));
+}
+
+/** A manifest record whose content is arbitrary bytes (the store must not care that it is JSON). */
+export function manifestOf(content: Buffer, extra: Partial<ManifestRecord> = {}): ManifestRecord {
+  return { digest: digestOf('sha256', content), mediaType: OCI_MANIFEST, content, size: content.length, ...extra };
+}
+
+export function randomManifest(extra: Partial<ManifestRecord> = {}): ManifestRecord {
+  return manifestOf(Buffer.from(JSON.stringify({ schemaVersion: 2, nonce: randomUUID() })), extra);
+}
+
+/** A map's entries sorted by key: findMany promises which entries, not their order. */
+function entries(map: Map<string, number>): Array<[string, number]> {
+  return [...map].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<MetadataStoreFixture>): void {
+  let fixture: MetadataStoreFixture | undefined;
+  test.before(async () => {
+    fixture = await makeStore();
+  });
+  test.after.always(async () => {
+    await fixture?.cleanup();
+  });
+  function store(): MetadataStore {
+    if (!fixture) throw new Error('metadata store fixture not ready');
+    return fixture.store;
+  }
+
+  /** Every name after `after` that starts with `prefix`, fetched in pages of `limit`. */
+  async function pages(list: (page: Page) => Promise<string[] | undefined>, prefix: string, limit: number) {
+    const seen: string[][] = [];
+    let last: string | undefined = prefix;
+    for (;;) {
+      const page: string[] = (await list({ ...(last === undefined ? {} : { last }), limit })) ?? [];
+      if (page.length > limit) throw new Error(`page of ${page.length} exceeds limit ${limit}`);
+      const ours = page.filter((name) => name.startsWith(prefix));
+      if (ours.length > 0) seen.push(ours);
+      if (ours.length < limit) return seen;
+      last = page[page.length - 1];
+    }
+  }
+
+  // Repositories
+
+  test('a repository exists once a manifest or a blob link is stored in it', async (t) => {
+    const repository = randomRepository();
+    const parent = repository.slice(0, repository.lastIndexOf('/'));
+    const linked = `${repository}-blobs`;
+    t.false(await store().repositories.exists(repository));
+    await store().manifests.save(repository, randomManifest(), []);
+    await store().blobs.save(linked, randomDigest(), 10);
+    t.true(await store().repositories.exists(repository));
+    t.true(await store().repositories.exists(linked));
+    t.false(await store().repositories.exists(parent), 'a path prefix is no repository');
+    t.false(await store().repositories.exists(`${repository}/d`));
+  });
+
+  test('repositories are listed in byte order, only with a manifest, paged by last and limit', async (t) => {
+    const prefix = `conformance-${randomBytes(6).toString('hex')}`;
+    // '-' < '.' < '/' < '_' bytewise; a locale collation would order these differently.
+    const listed = [`${prefix}/a`, `${prefix}/a-b`, `${prefix}/a.b`, `${prefix}/a/b/c`, `${prefix}/a_b`, `${prefix}/b`];
+    for (const name of [...listed].reverse()) await store().manifests.save(name, randomManifest(), []);
+    await store().blobs.save(`${prefix}/blobs-only`, randomDigest(), 1);
+    const emptied = randomManifest();
+    await store().manifests.save(`${prefix}/emptied`, emptied, [], 'latest');
+    await store().manifests.remove(`${prefix}/emptied`, emptied.digest);
+
+    t.deepEqual((await pages((p) => store().repositories.list(p), prefix, 100)).flat(), listed);
+    t.deepEqual(await pages((p) => store().repositories.list(p), prefix, 2), [
+      listed.slice(0, 2),
+      listed.slice(2, 4),
+      listed.slice(4, 6),
+    ]);
+    t.deepEqual(await store().repositories.list({ last: `${prefix}/a.b`, limit: 2 }), listed.slice(3, 5));
+    const after = await store().repositories.list({ last: `${prefix}/a.a`, limit: 1 });
+    t.deepEqual(after, [`${prefix}/a.b`], 'last need not exist');
+    const unpaged = await store().repositories.list({ limit: 1_000_000 });
+    t.deepEqual(
+      unpaged.filter((name) => name.startsWith(prefix)),
+      listed,
+    );
+    t.deepEqual(unpaged, [...unpaged].sort(), 'the whole list is in byte order');
+  });
+
+  test('repositories of one project: the project itself and names under it, paged', async (t) => {
+    const project = `conformance-${randomBytes(6).toString('hex')}`;
+    const inside = [project, `${project}/a`, `${project}/a/b`, `${project}/b`];
+    // Same leading characters, other projects: a prefix match on the name alone would take these.
+    const outside = [`${project}-x/a`, `${project}.d/a`, `${project}_/a`, `${project}x`, project.slice(0, -1)];
+    for (const name of [...inside, ...outside]) await store().manifests.save(name, randomManifest(), []);
+
+    t.deepEqual(await store().repositories.list({ project, limit: 100 }), inside);
+    t.deepEqual(await store().repositories.list({ project, limit: 2 }), inside.slice(0, 2));
+    t.deepEqual(await store().repositories.list({ project, last: inside[1]!, limit: 2 }), inside.slice(2, 4));
+    t.deepEqual(await store().repositories.list({ project, last: inside[3]!, limit: 2 }), []);
+    t.deepEqual(await store().repositories.list({ project: `${project}/a`, limit: 100 }), inside.slice(1, 3));
+    t.deepEqual(await store().repositories.list({ project: `${project}-`, limit: 100 }), []);
+  });
+
+  // Blob links
+
+  test('blob links: save, find, findMany and remove, per repository', async (t) => {
+    const repository = randomRepository();
+    const other = `${repository}-other`;
+    const [a, b, empty, unknown] = [randomDigest(), randomDigest(), randomDigest(), randomDigest()];
+    t.is(await store().blobs.find(repository, a), undefined);
+    await store().blobs.save(repository, a, 1234);
+    await store().blobs.save(repository, a, 1234);
+    await store().blobs.save(repository, b, 5_000_000_000);
+    await store().blobs.save(repository, empty, 0);
+    await store().blobs.save(other, b, 5_000_000_000);
+
+    t.is(await store().blobs.find(repository, a), 1234);
+    t.is(await store().blobs.find(repository, b), 5_000_000_000, 'sizes beyond 32 bits come back as numbers');
+    t.is(await store().blobs.find(repository, empty), 0);
+    t.is(await store().blobs.find(other, a), undefined, 'a link belongs to one repository');
+    t.deepEqual(
+      entries(await store().blobs.findMany(repository, [a, b, empty, unknown])),
+      entries(
+        new Map([
+          [a, 1234],
+          [b, 5_000_000_000],
+          [empty, 0],
+        ]),
+      ),
+    );
+    t.is((await store().blobs.findMany(repository, [])).size, 0);
+    t.is((await store().blobs.findMany(`${repository}-unknown`, [a])).size, 0);
+
+    t.true(await store().blobs.remove(repository, b));
+    t.false(await store().blobs.remove(repository, b));
+    t.false(await store().blobs.remove(repository, unknown));
+    t.is(await store().blobs.find(repository, b), undefined);
+    t.is(await store().blobs.find(other, b), 5_000_000_000, 'unlinking leaves other repositories alone');
+    t.deepEqual(entries(await store().blobs.findMany(repository, [a, b])), [[a, 1234]]);
+    await store().blobs.save(repository, b, 5_000_000_000);
+    t.is(await store().blobs.find(repository, b), 5_000_000_000, 'a removed link can be saved again');
+  });
+
+  // Manifests
+
+  test('a manifest round-trips byte for byte, with and without optional fields', async (t) => {
+    const repository = randomRepository();
+    const binary = Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 37) % 256));
+    const plain = manifestOf(binary, { mediaType: OCI_INDEX });
+    const subject = randomDigest();
+    const full = randomManifest({
+      artifactType: 'application/vnd.example.sbom',
+      subject,
+      annotations: { 'org.opencontainers.image.created': '2024-01-01T00:00:00Z', 'x.ünïcode': '✓ "quoted"' },
+    });
+    await store().manifests.save(repository, plain, [{ digest: randomDigest(), kind: 'blob' }]);
+    await store().manifests.save(repository, full, [
+      { digest: randomDigest(), kind: 'blob' },
+      { digest: randomDigest(), kind: 'manifest' },
+    ]);
+
+    const gotPlain = await store().manifests.find(repository, plain.digest);
+    t.deepEqual(gotPlain, plain);
+    t.true(Buffer.isBuffer(gotPlain?.content), 'content is a Buffer');
+    t.true(gotPlain?.content.equals(binary), 'every byte value survives, NUL included');
+    t.false(gotPlain !== undefined && 'artifactType' in gotPlain, 'absent fields stay absent');
+    t.deepEqual(await store().manifests.find(repository, full.digest), full);
+    t.is(await store().manifests.find(repository, randomDigest()), undefined);
+    t.is(await store().manifests.find(`${repository}-other`, full.digest), undefined);
+    t.deepEqual(
+      entries(await store().manifests.findMany(repository, [plain.digest, full.digest, randomDigest()])),
+      entries(
+        new Map([
+          [plain.digest, plain.size],
+          [full.digest, full.size],
+        ]),
+      ),
+    );
+    t.is((await store().manifests.findMany(repository, [])).size, 0);
+    t.is((await store().manifests.findMany(`${repository}-other`, [plain.digest])).size, 0);
+  });
+
+  test('saving a manifest again is idempotent and may add a tag', async (t) => {
+    const repository = randomRepository();
+    const manifest = randomManifest();
+    const references = [{ digest: randomDigest(), kind: 'blob' as const }];
+    await store().manifests.save(repository, manifest, references);
+    await store().manifests.save(repository, manifest, references);
+    await store().manifests.save(repository, manifest, references, 'v1');
+    await store().manifests.save(repository, manifest, references, 'v1');
+    await store().manifests.save(repository, manifest, [], 'latest');
+    t.deepEqual(await store().manifests.find(repository, manifest.digest), manifest);
+    t.deepEqual(await store().tags.list(repository, { limit: 10 }), ['latest', 'v1']);
+    t.is(await store().tags.find(repository, 'v1'), manifest.digest);
+    t.is(await store().tags.find(repository, 'latest'), manifest.digest);
+  });
+
+  test('the same manifest in two repositories is two records', async (t) => {
+    const repository = randomRepository();
+    const other = `${repository}-other`;
+    const manifest = randomManifest();
+    await store().manifests.save(repository, manifest, [], 'latest');
+    await store().manifests.save(other, manifest, [], 'latest');
+    t.true(await store().manifests.remove(repository, manifest.digest));
+    t.is(await store().manifests.find(repository, manifest.digest), undefined);
+    t.deepEqual(await store().manifests.find(other, manifest.digest), manifest);
+    t.is(await store().tags.find(other, 'latest'), manifest.digest);
+  });
+
+  test('retagging moves the tag to the new manifest', async (t) => {
+    const repository = randomRepository();
+    const first = randomManifest();
+    const second = randomManifest();
+    await store().manifests.save(repository, first, [], 'latest');
+    t.is(await store().tags.find(repository, 'latest'), first.digest);
+    await store().manifests.save(repository, second, [], 'latest');
+    t.is(await store().tags.find(repository, 'latest'), second.digest);
+    t.deepEqual(await store().tags.list(repository, { limit: 10 }), ['latest']);
+    t.deepEqual(await store().manifests.find(repository, first.digest), first, 'the old manifest stays, untagged');
+    await store().manifests.save(repository, first, [], 'latest');
+    t.is(await store().tags.find(repository, 'latest'), first.digest, 'and can be tagged back');
+  });
+
+  test('removing a manifest removes it and every tag pointing at it, nothing else', async (t) => {
+    const repository = randomRepository();
+    const removed = randomManifest();
+    const kept = randomManifest();
+    await store().manifests.save(repository, removed, [{ digest: randomDigest(), kind: 'blob' }], 'a');
+    await store().manifests.save(repository, removed, [], 'b');
+    await store().manifests.save(repository, kept, [], 'c');
+    t.is(await store().tags.find(repository, 'a'), removed.digest);
+
+    t.true(await store().manifests.remove(repository, removed.digest));
+    t.is(await store().manifests.find(repository, removed.digest), undefined);
+    t.is(await store().tags.find(repository, 'a'), undefined);
+    t.is(await store().tags.find(repository, 'b'), undefined);
+    t.deepEqual(await store().tags.list(repository, { limit: 10 }), ['c']);
+    t.deepEqual(entries(await store().manifests.findMany(repository, [removed.digest, kept.digest])), [
+      [kept.digest, kept.size],
+    ]);
+    t.false(await store().manifests.remove(repository, removed.digest));
+    t.false(await store().manifests.remove(`${repository}-unknown`, kept.digest));
+
+    await store().manifests.save(repository, removed, [{ digest: randomDigest(), kind: 'blob' }], 'a');
+    const again = await store().manifests.find(repository, removed.digest);
+    t.deepEqual(again, removed, 'a removed manifest can be pushed again');
+    t.is(await store().tags.find(repository, 'a'), removed.digest);
+  });
+
+  test('referrers lists the manifests whose subject is the digest, in that repository', async (t) => {
+    const repository = randomRepository();
+    const subject = randomManifest();
+    await store().manifests.save(repository, subject, [], 'latest');
+    const signature = randomManifest({
+      artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
+      subject: subject.digest,
+      annotations: { 'dev.sigstore.cosign/signature': 'MEUCIQ==' },
+    });
+    const sbom = randomManifest({ mediaType: OCI_INDEX, subject: subject.digest });
+    const unrelated = randomManifest({ artifactType: 'x/y', subject: randomDigest() });
+    for (const m of [signature, sbom, unrelated]) await store().manifests.save(repository, m, []);
+    await store().manifests.save(`${repository}-other`, randomManifest({ subject: subject.digest }), []);
+
+    const byDigest = (list: Referrer[]) => [...list].sort((a, b) => a.digest.localeCompare(b.digest));
+    const expected: Referrer[] = [
+      {
+        digest: signature.digest,
+        mediaType: signature.mediaType,
+        size: signature.size,
+        artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
+        annotations: { 'dev.sigstore.cosign/signature': 'MEUCIQ==' },
+      },
+      { digest: sbom.digest, mediaType: OCI_INDEX, size: sbom.size },
+    ];
+    t.deepEqual(byDigest(await store().manifests.referrers(repository, subject.digest)), byDigest(expected));
+    t.deepEqual(await store().manifests.referrers(repository, randomDigest()), []);
+    t.deepEqual(await store().manifests.referrers(`${repository}-unknown`, subject.digest), []);
+
+    await store().manifests.remove(repository, signature.digest);
+    t.deepEqual(await store().manifests.referrers(repository, subject.digest), [expected[1]!]);
+  });
+
+  // Tags
+
+  test('tags of an unknown repository are undefined; of a repository without tags, empty', async (t) => {
+    const repository = randomRepository();
+    t.is(await store().tags.list(repository, { limit: 10 }), undefined);
+    t.is(await store().tags.find(repository, 'latest'), undefined);
+    await store().manifests.save(repository, randomManifest(), []);
+    t.deepEqual(await store().tags.list(repository, { limit: 10 }), []);
+    t.is(await store().tags.find(repository, 'latest'), undefined);
+    t.false(await store().tags.remove(repository, 'latest'));
+  });
+
+  test('tags are listed in byte order and paged by last and limit', async (t) => {
+    const repository = randomRepository();
+    const manifest = randomManifest();
+    const tags = ['b', 'a', 'A', 'Z', 'B1', '_x', '0', '9', 'a-b', 'a.b', 'a_b', 'latest', 'v1.10', 'v1.2', 'v1.0'];
+    for (const tag of tags) await store().manifests.save(repository, manifest, [], tag);
+    await store().manifests.save(`${repository}-other`, manifest, [], 'other-repo');
+    const sorted = [...tags].sort(); // code-unit order, which is byte order for ASCII
+    t.deepEqual(sorted.slice(0, 9), ['0', '9', 'A', 'B1', 'Z', '_x', 'a', 'a-b', 'a.b']);
+
+    t.deepEqual(await store().tags.list(repository, { limit: 100 }), sorted);
+    t.deepEqual(await store().tags.list(repository, { limit: 4 }), sorted.slice(0, 4));
+    t.deepEqual(await store().tags.list(repository, { last: 'A', limit: 3 }), ['B1', 'Z', '_x']);
+    t.deepEqual(await store().tags.list(repository, { last: 'a', limit: 100 }), sorted.slice(sorted.indexOf('a') + 1));
+    t.deepEqual(await store().tags.list(repository, { last: 'a0', limit: 2 }), ['a_b', 'b'], 'last need not exist');
+    t.deepEqual(await store().tags.list(repository, { last: 'v1.2', limit: 10 }), []);
+    t.deepEqual((await pages((p) => store().tags.list(repository, p), '', 4)).flat(), sorted);
+  });
+
+  test('removing a tag leaves its manifest', async (t) => {
+    const repository = randomRepository();
+    const manifest = randomManifest();
+    await store().manifests.save(repository, manifest, [], 'one');
+    await store().manifests.save(repository, manifest, [], 'two');
+    t.true(await store().tags.remove(repository, 'one'));
+    t.false(await store().tags.remove(repository, 'one'));
+    t.is(await store().tags.find(repository, 'one'), undefined);
+    t.is(await store().tags.find(repository, 'two'), manifest.digest);
+    t.deepEqual(await store().tags.list(repository, { limit: 10 }), ['two']);
+    t.deepEqual(await store().manifests.find(repository, manifest.digest), manifest);
+  });
+
+  // Uploads
+
+  test('an upload is created empty and found by id', async (t) => {
+    const id = randomUUID();
+    const repository = randomRepository();
+    t.is(await store().uploads.find(id), undefined);
+    const before = Date.now();
+    await store().uploads.create(id, repository);
+    const upload = await store().uploads.find(id);
+    t.like(upload, { id, repository, size: 0, chunks: [] });
+    t.true(upload?.createdAt instanceof Date);
+    t.true(Math.abs((upload?.createdAt.getTime() ?? 0) - before) < 60_000);
+    t.is(await store().uploads.find(randomUUID()), undefined);
+  });
+
+  test('chunks are appended only at the upload’s current size', async (t) => {
+    const id = randomUUID();
+    await store().uploads.create(id, randomRepository());
+    const chunk = (offset: number, size: number) => ({ offset, size, key: uploadChunkKey(id, offset) });
+    const first = chunk(0, 100);
+    const second = chunk(100, 5_000_000_000);
+    t.true(await store().uploads.addChunk(id, first));
+    t.false(await store().uploads.addChunk(id, chunk(0, 100)), 'a second chunk at a stale offset loses');
+    t.false(await store().uploads.addChunk(id, chunk(0, 7)), 'whatever its size');
+    t.false(await store().uploads.addChunk(id, chunk(150, 10)), 'a chunk beyond the end is refused too');
+    t.true(await store().uploads.addChunk(id, second));
+    t.false(await store().uploads.addChunk(id, chunk(100, 1)));
+    const upload = await store().uploads.find(id);
+    t.is(upload?.size, 5_000_000_100);
+    t.deepEqual(upload?.chunks, [first, second]);
+    t.false(await store().uploads.addChunk(randomUUID(), chunk(0, 1)), 'an unknown upload takes no chunk');
+  });
+
+  test('of concurrent chunks at the same offset exactly one is recorded', async (t) => {
+    const id = randomUUID();
+    await store().uploads.create(id, randomRepository());
+    const rivals = Array.from({ length: 8 }, (_, i) => ({ offset: 0, size: 10 + i, key: uploadChunkKey(id, 0) }));
+    const results = await Promise.all(rivals.map((chunk) => store().uploads.addChunk(id, chunk)));
+    t.is(results.filter(Boolean).length, 1);
+    const winner = rivals[results.indexOf(true)]!;
+    const upload = await store().uploads.find(id);
+    t.deepEqual(upload?.chunks, [winner]);
+    t.is(upload?.size, winner.size);
+  });
+
+  test('removing an upload removes its chunks', async (t) => {
+    const id = randomUUID();
+    const repository = randomRepository();
+    const other = randomUUID();
+    await store().uploads.create(id, repository);
+    await store().uploads.create(other, repository);
+    await store().uploads.addChunk(id, { offset: 0, size: 10, key: uploadChunkKey(id, 0) });
+    await store().uploads.addChunk(id, { offset: 10, size: 10, key: uploadChunkKey(id, 10) });
+    await store().uploads.addChunk(other, { offset: 0, size: 3, key: uploadChunkKey(other, 0) });
+    t.true(await store().uploads.remove(id));
+    t.is(await store().uploads.find(id), undefined);
+    t.false(await store().uploads.remove(id));
+    t.false(await store().uploads.addChunk(id, { offset: 20, size: 1, key: uploadChunkKey(id, 20) }));
+    // The same id again starts from nothing: no chunk of the old session survives.
+    await store().uploads.create(id, repository);
+    t.like(await store().uploads.find(id), { size: 0, chunks: [] });
+    t.is((await store().uploads.find(other))?.chunks.length, 1, 'other uploads keep their chunks');
+    await store().uploads.remove(id);
+    await store().uploads.remove(other);
+  });
+}

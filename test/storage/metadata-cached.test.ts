@@ -1,0 +1,117 @@
+// The cache in front of the metadata store (over PGlite) must keep the store's contract: every
+// write through it is visible at once. Changes made behind its back (another replica) show within
+// its ttl.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { createCachedMetadataStore } from '../../storage/cached-metadata-store.js';
+import { createPgliteDb } from '../../storage/db.js';
+import type { MetadataStore } from '../../storage/metadata-store.js';
+import { migrate } from '../../storage/migrate.js';
+import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
+import {
+  metadataStoreConformance,
+  randomDigest,
+  randomManifest,
+  randomRepository,
+} from '../conformance/metadata-store.js';
+
+let inner: MetadataStore | undefined;
+
+// A long ttl: any write that fails to drop what it changed shows up as a failing conformance test.
+metadataStoreConformance(test, async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-cached-'));
+  const db = await createPgliteDb(path.join(dir, 'database'));
+  await migrate(db);
+  inner = createPostgresMetadataStore(db);
+  const store = createCachedMetadataStore(inner, { ttlMs: 10 * 60_000 });
+  return {
+    store,
+    async cleanup() {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+function database(): MetadataStore {
+  if (!inner) throw new Error('store not ready');
+  return inner;
+}
+
+test('writes through the cache are visible at once, also after cached reads', async (t) => {
+  const cache = createCachedMetadataStore(database(), { ttlMs: 10 * 60_000 });
+  const repository = randomRepository();
+  const [first, second] = [randomManifest(), randomManifest()];
+
+  t.is(await cache.tags.find(repository, 'latest'), undefined);
+  t.is(await cache.tags.list(repository, { limit: 10 }), undefined);
+  await cache.manifests.save(repository, first, [], 'latest');
+  t.is(await cache.tags.find(repository, 'latest'), first.digest, 'a miss is not cached');
+  t.deepEqual(await cache.tags.list(repository, { limit: 10 }), ['latest']);
+
+  await cache.manifests.save(repository, second, [], 'latest');
+  await cache.manifests.save(repository, second, [], 'v2');
+  t.is(await cache.tags.find(repository, 'latest'), second.digest, 'retagging drops the cached tag');
+  t.deepEqual(await cache.tags.list(repository, { limit: 10 }), ['latest', 'v2'], 'and the cached list');
+
+  const untagged = randomManifest();
+  t.is(await cache.manifests.find(repository, untagged.digest), undefined);
+  await cache.manifests.save(repository, untagged, []);
+  t.deepEqual(await cache.manifests.find(repository, untagged.digest), untagged);
+
+  const blob = randomDigest();
+  t.is(await cache.blobs.find(repository, blob), undefined);
+  await cache.blobs.save(repository, blob, 0);
+  t.is(await cache.blobs.find(repository, blob), 0, 'a zero size is a hit, not a miss');
+});
+
+test('removals drop cached tag, manifest and blob lookups', async (t) => {
+  const cache = createCachedMetadataStore(database(), { ttlMs: 10 * 60_000 });
+  const repository = randomRepository();
+  const manifest = randomManifest();
+  const blob = randomDigest();
+  await cache.manifests.save(repository, manifest, [], 'a');
+  await cache.manifests.save(repository, manifest, [], 'b');
+  await cache.blobs.save(repository, blob, 42);
+  // Fill the cache.
+  t.is(await cache.tags.find(repository, 'a'), manifest.digest);
+  t.is(await cache.tags.find(repository, 'b'), manifest.digest);
+  t.deepEqual(await cache.tags.list(repository, { limit: 10 }), ['a', 'b']);
+  t.deepEqual(await cache.manifests.find(repository, manifest.digest), manifest);
+  t.is(await cache.blobs.find(repository, blob), 42);
+
+  t.true(await cache.tags.remove(repository, 'a'));
+  t.is(await cache.tags.find(repository, 'a'), undefined);
+  t.deepEqual(await cache.tags.list(repository, { limit: 10 }), ['b']);
+
+  t.true(await cache.manifests.remove(repository, manifest.digest));
+  t.is(await cache.tags.find(repository, 'b'), undefined, 'removing a manifest drops its cached tags');
+  t.deepEqual(await cache.tags.list(repository, { limit: 10 }), []);
+  t.is(await cache.manifests.find(repository, manifest.digest), undefined);
+
+  t.true(await cache.blobs.remove(repository, blob));
+  t.is(await cache.blobs.find(repository, blob), undefined);
+});
+
+test('a change made behind the cache shows once the ttl has passed', async (t) => {
+  const ttlMs = 1500;
+  const cache = createCachedMetadataStore(database(), { ttlMs });
+  const repository = randomRepository();
+  const [first, second] = [randomManifest(), randomManifest()];
+  await cache.manifests.save(repository, first, [], 'latest');
+  const cachedAt = Date.now();
+  t.is(await cache.tags.find(repository, 'latest'), first.digest);
+
+  // Another replica retags: this process keeps answering from its cache for up to the ttl.
+  await database().manifests.save(repository, second, [], 'latest');
+  const stale = await cache.tags.find(repository, 'latest');
+  if (Date.now() - cachedAt < ttlMs) t.is(stale, first.digest, 'served from the cache');
+  await new Promise((resolve) => setTimeout(resolve, ttlMs + 100));
+  t.is(await cache.tags.find(repository, 'latest'), second.digest);
+});
+
+test('a ttl of zero means no cache', (t) => {
+  t.is(createCachedMetadataStore(database(), { ttlMs: 0 }), database());
+});
