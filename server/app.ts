@@ -27,6 +27,9 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     // moby's ping and `docker manifest` check this header on every response, 401s included.
     ctx.set(API_VERSION_HEADER, 'registry/2.0');
     ctx.set('X-Content-Type-Options', 'nosniff');
+    // containers/image reads this on GET /v2/ (200 or 401) and then stores and reads simple
+    // signatures through /extensions/v2/ instead of a lookaside.
+    if (deps.config.signatures.extension && ctx.path.startsWith('/v2')) ctx.set('X-Registry-Supports-Signatures', '1');
     try {
       await next();
     } finally {
@@ -64,17 +67,23 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
   // Authentication: no credentials is anonymous; wrong credentials are refused on every route.
   app.use(async (ctx, next) => {
     const result = await deps.authenticator.authenticate(ctx.get('Authorization') || undefined);
-    if (!result.ok) {
+    if (!result.ok && !isLookasideRead(ctx)) {
       ctx.state.log.info({ path: ctx.path }, 'invalid credentials');
       throw new OciError('UNAUTHORIZED', 'invalid username or password');
     }
-    ctx.state.principal = result.principal;
-    if (result.principal.user !== undefined) ctx.state.log = ctx.state.log.child({ user: result.principal.user });
+    // Lookaside reads answer only 200 or 404 (clients abort on anything else): bad credentials
+    // there read as anonymous, which sees 404 for anything private.
+    ctx.state.principal = result.ok ? result.principal : ANONYMOUS;
+    if (ctx.state.principal.user !== undefined) ctx.state.log = ctx.state.log.child({ user: ctx.state.principal.user });
     await next();
   });
 
   const router = createRegistryRouter(deps);
   app.use(router.routes());
+
+  function isLookasideRead(ctx: { method: string; path: string }): boolean {
+    return (ctx.method === 'GET' || ctx.method === 'HEAD') && ctx.path.startsWith(`${deps.config.signatures.lookaside.path}/`);
+  }
 
   // Nothing matched: a known path with another method is 405, anything else 404.
   app.use(async (ctx) => {

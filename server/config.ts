@@ -68,6 +68,15 @@ export const configSchema = z.object({
       autocreate: boolish.default(false),
     })
     .prefault({}),
+  signatures: z
+    .object({
+      /** The signature API extension (and its X-Registry-Supports-Signatures header). */
+      extension: boolish.default(true),
+      lookaside: z
+        .object({ path: z.string().regex(/^\/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$/, 'an absolute URL path such as /sigstore').default('/sigstore') })
+        .prefault({}),
+    })
+    .prefault({}),
   cache: z
     .object({
       /** Seconds a replica may serve a tag or manifest from memory; 0 turns the cache off. */

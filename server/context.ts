@@ -7,6 +7,8 @@ import type { Blobs } from '../storage/blobs.js';
 import type { Db } from '../storage/db.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { ProjectStore } from '../storage/project-store.js';
+import type { KeyStore } from '../sigstore/key-store.js';
+import type { Signatures } from '../sigstore/signatures.js';
 import type { Config } from './config.js';
 import { OciError } from './errors.js';
 import type { Logger } from './logging.js';
@@ -26,6 +28,8 @@ export interface RegistryDeps {
   blobs: Blobs;
   metadata: MetadataStore;
   projects: ProjectStore;
+  signatures: Signatures;
+  keys: KeyStore;
   authenticator: Authenticator;
   authorizer: Authorizer;
   log: Logger;

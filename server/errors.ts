@@ -1,5 +1,6 @@
 // OCI error codes, each registered once with its HTTP status (as distribution's errcode/register.go
 // does), the error type handlers throw, and the one mapping from storage errors to OCI errors.
+import { SignatureFormatError } from '../sigstore/payload.js';
 import { DigestMismatchError, SizeMismatchError, StorageNotFoundError, UploadNotFoundError, UploadOffsetError } from '../storage/errors.js';
 
 export const ERROR_CODES = {
@@ -22,6 +23,8 @@ export const ERROR_CODES = {
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
   NOT_FOUND: { status: 404, message: 'no such endpoint' },
   REQUEST_INVALID: { status: 400, message: 'invalid request body' },
+  SIGNATURE_INVALID: { status: 400, message: 'invalid signature' },
+  SIGNATURE_EXISTS: { status: 409, message: 'signature already exists' },
   CONFLICT: { status: 409, message: 'conflicts with the current state' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
@@ -63,6 +66,7 @@ export function toOciError(err: unknown): OciError | undefined {
   if (err instanceof UploadOffsetError) {
     return new OciError('RANGE_INVALID', err.message, { expected: err.expected, actual: err.actual });
   }
+  if (err instanceof SignatureFormatError) return new OciError('SIGNATURE_INVALID', err.message);
   if (err instanceof UploadNotFoundError) return new OciError('BLOB_UPLOAD_UNKNOWN', err.message);
   if (err instanceof StorageNotFoundError) return new OciError('BLOB_UNKNOWN', 'blob data is missing from storage');
   return undefined;

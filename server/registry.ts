@@ -12,6 +12,9 @@ import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';
+import { createKeyStore } from '../sigstore/key-store.js';
+import { createSignatureStore } from '../sigstore/signature-store.js';
+import { createSignatures } from '../sigstore/signatures.js';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
 import type { RegistryDeps, RequestState } from './context.js';
@@ -43,6 +46,7 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
   const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs: config.cache.ttl * 1000 });
   const projects = createCachedProjectStore(createPostgresProjectStore(db), config.cache.ttl * 1000);
   const { authenticator, authorizer } = createAuth(config, projects, log);
+  const keys = createKeyStore(db, { cacheTtlMs: config.cache.ttl * 1000 });
   const deps: RegistryDeps = {
     config,
     db,
@@ -50,6 +54,8 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
     blobs: createBlobs(store),
     metadata,
     projects,
+    keys,
+    signatures: createSignatures(createSignatureStore(db), keys),
     authenticator,
     authorizer,
     log,

@@ -4,6 +4,9 @@
 import Router from '@koa/router';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Ctx } from './context.js';
+import { createTrustApiHandlers } from '../sigstore/api-routes.js';
+import { createExtensionHandlers } from '../sigstore/extension-routes.js';
+import { createLookasideHandlers } from '../sigstore/lookaside-routes.js';
 import { createProjectApiHandlers } from './handlers/api-projects.js';
 import { createBlobHandlers } from './handlers/blobs.js';
 import { createHealthHandlers } from './handlers/health.js';
@@ -21,6 +24,11 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const listings = createListingHandlers(deps);
   const health = createHealthHandlers(deps.db, deps.store);
   const api = createProjectApiHandlers(deps);
+  const trust = createTrustApiHandlers(deps);
+  const extension = createExtensionHandlers(deps);
+  const lookaside = createLookasideHandlers(deps);
+  const base = deps.config.signatures.lookaside.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const lookasidePath = new RegExp(`^${base}/(.+)@sha256=([a-f0-9]{64})/signature-(\\d{1,9})$`);
 
   const table: [Method[], RegExp, Handler][] = [
     [['get', 'head'], /^\/healthz$/, health.live],
@@ -40,7 +48,22 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
     [['delete'], /^\/v2\/(.+)\/blobs\/([^/]+)$/, blobs.delete],
     [['get'], /^\/v2\/(.+)\/referrers\/([^/]+)$/, listings.referrers],
 
+    // Signatures: the lookaside layout and OpenShift's API extension.
+    [['get', 'head'], lookasidePath, lookaside.get],
+    [['put'], lookasidePath, lookaside.put],
+    [['delete'], lookasidePath, lookaside.delete],
+    ...(deps.config.signatures.extension
+      ? ([
+          [['get'], /^\/extensions\/v2\/(.+)\/signatures\/([^/]+)$/, extension.list],
+          [['put'], /^\/extensions\/v2\/(.+)\/signatures\/([^/]+)$/, extension.put],
+        ] as [Method[], RegExp, Handler][])
+      : []),
+
     // Management API.
+    [['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, trust.listKeys],
+    [['post'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, trust.addKey],
+    [['delete'], /^\/api\/v1\/projects\/([^/]+)\/keys\/(\d{1,15})$/, trust.removeKey],
+    [['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/signatures\/([^/]+)$/, trust.listSignatures],
     [['get'], /^\/api\/v1\/projects\/?$/, api.list],
     [['post'], /^\/api\/v1\/projects\/?$/, api.create],
     [['get'], /^\/api\/v1\/projects\/([^/]+)$/, api.get],

@@ -1,0 +1,76 @@
+// The signature API extension of OpenShift's registry, as containers/image uses it when GET /v2/
+// answers with `X-Registry-Supports-Signatures: 1` (docker/docker_client.go, docker_image_src.go,
+// docker_image_dest.go):
+//   GET /extensions/v2/<name>/signatures/<digest> → 200 {"signatures":[{schemaVersion, name, type, content}]}
+//     Any status but 200 (404 included) breaks the client's pull, so "none" is 200 with [].
+//   PUT the same path with one such object → 201. The client first GETs and skips content that is
+//     already there; a duplicate is 409, a bad object 400 (as OpenShift answers).
+import getRawBody from 'raw-body';
+import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../server/context.js';
+import { OciError } from '../server/errors.js';
+import { requireDigest, requireName } from '../server/oci-names.js';
+import { MAX_SIGNATURE_BYTES } from './signature-store.js';
+
+const SCHEMA_VERSION = 2;
+const TYPE_ATOMIC = 'atomic';
+
+export function createExtensionHandlers(deps: RegistryDeps) {
+  const { signatures } = deps;
+
+  return {
+    async list(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'pull', name);
+      const digest = requireDigest(capture(ctx, 1));
+      const stored = await signatures.list(name, digest.digest);
+      ctx.body = {
+        signatures: stored.map((s) => ({
+          schemaVersion: SCHEMA_VERSION,
+          name: s.name,
+          type: TYPE_ATOMIC,
+          content: s.content.toString('base64'),
+        })),
+      };
+    },
+
+    async put(ctx: Ctx): Promise<void> {
+      const name = requireName(capture(ctx, 0));
+      await requireAccess(ctx, deps, 'push', name);
+      const digest = requireDigest(capture(ctx, 1));
+      let body: unknown;
+      try {
+        // base64 and JSON around a signature of at most MAX_SIGNATURE_BYTES
+        const text = await getRawBody(ctx.req, { limit: Math.ceil(MAX_SIGNATURE_BYTES * 1.4) + 4096, encoding: 'utf8' });
+        body = JSON.parse(text);
+      } catch (err) {
+        if ((err as { type?: string }).type === 'entity.too.large') {
+          throw new OciError('SIGNATURE_INVALID', `a signature may be at most ${MAX_SIGNATURE_BYTES} bytes`, undefined, 413);
+        }
+        if (err instanceof SyntaxError) throw new OciError('SIGNATURE_INVALID', 'the body must be a JSON signature object');
+        throw err;
+      }
+      const sig = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+      if (sig.schemaVersion !== SCHEMA_VERSION) throw new OciError('SIGNATURE_INVALID', `schemaVersion must be ${SCHEMA_VERSION}`);
+      if (sig.type !== TYPE_ATOMIC) throw new OciError('SIGNATURE_INVALID', `type must be "${TYPE_ATOMIC}"`);
+      if (typeof sig.name !== 'string') throw new OciError('SIGNATURE_INVALID', 'name is required');
+      if (typeof sig.content !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(sig.content)) {
+        throw new OciError('SIGNATURE_INVALID', 'content must be base64');
+      }
+      const result = await signatures.accept(name, digest.digest, Buffer.from(sig.content, 'base64'), {
+        name: sig.name,
+        ...(ctx.state.principal.user ? { actor: ctx.state.principal.user } : {}),
+      });
+      switch (result.result) {
+        case 'no-manifest':
+          throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.digest} is not in ${name}`);
+        case 'full':
+          throw new OciError('CONFLICT', 'this manifest already has 128 signatures, the most clients read');
+        case 'duplicate':
+          throw new OciError('SIGNATURE_EXISTS', 'this signature is already stored', { position: result.position });
+        case 'created':
+          ctx.state.log.info({ repository: name, digest: digest.digest, position: result.position }, 'signature stored');
+          emptyResponse(ctx, 201);
+      }
+    },
+  };
+}

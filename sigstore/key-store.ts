@@ -1,0 +1,143 @@
+// Public keys a project trusts, with every change in the audit log. Parsed keys are cached per
+// project and dropped when the project's keys change here (replicas: see the cache TTL).
+import type * as openpgp from 'openpgp';
+import type { Db } from '../storage/db.js';
+import { readPublicKey, type TrustedKey } from './openpgp-signature.js';
+
+export type KeyKind = 'openpgp' | 'cosign';
+
+export interface ProjectKey {
+  id: number;
+  project: string;
+  kind: KeyKind;
+  fingerprint: string;
+  keyIds: string[];
+  userIds: string[];
+  material: Buffer;
+  createdBy?: string;
+  createdAt: Date;
+}
+
+export interface NewKey {
+  kind: KeyKind;
+  fingerprint: string;
+  keyIds: string[];
+  userIds: string[];
+  material: Buffer;
+}
+
+export interface KeyStore {
+  list(project: string): Promise<ProjectKey[]>;
+  /** `created: false` when the project already trusts a key with this fingerprint. */
+  add(project: string, key: NewKey, actor?: string): Promise<{ id: number; created: boolean }>;
+  remove(project: string, id: number, actor?: string): Promise<boolean>;
+  /** The project's OpenPGP keys, parsed (cached). */
+  trustedOpenpgpKeys(project: string): Promise<TrustedKey[]>;
+}
+
+interface Row {
+  id: number;
+  project: string;
+  kind: KeyKind;
+  fingerprint: string;
+  key_ids: string[];
+  user_ids: string[];
+  material: Buffer;
+  created_by: string | null;
+  created_at: Date;
+}
+
+/** Describes an uploaded OpenPGP public key (armored or binary) for storing. */
+export async function describeOpenpgpKey(untrusted: Uint8Array): Promise<{ key: openpgp.PublicKey; record: NewKey }> {
+  const key = await readPublicKey(untrusted);
+  const userIds = key.getUserIDs();
+  return {
+    key,
+    record: {
+      kind: 'openpgp',
+      fingerprint: key.getFingerprint().toLowerCase(),
+      keyIds: key.getKeyIDs().map((id) => id.toHex()),
+      userIds,
+      material: Buffer.from(key.write()),
+    },
+  };
+}
+
+export function createKeyStore(db: Db, options: { cacheTtlMs: number }): KeyStore {
+  const parsed = new Map<string, { keys: TrustedKey[]; expires: number }>();
+  let version = 0;
+
+  async function list(project: string): Promise<ProjectKey[]> {
+    const rows = await db.query<Row>('SELECT * FROM project_keys WHERE project = $1 ORDER BY id', [project]);
+    return rows.map((r) => ({
+      id: r.id,
+      project: r.project,
+      kind: r.kind,
+      fingerprint: r.fingerprint,
+      keyIds: r.key_ids,
+      userIds: r.user_ids,
+      material: r.material,
+      ...(r.created_by ? { createdBy: r.created_by } : {}),
+      createdAt: r.created_at,
+    }));
+  }
+
+  return {
+    list,
+    add(project, key, actor) {
+      return db.transaction(async (tx) => {
+        const rows = await tx.query<{ id: number }>(
+          `INSERT INTO project_keys (project, kind, fingerprint, key_ids, user_ids, material, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (project, fingerprint) DO NOTHING RETURNING id`,
+          [project, key.kind, key.fingerprint, key.keyIds, key.userIds, key.material, actor ?? null],
+        );
+        if (rows.length === 0) {
+          const existing = await tx.query<{ id: number }>('SELECT id FROM project_keys WHERE project = $1 AND fingerprint = $2', [
+            project,
+            key.fingerprint,
+          ]);
+          return { id: existing[0]!.id, created: false };
+        }
+        await tx.query('INSERT INTO audit_log (actor, action, project, detail) VALUES ($1, $2, $3, $4)', [
+          actor ?? null,
+          'key.add',
+          project,
+          JSON.stringify({ id: rows[0]!.id, kind: key.kind, fingerprint: key.fingerprint }),
+        ]);
+        version += 1;
+        parsed.delete(project);
+        return { id: rows[0]!.id, created: true };
+      });
+    },
+    remove(project, id, actor) {
+      return db.transaction(async (tx) => {
+        const rows = await tx.query<{ fingerprint: string }>(
+          'DELETE FROM project_keys WHERE project = $1 AND id = $2 RETURNING fingerprint',
+          [project, id],
+        );
+        if (rows.length === 0) return false;
+        await tx.query('INSERT INTO audit_log (actor, action, project, detail) VALUES ($1, $2, $3, $4)', [
+          actor ?? null,
+          'key.remove',
+          project,
+          JSON.stringify({ id, fingerprint: rows[0]!.fingerprint }),
+        ]);
+        version += 1;
+        parsed.delete(project);
+        return true;
+      });
+    },
+    async trustedOpenpgpKeys(project) {
+      const hit = parsed.get(project);
+      if (hit && hit.expires > Date.now()) return hit.keys;
+      const before = version;
+      const keys: TrustedKey[] = [];
+      for (const row of await list(project)) {
+        if (row.kind !== 'openpgp') continue;
+        keys.push({ fingerprint: row.fingerprint, key: await readPublicKey(row.material) });
+      }
+      if (version === before) parsed.set(project, { keys, expires: Date.now() + options.cacheTtlMs });
+      return keys;
+    },
+  };
+}

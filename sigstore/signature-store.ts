@@ -1,0 +1,123 @@
+// Stored simple signatures, per repository and manifest digest, numbered from 1 in the order
+// they were stored (the lookaside's signature-<N>).
+import { createHash } from 'node:crypto';
+import type { Db } from '../storage/db.js';
+
+export const MAX_SIGNATURES_PER_MANIFEST = 128; // containers/image reads at most this many
+export const MAX_SIGNATURE_BYTES = 4 * 1024 * 1024; // and at most this much each
+
+export interface NewSignature {
+  name: string;
+  content: Buffer;
+  signerKeyId: string;
+  signerFingerprint?: string;
+  identity: string;
+  signedAt: Date;
+  createdBy?: string;
+}
+
+export interface SignatureRecord extends NewSignature {
+  position: number;
+  contentDigest: string;
+  createdAt: Date;
+}
+
+export type AddResult =
+  | { result: 'created'; position: number }
+  | { result: 'duplicate'; position: number }
+  | { result: 'full' }
+  | { result: 'no-manifest' };
+
+export interface SignatureStore {
+  list(repository: string, digest: string): Promise<SignatureRecord[]>;
+  /** Appends unless the same bytes (or the same name) are already stored for the manifest. */
+  add(repository: string, digest: string, signature: NewSignature): Promise<AddResult>;
+  removeAt(repository: string, digest: string, position: number): Promise<boolean>;
+}
+
+interface Row {
+  name: string;
+  content: Buffer;
+  content_digest: string;
+  signer_key_id: string;
+  signer_fingerprint: string | null;
+  identity: string;
+  signed_at: Date | null;
+  created_by: string | null;
+  created_at: Date;
+}
+
+const REPO_ID = '(SELECT id FROM repositories WHERE name = $1)';
+
+export function createSignatureStore(db: Db): SignatureStore {
+  return {
+    async list(repository, digest) {
+      const rows = await db.query<Row>(
+        `SELECT name, content, content_digest, signer_key_id, signer_fingerprint, identity, signed_at, created_by, created_at
+         FROM signatures WHERE repository_id = ${REPO_ID} AND manifest_digest = $2 ORDER BY id`,
+        [repository, digest],
+      );
+      return rows.map((r, i) => ({
+        position: i + 1,
+        name: r.name,
+        content: r.content,
+        contentDigest: r.content_digest,
+        signerKeyId: r.signer_key_id,
+        ...(r.signer_fingerprint ? { signerFingerprint: r.signer_fingerprint } : {}),
+        identity: r.identity,
+        signedAt: r.signed_at ?? new Date(0),
+        ...(r.created_by ? { createdBy: r.created_by } : {}),
+        createdAt: r.created_at,
+      }));
+    },
+
+    add(repository, digest, signature) {
+      const contentDigest = `sha256:${createHash('sha256').update(signature.content).digest('hex')}`;
+      return db.transaction(async (tx): Promise<AddResult> => {
+        // Locking the manifest row serialises writers of one manifest (the 128 limit holds) and
+        // proves the manifest exists in this repository.
+        const manifest = await tx.query<{ repository_id: number }>(
+          `SELECT repository_id FROM manifests WHERE repository_id = ${REPO_ID} AND digest = $2 FOR UPDATE`,
+          [repository, digest],
+        );
+        const repositoryId = manifest[0]?.repository_id;
+        if (repositoryId === undefined) return { result: 'no-manifest' };
+        const existing = await tx.query<{ content_digest: string; name: string }>(
+          'SELECT content_digest, name FROM signatures WHERE repository_id = $1 AND manifest_digest = $2 ORDER BY id',
+          [repositoryId, digest],
+        );
+        const same = existing.findIndex((e) => e.content_digest === contentDigest || e.name === signature.name);
+        if (same >= 0) return { result: 'duplicate', position: same + 1 };
+        if (existing.length >= MAX_SIGNATURES_PER_MANIFEST) return { result: 'full' };
+        await tx.query(
+          `INSERT INTO signatures (repository_id, manifest_digest, name, content, content_digest, signer_key_id,
+             signer_fingerprint, identity, signed_at, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+          [
+            repositoryId,
+            digest,
+            signature.name,
+            signature.content,
+            contentDigest,
+            signature.signerKeyId,
+            signature.signerFingerprint ?? null,
+            signature.identity,
+            signature.signedAt,
+            signature.createdBy ?? null,
+          ],
+        );
+        return { result: 'created', position: existing.length + 1 };
+      });
+    },
+
+    async removeAt(repository, digest, position) {
+      const rows = await db.query(
+        `DELETE FROM signatures WHERE id = (
+           SELECT id FROM signatures WHERE repository_id = ${REPO_ID} AND manifest_digest = $2
+           ORDER BY id OFFSET $3 LIMIT 1) RETURNING id`,
+        [repository, digest, position - 1],
+      );
+      return rows.length > 0;
+    },
+  };
+}

@@ -1,0 +1,76 @@
+// Accepting and listing simple signatures. Everything stored has been parsed as strictly as
+// containers/image parses it: a signature clients would reject makes them reject the whole image
+// (even beside a valid one), so garbage must never be stored. A signature by a key the project does
+// not trust is stored anyway (trust is the pull gate's business) and listed as untrusted; one by a
+// trusted key must verify.
+import { randomBytes } from 'node:crypto';
+import { projectOf } from '../auth/authorize.js';
+import type { KeyStore } from './key-store.js';
+import { readSignedMessage, verifySignedMessage } from './openpgp-signature.js';
+import { parsePayload, SignatureFormatError } from './payload.js';
+import { MAX_SIGNATURE_BYTES, type AddResult, type SignatureRecord, type SignatureStore } from './signature-store.js';
+
+export interface StoredSignatureView extends SignatureRecord {
+  trusted: boolean;
+  /** Why a signature is not trusted. */
+  reason?: string;
+}
+
+export interface Signatures {
+  accept(repository: string, digest: string, untrusted: Uint8Array, options: { name?: string; actor?: string }): Promise<AddResult>;
+  list(repository: string, digest: string): Promise<SignatureRecord[]>;
+  listWithTrust(repository: string, digest: string): Promise<StoredSignatureView[]>;
+  removeAt(repository: string, digest: string, position: number): Promise<boolean>;
+}
+
+const NAME_RE = /^sha256:[a-f0-9]{64}@[a-f0-9]{32}$/;
+
+export function createSignatures(store: SignatureStore, keys: KeyStore): Signatures {
+  return {
+    async accept(repository, digest, untrusted, options) {
+      if (untrusted.length > MAX_SIGNATURE_BYTES) {
+        throw new SignatureFormatError(`a signature may be at most ${MAX_SIGNATURE_BYTES} bytes`);
+      }
+      const name = options.name ?? `${digest}@${randomBytes(16).toString('hex')}`;
+      if (!name.startsWith(`${digest}@`) || !NAME_RE.test(name)) {
+        throw new SignatureFormatError(`signature name must be "${digest}@<32 hex digits>"`);
+      }
+      const signed = await readSignedMessage(untrusted);
+      const payload = parsePayload(signed.untrustedPayload);
+      if (payload.manifestDigest !== digest) {
+        throw new SignatureFormatError(`the signature is for manifest ${payload.manifestDigest}, not ${digest}`);
+      }
+      const trusted = await keys.trustedOpenpgpKeys(projectOf(repository));
+      if (trusted.some((t) => t.key.getKeyIDs().some((id) => id.toHex() === signed.signerKeyId))) {
+        const verification = await verifySignedMessage(signed, trusted);
+        if (!verification.verified) throw new SignatureFormatError(verification.reason);
+      }
+      return store.add(repository, digest, {
+        name,
+        content: signed.binary,
+        signerKeyId: signed.signerKeyId,
+        ...(signed.signerFingerprint ? { signerFingerprint: signed.signerFingerprint } : {}),
+        identity: payload.dockerReference,
+        signedAt: signed.created,
+        ...(options.actor ? { createdBy: options.actor } : {}),
+      });
+    },
+
+    list: (repository, digest) => store.list(repository, digest),
+
+    async listWithTrust(repository, digest) {
+      const trusted = await keys.trustedOpenpgpKeys(projectOf(repository));
+      const records = await store.list(repository, digest);
+      return Promise.all(
+        records.map(async (record) => {
+          const verification = await verifySignedMessage(await readSignedMessage(record.content), trusted);
+          return verification.verified
+            ? { ...record, trusted: true }
+            : { ...record, trusted: false, reason: verification.reason };
+        }),
+      );
+    },
+
+    removeAt: (repository, digest, position) => store.removeAt(repository, digest, position),
+  };
+}
