@@ -1,5 +1,7 @@
 // `signet project|member|repo …`: the management API from the command line. Talks HTTP(S) to a
 // running registry with the same credentials as docker login.
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
 
 export interface ClientSettings {
@@ -25,25 +27,35 @@ export function createApiClient(settings: ClientSettings) {
   if (settings.user !== undefined) {
     headers.Authorization = `Basic ${Buffer.from(`${settings.user}:${settings.password ?? ''}`).toString('base64')}`;
   }
-  return async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async function raw(method: string, path: string, body?: Uint8Array | string, contentType?: string): Promise<{ status: number; text: string; code?: string }> {
     const res = await fetch(`${base}${path}`, {
       method,
-      headers: body === undefined ? headers : { ...headers, 'Content-Type': 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      headers: contentType ? { ...headers, 'Content-Type': contentType } : headers,
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : new Uint8Array(body) }),
     });
     const text = await res.text();
+    let code: string | undefined;
     if (!res.ok) {
       let message = `${res.status} ${res.statusText}`;
       try {
         const err = (JSON.parse(text) as ApiError).errors?.[0];
-        if (err) message = `${err.code}: ${err.message}`;
+        if (err) {
+          code = err.code;
+          message = `${err.code}: ${err.message}`;
+        }
       } catch {
         // not JSON: keep the status line
       }
-      throw new ApiCallError(res.status, message);
+      return { status: res.status, text: message, ...(code ? { code } : {}) };
     }
-    return (text ? JSON.parse(text) : undefined) as T;
-  };
+    return { status: res.status, text };
+  }
+  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await raw(method, path, body === undefined ? undefined : JSON.stringify(body), body === undefined ? undefined : 'application/json');
+    if (res.status >= 400) throw new ApiCallError(res.status, res.text);
+    return (res.text ? JSON.parse(res.text) : undefined) as T;
+  }
+  return Object.assign(call, { raw });
 }
 
 type Call = ReturnType<typeof createApiClient>;
@@ -134,5 +146,111 @@ export function registerAdminCommands(program: Command, client: () => Call, out:
         `/api/v1/projects/${enc(repository.slice(0, slash))}/repositories/${repository.slice(slash + 1)}/tags`,
       );
       table([['TAG', 'DIGEST'], ...tags.map((x) => [x.name, x.digest ?? ''])], out);
+    });
+}
+
+/** `<repository>@sha256:<hex>` or `<repository>:<tag>` into its parts. */
+function parseImage(image: string): { repository: string; tag?: string; digest?: string } {
+  const at = image.indexOf('@');
+  if (at > 0) return { repository: image.slice(0, at), digest: image.slice(at + 1) };
+  const colon = image.lastIndexOf(':');
+  if (colon > image.lastIndexOf('/')) return { repository: image.slice(0, colon), tag: image.slice(colon + 1) };
+  return { repository: image, tag: 'latest' };
+}
+
+function splitProject(repository: string): [string, string] {
+  const slash = repository.indexOf('/');
+  if (slash < 0) throw new ApiCallError(0, 'name the repository as project/name');
+  return [repository.slice(0, slash), repository.slice(slash + 1)];
+}
+
+/** Finds `<repository path>@sha256=<hex>/signature-<N>` files, as skopeo's staging lookaside holds them. */
+async function* stagedSignatures(root: string, dir = ''): AsyncGenerator<{ repository: string; hex: string; files: string[] }> {
+  const entries = await readdir(path.join(root, dir), { withFileTypes: true });
+  for (const entry of entries) {
+    if (!entry.isDirectory()) continue;
+    const rel = dir ? `${dir}/${entry.name}` : entry.name;
+    const match = /^(.*)@sha256=([a-f0-9]{64})$/.exec(rel);
+    if (!match) {
+      yield* stagedSignatures(root, rel);
+      continue;
+    }
+    const files = (await readdir(path.join(root, rel)))
+      .filter((f) => /^signature-\d+$/.test(f))
+      .sort((a, b) => Number(a.slice(10)) - Number(b.slice(10)));
+    yield { repository: match[1]!, hex: match[2]!, files: files.map((f) => path.join(root, rel, f)) };
+  }
+}
+
+export function registerSignatureCommands(program: Command, client: () => Call, out: Out): void {
+  const enc = encodeURIComponent;
+  const key = program.command('key').description("manage a project's trusted signing keys");
+  key.command('list <project>').action(async (project: string) => {
+    const { keys } = await client()<{ keys: { id: number; kind: string; fingerprint: string; userIds: string[] }[] }>('GET', `/api/v1/projects/${enc(project)}/keys`);
+    table([['ID', 'KIND', 'FINGERPRINT', 'USER IDS'], ...keys.map((k) => [String(k.id), k.kind, k.fingerprint, k.userIds.join(', ')])], out);
+  });
+  key
+    .command('add <project> <file>')
+    .description('trust a public key: `gpg --export` output (armored or binary) or a cosign PEM key')
+    .action(async (project: string, file: string) => {
+      const res = await client().raw('POST', `/api/v1/projects/${enc(project)}/keys`, await readFile(file), 'application/octet-stream');
+      if (res.status >= 400) throw new ApiCallError(res.status, res.text);
+      const added = JSON.parse(res.text) as { id: number; fingerprint: string };
+      out(`${res.status === 201 ? 'trusted' : 'already trusted'}: key ${added.id} ${added.fingerprint}`);
+    });
+  key.command('remove <project> <id>').action(async (project: string, id: string) => {
+    await client()('DELETE', `/api/v1/projects/${enc(project)}/keys/${enc(id)}`);
+    out(`removed key ${id} from ${project}`);
+  });
+
+  const sigs = program.command('signatures').description('list and import image signatures');
+  sigs
+    .command('list <image>')
+    .description('signatures of project/name:tag or project/name@sha256:…, with signer and trust')
+    .action(async (image: string) => {
+      const ref = parseImage(image);
+      const [project, rest] = splitProject(ref.repository);
+      let digest = ref.digest;
+      if (!digest) {
+        const { tags } = await client()<{ tags: { name: string; digest?: string }[] }>('GET', `/api/v1/projects/${enc(project)}/repositories/${rest}/tags`);
+        digest = tags.find((t) => t.name === ref.tag)?.digest;
+        if (!digest) throw new ApiCallError(404, `no tag ${ref.tag} in ${ref.repository}`);
+      }
+      const { signatures } = await client()<{ signatures: { position: number; signerFingerprint?: string; signerKeyId: string; identity: string; trusted: boolean; reason?: string }[] }>(
+        'GET',
+        `/api/v1/projects/${enc(project)}/repositories/${rest}/signatures/${digest}`,
+      );
+      out(`${ref.repository}@${digest}`);
+      table(
+        [['#', 'SIGNER', 'IDENTITY', 'TRUSTED'], ...signatures.map((s) => [String(s.position), s.signerFingerprint ?? s.signerKeyId, s.identity, s.trusted ? 'yes' : `no (${s.reason ?? ''})`])],
+        out,
+      );
+    });
+  sigs
+    .command('import <directory>')
+    .description('upload a skopeo staging lookaside folder (default: /var/lib/containers/sigstore)')
+    .option('--lookaside-path <path>', "the registry's lookaside base path", '/sigstore')
+    .action(async (directory: string, opts: { lookasidePath: string }) => {
+      const api = client();
+      let imported = 0;
+      let present = 0;
+      for await (const staged of stagedSignatures(directory)) {
+        const base = `${opts.lookasidePath}/${staged.repository}@sha256=${staged.hex}`;
+        // The next free number on the registry.
+        let next = 1;
+        while ((await api.raw('HEAD', `${base}/signature-${next}`)).status === 200) next += 1;
+        for (const file of staged.files) {
+          const res = await api.raw('PUT', `${base}/signature-${next}`, await readFile(file), 'application/octet-stream');
+          if (res.status === 201) {
+            imported += 1;
+            next += 1;
+          } else if (res.status === 200 || res.code === 'SIGNATURE_EXISTS') {
+            present += 1;
+          } else {
+            throw new ApiCallError(res.status, `${file}: ${res.text}`);
+          }
+        }
+      }
+      out(`imported ${imported} signature(s), ${present} already present`);
     });
 }

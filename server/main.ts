@@ -3,7 +3,7 @@
 // registry, listen, and shut down cleanly on SIGTERM / SIGINT.
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { ApiCallError, createApiClient, registerAdminCommands } from './admin-cli.js';
+import { ApiCallError, createApiClient, registerAdminCommands, registerSignatureCommands } from './admin-cli.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createHttpServer, listen } from './listen.js';
 import { createLogger } from './logging.js';
@@ -66,15 +66,14 @@ program
   .option('--registry <url>', 'registry for management commands (SIGNET_REGISTRY)', process.env.SIGNET_REGISTRY ?? 'http://localhost:5000')
   .option('--user <name>', 'user for management commands (SIGNET_USER; password in SIGNET_PASSWORD)', process.env.SIGNET_USER)
   .option('--password-stdin', 'read the password from standard input');
-registerAdminCommands(
-  program,
-  () => {
+const apiClient = () => {
     const opts = program.opts<{ registry: string; user?: string; passwordStdin?: boolean }>();
     const password = opts.passwordStdin ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : process.env.SIGNET_PASSWORD;
-    return createApiClient({ registry: opts.registry, ...(opts.user ? { user: opts.user } : {}), ...(password ? { password } : {}) });
-  },
-  (line) => process.stdout.write(`${line}\n`),
-);
+  return createApiClient({ registry: opts.registry, ...(opts.user ? { user: opts.user } : {}), ...(password ? { password } : {}) });
+};
+const print = (line: string): void => void process.stdout.write(`${line}\n`);
+registerAdminCommands(program, apiClient, print);
+registerSignatureCommands(program, apiClient, print);
 
 program
   .command('serve')

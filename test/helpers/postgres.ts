@@ -1,6 +1,5 @@
 // A database of its own for each test run on the real PostgreSQL server, dropped afterwards, so
 // runs never collide.
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { POSTGRES_ADMIN_URL } from './env.js';
@@ -48,11 +47,3 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
-/**
- * The same check, synchronously, for deciding at declaration time whether a suite runs (ava
- * needs tests declared synchronously). Asks a child process so no connection lingers here.
- */
-export function postgresAvailableSync(): boolean {
-  const script = `const pg=require('pg');const c=new pg.Client({connectionString:process.argv[1],connectionTimeoutMillis:3000});c.connect().then(()=>c.query('SELECT 1')).then(()=>process.exit(0),()=>process.exit(1));`;
-  return spawnSync(process.execPath, ['-e', script, POSTGRES_ADMIN_URL], { stdio: 'ignore', timeout: 10_000 }).status === 0;
-}

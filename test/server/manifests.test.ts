@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import anyTest, { type TestFn } from 'ava';
 import { createClient, errorCode, jsonBlob } from '../helpers/oci-client.js';
 import { blobOf, makeImage, makeIndex, OCI_INDEX, OCI_MANIFEST, sha256 } from '../helpers/oci-layout.js';
-import { postgresAvailableSync } from '../helpers/postgres.js';
-import { REQUIRE_ALL } from '../helpers/env.js';
+import { postgresAnswers, REQUIRE_ALL } from '../helpers/env.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const test = anyTest as TestFn;
@@ -15,7 +14,7 @@ const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
 for (const database of ['pglite', 'postgres'] as const) {
   let registry: TestRegistry | undefined;
   let client: ReturnType<typeof createClient>;
-  const usable = database === 'pglite' || REQUIRE_ALL || postgresAvailableSync();
+  const usable = database === 'pglite' || REQUIRE_ALL || postgresAnswers();
   if (!usable) process.stderr.write('\nSKIPPING manifests on PostgreSQL: no server at 127.0.0.1:5432\n');
   const it = usable ? test : test.skip;
 
