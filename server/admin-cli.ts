@@ -91,13 +91,20 @@ export function registerAdminCommands(program: Command, client: () => Call, out:
     .action(async (name: string) => out(JSON.stringify(await client()('GET', `/api/v1/projects/${enc(name)}`), null, 2)));
   project
     .command('set <name>')
-    .description('change a project setting')
+    .description('change project settings')
     .option('--public', 'anyone may pull')
     .option('--private', 'only members may pull')
-    .action(async (name: string, opts: { public?: boolean; private?: boolean }) => {
-      if (Boolean(opts.public) === Boolean(opts.private)) throw new ApiCallError(0, 'say --public or --private');
-      await client()('PATCH', `/api/v1/projects/${enc(name)}`, { public: Boolean(opts.public) });
-      out(`project ${name} is now ${opts.public ? 'public' : 'private'}`);
+    .option('--signed-only', 'serve only images with a trusted signature')
+    .option('--allow-unsigned', 'serve unsigned images too')
+    .action(async (name: string, opts: { public?: boolean; private?: boolean; signedOnly?: boolean; allowUnsigned?: boolean }) => {
+      const changes: Record<string, boolean> = {};
+      if (opts.public && opts.private) throw new ApiCallError(0, 'say --public or --private, not both');
+      if (opts.signedOnly && opts.allowUnsigned) throw new ApiCallError(0, 'say --signed-only or --allow-unsigned, not both');
+      if (opts.public || opts.private) changes.public = Boolean(opts.public);
+      if (opts.signedOnly || opts.allowUnsigned) changes.signedOnly = Boolean(opts.signedOnly);
+      if (Object.keys(changes).length === 0) throw new ApiCallError(0, 'nothing to change: see signet project set --help');
+      const project = await client()<{ public: boolean; signedOnly: boolean }>('PATCH', `/api/v1/projects/${enc(name)}`, changes);
+      out(`project ${name}: ${project.public ? 'public' : 'private'}, ${project.signedOnly ? 'signed images only' : 'unsigned images allowed'}`);
     });
   project
     .command('delete <name>')
@@ -202,6 +209,18 @@ export function registerSignatureCommands(program: Command, client: () => Call, 
     await client()('DELETE', `/api/v1/projects/${enc(project)}/keys/${enc(id)}`);
     out(`removed key ${id} from ${project}`);
   });
+
+  program
+    .command('policy <project>')
+    .description("print the client policy.json (or --registries-d: the registries.d YAML) for a project's trusted keys")
+    .option('--registries-d', 'print the registries.d YAML instead')
+    .option('--accept-others', 'accept images from elsewhere (default: reject them)')
+    .action(async (project: string, opts: { registriesD?: boolean; acceptOthers?: boolean }) => {
+      const path = opts.registriesD ? 'registries.d.yaml' : `policy.json${opts.acceptOthers ? '?default=accept' : ''}`;
+      const res = await client().raw('GET', `/api/v1/projects/${enc(project)}/${path}`);
+      if (res.status >= 400) throw new ApiCallError(res.status, res.text);
+      out(res.text.trimEnd());
+    });
 
   const sigs = program.command('signatures').description('list and import image signatures');
   sigs

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { parseEndpoint, rootPrefix } from '../storage/s3-endpoint.js';
 
 const boolish = z.union([
   z.boolean(),
@@ -14,6 +15,52 @@ const boolish = z.union([
 ]);
 const seconds = z.coerce.number().nonnegative();
 const optionalString = z.string().min(1).optional();
+
+const MiB = 1024 * 1024;
+
+/** True when `parse` accepts the value (the storage module owns the rules). */
+function parses(parse: (value: string) => unknown): (value: string) => boolean {
+  return (value) => {
+    try {
+      parse(value);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+}
+
+// The Go registry's S3 driver settings (storage.s3.*), plus `createbucket`.
+const s3Schema = z
+  .object({
+    bucket: z
+      .string({ error: 'required when REGISTRY_STORAGE=s3: the bucket that holds the blobs' })
+      .min(1, 'required when REGISTRY_STORAGE=s3: the bucket that holds the blobs'),
+    /** Without it, AWS S3 itself; `http(s)://host[:port]`, or `host[:port]` with `secure` choosing. */
+    regionendpoint: z
+      .string()
+      .min(1)
+      .refine(parses(parseEndpoint), 'expected http(s)://host[:port] or host[:port]')
+      .optional(),
+    region: z.string().min(1).default('us-east-1'),
+    accesskey: optionalString,
+    secretkey: optionalString,
+    /** A key prefix inside the bucket, so registries can share one. */
+    rootdirectory: z
+      .string()
+      .refine(parses(rootPrefix), 'expected a key prefix such as /registry: segments of A-Z a-z 0-9 . _ -, none empty, . or ..')
+      .default(''),
+    secure: boolish.default(true),
+    /** Default: path style for a custom endpoint, virtual-hosted for AWS. */
+    forcepathstyle: boolish.optional(),
+    createbucket: boolish.default(false),
+    /** Bytes per multipart part (so per upload in memory); S3's minimum is 5 MiB. */
+    chunksize: z.coerce.number().int().min(5 * MiB, 'must be at least 5 MiB (5242880)').max(5 * 1024 * MiB).default(10 * MiB),
+  })
+  .refine((s3) => (s3.accesskey === undefined) === (s3.secretkey === undefined), {
+    message: 'set both REGISTRY_STORAGE_S3_ACCESSKEY and REGISTRY_STORAGE_S3_SECRETKEY, or neither',
+    path: ['accesskey'],
+  });
 
 export const configSchema = z.object({
   version: z.union([z.string(), z.number()]).optional(),
@@ -35,7 +82,11 @@ export const configSchema = z.object({
   storage: z
     .object({
       filesystem: z.object({ rootdirectory: z.string().min(1).default('./data/storage') }).prefault({}),
+      /** Present (REGISTRY_STORAGE=s3, or any REGISTRY_STORAGE_S3_* setting): S3 wins over filesystem. */
+      s3: s3Schema.optional(),
       delete: z.object({ enabled: boolish.default(true) }).prefault({}),
+      /** Go name; the 307 to a presigned S3 URL is not implemented yet, the setting is accepted. */
+      redirect: z.object({ disable: boolish.default(false) }).prefault({}),
     })
     .prefault({}),
   database: z
@@ -153,6 +204,17 @@ function overlayEnvironment(tree: Tree, env: Record<string, string | undefined>)
     }
     node[path[path.length - 1]!] = value;
   }
+}
+
+/**
+ * The registry's public host names (`host[:port]`), from REGISTRY_HTTP_HOST: comma-separated, each
+ * a host or a URL as the Go registry takes it. Empty: the Host header of each request counts.
+ */
+export function publicHosts(config: Config): string[] {
+  return (config.http.host ?? '')
+    .split(',')
+    .map((h) => h.trim().replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '').toLowerCase())
+    .filter(Boolean);
 }
 
 export interface ListenAddress {

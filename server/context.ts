@@ -8,6 +8,7 @@ import type { Db } from '../storage/db.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { ProjectStore } from '../storage/project-store.js';
 import type { KeyStore } from '../sigstore/key-store.js';
+import type { PullGate } from '../sigstore/pull-gate.js';
 import type { Signatures } from '../sigstore/signatures.js';
 import type { Config } from './config.js';
 import { OciError } from './errors.js';
@@ -30,6 +31,7 @@ export interface RegistryDeps {
   projects: ProjectStore;
   signatures: Signatures;
   keys: KeyStore;
+  gate: PullGate;
   authenticator: Authenticator;
   authorizer: Authorizer;
   log: Logger;

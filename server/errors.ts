@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   REQUEST_INVALID: { status: 400, message: 'invalid request body' },
   SIGNATURE_INVALID: { status: 400, message: 'invalid signature' },
   SIGNATURE_EXISTS: { status: 409, message: 'signature already exists' },
+  // Harbor's code for a pull refused by project policy, so tooling that knows Harbor recognises it.
+  PROJECTPOLICYVIOLATION: { status: 412, message: 'the image does not satisfy the project signing policy' },
   CONFLICT: { status: 409, message: 'conflicts with the current state' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },

@@ -7,7 +7,7 @@ import { ApiCallError, createApiClient, registerAdminCommands, registerSignature
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createHttpServer, listen } from './listen.js';
 import { createLogger } from './logging.js';
-import { createRegistry } from './registry.js';
+import { createRegistry, describeStorage } from './registry.js';
 
 async function serve(configFile: string | undefined): Promise<void> {
   let config: Config;
@@ -29,7 +29,7 @@ async function serve(configFile: string | undefined): Promise<void> {
       addr: `${address.address}:${address.port}`,
       tls: Boolean(config.http.tls),
       database: registry.db.kind,
-      storage: config.storage.filesystem.rootdirectory,
+      storage: describeStorage(config),
     },
     'signet is listening',
   );

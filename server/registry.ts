@@ -9,12 +9,15 @@ import { createCachedProjectStore, createPostgresProjectStore, type ProjectStore
 import { createBlobs } from '../storage/blobs.js';
 import { createCachedMetadataStore } from '../storage/cached-metadata-store.js';
 import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';
+import { createS3BlobStore } from '../storage/s3-blob-store.js';
 import { createKeyStore } from '../sigstore/key-store.js';
 import { createSignatureStore } from '../sigstore/signature-store.js';
 import { createSignatures } from '../sigstore/signatures.js';
+import { createPullGate } from '../sigstore/pull-gate.js';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
 import type { RegistryDeps, RequestState } from './context.js';
@@ -42,20 +45,24 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
     await db.close();
     throw err;
   }
-  const store = createFilesystemBlobStore({ rootDirectory: config.storage.filesystem.rootdirectory });
+  const store = createBlobStore(config);
   const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs: config.cache.ttl * 1000 });
   const projects = createCachedProjectStore(createPostgresProjectStore(db), config.cache.ttl * 1000);
   const { authenticator, authorizer } = createAuth(config, projects, log);
   const keys = createKeyStore(db, { cacheTtlMs: config.cache.ttl * 1000 });
+  const blobs = createBlobs(store);
+  const signatures = createSignatures(createSignatureStore(db), keys);
+  const gate = createPullGate({ projects, keys, signatures, metadata, blobs, cacheTtlMs: config.cache.ttl * 1000 });
   const deps: RegistryDeps = {
     config,
     db,
     store,
-    blobs: createBlobs(store),
+    blobs,
     metadata,
     projects,
     keys,
-    signatures: createSignatures(createSignatureStore(db), keys),
+    signatures,
+    gate,
     authenticator,
     authorizer,
     log,
@@ -65,6 +72,35 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
     deps,
     db,
     close: () => metadata.close(),
+  };
+}
+
+/** S3 when a storage.s3 section exists (it wins over filesystem settings), else the filesystem. */
+export function createBlobStore(config: Config): BlobStore {
+  const s3 = config.storage.s3;
+  if (!s3) return createFilesystemBlobStore({ rootDirectory: config.storage.filesystem.rootdirectory });
+  return createS3BlobStore({
+    bucket: s3.bucket,
+    region: s3.region,
+    ...(s3.regionendpoint !== undefined ? { regionEndpoint: s3.regionendpoint } : {}),
+    secure: s3.secure,
+    ...(s3.forcepathstyle !== undefined ? { forcePathStyle: s3.forcepathstyle } : {}),
+    ...(s3.accesskey !== undefined && s3.secretkey !== undefined ? { accessKey: s3.accesskey, secretKey: s3.secretkey } : {}),
+    rootDirectory: s3.rootdirectory,
+    createBucket: s3.createbucket,
+    partSize: s3.chunksize,
+  });
+}
+
+/** Where blobs go, for the start-up log: never a credential. */
+export function describeStorage(config: Config): Record<string, string> {
+  const s3 = config.storage.s3;
+  if (!s3) return { driver: 'filesystem', rootdirectory: config.storage.filesystem.rootdirectory };
+  return {
+    driver: 's3',
+    endpoint: s3.regionendpoint ?? `AWS ${s3.region}`,
+    bucket: s3.bucket,
+    ...(s3.rootdirectory ? { rootdirectory: s3.rootdirectory } : {}),
   };
 }
 

@@ -60,6 +60,8 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
       : []),
 
     // Management API.
+    [['get'], /^\/api\/v1\/projects\/([^/]+)\/policy\.json$/, trust.policy],
+    [['get'], /^\/api\/v1\/projects\/([^/]+)\/registries\.d\.yaml$/, trust.registriesD],
     [['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, trust.listKeys],
     [['post'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, trust.addKey],
     [['delete'], /^\/api\/v1\/projects\/([^/]+)\/keys\/(\d{1,15})$/, trust.removeKey],

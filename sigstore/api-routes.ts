@@ -7,6 +7,8 @@ import { OciError } from '../server/errors.js';
 import { isValidName, requireDigest } from '../server/oci-names.js';
 import { describeOpenpgpKey, type NewKey, type ProjectKey } from './key-store.js';
 import { SignatureFormatError } from './payload.js';
+import { projectPolicy, registriesDYaml } from './policy.js';
+import { publicHosts } from '../server/config.js';
 
 const KEY_LIMIT = 1024 * 1024;
 
@@ -41,6 +43,8 @@ function describePemKey(text: string): NewKey {
 
 export function createTrustApiHandlers(deps: RegistryDeps) {
   const { keys, signatures, projects } = deps;
+  /** The name clients use for this registry: the first REGISTRY_HTTP_HOST, else this request's Host. */
+  const clientHost = (ctx: Ctx): string => publicHosts(deps.config)[0] ?? ctx.host.toLowerCase();
 
   async function requireProject(name: string): Promise<void> {
     if (!(await projects.find(name))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
@@ -66,6 +70,7 @@ export function createTrustApiHandlers(deps: RegistryDeps) {
       const record = text.startsWith('-----BEGIN PUBLIC KEY-----') ? describePemKey(body.toString('utf8')) : (await describeOpenpgpKey(body)).record;
       const actor = ctx.state.principal.user;
       const { id, created } = await keys.add(project, record, actor);
+      deps.gate.invalidate();
       ctx.state.log.info({ project, keyId: id, fingerprint: record.fingerprint, kind: record.kind }, created ? 'trusted key added' : 'trusted key already present');
       const stored = (await keys.list(project)).find((k) => k.id === id)!;
       ctx.set('Location', `/api/v1/projects/${project}/keys/${id}`);
@@ -80,8 +85,31 @@ export function createTrustApiHandlers(deps: RegistryDeps) {
       if (!(await keys.remove(project, id, ctx.state.principal.user))) {
         throw new OciError('NAME_UNKNOWN', `project ${project} has no key ${id}`);
       }
+      deps.gate.invalidate();
       ctx.state.log.info({ project, keyId: id }, 'trusted key removed');
       emptyResponse(ctx, 204);
+    },
+
+    /** GET /api/v1/projects/<p>/policy.json[?default=reject|accept] */
+    async policy(ctx: Ctx): Promise<void> {
+      const project = capture(ctx, 0);
+      await requireAccess(ctx, deps, 'pull', project);
+      await requireProject(project);
+      const other = ctx.query.default === 'accept' ? 'accept' : 'reject';
+      const policy = projectPolicy({ host: clientHost(ctx), project, keys: await keys.list(project), otherImages: other });
+      ctx.type = 'application/json';
+      ctx.body = `${JSON.stringify(policy, null, 2)}\n`;
+    },
+
+    /** GET /api/v1/projects/<p>/registries.d.yaml */
+    async registriesD(ctx: Ctx): Promise<void> {
+      const project = capture(ctx, 0);
+      await requireAccess(ctx, deps, 'pull', project);
+      await requireProject(project);
+      const host = clientHost(ctx);
+      const cosign = (await keys.list(project)).some((k) => k.kind === 'cosign');
+      ctx.type = 'application/yaml';
+      ctx.body = registriesDYaml({ host, lookasideUrl: `${ctx.protocol}://${host}${deps.config.signatures.lookaside.path}`, cosign });
     },
 
     async listSignatures(ctx: Ctx): Promise<void> {

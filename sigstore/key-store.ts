@@ -1,5 +1,6 @@
 // Public keys a project trusts, with every change in the audit log. Parsed keys are cached per
 // project and dropped when the project's keys change here (replicas: see the cache TTL).
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import type { Db } from '../storage/db.js';
 import { readPublicKey, type TrustedKey } from './openpgp-signature.js';
@@ -18,6 +19,17 @@ export interface ProjectKey {
   createdAt: Date;
 }
 
+export interface CosignKey {
+  /** sha256 of the DER SubjectPublicKeyInfo, hex. */
+  fingerprint: string;
+  key: KeyObject;
+}
+
+export interface TrustSet {
+  openpgp: TrustedKey[];
+  cosign: CosignKey[];
+}
+
 export interface NewKey {
   kind: KeyKind;
   fingerprint: string;
@@ -31,8 +43,8 @@ export interface KeyStore {
   /** `created: false` when the project already trusts a key with this fingerprint. */
   add(project: string, key: NewKey, actor?: string): Promise<{ id: number; created: boolean }>;
   remove(project: string, id: number, actor?: string): Promise<boolean>;
-  /** The project's OpenPGP keys, parsed (cached). */
-  trustedOpenpgpKeys(project: string): Promise<TrustedKey[]>;
+  /** The project's keys, parsed (cached). */
+  trusted(project: string): Promise<TrustSet>;
 }
 
 interface Row {
@@ -64,7 +76,7 @@ export async function describeOpenpgpKey(untrusted: Uint8Array): Promise<{ key: 
 }
 
 export function createKeyStore(db: Db, options: { cacheTtlMs: number }): KeyStore {
-  const parsed = new Map<string, { keys: TrustedKey[]; expires: number }>();
+  const parsed = new Map<string, { keys: TrustSet; expires: number }>();
   let version = 0;
 
   async function list(project: string): Promise<ProjectKey[]> {
@@ -127,14 +139,14 @@ export function createKeyStore(db: Db, options: { cacheTtlMs: number }): KeyStor
         return true;
       });
     },
-    async trustedOpenpgpKeys(project) {
+    async trusted(project) {
       const hit = parsed.get(project);
       if (hit && hit.expires > Date.now()) return hit.keys;
       const before = version;
-      const keys: TrustedKey[] = [];
+      const keys: TrustSet = { openpgp: [], cosign: [] };
       for (const row of await list(project)) {
-        if (row.kind !== 'openpgp') continue;
-        keys.push({ fingerprint: row.fingerprint, key: await readPublicKey(row.material) });
+        if (row.kind === 'openpgp') keys.openpgp.push({ fingerprint: row.fingerprint, key: await readPublicKey(row.material) });
+        else keys.cosign.push({ fingerprint: row.fingerprint, key: createPublicKey(row.material.toString('utf8')) });
       }
       if (version === before) parsed.set(project, { keys, expires: Date.now() + options.cacheTtlMs });
       return keys;

@@ -40,7 +40,7 @@ export function createSignatures(store: SignatureStore, keys: KeyStore): Signatu
       if (payload.manifestDigest !== digest) {
         throw new SignatureFormatError(`the signature is for manifest ${payload.manifestDigest}, not ${digest}`);
       }
-      const trusted = await keys.trustedOpenpgpKeys(projectOf(repository));
+      const trusted = (await keys.trusted(projectOf(repository))).openpgp;
       if (trusted.some((t) => t.key.getKeyIDs().some((id) => id.toHex() === signed.signerKeyId))) {
         const verification = await verifySignedMessage(signed, trusted);
         if (!verification.verified) throw new SignatureFormatError(verification.reason);
@@ -59,7 +59,7 @@ export function createSignatures(store: SignatureStore, keys: KeyStore): Signatu
     list: (repository, digest) => store.list(repository, digest),
 
     async listWithTrust(repository, digest) {
-      const trusted = await keys.trustedOpenpgpKeys(projectOf(repository));
+      const trusted = (await keys.trusted(projectOf(repository))).openpgp;
       const records = await store.list(repository, digest);
       return Promise.all(
         records.map(async (record) => {

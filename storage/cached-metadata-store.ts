@@ -61,6 +61,7 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
         return removed;
       },
       referrers: (repository, subject) => inner.manifests.referrers(repository, subject),
+      parents: (repository, digest) => inner.manifests.parents(repository, digest),
     },
     tags: {
       find: (repository, tag) => cached(keyOf(repository, 't', tag), () => inner.tags.find(repository, tag)),

@@ -69,6 +69,8 @@ export interface ManifestMetadata {
   /** Removes the manifest and every tag pointing at it. */
   remove(repository: string, digest: string): Promise<boolean>;
   referrers(repository: string, subject: string): Promise<Referrer[]>;
+  /** Digests of the indexes in the repository that list this manifest. */
+  parents(repository: string, digest: string): Promise<string[]>;
 }
 
 export interface TagMetadata {

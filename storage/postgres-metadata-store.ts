@@ -153,6 +153,14 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         );
         return rows.length > 0;
       },
+      async parents(repository, digest) {
+        const rows = await db.query<{ manifest_digest: string }>(
+          `SELECT manifest_digest FROM manifest_references
+           WHERE repository_id = ${REPO_ID} AND child_digest = $2 AND child_kind = 'manifest' ORDER BY manifest_digest`,
+          [repository, digest],
+        );
+        return rows.map((r) => r.manifest_digest);
+      },
       async referrers(repository, subject) {
         const rows = await db.query<ManifestRow>(
           `SELECT digest, media_type, size, artifact_type, annotations

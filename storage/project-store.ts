@@ -8,6 +8,8 @@ export type Role = (typeof ROLES)[number];
 export interface Project {
   name: string;
   public: boolean;
+  /** Manifests are served only when a trusted signature matches (sigstore/pull-gate.ts). */
+  signedOnly: boolean;
   createdBy?: string;
   createdAt: Date;
   members: Map<string, Role>;
@@ -18,7 +20,7 @@ export interface ProjectStore {
   list(): Promise<Project[]>;
   /** False when a project of that name exists. `admin` becomes its first admin member. */
   create(name: string, options: { public: boolean; actor?: string; admin?: string }): Promise<boolean>;
-  update(name: string, changes: { public?: boolean }, actor?: string): Promise<boolean>;
+  update(name: string, changes: { public?: boolean; signedOnly?: boolean }, actor?: string): Promise<boolean>;
   remove(name: string, actor?: string): Promise<boolean>;
   setMember(name: string, user: string, role: Role, actor?: string): Promise<boolean>;
   removeMember(name: string, user: string, actor?: string): Promise<boolean>;
@@ -27,13 +29,14 @@ export interface ProjectStore {
 interface ProjectRow {
   name: string;
   public: boolean;
+  signed_only: boolean;
   created_by: string | null;
   created_at: Date;
   members: { username: string; role: Role }[] | null;
 }
 
 const SELECT_PROJECTS = `
-  SELECT p.name, p.public, p.created_by, p.created_at,
+  SELECT p.name, p.public, p.signed_only, p.created_by, p.created_at,
          (SELECT json_agg(json_build_object('username', m.username, 'role', m.role) ORDER BY m.username)
             FROM project_members m WHERE m.project = p.name) AS members
   FROM projects p`;
@@ -42,6 +45,7 @@ function toProject(row: ProjectRow): Project {
   return {
     name: row.name,
     public: row.public,
+    signedOnly: row.signed_only,
     ...(row.created_by ? { createdBy: row.created_by } : {}),
     createdAt: row.created_at,
     members: new Map((row.members ?? []).map((m) => [m.username, m.role])),
@@ -86,10 +90,11 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
     },
     update(name, changes, actor) {
       return db.transaction(async (tx) => {
-        const rows = await tx.query('UPDATE projects SET public = COALESCE($2, public) WHERE name = $1 RETURNING name', [
-          name,
-          changes.public ?? null,
-        ]);
+        const rows = await tx.query(
+          `UPDATE projects SET public = COALESCE($2, public), signed_only = COALESCE($3, signed_only)
+           WHERE name = $1 RETURNING name`,
+          [name, changes.public ?? null, changes.signedOnly ?? null],
+        );
         if (rows.length === 0) return false;
         await audit(tx, actor, 'project.update', name, changes);
         return true;

@@ -47,6 +47,7 @@ function projectJson(project: Project, withMembers: boolean): Record<string, unk
   return {
     name: project.name,
     public: project.public,
+    signedOnly: project.signedOnly,
     createdAt: project.createdAt.toISOString(),
     ...(project.createdBy ? { createdBy: project.createdBy } : {}),
     ...(withMembers ? { members: [...project.members].map(([user, role]) => ({ user, role })) } : {}),
@@ -100,10 +101,16 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
       await requireAccess(ctx, deps, 'admin', name);
       const body = await readJson(ctx);
       const isPublic = optionalBoolean(body, 'public');
-      if (!(await projects.update(name, { ...(isPublic === undefined ? {} : { public: isPublic }) }, actor(ctx)))) {
+      const signedOnly = optionalBoolean(body, 'signedOnly');
+      const changes = {
+        ...(isPublic === undefined ? {} : { public: isPublic }),
+        ...(signedOnly === undefined ? {} : { signedOnly }),
+      };
+      if (!(await projects.update(name, changes, actor(ctx)))) {
         throw new OciError('NAME_UNKNOWN', `project ${name} not found`, { project: name });
       }
-      ctx.state.log.info({ project: name, public: isPublic }, 'project updated');
+      deps.gate.invalidate();
+      ctx.state.log.info({ project: name, ...changes }, 'project updated');
       ctx.body = projectJson((await projects.find(name))!, true);
     },
 

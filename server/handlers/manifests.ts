@@ -3,6 +3,7 @@ import getRawBody from 'raw-body';
 import { digestOf } from '../../storage/digest.js';
 import type { ManifestRecord } from '../../storage/metadata-store.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
 import { isIndexMediaType, parseManifest } from '../manifest-parse.js';
 import { parseReference, requireName, type Reference } from '../oci-names.js';
@@ -38,6 +39,7 @@ async function readManifestBody(ctx: Ctx): Promise<Buffer> {
 
 export function createManifestHandlers(deps: RegistryDeps) {
   const { metadata } = deps;
+  const hosts = publicHosts(deps.config);
 
   async function notFound(name: string, reference: Reference): Promise<OciError> {
     if (!(await metadata.repositories.exists(name))) {
@@ -59,6 +61,13 @@ export function createManifestHandlers(deps: RegistryDeps) {
       await requireAccess(ctx, deps, 'pull', name);
       const reference = parseReference(capture(ctx, 1));
       const manifest = await resolve(name, reference);
+      // Signed-only projects: served only with a trusted, matching signature (sigstore/pull-gate.ts).
+      await deps.gate.enforce({
+        repository: name,
+        manifest,
+        hosts: hosts.length > 0 ? hosts : [ctx.host.toLowerCase()],
+        ...(reference.kind === 'tag' ? { tag: reference.tag } : {}),
+      });
       // As distribution: a tag naming an index is not served to a client that cannot read
       // indexes (by digest the client asked for exactly this content, so it gets it).
       const accepts = accepted(ctx);
@@ -132,6 +141,7 @@ export function createManifestHandlers(deps: RegistryDeps) {
         parsed.references.map(({ digest: d, kind }) => ({ digest: d, kind })),
         reference.kind === 'tag' ? reference.tag : undefined,
       );
+      deps.gate.invalidate(); // a new .sig tag or referrer may change a decision
       ctx.set('Location', `/v2/${name}/manifests/${digest}`);
       ctx.set('Docker-Content-Digest', digest);
       // OCI 1.1: tells the client this registry indexes referrers, so it skips the tag fallback.
@@ -150,6 +160,7 @@ export function createManifestHandlers(deps: RegistryDeps) {
           ? await metadata.tags.remove(name, reference.tag)
           : await metadata.manifests.remove(name, reference.digest.digest);
       if (!removed) throw await notFound(name, reference);
+      deps.gate.invalidate();
       emptyResponse(ctx, 202);
     },
   };

@@ -1,0 +1,68 @@
+// Client configuration for a project: the containers-policy.json(5) that accepts exactly what the
+// pull gate accepts, and the registries.d(5) YAML pointing clients at this registry's signatures.
+// (`signedBy` with keyType GPGKeys and inline keyData is also the form Confidential Containers'
+// KBS security policy takes.)
+import type { ProjectKey } from './key-store.js';
+
+export interface PolicyOptions {
+  /** `host[:port]` clients use for this registry. */
+  host: string;
+  project: string;
+  keys: ProjectKey[];
+  /** What the policy says for every other image: refuse (least privilege) or accept. */
+  otherImages: 'reject' | 'accept';
+}
+
+type Requirement = Record<string, unknown>;
+
+/**
+ * In policy.json every requirement of a scope must hold (AND), so one kind of key is exported:
+ * the OpenPGP keys as one keyring (any of them may sign), else the cosign keys.
+ */
+export function projectPolicy(options: PolicyOptions): Record<string, unknown> {
+  const openpgp = options.keys.filter((k) => k.kind === 'openpgp');
+  const cosign = options.keys.filter((k) => k.kind === 'cosign');
+  let requirement: Requirement;
+  if (openpgp.length > 0) {
+    requirement = {
+      type: 'signedBy',
+      keyType: 'GPGKeys',
+      keyData: Buffer.concat(openpgp.map((k) => k.material)).toString('base64'),
+      signedIdentity: { type: 'matchRepoDigestOrExact' },
+    };
+  } else if (cosign.length === 1) {
+    requirement = {
+      type: 'sigstoreSigned',
+      keyData: cosign[0]!.material.toString('base64'),
+      signedIdentity: { type: 'matchRepoDigestOrExact' },
+    };
+  } else if (cosign.length > 1) {
+    requirement = {
+      type: 'sigstoreSigned',
+      keyDatas: cosign.map((k) => k.material.toString('base64')),
+      signedIdentity: { type: 'matchRepoDigestOrExact' },
+    };
+  } else {
+    // No trusted keys: nothing can be verified, so nothing from the project is accepted.
+    requirement = { type: 'reject' };
+  }
+  return {
+    default: [{ type: options.otherImages === 'reject' ? 'reject' : 'insecureAcceptAnything' }],
+    transports: {
+      docker: { [`${options.host}/${options.project}`]: [requirement] },
+      'docker-daemon': { '': [{ type: 'insecureAcceptAnything' }] },
+    },
+  };
+}
+
+export function registriesDYaml(options: { host: string; lookasideUrl: string; cosign: boolean }): string {
+  return [
+    `# registries.d entry for ${options.host}, from Signet.`,
+    '# Clients that see X-Registry-Supports-Signatures use the registry API and ignore the lookaside.',
+    'docker:',
+    `  ${options.host}:`,
+    `    lookaside: ${options.lookasideUrl}`,
+    ...(options.cosign ? ['    use-sigstore-attachments: true'] : []),
+    '',
+  ].join('\n');
+}

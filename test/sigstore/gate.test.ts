@@ -1,0 +1,198 @@
+// The signed-only pull gate over real HTTP.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { basic, writeHtpasswd } from '../helpers/auth.js';
+import { cosignSign, makeCosignKey } from '../helpers/cosign.js';
+import { createClient } from '../helpers/oci-client.js';
+import { makeImage, makeIndex, type Image } from '../helpers/oci-layout.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeKey, makeKeyWithSigningSubkey, payload, sign, type TestKey } from '../helpers/signing.js';
+
+const USERS = { root: 'root-pw', dev: 'dev-pw' };
+let registry: TestRegistry;
+let dir: string;
+let trusted: TestKey;
+let stranger: TestKey;
+const root = () => createClient(registry.url, { Authorization: basic('root', USERS.root) });
+const dev = () => createClient(registry.url, { Authorization: basic('dev', USERS.dev) });
+
+test.before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'signet-gate-'));
+  await writeHtpasswd(path.join(dir, 'htpasswd'), USERS);
+  registry = await startTestRegistry({
+    env: { REGISTRY_AUTH: 'htpasswd', REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'), REGISTRY_AUTH_ADMINS: 'root' },
+  });
+  [trusted, stranger] = await Promise.all([makeKey({ name: 'Trusted' }), makeKey({ name: 'Stranger' })]);
+});
+test.after.always(async () => {
+  await registry?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A signed-only project trusting `trusted`, with dev as developer. */
+async function project(name: string, options: { keys?: TestKey[]; signedOnly?: boolean } = {}): Promise<void> {
+  await root().request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name, public: false }) });
+  await root().request(`/api/v1/projects/${name}/members/dev`, { method: 'PUT', body: JSON.stringify({ role: 'maintainer' }) });
+  for (const key of options.keys ?? [trusted]) {
+    await root().request(`/api/v1/projects/${name}/keys`, { method: 'POST', body: new Uint8Array(key.publicBinary) });
+  }
+  await root().request(`/api/v1/projects/${name}`, { method: 'PATCH', body: JSON.stringify({ signedOnly: options.signedOnly ?? true }) });
+}
+
+async function putSignature(repo: string, digest: string, bytes: Uint8Array): Promise<number> {
+  const res = await dev().request(`/extensions/v2/${repo}/signatures/${digest}`, {
+    method: 'PUT',
+    body: JSON.stringify({
+      schemaVersion: 2,
+      name: `${digest}@${Math.random().toString(16).slice(2).padEnd(32, '0').slice(0, 32)}`,
+      type: 'atomic',
+      content: Buffer.from(bytes).toString('base64'),
+    }),
+  });
+  return res.status;
+}
+
+async function pushImage(repo: string, tag = 'v1', image: Image = makeImage({ layers: 1 })): Promise<Image> {
+  const res = await dev().pushImage(repo, image, tag);
+  if (res.status !== 201) throw new Error(`push ${res.status}`);
+  return image;
+}
+
+async function policyError(res: Response): Promise<{ code?: string; message?: string }> {
+  return ((await res.json()) as { errors: { code: string; message: string }[] }).errors[0] ?? {};
+}
+
+test('unsigned images are refused with 412 PROJECTPOLICYVIOLATION, by tag, digest and HEAD', async (t) => {
+  await project('g1');
+  const image = await pushImage('g1/app');
+  const res = await dev().getManifest('g1/app', 'v1');
+  t.is(res.status, 412);
+  const error = await policyError(res);
+  t.is(error.code, 'PROJECTPOLICYVIOLATION');
+  t.regex(error.message ?? '', /not signed/);
+  t.is((await dev().getManifest('g1/app', image.manifest.digest)).status, 412);
+  t.is((await dev().request('/v2/g1/app/manifests/v1', { method: 'HEAD' })).status, 412);
+  // Blobs are never gated; pushes are unaffected.
+  t.is((await dev().request(`/v2/g1/app/blobs/${image.layers[0]!.digest}`)).status, 200);
+});
+
+test('a signature by a trusted key opens the gate; removing the key closes it again', async (t) => {
+  await project('g2');
+  const image = await pushImage('g2/app');
+  t.is(await putSignature('g2/app', image.manifest.digest, await sign(trusted, payload(image.manifest.digest, `${registry.host}/g2/app:v1`))), 201);
+  t.is((await dev().getManifest('g2/app', 'v1')).status, 200);
+  t.is((await dev().getManifest('g2/app', image.manifest.digest)).status, 200);
+
+  const keys = ((await (await root().request('/api/v1/projects/g2/keys')).json()) as { keys: { id: number }[] }).keys;
+  t.is((await root().request(`/api/v1/projects/g2/keys/${keys[0]!.id}`, { method: 'DELETE' })).status, 204);
+  const closed = await dev().getManifest('g2/app', 'v1');
+  t.is(closed.status, 412);
+  t.regex((await policyError(closed)).message ?? '', /trusts no keys/);
+});
+
+test('a signature by an untrusted key does not open it, and the message names the key', async (t) => {
+  await project('g3');
+  const image = await pushImage('g3/app');
+  await putSignature('g3/app', image.manifest.digest, await sign(stranger, payload(image.manifest.digest, `${registry.host}/g3/app:v1`)));
+  const res = await dev().getManifest('g3/app', 'v1');
+  t.is(res.status, 412);
+  const message = (await policyError(res)).message ?? '';
+  t.regex(message, /not trusted/);
+  t.true(message.includes(stranger.publicKey.getKeyID().toHex().toUpperCase()));
+});
+
+test('a signature for another tag, repository or registry does not open it', async (t) => {
+  await project('g4');
+  const image = await pushImage('g4/app', 'v1');
+  await dev().pushManifest('g4/app', 'v2', image.manifest);
+  const digest = image.manifest.digest;
+  await putSignature('g4/app', digest, await sign(trusted, payload(digest, `${registry.host}/g4/app:v2`)));
+  await putSignature('g4/app', digest, await sign(trusted, payload(digest, `${registry.host}/g4/other:v1`)));
+  await putSignature('g4/app', digest, await sign(trusted, payload(digest, `elsewhere.example.com/g4/app:v1`)));
+  const byTag = await dev().getManifest('g4/app', 'v1');
+  t.is(byTag.status, 412);
+  const message = (await policyError(byTag)).message ?? '';
+  t.regex(message, /signed for tag v2/);
+  t.regex(message, /signed for repository g4\/other/);
+  t.regex(message, /signed for registry elsewhere\.example\.com/);
+  // The v2 signature matches a pull of v2, and (same repository) a pull by digest.
+  t.is((await dev().getManifest('g4/app', 'v2')).status, 200);
+  t.is((await dev().getManifest('g4/app', digest)).status, 200);
+});
+
+test('a signing subkey of a trusted primary key counts', async (t) => {
+  const withSub = await makeKeyWithSigningSubkey();
+  await project('g5', { keys: [withSub] });
+  const image = await pushImage('g5/app');
+  await putSignature('g5/app', image.manifest.digest, await sign(withSub, payload(image.manifest.digest, `${registry.host}/g5/app:v1`), { subkey: true }));
+  t.is((await dev().getManifest('g5/app', 'v1')).status, 200);
+});
+
+test('multi-platform: the index passes on a platform signature; platform manifests by their own or a signed index', async (t) => {
+  await project('g6');
+  const a = await pushImage('g6/app', 'a');
+  const b = await pushImage('g6/app', 'b', makeImage({ layers: 1, architecture: 'arm64' }));
+  const index = makeIndex([a, b]);
+  t.is((await dev().pushManifest('g6/app', 'multi', index)).status, 201);
+  t.is((await dev().getManifest('g6/app', 'multi')).status, 412);
+
+  // As skopeo copy --all --sign-by: each platform manifest signed under the tag.
+  await putSignature('g6/app', a.manifest.digest, await sign(trusted, payload(a.manifest.digest, `${registry.host}/g6/app:multi`)));
+  t.is((await dev().getManifest('g6/app', 'multi')).status, 200, 'index admitted through a signed platform manifest');
+  t.is((await dev().getManifest('g6/app', a.manifest.digest)).status, 200);
+  t.is((await dev().getManifest('g6/app', b.manifest.digest)).status, 412, 'b has no signature and no signed index');
+
+  await putSignature('g6/app', index.digest, await sign(trusted, payload(index.digest, `${registry.host}/g6/app:multi`)));
+  t.is((await dev().getManifest('g6/app', b.manifest.digest)).status, 200, 'covered by the signed index that lists it');
+});
+
+test('a cosign signature (the .sig tag) opens the gate; signature artifacts are never gated', async (t) => {
+  const key = makeCosignKey();
+  await project('g7', { keys: [] });
+  t.is((await root().request('/api/v1/projects/g7/keys', { method: 'POST', body: key.publicPem })).status, 201);
+  const image = await pushImage('g7/app');
+  t.is((await dev().getManifest('g7/app', 'v1')).status, 412);
+  const sig = cosignSign(key, image.manifest.digest, `${registry.host}/g7/app:v1`);
+  await dev().pushBlob('g7/app', sig.payload);
+  await dev().pushBlob('g7/app', sig.config);
+  t.is((await dev().pushManifest('g7/app', sig.tag, sig.manifest)).status, 201);
+  t.is((await dev().getManifest('g7/app', sig.tag)).status, 200, 'the .sig tag itself is not gated');
+  t.is((await dev().getManifest('g7/app', 'v1')).status, 200);
+
+  // A cosign signature by another key does not.
+  const other = makeCosignKey();
+  const image2 = await pushImage('g7/app2');
+  const forged = cosignSign(other, image2.manifest.digest, `${registry.host}/g7/app2:v1`);
+  for (const b of [forged.payload, forged.config]) await dev().pushBlob('g7/app2', b);
+  await dev().pushManifest('g7/app2', forged.tag, forged.manifest);
+  const refused = await dev().getManifest('g7/app2', 'v1');
+  t.is(refused.status, 412);
+  t.regex((await policyError(refused)).message ?? '', /cosign/);
+});
+
+test('turning signed-only off serves unsigned images again', async (t) => {
+  await project('g8');
+  await pushImage('g8/app');
+  t.is((await dev().getManifest('g8/app', 'v1')).status, 412);
+  await root().request('/api/v1/projects/g8', { method: 'PATCH', body: JSON.stringify({ signedOnly: false }) });
+  t.is((await dev().getManifest('g8/app', 'v1')).status, 200);
+});
+
+test('policy.json and registries.d export for a project', async (t) => {
+  await project('g9');
+  const res = await dev().request('/api/v1/projects/g9/policy.json');
+  t.is(res.status, 200);
+  const policy = (await res.json()) as {
+    default: { type: string }[];
+    transports: { docker: Record<string, { type: string; keyType: string; keyData: string }[]> };
+  };
+  t.deepEqual(policy.default, [{ type: 'reject' }]);
+  const requirement = policy.transports.docker[`${registry.host}/g9`]![0]!;
+  t.is(requirement.type, 'signedBy');
+  t.is(requirement.keyType, 'GPGKeys');
+  t.deepEqual(Buffer.from(requirement.keyData, 'base64'), Buffer.from(trusted.publicBinary));
+  const yaml = await (await dev().request('/api/v1/projects/g9/registries.d.yaml')).text();
+  t.true(yaml.includes(`  ${registry.host}:\n    lookaside: http://${registry.host}/sigstore`));
+});
