@@ -8,6 +8,7 @@ import { createHtpasswd } from '../auth/htpasswd.js';
 import { createCachedProjectStore, createPostgresProjectStore, type ProjectStore } from '../storage/project-store.js';
 import { createBlobs } from '../storage/blobs.js';
 import { createCachedMetadataStore } from '../storage/cached-metadata-store.js';
+import { createChangeBus } from '../storage/change-bus.js';
 import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
@@ -46,13 +47,20 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
     throw err;
   }
   const store = createBlobStore(config);
-  const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs: config.cache.ttl * 1000 });
-  const projects = createCachedProjectStore(createPostgresProjectStore(db), config.cache.ttl * 1000);
+  const ttlMs = config.cache.ttl * 1000;
+  // Replicas on one PostgreSQL hear each other's changes; PGlite serves a single process.
+  const bus = createChangeBus({
+    db,
+    ...(config.database.url ? { connectionString: config.database.url } : {}),
+    onError: (err) => log.warn({ err }, 'change notifications interrupted; caches are flushed on reconnect'),
+  });
+  const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs }, bus);
+  const projects = createCachedProjectStore(createPostgresProjectStore(db), ttlMs, bus);
   const { authenticator, authorizer } = createAuth(config, projects, log);
-  const keys = createKeyStore(db, { cacheTtlMs: config.cache.ttl * 1000 });
+  const keys = createKeyStore(db, { cacheTtlMs: ttlMs, bus });
   const blobs = createBlobs(store);
-  const signatures = createSignatures(createSignatureStore(db), keys);
-  const gate = createPullGate({ projects, keys, signatures, metadata, blobs, cacheTtlMs: config.cache.ttl * 1000 });
+  const signatures = createSignatures(createSignatureStore(db), keys, bus);
+  const gate = createPullGate({ projects, keys, signatures, metadata, blobs, cacheTtlMs: ttlMs, bus });
   const deps: RegistryDeps = {
     config,
     db,
@@ -71,7 +79,10 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
     app: createApp(deps),
     deps,
     db,
-    close: () => metadata.close(),
+    async close() {
+      await bus.close();
+      await metadata.close();
+    },
   };
 }
 

@@ -70,7 +70,6 @@ export function createTrustApiHandlers(deps: RegistryDeps) {
       const record = text.startsWith('-----BEGIN PUBLIC KEY-----') ? describePemKey(body.toString('utf8')) : (await describeOpenpgpKey(body)).record;
       const actor = ctx.state.principal.user;
       const { id, created } = await keys.add(project, record, actor);
-      deps.gate.invalidate();
       ctx.state.log.info({ project, keyId: id, fingerprint: record.fingerprint, kind: record.kind }, created ? 'trusted key added' : 'trusted key already present');
       const stored = (await keys.list(project)).find((k) => k.id === id)!;
       ctx.set('Location', `/api/v1/projects/${project}/keys/${id}`);
@@ -85,7 +84,6 @@ export function createTrustApiHandlers(deps: RegistryDeps) {
       if (!(await keys.remove(project, id, ctx.state.principal.user))) {
         throw new OciError('NAME_UNKNOWN', `project ${project} has no key ${id}`);
       }
-      deps.gate.invalidate();
       ctx.state.log.info({ project, keyId: id }, 'trusted key removed');
       emptyResponse(ctx, 204);
     },

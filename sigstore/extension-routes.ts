@@ -68,7 +68,6 @@ export function createExtensionHandlers(deps: RegistryDeps) {
         case 'duplicate':
           throw new OciError('SIGNATURE_EXISTS', 'this signature is already stored', { position: result.position });
         case 'created':
-          deps.gate.invalidate();
           ctx.state.log.info({ repository: name, digest: digest.digest, position: result.position }, 'signature stored');
           emptyResponse(ctx, 201);
       }

@@ -2,6 +2,7 @@
 // project and dropped when the project's keys change here (replicas: see the cache TTL).
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import type * as openpgp from 'openpgp';
+import type { ChangeBus } from '../storage/change-bus.js';
 import type { Db } from '../storage/db.js';
 import { readPublicKey, type TrustedKey } from './openpgp-signature.js';
 
@@ -75,9 +76,22 @@ export async function describeOpenpgpKey(untrusted: Uint8Array): Promise<{ key: 
   };
 }
 
-export function createKeyStore(db: Db, options: { cacheTtlMs: number }): KeyStore {
+export function createKeyStore(db: Db, options: { cacheTtlMs: number; bus?: ChangeBus }): KeyStore {
   const parsed = new Map<string, { keys: TrustSet; expires: number }>();
   let version = 0;
+  const forget = (project: string | 'all'): void => {
+    version += 1;
+    if (project === 'all') parsed.clear();
+    else parsed.delete(project);
+  };
+  options.bus?.subscribe((change) => {
+    if (change === 'all') forget('all');
+    else if (change.project !== undefined) forget(change.project);
+  });
+  const changed = (project: string): void => {
+    if (options.bus) options.bus.publish({ project });
+    else forget(project);
+  };
 
   async function list(project: string): Promise<ProjectKey[]> {
     const rows = await db.query<Row>('SELECT * FROM project_keys WHERE project = $1 ORDER BY id', [project]);
@@ -96,8 +110,8 @@ export function createKeyStore(db: Db, options: { cacheTtlMs: number }): KeyStor
 
   return {
     list,
-    add(project, key, actor) {
-      return db.transaction(async (tx) => {
+    async add(project, key, actor) {
+      const result = await db.transaction(async (tx) => {
         const rows = await tx.query<{ id: number }>(
           `INSERT INTO project_keys (project, kind, fingerprint, key_ids, user_ids, material, created_by)
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (project, fingerprint) DO NOTHING RETURNING id`,
@@ -116,13 +130,13 @@ export function createKeyStore(db: Db, options: { cacheTtlMs: number }): KeyStor
           project,
           JSON.stringify({ id: rows[0]!.id, kind: key.kind, fingerprint: key.fingerprint }),
         ]);
-        version += 1;
-        parsed.delete(project);
         return { id: rows[0]!.id, created: true };
       });
+      if (result.created) changed(project); // after the commit, so nobody reloads the old keys
+      return result;
     },
-    remove(project, id, actor) {
-      return db.transaction(async (tx) => {
+    async remove(project, id, actor) {
+      const removed = await db.transaction(async (tx) => {
         const rows = await tx.query<{ fingerprint: string }>(
           'DELETE FROM project_keys WHERE project = $1 AND id = $2 RETURNING fingerprint',
           [project, id],
@@ -134,10 +148,10 @@ export function createKeyStore(db: Db, options: { cacheTtlMs: number }): KeyStor
           project,
           JSON.stringify({ id, fingerprint: rows[0]!.fingerprint }),
         ]);
-        version += 1;
-        parsed.delete(project);
         return true;
       });
+      if (removed) changed(project);
+      return removed;
     },
     async trusted(project) {
       const hit = parsed.get(project);

@@ -84,7 +84,6 @@ export function createLookasideHandlers(deps: RegistryDeps) {
         // Another writer took that number meanwhile; say where it went.
         throw new OciError('CONFLICT', `signature-${target.position} is taken; stored as signature-${result.position}`);
       }
-      deps.gate.invalidate();
       ctx.set('Location', ctx.path.replace(/signature-\d+$/, `signature-${result.position}`));
       emptyResponse(ctx, result.result === 'created' ? 201 : 200);
     },
@@ -96,7 +95,6 @@ export function createLookasideHandlers(deps: RegistryDeps) {
       if (!target || !(await signatures.removeAt(name, target.digest, target.position))) {
         throw new OciError('NOT_FOUND', 'no such signature');
       }
-      deps.gate.invalidate();
       ctx.state.log.info({ repository: name, digest: target.digest, position: target.position }, 'signature deleted');
       emptyResponse(ctx, 204);
     },

@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { projectOf } from '../auth/authorize.js';
 import type { Blobs } from '../storage/blobs.js';
+import type { ChangeBus } from '../storage/change-bus.js';
 import { parseDigest } from '../storage/digest.js';
 import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js';
 import type { ProjectStore } from '../storage/project-store.js';
@@ -63,6 +64,8 @@ export interface PullGateDeps {
   metadata: MetadataStore;
   blobs: Blobs;
   cacheTtlMs: number;
+  /** Any change (signatures, keys, settings, manifests, here or on another replica) drops decisions. */
+  bus: ChangeBus;
 }
 
 const COSIGN_PAYLOAD_LIMIT = 256 * 1024;
@@ -88,6 +91,11 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   const { projects, keys, signatures, metadata, blobs } = deps;
   let epoch = 0;
   const decisions = new LRUCache<string, GateDecision>({ max: 20_000, ttl: Math.max(deps.cacheTtlMs, 1) });
+  const invalidate = (): void => {
+    epoch += 1;
+    decisions.clear();
+  };
+  deps.bus.subscribe(invalidate);
 
   async function readPayload(digest: string): Promise<Buffer | undefined> {
     const parsed = parseDigest(digest);
@@ -236,9 +244,6 @@ export function createPullGate(deps: PullGateDeps): PullGate {
         throw new OciError('PROJECTPOLICYVIOLATION', decision.message, { keyIds: decision.keyIds, problems: decision.problems });
       }
     },
-    invalidate() {
-      epoch += 1;
-      decisions.clear();
-    },
+    invalidate,
   };
 }

@@ -5,6 +5,7 @@
 // trusted key must verify.
 import { randomBytes } from 'node:crypto';
 import { projectOf } from '../auth/authorize.js';
+import type { ChangeBus } from '../storage/change-bus.js';
 import type { KeyStore } from './key-store.js';
 import { readSignedMessage, verifySignedMessage } from './openpgp-signature.js';
 import { parsePayload, SignatureFormatError } from './payload.js';
@@ -25,7 +26,7 @@ export interface Signatures {
 
 const NAME_RE = /^sha256:[a-f0-9]{64}@[a-f0-9]{32}$/;
 
-export function createSignatures(store: SignatureStore, keys: KeyStore): Signatures {
+export function createSignatures(store: SignatureStore, keys: KeyStore, bus: ChangeBus): Signatures {
   return {
     async accept(repository, digest, untrusted, options) {
       if (untrusted.length > MAX_SIGNATURE_BYTES) {
@@ -45,7 +46,7 @@ export function createSignatures(store: SignatureStore, keys: KeyStore): Signatu
         const verification = await verifySignedMessage(signed, trusted);
         if (!verification.verified) throw new SignatureFormatError(verification.reason);
       }
-      return store.add(repository, digest, {
+      const result = await store.add(repository, digest, {
         name,
         content: signed.binary,
         signerKeyId: signed.signerKeyId,
@@ -54,6 +55,8 @@ export function createSignatures(store: SignatureStore, keys: KeyStore): Signatu
         signedAt: signed.created,
         ...(options.actor ? { createdBy: options.actor } : {}),
       });
+      if (result.result === 'created') bus.publish({ repository });
+      return result;
     },
 
     list: (repository, digest) => store.list(repository, digest),
@@ -71,6 +74,10 @@ export function createSignatures(store: SignatureStore, keys: KeyStore): Signatu
       );
     },
 
-    removeAt: (repository, digest, position) => store.removeAt(repository, digest, position),
+    async removeAt(repository, digest, position) {
+      const removed = await store.removeAt(repository, digest, position);
+      if (removed) bus.publish({ repository });
+      return removed;
+    },
   };
 }

@@ -6,6 +6,7 @@
 // the write, and keys carry the generation read before a load, so a load racing a write can only
 // fill an orphaned key.
 import { LRUCache } from 'lru-cache';
+import type { ChangeBus } from './change-bus.js';
 import type { ManifestRecord, MetadataStore } from './metadata-store.js';
 
 export interface MetadataCacheOptions {
@@ -15,16 +16,28 @@ export interface MetadataCacheOptions {
 
 type Entry = { value: string | number | ManifestRecord | string[] };
 
-export function createCachedMetadataStore(inner: MetadataStore, options: MetadataCacheOptions): MetadataStore {
-  if (options.ttlMs <= 0) return inner;
-  const cache = new LRUCache<string, Entry>({ max: options.maxEntries ?? 50_000, ttl: options.ttlMs });
-  // Bumping a repository's generation orphans all its entries at once (they age out of the LRU).
+export function createCachedMetadataStore(inner: MetadataStore, options: MetadataCacheOptions, bus?: ChangeBus): MetadataStore {
+  const cache = new LRUCache<string, Entry>({ max: options.maxEntries ?? 50_000, ttl: Math.max(options.ttlMs, 1) });
+  // Bumping a repository's generation orphans all its entries at once (they age out of the LRU);
+  // the global generation does so for every repository.
   const generations = new Map<string, number>();
+  let everything = 0;
   const keyOf = (repository: string, kind: string, id: string): string =>
-    `${repository}\u0000${generations.get(repository) ?? 0}\u0000${kind}\u0000${id}`;
+    `${everything}\u0000${repository}\u0000${generations.get(repository) ?? 0}\u0000${kind}\u0000${id}`;
+  bus?.subscribe((change) => {
+    if (change === 'all') {
+      everything += 1;
+      cache.clear();
+    } else if (change.repository !== undefined) {
+      generations.set(change.repository, (generations.get(change.repository) ?? 0) + 1);
+    }
+  });
+  // Every write says what it changed: here, and through the bus on the other replicas.
   const invalidate = (repository: string): void => {
-    generations.set(repository, (generations.get(repository) ?? 0) + 1);
+    if (bus) bus.publish({ repository });
+    else generations.set(repository, (generations.get(repository) ?? 0) + 1);
   };
+  if (options.ttlMs <= 0) return withWriteNotices(inner, invalidate);
 
   async function cached<T extends Entry['value']>(key: string, load: () => Promise<T | undefined>): Promise<T | undefined> {
     const hit = cache.get(key);
@@ -53,7 +66,7 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
       findMany: (repository, digests) => inner.manifests.findMany(repository, digests),
       async save(repository, manifest, references, tag) {
         await inner.manifests.save(repository, manifest, references, tag);
-        if (tag !== undefined) invalidate(repository);
+        invalidate(repository);
       },
       async remove(repository, digest) {
         const removed = await inner.manifests.remove(repository, digest);
@@ -75,5 +88,24 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
     },
     uploads: inner.uploads,
     close: () => inner.close(),
+  };
+}
+
+/** No cache, but writes still tell the bus (gate decisions and other replicas depend on it). */
+function withWriteNotices(inner: MetadataStore, changed: (repository: string) => void): MetadataStore {
+  const after = async <T>(repository: string, result: Promise<T>): Promise<T> => {
+    const value = await result;
+    changed(repository);
+    return value;
+  };
+  return {
+    ...inner,
+    blobs: { ...inner.blobs, remove: (r, d) => after(r, inner.blobs.remove(r, d)) },
+    manifests: {
+      ...inner.manifests,
+      save: (r, m, refs, tag) => after(r, inner.manifests.save(r, m, refs, tag)),
+      remove: (r, d) => after(r, inner.manifests.remove(r, d)),
+    },
+    tags: { ...inner.tags, remove: (r, t) => after(r, inner.tags.remove(r, t)) },
   };
 }

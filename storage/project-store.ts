@@ -1,5 +1,6 @@
 // Projects with their members and roles, in PostgreSQL (or PGlite). Every change is written to the
 // audit log in the same transaction, with who made it.
+import type { ChangeBus } from './change-bus.js';
 import type { Db, Queryable } from './db.js';
 
 export const ROLES = ['guest', 'developer', 'maintainer', 'admin'] as const;
@@ -139,24 +140,32 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
  * Remembers project look-ups for `ttlMs` (the authorizer reads one per request); changes made
  * through this store drop the entry at once.
  */
-export function createCachedProjectStore(inner: ProjectStore, ttlMs: number): ProjectStore {
-  if (ttlMs <= 0) return inner;
+export function createCachedProjectStore(inner: ProjectStore, ttlMs: number, bus?: ChangeBus): ProjectStore {
   const cache = new Map<string, { project: Project | undefined; expires: number }>();
   // A load that raced a change must not store what it read before the change.
   let version = 0;
-  const drop = <T>(name: string, result: T): T => {
+  const forget = (name: string | 'all'): void => {
     version += 1;
-    cache.delete(name);
+    if (name === 'all') cache.clear();
+    else cache.delete(name);
+  };
+  bus?.subscribe((change) => {
+    if (change === 'all') forget('all');
+    else if (change.project !== undefined) forget(change.project);
+  });
+  const drop = <T>(name: string, result: T): T => {
+    if (bus) bus.publish({ project: name });
+    else forget(name);
     return result;
   };
   return {
     async find(name) {
-      const hit = cache.get(name);
+      const hit = ttlMs > 0 ? cache.get(name) : undefined;
       if (hit && hit.expires > Date.now()) return hit.project;
       const before = version;
       const project = await inner.find(name);
       if (cache.size > 10_000) cache.clear();
-      if (version === before) cache.set(name, { project, expires: Date.now() + ttlMs });
+      if (version === before && ttlMs > 0) cache.set(name, { project, expires: Date.now() + ttlMs });
       return project;
     },
     list: () => inner.list(),

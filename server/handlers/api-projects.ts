@@ -109,7 +109,6 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
       if (!(await projects.update(name, changes, actor(ctx)))) {
         throw new OciError('NAME_UNKNOWN', `project ${name} not found`, { project: name });
       }
-      deps.gate.invalidate();
       ctx.state.log.info({ project: name, ...changes }, 'project updated');
       ctx.body = projectJson((await projects.find(name))!, true);
     },

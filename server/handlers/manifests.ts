@@ -141,7 +141,6 @@ export function createManifestHandlers(deps: RegistryDeps) {
         parsed.references.map(({ digest: d, kind }) => ({ digest: d, kind })),
         reference.kind === 'tag' ? reference.tag : undefined,
       );
-      deps.gate.invalidate(); // a new .sig tag or referrer may change a decision
       ctx.set('Location', `/v2/${name}/manifests/${digest}`);
       ctx.set('Docker-Content-Digest', digest);
       // OCI 1.1: tells the client this registry indexes referrers, so it skips the tag fallback.
@@ -160,7 +159,6 @@ export function createManifestHandlers(deps: RegistryDeps) {
           ? await metadata.tags.remove(name, reference.tag)
           : await metadata.manifests.remove(name, reference.digest.digest);
       if (!removed) throw await notFound(name, reference);
-      deps.gate.invalidate();
       emptyResponse(ctx, 202);
     },
   };

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { createCachedMetadataStore } from '../../storage/cached-metadata-store.js';
-import { createPgliteDb } from '../../storage/db.js';
+import { createChangeBus } from '../../storage/change-bus.js';
+import { createPgliteDb, type Db } from '../../storage/db.js';
 import type { MetadataStore } from '../../storage/metadata-store.js';
 import { migrate } from '../../storage/migrate.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
@@ -112,6 +113,26 @@ test('a change made behind the cache shows once the ttl has passed', async (t) =
   t.is(await cache.tags.find(repository, 'latest'), second.digest);
 });
 
-test('a ttl of zero means no cache', (t) => {
-  t.is(createCachedMetadataStore(database(), { ttlMs: 0 }), database());
+test('a ttl of zero means no cache: a change behind it shows at once', async (t) => {
+  const cache = createCachedMetadataStore(database(), { ttlMs: 0 });
+  const repository = randomRepository();
+  const [first, second] = [randomManifest(), randomManifest()];
+  await cache.manifests.save(repository, first, [], 'latest');
+  t.is(await cache.tags.find(repository, 'latest'), first.digest);
+  await database().manifests.save(repository, second, [], 'latest');
+  t.is(await cache.tags.find(repository, 'latest'), second.digest);
+});
+
+test('a change announced on the bus (another replica) drops cached entries at once', async (t) => {
+  const bus = createChangeBus({ db: { query: async () => [] } as unknown as Db });
+  t.teardown(() => bus.close());
+  const cache = createCachedMetadataStore(database(), { ttlMs: 10 * 60_000 }, bus);
+  const repository = randomRepository();
+  const [first, second] = [randomManifest(), randomManifest()];
+  await cache.manifests.save(repository, first, [], 'latest');
+  t.is(await cache.tags.find(repository, 'latest'), first.digest);
+  await database().manifests.save(repository, second, [], 'latest');
+  t.is(await cache.tags.find(repository, 'latest'), first.digest, 'still cached');
+  bus.publish({ repository });
+  t.is(await cache.tags.find(repository, 'latest'), second.digest);
 });

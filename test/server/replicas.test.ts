@@ -1,0 +1,120 @@
+// Two replicas on one PostgreSQL database and one blob store: no state may live only in one
+// replica's memory. Caches are long here (60 s) so that only change notifications can explain
+// a replica seeing another's write promptly.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { basic, writeHtpasswd } from '../helpers/auth.js';
+import { testWithCommands } from '../helpers/env.js';
+import { createClient } from '../helpers/oci-client.js';
+import { blobOf, makeImage } from '../helpers/oci-layout.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeKey, payload, sign } from '../helpers/signing.js';
+
+const test = testWithCommands('replicas on shared PostgreSQL', [], { postgres: true });
+let database: TestDatabase;
+let dir: string;
+let a: TestRegistry;
+let b: TestRegistry;
+const USERS = { root: 'root-pw' };
+const on = (r: TestRegistry) => createClient(r.url, { Authorization: basic('root', USERS.root) });
+
+test.before(async () => {
+  database = await createTestDatabase();
+  dir = await mkdtemp(path.join(os.tmpdir(), 'signet-replicas-'));
+  await writeHtpasswd(path.join(dir, 'htpasswd'), USERS);
+  const env = {
+    REGISTRY_CACHE_TTL: '60',
+    REGISTRY_AUTH: 'htpasswd',
+    REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'),
+    REGISTRY_AUTH_ADMINS: 'root',
+  };
+  a = await startTestRegistry({ dataDir: dir, databaseUrl: database.url, env });
+  b = await startTestRegistry({ dataDir: dir, databaseUrl: database.url, env });
+  await on(a).request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'rep', public: false }) });
+});
+test.after.always(async () => {
+  await a?.close();
+  await b?.close();
+  await database?.drop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** Notifications are asynchronous (milliseconds): poll briefly, far below the 60 s cache TTL. */
+async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean): Promise<T> {
+  let value = await read();
+  for (let i = 0; i < 50 && !ok(value); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    value = await read();
+  }
+  return value;
+}
+
+test.serial('an upload moves between replicas: POST on A, PATCH on B, PUT on A', async (t) => {
+  const data = randomBytes(300_000);
+  const blob = blobOf(data, 'application/octet-stream');
+  const start = await on(a).request('/v2/rep/up/blobs/uploads/', { method: 'POST' });
+  const location = start.headers.get('location')!;
+  const first = await on(b).request(location, { method: 'PATCH', body: new Uint8Array(data.subarray(0, 100_000)), headers: { 'Content-Range': '0-99999' } });
+  t.is(first.status, 202);
+  const second = await on(a).request(location, { method: 'PATCH', body: new Uint8Array(data.subarray(100_000)), headers: { 'Content-Range': `100000-${data.length - 1}` } });
+  t.is(second.status, 202);
+  t.is((await on(b).request(`${location}?digest=${blob.digest}`, { method: 'PUT' })).status, 201);
+  for (const r of [a, b]) {
+    const got = await on(r).request(`/v2/rep/up/blobs/${blob.digest}`);
+    t.deepEqual(Buffer.from(await got.arrayBuffer()), data);
+  }
+});
+
+test.serial('a tag moved on A is served moved by B at once, though B had it cached', async (t) => {
+  const one = makeImage({ layers: 1 });
+  const two = makeImage({ layers: 1 });
+  await on(a).pushImage('rep/app', one, 'latest');
+  const cached = await on(b).getManifest('rep/app', 'latest');
+  t.is(cached.headers.get('docker-content-digest'), one.manifest.digest);
+  await on(a).pushImage('rep/app', two, 'latest');
+  const moved = await eventually(
+    () => on(b).getManifest('rep/app', 'latest'),
+    (res) => res.headers.get('docker-content-digest') === two.manifest.digest,
+  );
+  t.is(moved.headers.get('docker-content-digest'), two.manifest.digest);
+  await on(a).request(`/v2/rep/app/manifests/${two.manifest.digest}`, { method: 'DELETE' });
+  const gone = await eventually(() => on(b).getManifest('rep/app', 'latest'), (res) => res.status === 404);
+  t.is(gone.status, 404);
+});
+
+test.serial('a key removed on A stops opening the gate on B', async (t) => {
+  const key = await makeKey();
+  await on(a).request('/api/v1/projects/rep/keys', { method: 'POST', body: new Uint8Array(key.publicBinary) });
+  await on(a).request('/api/v1/projects/rep', { method: 'PATCH', body: JSON.stringify({ signedOnly: true }) });
+  const image = makeImage({ layers: 1 });
+  await on(a).pushImage('rep/signed', image, 'v1');
+  const sig = await sign(key, payload(image.manifest.digest, `${b.host}/rep/signed:v1`));
+  const put = await on(a).request(`/extensions/v2/rep/signed/signatures/${image.manifest.digest}`, {
+    method: 'PUT',
+    body: JSON.stringify({ schemaVersion: 2, name: `${image.manifest.digest}@${'1'.repeat(32)}`, type: 'atomic', content: Buffer.from(sig).toString('base64') }),
+  });
+  t.is(put.status, 201);
+  // The signature names B's host: B serves it.
+  t.is((await eventually(() => on(b).getManifest('rep/signed', 'v1'), (r) => r.status === 200)).status, 200);
+  const keys = ((await (await on(a).request('/api/v1/projects/rep/keys')).json()) as { keys: { id: number }[] }).keys;
+  await on(a).request(`/api/v1/projects/rep/keys/${keys[0]!.id}`, { method: 'DELETE' });
+  const refused = await eventually(() => on(b).getManifest('rep/signed', 'v1'), (r) => r.status === 412);
+  t.is(refused.status, 412);
+  await on(a).request('/api/v1/projects/rep', { method: 'PATCH', body: JSON.stringify({ signedOnly: false }) });
+});
+
+test.serial('concurrent pushes of one blob and one tag through both replicas stay consistent', async (t) => {
+  const blob = blobOf(randomBytes(200_000), 'application/octet-stream');
+  const results = await Promise.all([a, b, a, b].map((r) => on(r).pushBlob('rep/race', blob)));
+  t.deepEqual(results.map((r) => r.status), [201, 201, 201, 201]);
+  const images = [makeImage({ layers: 1 }), makeImage({ layers: 1 })];
+  await Promise.all(images.map((image, i) => on(i === 0 ? a : b).pushImage('rep/race', image, 'tag')));
+  const digests = await Promise.all([a, b].map(async (r) => (await eventually(() => on(r).getManifest('rep/race', 'tag'), (x) => x.status === 200)).headers.get('docker-content-digest')));
+  t.is(digests[0], digests[1]);
+  t.true(images.some((i) => i.manifest.digest === digests[0]));
+  const got = await on(b).request(`/v2/rep/race/blobs/${blob.digest}`);
+  t.deepEqual(Buffer.from(await got.arrayBuffer()), blob.data);
+});
