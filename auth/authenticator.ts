@@ -19,6 +19,11 @@ export function createBasicAuthenticator(htpasswd: Htpasswd, realm: string): Aut
       const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authorization);
       if (!match) return { ok: false };
       const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+      // containers/image (skopeo, podman) answers a Basic challenge with its credentials even when
+      // it has none: `Basic Og==`, an empty user and password (docker/docker_client.go,
+      // setupRequestAuth). That is an anonymous caller, not a failed login; without this, anonymous
+      // pulls from public projects fail with 401 for every containers/image client.
+      if (decoded === ':') return { ok: true, principal: ANONYMOUS };
       const colon = decoded.indexOf(':');
       if (colon <= 0) return { ok: false };
       const user = decoded.slice(0, colon);

@@ -14,7 +14,8 @@ export type Action =
   | 'sign' // write and delete signatures
   | 'view' // see a project's members (members only, public or not)
   | 'admin' // change project settings and members
-  | 'create'; // create a project
+  | 'create' // create a project
+  | 'maintain'; // registry-wide maintenance (garbage collection): registry admins only
 
 export interface Principal {
   /** Undefined for an anonymous caller. */
@@ -36,7 +37,7 @@ export interface Authorizer {
 
 const ALLOW: AccessDecision = { allowed: true };
 const RANK: Record<Role, number> = { guest: 1, developer: 2, maintainer: 3, admin: 4 };
-const NEEDED: Record<Exclude<Action, 'create'>, Role> = {
+const NEEDED: Record<Exclude<Action, 'create' | 'maintain'>, Role> = {
   pull: 'guest',
   view: 'guest',
   push: 'developer',
@@ -69,6 +70,7 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
       const user = principal.user;
       if (user !== undefined && admins.has(user)) return ALLOW;
       const name = projectOf(target);
+      if (action === 'maintain') return { allowed: false, reason: 'only registry administrators run maintenance' };
       if (action === 'create') {
         return user !== undefined && autocreate ? ALLOW : { allowed: false, reason: 'only registry administrators create projects' };
       }

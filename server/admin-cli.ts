@@ -55,10 +55,14 @@ export function createApiClient(settings: ClientSettings) {
     if (res.status >= 400) throw new ApiCallError(res.status, res.text);
     return (res.text ? JSON.parse(res.text) : undefined) as T;
   }
-  return Object.assign(call, { raw });
+  /** The response itself, for streamed answers (garbage collection progress). */
+  async function stream(method: string, path: string, body: unknown): Promise<Response> {
+    return fetch(`${base}${path}`, { method, headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  }
+  return Object.assign(call, { raw, stream });
 }
 
-type Call = ReturnType<typeof createApiClient>;
+export type Call = ReturnType<typeof createApiClient>;
 type Out = (line: string) => void;
 
 function table(rows: string[][], out: Out): void {

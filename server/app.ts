@@ -4,6 +4,7 @@ import Koa from 'koa';
 import { ANONYMOUS } from '../auth/authorize.js';
 import type { Ctx, RegistryDeps, RequestState } from './context.js';
 import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
+import { observeRequest } from './metrics.js';
 import { createRegistryRouter } from './routes.js';
 
 const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
@@ -24,6 +25,12 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     ctx.state.reqId = reqId;
     ctx.state.principal = ANONYMOUS;
     ctx.state.log = deps.log.child({ reqId });
+    // Counted when the response is over (streamed bodies included); 499 when the client left first.
+    ctx.res.once('close', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const status = ctx.res.writableFinished ? ctx.res.statusCode : 499;
+      observeRequest(deps.metrics, ctx.state.route ?? 'unmatched', ctx.method, status, seconds);
+    });
     // moby's ping and `docker manifest` check this header on every response, 401s included.
     ctx.set(API_VERSION_HEADER, 'registry/2.0');
     ctx.set('X-Content-Type-Options', 'nosniff');
@@ -50,8 +57,14 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     } catch (err) {
       let oci = toOciError(err);
       if (!oci) {
-        if (ctx.req.destroyed && !ctx.res.headersSent) {
+        // The connection itself is gone (a request body fully read also counts as "destroyed",
+        // so that flag alone would hide real failures).
+        if (ctx.req.socket.destroyed) {
+          // Nothing can be sent: record it as nginx does (499, client closed request), not as a 500.
           ctx.state.log.debug({ err }, 'client went away');
+          ctx.body = null;
+          ctx.status = 499;
+          return;
         } else {
           ctx.state.log.error({ err }, 'request failed');
         }
@@ -62,6 +75,15 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
       if (oci.status === 401 && deps.authenticator.challenge) ctx.set('WWW-Authenticate', deps.authenticator.challenge);
       renderError(ctx as Ctx, oci);
     }
+  });
+
+  // HTTP/1.1 requires a Host header (RFC 9112 §3.2); Node's own check is off so the refusal has
+  // the registry's error shape.
+  app.use(async (ctx, next) => {
+    if (ctx.req.httpVersionMajor === 1 && ctx.req.httpVersionMinor >= 1 && !ctx.get('Host')) {
+      throw new OciError('REQUEST_INVALID', 'the Host header is required');
+    }
+    await next();
   });
 
   // Authentication: no credentials is anonymous; wrong credentials are refused on every route.

@@ -14,6 +14,13 @@ const boolish = z.union([
     .transform((v) => ['true', '1', 'yes', 'on'].includes(v.toLowerCase())),
 ]);
 const seconds = z.coerce.number().nonnegative();
+/** Seconds, or a Go duration as the Go registry writes them: "90s", "1m30s", "500ms". */
+const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const parsed = parseDuration(value);
+  if (parsed === undefined) ctx.addIssue({ code: 'custom', message: 'expected seconds or a duration such as 30s, 1m30s, 500ms' });
+  return parsed ?? 0;
+});
+const addrSchema = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'expected [host]:port');
 const optionalString = z.string().min(1).optional();
 
 const MiB = 1024 * 1024;
@@ -60,6 +67,8 @@ const s3Schema = z
   .refine((s3) => (s3.accesskey === undefined) === (s3.secretkey === undefined), {
     message: 'set both REGISTRY_STORAGE_S3_ACCESSKEY and REGISTRY_STORAGE_S3_SECRETKEY, or neither',
     path: ['accesskey'],
+    // Checked even when other S3 settings are wrong, so every problem is listed at once.
+    when: () => true,
   });
 
 export const configSchema = z.object({
@@ -73,10 +82,26 @@ export const configSchema = z.object({
   http: z
     .object({
       /** `[host]:port`, as the Go registry writes it (":5000" listens on every interface). */
-      addr: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'expected [host]:port').default(':5000'),
+      addr: addrSchema.default(':5000'),
       /** Public host names clients use, comma-separated `host[:port]`. */
       host: optionalString,
       tls: z.object({ certificate: z.string().min(1), key: z.string().min(1) }).optional(),
+      /** On SIGTERM: how long in-flight requests may go on before connections are cut (Go name). */
+      draintimeout: duration.default(25),
+      /** A connection with no bytes moving for this long is closed: a stalled upload is dropped. */
+      idletimeout: duration.refine((s) => s > 0, 'must be more than 0').default(60),
+      /** As the Go registry: metrics on their own listener when `addr` is set, else on the main port. */
+      debug: z
+        .object({
+          addr: addrSchema.optional(),
+          prometheus: z
+            .object({
+              enabled: boolish.default(true),
+              path: z.string().regex(/^\/[A-Za-z0-9._/-]*$/, 'an absolute URL path such as /metrics').default('/metrics'),
+            })
+            .prefault({}),
+        })
+        .prefault({}),
     })
     .prefault({}),
   storage: z
@@ -87,6 +112,14 @@ export const configSchema = z.object({
       delete: z.object({ enabled: boolish.default(true) }).prefault({}),
       /** Go name; the 307 to a presigned S3 URL is not implemented yet, the setting is accepted. */
       redirect: z.object({ disable: boolish.default(false) }).prefault({}),
+      /** Go name: read-only mode for maintenance; every write answers 405 UNSUPPORTED. */
+      maintenance: z
+        .object({
+          readonly: z.object({ enabled: boolish.default(false) }).prefault({}),
+          /** Go names: upload sessions idle longer than `age` are removed by garbage collection. */
+          uploadpurging: z.object({ age: duration.default(168 * 3600) }).prefault({}),
+        })
+        .prefault({}),
     })
     .prefault({}),
   database: z
@@ -126,6 +159,22 @@ export const configSchema = z.object({
       lookaside: z
         .object({ path: z.string().regex(/^\/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$/, 'an absolute URL path such as /sigstore').default('/sigstore') })
         .prefault({}),
+    })
+    .prefault({}),
+  gc: z
+    .object({
+      /** Run garbage collection inside the server every this many seconds (0: never; `signet gc` runs it on demand). */
+      interval: duration.default(0),
+      /** Blobs and manifests created or linked more recently than this are never collected (as Harbor: 2h). */
+      grace: duration.default(2 * 3600),
+      /** Also remove untagged manifests that no index lists and that refer to nothing present. */
+      deleteuntagged: boolish.default(false),
+    })
+    .prefault({}),
+  uploads: z
+    .object({
+      /** Upload requests one user (or, anonymous, one client address) may stream at once; 0: no limit. */
+      maxconcurrent: z.coerce.number().int().nonnegative().default(32),
     })
     .prefault({}),
   cache: z
@@ -226,4 +275,17 @@ export function parseAddr(addr: string): ListenAddress {
   const colon = addr.lastIndexOf(':');
   const host = addr.slice(0, colon).replace(/^\[|\]$/g, '');
   return { ...(host ? { host } : {}), port: Number(addr.slice(colon + 1)) };
+}
+
+const DURATION_UNITS: Record<string, number> = { ns: 1e-9, us: 1e-6, µs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+
+/** Seconds from a number, a numeric string (seconds) or a Go duration string; undefined if invalid. */
+export function parseDuration(value: number | string): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined;
+  const text = value.trim();
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
+  if (!/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(text)) return undefined;
+  let total = 0;
+  for (const [, amount, , unit] of text.matchAll(/(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) total += Number(amount) * DURATION_UNITS[unit!]!;
+  return total;
 }

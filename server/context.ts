@@ -9,15 +9,19 @@ import type { MetadataStore } from '../storage/metadata-store.js';
 import type { ProjectStore } from '../storage/project-store.js';
 import type { KeyStore } from '../sigstore/key-store.js';
 import type { PullGate } from '../sigstore/pull-gate.js';
+import type { GarbageCollector } from '../storage/gc.js';
 import type { Signatures } from '../sigstore/signatures.js';
 import type { Config } from './config.js';
 import { OciError } from './errors.js';
 import type { Logger } from './logging.js';
+import type { Metrics } from './metrics.js';
 
 export interface RequestState {
   reqId: string;
   log: Logger;
   principal: Principal;
+  /** The name of the matched route in the routes table (a bounded metrics label). */
+  route?: string;
 }
 
 export type Ctx = ParameterizedContext<RequestState> & { captures?: string[] };
@@ -32,9 +36,11 @@ export interface RegistryDeps {
   signatures: Signatures;
   keys: KeyStore;
   gate: PullGate;
+  gc: GarbageCollector;
   authenticator: Authenticator;
   authorizer: Authorizer;
   log: Logger;
+  metrics: Metrics;
 }
 
 /** The n-th regexp capture of the matched route. */

@@ -1,7 +1,7 @@
 // OCI error codes, each registered once with its HTTP status (as distribution's errcode/register.go
 // does), the error type handlers throw, and the one mapping from storage errors to OCI errors.
 import { SignatureFormatError } from '../sigstore/payload.js';
-import { DigestMismatchError, SizeMismatchError, StorageNotFoundError, UploadNotFoundError, UploadOffsetError } from '../storage/errors.js';
+import { DigestMismatchError, MissingBlobsError, SizeMismatchError, StorageNotFoundError, UploadNotFoundError, UploadOffsetError } from '../storage/errors.js';
 
 export const ERROR_CODES = {
   BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
@@ -69,6 +69,9 @@ export function toOciError(err: unknown): OciError | undefined {
     return new OciError('RANGE_INVALID', err.message, { expected: err.expected, actual: err.actual });
   }
   if (err instanceof SignatureFormatError) return new OciError('SIGNATURE_INVALID', err.message);
+  if (err instanceof MissingBlobsError) {
+    return new OciError('MANIFEST_BLOB_UNKNOWN', 'a referenced blob was removed meanwhile; push it again', { digests: err.digests });
+  }
   if (err instanceof UploadNotFoundError) return new OciError('BLOB_UPLOAD_UNKNOWN', err.message);
   if (err instanceof StorageNotFoundError) return new OciError('BLOB_UNKNOWN', 'blob data is missing from storage');
   return undefined;

@@ -10,7 +10,24 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     {
       level,
       base: { service: 'signet' },
-      redact: { paths: ['req.headers.authorization', 'headers.authorization', 'password'], censor: '[redacted]' },
+      // The request logs carry no headers and no query strings (app.ts logs the path only); these
+      // paths are a second line of defence should a header or credential object reach a log.
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'req.headers.cookie',
+          'req.headers["proxy-authorization"]',
+          'headers.authorization',
+          'headers.cookie',
+          'headers["proxy-authorization"]',
+          'authorization',
+          'password',
+          '*.password',
+          'secretkey',
+          '*.secretkey',
+        ],
+        censor: '[redacted]',
+      },
     },
     destination ?? pino.destination({ dest: 1, sync: false }),
   );

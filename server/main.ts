@@ -2,12 +2,16 @@
 // `signet`: the command-line tool. The only module with side effects: read configuration, build the
 // registry, listen, and shut down cleanly on SIGTERM / SIGINT.
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { Command } from 'commander';
 import { ApiCallError, createApiClient, registerAdminCommands, registerSignatureCommands } from './admin-cli.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { createHttpServer, listen } from './listen.js';
+import { createHttpServer, drain, listen, trackRequests } from './listen.js';
 import { createLogger } from './logging.js';
+import { createDebugListener, createMetrics } from './metrics.js';
 import { createRegistry, describeStorage } from './registry.js';
+import { registerGcCommand } from './gc-cli.js';
+import { recordGc, startGcScheduler } from './gc-runner.js';
 
 async function serve(configFile: string | undefined): Promise<void> {
   let config: Config;
@@ -21,39 +25,55 @@ async function serve(configFile: string | undefined): Promise<void> {
     throw err;
   }
   const log = createLogger(config.log.level);
-  const registry = await createRegistry(config, log);
-  const server = createHttpServer(config, registry.app.callback());
+  const metrics = createMetrics();
+  const registry = await createRegistry(config, log, metrics);
+  const requests = trackRequests(registry.app.callback());
+  const server = createHttpServer(config, requests.listener);
   const address = await listen(server, config.http.addr);
+  // As the Go registry's http.debug: metrics on an address of their own, kept off the public port.
+  const debugAddr = config.http.debug.addr;
+  const debug = debugAddr ? http.createServer(createDebugListener(metrics, config.http.debug.prometheus.path)) : undefined;
+  const debugAddress = debug && debugAddr ? await listen(debug, debugAddr) : undefined;
   log.info(
     {
       addr: `${address.address}:${address.port}`,
+      ...(debugAddress ? { debugAddr: `${debugAddress.address}:${debugAddress.port}` } : {}),
       tls: Boolean(config.http.tls),
       database: registry.db.kind,
       storage: describeStorage(config),
+      ...(config.storage.maintenance.readonly.enabled ? { readOnly: true } : {}),
     },
     'signet is listening',
   );
+  const gcScheduler =
+    config.gc.interval > 0
+      ? startGcScheduler({ db: registry.db, gc: registry.deps.gc, config, log, onReport: (report) => recordGc(metrics, report) })
+      : undefined;
 
+  // SIGTERM: stop accepting, let requests in flight finish within http.draintimeout, then close the
+  // database once their handlers are done (a handler whose client was cut off is given a little
+  // longer to finish a database write).
   let stopping = false;
-  const stop = (signal: string): void => {
+  const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down');
-    const force = setTimeout(() => server.closeAllConnections(), 25_000).unref();
-    server.close(() => {
-      clearTimeout(force);
-      registry
-        .close()
-        .catch((err: unknown) => log.error({ err }, 'closing the database failed'))
-        .finally(() => {
-          log.flush();
-          process.exit(0);
-        });
-    });
-    server.closeIdleConnections();
+    gcScheduler?.stop();
+    const drainMs = config.http.draintimeout * 1000;
+    log.info({ signal, drainTimeout: config.http.draintimeout }, 'shutting down');
+    const [drained] = await Promise.all([drain(server, drainMs), debug ? drain(debug, 0) : undefined]);
+    if (drained.forced) log.warn({ drainTimeout: config.http.draintimeout }, 'closed connections still open after the drain timeout');
+    await Promise.race([requests.settled(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    try {
+      await registry.close();
+    } catch (err) {
+      log.error({ err }, 'closing the database failed');
+    }
+    log.info('stopped');
+    log.flush(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref();
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
 }
 
 const program = new Command();
@@ -74,6 +94,7 @@ const apiClient = () => {
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
 registerAdminCommands(program, apiClient, print);
 registerSignatureCommands(program, apiClient, print);
+registerGcCommand(program, apiClient, print);
 
 program
   .command('serve')

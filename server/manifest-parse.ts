@@ -62,10 +62,23 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+// NUL and unpaired UTF-16 surrogates (JSON escapes such as "\u0000", "\ud800") are valid JSON but
+// cannot be stored as PostgreSQL text or jsonb; strings the registry stores must not hold them.
+const UNSTORABLE_RE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function storable(value: string, where: string): string {
+  if (UNSTORABLE_RE.test(value)) throw invalid(`${where}: strings may not contain NUL or unpaired surrogate escapes`);
+  return value;
+}
+
 function parseAnnotations(value: unknown, where: string): Record<string, string> | undefined {
   if (value === undefined) return undefined;
   if (!isRecord(value) || Object.values(value).some((v) => typeof v !== 'string')) {
     throw invalid(`${where}: annotations must map strings to strings`);
+  }
+  for (const [k, v] of Object.entries(value)) {
+    storable(k, `${where}: annotation key`);
+    storable(v as string, `${where}: annotation ${k}`);
   }
   return value as Record<string, string>;
 }
@@ -74,6 +87,7 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
   if (!isRecord(value)) throw invalid(`${where}: expected a descriptor object`);
   const { mediaType, digest, size, urls, artifactType } = value;
   if (typeof mediaType !== 'string' || mediaType === '') throw invalid(`${where}: mediaType is required`);
+  storable(mediaType, `${where}: mediaType`);
   if (typeof digest !== 'string' || !parseDigest(digest)) {
     throw new OciError('DIGEST_INVALID', `${where}: invalid or unsupported digest`, { digest: digest ?? null });
   }
@@ -84,6 +98,7 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
     throw invalid(`${where}: urls must be a list of strings`);
   }
   if (artifactType !== undefined && typeof artifactType !== 'string') throw invalid(`${where}: artifactType must be a string`);
+  if (artifactType !== undefined) storable(artifactType, `${where}: artifactType`);
   const annotations = parseAnnotations(value.annotations, where);
   return {
     mediaType,
@@ -152,6 +167,7 @@ export function parseManifest(content: Buffer, contentType: string): ParsedManif
   if (body.artifactType !== undefined && typeof body.artifactType !== 'string') {
     throw invalid('artifactType must be a string');
   }
+  if (body.artifactType !== undefined) storable(body.artifactType, 'artifactType');
   // The referrers API reports artifactType, else (image manifests) the config's media type.
   const configType = isRecord(body.config) ? (body.config.mediaType as string) : undefined;
   const artifactType = (body.artifactType as string | undefined) || configType;

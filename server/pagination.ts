@@ -17,6 +17,8 @@ export function parsePage(ctx: Ctx, defaultN: number, maxN: number): PageRequest
     if (!/^\d{1,9}$/.test(rawN)) throw new OciError('PAGINATION_NUMBER_INVALID', 'n must be a non-negative integer', { n: rawN });
     n = Math.min(Number(rawN), maxN);
   }
+  // A cursor is compared with names in the database, whose text cannot hold NUL.
+  if (last?.includes('\u0000')) throw new OciError('QUERY_PARAMETER_INVALID', 'last may not contain NUL');
   return { n, limit: n + 1, ...(last ? { last } : {}) };
 }
 

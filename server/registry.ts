@@ -9,6 +9,7 @@ import { createCachedProjectStore, createPostgresProjectStore, type ProjectStore
 import { createBlobs } from '../storage/blobs.js';
 import { createCachedMetadataStore } from '../storage/cached-metadata-store.js';
 import { createChangeBus } from '../storage/change-bus.js';
+import { createGarbageCollector } from '../storage/gc.js';
 import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
@@ -23,6 +24,7 @@ import { createApp } from './app.js';
 import type { Config } from './config.js';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
+import { createMetrics, type Metrics } from './metrics.js';
 
 export interface Registry {
   app: Koa<RequestState>;
@@ -37,7 +39,7 @@ export async function openDatabase(config: Config): Promise<Db> {
     : createPgliteDb(path.resolve(config.database.datadirectory));
 }
 
-export async function createRegistry(config: Config, log: Logger): Promise<Registry> {
+export async function createRegistry(config: Config, log: Logger, metrics: Metrics = createMetrics()): Promise<Registry> {
   const db = await openDatabase(config);
   try {
     const applied = await migrate(db);
@@ -60,7 +62,16 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
   const keys = createKeyStore(db, { cacheTtlMs: ttlMs, bus });
   const blobs = createBlobs(store);
   const signatures = createSignatures(createSignatureStore(db), keys, bus);
-  const gate = createPullGate({ projects, keys, signatures, metadata, blobs, cacheTtlMs: ttlMs, bus });
+  const gate = createPullGate({
+    projects,
+    keys,
+    signatures,
+    metadata,
+    blobs,
+    cacheTtlMs: ttlMs,
+    bus,
+    onDecision: (outcome) => metrics.gateDecisions.inc({ outcome }),
+  });
   const deps: RegistryDeps = {
     config,
     db,
@@ -71,9 +82,11 @@ export async function createRegistry(config: Config, log: Logger): Promise<Regis
     keys,
     signatures,
     gate,
+    gc: createGarbageCollector({ db, store, blobs, bus }),
     authenticator,
     authorizer,
     log,
+    metrics,
   };
   return {
     app: createApp(deps),

@@ -8,14 +8,24 @@ import { createTrustApiHandlers } from '../sigstore/api-routes.js';
 import { createExtensionHandlers } from '../sigstore/extension-routes.js';
 import { createLookasideHandlers } from '../sigstore/lookaside-routes.js';
 import { createProjectApiHandlers } from './handlers/api-projects.js';
+import { createGcHandler } from './gc-runner.js';
 import { createBlobHandlers } from './handlers/blobs.js';
 import { createHealthHandlers } from './handlers/health.js';
 import { createListingHandlers } from './handlers/listings.js';
 import { createManifestHandlers } from './handlers/manifests.js';
 import { createUploadHandlers } from './handlers/uploads.js';
+import { OciError } from './errors.js';
+import { renderMetrics } from './metrics.js';
 
 type Method = 'get' | 'head' | 'put' | 'patch' | 'post' | 'delete';
 type Handler = (ctx: Ctx) => void | Promise<void>;
+type Route = [name: string, methods: Method[], path: RegExp, handler: Handler];
+
+const WRITE_METHODS: ReadonlySet<Method> = new Set(['put', 'patch', 'post', 'delete']);
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
 
 export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const blobs = createBlobHandlers(deps);
@@ -27,60 +37,84 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const trust = createTrustApiHandlers(deps);
   const extension = createExtensionHandlers(deps);
   const lookaside = createLookasideHandlers(deps);
-  const base = deps.config.signatures.lookaside.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const base = escapeRegExp(deps.config.signatures.lookaside.path);
+  const prometheus = deps.config.http.debug.prometheus;
+  const metricsRoute = async (ctx: Ctx): Promise<void> => {
+    const { contentType, body } = await renderMetrics(deps.metrics);
+    ctx.type = contentType;
+    ctx.body = body;
+  };
   const lookasidePath = new RegExp(`^${base}/(.+)@sha256=([a-f0-9]{64})/signature-(\\d{1,9})$`);
 
-  const table: [Method[], RegExp, Handler][] = [
-    [['get', 'head'], /^\/healthz$/, health.live],
-    [['get', 'head'], /^\/readyz$/, health.ready],
-    [['get', 'head'], /^\/v2\/?$/, listings.base],
-    [['get'], /^\/v2\/_catalog$/, listings.catalog],
-    [['get'], /^\/v2\/(.+)\/tags\/list$/, listings.tags],
-    [['get', 'head'], /^\/v2\/(.+)\/manifests\/([^/]+)$/, manifests.get],
-    [['put'], /^\/v2\/(.+)\/manifests\/([^/]+)$/, manifests.put],
-    [['delete'], /^\/v2\/(.+)\/manifests\/([^/]+)$/, manifests.delete],
-    [['post'], /^\/v2\/(.+)\/blobs\/uploads\/?$/, uploads.start],
-    [['get'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.status],
-    [['patch'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.patch],
-    [['put'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.finish],
-    [['delete'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.cancel],
-    [['get', 'head'], /^\/v2\/(.+)\/blobs\/([^/]+)$/, blobs.get],
-    [['delete'], /^\/v2\/(.+)\/blobs\/([^/]+)$/, blobs.delete],
-    [['get'], /^\/v2\/(.+)\/referrers\/([^/]+)$/, listings.referrers],
+  // [name (the metrics label), methods, path, handler]
+  const table: Route[] = [
+    ['healthz', ['get', 'head'], /^\/healthz$/, health.live],
+    ['readyz', ['get', 'head'], /^\/readyz$/, health.ready],
+    ['base', ['get', 'head'], /^\/v2\/?$/, listings.base],
+    ['catalog', ['get'], /^\/v2\/_catalog$/, listings.catalog],
+    ['tags.list', ['get'], /^\/v2\/(.+)\/tags\/list$/, listings.tags],
+    ['manifest.get', ['get', 'head'], /^\/v2\/(.+)\/manifests\/([^/]+)$/, manifests.get],
+    ['manifest.put', ['put'], /^\/v2\/(.+)\/manifests\/([^/]+)$/, manifests.put],
+    ['manifest.delete', ['delete'], /^\/v2\/(.+)\/manifests\/([^/]+)$/, manifests.delete],
+    ['upload.start', ['post'], /^\/v2\/(.+)\/blobs\/uploads\/?$/, uploads.start],
+    ['upload.status', ['get'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.status],
+    ['upload.patch', ['patch'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.patch],
+    ['upload.finish', ['put'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.finish],
+    ['upload.cancel', ['delete'], /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/, uploads.cancel],
+    ['blob.get', ['get', 'head'], /^\/v2\/(.+)\/blobs\/([^/]+)$/, blobs.get],
+    ['blob.delete', ['delete'], /^\/v2\/(.+)\/blobs\/([^/]+)$/, blobs.delete],
+    ['referrers', ['get'], /^\/v2\/(.+)\/referrers\/([^/]+)$/, listings.referrers],
 
     // Signatures: the lookaside layout and OpenShift's API extension.
-    [['get', 'head'], lookasidePath, lookaside.get],
-    [['put'], lookasidePath, lookaside.put],
-    [['delete'], lookasidePath, lookaside.delete],
+    ['lookaside.get', ['get', 'head'], lookasidePath, lookaside.get],
+    ['lookaside.put', ['put'], lookasidePath, lookaside.put],
+    ['lookaside.delete', ['delete'], lookasidePath, lookaside.delete],
     ...(deps.config.signatures.extension
       ? ([
-          [['get'], /^\/extensions\/v2\/(.+)\/signatures\/([^/]+)$/, extension.list],
-          [['put'], /^\/extensions\/v2\/(.+)\/signatures\/([^/]+)$/, extension.put],
-        ] as [Method[], RegExp, Handler][])
+          ['extension.list', ['get'], /^\/extensions\/v2\/(.+)\/signatures\/([^/]+)$/, extension.list],
+          ['extension.put', ['put'], /^\/extensions\/v2\/(.+)\/signatures\/([^/]+)$/, extension.put],
+        ] as Route[])
       : []),
 
     // Management API.
-    [['get'], /^\/api\/v1\/projects\/([^/]+)\/policy\.json$/, trust.policy],
-    [['get'], /^\/api\/v1\/projects\/([^/]+)\/registries\.d\.yaml$/, trust.registriesD],
-    [['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, trust.listKeys],
-    [['post'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, trust.addKey],
-    [['delete'], /^\/api\/v1\/projects\/([^/]+)\/keys\/(\d{1,15})$/, trust.removeKey],
-    [['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/signatures\/([^/]+)$/, trust.listSignatures],
-    [['get'], /^\/api\/v1\/projects\/?$/, api.list],
-    [['post'], /^\/api\/v1\/projects\/?$/, api.create],
-    [['get'], /^\/api\/v1\/projects\/([^/]+)$/, api.get],
-    [['patch'], /^\/api\/v1\/projects\/([^/]+)$/, api.update],
-    [['delete'], /^\/api\/v1\/projects\/([^/]+)$/, api.remove],
-    [['get'], /^\/api\/v1\/projects\/([^/]+)\/members\/?$/, api.members],
-    [['put'], /^\/api\/v1\/projects\/([^/]+)\/members\/([^/]+)$/, api.setMember],
-    [['delete'], /^\/api\/v1\/projects\/([^/]+)\/members\/([^/]+)$/, api.removeMember],
-    [['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/?$/, api.repositories],
-    [['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/tags\/?$/, api.tags],
+    ['api.gc', ['post'], /^\/api\/v1\/gc$/, createGcHandler(deps, deps.gc)],
+    ['api.policy', ['get'], /^\/api\/v1\/projects\/([^/]+)\/policy\.json$/, trust.policy],
+    ['api.registries-d', ['get'], /^\/api\/v1\/projects\/([^/]+)\/registries\.d\.yaml$/, trust.registriesD],
+    ['api.keys.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, trust.listKeys],
+    ['api.keys.add', ['post'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, trust.addKey],
+    ['api.keys.remove', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/keys\/(\d{1,15})$/, trust.removeKey],
+    ['api.signatures', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/signatures\/([^/]+)$/, trust.listSignatures],
+    ['api.projects.list', ['get'], /^\/api\/v1\/projects\/?$/, api.list],
+    ['api.projects.create', ['post'], /^\/api\/v1\/projects\/?$/, api.create],
+    ['api.project.get', ['get'], /^\/api\/v1\/projects\/([^/]+)$/, api.get],
+    ['api.project.update', ['patch'], /^\/api\/v1\/projects\/([^/]+)$/, api.update],
+    ['api.project.delete', ['delete'], /^\/api\/v1\/projects\/([^/]+)$/, api.remove],
+    ['api.members.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/members\/?$/, api.members],
+    ['api.member.set', ['put'], /^\/api\/v1\/projects\/([^/]+)\/members\/([^/]+)$/, api.setMember],
+    ['api.member.remove', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/members\/([^/]+)$/, api.removeMember],
+    ['api.repositories', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/?$/, api.repositories],
+    ['api.tags', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/tags\/?$/, api.tags],
+
+    // Prometheus, without registry authorization; on its own listener instead when http.debug.addr is set.
+    ...(prometheus.enabled && !deps.config.http.debug.addr
+      ? ([['metrics', ['get'], new RegExp(`^${escapeRegExp(prometheus.path)}$`), metricsRoute]] as Route[])
+      : []),
   ];
 
+  // Read-only mode (storage.maintenance.readonly): the write methods are refused on every route,
+  // 405 as the Go registry answers (it drops those handlers), with the usual OCI error body.
+  const readOnly = deps.config.storage.maintenance.readonly.enabled;
   const router = new Router<RequestState>();
-  for (const [methods, path, handler] of table) {
-    for (const method of methods) router[method](path, (ctx) => handler(ctx as Ctx));
+  for (const [name, methods, path, handler] of table) {
+    for (const method of methods) {
+      router[method](path, (ctx) => {
+        ctx.state.route = name;
+        if (readOnly && WRITE_METHODS.has(method)) {
+          throw new OciError('UNSUPPORTED', 'the registry is in read-only mode for maintenance', { readOnly: true });
+        }
+        return handler(ctx as Ctx);
+      });
+    }
   }
   return router;
 }

@@ -63,7 +63,8 @@ interface Row {
 /** Describes an uploaded OpenPGP public key (armored or binary) for storing. */
 export async function describeOpenpgpKey(untrusted: Uint8Array): Promise<{ key: openpgp.PublicKey; record: NewKey }> {
   const key = await readPublicKey(untrusted);
-  const userIds = key.getUserIDs();
+  // User IDs are shown, never trusted; PostgreSQL text cannot hold NUL, which a key may carry.
+  const userIds = key.getUserIDs().map((id) => id.replace(/\u0000/g, '\uFFFD'));
   return {
     key,
     record: {

@@ -66,6 +66,8 @@ export interface PullGateDeps {
   cacheTtlMs: number;
   /** Any change (signatures, keys, settings, manifests, here or on another replica) drops decisions. */
   bus: ChangeBus;
+  /** Told of every pull judged in a signed-only project (for metrics). */
+  onDecision?: (outcome: 'allowed' | 'refused') => void;
 }
 
 const COSIGN_PAYLOAD_LIMIT = 256 * 1024;
@@ -224,22 +226,29 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     return { allowed: false, message, keyIds, problems };
   }
 
+  /** The decision for a pull from a signed-only project, from the cache when it is fresh. */
+  async function judge(request: GateRequest, project: string): Promise<GateDecision> {
+    const { manifest, tag } = request;
+    if (tag !== undefined && COSIGN_TAG_RE.test(tag)) return { allowed: true };
+    if (manifest.artifactType && SIGNATURE_ARTIFACT_TYPES.has(manifest.artifactType)) return { allowed: true };
+    if (!isIndexMediaType(manifest.mediaType) && cosignLayers(manifest.content).length > 0) return { allowed: true };
+
+    const cacheKey = [epoch, request.repository, manifest.digest, tag ?? '', request.hosts.join(',')].join('\u0000');
+    let decision = decisions.get(cacheKey);
+    if (!decision) {
+      const before = epoch;
+      decision = await decide(request, await keys.trusted(project));
+      if (before === epoch) decisions.set(cacheKey, decision);
+    }
+    return decision;
+  }
+
   return {
     async enforce(request) {
       const project = await projects.find(projectOf(request.repository));
       if (!project?.signedOnly) return;
-      const { manifest, tag } = request;
-      if (tag !== undefined && COSIGN_TAG_RE.test(tag)) return;
-      if (manifest.artifactType && SIGNATURE_ARTIFACT_TYPES.has(manifest.artifactType)) return;
-      if (!isIndexMediaType(manifest.mediaType) && cosignLayers(manifest.content).length > 0) return;
-
-      const cacheKey = [epoch, request.repository, manifest.digest, tag ?? '', request.hosts.join(',')].join('\u0000');
-      let decision = decisions.get(cacheKey);
-      if (!decision) {
-        const before = epoch;
-        decision = await decide(request, await keys.trusted(project.name));
-        if (before === epoch) decisions.set(cacheKey, decision);
-      }
+      const decision = await judge(request, project.name);
+      deps.onDecision?.(decision.allowed ? 'allowed' : 'refused');
       if (!decision.allowed) {
         throw new OciError('PROJECTPOLICYVIOLATION', decision.message, { keyIds: decision.keyIds, problems: decision.problems });
       }

@@ -21,6 +21,11 @@ export interface UploadChunk {
   key: string;
 }
 
+export interface CommitOptions {
+  expectedSize?: number;
+  link?: (place: () => Promise<void>) => Promise<void>;
+}
+
 export interface CommittedBlob {
   digest: string;
   size: number;
@@ -33,8 +38,12 @@ export interface Blobs {
   writeChunk(uploadId: string, offset: number, body: Readable, signal?: AbortSignal): Promise<UploadChunk>;
   /** Removes a chunk that lost the race to be recorded. */
   discardChunk(uploadId: string, chunk: UploadChunk): Promise<void>;
-  /** Joins the chunks, verifies digest (and size when given) and makes the blob visible. */
-  commit(uploadId: string, chunks: UploadChunk[], expected: ParsedDigest, expectedSize?: number): Promise<CommittedBlob>;
+  /**
+   * Joins the chunks, verifies digest (and size when given) and makes the blob visible. `link`
+   * runs the final placement inside the caller's critical section (the metadata transaction that
+   * links the blob), so garbage collection cannot delete the bytes between placing and linking.
+   */
+  commit(uploadId: string, chunks: UploadChunk[], expected: ParsedDigest, options?: CommitOptions): Promise<CommittedBlob>;
   /** Removes every object of an upload. */
   removeUpload(uploadId: string): Promise<void>;
   delete(digest: ParsedDigest): Promise<void>;
@@ -122,7 +131,8 @@ export function createBlobs(store: BlobStore): Blobs {
       await store.delete(chunk.key);
     },
 
-    async commit(uploadId, chunks, expected, expectedSize) {
+    async commit(uploadId, chunks, expected, options = {}) {
+      const { expectedSize } = options;
       let total = 0;
       for (const chunk of chunks) {
         if (chunk.offset !== total) throw new Error(`upload ${uploadId} has a gap at ${total}`);
@@ -150,40 +160,42 @@ export function createBlobs(store: BlobStore): Blobs {
         verified = true;
       }
 
-      const exists = (await store.stat(target)) !== undefined;
-      if (exists && !verified) {
+      const existsNow = (await store.stat(target)) !== undefined;
+      if (!verified && (chunks.length <= 1 || existsNow)) {
         // Never link an existing blob on the strength of a claimed digest alone.
         const actual = await hashChunks(expected.algorithm, chunks);
         if (actual !== expected.digest) throw new DigestMismatchError(expected.digest, actual);
-      } else if (!exists) {
-        if (verified && chunks.length === 0) {
-          await store.write(target, Readable.from([], { objectMode: false }));
-        } else if (verified && chunks.length === 1) {
-          await store.move(chunks[0]!.key, target);
-        } else if (verified) {
-          await store.write(target, chunksInOrder(chunks));
-        } else {
-          // Join and hash in one pass into a private object, then rename it into place.
-          const assembled = uploadAssemblyKey(uploadId);
-          const hash = createHash(expected.algorithm);
-          const hasher = new Transform({
-            transform(data: Buffer, _encoding, done) {
-              hash.update(data);
-              done(null, data);
-            },
-          });
-          const feeding = pipeline(chunksInOrder(chunks), hasher).catch((err: unknown) => err);
-          await store.write(assembled, hasher);
-          const feedError = await feeding;
-          if (feedError) throw feedError;
-          const actual = `${expected.algorithm}:${hash.digest('hex')}`;
-          if (actual !== expected.digest) {
-            await store.delete(assembled);
-            throw new DigestMismatchError(expected.digest, actual);
-          }
-          await store.move(assembled, target);
+        verified = true;
+      }
+      // Stage the verified bytes under a private key; placing them is a rename.
+      let staged: string | undefined = chunks.length === 1 ? chunks[0]!.key : undefined;
+      if (chunks.length > 1 && !existsNow) {
+        staged = uploadAssemblyKey(uploadId);
+        const hash = createHash(expected.algorithm);
+        const hasher = new Transform({
+          transform(data: Buffer, _encoding, done) {
+            hash.update(data);
+            done(null, data);
+          },
+        });
+        const feeding = pipeline(chunksInOrder(chunks), hasher).catch((err: unknown) => err);
+        await store.write(staged, hasher);
+        const feedError = await feeding;
+        if (feedError) throw feedError;
+        const actual = `${expected.algorithm}:${hash.digest('hex')}`;
+        if (actual !== expected.digest) {
+          await store.delete(staged);
+          throw new DigestMismatchError(expected.digest, actual);
         }
       }
+      const place = async (): Promise<void> => {
+        if (await store.stat(target)) return;
+        if (chunks.length === 0) await store.write(target, Readable.from([], { objectMode: false }));
+        else if (staged) await store.move(staged, target);
+        // Existed when we looked, gone now (collected meanwhile): join the verified chunks again.
+        else await store.write(target, chunksInOrder(chunks));
+      };
+      await (options.link ? options.link(place) : place());
       await removeUpload(uploadId);
       return { digest: expected.digest, size: total };
     },

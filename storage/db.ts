@@ -53,7 +53,10 @@ export async function createPgliteDb(dataDirectory: string | undefined): Promise
   const { PGlite, types } = await import('@electric-sql/pglite');
   if (dataDirectory) await mkdir(dataDirectory, { recursive: true });
   const parsers = { [types.INT8]: (value: string) => Number(value) };
-  const db = new PGlite(dataDirectory, { parsers });
+  // PostgreSQL's default 128 MB of shared buffers lives in PGlite's WebAssembly memory, resident in
+  // this process; a registry's hot metadata needs far less. 16 MB: about 130 MB less RSS (bench/).
+  const startParams = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'];
+  const db = new PGlite(dataDirectory, { parsers, startParams });
   await db.waitReady;
   const normalize = <R>(rows: unknown[]): R[] => rows.map((row) => normalizeRow(row as Record<string, unknown>)) as R[];
   return {

@@ -30,6 +30,14 @@ export class UploadOffsetError extends Error {
   }
 }
 
+/** A manifest names blobs that are no longer stored (collected while it was being pushed). */
+export class MissingBlobsError extends Error {
+  constructor(readonly digests: string[]) {
+    super(`blobs no longer stored: ${digests.join(', ')}`);
+    this.name = 'MissingBlobsError';
+  }
+}
+
 export class UploadNotFoundError extends Error {
   constructor(readonly uploadId: string) {
     super(`upload ${uploadId} not found`);

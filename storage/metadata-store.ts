@@ -56,7 +56,11 @@ export interface BlobLinks {
   find(repository: string, digest: string): Promise<number | undefined>;
   /** Sizes of those of `digests` linked into the repository. */
   findMany(repository: string, digests: string[]): Promise<Map<string, number>>;
-  save(repository: string, digest: string, size: number): Promise<void>;
+  /**
+   * Links the blob into the repository. `place` (putting the bytes into the blob store) runs
+   * inside the same critical section, which garbage collection of that digest also takes.
+   */
+  save(repository: string, digest: string, size: number, place?: () => Promise<void>): Promise<void>;
   remove(repository: string, digest: string): Promise<boolean>;
 }
 

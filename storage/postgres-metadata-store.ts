@@ -1,5 +1,6 @@
 // MetadataStore in SQL, the same statements for a PostgreSQL server (`pg`) and for PGlite.
 import type { Db, Queryable } from './db.js';
+import { MissingBlobsError } from './errors.js';
 import type {
   ManifestRecord,
   MetadataStore,
@@ -17,6 +18,11 @@ interface ManifestRow {
   artifact_type: string | null;
   subject_digest: string | null;
   annotations: Record<string, string> | null;
+}
+
+/** Serialises linking, referencing and collecting one digest (transaction-scoped advisory lock). */
+export async function lockDigest(tx: Queryable, digest: string): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [digest]);
 }
 
 export function createPostgresMetadataStore(db: Db): MetadataStore {
@@ -69,19 +75,27 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
           repository,
           digests,
         ),
-      async save(repository, digest, size) {
-        await db.transaction(async (tx) => {
-          await tx.query('INSERT INTO blobs (digest, size) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING', [
-            digest,
-            size,
-          ]);
-          const id = await repositoryId(tx, repository);
-          // Re-linking refreshes linked_at, which garbage collection's grace window reads.
-          await tx.query(
-            `INSERT INTO repository_blobs (repository_id, digest) VALUES ($1, $2)
-             ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()`,
-            [id, digest],
+      async save(repository, digest, size, place) {
+        // One statement, so one round trip: foreign keys are checked at its end, after the CTEs ran.
+        // Re-linking refreshes linked_at, which garbage collection's grace window reads.
+        const link = (q: Queryable) =>
+          q.query(
+            `WITH blob AS (INSERT INTO blobs (digest, size) VALUES ($2, $3) ON CONFLICT (digest) DO NOTHING),
+                repo AS (INSERT INTO repositories (name) VALUES ($1)
+                         ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id)
+           INSERT INTO repository_blobs (repository_id, digest) SELECT id, $2 FROM repo
+           ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()`,
+            [repository, digest, size],
           );
+        if (!place) {
+          await link(db);
+          return;
+        }
+        // Linking and placing the bytes happen under the digest's lock, which collection takes too.
+        await db.transaction(async (tx) => {
+          await lockDigest(tx, digest);
+          await link(tx);
+          await place();
         });
       },
       async remove(repository, digest) {
@@ -111,7 +125,20 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         ),
       async save(repository, manifest, references, tag) {
         await db.transaction(async (tx) => {
+          // The blobs must still exist when the manifest commits: collection of a digest takes the
+          // same lock, so it either finishes first (and this fails) or waits for this reference.
+          const blobDigests = [...new Set(references.filter((r) => r.kind === 'blob').map((r) => r.digest))].sort();
+          for (const digest of blobDigests) await lockDigest(tx, digest);
+          if (blobDigests.length > 0) {
+            const present = await tx.query<{ digest: string }>('SELECT digest FROM blobs WHERE digest = ANY($1::text[])', [blobDigests]);
+            const found = new Set(present.map((r) => r.digest));
+            const missing = blobDigests.filter((d) => !found.has(d));
+            if (missing.length > 0) throw new MissingBlobsError(missing);
+          }
           const id = await repositoryId(tx, repository);
+          // Collection of an untagged manifest takes this lock too: it never deletes a manifest
+          // that this transaction is tagging or re-pushing.
+          await lockDigest(tx, `manifest:${id}:${manifest.digest}`);
           const inserted = await tx.query(
             `INSERT INTO manifests
                (repository_id, digest, media_type, content, size, artifact_type, subject_digest, annotations)
@@ -212,40 +239,43 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         await db.query('INSERT INTO uploads (id, repository) VALUES ($1, $2)', [id, repository]);
       },
       async find(id) {
-        const uploads = await db.query<{ id: string; repository: string; size: number; created_at: Date }>(
-          'SELECT id, repository, size, created_at FROM uploads WHERE id = $1',
+        const rows = await db.query<{
+          id: string;
+          repository: string;
+          size: number;
+          created_at: Date;
+          start_offset: number | null;
+          chunk_size: number | null;
+          storage_key: string | null;
+        }>(
+          `SELECT u.id, u.repository, u.size, u.created_at, c.start_offset, c.size AS chunk_size, c.storage_key
+           FROM uploads u LEFT JOIN upload_chunks c ON c.upload_id = u.id
+           WHERE u.id = $1 ORDER BY c.start_offset`,
           [id],
         );
-        const upload = uploads[0];
+        const upload = rows[0];
         if (!upload) return undefined;
-        const chunks = await db.query<{ start_offset: number; size: number; storage_key: string }>(
-          'SELECT start_offset, size, storage_key FROM upload_chunks WHERE upload_id = $1 ORDER BY start_offset',
-          [id],
-        );
         const record: UploadRecord = {
           id: upload.id,
           repository: upload.repository,
           size: upload.size,
           createdAt: upload.created_at,
-          chunks: chunks.map((c) => ({ offset: c.start_offset, size: c.size, key: c.storage_key })),
+          chunks: rows
+            .filter((c) => c.storage_key !== null)
+            .map((c) => ({ offset: c.start_offset!, size: c.chunk_size!, key: c.storage_key! })),
         };
         return record;
       },
       async addChunk(id, chunk) {
-        return db.transaction(async (tx) => {
-          // Only the write that finds the upload still at this offset may append.
-          const moved = await tx.query(
-            `UPDATE uploads SET size = size + $3, updated_at = now()
-             WHERE id = $1 AND size = $2 RETURNING id`,
-            [id, chunk.offset, chunk.size],
-          );
-          if (moved.length === 0) return false;
-          await tx.query(
-            'INSERT INTO upload_chunks (upload_id, start_offset, size, storage_key) VALUES ($1, $2, $3, $4)',
-            [id, chunk.offset, chunk.size, chunk.key],
-          );
-          return true;
-        });
+        // Only the write that finds the upload still at this offset may append (one statement).
+        const added = await db.query(
+          `WITH moved AS (UPDATE uploads SET size = size + $3, updated_at = now()
+                          WHERE id = $1 AND size = $2 RETURNING id)
+           INSERT INTO upload_chunks (upload_id, start_offset, size, storage_key)
+           SELECT id, $2, $3, $4 FROM moved RETURNING upload_id`,
+          [id, chunk.offset, chunk.size, chunk.key],
+        );
+        return added.length > 0;
       },
       async remove(id) {
         return (await db.query('DELETE FROM uploads WHERE id = $1 RETURNING id', [id])).length > 0;

@@ -11,9 +11,25 @@ export interface Project {
   public: boolean;
   /** Manifests are served only when a trusted signature matches (sigstore/pull-gate.ts). */
   signedOnly: boolean;
+  /** Storage quota in bytes (null: none), as Harbor's per-project quota. */
+  quotaBytes: number | null;
   createdBy?: string;
   createdAt: Date;
   members: Map<string, Role>;
+}
+
+export interface ProjectChanges {
+  public?: boolean;
+  signedOnly?: boolean;
+  /** null removes the quota. */
+  quotaBytes?: number | null;
+}
+
+export interface ProjectUsage {
+  /** Bytes of the distinct blobs linked in the project's repositories, plus its manifests. */
+  usedBytes: number;
+  /** Whether the asked-about digest is already linked somewhere in the project (adds nothing). */
+  linked: boolean;
 }
 
 export interface ProjectStore {
@@ -21,23 +37,26 @@ export interface ProjectStore {
   list(): Promise<Project[]>;
   /** False when a project of that name exists. `admin` becomes its first admin member. */
   create(name: string, options: { public: boolean; actor?: string; admin?: string }): Promise<boolean>;
-  update(name: string, changes: { public?: boolean; signedOnly?: boolean }, actor?: string): Promise<boolean>;
+  update(name: string, changes: ProjectChanges, actor?: string): Promise<boolean>;
   remove(name: string, actor?: string): Promise<boolean>;
   setMember(name: string, user: string, role: Role, actor?: string): Promise<boolean>;
   removeMember(name: string, user: string, actor?: string): Promise<boolean>;
+  /** What the project's repositories (`name` and `name/...`) hold; `digest`: is it among them. */
+  usage(name: string, digest?: string): Promise<ProjectUsage>;
 }
 
 interface ProjectRow {
   name: string;
   public: boolean;
   signed_only: boolean;
+  quota_bytes: number | null;
   created_by: string | null;
   created_at: Date;
   members: { username: string; role: Role }[] | null;
 }
 
 const SELECT_PROJECTS = `
-  SELECT p.name, p.public, p.signed_only, p.created_by, p.created_at,
+  SELECT p.name, p.public, p.signed_only, p.quota_bytes, p.created_by, p.created_at,
          (SELECT json_agg(json_build_object('username', m.username, 'role', m.role) ORDER BY m.username)
             FROM project_members m WHERE m.project = p.name) AS members
   FROM projects p`;
@@ -47,6 +66,7 @@ function toProject(row: ProjectRow): Project {
     name: row.name,
     public: row.public,
     signedOnly: row.signed_only,
+    quotaBytes: row.quota_bytes,
     ...(row.created_by ? { createdBy: row.created_by } : {}),
     createdAt: row.created_at,
     members: new Map((row.members ?? []).map((m) => [m.username, m.role])),
@@ -92,9 +112,10 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
     update(name, changes, actor) {
       return db.transaction(async (tx) => {
         const rows = await tx.query(
-          `UPDATE projects SET public = COALESCE($2, public), signed_only = COALESCE($3, signed_only)
+          `UPDATE projects SET public = COALESCE($2, public), signed_only = COALESCE($3, signed_only),
+             quota_bytes = CASE WHEN $4::boolean THEN $5::bigint ELSE quota_bytes END
            WHERE name = $1 RETURNING name`,
-          [name, changes.public ?? null, changes.signedOnly ?? null],
+          [name, changes.public ?? null, changes.signedOnly ?? null, changes.quotaBytes !== undefined, changes.quotaBytes ?? null],
         );
         if (rows.length === 0) return false;
         await audit(tx, actor, 'project.update', name, changes);
@@ -132,6 +153,22 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
         await audit(tx, actor, 'member.remove', name, { user });
         return true;
       });
+    },
+    async usage(name, digest) {
+      // Each blob counts once however many repositories link it; manifests once per digest.
+      const rows = await db.query<{ used: number; linked: boolean }>(
+        `WITH repos AS (
+           SELECT id FROM repositories WHERE name = $1 OR left(name, length($1) + 1) = $1 || '/'
+         ), linked AS (
+           SELECT DISTINCT rb.digest FROM repository_blobs rb WHERE rb.repository_id IN (SELECT id FROM repos)
+         )
+         SELECT (COALESCE((SELECT sum(b.size) FROM blobs b JOIN linked l ON l.digest = b.digest), 0)
+               + COALESCE((SELECT sum(size) FROM (SELECT max(m.size) AS size FROM manifests m
+                   WHERE m.repository_id IN (SELECT id FROM repos) GROUP BY m.digest) AS ms), 0))::bigint AS used,
+                EXISTS (SELECT 1 FROM linked WHERE digest = $2) AS linked`,
+        [name, digest ?? null],
+      );
+      return { usedBytes: rows[0]?.used ?? 0, linked: rows[0]?.linked ?? false };
     },
   };
 }
@@ -174,5 +211,6 @@ export function createCachedProjectStore(inner: ProjectStore, ttlMs: number, bus
     remove: async (name, actor) => drop(name, await inner.remove(name, actor)),
     setMember: async (name, user, role, actor) => drop(name, await inner.setMember(name, user, role, actor)),
     removeMember: async (name, user, actor) => drop(name, await inner.removeMember(name, user, actor)),
+    usage: (name, digest) => inner.usage(name, digest),
   };
 }

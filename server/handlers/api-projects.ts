@@ -7,7 +7,8 @@ import { OciError } from '../errors.js';
 import { isValidName } from '../oci-names.js';
 
 const PROJECT_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
-const USER_RE = /^[^\s:]{1,255}$/;
+// htpasswd user names: no blank, no colon, no control character (PostgreSQL text cannot hold NUL).
+const USER_RE = /^[^\s:\p{Cc}]{1,255}$/u;
 const BODY_LIMIT = 64 * 1024;
 
 function requireProjectName(untrusted: string): string {
@@ -43,11 +44,34 @@ function optionalBoolean(body: Record<string, unknown>, key: string): boolean | 
   return value;
 }
 
+/** `quotaBytes`: absent (no change), null (no quota) or a whole number of bytes. */
+function optionalQuota(body: Record<string, unknown>): number | null | undefined {
+  const value = body.quotaBytes;
+  if (value === undefined || value === null) return value;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new OciError('REQUEST_INVALID', 'quotaBytes must be a whole number of bytes, or null for no quota');
+  }
+  return value;
+}
+
+/** A user name from the URL (percent-encoded by clients); a malformed escape is a bad name. */
+function userFromPath(untrusted: string): string {
+  let user: string;
+  try {
+    user = decodeURIComponent(untrusted);
+  } catch {
+    throw new OciError('REQUEST_INVALID', 'invalid user name');
+  }
+  if (!USER_RE.test(user)) throw new OciError('REQUEST_INVALID', 'invalid user name');
+  return user;
+}
+
 function projectJson(project: Project, withMembers: boolean): Record<string, unknown> {
   return {
     name: project.name,
     public: project.public,
     signedOnly: project.signedOnly,
+    quotaBytes: project.quotaBytes,
     createdAt: project.createdAt.toISOString(),
     ...(project.createdBy ? { createdBy: project.createdBy } : {}),
     ...(withMembers ? { members: [...project.members].map(([user, role]) => ({ user, role })) } : {}),
@@ -57,6 +81,11 @@ function projectJson(project: Project, withMembers: boolean): Record<string, unk
 export function createProjectApiHandlers(deps: RegistryDeps) {
   const { projects, metadata } = deps;
   const actor = (ctx: Ctx): string | undefined => ctx.state.principal.user;
+  /** Without authentication every caller is one (as every caller may do everything). */
+  const isRegistryAdmin = (ctx: Ctx): boolean => {
+    const user = actor(ctx);
+    return !deps.config.auth.htpasswd || (user !== undefined && deps.config.auth.admins.includes(user));
+  };
 
   /** Loads a project the caller may see; invisible and missing look the same. */
   async function visibleProject(ctx: Ctx, name: string): Promise<Project> {
@@ -93,7 +122,8 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
 
     async get(ctx: Ctx): Promise<void> {
       const project = await visibleProject(ctx, requireProjectName(capture(ctx, 0)));
-      ctx.body = projectJson(project, (await allowed(ctx, deps, 'view', project.name)));
+      const { usedBytes } = await projects.usage(project.name);
+      ctx.body = { ...projectJson(project, await allowed(ctx, deps, 'view', project.name)), usedBytes };
     },
 
     async update(ctx: Ctx): Promise<void> {
@@ -102,9 +132,15 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
       const body = await readJson(ctx);
       const isPublic = optionalBoolean(body, 'public');
       const signedOnly = optionalBoolean(body, 'signedOnly');
+      const quotaBytes = optionalQuota(body);
+      // As in Harbor, quotas are the registry administrators' to set, not the project's.
+      if (quotaBytes !== undefined && !isRegistryAdmin(ctx)) {
+        throw new OciError('DENIED', 'only registry administrators set quotas', { project: name });
+      }
       const changes = {
         ...(isPublic === undefined ? {} : { public: isPublic }),
         ...(signedOnly === undefined ? {} : { signedOnly }),
+        ...(quotaBytes === undefined ? {} : { quotaBytes }),
       };
       if (!(await projects.update(name, changes, actor(ctx)))) {
         throw new OciError('NAME_UNKNOWN', `project ${name} not found`, { project: name });
@@ -135,8 +171,7 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
     async setMember(ctx: Ctx): Promise<void> {
       const name = requireProjectName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'admin', name);
-      const user = decodeURIComponent(capture(ctx, 1));
-      if (!USER_RE.test(user)) throw new OciError('REQUEST_INVALID', 'invalid user name');
+      const user = userFromPath(capture(ctx, 1));
       const body = await readJson(ctx);
       if (typeof body.role !== 'string' || !(ROLES as readonly string[]).includes(body.role)) {
         throw new OciError('REQUEST_INVALID', `role must be one of ${ROLES.join(', ')}`);
@@ -150,7 +185,7 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
     async removeMember(ctx: Ctx): Promise<void> {
       const name = requireProjectName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'admin', name);
-      const user = decodeURIComponent(capture(ctx, 1));
+      const user = userFromPath(capture(ctx, 1));
       if (!(await projects.removeMember(name, user, actor(ctx)))) {
         throw new OciError('NAME_UNKNOWN', `${user} is not a member of ${name}`);
       }

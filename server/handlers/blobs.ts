@@ -1,8 +1,14 @@
 // GET / HEAD / DELETE /v2/<name>/blobs/<digest>
 import parseRange from 'range-parser';
 import { capture, emptyResponse, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { blobKey } from '../../storage/paths.js';
+import { hasPresignedGet } from '../../storage/s3-blob-store.js';
 import { OciError } from '../errors.js';
+import { countSentBytes } from '../metrics.js';
 import { requireDigest, requireName } from '../oci-names.js';
+
+/** The Go registry's S3 driver signs redirect URLs for 20 minutes. */
+const REDIRECT_EXPIRY_SECONDS = 20 * 60;
 
 export function createBlobHandlers(deps: RegistryDeps) {
   const { metadata, blobs } = deps;
@@ -26,9 +32,17 @@ export function createBlobHandlers(deps: RegistryDeps) {
         return;
       }
 
+      const range = ctx.get('Range');
+      // As the Go registry's S3 driver: a whole-blob GET goes straight to object storage through a
+      // presigned URL (clients follow 307s); ranged reads and HEADs are answered here.
+      if (ctx.method === 'GET' && !range && size > 0 && !deps.config.storage.redirect.disable && hasPresignedGet(deps.store)) {
+        ctx.set('Location', await deps.store.presignedGetUrl(blobKey(digest), REDIRECT_EXPIRY_SECONDS));
+        emptyResponse(ctx, 307);
+        return;
+      }
+
       let start = 0;
       let end = size - 1;
-      const range = ctx.get('Range');
       if (range && size > 0) {
         const ranges = parseRange(size, range, { combine: true });
         if (ranges === -1) {
@@ -55,6 +69,7 @@ export function createBlobHandlers(deps: RegistryDeps) {
       }
       ctx.body = await blobs.open(digest, { start, end, signal: requestSignal(ctx) });
       ctx.length = length;
+      countSentBytes(ctx.res, deps.metrics.blobBytesSent);
     },
 
     async delete(ctx: Ctx): Promise<void> {

@@ -3,18 +3,22 @@
 // blob store, so an upload survives a restart and may continue on another replica.
 import { randomUUID } from 'node:crypto';
 import type { ParsedDigest } from '../../storage/digest.js';
-import { DigestMismatchError, SizeMismatchError } from '../../storage/errors.js';
+import { DigestMismatchError, SizeMismatchError, StorageNotFoundError } from '../../storage/errors.js';
 import type { UploadRecord } from '../../storage/metadata-store.js';
 import { isUploadId } from '../../storage/paths.js';
 import { allowed, capture, emptyResponse, queryParam, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { isValidName, requireDigest, requireName } from '../oci-names.js';
+import { createQuotaCheck } from '../quota.js';
+import { createUploadSlots } from '../upload-slots.js';
 
 // `Content-Range: <start>-<end>` (the spec's form); some clients prefix "bytes=" or "bytes ".
 const CONTENT_RANGE_RE = /^(?:bytes[= ])?(\d{1,15})-(\d{1,15})$/;
 
 export function createUploadHandlers(deps: RegistryDeps) {
   const { metadata, blobs } = deps;
+  const slots = createUploadSlots(deps.config.uploads.maxconcurrent, deps.metrics.uploadsInProgress);
+  const checkQuota = createQuotaCheck(deps.projects);
 
   function setProgress(ctx: Ctx, name: string, id: string, size: number): void {
     ctx.set('Location', `/v2/${name}/blobs/uploads/${id}`);
@@ -46,7 +50,15 @@ export function createUploadHandlers(deps: RegistryDeps) {
   /** Streams the request body in as the next chunk; returns the upload's new size. */
   async function receive(ctx: Ctx, upload: UploadRecord): Promise<number> {
     if (!hasBody(ctx)) return upload.size;
-    const chunk = await blobs.writeChunk(upload.id, upload.size, ctx.req, requestSignal(ctx));
+    const caller = ctx.state.principal.user ?? `address ${ctx.ip}`;
+    const release = slots.acquire(caller);
+    if (!release) {
+      // Refused before the body is read: close the connection rather than drain a large body.
+      ctx.set('Connection', 'close');
+      throw new OciError('TOOMANYREQUESTS', `at most ${deps.config.uploads.maxconcurrent} uploads may stream at once per user`);
+    }
+    const chunk = await blobs.writeChunk(upload.id, upload.size, ctx.req, requestSignal(ctx)).finally(release);
+    deps.metrics.blobBytesReceived.inc(chunk.size);
     if (chunk.size === 0) return upload.size;
     if (!(await metadata.uploads.addChunk(upload.id, chunk))) {
       await blobs.discardChunk(upload.id, chunk);
@@ -59,11 +71,16 @@ export function createUploadHandlers(deps: RegistryDeps) {
   async function complete(name: string, id: string, digest: ParsedDigest): Promise<void> {
     const upload = await loadUpload(name, id);
     try {
-      const blob = await blobs.commit(id, upload.chunks, digest);
-      await metadata.blobs.save(name, blob.digest, blob.size);
+      const size = upload.chunks.reduce((n, c) => n + c.size, 0);
+      await checkQuota(name, digest.digest, size);
+      await blobs.commit(id, upload.chunks, digest, {
+        // Placing the bytes and linking them is one critical section (see metadata blobs.save).
+        link: (place) => metadata.blobs.save(name, digest.digest, size, place),
+      });
     } catch (err) {
       // A wrong digest ends the session, as distribution does: the client starts over.
-      if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) await cancel(id);
+      // So does a refusal by the project's quota: nothing is linked and the chunks go.
+      if (err instanceof DigestMismatchError || err instanceof SizeMismatchError || isQuotaRefusal(err)) await cancel(id);
       throw err;
     }
     await metadata.uploads.remove(id);
@@ -81,8 +98,16 @@ export function createUploadHandlers(deps: RegistryDeps) {
     // Mounting reads the source: the caller needs pull there, else it gets a plain session.
     if (!(await allowed(ctx, deps, 'pull', from))) return false;
     const size = await metadata.blobs.find(from, digest.digest);
-    if (size === undefined || !(await blobs.stat(digest))) return false;
-    await metadata.blobs.save(name, digest.digest, size);
+    if (size === undefined) return false;
+    await checkQuota(name, digest.digest, size);
+    try {
+      await metadata.blobs.save(name, digest.digest, size, async () => {
+        if (!(await blobs.stat(digest))) throw new StorageNotFoundError(digest.digest);
+      });
+    } catch (err) {
+      if (err instanceof StorageNotFoundError) return false; // collected meanwhile: upload instead
+      throw err;
+    }
     setCreated(ctx, name, digest.digest);
     return true;
   }
@@ -163,4 +188,8 @@ export function createUploadHandlers(deps: RegistryDeps) {
       emptyResponse(ctx, 204);
     },
   };
+}
+
+function isQuotaRefusal(err: unknown): boolean {
+  return err instanceof OciError && err.code === 'DENIED';
 }

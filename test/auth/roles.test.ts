@@ -109,6 +109,20 @@ test('wrong credentials are refused even where anonymous pulls work', async (t) 
   t.is(res.status, 401);
 });
 
+test('`Basic Og==` (containers/image without credentials) is anonymous, not a failed login', async (t) => {
+  // skopeo and podman answer a Basic challenge with empty credentials when they have none.
+  const empty = createClient(registry.url, { Authorization: `Basic ${Buffer.from(':').toString('base64')}` });
+  await as('dev').pushImage('pub/empty-creds', makeImage({ layers: 1 }), 'v1');
+  t.is((await empty.getManifest('pub/empty-creds', 'v1')).status, 200);
+  const priv = await empty.getManifest('priv/app', 'v1');
+  t.is(priv.status, 401);
+  t.is(priv.headers.get('www-authenticate'), 'Basic realm="Signet Test"');
+  t.is(((await priv.json()) as { errors: { message: string }[] }).errors[0]?.message, 'authentication required');
+  // A user name with an empty password is still a failed login.
+  const noPassword = createClient(registry.url, { Authorization: basic('dev', '') });
+  t.is((await noPassword.getManifest('pub/empty-creds', 'v1')).status, 401);
+});
+
 test('delete needs maintainer', async (t) => {
   const image = makeImage({ layers: 1 });
   await as('dev').pushImage('priv/del', image, 'v1');

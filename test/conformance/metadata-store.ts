@@ -5,6 +5,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { TestFn } from 'ava';
 import { digestOf } from '../../storage/digest.js';
+import { MissingBlobsError } from '../../storage/errors.js';
 import type { ManifestRecord, MetadataStore, Page, Referrer } from '../../storage/metadata-store.js';
 import { uploadChunkKey } from '../../storage/paths.js';
 
@@ -50,6 +51,12 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
   function store(): MetadataStore {
     if (!fixture) throw new Error('metadata store fixture not ready');
     return fixture.store;
+  }
+  /** A blob stored and linked in the repository, for manifests to reference. */
+  async function storedBlob(repository: string): Promise<string> {
+    const digest = randomDigest();
+    await store().blobs.save(repository, digest, 10);
+    return digest;
   }
 
   /** Every name after `after` that starts with `prefix`, fetched in pages of `limit`. */
@@ -175,9 +182,9 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
       subject,
       annotations: { 'org.opencontainers.image.created': '2024-01-01T00:00:00Z', 'x.ünïcode': '✓ "quoted"' },
     });
-    await store().manifests.save(repository, plain, [{ digest: randomDigest(), kind: 'blob' }]);
+    await store().manifests.save(repository, plain, [{ digest: await storedBlob(repository), kind: 'blob' }]);
     await store().manifests.save(repository, full, [
-      { digest: randomDigest(), kind: 'blob' },
+      { digest: await storedBlob(repository), kind: 'blob' },
       { digest: randomDigest(), kind: 'manifest' },
     ]);
 
@@ -202,10 +209,22 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.is((await store().manifests.findMany(`${repository}-other`, [plain.digest])).size, 0);
   });
 
+  test('a manifest naming a blob that is not stored is refused, and nothing is saved', async (t) => {
+    const repository = randomRepository();
+    const manifest = randomManifest();
+    const missing = randomDigest();
+    const err = await t.throwsAsync(store().manifests.save(repository, manifest, [{ digest: missing, kind: 'blob' }], 'v1'), {
+      instanceOf: MissingBlobsError,
+    });
+    t.deepEqual(err?.digests, [missing]);
+    t.is(await store().manifests.find(repository, manifest.digest), undefined);
+    t.is(await store().tags.find(repository, 'v1'), undefined);
+  });
+
   test('saving a manifest again is idempotent and may add a tag', async (t) => {
     const repository = randomRepository();
     const manifest = randomManifest();
-    const references = [{ digest: randomDigest(), kind: 'blob' as const }];
+    const references = [{ digest: await storedBlob(repository), kind: 'blob' as const }];
     await store().manifests.save(repository, manifest, references);
     await store().manifests.save(repository, manifest, references);
     await store().manifests.save(repository, manifest, references, 'v1');
@@ -247,7 +266,7 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     const repository = randomRepository();
     const removed = randomManifest();
     const kept = randomManifest();
-    await store().manifests.save(repository, removed, [{ digest: randomDigest(), kind: 'blob' }], 'a');
+    await store().manifests.save(repository, removed, [{ digest: await storedBlob(repository), kind: 'blob' }], 'a');
     await store().manifests.save(repository, removed, [], 'b');
     await store().manifests.save(repository, kept, [], 'c');
     t.is(await store().tags.find(repository, 'a'), removed.digest);
@@ -263,7 +282,7 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.false(await store().manifests.remove(repository, removed.digest));
     t.false(await store().manifests.remove(`${repository}-unknown`, kept.digest));
 
-    await store().manifests.save(repository, removed, [{ digest: randomDigest(), kind: 'blob' }], 'a');
+    await store().manifests.save(repository, removed, [{ digest: await storedBlob(repository), kind: 'blob' }], 'a');
     const again = await store().manifests.find(repository, removed.digest);
     t.deepEqual(again, removed, 'a removed manifest can be pushed again');
     t.is(await store().tags.find(repository, 'a'), removed.digest);

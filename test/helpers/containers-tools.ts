@@ -57,30 +57,46 @@ async function createSandbox(prefix: string): Promise<Sandbox> {
   };
 }
 
+export interface SkopeoRunOptions extends RunOptions {
+  /** A trust policy file instead of the sandbox's accept-anything one. */
+  policy?: string;
+  /** A registries.d directory instead of the sandbox's empty one. */
+  registriesD?: string;
+}
+
 export interface Skopeo {
   dir: string;
-  skopeo(args: string[], options?: RunOptions): Promise<RunResult>;
-  skopeoFails(args: string[], options?: RunOptions): Promise<CommandError>;
+  /** The sandbox's environment, to extend (GNUPGHOME, REGISTRY_AUTH_FILE) in `options.env`. */
+  env: NodeJS.ProcessEnv;
+  skopeo(args: string[], options?: SkopeoRunOptions): Promise<RunResult>;
+  skopeoFails(args: string[], options?: SkopeoRunOptions): Promise<CommandError>;
   close(): Promise<void>;
 }
 
 export async function createSkopeo(): Promise<Skopeo> {
   const sandbox = await createSandbox('signet-skopeo-');
-  const globalArgs = [
-    '--policy', sandbox.policy,
-    '--registries.d', path.join(sandbox.dir, 'registries.d'),
-    '--tmpdir', path.join(sandbox.dir, 'tmp'),
-  ];
+  const prepare = (args: string[], options: SkopeoRunOptions): [string[], RunOptions] => {
+    const { policy, registriesD, ...runOptions } = options;
+    const globalArgs = [
+      '--policy', policy ?? sandbox.policy,
+      '--registries.d', registriesD ?? path.join(sandbox.dir, 'registries.d'),
+      '--tmpdir', path.join(sandbox.dir, 'tmp'),
+    ];
+    return [[...globalArgs, ...args], { env: sandbox.env, ...runOptions }];
+  };
   return {
     dir: sandbox.dir,
-    skopeo: (args, options = {}) => run('skopeo', [...globalArgs, ...args], { env: sandbox.env, ...options }),
-    skopeoFails: (args, options = {}) => runExpectingFailure('skopeo', [...globalArgs, ...args], { env: sandbox.env, ...options }),
+    env: sandbox.env,
+    skopeo: (args, options = {}) => run('skopeo', ...prepare(args, options)),
+    skopeoFails: (args, options = {}) => runExpectingFailure('skopeo', ...prepare(args, options)),
     close: sandbox.close,
   };
 }
 
 export interface Podman {
   dir: string;
+  /** The sandbox's environment, to extend (GNUPGHOME, REGISTRY_AUTH_FILE) in `options.env`. */
+  env: NodeJS.ProcessEnv;
   podman(args: string[], options?: RunOptions): Promise<RunResult>;
   podmanFails(args: string[], options?: RunOptions): Promise<CommandError>;
   /** `podman pull` over plain HTTP; returns the image id it prints. */
@@ -107,6 +123,7 @@ export async function createPodman(): Promise<Podman> {
   let pushes = 0;
   return {
     dir: sandbox.dir,
+    env: sandbox.env,
     podman,
     podmanFails: (args, options = {}) => runExpectingFailure('podman', [...globalArgs, ...args], { env: sandbox.env, ...options }),
     async pull(reference) {

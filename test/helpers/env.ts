@@ -3,10 +3,11 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import anyTest, { type TestFn } from 'ava';
+import { POSTGRES_ADMIN_URL } from './postgres.js';
+
+export { POSTGRES_ADMIN_URL };
 
 export const REQUIRE_ALL = process.env.SIGNET_TEST_REQUIRE_ALL === '1';
-
-export const POSTGRES_ADMIN_URL = process.env.SIGNET_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 export function hasCommand(command: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;

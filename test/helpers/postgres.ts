@@ -2,7 +2,9 @@
 // runs never collide.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { POSTGRES_ADMIN_URL } from './env.js';
+
+/** The server tests (and `npm run cluster`) create their databases on; no ava import here. */
+export const POSTGRES_ADMIN_URL = process.env.SIGNET_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 export interface TestDatabase {
   url: string;

@@ -29,6 +29,8 @@ export interface TestRegistryOptions {
   dataDir?: string;
   /** Reuse a PostgreSQL database URL (to test restarts); not dropped on close. */
   databaseUrl?: string;
+  /** The registry's logger (default: pino at REGISTRY_LOG_LEVEL, to standard output). */
+  log?: pino.Logger;
 }
 
 export async function startTestRegistry(options: TestRegistryOptions = {}): Promise<TestRegistry> {
@@ -48,7 +50,7 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
     env.REGISTRY_DATABASE_URL = database.url;
   }
   const config = loadConfig({ env });
-  const log = pino({ level: config.log.level });
+  const log = options.log ?? pino({ level: config.log.level });
   const registry = await createRegistry(config, log);
   const server = createHttpServer(config, registry.app.callback());
   const { port } = await listen(server, config.http.addr);

@@ -10,6 +10,8 @@ export interface RunOptions {
   /** Default two minutes: registries clients retry, and docker on vfs is slow. */
   timeoutMs?: number;
   cwd?: string;
+  /** Written to the command's stdin, which is then closed (`login --password-stdin`). */
+  input?: string;
 }
 
 export interface RunResult {
@@ -41,7 +43,7 @@ interface ExecFailure {
 
 export async function run(command: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
   try {
-    const { stdout, stderr } = await execFileAsync(command, args, {
+    const running = execFileAsync(command, args, {
       env: options.env ?? process.env,
       timeout: options.timeoutMs ?? 120_000,
       killSignal: 'SIGKILL',
@@ -49,6 +51,11 @@ export async function run(command: string, args: string[], options: RunOptions =
       encoding: 'utf8',
       ...(options.cwd ? { cwd: options.cwd } : {}),
     });
+    if (options.input !== undefined) {
+      running.child.stdin?.on('error', () => undefined); // EPIPE when the command exits without reading
+      running.child.stdin?.end(options.input);
+    }
+    const { stdout, stderr } = await running;
     return { stdout, stderr };
   } catch (err) {
     const failure = err as ExecFailure;

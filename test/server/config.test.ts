@@ -70,3 +70,105 @@ test('an unreadable or malformed file is a configuration error', async (t) => {
   await writeFile(file, 'http: [unclosed');
   t.throws(() => loadConfig({ env: {}, file }), { instanceOf: ConfigError });
 });
+
+// --- S3 storage (storage.s3.*, the Go registry's S3 driver names) ---
+
+test('S3 storage: REGISTRY_STORAGE=s3 with the Go registry S3 driver variables', async (t) => {
+  const config = loadConfig({
+    env: {
+      REGISTRY_STORAGE: 's3',
+      REGISTRY_STORAGE_S3_REGIONENDPOINT: 'http://minio.internal:9000',
+      REGISTRY_STORAGE_S3_BUCKET: 'registry',
+      REGISTRY_STORAGE_S3_ACCESSKEY: 'AKIAEXAMPLE',
+      REGISTRY_STORAGE_S3_SECRETKEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+      REGISTRY_STORAGE_S3_REGION: 'eu-west-1',
+      REGISTRY_STORAGE_S3_ROOTDIRECTORY: '/signet',
+      REGISTRY_STORAGE_S3_SECURE: 'false',
+      REGISTRY_STORAGE_S3_FORCEPATHSTYLE: 'false',
+      REGISTRY_STORAGE_S3_CREATEBUCKET: 'true',
+      REGISTRY_STORAGE_S3_CHUNKSIZE: String(16 * 1024 * 1024),
+      REGISTRY_STORAGE_REDIRECT_DISABLE: 'true',
+    },
+  });
+  t.deepEqual(config.storage.s3, {
+    regionendpoint: 'http://minio.internal:9000',
+    bucket: 'registry',
+    accesskey: 'AKIAEXAMPLE',
+    secretkey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    region: 'eu-west-1',
+    rootdirectory: '/signet',
+    secure: false,
+    forcepathstyle: false,
+    createbucket: true,
+    chunksize: 16 * 1024 * 1024,
+  });
+  t.true(config.storage.redirect.disable);
+  const { describeStorage } = await import('../../server/registry.js');
+  const described = JSON.stringify(describeStorage(config));
+  t.regex(described, /"bucket":"registry"/);
+  t.notRegex(described, /wJalrXUtnFEMI|AKIAEXAMPLE/, 'the start-up log names no credential');
+});
+
+test('S3 storage: defaults, and no S3 section unless chosen', (t) => {
+  const plain = loadConfig({ env: {} });
+  t.is(plain.storage.s3, undefined);
+  t.false(plain.storage.redirect.disable);
+  const config = loadConfig({ env: { REGISTRY_STORAGE: 's3', REGISTRY_STORAGE_S3_BUCKET: 'b' } });
+  t.deepEqual(config.storage.s3, {
+    bucket: 'b',
+    region: 'us-east-1',
+    rootdirectory: '',
+    secure: true,
+    createbucket: false,
+    chunksize: 10 * 1024 * 1024,
+  });
+  // Any S3 setting selects S3, as a storage.s3 section in the Go registry's YAML does.
+  t.is(loadConfig({ env: { REGISTRY_STORAGE_S3_BUCKET: 'b' } }).storage.s3?.bucket, 'b');
+});
+
+test('S3 storage: chosen without a bucket is one clear problem, naming the variable', (t) => {
+  const err = t.throws(() => loadConfig({ env: { REGISTRY_STORAGE: 's3' } }), { instanceOf: ConfigError });
+  t.deepEqual(err?.problems, ['REGISTRY_STORAGE_S3_BUCKET: required when REGISTRY_STORAGE=s3: the bucket that holds the blobs']);
+  t.throws(() => loadConfig({ env: { REGISTRY_STORAGE: 'S3', REGISTRY_STORAGE_S3_BUCKET: '' } }), {
+    message: /REGISTRY_STORAGE_S3_BUCKET: required/,
+  });
+});
+
+test('S3 storage: malformed settings are reported together, without echoing the secret', (t) => {
+  const secret = 'do-not-print-this-secret';
+  const err = t.throws(
+    () =>
+      loadConfig({
+        env: {
+          REGISTRY_STORAGE: 's3',
+          REGISTRY_STORAGE_S3_BUCKET: 'b',
+          REGISTRY_STORAGE_S3_SECRETKEY: secret,
+          REGISTRY_STORAGE_S3_REGIONENDPOINT: 'ftp://x',
+          REGISTRY_STORAGE_S3_ROOTDIRECTORY: 'a/../b',
+          REGISTRY_STORAGE_S3_SECURE: 'sometimes',
+          REGISTRY_STORAGE_S3_CHUNKSIZE: '1048576',
+        },
+      }),
+    { instanceOf: ConfigError },
+  );
+  const message = err?.message ?? '';
+  for (const name of ['ACCESSKEY', 'REGIONENDPOINT', 'ROOTDIRECTORY', 'SECURE', 'CHUNKSIZE']) {
+    t.regex(message, new RegExp(`REGISTRY_STORAGE_S3_${name}`), name);
+  }
+  t.false(message.includes(secret));
+});
+
+test('S3 storage: a YAML storage.s3 section wins over a filesystem root set beside it', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-config-'));
+  const file = path.join(dir, 'config.yml');
+  await writeFile(
+    file,
+    ['storage:', '  filesystem:', '    rootdirectory: /var/lib/registry', '  s3:', '    bucket: from-file', '    region: us-west-2', ''].join('\n'),
+  );
+  const config = loadConfig({ env: { REGISTRY_STORAGE_S3_ROOTDIRECTORY: '/env' }, file });
+  t.is(config.storage.s3?.bucket, 'from-file');
+  t.is(config.storage.s3?.region, 'us-west-2');
+  t.is(config.storage.s3?.rootdirectory, '/env');
+  const { describeStorage } = await import('../../server/registry.js');
+  t.is(describeStorage(config).driver, 's3');
+});

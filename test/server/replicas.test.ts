@@ -1,5 +1,5 @@
-// Two replicas on one PostgreSQL database and one blob store: no state may live only in one
-// replica's memory. Caches are long here (60 s) so that only change notifications can explain
+// Two replicas on one PostgreSQL database and one S3 bucket (s3rver on loopback), as the
+// scale-out deployment runs them: no state may live only in one replica's memory. Caches are long here (60 s) so that only change notifications can explain
 // a replica seeing another's write promptly.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -11,10 +11,12 @@ import { createClient } from '../helpers/oci-client.js';
 import { blobOf, makeImage } from '../helpers/oci-layout.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startS3rver, type TestS3 } from '../helpers/s3rver.js';
 import { makeKey, payload, sign } from '../helpers/signing.js';
 
 const test = testWithCommands('replicas on shared PostgreSQL', [], { postgres: true });
 let database: TestDatabase;
+let s3: TestS3;
 let dir: string;
 let a: TestRegistry;
 let b: TestRegistry;
@@ -25,12 +27,13 @@ test.before(async () => {
   database = await createTestDatabase();
   dir = await mkdtemp(path.join(os.tmpdir(), 'signet-replicas-'));
   await writeHtpasswd(path.join(dir, 'htpasswd'), USERS);
-  const env = {
+  s3 = await startS3rver();
+  const env = s3.registryEnv({
     REGISTRY_CACHE_TTL: '60',
     REGISTRY_AUTH: 'htpasswd',
     REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'),
     REGISTRY_AUTH_ADMINS: 'root',
-  };
+  });
   a = await startTestRegistry({ dataDir: dir, databaseUrl: database.url, env });
   b = await startTestRegistry({ dataDir: dir, databaseUrl: database.url, env });
   await on(a).request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'rep', public: false }) });
@@ -39,6 +42,7 @@ test.after.always(async () => {
   await a?.close();
   await b?.close();
   await database?.drop();
+  await s3?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

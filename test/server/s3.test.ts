@@ -121,3 +121,28 @@ test('with createbucket the registry makes its bucket and serves from it', async
   t.true(await s3.client.bucketExists(bucket));
   t.true((await s3.objectNames(bucket)).some((n) => n.endsWith(blob.digest.slice(7))));
 });
+
+test('a whole-blob GET is redirected to a presigned S3 URL (307), ranged reads are served directly', async (t) => {
+  const client = createClient(t.context.registry.url);
+  const blob = blobOf(randomBytes(100_000), 'application/octet-stream');
+  t.is((await client.pushBlob('s3/redirect', blob)).status, 201);
+  const res = await client.request(`/v2/s3/redirect/blobs/${blob.digest}`, { redirect: 'manual' });
+  t.is(res.status, 307);
+  const location = res.headers.get('location') ?? '';
+  t.regex(location, /X-Amz-Signature=/);
+  // The presigned URL itself serves the bytes, without registry credentials.
+  t.deepEqual(Buffer.from(await (await fetch(location)).arrayBuffer()), blob.data);
+  const ranged = await client.request(`/v2/s3/redirect/blobs/${blob.digest}`, { redirect: 'manual', headers: { Range: 'bytes=10-19' } });
+  t.is(ranged.status, 206);
+  t.deepEqual(Buffer.from(await ranged.arrayBuffer()), blob.data.subarray(10, 20));
+
+  const direct = await startTestRegistry({
+    env: t.context.s3.registryEnv({ REGISTRY_STORAGE_S3_ROOTDIRECTORY: '/registry-under-test', REGISTRY_STORAGE_REDIRECT_DISABLE: 'true' }),
+  });
+  t.teardown(() => direct.close());
+  const directClient = createClient(direct.url);
+  await directClient.pushBlob('s3/redirect', blob);
+  const served = await directClient.request(`/v2/s3/redirect/blobs/${blob.digest}`, { redirect: 'manual' });
+  t.is(served.status, 200);
+  t.deepEqual(Buffer.from(await served.arrayBuffer()), blob.data);
+});

@@ -1,0 +1,116 @@
+// Garbage collection from the outside: POST /api/v1/gc (what `signet gc` calls; registry admins
+// only) streams progress as NDJSON and ends with the report, and a scheduler runs it every
+// REGISTRY_GC_INTERVAL. Replicas share the schedule through one database row, so one of them runs
+// each period.
+import { PassThrough } from 'node:stream';
+import type { GarbageCollector, GcOptions, GcReport } from '../storage/gc.js';
+import type { Db } from '../storage/db.js';
+import type { Config } from './config.js';
+import { requireAccess, type Ctx, type RegistryDeps } from './context.js';
+import { OciError } from './errors.js';
+import type { Logger } from './logging.js';
+import type { Metrics } from './metrics.js';
+import getRawBody from 'raw-body';
+
+/** Counts a finished run in the metrics /metrics serves. */
+export function recordGc(metrics: Metrics, report: GcReport): void {
+  if (report.dryRun) return;
+  metrics.gcRuns.inc();
+  metrics.gcBlobsRemoved.inc(report.blobsRemoved);
+  metrics.gcBytesRemoved.inc(report.bytesRemoved);
+}
+
+export function gcOptions(config: Config, overrides: Partial<GcOptions> = {}): GcOptions {
+  return {
+    graceMs: config.gc.grace * 1000,
+    uploadAgeMs: config.storage.maintenance.uploadpurging.age * 1000,
+    deleteUntagged: config.gc.deleteuntagged,
+    dryRun: false,
+    ...overrides,
+  };
+}
+
+export function createGcHandler(deps: RegistryDeps, gc: GarbageCollector) {
+  return async function runGc(ctx: Ctx): Promise<void> {
+    await requireAccess(ctx, deps, 'maintain', '');
+    const text = await getRawBody(ctx.req, { limit: 4096, encoding: 'utf8' });
+    let body: Record<string, unknown> = {};
+    try {
+      body = text.trim() ? (JSON.parse(text) as Record<string, unknown>) : {};
+    } catch {
+      throw new OciError('REQUEST_INVALID', 'the body must be a JSON object');
+    }
+    const { dryRun, deleteUntagged, graceSeconds } = body;
+    if (dryRun !== undefined && typeof dryRun !== 'boolean') throw new OciError('REQUEST_INVALID', 'dryRun must be true or false');
+    if (deleteUntagged !== undefined && typeof deleteUntagged !== 'boolean') throw new OciError('REQUEST_INVALID', 'deleteUntagged must be true or false');
+    if (graceSeconds !== undefined && (typeof graceSeconds !== 'number' || graceSeconds < 0)) {
+      throw new OciError('REQUEST_INVALID', 'graceSeconds must be a non-negative number');
+    }
+    const out = new PassThrough();
+    const line = (value: unknown): void => void out.write(`${JSON.stringify(value)}\n`);
+    let lastProgress = 0;
+    const options = gcOptions(deps.config, {
+      ...(dryRun !== undefined ? { dryRun } : {}),
+      ...(deleteUntagged !== undefined ? { deleteUntagged } : {}),
+      ...(graceSeconds !== undefined ? { graceMs: graceSeconds * 1000 } : {}),
+      onProgress: (progress) => {
+        const now = Date.now();
+        if (now - lastProgress < 200 && progress.done !== progress.total) return;
+        lastProgress = now;
+        line({ progress });
+      },
+    });
+    ctx.status = 200;
+    ctx.type = 'application/x-ndjson';
+    ctx.body = out;
+    const log = ctx.state.log;
+    log.info({ dryRun: options.dryRun, deleteUntagged: options.deleteUntagged, graceMs: options.graceMs }, 'garbage collection started');
+    gc.run(options)
+      .then((report) => {
+        log.info({ report }, 'garbage collection finished');
+        recordGc(deps.metrics, report);
+        line({ report });
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'garbage collection failed');
+        line({ error: (err as Error).message });
+      })
+      .finally(() => out.end());
+  };
+}
+
+export interface GcScheduler {
+  stop(): void;
+}
+
+/** Runs collection every `config.gc.interval` seconds on one replica at a time. */
+export function startGcScheduler(options: { db: Db; gc: GarbageCollector; config: Config; log: Logger; onReport?: (report: GcReport) => void }): GcScheduler {
+  const { db, gc, config, log } = options;
+  const interval = config.gc.interval;
+  let running = false;
+  const tick = async (): Promise<void> => {
+    if (running) return;
+    running = true;
+    try {
+      const claimed = await db.query(
+        `INSERT INTO maintenance_runs (name, started_at) VALUES ('gc', now())
+         ON CONFLICT (name) DO UPDATE SET started_at = now(), finished_at = NULL, report = NULL
+         WHERE maintenance_runs.started_at < now() - make_interval(secs => $1) RETURNING name`,
+        [interval],
+      );
+      if (claimed.length === 0) return;
+      const report = await gc.run(gcOptions(config));
+      await db.query(`UPDATE maintenance_runs SET finished_at = now(), report = $1 WHERE name = 'gc'`, [JSON.stringify(report)]);
+      options.onReport?.(report);
+      log.info({ report }, 'scheduled garbage collection finished');
+    } catch (err) {
+      log.error({ err }, 'scheduled garbage collection failed');
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), Math.min(interval, 60) * 1000);
+  timer.unref();
+  void tick();
+  return { stop: () => clearInterval(timer) };
+}

@@ -1,0 +1,107 @@
+// Prometheus metrics. One prom-client Registry per registry instance (tests run several in one
+// process, and a module-level default registry would mix them), handed to whatever counts through
+// RegistryDeps. Labels are bounded: `route` is the name from the routes table (never the raw path),
+// `method` one of the HTTP methods the API uses, `status` the status code.
+import type http from 'node:http';
+import type { Readable } from 'node:stream';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface Metrics {
+  /** What /metrics serves. */
+  register: Registry;
+  httpRequests: Counter<'route' | 'method' | 'status'>;
+  httpDuration: Histogram<'route' | 'method'>;
+  blobBytesReceived: Counter;
+  blobBytesSent: Counter;
+  /** Upload requests streaming blob data right now. */
+  uploadsInProgress: Gauge;
+  gateDecisions: Counter<'outcome'>;
+  gcRuns: Counter;
+  gcBlobsRemoved: Counter;
+  gcBytesRemoved: Counter;
+}
+
+const METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE', 'OPTIONS']);
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const register = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register });
+  const registers = [register];
+  return {
+    register,
+    httpRequests: new Counter({
+      name: 'signet_http_requests_total',
+      help: 'HTTP requests answered, by route name, method and status (499: the client went away first)',
+      labelNames: ['route', 'method', 'status'] as const,
+      registers,
+    }),
+    httpDuration: new Histogram({
+      name: 'signet_http_request_duration_seconds',
+      help: 'Time from request to the last byte of the response, by route name and method',
+      labelNames: ['route', 'method'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers,
+    }),
+    blobBytesReceived: new Counter({
+      name: 'signet_blob_bytes_received_total',
+      help: 'Blob bytes received in uploads and stored as upload chunks',
+      registers,
+    }),
+    blobBytesSent: new Counter({ name: 'signet_blob_bytes_sent_total', help: 'Blob bytes sent in downloads', registers }),
+    uploadsInProgress: new Gauge({
+      name: 'signet_uploads_in_progress',
+      help: 'Upload requests streaming blob data into this process right now',
+      registers,
+    }),
+    gateDecisions: new Counter({
+      name: 'signet_pull_gate_decisions_total',
+      help: 'Manifest pulls judged by the signed-only gate, by outcome (allowed, refused)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    gcRuns: new Counter({ name: 'signet_gc_runs_total', help: 'Garbage collection runs', registers }),
+    gcBlobsRemoved: new Counter({ name: 'signet_gc_blobs_removed_total', help: 'Blobs removed by garbage collection', registers }),
+    gcBytesRemoved: new Counter({ name: 'signet_gc_bytes_removed_total', help: 'Bytes removed by garbage collection', registers }),
+  };
+}
+
+/** Counts one finished (or abandoned) request. */
+export function observeRequest(metrics: Metrics, route: string, method: string, status: number, seconds: number): void {
+  const methodLabel = METHODS.has(method) ? method : 'other';
+  metrics.httpRequests.inc({ route, method: methodLabel, status: String(status) });
+  metrics.httpDuration.observe({ route, method: methodLabel }, seconds);
+}
+
+/**
+ * Counts the bytes of a streamed response body as they go out. The count starts when the body is
+ * piped into the response ('pipe' is emitted after pipe() attached its own reader, so no data is
+ * lost to an early listener) and is added once the response closes.
+ */
+export function countSentBytes(res: http.ServerResponse, counter: Counter): void {
+  let sent = 0;
+  res.once('pipe', (source: Readable) => source.on('data', (chunk: Buffer) => void (sent += chunk.length)));
+  res.once('close', () => counter.inc(sent));
+}
+
+/** The text exposition of every metric, for a route or the debug listener. */
+export async function renderMetrics(metrics: Metrics): Promise<{ contentType: string; body: string }> {
+  return { contentType: metrics.register.contentType, body: await metrics.register.metrics() };
+}
+
+/** The request listener of the debug address (REGISTRY_HTTP_DEBUG_ADDR): metrics and nothing else. */
+export function createDebugListener(metrics: Metrics, path: string): http.RequestListener {
+  return (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://debug');
+    if (url.pathname !== path || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(url.pathname === path ? 405 : 404, { 'Content-Type': 'text/plain' }).end(url.pathname === path ? 'method not allowed\n' : 'not found\n');
+      return;
+    }
+    renderMetrics(metrics).then(
+      ({ contentType, body }) => {
+        res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      () => res.writeHead(500).end(),
+    );
+  };
+}

@@ -1,0 +1,220 @@
+// Online mark-and-sweep garbage collection, safe while the registry serves pushes and pulls.
+//
+// What goes: blobs no manifest in any repository references (with their repository links),
+// optionally untagged manifests nothing refers to (with their signatures), upload sessions
+// untouched for longer than the purge age, and blob files no database row knows.
+// What stays: anything created or linked within the grace window (default 2 hours, as Harbor),
+// so layers pushed ahead of their manifest survive. Every deletion re-checks its condition under
+// the digest's advisory lock, which linking a blob and saving a manifest take too: a push racing
+// the collection either completes first (and its blob is kept) or finds the blob gone and fails
+// cleanly (MANIFEST_BLOB_UNKNOWN; the client pushes the layer again). Several collectors (replicas)
+// may run at once: each deletion is idempotent.
+import type { BlobStore } from './blob-store.js';
+import type { Blobs } from './blobs.js';
+import type { ChangeBus } from './change-bus.js';
+import type { Db } from './db.js';
+import { parseDigest } from './digest.js';
+import { lockDigest } from './postgres-metadata-store.js';
+
+export interface GcOptions {
+  /** Anything newer than this is kept. */
+  graceMs: number;
+  /** Upload sessions idle longer than this are removed. */
+  uploadAgeMs: number;
+  deleteUntagged: boolean;
+  dryRun: boolean;
+  onProgress?: (progress: GcProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface GcProgress {
+  phase: 'manifests' | 'blobs' | 'uploads' | 'orphans';
+  done: number;
+  total: number;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  manifestsRemoved: number;
+  blobsRemoved: number;
+  bytesRemoved: number;
+  uploadsRemoved: number;
+  orphanFilesRemoved: number;
+  durationMs: number;
+}
+
+export interface GarbageCollector {
+  run(options: GcOptions): Promise<GcReport>;
+}
+
+const UNREFERENCED = `
+  b.created_at < $1
+  AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child_digest = b.digest AND r.child_kind = 'blob')
+  AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest AND rb.linked_at >= $1)`;
+
+// An untagged manifest is garbage when no index in its repository lists it and it is not a
+// referrer (signature, SBOM, ...) of a manifest that still exists.
+const UNTAGGED = `
+  m.created_at < $1
+  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)
+  AND NOT EXISTS (SELECT 1 FROM manifest_references r
+                  WHERE r.repository_id = m.repository_id AND r.child_digest = m.digest AND r.child_kind = 'manifest')
+  AND (m.subject_digest IS NULL OR NOT EXISTS (
+         SELECT 1 FROM manifests s WHERE s.repository_id = m.repository_id AND s.digest = m.subject_digest))`;
+
+export interface GarbageCollectorDeps {
+  db: Db;
+  store: BlobStore;
+  blobs: Blobs;
+  bus?: ChangeBus;
+}
+
+export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageCollector {
+  const { db, store, blobs } = deps;
+
+  async function sweepManifests(cutoff: Date, options: GcOptions, report: GcReport): Promise<void> {
+    // Removing an index can orphan its platform manifests: repeat until nothing more goes.
+    for (let round = 0; round < 16; round++) {
+      const candidates = await db.query<{ repository_id: number; name: string; digest: string }>(
+        `SELECT m.repository_id, r.name, m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id
+         WHERE ${UNTAGGED} ORDER BY m.repository_id, m.digest`,
+        [cutoff],
+      );
+      if (candidates.length === 0 || options.dryRun) {
+        if (options.dryRun) report.manifestsRemoved = candidates.length;
+        return;
+      }
+      let removed = 0;
+      for (const [i, m] of candidates.entries()) {
+        options.signal?.throwIfAborted();
+        const gone = await db.transaction(async (tx) => {
+          await lockDigest(tx, `manifest:${m.repository_id}:${m.digest}`);
+          const rows = await tx.query(
+            `DELETE FROM manifests m WHERE m.repository_id = $2 AND m.digest = $3 AND ${UNTAGGED} RETURNING digest`,
+            [cutoff, m.repository_id, m.digest],
+          );
+          return rows.length > 0;
+        });
+        if (gone) {
+          removed += 1;
+          deps.bus?.publish({ repository: m.name });
+        }
+        options.onProgress?.({ phase: 'manifests', done: i + 1, total: candidates.length });
+      }
+      report.manifestsRemoved += removed;
+      if (removed === 0) return;
+    }
+  }
+
+  async function sweepBlobs(cutoff: Date, options: GcOptions, report: GcReport): Promise<void> {
+    const candidates = await db.query<{ digest: string; size: number }>(
+      `SELECT b.digest, b.size FROM blobs b WHERE ${UNREFERENCED} ORDER BY b.digest`,
+      [cutoff],
+    );
+    for (const [i, candidate] of candidates.entries()) {
+      options.signal?.throwIfAborted();
+      if (options.dryRun) {
+        report.blobsRemoved += 1;
+        report.bytesRemoved += candidate.size;
+      } else {
+        const repositories = await db.transaction(async (tx) => {
+          await lockDigest(tx, candidate.digest);
+          const still = await tx.query(`SELECT 1 FROM blobs b WHERE b.digest = $2 AND ${UNREFERENCED} FOR UPDATE`, [cutoff, candidate.digest]);
+          if (still.length === 0) return undefined;
+          const unlinked = await tx.query<{ name: string }>(
+            `DELETE FROM repository_blobs rb USING repositories r
+             WHERE rb.digest = $1 AND r.id = rb.repository_id RETURNING r.name`,
+            [candidate.digest],
+          );
+          await tx.query('DELETE FROM blobs WHERE digest = $1', [candidate.digest]);
+          // The bytes go inside the lock: a re-push of this digest waits and then writes them anew.
+          const parsed = parseDigest(candidate.digest);
+          if (parsed) await blobs.delete(parsed);
+          return unlinked.map((r) => r.name);
+        });
+        if (repositories) {
+          report.blobsRemoved += 1;
+          report.bytesRemoved += candidate.size;
+          for (const repository of new Set(repositories)) deps.bus?.publish({ repository });
+        }
+      }
+      options.onProgress?.({ phase: 'blobs', done: i + 1, total: candidates.length });
+    }
+  }
+
+  async function sweepUploads(options: GcOptions, report: GcReport): Promise<void> {
+    const stale = await db.query<{ id: string }>('SELECT id FROM uploads WHERE updated_at < $1 ORDER BY id', [
+      new Date(Date.now() - options.uploadAgeMs),
+    ]);
+    for (const [i, upload] of stale.entries()) {
+      options.signal?.throwIfAborted();
+      if (!options.dryRun) {
+        await db.query('DELETE FROM uploads WHERE id = $1', [upload.id]);
+        await blobs.removeUpload(upload.id);
+      }
+      report.uploadsRemoved += 1;
+      options.onProgress?.({ phase: 'uploads', done: i + 1, total: stale.length });
+    }
+  }
+
+  /** Blob files without a row: left by a crash between writing the bytes and committing the link. */
+  async function sweepOrphans(cutoff: Date, options: GcOptions, report: GcReport): Promise<void> {
+    const files: { key: string; digest: string }[] = [];
+    for await (const key of store.list('blobs/')) {
+      const match = /^blobs\/(sha256|sha512)\/[0-9a-f]{2}\/([0-9a-f]+)$/.exec(key);
+      if (match) files.push({ key, digest: `${match[1]}:${match[2]}` });
+    }
+    for (let start = 0; start < files.length; start += 500) {
+      const batch = files.slice(start, start + 500);
+      const known = new Set(
+        (await db.query<{ digest: string }>('SELECT digest FROM blobs WHERE digest = ANY($1::text[])', [batch.map((f) => f.digest)])).map(
+          (r) => r.digest,
+        ),
+      );
+      for (const [i, file] of batch.entries()) {
+        options.signal?.throwIfAborted();
+        options.onProgress?.({ phase: 'orphans', done: start + i + 1, total: files.length });
+        if (known.has(file.digest)) continue;
+        const stat = await store.stat(file.key);
+        if (!stat || stat.modified >= cutoff) continue;
+        if (options.dryRun) {
+          report.orphanFilesRemoved += 1;
+          report.bytesRemoved += stat.size;
+          continue;
+        }
+        const removed = await db.transaction(async (tx) => {
+          await lockDigest(tx, file.digest);
+          if ((await tx.query('SELECT 1 FROM blobs WHERE digest = $1', [file.digest])).length > 0) return false;
+          await store.delete(file.key);
+          return true;
+        });
+        if (removed) {
+          report.orphanFilesRemoved += 1;
+          report.bytesRemoved += stat.size;
+        }
+      }
+    }
+  }
+
+  return {
+    async run(options) {
+      const started = Date.now();
+      const cutoff = new Date(started - options.graceMs);
+      const report: GcReport = {
+        dryRun: options.dryRun,
+        manifestsRemoved: 0,
+        blobsRemoved: 0,
+        bytesRemoved: 0,
+        uploadsRemoved: 0,
+        orphanFilesRemoved: 0,
+        durationMs: 0,
+      };
+      if (options.deleteUntagged) await sweepManifests(cutoff, options, report);
+      await sweepBlobs(cutoff, options, report);
+      await sweepUploads(options, report);
+      await sweepOrphans(cutoff, options, report);
+      report.durationMs = Date.now() - started;
+      return report;
+    },
+  };
+}

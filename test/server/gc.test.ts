@@ -1,0 +1,191 @@
+// Garbage collection over the real server: what is referenced stays readable, what is not goes,
+// pushes racing the collection never leave a manifest pointing at missing bytes.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+import type { GcReport } from '../../storage/gc.js';
+import { createClient, errorCode } from '../helpers/oci-client.js';
+import { blobOf, makeImage, makeIndex, sha256, type Image } from '../helpers/oci-layout.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+
+const run = promisify(execFile);
+let registry: TestRegistry;
+let client: ReturnType<typeof createClient>;
+
+test.before(async () => {
+  registry = await startTestRegistry({ env: { REGISTRY_GC_GRACE: '0', REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE: '3600' } });
+  client = createClient(registry.url);
+});
+test.after.always(() => registry?.close());
+
+async function gc(body: Record<string, unknown> = {}): Promise<GcReport> {
+  const res = await client.request('/api/v1/gc', { method: 'POST', body: JSON.stringify(body) });
+  if (res.status !== 200) throw new Error(`gc: ${res.status} ${await res.text()}`);
+  const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as { report?: GcReport; error?: string });
+  const last = lines[lines.length - 1]!;
+  if (last.error) throw new Error(last.error);
+  return last.report!;
+}
+
+async function blobStatus(repo: string, digest: string): Promise<number> {
+  return (await client.request(`/v2/${repo}/blobs/${digest}`, { method: 'HEAD' })).status;
+}
+
+async function readable(t: { deepEqual: (a: unknown, b: unknown, m?: string) => void }, repo: string, image: Image): Promise<void> {
+  for (const blob of [image.config, ...image.layers]) {
+    const res = await client.request(`/v2/${repo}/blobs/${blob.digest}`);
+    t.deepEqual(Buffer.from(await res.arrayBuffer()), blob.data, `${blob.digest} readable`);
+  }
+}
+
+// Collection looks at the whole registry: these tests run one after another.
+test.serial('dry run reports without removing; a real run removes only what nothing references', async (t) => {
+  const kept = makeImage({ layers: 2 });
+  const dropped = makeImage({ layers: 2 });
+  // The dropped image shares one layer with the kept one.
+  dropped.layers[0] = kept.layers[0]!;
+  await client.pushImage('gc/app', kept, 'v1');
+  const droppedManifest = JSON.parse(dropped.manifest.data.toString()) as { layers: { digest: string; size: number; mediaType: string }[] };
+  droppedManifest.layers[0] = { mediaType: kept.layers[0]!.mediaType, digest: kept.layers[0]!.digest, size: kept.layers[0]!.size };
+  const droppedBlob = blobOf(Buffer.from(JSON.stringify(droppedManifest)), dropped.manifest.mediaType);
+  for (const b of [dropped.config, dropped.layers[1]!]) await client.pushBlob('gc/app', b);
+  t.is((await client.pushManifest('gc/app', 'v2', droppedBlob)).status, 201);
+  t.is((await client.request(`/v2/gc/app/manifests/${droppedBlob.digest}`, { method: 'DELETE' })).status, 202);
+
+  const preview = await gc({ dryRun: true });
+  t.true(preview.dryRun);
+  t.true(preview.blobsRemoved >= 2);
+  t.true(preview.bytesRemoved >= dropped.config.size + dropped.layers[1]!.size);
+  t.is(await blobStatus('gc/app', dropped.layers[1]!.digest), 200, 'a dry run removes nothing');
+
+  const report = await gc();
+  t.false(report.dryRun);
+  t.true(report.blobsRemoved >= 2);
+  t.is(await blobStatus('gc/app', dropped.layers[1]!.digest), 404);
+  t.is(await blobStatus('gc/app', dropped.config.digest), 404);
+  await readable(t, 'gc/app', kept);
+  const manifest = await client.getManifest('gc/app', 'v1');
+  t.is(manifest.status, 200);
+  // The bytes are gone from storage too.
+  const hex = dropped.layers[1]!.digest.slice(7);
+  const files = await readdir(path.join(registry.dataDir, 'storage', 'blobs', 'sha256', hex.slice(0, 2))).catch(() => [] as string[]);
+  t.false(files.includes(hex));
+});
+
+test.serial('the grace window keeps fresh blobs pushed ahead of their manifest', async (t) => {
+  const image = makeImage({ layers: 1 });
+  for (const b of [image.config, ...image.layers]) await client.pushBlob('gc/grace', b);
+  const report = await gc({ graceSeconds: 3600 });
+  t.is(report.blobsRemoved, 0);
+  t.is((await client.pushManifest('gc/grace', 'v1', image.manifest)).status, 201);
+  await readable(t, 'gc/grace', image);
+});
+
+test.serial('delete-untagged removes untagged manifests and their signatures, keeps what tagged indexes list', async (t) => {
+  const a = makeImage({ layers: 1 });
+  const b = makeImage({ layers: 1, architecture: 'arm64' });
+  await client.pushImage('gc/multi', a);
+  await client.pushImage('gc/multi', b);
+  const index = makeIndex([a, b]);
+  await client.pushManifest('gc/multi', 'latest', index);
+  const loose = makeImage({ layers: 1 });
+  await client.pushImage('gc/loose', loose); // by digest, never tagged
+
+  const report = await gc({ deleteUntagged: true });
+  t.true(report.manifestsRemoved >= 1);
+  t.is((await client.getManifest('gc/loose', loose.manifest.digest)).status, 404);
+  t.is(await blobStatus('gc/loose', loose.layers[0]!.digest), 404);
+  for (const image of [a, b]) {
+    t.is((await client.getManifest('gc/multi', image.manifest.digest)).status, 200);
+    await readable(t, 'gc/multi', image);
+  }
+  // Without the index tag, its platform manifests go in the same run.
+  await client.request('/v2/gc/multi/manifests/latest', { method: 'DELETE' });
+  await gc({ deleteUntagged: true });
+  t.is((await client.getManifest('gc/multi', a.manifest.digest)).status, 404);
+  t.is(await blobStatus('gc/multi', a.layers[0]!.digest), 404);
+});
+
+test.serial('stale upload sessions are removed; fresh ones stay', async (t) => {
+  const stale = await client.request('/v2/gc/uploads/blobs/uploads/', { method: 'POST' });
+  const staleLocation = stale.headers.get('location')!;
+  await client.request(staleLocation, { method: 'PATCH', body: 'partial' });
+  await registry.registry.db.query(`UPDATE uploads SET updated_at = now() - interval '2 hours' WHERE id = $1`, [
+    stale.headers.get('docker-upload-uuid'),
+  ]);
+  const fresh = await client.request('/v2/gc/uploads/blobs/uploads/', { method: 'POST' });
+  const report = await gc();
+  t.true(report.uploadsRemoved >= 1);
+  t.is((await client.request(staleLocation)).status, 404);
+  t.is((await client.request(fresh.headers.get('location')!)).status, 204);
+});
+
+test.serial('blob files no database row knows (a crash between writing and linking) are removed', async (t) => {
+  const data = randomBytes(100);
+  const hex = sha256(data).slice(7);
+  const dir = path.join(registry.dataDir, 'storage', 'blobs', 'sha256', hex.slice(0, 2));
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, hex);
+  await writeFile(file, data);
+  const past = new Date(Date.now() - 60_000);
+  await utimes(file, past, past);
+  const report = await gc();
+  t.true(report.orphanFilesRemoved >= 1);
+  t.false((await readdir(dir)).includes(hex));
+});
+
+test.serial('a push racing the collection: every accepted manifest stays fully readable', async (t) => {
+  // The same layers are pushed, dropped and pushed again while collections run back to back.
+  const layers = Array.from({ length: 3 }, () => makeImage({ layers: 1 }).layers[0]!);
+  let stop = false;
+  const collector = (async () => {
+    let runs = 0;
+    while (!stop) {
+      await gc();
+      runs += 1;
+    }
+    return runs;
+  })();
+  let accepted = 0;
+  let refused = 0;
+  for (let round = 0; round < 12; round++) {
+    const image = makeImage({ layers: 0 });
+    image.layers = [layers[round % 3]!];
+    const manifest = blobOf(
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: image.config.mediaType, digest: image.config.digest, size: image.config.size },
+          layers: image.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+        }),
+      ),
+      'application/vnd.oci.image.manifest.v1+json',
+    );
+    image.manifest = manifest;
+    for (const b of [image.config, ...image.layers]) t.is((await client.pushBlob('gc/race', b)).status, 201);
+    const put = await client.pushManifest('gc/race', 'tag', manifest);
+    if (put.status === 201) {
+      accepted += 1;
+      await readable(t, 'gc/race', image);
+    } else {
+      refused += 1;
+      t.is(put.status, 400);
+      t.is(await errorCode(put), 'MANIFEST_BLOB_UNKNOWN');
+    }
+    // Untag so the next collection may take the blobs again.
+    await client.request(`/v2/gc/race/manifests/${manifest.digest}`, { method: 'DELETE' });
+  }
+  stop = true;
+  const runs = await collector;
+  t.true(runs > 0);
+  t.true(accepted > 0, `accepted ${accepted}, refused ${refused}`);
+});
+
+test.serial('signet gc prints a summary (dry run)', async (t) => {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', path.resolve('server/main.ts'), '--registry', registry.url, 'gc', '--dry-run']);
+  t.regex(stdout, /^dry run: would remove \d+ blob\(s\), \d+ manifest\(s\), \d+ stale upload\(s\), \d+ orphan file\(s\): [\d.]+ MiB/m);
+});

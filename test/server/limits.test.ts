@@ -1,0 +1,90 @@
+// Limits on what one client can hold: upload requests streaming at once per caller
+// (REGISTRY_UPLOADS_MAXCONCURRENT → 429 TOOMANYREQUESTS), and a body that stalls
+// (REGISTRY_HTTP_IDLETIMEOUT → the connection is dropped, the partial chunk discarded).
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import test from 'ava';
+import { createClient, type OciErrorBody } from '../helpers/oci-client.js';
+import { openRaw, requestHead } from '../helpers/raw-http.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+
+async function gauge(registry: TestRegistry): Promise<number> {
+  const text = await registry.registry.deps.metrics.register.metrics();
+  const line = text.split('\n').find((l) => l.startsWith('signet_uploads_in_progress '));
+  return Number(line?.split(' ')[1] ?? NaN);
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return check();
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  return readdir(dir, { recursive: true }).catch(() => []);
+}
+
+test('uploads streaming at once are bounded per caller: 429 TOOMANYREQUESTS past the bound', async (t) => {
+  const registry = await startTestRegistry({ env: { REGISTRY_UPLOADS_MAXCONCURRENT: '1' } });
+  t.teardown(() => registry.close());
+  const client = createClient(registry.url);
+  const port = Number(new URL(registry.url).port);
+  const a = (await client.request('/v2/lim/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
+  const b = (await client.request('/v2/lim/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
+
+  // A slow PATCH holds the one slot.
+  const slow = await openRaw(port);
+  slow.socket.write(requestHead('PATCH', a, { Host: 'x', 'Content-Length': '20', Connection: 'close' }));
+  slow.socket.write('12345');
+  t.true(await until(async () => (await gauge(registry)) === 1, 5000));
+
+  const refused = await client.request(b, { method: 'PATCH', body: 'abcdefghij' });
+  t.is(refused.status, 429);
+  t.is(((await refused.json()) as OciErrorBody).errors[0]?.code, 'TOOMANYREQUESTS');
+  // Reads and session starts are not limited.
+  t.is((await client.request('/v2/lim/app/blobs/uploads/', { method: 'POST' })).status, 202);
+
+  slow.socket.write('678901234567890');
+  const done = await slow.exchange;
+  t.is(done.responses[0]?.status, 202);
+  t.is(done.responses[0]?.headers.range, '0-19');
+  t.is(await gauge(registry), 0);
+  // The slot is free again.
+  const accepted = await client.request(b, { method: 'PATCH', body: 'abcdefghij' });
+  t.is(accepted.status, 202);
+  t.is(accepted.headers.get('range'), '0-9');
+});
+
+test('a body that stalls past the idle timeout is dropped and its partial chunk discarded', async (t) => {
+  const registry = await startTestRegistry({ env: { REGISTRY_HTTP_IDLETIMEOUT: '1' } });
+  t.teardown(() => registry.close());
+  const client = createClient(registry.url);
+  const port = Number(new URL(registry.url).port);
+  const location = (await client.request('/v2/idle/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
+  t.is((await client.request(location, { method: 'PATCH', body: 'first-chunk' })).status, 202);
+
+  const started = Date.now();
+  const stalled = await openRaw(port, { timeoutMs: 10_000 });
+  stalled.socket.write(requestHead('PATCH', location, { Host: 'x', 'Content-Length': '1000' }));
+  stalled.socket.write('only-the-start');
+  const result = await stalled.exchange;
+  t.true(result.closed, 'the server closed the connection');
+  t.true(Date.now() - started < 8000);
+
+  // Nothing of the stalled chunk was kept: the upload is where it was, no chunk file is left.
+  const id = location.split('/').pop()!;
+  const storage = path.join(registry.dataDir, 'storage');
+  t.true(await until(async () => (await filesUnder(path.join(storage, 'uploads', id))).length === 1, 5000));
+  t.true(await until(async () => (await filesUnder(path.join(storage, '_tmp'))).length === 0, 5000));
+  t.true(await until(async () => (await gauge(registry)) === 0, 5000));
+  const status = await client.request(location);
+  t.is(status.status, 204);
+  t.is(status.headers.get('range'), '0-10');
+  // The upload goes on from there.
+  const next = await client.request(location, { method: 'PATCH', body: '-second', headers: { 'Content-Range': '11-17' } });
+  t.is(next.status, 202);
+  t.is(next.headers.get('range'), '0-17');
+});

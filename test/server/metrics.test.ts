@@ -1,0 +1,117 @@
+// /metrics: Prometheus text, route names as labels (never raw paths), bytes in and out, the pull
+// gate's decisions, the GC counters, default process metrics; off on the main port when disabled
+// or when a debug address takes it.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import test from 'ava';
+import { createDebugListener, createMetrics } from '../../server/metrics.js';
+import { createClient } from '../helpers/oci-client.js';
+import { makeImage, randomLayer } from '../helpers/oci-layout.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+
+let registry: TestRegistry;
+test.before(async () => {
+  registry = await startTestRegistry();
+});
+test.after.always(() => registry?.close());
+
+async function scrape(url: string): Promise<string> {
+  const res = await fetch(`${url}/metrics`);
+  if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
+  return res.text();
+}
+
+/** The value of one sample line (`name{labels} value`), 0 when absent. */
+function sample(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+test.serial('requests are counted by route name, method and status, with a latency histogram', async (t) => {
+  const client = createClient(registry.url);
+  const layer = randomLayer(3000);
+  t.is((await client.pushBlob('metrics/secret-team/app', layer)).status, 201);
+  t.is((await client.request(`/v2/metrics/secret-team/app/blobs/${layer.digest}`)).status, 200);
+  t.is((await client.request('/v2/metrics/secret-team/app/manifests/nope')).status, 404);
+  t.is((await client.request('/no/such/endpoint')).status, 404);
+
+  const res = await fetch(`${registry.url}/metrics`);
+  t.is(res.status, 200);
+  t.regex(res.headers.get('content-type') ?? '', /^text\/plain/);
+  const text = await res.text();
+  t.is(sample(text, 'signet_http_requests_total{route="upload.start",method="POST",status="201"}'), 1);
+  t.is(sample(text, 'signet_http_requests_total{route="blob.get",method="GET",status="200"}'), 1);
+  t.is(sample(text, 'signet_http_requests_total{route="manifest.get",method="GET",status="404"}'), 1);
+  t.is(sample(text, 'signet_http_requests_total{route="unmatched",method="GET",status="404"}'), 1);
+  t.true(sample(text, 'signet_http_request_duration_seconds_count{route="blob.get",method="GET"}') >= 1);
+  t.true(text.includes('signet_http_request_duration_seconds_bucket{le="0.005",route="blob.get",method="GET"}'));
+  // Bounded labels: no repository name or path reaches the metrics.
+  t.false(text.includes('secret-team'));
+  t.false(text.includes('/no/such'));
+  // Blob bytes in and out, and no upload streaming now.
+  t.is(sample(text, 'signet_blob_bytes_received_total'), layer.size);
+  t.is(sample(text, 'signet_blob_bytes_sent_total'), layer.size);
+  t.is(sample(text, 'signet_uploads_in_progress'), 0);
+  // The GC counters exist from the start; process metrics come along.
+  for (const name of ['signet_gc_runs_total', 'signet_gc_blobs_removed_total', 'signet_gc_bytes_removed_total']) {
+    t.true(text.includes(`# TYPE ${name} counter`), name);
+  }
+  t.true(text.includes('process_cpu_user_seconds_total'));
+  t.true(text.includes('nodejs_eventloop_lag_seconds'));
+});
+
+test.serial('range requests count the bytes actually sent', async (t) => {
+  const client = createClient(registry.url);
+  const layer = randomLayer(1000);
+  t.is((await client.pushBlob('metrics/range', layer)).status, 201);
+  const before = sample(await scrape(registry.url), 'signet_blob_bytes_sent_total');
+  const res = await client.request(`/v2/metrics/range/blobs/${layer.digest}`, { headers: { Range: 'bytes=100-199' } });
+  t.is(res.status, 206);
+  t.is((await res.arrayBuffer()).byteLength, 100);
+  t.is(sample(await scrape(registry.url), 'signet_blob_bytes_sent_total') - before, 100);
+});
+
+test.serial('the pull gate counts allowed and refused pulls in signed-only projects', async (t) => {
+  const client = createClient(registry.url);
+  const api = (path: string, method: string, body: unknown) =>
+    fetch(`${registry.url}/api/v1/projects${path}`, { method, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  t.is((await api('', 'POST', { name: 'gated' })).status, 201);
+  const image = makeImage({ layers: 1 });
+  t.is((await client.pushImage('gated/app', image, 'v1')).status, 201);
+  // A cosign signature tag is never gated: an allowed decision.
+  t.is((await client.pushManifest('gated/app', `sha256-${'a'.repeat(64)}.sig`, image.manifest)).status, 201);
+  t.is((await api('/gated', 'PATCH', { signedOnly: true })).status, 200);
+
+  t.is((await client.getManifest('gated/app', 'v1')).status, 412);
+  t.is((await client.getManifest('gated/app', `sha256-${'a'.repeat(64)}.sig`)).status, 200);
+  const text = await scrape(registry.url);
+  t.is(sample(text, 'signet_pull_gate_decisions_total{outcome="refused"}'), 1);
+  t.is(sample(text, 'signet_pull_gate_decisions_total{outcome="allowed"}'), 1);
+  t.is(sample(text, 'signet_http_requests_total{route="manifest.get",method="GET",status="412"}'), 1);
+});
+
+test('each registry has its own metrics; /metrics can be turned off or moved to the debug address', async (t) => {
+  const off = await startTestRegistry({ env: { REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED: 'false' } });
+  const moved = await startTestRegistry({ env: { REGISTRY_HTTP_DEBUG_ADDR: '127.0.0.1:0' } });
+  t.teardown(() => Promise.all([off.close(), moved.close()]));
+  t.is((await fetch(`${off.url}/metrics`)).status, 404);
+  t.is((await fetch(`${moved.url}/metrics`)).status, 404);
+  // The registries' counters are their own: this one has seen only the two 404s above.
+  const text = await moved.registry.deps.metrics.register.metrics();
+  t.is(sample(text, 'signet_http_requests_total{route="unmatched",method="GET",status="404"}'), 1);
+  t.false(text.includes('route="upload.start"'));
+});
+
+test('the debug listener serves metrics at the configured path only', async (t) => {
+  const metrics = createMetrics({ defaultMetrics: false });
+  metrics.gcRuns.inc();
+  const server = http.createServer(createDebugListener(metrics, '/metrics'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const res = await fetch(`${base}/metrics`);
+  t.is(res.status, 200);
+  t.is(sample(await res.text(), 'signet_gc_runs_total'), 1);
+  t.is((await fetch(`${base}/v2/`)).status, 404);
+  t.is((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
+});
