@@ -1,0 +1,230 @@
+// `npm run bench`: Signet against the Go reference registry (Debian's docker-registry), same
+// workloads, same load generators, same machine, one table. See bench/README.md.
+//
+// Exit status 0 whatever the figures (the table says PASS/FAIL); 1 only when the harness fails.
+import { existsSync } from 'node:fs';
+import { chooseHeadGenerator, chooseLoadGenerator, type LoadGenerator } from './load.js';
+import { watchCpu } from './machine.js';
+import { ACCEPT_MANIFESTS } from './registry-client.js';
+import { currentRss, GO_REGISTRY_BINARY, Resources, startGoRegistry, startSignet, type ServerHandle } from './servers.js';
+import { format, Table, type Row } from './table.js';
+import {
+  APP_REPO,
+  makeLargeLayer,
+  makeSmallBlobs,
+  pullLargeLayer,
+  pushLargeLayer,
+  pushSmallBlobs,
+  pushSmallImage,
+  runLoadRow,
+  TAGS_REPO,
+  type LoadRow,
+  type SmallImage,
+} from './workloads.js';
+
+// BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
+const QUICK = process.env.BENCH_QUICK === '1';
+const LAYER_MIB = QUICK ? 64 : 1024;
+/** Layer pushes and pulls are repeated, alternating between the registries; the median counts. */
+const LAYER_ROUNDS = 3;
+const SMALL_BLOBS = QUICK ? 200 : 2000;
+const SMALL_CONCURRENCY = 16;
+const LOAD_CONNECTIONS = 32;
+const WARMUP_SECONDS = QUICK ? 1 : 3;
+const TAG_COUNT = 50;
+const RSS_LIMIT_BYTES = 150e6;
+
+/** Set on SIGINT/SIGTERM: the run stops at the next failure and prints no table. */
+let interrupted = false;
+
+/** Runs one measurement; a failing registry gets ERROR in its cell and the run goes on. */
+async function measure<T>(server: ServerHandle, what: string, fn: () => Promise<T>): Promise<T | Error> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (interrupted) throw err;
+    const error = err instanceof Error ? err : new Error(String(err));
+    process.stderr.write(`  ${server.label}: ${what} failed: ${error.message}\n`);
+    return error;
+  }
+}
+
+function record(row: Row, server: ServerHandle, value: number | Error): void {
+  row.figures.set(server.label, value instanceof Error ? { error: value.message } : { value });
+  if (!(value instanceof Error)) console.log(`  ${server.label.padEnd(12)} ${row.label}: ${format(value, row.unit)} ${row.unit}`);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+interface LayerRows {
+  push: Row;
+  pull: Row;
+  rssPush: Row;
+  rssPull: Row;
+}
+
+/** Rows 1, 2 and 7: the large layer in and out, rounds alternating between the registries. */
+async function runLayerRounds(servers: ServerHandle[], { push, pull, rssPush, rssPull }: LayerRows): Promise<void> {
+  console.log(`bench: hashing the ${LAYER_MIB} MiB layer`);
+  const layer = makeLargeLayer(LAYER_MIB);
+  const results = new Map(servers.map((s) => [s, { push: [] as number[], pull: [] as number[], rssPush: 0, rssPull: 0 }]));
+  const failures = new Map<ServerHandle, Error>();
+  for (let round = 1; round <= LAYER_ROUNDS; round++) {
+    for (const server of servers.filter((s) => !failures.has(s))) {
+      const repository = `bench/big-${round}`;
+      const pushed = await measure(server, 'push', () => pushLargeLayer(server, layer, repository));
+      const pulled = pushed instanceof Error ? pushed : await measure(server, 'pull', () => pullLargeLayer(server, layer, repository));
+      if (pushed instanceof Error || pulled instanceof Error) {
+        failures.set(server, pushed instanceof Error ? pushed : (pulled as Error));
+        continue;
+      }
+      const r = results.get(server)!;
+      r.push.push(pushed.mibPerSecond);
+      r.pull.push(pulled.mibPerSecond);
+      r.rssPush = Math.max(r.rssPush, pushed.peakRssBytes);
+      r.rssPull = Math.max(r.rssPull, pulled.peakRssBytes);
+      console.log(
+        `  ${server.label.padEnd(12)} round ${round}: push ${pushed.mibPerSecond.toFixed(1)} MiB/s, ` +
+          `pull ${pulled.mibPerSecond.toFixed(1)} MiB/s`,
+      );
+    }
+  }
+  for (const server of servers) {
+    const r = results.get(server)!;
+    const failed = failures.get(server);
+    record(push, server, failed ?? median(r.push));
+    record(pull, server, failed ?? median(r.pull));
+    record(rssPush, server, failed ?? r.rssPush / 1e6);
+    record(rssPull, server, failed ?? r.rssPull / 1e6);
+  }
+}
+
+/** Rows 4-6 and how to load them. */
+function loadRows(table: Table): [Row, LoadRow][] {
+  return [
+    [
+      table.add(`manifest GET by tag, c=${LOAD_CONNECTIONS}`, 'req/s', { kind: 'ratio', min: 5 }),
+      {
+        method: 'GET',
+        path: () => `/v2/${APP_REPO}/manifests/latest`,
+        headers: { Accept: ACCEPT_MANIFESTS },
+        seconds: QUICK ? 3 : 15,
+      },
+    ],
+    [
+      table.add(`blob HEAD, c=${LOAD_CONNECTIONS}`, 'req/s', { kind: 'ratio', min: 5 }),
+      {
+        method: 'HEAD',
+        path: (image: SmallImage) => `/v2/${APP_REPO}/blobs/${image.layerDigest}`,
+        headers: {},
+        seconds: QUICK ? 3 : 10,
+      },
+    ],
+    [
+      table.add(`tags/list (${TAG_COUNT} tags), c=${LOAD_CONNECTIONS}`, 'req/s', { kind: 'ratio', min: 5 }),
+      { method: 'GET', path: () => `/v2/${TAGS_REPO}/tags/list`, headers: {}, seconds: QUICK ? 3 : 10 },
+    ],
+  ];
+}
+
+/** Fixed-duration request loads, each row run against every registry in turn. */
+async function runLoadRows(
+  specs: [Row, LoadRow][],
+  servers: ServerHandle[],
+  get: LoadGenerator,
+  head: LoadGenerator,
+): Promise<void> {
+  const images = new Map<ServerHandle, SmallImage | Error>();
+  for (const server of servers) {
+    images.set(server, await measure(server, 'pushing the test image', () => pushSmallImage(server, TAG_COUNT)));
+  }
+  for (const [row, spec] of specs) {
+    for (const server of servers) {
+      const image = images.get(server)!;
+      const options = { connections: LOAD_CONNECTIONS, warmupSeconds: WARMUP_SECONDS };
+      const result =
+        image instanceof Error
+          ? image
+          : await measure(server, row.label, () => runLoadRow(spec.method === 'HEAD' ? head : get, server, image, spec, options));
+      record(row, server, result instanceof Error ? result : result.rps);
+      if (!(result instanceof Error)) {
+        console.log(`${' '.repeat(15)}p99 ${result.p99Ms.toFixed(2)} ms, ${result.ok} answered, ${result.failed} failed`);
+      }
+    }
+  }
+}
+
+/** Other work on this machine skews every figure: say how much there was, next to the table. */
+function reportForeignLoad(share: number): void {
+  const percent = (share * 100).toFixed(0);
+  if (share > 0.1) {
+    console.log(`bench: WARNING: other processes took ${percent}% of the machine's CPU during the run; the figures are unreliable`);
+  } else {
+    console.log(`bench: other processes took ${percent}% of the machine's CPU during the run`);
+  }
+}
+
+async function main(resources: Resources): Promise<void> {
+  const cpu = watchCpu();
+  const scratch = await resources.tempDir('signet-bench-scratch-');
+  const running = new Set<() => void>();
+  resources.defer(async () => running.forEach((kill) => kill()));
+  const track = (kill: () => void): (() => void) => {
+    running.add(kill);
+    return () => running.delete(kill);
+  };
+  const get = await chooseLoadGenerator(scratch, track);
+  const head = chooseHeadGenerator(track);
+
+  const haveGo = existsSync(GO_REGISTRY_BINARY);
+  if (!haveGo) console.log(`bench: ${GO_REGISTRY_BINARY} not found (apt-get install -y docker-registry); benchmarking Signet alone`);
+  const servers = await Promise.all([startSignet(resources), ...(haveGo ? [startGoRegistry(resources)] : [])]);
+  console.log(`bench: load generators ${get.name} (GET), ${head.name} (HEAD)${QUICK ? '; QUICK mode' : ''}`);
+  for (const s of servers) {
+    console.log(`bench: ${s.label} at ${s.baseUrl}, pid ${s.pid}, RSS after start ${(currentRss(s.pid) / 1e6).toFixed(1)} MB`);
+  }
+
+  // Rows in the order bench/README.md numbers them.
+  const table = new Table();
+  const push = table.add(`push ${LAYER_MIB} MiB layer (median of ${LAYER_ROUNDS})`, 'MiB/s', { kind: 'ratio', min: 1.5 });
+  const pull = table.add(`pull ${LAYER_MIB} MiB layer (median of ${LAYER_ROUNDS})`, 'MiB/s', { kind: 'ratio', min: 1 });
+  const small = table.add(`${SMALL_BLOBS} small blobs, c=${SMALL_CONCURRENCY}`, 'blobs/s', { kind: 'ratio', min: 1 });
+  const load = loadRows(table);
+  const rssPush = table.add(`peak RSS during ${LAYER_MIB} MiB push`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
+  const rssPull = table.add(`peak RSS during ${LAYER_MIB} MiB pull`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
+
+  await runLayerRounds(servers, { push, pull, rssPush, rssPull });
+  const blobs = makeSmallBlobs(SMALL_BLOBS);
+  for (const server of servers) {
+    record(small, server, await measure(server, 'small blobs', () => pushSmallBlobs(server, blobs, SMALL_CONCURRENCY)));
+  }
+  await runLoadRows(load, servers, get, head);
+  reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
+  table.print(servers[0]!.label, servers[1]?.label);
+}
+
+const resources = new Resources();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    interrupted = true;
+    process.stderr.write(`\nbench: ${signal}, stopping the servers\n`);
+    // Requests in flight fail as the servers go: expected now, not worth a crash.
+    process.on('uncaughtException', () => undefined);
+    process.on('unhandledRejection', () => undefined);
+    void resources.cleanup().finally(() => process.exit(130));
+  });
+}
+
+try {
+  await main(resources);
+  await resources.cleanup();
+} catch (err) {
+  if (!interrupted) {
+    process.stderr.write(`bench: harness failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    await resources.cleanup();
+    process.exit(1);
+  }
+}

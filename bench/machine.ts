@@ -1,0 +1,42 @@
+// How much of the machine other work took during the run: the CPU time all cores spent busy
+// (/proc/stat) less what this process, its finished children (the load generators) and the servers
+// used. On a shared 2-core machine that is what decides whether the figures mean anything.
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+function busyTicks(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
+  const [, user, nice, system, , , irq, softirq, steal] = cpu;
+  return user! + nice! + system! + irq! + softirq! + steal!;
+}
+
+/** utime + stime + cutime + cstime of a process, in ticks (0 once it is gone). */
+function processTicks(pid: number | 'self'): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ').map(Number);
+    return fields[11]! + fields[12]! + fields[13]! + fields[14]!;
+  } catch {
+    return 0;
+  }
+}
+
+export interface CpuWatch {
+  /** Share (0-1) of all cores' time since the start that went to processes other than ours. */
+  foreignShare(serverPids: number[]): number;
+}
+
+/** Call before the servers start; pass their pids at the end, while they still run. */
+export function watchCpu(): CpuWatch {
+  const started = performance.now();
+  const busy = busyTicks();
+  const own = processTicks('self');
+  return {
+    foreignShare(serverPids) {
+      const ours = processTicks('self') - own + serverPids.reduce((sum, pid) => sum + processTicks(pid), 0);
+      const capacity = ((performance.now() - started) / 1000) * TICKS_PER_SECOND * os.cpus().length;
+      return capacity > 0 ? Math.max(0, busyTicks() - busy - ours) / capacity : 0;
+    },
+  };
+}
