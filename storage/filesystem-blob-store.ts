@@ -1,7 +1,7 @@
 // Blob store on a local filesystem. Writes go to a temporary file under the same root, are fsynced
 // and renamed into place, so an object is either complete or absent, also after a crash.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -27,6 +27,33 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       throw new Error(`invalid storage key ${JSON.stringify(key)}`);
     }
     return path.join(root, ...segments);
+  }
+
+  // Directories exist only to hold objects: an emptied one (an upload's, a blob prefix's) goes, up
+  // to the top-level trees, so finished uploads leave no directories behind.
+  async function pruneEmptyParents(dir: string): Promise<void> {
+    let current = dir;
+    while (path.dirname(current) !== root && current.startsWith(root + path.sep)) {
+      try {
+        await rmdir(current);
+      } catch {
+        return; // not empty (or already gone): stop
+      }
+      current = path.dirname(current);
+    }
+  }
+
+  // A concurrent prune may remove the parent between mkdir and rename: make it again and retry.
+  async function renameInto(source: string, target: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      await mkdir(path.dirname(target), { recursive: true });
+      try {
+        await rename(source, target);
+        return;
+      } catch (err) {
+        if (!isNotFound(err) || attempt >= 3 || !(await statPath(source))) throw err;
+      }
+    }
   }
 
   async function statPath(file: string): Promise<ObjectStat | undefined> {
@@ -76,8 +103,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         // Stat before the rename: afterwards a concurrent write may already have replaced it.
         const written = await statPath(tmp);
         if (!written) throw new StorageNotFoundError(key);
-        await mkdir(path.dirname(file), { recursive: true });
-        await rename(tmp, file);
+        await renameInto(tmp, file);
         return written;
       } catch (err) {
         await rm(tmp, { force: true });
@@ -90,9 +116,8 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       const target = toPath(to);
       // rename() would also move a directory: only a file is an object.
       if (!(await statPath(source))) throw new StorageNotFoundError(from);
-      await mkdir(path.dirname(target), { recursive: true });
       try {
-        await rename(source, target);
+        await renameInto(source, target);
       } catch (err) {
         if (isNotFound(err)) throw new StorageNotFoundError(from);
         throw err;
@@ -100,12 +125,15 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
     },
 
     async delete(key) {
+      const file = toPath(key);
       try {
-        await unlink(toPath(key));
+        await unlink(file);
       } catch (err) {
         // EISDIR: a key that only prefixes others is no object, so there is nothing to remove.
         if (!isNotFound(err) && (err as NodeJS.ErrnoException).code !== 'EISDIR') throw err;
+        return;
       }
+      await pruneEmptyParents(path.dirname(file));
     },
 
     async *list(prefix) {

@@ -288,3 +288,20 @@ test('an upload resumes after the server restarts', async (t) => {
   const got = await c2.request(`/v2/${name}/blobs/${blob.digest}`);
   t.deepEqual(Buffer.from(await got.arrayBuffer()), blob.data);
 });
+
+test('finished and cancelled uploads leave no directories behind', async (t) => {
+  const { readdir } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const name = repo(t);
+  const blob = randomBlob(9000);
+  t.is((await client.pushChunked(name, blob, 4000)).status, 201);
+  const start = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  const location = start.headers.get('location')!;
+  await client.request(location, { method: 'PATCH', body: 'abc' });
+  await client.request(location, { method: 'DELETE' });
+  const uploads = await readdir(path.join(registry.dataDir, 'storage', 'uploads')).catch(() => [] as string[]);
+  const ids = [start.headers.get('docker-upload-uuid')];
+  t.false(uploads.some((id) => ids.includes(id)), 'the cancelled upload left its directory');
+  // No upload of this test remains at all (other tests may have sessions open).
+  t.true(uploads.length < 20, `${uploads.length} upload directories remain`);
+});
