@@ -29,7 +29,7 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     ctx.res.once('close', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const status = ctx.res.writableFinished ? ctx.res.statusCode : 499;
-      observeRequest(deps.metrics, ctx.state.route ?? 'unmatched', ctx.method, status, seconds);
+      observeRequest(deps.metrics, ctx.state.route ?? 'none', ctx.method, status, seconds);
     });
     // moby's ping and `docker manifest` check this header on every response, 401s included.
     ctx.set(API_VERSION_HEADER, 'registry/2.0');

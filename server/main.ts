@@ -46,7 +46,7 @@ async function serve(configFile: string | undefined): Promise<void> {
     'signet is listening',
   );
   const gcScheduler =
-    config.gc.interval > 0
+    config.gc.interval > 0 && !config.storage.maintenance.readonly.enabled
       ? startGcScheduler({ db: registry.db, gc: registry.deps.gc, config, log, onReport: (report) => recordGc(metrics, report) })
       : undefined;
 

@@ -172,3 +172,49 @@ test('S3 storage: a YAML storage.s3 section wins over a filesystem root set besi
   const { describeStorage } = await import('../../server/registry.js');
   t.is(describeStorage(config).driver, 's3');
 });
+
+test('operations settings: defaults, Go durations, and every problem by variable name', (t) => {
+  const defaults = loadConfig({ env: {} });
+  t.is(defaults.http.draintimeout, 25);
+  t.is(defaults.http.idletimeout, 60);
+  t.is(defaults.http.debug.addr, undefined);
+  t.true(defaults.http.debug.prometheus.enabled);
+  t.is(defaults.http.debug.prometheus.path, '/metrics');
+  t.false(defaults.storage.maintenance.readonly.enabled);
+  t.is(defaults.uploads.maxconcurrent, 32);
+
+  const set = loadConfig({
+    env: {
+      REGISTRY_HTTP_DRAINTIMEOUT: '1m30s',
+      REGISTRY_HTTP_IDLETIMEOUT: '500ms',
+      REGISTRY_HTTP_DEBUG_ADDR: '127.0.0.1:5001',
+      REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED: 'false',
+      REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH: '/internal/metrics',
+      REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED: 'true',
+      REGISTRY_UPLOADS_MAXCONCURRENT: '0',
+    },
+  });
+  t.is(set.http.draintimeout, 90);
+  t.is(set.http.idletimeout, 0.5);
+  t.is(set.http.debug.addr, '127.0.0.1:5001');
+  t.false(set.http.debug.prometheus.enabled);
+  t.is(set.http.debug.prometheus.path, '/internal/metrics');
+  t.true(set.storage.maintenance.readonly.enabled);
+  t.is(set.uploads.maxconcurrent, 0);
+
+  const error = t.throws(
+    () =>
+      loadConfig({
+        env: {
+          REGISTRY_HTTP_DRAINTIMEOUT: 'soon',
+          REGISTRY_HTTP_IDLETIMEOUT: '0',
+          REGISTRY_HTTP_DEBUG_ADDR: 'nowhere',
+          REGISTRY_UPLOADS_MAXCONCURRENT: '-1',
+        },
+      }),
+    { instanceOf: ConfigError },
+  );
+  for (const name of ['HTTP_DRAINTIMEOUT', 'HTTP_IDLETIMEOUT', 'HTTP_DEBUG_ADDR', 'UPLOADS_MAXCONCURRENT']) {
+    t.regex(error.message, new RegExp(`REGISTRY_${name}`), name);
+  }
+});

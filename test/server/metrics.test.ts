@@ -42,7 +42,7 @@ test.serial('requests are counted by route name, method and status, with a laten
   t.is(sample(text, 'signet_http_requests_total{route="upload.start",method="POST",status="201"}'), 1);
   t.is(sample(text, 'signet_http_requests_total{route="blob.get",method="GET",status="200"}'), 1);
   t.is(sample(text, 'signet_http_requests_total{route="manifest.get",method="GET",status="404"}'), 1);
-  t.is(sample(text, 'signet_http_requests_total{route="unmatched",method="GET",status="404"}'), 1);
+  t.is(sample(text, 'signet_http_requests_total{route="none",method="GET",status="404"}'), 1);
   t.true(sample(text, 'signet_http_request_duration_seconds_count{route="blob.get",method="GET"}') >= 1);
   t.true(text.includes('signet_http_request_duration_seconds_bucket{le="0.005",route="blob.get",method="GET"}'));
   // Bounded labels: no repository name or path reaches the metrics.
@@ -98,7 +98,7 @@ test('each registry has its own metrics; /metrics can be turned off or moved to 
   t.is((await fetch(`${moved.url}/metrics`)).status, 404);
   // The registries' counters are their own: this one has seen only the two 404s above.
   const text = await moved.registry.deps.metrics.register.metrics();
-  t.is(sample(text, 'signet_http_requests_total{route="unmatched",method="GET",status="404"}'), 1);
+  t.is(sample(text, 'signet_http_requests_total{route="none",method="GET",status="404"}'), 1);
   t.false(text.includes('route="upload.start"'));
 });
 
