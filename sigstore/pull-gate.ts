@@ -89,6 +89,16 @@ function identityProblem(ref: DockerReference, request: { repository: string; ta
   return undefined;
 }
 
+/** What is wrong with a verified signature's claim for this pull (digest, then identity), if anything. */
+function claimProblem(
+  claim: { manifestDigest: string; reference: DockerReference },
+  digest: string,
+  request: { repository: string; tag?: string; hosts: string[] },
+): string | undefined {
+  if (claim.manifestDigest !== digest) return `signature is for manifest ${claim.manifestDigest}`;
+  return identityProblem(claim.reference, request);
+}
+
 export function createPullGate(deps: PullGateDeps): PullGate {
   const { projects, keys, signatures, metadata, blobs } = deps;
   let epoch = 0;
@@ -141,12 +151,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
           result.problems.push(verification.reason);
           continue;
         }
-        const payload = parsePayload(verification.payload);
-        if (payload.manifestDigest !== digest) {
-          result.problems.push(`signature is for manifest ${payload.manifestDigest}`);
-          continue;
-        }
-        const problem = identityProblem(payload.reference, request);
+        const problem = claimProblem(parsePayload(verification.payload), digest, request);
         if (problem) {
           result.problems.push(problem);
           continue;
@@ -173,12 +178,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
         }
         result.keyIds.add(`cosign:${key.fingerprint.slice(0, 16).toUpperCase()}`);
         try {
-          const parsed = parseCosignPayload(payload);
-          if (parsed.manifestDigest !== digest) {
-            result.problems.push(`cosign signature is for manifest ${parsed.manifestDigest}`);
-            continue;
-          }
-          const problem = identityProblem(parsed.reference, request);
+          const problem = claimProblem(parseCosignPayload(payload), digest, request);
           if (problem) {
             result.problems.push(problem);
             continue;

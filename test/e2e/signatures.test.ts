@@ -34,9 +34,10 @@ interface Context {
 }
 
 // Hooks every client shares (registries, keys); the skopeo and podman tests skip on their own.
-const test = testWithCommands<Context>('signatures e2e', ['gpg', 'gpgconf']);
-const skopeoTest = testWithCommands<Context>('signatures e2e with skopeo', ['skopeo', 'gpg']);
-const podmanTest = testWithCommands<Context>('signatures e2e with podman', ['podman', 'gpg'], { root: true });
+const GPG = ['gpg', 'gpgconf'];
+const test = testWithCommands<Context>('signatures e2e', GPG);
+const skopeoTest = testWithCommands<Context>('signatures e2e with skopeo', ['skopeo', ...GPG]);
+const podmanTest = testWithCommands<Context>('signatures e2e with podman', ['podman', ...GPG], { root: true });
 type T = ExecutionContext<Context>;
 
 const USERS = { root: 'root-pw', dev: 'dev-pw', maint: 'maint-pw' };
