@@ -1,6 +1,7 @@
-// Two replicas on one PostgreSQL database and one S3 bucket (s3rver on loopback), as the
-// scale-out deployment runs them: no state may live only in one replica's memory. Caches are long here (60 s) so that only change notifications can explain
-// a replica seeing another's write promptly.
+// Two replicas — two `signet serve` processes on their own ports — on one PostgreSQL database and
+// one S3 bucket (s3rver on loopback), as the scale-out deployment runs them: no state may live only
+// in one replica's memory. Caches are long here (60 s) so that only change notifications can
+// explain a replica seeing another's write promptly.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +11,7 @@ import { testWithCommands } from '../helpers/env.js';
 import { createClient } from '../helpers/oci-client.js';
 import { blobOf, makeImage } from '../helpers/oci-layout.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { startS3rver, type TestS3 } from '../helpers/s3rver.js';
 import { makeKey, payload, sign } from '../helpers/signing.js';
 
@@ -18,10 +19,11 @@ const test = testWithCommands('replicas on shared PostgreSQL', [], { postgres: t
 let database: TestDatabase;
 let s3: TestS3;
 let dir: string;
-let a: TestRegistry;
-let b: TestRegistry;
+let a: ServerProcess;
+let b: ServerProcess;
 const USERS = { root: 'root-pw' };
-const on = (r: TestRegistry) => createClient(r.url, { Authorization: basic('root', USERS.root) });
+const on = (r: ServerProcess) => createClient(r.url, { Authorization: basic('root', USERS.root) });
+const hostOf = (r: ServerProcess): string => new URL(r.url).host;
 
 test.before(async () => {
   database = await createTestDatabase();
@@ -34,13 +36,13 @@ test.before(async () => {
     REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'),
     REGISTRY_AUTH_ADMINS: 'root',
   });
-  a = await startTestRegistry({ dataDir: dir, databaseUrl: database.url, env });
-  b = await startTestRegistry({ dataDir: dir, databaseUrl: database.url, env });
+  const processEnv = { ...env, REGISTRY_DATABASE_URL: database.url, REGISTRY_LOG_ACCESSLOG_DISABLED: 'true' };
+  [a, b] = await Promise.all([startServerProcess(processEnv), startServerProcess(processEnv)]);
   await on(a).request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'rep', public: false }) });
 });
 test.after.always(async () => {
-  await a?.close();
-  await b?.close();
+  await a?.kill('SIGTERM');
+  await b?.kill('SIGTERM');
   await database?.drop();
   await s3?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -95,7 +97,7 @@ test.serial('a key removed on A stops opening the gate on B', async (t) => {
   await on(a).request('/api/v1/projects/rep', { method: 'PATCH', body: JSON.stringify({ signedOnly: true }) });
   const image = makeImage({ layers: 1 });
   await on(a).pushImage('rep/signed', image, 'v1');
-  const sig = await sign(key, payload(image.manifest.digest, `${b.host}/rep/signed:v1`));
+  const sig = await sign(key, payload(image.manifest.digest, `${hostOf(b)}/rep/signed:v1`));
   const put = await on(a).request(`/extensions/v2/rep/signed/signatures/${image.manifest.digest}`, {
     method: 'PUT',
     body: JSON.stringify({ schemaVersion: 2, name: `${image.manifest.digest}@${'1'.repeat(32)}`, type: 'atomic', content: Buffer.from(sig).toString('base64') }),
