@@ -21,6 +21,7 @@ import {
   type LoadRow,
   type SmallImage,
 } from './workloads.js';
+import { addTrustRows, runTrustRows } from './trust-rows.js';
 
 // BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -193,6 +194,7 @@ async function main(resources: Resources): Promise<void> {
   const pull = table.add(`pull ${LAYER_MIB} MiB layer (median of ${LAYER_ROUNDS})`, 'MiB/s', { kind: 'ratio', min: 1 });
   const small = table.add(`${SMALL_BLOBS} small blobs, c=${SMALL_CONCURRENCY}`, 'blobs/s', { kind: 'ratio', min: 1 });
   const load = loadRows(table);
+  const trust = addTrustRows(table, load[0]![0], LOAD_CONNECTIONS);
   const rssPush = table.add(`peak RSS during ${LAYER_MIB} MiB push`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
   const rssPull = table.add(`peak RSS during ${LAYER_MIB} MiB pull`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
 
@@ -202,6 +204,7 @@ async function main(resources: Resources): Promise<void> {
     record(small, server, await measure(server, 'small blobs', () => pushSmallBlobs(server, blobs, SMALL_CONCURRENCY)));
   }
   await runLoadRows(load, servers, get, head);
+  await runTrustRows(resources, get, trust, { connections: LOAD_CONNECTIONS, seconds: QUICK ? 3 : 15, warmupSeconds: WARMUP_SECONDS }, record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
   table.print(servers[0]!.label, servers[1]?.label);
 }

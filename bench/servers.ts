@@ -123,7 +123,8 @@ async function waitReady(label: string, child: ChildProcess, baseUrl: string, st
     try {
       const res = await fetch(`${baseUrl}/v2/`, { signal: AbortSignal.timeout(2000) });
       await res.arrayBuffer();
-      if (res.status === 200) return;
+      // 401: up, with authentication configured.
+      if (res.status === 200 || res.status === 401) return;
     } catch {
       // not listening yet
     }
@@ -144,7 +145,7 @@ export function tail(file: string, lines = 20): string {
  * Signet from the built dist/, embedded PGlite, warn-level logs and no access log. BENCH_SIGNET_NODE_ARGS
  * adds node flags (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") for profiling.
  */
-export async function startSignet(resources: Resources): Promise<ServerHandle> {
+export async function startSignet(resources: Resources, extraEnv: Record<string, string> = {}, label = 'Signet'): Promise<ServerHandle> {
   const dir = await resources.tempDir('signet-bench-');
   const port = await freePort();
   const main = fileURLToPath(new URL('../dist/server/main.js', import.meta.url));
@@ -156,11 +157,12 @@ export async function startSignet(resources: Resources): Promise<ServerHandle> {
     REGISTRY_DATABASE_DATADIRECTORY: path.join(dir, 'database'),
     REGISTRY_LOG_LEVEL: 'warn',
     REGISTRY_LOG_ACCESSLOG_DISABLED: 'true',
+    ...extraEnv,
   });
   const { child, stderrFile } = launch(resources, 'signet', dir, process.execPath, [...nodeArgs, main, 'serve'], env);
   const baseUrl = `http://127.0.0.1:${port}`;
   await waitReady('signet', child, baseUrl, stderrFile);
-  return { label: 'Signet', pid: child.pid!, baseUrl, stderrFile, stop: () => stopChild(child) };
+  return { label, pid: child.pid!, baseUrl, stderrFile, stop: () => stopChild(child) };
 }
 
 /**

@@ -1,7 +1,13 @@
 // The result table: one row per workload, each registry's figure, the ratio, the target, a verdict.
 
 export type Figure = { value: number } | { error: string };
-export type Target = { kind: 'ratio'; min: number } | { kind: 'below'; max: number };
+export type Target =
+  | { kind: 'ratio'; min: number }
+  | { kind: 'below'; max: number }
+  /** Signet's figure against Signet's own figure in another row (e.g. with and without auth). */
+  | { kind: 'of-row'; row: Row; min: number }
+  /** Signet's figure under a plain limit in the row's unit. */
+  | { kind: 'under'; max: number };
 
 export interface Row {
   label: string;
@@ -54,6 +60,16 @@ function judge(
   g: number | undefined,
   haveGo: boolean,
 ): { ratio: string; target: string; verdict: 'PASS' | 'FAIL' | 'SKIP' } {
+  if (row.target.kind === 'of-row') {
+    const base = [...row.target.row.figures.values()].map((f) => ('value' in f ? f.value : undefined))[0];
+    const target = `≥ ${row.target.min}x row "${row.target.row.label.split(',')[0]}"`;
+    if (s === undefined || base === undefined || base <= 0) return { ratio: '—', target, verdict: 'FAIL' };
+    return { ratio: `${(s / base).toFixed(2)}x`, target, verdict: s / base >= row.target.min ? 'PASS' : 'FAIL' };
+  }
+  if (row.target.kind === 'under') {
+    const target = `Signet < ${row.target.max} ${row.unit}`;
+    return { ratio: '—', target, verdict: s !== undefined && s < row.target.max ? 'PASS' : 'FAIL' };
+  }
   if (row.target.kind === 'below') {
     const target = `Signet < ${row.target.max / 1e6} ${row.unit}`;
     return { ratio: '—', target, verdict: s !== undefined && s * 1e6 < row.target.max ? 'PASS' : 'FAIL' };
@@ -74,5 +90,6 @@ function cell(figure: Figure | undefined, unit: string): string {
 
 export function format(value: number, unit: string): string {
   if (unit === 'MiB/s' || unit === 'MB') return value.toFixed(1);
+  if (unit === 'ms') return value.toFixed(3);
   return Math.round(value).toLocaleString('en-US');
 }

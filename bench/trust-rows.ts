@@ -1,0 +1,117 @@
+// Rows for what authentication and the signed-only gate cost on the hottest path, a manifest GET
+// by tag: a Signet with htpasswd users (bcrypt cost 10, as `htpasswd -B -C 10` writes), one
+// project without the gate and one signed-only project whose image carries a trusted signature.
+// Targets: authenticated GETs at least 90% of the unauthenticated rate; a cached gate decision
+// adding well under a millisecond of server time per GET (the server runs on one thread, so
+// 1/rate is its time per request).
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import bcrypt from 'bcryptjs';
+import type { LoadGenerator } from './load.js';
+import { ACCEPT_MANIFESTS, sha256 } from './registry-client.js';
+import { startSignet, type Resources, type ServerHandle } from './servers.js';
+import type { Row, Table } from './table.js';
+import { makeKey, payload, sign } from '../test/helpers/signing.js';
+
+const USER = 'bench';
+const PASSWORD = 'bench-password';
+const AUTH = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
+
+async function call(server: ServerHandle, method: string, urlPath: string, body?: Uint8Array | string, type?: string): Promise<Response> {
+  const res = await fetch(`${server.baseUrl}${urlPath}`, {
+    method,
+    headers: { Authorization: AUTH, ...(type ? { 'Content-Type': type } : {}) },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : new Uint8Array(body) }),
+  });
+  if (res.status >= 300) throw new Error(`${method} ${urlPath}: ${res.status} ${await res.text()}`);
+  return res;
+}
+
+/** Pushes a one-layer image as `<repository>:latest`; returns its manifest digest. */
+async function pushImage(server: ServerHandle, repository: string): Promise<string> {
+  const layer = Buffer.from(`layer of ${repository} ${Date.now()}`);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+  for (const blob of [layer, config]) {
+    await call(server, 'POST', `/v2/${repository}/blobs/uploads/?digest=${sha256(blob)}`, new Uint8Array(blob), 'application/octet-stream');
+  }
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
+    }),
+  );
+  await call(server, 'PUT', `/v2/${repository}/manifests/latest`, new Uint8Array(manifest), 'application/vnd.oci.image.manifest.v1+json');
+  return sha256(manifest);
+}
+
+export interface TrustRows {
+  authenticated: Row;
+  gated: Row;
+  gateCost: Row;
+}
+
+export function addTrustRows(table: Table, unauthenticated: Row, connections: number): TrustRows {
+  const authenticated = table.add(`authenticated manifest GET, c=${connections}`, 'req/s', { kind: 'of-row', row: unauthenticated, min: 0.9 });
+  const gated = table.add(`signed-only manifest GET, c=${connections}`, 'req/s', { kind: 'of-row', row: authenticated, min: 0.5 });
+  const gateCost = table.add('cached gate decision, server time per GET', 'ms', { kind: 'under', max: 1 });
+  return { authenticated, gated, gateCost };
+}
+
+export async function runTrustRows(
+  resources: Resources,
+  get: LoadGenerator,
+  rows: TrustRows,
+  options: { connections: number; seconds: number; warmupSeconds: number },
+  record: (row: Row, server: ServerHandle, value: number | Error) => void,
+): Promise<void> {
+  const dir = await resources.tempDir('signet-bench-auth-');
+  const htpasswd = path.join(dir, 'htpasswd');
+  await writeFile(htpasswd, `${USER}:${bcrypt.hashSync(PASSWORD, 10).replace(/^\$2b\$/, '$2y$')}\n`);
+  const server = await startSignet(resources, {
+    REGISTRY_AUTH: 'htpasswd',
+    REGISTRY_AUTH_HTPASSWD_PATH: htpasswd,
+    REGISTRY_AUTH_ADMINS: USER,
+  });
+  try {
+    const host = new URL(server.baseUrl).host;
+    for (const name of ['open', 'gated']) await call(server, 'POST', '/api/v1/projects', JSON.stringify({ name, public: false }), 'application/json');
+    await pushImage(server, 'open/app');
+    const digest = await pushImage(server, 'gated/app');
+    const key = await makeKey({ name: 'Bench Signer' });
+    await call(server, 'POST', '/api/v1/projects/gated/keys', new Uint8Array(key.publicBinary), 'application/octet-stream');
+    const signature = await sign(key, payload(digest, `${host}/gated/app:latest`));
+    await call(
+      server,
+      'PUT',
+      `/extensions/v2/gated/app/signatures/${digest}`,
+      JSON.stringify({ schemaVersion: 2, name: `${digest}@${'0'.repeat(32)}`, type: 'atomic', content: Buffer.from(signature).toString('base64') }),
+      'application/json',
+    );
+    await call(server, 'PATCH', '/api/v1/projects/gated', JSON.stringify({ signedOnly: true }), 'application/json');
+
+    const load = async (repository: string): Promise<number> => {
+      const spec = {
+        url: `${server.baseUrl}/v2/${repository}/manifests/latest`,
+        method: 'GET' as const,
+        headers: { Accept: ACCEPT_MANIFESTS, Authorization: AUTH },
+        connections: options.connections,
+      };
+      await get.run({ ...spec, seconds: options.warmupSeconds });
+      const result = await get.run({ ...spec, seconds: options.seconds });
+      if (result.failed > result.ok / 100) throw new Error(`${result.failed} of ${result.ok + result.failed} requests failed`);
+      return result.rps;
+    };
+    const authenticated = await load('open/app');
+    record(rows.authenticated, server, authenticated);
+    const gated = await load('gated/app');
+    record(rows.gated, server, gated);
+    record(rows.gateCost, server, Math.max(0, (1 / gated - 1 / authenticated) * 1000));
+  } catch (err) {
+    const error = err instanceof Error ? err : new Error(String(err));
+    for (const row of [rows.authenticated, rows.gated, rows.gateCost]) record(row, server, error);
+  } finally {
+    await server.stop();
+  }
+}
