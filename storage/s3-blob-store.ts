@@ -104,6 +104,50 @@ function checkPartSize(name: string, value: number, max = S3_MAX_COPY_SIZE): num
   return value;
 }
 
+// Calls that may simply be sent again: their bodies are buffers, and repeating them changes
+// nothing. (Not completeMultipartUpload: a lost answer to a completed upload would turn into
+// NoSuchUpload on the retry.)
+const RETRYABLE = new Set([
+  'bucketExists',
+  'statObject',
+  'getPartialObject',
+  'putObject',
+  'uploadPart',
+  'copyObject',
+  'removeObject',
+  'abortMultipartUpload',
+  'initiateNewMultipartUpload',
+]);
+
+/** A keep-alive connection the server closed just as it was reused: nothing reached S3. */
+function isConnectionReset(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | undefined;
+  return e?.code === 'ECONNRESET' || e?.code === 'EPIPE' || e?.message === 'socket hang up';
+}
+
+/**
+ * The minio client does not retry, and an HTTP keep-alive race (the server closing an idle
+ * connection as the client reuses it) fails a request that never reached S3. Retry those, twice.
+ */
+function withConnectionRetries(raw: Client): Client {
+  return new Proxy(raw, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof value !== 'function' || !RETRYABLE.has(String(property))) return value;
+      const method = value as (...args: unknown[]) => Promise<unknown>;
+      return async (...args: unknown[]): Promise<unknown> => {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            return await method.apply(target, args);
+          } catch (err) {
+            if (attempt >= 2 || !isConnectionReset(err)) throw err;
+          }
+        }
+      };
+    },
+  });
+}
+
 export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
   const { bucket } = options;
   const region = options.region ?? 'us-east-1';
@@ -112,14 +156,14 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
   const copyThreshold = options.multipartCopyThreshold ?? S3_MAX_COPY_SIZE;
   const copyPartSize = checkPartSize('multipartCopyPartSize', options.multipartCopyPartSize ?? 1024 * MiB);
   const endpoint = parseEndpoint(options.regionEndpoint, options.secure);
-  const client = new Client({
+  const client = withConnectionRetries(new Client({
     endPoint: endpoint.endPoint,
     ...(endpoint.port !== undefined ? { port: endpoint.port } : {}),
     useSSL: endpoint.useSSL,
     region,
     pathStyle: options.forcePathStyle ?? endpoint.custom,
     ...(options.accessKey && options.secretKey ? { accessKey: options.accessKey, secretKey: options.secretKey } : {}),
-  });
+  }));
 
   /** The object name of a key; throws (so the async caller rejects) for a malformed key. */
   function objectName(key: string): string {
