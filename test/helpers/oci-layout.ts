@@ -55,21 +55,9 @@ export function randomLayer(bytes = 1024): Blob {
   return blobOf(gzipSync(tar), OCI_LAYER);
 }
 
-export function makeImage(options: { layers?: number; layerBytes?: number; os?: string; architecture?: string } = {}): Image {
-  const platform = { os: options.os ?? 'linux', architecture: options.architecture ?? 'amd64' };
-  const layers = Array.from({ length: options.layers ?? 2 }, () => randomLayer(options.layerBytes));
-  const diffIds = layers.map(() => sha256(randomBytes(8))); // not checked by registries or skopeo copy
-  const config = blobOf(
-    Buffer.from(
-      JSON.stringify({
-        ...platform,
-        created: new Date().toISOString(),
-        config: {},
-        rootfs: { type: 'layers', diff_ids: diffIds },
-      }),
-    ),
-    OCI_CONFIG,
-  );
+/** An image manifest over a config (given as its JSON) and layers. */
+export function imageOf(configJson: object, layers: Blob[], platform: Image['platform']): Image {
+  const config = blobOf(Buffer.from(JSON.stringify(configJson)), OCI_CONFIG);
   const manifest = blobOf(
     Buffer.from(
       JSON.stringify({
@@ -82,6 +70,13 @@ export function makeImage(options: { layers?: number; layerBytes?: number; os?: 
     OCI_MANIFEST,
   );
   return { config, layers, manifest, platform };
+}
+
+export function makeImage(options: { layers?: number; layerBytes?: number; os?: string; architecture?: string } = {}): Image {
+  const platform = { os: options.os ?? 'linux', architecture: options.architecture ?? 'amd64' };
+  const layers = Array.from({ length: options.layers ?? 2 }, () => randomLayer(options.layerBytes));
+  const diffIds = layers.map(() => sha256(randomBytes(8))); // not checked by registries or skopeo copy
+  return imageOf({ ...platform, created: new Date().toISOString(), config: {}, rootfs: { type: 'layers', diff_ids: diffIds } }, layers, platform);
 }
 
 export function makeIndex(images: Image[]): Blob {

@@ -3,7 +3,7 @@
 // them on pull; oci-layout.ts's makeImage uses random ones, which only skopeo copy tolerates).
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { blobOf, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256, type Image } from './oci-layout.js';
+import { blobOf, imageOf, OCI_LAYER, sha256, type Image } from './oci-layout.js';
 
 /** Files of a layer (or of a `docker import` / `podman import` tarball): path → content. */
 export type Files = Record<string, Buffer>;
@@ -57,28 +57,15 @@ export function makeRootfsImage(layers: Files[]): Image {
   const tars = layers.map((files) => tarOf(files));
   const blobs = tars.map((tar) => blobOf(gzipSync(tar), OCI_LAYER));
   const created = new Date().toISOString();
-  const config = blobOf(
-    Buffer.from(
-      JSON.stringify({
-        ...platform,
-        created,
-        config: { Cmd: ['/nonexistent'] },
-        rootfs: { type: 'layers', diff_ids: tars.map((tar) => sha256(tar)) },
-        history: tars.map(() => ({ created, created_by: 'signet e2e test' })),
-      }),
-    ),
-    OCI_CONFIG,
+  return imageOf(
+    {
+      ...platform,
+      created,
+      config: { Cmd: ['/nonexistent'] },
+      rootfs: { type: 'layers', diff_ids: tars.map((tar) => sha256(tar)) },
+      history: tars.map(() => ({ created, created_by: 'signet e2e test' })),
+    },
+    blobs,
+    platform,
   );
-  const manifest = blobOf(
-    Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config: { mediaType: config.mediaType, digest: config.digest, size: config.size },
-        layers: blobs.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
-      }),
-    ),
-    OCI_MANIFEST,
-  );
-  return { config, layers: blobs, manifest, platform };
 }
