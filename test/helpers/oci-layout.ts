@@ -32,17 +32,18 @@ export function blobOf(data: Buffer, mediaType: string): Blob {
   return { digest: sha256(data), size: data.length, data, mediaType };
 }
 
-/** A gzipped tar holding one file of random content: a valid layer for every client. */
-export function randomLayer(bytes = 1024): Blob {
-  const name = `file-${randomBytes(4).toString('hex')}`;
-  const content = randomBytes(bytes);
+/** Files of a layer (or of a `docker import` / `podman import` tarball): path → content. */
+export type Files = Record<string, Buffer>;
+
+function tarHeader(name: string, size: number, mtime: number): Buffer {
+  if (Buffer.byteLength(name) > 100) throw new Error(`tar entry name too long: ${name}`);
   const header = Buffer.alloc(512);
   header.write(name, 0, 'utf8');
   header.write('0000644\0', 100);
   header.write('0000000\0', 108);
   header.write('0000000\0', 116);
-  header.write(content.length.toString(8).padStart(11, '0') + '\0', 124);
-  header.write(Math.floor(Date.now() / 1000).toString(8).padStart(11, '0') + '\0', 136);
+  header.write(size.toString(8).padStart(11, '0') + '\0', 124);
+  header.write(mtime.toString(8).padStart(11, '0') + '\0', 136);
   header.write('        ', 148);
   header.write('0', 156);
   header.write('ustar\0', 257);
@@ -50,9 +51,24 @@ export function randomLayer(bytes = 1024): Blob {
   let sum = 0;
   for (const byte of header) sum += byte;
   header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  const padding = Buffer.alloc((512 - (content.length % 512)) % 512);
-  const tar = Buffer.concat([header, content, padding, Buffer.alloc(1024)]);
-  return blobOf(gzipSync(tar), OCI_LAYER);
+  return header;
+}
+
+/** An uncompressed ustar archive of regular files at the top level. */
+export function tarOf(files: Files): Buffer {
+  const mtime = Math.floor(Date.now() / 1000);
+  const parts: Buffer[] = [];
+  for (const [name, content] of Object.entries(files)) {
+    parts.push(tarHeader(name, content.length, mtime), content, Buffer.alloc((512 - (content.length % 512)) % 512));
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
+}
+
+/** Random files, named after the test so a failure shows whose they are. */
+/** A gzipped tar holding one file of random content: a valid layer for every client. */
+export function randomLayer(bytes = 1024): Blob {
+  return blobOf(gzipSync(tarOf({ [`file-${randomBytes(4).toString('hex')}`]: randomBytes(bytes) })), OCI_LAYER);
 }
 
 /** An image manifest over a config (given as its JSON) and layers. */

@@ -3,42 +3,10 @@
 // them on pull; oci-layout.ts's makeImage uses random ones, which only skopeo copy tolerates).
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { blobOf, imageOf, OCI_LAYER, sha256, type Image } from './oci-layout.js';
+import { blobOf, imageOf, OCI_LAYER, sha256, tarOf, type Files, type Image } from './oci-layout.js';
 
-/** Files of a layer (or of a `docker import` / `podman import` tarball): path → content. */
-export type Files = Record<string, Buffer>;
+export { tarOf, type Files } from './oci-layout.js';
 
-function tarHeader(name: string, size: number, mtime: number): Buffer {
-  if (Buffer.byteLength(name) > 100) throw new Error(`tar entry name too long: ${name}`);
-  const header = Buffer.alloc(512);
-  header.write(name, 0, 'utf8');
-  header.write('0000644\0', 100);
-  header.write('0000000\0', 108);
-  header.write('0000000\0', 116);
-  header.write(size.toString(8).padStart(11, '0') + '\0', 124);
-  header.write(mtime.toString(8).padStart(11, '0') + '\0', 136);
-  header.write('        ', 148);
-  header.write('0', 156);
-  header.write('ustar\0', 257);
-  header.write('00', 263);
-  let sum = 0;
-  for (const byte of header) sum += byte;
-  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  return header;
-}
-
-/** An uncompressed ustar archive of regular files at the top level. */
-export function tarOf(files: Files): Buffer {
-  const mtime = Math.floor(Date.now() / 1000);
-  const parts: Buffer[] = [];
-  for (const [name, content] of Object.entries(files)) {
-    parts.push(tarHeader(name, content.length, mtime), content, Buffer.alloc((512 - (content.length % 512)) % 512));
-  }
-  parts.push(Buffer.alloc(1024));
-  return Buffer.concat(parts);
-}
-
-/** Random files, named after the test so a failure shows whose they are. */
 export function randomFiles(prefix: string, count = 1, bytes = 2048): Files {
   const files: Files = {};
   for (let i = 0; i < count; i++) files[`${prefix}-${i}-${randomBytes(3).toString('hex')}`] = randomBytes(bytes);
