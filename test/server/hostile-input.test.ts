@@ -15,7 +15,7 @@ import anyTest, { type TestFn } from 'ava';
 import fc from 'fast-check';
 import { createRegistryRouter } from '../../server/routes.js';
 import { basic, createProject, writeHtpasswd } from '../helpers/auth.js';
-import { createClient } from '../helpers/oci-client.js';
+import { createClient, type OciErrorBody } from '../helpers/oci-client.js';
 import { makeImage, makeIndex, OCI_MANIFEST, sha256 } from '../helpers/oci-layout.js';
 import { rawRequest, requestHead } from '../helpers/raw-http.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -436,6 +436,17 @@ test.serial('the seeded content is unchanged, and the registry still serves', as
   const image = makeImage({ layers: 1 });
   const put = await client.pushImage('fuzz/after', image, 'ok');
   t.is(put.status, 201);
+  // The fuzzer is the project's admin, so a fuzzed PATCH may rightly have turned on "only signed
+  // pulls": then the unsigned image must be refused by the gate, and served once it is off again.
+  const settings = (await (await client.request('/api/v1/projects/fuzz')).json()) as { signedOnly: boolean };
+  if (settings.signedOnly) {
+    const refused = await client.getManifest('fuzz/after', 'ok');
+    t.is(refused.status, 412);
+    t.is(((await refused.json()) as OciErrorBody).errors[0]?.code, 'PROJECTPOLICYVIOLATION');
+    const off = await client.request('/api/v1/projects/fuzz', { method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ signedOnly: false }) });
+    t.is(off.status, 200);
+  }
   const got = await client.getManifest('fuzz/after', 'ok');
+  t.is(got.status, 200);
   t.deepEqual(Buffer.from(await got.arrayBuffer()), image.manifest.data);
 });
