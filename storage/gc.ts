@@ -14,6 +14,7 @@ import type { Blobs } from './blobs.js';
 import type { ChangeBus } from './change-bus.js';
 import type { Db } from './db.js';
 import { parseDigest } from './digest.js';
+import { isUploadId } from './paths.js';
 import { lockDigest } from './postgres-metadata-store.js';
 
 export interface GcOptions {
@@ -143,9 +144,8 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
   }
 
   async function sweepUploads(options: GcOptions, report: GcReport): Promise<void> {
-    const stale = await db.query<{ id: string }>('SELECT id FROM uploads WHERE updated_at < $1 ORDER BY id', [
-      new Date(Date.now() - options.uploadAgeMs),
-    ]);
+    const cutoff = new Date(Date.now() - options.uploadAgeMs);
+    const stale = await db.query<{ id: string }>('SELECT id FROM uploads WHERE updated_at < $1 ORDER BY id', [cutoff]);
     for (const [i, upload] of stale.entries()) {
       options.signal?.throwIfAborted();
       if (!options.dryRun) {
@@ -154,6 +154,37 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
       }
       report.uploadsRemoved += 1;
       options.onProgress?.({ phase: 'uploads', done: i + 1, total: stale.length });
+    }
+    await sweepUploadObjects(cutoff, options, report);
+  }
+
+  /**
+   * Upload objects whose session row is gone: a crash after an upload was claimed for its commit
+   * (or cancelled) and before its objects were removed. Only objects untouched for the upload age
+   * go, so an upload being committed right now keeps its chunks.
+   */
+  async function sweepUploadObjects(cutoff: Date, options: GcOptions, report: GcReport): Promise<void> {
+    const keysById = new Map<string, string[]>();
+    for await (const key of store.list('uploads/')) {
+      const id = key.split('/')[1];
+      if (id === undefined || !isUploadId(id)) continue;
+      const keys = keysById.get(id);
+      if (keys) keys.push(key);
+      else keysById.set(id, [key]);
+    }
+    const ids = [...keysById.keys()];
+    const live = new Set(
+      ids.length === 0
+        ? []
+        : (await db.query<{ id: string }>('SELECT id FROM uploads WHERE id = ANY($1::uuid[])', [ids])).map((r) => r.id),
+    );
+    for (const [id, keys] of keysById) {
+      options.signal?.throwIfAborted();
+      if (live.has(id)) continue;
+      const stats = await Promise.all(keys.map((key) => store.stat(key)));
+      if (stats.some((stat) => stat && stat.modified >= cutoff)) continue;
+      if (!options.dryRun) await blobs.removeUpload(id);
+      report.uploadsRemoved += 1;
     }
   }
 

@@ -90,6 +90,11 @@ export interface UploadMetadata {
   find(id: string): Promise<UploadRecord | undefined>;
   /** Appends a chunk when the upload is still at `chunk.offset`; false when another write won. */
   addChunk(id: string, chunk: UploadChunk): Promise<boolean>;
+  /**
+   * Ends the upload so that it can be committed, when it still holds exactly `size` bytes; false
+   * when another request wrote to it or ended it meanwhile. Its objects stay for the caller.
+   */
+  claim(id: string, size: number): Promise<boolean>;
   remove(id: string): Promise<boolean>;
 }
 

@@ -277,6 +277,9 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         );
         return added.length > 0;
       },
+      async claim(id, size) {
+        return (await db.query('DELETE FROM uploads WHERE id = $1 AND size = $2 RETURNING id', [id, size])).length > 0;
+      },
       async remove(id) {
         return (await db.query('DELETE FROM uploads WHERE id = $1 RETURNING id', [id])).length > 0;
       },

@@ -3,7 +3,8 @@
 // blob store, so an upload survives a restart and may continue on another replica.
 import { randomUUID } from 'node:crypto';
 import type { ParsedDigest } from '../../storage/digest.js';
-import { DigestMismatchError, SizeMismatchError, StorageNotFoundError } from '../../storage/errors.js';
+import { StorageNotFoundError } from '../../storage/errors.js';
+import type { UploadChunk } from '../../storage/blobs.js';
 import type { UploadRecord } from '../../storage/metadata-store.js';
 import { isUploadId } from '../../storage/paths.js';
 import { allowed, capture, emptyResponse, queryParam, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
@@ -47,9 +48,9 @@ export function createUploadHandlers(deps: RegistryDeps) {
     return ctx.get('Transfer-Encoding') !== '';
   }
 
-  /** Streams the request body in as the next chunk; returns the upload's new size. */
-  async function receive(ctx: Ctx, upload: UploadRecord): Promise<number> {
-    if (!hasBody(ctx)) return upload.size;
+  /** Streams the request body into a new chunk object of the upload (none when there is no body). */
+  async function writeBody(ctx: Ctx, upload: UploadRecord): Promise<UploadChunk | undefined> {
+    if (!hasBody(ctx)) return undefined;
     const caller = ctx.state.principal.user ?? `address ${ctx.ip}`;
     const release = slots.acquire(caller);
     if (!release) {
@@ -59,7 +60,13 @@ export function createUploadHandlers(deps: RegistryDeps) {
     }
     const chunk = await blobs.writeChunk(upload.id, upload.size, ctx.req, requestSignal(ctx)).finally(release);
     deps.metrics.blobBytesReceived.inc(chunk.size);
-    if (chunk.size === 0) return upload.size;
+    return chunk.size === 0 ? undefined : chunk;
+  }
+
+  /** Streams the request body in as the next recorded chunk; returns the upload's new size. */
+  async function receive(ctx: Ctx, upload: UploadRecord): Promise<number> {
+    const chunk = await writeBody(ctx, upload);
+    if (!chunk) return upload.size;
     if (!(await metadata.uploads.addChunk(upload.id, chunk))) {
       await blobs.discardChunk(upload.id, chunk);
       throw new OciError('RANGE_INVALID', 'another request wrote to this upload at the same offset');
@@ -67,23 +74,38 @@ export function createUploadHandlers(deps: RegistryDeps) {
     return upload.size + chunk.size;
   }
 
-  /** Verifies and publishes the upload, links the blob, ends the session. */
-  async function complete(name: string, id: string, digest: ParsedDigest): Promise<void> {
-    const upload = await loadUpload(name, id);
+  /**
+   * Takes the request's final body (if any), verifies and publishes the blob, links it and ends
+   * the session. The final body is never recorded as a chunk: claiming the upload at the size it
+   * was loaded with proves no other request wrote to it meanwhile, and ends it in the same
+   * statement, so the blob is committed from the recorded chunks plus this one. Whatever happens
+   * after the claim, the session is over and its objects go: a wrong digest or a quota refusal
+   * ends it as distribution does, and clients (containers/image, docker) start a failed blob over
+   * with a new session rather than retry the PUT.
+   */
+  async function complete(ctx: Ctx, name: string, upload: UploadRecord, digest: ParsedDigest): Promise<void> {
+    const last = await writeBody(ctx, upload);
+    const chunks = last ? [...upload.chunks, last] : upload.chunks;
+    const size = upload.size + (last?.size ?? 0);
     try {
-      const size = upload.chunks.reduce((n, c) => n + c.size, 0);
       await checkQuota(name, digest.digest, size);
-      await blobs.commit(id, upload.chunks, digest, {
+    } catch (err) {
+      await cancel(upload.id);
+      throw err;
+    }
+    if (!(await metadata.uploads.claim(upload.id, upload.size))) {
+      if (last) await blobs.discardChunk(upload.id, last);
+      throw new OciError('BLOB_UPLOAD_INVALID', 'another request wrote to or ended this upload meanwhile', { uploadId: upload.id });
+    }
+    try {
+      await blobs.commit(upload.id, chunks, digest, {
         // Placing the bytes and linking them is one critical section (see metadata blobs.save).
         link: (place) => metadata.blobs.save(name, digest.digest, size, place),
       });
     } catch (err) {
-      // A wrong digest ends the session, as distribution does: the client starts over.
-      // So does a refusal by the project's quota: nothing is linked and the chunks go.
-      if (err instanceof DigestMismatchError || err instanceof SizeMismatchError || isQuotaRefusal(err)) await cancel(id);
+      await blobs.removeUpload(upload.id).catch(() => undefined);
       throw err;
     }
-    await metadata.uploads.remove(id);
   }
 
   async function cancel(id: string): Promise<void> {
@@ -124,10 +146,10 @@ export function createUploadHandlers(deps: RegistryDeps) {
       const id = randomUUID();
       await metadata.uploads.create(id, name);
       if (digest) {
-        // Monolithic upload: the whole blob in the POST body.
+        // Monolithic upload: the whole blob in the POST body, committed as a one-request session.
+        const upload: UploadRecord = { id, repository: name, size: 0, chunks: [], createdAt: new Date() };
         try {
-          await receive(ctx, await loadUpload(name, id));
-          await complete(name, id, digest);
+          await complete(ctx, name, upload, digest);
         } catch (err) {
           await cancel(id).catch(() => undefined);
           throw err;
@@ -167,8 +189,7 @@ export function createUploadHandlers(deps: RegistryDeps) {
       await requireAccess(ctx, deps, 'push', name);
       const digest = requireDigest(queryParam(ctx, 'digest'));
       const upload = await loadUpload(name, capture(ctx, 1));
-      await receive(ctx, upload);
-      await complete(name, upload.id, digest);
+      await complete(ctx, name, upload, digest);
       setCreated(ctx, name, digest.digest);
     },
 
@@ -188,8 +209,4 @@ export function createUploadHandlers(deps: RegistryDeps) {
       emptyResponse(ctx, 204);
     },
   };
-}
-
-function isQuotaRefusal(err: unknown): boolean {
-  return err instanceof OciError && err.code === 'DENIED';
 }

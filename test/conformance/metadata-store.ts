@@ -409,6 +409,19 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.is(upload?.size, winner.size);
   });
 
+  test('an upload is claimed only at the size its claimant saw, and only once', async (t) => {
+    const id = randomUUID();
+    await store().uploads.create(id, randomRepository());
+    const chunk = { offset: 0, size: 10, key: uploadChunkKey(id, 0) };
+    t.true(await store().uploads.addChunk(id, chunk));
+    t.false(await store().uploads.claim(id, 0), 'a chunk arrived after the claimant looked');
+    t.truthy(await store().uploads.find(id), 'a refused claim leaves the upload as it was');
+    t.true(await store().uploads.claim(id, 10));
+    t.is(await store().uploads.find(id), undefined, 'a claimed upload is over');
+    t.false(await store().uploads.claim(id, 10), 'a second claim loses');
+    t.false(await store().uploads.addChunk(id, { offset: 10, size: 1, key: uploadChunkKey(id, 10) }), 'and takes no chunk');
+  });
+
   test('removing an upload removes its chunks', async (t) => {
     const id = randomUUID();
     const repository = randomRepository();

@@ -1,8 +1,8 @@
 // Garbage collection over the real server: what is referenced stays readable, what is not goes,
 // pushes racing the collection never leave a manifest pointing at missing bytes.
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { access, mkdir, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { access, mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
@@ -120,6 +120,30 @@ test.serial('stale upload sessions are removed; fresh ones stay', async (t) => {
   t.true(report.uploadsRemoved >= 1);
   t.is((await client.request(staleLocation)).status, 404);
   t.is((await client.request(fresh.headers.get('location')!)).status, 204);
+});
+
+test.serial('upload objects whose session is gone (a crash mid-commit) are removed once old; fresh ones stay', async (t) => {
+  const uploads = path.join(registry.dataDir, 'storage', 'uploads');
+  const old = path.join(uploads, randomUUID(), `${'0'.repeat(16)}-abcdef012345`);
+  const recent = path.join(uploads, randomUUID(), `${'0'.repeat(16)}-abcdef012345`);
+  for (const file of [old, recent]) {
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, randomBytes(50));
+  }
+  const past = new Date(Date.now() - 2 * 3600_000);
+  await utimes(old, past, past);
+  // A live session's chunk, however old, belongs to its session until the session goes stale.
+  const live = await client.request('/v2/gc/uploads/blobs/uploads/', { method: 'POST' });
+  await client.request(live.headers.get('location')!, { method: 'PATCH', body: 'kept' });
+  const liveDir = path.join(uploads, live.headers.get('docker-upload-uuid')!);
+  for (const name of await readdir(liveDir)) await utimes(path.join(liveDir, name), past, past);
+
+  const report = await gc();
+  t.true(report.uploadsRemoved >= 1);
+  await t.throwsAsync(access(old), undefined, 'the orphan chunk is gone');
+  await access(recent);
+  t.is((await readdir(liveDir)).length, 1, "the live session's chunk stays");
+  t.is((await client.request(live.headers.get('location')!)).status, 204);
 });
 
 test.serial('blob files no database row knows (a crash between writing and linking) are removed', async (t) => {
