@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 // `signet`: the command-line tool. The only module with side effects: read configuration, build the
 // registry, listen, and shut down cleanly on SIGTERM / SIGINT.
 import { readFileSync } from 'node:fs';
@@ -14,6 +14,11 @@ import { registerGcCommand } from './gc-cli.js';
 import { recordGc, startGcScheduler } from './gc-runner.js';
 
 async function serve(configFile: string | undefined): Promise<void> {
+  // libuv runs file system calls on a pool of 4 threads unless told otherwise, and the pool is
+  // made on first use, so this must come first. Every blob write ends in an fsync that holds a
+  // thread until the disk has the bytes (seconds for a large layer): with 4, a few large pushes
+  // would stall every other request's file access, and 16 small pushes would fsync 4 at a time.
+  process.env.UV_THREADPOOL_SIZE ??= '16';
   let config: Config;
   try {
     config = loadConfig({ env: process.env, ...(configFile ? { file: configFile } : {}) });
@@ -26,7 +31,12 @@ async function serve(configFile: string | undefined): Promise<void> {
   }
   const log = createLogger(config.log.level);
   const metrics = createMetrics();
-  const registry = await createRegistry(config, log, metrics);
+  // Without its database the registry can only fail requests: stop, so a supervisor restarts it.
+  let onDatabaseLost = (err: Error): void => {
+    log.fatal({ err }, 'the embedded database process ended');
+    process.exit(1);
+  };
+  const registry = await createRegistry(config, log, metrics, { onDatabaseLost: (err) => onDatabaseLost(err) });
   const requests = trackRequests(registry.app.callback());
   const server = createHttpServer(config, requests.listener);
   const address = await listen(server, config.http.addr);
@@ -54,7 +64,7 @@ async function serve(configFile: string | undefined): Promise<void> {
   // database once their handlers are done (a handler whose client was cut off is given a little
   // longer to finish a database write).
   let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
+  const stop = async (signal: string, exitCode = 0): Promise<void> => {
     if (stopping) return;
     stopping = true;
     gcScheduler?.stop();
@@ -69,8 +79,12 @@ async function serve(configFile: string | undefined): Promise<void> {
       log.error({ err }, 'closing the database failed');
     }
     log.info('stopped');
-    log.flush(() => process.exit(0));
-    setTimeout(() => process.exit(0), 2000).unref();
+    log.flush(() => process.exit(exitCode));
+    setTimeout(() => process.exit(exitCode), 2000).unref();
+  };
+  onDatabaseLost = (err) => {
+    log.fatal({ err }, 'the embedded database process ended; stopping');
+    void stop('database lost', 1);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));

@@ -15,7 +15,6 @@ import type { BlobStore } from '../storage/blob-store.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';
-import { createS3BlobStore } from '../storage/s3-blob-store.js';
 import { createKeyStore } from '../sigstore/key-store.js';
 import { createSignatureStore } from '../sigstore/signature-store.js';
 import { createSignatures } from '../sigstore/signatures.js';
@@ -33,14 +32,26 @@ export interface Registry {
   close(): Promise<void>;
 }
 
-export async function openDatabase(config: Config): Promise<Db> {
-  return config.database.url
-    ? createPostgresDb(config.database.url, { max: config.database.pool.max })
-    : createPgliteDb(path.resolve(config.database.datadirectory));
+export interface RegistryOptions {
+  /** The embedded database process ended on its own: the registry cannot serve any more. */
+  onDatabaseLost?: (err: Error) => void;
 }
 
-export async function createRegistry(config: Config, log: Logger, metrics: Metrics = createMetrics()): Promise<Registry> {
-  const db = await openDatabase(config);
+export async function openDatabase(config: Config, options: RegistryOptions = {}): Promise<Db> {
+  return config.database.url
+    ? createPostgresDb(config.database.url, { max: config.database.pool.max })
+    : createPgliteDb(path.resolve(config.database.datadirectory), {
+        ...(options.onDatabaseLost ? { onExit: options.onDatabaseLost } : {}),
+      });
+}
+
+export async function createRegistry(
+  config: Config,
+  log: Logger,
+  metrics: Metrics = createMetrics(),
+  options: RegistryOptions = {},
+): Promise<Registry> {
+  const db = await openDatabase(config, options);
   try {
     const applied = await migrate(db);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied database migrations');
@@ -48,7 +59,7 @@ export async function createRegistry(config: Config, log: Logger, metrics: Metri
     await db.close();
     throw err;
   }
-  const store = createBlobStore(config);
+  const store = await createBlobStore(config);
   const ttlMs = config.cache.ttl * 1000;
   // Replicas on one PostgreSQL hear each other's changes; PGlite serves a single process.
   const bus = createChangeBus({
@@ -100,9 +111,11 @@ export async function createRegistry(config: Config, log: Logger, metrics: Metri
 }
 
 /** S3 when a storage.s3 section exists (it wins over filesystem settings), else the filesystem. */
-export function createBlobStore(config: Config): BlobStore {
+export async function createBlobStore(config: Config): Promise<BlobStore> {
   const s3 = config.storage.s3;
   if (!s3) return createFilesystemBlobStore({ rootDirectory: config.storage.filesystem.rootdirectory });
+  // The S3 client and its dependencies take ~30 MB of memory: loaded only when S3 is configured.
+  const { createS3BlobStore } = await import('../storage/s3-blob-store.js');
   return createS3BlobStore({
     bucket: s3.bucket,
     region: s3.region,

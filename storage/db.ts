@@ -1,11 +1,21 @@
 // One small query interface over both PostgreSQL back ends: a `pg` pool for a real server and
-// PGlite (PostgreSQL compiled to WebAssembly, in-process) as the zero-setup default. Both run the
+// PGlite (PostgreSQL compiled to WebAssembly, in a child process) as the zero-setup default. Both run the
 // same SQL and the same migrations.
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import type { PgliteReply, PgliteRequest } from './pglite-protocol.js';
 
 export interface Queryable {
   query<R extends object = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]>;
+  /**
+   * Set on a transaction while which no other statement runs on the database at all (PGlite: one
+   * process, one session, other statements held back): it already excludes everyone a lock would.
+   */
+  readonly exclusive?: boolean;
 }
 
 export interface Db extends Queryable {
@@ -49,29 +59,125 @@ export function createPostgresDb(connectionString: string, options: { max?: numb
   };
 }
 
-export async function createPgliteDb(dataDirectory: string | undefined): Promise<Db> {
-  const { PGlite, types } = await import('@electric-sql/pglite');
-  if (dataDirectory) await mkdir(dataDirectory, { recursive: true });
-  const parsers = { [types.INT8]: (value: string) => Number(value) };
-  // PostgreSQL's default 128 MB of shared buffers lives in PGlite's WebAssembly memory, resident in
-  // this process; a registry's hot metadata needs far less. 16 MB: about 130 MB less RSS (bench/).
-  const startParams = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'];
-  const db = new PGlite(dataDirectory, { parsers, startParams });
-  await db.waitReady;
-  const normalize = <R>(rows: unknown[]): R[] => rows.map((row) => normalizeRow(row as Record<string, unknown>)) as R[];
+export interface PgliteDbOptions {
+  /** Called once if the database process exits on its own; every query fails from then on. */
+  onExit?: (err: Error) => void;
+}
+
+/**
+ * Embedded PostgreSQL: PGlite in a child process (storage/pglite-process.ts), `undefined` for a
+ * database in memory. The child answers one statement at a time, in order; this side holds back
+ * other statements while a transaction runs, so none lands inside someone else's transaction.
+ */
+export async function createPgliteDb(dataDirectory: string | undefined, options: PgliteDbOptions = {}): Promise<Db> {
+  if (dataDirectory) {
+    await mkdir(dataDirectory, { recursive: true });
+    if (!existsSync(path.join(dataDirectory, 'PG_VERSION'))) await runChild('init', dataDirectory).exited;
+  }
+  const child = runChild('serve', dataDirectory);
+  const pending = new Map<number, { resolve: (rows: Record<string, unknown>[]) => void; reject: (err: Error) => void }>();
+  let nextId = 0;
+  let lost: Error | undefined;
+  let closing = false;
+
+  const ready = new Promise<void>((resolve, reject) => {
+    child.process.on('message', (reply: PgliteReply) => {
+      if ('ready' in reply) resolve();
+      else if ('fatal' in reply) reject(new Error(`embedded database: ${reply.fatal}`));
+      else {
+        const waiter = pending.get(reply.id);
+        pending.delete(reply.id);
+        if ('error' in reply) waiter?.reject(Object.assign(new Error(reply.error.message), reply.error.fields));
+        else waiter?.resolve(reply.rows);
+      }
+    });
+    void child.exited.then(
+      () => reject(new Error('embedded database process exited while starting')),
+      reject,
+    );
+  });
+  void child.exited
+    .then(() => new Error('embedded database process exited'))
+    .catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))))
+    .then((err) => {
+      lost = err;
+      for (const waiter of pending.values()) waiter.reject(err);
+      pending.clear();
+      if (!closing) options.onExit?.(err);
+    });
+  await ready;
+
+  function send<R>(sql: string, params?: unknown[]): Promise<R[]> {
+    if (lost) return Promise.reject(lost);
+    const id = nextId++;
+    return new Promise<R[]>((resolve, reject) => {
+      pending.set(id, { resolve: (rows) => resolve(rows.map(normalizeRow) as R[]), reject });
+      const request: PgliteRequest = params === undefined ? { id, sql } : { id, sql, params };
+      child.process.send(request);
+    });
+  }
+
+  // Set while a transaction runs: statements from outside it wait.
+  let transactionDone: Promise<void> | undefined;
   return {
     kind: 'pglite',
     async query(sql, params) {
-      const result = await db.query(sql, params);
-      return normalize(result.rows);
+      while (transactionDone) await transactionDone;
+      return send(sql, params);
     },
-    transaction(fn) {
-      return db.transaction(async (tx) =>
-        fn({ query: async (sql, params) => normalize((await tx.query(sql, params)).rows) }),
-      );
+    async transaction(fn) {
+      while (transactionDone) await transactionDone;
+      let finish!: () => void;
+      transactionDone = new Promise((resolve) => (finish = resolve));
+      try {
+        // Each statement is a round trip to the database process, and the transaction holds every
+        // other statement back until it ends, so its statements are not kept waiting for BEGIN's
+        // answer: the process runs them in the order sent, BEGIN first.
+        const begun = send('BEGIN');
+        begun.catch(() => undefined);
+        const result = await fn({ exclusive: true, query: (sql, params) => send(sql, params) });
+        await begun;
+        await send('COMMIT');
+        return result;
+      } catch (err) {
+        await send('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        transactionDone = undefined;
+        finish();
+      }
     },
-    close: () => db.close(),
+    async close() {
+      if (closing) return;
+      closing = true;
+      if (!lost) child.process.send({ close: true } satisfies PgliteRequest);
+      await child.exited.catch(() => undefined);
+    },
   };
+}
+
+/** Forks the database process; `exited` settles when it ends (rejecting on a failure). */
+function runChild(mode: 'init' | 'serve', dataDirectory: string | undefined): { process: ChildProcess; exited: Promise<void> } {
+  // Under tsx (tests, bench) this module is TypeScript and so is its sibling.
+  const entry = fileURLToPath(new URL(`./pglite-process${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+  const child = fork(entry, [mode, dataDirectory ?? ''], {
+    serialization: 'advanced',
+    // Loader flags only (tsx): not a profiler's or debugger's flags meant for the registry.
+    execArgv: process.execArgv.filter((arg, i, all) => /^--(import|require|loader|experimental-loader)\b/.test(arg) || /^--(import|require|loader)$/.test(all[i - 1] ?? '')),
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  let fatal: string | undefined;
+  child.on('message', (reply: PgliteReply) => {
+    if ('fatal' in reply) fatal = reply.fatal;
+  });
+  const exited = new Promise<void>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`embedded database (${mode}) ${fatal ? `failed: ${fatal}` : `exited with ${signal ?? `code ${code}`}`}`));
+    });
+  });
+  return { process: child, exited };
 }
 
 // PGlite returns bytea as Uint8Array; make it a Buffer as pg does.

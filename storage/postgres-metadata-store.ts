@@ -20,8 +20,12 @@ interface ManifestRow {
   annotations: Record<string, string> | null;
 }
 
-/** Serialises linking, referencing and collecting one digest (transaction-scoped advisory lock). */
+/**
+ * Serialises linking, referencing and collecting one digest (transaction-scoped advisory lock).
+ * An exclusive transaction (PGlite) needs none: a statement fewer per blob pushed.
+ */
 export async function lockDigest(tx: Queryable, digest: string): Promise<void> {
+  if (tx.exclusive) return;
   await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [digest]);
 }
 
@@ -93,8 +97,8 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         }
         // Linking and placing the bytes happen under the digest's lock, which collection takes too.
         await db.transaction(async (tx) => {
-          await lockDigest(tx, digest);
-          await link(tx);
+          // Sent together, run in order on the transaction's one connection: the lock, then the link.
+          await Promise.all([lockDigest(tx, digest), link(tx)]);
           await place();
         });
       },

@@ -1,15 +1,53 @@
 // The real `signet serve` in a child process, for tests that kill it (SIGKILL, SIGTERM) and start
 // it again on the same data.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { until } from './wait.js';
 
 export interface ServerProcess {
   url: string;
   child: ChildProcess;
   /** Log lines seen so far (JSON objects). */
   logs: Record<string, unknown>[];
+  /**
+   * Signals the server and resolves with its exit code once it and its own child processes (the
+   * embedded database) are gone: a database process still closing its files after a SIGKILLed
+   * parent would otherwise race a test's removal of the data directory.
+   */
   kill(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** The pids of a process's children (Linux /proc; empty elsewhere). The bench uses it too. */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Pids of a process's children and their children. */
+function descendants(pid: number): number[] {
+  return childPids(pid).flatMap((child) => [child, ...descendants(child)]);
+}
+
+/** Running: it exists and is not a zombie waiting to be reaped. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
+  if (await until(() => !pids.some(running), timeoutMs)) return;
+  const left = pids.filter(running);
+  for (const pid of left) process.kill(pid, 'SIGKILL');
+  throw new Error(`processes ${left.join(', ')} outlived the server by ${timeoutMs} ms`);
 }
 
 const MAIN = path.resolve('server/main.ts');
@@ -39,14 +77,18 @@ export async function startServerProcess(env: Record<string, string>, timeoutMs 
       }
     });
   });
+  // Known now, while the server is their parent: a server that exits on its own orphans them.
+  const startedWith = child.pid === undefined ? [] : descendants(child.pid);
   return {
     url,
     child,
     logs,
     async kill(signal = 'SIGKILL') {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill(signal);
-      return exited;
+      const family = new Set([...startedWith, ...(child.pid === undefined ? [] : descendants(child.pid))]);
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const code = await exited;
+      await waitGone([...family], 20_000);
+      return code;
     },
   };
 }

@@ -10,8 +10,7 @@ import test from 'ava';
 import { createClient } from '../helpers/oci-client.js';
 import { blobOf, makeImage, type Image } from '../helpers/oci-layout.js';
 import { startServerProcess } from '../helpers/server-process.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { sleep } from '../helpers/wait.js';
 
 async function dataDirEnv(t: { teardown: (fn: () => Promise<void>) => void }): Promise<Record<string, string>> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-crash-'));

@@ -7,20 +7,12 @@ import test from 'ava';
 import { createClient, type OciErrorBody } from '../helpers/oci-client.js';
 import { openRaw, requestHead } from '../helpers/raw-http.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { until } from '../helpers/wait.js';
 
 async function gauge(registry: TestRegistry): Promise<number> {
   const text = await registry.registry.deps.metrics.register.metrics();
   const line = text.split('\n').find((l) => l.startsWith('signet_uploads_in_progress '));
   return Number(line?.split(' ')[1] ?? NaN);
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return check();
 }
 
 async function filesUnder(dir: string): Promise<string[]> {

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { openRaw, requestHead } from '../helpers/raw-http.js';
+import { until } from '../helpers/wait.js';
 
 const MAIN = path.resolve('server/main.ts');
 
@@ -74,15 +75,6 @@ function refusesConnections(port: number): Promise<boolean> {
     });
     socket.once('error', (err: Error & { code?: string }) => resolve(err.code === 'ECONNREFUSED'));
   });
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return false;
 }
 
 async function uploadsInProgress(base: string): Promise<number> {
