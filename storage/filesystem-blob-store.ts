@@ -1,13 +1,14 @@
 // Blob store on a local filesystem. Writes go to a temporary file under the same root, are fsynced
 // and renamed into place, so an object is either complete or absent, also after a crash.
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore, ObjectStat, ReadOptions } from './blob-store.js';
+import type { BlobStore, ObjectReader, ObjectStat, PositionalReads, ReadOptions } from './blob-store.js';
 import { StorageNotFoundError } from './errors.js';
+import { createFileSink } from './file-sink.js';
 
 const TMP_DIR = '_tmp';
 const KEY_SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
@@ -16,9 +17,11 @@ export interface FilesystemBlobStoreOptions {
   rootDirectory: string;
 }
 
-export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): BlobStore {
+export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): BlobStore & PositionalReads {
   const root = path.resolve(options.rootDirectory);
   const tmpRoot = path.join(root, TMP_DIR);
+  // Made once, not before every write (a system call per blob pushed).
+  let tmpReady: Promise<unknown> | undefined;
 
   // Keys come from storage/paths.ts, but the store refuses anything that could leave its root.
   function toPath(key: string): string {
@@ -66,6 +69,22 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
     }
   }
 
+  async function openFile(key: string): Promise<{ handle: FileHandle; size: number }> {
+    const handle = await open(toPath(key), 'r').catch((err: unknown) => {
+      throw isNotFound(err) ? new StorageNotFoundError(key) : err;
+    });
+    const stats = await handle.stat().catch(async (err: unknown) => {
+      await handle.close();
+      throw err;
+    });
+    // A directory (a key that only prefixes others) opens fine but is no object.
+    if (!stats.isFile()) {
+      await handle.close();
+      throw new StorageNotFoundError(key);
+    }
+    return { handle, size: stats.size };
+  }
+
   return {
     // async, so a refused key rejects like every other failure instead of throwing synchronously.
     async stat(key) {
@@ -73,15 +92,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
     },
 
     async read(key: string, options: ReadOptions = {}): Promise<Readable> {
-      const file = toPath(key);
-      const handle = await open(file, 'r').catch((err: unknown) => {
-        throw isNotFound(err) ? new StorageNotFoundError(key) : err;
-      });
-      // A directory (a key that only prefixes others) opens fine but is no object.
-      if (!(await handle.stat()).isFile()) {
-        await handle.close();
-        throw new StorageNotFoundError(key);
-      }
+      const { handle } = await openFile(key);
       return createReadStream('', {
         fd: handle,
         start: options.start,
@@ -91,15 +102,34 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       });
     },
 
+    async openReader(key: string): Promise<ObjectReader> {
+      const { handle, size } = await openFile(key);
+      return {
+        size,
+        async read(buffer, position) {
+          // A single read(2) may return less than asked before the end: fill the buffer.
+          let filled = 0;
+          while (filled < buffer.length) {
+            const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, position + filled);
+            if (bytesRead === 0) break;
+            filled += bytesRead;
+          }
+          return filled;
+        },
+        close: () => handle.close(),
+      };
+    },
+
     async write(key, body, options = {}) {
       const file = toPath(key);
-      await mkdir(tmpRoot, { recursive: true });
+      await (tmpReady ??= mkdir(tmpRoot, { recursive: true }).catch((err: unknown) => {
+        tmpReady = undefined;
+        throw err;
+      }));
       const tmp = path.join(tmpRoot, randomUUID());
       try {
-        // `flush` fsyncs before close, so the rename below never exposes a half-written file.
-        await pipeline(body, createWriteStream(tmp, { flags: 'wx', flush: true, highWaterMark: 256 * 1024 }), {
-          signal: options.signal,
-        });
+        // The sink fsyncs before it finishes, so the rename below never exposes a half-written file.
+        await pipeline(body, createFileSink(tmp), { signal: options.signal });
         // Stat before the rename: afterwards a concurrent write may already have replaced it.
         const written = await statPath(tmp);
         if (!written) throw new StorageNotFoundError(key);
@@ -107,6 +137,8 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         return written;
       } catch (err) {
         await rm(tmp, { force: true });
+        // The temporary directory was removed under us: make it again for the next write.
+        if (isNotFound(err) && !(await stat(tmpRoot).then(() => true, () => false))) tmpReady = undefined;
         throw err;
       }
     },

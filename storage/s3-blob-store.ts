@@ -15,7 +15,7 @@
 // number and reports a failed copy as success, so large moves use UploadPartCopy here as well.
 import { addAbortSignal, type Readable } from 'node:stream';
 import { Client, CopyDestinationOptions, CopySourceOptions, S3Error } from 'minio';
-import type { BlobStore, ObjectStat, ReadOptions } from './blob-store.js';
+import type { BlobStore, ObjectStat, PresignedGet, ReadOptions } from './blob-store.js';
 import { StorageNotFoundError } from './errors.js';
 import { KEY_SEGMENT_RE, parseEndpoint, rootPrefix } from './s3-endpoint.js';
 
@@ -52,17 +52,7 @@ export interface S3BlobStoreOptions {
   multipartCopyPartSize?: number;
 }
 
-/** Signed GET URLs: what an S3-backed store can offer beyond the BlobStore seam. */
-export interface PresignedGet {
-  /** A URL that fetches the object without credentials until it expires. */
-  presignedGetUrl(key: string, expirySeconds: number): Promise<string>;
-}
-
 export type S3BlobStore = BlobStore & PresignedGet;
-
-export function hasPresignedGet(store: BlobStore): store is S3BlobStore {
-  return typeof (store as Partial<PresignedGet>).presignedGetUrl === 'function';
-}
 
 const PARTIAL_SEGMENT_RE = /^[A-Za-z0-9._-]*$/;
 // The filesystem store keeps temporary files under this top-level name and refuses it as a key;

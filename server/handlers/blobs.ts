@@ -2,10 +2,11 @@
 import parseRange from 'range-parser';
 import { capture, emptyResponse, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { blobKey } from '../../storage/paths.js';
-import { hasPresignedGet } from '../../storage/s3-blob-store.js';
+import { hasPositionalReads, hasPresignedGet } from '../../storage/blob-store.js';
 import { OciError } from '../errors.js';
 import { countSentBytes } from '../metrics.js';
 import { requireDigest, requireName } from '../oci-names.js';
+import { sendObject } from '../send-object.js';
 
 /** The Go registry's S3 driver signs redirect URLs for 20 minutes. */
 const REDIRECT_EXPIRY_SECONDS = 20 * 60;
@@ -65,6 +66,19 @@ export function createBlobHandlers(deps: RegistryDeps) {
       }
       if (length === 0) {
         ctx.body = Buffer.alloc(0);
+        return;
+      }
+      if (hasPositionalReads(deps.store)) {
+        // Opened before anything is sent, so a missing file is still an OCI error.
+        const reader = await deps.store.openReader(blobKey(digest));
+        ctx.length = length;
+        // The headers are set; the body goes out here, not through Koa.
+        ctx.respond = false;
+        try {
+          await sendObject(ctx.res, reader, start, end, (bytes) => deps.metrics.blobBytesSent.inc(bytes));
+        } catch (err) {
+          ctx.state.log.error({ err, digest: digest.digest }, 'reading the blob failed while sending it');
+        }
         return;
       }
       ctx.body = await blobs.open(digest, { start, end, signal: requestSignal(ctx) });

@@ -1,9 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { readdir, readlink, truncate } from 'node:fs/promises';
 import http from 'node:http';
+import path from 'node:path';
 import test from 'ava';
+import { parseDigest } from '../../storage/digest.js';
+import { blobKey } from '../../storage/paths.js';
 import { createClient, errorCode } from '../helpers/oci-client.js';
 import { blobOf, sha256 } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { until } from '../helpers/wait.js';
 
 let registry: TestRegistry;
 let client: ReturnType<typeof createClient>;
@@ -304,4 +309,74 @@ test('finished and cancelled uploads leave no directories behind', async (t) => 
   t.false(uploads.some((id) => ids.includes(id)), 'the cancelled upload left its directory');
   // No upload of this test remains at all (other tests may have sessions open).
   t.true(uploads.length < 20, `${uploads.length} upload directories remain`);
+});
+
+function blobFile(digest: string): string {
+  return path.join(registry.config.storage.filesystem.rootdirectory, blobKey(parseDigest(digest)!));
+}
+
+/** Whether this process holds the file open (the registry under test runs in it). */
+async function isOpen(file: string): Promise<boolean> {
+  for (const fd of await readdir('/proc/self/fd')) {
+    if ((await readlink(`/proc/self/fd/${fd}`).catch(() => '')) === file) return true;
+  }
+  return false;
+}
+
+test('a large blob and ranges across the sender’s buffer boundaries arrive byte-exact', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob(1024 * 1024 + 123);
+  await client.pushBlob(name, blob);
+  const whole = await client.request(`/v2/${name}/blobs/${blob.digest}`);
+  t.is(whole.headers.get('content-length'), String(blob.size));
+  t.true(Buffer.from(await whole.arrayBuffer()).equals(blob.data));
+  for (const [start, end] of [
+    [262_143, 262_144],
+    [100, 800_000],
+    [blob.size - 300_000, blob.size - 1],
+  ] as const) {
+    const part = await client.request(`/v2/${name}/blobs/${blob.digest}`, { headers: { Range: `bytes=${start}-${end}` } });
+    t.is(part.status, 206);
+    t.true(Buffer.from(await part.arrayBuffer()).equals(blob.data.subarray(start, end + 1)), `${start}-${end}`);
+  }
+});
+
+test('a client that leaves mid-pull: the blob file is closed and the next pull is complete', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob(16 * 1024 * 1024);
+  await client.pushBlob(name, blob);
+  // A handle left open is closed by the garbage collector at some point, with this warning.
+  const collected: string[] = [];
+  const onWarning = (warning: Error): void => void (/on garbage collection/.test(warning.message) && collected.push(warning.message));
+  process.on('warning', onWarning);
+  t.teardown(() => void process.off('warning', onWarning));
+  const url = new URL(`/v2/${name}/blobs/${blob.digest}`, registry.url);
+  await new Promise<void>((resolve, reject) => {
+    const req = http.get(url, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+  });
+  const file = blobFile(blob.digest);
+  t.true(await until(async () => !(await isOpen(file)), 5000), 'the registry still holds the blob file open');
+  t.deepEqual(collected, [], 'the blob file was left to the garbage collector');
+  const again = await client.request(url.pathname);
+  t.true(Buffer.from(await again.arrayBuffer()).equals(blob.data));
+});
+
+test('a blob file cut short on disk: the response is cut short too, never padded, and the registry keeps serving', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob(1024 * 1024);
+  await client.pushBlob(name, blob);
+  await truncate(blobFile(blob.digest), 300_000);
+  const res = await client.request(`/v2/${name}/blobs/${blob.digest}`);
+  t.is(res.headers.get('content-length'), String(blob.size));
+  await t.throwsAsync(res.arrayBuffer(), undefined, 'the body ended early, so the client sees a failed transfer');
+  const other = randomBlob(2000);
+  await client.pushBlob(name, other);
+  const ok = await client.request(`/v2/${name}/blobs/${other.digest}`);
+  t.deepEqual(Buffer.from(await ok.arrayBuffer()), other.data);
 });

@@ -2,6 +2,8 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import { StorageNotFoundError } from '../../storage/errors.js';
 import { createFilesystemBlobStore } from '../../storage/filesystem-blob-store.js';
 import { blobStoreConformance, failingStream, listAll, readAll, streamOf } from '../conformance/blob-store.js';
 
@@ -61,6 +63,7 @@ test('keys that could leave the root or are malformed are refused by every opera
     await t.throwsAsync(store.write(key, streamOf(Buffer.from('evil'))), { message: /invalid storage key/ }, label);
     await t.throwsAsync(store.stat(key), { message: /invalid storage key/ }, label);
     await t.throwsAsync(store.read(key), { message: /invalid storage key/ }, label);
+    await t.throwsAsync(store.openReader(key), { message: /invalid storage key/ }, label);
     await t.throwsAsync(store.delete(key), { message: /invalid storage key/ }, label);
     await t.throwsAsync(store.move('uploads/ok', key), { message: /invalid storage key/ }, label);
     await t.throwsAsync(store.move(key, 'uploads/ok'), { message: /invalid storage key/ }, label);
@@ -99,4 +102,38 @@ test('failed and aborted writes leave no temporary file behind', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 50));
   t.deepEqual(await filesUnder(path.join(root, '_tmp')), []);
   t.deepEqual(await filesUnder(root), [path.join('uploads', 'z')]);
+});
+
+test('openReader reads into the caller’s buffer at any position; fewer bytes only at the end', async (t) => {
+  const { store } = await tempStore(t);
+  const data = randomBytes(3 * 1024 * 1024 + 7);
+  await store.write('blobs/sha256/ab/abc', streamOf(data));
+  const reader = await store.openReader('blobs/sha256/ab/abc');
+  t.teardown(() => reader.close());
+  t.is(reader.size, data.length);
+  const buffer = Buffer.alloc(1024 * 1024);
+  for (const position of [0, 12_345, 2 * 1024 * 1024]) {
+    t.is(await reader.read(buffer, position), buffer.length);
+    t.true(buffer.equals(data.subarray(position, position + buffer.length)), `at ${position}`);
+  }
+  t.is(await reader.read(buffer, data.length - 10), 10);
+  t.true(buffer.subarray(0, 10).equals(data.subarray(data.length - 10)));
+  t.is(await reader.read(buffer, data.length), 0);
+});
+
+test('openReader of a missing object or of a key that only prefixes others is StorageNotFoundError', async (t) => {
+  const { store } = await tempStore(t);
+  await store.write('blobs/sha256/ab/abc', streamOf(Buffer.from('x')));
+  await t.throwsAsync(store.openReader('blobs/sha256/ab/missing'), { instanceOf: StorageNotFoundError });
+  await t.throwsAsync(store.openReader('blobs/sha256/ab'), { instanceOf: StorageNotFoundError });
+});
+
+test('writes go on after the temporary directory was removed under a running store', async (t) => {
+  const { root, store } = await tempStore(t);
+  await store.write('uploads/one', streamOf(Buffer.from('one')));
+  await rm(path.join(root, '_tmp'), { recursive: true, force: true });
+  // The first write may fail; the store then makes the directory again.
+  await store.write('uploads/two', streamOf(Buffer.from('two'))).catch(() => undefined);
+  await store.write('uploads/three', streamOf(Buffer.from('three')));
+  t.is((await readAll(await store.read('uploads/three'))).toString(), 'three');
 });
