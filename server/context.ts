@@ -18,7 +18,10 @@ import type { Metrics } from './metrics.js';
 
 export interface RequestState {
   reqId: string;
-  log: Logger;
+  /** The request's logger, bound to its id (and its user, once known); made on first use. */
+  readonly log: Logger;
+  /** Adds a binding to every line `log` writes from now on. */
+  bindLog(key: string, value: string): void;
   principal: Principal;
   /** The name of the matched route in the routes table (a bounded metrics label). */
   route?: string;
