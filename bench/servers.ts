@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childPids } from '../test/helpers/server-process.js';
 
 export const GO_REGISTRY_BINARY = '/usr/bin/docker-registry';
 const READY_TIMEOUT_MS = 60_000;
@@ -141,8 +142,17 @@ export function tail(file: string, lines = 20): string {
   }
 }
 
+/** The node flags of package.json's `start` script, so the bench runs Signet as `npm start` does. */
+function startScriptNodeFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(/\s+/);
+  const main = words.indexOf('dist/server/main.js');
+  if (words[0] !== 'node' || main < 0) throw new Error(`cannot read node flags from the start script: ${pkg.scripts.start}`);
+  return words.slice(1, main);
+}
+
 /**
- * Signet from the built dist/, embedded PGlite, warn-level logs and no access log. BENCH_SIGNET_NODE_ARGS
+ * Signet from the built dist/ with the start script's node flags, embedded PGlite, warn-level logs and no access log. BENCH_SIGNET_NODE_ARGS
  * adds node flags (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") for profiling.
  */
 export async function startSignet(resources: Resources, extraEnv: Record<string, string> = {}, label = 'Signet'): Promise<ServerHandle> {
@@ -150,7 +160,7 @@ export async function startSignet(resources: Resources, extraEnv: Record<string,
   const port = await freePort();
   const main = fileURLToPath(new URL('../dist/server/main.js', import.meta.url));
   if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`);
-  const nodeArgs = (process.env.BENCH_SIGNET_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const nodeArgs = [...startScriptNodeFlags(), ...(process.env.BENCH_SIGNET_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)];
   const env = cleanEnv({
     REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
     REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(dir, 'storage'),
@@ -219,6 +229,8 @@ export function currentRss(pid: number): number {
 export interface RssSampler {
   /** Stops sampling; the peak resident set in bytes. */
   stop(): number;
+  /** The peak resident set of the process's children (Signet's embedded database), summed. */
+  childrenPeak(): number;
 }
 
 /**
@@ -235,15 +247,20 @@ export function sampleRss(pid: number): RssSampler {
     // not permitted: samples only
   }
   let peak = readStatusField(pid, 'VmRSS') ?? 0;
-  const timer = setInterval(() => {
+  let childrenPeak = 0;
+  const sample = (): void => {
     peak = Math.max(peak, readStatusField(pid, 'VmRSS') ?? 0);
-  }, 100);
+    childrenPeak = Math.max(childrenPeak, childPids(pid).reduce((sum, child) => sum + (readStatusField(child, 'VmRSS') ?? 0), 0));
+  };
+  sample();
+  const timer = setInterval(sample, 100);
   return {
     stop() {
       clearInterval(timer);
-      peak = Math.max(peak, readStatusField(pid, 'VmRSS') ?? 0);
+      sample();
       if (hwmReset) peak = Math.max(peak, readStatusField(pid, 'VmHWM') ?? 0);
       return peak;
     },
+    childrenPeak: () => childrenPeak,
   };
 }

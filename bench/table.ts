@@ -7,7 +7,9 @@ export type Target =
   /** Signet's figure against Signet's own figure in another row (e.g. with and without auth). */
   | { kind: 'of-row'; row: Row; min: number }
   /** Signet's figure under a plain limit in the row's unit. */
-  | { kind: 'under'; max: number };
+  | { kind: 'under'; max: number }
+  /** A figure shown for the record, with no target. */
+  | { kind: 'info' };
 
 export interface Row {
   label: string;
@@ -35,7 +37,7 @@ export class Table {
       const s = row.figures.get(signet);
       const g = go === undefined ? undefined : row.figures.get(go);
       const { ratio, target, verdict } = judge(row, value(s), value(g), go !== undefined);
-      if (verdict !== 'SKIP') judged++;
+      if (verdict === 'PASS' || verdict === 'FAIL') judged++;
       if (verdict === 'PASS') passed++;
       lines.push([String(i + 1), row.label, cell(s, row.unit), go ? cell(g, row.unit) : 'n/a', ratio, target, verdict]);
     });
@@ -47,7 +49,7 @@ export class Table {
     console.log(widths.map((w) => '-'.repeat(w)).join('  '));
     for (const l of lines.slice(1)) console.log(render(l));
     console.log('');
-    const skipped = this.rows.length - judged;
+    const skipped = this.rows.filter((row) => row.target.kind !== 'info').length - judged;
     console.log(
       `bench: ${passed} of ${judged} targets passed${skipped ? ` (${skipped} skipped: no Go registry to compare with)` : ''}`,
     );
@@ -59,7 +61,8 @@ function judge(
   s: number | undefined,
   g: number | undefined,
   haveGo: boolean,
-): { ratio: string; target: string; verdict: 'PASS' | 'FAIL' | 'SKIP' } {
+): { ratio: string; target: string; verdict: 'PASS' | 'FAIL' | 'SKIP' | '—' } {
+  if (row.target.kind === 'info') return { ratio: '—', target: '—', verdict: '—' };
   if (row.target.kind === 'of-row') {
     const base = [...row.target.row.figures.values()].map((f) => ('value' in f ? f.value : undefined))[0];
     const target = `≥ ${row.target.min}x row "${row.target.row.label.split(',')[0]}"`;

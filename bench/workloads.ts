@@ -42,6 +42,8 @@ function layerStream(layer: LargeLayer): Readable {
 export interface TransferResult {
   mibPerSecond: number;
   peakRssBytes: number;
+  /** Of the server's child processes (Signet's embedded database); 0 for the Go registry. */
+  peakChildrenRssBytes: number;
 }
 
 /** Pushes the layer (POST, one streamed PATCH, PUT ?digest=) while sampling the server's RSS. */
@@ -57,7 +59,7 @@ export async function pushLargeLayer(server: ServerHandle, layer: LargeLayer, re
     client.close();
   }
   const seconds = (performance.now() - started) / 1000;
-  return { mibPerSecond: layer.mib / seconds, peakRssBytes: rss.stop() };
+  return { mibPerSecond: layer.mib / seconds, peakRssBytes: rss.stop(), peakChildrenRssBytes: rss.childrenPeak() };
 }
 
 /** Pulls the layer back, hashing while reading, while sampling the server's RSS. */
@@ -75,7 +77,7 @@ export async function pullLargeLayer(server: ServerHandle, layer: LargeLayer, re
   const seconds = (performance.now() - started) / 1000;
   const peakRssBytes = rss.stop();
   if (bytes !== layer.mib * MIB) throw new Error(`pulled ${bytes} bytes, expected ${layer.mib * MIB}`);
-  return { mibPerSecond: layer.mib / seconds, peakRssBytes };
+  return { mibPerSecond: layer.mib / seconds, peakRssBytes, peakChildrenRssBytes: rss.childrenPeak() };
 }
 
 export interface SmallBlob {
