@@ -62,3 +62,24 @@ export interface PositionalReads {
 export function hasPositionalReads(store: BlobStore): store is BlobStore & PositionalReads {
   return typeof (store as Partial<PositionalReads>).openReader === 'function';
 }
+
+/** What a removal of local debris found (and removed, unless it was a dry run). */
+export interface DebrisReport {
+  files: number;
+  bytes: number;
+  directories: number;
+}
+
+/**
+ * Leftovers only a local filesystem has: the temporary file of a write that a crash cut off, and
+ * directories emptied by a crash or by earlier versions (one per upload). Garbage collection
+ * removes them; an object store has neither.
+ */
+export interface LocalDebris {
+  /** Removes temporary files and empty upload directories last changed before `olderThan`. */
+  removeDebris(olderThan: Date, options?: { dryRun?: boolean }): Promise<DebrisReport>;
+}
+
+export function hasLocalDebris(store: BlobStore): store is BlobStore & LocalDebris {
+  return typeof (store as Partial<LocalDebris>).removeDebris === 'function';
+}

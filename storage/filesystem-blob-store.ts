@@ -1,12 +1,12 @@
 // Blob store on a local filesystem. Writes go to a temporary file under the same root, are fsynced
 // and renamed into place, so an object is either complete or absent, also after a crash.
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore, ObjectReader, ObjectStat, PositionalReads, ReadOptions } from './blob-store.js';
+import type { BlobStore, DebrisReport, LocalDebris, ObjectReader, ObjectStat, PositionalReads, ReadOptions } from './blob-store.js';
 import { StorageNotFoundError } from './errors.js';
 import { createFileSink } from './file-sink.js';
 
@@ -17,7 +17,7 @@ export interface FilesystemBlobStoreOptions {
   rootDirectory: string;
 }
 
-export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): BlobStore & PositionalReads {
+export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): BlobStore & PositionalReads & LocalDebris {
   const root = path.resolve(options.rootDirectory);
   const tmpRoot = path.join(root, TMP_DIR);
   // Made once, not before every write (a system call per blob pushed).
@@ -46,17 +46,27 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
     }
   }
 
+  // Directories renamed into lately. A blob's directory (one of 256 per algorithm) nearly always
+  // exists, and a recursive mkdir of an existing one costs two system calls (mkdir, then a stat on
+  // EEXIST): for these the rename goes first and the directory is made only if it is missing.
+  const knownDirs = new Set<string>();
+
   // A concurrent prune may remove the parent between mkdir and rename: make it again and retry.
   async function renameInto(source: string, target: string): Promise<void> {
+    const dir = path.dirname(target);
+    let makeDir = !knownDirs.has(dir);
     for (let attempt = 0; ; attempt++) {
-      await mkdir(path.dirname(target), { recursive: true });
+      if (makeDir) await mkdir(dir, { recursive: true });
       try {
         await rename(source, target);
-        return;
+        break;
       } catch (err) {
         if (!isNotFound(err) || attempt >= 3 || !(await statPath(source))) throw err;
+        makeDir = true;
       }
     }
+    if (knownDirs.size >= 4096) knownDirs.clear();
+    knownDirs.add(dir);
   }
 
   async function statPath(file: string): Promise<ObjectStat | undefined> {
@@ -154,6 +164,8 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         if (isNotFound(err)) throw new StorageNotFoundError(from);
         throw err;
       }
+      // A moved-out upload chunk leaves its upload's directory empty: it goes now, not never.
+      await pruneEmptyParents(path.dirname(source));
     },
 
     async delete(key) {
@@ -166,6 +178,31 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         return;
       }
       await pruneEmptyParents(path.dirname(file));
+    },
+
+    async removeDebris(olderThan, { dryRun = false } = {}) {
+      const report: DebrisReport = { files: 0, bytes: 0, directories: 0 };
+      // A write in progress keeps touching its temporary file, so only old ones are cut-off writes.
+      for (const name of await readdir(tmpRoot).catch(() => [] as string[])) {
+        const file = path.join(tmpRoot, name);
+        const s = await lstat(file).catch(() => undefined);
+        if (!s?.isFile() || s.mtime >= olderThan) continue;
+        if (!dryRun && !(await unlink(file).then(() => true, () => false))) continue;
+        report.files += 1;
+        report.bytes += s.size;
+      }
+      // An upload's directory goes with its last object; a crash between the two, or a version
+      // that did not prune after a move, left it empty. A write racing this makes it again.
+      const uploads = path.join(root, 'uploads');
+      for (const name of await readdir(uploads).catch(() => [] as string[])) {
+        const dir = path.join(uploads, name);
+        const s = await lstat(dir).catch(() => undefined);
+        if (!s?.isDirectory() || s.mtime >= olderThan) continue;
+        if ((await readdir(dir).catch(() => [''])).length > 0) continue;
+        if (!dryRun && !(await rmdir(dir).then(() => true, () => false))) continue;
+        report.directories += 1;
+      }
+      return report;
     },
 
     async *list(prefix) {

@@ -9,7 +9,7 @@
 // the collection either completes first (and its blob is kept) or finds the blob gone and fails
 // cleanly (MANIFEST_BLOB_UNKNOWN; the client pushes the layer again). Several collectors (replicas)
 // may run at once: each deletion is idempotent.
-import type { BlobStore } from './blob-store.js';
+import { hasLocalDebris, type BlobStore } from './blob-store.js';
 import type { Blobs } from './blobs.js';
 import type { ChangeBus } from './change-bus.js';
 import type { Db } from './db.js';
@@ -156,6 +156,12 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
       options.onProgress?.({ phase: 'uploads', done: i + 1, total: stale.length });
     }
     await sweepUploadObjects(cutoff, options, report);
+    if (hasLocalDebris(store)) {
+      // Temporary files of writes a crash cut off: files nothing knows, like orphan blob files.
+      const debris = await store.removeDebris(cutoff, { dryRun: options.dryRun });
+      report.orphanFilesRemoved += debris.files;
+      report.bytesRemoved += debris.bytes;
+    }
   }
 
   /**

@@ -311,6 +311,36 @@ test('finished and cancelled uploads leave no directories behind', async (t) => 
   t.true(uploads.length < 20, `${uploads.length} upload directories remain`);
 });
 
+test('every way of pushing a blob leaves no upload directory behind', async (t) => {
+  const name = repo(t);
+  const uploads = path.join(registry.dataDir, 'storage', 'uploads');
+  const ids: string[] = [];
+  const start = async (): Promise<string> => {
+    const res = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+    ids.push(res.headers.get('docker-upload-uuid')!);
+    return res.headers.get('location')!;
+  };
+  // docker and containers/image: one PATCH with the whole blob, then a PUT without a body.
+  const streamed = randomBlob(5000);
+  let location = await start();
+  const patched = await client.request(location, { method: 'PATCH', body: new Uint8Array(streamed.data) });
+  t.is(patched.status, 202);
+  t.is((await client.request(`${patched.headers.get('location')}?digest=${streamed.digest}`, { method: 'PUT' })).status, 201);
+  // The whole blob in the closing PUT.
+  const closing = randomBlob(3000);
+  location = await start();
+  t.is((await client.request(`${location}?digest=${closing.digest}`, { method: 'PUT', body: new Uint8Array(closing.data) })).status, 201);
+  // A chunk, then the rest in the closing PUT.
+  const split = randomBlob(6000);
+  location = await start();
+  const first = await client.request(location, { method: 'PATCH', body: new Uint8Array(split.data.subarray(0, 2500)) });
+  const rest = await client.request(`${first.headers.get('location')}?digest=${split.digest}`, { method: 'PUT', body: new Uint8Array(split.data.subarray(2500)) });
+  t.is(rest.status, 201);
+  for (const blob of [streamed, closing, split]) t.deepEqual(Buffer.from(await (await client.request(`/v2/${name}/blobs/${blob.digest}`)).arrayBuffer()), blob.data);
+  const left = await readdir(uploads).catch(() => [] as string[]);
+  t.deepEqual(left.filter((id) => ids.includes(id)), []);
+});
+
 function blobFile(digest: string): string {
   return path.join(registry.config.storage.filesystem.rootdirectory, blobKey(parseDigest(digest)!));
 }

@@ -160,6 +160,23 @@ test.serial('blob files no database row knows (a crash between writing and linki
   await t.throwsAsync(access(file));
 });
 
+test.serial('temporary files of writes a crash cut off, and emptied upload directories, are removed once old', async (t) => {
+  const storage = path.join(registry.dataDir, 'storage');
+  const cutOff = path.join(storage, '_tmp', randomUUID());
+  const emptied = path.join(storage, 'uploads', randomUUID());
+  await mkdir(path.dirname(cutOff), { recursive: true });
+  await writeFile(cutOff, randomBytes(300));
+  await mkdir(emptied, { recursive: true });
+  const past = new Date(Date.now() - 2 * 3600_000);
+  await utimes(cutOff, past, past);
+  await utimes(emptied, past, past);
+  const report = await gc();
+  await t.throwsAsync(access(cutOff), undefined, 'the temporary file is gone');
+  await t.throwsAsync(access(emptied), undefined, 'the empty directory is gone');
+  t.true(report.orphanFilesRemoved >= 1);
+  t.true(report.bytesRemoved >= 300);
+});
+
 test.serial('a push racing the collection: every accepted manifest stays fully readable', async (t) => {
   // The same layers are pushed, dropped and pushed again while collections run back to back with
   // a short grace: each round starts just as the last round's blobs become collectable, so the

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
@@ -136,4 +136,37 @@ test('writes go on after the temporary directory was removed under a running sto
   await store.write('uploads/two', streamOf(Buffer.from('two'))).catch(() => undefined);
   await store.write('uploads/three', streamOf(Buffer.from('three')));
   t.is((await readAll(await store.read('uploads/three'))).toString(), 'three');
+});
+
+test('moving an object out of a directory removes the directory it leaves empty', async (t) => {
+  const { root, store } = await tempStore(t);
+  await store.write('uploads/u1/chunk', streamOf(Buffer.from('data')));
+  await store.move('uploads/u1/chunk', 'blobs/sha256/ab/abcd');
+  const entries = await readdir(path.join(root, 'uploads')).catch(() => [] as string[]);
+  t.deepEqual(entries, []);
+  t.is((await readAll(await store.read('blobs/sha256/ab/abcd'))).toString(), 'data');
+});
+
+test('debris removal takes old temporary files and old empty upload directories, nothing else', async (t) => {
+  const { root, store } = await tempStore(t);
+  await store.write('uploads/live/chunk', streamOf(Buffer.from('kept')));
+  await store.write('blobs/sha256/ab/abcd', streamOf(Buffer.from('blob')));
+  const past = new Date(Date.now() - 3600_000);
+  const oldTmp = path.join(root, '_tmp', 'cut-off-write');
+  const newTmp = path.join(root, '_tmp', 'write-in-progress');
+  await writeFile(oldTmp, randomBytes(100));
+  await writeFile(newTmp, randomBytes(10));
+  await utimes(oldTmp, past, past);
+  for (const dir of ['old-empty', 'new-empty']) await mkdir(path.join(root, 'uploads', dir));
+  await utimes(path.join(root, 'uploads', 'old-empty'), past, past);
+  await utimes(path.join(root, 'uploads', 'live'), past, past);
+
+  const cutoff = new Date(Date.now() - 60_000);
+  t.deepEqual(await store.removeDebris(cutoff, { dryRun: true }), { files: 1, bytes: 100, directories: 1 });
+  t.deepEqual((await readdir(path.join(root, '_tmp'))).sort(), ['cut-off-write', 'write-in-progress'], 'a dry run removes nothing');
+  t.deepEqual(await store.removeDebris(cutoff), { files: 1, bytes: 100, directories: 1 });
+  t.deepEqual(await readdir(path.join(root, '_tmp')), ['write-in-progress']);
+  t.deepEqual((await readdir(path.join(root, 'uploads'))).sort(), ['live', 'new-empty']);
+  t.is((await readAll(await store.read('uploads/live/chunk'))).toString(), 'kept');
+  t.is((await readAll(await store.read('blobs/sha256/ab/abcd'))).toString(), 'blob');
 });
