@@ -21,6 +21,12 @@ export interface Queryable {
 export interface Db extends Queryable {
   /** Runs `fn` in one transaction; a thrown error rolls it back. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` with no other statement on the database in between, each of its statements
+   * committing on its own; only where the whole database is one session (PGlite). There it
+   * excludes everyone a transaction would, without the BEGIN and COMMIT round trips.
+   */
+  readonly exclusively?: <T>(fn: (q: Queryable) => Promise<T>) => Promise<T>;
   close(): Promise<void>;
   readonly kind: 'postgres' | 'pglite';
 }
@@ -117,36 +123,44 @@ export async function createPgliteDb(dataDirectory: string | undefined, options:
     });
   }
 
-  // Set while a transaction runs: statements from outside it wait.
-  let transactionDone: Promise<void> | undefined;
+  // Set while a transaction or exclusive section runs: statements from outside it wait.
+  let heldUntil: Promise<void> | undefined;
+  const own: Queryable = { exclusive: true, query: (sql, params) => send(sql, params) };
+  async function hold<T>(fn: () => Promise<T>): Promise<T> {
+    while (heldUntil) await heldUntil;
+    let finish!: () => void;
+    heldUntil = new Promise((resolve) => (finish = resolve));
+    try {
+      return await fn();
+    } finally {
+      heldUntil = undefined;
+      finish();
+    }
+  }
   return {
     kind: 'pglite',
     async query(sql, params) {
-      while (transactionDone) await transactionDone;
+      while (heldUntil) await heldUntil;
       return send(sql, params);
     },
-    async transaction(fn) {
-      while (transactionDone) await transactionDone;
-      let finish!: () => void;
-      transactionDone = new Promise((resolve) => (finish = resolve));
-      try {
-        // Each statement is a round trip to the database process, and the transaction holds every
-        // other statement back until it ends, so its statements are not kept waiting for BEGIN's
-        // answer: the process runs them in the order sent, BEGIN first.
-        const begun = send('BEGIN');
-        begun.catch(() => undefined);
-        const result = await fn({ exclusive: true, query: (sql, params) => send(sql, params) });
-        await begun;
-        await send('COMMIT');
-        return result;
-      } catch (err) {
-        await send('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        transactionDone = undefined;
-        finish();
-      }
-    },
+    transaction: (fn) =>
+      hold(async () => {
+        try {
+          // Each statement is a round trip to the database process, and the transaction holds every
+          // other statement back until it ends, so its statements are not kept waiting for BEGIN's
+          // answer: the process runs them in the order sent, BEGIN first.
+          const begun = send('BEGIN');
+          begun.catch(() => undefined);
+          const result = await fn(own);
+          await begun;
+          await send('COMMIT');
+          return result;
+        } catch (err) {
+          await send('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+      }),
+    exclusively: (fn) => hold(() => fn(own)),
     async close() {
       if (closing) return;
       closing = true;

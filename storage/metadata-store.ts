@@ -91,10 +91,12 @@ export interface UploadMetadata {
   /** Appends a chunk when the upload is still at `chunk.offset`; false when another write won. */
   addChunk(id: string, chunk: UploadChunk): Promise<boolean>;
   /**
-   * Ends the upload so that it can be committed, when it still holds exactly `size` bytes; false
-   * when another request wrote to it or ended it meanwhile. Its objects stay for the caller.
+   * Ends the upload of `repository` and returns it as it was, so that it can be committed; in one
+   * step, so no other request can write to it or end it meanwhile (their addChunk, take or remove
+   * find nothing). `undefined` when there is no such upload (in that repository). Its objects
+   * stay for the caller.
    */
-  claim(id: string, size: number): Promise<boolean>;
+  take(id: string, repository: string): Promise<UploadRecord | undefined>;
   remove(id: string): Promise<boolean>;
 }
 

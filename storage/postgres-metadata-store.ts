@@ -95,6 +95,17 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
           await link(db);
           return;
         }
+        if (db.exclusively) {
+          // PGlite: with every other statement held back (collection's included), place the bytes,
+          // then link them in one statement that commits on its own: two round trips fewer than a
+          // transaction. A failure or crash in between leaves a verified blob file that no row
+          // knows, which collection removes (gc.ts, sweepOrphans) or a later push links.
+          await db.exclusively(async (q) => {
+            await place();
+            await link(q);
+          });
+          return;
+        }
         // Linking and placing the bytes happen under the digest's lock, which collection takes too.
         await db.transaction(async (tx) => {
           // Sent together, run in order on the transaction's one connection: the lock, then the link.
@@ -243,32 +254,14 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         await db.query('INSERT INTO uploads (id, repository) VALUES ($1, $2)', [id, repository]);
       },
       async find(id) {
-        const rows = await db.query<{
-          id: string;
-          repository: string;
-          size: number;
-          created_at: Date;
-          start_offset: number | null;
-          chunk_size: number | null;
-          storage_key: string | null;
-        }>(
-          `SELECT u.id, u.repository, u.size, u.created_at, c.start_offset, c.size AS chunk_size, c.storage_key
-           FROM uploads u LEFT JOIN upload_chunks c ON c.upload_id = u.id
-           WHERE u.id = $1 ORDER BY c.start_offset`,
-          [id],
+        return toUploadRecord(
+          await db.query<UploadRow>(
+            `SELECT u.id, u.repository, u.size, u.created_at, c.start_offset, c.size AS chunk_size, c.storage_key
+             FROM uploads u LEFT JOIN upload_chunks c ON c.upload_id = u.id
+             WHERE u.id = $1 ORDER BY c.start_offset`,
+            [id],
+          ),
         );
-        const upload = rows[0];
-        if (!upload) return undefined;
-        const record: UploadRecord = {
-          id: upload.id,
-          repository: upload.repository,
-          size: upload.size,
-          createdAt: upload.created_at,
-          chunks: rows
-            .filter((c) => c.storage_key !== null)
-            .map((c) => ({ offset: c.start_offset!, size: c.chunk_size!, key: c.storage_key! })),
-        };
-        return record;
       },
       async addChunk(id, chunk) {
         // Only the write that finds the upload still at this offset may append (one statement).
@@ -281,8 +274,17 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         );
         return added.length > 0;
       },
-      async claim(id, size) {
-        return (await db.query('DELETE FROM uploads WHERE id = $1 AND size = $2 RETURNING id', [id, size])).length > 0;
+      async take(id, repository) {
+        // One statement: the chunks are read from the statement's snapshot, from before the cascade
+        // that deletes them with the upload runs.
+        return toUploadRecord(
+          await db.query<UploadRow>(
+            `WITH taken AS (DELETE FROM uploads WHERE id = $1 AND repository = $2 RETURNING id, repository, size, created_at)
+             SELECT t.id, t.repository, t.size, t.created_at, c.start_offset, c.size AS chunk_size, c.storage_key
+             FROM taken t LEFT JOIN upload_chunks c ON c.upload_id = t.id ORDER BY c.start_offset`,
+            [id, repository],
+          ),
+        );
       },
       async remove(id) {
         return (await db.query('DELETE FROM uploads WHERE id = $1 RETURNING id', [id])).length > 0;
@@ -290,6 +292,29 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
     },
 
     close: () => db.close(),
+  };
+}
+
+interface UploadRow {
+  id: string;
+  repository: string;
+  size: number;
+  created_at: Date;
+  start_offset: number | null;
+  chunk_size: number | null;
+  storage_key: string | null;
+}
+
+/** An upload and its chunks from rows of the upload joined with its chunks, in offset order. */
+function toUploadRecord(rows: UploadRow[]): UploadRecord | undefined {
+  const upload = rows[0];
+  if (!upload) return undefined;
+  return {
+    id: upload.id,
+    repository: upload.repository,
+    size: upload.size,
+    createdAt: upload.created_at,
+    chunks: rows.filter((c) => c.storage_key !== null).map((c) => ({ offset: c.start_offset!, size: c.chunk_size!, key: c.storage_key! })),
   };
 }
 

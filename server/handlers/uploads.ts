@@ -48,8 +48,11 @@ export function createUploadHandlers(deps: RegistryDeps) {
     return ctx.get('Transfer-Encoding') !== '';
   }
 
-  /** Streams the request body into a new chunk object of the upload (none when there is no body). */
-  async function writeBody(ctx: Ctx, upload: UploadRecord): Promise<UploadChunk | undefined> {
+  /**
+   * One of the caller's concurrent upload slots for a request with a body (`undefined` without
+   * one), taken before anything else so that a refusal (429) changes nothing.
+   */
+  function acquireSlot(ctx: Ctx): (() => void) | undefined {
     if (!hasBody(ctx)) return undefined;
     const caller = ctx.state.principal.user ?? `address ${ctx.ip}`;
     const release = slots.acquire(caller);
@@ -58,14 +61,21 @@ export function createUploadHandlers(deps: RegistryDeps) {
       ctx.set('Connection', 'close');
       throw new OciError('TOOMANYREQUESTS', `at most ${deps.config.uploads.maxconcurrent} uploads may stream at once per user`);
     }
-    const chunk = await blobs.writeChunk(upload.id, upload.size, ctx.req, requestSignal(ctx)).finally(release);
+    return release;
+  }
+
+  /** Streams the request body into a new chunk object at the upload's end (none for an empty body). */
+  async function writeBody(ctx: Ctx, upload: UploadRecord): Promise<UploadChunk | undefined> {
+    const chunk = await blobs.writeChunk(upload.id, upload.size, ctx.req, requestSignal(ctx));
     deps.metrics.blobBytesReceived.inc(chunk.size);
     return chunk.size === 0 ? undefined : chunk;
   }
 
   /** Streams the request body in as the next recorded chunk; returns the upload's new size. */
   async function receive(ctx: Ctx, upload: UploadRecord): Promise<number> {
-    const chunk = await writeBody(ctx, upload);
+    const release = acquireSlot(ctx);
+    if (!release) return upload.size;
+    const chunk = await writeBody(ctx, upload).finally(release);
     if (!chunk) return upload.size;
     if (!(await metadata.uploads.addChunk(upload.id, chunk))) {
       await blobs.discardChunk(upload.id, chunk);
@@ -75,29 +85,26 @@ export function createUploadHandlers(deps: RegistryDeps) {
   }
 
   /**
-   * Takes the request's final body (if any), verifies and publishes the blob, links it and ends
-   * the session. The final body is never recorded as a chunk: claiming the upload at the size it
-   * was loaded with proves no other request wrote to it meanwhile, and ends it in the same
-   * statement, so the blob is committed from the recorded chunks plus this one. Whatever happens
-   * after the claim, the session is over and its objects go: a wrong digest or a quota refusal
-   * ends it as distribution does, and clients (containers/image, docker) start a failed blob over
-   * with a new session rather than retry the PUT.
+   * Takes the request's final body (if any), verifies and publishes the blob and links it. The
+   * caller has already taken the upload (ended its session in the same statement that read it), so
+   * no other request writes to it meanwhile, and the final body joins the recorded chunks without
+   * being recorded itself: a PUT costs one statement before the link. Whatever fails from here on,
+   * the session is over and its objects go: a wrong digest or a quota refusal ends it as
+   * distribution does, and clients (containers/image, docker) start a failed blob over with a new
+   * session rather than retry the PUT.
    */
-  async function complete(ctx: Ctx, name: string, upload: UploadRecord, digest: ParsedDigest): Promise<void> {
-    const last = await writeBody(ctx, upload);
-    const chunks = last ? [...upload.chunks, last] : upload.chunks;
-    const size = upload.size + (last?.size ?? 0);
+  async function complete(ctx: Ctx, name: string, upload: UploadRecord, digest: ParsedDigest, release: (() => void) | undefined): Promise<void> {
     try {
+      let chunks = upload.chunks;
+      let size = upload.size;
+      if (release) {
+        const last = await writeBody(ctx, upload).finally(release);
+        if (last) {
+          chunks = [...chunks, last];
+          size += last.size;
+        }
+      }
       await checkQuota(name, digest.digest, size);
-    } catch (err) {
-      await cancel(upload.id);
-      throw err;
-    }
-    if (!(await metadata.uploads.claim(upload.id, upload.size))) {
-      if (last) await blobs.discardChunk(upload.id, last);
-      throw new OciError('BLOB_UPLOAD_INVALID', 'another request wrote to or ended this upload meanwhile', { uploadId: upload.id });
-    }
-    try {
       await blobs.commit(upload.id, chunks, digest, {
         // Placing the bytes and linking them is one critical section (see metadata blobs.save).
         link: (place) => metadata.blobs.save(name, digest.digest, size, place),
@@ -144,19 +151,16 @@ export function createUploadHandlers(deps: RegistryDeps) {
       const untrustedDigest = queryParam(ctx, 'digest');
       const digest = untrustedDigest === undefined ? undefined : requireDigest(untrustedDigest);
       const id = randomUUID();
-      await metadata.uploads.create(id, name);
       if (digest) {
-        // Monolithic upload: the whole blob in the POST body, committed as a one-request session.
+        // Monolithic upload: the whole blob in the POST body. No session row: nothing else can
+        // reach the upload, and should the server die midway, GC removes its objects once old.
+        const release = acquireSlot(ctx);
         const upload: UploadRecord = { id, repository: name, size: 0, chunks: [], createdAt: new Date() };
-        try {
-          await complete(ctx, name, upload, digest);
-        } catch (err) {
-          await cancel(id).catch(() => undefined);
-          throw err;
-        }
+        await complete(ctx, name, upload, digest, release);
         setCreated(ctx, name, digest.digest);
         return;
       }
+      await metadata.uploads.create(id, name);
       setProgress(ctx, name, id, 0);
       emptyResponse(ctx, 202);
     },
@@ -188,8 +192,20 @@ export function createUploadHandlers(deps: RegistryDeps) {
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'push', name);
       const digest = requireDigest(queryParam(ctx, 'digest'));
-      const upload = await loadUpload(name, capture(ctx, 1));
-      await complete(ctx, name, upload, digest);
+      const untrustedId = capture(ctx, 1);
+      const release = acquireSlot(ctx);
+      let upload: UploadRecord | undefined;
+      try {
+        upload = isUploadId(untrustedId) ? await metadata.uploads.take(untrustedId, name) : undefined;
+      } catch (err) {
+        release?.();
+        throw err;
+      }
+      if (!upload) {
+        release?.();
+        throw new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { uploadId: untrustedId });
+      }
+      await complete(ctx, name, upload, digest, release);
       setCreated(ctx, name, digest.digest);
     },
 

@@ -409,17 +409,35 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.is(upload?.size, winner.size);
   });
 
-  test('an upload is claimed only at the size its claimant saw, and only once', async (t) => {
+  test('taking an upload returns it with its chunks and ends it, once', async (t) => {
     const id = randomUUID();
-    await store().uploads.create(id, randomRepository());
-    const chunk = { offset: 0, size: 10, key: uploadChunkKey(id, 0) };
-    t.true(await store().uploads.addChunk(id, chunk));
-    t.false(await store().uploads.claim(id, 0), 'a chunk arrived after the claimant looked');
-    t.truthy(await store().uploads.find(id), 'a refused claim leaves the upload as it was');
-    t.true(await store().uploads.claim(id, 10));
-    t.is(await store().uploads.find(id), undefined, 'a claimed upload is over');
-    t.false(await store().uploads.claim(id, 10), 'a second claim loses');
-    t.false(await store().uploads.addChunk(id, { offset: 10, size: 1, key: uploadChunkKey(id, 10) }), 'and takes no chunk');
+    const repository = randomRepository();
+    await store().uploads.create(id, repository);
+    const chunks = [
+      { offset: 0, size: 10, key: uploadChunkKey(id, 0) },
+      { offset: 10, size: 5, key: uploadChunkKey(id, 10) },
+    ];
+    for (const chunk of chunks) t.true(await store().uploads.addChunk(id, chunk));
+    t.is(await store().uploads.take(id, `${repository}-other`), undefined, 'not an upload of another repository');
+    t.truthy(await store().uploads.find(id), 'a refused take leaves the upload as it was');
+    const taken = await store().uploads.take(id, repository);
+    t.is(taken?.size, 15);
+    t.is(taken?.repository, repository);
+    t.deepEqual(taken?.chunks, chunks);
+    t.is(await store().uploads.find(id), undefined, 'a taken upload is over');
+    t.is(await store().uploads.take(id, repository), undefined, 'a second take finds nothing');
+    t.false(await store().uploads.addChunk(id, { offset: 15, size: 1, key: uploadChunkKey(id, 15) }), 'and no chunk is added');
+    t.false(await store().uploads.remove(id));
+  });
+
+  test('concurrent takes of one upload: exactly one gets it', async (t) => {
+    const id = randomUUID();
+    const repository = randomRepository();
+    await store().uploads.create(id, repository);
+    t.true(await store().uploads.addChunk(id, { offset: 0, size: 3, key: uploadChunkKey(id, 0) }));
+    const results = await Promise.all(Array.from({ length: 8 }, () => store().uploads.take(id, repository)));
+    t.is(results.filter((r) => r !== undefined).length, 1);
+    t.is(results.find((r) => r !== undefined)?.chunks.length, 1);
   });
 
   test('removing an upload removes its chunks', async (t) => {

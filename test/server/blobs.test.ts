@@ -341,6 +341,19 @@ test('every way of pushing a blob leaves no upload directory behind', async (t) 
   t.deepEqual(left.filter((id) => ids.includes(id)), []);
 });
 
+test('a closing PUT ends the session also when its body does not match the digest', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob(2000);
+  const res = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  const location = res.headers.get('location')!;
+  const wrong = await client.request(`${location}?digest=${blob.digest}`, { method: 'PUT', body: new Uint8Array(randomBlob(2000).data) });
+  t.is(wrong.status, 400);
+  t.is((await client.request(location)).status, 404, 'the session is over, as in distribution');
+  t.is((await client.request(`/v2/${name}/blobs/${blob.digest}`, { method: 'HEAD' })).status, 404);
+  const uploads = await readdir(path.join(registry.dataDir, 'storage', 'uploads')).catch(() => [] as string[]);
+  t.false(uploads.includes(res.headers.get('docker-upload-uuid')!));
+});
+
 function blobFile(digest: string): string {
   return path.join(registry.config.storage.filesystem.rootdirectory, blobKey(parseDigest(digest)!));
 }

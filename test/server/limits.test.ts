@@ -36,6 +36,10 @@ test('uploads streaming at once are bounded per caller: 429 TOOMANYREQUESTS past
   const refused = await client.request(b, { method: 'PATCH', body: 'abcdefghij' });
   t.is(refused.status, 429);
   t.is(((await refused.json()) as OciErrorBody).errors[0]?.code, 'TOOMANYREQUESTS');
+  // A closing PUT with a body is refused the same way, and its session stays for a retry.
+  const closing = await client.request(`${b}?digest=sha256:${'0'.repeat(64)}`, { method: 'PUT', body: 'abcdefghij' });
+  t.is(closing.status, 429);
+  t.is((await client.request(b)).status, 204, 'the refused PUT left the session as it was');
   // Reads and session starts are not limited.
   t.is((await client.request('/v2/lim/app/blobs/uploads/', { method: 'POST' })).status, 202);
 
