@@ -5,7 +5,9 @@
 import type { ServerResponse } from 'node:http';
 import type { ObjectReader } from '../storage/blob-store.js';
 
-const CHUNK_BYTES = 256 * 1024;
+// 1 MiB: a quarter of the reads, writes and event-loop turns of 256 KiB, for 2 MiB per blob being
+// sent. Pulling 1 GiB took 0.6-0.8 s of server CPU instead of 0.8-1.3 s (bench/, four rounds each).
+const CHUNK_BYTES = 1024 * 1024;
 
 /**
  * Writes bytes `start`..`end` (inclusive) of `reader` to `res` and ends it; closes the reader.
