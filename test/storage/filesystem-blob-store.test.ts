@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { StorageNotFoundError } from '../../storage/errors.js';
 import { createFilesystemBlobStore } from '../../storage/filesystem-blob-store.js';
 import { blobStoreConformance, failingStream, listAll, readAll, streamOf } from '../conformance/blob-store.js';
@@ -169,4 +170,14 @@ test('debris removal takes old temporary files and old empty upload directories,
   t.deepEqual((await readdir(path.join(root, 'uploads'))).sort(), ['live', 'new-empty']);
   t.is((await readAll(await store.read('uploads/live/chunk'))).toString(), 'kept');
   t.is((await readAll(await store.read('blobs/sha256/ab/abcd'))).toString(), 'blob');
+});
+
+test('a write of pieces smaller and larger than the sink’s 1 MiB buffers stores every byte in order', async (t) => {
+  const { store } = await tempStore(t);
+  const MiB = 1024 * 1024;
+  const sizes = [1, 64 * 1024, MiB - 1, 3, 2 * MiB + 5, 7, MiB, 65_536, 1];
+  const pieces = sizes.map((size) => randomBytes(size));
+  await store.write('uploads/mixed', Readable.from(pieces, { objectMode: false }));
+  const stored = await readAll(await store.read('uploads/mixed'));
+  t.true(stored.equals(Buffer.concat(pieces)));
 });
