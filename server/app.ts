@@ -1,5 +1,6 @@
 // The Koa application. Middleware order: request context → errors → authentication → routes.
 import { randomUUID } from 'node:crypto';
+import { Stream } from 'node:stream';
 import Koa from 'koa';
 import { ANONYMOUS, type Principal } from '../auth/authorize.js';
 import type { Ctx, RegistryDeps, RequestState } from './context.js';
@@ -52,12 +53,6 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     const reqId = randomUUID();
     const started = process.hrtime.bigint();
     ctx.state = new RequestContext(reqId, deps.log);
-    // Counted when the response is over (streamed bodies included); 499 when the client left first.
-    ctx.res.once('close', () => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const status = ctx.res.writableFinished ? ctx.res.statusCode : 499;
-      observeRequest(deps.metrics, ctx.state.route ?? 'none', ctx.method, status, seconds);
-    });
     // moby's ping and `docker manifest` check this header on every response, 401s included.
     ctx.set(API_VERSION_HEADER, 'registry/2.0');
     ctx.set('X-Content-Type-Options', 'nosniff');
@@ -67,6 +62,19 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     try {
       await next();
     } finally {
+      // A streamed body (or one the handler sends itself) is counted when the response is over,
+      // as 499 when the client left first. Any other body is written right after this: counted
+      // now, without a listener per request.
+      const observe = (status: number): void =>
+        observeRequest(deps.metrics, ctx.state.route ?? 'none', ctx.method, status, Number(process.hrtime.bigint() - started) / 1e9);
+      if (!ctx.respond || ctx.body instanceof Stream) {
+        const over = (): void => observe(ctx.res.writableFinished ? ctx.res.statusCode : 499);
+        // A handler that sent the body itself may have seen the response close already.
+        if (ctx.res.closed) over();
+        else ctx.res.once('close', over);
+      } else {
+        observe(ctx.status);
+      }
       if (!deps.config.log.accesslog.disabled) {
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         ctx.state.log.info(

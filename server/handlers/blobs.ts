@@ -27,7 +27,7 @@ export function createBlobHandlers(deps: RegistryDeps) {
       ctx.set('ETag', `"${digest.digest}"`);
       ctx.set('Cache-Control', 'max-age=31536000');
       ctx.set('Accept-Ranges', 'bytes');
-      ctx.type = 'application/octet-stream';
+      ctx.set('Content-Type', 'application/octet-stream');
       if (ctx.get('If-None-Match') === `"${digest.digest}"`) {
         emptyResponse(ctx, 304);
         return;

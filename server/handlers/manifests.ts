@@ -65,20 +65,26 @@ export function createManifestHandlers(deps: RegistryDeps) {
       await deps.gate.enforce({
         repository: name,
         manifest,
-        hosts: hosts.length > 0 ? hosts : [ctx.host.toLowerCase()],
+        // Read only by a signed-only project's gate: most pulls never parse the Host header.
+        get hosts() {
+          return hosts.length > 0 ? hosts : [ctx.host.toLowerCase()];
+        },
         ...(reference.kind === 'tag' ? { tag: reference.tag } : {}),
       });
       // As distribution: a tag naming an index is not served to a client that cannot read
       // indexes (by digest the client asked for exactly this content, so it gets it).
-      const accepts = accepted(ctx);
-      if (reference.kind === 'tag' && accepts && isIndexMediaType(manifest.mediaType) && !accepts.has(manifest.mediaType)) {
-        throw new OciError('MANIFEST_UNKNOWN', `${manifest.mediaType} found, but the Accept header does not allow it`, {
-          tag: reference.tag,
-        });
+      if (reference.kind === 'tag' && isIndexMediaType(manifest.mediaType)) {
+        const accepts = accepted(ctx);
+        if (accepts && !accepts.has(manifest.mediaType)) {
+          throw new OciError('MANIFEST_UNKNOWN', `${manifest.mediaType} found, but the Accept header does not allow it`, {
+            tag: reference.tag,
+          });
+        }
       }
       ctx.set('Docker-Content-Digest', manifest.digest);
       ctx.set('ETag', `"${manifest.digest}"`);
-      ctx.type = manifest.mediaType;
+      // As stored, set directly: Koa's `type` looks the value up in the MIME database on every request.
+      ctx.set('Content-Type', manifest.mediaType);
       if (ctx.get('If-None-Match') === `"${manifest.digest}"`) {
         emptyResponse(ctx, 304);
         return;

@@ -8,6 +8,7 @@ import { createDebugListener, createMetrics } from '../../server/metrics.js';
 import { createClient } from '../helpers/oci-client.js';
 import { makeImage, randomLayer } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { until } from '../helpers/wait.js';
 
 let registry: TestRegistry;
 test.before(async () => {
@@ -58,6 +59,24 @@ test.serial('requests are counted by route name, method and status, with a laten
   }
   t.true(text.includes('process_cpu_user_seconds_total'));
   t.true(text.includes('nodejs_eventloop_lag_seconds'));
+});
+
+test.serial('a pull the client leaves midway is counted as 499 once the response is over', async (t) => {
+  const client = createClient(registry.url);
+  const layer = randomLayer(16 * 1024 * 1024);
+  t.is((await client.pushBlob('metrics/left', layer)).status, 201);
+  const series = 'signet_http_requests_total{route="blob.get",method="GET",status="499"}';
+  const before = sample(await scrape(registry.url), series);
+  await new Promise<void>((resolve, reject) => {
+    const req = http.get(`${registry.url}/v2/metrics/left/blobs/${layer.digest}`, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', (err) => ((err as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(err)));
+  });
+  t.true(await until(async () => sample(await scrape(registry.url), series) === before + 1, 5000));
 });
 
 test.serial('range requests count the bytes actually sent', async (t) => {
