@@ -67,7 +67,7 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
       // now, without a listener per request.
       const observe = (status: number): void =>
         observeRequest(deps.metrics, ctx.state.route ?? 'none', ctx.method, status, Number(process.hrtime.bigint() - started) / 1e9);
-      if (!ctx.respond || ctx.body instanceof Stream) {
+      if (ctx.respond === false || ctx.body instanceof Stream) {
         const over = (): void => observe(ctx.res.writableFinished ? ctx.res.statusCode : 499);
         // A handler that sent the body itself may have seen the response close already.
         if (ctx.res.closed) over();
