@@ -29,6 +29,12 @@ const LAYER_MIB = QUICK ? 64 : 1024;
 /** Layer pushes and pulls are repeated, alternating between the registries; the median counts. */
 const LAYER_ROUNDS = 3;
 const SMALL_BLOBS = QUICK ? 200 : 2000;
+/**
+ * The small-blob and request-load rows are measured in rounds too, the registries taking turns
+ * (and the order flipping each round), and the median counts: this host's speed swings by tens
+ * of percent within a minute, and one run each put a swing on one side of the ratio only.
+ */
+const ROUNDS = 3;
 const SMALL_CONCURRENCY = 16;
 const LOAD_CONNECTIONS = 32;
 const WARMUP_SECONDS = QUICK ? 1 : 3;
@@ -124,17 +130,39 @@ function loadRows(table: Table): [Row, LoadRow][] {
         method: 'HEAD',
         path: (image: SmallImage) => `/v2/${APP_REPO}/blobs/${image.layerDigest}`,
         headers: {},
-        seconds: QUICK ? 3 : 10,
+        seconds: QUICK ? 3 : 12,
       },
     ],
     [
       table.add(`tags/list (${TAG_COUNT} tags), c=${LOAD_CONNECTIONS}`, 'req/s', { kind: 'ratio', min: 5 }),
-      { method: 'GET', path: () => `/v2/${TAGS_REPO}/tags/list`, headers: {}, seconds: QUICK ? 3 : 10 },
+      { method: 'GET', path: () => `/v2/${TAGS_REPO}/tags/list`, headers: {}, seconds: QUICK ? 3 : 12 },
     ],
   ];
 }
 
-/** Fixed-duration request loads, each row run against every registry in turn. */
+/**
+ * Runs `fn` for every registry in ROUNDS rounds, the order flipping each round, and records the
+ * median of each registry's figures (or its first failure).
+ */
+async function runRounds(
+  row: Row,
+  servers: ServerHandle[],
+  fn: (server: ServerHandle, round: number) => Promise<number>,
+): Promise<void> {
+  const figures = new Map<ServerHandle, number[]>(servers.map((s) => [s, []]));
+  const failures = new Map<ServerHandle, Error>();
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? servers : [...servers].reverse();
+    for (const server of order.filter((s) => !failures.has(s))) {
+      const result = await measure(server, `${row.label}, round ${round + 1}`, () => fn(server, round));
+      if (result instanceof Error) failures.set(server, result);
+      else figures.get(server)!.push(result);
+    }
+  }
+  for (const server of servers) record(row, server, failures.get(server) ?? median(figures.get(server)!));
+}
+
+/** Fixed-duration request loads: each row's time is split over the rounds. */
 async function runLoadRows(
   specs: [Row, LoadRow][],
   servers: ServerHandle[],
@@ -146,18 +174,18 @@ async function runLoadRows(
     images.set(server, await measure(server, 'pushing the test image', () => pushSmallImage(server, TAG_COUNT)));
   }
   for (const [row, spec] of specs) {
-    for (const server of servers) {
+    await runRounds(row, servers, async (server, round) => {
       const image = images.get(server)!;
-      const options = { connections: LOAD_CONNECTIONS, warmupSeconds: WARMUP_SECONDS };
-      const result =
-        image instanceof Error
-          ? image
-          : await measure(server, row.label, () => runLoadRow(spec.method === 'HEAD' ? head : get, server, image, spec, options));
-      record(row, server, result instanceof Error ? result : result.rps);
-      if (!(result instanceof Error)) {
-        console.log(`${' '.repeat(15)}p99 ${result.p99Ms.toFixed(2)} ms, ${result.ok} answered, ${result.failed} failed`);
-      }
-    }
+      if (image instanceof Error) throw image;
+      // Warmed up (JIT, caches, connections) before its first round only.
+      const options = { connections: LOAD_CONNECTIONS, warmupSeconds: round === 0 ? WARMUP_SECONDS : 0 };
+      const result = await runLoadRow(spec.method === 'HEAD' ? head : get, server, image, { ...spec, seconds: spec.seconds / ROUNDS }, options);
+      console.log(
+        `  ${server.label.padEnd(12)} round ${round + 1}: ${format(result.rps, row.unit)} ${row.unit}, ` +
+          `p99 ${result.p99Ms.toFixed(2)} ms, ${result.ok} answered, ${result.failed} failed`,
+      );
+      return result.rps;
+    });
   }
 }
 
@@ -195,7 +223,7 @@ async function main(resources: Resources): Promise<void> {
   const table = new Table();
   const push = table.add(`push ${LAYER_MIB} MiB layer (median of ${LAYER_ROUNDS})`, 'MiB/s', { kind: 'ratio', min: 1.5 });
   const pull = table.add(`pull ${LAYER_MIB} MiB layer (median of ${LAYER_ROUNDS})`, 'MiB/s', { kind: 'ratio', min: 1 });
-  const small = table.add(`${SMALL_BLOBS} small blobs, c=${SMALL_CONCURRENCY}`, 'blobs/s', { kind: 'ratio', min: 1 });
+  const small = table.add(`${SMALL_BLOBS} small blobs, c=${SMALL_CONCURRENCY} (median of ${ROUNDS})`, 'blobs/s', { kind: 'ratio', min: 1 });
   const load = loadRows(table);
   const trust = addTrustRows(table, load[0]![0], LOAD_CONNECTIONS);
   const rssPush = table.add(`peak RSS during ${LAYER_MIB} MiB push`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
@@ -204,10 +232,12 @@ async function main(resources: Resources): Promise<void> {
   const rssDatabase = table.add(`peak RSS of the embedded database process, push and pull`, 'MB', { kind: 'info' });
 
   await runLayerRounds(servers, { push, pull, rssPush, rssPull, rssDatabase });
-  const blobs = makeSmallBlobs(SMALL_BLOBS);
-  for (const server of servers) {
-    record(small, server, await measure(server, 'small blobs', () => pushSmallBlobs(server, blobs, SMALL_CONCURRENCY)));
-  }
+  await runRounds(small, servers, async (server, round) => {
+    // Fresh blobs every time: a blob already there would be a cheaper push.
+    const rate = await pushSmallBlobs(server, makeSmallBlobs(SMALL_BLOBS), SMALL_CONCURRENCY);
+    console.log(`  ${server.label.padEnd(12)} round ${round + 1}: ${format(rate, small.unit)} ${small.unit}`);
+    return rate;
+  });
   await runLoadRows(load, servers, get, head);
   await runTrustRows(resources, get, trust, { connections: LOAD_CONNECTIONS, seconds: QUICK ? 3 : 15, warmupSeconds: WARMUP_SECONDS }, record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));

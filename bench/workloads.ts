@@ -175,7 +175,7 @@ export async function runLoadRow(
     headers: row.headers,
     connections: options.connections,
   };
-  await generator.run({ ...spec, seconds: options.warmupSeconds });
+  if (options.warmupSeconds > 0) await generator.run({ ...spec, seconds: options.warmupSeconds });
   const result = await generator.run({ ...spec, seconds: row.seconds });
   if (result.failed > result.ok / 100) throw new Error(`${result.failed} of ${result.ok + result.failed} requests failed`);
   return result;
