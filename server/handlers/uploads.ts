@@ -34,11 +34,20 @@ export function createUploadHandlers(deps: RegistryDeps) {
     emptyResponse(ctx, 201);
   }
 
+  function unknownUpload(untrustedId: string): OciError {
+    return new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { uploadId: untrustedId });
+  }
+
   async function loadUpload(name: string, untrustedId: string): Promise<UploadRecord> {
     const upload = isUploadId(untrustedId) ? await metadata.uploads.find(untrustedId) : undefined;
-    if (!upload || upload.repository !== name) {
-      throw new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { uploadId: untrustedId });
-    }
+    if (!upload || upload.repository !== name) throw unknownUpload(untrustedId);
+    return upload;
+  }
+
+  /** Ends the upload and returns it for its commit (metadata uploads.take). */
+  async function takeUpload(name: string, untrustedId: string): Promise<UploadRecord> {
+    const upload = isUploadId(untrustedId) ? await metadata.uploads.take(untrustedId, name) : undefined;
+    if (!upload) throw unknownUpload(untrustedId);
     return upload;
   }
 
@@ -192,18 +201,13 @@ export function createUploadHandlers(deps: RegistryDeps) {
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'push', name);
       const digest = requireDigest(queryParam(ctx, 'digest'));
-      const untrustedId = capture(ctx, 1);
       const release = acquireSlot(ctx);
-      let upload: UploadRecord | undefined;
+      let upload: UploadRecord;
       try {
-        upload = isUploadId(untrustedId) ? await metadata.uploads.take(untrustedId, name) : undefined;
+        upload = await takeUpload(name, capture(ctx, 1));
       } catch (err) {
         release?.();
         throw err;
-      }
-      if (!upload) {
-        release?.();
-        throw new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { uploadId: untrustedId });
       }
       await complete(ctx, name, upload, digest, release);
       setCreated(ctx, name, digest.digest);
