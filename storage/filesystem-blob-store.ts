@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import type { BlobStore, DebrisReport, LocalDebris, ObjectReader, ObjectStat, PositionalReads, ReadOptions } from './blob-store.js';
 import { StorageNotFoundError } from './errors.js';
 import { createFileSink } from './file-sink.js';
+import { UPLOADS_TREE } from './paths.js';
 
 const TMP_DIR = '_tmp';
 const KEY_SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
@@ -193,7 +194,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       }
       // An upload's directory goes with its last object; a crash between the two, or a version
       // that did not prune after a move, left it empty. A write racing this makes it again.
-      const uploads = path.join(root, 'uploads');
+      const uploads = toPath(UPLOADS_TREE);
       for (const name of await readdir(uploads).catch(() => [] as string[])) {
         const dir = path.join(uploads, name);
         const s = await lstat(dir).catch(() => undefined);

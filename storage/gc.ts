@@ -14,7 +14,7 @@ import type { Blobs } from './blobs.js';
 import type { ChangeBus } from './change-bus.js';
 import type { Db } from './db.js';
 import { parseDigest } from './digest.js';
-import { isUploadId } from './paths.js';
+import { UPLOADS_TREE, uploadIdOfKey } from './paths.js';
 import { lockDigest } from './postgres-metadata-store.js';
 
 export interface GcOptions {
@@ -171,9 +171,9 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
    */
   async function sweepUploadObjects(cutoff: Date, options: GcOptions, report: GcReport): Promise<void> {
     const keysById = new Map<string, string[]>();
-    for await (const key of store.list('uploads/')) {
-      const id = key.split('/')[1];
-      if (id === undefined || !isUploadId(id)) continue;
+    for await (const key of store.list(`${UPLOADS_TREE}/`)) {
+      const id = uploadIdOfKey(key);
+      if (id === undefined) continue;
       const keys = keysById.get(id);
       if (keys) keys.push(key);
       else keysById.set(id, [key]);

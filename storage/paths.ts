@@ -20,9 +20,18 @@ export function blobKey(digest: ParsedDigest): string {
   return `blobs/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}`;
 }
 
+/** The top-level tree holding every upload's objects, one directory (prefix) per upload. */
+export const UPLOADS_TREE = 'uploads';
+
 export function uploadPrefix(uploadId: string): string {
   if (!isUploadId(uploadId)) throw new Error(`invalid upload id ${JSON.stringify(uploadId)}`);
-  return `uploads/${uploadId}/`;
+  return `${UPLOADS_TREE}/${uploadId}/`;
+}
+
+/** The upload a key under the uploads tree belongs to; undefined for any other key. */
+export function uploadIdOfKey(key: string): string | undefined {
+  const [tree, id] = key.split('/');
+  return tree === UPLOADS_TREE && id !== undefined && isUploadId(id) ? id : undefined;
 }
 
 export function uploadChunkKey(uploadId: string, offset: number): string {
