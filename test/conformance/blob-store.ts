@@ -9,6 +9,7 @@ import type { BlobStore } from '../../storage/blob-store.js';
 import { digestOf, parseDigest } from '../../storage/digest.js';
 import { StorageNotFoundError } from '../../storage/errors.js';
 import { blobKey, uploadAssemblyKey, uploadChunkKey, uploadPrefix } from '../../storage/paths.js';
+import { sleep } from '../helpers/wait.js';
 
 export interface BlobStoreFixture {
   store: BlobStore;
@@ -30,7 +31,7 @@ export function streamOf(data: Buffer, pieceSize = 64 * KiB): Readable {
 export function failingStream(before: Buffer): Readable {
   async function* pieces(): AsyncGenerator<Buffer> {
     yield before;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await sleep(5);
     throw new Error('connection reset by test');
   }
   return Readable.from(pieces(), { objectMode: false });
@@ -242,7 +243,7 @@ export function blobStoreConformance(test: TestFn, makeStore: () => Promise<Blob
       for (let i = 0; i < 200; i++) {
         if (i === 3) controller.abort();
         yield randomBytes(16 * KiB);
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        await sleep(10);
       }
     }
     await t.throwsAsync(
@@ -343,7 +344,7 @@ export function blobStoreConformance(test: TestFn, makeStore: () => Promise<Blob
     async function* slowly(data: Buffer): AsyncGenerator<Buffer> {
       for (let at = 0; at < data.length; at += 32 * KiB) {
         yield data.subarray(at, at + 32 * KiB);
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 3));
+        await sleep(Math.random() * 3);
       }
     }
     const results = await Promise.all(

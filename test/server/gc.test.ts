@@ -10,6 +10,7 @@ import type { GcReport } from '../../storage/gc.js';
 import { createClient, errorCode } from '../helpers/oci-client.js';
 import { blobOf, makeImage, makeIndex, sha256, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { sleep } from '../helpers/wait.js';
 
 const run = promisify(execFile);
 let registry: TestRegistry;
@@ -194,7 +195,7 @@ test.serial('a push racing the collection: every accepted manifest stays fully r
   let accepted = 0;
   let refused = 0;
   for (let round = 0; round < 8; round++) {
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    await sleep(600);
     const image = makeImage({ layers: 0 });
     image.layers = [layers[round % 3]!];
     const manifest = blobOf(

@@ -14,6 +14,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { startS3rver, type TestS3 } from '../helpers/s3rver.js';
 import { makeKey, payload, sign } from '../helpers/signing.js';
+import { sleep } from '../helpers/wait.js';
 
 const test = testWithCommands('replicas on shared PostgreSQL', [], { postgres: true });
 let database: TestDatabase;
@@ -52,7 +53,7 @@ test.after.always(async () => {
 async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean): Promise<T> {
   let value = await read();
   for (let i = 0; i < 50 && !ok(value); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
     value = await read();
   }
   return value;

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { openRaw, requestHead } from '../helpers/raw-http.js';
-import { until } from '../helpers/wait.js';
+import { sleep, until } from '../helpers/wait.js';
 
 const MAIN = path.resolve('server/main.ts');
 
@@ -98,7 +98,7 @@ test('SIGTERM: the upload in flight finishes, new connections are refused, then 
 
   // The rest of the body arrives slowly; the request completes normally.
   for (const part of ['0123456789', '0123456789']) {
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     slow.socket.write(part);
   }
   const result = await slow.exchange;

@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { StorageNotFoundError } from '../../storage/errors.js';
 import { createFilesystemBlobStore } from '../../storage/filesystem-blob-store.js';
 import { blobStoreConformance, failingStream, listAll, readAll, streamOf } from '../conformance/blob-store.js';
+import { sleep } from '../helpers/wait.js';
 
 blobStoreConformance(test, async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-fs-store-'));
@@ -100,7 +101,7 @@ test('failed and aborted writes leave no temporary file behind', async (t) => {
   await t.throwsAsync(store.write('uploads/y', streamOf(Buffer.alloc(1024)), { signal: controller.signal }));
   await store.write('uploads/z', streamOf(Buffer.alloc(10)));
   // Give a late open() of an aborted write stream the chance to show up.
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await sleep(50);
   t.deepEqual(await filesUnder(path.join(root, '_tmp')), []);
   t.deepEqual(await filesUnder(root), [path.join('uploads', 'z')]);
 });

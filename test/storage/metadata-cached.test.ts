@@ -17,6 +17,7 @@ import {
   randomManifest,
   randomRepository,
 } from '../conformance/metadata-store.js';
+import { sleep } from '../helpers/wait.js';
 
 let inner: MetadataStore | undefined;
 
@@ -109,7 +110,7 @@ test('a change made behind the cache shows once the ttl has passed', async (t) =
   await database().manifests.save(repository, second, [], 'latest');
   const stale = await cache.tags.find(repository, 'latest');
   if (Date.now() - cachedAt < ttlMs) t.is(stale, first.digest, 'served from the cache');
-  await new Promise((resolve) => setTimeout(resolve, ttlMs + 100));
+  await sleep(ttlMs + 100);
   t.is(await cache.tags.find(repository, 'latest'), second.digest);
 });
 
