@@ -106,7 +106,13 @@ export const configSchema = z.object({
     .prefault({}),
   storage: z
     .object({
-      filesystem: z.object({ rootdirectory: z.string().min(1).default('./data/storage') }).prefault({}),
+      filesystem: z
+        .object({
+          rootdirectory: z.string().min(1).default('./data/storage'),
+          /** Signet's own: large writes go past the page cache with O_DIRECT (storage/file-sink.ts). */
+          directio: boolish.default(true),
+        })
+        .prefault({}),
       /** Present (REGISTRY_STORAGE=s3, or any REGISTRY_STORAGE_S3_* setting): S3 wins over filesystem. */
       s3: s3Schema.optional(),
       delete: z.object({ enabled: boolish.default(true) }).prefault({}),

@@ -113,7 +113,10 @@ export async function createRegistry(
 /** S3 when a storage.s3 section exists (it wins over filesystem settings), else the filesystem. */
 export async function createBlobStore(config: Config): Promise<BlobStore> {
   const s3 = config.storage.s3;
-  if (!s3) return createFilesystemBlobStore({ rootDirectory: config.storage.filesystem.rootdirectory });
+  if (!s3) {
+    const { rootdirectory, directio } = config.storage.filesystem;
+    return createFilesystemBlobStore({ rootDirectory: rootdirectory, directIo: directio });
+  }
   // The S3 client and its dependencies take ~30 MB of memory: loaded only when S3 is configured.
   const { createS3BlobStore } = await import('../storage/s3-blob-store.js');
   return createS3BlobStore({

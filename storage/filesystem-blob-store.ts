@@ -16,10 +16,13 @@ const KEY_SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
 
 export interface FilesystemBlobStoreOptions {
   rootDirectory: string;
+  /** Write large objects past the page cache with O_DIRECT (see file-sink.ts); default true. */
+  directIo?: boolean;
 }
 
 export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): BlobStore & PositionalReads & LocalDebris {
   const root = path.resolve(options.rootDirectory);
+  const sinkOptions = { directIo: options.directIo ?? true };
   const tmpRoot = path.join(root, TMP_DIR);
   // Made once, not before every write (a system call per blob pushed).
   let tmpReady: Promise<unknown> | undefined;
@@ -140,7 +143,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       const tmp = path.join(tmpRoot, randomUUID());
       try {
         // The sink fsyncs before it finishes, so the rename below never exposes a half-written file.
-        await pipeline(body, createFileSink(tmp), { signal: options.signal });
+        await pipeline(body, createFileSink(tmp, sinkOptions), { signal: options.signal });
         // Stat before the rename: afterwards a concurrent write may already have replaced it.
         const written = await statPath(tmp);
         if (!written) throw new StorageNotFoundError(key);

@@ -35,19 +35,22 @@ export function postgresAnswers(): boolean {
 
 /**
  * `test` when every named command is installed (with `postgres`, the PostgreSQL server answers;
- * with `root`, the tests run as root, as dockerd and `podman image mount` need); otherwise a
+ * with `root`, the tests run as root, as dockerd and `podman image mount` need; `check` returns
+ * what else is missing, if anything); otherwise a
  * `test` whose tests and hooks are all skipped, with a message saying what is missing, or, under
  * SIGNET_TEST_REQUIRE_ALL=1, a test that fails saying so.
  */
 export function testWithCommands<Context = unknown>(
   suite: string,
   commands: string[],
-  options: { postgres?: boolean; root?: boolean } = {},
+  options: { postgres?: boolean; root?: boolean; check?: () => string | undefined } = {},
 ): TestFn<Context> {
   const test = anyTest as TestFn<Context>;
   const missing = commands.filter((c) => !hasCommand(c)).map((c) => `${c} not installed`);
   if (options.postgres && !postgresAnswers()) missing.push(`no PostgreSQL server answers at ${POSTGRES_ADMIN_URL}`);
   if (options.root && process.getuid?.() !== 0) missing.push('not running as root');
+  const unmet = options.check?.();
+  if (unmet) missing.push(unmet);
   if (missing.length === 0) return test;
   const why = `${suite}: ${missing.join(', ')}`;
   if (REQUIRE_ALL) {

@@ -12,6 +12,12 @@ test('defaults: port 5000 on every interface, ./data, embedded database, deletes
   t.is(config.database.url, undefined);
   t.is(config.database.datadirectory, './data/database');
   t.true(config.storage.delete.enabled);
+  t.true(config.storage.filesystem.directio);
+});
+
+test('direct I/O for large writes can be turned off', (t) => {
+  t.false(loadConfig({ env: { REGISTRY_STORAGE_FILESYSTEM_DIRECTIO: 'false' } }).storage.filesystem.directio);
+  t.throws(() => loadConfig({ env: { REGISTRY_STORAGE_FILESYSTEM_DIRECTIO: 'sometimes' } }), { instanceOf: ConfigError });
 });
 
 test('the Go registry variable names set the same settings', (t) => {

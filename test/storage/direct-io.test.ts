@@ -1,0 +1,88 @@
+// Large uploads are written past the page cache (O_DIRECT, storage/file-sink.ts). What an operator
+// notices: a pushed layer does not push the cached manifests and small blobs out of memory, and the
+// stored bytes are exactly the ones sent, whatever the sizes of the pieces they arrived in.
+// `fincore` (util-linux) reports how much of a file sits in the page cache.
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, constants, mkdirSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { takeAlignedBuffer } from '../../storage/aligned-buffers.js';
+import { createFilesystemBlobStore } from '../../storage/filesystem-blob-store.js';
+import { readAll } from '../conformance/blob-store.js';
+import { testWithCommands } from '../helpers/env.js';
+
+const MiB = 1024 * 1024;
+const TMPFS_MAGIC = 0x01021994;
+// Inside the checkout, not the system's temporary directory: that is tmpfs on many machines, where
+// the page cache is the file itself.
+const PARENT = fileURLToPath(new URL('../../.test-tmp/', import.meta.url));
+
+/** Why direct writes cannot be observed here, or undefined when they can. */
+function directIoUnavailable(): string | undefined {
+  mkdirSync(PARENT, { recursive: true });
+  if (statfsSync(PARENT).type === TMPFS_MAGIC) return `${PARENT} is on tmpfs`;
+  const probe = path.join(PARENT, `probe-${process.pid}`);
+  try {
+    const fd = openSync(probe, constants.O_WRONLY | constants.O_CREAT | (constants.O_DIRECT ?? 0));
+    try {
+      writeSync(fd, takeAlignedBuffer(64 * 1024), 0, 4096, 0);
+    } finally {
+      closeSync(fd);
+    }
+    return undefined;
+  } catch (err) {
+    return `the file system of ${PARENT} refuses O_DIRECT (${(err as Error).message})`;
+  } finally {
+    rmSync(probe, { force: true });
+  }
+}
+
+const test = testWithCommands('direct I/O', ['fincore'], { check: directIoUnavailable });
+
+function residentBytes(file: string): number {
+  const result = spawnSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`fincore failed: ${result.stderr}`);
+  return Number(result.stdout.trim());
+}
+
+/** 24 MiB and a bit, starting with a piece that leaves the file off any 4 KiB boundary. */
+function oddPieces(): Buffer[] {
+  const pieces = [randomBytes(1000)];
+  for (let i = 0; i < 24 * 16; i++) pieces.push(randomBytes(64 * 1024 - (i % 3) * 100));
+  pieces.push(randomBytes(777));
+  return pieces;
+}
+
+async function writeLayer(t: { teardown(fn: () => Promise<void>): void }, directIo: boolean) {
+  const root = await mkdtemp(path.join(PARENT, 'store-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const store = createFilesystemBlobStore({ rootDirectory: root, directIo });
+  const pieces = oddPieces();
+  // One piece per read, as a socket hands them over, not one concatenated buffer.
+  await store.write('uploads/layer/data', Readable.from(pieces, { objectMode: false }));
+  const file = path.join(root, 'uploads', 'layer', 'data');
+  const sent = Buffer.concat(pieces);
+  return { store, file, sent };
+}
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+test.serial('a large upload leaves only its first and last MiB in the page cache, byte for byte as sent', async (t) => {
+  const { store, file, sent } = await writeLayer(t, true);
+  // Measured before reading it back, which fills the cache.
+  const cached = residentBytes(file);
+  t.true(cached <= 2 * MiB + 8192, `${cached} bytes of a ${sent.length}-byte upload are in the page cache`);
+  const stored = await readAll(await store.read('uploads/layer/data'));
+  t.is(stored.length, sent.length);
+  t.is(sha256(stored), sha256(sent));
+});
+
+test.serial('with direct I/O off, the same upload stays in the page cache', async (t) => {
+  // The control for the test above: fincore does see a buffered write.
+  const { store, file, sent } = await writeLayer(t, false);
+  t.true(residentBytes(file) >= sent.length * 0.9);
+  t.is(sha256(await readAll(await store.read('uploads/layer/data'))), sha256(sent));
+});
