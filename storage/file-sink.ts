@@ -61,6 +61,8 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
   let busy = false;
   // The write running now; a buffer it uses is filled again only after it ends.
   let writing: Promise<void> = Promise.resolve();
+  // Set by destroy: a chunk still being taken starts no further write.
+  let closed = false;
 
   async function writeOut(data: Buffer, length: number, at: number): Promise<void> {
     if (direct && at % DIRECT_ALIGNMENT === 0 && length % DIRECT_ALIGNMENT === 0 && isAligned(data)) {
@@ -89,6 +91,7 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
 
   async function flush(): Promise<void> {
     await writing;
+    if (closed) throw new Error('the file sink was closed');
     start(buffers[turn % 2]!, filled);
     turn++;
     filled = 0;
@@ -99,6 +102,7 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
       // Settled already (not busy), but a failure must stop the stream here: writing on past a
       // failed write would leave a hole in the file that the stream's hash never saw.
       await writing;
+      if (closed) throw new Error('the file sink was closed');
       start(chunk, chunk.length);
       return;
     }
@@ -134,12 +138,20 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
       })().then(() => callback(), callback);
     },
     destroy(err, callback) {
-      const opened = [handle, directHandle];
-      handle = directHandle = undefined;
-      // Let a write in flight finish with the file (and the buffers) before closing it.
-      writing
-        .catch(() => undefined)
+      closed = true;
+      // Let the writes in flight finish with the file and the buffers before it is closed and they
+      // go back to the pool. A chunk being taken may have started one after destroy was called
+      // (it was waiting on the previous write): wait until no new one appears.
+      const settled = async (): Promise<void> => {
+        for (let seen: Promise<void> | undefined; seen !== writing; ) {
+          seen = writing;
+          await seen.catch(() => undefined);
+        }
+      };
+      settled()
         .then(() => {
+          const opened = [handle, directHandle];
+          handle = directHandle = undefined;
           for (const buffer of buffers) if (buffer) returnAlignedBuffer(buffer);
           buffers[0] = buffers[1] = undefined;
           return Promise.all(opened.map((h) => h?.close()));

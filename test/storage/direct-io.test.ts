@@ -13,6 +13,7 @@ import { takeAlignedBuffer } from '../../storage/aligned-buffers.js';
 import { createFilesystemBlobStore } from '../../storage/filesystem-blob-store.js';
 import { readAll } from '../conformance/blob-store.js';
 import { testWithCommands } from '../helpers/env.js';
+import { sleep } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const TMPFS_MAGIC = 0x01021994;
@@ -68,6 +69,18 @@ async function writeLayer(t: { teardown(fn: () => Promise<void>): void }, direct
   return { store, file, sent };
 }
 
+/** The pieces, then a failure, as a dropped connection. */
+function cutOff(pieces: Buffer[]): Readable {
+  async function* send(): AsyncGenerator<Buffer> {
+    for (const piece of pieces) {
+      yield piece;
+      await sleep(0);
+    }
+    throw new Error('connection reset by test');
+  }
+  return Readable.from(send(), { objectMode: false });
+}
+
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 test.serial('a large upload leaves only its first and last MiB in the page cache, byte for byte as sent', async (t) => {
@@ -85,4 +98,26 @@ test.serial('with direct I/O off, the same upload stays in the page cache', asyn
   const { store, file, sent } = await writeLayer(t, false);
   t.true(residentBytes(file) >= sent.length * 0.9);
   t.is(sha256(await readAll(await store.read('uploads/layer/data'))), sha256(sent));
+});
+
+test.serial('uploads cut off mid-stream hand their buffers back without touching the uploads beside them', async (t) => {
+  // Buffers are pooled across uploads: one given back to the pool while its sink still fills or
+  // writes it would put one upload's bytes into another's file. Uploads that fail midway (their
+  // sinks are destroyed with writes in flight) give theirs back beside uploads that go on.
+  const root = await mkdtemp(path.join(PARENT, 'store-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const store = createFilesystemBlobStore({ rootDirectory: root, directIo: true });
+  for (let round = 0; round < 3; round++) {
+    const kept = Array.from({ length: 4 }, () => oddPieces().slice(0, 100));
+    const writes = kept.map((pieces, i) => store.write(`uploads/kept-${round}-${i}/data`, Readable.from(pieces, { objectMode: false })));
+    const cut = Array.from({ length: 4 }, (_, i) =>
+      store.write(`uploads/cut-${round}-${i}/data`, cutOff(oddPieces().slice(0, 40 + 7 * i))),
+    );
+    for (const failed of await Promise.allSettled(cut)) t.is(failed.status, 'rejected');
+    await Promise.all(writes);
+    for (const [i, pieces] of kept.entries()) {
+      const stored = await readAll(await store.read(`uploads/kept-${round}-${i}/data`));
+      t.is(sha256(stored), sha256(Buffer.concat(pieces)), `round ${round}, upload ${i}`);
+    }
+  }
 });
