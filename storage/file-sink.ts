@@ -10,8 +10,8 @@
 //
 // With `directIo`, full buffers go to the disk with O_DIRECT, past the page cache. Copying a
 // layer into the page cache was most of a push's system time and varied with the host from 0.5
-// to 3 s per GiB (perf: copy_folio_from_iter_atomic, for pages the kernel had to find first),
-// while a direct write of the same GiB costs about 0.1 s. It also keeps one large push from
+// to 3 s per GiB on the bench machine (perf: copy_folio_from_iter_atomic, the copy into the
+// cache's pages), while a direct write of the same GiB costs about 0.1 s (dd: 0.07-0.12 s). It also keeps one large push from
 // evicting the cache that serves manifests and small blobs. The pieces a direct write cannot take
 // (the start of the file up to a 4 KiB boundary, the tail) are written through the page cache; a
 // file system that refuses O_DIRECT (EINVAL) gets buffered writes from then on.
