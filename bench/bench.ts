@@ -7,7 +7,7 @@ import { chooseHeadGenerator, chooseLoadGenerator, type LoadGenerator } from './
 import { watchCpu } from './machine.js';
 import { ACCEPT_MANIFESTS } from './registry-client.js';
 import { currentRss, GO_REGISTRY_BINARY, Resources, startGoRegistry, startSignet, type ServerHandle } from './servers.js';
-import { format, Table, type Row } from './table.js';
+import { format, median, Table, type Row } from './table.js';
 import {
   APP_REPO,
   makeLargeLayer,
@@ -65,11 +65,6 @@ async function measure<T>(server: ServerHandle, what: string, fn: () => Promise<
 function record(row: Row, server: ServerHandle, value: number | Error): void {
   row.figures.set(server.label, value instanceof Error ? { error: value.message } : { value });
   if (!(value instanceof Error)) console.log(`  ${server.label.padEnd(12)} ${row.label}: ${format(value, row.unit)} ${row.unit}`);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 interface LayerRows {
@@ -246,7 +241,13 @@ async function main(resources: Resources): Promise<void> {
     return rate;
   });
   await runLoadRows(load, servers, get, head);
-  await runTrustRows(resources, get, trust, { connections: LOAD_CONNECTIONS, seconds: QUICK ? 3 : 15, warmupSeconds: WARMUP_SECONDS }, record);
+  await runTrustRows(
+    resources,
+    get,
+    trust,
+    { connections: LOAD_CONNECTIONS, seconds: QUICK ? 3 : 15, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS },
+    record,
+  );
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
   table.print(servers[0]!.label, servers[1]?.label);
 }

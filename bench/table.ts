@@ -91,6 +91,12 @@ function cell(figure: Figure | undefined, unit: string): string {
   return 'error' in figure ? 'ERROR' : `${format(figure.value, unit)} ${unit}`;
 }
 
+/** The middle value (the upper middle of an even count). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
 export function format(value: number, unit: string): string {
   if (unit === 'MiB/s' || unit === 'MB') return value.toFixed(1);
   if (unit === 'ms') return value.toFixed(3);
