@@ -16,7 +16,7 @@ import {
   pushLargeLayer,
   pushSmallBlobs,
   pushSmallImage,
-  runLoadRow,
+  runLoad,
   TAGS_REPO,
   type LoadRow,
   type SmallImage,
@@ -179,9 +179,15 @@ async function runLoadRows(
     await runRounds(row, servers, async (server, round) => {
       const image = images.get(server)!;
       if (image instanceof Error) throw image;
+      const load = {
+        url: `${server.baseUrl}${spec.path(image)}`,
+        method: spec.method,
+        headers: spec.headers,
+        connections: LOAD_CONNECTIONS,
+        seconds: spec.seconds / ROUNDS,
+      };
       // Warmed up (JIT, caches, connections) before its first round only.
-      const options = { connections: LOAD_CONNECTIONS, warmupSeconds: round === 0 ? WARMUP_SECONDS : 0 };
-      const result = await runLoadRow(spec.method === 'HEAD' ? head : get, server, image, { ...spec, seconds: spec.seconds / ROUNDS }, options);
+      const result = await runLoad(spec.method === 'HEAD' ? head : get, load, round === 0 ? WARMUP_SECONDS : 0);
       console.log(
         `  ${server.label.padEnd(12)} round ${round + 1}: ${format(result.rps, row.unit)} ${row.unit}, ` +
           `p99 ${result.p99Ms.toFixed(2)} ms, ${result.ok} answered, ${result.failed} failed`,

@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { LoadGenerator, LoadResult } from './load.js';
+import type { LoadGenerator, LoadResult, LoadSpec } from './load.js';
 import { ACCEPT_MANIFESTS, RegistryClient, sha256 } from './registry-client.js';
 import { sampleRss, type ServerHandle } from './servers.js';
 
@@ -161,22 +161,13 @@ export interface LoadRow {
   seconds: number;
 }
 
-/** A short untimed warm-up (JIT, caches, connections), then the measured run. */
-export async function runLoadRow(
-  generator: LoadGenerator,
-  server: ServerHandle,
-  image: SmallImage,
-  row: LoadRow,
-  options: { connections: number; warmupSeconds: number },
-): Promise<LoadResult> {
-  const spec = {
-    url: `${server.baseUrl}${row.path(image)}`,
-    method: row.method,
-    headers: row.headers,
-    connections: options.connections,
-  };
-  if (options.warmupSeconds > 0) await generator.run({ ...spec, seconds: options.warmupSeconds });
-  const result = await generator.run({ ...spec, seconds: row.seconds });
+/**
+ * A short untimed warm-up when asked for (JIT, caches, connections), then the measured run; fails
+ * when more than 1 % of its requests failed.
+ */
+export async function runLoad(generator: LoadGenerator, spec: LoadSpec, warmupSeconds: number): Promise<LoadResult> {
+  if (warmupSeconds > 0) await generator.run({ ...spec, seconds: warmupSeconds });
+  const result = await generator.run(spec);
   if (result.failed > result.ok / 100) throw new Error(`${result.failed} of ${result.ok + result.failed} requests failed`);
   return result;
 }
