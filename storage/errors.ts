@@ -1,6 +1,11 @@
 // Errors raised by the storage layer. They never mention HTTP: server/errors.ts maps them to OCI
 // error codes with one exhaustive switch.
 
+/** Whether `err` is a system call's failure with this errno code (ENOENT, EINVAL, ...). */
+export function isErrno(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === code;
+}
+
 export class StorageNotFoundError extends Error {
   constructor(readonly key: string) {
     super(`storage object not found: ${key}`);

@@ -11,17 +11,20 @@
 // With `directIo`, full buffers go to the disk with O_DIRECT, past the page cache. Copying a
 // layer into the page cache was most of a push's system time and varied with the host from 0.5
 // to 3 s per GiB on the bench machine (perf: copy_folio_from_iter_atomic, the copy into the
-// cache's pages), while a direct write of the same GiB costs about 0.1 s (dd: 0.07-0.12 s). It also keeps one large push from
-// evicting the cache that serves manifests and small blobs. The pieces a direct write cannot take
-// (the start of the file up to a 4 KiB boundary, the tail) are written through the page cache; a
-// file system that refuses O_DIRECT (EINVAL) gets buffered writes from then on.
+// cache's pages), while a direct write of the same GiB costs about 0.1 s (dd: 0.07-0.12 s). It
+// also keeps one large push from evicting the cache that serves manifests and small blobs. The
+// pieces a direct write cannot take (the start of the file up to a 4 KiB boundary, the tail) are
+// written through the page cache; once a file system refuses O_DIRECT (EINVAL), every sink of the
+// process writes buffered.
 //
 // Like fs.createWriteStream's `flush`, the data is fsynced before the stream finishes.
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { isAligned, returnAlignedBuffer, takeAlignedBuffer } from './aligned-buffers.js';
+import { isErrno } from './errors.js';
 
+/** Each of the two buffers: a multiple of DIRECT_ALIGNMENT and of WebAssembly's 64 KiB pages. */
 const BUFFER_BYTES = 1024 * 1024;
 /** Offsets and lengths of direct writes are multiples of this: it serves 512- and 4096-byte devices. */
 const DIRECT_ALIGNMENT = 4096;
@@ -31,8 +34,6 @@ const O_DIRECT: number | undefined = (constants as { O_DIRECT?: number }).O_DIRE
 let directRefused = false;
 
 export interface FileSinkOptions {
-  /** The size of each of the two buffers; a multiple of 4 KiB. */
-  bufferBytes?: number;
   /** Write full buffers with O_DIRECT (where the file system takes it). */
   directIo?: boolean;
 }
@@ -44,14 +45,9 @@ async function writeAll(handle: FileHandle, buffer: Buffer, from: number, length
   }
 }
 
-function isInvalid(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | undefined)?.code === 'EINVAL';
-}
-
 /** Creates `file` (it must not exist, as flag 'wx') and writes the stream into it, fsynced at the end. */
 export function createFileSink(file: string, options: FileSinkOptions = {}): Writable {
-  const bufferBytes = options.bufferBytes ?? BUFFER_BYTES;
-  let direct = options.directIo === true && O_DIRECT !== undefined && !directRefused;
+  const wantDirect = options.directIo === true && O_DIRECT !== undefined;
   let handle: FileHandle | undefined;
   let directHandle: FileHandle | undefined;
   const buffers: (Buffer | undefined)[] = [undefined, undefined];
@@ -65,7 +61,7 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
   let closed = false;
 
   async function writeOut(data: Buffer, length: number, at: number): Promise<void> {
-    if (direct && at % DIRECT_ALIGNMENT === 0 && length % DIRECT_ALIGNMENT === 0 && isAligned(data)) {
+    if (wantDirect && !directRefused && at % DIRECT_ALIGNMENT === 0 && length % DIRECT_ALIGNMENT === 0 && isAligned(data)) {
       try {
         directHandle ??= await open(file, constants.O_WRONLY | O_DIRECT!);
         const { bytesWritten } = await directHandle.write(data, 0, length, at);
@@ -73,8 +69,7 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
         if (bytesWritten < length) await writeAll(handle!, data, bytesWritten, length - bytesWritten, at + bytesWritten);
         return;
       } catch (err) {
-        if (!isInvalid(err)) throw err;
-        direct = false;
+        if (!isErrno(err, 'EINVAL')) throw err;
         directRefused = true;
       }
     }
@@ -98,7 +93,7 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
   }
 
   async function take(chunk: Buffer): Promise<void> {
-    if (!busy && filled === 0 && position < bufferBytes) {
+    if (!busy && filled === 0 && position < BUFFER_BYTES) {
       // Settled already (not busy), but a failure must stop the stream here: writing on past a
       // failed write would leave a hole in the file that the stream's hash never saw.
       await writing;
@@ -107,10 +102,10 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
       return;
     }
     for (let offset = 0; offset < chunk.length; ) {
-      const buffer = (buffers[turn % 2] ??= takeAlignedBuffer(bufferBytes));
+      const buffer = (buffers[turn % 2] ??= takeAlignedBuffer(BUFFER_BYTES));
       // The buffer starts at `position`; ending it on a 4 KiB boundary lets every later one be
       // written directly, whatever the chunks written as they came left the file at.
-      const limit = bufferBytes - (position % DIRECT_ALIGNMENT);
+      const limit = BUFFER_BYTES - (position % DIRECT_ALIGNMENT);
       const copied = chunk.copy(buffer, filled, offset, offset + (limit - filled));
       filled += copied;
       offset += copied;

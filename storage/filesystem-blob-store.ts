@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore, DebrisReport, LocalDebris, ObjectReader, ObjectStat, PositionalReads, ReadOptions } from './blob-store.js';
-import { StorageNotFoundError } from './errors.js';
+import { isErrno, StorageNotFoundError } from './errors.js';
 import { createFileSink } from './file-sink.js';
 import { UPLOADS_TREE } from './paths.js';
 
@@ -178,7 +178,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         await unlink(file);
       } catch (err) {
         // EISDIR: a key that only prefixes others is no object, so there is nothing to remove.
-        if (!isNotFound(err) && (err as NodeJS.ErrnoException).code !== 'EISDIR') throw err;
+        if (!isNotFound(err) && !isErrno(err, 'EISDIR')) throw err;
         return;
       }
       await pruneEmptyParents(path.dirname(file));
@@ -237,9 +237,9 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
 }
 
 function isNotFound(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+  return isErrno(err, 'ENOENT');
 }
 
 function isNotDirectory(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOTDIR';
+  return isErrno(err, 'ENOTDIR');
 }

@@ -12,6 +12,7 @@ import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PGlite } from '@electric-sql/pglite';
+import { isErrno } from './errors.js';
 import { LOCK_FILE, type PgliteReply, type PgliteRequest, type SerializedDbError } from './pglite-protocol.js';
 
 const LOCK_WAIT_MS = 15_000;
@@ -33,7 +34,7 @@ function isOurDatabaseProcess(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+    if (!isErrno(err, 'EPERM')) return false;
   }
   // A pid from before a restart may now belong to anything: only a live database process counts.
   try {
@@ -52,7 +53,7 @@ async function lock(dataDirectory: string): Promise<() => void> {
       writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
       break;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if (!isErrno(err, 'EEXIST')) throw err;
     }
     const owner = Number.parseInt(readFileSync(file, 'utf8'), 10);
     if (!Number.isInteger(owner) || owner === process.pid || !isOurDatabaseProcess(owner)) {
