@@ -27,10 +27,13 @@ export function streamOf(data: Buffer, pieceSize = 64 * KiB): Readable {
   return Readable.from(pieces(), { objectMode: false });
 }
 
-/** A stream that sends `before` and then fails, as a dropped connection does. */
-export function failingStream(before: Buffer): Readable {
+/**
+ * A stream that sends `before` (piece by piece when given pieces) and then fails, as a dropped
+ * connection does.
+ */
+export function failingStream(before: Buffer | Buffer[]): Readable {
   async function* pieces(): AsyncGenerator<Buffer> {
-    yield before;
+    yield* Array.isArray(before) ? before : [before];
     await sleep(5);
     throw new Error('connection reset by test');
   }

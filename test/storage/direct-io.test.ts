@@ -3,7 +3,7 @@
 // stored bytes are exactly the ones sent, whatever the sizes of the pieces they arrived in.
 // `fincore` (util-linux) reports how much of a file sits in the page cache.
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, constants, mkdirSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,9 +11,9 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { takeAlignedBuffer } from '../../storage/aligned-buffers.js';
 import { createFilesystemBlobStore } from '../../storage/filesystem-blob-store.js';
-import { readAll } from '../conformance/blob-store.js';
+import { failingStream, readAll } from '../conformance/blob-store.js';
 import { testWithCommands } from '../helpers/env.js';
-import { sleep } from '../helpers/wait.js';
+import { sha256 } from '../helpers/oci-layout.js';
 
 const MiB = 1024 * 1024;
 const TMPFS_MAGIC = 0x01021994;
@@ -24,10 +24,11 @@ const PARENT = fileURLToPath(new URL('../../.test-tmp/', import.meta.url));
 /** Why direct writes cannot be observed here, or undefined when they can. */
 function directIoUnavailable(): string | undefined {
   mkdirSync(PARENT, { recursive: true });
+  if (constants.O_DIRECT === undefined) return 'this platform has no O_DIRECT';
   if (statfsSync(PARENT).type === TMPFS_MAGIC) return `${PARENT} is on tmpfs`;
   const probe = path.join(PARENT, `probe-${process.pid}`);
   try {
-    const fd = openSync(probe, constants.O_WRONLY | constants.O_CREAT | (constants.O_DIRECT ?? 0));
+    const fd = openSync(probe, constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT);
     try {
       writeSync(fd, takeAlignedBuffer(64 * 1024), 0, 4096, 0);
     } finally {
@@ -69,19 +70,6 @@ async function writeLayer(t: { teardown(fn: () => Promise<void>): void }, direct
   return { store, file, sent };
 }
 
-/** The pieces, then a failure, as a dropped connection. */
-function cutOff(pieces: Buffer[]): Readable {
-  async function* send(): AsyncGenerator<Buffer> {
-    for (const piece of pieces) {
-      yield piece;
-      await sleep(0);
-    }
-    throw new Error('connection reset by test');
-  }
-  return Readable.from(send(), { objectMode: false });
-}
-
-const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 test.serial('a large upload leaves only its first and last MiB in the page cache, byte for byte as sent', async (t) => {
   const { store, file, sent } = await writeLayer(t, true);
@@ -111,7 +99,7 @@ test.serial('uploads cut off mid-stream hand their buffers back without touching
     const kept = Array.from({ length: 4 }, () => oddPieces().slice(0, 100));
     const writes = kept.map((pieces, i) => store.write(`uploads/kept-${round}-${i}/data`, Readable.from(pieces, { objectMode: false })));
     const cut = Array.from({ length: 4 }, (_, i) =>
-      store.write(`uploads/cut-${round}-${i}/data`, cutOff(oddPieces().slice(0, 40 + 7 * i))),
+      store.write(`uploads/cut-${round}-${i}/data`, failingStream(oddPieces().slice(0, 40 + 7 * i))),
     );
     for (const failed of await Promise.allSettled(cut)) t.is(failed.status, 'rejected');
     await Promise.all(writes);
