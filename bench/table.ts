@@ -8,7 +8,7 @@ export type Target =
   | { kind: 'of-row'; row: Row; min: number }
   /** Signet's figure under a plain limit in the row's unit. */
   | { kind: 'under'; max: number }
-  /** A figure shown for the record, with no target. */
+  /** A figure shown for the record, with no target (and the ratio, when both registries have one). */
   | { kind: 'info' };
 
 export interface Row {
@@ -62,7 +62,9 @@ function judge(
   g: number | undefined,
   haveGo: boolean,
 ): { ratio: string; target: string; verdict: 'PASS' | 'FAIL' | 'SKIP' | '—' } {
-  if (row.target.kind === 'info') return { ratio: '—', target: '—', verdict: '—' };
+  if (row.target.kind === 'info') {
+    return { ratio: s !== undefined && g !== undefined && g > 0 ? `${(s / g).toFixed(2)}x` : '—', target: '—', verdict: '—' };
+  }
   if (row.target.kind === 'of-row') {
     const base = [...row.target.row.figures.values()].map((f) => ('value' in f ? f.value : undefined))[0];
     const target = `≥ ${row.target.min}x row "${row.target.row.label.split(',')[0]}"`;

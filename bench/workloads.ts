@@ -62,15 +62,22 @@ export async function pushLargeLayer(server: ServerHandle, layer: LargeLayer, re
   return { mibPerSecond: layer.mib / seconds, peakRssBytes: rss.stop(), peakChildrenRssBytes: rss.childrenPeak() };
 }
 
-/** Pulls the layer back, hashing while reading, while sampling the server's RSS. */
-export async function pullLargeLayer(server: ServerHandle, layer: LargeLayer, repository: string): Promise<TransferResult> {
+/**
+ * How a pull reads: `drain` counts the body into one reused buffer (the timed row: the client
+ * stays faster than either registry), `hash` streams it through node's HTTP client and checks the
+ * sha256 as it arrives (what a verifying client does; its own CPU is the bound for both).
+ */
+export type PullReader = 'drain' | 'hash';
+
+/** Pulls the layer back while sampling the server's RSS. */
+export async function pullLargeLayer(server: ServerHandle, layer: LargeLayer, repository: string, reader: PullReader): Promise<TransferResult> {
   spawnSync('sync');
   const client = new RegistryClient(server.baseUrl, 1);
   const rss = sampleRss(server.pid);
   const started = performance.now();
   let bytes: number;
   try {
-    bytes = await client.pullBlob(repository, layer.digest);
+    bytes = reader === 'drain' ? await client.drainBlob(repository, layer.digest) : await client.pullBlob(repository, layer.digest);
   } finally {
     client.close();
   }
