@@ -44,9 +44,12 @@ export interface GateRequest {
   /** The tag the client asked for; undefined when it pulled by digest. */
   tag?: string;
   manifest: ManifestRecord;
-  /** Host names a signed reference may name. */
-  hosts: string[];
+  /** Host names a signed reference may name; asked only when the project is signed-only. */
+  hosts: () => string[];
 }
+
+/** A request being judged: its host names resolved once. */
+type JudgedRequest = Omit<GateRequest, 'hosts'> & { hosts: string[] };
 
 export type GateDecision = { allowed: true } | { allowed: false; message: string; keyIds: string[]; problems: string[] };
 
@@ -193,7 +196,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     return result;
   }
 
-  async function decide(request: GateRequest, trust: TrustSet): Promise<GateDecision> {
+  async function decide(request: JudgedRequest, trust: TrustSet): Promise<GateDecision> {
     const { repository, tag, manifest, hosts } = request;
     const seen: Evaluation[] = [];
     const admit = async (digest: string, asTag: string | undefined): Promise<boolean> => {
@@ -227,7 +230,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   }
 
   /** The decision for a pull from a signed-only project, from the cache when it is fresh. */
-  async function judge(request: GateRequest, project: string): Promise<GateDecision> {
+  async function judge(request: JudgedRequest, project: string): Promise<GateDecision> {
     const { manifest, tag } = request;
     if (tag !== undefined && COSIGN_TAG_RE.test(tag)) return { allowed: true };
     if (manifest.artifactType && SIGNATURE_ARTIFACT_TYPES.has(manifest.artifactType)) return { allowed: true };
@@ -247,7 +250,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     async enforce(request) {
       const project = await projects.find(projectOf(request.repository));
       if (!project?.signedOnly) return;
-      const decision = await judge(request, project.name);
+      const decision = await judge({ ...request, hosts: request.hosts() }, project.name);
       deps.onDecision?.(decision.allowed ? 'allowed' : 'refused');
       if (!decision.allowed) {
         throw new OciError('PROJECTPOLICYVIOLATION', decision.message, { keyIds: decision.keyIds, problems: decision.problems });

@@ -65,10 +65,12 @@ export function createManifestHandlers(deps: RegistryDeps) {
       await deps.gate.enforce({
         repository: name,
         manifest,
-        // Read only by a signed-only project's gate: most pulls never parse the Host header.
-        get hosts() {
-          return hosts.length > 0 ? hosts : [ctx.host.toLowerCase()];
-        },
+        // Called only by a signed-only project's gate: most pulls never parse the Host header.
+        // A function, not a getter: with a getter in this literal, V8 kept each request's objects
+        // (the getter's closure holds ctx) alive through two young-generation collections, so
+        // they were copied and promoted to the old generation: 290 MB promoted in 5 s of GETs
+        // instead of 2 MB, GC pauses 11 % of the time instead of 3 % (--trace-gc-nvp).
+        hosts: () => (hosts.length > 0 ? hosts : [ctx.host.toLowerCase()]),
         ...(reference.kind === 'tag' ? { tag: reference.tag } : {}),
       });
       // As distribution: a tag naming an index is not served to a client that cannot read
