@@ -76,7 +76,7 @@ interface LayerRows {
 }
 
 /**
- * Rows 1-3 and 11-13: the large layer in and out, rounds alternating between the registries. Each
+ * Rows 1-3 and 12-14: the large layer in and out, rounds alternating between the registries. Each
  * round pushes, pulls with the draining client (row 2), then pulls again with the hashing one
  * (row 3), which also proves the bytes row 2 counted are the layer's.
  */
@@ -246,7 +246,7 @@ async function main(resources: Resources): Promise<void> {
   const pullHashing = table.add(`pull ${LAYER_MIB} MiB layer, node client hashing`, 'MiB/s', { kind: 'info' });
   const small = table.add(`${SMALL_BLOBS} small blobs, c=${SMALL_CONCURRENCY} (median of ${ROUNDS})`, 'blobs/s', { kind: 'ratio', min: 1 });
   const load = loadRows(table);
-  const trust = addTrustRows(table, load[0]![0], LOAD_CONNECTIONS);
+  const trust = addTrustRows(table, LOAD_CONNECTIONS);
   const rssPush = table.add(`peak RSS during ${LAYER_MIB} MiB push`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
   const rssPull = table.add(`peak RSS during ${LAYER_MIB} MiB pull`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
   // Signet's embedded PostgreSQL is a child process: its memory is shown, not hidden.
