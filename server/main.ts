@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4 --initial-old-space-size=64
+#!/usr/bin/env -S node --max-semi-space-size=4 --initial-old-space-size=64 --no-allocation-site-pretenuring
 // `signet`: the command-line tool. The only module with side effects: read configuration, build the
 // registry, listen, and shut down cleanly on SIGTERM / SIGINT.
 import { readFileSync } from 'node:fs';
