@@ -23,6 +23,8 @@ export interface HtpasswdOptions {
   recheckMs?: number;
   onReload?: (users: number) => void;
   onError?: (err: unknown) => void;
+  /** Told of each bcrypt check (for a metric). */
+  onCheck?: () => void;
 }
 
 // A valid bcrypt hash of a random string: unknown users pay the same bcrypt cost as known ones,
@@ -48,6 +50,8 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
   const recheckMs = options.recheckMs ?? 1000;
   const cacheKey = randomBytes(32).toString('hex');
   const verified = new LRUCache<string, true>({ max: 10_000, ttl: options.cacheTtlMs ?? 10 * 60_000 });
+  /** bcrypt checks under way, by credentials key. */
+  const checking = new Map<string, Promise<boolean>>();
   let users = new Map<string, string>();
   let loadedMtime = -1;
   let checkedAt = 0;
@@ -89,14 +93,22 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
       // extending the input, HMAC's concern, gains nothing in a lookup.
       const key = digestOf('sha256', `${cacheKey}${user.length}:${user}:${password}`, 'base64');
       if (verified.has(key)) return true;
-      const hash = table.get(user);
-      // bcryptjs reads $2y$ as $2a$ (the same algorithm under PHP's name).
-      const ok = await bcrypt.compare(password, (hash ?? DUMMY_HASH).replace(/^\$2y\$/, '$2a$'));
-      if (ok && hash !== undefined) {
-        verified.set(key, true);
-        return true;
+      // A client opening many connections at once (docker pulls layers over several) sends the
+      // same new credentials on each: they share one bcrypt check instead of running one each
+      // (32 at once cost 2 s of the event loop's time before this).
+      let check = checking.get(key);
+      if (!check) {
+        const hash = table.get(user);
+        options.onCheck?.();
+        check = (async () => {
+          // bcryptjs reads $2y$ as $2a$ (the same algorithm under PHP's name).
+          const ok = await bcrypt.compare(password, (hash ?? DUMMY_HASH).replace(/^\$2y\$/, '$2a$'));
+          if (ok && hash !== undefined) verified.set(key, true);
+          return ok && hash !== undefined;
+        })().finally(() => checking.delete(key));
+        checking.set(key, check);
       }
-      return false;
+      return check;
     },
   };
 }

@@ -16,6 +16,8 @@ export interface Metrics {
   /** Upload requests streaming blob data right now. */
   uploadsInProgress: Gauge;
   gateDecisions: Counter<'outcome'>;
+  /** bcrypt checks of presented passwords (credentials not remembered from an earlier request). */
+  passwordChecks: Counter;
   gcRuns: Counter;
   gcBlobsRemoved: Counter;
   gcBytesRemoved: Counter;
@@ -57,6 +59,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'signet_pull_gate_decisions_total',
       help: 'Manifest pulls judged by the signed-only gate, by outcome (allowed, refused)',
       labelNames: ['outcome'] as const,
+      registers,
+    }),
+    passwordChecks: new Counter({
+      name: 'signet_auth_password_checks_total',
+      help: 'Passwords checked with bcrypt: credentials not remembered from an earlier request (requests presenting the same ones at once share a check)',
       registers,
     }),
     gcRuns: new Counter({ name: 'signet_gc_runs_total', help: 'Garbage collection runs', registers }),

@@ -69,7 +69,7 @@ export async function createRegistry(
   });
   const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs }, bus);
   const projects = createCachedProjectStore(createPostgresProjectStore(db), ttlMs, bus);
-  const { authenticator, authorizer } = createAuth(config, projects, log);
+  const { authenticator, authorizer } = createAuth(config, projects, log, metrics);
   const keys = createKeyStore(db, { cacheTtlMs: ttlMs, bus });
   const blobs = createBlobs(store);
   const signatures = createSignatures(createSignatureStore(db), keys, bus);
@@ -144,7 +144,7 @@ export function describeStorage(config: Config): Record<string, string> {
   };
 }
 
-function createAuth(config: Config, projects: ProjectStore, log: Logger): { authenticator: Authenticator; authorizer: Authorizer } {
+function createAuth(config: Config, projects: ProjectStore, log: Logger, metrics: Metrics): { authenticator: Authenticator; authorizer: Authorizer } {
   const htpasswdConfig = config.auth.htpasswd;
   if (!htpasswdConfig) {
     log.warn('authentication is off: anyone who reaches this registry can push, pull and delete (set REGISTRY_AUTH=htpasswd)');
@@ -154,6 +154,7 @@ function createAuth(config: Config, projects: ProjectStore, log: Logger): { auth
     path: htpasswdConfig.path,
     onReload: (users) => log.info({ path: htpasswdConfig.path, users }, 'loaded htpasswd file'),
     onError: (err) => log.error({ err, path: htpasswdConfig.path }, 'cannot read htpasswd file: every login fails'),
+    onCheck: () => metrics.passwordChecks.inc(),
   });
   return {
     authenticator: createBasicAuthenticator(htpasswd, htpasswdConfig.realm),

@@ -56,3 +56,31 @@ test('a missing file locks everyone out', async (t) => {
   const htpasswd = createHtpasswd({ path: '/nonexistent/htpasswd', onError: () => undefined });
   t.false(await htpasswd.verify('alice', 'x'));
 });
+
+test('requests presenting the same new credentials at once share one bcrypt check', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-htpasswd-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'htpasswd');
+  await writeHtpasswd(file, { alice: 'wonderland', bob: 'builder' });
+  let checks = 0;
+  const htpasswd = createHtpasswd({ path: file, onCheck: () => void (checks += 1) });
+
+  // 16 connections of one client, as docker opens for a pull.
+  const right = await Promise.all(Array.from({ length: 16 }, () => htpasswd.verify('alice', 'wonderland')));
+  t.deepEqual(right, Array(16).fill(true));
+  t.is(checks, 1);
+  // Remembered from then on.
+  t.true(await htpasswd.verify('alice', 'wonderland'));
+  t.is(checks, 1);
+
+  // Wrong ones share a check too, and are not remembered: the next try is checked again.
+  const wrong = await Promise.all(Array.from({ length: 16 }, () => htpasswd.verify('bob', 'wonderland')));
+  t.deepEqual(wrong, Array(16).fill(false));
+  t.is(checks, 2);
+  t.false(await htpasswd.verify('bob', 'wonderland'));
+  t.is(checks, 3);
+  // Different credentials at the same moment are each checked on their own.
+  const mixed = await Promise.all([htpasswd.verify('bob', 'builder'), htpasswd.verify('bob', 'wonderland'), htpasswd.verify('nobody', 'x')]);
+  t.deepEqual(mixed, [true, false, false]);
+  t.is(checks, 6);
+});
