@@ -133,17 +133,12 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
       })().then(() => callback(), callback);
     },
     destroy(err, callback) {
+      // A closed sink starts no further write: a chunk that was waiting on the previous write
+      // sees `closed` when it resumes (take and flush check it). So the write in flight now is the
+      // last; once it has finished with the file and the buffers, they are closed and pooled.
       closed = true;
-      // Let the writes in flight finish with the file and the buffers before it is closed and they
-      // go back to the pool. A chunk being taken may have started one after destroy was called
-      // (it was waiting on the previous write): wait until no new one appears.
-      const settled = async (): Promise<void> => {
-        for (let seen: Promise<void> | undefined; seen !== writing; ) {
-          seen = writing;
-          await seen.catch(() => undefined);
-        }
-      };
-      settled()
+      writing
+        .catch(() => undefined)
         .then(() => {
           const opened = [handle, directHandle];
           handle = directHandle = undefined;
