@@ -102,9 +102,11 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
         options.onCheck?.();
         check = (async () => {
           // bcryptjs reads $2y$ as $2a$ (the same algorithm under PHP's name).
-          const ok = await bcrypt.compare(password, (hash ?? DUMMY_HASH).replace(/^\$2y\$/, '$2a$'));
-          if (ok && hash !== undefined) verified.set(key, true);
-          return ok && hash !== undefined;
+          const matches = await bcrypt.compare(password, (hash ?? DUMMY_HASH).replace(/^\$2y\$/, '$2a$'));
+          // An unknown user is checked against the dummy hash for the timing, never accepted.
+          const accepted = matches && hash !== undefined;
+          if (accepted) verified.set(key, true);
+          return accepted;
         })().finally(() => checking.delete(key));
         checking.set(key, check);
       }
