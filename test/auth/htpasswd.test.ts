@@ -1,3 +1,4 @@
+import { renameSync } from 'node:fs';
 import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -63,14 +64,14 @@ test('requests presenting the same new credentials at once share one bcrypt chec
   const file = path.join(dir, 'htpasswd');
   await writeHtpasswd(file, { alice: 'wonderland', bob: 'builder' });
   let checks = 0;
-  const htpasswd = createHtpasswd({ path: file, onCheck: () => void (checks += 1) });
+  const htpasswd = createHtpasswd({ path: file, recheckMs: 60_000, onCheck: () => void (checks += 1) });
 
   // 16 connections of one client, as docker opens for a pull.
   const right = await Promise.all(Array.from({ length: 16 }, () => htpasswd.verify('alice', 'wonderland')));
   t.deepEqual(right, Array(16).fill(true));
   t.is(checks, 1);
-  // Remembered from then on.
-  t.true(await htpasswd.verify('alice', 'wonderland'));
+  // Remembered from then on, and answered at once: not a promise to wait for.
+  t.is(htpasswd.verify('alice', 'wonderland'), true);
   t.is(checks, 1);
 
   // Wrong ones share a check too, and are not remembered: the next try is checked again.
@@ -83,4 +84,34 @@ test('requests presenting the same new credentials at once share one bcrypt chec
   const mixed = await Promise.all([htpasswd.verify('bob', 'builder'), htpasswd.verify('bob', 'wonderland'), htpasswd.verify('nobody', 'x')]);
   t.deepEqual(mixed, [true, false, false]);
   t.is(checks, 6);
+});
+
+test('a password changed while its check runs counts for that request only', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-htpasswd-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'htpasswd');
+  // alice's password "old" at cost 14, made once (bcrypt.hashSync('old', 14)): checking it takes
+  // over a second. bcryptjs works in slices of up to 100 ms, and the reload below needs a few
+  // turns of the event loop between them.
+  await writeFile(file, 'alice:$2b$14$.ltIc0ZLPL8L5WMxSB2dL.sW6sZV6RjTrf15kb9p02BQ6jegG/w.m\n');
+  const changed = path.join(dir, 'htpasswd.new');
+  await writeHtpasswd(changed, { alice: 'new' });
+  const later = new Date(Date.now() + 5000);
+  await utimes(changed, later, later);
+  let bcryptStarted!: () => void;
+  const started = new Promise<void>((resolve) => (bcryptStarted = resolve));
+  const htpasswd = createHtpasswd({ path: file, recheckMs: 0, onCheck: () => bcryptStarted() });
+
+  const first = htpasswd.verify('alice', 'old');
+  await started;
+  // The administrator changes alice's password while that check runs (synchronously, so the
+  // change is in place before bcrypt's next slice).
+  renameSync(changed, file);
+  // A request after the change is checked against the new file, not handed the old answer...
+  t.false(await htpasswd.verify('alice', 'old'));
+  // ...the one that asked before it gets the old file's answer...
+  t.true(await first);
+  // ...and that answer is not remembered for anyone after it.
+  t.false(await htpasswd.verify('alice', 'old'));
+  t.true(await htpasswd.verify('alice', 'new'));
 });
