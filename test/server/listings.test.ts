@@ -41,6 +41,24 @@ test('tags/list in lexical order with n/last pagination and Link', async (t) => 
   t.is(none.headers.get('link'), null);
 });
 
+test('tags/list shows a tag pushed or deleted a moment after the last listing', async (t) => {
+  const name = repo(t);
+  await tagged(name, ['v1']);
+  const list = async (): Promise<{ type: string | null; body: { name: string; tags: string[] } }> => {
+    const res = await client.request(`/v2/${name}/tags/list`);
+    t.is(res.status, 200);
+    return { type: res.headers.get('content-type'), body: (await res.json()) as { name: string; tags: string[] } };
+  };
+  // Listed twice: the second answer may come from what the first rendered.
+  t.deepEqual((await list()).body, { name, tags: ['v1'] });
+  t.deepEqual(await list(), { type: 'application/json; charset=utf-8', body: { name, tags: ['v1'] } });
+  await tagged(name, ['v2']);
+  t.deepEqual((await list()).body.tags, ['v1', 'v2']);
+  const deleted = await client.request(`/v2/${name}/manifests/v1`, { method: 'DELETE' });
+  t.is(deleted.status, 202);
+  t.deepEqual((await list()).body.tags, ['v2']);
+});
+
 test('tags/list of an unknown repository is NAME_UNKNOWN; a bad n is PAGINATION_NUMBER_INVALID', async (t) => {
   const res = await client.request(`/v2/${repo(t)}/nothing/tags/list`);
   t.is(res.status, 404);
