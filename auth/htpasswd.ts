@@ -17,6 +17,11 @@ export interface Htpasswd {
    * `verify` below for why it matters).
    */
   verify(user: string, password: string): boolean | Promise<boolean>;
+  /**
+   * Changes whenever the users in the file change; undefined while a look at the file is due or
+   * under way (`verify` waits for it). An answer remembered under one version holds while it lasts.
+   */
+  version(): number | undefined;
 }
 
 export interface HtpasswdOptions {
@@ -139,6 +144,9 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
       // rest of authentication together (bench/, "authenticated manifest GET": 10 µs a GET).
       if (!reloading && verified.has(key)) return true;
       return check(key, user, password, reloading);
+    },
+    version() {
+      return recheck() ? undefined : generation;
     },
   };
 }

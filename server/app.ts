@@ -123,7 +123,7 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
 
   // Authentication: no credentials is anonymous; wrong credentials are refused on every route.
   app.use(async (ctx, next) => {
-    const answer = deps.authenticator.authenticate(ctx.get('Authorization') || undefined);
+    const answer = deps.authenticator.authenticate(ctx.get('Authorization') || undefined, ctx.req.socket);
     const result = answer instanceof Promise ? await answer : answer;
     if (!result.ok && !isLookasideRead(ctx)) {
       ctx.state.log.info({ path: ctx.path }, 'invalid credentials');
