@@ -3,8 +3,8 @@
 // On PostgreSQL this is LISTEN/NOTIFY on one channel; the embedded PGlite serves one process, so
 // there the bus only reaches local subscribers. A replica that loses its listening connection
 // drops all its caches when it reconnects, since it may have missed changes meanwhile.
-import pg from 'pg';
-import type { Db } from './db.js';
+import type pg from 'pg';
+import { loadPg, type Db } from './db.js';
 
 const CHANNEL = 'signet_changes';
 
@@ -42,7 +42,9 @@ export function createChangeBus(options: ChangeBusOptions): ChangeBus {
 
   async function listen(): Promise<void> {
     if (closed || !options.connectionString) return;
-    const next = new pg.Client({ connectionString: options.connectionString });
+    const { Client } = await loadPg();
+    if (closed) return;
+    const next = new Client({ connectionString: options.connectionString });
     next.on('notification', (message) => {
       if (message.channel !== CHANNEL || !message.payload) return;
       try {

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import type pg from 'pg';
 import type { PgliteReply, PgliteRequest } from './pglite-protocol.js';
 
 export interface Queryable {
@@ -31,12 +31,21 @@ export interface Db extends Queryable {
   readonly kind: 'postgres' | 'pglite';
 }
 
-// int8 and numeric come back as strings from pg; every int8 we store (sizes, offsets, ids) fits
-// in a double, so read them as numbers in both back ends.
-pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+/**
+ * `pg`, loaded when a PostgreSQL server is configured: on the embedded default it would only hold
+ * memory (bench/, RSS rows).
+ */
+export async function loadPg(): Promise<typeof pg> {
+  const { default: driver } = await import('pg');
+  // int8 and numeric come back as strings from pg; every int8 we store (sizes, offsets, ids) fits
+  // in a double, so read them as numbers in both back ends.
+  driver.types.setTypeParser(driver.types.builtins.INT8, (value) => Number(value));
+  return driver;
+}
 
-export function createPostgresDb(connectionString: string, options: { max?: number } = {}): Db {
-  const pool = new pg.Pool({ connectionString, max: options.max ?? 10 });
+export async function createPostgresDb(connectionString: string, options: { max?: number } = {}): Promise<Db> {
+  const { Pool } = await loadPg();
+  const pool = new Pool({ connectionString, max: options.max ?? 10 });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
   return {

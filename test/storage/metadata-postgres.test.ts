@@ -11,7 +11,7 @@ const test = testWithCommands('metadata store on PostgreSQL', [], { postgres: tr
 
 metadataStoreConformance(test, async () => {
   const database = await createTestDatabase();
-  const db = createPostgresDb(database.url);
+  const db = await createPostgresDb(database.url);
   try {
     await migrate(db);
   } catch (err) {
@@ -32,7 +32,7 @@ metadataStoreConformance(test, async () => {
 test('migrate applies nothing the second time', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
-  const db = createPostgresDb(database.url);
+  const db = await createPostgresDb(database.url);
   t.teardown(() => db.close());
   const applied = await migrate(db);
   t.true(applied.includes('001_registry.sql'));
@@ -45,7 +45,7 @@ test('concurrent migrate() calls on a fresh database both succeed, applying each
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   // Separate pools, as separate replicas starting together would have.
-  const replicas = Array.from({ length: 4 }, () => createPostgresDb(database.url, { max: 2 }));
+  const replicas = await Promise.all(Array.from({ length: 4 }, () => createPostgresDb(database.url, { max: 2 })));
   t.teardown(() => Promise.all(replicas.map((db) => db.close())).then(() => undefined));
 
   const results = await Promise.allSettled(replicas.map((db) => migrate(db)));
