@@ -13,7 +13,7 @@ import { LRUCache } from 'lru-cache';
 import type { BlobStore, ObjectStat, ReadOptions } from './blob-store.js';
 import type { ParsedDigest } from './digest.js';
 import { DigestMismatchError, SizeMismatchError } from './errors.js';
-import { blobKey, uploadAssemblyKey, uploadChunkKey, uploadPrefix } from './paths.js';
+import { blobKey, uploadAssemblyKey, uploadChunkKey, uploadListPrefix } from './paths.js';
 
 export interface UploadChunk {
   offset: number;
@@ -78,7 +78,7 @@ export function createBlobs(store: BlobStore): Blobs {
   async function removeUpload(uploadId: string): Promise<void> {
     running.delete(uploadId);
     const keys: string[] = [];
-    for await (const key of store.list(uploadPrefix(uploadId))) keys.push(key);
+    for await (const key of store.list(uploadListPrefix(uploadId))) keys.push(key);
     await Promise.all(keys.map((key) => store.delete(key)));
   }
 

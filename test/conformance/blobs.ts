@@ -7,7 +7,7 @@ import type { BlobStore } from '../../storage/blob-store.js';
 import { createBlobs, type Blobs, type UploadChunk } from '../../storage/blobs.js';
 import { digestOf, parseDigest, type DigestAlgorithm, type ParsedDigest } from '../../storage/digest.js';
 import { DigestMismatchError, SizeMismatchError, StorageNotFoundError } from '../../storage/errors.js';
-import { uploadPrefix } from '../../storage/paths.js';
+import { uploadIdOfKey, uploadListPrefix, uploadPrefix } from '../../storage/paths.js';
 import { failingStream, listAll, readAll, streamOf, type BlobStoreFixture } from './blob-store.js';
 
 const KiB = 1024;
@@ -68,7 +68,7 @@ export function blobsConformance(test: TestFn, makeStore: () => Promise<BlobStor
   }
 
   async function uploadObjects(id: string): Promise<string[]> {
-    return listAll(store(), uploadPrefix(id));
+    return listAll(store(), uploadListPrefix(id));
   }
 
   test('a single-chunk upload committed with its digest becomes readable at that digest', async (t) => {
@@ -318,6 +318,25 @@ export function blobsConformance(test: TestFn, makeStore: () => Promise<BlobStor
     t.deepEqual(await uploadObjects(id), []);
     t.deepEqual(await uploadObjects(other), [otherChunk!.key]);
     await t.notThrowsAsync(blobs.removeUpload(id), 'removing an upload twice is fine');
+  });
+
+  test('an upload begun before the flat upload layout (objects under uploads/<id>/) still commits and is removed', async (t) => {
+    const blobs = createBlobs(store());
+    const data = randomBytes(3 * KiB);
+    const d = digest(data);
+    const id = upload(t, blobs, d);
+    // What an earlier version left: the first chunk under the upload's own directory (prefix).
+    const legacyKey = `uploads/${id}/${'0'.repeat(16)}-0123456789ab`;
+    await store().write(legacyKey, streamOf(data.subarray(0, KiB)));
+    const [rest] = await writeChunks(blobs, id, [data.subarray(KiB)], KiB);
+    t.is(uploadIdOfKey(legacyKey), id);
+    t.is(uploadIdOfKey(rest!.key), id);
+    t.deepEqual((await uploadObjects(id)).sort(), [legacyKey, rest!.key].sort());
+
+    await blobs.commit(id, [{ offset: 0, size: KiB, key: legacyKey }, rest!], d);
+    t.deepEqual(await readAll(await blobs.open(d)), data);
+    await blobs.removeUpload(id);
+    t.deepEqual(await uploadObjects(id), []);
   });
 
   test('delete removes a blob; stat and open of a missing blob say so', async (t) => {

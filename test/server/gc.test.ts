@@ -125,25 +125,31 @@ test.serial('stale upload sessions are removed; fresh ones stay', async (t) => {
 
 test.serial('upload objects whose session is gone (a crash mid-commit) are removed once old; fresh ones stay', async (t) => {
   const uploads = path.join(registry.dataDir, 'storage', 'uploads');
-  const old = path.join(uploads, randomUUID(), `${'0'.repeat(16)}-abcdef012345`);
-  const recent = path.join(uploads, randomUUID(), `${'0'.repeat(16)}-abcdef012345`);
-  for (const file of [old, recent]) {
+  const chunkName = `${'0'.repeat(16)}-abcdef012345`;
+  // Orphans in this version's flat layout (uploads/<id>.<chunk>) and in the earlier one, where
+  // each upload had a directory (uploads/<id>/<chunk>).
+  const old = path.join(uploads, `${randomUUID()}.${chunkName}`);
+  const oldInDirectory = path.join(uploads, randomUUID(), chunkName);
+  const recent = path.join(uploads, `${randomUUID()}.${chunkName}`);
+  for (const file of [old, oldInDirectory, recent]) {
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, randomBytes(50));
   }
   const past = new Date(Date.now() - 2 * 3600_000);
-  await utimes(old, past, past);
+  for (const file of [old, oldInDirectory]) await utimes(file, past, past);
   // A live session's chunk, however old, belongs to its session until the session goes stale.
   const live = await client.request('/v2/gc/uploads/blobs/uploads/', { method: 'POST' });
   await client.request(live.headers.get('location')!, { method: 'PATCH', body: 'kept' });
-  const liveDir = path.join(uploads, live.headers.get('docker-upload-uuid')!);
-  for (const name of await readdir(liveDir)) await utimes(path.join(liveDir, name), past, past);
+  const liveChunks = async (): Promise<string[]> =>
+    (await readdir(uploads)).filter((name) => name.startsWith(`${live.headers.get('docker-upload-uuid')!}.`));
+  for (const name of await liveChunks()) await utimes(path.join(uploads, name), past, past);
 
   const report = await gc();
-  t.true(report.uploadsRemoved >= 1);
+  t.true(report.uploadsRemoved >= 2);
   await t.throwsAsync(access(old), undefined, 'the orphan chunk is gone');
+  await t.throwsAsync(access(oldInDirectory), undefined, 'the orphan chunk of the earlier layout is gone');
   await access(recent);
-  t.is((await readdir(liveDir)).length, 1, "the live session's chunk stays");
+  t.is((await liveChunks()).length, 1, "the live session's chunk stays");
   t.is((await client.request(live.headers.get('location')!)).status, 204);
 });
 

@@ -73,7 +73,8 @@ test('a body that stalls past the idle timeout is dropped and its partial chunk 
   // Nothing of the stalled chunk was kept: the upload is where it was, no chunk file is left.
   const id = location.split('/').pop()!;
   const storage = path.join(registry.dataDir, 'storage');
-  t.true(await until(async () => (await filesUnder(path.join(storage, 'uploads', id))).length === 1, 5000));
+  const chunksOfUpload = async (): Promise<string[]> => (await filesUnder(path.join(storage, 'uploads'))).filter((name) => name.startsWith(`${id}.`));
+  t.true(await until(async () => (await chunksOfUpload()).length === 1, 5000));
   t.true(await until(async () => (await filesUnder(path.join(storage, '_tmp'))).length === 0, 5000));
   t.true(await until(async () => (await gauge(registry)) === 0, 5000));
   const status = await client.request(location);
