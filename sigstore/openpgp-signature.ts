@@ -39,7 +39,6 @@ function hex(bytes: Uint8Array): string {
 }
 
 async function readBinary(untrusted: Uint8Array): Promise<Buffer> {
-  const pgp = await openpgpModule();
   const head = Buffer.from(untrusted.subarray(0, 64)).toString('latin1').trimStart();
   if (head.startsWith(ARMOR_CLEARSIGN)) {
     throw new SignatureFormatError(
@@ -50,6 +49,7 @@ async function readBinary(untrusted: Uint8Array): Promise<Buffer> {
     throw new SignatureFormatError('detached signatures are not simple signatures; sign with skopeo --sign-by or gpg --sign');
   }
   if (head.startsWith(ARMOR_MESSAGE)) {
+    const pgp = await openpgpModule();
     try {
       const { data, type } = await pgp.unarmor(Buffer.from(untrusted).toString('utf8'));
       if (type !== pgp.enums.armor.message) throw new Error('not an armored message');

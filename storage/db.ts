@@ -31,16 +31,19 @@ export interface Db extends Queryable {
   readonly kind: 'postgres' | 'pglite';
 }
 
+let pgLoaded: Promise<typeof pg> | undefined;
+
 /**
  * `pg`, loaded when a PostgreSQL server is configured: on the embedded default it would only hold
  * memory (bench/, RSS rows).
  */
-export async function loadPg(): Promise<typeof pg> {
-  const { default: driver } = await import('pg');
-  // int8 and numeric come back as strings from pg; every int8 we store (sizes, offsets, ids) fits
-  // in a double, so read them as numbers in both back ends.
-  driver.types.setTypeParser(driver.types.builtins.INT8, (value) => Number(value));
-  return driver;
+export function loadPg(): Promise<typeof pg> {
+  return (pgLoaded ??= import('pg').then(({ default: driver }) => {
+    // int8 and numeric come back as strings from pg; every int8 we store (sizes, offsets, ids)
+    // fits in a double, so read them as numbers in both back ends. Set once, when it loads.
+    driver.types.setTypeParser(driver.types.builtins.INT8, (value) => Number(value));
+    return driver;
+  }));
 }
 
 export async function createPostgresDb(connectionString: string, options: { max?: number } = {}): Promise<Db> {

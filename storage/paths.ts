@@ -45,10 +45,11 @@ const UPLOAD_ID_LENGTH = 36;
 export function uploadIdOfKey(key: string): string | undefined {
   const [tree, name, below] = key.split('/');
   if (tree !== UPLOADS_TREE || name === undefined) return undefined;
-  // `uploads/<id>.<object>` now, `uploads/<id>/<object>` before.
-  const id = below === undefined ? name.slice(0, UPLOAD_ID_LENGTH) : name;
-  const layoutOk = below === undefined ? name[UPLOAD_ID_LENGTH] === '.' : id.length === UPLOAD_ID_LENGTH;
-  return layoutOk && isUploadId(id) ? id : undefined;
+  // An earlier version's `uploads/<id>/<object>`.
+  if (below !== undefined) return isUploadId(name) ? name : undefined;
+  // `uploads/<id>.<object>`.
+  const id = name.slice(0, UPLOAD_ID_LENGTH);
+  return name[UPLOAD_ID_LENGTH] === '.' && isUploadId(id) ? id : undefined;
 }
 
 export function uploadChunkKey(uploadId: string, offset: number): string {
