@@ -1,8 +1,8 @@
 // GET / HEAD / DELETE /v2/<name>/blobs/<digest>
-import parseRange from 'range-parser';
 import { capture, emptyResponse, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { blobKey } from '../../storage/paths.js';
 import { hasPositionalReads, hasPresignedGet } from '../../storage/blob-store.js';
+import { parseByteRange } from '../byte-range.js';
 import { OciError } from '../errors.js';
 import { countSentBytes } from '../metrics.js';
 import { requireDigest, requireName } from '../oci-names.js';
@@ -45,15 +45,13 @@ export function createBlobHandlers(deps: RegistryDeps) {
       let start = 0;
       let end = size - 1;
       if (range && size > 0) {
-        const ranges = parseRange(size, range, { combine: true });
-        if (ranges === -1) {
+        const selected = parseByteRange(range, size);
+        if (selected.kind === 'unsatisfiable') {
           ctx.set('Content-Range', `bytes */${size}`);
           throw new OciError('RANGE_INVALID', 'requested range not satisfiable', { range, size });
         }
-        // Malformed (-2) or several ranges: answer with the whole blob, as RFC 9110 allows.
-        if (Array.isArray(ranges) && ranges.length === 1 && ranges.type === 'bytes') {
-          start = ranges[0]!.start;
-          end = ranges[0]!.end;
+        if (selected.kind === 'range') {
+          ({ start, end } = selected);
           ctx.status = 206;
           ctx.set('Content-Range', `bytes ${start}-${end}/${size}`);
         }
