@@ -1,7 +1,7 @@
 // OCI error codes, each registered once with its HTTP status (as distribution's errcode/register.go
 // does), the error type handlers throw, and the one mapping from storage errors to OCI errors.
 import { SignatureFormatError } from '../sigstore/payload.js';
-import { DigestMismatchError, MissingBlobsError, SizeMismatchError, StorageNotFoundError, UploadNotFoundError, UploadOffsetError } from '../storage/errors.js';
+import { DigestMismatchError, InvalidStorageKeyError, MissingBlobsError, SizeMismatchError, StorageNotFoundError, UploadNotFoundError, UploadOffsetError } from '../storage/errors.js';
 
 export const ERROR_CODES = {
   BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
@@ -74,5 +74,7 @@ export function toOciError(err: unknown): OciError | undefined {
   }
   if (err instanceof UploadNotFoundError) return new OciError('BLOB_UPLOAD_UNKNOWN', err.message);
   if (err instanceof StorageNotFoundError) return new OciError('BLOB_UNKNOWN', 'blob data is missing from storage');
+  // Keys come from validated names, so this is a request no check before storage caught: refused.
+  if (err instanceof InvalidStorageKeyError) return new OciError('REQUEST_INVALID', 'the request names no valid storage object');
   return undefined;
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore, DebrisReport, LocalDebris, ObjectReader, ObjectStat, PositionalReads, ReadOptions } from './blob-store.js';
-import { isErrno, StorageNotFoundError } from './errors.js';
+import { InvalidStorageKeyError, isErrno, StorageNotFoundError } from './errors.js';
 import { createFileSink } from './file-sink.js';
 import { UPLOADS_TREE } from './paths.js';
 
@@ -31,7 +31,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
   function toPath(key: string): string {
     const segments = key.split('/');
     if (segments.some((s) => !KEY_SEGMENT_RE.test(s) || s === '.' || s === '..') || segments[0] === TMP_DIR) {
-      throw new Error(`invalid storage key ${JSON.stringify(key)}`);
+      throw new InvalidStorageKeyError(key);
     }
     return path.join(root, ...segments);
   }
