@@ -1,10 +1,10 @@
 // Management API for trust: a project's public keys, and the signatures of an image with who
 // signed them and whether the project trusts that signer.
 import { createHash, createPublicKey } from 'node:crypto';
-import getRawBody from 'raw-body';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../server/context.js';
 import { OciError } from '../server/errors.js';
 import { isValidName, requireDigest } from '../server/oci-names.js';
+import { readBody } from '../server/request-body.js';
 import { describeOpenpgpKey, type NewKey, type ProjectKey } from './key-store.js';
 import { SignatureFormatError } from './payload.js';
 import { projectPolicy, registriesDYaml } from './policy.js';
@@ -62,10 +62,7 @@ export function createTrustApiHandlers(deps: RegistryDeps) {
       const project = capture(ctx, 0);
       await requireAccess(ctx, deps, 'admin', project);
       await requireProject(project);
-      const body = await getRawBody(ctx.req, { limit: KEY_LIMIT }).catch((err: unknown) => {
-        if ((err as { type?: string }).type === 'entity.too.large') throw new OciError('REQUEST_INVALID', 'key too large');
-        throw err;
-      });
+      const body = await readBody(ctx, { limit: KEY_LIMIT, tooLarge: () => new OciError('REQUEST_INVALID', 'key too large') });
       const text = body.toString('latin1').trimStart();
       const record = text.startsWith('-----BEGIN PUBLIC KEY-----') ? describePemKey(body.toString('utf8')) : (await describeOpenpgpKey(body)).record;
       const actor = ctx.state.principal.user;

@@ -1,5 +1,4 @@
 // GET / HEAD / PUT / DELETE /v2/<name>/manifests/<reference>
-import getRawBody from 'raw-body';
 import { digestOf, looksLikeDigest } from '../../storage/digest.js';
 import type { ManifestRecord } from '../../storage/metadata-store.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
@@ -7,6 +6,7 @@ import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
 import { isIndexMediaType, parseManifest } from '../manifest-parse.js';
 import { isValidTag, parseReference, requireName, type Reference } from '../oci-names.js';
+import { readBody } from '../request-body.js';
 
 /** The distribution spec's suggested limit; containers/image refuses larger manifests too. */
 export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
@@ -23,18 +23,11 @@ function accepted(ctx: Ctx): Set<string> | undefined {
   return types.has('*/*') ? undefined : types;
 }
 
-async function readManifestBody(ctx: Ctx): Promise<Buffer> {
-  try {
-    const length = ctx.get('Content-Length');
-    return await getRawBody(ctx.req, { limit: MANIFEST_MAX_BYTES, ...(length ? { length } : {}) });
-  } catch (err) {
-    const type = (err as { type?: string }).type;
-    if (type === 'entity.too.large') {
-      throw new OciError('SIZE_INVALID', `manifest exceeds ${MANIFEST_MAX_BYTES} bytes`, { limit: MANIFEST_MAX_BYTES }, 413);
-    }
-    if (type === 'request.size.invalid') throw new OciError('SIZE_INVALID', 'body length does not match Content-Length');
-    throw err;
-  }
+function readManifestBody(ctx: Ctx): Promise<Buffer> {
+  return readBody(ctx, {
+    limit: MANIFEST_MAX_BYTES,
+    tooLarge: () => new OciError('SIZE_INVALID', `manifest exceeds ${MANIFEST_MAX_BYTES} bytes`, { limit: MANIFEST_MAX_BYTES }, 413),
+  });
 }
 
 export function createManifestHandlers(deps: RegistryDeps) {
