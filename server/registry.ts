@@ -152,7 +152,7 @@ function createAuth(config: Config, projects: ProjectStore, log: Logger, metrics
   }
   const htpasswd = createHtpasswd({
     path: htpasswdConfig.path,
-    onReload: (users) => log.info({ path: htpasswdConfig.path, users }, 'loaded htpasswd file'),
+    onReload: (users, dummyCost) => log.info({ path: htpasswdConfig.path, users, dummyCost }, 'loaded htpasswd file'),
     onError: (err) => log.error({ err, path: htpasswdConfig.path }, 'cannot read htpasswd file: every login fails'),
     onCheck: () => metrics.passwordChecks.inc(),
   });
