@@ -1,5 +1,7 @@
 // Blob store on a local filesystem. Writes go to a temporary file under the same root, are fsynced
-// and renamed into place, so an object is either complete or absent, also after a crash.
+// and renamed into place, so an object is either complete or absent, also after a crash. A rename
+// (and a directory made for it) is durable only once the directory holding the new entry is
+// fsynced too: without that, a power loss can take a blob whose database row committed.
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
@@ -55,12 +57,27 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
   // EEXIST): for these the rename goes first and the directory is made only if it is missing.
   const knownDirs = new Set<string>();
 
+  const syncDirectory = createDirectorySync();
+
+  /** Makes `dir` and whatever it lacks above it, each new directory's entry fsynced in its parent. */
+  async function makeDirectory(dir: string): Promise<void> {
+    const first = await mkdir(dir, { recursive: true });
+    if (first === undefined) return;
+    // Every directory from the first one made down to `dir` is a new entry in its parent.
+    const parents: string[] = [];
+    for (let made = dir; made.startsWith(first) && made !== path.dirname(made); made = path.dirname(made)) {
+      parents.push(path.dirname(made));
+    }
+    await Promise.all(parents.map(syncDirectory));
+  }
+
   // A concurrent prune may remove the parent between mkdir and rename: make it again and retry.
+  // Resolves once the new name is durable (its directory fsynced).
   async function renameInto(source: string, target: string): Promise<void> {
     const dir = path.dirname(target);
     let makeDir = !knownDirs.has(dir);
     for (let attempt = 0; ; attempt++) {
-      if (makeDir) await mkdir(dir, { recursive: true });
+      if (makeDir) await makeDirectory(dir);
       try {
         await rename(source, target);
         break;
@@ -69,6 +86,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         makeDir = true;
       }
     }
+    await syncDirectory(dir);
     if (knownDirs.size >= 4096) knownDirs.clear();
     knownDirs.add(dir);
   }
@@ -233,6 +251,42 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       if (entry.isDirectory()) yield* walk(path.join(dir, entry.name), key, '');
       else if (entry.isFile()) yield key;
     }
+  }
+}
+
+/**
+ * fsync of a directory, shared by the renames that wait for it: a rename joins the next sync to
+ * start after it, never one that may have started before it. Concurrent writes into one directory
+ * (every upload chunk goes to `uploads/`) then cost one sync between them, not one each.
+ */
+function createDirectorySync(): (dir: string) => Promise<void> {
+  const pending = new Map<string, { running: Promise<void>; next?: Promise<void> }>();
+  const start = (dir: string): Promise<void> => {
+    const entry: { running: Promise<void>; next?: Promise<void> } = { running: fsyncDirectory(dir) };
+    pending.set(dir, entry);
+    void entry.running.then(
+      () => pending.get(dir) === entry && pending.delete(dir),
+      () => pending.get(dir) === entry && pending.delete(dir),
+    );
+    return entry.running;
+  };
+  return (dir) => {
+    const current = pending.get(dir);
+    if (!current) return start(dir);
+    const settled = (): Promise<void> => start(dir);
+    return (current.next ??= current.running.then(settled, settled));
+  };
+}
+
+async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch (err) {
+    // Some file systems cannot fsync a directory (EINVAL); they order their metadata themselves.
+    if (!isErrno(err, 'EINVAL')) throw err;
+  } finally {
+    await handle.close();
   }
 }
 
