@@ -8,7 +8,7 @@ import type { UploadChunk } from '../../storage/blobs.js';
 import type { UploadRecord } from '../../storage/metadata-store.js';
 import { isUploadId } from '../../storage/paths.js';
 import { allowed, capture, emptyResponse, queryParam, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
-import { OciError } from '../errors.js';
+import { OciError, toOciError } from '../errors.js';
 import { isValidName, requireDigest, requireName } from '../oci-names.js';
 import { createQuotaCheck } from '../quota.js';
 import { createUploadSlots } from '../upload-slots.js';
@@ -44,9 +44,9 @@ export function createUploadHandlers(deps: RegistryDeps) {
     return upload;
   }
 
-  /** Ends the upload and returns it for its commit (metadata uploads.take). */
-  async function takeUpload(name: string, untrustedId: string): Promise<UploadRecord> {
-    const upload = isUploadId(untrustedId) ? await metadata.uploads.take(untrustedId, name) : undefined;
+  /** The upload for its commit (metadata uploads.claim): it stays until its blob is linked. */
+  async function claimUpload(name: string, untrustedId: string): Promise<UploadRecord> {
+    const upload = isUploadId(untrustedId) ? await metadata.uploads.claim(untrustedId, name) : undefined;
     if (!upload) throw unknownUpload(untrustedId);
     return upload;
   }
@@ -95,31 +95,45 @@ export function createUploadHandlers(deps: RegistryDeps) {
 
   /**
    * Takes the request's final body (if any), verifies and publishes the blob and links it. The
-   * caller has already taken the upload (ended its session in the same statement that read it), so
-   * no other request writes to it meanwhile, and the final body joins the recorded chunks without
-   * being recorded itself: a PUT costs one statement before the link. Whatever fails from here on,
-   * the session is over and its objects go: a wrong digest or a quota refusal ends it as
-   * distribution does, and clients (containers/image, docker) start a failed blob over with a new
-   * session rather than retry the PUT.
+   * final body joins the recorded chunks without being recorded itself: a PUT costs one statement
+   * before the link. The session (`session`: the upload's id, none for a monolithic POST) ends in
+   * the statement that links the blob, not before: a PUT cut off by a crash, however late, leaves
+   * the upload where its recorded chunks left it, and the client's retried PUT completes it
+   * (hundreds of MB need not be pushed again). The one gap left: a crash between placing the bytes
+   * and linking them (milliseconds) leaves a session whose chunk moved; its retry fails and the
+   * client starts the blob over.
+   *
+   * A failure that is the client's (a wrong digest or size, a quota refusal, a chunk gone) ends the
+   * session and removes its objects, as distribution does; containers/image and docker start a
+   * failed blob over with a new session. Any other failure drops only the final body, so the PUT
+   * can be sent again.
    */
-  async function complete(ctx: Ctx, name: string, upload: UploadRecord, digest: ParsedDigest, release: (() => void) | undefined): Promise<void> {
+  async function complete(
+    ctx: Ctx,
+    name: string,
+    upload: UploadRecord,
+    digest: ParsedDigest,
+    release: (() => void) | undefined,
+    session?: string,
+  ): Promise<void> {
+    let last: UploadChunk | undefined;
     try {
-      let chunks = upload.chunks;
-      let size = upload.size;
-      if (release) {
-        const last = await writeBody(ctx, upload).finally(release);
-        if (last) {
-          chunks = [...chunks, last];
-          size += last.size;
-        }
-      }
+      if (release) last = await writeBody(ctx, upload).finally(release);
+      const chunks = last ? [...upload.chunks, last] : upload.chunks;
+      const size = upload.size + (last?.size ?? 0);
       await checkQuota(name, digest.digest, size);
       await blobs.commit(upload.id, chunks, digest, {
         // Placing the bytes and linking them is one critical section (see metadata blobs.save).
-        link: (place) => metadata.blobs.save(name, digest.digest, size, place),
+        link: (place) => metadata.blobs.save(name, digest.digest, size, { place, ...(session ? { endUpload: session } : {}) }),
       });
     } catch (err) {
-      await blobs.removeUpload(upload.id).catch(() => undefined);
+      const clientFault = (toOciError(err)?.status ?? 500) < 500;
+      if (!session || clientFault) {
+        if (session) await metadata.uploads.remove(session).catch(() => undefined);
+        await blobs.removeUpload(upload.id).catch(() => undefined);
+      } else if (last) {
+        await blobs.discardChunk(upload.id, last).catch(() => undefined);
+      }
       throw err;
     }
   }
@@ -139,8 +153,10 @@ export function createUploadHandlers(deps: RegistryDeps) {
     if (size === undefined) return false;
     await checkQuota(name, digest.digest, size);
     try {
-      await metadata.blobs.save(name, digest.digest, size, async () => {
-        if (!(await blobs.stat(digest))) throw new StorageNotFoundError(digest.digest);
+      await metadata.blobs.save(name, digest.digest, size, {
+        place: async () => {
+          if (!(await blobs.stat(digest))) throw new StorageNotFoundError(digest.digest);
+        },
       });
     } catch (err) {
       if (err instanceof StorageNotFoundError) return false; // collected meanwhile: upload instead
@@ -204,12 +220,12 @@ export function createUploadHandlers(deps: RegistryDeps) {
       const release = acquireSlot(ctx);
       let upload: UploadRecord;
       try {
-        upload = await takeUpload(name, capture(ctx, 1));
+        upload = await claimUpload(name, capture(ctx, 1));
       } catch (err) {
         release?.();
         throw err;
       }
-      await complete(ctx, name, upload, digest, release);
+      await complete(ctx, name, upload, digest, release, upload.id);
       setCreated(ctx, name, digest.digest);
     },
 
