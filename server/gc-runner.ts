@@ -30,10 +30,25 @@ export function recordGc(metrics: Metrics, report: GcReport): void {
   metrics.gcBytesRemoved.inc(report.bytesRemoved);
 }
 
+/**
+ * Beyond the idle timeout, how long crash debris is left alone. A live request moves a byte at
+ * least every idle timeout, but an object it wrote may stay untouched longer: a temporary file
+ * fills a 1 MiB buffer before each write, and a monolithic upload's object waits for its commit
+ * (on S3, a server-side copy of the whole blob). This process's own uploads are known and never
+ * swept; the margin is for another replica's.
+ */
+const DEBRIS_MARGIN_SECONDS = 15 * 60;
+
+/** How old crash debris must be before it is removed (at start-up and by every collection). */
+export function debrisAgeMs(config: Config): number {
+  return (config.http.idletimeout + DEBRIS_MARGIN_SECONDS) * 1000;
+}
+
 export function gcOptions(config: Config, overrides: Partial<GcOptions> = {}): GcOptions {
   return {
     graceMs: config.gc.grace * 1000,
     uploadAgeMs: config.storage.maintenance.uploadpurging.age * 1000,
+    debrisAgeMs: debrisAgeMs(config),
     deleteUntagged: config.gc.deleteuntagged,
     dryRun: false,
     ...overrides,

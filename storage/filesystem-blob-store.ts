@@ -26,6 +26,8 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
   const root = path.resolve(options.rootDirectory);
   const sinkOptions = { directIo: options.directIo ?? true };
   const tmpRoot = path.join(root, TMP_DIR);
+  /** Names of the temporary files this process is writing: never debris, whatever their age. */
+  const writing = new Set<string>();
   // Made once, not before every write (a system call per blob pushed).
   let tmpReady: Promise<unknown> | undefined;
 
@@ -158,7 +160,9 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         tmpReady = undefined;
         throw err;
       }));
-      const tmp = path.join(tmpRoot, randomUUID());
+      const name = randomUUID();
+      const tmp = path.join(tmpRoot, name);
+      writing.add(name);
       try {
         // The sink fsyncs before it finishes, so the rename below never exposes a half-written file.
         await pipeline(body, createFileSink(tmp, sinkOptions), { signal: options.signal });
@@ -172,6 +176,8 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         // The temporary directory was removed under us: make it again for the next write.
         if (isNotFound(err) && !(await stat(tmpRoot).then(() => true, () => false))) tmpReady = undefined;
         throw err;
+      } finally {
+        writing.delete(name);
       }
     },
 
@@ -204,8 +210,10 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
 
     async removeDebris(olderThan, { dryRun = false } = {}) {
       const report: DebrisReport = { files: 0, bytes: 0, directories: 0 };
-      // A write in progress keeps touching its temporary file, so only old ones are cut-off writes.
+      // This process's writes in progress are known; another process's (a replica sharing the
+      // directory) keeps writing to its file, so only old files are cut-off writes.
       for (const name of await readdir(tmpRoot).catch(() => [] as string[])) {
+        if (writing.has(name)) continue;
         const file = path.join(tmpRoot, name);
         const s = await lstat(file).catch(() => undefined);
         if (!s?.isFile() || s.mtime >= olderThan) continue;
