@@ -183,6 +183,16 @@ export const configSchema = z.object({
       maxconcurrent: z.coerce.number().int().nonnegative().default(32),
     })
     .prefault({}),
+  downloads: z
+    .object({
+      /**
+       * Blob GETs one user (or, anonymous, one client address) may be sent at once; 0: no limit.
+       * docker fetches 3 layers of an image at once (max-concurrent-downloads), containers/image
+       * up to 6: 64 leaves room for many pulls side by side from one machine or NAT address.
+       */
+      maxconcurrent: z.coerce.number().int().nonnegative().default(64),
+    })
+    .prefault({}),
   cache: z
     .object({
       /** Seconds a replica may serve a tag or manifest from memory; 0 turns the cache off. */

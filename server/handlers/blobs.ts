@@ -4,6 +4,7 @@ import { blobKey } from '../../storage/paths.js';
 import { hasPositionalReads, hasPresignedGet } from '../../storage/blob-store.js';
 import { parseByteRange } from '../byte-range.js';
 import { OciError } from '../errors.js';
+import { createCallerSlots } from '../caller-slots.js';
 import { countSentBytes } from '../metrics.js';
 import { requireDigest, requireName } from '../oci-names.js';
 import { sendObject } from '../send-object.js';
@@ -13,6 +14,24 @@ const REDIRECT_EXPIRY_SECONDS = 20 * 60;
 
 export function createBlobHandlers(deps: RegistryDeps) {
   const { metadata, blobs } = deps;
+  const slots = createCallerSlots(deps.config.downloads.maxconcurrent, deps.metrics.downloadsInProgress);
+
+  /**
+   * One of the caller's download slots, held until the response is over (sent, or the connection
+   * gone): a client that requests blobs and does not read them holds sockets and send buffers, as
+   * many as it may open. Past the bound, 429 before anything is read from storage.
+   */
+  function acquireSlot(ctx: Ctx): void {
+    const release = slots.acquire(ctx.state.principal.user ?? `address ${ctx.ip}`);
+    if (!release) {
+      // The refusal must not look like the blob: no validators, no year-long caching.
+      for (const header of ['ETag', 'Cache-Control', 'Content-Range', 'Docker-Content-Digest']) ctx.remove(header);
+      ctx.set('Connection', 'close');
+      throw new OciError('TOOMANYREQUESTS', `at most ${deps.config.downloads.maxconcurrent} blob downloads may run at once per user`);
+    }
+    if (ctx.res.closed) release();
+    else ctx.res.once('close', release);
+  }
 
   return {
     async get(ctx: Ctx): Promise<void> {
@@ -66,6 +85,7 @@ export function createBlobHandlers(deps: RegistryDeps) {
         ctx.body = Buffer.alloc(0);
         return;
       }
+      acquireSlot(ctx);
       if (hasPositionalReads(deps.store)) {
         // Opened before anything is sent, so a missing file is still an OCI error.
         const reader = await deps.store.openReader(blobKey(digest));

@@ -11,14 +11,14 @@ import { allowed, capture, emptyResponse, queryParam, requestSignal, requireAcce
 import { OciError, toOciError } from '../errors.js';
 import { isValidName, requireDigest, requireName } from '../oci-names.js';
 import { createQuotaCheck } from '../quota.js';
-import { createUploadSlots } from '../upload-slots.js';
+import { createCallerSlots } from '../caller-slots.js';
 
 // `Content-Range: <start>-<end>` (the spec's form); some clients prefix "bytes=" or "bytes ".
 const CONTENT_RANGE_RE = /^(?:bytes[= ])?(\d{1,15})-(\d{1,15})$/;
 
 export function createUploadHandlers(deps: RegistryDeps) {
   const { metadata, blobs } = deps;
-  const slots = createUploadSlots(deps.config.uploads.maxconcurrent, deps.metrics.uploadsInProgress);
+  const slots = createCallerSlots(deps.config.uploads.maxconcurrent, deps.metrics.uploadsInProgress);
   const checkQuota = createQuotaCheck(deps.projects);
 
   function setProgress(ctx: Ctx, name: string, id: string, size: number): void {

@@ -411,17 +411,21 @@ async function isOpen(file: string): Promise<boolean> {
 
 test('a large blob and ranges across the sender’s buffer boundaries arrive byte-exact', async (t) => {
   const name = repo(t);
-  // The sender's buffers hold 1 MiB (server/send-object.ts).
-  const MIB = 1024 * 1024;
-  const blob = randomBlob(3 * MIB + 123);
+  // The sender reads 64 KiB at a time until the socket has taken 16 MiB, then 1 MiB
+  // (server/send-object.ts): ranges start and end on either side of those boundaries.
+  const KIB = 1024;
+  const MIB = 1024 * KIB;
+  const blob = randomBlob(18 * MIB + 123);
   await client.pushBlob(name, blob);
   const whole = await client.request(`/v2/${name}/blobs/${blob.digest}`);
   t.is(whole.headers.get('content-length'), String(blob.size));
   t.true(Buffer.from(await whole.arrayBuffer()).equals(blob.data));
   for (const [start, end] of [
+    [64 * KIB - 1, 64 * KIB],
     [MIB - 1, MIB],
-    [2 * MIB - 1, 2 * MIB],
     [100, 2_500_000],
+    [MIB + 5, 17 * MIB + 7],
+    [16 * MIB - 1, 17 * MIB],
     [blob.size - 1_100_000, blob.size - 1],
   ] as const) {
     const part = await client.request(`/v2/${name}/blobs/${blob.digest}`, { headers: { Range: `bytes=${start}-${end}` } });

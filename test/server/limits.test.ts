@@ -1,17 +1,20 @@
 // Limits on what one client can hold: upload requests streaming at once per caller
-// (REGISTRY_UPLOADS_MAXCONCURRENT → 429 TOOMANYREQUESTS), and a body that stalls
+// (REGISTRY_UPLOADS_MAXCONCURRENT → 429 TOOMANYREQUESTS), blob downloads being sent at once per
+// caller (REGISTRY_DOWNLOADS_MAXCONCURRENT → 429), and a body that stalls
 // (REGISTRY_HTTP_IDLETIMEOUT → the connection is dropped, the partial chunk discarded).
+import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
 import { createClient, type OciErrorBody } from '../helpers/oci-client.js';
+import { blobOf } from '../helpers/oci-layout.js';
 import { openRaw, requestHead } from '../helpers/raw-http.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { until } from '../helpers/wait.js';
 
-async function gauge(registry: TestRegistry): Promise<number> {
+async function gauge(registry: TestRegistry, name = 'signet_uploads_in_progress'): Promise<number> {
   const text = await registry.registry.deps.metrics.register.metrics();
-  const line = text.split('\n').find((l) => l.startsWith('signet_uploads_in_progress '));
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return Number(line?.split(' ')[1] ?? NaN);
 }
 
@@ -84,4 +87,41 @@ test('a body that stalls past the idle timeout is dropped and its partial chunk 
   const next = await client.request(location, { method: 'PATCH', body: '-second', headers: { 'Content-Range': '11-17' } });
   t.is(next.status, 202);
   t.is(next.headers.get('range'), '0-17');
+});
+
+test('blob downloads being sent at once are bounded per caller: 429 TOOMANYREQUESTS past the bound', async (t) => {
+  const registry = await startTestRegistry({ env: { REGISTRY_DOWNLOADS_MAXCONCURRENT: '2' } });
+  t.teardown(() => registry.close());
+  const client = createClient(registry.url);
+  const port = Number(new URL(registry.url).port);
+  // Larger than what the kernel takes for a client that does not read, so those GETs stay open.
+  const blob = blobOf(randomBytes(16 * 1024 * 1024), 'application/octet-stream');
+  t.is((await client.pushBlob('lim/pull', blob)).status, 201);
+  const path = `/v2/lim/pull/blobs/${blob.digest}`;
+
+  // Two clients that request the blob and never read.
+  const stalled = await Promise.all([0, 1].map(() => openRaw(port, { timeoutMs: 60_000 })));
+  for (const { socket } of stalled) {
+    socket.pause();
+    socket.write(requestHead('GET', path, { Host: 'x' }));
+  }
+  const downloads = (): Promise<number> => gauge(registry, 'signet_downloads_in_progress');
+  t.true(await until(async () => (await downloads()) === 2, 10_000));
+
+  const refused = await client.request(path);
+  t.is(refused.status, 429);
+  t.is(refused.headers.get('cache-control'), null, 'a refusal is not cached as the blob');
+  t.is(refused.headers.get('etag'), null);
+  t.is(((await refused.json()) as OciErrorBody).errors[0]?.code, 'TOOMANYREQUESTS');
+  // HEAD sends nothing and is not counted.
+  t.is((await client.request(path, { method: 'HEAD' })).status, 200);
+
+  // A stalled client that goes frees its slot.
+  stalled[0]!.socket.destroy();
+  t.true(await until(async () => (await downloads()) === 1, 10_000));
+  const got = await client.request(path);
+  t.is(got.status, 200);
+  t.true(Buffer.from(await got.arrayBuffer()).equals(blob.data));
+  stalled[1]!.socket.destroy();
+  t.true(await until(async () => (await downloads()) === 0, 10_000));
 });
