@@ -14,7 +14,11 @@ const REDIRECT_EXPIRY_SECONDS = 20 * 60;
 
 export function createBlobHandlers(deps: RegistryDeps) {
   const { metadata, blobs } = deps;
-  const slots = createCallerSlots(deps.config.downloads.maxconcurrent, deps.metrics.downloadsInProgress);
+  const slots = createCallerSlots({
+    max: deps.config.downloads.maxconcurrent,
+    gauge: deps.metrics.downloadsInProgress,
+    stallMs: deps.config.http.stalltimeout * 1000,
+  });
 
   /**
    * One of the caller's download slots, held until the response is over (sent, or the connection
@@ -22,7 +26,18 @@ export function createBlobHandlers(deps: RegistryDeps) {
    * many as it may open. Past the bound, 429 before anything is read from storage.
    */
   function acquireSlot(ctx: Ctx): void {
-    const release = slots.acquire(ctx.state.principal.user ?? `address ${ctx.ip}`);
+    const caller = ctx.state.principal.user ?? `address ${ctx.ip}`;
+    const res = ctx.res;
+    const release = slots.acquire(caller, {
+      // What the socket took (the sender writes again only once it took the last piece).
+      moved: () => res.socket?.bytesWritten ?? 0,
+      // The socket is full: the client is not reading. Otherwise the server is reading the blob.
+      waitsOnClient: () => res.writableLength > 0,
+      evict: () => {
+        ctx.state.log.info({ caller }, 'stalled download gave its slot to another request of its caller');
+        res.destroy();
+      },
+    });
     if (!release) {
       // The refusal must not look like the blob: no validators, no year-long caching.
       for (const header of ['ETag', 'Cache-Control', 'Content-Range', 'Docker-Content-Digest']) ctx.remove(header);

@@ -18,7 +18,11 @@ const CONTENT_RANGE_RE = /^(?:bytes[= ])?(\d{1,15})-(\d{1,15})$/;
 
 export function createUploadHandlers(deps: RegistryDeps) {
   const { metadata, blobs } = deps;
-  const slots = createCallerSlots(deps.config.uploads.maxconcurrent, deps.metrics.uploadsInProgress);
+  const slots = createCallerSlots({
+    max: deps.config.uploads.maxconcurrent,
+    gauge: deps.metrics.uploadsInProgress,
+    stallMs: deps.config.http.stalltimeout * 1000,
+  });
   const checkQuota = createQuotaCheck(deps.projects);
 
   function setProgress(ctx: Ctx, name: string, id: string, size: number): void {
@@ -64,7 +68,17 @@ export function createUploadHandlers(deps: RegistryDeps) {
   function acquireSlot(ctx: Ctx): (() => void) | undefined {
     if (!hasBody(ctx)) return undefined;
     const caller = ctx.state.principal.user ?? `address ${ctx.ip}`;
-    const release = slots.acquire(caller);
+    const req = ctx.req;
+    const release = slots.acquire(caller, {
+      moved: () => req.socket.bytesRead,
+      // Waiting for the client's bytes: the body is not all in, and the server is not holding it
+      // back (a paused stream is the disk's doing; one not flowing yet is still being set up).
+      waitsOnClient: () => !req.complete && req.readableFlowing === true && req.readableLength === 0,
+      evict: () => {
+        ctx.state.log.info({ caller }, 'stalled upload gave its slot to another request of its caller');
+        req.socket.destroy();
+      },
+    });
     if (!release) {
       // Refused before the body is read: close the connection rather than drain a large body.
       ctx.set('Connection', 'close');
