@@ -7,7 +7,7 @@ import type { Ctx } from './context.js';
 import { OciError } from './errors.js';
 
 /** Management API bodies (projects, members, garbage collection). */
-export const API_BODY_LIMIT = 64 * 1024;
+const API_BODY_LIMIT = 64 * 1024;
 
 export interface BodyOptions {
   /** Bytes; a longer body is refused before more than this is read. */
