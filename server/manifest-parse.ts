@@ -134,6 +134,29 @@ function resolveMediaType(contentType: string, body: Record<string, unknown>): s
   throw invalid('cannot tell the manifest media type: set Content-Type');
 }
 
+// Fields each kind of document may not carry. A document with both an index's `manifests` and an
+// image's `config`/`layers` is read as an index by one client and as an image by another
+// (CVE-2021-41190): a registry that accepted one could serve a signed index while a client runs the
+// unsigned image beside it. The image spec asks registries to refuse them; containers/image
+// (manifest/common.go, validateUnambiguousManifestFormat) rejects exactly these fields, schema 1's
+// `fsLayers` and `history` included ("rejecting ambiguous manifest").
+const FORBIDDEN_IN_INDEX = ['config', 'layers', 'fsLayers', 'history'];
+const FORBIDDEN_IN_IMAGE = ['manifests', 'fsLayers', 'history'];
+
+/** The fields that make this document ambiguous, if any. */
+export function ambiguousFields(body: Record<string, unknown>, mediaType: string): string[] {
+  const forbidden = INDEX_TYPES.has(mediaType) ? FORBIDDEN_IN_INDEX : FORBIDDEN_IN_IMAGE;
+  // Present at all counts, `null` included, as containers/image counts a present json.RawMessage.
+  return forbidden.filter((field) => Object.hasOwn(body, field));
+}
+
+function refuseAmbiguous(body: Record<string, unknown>, mediaType: string): void {
+  const unexpected = ambiguousFields(body, mediaType);
+  if (unexpected.length > 0) {
+    throw invalid(`ambiguous manifest: a ${mediaType} may not carry ${unexpected.join(', ')}`, { unexpected });
+  }
+}
+
 export function parseManifest(content: Buffer, contentType: string): ParsedManifest {
   let body: unknown;
   try {
@@ -143,6 +166,7 @@ export function parseManifest(content: Buffer, contentType: string): ParsedManif
   }
   if (!isRecord(body)) throw invalid('manifest must be a JSON object');
   const mediaType = resolveMediaType(contentType, body);
+  refuseAmbiguous(body, mediaType);
   const references: ExpectedReference[] = [];
 
   if (INDEX_TYPES.has(mediaType)) {
