@@ -1,6 +1,7 @@
 // OCI error codes, each registered once with its HTTP status (as distribution's errcode/register.go
 // does), the error type handlers throw, and the one mapping from storage errors to OCI errors.
 import { SignatureFormatError } from '../sigstore/payload.js';
+import { PullRefusedError } from '../sigstore/pull-gate.js';
 import { DigestMismatchError, MissingBlobsError, SizeMismatchError, StorageNotFoundError, UploadNotFoundError, UploadOffsetError } from '../storage/errors.js';
 
 export const ERROR_CODES = {
@@ -69,6 +70,9 @@ export function toOciError(err: unknown): OciError | undefined {
     return new OciError('RANGE_INVALID', err.message, { expected: err.expected, actual: err.actual });
   }
   if (err instanceof SignatureFormatError) return new OciError('SIGNATURE_INVALID', err.message);
+  if (err instanceof PullRefusedError) {
+    return new OciError('PROJECTPOLICYVIOLATION', err.message, { keyIds: err.keyIds, problems: err.problems });
+  }
   if (err instanceof MissingBlobsError) {
     return new OciError('MANIFEST_BLOB_UNKNOWN', 'a referenced blob was removed meanwhile; push it again', { digests: err.digests });
   }

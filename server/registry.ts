@@ -19,6 +19,7 @@ import { createKeyStore } from '../sigstore/key-store.js';
 import { createSignatureStore } from '../sigstore/signature-store.js';
 import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
+import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
 import type { RegistryDeps, RequestState } from './context.js';
@@ -73,12 +74,14 @@ export async function createRegistry(
   const keys = createKeyStore(db, { cacheTtlMs: ttlMs, bus });
   const blobs = createBlobs(store);
   const signatures = createSignatures(createSignatureStore(db), keys, bus);
+  const readBlob = createSmallBlobReader(blobs);
   const gate = createPullGate({
     projects,
     keys,
     signatures,
     metadata,
-    blobs,
+    artifacts: createSignatureArtifacts(readBlob),
+    readBlob,
     cacheTtlMs: ttlMs,
     bus,
     onDecision: (outcome) => metrics.gateDecisions.inc({ outcome }),
