@@ -44,7 +44,7 @@ function describePemKey(text: string): NewKey {
 export function createTrustApiHandlers(deps: RegistryDeps) {
   const { keys, signatures, projects } = deps;
   /** The name clients use for this registry: the first REGISTRY_HTTP_HOST, else this request's Host. */
-  const clientHost = (ctx: Ctx): string => publicHosts(deps.config)[0] ?? ctx.host.toLowerCase();
+  const clientHost = (ctx: Ctx): string => publicHosts(deps.config)[0] ?? ctx.host;
 
   async function requireProject(name: string): Promise<void> {
     if (!(await projects.find(name))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
@@ -69,12 +69,13 @@ export function createTrustApiHandlers(deps: RegistryDeps) {
       const text = body.toString('latin1').trimStart();
       const record = text.startsWith('-----BEGIN PUBLIC KEY-----') ? describePemKey(body.toString('utf8')) : (await describeOpenpgpKey(body)).record;
       const actor = ctx.state.principal.user;
-      const { id, created } = await keys.add(project, record, actor);
-      ctx.state.log.info({ project, keyId: id, fingerprint: record.fingerprint, kind: record.kind }, created ? 'trusted key added' : 'trusted key already present');
+      const { id, outcome } = await keys.add(project, record, actor);
+      const message = { created: 'trusted key added', updated: 'trusted key updated', unchanged: 'trusted key already present' }[outcome];
+      ctx.state.log.info({ project, keyId: id, fingerprint: record.fingerprint, kind: record.kind }, message);
       const stored = (await keys.list(project)).find((k) => k.id === id)!;
       ctx.set('Location', `/api/v1/projects/${project}/keys/${id}`);
-      ctx.status = created ? 201 : 200;
-      ctx.body = keyJson(stored);
+      ctx.status = outcome === 'created' ? 201 : 200;
+      ctx.body = { ...keyJson(stored), outcome };
     },
 
     async removeKey(ctx: Ctx): Promise<void> {

@@ -1,10 +1,17 @@
 // Public keys a project trusts, with every change in the audit log. Parsed keys are cached per
-// project and dropped when the project's keys change here (replicas: see the cache TTL).
-import { createPublicKey, type KeyObject } from 'node:crypto';
+// project and dropped when the project's keys change, here and (through the change bus) on every
+// replica.
+//
+// Uploading a key the project already trusts (same fingerprint) merges the new material into the
+// stored key, as `gpg --import` does: new subkeys, new self-signatures (a changed expiry),
+// revocations of the key, a subkey or a user ID. Merging, not replacing, so that re-uploading an
+// old export can never undo a revocation.
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import type * as openpgp from 'openpgp';
 import type { ChangeBus } from '../storage/change-bus.js';
 import type { Db } from '../storage/db.js';
 import { readPublicKey, type TrustedKey } from './openpgp-signature.js';
+import { SignatureFormatError } from './payload.js';
 
 export type KeyKind = 'openpgp' | 'cosign';
 
@@ -39,14 +46,19 @@ export interface NewKey {
   material: Buffer;
 }
 
+/** What adding a key did: a new key, new material merged into a trusted one, or nothing new. */
+export type KeyAddOutcome = 'created' | 'updated' | 'unchanged';
+
 export interface KeyStore {
   list(project: string): Promise<ProjectKey[]>;
-  /** `created: false` when the project already trusts a key with this fingerprint. */
-  add(project: string, key: NewKey, actor?: string): Promise<{ id: number; created: boolean }>;
+  /** Adds a key, or merges it into the trusted key with the same fingerprint. */
+  add(project: string, key: NewKey, actor?: string): Promise<{ id: number; outcome: KeyAddOutcome }>;
   remove(project: string, id: number, actor?: string): Promise<boolean>;
   /** The project's keys, parsed (cached). */
   trusted(project: string): Promise<TrustSet>;
 }
+
+const sha256 = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 interface Row {
   id: number;
@@ -75,6 +87,24 @@ export async function describeOpenpgpKey(untrusted: Uint8Array): Promise<{ key: 
       material: Buffer.from(key.write()),
     },
   };
+}
+
+/** The most a stored key may grow to by merging (as much as one upload may carry). */
+export const MAX_KEY_BYTES = 1024 * 1024;
+
+/**
+ * The stored OpenPGP key with the components of `incoming` (same fingerprint) merged in, described
+ * for storing; `undefined` when nothing new came.
+ */
+export async function mergeOpenpgpKey(stored: Buffer, incoming: Buffer): Promise<NewKey | undefined> {
+  const [current, update] = await Promise.all([readPublicKey(stored), readPublicKey(incoming)]);
+  const merged = await current.update(update);
+  const described = await describeOpenpgpKey(merged.write());
+  if (described.record.material.equals(stored)) return undefined;
+  if (described.record.material.length > MAX_KEY_BYTES) {
+    throw new SignatureFormatError(`the merged key would pass ${MAX_KEY_BYTES} bytes`);
+  }
+  return described.record;
 }
 
 export function createKeyStore(db: Db, options: { cacheTtlMs: number; bus?: ChangeBus }): KeyStore {
@@ -112,28 +142,47 @@ export function createKeyStore(db: Db, options: { cacheTtlMs: number; bus?: Chan
   return {
     list,
     async add(project, key, actor) {
-      const result = await db.transaction(async (tx) => {
-        const rows = await tx.query<{ id: number }>(
-          `INSERT INTO project_keys (project, kind, fingerprint, key_ids, user_ids, material, created_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (project, fingerprint) DO NOTHING RETURNING id`,
-          [project, key.kind, key.fingerprint, key.keyIds, key.userIds, key.material, actor ?? null],
-        );
-        if (rows.length === 0) {
-          const existing = await tx.query<{ id: number }>('SELECT id FROM project_keys WHERE project = $1 AND fingerprint = $2', [
-            project,
-            key.fingerprint,
-          ]);
-          return { id: existing[0]!.id, created: false };
-        }
-        await tx.query('INSERT INTO audit_log (actor, action, project, detail) VALUES ($1, $2, $3, $4)', [
+      const audit = (tx: Pick<Db, 'query'>, action: string, detail: Record<string, unknown>) =>
+        tx.query('INSERT INTO audit_log (actor, action, project, detail) VALUES ($1, $2, $3, $4)', [
           actor ?? null,
-          'key.add',
+          action,
           project,
-          JSON.stringify({ id: rows[0]!.id, kind: key.kind, fingerprint: key.fingerprint }),
+          JSON.stringify(detail),
         ]);
-        return { id: rows[0]!.id, created: true };
+      const result = await db.transaction(async (tx): Promise<{ id: number; outcome: KeyAddOutcome }> => {
+        const existing = await tx.query<{ id: number; material: Buffer }>(
+          'SELECT id, material FROM project_keys WHERE project = $1 AND fingerprint = $2 FOR UPDATE',
+          [project, key.fingerprint],
+        );
+        const stored = existing[0];
+        if (!stored) {
+          const rows = await tx.query<{ id: number }>(
+            `INSERT INTO project_keys (project, kind, fingerprint, key_ids, user_ids, material, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+            [project, key.kind, key.fingerprint, key.keyIds, key.userIds, key.material, actor ?? null],
+          );
+          await audit(tx, 'key.add', { id: rows[0]!.id, kind: key.kind, fingerprint: key.fingerprint });
+          return { id: rows[0]!.id, outcome: 'created' };
+        }
+        // A cosign key is its SubjectPublicKeyInfo: the same fingerprint is the same key.
+        const merged = key.kind === 'openpgp' ? await mergeOpenpgpKey(stored.material, key.material) : undefined;
+        if (!merged) return { id: stored.id, outcome: 'unchanged' };
+        await tx.query('UPDATE project_keys SET key_ids = $2, user_ids = $3, material = $4 WHERE id = $1', [
+          stored.id,
+          merged.keyIds,
+          merged.userIds,
+          merged.material,
+        ]);
+        await audit(tx, 'key.update', {
+          id: stored.id,
+          kind: key.kind,
+          fingerprint: key.fingerprint,
+          before: sha256(stored.material),
+          after: sha256(merged.material),
+        });
+        return { id: stored.id, outcome: 'updated' };
       });
-      if (result.created) changed(project); // after the commit, so nobody reloads the old keys
+      if (result.outcome !== 'unchanged') changed(project); // after the commit, so nobody reloads the old keys
       return result;
     },
     async remove(project, id, actor) {
