@@ -263,12 +263,13 @@ function overlayEnvironment(tree: Tree, env: Record<string, string | undefined>)
 
 /**
  * The registry's public host names (`host[:port]`), from REGISTRY_HTTP_HOST: comma-separated, each
- * a host or a URL as the Go registry takes it. Empty: the Host header of each request counts.
+ * a host or a URL as the Go registry takes it. Empty: the Host header of each request counts. Kept
+ * as written: signed references are compared with them exactly, as containers/image compares them.
  */
 export function publicHosts(config: Config): string[] {
   return (config.http.host ?? '')
     .split(',')
-    .map((h) => h.trim().replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '').toLowerCase())
+    .map((h) => h.trim().replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, ''))
     .filter(Boolean);
 }
 
