@@ -2,6 +2,7 @@
 // does), the error type handlers throw, and the one mapping from storage errors to OCI errors.
 import { SignatureFormatError } from '../sigstore/payload.js';
 import { PullRefusedError } from '../sigstore/pull-gate.js';
+import { SignatureRefusedError } from '../sigstore/signatures.js';
 import { DigestMismatchError, MissingBlobsError, SizeMismatchError, StorageNotFoundError, UploadNotFoundError, UploadOffsetError } from '../storage/errors.js';
 
 export const ERROR_CODES = {
@@ -70,6 +71,7 @@ export function toOciError(err: unknown): OciError | undefined {
     return new OciError('RANGE_INVALID', err.message, { expected: err.expected, actual: err.actual });
   }
   if (err instanceof SignatureFormatError) return new OciError('SIGNATURE_INVALID', err.message);
+  if (err instanceof SignatureRefusedError) return new OciError('DENIED', err.message);
   if (err instanceof PullRefusedError) {
     return new OciError('PROJECTPOLICYVIOLATION', err.message, { keyIds: err.keyIds, problems: err.problems });
   }

@@ -73,7 +73,7 @@ export async function createRegistry(
   const { authenticator, authorizer } = createAuth(config, projects, log, metrics);
   const keys = createKeyStore(db, { cacheTtlMs: ttlMs, bus });
   const blobs = createBlobs(store);
-  const signatures = createSignatures(createSignatureStore(db), keys, bus);
+  const signatures = createSignatures(createSignatureStore(db), keys, projects, bus);
   const readBlob = createSmallBlobReader(blobs);
   const gate = createPullGate({
     projects,

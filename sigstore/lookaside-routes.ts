@@ -74,9 +74,10 @@ export function createLookasideHandlers(deps: RegistryDeps) {
       }
       const result = await signatures.accept(name, target.digest, body, {
         ...(ctx.state.principal.user ? { actor: ctx.state.principal.user } : {}),
+        untrustedAllowed: true, // writing the lookaside takes the maintainers' `sign` permission
       });
       if (result.result === 'no-manifest') throw new OciError('MANIFEST_UNKNOWN', `manifest ${target.digest} is not in ${name}`);
-      if (result.result === 'full') throw new OciError('CONFLICT', 'this manifest already has 128 signatures, the most clients read');
+      if (result.result === 'full') throw new OciError('CONFLICT', result.message);
       if (result.result === 'duplicate' && result.position !== target.position) {
         throw new OciError('SIGNATURE_EXISTS', `these bytes are stored as signature-${result.position}`, { position: result.position });
       }
