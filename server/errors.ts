@@ -3,7 +3,7 @@
 import { SignatureFormatError } from '../sigstore/payload.js';
 import { PullRefusedError } from '../sigstore/pull-gate.js';
 import { SignatureRefusedError } from '../sigstore/signatures.js';
-import { DigestMismatchError, MissingBlobsError, SizeMismatchError, StorageNotFoundError, UploadNotFoundError, UploadOffsetError } from '../storage/errors.js';
+import { DescriptorDigestError, DigestMismatchError, ManifestInvalidError, MissingBlobsError, SizeMismatchError, StorageNotFoundError, UploadNotFoundError, UploadOffsetError } from '../storage/errors.js';
 
 export const ERROR_CODES = {
   BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
@@ -70,6 +70,8 @@ export function toOciError(err: unknown): OciError | undefined {
   if (err instanceof UploadOffsetError) {
     return new OciError('RANGE_INVALID', err.message, { expected: err.expected, actual: err.actual });
   }
+  if (err instanceof ManifestInvalidError) return new OciError('MANIFEST_INVALID', err.message, err.detail);
+  if (err instanceof DescriptorDigestError) return new OciError('DIGEST_INVALID', err.message, { digest: err.digest });
   if (err instanceof SignatureFormatError) return new OciError('SIGNATURE_INVALID', err.message);
   if (err instanceof SignatureRefusedError) return new OciError('DENIED', err.message);
   if (err instanceof PullRefusedError) {

@@ -5,7 +5,7 @@
 import { verify, type KeyObject } from 'node:crypto';
 import { parseDigest } from '../storage/digest.js';
 import { parseDockerReference, type DockerReference } from './docker-reference.js';
-import type { CosignKey } from './key-store.js';
+import type { CosignKey } from './keys.js';
 import { SignatureFormatError } from './payload.js';
 import { parseStrictJson } from './strict-json.js';
 

@@ -2,7 +2,7 @@
 // pull gate accepts, and the registries.d(5) YAML pointing clients at this registry's signatures.
 // (`signedBy` with keyType GPGKeys and inline keyData is also the form Confidential Containers'
 // KBS security policy takes.)
-import type { ProjectKey } from './key-store.js';
+import type { ProjectKey } from '../storage/key-store.js';
 
 export interface PolicyOptions {
   /** `host[:port]` clients use for this registry. */

@@ -23,14 +23,14 @@ import { projectOf } from '../auth/authorize.js';
 import type { ChangeBus } from '../storage/change-bus.js';
 import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js';
 import type { ProjectStore } from '../storage/project-store.js';
-import { ambiguousFields, isIndexMediaType } from '../server/manifest-parse.js';
+import { ambiguousFields, isIndexMediaType } from '../storage/manifest-parse.js';
 import { COSIGN_SIG_ARTIFACT, cosignLayers, cosignSignatureTag, parseCosignPayload, verifyCosignSignature, type CosignLayer } from './cosign.js';
 import type { DockerReference } from './docker-reference.js';
-import type { KeyStore, TrustSet } from './key-store.js';
+import type { Keys, TrustSet } from './keys.js';
 import { readSignedMessage, verifySignedMessage } from './openpgp-signature.js';
 import { parsePayload } from './payload.js';
 import type { SignatureArtifacts, SmallBlobReader } from './signature-artifact.js';
-import type { SignatureRecord } from './signature-store.js';
+import type { SignatureRecord } from '../storage/signature-store.js';
 import type { Signatures } from './signatures.js';
 
 export interface GateRequest {
@@ -70,7 +70,7 @@ export interface PullGate {
 
 export interface PullGateDeps {
   projects: ProjectStore;
-  keys: KeyStore;
+  keys: Pick<Keys, 'trusted'>;
   signatures: Signatures;
   metadata: MetadataStore;
   artifacts: SignatureArtifacts;

@@ -9,10 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { projectOf } from '../auth/authorize.js';
 import type { ChangeBus } from '../storage/change-bus.js';
 import type { ProjectStore } from '../storage/project-store.js';
-import type { KeyStore } from './key-store.js';
+import type { Keys } from './keys.js';
 import { readSignedMessage, verifySignedMessage } from './openpgp-signature.js';
 import { parsePayload, SignatureFormatError } from './payload.js';
-import { MAX_SIGNATURE_BYTES, type AddResult, type SignatureRecord, type SignatureStore } from './signature-store.js';
+import { MAX_SIGNATURE_BYTES, type AddResult, type SignatureRecord, type SignatureStore } from '../storage/signature-store.js';
 
 export interface StoredSignatureView extends SignatureRecord {
   trusted: boolean;
@@ -45,7 +45,7 @@ export interface Signatures {
 
 const NAME_RE = /^sha256:[a-f0-9]{64}@[a-f0-9]{32}$/;
 
-export function createSignatures(store: SignatureStore, keys: KeyStore, projects: ProjectStore, bus: ChangeBus): Signatures {
+export function createSignatures(store: SignatureStore, keys: Pick<Keys, 'trusted'>, projects: Pick<ProjectStore, 'find'>, bus: ChangeBus): Signatures {
   return {
     async accept(repository, digest, untrusted, options) {
       if (untrusted.length > MAX_SIGNATURE_BYTES) {

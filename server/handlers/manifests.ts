@@ -5,7 +5,7 @@ import type { ManifestRecord } from '../../storage/metadata-store.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
-import { isIndexMediaType, parseManifest } from '../manifest-parse.js';
+import { isIndexMediaType, parseManifest } from '../../storage/manifest-parse.js';
 import { parseReference, requireName, type Reference } from '../oci-names.js';
 
 /** The distribution spec's suggested limit; containers/image refuses larger manifests too. */

@@ -14,7 +14,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { startS3rver, type TestS3 } from '../helpers/s3rver.js';
 import { makeKey, makeKeyWithSigningSubkey, payload, revokeSigningSubkey, sign } from '../helpers/signing.js';
-import { mergeOpenpgpKey } from '../../sigstore/key-store.js';
+import { mergeOpenpgpKey } from '../../sigstore/keys.js';
 
 import { sleep } from '../helpers/wait.js';
 

@@ -1,9 +1,11 @@
 // Parsing and validation of pushed manifests: OCI image manifest and index, Docker schema2
-// manifest and manifest list, and OCI 1.1 artifacts (artifactType, subject). Pure functions; the
-// checks against stored content happen in handlers/manifests.ts.
-import { parseDigest } from '../storage/digest.js';
-import type { ManifestReference } from '../storage/metadata-store.js';
-import { OciError } from './errors.js';
+// manifest and manifest list, and OCI 1.1 artifacts (artifactType, subject). Pure functions, used
+// by the manifest handler (server/handlers/manifests.ts checks what they name against stored
+// content) and by the pull gate; they throw ManifestInvalidError or DescriptorDigestError, which
+// server/errors.ts answers as MANIFEST_INVALID and DIGEST_INVALID.
+import { parseDigest } from './digest.js';
+import { DescriptorDigestError, ManifestInvalidError } from './errors.js';
+import type { ManifestReference } from './metadata-store.js';
 
 export const MEDIA_TYPES = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -54,8 +56,8 @@ export interface ParsedManifest {
   annotations?: Record<string, string>;
 }
 
-function invalid(message: string, detail?: unknown): OciError {
-  return new OciError('MANIFEST_INVALID', message, detail);
+function invalid(message: string, detail?: Record<string, unknown>): ManifestInvalidError {
+  return new ManifestInvalidError(message, detail);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -89,7 +91,7 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
   if (typeof mediaType !== 'string' || mediaType === '') throw invalid(`${where}: mediaType is required`);
   storable(mediaType, `${where}: mediaType`);
   if (typeof digest !== 'string' || !parseDigest(digest)) {
-    throw new OciError('DIGEST_INVALID', `${where}: invalid or unsupported digest`, { digest: digest ?? null });
+    throw new DescriptorDigestError(`${where}: invalid or unsupported digest`, digest ?? null);
   }
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
     throw invalid(`${where}: size must be a non-negative integer`);

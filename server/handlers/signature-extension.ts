@@ -6,17 +6,17 @@
 //   PUT the same path with one such object → 201. The client first GETs and skips content that is
 //     already there; a duplicate is 409, a bad object 400 (as OpenShift answers).
 import getRawBody from 'raw-body';
-import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../server/context.js';
-import { OciError } from '../server/errors.js';
-import { requireDigest, requireName } from '../server/oci-names.js';
-import { MAX_SIGNATURE_BYTES } from './signature-store.js';
+import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { OciError } from '../errors.js';
+import { requireDigest, requireName } from '../oci-names.js';
+import { MAX_SIGNATURE_BYTES } from '../../storage/signature-store.js';
 
 const SCHEMA_VERSION = 2;
 /** containers/image's limit on the extension list (iolimits.maxSignatureListBodySize), less some slack. */
 const EXTENSION_LIST_LIMIT = 4 * 1024 * 1024 - 4096;
 const TYPE_ATOMIC = 'atomic';
 
-export function createExtensionHandlers(deps: RegistryDeps) {
+export function createExtensionHandlers(deps: Pick<RegistryDeps, 'signatures' | 'authorizer'>) {
   const { signatures } = deps;
 
   return {

@@ -1,7 +1,7 @@
 // Stored simple signatures, per repository and manifest digest, numbered from 1 in the order
 // they were stored (the lookaside's signature-<N>).
 import { createHash } from 'node:crypto';
-import type { Db } from '../storage/db.js';
+import type { Db } from './db.js';
 
 // What a client reads must stay within containers/image's limits, whatever a project member
 // uploads: at most 128 signatures per manifest, 4 MiB per lookaside signature, and 4 MiB for the
