@@ -68,21 +68,24 @@ export function createPostgresKeyStore(db: Db): KeyStore {
 
     save(project, key, merge, actor) {
       return db.transaction(async (tx) => {
-        const existing = await tx.query<{ id: number; material: Buffer }>(
-          'SELECT id, material FROM project_keys WHERE project = $1 AND fingerprint = $2 FOR UPDATE',
-          [project, key.fingerprint],
+        // Inserting first (doing nothing on a conflict) settles concurrent uploads of one new key:
+        // one inserts, the others find the row and lock it.
+        const inserted = await tx.query<{ id: number }>(
+          `INSERT INTO project_keys (project, kind, fingerprint, key_ids, user_ids, material, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (project, fingerprint) DO NOTHING RETURNING id`,
+          [project, key.kind, key.fingerprint, key.keyIds, key.userIds, key.material, actor ?? null],
         );
-        const stored = existing[0];
-        if (!stored) {
-          const rows = await tx.query<{ id: number }>(
-            `INSERT INTO project_keys (project, kind, fingerprint, key_ids, user_ids, material, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-            [project, key.kind, key.fingerprint, key.keyIds, key.userIds, key.material, actor ?? null],
-          );
-          const id = rows[0]!.id;
+        if (inserted[0]) {
+          const id = inserted[0].id;
           await audit(tx, { actor, action: 'key.add', project, detail: { id, kind: key.kind, fingerprint: key.fingerprint } });
           return { id, outcome: 'created' as const };
         }
+        const stored = (
+          await tx.query<{ id: number; material: Buffer }>('SELECT id, material FROM project_keys WHERE project = $1 AND fingerprint = $2 FOR UPDATE', [
+            project,
+            key.fingerprint,
+          ])
+        )[0]!;
         const merged = await merge(stored.material);
         if (!merged) return { id: stored.id, outcome: 'unchanged' as const };
         await tx.query('UPDATE project_keys SET key_ids = $2, user_ids = $3, material = $4 WHERE id = $1', [
