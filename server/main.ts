@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { Command } from 'commander';
 import { ApiCallError, createApiClient, registerAdminCommands, registerSignatureCommands } from './admin-cli.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, readConfig, type ConfigReading } from './config.js';
 import { createHttpServer, drain, listen, trackRequests } from './listen.js';
 import { createLogger } from './logging.js';
 import { createDebugListener, createMetrics } from './metrics.js';
@@ -19,9 +19,9 @@ async function serve(configFile: string | undefined): Promise<void> {
   // thread until the disk has the bytes (seconds for a large layer): with 4, a few large pushes
   // would stall every other request's file access, and 16 small pushes would fsync 4 at a time.
   process.env.UV_THREADPOOL_SIZE ??= '16';
-  let config: Config;
+  let reading: ConfigReading;
   try {
-    config = loadConfig({ env: process.env, ...(configFile ? { file: configFile } : {}) });
+    reading = readConfig({ env: process.env, ...(configFile ? { file: configFile } : {}) });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`signet: ${err.message}\n`);
@@ -29,7 +29,10 @@ async function serve(configFile: string | undefined): Promise<void> {
     }
     throw err;
   }
+  const { config, notes } = reading;
   const log = createLogger(config.log.level);
+  // Unknown names, Go registry settings Signet ignores: said once, before anything else.
+  for (const note of notes) log[note.level](note.fields, note.msg);
   const metrics = createMetrics();
   // Without its database the registry can only fail requests: stop, so a supervisor restarts it.
   let onDatabaseLost = (err: Error): void => {
