@@ -21,6 +21,7 @@ import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
+import { databaseFailure } from './failures.js';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -51,13 +52,16 @@ export async function createRegistry(
   metrics: Metrics = createMetrics(),
   options: RegistryOptions = {},
 ): Promise<Registry> {
-  const db = await openDatabase(config, options);
+  // A failure here is named by its setting (REGISTRY_DATABASE_URL or _DATADIRECTORY), in one line.
+  const db = await openDatabase(config, options).catch((err: unknown) => {
+    throw databaseFailure(config.database, err);
+  });
   try {
     const applied = await migrate(db);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied database migrations');
   } catch (err) {
     await db.close();
-    throw err;
+    throw databaseFailure(config.database, err);
   }
   const store = await createBlobStore(config);
   const ttlMs = config.cache.ttl * 1000;
