@@ -152,7 +152,7 @@ function createAuth(config: Config, projects: ProjectStore, log: Logger, metrics
   const htpasswdConfig = config.auth.htpasswd;
   if (!htpasswdConfig) {
     log.warn('authentication is off: anyone who reaches this registry can push, pull and delete (set REGISTRY_AUTH=htpasswd)');
-    return { authenticator: createNoAuthenticator(), authorizer: createOpenAuthorizer() };
+    return { authenticator: createNoAuthenticator(), authorizer: createOpenAuthorizer(projects) };
   }
   const htpasswd = createHtpasswd({
     path: htpasswdConfig.path,
