@@ -40,6 +40,19 @@ async function listenOn(server: http.Server, variable: string, addr: string): Pr
   }
 }
 
+/**
+ * Started by `npm start`: stop when npm goes. npm forwards SIGTERM and SIGINT (the start script
+ * `exec`s node, so they reach this process), but a SIGKILLed npm forwards nothing, and the
+ * registry would run on, reparented, with nobody to stop it by the PID they know.
+ */
+function stopWithParent(stop: (reason: string) => void): void {
+  if (process.env.npm_lifecycle_event !== 'start') return;
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) stop('npm exited');
+  }, 1000).unref();
+}
+
 async function serve(configFile: string | undefined): Promise<void> {
   // libuv runs file system calls on a pool of 4 threads unless told otherwise, and the pool is
   // made on first use, so this must come first. Every blob write ends in an fsync that holds a
@@ -117,6 +130,7 @@ async function serve(configFile: string | undefined): Promise<void> {
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+  stopWithParent((reason) => void stop(reason));
 }
 
 const program = new Command();
