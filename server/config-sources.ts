@@ -53,7 +53,7 @@ export function catalogue(schema: z.core.$ZodType): Catalogue {
 }
 
 /** `http.tls.key` → REGISTRY_HTTP_TLS_KEY */
-export function variableName(dotted: string): string {
+function variableName(dotted: string): string {
   return `REGISTRY_${dotted.replace(/\./g, '_').toUpperCase()}`;
 }
 
@@ -124,7 +124,7 @@ function distance(a: string, b: string): number {
 }
 
 /** The closest candidate, when it is close enough to be what was meant. */
-export function nearest(name: string, candidates: Iterable<string>, ignoredPrefix = ''): string | undefined {
+function nearest(name: string, candidates: Iterable<string>, ignoredPrefix = ''): string | undefined {
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of candidates) {

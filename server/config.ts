@@ -130,7 +130,7 @@ export const configSchema = z.object({
       /** Present (REGISTRY_STORAGE=s3, or any REGISTRY_STORAGE_S3_* setting): S3 wins over filesystem. */
       s3: s3Schema.optional(),
       delete: z.object({ enabled: boolish.default(true) }).prefault({}),
-      /** Go name; the 307 to a presigned S3 URL is not implemented yet, the setting is accepted. */
+      /** Go name: on S3, a whole-blob GET is answered with a 307 to a presigned URL unless disabled. */
       redirect: z.object({ disable: boolish.default(false) }).prefault({}),
       /** Go name: read-only mode for maintenance; every write answers 405 UNSUPPORTED. */
       maintenance: z

@@ -84,7 +84,7 @@ export function cannotListen(variable: string, addr: string, err: unknown): User
 }
 
 /** A connection string with its password replaced, for messages. */
-export function redactUrl(url: string): string {
+function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
