@@ -3,10 +3,10 @@
 // registry, listen, and shut down cleanly on SIGTERM / SIGINT.
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
 import { registerAdminCommands, registerSignatureCommands } from './admin-cli.js';
 import { createApiClient } from './api-client.js';
-import type { AddressInfo } from 'node:net';
 import { ConfigError, readConfig, type ConfigReading } from './config.js';
 import { cannotListen, reasonOf, UserFacingError } from './failures.js';
 import { createHttpServer, drain, listen, trackRequests } from './listen.js';
@@ -62,8 +62,12 @@ async function serve(configFile: string | undefined): Promise<void> {
   const { config, notes } = readSettings(configFile);
   const log = createLogger(config.log.level);
   const checked = await preflight(config);
-  if (checked.problems.length > 0) refuse(new ConfigError(checked.problems).message, 2);
+  // Warnings first: an unknown name may be why a file is missing.
   for (const note of [...notes, ...checked.notes]) log[note.level](note.fields, note.msg);
+  if (checked.problems.length > 0) {
+    await new Promise<void>((resolve) => log.flush(() => resolve()));
+    refuse(new ConfigError(checked.problems).message, 2);
+  }
   const metrics = createMetrics();
   // Without its database the registry can only fail requests: stop, so a supervisor restarts it.
   let onDatabaseLost = (err: Error): void => {
