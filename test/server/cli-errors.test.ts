@@ -14,7 +14,7 @@ async function signetFails(args: string[], env: Record<string, string> = {}, inp
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('SIGNET_') && !name.startsWith('REGISTRY_')));
   const failure = await runExpectingFailure(process.execPath, ['--import', 'tsx', MAIN, ...args], {
     env: { ...inherited, ...env },
-    timeoutMs: 60_000,
+    timeoutMs: 120_000,
     ...(input === undefined ? {} : { input }),
   });
   return { code: failure.exitCode, stderr: failure.stderr };
