@@ -23,6 +23,7 @@ import { createPullGate } from '../sigstore/pull-gate.js';
 import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
+import { databaseFailure } from './failures.js';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -53,13 +54,16 @@ export async function createRegistry(
   metrics: Metrics = createMetrics(),
   options: RegistryOptions = {},
 ): Promise<Registry> {
-  const db = await openDatabase(config, options);
+  // A failure here is named by its setting (REGISTRY_DATABASE_URL or _DATADIRECTORY), in one line.
+  const db = await openDatabase(config, options).catch((err: unknown) => {
+    throw databaseFailure(config.database, err);
+  });
   try {
     const applied = await migrate(db);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied database migrations');
   } catch (err) {
     await db.close();
-    throw err;
+    throw databaseFailure(config.database, err);
   }
   const store = await createBlobStore(config);
   const ttlMs = config.cache.ttl * 1000;
@@ -152,7 +156,7 @@ function createAuth(config: Config, projects: ProjectStore, log: Logger, metrics
   const htpasswdConfig = config.auth.htpasswd;
   if (!htpasswdConfig) {
     log.warn('authentication is off: anyone who reaches this registry can push, pull and delete (set REGISTRY_AUTH=htpasswd)');
-    return { authenticator: createNoAuthenticator(), authorizer: createOpenAuthorizer() };
+    return { authenticator: createNoAuthenticator(), authorizer: createOpenAuthorizer(projects) };
   }
   const htpasswd = createHtpasswd({
     path: htpasswdConfig.path,
