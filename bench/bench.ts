@@ -24,6 +24,7 @@ import {
 } from './workloads.js';
 import { addHostileRows, runHostileRows } from './hostile-rows.js';
 import { addTrustRows, runTrustRows } from './trust-rows.js';
+import { addBombRows, runBombRows } from './bomb-rows.js';
 
 // BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -266,6 +267,7 @@ async function main(resources: Resources): Promise<void> {
   const rssPull = table.add(`peak RSS during ${LAYER_MIB} MiB pull`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
   // Signet's embedded PostgreSQL is a child process: its memory is shown, not hidden.
   const rssDatabase = table.add(`peak RSS of the embedded database process, push and pull`, 'MB', { kind: 'info' });
+  const bombs = addBombRows(table);
   const hostile = addHostileRows(table);
 
   await runLayerRounds(servers, { push, pull, pullHashing, rssPush, rssPull, rssDatabase });
@@ -283,6 +285,7 @@ async function main(resources: Resources): Promise<void> {
     { connections: LOAD_CONNECTIONS, seconds: QUICK ? 3 : 15, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS },
     record,
   );
+  await runBombRows(resources, bombs, record);
   await runHostileRows(resources, hostile, record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
   table.print(servers[0]!.label, servers[1]?.label);

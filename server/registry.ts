@@ -15,12 +15,15 @@ import type { BlobStore } from '../storage/blob-store.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';
-import { createKeyStore } from '../sigstore/key-store.js';
-import { createSignatureStore } from '../sigstore/signature-store.js';
+import { createKeys } from '../sigstore/keys.js';
+import { createPostgresKeyStore } from '../storage/key-store.js';
+import { createSignatureStore } from '../storage/signature-store.js';
 import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
+import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
+import { databaseFailure } from './failures.js';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
 import { debrisAgeMs } from './gc-runner.js';
@@ -52,13 +55,16 @@ export async function createRegistry(
   metrics: Metrics = createMetrics(),
   options: RegistryOptions = {},
 ): Promise<Registry> {
-  const db = await openDatabase(config, options);
+  // A failure here is named by its setting (REGISTRY_DATABASE_URL or _DATADIRECTORY), in one line.
+  const db = await openDatabase(config, options).catch((err: unknown) => {
+    throw databaseFailure(config.database, err);
+  });
   try {
     const applied = await migrate(db);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied database migrations');
   } catch (err) {
     await db.close();
-    throw err;
+    throw databaseFailure(config.database, err);
   }
   const store = await createBlobStore(config);
   const ttlMs = config.cache.ttl * 1000;
@@ -71,15 +77,17 @@ export async function createRegistry(
   const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs }, bus);
   const projects = createCachedProjectStore(createPostgresProjectStore(db), ttlMs, bus);
   const { authenticator, authorizer } = createAuth(config, projects, log, metrics);
-  const keys = createKeyStore(db, { cacheTtlMs: ttlMs, bus });
+  const keys = createKeys(createPostgresKeyStore(db), { cacheTtlMs: ttlMs, bus });
   const blobs = createBlobs(store);
-  const signatures = createSignatures(createSignatureStore(db), keys, bus);
+  const signatures = createSignatures(createSignatureStore(db), keys, projects, bus);
+  const readBlob = createSmallBlobReader(blobs);
   const gate = createPullGate({
     projects,
     keys,
     signatures,
     metadata,
-    blobs,
+    artifacts: createSignatureArtifacts(readBlob),
+    readBlob,
     cacheTtlMs: ttlMs,
     bus,
     onDecision: (outcome) => metrics.gateDecisions.inc({ outcome }),
@@ -175,7 +183,7 @@ function createAuth(config: Config, projects: ProjectStore, log: Logger, metrics
   const htpasswdConfig = config.auth.htpasswd;
   if (!htpasswdConfig) {
     log.warn('authentication is off: anyone who reaches this registry can push, pull and delete (set REGISTRY_AUTH=htpasswd)');
-    return { authenticator: createNoAuthenticator(), authorizer: createOpenAuthorizer() };
+    return { authenticator: createNoAuthenticator(), authorizer: createOpenAuthorizer(projects) };
   }
   const htpasswd = createHtpasswd({
     path: htpasswdConfig.path,

@@ -8,7 +8,7 @@
 //   buffer (several MB on loopback), which goes on sending while the next piece is read; a write
 //   it cannot take yet is waited for. A client that stops reading therefore holds one buffer and
 //   no more: before this, 200 connections that asked for a 32 MiB blob and never read held two
-//   1 MiB buffers each (142 MB to 509 MB of resident memory; bench/, row 16).
+//   1 MiB buffers each (142 MB to 509 MB of resident memory; bench/, row 18).
 // - Small pieces first: the buffer is 64 KiB until the socket has taken 16 MiB, more than the
 //   kernel buffers of a client that reads nothing, then 1 MiB (a quarter of the reads, writes and
 //   event-loop turns of 256 KiB: pulling 1 GiB took 0.6-0.8 s of server CPU instead of 0.8-1.3 s).

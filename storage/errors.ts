@@ -61,3 +61,25 @@ export class UploadNotFoundError extends Error {
     this.name = 'UploadNotFoundError';
   }
 }
+
+/** A pushed manifest that is not a valid manifest of a kind the registry stores. */
+export class ManifestInvalidError extends Error {
+  constructor(
+    message: string,
+    readonly detail?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'ManifestInvalidError';
+  }
+}
+
+/** A manifest's descriptor whose digest is malformed or of an algorithm the registry cannot verify. */
+export class DescriptorDigestError extends Error {
+  constructor(
+    message: string,
+    readonly digest: unknown,
+  ) {
+    super(message);
+    this.name = 'DescriptorDigestError';
+  }
+}
