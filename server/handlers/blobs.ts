@@ -7,6 +7,7 @@ import { OciError } from '../errors.js';
 import { createCallerSlots } from '../caller-slots.js';
 import { countSentBytes } from '../metrics.js';
 import { requireDigest, requireName } from '../oci-names.js';
+import type { ParsedDigest } from '../../storage/digest.js';
 import { sendObject } from '../send-object.js';
 
 /** The Go registry's S3 driver signs redirect URLs for 20 minutes. */
@@ -21,11 +22,11 @@ export function createBlobHandlers(deps: RegistryDeps) {
   });
 
   /**
-   * One of the caller's download slots, held until the response is over (sent, or the connection
-   * gone): a client that requests blobs and does not read them holds sockets and send buffers, as
-   * many as it may open. Past the bound, 429 before anything is read from storage.
+   * One of the caller's download slots, to release when the body is sent or the connection gone:
+   * a client that requests blobs and does not read them holds sockets and send buffers, as many as
+   * it may open. Past the bound, 429 before anything is read from storage.
    */
-  function acquireSlot(ctx: Ctx): void {
+  function acquireSlot(ctx: Ctx): () => void {
     const caller = ctx.state.principal.user ?? `address ${ctx.ip}`;
     const res = ctx.res;
     const release = slots.acquire(caller, {
@@ -44,8 +45,49 @@ export function createBlobHandlers(deps: RegistryDeps) {
       ctx.set('Connection', 'close');
       throw new OciError('TOOMANYREQUESTS', `at most ${deps.config.downloads.maxconcurrent} blob downloads may run at once per user`);
     }
-    if (ctx.res.closed) release();
-    else ctx.res.once('close', release);
+    return release;
+  }
+
+  /** The bytes a GET asks for (server/byte-range.ts), with the status and Content-Range set. */
+  function selectRange(ctx: Ctx, range: string, size: number): { start: number; end: number } {
+    const selected = range && size > 0 ? parseByteRange(range, size) : undefined;
+    if (selected?.kind === 'unsatisfiable') {
+      ctx.set('Content-Range', `bytes */${size}`);
+      throw new OciError('RANGE_INVALID', 'requested range not satisfiable', { range, size });
+    }
+    if (selected?.kind === 'range') {
+      ctx.status = 206;
+      ctx.set('Content-Range', `bytes ${selected.start}-${selected.end}/${size}`);
+      return { start: selected.start, end: selected.end };
+    }
+    ctx.status = 200;
+    return { start: 0, end: size - 1 };
+  }
+
+  /** Sends bytes start..end of the blob as the body; `release` once it is sent or abandoned. */
+  async function send(ctx: Ctx, digest: ParsedDigest, start: number, end: number, release: () => void): Promise<void> {
+    if (hasPositionalReads(deps.store)) {
+      // Opened before anything is sent, so a missing file is still an OCI error.
+      const reader = await deps.store.openReader(blobKey(digest));
+      ctx.length = end - start + 1;
+      // The headers are set; the body goes out here, not through Koa.
+      ctx.respond = false;
+      try {
+        await sendObject(ctx.res, reader, start, end, (bytes) => deps.metrics.blobBytesSent.inc(bytes));
+      } catch (err) {
+        ctx.state.log.error({ err, digest: digest.digest }, 'reading the blob failed while sending it');
+      } finally {
+        release();
+      }
+      return;
+    }
+    const body = await blobs.open(digest, { start, end, signal: requestSignal(ctx) });
+    // A stream closes once read to its end, or destroyed when the client left (no listener on the
+    // response: Koa's own pipeline already puts ten there).
+    body.once('close', release);
+    ctx.body = body;
+    ctx.length = end - start + 1;
+    countSentBytes(ctx.res, deps.metrics.blobBytesSent);
   }
 
   return {
@@ -76,21 +118,7 @@ export function createBlobHandlers(deps: RegistryDeps) {
         return;
       }
 
-      let start = 0;
-      let end = size - 1;
-      if (range && size > 0) {
-        const selected = parseByteRange(range, size);
-        if (selected.kind === 'unsatisfiable') {
-          ctx.set('Content-Range', `bytes */${size}`);
-          throw new OciError('RANGE_INVALID', 'requested range not satisfiable', { range, size });
-        }
-        if (selected.kind === 'range') {
-          ({ start, end } = selected);
-          ctx.status = 206;
-          ctx.set('Content-Range', `bytes ${start}-${end}/${size}`);
-        }
-      }
-      if (ctx.status !== 206) ctx.status = 200;
+      const { start, end } = selectRange(ctx, range, size);
       const length = size === 0 ? 0 : end - start + 1;
       if (ctx.method === 'HEAD') {
         ctx.set('Content-Length', String(length));
@@ -100,23 +128,13 @@ export function createBlobHandlers(deps: RegistryDeps) {
         ctx.body = Buffer.alloc(0);
         return;
       }
-      acquireSlot(ctx);
-      if (hasPositionalReads(deps.store)) {
-        // Opened before anything is sent, so a missing file is still an OCI error.
-        const reader = await deps.store.openReader(blobKey(digest));
-        ctx.length = length;
-        // The headers are set; the body goes out here, not through Koa.
-        ctx.respond = false;
-        try {
-          await sendObject(ctx.res, reader, start, end, (bytes) => deps.metrics.blobBytesSent.inc(bytes));
-        } catch (err) {
-          ctx.state.log.error({ err, digest: digest.digest }, 'reading the blob failed while sending it');
-        }
-        return;
+      const release = acquireSlot(ctx);
+      try {
+        await send(ctx, digest, start, end, release);
+      } catch (err) {
+        release();
+        throw err;
       }
-      ctx.body = await blobs.open(digest, { start, end, signal: requestSignal(ctx) });
-      ctx.length = length;
-      countSentBytes(ctx.res, deps.metrics.blobBytesSent);
     },
 
     async delete(ctx: Ctx): Promise<void> {

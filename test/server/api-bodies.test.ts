@@ -61,27 +61,27 @@ test.serial('POST /api/v1/gc: a body that is too large, not an object, or has un
 });
 
 test('project API bodies: too large is 413, the wrong shape or an unknown field 400, and nothing changes', async (t) => {
-  t.is((await client.request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'bodies' }) })).status, 201);
+  t.is((await client.request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'apibodies' }) })).status, 201);
   const cases: [string, string, string, number][] = [
     ['POST', '/api/v1/projects', JSON.stringify({ name: 'huge', public: true, pad: 'x'.repeat(70 * 1024) }), 413],
     ['POST', '/api/v1/projects', 'null', 400],
     ['POST', '/api/v1/projects', '{}', 400],
     ['POST', '/api/v1/projects', JSON.stringify({ name: 'typo', pubic: true }), 400],
     ['POST', '/api/v1/projects', JSON.stringify({ name: 7 }), 400],
-    ['PATCH', '/api/v1/projects/bodies', JSON.stringify({ signedonly: true }), 400],
-    ['PATCH', '/api/v1/projects/bodies', JSON.stringify({ public: 'yes' }), 400],
-    ['PATCH', '/api/v1/projects/bodies', JSON.stringify({ quotaBytes: 1.5 }), 400],
-    ['PATCH', '/api/v1/projects/bodies', '{"quotaBytes":1e400}', 400],
-    ['PATCH', '/api/v1/projects/bodies', '[]', 400],
-    ['PUT', '/api/v1/projects/bodies/members/bob', JSON.stringify({ role: 'owner' }), 400],
-    ['PUT', '/api/v1/projects/bodies/members/bob', '', 400],
+    ['PATCH', '/api/v1/projects/apibodies', JSON.stringify({ signedonly: true }), 400],
+    ['PATCH', '/api/v1/projects/apibodies', JSON.stringify({ public: 'yes' }), 400],
+    ['PATCH', '/api/v1/projects/apibodies', JSON.stringify({ quotaBytes: 1.5 }), 400],
+    ['PATCH', '/api/v1/projects/apibodies', '{"quotaBytes":1e400}', 400],
+    ['PATCH', '/api/v1/projects/apibodies', '[]', 400],
+    ['PUT', '/api/v1/projects/apibodies/members/bob', JSON.stringify({ role: 'owner' }), 400],
+    ['PUT', '/api/v1/projects/apibodies/members/bob', '', 400],
   ];
   for (const [method, path, body, status] of cases) {
     const got = await refusal(await client.request(path, { method, body }));
     t.is(got.status, status, `${method} ${path} ${body.slice(0, 40)}: ${got.message}`);
     t.is(got.code, 'REQUEST_INVALID', `${method} ${path} ${body.slice(0, 40)}`);
   }
-  const project = (await (await client.request('/api/v1/projects/bodies')).json()) as { public: boolean; signedOnly: boolean; quotaBytes: unknown; members: unknown[] };
+  const project = (await (await client.request('/api/v1/projects/apibodies')).json()) as { public: boolean; signedOnly: boolean; quotaBytes: unknown; members: unknown[] };
   t.deepEqual([project.public, project.signedOnly, project.quotaBytes, project.members], [false, false, null, []]);
   t.is((await client.request('/api/v1/projects/huge')).status, 404);
   t.is((await client.request('/api/v1/projects/typo')).status, 404);
