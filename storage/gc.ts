@@ -157,6 +157,8 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
     const stale = await db.query<{ id: string }>('SELECT id FROM uploads WHERE updated_at < $1 ORDER BY id', [cutoff]);
     for (const [i, upload] of stale.entries()) {
       options.signal?.throwIfAborted();
+      // A chunk streaming into it right now (a slow one, the first in a week) keeps it.
+      if (blobs.inUse(upload.id)) continue;
       if (!options.dryRun) {
         await db.query('DELETE FROM uploads WHERE id = $1', [upload.id]);
         await blobs.removeUpload(upload.id);
