@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { parseEndpoint, rootPrefix } from '../storage/s3-endpoint.js';
+import { bucketNameProblem, parseEndpoint, regionProblem, rootPrefix } from '../storage/s3-endpoint.js';
 
 const boolish = z.union([
   z.boolean(),
@@ -42,7 +42,11 @@ const s3Schema = z
   .object({
     bucket: z
       .string({ error: 'required when REGISTRY_STORAGE=s3: the bucket that holds the blobs' })
-      .min(1, 'required when REGISTRY_STORAGE=s3: the bucket that holds the blobs'),
+      .min(1, 'required when REGISTRY_STORAGE=s3: the bucket that holds the blobs')
+      .superRefine((name, ctx) => {
+        const problem = name.length > 0 ? bucketNameProblem(name) : undefined;
+        if (problem) ctx.addIssue({ code: 'custom', message: `${problem}, not ${JSON.stringify(name)}` });
+      }),
     /** Without it, AWS S3 itself; `http(s)://host[:port]`, or `host[:port]` with `secure` choosing. */
     regionendpoint: z
       .string()
@@ -64,6 +68,15 @@ const s3Schema = z
     /** Bytes per multipart part (so per upload in memory); S3's minimum is 5 MiB. */
     chunksize: z.coerce.number().int().min(5 * MiB, 'must be at least 5 MiB (5242880)').max(5 * 1024 * MiB).default(10 * MiB),
   })
+  .superRefine(
+    (s3, ctx) => {
+      if (typeof s3.region !== 'string' || (s3.regionendpoint !== undefined && typeof s3.regionendpoint !== 'string')) return;
+      const problem = regionProblem(s3.region, s3.regionendpoint, typeof s3.secure === 'boolean' ? s3.secure : true);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['region'], message: problem });
+    },
+    // Checked even when other S3 settings are wrong, so every problem is listed at once.
+    { when: () => true },
+  )
   .refine((s3) => (s3.accesskey === undefined) === (s3.secretkey === undefined), {
     message: 'set both REGISTRY_STORAGE_S3_ACCESSKEY and REGISTRY_STORAGE_S3_SECRETKEY, or neither',
     path: ['accesskey'],
