@@ -164,7 +164,7 @@ function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps): void {
     oci = new OciError('UNKNOWN', ERROR_CODES.UNKNOWN.message);
   } else if (err instanceof StorageFullError) {
     ctx.state.log.warn({ dependency: err.dependency, requested: err.requested, cause: String(err.cause) }, 'storage full');
-  } else if (oci.status >= 500 && !(err instanceof DependencyUnavailableError)) {
+  } else if (oci.status >= 500 && oci.code !== 'UNAVAILABLE') {
     // An outage is logged when it starts and ends (server/availability.ts), not per request.
     ctx.state.log.error({ err }, 'request failed');
   }

@@ -148,6 +148,10 @@ export const configSchema = z.object({
       /** Where the embedded PGlite keeps its files. */
       datadirectory: z.string().min(1).default('./data/database'),
       pool: z.object({ max: z.coerce.number().int().positive().default(10) }).prefault({}),
+      /** GitLab's registry name: how long a statement waits for a connection before it fails (503). */
+      connecttimeout: duration.refine((s) => s > 0, 'must be more than 0').default(10),
+      /** How long a statement waits for the server's answer before it fails (503). */
+      querytimeout: duration.refine((s) => s > 0, 'must be more than 0').default(30),
     })
     .prefault({}),
   auth: z

@@ -12,6 +12,7 @@ import { createChangeBus } from '../storage/change-bus.js';
 import { createGarbageCollector } from '../storage/gc.js';
 import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import type { AvailabilityListener } from '../storage/errors.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';
@@ -20,6 +21,7 @@ import { createSignatureStore } from '../sigstore/signature-store.js';
 import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
 import { createApp } from './app.js';
+import { createAvailability } from './availability.js';
 import type { Config } from './config.js';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
@@ -37,9 +39,20 @@ export interface RegistryOptions {
   onDatabaseLost?: (err: Error) => void;
 }
 
-export async function openDatabase(config: Config, options: RegistryOptions = {}): Promise<Db> {
-  return config.database.url
-    ? createPostgresDb(config.database.url, { max: config.database.pool.max })
+export interface DatabaseOptions extends RegistryOptions {
+  /** Told after each statement whether PostgreSQL answered. */
+  onAvailability?: AvailabilityListener;
+}
+
+export async function openDatabase(config: Config, options: DatabaseOptions = {}): Promise<Db> {
+  const { url, pool, connecttimeout, querytimeout } = config.database;
+  return url
+    ? createPostgresDb(url, {
+        max: pool.max,
+        connectTimeoutMs: connecttimeout * 1000,
+        queryTimeoutMs: querytimeout * 1000,
+        ...(options.onAvailability ? { onAvailability: options.onAvailability } : {}),
+      })
     : createPgliteDb(path.resolve(config.database.datadirectory), {
         ...(options.onDatabaseLost ? { onExit: options.onDatabaseLost } : {}),
       });
@@ -51,7 +64,8 @@ export async function createRegistry(
   metrics: Metrics = createMetrics(),
   options: RegistryOptions = {},
 ): Promise<Registry> {
-  const db = await openDatabase(config, options);
+  const availability = createAvailability({ log, storage: describeStorage(config), gauge: metrics.dependencyUp });
+  const db = await openDatabase(config, { ...options, onAvailability: availability.report });
   try {
     const applied = await migrate(db);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied database migrations');
@@ -62,10 +76,13 @@ export async function createRegistry(
   const store = await createBlobStore(config);
   const ttlMs = config.cache.ttl * 1000;
   // Replicas on one PostgreSQL hear each other's changes; PGlite serves a single process.
+  const { url, connecttimeout, querytimeout } = config.database;
   const bus = createChangeBus({
     db,
-    ...(config.database.url ? { connectionString: config.database.url } : {}),
-    onError: (err) => log.warn({ err }, 'change notifications interrupted; caches are flushed on reconnect'),
+    ...(url
+      ? { connection: { connectionString: url, connectionTimeoutMillis: connecttimeout * 1000, query_timeout: querytimeout * 1000 } }
+      : {}),
+    onStateChange: (listening, err) => availability.notifications(listening, err),
   });
   const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs }, bus);
   const projects = createCachedProjectStore(createPostgresProjectStore(db), ttlMs, bus);
@@ -94,6 +111,7 @@ export async function createRegistry(
     signatures,
     gate,
     gc: createGarbageCollector({ db, store, blobs, bus }),
+    availability,
     authenticator,
     authorizer,
     log,

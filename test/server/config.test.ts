@@ -212,6 +212,29 @@ test('S3 storage: a region its endpoint contradicts, or no AWS region on AWS, is
   t.is(problems({ REGISTRY_STORAGE_S3_BUCKET: 'b', REGISTRY_STORAGE_S3_REGION: 'europe', REGISTRY_STORAGE_S3_CHUNKSIZE: '1' }).length, 3);
 });
 
+test('database timeouts: Go durations, defaults, and more than zero', (t) => {
+  const defaults = loadConfig({ env: { REGISTRY_STORAGE_S3_BUCKET: 'blobs' } });
+  t.is(defaults.database.connecttimeout, 10);
+  t.is(defaults.database.querytimeout, 30);
+  const set = loadConfig({
+    env: {
+      REGISTRY_DATABASE_CONNECTTIMEOUT: '5s',
+      REGISTRY_DATABASE_QUERYTIMEOUT: '1m',
+      REGISTRY_STORAGE_S3_BUCKET: 'blobs',
+    },
+  });
+  t.is(set.database.connecttimeout, 5);
+  t.is(set.database.querytimeout, 60);
+  const err = t.throws(
+    () => loadConfig({ env: { REGISTRY_DATABASE_CONNECTTIMEOUT: '0', REGISTRY_DATABASE_QUERYTIMEOUT: 'soon', REGISTRY_STORAGE_S3_BUCKET: 'blobs' } }),
+    { instanceOf: ConfigError },
+  );
+  t.deepEqual(err?.problems.map((p) => p.split(':')[0]).sort(), [
+    'REGISTRY_DATABASE_CONNECTTIMEOUT',
+    'REGISTRY_DATABASE_QUERYTIMEOUT',
+  ]);
+});
+
 test('S3 storage: a YAML storage.s3 section wins over a filesystem root set beside it', async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-config-'));
   const file = path.join(dir, 'config.yml');
