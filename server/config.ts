@@ -67,6 +67,8 @@ const s3Schema = z
     createbucket: boolish.default(false),
     /** Bytes per multipart part (so per upload in memory); S3's minimum is 5 MiB. */
     chunksize: z.coerce.number().int().min(5 * MiB, 'must be at least 5 MiB (5242880)').max(5 * 1024 * MiB).default(10 * MiB),
+    /** A request to S3 on which no byte moves for this long fails (503). */
+    idletimeout: duration.refine((s) => s > 0, 'must be more than 0').default(30),
   })
   .superRefine(
     (s3, ctx) => {

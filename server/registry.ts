@@ -13,6 +13,7 @@ import { createGarbageCollector } from '../storage/gc.js';
 import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { AvailabilityListener } from '../storage/errors.js';
+import { HEALTH_PROBE_KEY } from '../storage/paths.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';
@@ -73,7 +74,9 @@ export async function createRegistry(
     await db.close();
     throw err;
   }
-  const store = await createBlobStore(config);
+  const store = await createBlobStore(config, availability.report);
+  // A missing or unreadable bucket is named in the log now, not at the first push.
+  if (config.storage.s3) void store.stat(HEALTH_PROBE_KEY).catch(() => undefined);
   const ttlMs = config.cache.ttl * 1000;
   // Replicas on one PostgreSQL hear each other's changes; PGlite serves a single process.
   const { url, connecttimeout, querytimeout } = config.database;
@@ -129,7 +132,7 @@ export async function createRegistry(
 }
 
 /** S3 when a storage.s3 section exists (it wins over filesystem settings), else the filesystem. */
-export async function createBlobStore(config: Config): Promise<BlobStore> {
+export async function createBlobStore(config: Config, onAvailability?: AvailabilityListener): Promise<BlobStore> {
   const s3 = config.storage.s3;
   if (!s3) {
     const { rootdirectory, directio } = config.storage.filesystem;
@@ -147,6 +150,8 @@ export async function createBlobStore(config: Config): Promise<BlobStore> {
     rootDirectory: s3.rootdirectory,
     createBucket: s3.createbucket,
     partSize: s3.chunksize,
+    idleTimeoutMs: s3.idletimeout * 1000,
+    ...(onAvailability ? { onAvailability } : {}),
   });
 }
 

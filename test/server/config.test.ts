@@ -107,6 +107,7 @@ test('S3 storage: REGISTRY_STORAGE=s3 with the Go registry S3 driver variables',
     forcepathstyle: false,
     createbucket: true,
     chunksize: 16 * 1024 * 1024,
+    idletimeout: 30,
   });
   t.true(config.storage.redirect.disable);
   const { describeStorage } = await import('../../server/registry.js');
@@ -127,6 +128,7 @@ test('S3 storage: defaults, and no S3 section unless chosen', (t) => {
     secure: true,
     createbucket: false,
     chunksize: 10 * 1024 * 1024,
+    idletimeout: 30,
   });
   // Any S3 setting selects S3, as a storage.s3 section in the Go registry's YAML does.
   t.is(loadConfig({ env: { REGISTRY_STORAGE_S3_BUCKET: 'blobs' } }).storage.s3?.bucket, 'blobs');
@@ -212,26 +214,30 @@ test('S3 storage: a region its endpoint contradicts, or no AWS region on AWS, is
   t.is(problems({ REGISTRY_STORAGE_S3_BUCKET: 'b', REGISTRY_STORAGE_S3_REGION: 'europe', REGISTRY_STORAGE_S3_CHUNKSIZE: '1' }).length, 3);
 });
 
-test('database timeouts: Go durations, defaults, and more than zero', (t) => {
+test('dependency timeouts: Go durations, defaults, and more than zero', (t) => {
   const defaults = loadConfig({ env: { REGISTRY_STORAGE_S3_BUCKET: 'blobs' } });
   t.is(defaults.database.connecttimeout, 10);
   t.is(defaults.database.querytimeout, 30);
+  t.is(defaults.storage.s3?.idletimeout, 30);
   const set = loadConfig({
     env: {
       REGISTRY_DATABASE_CONNECTTIMEOUT: '5s',
       REGISTRY_DATABASE_QUERYTIMEOUT: '1m',
       REGISTRY_STORAGE_S3_BUCKET: 'blobs',
+      REGISTRY_STORAGE_S3_IDLETIMEOUT: '1500ms',
     },
   });
   t.is(set.database.connecttimeout, 5);
   t.is(set.database.querytimeout, 60);
+  t.is(set.storage.s3?.idletimeout, 1.5);
   const err = t.throws(
-    () => loadConfig({ env: { REGISTRY_DATABASE_CONNECTTIMEOUT: '0', REGISTRY_DATABASE_QUERYTIMEOUT: 'soon', REGISTRY_STORAGE_S3_BUCKET: 'blobs' } }),
+    () => loadConfig({ env: { REGISTRY_DATABASE_CONNECTTIMEOUT: '0', REGISTRY_DATABASE_QUERYTIMEOUT: 'soon', REGISTRY_STORAGE_S3_BUCKET: 'blobs', REGISTRY_STORAGE_S3_IDLETIMEOUT: '0s' } }),
     { instanceOf: ConfigError },
   );
   t.deepEqual(err?.problems.map((p) => p.split(':')[0]).sort(), [
     'REGISTRY_DATABASE_CONNECTTIMEOUT',
     'REGISTRY_DATABASE_QUERYTIMEOUT',
+    'REGISTRY_STORAGE_S3_IDLETIMEOUT',
   ]);
 });
 
