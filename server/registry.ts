@@ -68,7 +68,8 @@ export async function createRegistry(
   const availability = createAvailability({ log, storage: describeStorage(config), gauge: metrics.dependencyUp });
   const db = await openDatabase(config, { ...options, onAvailability: availability.report });
   try {
-    const applied = await migrate(db);
+    // Migrations and garbage collection may rightly run long: no query timeout for them.
+    const applied = await migrate(db.maintenance ?? db);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied database migrations');
   } catch (err) {
     await db.close();
@@ -113,7 +114,7 @@ export async function createRegistry(
     keys,
     signatures,
     gate,
-    gc: createGarbageCollector({ db, store, blobs, bus }),
+    gc: createGarbageCollector({ db: db.maintenance ?? db, store, blobs, bus }),
     availability,
     authenticator,
     authorizer,

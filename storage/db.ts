@@ -31,6 +31,11 @@ export interface Db extends Queryable {
   readonly exclusively?: <T>(fn: (q: Queryable) => Promise<T>) => Promise<T>;
   close(): Promise<void>;
   readonly kind: 'postgres' | 'pglite';
+  /**
+   * The same database for statements that may rightly run long (migrations, garbage collection):
+   * no query timeout. Absent where there is none anyway (PGlite).
+   */
+  readonly maintenance?: Db;
 }
 
 let pgLoaded: Promise<typeof pg> | undefined;
@@ -65,9 +70,8 @@ export async function createPostgresDb(connectionString: string, options: Postgr
     connectionString,
     max: options.max ?? 10,
     // A server that accepts connections and never answers (a stalled proxy, a hung host) fails the
-    // request after these instead of holding it open; pg's defaults wait for ever.
+    // request after this and the query timeout instead of holding it open; pg waits for ever.
     ...(options.connectTimeoutMs ? { connectionTimeoutMillis: options.connectTimeoutMs } : {}),
-    ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
     keepAlive: true,
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
@@ -85,9 +89,18 @@ export async function createPostgresDb(connectionString: string, options: Postgr
       throw failure;
     }
   }
+  const bounded = postgresView(pool, call, options.queryTimeoutMs);
+  return { ...bounded, maintenance: postgresView(pool, call, undefined), close: () => pool.end() };
+}
+
+/** Statements on the pool, each failing after `queryTimeoutMs` without an answer (if set). */
+function postgresView(pool: pg.Pool, call: <T>(run: () => Promise<T>) => Promise<T>, queryTimeoutMs: number | undefined): Db {
+  // pg takes a per-statement timeout (not in its types); a client it fired on is dropped.
+  const statement = (text: string, values?: unknown[]): pg.QueryConfig =>
+    (queryTimeoutMs ? { text, values, query_timeout: queryTimeoutMs } : { text, values }) as pg.QueryConfig;
   return {
     kind: 'postgres',
-    query: (sql, params) => call(async () => (await pool.query(sql, params)).rows),
+    query: (sql, params) => call(async () => (await pool.query(statement(sql, params))).rows),
     async transaction(fn) {
       const client = await call(() => pool.connect());
       // A connection that failed or timed out is dropped, not handed to the next statement.
@@ -98,7 +111,7 @@ export async function createPostgresDb(connectionString: string, options: Postgr
       client.on('error', onLost);
       const run = async (sql: string, params?: unknown[]) => {
         try {
-          return await call(async () => (await client.query(sql, params)).rows);
+          return await call(async () => (await client.query(statement(sql, params))).rows);
         } catch (err) {
           if (err instanceof DependencyUnavailableError) broken = err;
           throw err;
@@ -117,7 +130,7 @@ export async function createPostgresDb(connectionString: string, options: Postgr
         client.release(broken);
       }
     },
-    close: () => pool.end(),
+    close: () => Promise.resolve(),
   };
 }
 

@@ -42,7 +42,7 @@ const FULL_CODES = new Set(['XMinioStorageFull', 'QuotaExceeded', 'XMinioAdminBu
 const MINIO_RETRIED_RE = /^Request failed after \d+ retries: Error: Retryable HTTP status: 5\d\d$/;
 
 /** Thrown when no byte moved on a request to S3 for the idle timeout. */
-export class S3TimeoutError extends Error {
+class S3TimeoutError extends Error {
   constructor(readonly timeoutMs: number) {
     super(`S3 did not answer within ${timeoutMs / 1000} s`);
     this.name = 'S3TimeoutError';
@@ -50,7 +50,7 @@ export class S3TimeoutError extends Error {
 }
 
 /** The registry's reading of a failure of the S3 client; anything else is returned as it is. */
-export function classifyS3Error(err: unknown): unknown {
+function classifyS3Error(err: unknown): unknown {
   if (err instanceof DependencyUnavailableError || err instanceof StorageFullError || !(err instanceof Error)) return err;
   if (err instanceof S3TimeoutError) return new DependencyUnavailableError('storage', 'timed out', { cause: err });
   // minio retries a 500, 502, 503 or 504 once and then throws a plain error saying so, without
@@ -84,7 +84,7 @@ export function idleTimeoutTransport(useSSL: boolean, idleMs: number): Pick<type
  * The object stream with its failures read as the registry's (a reset mid-object is storage
  * unavailable), reported to `report`. Destroying the returned stream destroys the source.
  */
-export function classifiedStream(source: Readable, report: AvailabilityListener): Readable {
+function classifiedStream(source: Readable, report: AvailabilityListener): Readable {
   const out = new PassThrough({ highWaterMark: source.readableHighWaterMark });
   source.once('error', (err) => {
     const failure = classifyS3Error(err);

@@ -7,8 +7,6 @@ import { HEALTH_PROBE_KEY } from '../../storage/paths.js';
 import type { Ctx, RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 
-type Check = 'ok' | string;
-
 /** The fixed phrase for a failed check; other failures are logged with their details. */
 function reasonOf(err: unknown): string {
   if (err instanceof DependencyUnavailableError) return err.reason;
@@ -19,7 +17,8 @@ function reasonOf(err: unknown): string {
 export function createHealthHandlers(deps: Pick<RegistryDeps, 'db' | 'store' | 'availability'>) {
   const { db, store, availability } = deps;
 
-  async function check(name: string, probe: () => Promise<unknown>, ctx: Ctx): Promise<Check> {
+  /** 'ok', or the fixed phrase of why not. */
+  async function check(name: string, probe: () => Promise<unknown>, ctx: Ctx): Promise<string> {
     try {
       await probe();
       return 'ok';
