@@ -34,7 +34,10 @@ export interface CommittedBlob {
 export interface Blobs {
   stat(digest: ParsedDigest): Promise<ObjectStat | undefined>;
   open(digest: ParsedDigest, options?: ReadOptions): Promise<Readable>;
-  /** Streams one chunk of an upload into its own object (none for an empty body: size 0). */
+  /**
+   * Streams one chunk of an upload into its own object (none for an empty body: size 0). Should
+   * the store fail, `body` is left as it is, neither read to its end nor destroyed.
+   */
   writeChunk(uploadId: string, offset: number, body: Readable, signal?: AbortSignal): Promise<UploadChunk>;
   /** Removes a chunk that lost the race to be recorded. */
   discardChunk(uploadId: string, chunk: UploadChunk): Promise<void>;
