@@ -2,7 +2,7 @@
 // initdb and pg_ctl (/usr/lib/postgresql/<version>/bin) into a temporary folder, on a port of its
 // own, listening on 127.0.0.1 only, with trust authentication. PostgreSQL refuses to run as root, so
 // as root (as CI runs) it runs as the `postgres` user.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { chown, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -99,6 +99,11 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+  // pg_ctl starts a daemon: should the test process end without closing it (a timeout), stop it
+  // anyway rather than leave a server behind.
+  process.once('exit', () => {
+    if (running) spawnSync(pgCtl, ['stop', '-D', data, '-m', 'immediate'], { ...(user ?? {}), cwd: dir, stdio: 'ignore' });
+  });
   try {
     await instance.start();
   } catch (err) {

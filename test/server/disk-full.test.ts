@@ -3,7 +3,7 @@
 // storage-full error (507, its size named) before the client's body is even all sent, leaves no
 // partial blob, and the upload goes on from where it stood once space is freed; pushes that fit
 // keep working meanwhile.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -28,6 +28,8 @@ test.before(async () => {
   mountPoint = path.join(dir, 'fs');
   await mkdir(mountPoint);
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=40m,mode=0700', 'tmpfs', mountPoint]);
+  // Should the worker end without the after hook (a timeout), leave no mount behind.
+  process.once('exit', () => spawnSync('umount', ['-l', mountPoint], { stdio: 'ignore' }));
   logs = captureLog();
   registry = await startTestRegistry({
     dataDir: dir,
