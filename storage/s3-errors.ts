@@ -30,6 +30,8 @@ const S3_REASONS: Record<string, string> = {
   SignatureDoesNotMatch: 'access denied',
   AuthorizationHeaderMalformed: 'access denied (wrong region?)',
   PermanentRedirect: 'wrong region or endpoint',
+  MovedPermanently: 'wrong region or endpoint', // minio's name for a bodiless 301
+  TemporaryRedirect: 'wrong region or endpoint',
   InternalError: 'server error',
   ServiceUnavailable: 'server error',
   SlowDown: 'server busy',
