@@ -51,9 +51,22 @@ export function projectOf(repository: string): string {
   return slash < 0 ? repository : repository.slice(0, slash);
 }
 
-/** No authentication configured: every caller may do everything (as `registry:2` without auth). */
-export function createOpenAuthorizer(): Authorizer {
-  return { check: async () => ALLOW };
+/**
+ * No authentication configured: every caller may do everything (as `registry:2` without auth).
+ * A push into a project that does not exist creates it (private, no members), so that every
+ * repository has a project: listed by `signet project list`, with settings, quota and keys, and
+ * closed to all but registry admins should authentication be turned on later.
+ */
+export function createOpenAuthorizer(projects: ProjectStore): Authorizer {
+  return {
+    async check(_principal, action, target) {
+      if (action === 'push') {
+        const name = projectOf(target);
+        if (!(await projects.find(name))) await projects.create(name, { public: false });
+      }
+      return ALLOW;
+    },
+  };
 }
 
 export interface ProjectAuthorizerOptions {
@@ -68,8 +81,11 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
   return {
     async check(principal, action, target) {
       const user = principal.user;
-      if (user !== undefined && admins.has(user)) return ALLOW;
       const name = projectOf(target);
+      // A registry admin may do anything, in projects that exist: a push of theirs into a missing
+      // one is refused as anyone's is (or, with autocreate, creates it), so no repository is left
+      // that no project owns.
+      if (user !== undefined && admins.has(user) && (action !== 'push' || (await projects.find(name)))) return ALLOW;
       if (action === 'maintain') return { allowed: false, reason: 'only registry administrators run maintenance' };
       if (action === 'create') {
         return user !== undefined && autocreate ? ALLOW : { allowed: false, reason: 'only registry administrators create projects' };
@@ -78,6 +94,9 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
       if (!project && action === 'push' && user !== undefined && autocreate) {
         await projects.create(name, { public: false, actor: user, admin: user });
         return ALLOW;
+      }
+      if (!project && action === 'push' && user !== undefined && admins.has(user)) {
+        return { allowed: false, reason: `push to ${target} denied: project ${name} does not exist; create it first with "signet project create ${name}"` };
       }
       if (project && action === 'pull' && project.public) return ALLOW;
       const role = project && user !== undefined ? project.members.get(user) : undefined;

@@ -22,6 +22,7 @@ import {
   type SmallImage,
 } from './workloads.js';
 import { addTrustRows, runTrustRows } from './trust-rows.js';
+import { addBombRows, runBombRows } from './bomb-rows.js';
 
 // BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -251,6 +252,7 @@ async function main(resources: Resources): Promise<void> {
   const rssPull = table.add(`peak RSS during ${LAYER_MIB} MiB pull`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
   // Signet's embedded PostgreSQL is a child process: its memory is shown, not hidden.
   const rssDatabase = table.add(`peak RSS of the embedded database process, push and pull`, 'MB', { kind: 'info' });
+  const bombs = addBombRows(table);
 
   await runLayerRounds(servers, { push, pull, pullHashing, rssPush, rssPull, rssDatabase });
   await runRounds(small, servers, async (server, round) => {
@@ -267,6 +269,7 @@ async function main(resources: Resources): Promise<void> {
     { connections: LOAD_CONNECTIONS, seconds: QUICK ? 3 : 15, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS },
     record,
   );
+  await runBombRows(resources, bombs, record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
   table.print(servers[0]!.label, servers[1]?.label);
 }

@@ -145,7 +145,8 @@ export function tail(file: string, lines = 20): string {
 /** The node flags of package.json's `start` script, so the bench runs Signet as `npm start` does. */
 function startScriptNodeFlags(): string[] {
   const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } };
-  const words = pkg.scripts.start.split(/\s+/);
+  // `exec node ...`: the shell npm runs the script in becomes node (see README, "Running it").
+  const words = pkg.scripts.start.replace(/^exec\s+/, '').split(/\s+/);
   const main = words.indexOf('dist/server/main.js');
   if (words[0] !== 'node' || main < 0) throw new Error(`cannot read node flags from the start script: ${pkg.scripts.start}`);
   return words.slice(1, main);

@@ -3,66 +3,9 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { ApiCallError, type Call } from './api-client.js';
+import { unreadable } from './failures.js';
 
-export interface ClientSettings {
-  registry: string;
-  user?: string;
-  password?: string;
-}
-
-interface ApiError {
-  errors?: { code: string; message: string }[];
-}
-
-export class ApiCallError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-    this.name = 'ApiCallError';
-  }
-}
-
-export function createApiClient(settings: ClientSettings) {
-  const base = settings.registry.replace(/\/+$/, '');
-  const headers: Record<string, string> = { Accept: 'application/json' };
-  if (settings.user !== undefined) {
-    headers.Authorization = `Basic ${Buffer.from(`${settings.user}:${settings.password ?? ''}`).toString('base64')}`;
-  }
-  async function raw(method: string, path: string, body?: Uint8Array | string, contentType?: string): Promise<{ status: number; text: string; code?: string }> {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: contentType ? { ...headers, 'Content-Type': contentType } : headers,
-      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : new Uint8Array(body) }),
-    });
-    const text = await res.text();
-    let code: string | undefined;
-    if (!res.ok) {
-      let message = `${res.status} ${res.statusText}`;
-      try {
-        const err = (JSON.parse(text) as ApiError).errors?.[0];
-        if (err) {
-          code = err.code;
-          message = `${err.code}: ${err.message}`;
-        }
-      } catch {
-        // not JSON: keep the status line
-      }
-      return { status: res.status, text: message, ...(code ? { code } : {}) };
-    }
-    return { status: res.status, text };
-  }
-  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await raw(method, path, body === undefined ? undefined : JSON.stringify(body), body === undefined ? undefined : 'application/json');
-    if (res.status >= 400) throw new ApiCallError(res.status, res.text);
-    return (res.text ? JSON.parse(res.text) : undefined) as T;
-  }
-  /** The response itself, for streamed answers (garbage collection progress). */
-  async function stream(method: string, path: string, body: unknown): Promise<Response> {
-    return fetch(`${base}${path}`, { method, headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-  }
-  return Object.assign(call, { raw, stream });
-}
-
-export type Call = ReturnType<typeof createApiClient>;
 type Out = (line: string) => void;
 
 function table(rows: string[][], out: Out): void {
@@ -204,7 +147,10 @@ export function registerSignatureCommands(program: Command, client: () => Call, 
     .command('add <project> <file>')
     .description('trust a public key: `gpg --export` output (armored or binary) or a cosign PEM key')
     .action(async (project: string, file: string) => {
-      const res = await client().raw('POST', `/api/v1/projects/${enc(project)}/keys`, await readFile(file), 'application/octet-stream');
+      const key = await readFile(file).catch((err: unknown) => {
+        throw unreadable('cannot read key file', file, err);
+      });
+      const res = await client().raw('POST', `/api/v1/projects/${enc(project)}/keys`, key, 'application/octet-stream');
       if (res.status >= 400) throw new ApiCallError(res.status, res.text);
       const added = JSON.parse(res.text) as { id: number; fingerprint: string };
       out(`${res.status === 201 ? 'trusted' : 'already trusted'}: key ${added.id} ${added.fingerprint}`);
@@ -254,6 +200,9 @@ export function registerSignatureCommands(program: Command, client: () => Call, 
     .description('upload a skopeo staging lookaside folder (default: /var/lib/containers/sigstore)')
     .option('--lookaside-path <path>', "the registry's lookaside base path", '/sigstore')
     .action(async (directory: string, opts: { lookasidePath: string }) => {
+      await readdir(directory).catch((err: unknown) => {
+        throw unreadable('cannot read signature folder', directory, err);
+      });
       const api = client();
       let imported = 0;
       let present = 0;

@@ -6,13 +6,18 @@ import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { bucketNameProblem, parseEndpoint, regionProblem, rootPrefix } from '../storage/s3-endpoint.js';
+import { configIssueMessage } from './config-messages.js';
+import { catalogue, checkFileKeys, overlayEnvironment, type ConfigNote, type SourceReport } from './config-sources.js';
 
-const boolish = z.union([
-  z.boolean(),
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off', 'TRUE', 'FALSE', 'True', 'False'])
-    .transform((v) => ['true', '1', 'yes', 'on'].includes(v.toLowerCase())),
-]);
+const boolish = z.union(
+  [
+    z.boolean(),
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off', 'TRUE', 'FALSE', 'True', 'False'])
+      .transform((v) => ['true', '1', 'yes', 'on'].includes(v.toLowerCase())),
+  ],
+  { error: 'expected true or false (or 1/0, yes/no, on/off)' },
+);
 const seconds = z.coerce.number().nonnegative();
 /** Seconds, or a Go duration as the Go registry writes them: "90s", "1m30s", "500ms". */
 const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
@@ -22,6 +27,15 @@ const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
 });
 const addrSchema = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'expected [host]:port');
 const optionalString = z.string().min(1).optional();
+/** HTTPS takes a certificate and its key: either alone is the same one problem, named in words. */
+const tlsFile = z
+  .string({
+    error: (issue) =>
+      issue.input === undefined
+        ? 'missing: HTTPS needs both REGISTRY_HTTP_TLS_CERTIFICATE and REGISTRY_HTTP_TLS_KEY (PEM files: the certificate and its private key); set both, or neither for plain HTTP'
+        : undefined,
+  })
+  .min(1);
 
 const MiB = 1024 * 1024;
 
@@ -100,7 +114,7 @@ export const configSchema = z.object({
       addr: addrSchema.default(':5000'),
       /** Public host names clients use, comma-separated `host[:port]`. */
       host: optionalString,
-      tls: z.object({ certificate: z.string().min(1), key: z.string().min(1) }).optional(),
+      tls: z.object({ certificate: tlsFile, key: tlsFile }).optional(),
       /** On SIGTERM: how long in-flight requests may go on before connections are cut (Go name). */
       draintimeout: duration.default(25),
       /** A connection with no bytes moving for this long is closed: a stalled upload is dropped. */
@@ -131,7 +145,7 @@ export const configSchema = z.object({
       /** Present (REGISTRY_STORAGE=s3, or any REGISTRY_STORAGE_S3_* setting): S3 wins over filesystem. */
       s3: s3Schema.optional(),
       delete: z.object({ enabled: boolish.default(true) }).prefault({}),
-      /** Go name; the 307 to a presigned S3 URL is not implemented yet, the setting is accepted. */
+      /** Go name: on S3, a whole-blob GET is answered with a 307 to a presigned URL unless disabled. */
       redirect: z.object({ disable: boolish.default(false) }).prefault({}),
       /** Go name: read-only mode for maintenance; every write answers 405 UNSUPPORTED. */
       maintenance: z
@@ -146,7 +160,10 @@ export const configSchema = z.object({
   database: z
     .object({
       /** A PostgreSQL connection string; without it the embedded PGlite is used. */
-      url: optionalString,
+      url: z
+        .string()
+        .regex(/^(postgres(ql)?:\/\/|socket:)/, 'expected a PostgreSQL URL such as postgres://user:password@host:5432/database')
+        .optional(),
       /** Where the embedded PGlite keeps its files. */
       datadirectory: z.string().min(1).default('./data/database'),
       pool: z.object({ max: z.coerce.number().int().positive().default(10) }).prefault({}),
@@ -227,67 +244,55 @@ export interface LoadConfigOptions {
 
 type Tree = Record<string, unknown>;
 
-// Sections whose variable holds the name of the chosen kind: REGISTRY_AUTH=htpasswd, REGISTRY_STORAGE=s3.
-const SELECTORS = new Set(['auth', 'storage']);
+const SETTINGS = catalogue(configSchema);
 
-export function loadConfig(options: LoadConfigOptions): Config {
-  const problems: string[] = [];
+/** A configuration, and what start-up should say about the names it was given under. */
+export interface ConfigReading {
+  config: Config;
+  notes: ConfigNote[];
+}
+
+export function readConfig(options: LoadConfigOptions): ConfigReading {
+  const report: SourceReport = { problems: [], notes: [] };
   let tree: Tree = {};
   const file = options.file ?? options.env.REGISTRY_CONFIGURATION_PATH;
   if (file) {
     try {
       const parsed: unknown = YAML.parse(readFileSync(file, 'utf8'));
       if (parsed !== null && parsed !== undefined) {
-        if (typeof parsed !== 'object' || Array.isArray(parsed)) problems.push(`${file}: expected a YAML mapping`);
+        if (typeof parsed !== 'object' || Array.isArray(parsed)) report.problems.push(`${file}: expected a YAML mapping`);
         else tree = parsed as Tree;
       }
     } catch (err) {
-      problems.push(`${file}: ${(err as Error).message}`);
+      report.problems.push(`${file}: ${(err as Error).message}`);
     }
+    checkFileKeys(tree, file, SETTINGS, report);
   }
-  overlayEnvironment(tree, options.env);
-  const result = configSchema.safeParse(tree);
+  overlayEnvironment(tree, options.env, SETTINGS, report);
+  const result = configSchema.safeParse(tree, { error: configIssueMessage });
   if (!result.success) {
     for (const issue of result.error.issues) {
       const name = issue.path.length ? `REGISTRY_${issue.path.join('_').toUpperCase()}` : 'configuration';
-      problems.push(`${name}: ${issue.message}`);
+      report.problems.push(`${name}: ${issue.message}`);
     }
   }
-  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
-  return result.data;
+  if (report.problems.length > 0 || !result.success) throw new ConfigError(report.problems);
+  return { config: result.data, notes: report.notes };
 }
 
-function overlayEnvironment(tree: Tree, env: Record<string, string | undefined>): void {
-  const names = Object.keys(env)
-    .filter((n) => n.startsWith('REGISTRY_') && n !== 'REGISTRY_CONFIGURATION_PATH')
-    .sort((a, b) => a.length - b.length);
-  for (const name of names) {
-    const value = env[name];
-    if (value === undefined) continue;
-    const path = name.slice('REGISTRY_'.length).toLowerCase().split('_').filter(Boolean);
-    if (path.length === 1 && SELECTORS.has(path[0]!)) {
-      const section = (tree[path[0]!] ??= {}) as Tree;
-      if (typeof section === 'object') section[value.toLowerCase()] ??= {};
-      continue;
-    }
-    let node = tree;
-    for (const key of path.slice(0, -1)) {
-      const next = node[key];
-      if (typeof next !== 'object' || next === null) node[key] = {};
-      node = node[key] as Tree;
-    }
-    node[path[path.length - 1]!] = value;
-  }
+export function loadConfig(options: LoadConfigOptions): Config {
+  return readConfig(options).config;
 }
 
 /**
  * The registry's public host names (`host[:port]`), from REGISTRY_HTTP_HOST: comma-separated, each
- * a host or a URL as the Go registry takes it. Empty: the Host header of each request counts.
+ * a host or a URL as the Go registry takes it. Empty: the Host header of each request counts. Kept
+ * as written: signed references are compared with them exactly, as containers/image compares them.
  */
 export function publicHosts(config: Config): string[] {
   return (config.http.host ?? '')
     .split(',')
-    .map((h) => h.trim().replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '').toLowerCase())
+    .map((h) => h.trim().replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, ''))
     .filter(Boolean);
 }
 

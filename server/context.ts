@@ -7,7 +7,7 @@ import type { Blobs } from '../storage/blobs.js';
 import type { Db } from '../storage/db.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { ProjectStore } from '../storage/project-store.js';
-import type { KeyStore } from '../sigstore/key-store.js';
+import type { Keys } from '../sigstore/keys.js';
 import type { PullGate } from '../sigstore/pull-gate.js';
 import type { GarbageCollector } from '../storage/gc.js';
 import type { Signatures } from '../sigstore/signatures.js';
@@ -38,7 +38,7 @@ export interface RegistryDeps {
   metadata: MetadataStore;
   projects: ProjectStore;
   signatures: Signatures;
-  keys: KeyStore;
+  keys: Keys;
   gate: PullGate;
   gc: GarbageCollector;
   authenticator: Authenticator;
@@ -80,7 +80,7 @@ export function requestSignal(ctx: Ctx): AbortSignal {
  * Checks permission before anything is looked up. Anonymous callers get 401 with the challenge
  * (so clients log in and retry); authenticated ones get 403.
  */
-export async function requireAccess(ctx: Ctx, deps: RegistryDeps, action: Action, target: string): Promise<void> {
+export async function requireAccess(ctx: Ctx, deps: Pick<RegistryDeps, 'authorizer'>, action: Action, target: string): Promise<void> {
   const decision = await deps.authorizer.check(ctx.state.principal, action, target);
   if (decision.allowed) return;
   const detail = [{ Type: 'repository', Name: target, Action: action }];
@@ -89,6 +89,6 @@ export async function requireAccess(ctx: Ctx, deps: RegistryDeps, action: Action
 }
 
 /** True when the caller may do `action` on `target` (for filtering lists, never for refusals). */
-export async function allowed(ctx: Ctx, deps: RegistryDeps, action: Action, target: string): Promise<boolean> {
+export async function allowed(ctx: Ctx, deps: Pick<RegistryDeps, 'authorizer'>, action: Action, target: string): Promise<boolean> {
   return (await deps.authorizer.check(ctx.state.principal, action, target)).allowed;
 }

@@ -1,9 +1,13 @@
 // OCI error codes, each registered once with its HTTP status (as distribution's errcode/register.go
 // does), the error type handlers throw, and the one mapping from storage errors to OCI errors.
 import { SignatureFormatError } from '../sigstore/payload.js';
+import { PullRefusedError } from '../sigstore/pull-gate.js';
+import { SignatureRefusedError } from '../sigstore/signatures.js';
 import {
   DependencyUnavailableError,
+  DescriptorDigestError,
   DigestMismatchError,
+  ManifestInvalidError,
   MissingBlobsError,
   SizeMismatchError,
   StorageFullError,
@@ -83,7 +87,13 @@ export function toOciError(err: unknown): OciError | undefined {
   if (err instanceof UploadOffsetError) {
     return new OciError('RANGE_INVALID', err.message, { expected: err.expected, actual: err.actual });
   }
+  if (err instanceof ManifestInvalidError) return new OciError('MANIFEST_INVALID', err.message, err.detail);
+  if (err instanceof DescriptorDigestError) return new OciError('DIGEST_INVALID', err.message, { digest: err.digest });
   if (err instanceof SignatureFormatError) return new OciError('SIGNATURE_INVALID', err.message);
+  if (err instanceof SignatureRefusedError) return new OciError('DENIED', err.message);
+  if (err instanceof PullRefusedError) {
+    return new OciError('PROJECTPOLICYVIOLATION', err.message, { keyIds: err.keyIds, problems: err.problems });
+  }
   if (err instanceof MissingBlobsError) {
     return new OciError('MANIFEST_BLOB_UNKNOWN', 'a referenced blob was removed meanwhile; push it again', { digests: err.digests });
   }

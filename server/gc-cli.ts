@@ -3,7 +3,7 @@
 // embedded database too, which only the server process may open.
 import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
-import { ApiCallError, type Call } from './admin-cli.js';
+import { ApiCallError, type Call } from './api-client.js';
 import type { GcProgress, GcReport } from '../storage/gc.js';
 
 const PHASES: Record<GcProgress['phase'], string> = {

@@ -3,15 +3,55 @@
 // registry, listen, and shut down cleanly on SIGTERM / SIGINT.
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
-import { ApiCallError, createApiClient, registerAdminCommands, registerSignatureCommands } from './admin-cli.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { registerAdminCommands, registerSignatureCommands } from './admin-cli.js';
+import { createApiClient } from './api-client.js';
+import { ConfigError, readConfig, type ConfigReading } from './config.js';
+import { cannotListen, reasonOf, UserFacingError } from './failures.js';
 import { createHttpServer, drain, listen, trackRequests } from './listen.js';
 import { createLogger } from './logging.js';
 import { createDebugListener, createMetrics } from './metrics.js';
+import { preflight } from './preflight.js';
 import { createRegistry, describeStorage } from './registry.js';
 import { registerGcCommand } from './gc-cli.js';
 import { recordGc, startGcScheduler } from './gc-runner.js';
+
+/** Prints a start-up failure in one line and exits: 2 for configuration, 1 for the rest. */
+function refuse(message: string, exitCode: number): never {
+  process.stderr.write(`signet: ${message}\n`);
+  process.exit(exitCode);
+}
+
+function readSettings(configFile: string | undefined): ConfigReading {
+  try {
+    return readConfig({ env: process.env, ...(configFile ? { file: configFile } : {}) });
+  } catch (err) {
+    if (err instanceof ConfigError) refuse(err.message, 2);
+    throw err;
+  }
+}
+
+async function listenOn(server: http.Server, variable: string, addr: string): Promise<AddressInfo> {
+  try {
+    return await listen(server, addr);
+  } catch (err) {
+    throw cannotListen(variable, addr, err);
+  }
+}
+
+/**
+ * Started by `npm start`: stop when npm goes. npm forwards SIGTERM and SIGINT (the start script
+ * `exec`s node, so they reach this process), but a SIGKILLed npm forwards nothing, and the
+ * registry would run on, reparented, with nobody to stop it by the PID they know.
+ */
+function stopWithParent(stop: (reason: string) => void): void {
+  if (process.env.npm_lifecycle_event !== 'start') return;
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) stop('npm exited');
+  }, 1000).unref();
+}
 
 async function serve(configFile: string | undefined): Promise<void> {
   // libuv runs file system calls on a pool of 4 threads unless told otherwise, and the pool is
@@ -19,17 +59,15 @@ async function serve(configFile: string | undefined): Promise<void> {
   // thread until the disk has the bytes (seconds for a large layer): with 4, a few large pushes
   // would stall every other request's file access, and 16 small pushes would fsync 4 at a time.
   process.env.UV_THREADPOOL_SIZE ??= '16';
-  let config: Config;
-  try {
-    config = loadConfig({ env: process.env, ...(configFile ? { file: configFile } : {}) });
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`signet: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const { config, notes } = readSettings(configFile);
   const log = createLogger(config.log.level);
+  const checked = await preflight(config);
+  // Warnings first: an unknown name may be why a file is missing.
+  for (const note of [...notes, ...checked.notes]) log[note.level](note.fields, note.msg);
+  if (checked.problems.length > 0) {
+    await new Promise<void>((resolve) => log.flush(() => resolve()));
+    refuse(new ConfigError(checked.problems).message, 2);
+  }
   const metrics = createMetrics();
   // Without its database the registry can only fail requests: stop, so a supervisor restarts it.
   let onDatabaseLost = (err: Error): void => {
@@ -39,11 +77,19 @@ async function serve(configFile: string | undefined): Promise<void> {
   const registry = await createRegistry(config, log, metrics, { onDatabaseLost: (err) => onDatabaseLost(err) });
   const requests = trackRequests(registry.app.callback());
   const server = createHttpServer(config, requests.listener);
-  const address = await listen(server, config.http.addr);
   // As the Go registry's http.debug: metrics on an address of their own, kept off the public port.
   const debugAddr = config.http.debug.addr;
   const debug = debugAddr ? http.createServer(createDebugListener(metrics, config.http.debug.prometheus.path)) : undefined;
-  const debugAddress = debug && debugAddr ? await listen(debug, debugAddr) : undefined;
+  let address: AddressInfo;
+  let debugAddress: AddressInfo | undefined;
+  try {
+    address = await listenOn(server, 'REGISTRY_HTTP_ADDR', config.http.addr);
+    debugAddress = debug && debugAddr ? await listenOn(debug, 'REGISTRY_HTTP_DEBUG_ADDR', debugAddr) : undefined;
+  } catch (err) {
+    server.close();
+    await registry.close().catch(() => undefined);
+    throw err;
+  }
   log.info(
     {
       addr: `${address.address}:${address.port}`,
@@ -88,6 +134,7 @@ async function serve(configFile: string | undefined): Promise<void> {
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+  stopWithParent((reason) => void stop(reason));
 }
 
 const program = new Command();
@@ -100,10 +147,25 @@ program
   .option('--registry <url>', 'registry for management commands (SIGNET_REGISTRY)', process.env.SIGNET_REGISTRY ?? 'http://localhost:5000')
   .option('--user <name>', 'user for management commands (SIGNET_USER; password in SIGNET_PASSWORD)', process.env.SIGNET_USER)
   .option('--password-stdin', 'read the password from standard input');
+/** The password: from standard input with --password-stdin, else SIGNET_PASSWORD; never an empty one. */
+function readPassword(user: string | undefined, fromStdin: boolean | undefined): string | undefined {
+  if (fromStdin) {
+    if (user === undefined) throw new UserFacingError('--password-stdin needs a user: give --user NAME (or SIGNET_USER)');
+    const password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+    if (!password) throw new UserFacingError('--password-stdin read no password from standard input');
+    return password;
+  }
+  const password = process.env.SIGNET_PASSWORD || undefined;
+  if (user !== undefined && password === undefined) {
+    throw new UserFacingError(`no password given for user ${user}: set SIGNET_PASSWORD, or pipe it to --password-stdin`);
+  }
+  return password;
+}
 const apiClient = () => {
-    const opts = program.opts<{ registry: string; user?: string; passwordStdin?: boolean }>();
-    const password = opts.passwordStdin ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : process.env.SIGNET_PASSWORD;
-  return createApiClient({ registry: opts.registry, ...(opts.user ? { user: opts.user } : {}), ...(password ? { password } : {}) });
+  const opts = program.opts<{ registry: string; user?: string; passwordStdin?: boolean }>();
+  const user = opts.user || undefined;
+  const password = readPassword(user, opts.passwordStdin);
+  return createApiClient({ registry: opts.registry, ...(user ? { user } : {}), ...(password ? { password } : {}) });
 };
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
 registerAdminCommands(program, apiClient, print);
@@ -117,10 +179,16 @@ program
   .action(serve);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof ApiCallError) {
-    process.stderr.write(`signet: ${err.message}\n`);
-    process.exit(1);
-  }
-  process.stderr.write(`signet: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  // One line naming what failed and what to do; a stack trace only for what nobody foresaw.
+  const { code, path } = err as { code?: unknown; path?: unknown };
+  const line =
+    err instanceof UserFacingError
+      ? err.message
+      : typeof code === 'string' && typeof path === 'string'
+        ? `${path}: ${reasonOf(err)}`
+        : err instanceof Error
+          ? (err.stack ?? err.message)
+          : String(err);
+  process.stderr.write(`signet: ${line}\n`);
   process.exit(1);
 });

@@ -12,18 +12,21 @@ import { createChangeBus } from '../storage/change-bus.js';
 import { createGarbageCollector } from '../storage/gc.js';
 import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import type { AvailabilityListener } from '../storage/errors.js';
+import { DependencyUnavailableError, StorageFullError, type AvailabilityListener } from '../storage/errors.js';
 import { HEALTH_PROBE_KEY } from '../storage/paths.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';
-import { createKeyStore } from '../sigstore/key-store.js';
-import { createSignatureStore } from '../sigstore/signature-store.js';
+import { createKeys } from '../sigstore/keys.js';
+import { createPostgresKeyStore } from '../storage/key-store.js';
+import { createSignatureStore } from '../storage/signature-store.js';
 import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
+import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
 import { createApp } from './app.js';
 import { createAvailability } from './availability.js';
 import type { Config } from './config.js';
+import { databaseFailure } from './failures.js';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -66,14 +69,17 @@ export async function createRegistry(
   options: RegistryOptions = {},
 ): Promise<Registry> {
   const availability = createAvailability({ log, storage: describeStorage(config), gauge: metrics.dependencyUp });
-  const db = await openDatabase(config, { ...options, onAvailability: availability.report });
+  // A failure here is named by its setting (REGISTRY_DATABASE_URL or _DATADIRECTORY), in one line.
+  const db = await openDatabase(config, { ...options, onAvailability: availability.report }).catch((err: unknown) => {
+    throw databaseFailure(config.database, driverError(err));
+  });
   try {
     // Migrations and garbage collection may rightly run long: no query timeout for them.
     const applied = await migrate(db.maintenance ?? db);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied database migrations');
   } catch (err) {
     await db.close();
-    throw err;
+    throw databaseFailure(config.database, driverError(err));
   }
   const store = await createBlobStore(config, availability.report);
   // A missing or unreadable bucket is named in the log now, not at the first push.
@@ -91,15 +97,17 @@ export async function createRegistry(
   const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs }, bus);
   const projects = createCachedProjectStore(createPostgresProjectStore(db), ttlMs, bus);
   const { authenticator, authorizer } = createAuth(config, projects, log, metrics);
-  const keys = createKeyStore(db, { cacheTtlMs: ttlMs, bus });
+  const keys = createKeys(createPostgresKeyStore(db), { cacheTtlMs: ttlMs, bus });
   const blobs = createBlobs(store);
-  const signatures = createSignatures(createSignatureStore(db), keys, bus);
+  const signatures = createSignatures(createSignatureStore(db), keys, projects, bus);
+  const readBlob = createSmallBlobReader(blobs);
   const gate = createPullGate({
     projects,
     keys,
     signatures,
     metadata,
-    blobs,
+    artifacts: createSignatureArtifacts(readBlob),
+    readBlob,
     cacheTtlMs: ttlMs,
     bus,
     onDecision: (outcome) => metrics.gateDecisions.inc({ outcome }),
@@ -130,6 +138,11 @@ export async function createRegistry(
       await metadata.close();
     },
   };
+}
+
+/** The driver's own error under the registry's reading of it, whose reason start-up reports. */
+function driverError(err: unknown): unknown {
+  return err instanceof DependencyUnavailableError || err instanceof StorageFullError ? (err.cause ?? err) : err;
 }
 
 /** S3 when a storage.s3 section exists (it wins over filesystem settings), else the filesystem. */
@@ -172,7 +185,7 @@ function createAuth(config: Config, projects: ProjectStore, log: Logger, metrics
   const htpasswdConfig = config.auth.htpasswd;
   if (!htpasswdConfig) {
     log.warn('authentication is off: anyone who reaches this registry can push, pull and delete (set REGISTRY_AUTH=htpasswd)');
-    return { authenticator: createNoAuthenticator(), authorizer: createOpenAuthorizer() };
+    return { authenticator: createNoAuthenticator(), authorizer: createOpenAuthorizer(projects) };
   }
   const htpasswd = createHtpasswd({
     path: htpasswdConfig.path,

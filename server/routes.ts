@@ -4,9 +4,11 @@
 import Router from '@koa/router';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Ctx } from './context.js';
-import { createTrustApiHandlers } from '../sigstore/api-routes.js';
-import { createExtensionHandlers } from '../sigstore/extension-routes.js';
-import { createLookasideHandlers } from '../sigstore/lookaside-routes.js';
+import { createKeyHandlers } from './handlers/api-keys.js';
+import { createPolicyHandlers } from './handlers/api-policy.js';
+import { createSignatureListHandler } from './handlers/api-signatures.js';
+import { createLookasideHandlers } from './handlers/lookaside.js';
+import { createExtensionHandlers } from './handlers/signature-extension.js';
 import { createProjectApiHandlers } from './handlers/api-projects.js';
 import { createGcHandler } from './gc-runner.js';
 import { createBlobHandlers } from './handlers/blobs.js';
@@ -34,7 +36,8 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const listings = createListingHandlers(deps);
   const health = createHealthHandlers(deps);
   const api = createProjectApiHandlers(deps);
-  const trust = createTrustApiHandlers(deps);
+  const keys = createKeyHandlers(deps);
+  const policy = createPolicyHandlers(deps);
   const extension = createExtensionHandlers(deps);
   const lookaside = createLookasideHandlers(deps);
   const base = escapeRegExp(deps.config.signatures.lookaside.path);
@@ -78,12 +81,12 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
 
     // Management API.
     ['api.gc', ['post'], /^\/api\/v1\/gc$/, createGcHandler(deps, deps.gc)],
-    ['api.policy', ['get'], /^\/api\/v1\/projects\/([^/]+)\/policy\.json$/, trust.policy],
-    ['api.registries-d', ['get'], /^\/api\/v1\/projects\/([^/]+)\/registries\.d\.yaml$/, trust.registriesD],
-    ['api.keys.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, trust.listKeys],
-    ['api.keys.add', ['post'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, trust.addKey],
-    ['api.keys.remove', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/keys\/(\d{1,15})$/, trust.removeKey],
-    ['api.signatures', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/signatures\/([^/]+)$/, trust.listSignatures],
+    ['api.policy', ['get'], /^\/api\/v1\/projects\/([^/]+)\/policy\.json$/, policy.policy],
+    ['api.registries-d', ['get'], /^\/api\/v1\/projects\/([^/]+)\/registries\.d\.yaml$/, policy.registriesD],
+    ['api.keys.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.list],
+    ['api.keys.add', ['post'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.add],
+    ['api.keys.remove', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/keys\/(\d{1,15})$/, keys.remove],
+    ['api.signatures', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/signatures\/([^/]+)$/, createSignatureListHandler(deps)],
     ['api.projects.list', ['get'], /^\/api\/v1\/projects\/?$/, api.list],
     ['api.projects.create', ['post'], /^\/api\/v1\/projects\/?$/, api.create],
     ['api.project.get', ['get'], /^\/api\/v1\/projects\/([^/]+)$/, api.get],

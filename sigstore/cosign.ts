@@ -5,7 +5,7 @@
 import { verify, type KeyObject } from 'node:crypto';
 import { parseDigest } from '../storage/digest.js';
 import { parseDockerReference, type DockerReference } from './docker-reference.js';
-import type { CosignKey } from './key-store.js';
+import type { CosignKey } from './keys.js';
 import { SignatureFormatError } from './payload.js';
 import { parseStrictJson } from './strict-json.js';
 
@@ -13,14 +13,6 @@ export const COSIGN_SIMPLESIGNING = 'application/vnd.dev.cosign.simplesigning.v1
 export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
 export const COSIGN_SIG_ARTIFACT = 'application/vnd.dev.cosign.artifact.sig.v1+json';
 export const COSIGN_PAYLOAD_TYPE = 'cosign container image signature';
-/** Artifact types that are signatures (never gated themselves). */
-export const SIGNATURE_ARTIFACT_TYPES: ReadonlySet<string> = new Set([
-  COSIGN_SIG_ARTIFACT,
-  'application/vnd.dev.sigstore.bundle.v0.3+json',
-  'application/vnd.cncf.notary.signature',
-]);
-/** Tags cosign uses for signatures, attestations and SBOMs of a digest. */
-export const COSIGN_TAG_RE = /^sha256-[a-f0-9]{64}\.(sig|att|sbom)$/;
 
 export function cosignSignatureTag(digest: string): string {
   return `${digest.replace(':', '-')}.sig`;
@@ -30,6 +22,11 @@ export interface CosignLayer {
   payloadDigest: string;
   payloadSize: number;
   signature: Buffer;
+}
+
+/** Standard, padded base64, as Go's base64.StdEncoding (which containers/image uses) accepts it. */
+function isStdBase64(text: string): boolean {
+  return text.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(text);
 }
 
 /** The signature layers of a cosign signature manifest; none when it is not one. */
@@ -46,24 +43,20 @@ export function cosignLayers(manifest: Buffer): CosignLayer[] {
   for (const layer of layers as Record<string, unknown>[]) {
     const annotations = layer.annotations as Record<string, unknown> | undefined;
     const signature = annotations?.[COSIGN_SIGNATURE_ANNOTATION];
-    if (layer.mediaType !== COSIGN_SIMPLESIGNING || typeof signature !== 'string') continue;
+    if (layer.mediaType !== COSIGN_SIMPLESIGNING || typeof signature !== 'string' || !isStdBase64(signature)) continue;
     if (typeof layer.digest !== 'string' || !parseDigest(layer.digest) || typeof layer.size !== 'number') continue;
     out.push({ payloadDigest: layer.digest, payloadSize: layer.size, signature: Buffer.from(signature, 'base64') });
   }
   return out;
 }
 
-/** True when the manifest is a cosign signature manifest (its layers are simple-signing payloads). */
-export function isCosignSignatureManifest(manifest: Buffer): boolean {
-  return cosignLayers(manifest).length > 0;
-}
-
+/**
+ * The digest the signature is computed over: containers/image verifies every sigstore payload with
+ * SHA-256 (sigstoreHarcodedHashAlgorithm), whatever the curve, and so does `cosign verify --key`;
+ * Ed25519 signs the message itself.
+ */
 function hashFor(key: KeyObject): string | null {
-  if (key.asymmetricKeyType === 'ed25519') return null;
-  const curve = key.asymmetricKeyDetails?.namedCurve;
-  if (curve === 'secp384r1') return 'sha384';
-  if (curve === 'secp521r1') return 'sha512';
-  return 'sha256'; // P-256 ECDSA and RSA (PKCS#1 v1.5), cosign's defaults
+  return key.asymmetricKeyType === 'ed25519' ? null : 'sha256';
 }
 
 /** The trusted key that verifies the signature over the payload, if any. */
@@ -79,38 +72,52 @@ export function verifyCosignSignature(payload: Buffer, signature: Buffer, keys: 
 
 export interface CosignPayload {
   manifestDigest: string;
+  /** The signed identity; cosign names the repository only, skopeo the tag too. */
   reference: DockerReference;
   dockerReference: string;
 }
 
-/** containers/image's sigstore payload rules: exact critical fields; the identity may be name-only. */
+function fail(message: string): never {
+  throw new SignatureFormatError(message);
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+const exactly = (value: Record<string, unknown>, keys: string[]): boolean =>
+  Object.keys(value).sort().join() === [...keys].sort().join();
+
+/**
+ * containers/image's sigstore payload rules (signature/internal/sigstore_payload.go): exactly
+ * `critical` and `optional`; `optional` null (as cosign writes it) or an object whose `creator`
+ * is a string and `timestamp` an integer; exact fields in `critical`, `image` and `identity`.
+ * Unlike simple signatures, the identity may name the repository only.
+ */
 export function parseCosignPayload(untrusted: Buffer): CosignPayload {
   let parsed: unknown;
   try {
-    parsed = parseStrictJson(untrusted.toString('utf8'));
+    parsed = parseStrictJson(new TextDecoder('utf-8', { fatal: true }).decode(untrusted));
   } catch (err) {
     throw new SignatureFormatError(`cosign payload is not valid JSON: ${(err as Error).message}`);
   }
-  const top = parsed as Record<string, unknown> | null;
-  const critical = top?.critical as Record<string, unknown> | undefined;
-  const image = critical?.image as Record<string, unknown> | undefined;
-  const identity = critical?.identity as Record<string, unknown> | undefined;
-  if (
-    !critical ||
-    Object.keys(critical).sort().join() !== 'identity,image,type' ||
-    critical.type !== COSIGN_PAYLOAD_TYPE ||
-    !image ||
-    Object.keys(image).join() !== 'docker-manifest-digest' ||
-    !identity ||
-    Object.keys(identity).join() !== 'docker-reference'
-  ) {
-    throw new SignatureFormatError('not a cosign container image signature payload');
+  if (!isObject(parsed) || !exactly(parsed, ['critical', 'optional'])) fail('a cosign payload has exactly the fields critical and optional');
+  const { critical, optional } = parsed;
+  if (optional !== null) {
+    if (!isObject(optional)) fail('optional must be an object or null');
+    if (optional.creator !== undefined && typeof optional.creator !== 'string') fail('optional.creator must be a string');
+    if (optional.timestamp !== undefined && !Number.isSafeInteger(optional.timestamp)) fail('optional.timestamp must be an integer');
+  }
+  if (!isObject(critical) || !exactly(critical, ['identity', 'image', 'type']) || critical.type !== COSIGN_PAYLOAD_TYPE) {
+    fail('not a cosign container image signature payload');
+  }
+  const { image, identity } = critical;
+  if (!isObject(image) || !exactly(image, ['docker-manifest-digest']) || !isObject(identity) || !exactly(identity, ['docker-reference'])) {
+    fail('not a cosign container image signature payload');
   }
   const manifestDigest = image['docker-manifest-digest'];
   const dockerReference = identity['docker-reference'];
   const reference = typeof dockerReference === 'string' ? parseDockerReference(dockerReference) : undefined;
   if (typeof manifestDigest !== 'string' || !parseDigest(manifestDigest) || !reference || typeof dockerReference !== 'string') {
-    throw new SignatureFormatError('cosign payload names no valid digest or reference');
+    fail('cosign payload names no valid digest or reference');
   }
   return { manifestDigest, reference, dockerReference };
 }

@@ -1,6 +1,11 @@
 // Docker references as signatures name them (`host[:port]/path[:tag][@digest]`), with the grammar
 // of distribution's reference package. A signature's identity must name a tag or a digest:
-// containers/image rejects name-only references.
+// containers/image rejects name-only references in simple signatures.
+//
+// Nothing is case-folded: containers/image parses the signed reference with
+// reference.ParseNormalizedNamed, which keeps the host as written, and compares the result with
+// the pulled reference byte for byte, so `LOCALHOST:5000/app:v1` does not match a pull through
+// `localhost:5000`.
 
 const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
 const DOMAIN = `(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?`;
@@ -10,7 +15,7 @@ const REFERENCE_RE = new RegExp(
 );
 
 export interface DockerReference {
-  /** Registry host with port, lower-cased host; `docker.io` when the reference names none. */
+  /** Registry host with port, as written; `docker.io` when the reference names none. */
   host: string;
   /** Repository path within the registry. */
   repository: string;
@@ -28,9 +33,8 @@ export function parseDockerReference(untrusted: string): DockerReference | undef
     path = `${domain}/${path}`;
     domain = undefined;
   }
-  if (domain && domain !== domain.toLowerCase() && !/^[A-Za-z0-9.-]+(:\d+)?$/.test(domain)) return undefined;
   return {
-    host: domain ? domain.toLowerCase() : 'docker.io',
+    host: domain ?? 'docker.io',
     repository: path!,
     ...(tag ? { tag } : {}),
     ...(digest ? { digest } : {}),

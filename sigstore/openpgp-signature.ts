@@ -4,8 +4,13 @@
 // - Stored and served bytes are a binary signed message (what `gpg --sign` writes). skopeo
 //   rejects armored and clearsigned signatures on the lookaside, so armored uploads are converted
 //   to binary; clearsigned and detached signatures are refused.
-// - Verification follows the client: the key (a trusted primary or a subkey of one; expired and
-//   revoked keys refused) first, then the payload.
+// - Verification follows the client (containers/image verifies through gpgme): the signature must
+//   be valid and made while its key was valid, AND the signing key (primary or subkey) must be valid
+//   now: gpgme reports KEY_EXPIRED / KEY_REVOKED for a key that expired or was revoked after it
+//   signed, and containers/image then refuses the signature. Only then is the payload looked at.
+// - Everything untrusted is read with bounds: decompression is capped (openpgp.js's own default is
+//   unbounded, so a 1 KB message could inflate to gigabytes), and openpgp.js allows no compressed
+//   packet inside a compressed packet, so nesting is one level deep.
 import type * as openpgp from 'openpgp';
 import { SignatureFormatError } from './payload.js';
 
@@ -17,6 +22,24 @@ import { SignatureFormatError } from './payload.js';
  */
 let loaded: Promise<typeof openpgp> | undefined;
 const openpgpModule = (): Promise<typeof openpgp> => (loaded ??= import('openpgp'));
+
+/**
+ * The most a compressed packet may inflate to. A simple-signing payload is a few hundred bytes
+ * (skopeo's, with creator and timestamp, about 300), so this is ample for any real signature.
+ */
+export const MAX_DECOMPRESSED_BYTES = 256 * 1024;
+
+/** Options every openpgp.js call that reads untrusted bytes gets. */
+const READ_LIMITS = { maxDecompressedMessageSize: MAX_DECOMPRESSED_BYTES } as const;
+
+/**
+ * How far in the future a signature's creation time may lie, for signers whose clock runs ahead
+ * (skopeo signs with the signer's clock and the registry checks at once). gpg 2.2.40 itself sets
+ * no bound (it verifies a signature dated two days ahead), openpgp.js refuses any; five minutes
+ * covers clocks that NTP keeps roughly right, and a signature dated further ahead is refused with a
+ * message that says so.
+ */
+export const CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 export interface SignedMessage {
   /** The binary OpenPGP message, as stored and served. */
@@ -69,13 +92,13 @@ export async function readSignedMessage(untrusted: Uint8Array): Promise<SignedMe
   const binary = await readBinary(untrusted);
   let message: openpgp.Message<Uint8Array>;
   try {
-    message = await pgp.readMessage({ binaryMessage: binary });
+    message = await pgp.readMessage({ binaryMessage: binary, config: READ_LIMITS });
   } catch (err) {
     throw new SignatureFormatError(`not an OpenPGP message: ${(err as Error).message}`);
   }
   let result: openpgp.VerifyMessageResult<Uint8Array>;
   try {
-    result = await pgp.verify({ message, verificationKeys: [], expectSigned: false, format: 'binary' });
+    result = await pgp.verify({ message, verificationKeys: [], expectSigned: false, format: 'binary', config: READ_LIMITS });
   } catch (err) {
     throw new SignatureFormatError(`unreadable OpenPGP message: ${(err as Error).message}`);
   }
@@ -111,8 +134,9 @@ export type Verification =
   | { verified: false; reason: string };
 
 /**
- * Verifies the signature with whichever trusted key (primary or subkey) made it. Expired and
- * revoked keys fail, as they do in containers/image.
+ * Verifies the signature with whichever trusted key (primary or subkey) made it, as gpgme judges
+ * it for containers/image: the signature is valid and was made while the key was valid, and the
+ * signing key is valid now (neither it nor its primary key expired or revoked).
  */
 export async function verifySignedMessage(
   signed: SignedMessage,
@@ -120,29 +144,73 @@ export async function verifySignedMessage(
   now: Date = new Date(),
 ): Promise<Verification> {
   const pgp = await openpgpModule();
+  const signer = signed.signerKeyId.toUpperCase();
   const candidates = trusted.filter((t) => t.key.getKeyIDs().some((id) => id.toHex() === signed.signerKeyId));
-  if (candidates.length === 0) return { verified: false, reason: `signed by key ${signed.signerKeyId.toUpperCase()}, which is not trusted` };
-  for (const candidate of candidates) {
-    try {
-      const message = await pgp.readMessage({ binaryMessage: signed.binary });
-      const result = await pgp.verify({
-        message,
-        verificationKeys: candidate.key,
-        expectSigned: true,
-        format: 'binary',
-        date: now,
-      });
-      await result.signatures[0]!.verified;
-      const expires = await candidate.key.getExpirationTime();
-      if (expires instanceof Date && expires.getTime() <= now.getTime()) {
-        return { verified: false, reason: `key ${candidate.fingerprint.toUpperCase()} has expired` };
-      }
-      return { verified: true, fingerprint: candidate.fingerprint, payload: result.data };
-    } catch (err) {
-      return { verified: false, reason: `signature by ${signed.signerKeyId.toUpperCase()} does not verify: ${(err as Error).message}` };
-    }
+  if (candidates.length === 0) return { verified: false, reason: `signed by key ${signer}, which is not trusted` };
+  const ahead = signed.created.getTime() - now.getTime();
+  if (ahead > CLOCK_SKEW_MS) {
+    return {
+      verified: false,
+      reason: `signature by ${signer} is dated ${signed.created.toISOString()}, ${Math.round(ahead / 1000)} s in the future (at most ${CLOCK_SKEW_MS / 1000} s of clock skew is accepted)`,
+    };
   }
-  return { verified: false, reason: 'no trusted key verifies the signature' };
+  // A signature from a signer whose clock runs a little ahead is judged as of its own time.
+  const at = ahead > 0 ? signed.created : now;
+  let verification: Verification = { verified: false, reason: 'no trusted key verifies the signature' };
+  // Several trusted keys may share a 64-bit key ID; any of them may have made the signature.
+  for (const candidate of candidates) {
+    verification = await verifyWith(pgp, signed, candidate, at);
+    if (verification.verified) break;
+  }
+  return verification;
+}
+
+async function verifyWith(pgp: typeof openpgp, signed: SignedMessage, candidate: TrustedKey, at: Date): Promise<Verification> {
+  // The key first, as gpgme reports it (KEY_EXPIRED, KEY_REVOKED): then the message says why.
+  const problem = await signingKeyProblem(candidate.key, signed.signerKeyId, at);
+  if (problem) return { verified: false, reason: problem };
+  try {
+    const message = await pgp.readMessage({ binaryMessage: signed.binary, config: READ_LIMITS });
+    const result = await pgp.verify({
+      message,
+      verificationKeys: candidate.key,
+      expectSigned: true,
+      format: 'binary',
+      date: at,
+      config: READ_LIMITS,
+    });
+    await result.signatures[0]!.verified;
+    return { verified: true, fingerprint: candidate.fingerprint, payload: result.data };
+  } catch (err) {
+    return { verified: false, reason: `signature by ${signed.signerKeyId.toUpperCase()} does not verify: ${(err as Error).message}` };
+  }
+}
+
+/** Why the key with this ID cannot sign at `date` (expired or revoked, it or its primary), if so. */
+export async function signingKeyProblem(key: openpgp.PublicKey, keyIdHex: string, date: Date): Promise<string | undefined> {
+  const pgp = await openpgpModule();
+  const keyId = key.getKeyIDs().find((id) => id.toHex() === keyIdHex.toLowerCase());
+  if (!keyId) return `key ${keyIdHex.toUpperCase()} is not part of key ${key.getFingerprint().toUpperCase()}`;
+  try {
+    await key.getSigningKey(keyId, date, undefined, { ...pgp.config, ...READ_LIMITS });
+    return undefined;
+  } catch (err) {
+    const primary = key.getFingerprint().toUpperCase();
+    if (await key.isRevoked(undefined, undefined, date)) return `key ${primary} has been revoked`;
+    const expires = await key.getExpirationTime();
+    if (expires instanceof Date && expires.getTime() <= date.getTime()) return `key ${primary} expired on ${expires.toISOString()}`;
+    const subkey = key.getSubkeys(keyId)[0];
+    if (subkey) {
+      const name = `signing subkey ${keyIdHex.toUpperCase()} of key ${primary}`;
+      if (await subkey.isRevoked(undefined as unknown as openpgp.SignaturePacket, undefined as unknown as openpgp.PublicKeyPacket, date)) {
+        return `${name} has been revoked`;
+      }
+      const subkeyExpires = await subkey.getExpirationTime(date).catch(() => null);
+      if (subkeyExpires instanceof Date && subkeyExpires.getTime() <= date.getTime()) return `${name} expired on ${subkeyExpires.toISOString()}`;
+      return `${name} is not valid for signing: ${(err as Error).message}`;
+    }
+    return `key ${primary} is not valid for signing: ${(err as Error).message}`;
+  }
 }
 
 /** Reads an OpenPGP public key as `gpg --export` writes it, armored or binary. */
@@ -152,8 +220,8 @@ export async function readPublicKey(untrusted: Uint8Array): Promise<openpgp.Publ
   let keys: openpgp.Key[];
   try {
     keys = text.startsWith('-----BEGIN PGP PUBLIC KEY BLOCK-----')
-      ? await pgp.readKeys({ armoredKeys: Buffer.from(untrusted).toString('utf8') })
-      : await pgp.readKeys({ binaryKeys: untrusted });
+      ? await pgp.readKeys({ armoredKeys: Buffer.from(untrusted).toString('utf8'), config: READ_LIMITS })
+      : await pgp.readKeys({ binaryKeys: untrusted, config: READ_LIMITS });
   } catch (err) {
     throw new SignatureFormatError(`not an OpenPGP public key (export one with gpg --export): ${(err as Error).message}`);
   }

@@ -2,7 +2,7 @@
 // pull gate accepts, and the registries.d(5) YAML pointing clients at this registry's signatures.
 // (`signedBy` with keyType GPGKeys and inline keyData is also the form Confidential Containers'
 // KBS security policy takes.)
-import type { ProjectKey } from './key-store.js';
+import type { ProjectKey } from '../storage/key-store.js';
 
 export interface PolicyOptions {
   /** `host[:port]` clients use for this registry. */
@@ -18,6 +18,10 @@ type Requirement = Record<string, unknown>;
 /**
  * In policy.json every requirement of a scope must hold (AND), so one kind of key is exported:
  * the OpenPGP keys as one keyring (any of them may sign), else the cosign keys.
+ *
+ * The identity rules are the gate's (pull-gate.ts): simple signatures name the tag they were made
+ * for (`matchRepoDigestOrExact`); `cosign sign` signs a digest and names only the repository, so
+ * containers/image needs `matchRepository` to accept its signatures on a pull by tag.
  */
 export function projectPolicy(options: PolicyOptions): Record<string, unknown> {
   const openpgp = options.keys.filter((k) => k.kind === 'openpgp');
@@ -34,13 +38,13 @@ export function projectPolicy(options: PolicyOptions): Record<string, unknown> {
     requirement = {
       type: 'sigstoreSigned',
       keyData: cosign[0]!.material.toString('base64'),
-      signedIdentity: { type: 'matchRepoDigestOrExact' },
+      signedIdentity: { type: 'matchRepository' },
     };
   } else if (cosign.length > 1) {
     requirement = {
       type: 'sigstoreSigned',
       keyDatas: cosign.map((k) => k.material.toString('base64')),
-      signedIdentity: { type: 'matchRepoDigestOrExact' },
+      signedIdentity: { type: 'matchRepository' },
     };
   } else {
     // No trusted keys: nothing can be verified, so nothing from the project is accepted.

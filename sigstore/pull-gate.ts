@@ -1,42 +1,36 @@
 // The "only signed pulls" gate. In a project with signed_only on, GET and HEAD of a manifest
 // succeed only when a signature verifies against a key the project trusts and names what is being
-// pulled, checked as the client itself would (containers/image signature/policy_eval_signedby.go
-// and policy_reference_match.go, matchRepoDigestOrExact):
-//   - key: a trusted OpenPGP primary key or one of its subkeys (or a trusted cosign key);
+// pulled, checked as the client itself would (containers/image signature/policy_eval_signedby.go,
+// policy_eval_sigstore.go and policy_reference_match.go):
+//   - key: a trusted OpenPGP primary key or one of its subkeys, valid now (sigstore/openpgp-signature.ts),
+//     or a trusted cosign key;
 //   - digest: the signed docker-manifest-digest is the served manifest's digest;
-//   - identity: the signed repository is the requested one on one of this registry's public host
-//     names; pulled by tag, the signed reference is exactly that tag; pulled by digest, the
-//     repository suffices.
+//   - identity, compared exactly (no case folding), the signed host being one of this registry's
+//     names: simple signatures as `signedBy` with `matchRepoDigestOrExact` (pulled by tag, the
+//     signed reference is exactly that tag; pulled by digest, the repository suffices); cosign
+//     signatures as `sigstoreSigned` with `matchRepository` (`cosign sign` signs a digest and names
+//     only the repository), which policy.ts exports for cosign keys.
 // Multi-platform images: clients check the platform manifest they pull by its own signatures,
 // under the tag the user typed, and never consult the index's. So an index passes when it has a
 // matching signature or one of its platform manifests has one (that manifest is fetched next and
 // gated itself). A platform manifest pulled by digest passes with its own signature, or — Signet's
 // one deliberate leniency beyond the client — when a verified signature covers an index in the same
 // repository that lists it (sound: the signed index names its digest).
-// Never gated: signature artifacts (cosign .sig/.att/.sbom tags, signature artifact types).
-import { createHash } from 'node:crypto';
+// Served without a signature of their own: manifests whose content proves they are signatures and
+// nothing else (signature-artifact.ts). Tags, artifact types and layer labels earn nothing.
 import { LRUCache } from 'lru-cache';
 import { projectOf } from '../auth/authorize.js';
-import type { Blobs } from '../storage/blobs.js';
 import type { ChangeBus } from '../storage/change-bus.js';
-import { parseDigest } from '../storage/digest.js';
 import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js';
 import type { ProjectStore } from '../storage/project-store.js';
-import { isIndexMediaType } from '../server/manifest-parse.js';
-import { OciError } from '../server/errors.js';
-import {
-  COSIGN_SIG_ARTIFACT,
-  COSIGN_TAG_RE,
-  cosignLayers,
-  cosignSignatureTag,
-  parseCosignPayload,
-  SIGNATURE_ARTIFACT_TYPES,
-  verifyCosignSignature,
-} from './cosign.js';
+import { ambiguousFields, isIndexMediaType } from '../storage/manifest-parse.js';
+import { COSIGN_SIG_ARTIFACT, cosignLayers, cosignSignatureTag, parseCosignPayload, verifyCosignSignature, type CosignLayer } from './cosign.js';
 import type { DockerReference } from './docker-reference.js';
-import type { KeyStore, TrustSet } from './key-store.js';
+import type { Keys, TrustSet } from './keys.js';
 import { readSignedMessage, verifySignedMessage } from './openpgp-signature.js';
 import { parsePayload } from './payload.js';
+import type { SignatureArtifacts, SmallBlobReader } from './signature-artifact.js';
+import type { SignatureRecord } from '../storage/signature-store.js';
 import type { Signatures } from './signatures.js';
 
 export interface GateRequest {
@@ -49,12 +43,26 @@ export interface GateRequest {
 }
 
 /** A request being judged: its host names resolved once. */
-type JudgedRequest = Omit<GateRequest, 'hosts'> & { hosts: string[] };
+type JudgedRequest = Omit<GateRequest, 'hosts' | 'manifest'> & { hosts: string[] };
 
-export type GateDecision = { allowed: true } | { allowed: false; message: string; keyIds: string[]; problems: string[] };
+export type GateDecision =
+  | { allowed: true; via: 'signature' | 'signature-artifact' }
+  | { allowed: false; message: string; keyIds: string[]; problems: string[] };
+
+/** A pull the project's signing policy refuses (server/errors.ts answers 412 PROJECTPOLICYVIOLATION). */
+export class PullRefusedError extends Error {
+  constructor(
+    message: string,
+    readonly keyIds: string[],
+    readonly problems: string[],
+  ) {
+    super(message);
+    this.name = 'PullRefusedError';
+  }
+}
 
 export interface PullGate {
-  /** Throws PROJECTPOLICYVIOLATION (412) when the project only serves signed images and this one is not. */
+  /** Throws PullRefusedError when the project only serves signed images and this one is not. */
   enforce(request: GateRequest): Promise<void>;
   /** Forget cached decisions (keys, signatures or settings changed). */
   invalidate(): void;
@@ -62,10 +70,11 @@ export interface PullGate {
 
 export interface PullGateDeps {
   projects: ProjectStore;
-  keys: KeyStore;
+  keys: Pick<Keys, 'trusted'>;
   signatures: Signatures;
   metadata: MetadataStore;
-  blobs: Blobs;
+  artifacts: SignatureArtifacts;
+  readBlob: SmallBlobReader;
   cacheTtlMs: number;
   /** Any change (signatures, keys, settings, manifests, here or on another replica) drops decisions. */
   bus: ChangeBus;
@@ -75,6 +84,9 @@ export interface PullGateDeps {
 
 const COSIGN_PAYLOAD_LIMIT = 256 * 1024;
 
+/** One signature judged for one pull: accepted, or why not; with the key that made it when known. */
+type Outcome = { accepted: true; keyId: string } | { accepted: false; keyId?: string; problem: string };
+
 interface Evaluation {
   ok: boolean;
   keyIds: Set<string>;
@@ -82,12 +94,16 @@ interface Evaluation {
   signatures: number;
 }
 
-function identityProblem(ref: DockerReference, request: { repository: string; tag?: string; hosts: string[] }): string | undefined {
-  const wanted = `${request.repository}${request.tag ? `:${request.tag}` : ''}`;
+/** How a signature's identity must match the pull (containers/image's signedIdentity types). */
+type IdentityRule = 'matchRepoDigestOrExact' | 'matchRepository';
+
+function identityProblem(ref: DockerReference, request: JudgedRequest, rule: IdentityRule): string | undefined {
   if (!request.hosts.includes(ref.host)) return `signed for registry ${ref.host}, not ${request.hosts.join(' or ')}`;
   if (ref.repository !== request.repository) return `signed for repository ${ref.repository}, pulled ${request.repository}`;
-  if (request.tag !== undefined && (ref.tag !== request.tag || ref.digest !== undefined)) {
-    return `signed for ${ref.tag ? `tag ${ref.tag}` : 'a digest'}${ref.digest && ref.tag ? ' with a digest' : ''}, pulled ${wanted}`;
+  if (rule === 'matchRepository' || request.tag === undefined) return undefined;
+  if (ref.tag !== request.tag || ref.digest !== undefined) {
+    const signedFor = ref.tag ? `tag ${ref.tag}${ref.digest ? ' with a digest' : ''}` : 'a digest';
+    return `signed for ${signedFor}, pulled ${request.repository}:${request.tag}`;
   }
   return undefined;
 }
@@ -96,14 +112,24 @@ function identityProblem(ref: DockerReference, request: { repository: string; ta
 function claimProblem(
   claim: { manifestDigest: string; reference: DockerReference },
   digest: string,
-  request: { repository: string; tag?: string; hosts: string[] },
+  request: JudgedRequest,
+  rule: IdentityRule,
 ): string | undefined {
   if (claim.manifestDigest !== digest) return `signature is for manifest ${claim.manifestDigest}`;
-  return identityProblem(claim.reference, request);
+  return identityProblem(claim.reference, request, rule);
+}
+
+function parseJson(content: Buffer): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(content.toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
 }
 
 export function createPullGate(deps: PullGateDeps): PullGate {
-  const { projects, keys, signatures, metadata, blobs } = deps;
+  const { projects, keys, signatures, metadata, artifacts, readBlob } = deps;
   let epoch = 0;
   const decisions = new LRUCache<string, GateDecision>({ max: 20_000, ttl: Math.max(deps.cacheTtlMs, 1) });
   const invalidate = (): void => {
@@ -112,28 +138,14 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   };
   deps.bus.subscribe(invalidate);
 
-  async function readPayload(digest: string): Promise<Buffer | undefined> {
-    const parsed = parseDigest(digest);
-    if (!parsed) return undefined;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of await blobs.open(parsed)) {
-      size += (chunk as Buffer).length;
-      if (size > COSIGN_PAYLOAD_LIMIT) return undefined;
-      chunks.push(chunk as Buffer);
-    }
-    const payload = Buffer.concat(chunks);
-    return `sha256:${createHash('sha256').update(payload).digest('hex')}` === digest ? payload : undefined;
-  }
-
   /** Cosign signature manifests for a digest: the .sig tag and cosign referrers. */
   async function cosignManifests(repository: string, digest: string): Promise<ManifestRecord[]> {
-    const found: ManifestRecord[] = [];
     const tagged = await metadata.tags.find(repository, cosignSignatureTag(digest));
     const candidates = new Set(tagged ? [tagged] : []);
     for (const r of await metadata.manifests.referrers(repository, digest)) {
       if (r.artifactType === COSIGN_SIG_ARTIFACT) candidates.add(r.digest);
     }
+    const found: ManifestRecord[] = [];
     for (const candidate of candidates) {
       const manifest = await metadata.manifests.find(repository, candidate);
       if (manifest) found.push(manifest);
@@ -141,82 +153,90 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     return found;
   }
 
-  async function evaluate(repository: string, digest: string, tag: string | undefined, hosts: string[], trust: TrustSet): Promise<Evaluation> {
-    const result: Evaluation = { ok: false, keyIds: new Set(), problems: [], signatures: 0 };
-    const request = { repository, hosts, ...(tag !== undefined ? { tag } : {}) };
-    for (const record of await signatures.list(repository, digest)) {
-      result.signatures += 1;
-      try {
-        const signed = await readSignedMessage(record.content);
-        result.keyIds.add(signed.signerKeyId.toUpperCase());
-        const verification = await verifySignedMessage(signed, trust.openpgp);
-        if (!verification.verified) {
-          result.problems.push(verification.reason);
-          continue;
-        }
-        const problem = claimProblem(parsePayload(verification.payload), digest, request);
-        if (problem) {
-          result.problems.push(problem);
-          continue;
-        }
-        result.ok = true;
-        return result;
-      } catch (err) {
-        result.problems.push(`unreadable signature: ${(err as Error).message}`);
-      }
+  /** A simple signature: key (valid now), then digest, then identity (matchRepoDigestOrExact). */
+  async function judgeSimple(record: SignatureRecord, digest: string, request: JudgedRequest, trust: TrustSet): Promise<Outcome> {
+    try {
+      const signed = await readSignedMessage(record.content);
+      const keyId = signed.signerKeyId.toUpperCase();
+      const verification = await verifySignedMessage(signed, trust.openpgp);
+      if (!verification.verified) return { accepted: false, keyId, problem: verification.reason };
+      const problem = claimProblem(parsePayload(verification.payload), digest, request, 'matchRepoDigestOrExact');
+      return problem ? { accepted: false, keyId, problem } : { accepted: true, keyId };
+    } catch (err) {
+      return { accepted: false, problem: `unreadable signature: ${(err as Error).message}` };
     }
-    for (const manifest of await cosignManifests(repository, digest)) {
-      for (const layer of cosignLayers(manifest.content)) {
-        result.signatures += 1;
-        const payload = await readPayload(layer.payloadDigest).catch(() => undefined);
-        if (!payload) {
-          result.problems.push('cosign signature payload is missing');
-          continue;
-        }
-        const key = verifyCosignSignature(payload, layer.signature, trust.cosign);
-        if (!key) {
-          result.keyIds.add('cosign (untrusted key)');
-          result.problems.push('cosign signature by a key that is not trusted');
-          continue;
-        }
-        result.keyIds.add(`cosign:${key.fingerprint.slice(0, 16).toUpperCase()}`);
-        try {
-          const problem = claimProblem(parseCosignPayload(payload), digest, request);
-          if (problem) {
-            result.problems.push(problem);
-            continue;
-          }
-          result.ok = true;
-          return result;
-        } catch (err) {
-          result.problems.push((err as Error).message);
-        }
+  }
+
+  /** A cosign signature: key, then digest, then identity (matchRepository). */
+  async function judgeCosign(layer: CosignLayer, digest: string, request: JudgedRequest, trust: TrustSet): Promise<Outcome> {
+    const payload = await readBlob(layer.payloadDigest, COSIGN_PAYLOAD_LIMIT);
+    if (!payload) return { accepted: false, problem: 'cosign signature payload is missing or too large' };
+    const key = verifyCosignSignature(payload, layer.signature, trust.cosign);
+    if (!key) return { accepted: false, keyId: 'cosign (untrusted key)', problem: 'cosign signature by a key that is not trusted' };
+    const keyId = `cosign:${key.fingerprint.slice(0, 16).toUpperCase()}`;
+    try {
+      const problem = claimProblem(parseCosignPayload(payload), digest, request, 'matchRepository');
+      return problem ? { accepted: false, keyId, problem } : { accepted: true, keyId };
+    } catch (err) {
+      return { accepted: false, keyId, problem: (err as Error).message };
+    }
+  }
+
+  /** Every signature of a digest, judged one at a time (the caller stops at the first accepted). */
+  async function* outcomes(digest: string, request: JudgedRequest, trust: TrustSet): AsyncGenerator<Outcome> {
+    for (const record of await signatures.list(request.repository, digest)) yield judgeSimple(record, digest, request, trust);
+    for (const manifest of await cosignManifests(request.repository, digest)) {
+      for (const layer of cosignLayers(manifest.content)) yield judgeCosign(layer, digest, request, trust);
+    }
+  }
+
+  async function evaluate(digest: string, request: JudgedRequest, trust: TrustSet): Promise<Evaluation> {
+    const result: Evaluation = { ok: false, keyIds: new Set(), problems: [], signatures: 0 };
+    for await (const outcome of outcomes(digest, request, trust)) {
+      result.signatures += 1;
+      if (outcome.keyId) result.keyIds.add(outcome.keyId);
+      if (outcome.accepted) {
+        result.ok = true;
+        break;
       }
+      result.problems.push(outcome.problem);
     }
     return result;
   }
 
-  async function decide(request: JudgedRequest, trust: TrustSet): Promise<GateDecision> {
-    const { repository, tag, manifest, hosts } = request;
+  async function decide(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet): Promise<GateDecision> {
+    const { repository, tag } = request;
+    const body = parseJson(manifest.content);
+    const ambiguous = ambiguousFields(body, manifest.mediaType);
+    if (ambiguous.length > 0) {
+      const message = `${repository}@${manifest.digest} is an ambiguous manifest (it carries ${ambiguous.join(', ')}) and is never served by a signed-only project`;
+      return { allowed: false, message, keyIds: [], problems: [message] };
+    }
+    if ((await artifacts.classify(manifest)).signature) return { allowed: true, via: 'signature-artifact' };
+
     const seen: Evaluation[] = [];
     const admit = async (digest: string, asTag: string | undefined): Promise<boolean> => {
-      const evaluation = await evaluate(repository, digest, asTag, hosts, trust);
+      const judged: JudgedRequest = { repository, hosts: request.hosts, ...(asTag !== undefined ? { tag: asTag } : {}) };
+      const evaluation = await evaluate(digest, judged, trust);
       seen.push(evaluation);
       return evaluation.ok;
     };
-
-    if (await admit(manifest.digest, tag)) return { allowed: true };
+    if (await admit(manifest.digest, tag)) return { allowed: true, via: 'signature' };
     if (isIndexMediaType(manifest.mediaType)) {
-      const children = ((JSON.parse(manifest.content.toString('utf8')) as { manifests?: { digest?: string }[] }).manifests ?? [])
+      const children = (Array.isArray(body.manifests) ? (body.manifests as { digest?: unknown }[]) : [])
         .map((m) => m.digest)
         .filter((d): d is string => typeof d === 'string');
-      for (const child of children) if (await admit(child, tag)) return { allowed: true };
+      for (const child of children) if (await admit(child, tag)) return { allowed: true, via: 'signature' };
     } else if (tag === undefined) {
       for (const parent of await metadata.manifests.parents(repository, manifest.digest)) {
-        if (await admit(parent, undefined)) return { allowed: true };
+        if (await admit(parent, undefined)) return { allowed: true, via: 'signature' };
       }
     }
+    return refusal(request, manifest, trust, seen);
+  }
 
+  function refusal(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet, seen: Evaluation[]): GateDecision {
+    const { repository, tag } = request;
     const keyIds = [...new Set(seen.flatMap((e) => [...e.keyIds]))];
     const problems = [...new Set(seen.flatMap((e) => e.problems))];
     const total = seen.reduce((n, e) => n + e.signatures, 0);
@@ -230,31 +250,24 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   }
 
   /** The decision for a pull from a signed-only project, from the cache when it is fresh. */
-  async function judge(request: JudgedRequest, project: string): Promise<GateDecision> {
-    const { manifest, tag } = request;
-    if (tag !== undefined && COSIGN_TAG_RE.test(tag)) return { allowed: true };
-    if (manifest.artifactType && SIGNATURE_ARTIFACT_TYPES.has(manifest.artifactType)) return { allowed: true };
-    if (!isIndexMediaType(manifest.mediaType) && cosignLayers(manifest.content).length > 0) return { allowed: true };
-
-    const cacheKey = [epoch, request.repository, manifest.digest, tag ?? '', request.hosts.join(',')].join('\u0000');
+  async function judge(request: JudgedRequest, manifest: ManifestRecord, project: string): Promise<GateDecision> {
+    const cacheKey = [epoch, request.repository, manifest.digest, request.tag ?? '', request.hosts.join(',')].join('\u0000');
     let decision = decisions.get(cacheKey);
     if (!decision) {
       const before = epoch;
-      decision = await decide(request, await keys.trusted(project));
+      decision = await decide(request, manifest, await keys.trusted(project));
       if (before === epoch) decisions.set(cacheKey, decision);
     }
     return decision;
   }
 
   return {
-    async enforce(request) {
+    async enforce({ manifest, hosts, ...request }) {
       const project = await projects.find(projectOf(request.repository));
       if (!project?.signedOnly) return;
-      const decision = await judge({ ...request, hosts: request.hosts() }, project.name);
+      const decision = await judge({ ...request, hosts: hosts() }, manifest, project.name);
       deps.onDecision?.(decision.allowed ? 'allowed' : 'refused');
-      if (!decision.allowed) {
-        throw new OciError('PROJECTPOLICYVIOLATION', decision.message, { keyIds: decision.keyIds, problems: decision.problems });
-      }
+      if (!decision.allowed) throw new PullRefusedError(decision.message, decision.keyIds, decision.problems);
     },
     invalidate,
   };

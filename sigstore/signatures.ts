@@ -1,15 +1,18 @@
 // Accepting and listing simple signatures. Everything stored has been parsed as strictly as
 // containers/image parses it: a signature clients would reject makes them reject the whole image
-// (even beside a valid one), so garbage must never be stored. A signature by a key the project does
-// not trust is stored anyway (trust is the pull gate's business) and listed as untrusted; one by a
-// trusted key must verify.
+// (even beside a valid one), so garbage must never be stored. One by a trusted key must verify.
+// A signature by a key the project does not trust is stored (trust is the pull gate's business)
+// and listed as untrusted, except in a signed-only project, where only maintainers may store one:
+// it can never open the gate there, and a developer could otherwise fill a manifest's signature
+// slots (signature-store.ts bounds them) before its signer gets to it.
 import { randomBytes } from 'node:crypto';
 import { projectOf } from '../auth/authorize.js';
 import type { ChangeBus } from '../storage/change-bus.js';
-import type { KeyStore } from './key-store.js';
+import type { ProjectStore } from '../storage/project-store.js';
+import type { Keys } from './keys.js';
 import { readSignedMessage, verifySignedMessage } from './openpgp-signature.js';
 import { parsePayload, SignatureFormatError } from './payload.js';
-import { MAX_SIGNATURE_BYTES, type AddResult, type SignatureRecord, type SignatureStore } from './signature-store.js';
+import { MAX_SIGNATURE_BYTES, type AddResult, type SignatureRecord, type SignatureStore } from '../storage/signature-store.js';
 
 export interface StoredSignatureView extends SignatureRecord {
   trusted: boolean;
@@ -17,8 +20,24 @@ export interface StoredSignatureView extends SignatureRecord {
   reason?: string;
 }
 
+export interface AcceptOptions {
+  /** The extension API's signature name (`<digest>@<32 hex>`); made up when absent. */
+  name?: string;
+  actor?: string;
+  /** Whether the caller may store a signature by a key a signed-only project does not trust (maintainers). */
+  untrustedAllowed?: boolean;
+}
+
+/** A signature the project's policy does not let this caller store (server/errors.ts: 403 DENIED). */
+export class SignatureRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SignatureRefusedError';
+  }
+}
+
 export interface Signatures {
-  accept(repository: string, digest: string, untrusted: Uint8Array, options: { name?: string; actor?: string }): Promise<AddResult>;
+  accept(repository: string, digest: string, untrusted: Uint8Array, options: AcceptOptions): Promise<AddResult>;
   list(repository: string, digest: string): Promise<SignatureRecord[]>;
   listWithTrust(repository: string, digest: string): Promise<StoredSignatureView[]>;
   removeAt(repository: string, digest: string, position: number): Promise<boolean>;
@@ -26,7 +45,7 @@ export interface Signatures {
 
 const NAME_RE = /^sha256:[a-f0-9]{64}@[a-f0-9]{32}$/;
 
-export function createSignatures(store: SignatureStore, keys: KeyStore, bus: ChangeBus): Signatures {
+export function createSignatures(store: SignatureStore, keys: Pick<Keys, 'trusted'>, projects: Pick<ProjectStore, 'find'>, bus: ChangeBus): Signatures {
   return {
     async accept(repository, digest, untrusted, options) {
       if (untrusted.length > MAX_SIGNATURE_BYTES) {
@@ -41,10 +60,16 @@ export function createSignatures(store: SignatureStore, keys: KeyStore, bus: Cha
       if (payload.manifestDigest !== digest) {
         throw new SignatureFormatError(`the signature is for manifest ${payload.manifestDigest}, not ${digest}`);
       }
-      const trusted = (await keys.trusted(projectOf(repository))).openpgp;
+      const project = projectOf(repository);
+      const trusted = (await keys.trusted(project)).openpgp;
       if (trusted.some((t) => t.key.getKeyIDs().some((id) => id.toHex() === signed.signerKeyId))) {
         const verification = await verifySignedMessage(signed, trusted);
         if (!verification.verified) throw new SignatureFormatError(verification.reason);
+      } else if (!options.untrustedAllowed && (await projects.find(project))?.signedOnly) {
+        throw new SignatureRefusedError(
+          `key ${signed.signerKeyId.toUpperCase()} is not trusted by project ${project}, which only serves signed images: ` +
+            'its signature could never open the gate; only maintainers may store signatures by keys the project does not trust',
+        );
       }
       const result = await store.add(repository, digest, {
         name,

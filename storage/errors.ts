@@ -50,6 +50,28 @@ export class UploadNotFoundError extends Error {
   }
 }
 
+/** A pushed manifest that is not a valid manifest of a kind the registry stores. */
+export class ManifestInvalidError extends Error {
+  constructor(
+    message: string,
+    readonly detail?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'ManifestInvalidError';
+  }
+}
+
+/** A manifest's descriptor whose digest is malformed or of an algorithm the registry cannot verify. */
+export class DescriptorDigestError extends Error {
+  constructor(
+    message: string,
+    readonly digest: unknown,
+  ) {
+    super(message);
+    this.name = 'DescriptorDigestError';
+  }
+}
+
 /** What the registry depends on and cannot repair itself. */
 export type Dependency = 'database' | 'storage';
 

@@ -1,7 +1,8 @@
 // Projects with their members and roles, in PostgreSQL (or PGlite). Every change is written to the
 // audit log in the same transaction, with who made it.
 import type { ChangeBus } from './change-bus.js';
-import type { Db, Queryable } from './db.js';
+import { audit } from './audit.js';
+import type { Db } from './db.js';
 import { DependencyUnavailableError } from './errors.js';
 
 export const ROLES = ['guest', 'developer', 'maintainer', 'admin'] as const;
@@ -74,15 +75,6 @@ function toProject(row: ProjectRow): Project {
   };
 }
 
-async function audit(tx: Queryable, actor: string | undefined, action: string, project: string, detail: object): Promise<void> {
-  await tx.query('INSERT INTO audit_log (actor, action, project, detail) VALUES ($1, $2, $3, $4)', [
-    actor ?? null,
-    action,
-    project,
-    JSON.stringify(detail),
-  ]);
-}
-
 export function createPostgresProjectStore(db: Db): ProjectStore {
   return {
     async find(name) {
@@ -106,7 +98,7 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
             options.admin,
           ]);
         }
-        await audit(tx, options.actor, 'project.create', name, { public: options.public, admin: options.admin ?? null });
+        await audit(tx, { actor: options.actor, action: 'project.create', project: name, detail: { public: options.public, admin: options.admin ?? null } });
         return true;
       });
     },
@@ -119,7 +111,7 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
           [name, changes.public ?? null, changes.signedOnly ?? null, changes.quotaBytes !== undefined, changes.quotaBytes ?? null],
         );
         if (rows.length === 0) return false;
-        await audit(tx, actor, 'project.update', name, changes);
+        await audit(tx, { actor, action: 'project.update', project: name, detail: changes });
         return true;
       });
     },
@@ -127,7 +119,7 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
       return db.transaction(async (tx) => {
         const rows = await tx.query('DELETE FROM projects WHERE name = $1 RETURNING name', [name]);
         if (rows.length === 0) return false;
-        await audit(tx, actor, 'project.delete', name, {});
+        await audit(tx, { actor, action: 'project.delete', project: name, detail: {} });
         return true;
       });
     },
@@ -140,7 +132,7 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
            ON CONFLICT (project, username) DO UPDATE SET role = EXCLUDED.role, updated_at = now()`,
           [name, user, role],
         );
-        await audit(tx, actor, 'member.set', name, { user, role });
+        await audit(tx, { actor, action: 'member.set', project: name, detail: { user, role } });
         return true;
       });
     },
@@ -151,7 +143,7 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
           user,
         ]);
         if (rows.length === 0) return false;
-        await audit(tx, actor, 'member.remove', name, { user });
+        await audit(tx, { actor, action: 'member.remove', project: name, detail: { user } });
         return true;
       });
     },

@@ -1,7 +1,7 @@
 // Discovery: GET /v2/, /v2/_catalog, /v2/<name>/tags/list, /v2/<name>/referrers/<digest>
 import { allowed, capture, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
-import { MEDIA_TYPES } from '../manifest-parse.js';
+import { MEDIA_TYPES } from '../../storage/manifest-parse.js';
 import { finishPage, parsePage } from '../pagination.js';
 import { requireDigest, requireName } from '../oci-names.js';
 

@@ -5,7 +5,7 @@ import type { ManifestRecord } from '../../storage/metadata-store.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
-import { isIndexMediaType, parseManifest } from '../manifest-parse.js';
+import { isIndexMediaType, parseManifest } from '../../storage/manifest-parse.js';
 import { parseReference, requireName, type Reference } from '../oci-names.js';
 
 /** The distribution spec's suggested limit; containers/image refuses larger manifests too. */
@@ -70,7 +70,7 @@ export function createManifestHandlers(deps: RegistryDeps) {
         // (the getter's closure holds ctx) alive through two young-generation collections, so
         // they were copied and promoted to the old generation: 290 MB promoted in 5 s of GETs
         // instead of 2 MB, GC pauses 11 % of the time instead of 3 % (--trace-gc-nvp).
-        hosts: () => (hosts.length > 0 ? hosts : [ctx.host.toLowerCase()]),
+        hosts: () => (hosts.length > 0 ? hosts : [ctx.host]),
         ...(reference.kind === 'tag' ? { tag: reference.tag } : {}),
       });
       // As distribution: a tag naming an index is not served to a client that cannot read

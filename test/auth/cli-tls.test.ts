@@ -103,3 +103,17 @@ test.serial('skopeo copies over verified TLS with credentials (--dest-cert-dir, 
   const wrong = await run('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', 'dev:nope', dest]).catch((err: { stderr: string }) => err);
   t.regex((wrong as { stderr: string }).stderr, /unauthorized|authentication/i);
 });
+
+test.serial('the CLI says in one line how to log in, and how to trust the registry CA', async (t) => {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('SIGNET_')));
+  const cli = (args: string[], extra: Record<string, string>) =>
+    run(process.execPath, ['--import', 'tsx', MAIN, '--registry', registry.url, ...args], { env: { ...env, ...extra } }).catch(
+      (err: { code: number; stderr: string }) => err,
+    );
+  const anonymous = (await cli(['project', 'create', 'other'], { NODE_EXTRA_CA_CERTS: path.join(dir, 'ca.crt') })) as { code: number; stderr: string };
+  t.is(anonymous.code, 1);
+  t.regex(anonymous.stderr, /^signet: UNAUTHORIZED: .*; log in with --user NAME \(password in SIGNET_PASSWORD or --password-stdin\)\n$/);
+  const untrusted = (await cli(['project', 'list'], {})) as { code: number; stderr: string };
+  t.is(untrusted.code, 1);
+  t.regex(untrusted.stderr, /^signet: cannot reach the registry at https:\/\/127\.0\.0\.1:\d+: its TLS certificate .*; trust its CA with NODE_EXTRA_CA_CERTS=\/path\/to\/ca\.pem\n$/);
+});

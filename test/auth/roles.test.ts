@@ -152,6 +152,37 @@ test('pushing into a project that does not exist is refused with a clear message
   t.regex(body.errors[0]?.message ?? '', /signet project create newproject/);
 });
 
+test('a registry admin pushing into a project that does not exist is refused too: no repository without a project', async (t) => {
+  const root = as('root');
+  const image = makeImage({ layers: 1 });
+  const blob = await root.pushBlob('adminless/app', image.config);
+  t.is(blob.status, 403);
+  t.regex(((await blob.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '', /project adminless does not exist; create it first with "signet project create adminless"/);
+  t.is((await root.pushManifest('adminless/app', 'v1', image.manifest)).status, 403);
+  const catalog = (await (await root.request('/v2/_catalog')).json()) as { repositories: string[] };
+  t.false(catalog.repositories.includes('adminless/app'));
+  const projects = (await (await root.request('/api/v1/projects')).json()) as { projects: { name: string }[] };
+  t.false(projects.projects.some((p) => p.name === 'adminless'));
+  // Once the project exists, the same push goes through.
+  t.is((await root.request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'adminless' }) })).status, 201);
+  t.is((await root.pushImage('adminless/app', image, 'v1')).status, 201);
+});
+
+test('without authentication, a push into a new project creates it (private), so every repository has a project', async (t) => {
+  const open = await startTestRegistry();
+  t.teardown(() => open.close());
+  const anyone = createClient(open.url);
+  t.is((await anyone.pushImage('team/app', makeImage({ layers: 1 }), 'v1')).status, 201);
+  t.is((await anyone.pushImage('team/tools/lint', makeImage({ layers: 1 }), 'v1')).status, 201);
+  t.is((await anyone.pushImage('busybox', makeImage({ layers: 1 }), 'v1')).status, 201);
+  const catalog = (await (await anyone.request('/v2/_catalog')).json()) as { repositories: string[] };
+  t.deepEqual(catalog.repositories, ['busybox', 'team/app', 'team/tools/lint']);
+  const { projects } = (await (await anyone.request('/api/v1/projects')).json()) as { projects: { name: string; public: boolean }[] };
+  t.deepEqual(projects.map((p) => [p.name, p.public]), [['busybox', false], ['team', false]]);
+  const repos = (await (await anyone.request('/api/v1/projects/team/repositories')).json()) as { repositories: { name: string }[] };
+  t.deepEqual(repos.repositories.map((r) => r.name), ['team/app', 'team/tools/lint']);
+});
+
 test('catalog lists only what the caller may pull', async (t) => {
   await as('dev').pushImage('priv/catalogued', makeImage({ layers: 1 }), 'v1');
   await as('dev').pushImage('pub/catalogued', makeImage({ layers: 1 }), 'v1');
@@ -249,6 +280,7 @@ test('with autocreate, the first push creates the project and makes the pusher i
       REGISTRY_AUTH: 'htpasswd',
       REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'),
       REGISTRY_PROJECTS_AUTOCREATE: 'true',
+      REGISTRY_AUTH_ADMINS: 'root',
     },
   });
   t.teardown(() => auto.close());
@@ -259,4 +291,9 @@ test('with autocreate, the first push creates the project and makes the pusher i
   t.deepEqual(project.members, [{ user: 'dev', role: 'admin' }]);
   const other = createClient(auto.url, { Authorization: basic('guest', USERS.guest) });
   t.is((await other.getManifest('devproj/app', 'v1')).status, 403);
+  // A registry admin's push creates the project the same way.
+  const root = createClient(auto.url, { Authorization: basic('root', USERS.root) });
+  t.is((await root.pushImage('rootproj/app', makeImage({ layers: 1 }), 'v1')).status, 201);
+  const owned = (await (await root.request('/api/v1/projects/rootproj')).json()) as { members: { user: string; role: string }[] };
+  t.deepEqual(owned.members, [{ user: 'root', role: 'admin' }]);
 });

@@ -9,6 +9,8 @@ import { run, type RunResult } from './run.js';
 
 export interface GpgKey {
   home: string;
+  /** Signing subkey fingerprint, when the key was made with one. */
+  subkeyFingerprint?: string;
   /** Primary key fingerprint, 40 upper-case hex digits, as `--sign-by` takes it. */
   fingerprint: string;
   /** `gpg --export` of the key (binary), for policy.json's keyPath and `signet key add`. */
@@ -16,10 +18,27 @@ export interface GpgKey {
   /** process.env with GNUPGHOME set to this home, over `base` when given. */
   env(base?: NodeJS.ProcessEnv): NodeJS.ProcessEnv;
   gpg(args: string[], input?: string): Promise<RunResult>;
+  /**
+   * Makes every later signature (skopeo and podman sign through gpgme, which runs gpg) dated as if
+   * the clock read `epochSeconds` at this moment, the clock then running on (gpg.conf
+   * `faked-system-time`); `undefined` goes back to the real clock.
+   */
+  fakeTime(epochSeconds: number | undefined): Promise<void>;
+  /** Revokes the signing subkey and writes the new export to `publicKeyFile` (as gpg --edit-key revkey). */
+  revokeSigningSubkey(): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function createGpgKey(name: string, email = 'signer@example.com'): Promise<GpgKey> {
+export interface GpgKeyOptions {
+  /** Create the key as if the clock read this (epoch seconds). */
+  createdAt?: number;
+  /** gpg's expiry for the primary key (`never`, `1d`, ...); the primary signs when no subkey is asked for. */
+  expires?: string;
+  /** Make a certify-only primary key with a signing subkey expiring so (`never`, `1d`, ...). */
+  signingSubkey?: string;
+}
+
+export async function createGpgKey(name: string, email = 'signer@example.com', options: GpgKeyOptions = {}): Promise<GpgKey> {
   const home = await mkdtemp('/tmp/sg-');
   const env = (base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv => ({ ...base, GNUPGHOME: home });
   const gpg = (args: string[], input?: string): Promise<RunResult> =>
@@ -28,14 +47,33 @@ export async function createGpgKey(name: string, email = 'signer@example.com'): 
     await run('gpgconf', ['--kill', 'all'], { env: env(), timeoutMs: 20_000 }).catch(() => undefined);
     await rm(home, { recursive: true, force: true, maxRetries: 3 });
   };
+  const conf = path.join(home, 'gpg.conf');
+  const fakeTime = async (epochSeconds: number | undefined): Promise<void> => {
+    await writeFile(conf, epochSeconds === undefined ? '' : `faked-system-time ${epochSeconds}\n`);
+  };
   try {
-    await gpg(['--passphrase', '', '--quick-gen-key', `${name} <${email}>`, 'ed25519', 'sign', 'never']);
-    const { stdout } = await gpg(['--with-colons', '--list-keys']);
-    const fingerprint = /^fpr:+([0-9A-F]{40}):/m.exec(stdout)?.[1];
-    if (!fingerprint) throw new Error(`no fingerprint in gpg --list-keys:\n${stdout}`);
+    const at = options.createdAt === undefined ? [] : ['--faked-system-time', String(options.createdAt)];
+    const usage = options.signingSubkey === undefined ? 'sign' : 'cert';
+    await gpg([...at, '--passphrase', '', '--quick-gen-key', `${name} <${email}>`, 'ed25519', usage, options.expires ?? 'never']);
+    const fingerprints = async (): Promise<string[]> =>
+      [...(await gpg(['--with-colons', '--list-keys'])).stdout.matchAll(/^fpr:+([0-9A-F]{40}):/gm)].map((m) => m[1]!);
+    const [fingerprint] = await fingerprints();
+    if (!fingerprint) throw new Error('gpg --list-keys shows no fingerprint');
+    if (options.signingSubkey !== undefined) {
+      await gpg([...at, '--passphrase', '', '--quick-add-key', fingerprint, 'ed25519', 'sign', options.signingSubkey]);
+    }
+    const subkeyFingerprint = (await fingerprints())[1];
     const publicKeyFile = path.join(home, 'public.gpg');
-    await gpg(['--output', publicKeyFile, '--export', fingerprint]);
-    return { home, fingerprint, publicKeyFile, env, gpg, close };
+    const exportKey = async (): Promise<void> => {
+      await gpg(['--yes', '--output', publicKeyFile, '--export', fingerprint]);
+    };
+    await exportKey();
+    const revokeSigningSubkey = async (): Promise<void> => {
+      // key 1, revkey, confirm, reason 0 (none), empty description, confirm, save.
+      await gpg(['--yes', '--pinentry-mode', 'loopback', '--passphrase', '', '--command-fd', '0', '--edit-key', fingerprint], 'key 1\nrevkey\ny\n0\n\ny\nsave\n');
+      await exportKey();
+    };
+    return { home, fingerprint, ...(subkeyFingerprint ? { subkeyFingerprint } : {}), publicKeyFile, env, gpg, fakeTime, revokeSigningSubkey, close };
   } catch (err) {
     await close();
     throw err;

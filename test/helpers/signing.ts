@@ -42,10 +42,30 @@ export async function sign(key: TestKey, data: Uint8Array, options: { armor?: bo
   return openpgp.sign({ ...common, format: 'binary' });
 }
 
-/** A key whose only signing key is a subkey (as `gpg --quick-add-key … sign` makes). */
-export async function makeKeyWithSigningSubkey(): Promise<TestKey> {
-  const key = await makeKey({ name: 'Subkey Signer' });
-  const withSub = await key.privateKey.addSubkey({ sign: true, type: 'ecc' });
-  const publicKey = withSub.toPublic();
-  return { privateKey: withSub, publicKey, publicBinary: publicKey.write(), fingerprint: publicKey.getFingerprint() };
+function testKeyOf(privateKey: openpgp.PrivateKey): TestKey {
+  const publicKey = privateKey.toPublic();
+  return { privateKey, publicKey, publicBinary: publicKey.write(), fingerprint: publicKey.getFingerprint() };
+}
+
+/**
+ * A key with a signing subkey (as `gpg --quick-add-key … sign` makes), created at `date` (default
+ * now) and expiring `expiresInSeconds` after it when given.
+ */
+export async function makeKeyWithSigningSubkey(options: { date?: Date; expiresInSeconds?: number } = {}): Promise<TestKey> {
+  const key = await makeKey({ name: 'Subkey Signer', ...(options.date ? { date: options.date } : {}) });
+  const withSub = await key.privateKey.addSubkey({
+    sign: true,
+    type: 'ecc',
+    ...(options.date ? { date: options.date } : {}),
+    ...(options.expiresInSeconds ? { keyExpirationTime: options.expiresInSeconds } : {}),
+  });
+  return testKeyOf(withSub);
+}
+
+/** The same key with its signing subkey revoked (what `gpg --edit-key … revkey` then `--export` gives). */
+export async function revokeSigningSubkey(key: TestKey): Promise<TestKey> {
+  const privateKey = await openpgp.readPrivateKey({ binaryKey: key.privateKey.write() });
+  const index = privateKey.subkeys.findIndex((k) => k.getAlgorithmInfo().algorithm !== 'ecdh');
+  privateKey.subkeys[index] = await privateKey.subkeys[index]!.revoke(privateKey.keyPacket as openpgp.SecretKeyPacket);
+  return testKeyOf(privateKey);
 }

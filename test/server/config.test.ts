@@ -1,8 +1,8 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { ConfigError, loadConfig, parseAddr } from '../../server/config.js';
+import { ConfigError, loadConfig, parseAddr, readConfig } from '../../server/config.js';
 
 test('defaults: port 5000 on every interface, ./data, embedded database, deletes on', (t) => {
   const config = loadConfig({ env: {} });
@@ -300,4 +300,166 @@ test('operations settings: defaults, Go durations, and every problem by variable
   for (const name of ['HTTP_DRAINTIMEOUT', 'HTTP_IDLETIMEOUT', 'HTTP_DEBUG_ADDR', 'UPLOADS_MAXCONCURRENT']) {
     t.regex(error.message, new RegExp(`REGISTRY_${name}`), name);
   }
+});
+
+// --- Names that are no setting: typos, other registries' settings, Kubernetes' variables ---
+
+async function yamlFile(t: { teardown(fn: () => Promise<void>): void }, lines: string[]): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-config-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'config.yml');
+  await writeFile(file, `${lines.join('\n')}\n`);
+  return file;
+}
+
+test('an unknown REGISTRY_AUTH refuses to start, naming the variable and the accepted value', (t) => {
+  // The Go registry refuses an unknown auth scheme; starting without authentication would open the registry.
+  const typo = t.throws(() => loadConfig({ env: { REGISTRY_AUTH: 'htpassword', REGISTRY_AUTH_HTPASSWD_PATH: '/etc/htpasswd' } }), { instanceOf: ConfigError });
+  t.deepEqual(typo?.problems, [
+    'REGISTRY_AUTH: unknown authentication scheme "htpassword" (did you mean htpasswd?); accepted: htpasswd (none at all: no authentication)',
+  ]);
+  const token = t.throws(() => loadConfig({ env: { REGISTRY_AUTH: 'token', REGISTRY_AUTH_TOKEN_REALM: 'https://auth/token' } }), { instanceOf: ConfigError });
+  t.regex(token?.message ?? '', /REGISTRY_AUTH: the authentication scheme "token" is the Go registry's, not supported by Signet; accepted: htpasswd/);
+  t.regex(token?.message ?? '', /REGISTRY_AUTH_TOKEN_REALM: /, 'settings of an unsupported scheme are refused too');
+  // Accepted: any case, and an empty value (as unset).
+  t.is(loadConfig({ env: { REGISTRY_AUTH: 'HTPASSWD', REGISTRY_AUTH_HTPASSWD_PATH: '/x' } }).auth.htpasswd?.path, '/x');
+  t.is(loadConfig({ env: { REGISTRY_AUTH: '' } }).auth.htpasswd, undefined);
+});
+
+test('an unknown REGISTRY_STORAGE or storage driver section refuses to start', (t) => {
+  t.throws(() => loadConfig({ env: { REGISTRY_STORAGE: 's4' } }), {
+    message: /REGISTRY_STORAGE: unknown storage driver "s4" \(did you mean s3\?\); accepted: filesystem, s3/,
+  });
+  t.throws(() => loadConfig({ env: { REGISTRY_STORAGE: 'azure' } }), { message: /"azure" is the Go registry's, not supported by Signet/ });
+  // A misspelt driver would otherwise keep blobs under the default ./data/storage.
+  t.throws(() => loadConfig({ env: { REGISTRY_STORAGE_FILESYTEM_ROOTDIRECTORY: '/var/lib/registry' } }), {
+    message: /REGISTRY_STORAGE_FILESYTEM_ROOTDIRECTORY: unknown storage driver "filesytem" \(did you mean filesystem\?\)/,
+  });
+  t.is(loadConfig({ env: { REGISTRY_STORAGE: 'filesystem' } }).storage.s3, undefined);
+});
+
+test('YAML: an unknown auth scheme or storage driver refuses to start, in either form the Go registry takes', async (t) => {
+  const section = await yamlFile(t, ['auth:', '  htpassword:', '    realm: r', '    path: /etc/htpasswd']);
+  t.throws(() => loadConfig({ env: {}, file: section }), { message: /auth\.htpassword: unknown authentication scheme "htpassword" \(did you mean htpasswd\?\)/ });
+  const short = await yamlFile(t, ['storage: filesytem']);
+  t.throws(() => loadConfig({ env: {}, file: short }), { message: /storage: unknown storage driver "filesytem"/ });
+  const driver = await yamlFile(t, ['storage:', '  gcs:', '    bucket: b']);
+  t.throws(() => loadConfig({ env: {}, file: driver }), { message: /storage\.gcs: the storage driver "gcs" is the Go registry's/ });
+  const good = await yamlFile(t, ['auth: htpasswd', 'storage:', '  filesystem:', '    rootdirectory: /srv']);
+  t.throws(() => loadConfig({ env: {}, file: good }), { message: /REGISTRY_AUTH_HTPASSWD_PATH: the htpasswd file path is required/ });
+  t.is(loadConfig({ env: { REGISTRY_AUTH_HTPASSWD_PATH: '/h' }, file: good }).auth.htpasswd?.path, '/h');
+});
+
+test('Go registry settings that would weaken security when ignored refuse to start', async (t) => {
+  const file = await yamlFile(t, ['http:', '  tls:', '    clientcas: [/etc/ca.pem]', '    letsencrypt:', '      email: a@b.c']);
+  const err = t.throws(() => loadConfig({ env: {}, file }), { instanceOf: ConfigError });
+  t.regex(err?.message ?? '', /http\.tls\.clientcas: not supported: Signet does not check client certificates/);
+  t.regex(err?.message ?? '', /http\.tls\.letsencrypt: not supported/);
+});
+
+test('an unknown REGISTRY_ variable is a warning naming the nearest setting, and is not applied', (t) => {
+  const { config, notes } = readConfig({
+    env: { REGISTRY_LOG_LEVLE: 'debug', REGISTRY_STORAGE_S3_ACCESS_KEY: 'k', REGISTRY_HTTP_PORT: '5001', REGISTRY_LOG_LEVEL_X: 'y', REGISTRY_ZZZ: '1' },
+  });
+  t.is(config.log.level, 'info', 'REGISTRY_LOG_LEVEL_X does not replace the level');
+  const warned = new Map(notes.filter((n) => n.msg === 'unknown setting ignored').map((n) => [n.fields.setting, n.fields.nearest]));
+  t.is(warned.get('REGISTRY_LOG_LEVLE'), 'REGISTRY_LOG_LEVEL');
+  t.is(warned.get('REGISTRY_STORAGE_S3_ACCESS_KEY'), 'REGISTRY_STORAGE_S3_ACCESSKEY');
+  t.is(warned.get('REGISTRY_LOG_LEVEL_X'), 'REGISTRY_LOG_LEVEL');
+  t.true(warned.has('REGISTRY_HTTP_PORT'), 'a listen port is not mistaken for a Kubernetes service link');
+  t.true(warned.has('REGISTRY_ZZZ'));
+  t.is(warned.get('REGISTRY_ZZZ'), undefined, 'nothing close: no suggestion');
+  t.true(notes.every((n) => n.level === 'warn'));
+});
+
+test('Kubernetes service links for a Service named registry are not warned about, nor applied', (t) => {
+  const { config, notes } = readConfig({
+    env: {
+      REGISTRY_PORT: 'tcp://10.96.0.11:5000',
+      REGISTRY_PORT_5000_TCP: 'tcp://10.96.0.11:5000',
+      REGISTRY_PORT_5000_TCP_PROTO: 'tcp',
+      REGISTRY_PORT_5000_TCP_PORT: '5000',
+      REGISTRY_PORT_5000_TCP_ADDR: '10.96.0.11',
+      REGISTRY_SERVICE_HOST: '10.96.0.11',
+      REGISTRY_SERVICE_PORT: '5000',
+      REGISTRY_SERVICE_PORT_HTTP: '5000',
+      // A Service named registry-http-tls would otherwise make an http.tls section and demand a key.
+      REGISTRY_HTTP_TLS_PORT: 'tcp://10.96.0.12:443',
+      REGISTRY_HTTP_TLS_SERVICE_HOST: '10.96.0.12',
+    },
+  });
+  t.is(config.http.tls, undefined);
+  t.deepEqual(notes.filter((n) => n.level !== 'debug'), []);
+});
+
+test('YAML: unknown keys are warnings with the nearest key; the Go registry\'s own settings are named once', async (t) => {
+  // The configuration the registry:2 image ships, with one typo.
+  const file = await yamlFile(t, [
+    'version: 0.1',
+    'log:',
+    '  levle: debug',
+    '  fields:',
+    '    service: registry',
+    'storage:',
+    '  cache:',
+    '    blobdescriptor: inmemory',
+    '  filesystem:',
+    '    rootdirectory: /var/lib/registry',
+    'http:',
+    '  addr: :5000',
+    '  headers:',
+    '    X-Content-Type-Options: [nosniff]',
+    'health:',
+    '  storagedriver:',
+    '    enabled: true',
+  ]);
+  const { config, notes } = readConfig({ env: { REGISTRY_HTTP_SECRET: 's' }, file });
+  t.is(config.storage.filesystem.rootdirectory, '/var/lib/registry');
+  const unknown = notes.filter((n) => n.msg === 'unknown setting ignored');
+  t.deepEqual(unknown.map((n) => n.fields), [{ setting: 'log.levle', file, nearest: 'log.level' }]);
+  const go = notes.filter((n) => n.msg.startsWith('Go registry settings'));
+  t.deepEqual(go.map((n) => n.fields.settings), [['log.fields', 'storage.cache', 'http.headers', 'health'], ['REGISTRY_HTTP_SECRET']]);
+});
+
+test('a TLS certificate without its key (or the reverse) says in words that both are needed', (t) => {
+  for (const [set, missing] of [
+    ['REGISTRY_HTTP_TLS_CERTIFICATE', 'REGISTRY_HTTP_TLS_KEY'],
+    ['REGISTRY_HTTP_TLS_KEY', 'REGISTRY_HTTP_TLS_CERTIFICATE'],
+  ] as const) {
+    const err = t.throws(() => loadConfig({ env: { [set]: '/etc/signet/file.pem' } }), { instanceOf: ConfigError });
+    t.is(err?.problems.length, 1);
+    t.true(err?.problems[0]?.startsWith(`${missing}: missing: HTTPS needs both REGISTRY_HTTP_TLS_CERTIFICATE and REGISTRY_HTTP_TLS_KEY`));
+  }
+});
+
+test('configuration messages are in words, never zod\'s defaults, and never repeat the value', (t) => {
+  const secret = 'not-a-number-and-secret';
+  const err = t.throws(
+    () =>
+      loadConfig({
+        env: {
+          REGISTRY_HTTP_HOST: '',
+          REGISTRY_LOG_LEVEL: 'loud',
+          REGISTRY_STORAGE_DELETE_ENABLED: 'maybe',
+          REGISTRY_DATABASE_POOL_MAX: secret,
+          REGISTRY_CACHE_TTL: '-1',
+          REGISTRY_UPLOADS_MAXCONCURRENT: '1.5',
+          REGISTRY_DATABASE_URL: 'mysql://db',
+          REGISTRY_STORAGE_S3_BUCKET: 'b',
+          REGISTRY_STORAGE_S3_CHUNKSIZE: '99999999999999',
+        },
+      }),
+    { instanceOf: ConfigError },
+  );
+  t.deepEqual(err?.problems.sort(), [
+    'REGISTRY_CACHE_TTL: must be at least 0',
+    'REGISTRY_DATABASE_POOL_MAX: expected a number',
+    'REGISTRY_DATABASE_URL: expected a PostgreSQL URL such as postgres://user:password@host:5432/database',
+    'REGISTRY_HTTP_HOST: must not be empty (unset it instead)',
+    'REGISTRY_LOG_LEVEL: expected one of: fatal, error, warn, info, debug, trace, silent',
+    'REGISTRY_STORAGE_DELETE_ENABLED: expected true or false (or 1/0, yes/no, on/off)',
+    'REGISTRY_STORAGE_S3_CHUNKSIZE: must be at most 5368709120',
+    'REGISTRY_UPLOADS_MAXCONCURRENT: expected a whole number',
+  ]);
+  t.false(err?.message.includes(secret));
 });

@@ -242,3 +242,28 @@ test.serial('signet gc prints a summary (dry run)', async (t) => {
   const { stdout } = await run(process.execPath, ['--import', 'tsx', path.resolve('server/main.ts'), '--registry', registry.url, 'gc', '--dry-run']);
   t.regex(stdout, /^dry run: would remove \d+ blob\(s\), \d+ manifest\(s\), \d+ stale upload\(s\), \d+ orphan file\(s\): [\d.]+ MiB/m);
 });
+
+test.serial('a repository is deleted as the README says: its manifests by digest, then gc --delete-untagged', async (t) => {
+  const a = makeImage({ layers: 1 });
+  const b = makeImage({ layers: 1, architecture: 'arm64' });
+  const single = makeImage({ layers: 1 });
+  for (const image of [a, b]) await client.pushImage('doomed/app', image);
+  const index = makeIndex([a, b]);
+  await client.pushManifest('doomed/app', 'multi', index);
+  await client.pushImage('doomed/app', single, 'v1');
+  await client.pushManifest('doomed/app', 'v1-again', single.manifest);
+  const catalog = async (): Promise<string[]> => ((await (await client.request('/v2/_catalog')).json()) as { repositories: string[] }).repositories;
+  t.true((await catalog()).includes('doomed/app'));
+  // What `skopeo delete docker://host/doomed/app:<tag>` sends for each tag: the manifest it names, by digest.
+  for (const digest of [index.digest, single.manifest.digest]) {
+    t.is((await client.request(`/v2/doomed/app/manifests/${digest}`, { method: 'DELETE' })).status, 202);
+  }
+  t.deepEqual(((await (await client.request('/v2/doomed/app/tags/list')).json()) as { tags: string[] }).tags, []);
+  t.true((await catalog()).includes('doomed/app'), 'the index\'s platform manifests are still there');
+  await gc({ deleteUntagged: true });
+  t.false((await catalog()).includes('doomed/app'));
+  const repos = (await (await client.request('/api/v1/projects/doomed/repositories')).json()) as { repositories: unknown[] };
+  t.deepEqual(repos.repositories, []);
+  t.is(await blobStatus('doomed/app', a.layers[0]!.digest), 404);
+  t.is((await client.request('/api/v1/projects/doomed', { method: 'DELETE' })).status, 204, 'the empty project can go too');
+});

@@ -125,6 +125,34 @@ for (const database of ['pglite', 'postgres'] as const) {
     t.is((await client.getManifest(name, 'bad')).status, 404);
   });
 
+  it(`[${database}] ambiguous documents (CVE-2021-41190) are refused with MANIFEST_INVALID, even with null fields`, async (t) => {
+    const name = repo(t);
+    const image = makeImage({ layers: 1 });
+    t.is((await client.pushImage(name, image, 'v1')).status, 201);
+    const child = { mediaType: OCI_MANIFEST, digest: image.manifest.digest, size: image.manifest.size };
+    const config = { mediaType: image.config.mediaType, digest: image.config.digest, size: image.config.size };
+    const layers = image.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size }));
+    const ambiguous: [string, Record<string, unknown>][] = [
+      [OCI_INDEX, { manifests: [child], config, layers }],
+      [OCI_INDEX, { manifests: [child], layers }],
+      [OCI_INDEX, { manifests: [child], config: null }],
+      ['application/vnd.docker.distribution.manifest.list.v2+json', { manifests: [child], layers }],
+      [OCI_MANIFEST, { config, layers, manifests: [child] }],
+      [OCI_MANIFEST, { config, layers, manifests: null }],
+      [DOCKER_MANIFEST, { config, layers, fsLayers: [] }],
+      [OCI_MANIFEST, { config, layers, history: [] }],
+    ];
+    for (const [mediaType, fields] of ambiguous) {
+      const body = JSON.stringify({ schemaVersion: 2, mediaType, ...fields });
+      const res = await client.request(`/v2/${name}/manifests/ambiguous`, { method: 'PUT', body, headers: { 'Content-Type': mediaType } });
+      t.is(res.status, 400, body);
+      const error = ((await res.json()) as { errors: { code: string; message: string }[] }).errors[0]!;
+      t.is(error.code, 'MANIFEST_INVALID', body);
+      t.regex(error.message, /ambiguous manifest/);
+    }
+    t.is((await client.getManifest(name, 'ambiguous')).status, 404, 'nothing was stored');
+  });
+
   it(`[${database}] a manifest over 4 MiB is refused with 413`, async (t) => {
     const name = repo(t);
     const big = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [], annotations: { x: 'a'.repeat(4 * 1024 * 1024) } });

@@ -13,7 +13,9 @@ import { blobOf, makeImage } from '../helpers/oci-layout.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { startS3rver, type TestS3 } from '../helpers/s3rver.js';
-import { makeKey, payload, sign } from '../helpers/signing.js';
+import { makeKey, makeKeyWithSigningSubkey, payload, revokeSigningSubkey, sign } from '../helpers/signing.js';
+import { mergeOpenpgpKey } from '../../sigstore/keys.js';
+
 import { sleep } from '../helpers/wait.js';
 
 const test = testWithCommands('replicas on shared PostgreSQL', [], { postgres: true });
@@ -48,6 +50,13 @@ test.after.always(async () => {
   await s3?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
+
+/** The key the registry should hold after merging `update` into `stored`. */
+async function mergedKey(stored: Uint8Array, update: Uint8Array): Promise<Uint8Array> {
+  const merged = await mergeOpenpgpKey(Buffer.from(stored), Buffer.from(update));
+  if (!merged) throw new Error('the update merged nothing');
+  return merged.material;
+}
 
 /** Notifications are asynchronous (milliseconds): poll briefly, far below the 60 s cache TTL. */
 async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean): Promise<T> {
@@ -111,6 +120,29 @@ test.serial('a key removed on A stops opening the gate on B', async (t) => {
   const refused = await eventually(() => on(b).getManifest('rep/signed', 'v1'), (r) => r.status === 412);
   t.is(refused.status, 412);
   await on(a).request('/api/v1/projects/rep', { method: 'PATCH', body: JSON.stringify({ signedOnly: false }) });
+});
+
+test.serial('a trusted key updated on A (signing subkey revoked) stops opening the gate on B, and B exports the merged key', async (t) => {
+  await on(a).request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'repk', public: false }) });
+  const key = await makeKeyWithSigningSubkey();
+  t.is((await on(a).request('/api/v1/projects/repk/keys', { method: 'POST', body: new Uint8Array(key.publicBinary) })).status, 201);
+  await on(a).request('/api/v1/projects/repk', { method: 'PATCH', body: JSON.stringify({ signedOnly: true }) });
+  const image = makeImage({ layers: 1 });
+  await on(a).pushImage('repk/signed', image, 'v1');
+  const sig = await sign(key, payload(image.manifest.digest, `${hostOf(b)}/repk/signed:v1`), { subkey: true });
+  const put = await on(a).request(`/extensions/v2/repk/signed/signatures/${image.manifest.digest}`, {
+    method: 'PUT',
+    body: JSON.stringify({ schemaVersion: 2, name: `${image.manifest.digest}@${'2'.repeat(32)}`, type: 'atomic', content: Buffer.from(sig).toString('base64') }),
+  });
+  t.is(put.status, 201);
+  t.is((await eventually(() => on(b).getManifest('repk/signed', 'v1'), (r) => r.status === 200)).status, 200);
+  const revoked = await revokeSigningSubkey(key);
+  t.is((await on(a).request('/api/v1/projects/repk/keys', { method: 'POST', body: new Uint8Array(revoked.publicBinary) })).status, 200);
+  const refused = await eventually(() => on(b).getManifest('repk/signed', 'v1'), (r) => r.status === 412);
+  t.is(refused.status, 412);
+  const policy = (await (await on(b).request('/api/v1/projects/repk/policy.json')).json()) as { transports: { docker: Record<string, { keyData: string }[]> } };
+  const exported = Object.values(policy.transports.docker)[0]![0]!.keyData;
+  t.deepEqual(Buffer.from(exported, 'base64'), Buffer.from(await mergedKey(key.publicBinary, revoked.publicBinary)));
 });
 
 test.serial('concurrent pushes of one blob and one tag through both replicas stay consistent', async (t) => {

@@ -6,11 +6,11 @@
 // 200 or 404 only, and a caller without pull permission sees 404, exactly as if nothing existed.
 // PUT and DELETE (maintainers) let signatures made elsewhere be uploaded and removed.
 import getRawBody from 'raw-body';
-import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../server/context.js';
-import { OciError } from '../server/errors.js';
-import { isValidName, requireName } from '../server/oci-names.js';
-import { readSignedMessage } from './openpgp-signature.js';
-import { MAX_SIGNATURE_BYTES } from './signature-store.js';
+import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { OciError } from '../errors.js';
+import { isValidName, requireName } from '../oci-names.js';
+import { readSignedMessage } from '../../sigstore/openpgp-signature.js';
+import { MAX_SIGNATURE_BYTES } from '../../storage/signature-store.js';
 
 function parseTarget(ctx: Ctx): { name: string; digest: string; position: number } | undefined {
   const name = capture(ctx, 0);
@@ -19,7 +19,7 @@ function parseTarget(ctx: Ctx): { name: string; digest: string; position: number
   return { name, digest: `sha256:${capture(ctx, 1)}`, position };
 }
 
-export function createLookasideHandlers(deps: RegistryDeps) {
+export function createLookasideHandlers(deps: Pick<RegistryDeps, 'signatures' | 'authorizer'>) {
   const { signatures } = deps;
 
   return {
@@ -74,9 +74,10 @@ export function createLookasideHandlers(deps: RegistryDeps) {
       }
       const result = await signatures.accept(name, target.digest, body, {
         ...(ctx.state.principal.user ? { actor: ctx.state.principal.user } : {}),
+        untrustedAllowed: true, // writing the lookaside takes the maintainers' `sign` permission
       });
       if (result.result === 'no-manifest') throw new OciError('MANIFEST_UNKNOWN', `manifest ${target.digest} is not in ${name}`);
-      if (result.result === 'full') throw new OciError('CONFLICT', 'this manifest already has 128 signatures, the most clients read');
+      if (result.result === 'full') throw new OciError('CONFLICT', result.message);
       if (result.result === 'duplicate' && result.position !== target.position) {
         throw new OciError('SIGNATURE_EXISTS', `these bytes are stored as signature-${result.position}`, { position: result.position });
       }

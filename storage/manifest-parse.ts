@@ -1,9 +1,11 @@
 // Parsing and validation of pushed manifests: OCI image manifest and index, Docker schema2
-// manifest and manifest list, and OCI 1.1 artifacts (artifactType, subject). Pure functions; the
-// checks against stored content happen in handlers/manifests.ts.
-import { parseDigest } from '../storage/digest.js';
-import type { ManifestReference } from '../storage/metadata-store.js';
-import { OciError } from './errors.js';
+// manifest and manifest list, and OCI 1.1 artifacts (artifactType, subject). Pure functions, used
+// by the manifest handler (server/handlers/manifests.ts checks what they name against stored
+// content) and by the pull gate; they throw ManifestInvalidError or DescriptorDigestError, which
+// server/errors.ts answers as MANIFEST_INVALID and DIGEST_INVALID.
+import { parseDigest } from './digest.js';
+import { DescriptorDigestError, ManifestInvalidError } from './errors.js';
+import type { ManifestReference } from './metadata-store.js';
 
 export const MEDIA_TYPES = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -54,8 +56,8 @@ export interface ParsedManifest {
   annotations?: Record<string, string>;
 }
 
-function invalid(message: string, detail?: unknown): OciError {
-  return new OciError('MANIFEST_INVALID', message, detail);
+function invalid(message: string, detail?: Record<string, unknown>): ManifestInvalidError {
+  return new ManifestInvalidError(message, detail);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -89,7 +91,7 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
   if (typeof mediaType !== 'string' || mediaType === '') throw invalid(`${where}: mediaType is required`);
   storable(mediaType, `${where}: mediaType`);
   if (typeof digest !== 'string' || !parseDigest(digest)) {
-    throw new OciError('DIGEST_INVALID', `${where}: invalid or unsupported digest`, { digest: digest ?? null });
+    throw new DescriptorDigestError(`${where}: invalid or unsupported digest`, digest ?? null);
   }
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
     throw invalid(`${where}: size must be a non-negative integer`);
@@ -134,6 +136,29 @@ function resolveMediaType(contentType: string, body: Record<string, unknown>): s
   throw invalid('cannot tell the manifest media type: set Content-Type');
 }
 
+// Fields each kind of document may not carry. A document with both an index's `manifests` and an
+// image's `config`/`layers` is read as an index by one client and as an image by another
+// (CVE-2021-41190): a registry that accepted one could serve a signed index while a client runs the
+// unsigned image beside it. The image spec asks registries to refuse them; containers/image
+// (manifest/common.go, validateUnambiguousManifestFormat) rejects exactly these fields, schema 1's
+// `fsLayers` and `history` included ("rejecting ambiguous manifest").
+const FORBIDDEN_IN_INDEX = ['config', 'layers', 'fsLayers', 'history'];
+const FORBIDDEN_IN_IMAGE = ['manifests', 'fsLayers', 'history'];
+
+/** The fields that make this document ambiguous, if any. */
+export function ambiguousFields(body: Record<string, unknown>, mediaType: string): string[] {
+  const forbidden = INDEX_TYPES.has(mediaType) ? FORBIDDEN_IN_INDEX : FORBIDDEN_IN_IMAGE;
+  // Present at all counts, `null` included, as containers/image counts a present json.RawMessage.
+  return forbidden.filter((field) => Object.hasOwn(body, field));
+}
+
+function refuseAmbiguous(body: Record<string, unknown>, mediaType: string): void {
+  const unexpected = ambiguousFields(body, mediaType);
+  if (unexpected.length > 0) {
+    throw invalid(`ambiguous manifest: a ${mediaType} may not carry ${unexpected.join(', ')}`, { unexpected });
+  }
+}
+
 export function parseManifest(content: Buffer, contentType: string): ParsedManifest {
   let body: unknown;
   try {
@@ -143,6 +168,7 @@ export function parseManifest(content: Buffer, contentType: string): ParsedManif
   }
   if (!isRecord(body)) throw invalid('manifest must be a JSON object');
   const mediaType = resolveMediaType(contentType, body);
+  refuseAmbiguous(body, mediaType);
   const references: ExpectedReference[] = [];
 
   if (INDEX_TYPES.has(mediaType)) {

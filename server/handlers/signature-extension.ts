@@ -6,15 +6,17 @@
 //   PUT the same path with one such object → 201. The client first GETs and skips content that is
 //     already there; a duplicate is 409, a bad object 400 (as OpenShift answers).
 import getRawBody from 'raw-body';
-import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../server/context.js';
-import { OciError } from '../server/errors.js';
-import { requireDigest, requireName } from '../server/oci-names.js';
-import { MAX_SIGNATURE_BYTES } from './signature-store.js';
+import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { OciError } from '../errors.js';
+import { requireDigest, requireName } from '../oci-names.js';
+import { MAX_SIGNATURE_BYTES } from '../../storage/signature-store.js';
 
 const SCHEMA_VERSION = 2;
+/** containers/image's limit on the extension list (iolimits.maxSignatureListBodySize), less some slack. */
+const EXTENSION_LIST_LIMIT = 4 * 1024 * 1024 - 4096;
 const TYPE_ATOMIC = 'atomic';
 
-export function createExtensionHandlers(deps: RegistryDeps) {
+export function createExtensionHandlers(deps: Pick<RegistryDeps, 'signatures' | 'authorizer'>) {
   const { signatures } = deps;
 
   return {
@@ -23,14 +25,18 @@ export function createExtensionHandlers(deps: RegistryDeps) {
       await requireAccess(ctx, deps, 'pull', name);
       const digest = requireDigest(capture(ctx, 1));
       const stored = await signatures.list(name, digest.digest);
-      ctx.body = {
-        signatures: stored.map((s) => ({
-          schemaVersion: SCHEMA_VERSION,
-          name: s.name,
-          type: TYPE_ATOMIC,
-          content: s.content.toString('base64'),
-        })),
-      };
+      // containers/image reads at most 4 MiB of this list. Writes keep a manifest's signatures far
+      // below that (signature-store.ts); signatures stored under older, looser limits are cut off
+      // here rather than making the whole list unreadable.
+      let budget = EXTENSION_LIST_LIMIT;
+      const entries = [];
+      for (const s of stored) {
+        const entry = { schemaVersion: SCHEMA_VERSION, name: s.name, type: TYPE_ATOMIC, content: s.content.toString('base64') };
+        budget -= entry.content.length + entry.name.length + 80;
+        if (budget < 0) break;
+        entries.push(entry);
+      }
+      ctx.body = { signatures: entries };
     },
 
     async put(ctx: Ctx): Promise<void> {
@@ -59,12 +65,13 @@ export function createExtensionHandlers(deps: RegistryDeps) {
       const result = await signatures.accept(name, digest.digest, Buffer.from(sig.content, 'base64'), {
         name: sig.name,
         ...(ctx.state.principal.user ? { actor: ctx.state.principal.user } : {}),
+        untrustedAllowed: await allowed(ctx, deps, 'sign', name),
       });
       switch (result.result) {
         case 'no-manifest':
           throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.digest} is not in ${name}`);
         case 'full':
-          throw new OciError('CONFLICT', 'this manifest already has 128 signatures, the most clients read');
+          throw new OciError('CONFLICT', result.message);
         case 'duplicate':
           throw new OciError('SIGNATURE_EXISTS', 'this signature is already stored', { position: result.position });
         case 'created':

@@ -1,10 +1,18 @@
 // Stored simple signatures, per repository and manifest digest, numbered from 1 in the order
 // they were stored (the lookaside's signature-<N>).
 import { createHash } from 'node:crypto';
-import type { Db } from '../storage/db.js';
+import type { Db } from './db.js';
 
-export const MAX_SIGNATURES_PER_MANIFEST = 128; // containers/image reads at most this many
-export const MAX_SIGNATURE_BYTES = 4 * 1024 * 1024; // and at most this much each
+// What a client reads must stay within containers/image's limits, whatever a project member
+// uploads: at most 128 signatures per manifest, 4 MiB per lookaside signature, and 4 MiB for the
+// whole extension list (JSON with each signature in base64, so 4/3 of its bytes plus ~150 bytes).
+// A real simple signature is under 2 KiB (an RSA-4096 one with skopeo's payload about 1 KiB), so
+// one signature may hold 64 KiB and a manifest's signatures 2 MiB together: the extension list
+// then stays under 2.8 MiB, and nobody can make a validly signed image unreadable by piling
+// signatures on it.
+export const MAX_SIGNATURES_PER_MANIFEST = 128;
+export const MAX_SIGNATURE_BYTES = 64 * 1024;
+export const MAX_SIGNATURE_BYTES_PER_MANIFEST = 2 * 1024 * 1024;
 
 export interface NewSignature {
   name: string;
@@ -25,7 +33,7 @@ export interface SignatureRecord extends NewSignature {
 export type AddResult =
   | { result: 'created'; position: number }
   | { result: 'duplicate'; position: number }
-  | { result: 'full' }
+  | { result: 'full'; message: string }
   | { result: 'no-manifest' };
 
 export interface SignatureStore {
@@ -82,13 +90,23 @@ export function createSignatureStore(db: Db): SignatureStore {
         );
         const repositoryId = manifest[0]?.repository_id;
         if (repositoryId === undefined) return { result: 'no-manifest' };
-        const existing = await tx.query<{ content_digest: string; name: string }>(
-          'SELECT content_digest, name FROM signatures WHERE repository_id = $1 AND manifest_digest = $2 ORDER BY id',
+        const existing = await tx.query<{ content_digest: string; name: string; size: number }>(
+          `SELECT content_digest, name, octet_length(content) AS size FROM signatures
+           WHERE repository_id = $1 AND manifest_digest = $2 ORDER BY id`,
           [repositoryId, digest],
         );
         const same = existing.findIndex((e) => e.content_digest === contentDigest || e.name === signature.name);
         if (same >= 0) return { result: 'duplicate', position: same + 1 };
-        if (existing.length >= MAX_SIGNATURES_PER_MANIFEST) return { result: 'full' };
+        if (existing.length >= MAX_SIGNATURES_PER_MANIFEST) {
+          return { result: 'full', message: `this manifest already has ${MAX_SIGNATURES_PER_MANIFEST} signatures, the most clients read` };
+        }
+        const stored = existing.reduce((sum, e) => sum + Number(e.size), 0);
+        if (stored + signature.content.length > MAX_SIGNATURE_BYTES_PER_MANIFEST) {
+          return {
+            result: 'full',
+            message: `this manifest's signatures would pass ${MAX_SIGNATURE_BYTES_PER_MANIFEST} bytes together (${stored} stored), more than clients read`,
+          };
+        }
         await tx.query(
           `INSERT INTO signatures (repository_id, manifest_digest, name, content, content_digest, signer_key_id,
              signer_fingerprint, identity, signed_at, created_by)

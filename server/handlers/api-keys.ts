@@ -1,0 +1,68 @@
+// GET / POST /api/v1/projects/<p>/keys, DELETE /api/v1/projects/<p>/keys/<id>: the public keys a
+// project trusts (OpenPGP as `gpg --export` writes it, or a cosign PEM public key). Posting a key
+// the project already trusts merges it (sigstore/keys.ts): 201 for a new key, 200 otherwise, with
+// `outcome` saying whether anything changed.
+import getRawBody from 'raw-body';
+import type { Keys, ProjectKey } from '../../sigstore/keys.js';
+import { MAX_KEY_BYTES } from '../../sigstore/keys.js';
+import type { ProjectStore } from '../../storage/project-store.js';
+import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { OciError } from '../errors.js';
+
+export function keyJson(key: ProjectKey): Record<string, unknown> {
+  return {
+    id: key.id,
+    kind: key.kind,
+    fingerprint: key.fingerprint.toUpperCase(),
+    keyIds: key.keyIds.map((k) => k.toUpperCase()),
+    userIds: key.userIds,
+    createdAt: key.createdAt.toISOString(),
+    ...(key.createdBy ? { createdBy: key.createdBy } : {}),
+  };
+}
+
+/** NAME_UNKNOWN unless the project exists. */
+export async function requireProject(projects: Pick<ProjectStore, 'find'>, name: string): Promise<void> {
+  if (!(await projects.find(name))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
+}
+
+const LOG_MESSAGES = { created: 'trusted key added', updated: 'trusted key updated', unchanged: 'trusted key already present' } as const;
+
+export function createKeyHandlers(deps: Pick<RegistryDeps, 'keys' | 'projects' | 'authorizer'>) {
+  const { keys, projects } = deps;
+  return {
+    async list(ctx: Ctx): Promise<void> {
+      const project = capture(ctx, 0);
+      await requireAccess(ctx, deps, 'pull', project);
+      await requireProject(projects, project);
+      ctx.body = { keys: (await keys.list(project)).map(keyJson) };
+    },
+
+    async add(ctx: Ctx): Promise<void> {
+      const project = capture(ctx, 0);
+      await requireAccess(ctx, deps, 'admin', project);
+      await requireProject(projects, project);
+      const body = await getRawBody(ctx.req, { limit: MAX_KEY_BYTES }).catch((err: unknown) => {
+        if ((err as { type?: string }).type === 'entity.too.large') throw new OciError('REQUEST_INVALID', 'key too large');
+        throw err;
+      });
+      const { id, outcome, key } = await keys.add(project, body, ctx.state.principal.user);
+      ctx.state.log.info({ project, keyId: id, fingerprint: key.fingerprint, kind: key.kind }, LOG_MESSAGES[outcome]);
+      const stored = (await keys.list(project)).find((k) => k.id === id)!;
+      ctx.set('Location', `/api/v1/projects/${project}/keys/${id}`);
+      ctx.status = outcome === 'created' ? 201 : 200;
+      ctx.body = { ...keyJson(stored), outcome };
+    },
+
+    async remove(ctx: Ctx): Promise<void> {
+      const project = capture(ctx, 0);
+      await requireAccess(ctx, deps, 'admin', project);
+      const id = Number(capture(ctx, 1));
+      if (!(await keys.remove(project, id, ctx.state.principal.user))) {
+        throw new OciError('NAME_UNKNOWN', `project ${project} has no key ${id}`);
+      }
+      ctx.state.log.info({ project, keyId: id }, 'trusted key removed');
+      emptyResponse(ctx, 204);
+    },
+  };
+}

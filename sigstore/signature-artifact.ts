@@ -1,0 +1,235 @@
+// Which manifests are signatures and nothing else, judged by their content. In a signed-only
+// project these are the only manifests served without a signature of their own: verifying clients
+// must fetch them (cosign's `sha256-<hex>.sig` tag, OCI 1.1 referrers such as sigstore bundles and
+// Notation signatures) before they can check anything.
+//
+// Labels prove nothing: the tag, `artifactType`, the layers' media types and annotations are chosen
+// by whoever pushes, and podman applies a gzip tar labelled as a cosign payload as an ordinary
+// layer. So a manifest is a signature artifact only when
+//   - it is an image manifest (never an index), unambiguous, with at least one layer;
+//   - no descriptor carries `urls` (containers/image fetches such a layer from the URLs) or `data`;
+//   - its config is the empty object `{}`, or an image config that runs nothing (no `config`
+//     settings: no entrypoint, command, environment or user);
+//   - every layer is small and its bytes parse, strictly, as the signature payload its media type
+//     names: a cosign simple-signing payload, a DSSE envelope (cosign attestations), a sigstore
+//     bundle, or a Notation JWS envelope.
+// Every one of those payloads is JSON, which cannot hold a raw NUL byte, and every executable
+// format has one (an ELF header's e_type is a 16-bit little-endian 2 or 3), so even a client that
+// unpacked such a "layer" as a tar archive would find nothing it could run. Notation's COSE
+// envelopes are binary and could double as an archive: they are not exempt.
+import { LRUCache } from 'lru-cache';
+import type { Blobs } from '../storage/blobs.js';
+import { digestOf, parseDigest } from '../storage/digest.js';
+import { COSIGN_SIMPLESIGNING, parseCosignPayload } from './cosign.js';
+import { parseStrictJson } from './strict-json.js';
+
+export const DSSE_ENVELOPE = 'application/vnd.dsse.envelope.v1+json';
+export const NOTATION_JWS = 'application/jose+json';
+const SIGSTORE_BUNDLE_RE = /^application\/vnd\.dev\.sigstore\.bundle(\.v0\.[1-3]\+json|\+json;\s*version=0\.[1-3])$/;
+const EMPTY_CONFIG_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a'; // "{}"
+const IMAGE_CONFIG_TYPES: ReadonlySet<string> = new Set([
+  'application/vnd.oci.image.config.v1+json',
+  'application/vnd.docker.container.image.v1+json',
+]);
+const IMAGE_MANIFEST_TYPES: ReadonlySet<string> = new Set([
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+]);
+/** Image config fields that describe, but do not run, anything (`config` is checked apart). */
+const INERT_CONFIG_FIELDS: ReadonlySet<string> = new Set([
+  'architecture', 'os', 'os.version', 'os.features', 'variant', 'created', 'author', 'history', 'rootfs', 'config',
+]);
+
+/** The most a signature layer may hold; larger ones (big attestations) are gated like images. */
+export const MAX_SIGNATURE_LAYER_BYTES = 256 * 1024;
+const MAX_CONFIG_BYTES = 64 * 1024;
+/** cosign adds one layer per signature to its `.sig` manifest; clients read at most 128. */
+const MAX_SIGNATURE_LAYERS = 128;
+
+export type ArtifactVerdict = { signature: true } | { signature: false; reason: string };
+
+export interface SignatureArtifacts {
+  /** Whether this stored manifest is a signature artifact and nothing else (cached per digest). */
+  classify(manifest: { digest: string; mediaType: string; content: Buffer }): Promise<ArtifactVerdict>;
+}
+
+/** Reads a small blob whole, or `undefined` when it is missing, larger than `limit` or not what its digest says. */
+export type SmallBlobReader = (digest: string, limit: number) => Promise<Buffer | undefined>;
+
+export function createSmallBlobReader(blobs: Blobs): SmallBlobReader {
+  return async (digest, limit) => {
+    const parsed = parseDigest(digest);
+    if (!parsed) return undefined;
+    const stat = await blobs.stat(parsed);
+    if (!stat || stat.size > limit) return undefined;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of await blobs.open(parsed)) {
+        size += (chunk as Buffer).length;
+        if (size > limit) return undefined;
+        chunks.push(chunk as Buffer);
+      }
+    } catch {
+      return undefined;
+    }
+    const bytes = Buffer.concat(chunks);
+    return digestOf(parsed.algorithm, bytes) === digest ? bytes : undefined;
+  };
+}
+
+type Json = Record<string, unknown>;
+const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+const not = (reason: string): ArtifactVerdict => ({ signature: false, reason });
+const SIGNATURE: ArtifactVerdict = { signature: true };
+
+/** Strict JSON object from UTF-8 bytes (no duplicate keys, no trailing data), or undefined. */
+function jsonObject(bytes: Buffer): Json | undefined {
+  try {
+    const value = parseStrictJson(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    return isObject(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const onlyKeys = (value: Json, allowed: readonly string[]): boolean => Object.keys(value).every((k) => allowed.includes(k));
+const isString = (value: unknown): value is string => typeof value === 'string';
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+const BASE64URL_RE = /^[A-Za-z0-9_-]*$/;
+
+/** A DSSE envelope (https://github.com/secure-systems-lab/dsse): payloadType, payload, signatures. */
+function isDsseEnvelope(value: unknown): boolean {
+  if (!isObject(value) || !onlyKeys(value, ['payloadType', 'payload', 'signatures'])) return false;
+  const { payloadType, payload, signatures } = value;
+  return (
+    isString(payloadType) &&
+    isString(payload) &&
+    BASE64_RE.test(payload) &&
+    Array.isArray(signatures) &&
+    signatures.length > 0 &&
+    signatures.every((s) => isObject(s) && onlyKeys(s, ['keyid', 'sig']) && isString(s.sig) && (s.keyid === undefined || isString(s.keyid)))
+  );
+}
+
+/** A sigstore bundle (protobuf-specs Bundle in its JSON form): verification material and one signature. */
+function isSigstoreBundle(value: Json): boolean {
+  if (!onlyKeys(value, ['mediaType', 'verificationMaterial', 'messageSignature', 'dsseEnvelope'])) return false;
+  if (!isString(value.mediaType) || !value.mediaType.startsWith('application/vnd.dev.sigstore.bundle')) return false;
+  if (!isObject(value.verificationMaterial)) return false;
+  const signature = value.messageSignature;
+  if (signature !== undefined) return value.dsseEnvelope === undefined && isObject(signature) && isString(signature.signature);
+  return isDsseEnvelope(value.dsseEnvelope);
+}
+
+/** A JWS in the JSON serialization with one signature, as Notation writes it. */
+function isJwsEnvelope(value: Json): boolean {
+  const { payload, protected: header, signature, header: unprotected } = value;
+  return (
+    onlyKeys(value, ['payload', 'protected', 'header', 'signature']) &&
+    isString(payload) && BASE64URL_RE.test(payload) &&
+    isString(header) && BASE64URL_RE.test(header) &&
+    isString(signature) && BASE64URL_RE.test(signature) &&
+    (unprotected === undefined || isObject(unprotected))
+  );
+}
+
+/** Whether the bytes are the signature payload `mediaType` names. */
+function isSignaturePayload(mediaType: string, bytes: Buffer): boolean {
+  const value = jsonObject(bytes);
+  if (!value) return false;
+  if (mediaType === COSIGN_SIMPLESIGNING) {
+    try {
+      parseCosignPayload(bytes);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  if (mediaType === DSSE_ENVELOPE) return isDsseEnvelope(value);
+  if (mediaType === NOTATION_JWS) return isJwsEnvelope(value);
+  if (SIGSTORE_BUNDLE_RE.test(mediaType)) return isSigstoreBundle(value);
+  return false;
+}
+
+/** Whether a media type names a signature payload this module can parse. */
+export function isSignatureLayerType(mediaType: string): boolean {
+  return mediaType === COSIGN_SIMPLESIGNING || mediaType === DSSE_ENVELOPE || mediaType === NOTATION_JWS || SIGSTORE_BUNDLE_RE.test(mediaType);
+}
+
+interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/** The descriptor, if it is a plain one: media type, digest and size, neither `urls` nor `data`. */
+function plainDescriptor(value: unknown): Descriptor | undefined {
+  if (!isObject(value) || value.urls !== undefined || value.data !== undefined) return undefined;
+  const { mediaType, digest, size } = value;
+  if (!isString(mediaType) || !isString(digest) || typeof size !== 'number') return undefined;
+  return { mediaType, digest, size };
+}
+
+/** The layers and config of a manifest that could be a signature artifact, or why it cannot be. */
+function shape(manifest: { mediaType: string; content: Buffer }): { config: Descriptor; layers: Descriptor[] } | string {
+  if (!IMAGE_MANIFEST_TYPES.has(manifest.mediaType)) return 'an index is never a signature artifact';
+  const body = jsonObject(manifest.content);
+  if (!body || body.manifests !== undefined) return 'not an unambiguous image manifest';
+  const config = plainDescriptor(body.config);
+  if (!config) return 'its config descriptor names external URLs or embedded data';
+  if (!Array.isArray(body.layers) || body.layers.length === 0) return 'it has no layers';
+  if (body.layers.length > MAX_SIGNATURE_LAYERS) return `it has more than ${MAX_SIGNATURE_LAYERS} layers`;
+  const layers: Descriptor[] = [];
+  for (const entry of body.layers) {
+    const layer = plainDescriptor(entry);
+    if (!layer) return 'a layer names external URLs or embedded data';
+    if (!isSignatureLayerType(layer.mediaType)) return `layer type ${layer.mediaType} is not a signature payload`;
+    if (layer.size > MAX_SIGNATURE_LAYER_BYTES) return `a ${layer.mediaType} layer is larger than ${MAX_SIGNATURE_LAYER_BYTES} bytes`;
+    layers.push(layer);
+  }
+  return { config, layers };
+}
+
+/** Whether the config bytes configure nothing that runs. */
+function isInertConfig(config: Descriptor, bytes: Buffer): boolean {
+  const value = jsonObject(bytes);
+  if (!value) return false;
+  if (Object.keys(value).length === 0) return true; // `{}`, whatever type it is labelled with
+  if (!IMAGE_CONFIG_TYPES.has(config.mediaType)) return false;
+  if (!Object.keys(value).every((k) => INERT_CONFIG_FIELDS.has(k))) return false;
+  const settings = value.config;
+  return settings === undefined || settings === null || (isObject(settings) && Object.keys(settings).length === 0);
+}
+
+export function createSignatureArtifacts(readBlob: SmallBlobReader): SignatureArtifacts {
+  // Content-addressed and immutable: a verdict never goes stale.
+  const verdicts = new LRUCache<string, ArtifactVerdict>({ max: 10_000 });
+
+  /** The verdict, and whether it may be kept: a "no" that rests on a blob read may be a passing fault. */
+  async function judge(manifest: { mediaType: string; content: Buffer }): Promise<[ArtifactVerdict, boolean]> {
+    const parts = shape(manifest);
+    if (typeof parts === 'string') return [not(parts), true];
+    const { config, layers } = parts;
+    const configBytes = config.digest === EMPTY_CONFIG_DIGEST ? Buffer.from('{}') : await readBlob(config.digest, MAX_CONFIG_BYTES);
+    if (!configBytes || !isInertConfig(config, configBytes)) return [not('its config is neither empty nor a signature config'), false];
+    for (const layer of layers) {
+      const bytes = await readBlob(layer.digest, MAX_SIGNATURE_LAYER_BYTES);
+      if (!bytes || !isSignaturePayload(layer.mediaType, bytes)) {
+        return [not(`layer ${layer.digest} does not parse as the ${layer.mediaType} it claims to be`), false];
+      }
+    }
+    return [SIGNATURE, true];
+  }
+
+  return {
+    async classify(manifest) {
+      const known = verdicts.get(manifest.digest);
+      if (known) return known;
+      const [verdict, keep] = await judge(manifest);
+      // The gate's own decision cache keeps repeated pulls from reading the blobs again.
+      if (keep) verdicts.set(manifest.digest, verdict);
+      return verdict;
+    },
+  };
+}

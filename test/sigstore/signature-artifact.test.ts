@@ -1,0 +1,160 @@
+// Which manifests count as signature artifacts (served by a signed-only project without a signature
+// of their own): only those whose content proves it. The property plays a hostile project member who
+// controls every label (manifest media type, artifactType, layer media types, annotations, config)
+// and some of the bytes: whenever a layer could unpack into a file system, or the config could run
+// something, the manifest is not a signature artifact. Examples check the real tools' artifacts are.
+import test from 'ava';
+import fc from 'fast-check';
+import { gzipSync } from 'node:zlib';
+import { createSignatureArtifacts, type SmallBlobReader } from '../../sigstore/signature-artifact.js';
+import { makeCosignKey } from '../helpers/cosign.js';
+import { blobOf, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, tarOf, type Blob } from '../helpers/oci-layout.js';
+import {
+  COSIGN_SIMPLESIGNING,
+  cosignAttestation,
+  cosignConfig,
+  cosignPayload,
+  cosignSignatureManifest,
+  descriptorOf,
+  EMPTY_CONFIG,
+  manifestOf,
+  notationReferrer,
+  sigstoreBundleReferrer,
+  type Artifact,
+} from '../helpers/signature-artifacts.js';
+
+const SUBJECT = blobOf(Buffer.from('{"schemaVersion":2}'), OCI_MANIFEST);
+
+/** The registry's blob store as the classifier sees it: digest → bytes, with its size limit. */
+function readerOf(blobs: Blob[]): SmallBlobReader {
+  const byDigest = new Map(blobs.map((b) => [b.digest, b.data]));
+  return async (digest, limit) => {
+    const data = byDigest.get(digest);
+    return data && data.length <= limit ? data : undefined;
+  };
+}
+
+async function classify(artifact: Artifact) {
+  const artifacts = createSignatureArtifacts(readerOf(artifact.blobs));
+  return artifacts.classify({ digest: artifact.manifest.digest, mediaType: artifact.manifest.mediaType, content: artifact.manifest.data });
+}
+
+test('the signature artifacts cosign, containers/image and Notation push are recognised', async (t) => {
+  const key = makeCosignKey();
+  const subject = SUBJECT.digest;
+  t.deepEqual(await classify(cosignSignatureManifest(key, subject, 'registry.example.com/team/app')), { signature: true });
+  t.deepEqual(await classify(sigstoreBundleReferrer(SUBJECT)), { signature: true });
+  t.deepEqual(await classify(notationReferrer(SUBJECT)), { signature: true });
+  t.deepEqual(await classify(cosignAttestation(SUBJECT)), { signature: true });
+  // containers/image's sigstore attachment config (imgspecv1.Image with only rootfs filled in).
+  const payload = cosignPayload(subject, 'registry.example.com/team/app:v1', { creator: 'skopeo', timestamp: 1 });
+  const config = blobOf(
+    Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [payload.digest] } })),
+    'application/vnd.oci.image.config.v1+json',
+  );
+  const manifest = manifestOf({ config: descriptorOf(config), layers: [descriptorOf(payload, { annotations: { 'dev.cosignproject.cosign/signature': 'AAAA' } })] });
+  t.deepEqual(await classify({ blobs: [config, payload], manifest }), { signature: true });
+});
+
+test('labels earn nothing: a runnable layer labelled as a signature, an index, a runnable config, urls', async (t) => {
+  const key = makeCosignKey();
+  const real = cosignSignatureManifest(key, SUBJECT.digest, 'registry.example.com/team/app');
+  const layer = blobOf(gzipSync(tarOf({ 'bin/sh': Buffer.from('#!/bin/sh\necho pwned\n') })), COSIGN_SIMPLESIGNING);
+  const annotations = { 'dev.cosignproject.cosign/signature': 'AAAA' };
+  const relabelled = manifestOf({ artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json', config: descriptorOf(real.blobs[0]!), layers: [descriptorOf(layer, { annotations })] });
+  t.false((await classify({ blobs: [...real.blobs, layer], manifest: relabelled })).signature);
+  const extra = manifestOf({ config: descriptorOf(real.blobs[0]!), layers: [descriptorOf(real.payload, { annotations }), descriptorOf(layer, { annotations })] });
+  t.false((await classify({ blobs: [...real.blobs, layer], manifest: extra })).signature);
+  const index = manifestOf({ manifests: [descriptorOf(real.manifest)] }, OCI_INDEX);
+  t.false((await classify({ blobs: real.blobs, manifest: index })).signature);
+  const runs = blobOf(Buffer.from(JSON.stringify({ config: { Entrypoint: ['/payload'] }, rootfs: { type: 'layers', diff_ids: [] } })), 'application/vnd.oci.image.config.v1+json');
+  const withEntrypoint = manifestOf({ config: descriptorOf(runs), layers: [descriptorOf(real.payload, { annotations })] });
+  t.false((await classify({ blobs: [runs, real.payload], manifest: withEntrypoint })).signature);
+  const external = manifestOf({ config: descriptorOf(real.blobs[0]!), layers: [descriptorOf(real.payload, { annotations, urls: ['http://evil.example/layer.tar.gz'] })] });
+  t.false((await classify({ blobs: real.blobs, manifest: external })).signature);
+  const noLayers = manifestOf({ config: descriptorOf(EMPTY_CONFIG), layers: [] });
+  t.false((await classify({ blobs: [EMPTY_CONFIG], manifest: noLayers })).signature);
+});
+
+// The hostile member's choices, each with whether it could run or unpack something.
+const LAYER_TYPES = [
+  COSIGN_SIMPLESIGNING,
+  'application/vnd.dsse.envelope.v1+json',
+  'application/vnd.dev.sigstore.bundle.v0.3+json',
+  'application/jose+json',
+  'application/cose',
+  OCI_LAYER,
+  'application/vnd.oci.image.layer.v1.tar',
+  'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  'application/vnd.oci.empty.v1+json',
+];
+const ARTIFACT_TYPES = [undefined, 'application/vnd.dev.cosign.artifact.sig.v1+json', 'application/vnd.cncf.notary.signature', 'application/vnd.dev.sigstore.bundle.v0.3+json'];
+
+type Content = { kind: 'runnable' | 'json'; data: Buffer };
+const content: fc.Arbitrary<Content> = fc.oneof(
+  fc.constantFrom<'gzip' | 'tar'>('gzip', 'tar').map((form) => {
+    const tar = tarOf({ 'bin/tool': Buffer.concat([Buffer.from('\x7fELF\x02\x01\x01'), Buffer.alloc(9), Buffer.from([2, 0])]) });
+    return { kind: 'runnable' as const, data: form === 'gzip' ? gzipSync(tar) : tar };
+  }),
+  fc.uint8Array({ minLength: 1, maxLength: 64 }).map((bytes) => ({ kind: 'runnable' as const, data: Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.from(bytes)]) })),
+  fc.constantFrom(
+    cosignPayload(SUBJECT.digest, 'registry.example.com/team/app').data,
+    sigstoreBundleReferrer(SUBJECT).blobs[1]!.data,
+    notationReferrer(SUBJECT).blobs[1]!.data,
+    cosignAttestation(SUBJECT).blobs[1]!.data,
+    Buffer.from('{"critical":{}}'),
+  ).map((data) => ({ kind: 'json' as const, data })),
+);
+
+const configChoice = fc.constantFrom(
+  { runs: false, blob: EMPTY_CONFIG },
+  { runs: false, blob: cosignConfig([]) },
+  { runs: true, blob: blobOf(Buffer.from(JSON.stringify({ config: { Cmd: ['/bin/tool'] } })), 'application/vnd.oci.image.config.v1+json') },
+  { runs: true, blob: blobOf(Buffer.from(JSON.stringify({ config: { Env: ['PATH=/'] }, architecture: 'amd64', os: 'linux' })), 'application/vnd.oci.image.config.v1+json') },
+  { runs: true, blob: blobOf(Buffer.from(JSON.stringify({ container_config: { Cmd: ['x'] } })), 'application/vnd.oci.image.config.v1+json') },
+);
+
+const hostile = fc.record({
+  mediaType: fc.constantFrom(OCI_MANIFEST, 'application/vnd.docker.distribution.manifest.v2+json', OCI_INDEX),
+  artifactType: fc.constantFrom(...ARTIFACT_TYPES),
+  config: configChoice,
+  layers: fc.array(
+    fc.record({ content, mediaType: fc.constantFrom(...LAYER_TYPES), annotate: fc.boolean(), urls: fc.boolean(), data: fc.boolean() }),
+    { minLength: 0, maxLength: 4 },
+  ),
+  manifestsField: fc.boolean(),
+});
+
+test('property: whatever the labels, a manifest with a layer that could unpack, or a config that runs, is never a signature artifact', async (t) => {
+  await fc.assert(
+    fc.asyncProperty(hostile, async (choice) => {
+      const layers = choice.layers.map((l) => ({ ...l, blob: blobOf(l.content.data, l.mediaType) }));
+      const manifest = manifestOf(
+        {
+          ...(choice.artifactType ? { artifactType: choice.artifactType } : {}),
+          config: descriptorOf(choice.config.blob),
+          layers: layers.map((l) =>
+            descriptorOf(l.blob, {
+              ...(l.annotate ? { annotations: { 'dev.cosignproject.cosign/signature': 'AAAA' } } : {}),
+              ...(l.urls ? { urls: ['http://evil.example/x'] } : {}),
+              ...(l.data ? { data: l.content.data.toString('base64') } : {}),
+            }),
+          ),
+          ...(choice.manifestsField ? { manifests: [] } : {}),
+        },
+        choice.mediaType,
+      );
+      const verdict = await classify({ blobs: [choice.config.blob, ...layers.map((l) => l.blob)], manifest });
+      const unsafe =
+        choice.mediaType === OCI_INDEX ||
+        choice.manifestsField ||
+        choice.config.runs ||
+        layers.length === 0 ||
+        layers.some((l) => l.content.kind === 'runnable' || l.urls || l.data);
+      if (unsafe) return !verdict.signature;
+      return true;
+    }),
+    { seed: 20261202, numRuns: 3000 },
+  );
+  t.pass();
+});
