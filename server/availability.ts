@@ -39,10 +39,13 @@ const DOWN_MESSAGES: Record<Watched, string> = {
 export function createAvailability(options: AvailabilityOptions): Availability {
   const { log } = options;
   const outages = new Map<Watched, Outage>();
+  /** When each outage last ended (Date.now()). */
+  const recovered = new Map<Watched, number>();
   for (const name of ['database', 'storage', 'notifications'] as const) options.gauge?.set({ dependency: name }, 1);
 
-  function down(name: Watched, reason: string, cause: unknown): void {
-    if (outages.has(name)) return;
+  function down(name: Watched, reason: string, cause: unknown, startedAt?: number): void {
+    // A failure of what was sent during the last outage (a connection timing out) starts no new one.
+    if (outages.has(name) || (startedAt !== undefined && startedAt <= (recovered.get(name) ?? -Infinity))) return;
     outages.set(name, { reason, since: new Date() });
     options.gauge?.set({ dependency: name }, 0);
     const fields = { dependency: name, reason, cause: describe(cause), ...(name === 'storage' ? options.storage : {}) };
@@ -50,19 +53,21 @@ export function createAvailability(options: AvailabilityOptions): Availability {
     else log.error(fields, DOWN_MESSAGES[name]);
   }
 
-  function up(name: Watched): void {
+  function up(name: Watched, startedAt?: number): void {
     const outage = outages.get(name);
-    if (!outage) return;
+    // An answer to what was sent before the outage began (in flight as it began) ends nothing.
+    if (!outage || (startedAt !== undefined && startedAt <= outage.since.getTime())) return;
     outages.delete(name);
+    recovered.set(name, Date.now());
     options.gauge?.set({ dependency: name }, 1);
     const seconds = Math.round((Date.now() - outage.since.getTime()) / 100) / 10;
     log.info({ dependency: name, unavailableSeconds: seconds }, `${name === 'notifications' ? 'change notifications' : name} available again`);
   }
 
   return {
-    report(dependency, failure?: DependencyUnavailableError) {
-      if (failure) down(dependency, failure.reason, failure.cause ?? failure);
-      else up(dependency);
+    report(dependency, failure?: DependencyUnavailableError, startedAt?: number) {
+      if (failure) down(dependency, failure.reason, failure.cause ?? failure, startedAt);
+      else up(dependency, startedAt);
     },
     notifications(listening, err) {
       if (listening) up('notifications');

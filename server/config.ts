@@ -59,7 +59,7 @@ const s3Schema = z
       .min(1, 'required when REGISTRY_STORAGE=s3: the bucket that holds the blobs')
       .superRefine((name, ctx) => {
         const problem = name.length > 0 ? bucketNameProblem(name) : undefined;
-        if (problem) ctx.addIssue({ code: 'custom', message: `${problem}, not ${JSON.stringify(name)}` });
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
       }),
     /** Without it, AWS S3 itself; `http(s)://host[:port]`, or `host[:port]` with `secure` choosing. */
     regionendpoint: z

@@ -79,13 +79,14 @@ export async function createPostgresDb(connectionString: string, options: Postgr
   const report = options.onAvailability ?? (() => undefined);
   /** Runs one call to the driver: its failure reads as the registry's, and availability is told. */
   async function call<T>(run: () => Promise<T>): Promise<T> {
+    const startedAt = Date.now();
     try {
       const result = await run();
-      report('database', undefined);
+      report('database', undefined, startedAt);
       return result;
     } catch (err) {
       const failure = classifyPgError(err);
-      if (failure instanceof DependencyUnavailableError) report('database', failure);
+      if (failure instanceof DependencyUnavailableError) report('database', failure, startedAt);
       throw failure;
     }
   }

@@ -112,8 +112,13 @@ export class StorageFullError extends Error {
   }
 }
 
-/** Called after each operation on a dependency: with the failure, or `undefined` when it answered. */
-export type AvailabilityListener = (dependency: Dependency, failure: DependencyUnavailableError | undefined) => void;
+/**
+ * Called after each operation on a dependency: with the failure, or `undefined` when it answered.
+ * `startedAt` (Date.now() when the operation began) tells outcomes that straddle a change apart:
+ * an answer to what was sent before an outage began does not end it, and a failure of what was
+ * sent before it ended does not start a new one.
+ */
+export type AvailabilityListener = (dependency: Dependency, failure: DependencyUnavailableError | undefined, startedAt?: number) => void;
 
 /** ENOSPC (no space left) or EDQUOT (quota exceeded) from a system call. */
 export function isNoSpace(err: unknown): boolean {

@@ -63,13 +63,14 @@ const AWS_ENDPOINT_REGION_RE = /(?:^|\.)s3(?:-fips)?(?:\.dualstack)?[.-]([a-z]{2
 /**
  * Why the region cannot work with the endpoint, or `undefined`: on AWS S3 itself (no endpoint) it
  * must be an AWS region, and an AWS endpoint that names a region must name this one (requests are
- * signed for the region, and S3 refuses a signature for another).
+ * signed for the region, and S3 refuses a signature for another). Like every configuration
+ * message, it does not repeat the value given.
  */
 export function regionProblem(region: string, regionEndpoint: string | undefined, secure = true): string | undefined {
   if (regionEndpoint === undefined) {
     return AWS_REGION_RE.test(region)
       ? undefined
-      : `${JSON.stringify(region)} is not an AWS region (such as us-east-1); for another S3 service set REGISTRY_STORAGE_S3_REGIONENDPOINT`;
+      : 'expected an AWS region name such as us-east-1 (for another S3 service, set REGISTRY_STORAGE_S3_REGIONENDPOINT)';
   }
   let host: string;
   try {
@@ -79,6 +80,6 @@ export function regionProblem(region: string, regionEndpoint: string | undefined
   }
   const named = AWS_ENDPOINT_REGION_RE.exec(host)?.[1];
   return named !== undefined && named !== region
-    ? `${region} does not match the endpoint ${host}, which is in ${named}: set REGISTRY_STORAGE_S3_REGION=${named}`
+    ? `does not match REGISTRY_STORAGE_S3_REGIONENDPOINT, an AWS endpoint in ${named}: set REGISTRY_STORAGE_S3_REGION=${named}`
     : undefined;
 }

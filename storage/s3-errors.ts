@@ -104,13 +104,14 @@ function classifiedStream(source: Readable, report: AvailabilityListener): Reada
  */
 export function guardStore(store: BlobStore & PresignedGet, report: AvailabilityListener): BlobStore & PresignedGet {
   async function call<T>(run: () => Promise<T>): Promise<T> {
+    const startedAt = Date.now();
     try {
       const result = await run();
-      report('storage', undefined);
+      report('storage', undefined, startedAt);
       return result;
     } catch (err) {
       const failure = classifyS3Error(err);
-      if (failure instanceof DependencyUnavailableError) report('storage', failure);
+      if (failure instanceof DependencyUnavailableError) report('storage', failure, startedAt);
       throw failure;
     }
   }

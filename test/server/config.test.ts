@@ -201,12 +201,12 @@ test('S3 storage: a region its endpoint contradicts, or no AWS region on AWS, is
   };
   // Requests are signed for the configured region; S3 refuses a signature for another one.
   t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'https://s3.eu-west-1.amazonaws.com', REGISTRY_STORAGE_S3_REGION: 'us-east-1' }), [
-    'REGISTRY_STORAGE_S3_REGION: us-east-1 does not match the endpoint s3.eu-west-1.amazonaws.com, which is in eu-west-1: set REGISTRY_STORAGE_S3_REGION=eu-west-1',
+    'REGISTRY_STORAGE_S3_REGION: does not match REGISTRY_STORAGE_S3_REGIONENDPOINT, an AWS endpoint in eu-west-1: set REGISTRY_STORAGE_S3_REGION=eu-west-1',
   ]);
-  t.regex(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 's3-fips.us-east-2.amazonaws.com' })[0] ?? '', /which is in us-east-2/);
+  t.regex(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 's3-fips.us-east-2.amazonaws.com' })[0] ?? '', /an AWS endpoint in us-east-2/);
   t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'https://s3.eu-west-1.amazonaws.com', REGISTRY_STORAGE_S3_REGION: 'eu-west-1' }), []);
   // Without an endpoint, AWS itself: the region must be one of its names.
-  t.regex(problems({ REGISTRY_STORAGE_S3_REGION: 'europe' })[0] ?? '', /^REGISTRY_STORAGE_S3_REGION: "europe" is not an AWS region/);
+  t.regex(problems({ REGISTRY_STORAGE_S3_REGION: 'europe' })[0] ?? '', /^REGISTRY_STORAGE_S3_REGION: expected an AWS region name such as us-east-1/);
   t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGION: 'us-gov-west-1' }), []);
   // Other S3 services choose their own region names.
   t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'http://minio.internal:9000', REGISTRY_STORAGE_S3_REGION: 'home' }), []);
@@ -445,7 +445,7 @@ test('configuration messages are in words, never zod\'s defaults, and never repe
           REGISTRY_CACHE_TTL: '-1',
           REGISTRY_UPLOADS_MAXCONCURRENT: '1.5',
           REGISTRY_DATABASE_URL: 'mysql://db',
-          REGISTRY_STORAGE_S3_BUCKET: 'b',
+          REGISTRY_STORAGE_S3_BUCKET: 'blobs',
           REGISTRY_STORAGE_S3_CHUNKSIZE: '99999999999999',
         },
       }),
