@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore, DebrisReport, LocalDebris, ObjectReader, ObjectStat, PositionalReads, ReadOptions } from './blob-store.js';
-import { isErrno, StorageNotFoundError } from './errors.js';
+import { isErrno, isNoSpace, StorageFullError, StorageNotFoundError } from './errors.js';
 import { createFileSink } from './file-sink.js';
 import { UPLOADS_TREE } from './paths.js';
 
@@ -138,7 +138,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       const file = toPath(key);
       await (tmpReady ??= mkdir(tmpRoot, { recursive: true }).catch((err: unknown) => {
         tmpReady = undefined;
-        throw err;
+        throw asStorageError(err);
       }));
       const tmp = path.join(tmpRoot, randomUUID());
       try {
@@ -153,7 +153,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         await rm(tmp, { force: true });
         // The temporary directory was removed under us: make it again for the next write.
         if (isNotFound(err) && !(await stat(tmpRoot).then(() => true, () => false))) tmpReady = undefined;
-        throw err;
+        throw asStorageError(err);
       }
     },
 
@@ -166,7 +166,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         await renameInto(source, target);
       } catch (err) {
         if (isNotFound(err)) throw new StorageNotFoundError(from);
-        throw err;
+        throw asStorageError(err);
       }
       // A moved-out upload chunk leaves its upload's directory empty: it goes now, not never.
       await pruneEmptyParents(path.dirname(source));
@@ -234,6 +234,11 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       else if (entry.isFile()) yield key;
     }
   }
+}
+
+/** A full file system (or a quota reached) is the registry's storage-full error, not an internal one. */
+function asStorageError(err: unknown): unknown {
+  return isNoSpace(err) ? new StorageFullError('storage', undefined, { cause: err }) : err;
 }
 
 function isNotFound(err: unknown): boolean {
