@@ -6,6 +6,7 @@ import { ANONYMOUS, type Principal } from '../auth/authorize.js';
 import { createClientAddress } from './client-address.js';
 import type { Ctx, RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
+import { DependencyUnavailableError, StorageFullError } from '../storage/errors.js';
 import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
 import { observeRequest } from './metrics.js';
 import { createRegistryRouter } from './routes.js';
@@ -49,6 +50,8 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
   // Errors are rendered by our middleware; this only sees failures while streaming a response.
   app.on('error', (err: Error & { code?: string }) => {
     if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || err.name === 'AbortError') return;
+    // The storage went away mid-body: logged once as an outage (server/availability.ts).
+    if (err instanceof DependencyUnavailableError) return;
     deps.log.error({ err }, 'response stream failed');
   });
 
@@ -95,25 +98,7 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     try {
       await next();
     } catch (err) {
-      let oci = toOciError(err);
-      if (!oci) {
-        // The connection itself is gone (a request body fully read also counts as "destroyed",
-        // so that flag alone would hide real failures).
-        if (ctx.req.socket.destroyed) {
-          // Nothing can be sent: record it as nginx does (499, client closed request), not as a 500.
-          ctx.state.log.debug({ err }, 'client went away');
-          ctx.body = null;
-          ctx.status = 499;
-          return;
-        } else {
-          ctx.state.log.error({ err }, 'request failed');
-        }
-        oci = new OciError('UNKNOWN', ERROR_CODES.UNKNOWN.message);
-      } else if (oci.status >= 500) {
-        ctx.state.log.error({ err }, 'request failed');
-      }
-      if (oci.status === 401 && deps.authenticator.challenge) ctx.set('WWW-Authenticate', deps.authenticator.challenge);
-      renderError(ctx as Ctx, oci);
+      handleError(ctx as Ctx, err, deps);
     }
   });
 
@@ -157,6 +142,44 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
   });
 
   return app;
+}
+
+/** Seconds a client is told to wait after a 503 (docker and containers/image use their own backoff). */
+const RETRY_AFTER_SECONDS = '5';
+
+/**
+ * Answers a failed request, and cannot fail itself: a client that is gone, or a response whose
+ * headers (and part of its body) went out already, ends quietly; anything else gets the OCI error
+ * body, with one log line for what needs a person's attention.
+ */
+function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps): void {
+  const socket = ctx.res.socket;
+  if (ctx.headerSent || !socket || socket.destroyed) {
+    // Nothing more can be said: record it as nginx does (499, client closed request), and cut a
+    // half-sent body off, so the client sees a broken transfer rather than a short one.
+    ctx.state.log.debug({ err }, ctx.headerSent ? 'response failed after its headers were sent' : 'client went away');
+    if (ctx.headerSent) ctx.res.destroy();
+    else ctx.status = 499;
+    ctx.respond = false;
+    return;
+  }
+  let oci = toOciError(err);
+  if (!oci) {
+    ctx.state.log.error({ err }, 'request failed');
+    oci = new OciError('UNKNOWN', ERROR_CODES.UNKNOWN.message);
+  } else if (err instanceof StorageFullError) {
+    ctx.state.log.warn({ dependency: err.dependency, requested: err.requested, cause: String(err.cause) }, 'storage full');
+  } else if (oci.status >= 500 && oci.code !== 'UNAVAILABLE') {
+    // An outage is logged when it starts and ends (server/availability.ts), not per request.
+    ctx.state.log.error({ err }, 'request failed');
+  }
+  if (oci.status === 401 && deps.authenticator.challenge) ctx.set('WWW-Authenticate', deps.authenticator.challenge);
+  if (oci.code === 'UNAVAILABLE') ctx.set('Retry-After', RETRY_AFTER_SECONDS);
+  // The body was not read to its end (a failed upload): read and drop the rest, so that the
+  // client reads this answer instead of a connection reset (Node neither drains a body that a
+  // handler started reading nor reuses the connection until it ends).
+  if (!ctx.req.complete) ctx.req.resume();
+  renderError(ctx, oci);
 }
 
 function renderError(ctx: Ctx, err: OciError): void {

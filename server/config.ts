@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { parseEndpoint, rootPrefix } from '../storage/s3-endpoint.js';
+import { bucketNameProblem, parseEndpoint, regionProblem, rootPrefix } from '../storage/s3-endpoint.js';
 import { parseProxyEntry } from './client-address.js';
 import { configIssueMessage } from './config-messages.js';
 import { catalogue, checkFileKeys, overlayEnvironment, type ConfigNote, type SourceReport } from './config-sources.js';
@@ -57,7 +57,11 @@ const s3Schema = z
   .object({
     bucket: z
       .string({ error: 'required when REGISTRY_STORAGE=s3: the bucket that holds the blobs' })
-      .min(1, 'required when REGISTRY_STORAGE=s3: the bucket that holds the blobs'),
+      .min(1, 'required when REGISTRY_STORAGE=s3: the bucket that holds the blobs')
+      .superRefine((name, ctx) => {
+        const problem = name.length > 0 ? bucketNameProblem(name) : undefined;
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
     /** Without it, AWS S3 itself; `http(s)://host[:port]`, or `host[:port]` with `secure` choosing. */
     regionendpoint: z
       .string()
@@ -78,7 +82,18 @@ const s3Schema = z
     createbucket: boolish.default(false),
     /** Bytes per multipart part (so per upload in memory); S3's minimum is 5 MiB. */
     chunksize: z.coerce.number().int().min(5 * MiB, 'must be at least 5 MiB (5242880)').max(5 * 1024 * MiB).default(10 * MiB),
+    /** A request to S3 on which no byte moves for this long fails (503). */
+    idletimeout: duration.refine((s) => s > 0, 'must be more than 0').default(30),
   })
+  .superRefine(
+    (s3, ctx) => {
+      if (typeof s3.region !== 'string' || (s3.regionendpoint !== undefined && typeof s3.regionendpoint !== 'string')) return;
+      const problem = regionProblem(s3.region, s3.regionendpoint, typeof s3.secure === 'boolean' ? s3.secure : true);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['region'], message: problem });
+    },
+    // Checked even when other S3 settings are wrong, so every problem is listed at once.
+    { when: () => true },
+  )
   .refine((s3) => (s3.accesskey === undefined) === (s3.secretkey === undefined), {
     message: 'set both REGISTRY_STORAGE_S3_ACCESSKEY and REGISTRY_STORAGE_S3_SECRETKEY, or neither',
     path: ['accesskey'],
@@ -169,6 +184,10 @@ export const configSchema = z.object({
       /** Where the embedded PGlite keeps its files. */
       datadirectory: z.string().min(1).default('./data/database'),
       pool: z.object({ max: z.coerce.number().int().positive().default(10) }).prefault({}),
+      /** GitLab's registry name: how long a statement waits for a connection before it fails (503). */
+      connecttimeout: duration.refine((s) => s > 0, 'must be more than 0').default(10),
+      /** How long a statement waits for the server's answer before it fails (503). */
+      querytimeout: duration.refine((s) => s > 0, 'must be more than 0').default(30),
     })
     .prefault({}),
   auth: z

@@ -11,6 +11,7 @@ import type { Keys } from '../sigstore/keys.js';
 import type { PullGate } from '../sigstore/pull-gate.js';
 import type { GarbageCollector } from '../storage/gc.js';
 import type { Signatures } from '../sigstore/signatures.js';
+import type { Availability } from './availability.js';
 import type { Config } from './config.js';
 import { OciError } from './errors.js';
 import type { Logger } from './logging.js';
@@ -44,6 +45,8 @@ export interface RegistryDeps {
   authorizer: Authorizer;
   log: Logger;
   metrics: Metrics;
+  /** Which dependencies answer, as the last operations on them found. */
+  availability: Availability;
 }
 
 /** The n-th regexp capture of the matched route. */

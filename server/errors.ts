@@ -4,15 +4,18 @@ import { SignatureFormatError } from '../sigstore/payload.js';
 import { PullRefusedError } from '../sigstore/pull-gate.js';
 import { SignatureRefusedError } from '../sigstore/signatures.js';
 import {
+  DependencyUnavailableError,
   DescriptorDigestError,
   DigestMismatchError,
   InvalidStorageKeyError,
   ManifestInvalidError,
   MissingBlobsError,
   SizeMismatchError,
+  StorageFullError,
   StorageNotFoundError,
   UploadNotFoundError,
   UploadOffsetError,
+  type Dependency,
 } from '../storage/errors.js';
 
 export const ERROR_CODES = {
@@ -41,7 +44,12 @@ export const ERROR_CODES = {
   PROJECTPOLICYVIOLATION: { status: 412, message: 'the image does not satisfy the project signing policy' },
   CONFLICT: { status: 409, message: 'conflicts with the current state' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  // distribution's code for a registry that cannot serve now; the message names the dependency.
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  // 507 Insufficient Storage (RFC 4918): the server cannot store what was sent, until someone
+  // frees space. containers/image does not retry it (c/common retries 502-504 only); docker
+  // retries any 5xx a few times. Neither reads a 5xx body, so the status line says it.
+  STORAGE_FULL: { status: 507, message: 'insufficient storage' },
   UNKNOWN: { status: 500, message: 'unknown error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
@@ -94,5 +102,25 @@ export function toOciError(err: unknown): OciError | undefined {
   if (err instanceof StorageNotFoundError) return new OciError('BLOB_UNKNOWN', 'blob data is missing from storage');
   // Keys come from validated names, so this is a request no check before storage caught: refused.
   if (err instanceof InvalidStorageKeyError) return new OciError('REQUEST_INVALID', 'the request names no valid storage object');
+  if (err instanceof DependencyUnavailableError) {
+    return new OciError('UNAVAILABLE', `the registry's ${DEPENDENCY_NAMES[err.dependency]} is unavailable (${err.reason}); try again later`, {
+      dependency: err.dependency,
+      reason: err.reason,
+    });
+  }
+  if (err instanceof StorageFullError) return storageFull(err);
   return undefined;
+}
+
+const DEPENDENCY_NAMES: Record<Dependency, string> = { database: 'database', storage: 'blob storage' };
+
+function storageFull(err: StorageFullError): OciError {
+  const what =
+    err.dependency === 'database'
+      ? "the registry's database has no space left"
+      : `the registry's blob storage has no space left for ${err.requested === undefined ? "this request's data" : `the ${err.requested} bytes of this request`}`;
+  return new OciError('STORAGE_FULL', `${what}; an administrator must free space before it can be stored`, {
+    dependency: err.dependency,
+    ...(err.requested === undefined ? {} : { requested: err.requested }),
+  });
 }

@@ -22,6 +22,8 @@ export interface Metrics {
   gcRuns: Counter;
   gcBlobsRemoved: Counter;
   gcBytesRemoved: Counter;
+  /** 1 while the database, the storage or the change notifications answer, 0 during an outage. */
+  dependencyUp: Gauge<'dependency'>;
 }
 
 const METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE', 'OPTIONS']);
@@ -75,6 +77,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     gcRuns: new Counter({ name: 'signet_gc_runs_total', help: 'Garbage collection runs', registers }),
     gcBlobsRemoved: new Counter({ name: 'signet_gc_blobs_removed_total', help: 'Blobs removed by garbage collection', registers }),
     gcBytesRemoved: new Counter({ name: 'signet_gc_bytes_removed_total', help: 'Bytes removed by garbage collection', registers }),
+    dependencyUp: new Gauge({
+      name: 'signet_dependency_up',
+      help: 'Whether the last operation on a dependency (database, storage, notifications) found it answering: 1, or 0 during an outage',
+      labelNames: ['dependency'] as const,
+      registers,
+    }),
   };
 }
 

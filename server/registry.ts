@@ -12,6 +12,8 @@ import { createChangeBus } from '../storage/change-bus.js';
 import { createGarbageCollector } from '../storage/gc.js';
 import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import { DependencyUnavailableError, StorageFullError, type AvailabilityListener } from '../storage/errors.js';
+import { HEALTH_PROBE_KEY } from '../storage/paths.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';
@@ -22,6 +24,7 @@ import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
 import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
 import { createApp } from './app.js';
+import { createAvailability } from './availability.js';
 import type { Config } from './config.js';
 import { databaseFailure } from './failures.js';
 import type { RegistryDeps, RequestState } from './context.js';
@@ -41,9 +44,20 @@ export interface RegistryOptions {
   onDatabaseLost?: (err: Error) => void;
 }
 
-export async function openDatabase(config: Config, options: RegistryOptions = {}): Promise<Db> {
-  return config.database.url
-    ? createPostgresDb(config.database.url, { max: config.database.pool.max })
+export interface DatabaseOptions extends RegistryOptions {
+  /** Told after each statement whether PostgreSQL answered. */
+  onAvailability?: AvailabilityListener;
+}
+
+export async function openDatabase(config: Config, options: DatabaseOptions = {}): Promise<Db> {
+  const { url, pool, connecttimeout, querytimeout } = config.database;
+  return url
+    ? createPostgresDb(url, {
+        max: pool.max,
+        connectTimeoutMs: connecttimeout * 1000,
+        queryTimeoutMs: querytimeout * 1000,
+        ...(options.onAvailability ? { onAvailability: options.onAvailability } : {}),
+      })
     : createPgliteDb(path.resolve(config.database.datadirectory), {
         ...(options.onDatabaseLost ? { onExit: options.onDatabaseLost } : {}),
       });
@@ -55,24 +69,31 @@ export async function createRegistry(
   metrics: Metrics = createMetrics(),
   options: RegistryOptions = {},
 ): Promise<Registry> {
+  const availability = createAvailability({ log, storage: describeStorage(config), gauge: metrics.dependencyUp });
   // A failure here is named by its setting (REGISTRY_DATABASE_URL or _DATADIRECTORY), in one line.
-  const db = await openDatabase(config, options).catch((err: unknown) => {
-    throw databaseFailure(config.database, err);
+  const db = await openDatabase(config, { ...options, onAvailability: availability.report }).catch((err: unknown) => {
+    throw databaseFailure(config.database, driverError(err));
   });
   try {
-    const applied = await migrate(db);
+    // Migrations and garbage collection may rightly run long: no query timeout for them.
+    const applied = await migrate(db.maintenance ?? db);
     if (applied.length > 0) log.info({ migrations: applied }, 'applied database migrations');
   } catch (err) {
     await db.close();
-    throw databaseFailure(config.database, err);
+    throw databaseFailure(config.database, driverError(err));
   }
-  const store = await createBlobStore(config);
+  const store = await createBlobStore(config, availability.report);
+  // A missing or unreadable bucket is named in the log now, not at the first push.
+  if (config.storage.s3) void store.stat(HEALTH_PROBE_KEY).catch(() => undefined);
   const ttlMs = config.cache.ttl * 1000;
   // Replicas on one PostgreSQL hear each other's changes; PGlite serves a single process.
+  const { url, connecttimeout, querytimeout } = config.database;
   const bus = createChangeBus({
     db,
-    ...(config.database.url ? { connectionString: config.database.url } : {}),
-    onError: (err) => log.warn({ err }, 'change notifications interrupted; caches are flushed on reconnect'),
+    ...(url
+      ? { connection: { connectionString: url, connectionTimeoutMillis: connecttimeout * 1000, query_timeout: querytimeout * 1000 } }
+      : {}),
+    onStateChange: (listening, err) => availability.notifications(listening, err),
   });
   const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs }, bus);
   const projects = createCachedProjectStore(createPostgresProjectStore(db), ttlMs, bus);
@@ -102,7 +123,8 @@ export async function createRegistry(
     keys,
     signatures,
     gate,
-    gc: createGarbageCollector({ db, store, blobs, bus }),
+    gc: createGarbageCollector({ db: db.maintenance ?? db, store, blobs, bus }),
+    availability,
     authenticator,
     authorizer,
     log,
@@ -145,8 +167,13 @@ function sweepDebrisAtStart(deps: RegistryDeps): { stop(): Promise<void> } {
   };
 }
 
+/** The driver's own error under the registry's reading of it, whose reason start-up reports. */
+function driverError(err: unknown): unknown {
+  return err instanceof DependencyUnavailableError || err instanceof StorageFullError ? (err.cause ?? err) : err;
+}
+
 /** S3 when a storage.s3 section exists (it wins over filesystem settings), else the filesystem. */
-export async function createBlobStore(config: Config): Promise<BlobStore> {
+export async function createBlobStore(config: Config, onAvailability?: AvailabilityListener): Promise<BlobStore> {
   const s3 = config.storage.s3;
   if (!s3) {
     const { rootdirectory, directio } = config.storage.filesystem;
@@ -164,6 +191,8 @@ export async function createBlobStore(config: Config): Promise<BlobStore> {
     rootDirectory: s3.rootdirectory,
     createBucket: s3.createbucket,
     partSize: s3.chunksize,
+    idleTimeoutMs: s3.idletimeout * 1000,
+    ...(onAvailability ? { onAvailability } : {}),
   });
 }
 

@@ -34,7 +34,7 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const uploads = createUploadHandlers(deps);
   const manifests = createManifestHandlers(deps);
   const listings = createListingHandlers(deps);
-  const health = createHealthHandlers(deps.db, deps.store);
+  const health = createHealthHandlers(deps);
   const api = createProjectApiHandlers(deps);
   const keys = createKeyHandlers(deps);
   const policy = createPolicyHandlers(deps);

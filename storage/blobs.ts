@@ -7,7 +7,7 @@
 // (another replica took some chunks, the server restarted, or the client asked for sha512) the
 // chunks are read back once and hashed while they are joined.
 import { createHash, type Hash } from 'node:crypto';
-import { Readable, Transform } from 'node:stream';
+import { finished, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LRUCache } from 'lru-cache';
 import type { BlobStore, ObjectStat, ReadOptions } from './blob-store.js';
@@ -34,7 +34,10 @@ export interface CommittedBlob {
 export interface Blobs {
   stat(digest: ParsedDigest): Promise<ObjectStat | undefined>;
   open(digest: ParsedDigest, options?: ReadOptions): Promise<Readable>;
-  /** Streams one chunk of an upload into its own object (none for an empty body: size 0). */
+  /**
+   * Streams one chunk of an upload into its own object (none for an empty body: size 0). Should
+   * the store fail, `body` is left as it is, neither read to its end nor destroyed.
+   */
   writeChunk(uploadId: string, offset: number, body: Readable, signal?: AbortSignal): Promise<UploadChunk>;
   /** Removes a chunk that lost the race to be recorded. */
   discardChunk(uploadId: string, chunk: UploadChunk): Promise<void>;
@@ -123,10 +126,27 @@ export function createBlobs(store: BlobStore): Blobs {
         },
       });
       const key = uploadChunkKey(uploadId, offset);
-      // The request stream feeds the counter; an abort on either side fails the write.
-      const feeding = pipeline(body, counter, { signal }).catch((err: unknown) => err);
-      const written = await store.write(key, counter, { signal });
-      const feedError = await feeding;
+      // The body feeds the counter through pipe(), not pipeline(): should the store fail (a full
+      // disk, S3 gone), the body is left to the caller undestroyed, since destroying an HTTP request
+      // resets its connection before its sender could read why. A failure of the body itself (an
+      // abort, a premature end) fails the write.
+      let feedError: Error | undefined;
+      const stopWatching = finished(body, { writable: false }, (err) => {
+        if (!err) return;
+        feedError = err;
+        counter.destroy(err);
+      });
+      // Its failures reach us through store.write; a late one (a write after the store gave up)
+      // must not go unhandled.
+      counter.on('error', () => undefined);
+      body.pipe(counter);
+      let written: ObjectStat;
+      try {
+        written = await store.write(key, counter, { signal });
+      } finally {
+        stopWatching();
+        body.unpipe(counter);
+      }
       if (feedError) {
         await store.delete(key);
         throw feedError;

@@ -4,9 +4,12 @@
 // bounds how stale a replica can be about writes made by another one. Misses are not cached, so a
 // blob or manifest pushed through another replica is visible at once. Invalidation happens after
 // the write, and keys carry the generation read before a load, so a load racing a write can only
-// fill an orphaned key.
+// fill an orphaned key. While the database does not answer, an entry past its TTL is served as it
+// was (pulls of what was pulled lately go on during an outage); nothing can be written meanwhile,
+// and a replica whose change notifications were cut drops every entry when they are back.
 import { LRUCache } from 'lru-cache';
 import type { ChangeBus } from './change-bus.js';
+import { DependencyUnavailableError } from './errors.js';
 import type { ManifestRecord, MetadataStore } from './metadata-store.js';
 
 export interface MetadataCacheOptions {
@@ -17,7 +20,12 @@ export interface MetadataCacheOptions {
 type Entry = { value: string | number | ManifestRecord | string[] };
 
 export function createCachedMetadataStore(inner: MetadataStore, options: MetadataCacheOptions, bus?: ChangeBus): MetadataStore {
-  const cache = new LRUCache<string, Entry>({ max: options.maxEntries ?? 50_000, ttl: Math.max(options.ttlMs, 1) });
+  const cache = new LRUCache<string, Entry>({
+    max: options.maxEntries ?? 50_000,
+    ttl: Math.max(options.ttlMs, 1),
+    // Expired entries stay (within `max`) for serving during an outage; fresh reads never see them.
+    noDeleteOnStaleGet: true,
+  });
   // Bumping a repository's generation orphans all its entries at once (they age out of the LRU);
   // the global generation does so for every repository.
   const generations = new Map<string, number>();
@@ -42,7 +50,14 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   async function cached<T extends Entry['value']>(key: string, load: () => Promise<T | undefined>): Promise<T | undefined> {
     const hit = cache.get(key);
     if (hit) return hit.value as T;
-    const value = await load();
+    let value: T | undefined;
+    try {
+      value = await load();
+    } catch (err) {
+      const stale = err instanceof DependencyUnavailableError ? cache.get(key, { allowStale: true }) : undefined;
+      if (stale) return stale.value as T;
+      throw err;
+    }
     if (value !== undefined) cache.set(key, { value });
     return value;
   }

@@ -7,6 +7,8 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { DependencyUnavailableError, type AvailabilityListener } from './errors.js';
+import { classifyPgError } from './pg-errors.js';
 import type { PgliteReply, PgliteRequest } from './pglite-protocol.js';
 
 export interface Queryable {
@@ -29,6 +31,11 @@ export interface Db extends Queryable {
   readonly exclusively?: <T>(fn: (q: Queryable) => Promise<T>) => Promise<T>;
   close(): Promise<void>;
   readonly kind: 'postgres' | 'pglite';
+  /**
+   * The same database for statements that may rightly run long (migrations, garbage collection):
+   * no query timeout. Absent where there is none anyway (PGlite).
+   */
+  readonly maintenance?: Db;
 }
 
 let pgLoaded: Promise<typeof pg> | undefined;
@@ -46,34 +53,85 @@ export function loadPg(): Promise<typeof pg> {
   }));
 }
 
-export async function createPostgresDb(connectionString: string, options: { max?: number } = {}): Promise<Db> {
+export interface PostgresDbOptions {
+  /** Connections in the pool. */
+  max?: number;
+  /** How long a statement waits for a connection (from the pool, or a new one) before it fails. */
+  connectTimeoutMs?: number;
+  /** How long a statement waits for the server's answer before it fails. */
+  queryTimeoutMs?: number;
+  /** Told after each statement whether the server answered. */
+  onAvailability?: AvailabilityListener;
+}
+
+export async function createPostgresDb(connectionString: string, options: PostgresDbOptions = {}): Promise<Db> {
   const { Pool } = await loadPg();
-  const pool = new Pool({ connectionString, max: options.max ?? 10 });
+  const pool = new Pool({
+    connectionString,
+    max: options.max ?? 10,
+    // A server that accepts connections and never answers (a stalled proxy, a hung host) fails the
+    // request after this and the query timeout instead of holding it open; pg waits for ever.
+    ...(options.connectTimeoutMs ? { connectionTimeoutMillis: options.connectTimeoutMs } : {}),
+    keepAlive: true,
+  });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
+  const report = options.onAvailability ?? (() => undefined);
+  /** Runs one call to the driver: its failure reads as the registry's, and availability is told. */
+  async function call<T>(run: () => Promise<T>): Promise<T> {
+    const startedAt = Date.now();
+    try {
+      const result = await run();
+      report('database', undefined, startedAt);
+      return result;
+    } catch (err) {
+      const failure = classifyPgError(err);
+      if (failure instanceof DependencyUnavailableError) report('database', failure, startedAt);
+      throw failure;
+    }
+  }
+  const bounded = postgresView(pool, call, options.queryTimeoutMs);
+  return { ...bounded, maintenance: postgresView(pool, call, undefined), close: () => pool.end() };
+}
+
+/** Statements on the pool, each failing after `queryTimeoutMs` without an answer (if set). */
+function postgresView(pool: pg.Pool, call: <T>(run: () => Promise<T>) => Promise<T>, queryTimeoutMs: number | undefined): Db {
+  // pg takes a per-statement timeout (not in its types); a client it fired on is dropped.
+  const statement = (text: string, values?: unknown[]): pg.QueryConfig =>
+    (queryTimeoutMs ? { text, values, query_timeout: queryTimeoutMs } : { text, values }) as pg.QueryConfig;
   return {
     kind: 'postgres',
-    async query(sql, params) {
-      const result = await pool.query(sql, params);
-      return result.rows;
-    },
+    query: (sql, params) => call(async () => (await pool.query(statement(sql, params))).rows),
     async transaction(fn) {
-      const client = await pool.connect();
+      const client = await call(() => pool.connect());
+      // A connection that failed or timed out is dropped, not handed to the next statement.
+      let broken: Error | undefined;
+      // A checked-out client reports a lost connection as an 'error' event: unheard, it would end
+      // the process. The statement waiting on it fails by itself.
+      const onLost = (err: Error): void => void (broken ??= err);
+      client.on('error', onLost);
+      const run = async (sql: string, params?: unknown[]) => {
+        try {
+          return await call(async () => (await client.query(statement(sql, params))).rows);
+        } catch (err) {
+          if (err instanceof DependencyUnavailableError) broken = err;
+          throw err;
+        }
+      };
       try {
-        await client.query('BEGIN');
-        const result = await fn({
-          query: async (sql, params) => (await client.query(sql, params)).rows,
-        });
-        await client.query('COMMIT');
+        await run('BEGIN');
+        const result = await fn({ query: run });
+        await run('COMMIT');
         return result;
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        if (!broken) await run('ROLLBACK').catch(() => undefined);
         throw err;
       } finally {
-        client.release();
+        client.off('error', onLost);
+        client.release(broken);
       }
     },
-    close: () => pool.end(),
+    close: () => Promise.resolve(),
   };
 }
 
@@ -105,7 +163,7 @@ export async function createPgliteDb(dataDirectory: string | undefined, options:
       else {
         const waiter = pending.get(reply.id);
         pending.delete(reply.id);
-        if ('error' in reply) waiter?.reject(Object.assign(new Error(reply.error.message), reply.error.fields));
+        if ('error' in reply) waiter?.reject(classifyPgError(Object.assign(new Error(reply.error.message), reply.error.fields)) as Error);
         else waiter?.resolve(reply.rows);
       }
     });

@@ -83,3 +83,56 @@ export class DescriptorDigestError extends Error {
     this.name = 'DescriptorDigestError';
   }
 }
+
+/** What the registry depends on and cannot repair itself. */
+export type Dependency = 'database' | 'storage';
+
+/**
+ * The database or the object store does not answer: refused, reset, timed out, shutting down, a
+ * missing bucket. `reason` is a short fixed phrase safe to show anyone (no host, port or key);
+ * the underlying error is the `cause`, for the log.
+ */
+export class DependencyUnavailableError extends Error {
+  constructor(
+    readonly dependency: Dependency,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${dependency} unavailable: ${reason}`, options);
+    this.name = 'DependencyUnavailableError';
+  }
+}
+
+/**
+ * No space is left where the bytes go: ENOSPC or EDQUOT on the filesystem, an object store that
+ * says it is full, PostgreSQL's disk_full. `requested` is the size the request asked to store,
+ * when known.
+ */
+export class StorageFullError extends Error {
+  constructor(
+    readonly dependency: Dependency,
+    readonly requested?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`${dependency} full${requested === undefined ? '' : ` (${requested} bytes asked for)`}`, options);
+    this.name = 'StorageFullError';
+  }
+
+  /** The same failure, knowing the size the request asked for. */
+  withRequested(requested: number): StorageFullError {
+    return new StorageFullError(this.dependency, requested, { cause: this.cause });
+  }
+}
+
+/**
+ * Called after each operation on a dependency: with the failure, or `undefined` when it answered.
+ * `startedAt` (Date.now() when the operation began) tells outcomes that straddle a change apart:
+ * an answer to what was sent before an outage began does not end it, and a failure of what was
+ * sent before it ended does not start a new one.
+ */
+export type AvailabilityListener = (dependency: Dependency, failure: DependencyUnavailableError | undefined, startedAt?: number) => void;
+
+/** ENOSPC (no space left) or EDQUOT (quota exceeded) from a system call. */
+export function isNoSpace(err: unknown): boolean {
+  return isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT');
+}

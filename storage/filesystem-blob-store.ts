@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore, DebrisReport, LocalDebris, ObjectReader, ObjectStat, PositionalReads, ReadOptions } from './blob-store.js';
-import { InvalidStorageKeyError, isErrno, StorageNotFoundError } from './errors.js';
+import { InvalidStorageKeyError, isErrno, isNoSpace, StorageFullError, StorageNotFoundError } from './errors.js';
 import { createFileSink } from './file-sink.js';
 import { UPLOADS_TREE } from './paths.js';
 
@@ -158,7 +158,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       const file = toPath(key);
       await (tmpReady ??= mkdir(tmpRoot, { recursive: true }).catch((err: unknown) => {
         tmpReady = undefined;
-        throw err;
+        throw asStorageError(err);
       }));
       const name = randomUUID();
       const tmp = path.join(tmpRoot, name);
@@ -175,7 +175,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         await rm(tmp, { force: true });
         // The temporary directory was removed under us: make it again for the next write.
         if (isNotFound(err) && !(await stat(tmpRoot).then(() => true, () => false))) tmpReady = undefined;
-        throw err;
+        throw asStorageError(err);
       } finally {
         writing.delete(name);
       }
@@ -190,7 +190,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         await renameInto(source, target);
       } catch (err) {
         if (isNotFound(err)) throw new StorageNotFoundError(from);
-        throw err;
+        throw asStorageError(err);
       }
       // A moved-out upload chunk leaves its upload's directory empty: it goes now, not never.
       await pruneEmptyParents(path.dirname(source));
@@ -296,6 +296,11 @@ async function fsyncDirectory(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** A full file system (or a quota reached) is the registry's storage-full error, not an internal one. */
+function asStorageError(err: unknown): unknown {
+  return isNoSpace(err) ? new StorageFullError('storage', undefined, { cause: err }) : err;
 }
 
 function isNotFound(err: unknown): boolean {

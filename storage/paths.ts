@@ -4,6 +4,7 @@
 //   blobs/<algorithm>/<first two hex>/<hex>      content-addressed blob data, immutable
 //   uploads/<upload id>.<offset>-<nonce>         one object per received chunk of an upload
 //   uploads/<upload id>.assembled-<nonce>        a multi-chunk upload being joined and hashed
+//   blobs/health-probe                           never written: readiness checks stat it
 //
 // Chunks are objects of their own (not appended to one file) because S3 cannot append; they are
 // joined when the upload is committed. An upload's objects share a name prefix in one flat tree
@@ -25,6 +26,12 @@ export function isUploadId(untrusted: string): boolean {
 export function blobKey(digest: ParsedDigest): string {
   return `blobs/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}`;
 }
+
+/**
+ * A key no object ever has (not a digest path): asking for it checks that the storage answers,
+ * bucket and permissions included, without reading anything.
+ */
+export const HEALTH_PROBE_KEY = 'blobs/health-probe';
 
 /** The top-level tree holding every upload's objects, one name prefix per upload. */
 export const UPLOADS_TREE = 'uploads';

@@ -3,6 +3,7 @@
 import type { ChangeBus } from './change-bus.js';
 import { audit } from './audit.js';
 import type { Db } from './db.js';
+import { DependencyUnavailableError } from './errors.js';
 
 export const ROLES = ['guest', 'developer', 'maintainer', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -167,7 +168,8 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
 
 /**
  * Remembers project look-ups for `ttlMs` (the authorizer reads one per request); changes made
- * through this store drop the entry at once.
+ * through this store drop the entry at once. While the database does not answer, an expired entry
+ * is used as it was.
  */
 export function createCachedProjectStore(inner: ProjectStore, ttlMs: number, bus?: ChangeBus): ProjectStore {
   const cache = new Map<string, { project: Project | undefined; expires: number }>();
@@ -192,7 +194,14 @@ export function createCachedProjectStore(inner: ProjectStore, ttlMs: number, bus
       const hit = ttlMs > 0 ? cache.get(name) : undefined;
       if (hit && hit.expires > Date.now()) return hit.project;
       const before = version;
-      const project = await inner.find(name);
+      let project: Project | undefined;
+      try {
+        project = await inner.find(name);
+      } catch (err) {
+        // The database does not answer: what was known lately serves the pulls that go on.
+        if (hit && err instanceof DependencyUnavailableError) return hit.project;
+        throw err;
+      }
       if (cache.size > 10_000) cache.clear();
       if (version === before && ttlMs > 0) cache.set(name, { project, expires: Date.now() + ttlMs });
       return project;

@@ -16,7 +16,8 @@
 import { addAbortSignal, type Readable } from 'node:stream';
 import { Client, CopyDestinationOptions, CopySourceOptions, S3Error } from 'minio';
 import type { BlobStore, ObjectStat, PresignedGet, ReadOptions } from './blob-store.js';
-import { InvalidStorageKeyError, StorageNotFoundError } from './errors.js';
+import { DependencyUnavailableError, InvalidStorageKeyError, StorageNotFoundError, type AvailabilityListener } from './errors.js';
+import { guardStore, idleTimeoutTransport } from './s3-errors.js';
 import { KEY_SEGMENT_RE, parseEndpoint, rootPrefix } from './s3-endpoint.js';
 
 const MiB = 1024 * 1024;
@@ -50,6 +51,10 @@ export interface S3BlobStoreOptions {
   multipartCopyThreshold?: number;
   /** Bytes per UploadPartCopy part; at least 5 MiB, at most 5 GiB. Default 1 GiB. */
   multipartCopyPartSize?: number;
+  /** A request on which no byte moves for this long fails as storage unavailable. Default 30 s. */
+  idleTimeoutMs?: number;
+  /** Told after each operation whether S3 answered. */
+  onAvailability?: AvailabilityListener;
 }
 
 export type S3BlobStore = BlobStore & PresignedGet;
@@ -116,8 +121,9 @@ function isConnectionReset(err: unknown): boolean {
 }
 
 /**
- * The minio client does not retry, and an HTTP keep-alive race (the server closing an idle
- * connection as the client reuses it) fails a request that never reached S3. Retry those, twice.
+ * The minio client retries a 5xx answer once by itself, but not an HTTP keep-alive race (the
+ * server closing an idle connection as the client reuses it), which fails a request that never
+ * reached S3. Retry those, twice.
  */
 function withConnectionRetries(raw: Client): Client {
   return new Proxy(raw, {
@@ -150,6 +156,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
     endPoint: endpoint.endPoint,
     ...(endpoint.port !== undefined ? { port: endpoint.port } : {}),
     useSSL: endpoint.useSSL,
+    transport: idleTimeoutTransport(endpoint.useSSL, options.idleTimeoutMs ?? 30_000),
     region,
     pathStyle: options.forcePathStyle ?? endpoint.custom,
     ...(options.accessKey && options.secretKey ? { accessKey: options.accessKey, secretKey: options.secretKey } : {}),
@@ -174,7 +181,10 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
 
   async function ensureBucket(): Promise<void> {
     if (await client.bucketExists(bucket)) return;
-    if (!options.createBucket) throw new Error(`S3 bucket ${JSON.stringify(bucket)} does not exist`);
+    if (!options.createBucket) {
+      const cause = new Error(`S3 bucket ${JSON.stringify(bucket)} does not exist (create it, or set REGISTRY_STORAGE_S3_CREATEBUCKET=true)`);
+      throw new DependencyUnavailableError('storage', 'bucket missing', { cause });
+    }
     try {
       await client.makeBucket(bucket, region);
     } catch (err) {
@@ -266,7 +276,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
     }
   }
 
-  return {
+  const store: S3BlobStore = {
     async stat(key) {
       const name = objectName(key);
       await ready();
@@ -356,4 +366,5 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
       return client.presignedGetObject(bucket, name, expirySeconds);
     },
   };
+  return guardStore(store, options.onAvailability ?? (() => undefined));
 }

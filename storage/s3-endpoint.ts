@@ -40,3 +40,46 @@ export function parseEndpoint(regionEndpoint: string | undefined, secure = true)
     custom: true,
   };
 }
+
+/**
+ * Why S3 would refuse a bucket name, or `undefined`: the naming rules that AWS S3 and MinIO
+ * enforce, and that the minio client checks before every request (so a registry started with
+ * such a name would fail every push).
+ */
+export function bucketNameProblem(name: string): string | undefined {
+  if (name.length < 3 || name.length > 63) return 'S3 bucket names are 3 to 63 characters long';
+  if (!/^[a-z0-9.-]+$/.test(name)) return 'S3 bucket names hold only lower-case letters, digits, dots and hyphens';
+  if (!/^[a-z0-9].*[a-z0-9]$/.test(name)) return 'S3 bucket names begin and end with a letter or digit';
+  if (/\.\.|\.-|-\./.test(name)) return 'S3 bucket names have no two dots, or a dot and a hyphen, side by side';
+  if (/\d+\.\d+\.\d+\.\d+/.test(name)) return 'S3 bucket names do not look like an IP address';
+  return undefined;
+}
+
+/** An AWS region name: us-east-1, eu-central-2, us-gov-west-1, cn-north-1. */
+const AWS_REGION_RE = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+/** The region an AWS S3 endpoint names: s3.eu-west-1.amazonaws.com, s3-fips.us-east-2.amazonaws.com. */
+const AWS_ENDPOINT_REGION_RE = /(?:^|\.)s3(?:-fips)?(?:\.dualstack)?[.-]([a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?$/;
+
+/**
+ * Why the region cannot work with the endpoint, or `undefined`: on AWS S3 itself (no endpoint) it
+ * must be an AWS region, and an AWS endpoint that names a region must name this one (requests are
+ * signed for the region, and S3 refuses a signature for another). Like every configuration
+ * message, it does not repeat the value given.
+ */
+export function regionProblem(region: string, regionEndpoint: string | undefined, secure = true): string | undefined {
+  if (regionEndpoint === undefined) {
+    return AWS_REGION_RE.test(region)
+      ? undefined
+      : 'expected an AWS region name such as us-east-1 (for another S3 service, set REGISTRY_STORAGE_S3_REGIONENDPOINT)';
+  }
+  let host: string;
+  try {
+    host = parseEndpoint(regionEndpoint, secure).endPoint.toLowerCase();
+  } catch {
+    return undefined; // the endpoint's own problem, reported with it
+  }
+  const named = AWS_ENDPOINT_REGION_RE.exec(host)?.[1];
+  return named !== undefined && named !== region
+    ? `does not match REGISTRY_STORAGE_S3_REGIONENDPOINT, an AWS endpoint in ${named}: set REGISTRY_STORAGE_S3_REGION=${named}`
+    : undefined;
+}

@@ -113,6 +113,10 @@ export function createBlobHandlers(deps: RegistryDeps) {
       // As the Go registry's S3 driver: a whole-blob GET goes straight to object storage through a
       // presigned URL (clients follow 307s); ranged reads and HEADs are answered here.
       if (ctx.method === 'GET' && !range && size > 0 && !deps.config.storage.redirect.disable && hasPresignedGet(deps.store)) {
+        // Signing a URL asks nothing of S3: during an outage, ask it before sending the client
+        // there, which answers 503 now (instead of a client failing to connect to S3) or finds
+        // the outage over.
+        if (deps.availability.outage('storage')) await blobs.stat(digest);
         ctx.set('Location', await deps.store.presignedGetUrl(blobKey(digest), REDIRECT_EXPIRY_SECONDS));
         emptyResponse(ctx, 307);
         return;

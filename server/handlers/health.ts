@@ -1,23 +1,51 @@
-// /healthz: the process answers. /readyz: the database and the blob store answer too, so a load
-// balancer only sends traffic to replicas that can serve it.
-import type { Db } from '../../storage/db.js';
-import type { BlobStore } from '../../storage/blob-store.js';
-import type { Ctx } from '../context.js';
+// /healthz: the process answers. /readyz: the database and the blob storage answer too, so a load
+// balancer only sends traffic to replicas that can serve it; when not, it says which one does not
+// and why in a fixed phrase ("connection refused", "timed out", "bucket missing"), never a host,
+// port or bucket name (the endpoint is unauthenticated). The log has the details.
+import { DependencyUnavailableError, StorageFullError } from '../../storage/errors.js';
+import { HEALTH_PROBE_KEY } from '../../storage/paths.js';
+import type { Ctx, RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 
-export function createHealthHandlers(db: Db, store: BlobStore) {
+/** The fixed phrase for a failed check; other failures are logged with their details. */
+function reasonOf(err: unknown): string {
+  if (err instanceof DependencyUnavailableError) return err.reason;
+  if (err instanceof StorageFullError) return 'full';
+  return 'error';
+}
+
+export function createHealthHandlers(deps: Pick<RegistryDeps, 'db' | 'store' | 'availability'>) {
+  const { db, store, availability } = deps;
+
+  /** 'ok', or the fixed phrase of why not. */
+  async function check(name: string, probe: () => Promise<unknown>, ctx: Ctx): Promise<string> {
+    try {
+      await probe();
+      return 'ok';
+    } catch (err) {
+      const reason = reasonOf(err);
+      if (reason === 'error') ctx.state.log.error({ err, dependency: name }, 'readiness check failed');
+      return reason;
+    }
+  }
+
   return {
     live(ctx: Ctx): void {
       ctx.body = { status: 'ok' };
     },
     async ready(ctx: Ctx): Promise<void> {
-      const checks = await Promise.allSettled([db.query('SELECT 1'), store.stat('blobs/health-probe')]);
-      const failed = checks.flatMap((c, i) => (c.status === 'rejected' ? [i === 0 ? 'database' : 'storage'] : []));
+      const [database, storage] = await Promise.all([
+        check('database', () => db.query('SELECT 1'), ctx),
+        check('storage', () => store.stat(HEALTH_PROBE_KEY), ctx),
+      ]);
+      // Only between replicas on PostgreSQL; not a reason to take a replica out (caches expire).
+      const notifications = db.kind === 'postgres' ? (availability.outage('notifications') ? 'reconnecting' : 'ok') : undefined;
+      const checks = { database, storage, ...(notifications ? { notifications } : {}) };
+      const failed = Object.entries({ database, storage }).filter(([, state]) => state !== 'ok');
       if (failed.length > 0) {
-        ctx.state.log.warn({ failed }, 'readiness check failed');
-        throw new OciError('UNAVAILABLE', `not ready: ${failed.join(', ')} unreachable`, { failed });
+        throw new OciError('UNAVAILABLE', `not ready: ${failed.map(([name, state]) => `${name} ${state}`).join(', ')}`, checks);
       }
-      ctx.body = { status: 'ready' };
+      ctx.body = { status: 'ready', ...checks };
     },
   };
 }

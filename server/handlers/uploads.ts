@@ -3,7 +3,7 @@
 // blob store, so an upload survives a restart and may continue on another replica.
 import { randomUUID } from 'node:crypto';
 import type { ParsedDigest } from '../../storage/digest.js';
-import { StorageNotFoundError } from '../../storage/errors.js';
+import { StorageFullError, StorageNotFoundError } from '../../storage/errors.js';
 import type { UploadChunk } from '../../storage/blobs.js';
 import type { UploadRecord } from '../../storage/metadata-store.js';
 import { isUploadId } from '../../storage/paths.js';
@@ -89,7 +89,11 @@ export function createUploadHandlers(deps: RegistryDeps) {
 
   /** Streams the request body into a new chunk object at the upload's end (none for an empty body). */
   async function writeBody(ctx: Ctx, upload: UploadRecord): Promise<UploadChunk | undefined> {
-    const chunk = await blobs.writeChunk(upload.id, upload.size, ctx.req, requestSignal(ctx));
+    const chunk = await blobs.writeChunk(upload.id, upload.size, ctx.req, requestSignal(ctx)).catch((err: unknown) => {
+      // The client is told the size it asked to store, when it said.
+      const length = ctx.get('Content-Length');
+      throw err instanceof StorageFullError && /^\d{1,15}$/.test(length) ? err.withRequested(Number(length)) : err;
+    });
     deps.metrics.blobBytesReceived.inc(chunk.size);
     return chunk.size === 0 ? undefined : chunk;
   }

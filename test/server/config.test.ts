@@ -107,6 +107,7 @@ test('S3 storage: REGISTRY_STORAGE=s3 with the Go registry S3 driver variables',
     forcepathstyle: false,
     createbucket: true,
     chunksize: 16 * 1024 * 1024,
+    idletimeout: 30,
   });
   t.true(config.storage.redirect.disable);
   const { describeStorage } = await import('../../server/registry.js');
@@ -119,17 +120,18 @@ test('S3 storage: defaults, and no S3 section unless chosen', (t) => {
   const plain = loadConfig({ env: {} });
   t.is(plain.storage.s3, undefined);
   t.false(plain.storage.redirect.disable);
-  const config = loadConfig({ env: { REGISTRY_STORAGE: 's3', REGISTRY_STORAGE_S3_BUCKET: 'b' } });
+  const config = loadConfig({ env: { REGISTRY_STORAGE: 's3', REGISTRY_STORAGE_S3_BUCKET: 'blobs' } });
   t.deepEqual(config.storage.s3, {
-    bucket: 'b',
+    bucket: 'blobs',
     region: 'us-east-1',
     rootdirectory: '',
     secure: true,
     createbucket: false,
     chunksize: 10 * 1024 * 1024,
+    idletimeout: 30,
   });
   // Any S3 setting selects S3, as a storage.s3 section in the Go registry's YAML does.
-  t.is(loadConfig({ env: { REGISTRY_STORAGE_S3_BUCKET: 'b' } }).storage.s3?.bucket, 'b');
+  t.is(loadConfig({ env: { REGISTRY_STORAGE_S3_BUCKET: 'blobs' } }).storage.s3?.bucket, 'blobs');
 });
 
 test('S3 storage: chosen without a bucket is one clear problem, naming the variable', (t) => {
@@ -147,7 +149,7 @@ test('S3 storage: malformed settings are reported together, without echoing the 
       loadConfig({
         env: {
           REGISTRY_STORAGE: 's3',
-          REGISTRY_STORAGE_S3_BUCKET: 'b',
+          REGISTRY_STORAGE_S3_BUCKET: 'blobs',
           REGISTRY_STORAGE_S3_SECRETKEY: secret,
           REGISTRY_STORAGE_S3_REGIONENDPOINT: 'ftp://x',
           REGISTRY_STORAGE_S3_ROOTDIRECTORY: 'a/../b',
@@ -162,6 +164,81 @@ test('S3 storage: malformed settings are reported together, without echoing the 
     t.regex(message, new RegExp(`REGISTRY_STORAGE_S3_${name}`), name);
   }
   t.false(message.includes(secret));
+});
+
+test('S3 storage: a bucket name S3 refuses is refused at start-up, by variable, with the rule', (t) => {
+  // The minio client refuses these before sending anything; the Go registry's users know the
+  // rules from S3 itself. Each used to start a registry that failed every push with 500 UNKNOWN.
+  const cases: Array<[string, RegExp]> = [
+    ['b', /3 to 63 characters/],
+    ['x'.repeat(64), /3 to 63 characters/],
+    ['My_Bucket', /lower-case letters, digits, dots and hyphens/],
+    ['-blobs', /begin and end with a letter or digit/],
+    ['blobs.', /begin and end with a letter or digit/],
+    ['my..blobs', /no two dots/],
+    ['my-.blobs', /no two dots, or a dot and a hyphen/],
+    ['192.168.5.4', /IP address/],
+  ];
+  for (const [bucket, rule] of cases) {
+    const err = t.throws(() => loadConfig({ env: { REGISTRY_STORAGE: 's3', REGISTRY_STORAGE_S3_BUCKET: bucket } }), { instanceOf: ConfigError });
+    t.is(err?.problems.length, 1, bucket);
+    t.regex(err?.problems[0] ?? '', /^REGISTRY_STORAGE_S3_BUCKET: S3 bucket names/, bucket);
+    t.regex(err?.problems[0] ?? '', rule, bucket);
+  }
+  for (const bucket of ['abc', 'my-registry.blobs', 'a'.repeat(63), 'registry-2024']) {
+    t.is(loadConfig({ env: { REGISTRY_STORAGE_S3_BUCKET: bucket } }).storage.s3?.bucket, bucket);
+  }
+});
+
+test('S3 storage: a region its endpoint contradicts, or no AWS region on AWS, is refused at start-up', (t) => {
+  const problems = (env: Record<string, string>): string[] => {
+    try {
+      loadConfig({ env: { REGISTRY_STORAGE_S3_BUCKET: 'blobs', ...env } });
+      return [];
+    } catch (err) {
+      return (err as ConfigError).problems;
+    }
+  };
+  // Requests are signed for the configured region; S3 refuses a signature for another one.
+  t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'https://s3.eu-west-1.amazonaws.com', REGISTRY_STORAGE_S3_REGION: 'us-east-1' }), [
+    'REGISTRY_STORAGE_S3_REGION: does not match REGISTRY_STORAGE_S3_REGIONENDPOINT, an AWS endpoint in eu-west-1: set REGISTRY_STORAGE_S3_REGION=eu-west-1',
+  ]);
+  t.regex(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 's3-fips.us-east-2.amazonaws.com' })[0] ?? '', /an AWS endpoint in us-east-2/);
+  t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'https://s3.eu-west-1.amazonaws.com', REGISTRY_STORAGE_S3_REGION: 'eu-west-1' }), []);
+  // Without an endpoint, AWS itself: the region must be one of its names.
+  t.regex(problems({ REGISTRY_STORAGE_S3_REGION: 'europe' })[0] ?? '', /^REGISTRY_STORAGE_S3_REGION: expected an AWS region name such as us-east-1/);
+  t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGION: 'us-gov-west-1' }), []);
+  // Other S3 services choose their own region names.
+  t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'http://minio.internal:9000', REGISTRY_STORAGE_S3_REGION: 'home' }), []);
+  // Listed with the other problems, all at once.
+  t.is(problems({ REGISTRY_STORAGE_S3_BUCKET: 'b', REGISTRY_STORAGE_S3_REGION: 'europe', REGISTRY_STORAGE_S3_CHUNKSIZE: '1' }).length, 3);
+});
+
+test('dependency timeouts: Go durations, defaults, and more than zero', (t) => {
+  const defaults = loadConfig({ env: { REGISTRY_STORAGE_S3_BUCKET: 'blobs' } });
+  t.is(defaults.database.connecttimeout, 10);
+  t.is(defaults.database.querytimeout, 30);
+  t.is(defaults.storage.s3?.idletimeout, 30);
+  const set = loadConfig({
+    env: {
+      REGISTRY_DATABASE_CONNECTTIMEOUT: '5s',
+      REGISTRY_DATABASE_QUERYTIMEOUT: '1m',
+      REGISTRY_STORAGE_S3_BUCKET: 'blobs',
+      REGISTRY_STORAGE_S3_IDLETIMEOUT: '1500ms',
+    },
+  });
+  t.is(set.database.connecttimeout, 5);
+  t.is(set.database.querytimeout, 60);
+  t.is(set.storage.s3?.idletimeout, 1.5);
+  const err = t.throws(
+    () => loadConfig({ env: { REGISTRY_DATABASE_CONNECTTIMEOUT: '0', REGISTRY_DATABASE_QUERYTIMEOUT: 'soon', REGISTRY_STORAGE_S3_BUCKET: 'blobs', REGISTRY_STORAGE_S3_IDLETIMEOUT: '0s' } }),
+    { instanceOf: ConfigError },
+  );
+  t.deepEqual(err?.problems.map((p) => p.split(':')[0]).sort(), [
+    'REGISTRY_DATABASE_CONNECTTIMEOUT',
+    'REGISTRY_DATABASE_QUERYTIMEOUT',
+    'REGISTRY_STORAGE_S3_IDLETIMEOUT',
+  ]);
 });
 
 test('S3 storage: a YAML storage.s3 section wins over a filesystem root set beside it', async (t) => {
@@ -368,7 +445,7 @@ test('configuration messages are in words, never zod\'s defaults, and never repe
           REGISTRY_CACHE_TTL: '-1',
           REGISTRY_UPLOADS_MAXCONCURRENT: '1.5',
           REGISTRY_DATABASE_URL: 'mysql://db',
-          REGISTRY_STORAGE_S3_BUCKET: 'b',
+          REGISTRY_STORAGE_S3_BUCKET: 'blobs',
           REGISTRY_STORAGE_S3_CHUNKSIZE: '99999999999999',
         },
       }),

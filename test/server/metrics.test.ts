@@ -5,6 +5,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { createDebugListener, createMetrics } from '../../server/metrics.js';
+import { makeCosignKey } from '../helpers/cosign.js';
+import { cosignSignatureManifest } from '../helpers/signature-artifacts.js';
 import { createClient } from '../helpers/oci-client.js';
 import { makeImage, randomLayer } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -97,12 +99,14 @@ test.serial('the pull gate counts allowed and refused pulls in signed-only proje
   t.is((await api('', 'POST', { name: 'gated' })).status, 201);
   const image = makeImage({ layers: 1 });
   t.is((await client.pushImage('gated/app', image, 'v1')).status, 201);
-  // A cosign signature tag is never gated: an allowed decision.
-  t.is((await client.pushManifest('gated/app', `sha256-${'a'.repeat(64)}.sig`, image.manifest)).status, 201);
+  // A cosign signature manifest is served without a signature of its own: an allowed decision.
+  const sig = cosignSignatureManifest(makeCosignKey(), image.manifest.digest, `${registry.host}/gated/app`);
+  for (const blob of sig.blobs) await client.pushBlob('gated/app', blob);
+  t.is((await client.pushManifest('gated/app', sig.tag, sig.manifest)).status, 201);
   t.is((await api('/gated', 'PATCH', { signedOnly: true })).status, 200);
 
   t.is((await client.getManifest('gated/app', 'v1')).status, 412);
-  t.is((await client.getManifest('gated/app', `sha256-${'a'.repeat(64)}.sig`)).status, 200);
+  t.is((await client.getManifest('gated/app', sig.tag)).status, 200);
   const text = await scrape(registry.url);
   t.is(sample(text, 'signet_pull_gate_decisions_total{outcome="refused"}'), 1);
   t.is(sample(text, 'signet_pull_gate_decisions_total{outcome="allowed"}'), 1);

@@ -1,13 +1,16 @@
 // The registry with its blobs on S3 (s3rver on loopback), selected by configuration as an operator
 // would: push and pull through HTTP, byte for byte, and readiness that notices a missing bucket.
+// A bucket that is missing or refuses the credentials is named in the log at start-up.
 import { randomBytes } from 'node:crypto';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import anyTest, { type TestFn } from 'ava';
-import { createClient, jsonBlob } from '../helpers/oci-client.js';
+import { captureLog } from '../helpers/log-capture.js';
+import { createClient, jsonBlob, type OciErrorBody } from '../helpers/oci-client.js';
 import { blobOf, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { randomBucketName, startS3rver, type TestS3 } from '../helpers/s3rver.js';
+import { until } from '../helpers/wait.js';
 
 const test = anyTest as TestFn<{ s3: TestS3; registry: TestRegistry }>;
 
@@ -101,11 +104,41 @@ test('readiness answers through S3 and fails while the bucket is missing', async
   const { s3, registry } = t.context;
   t.is((await fetch(`${registry.url}/readyz`)).status, 200);
 
-  const missing = await startTestRegistry({ env: s3.registryEnv({ REGISTRY_STORAGE_S3_BUCKET: randomBucketName() }) });
+  const bucket = randomBucketName();
+  const logs = captureLog();
+  const missing = await startTestRegistry({ log: logs.log, env: s3.registryEnv({ REGISTRY_STORAGE_S3_BUCKET: bucket }) });
   t.teardown(() => missing.close());
   const res = await fetch(`${missing.url}/readyz`);
   t.is(res.status, 503);
-  t.regex(await res.text(), /storage/);
+  t.deepEqual(((await res.json()) as OciErrorBody).errors[0]!.detail, { database: 'ok', storage: 'bucket missing' });
+  // A push says why instead of 500 UNKNOWN, and the log named the bucket at start-up.
+  const push = await createClient(missing.url).pushBlob('no/bucket', blobOf(randomBytes(100), 'application/octet-stream'));
+  t.is(push.status, 503);
+  t.is(((await push.json()) as OciErrorBody).errors[0]!.message, "the registry's blob storage is unavailable (bucket missing); try again later");
+  const named = logs.withMessage('blob storage unavailable: requests that need it answer 503 until it is back');
+  t.is(named.length, 1);
+  t.like(named[0], { reason: 'bucket missing', bucket, endpoint: s3.endpoint });
+  t.regex(String(named[0]?.cause), /does not exist/);
+});
+
+test('storage refusing the credentials is named in the log at start-up, and pushes say so', async (t) => {
+  const { s3 } = t.context;
+  const logs = captureLog();
+  // (s3rver checks the access key, not the signature, on a HEAD.)
+  const refused = await startTestRegistry({
+    log: logs.log,
+    env: s3.registryEnv({ REGISTRY_STORAGE_S3_ACCESSKEY: 'NOBODY', REGISTRY_STORAGE_S3_SECRETKEY: 'not-the-secret' }),
+  });
+  t.teardown(() => refused.close());
+  t.true(await until(() => logs.withMessage('blob storage unavailable: requests that need it answer 503 until it is back').length > 0, 10_000));
+  t.like(logs.withMessage('blob storage unavailable: requests that need it answer 503 until it is back')[0], {
+    reason: 'access denied',
+    bucket: s3.bucket,
+  });
+  t.notRegex(JSON.stringify(logs.lines), /not-the-secret/);
+  const push = await createClient(refused.url).pushBlob('no/access', blobOf(randomBytes(100), 'application/octet-stream'));
+  t.is(push.status, 503);
+  t.is(((await push.json()) as OciErrorBody).errors[0]!.code, 'UNAVAILABLE');
 });
 
 test('with createbucket the registry makes its bucket and serves from it', async (t) => {

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import anyTest, { type TestFn } from 'ava';
-import { InvalidStorageKeyError, StorageNotFoundError } from '../../storage/errors.js';
+import { DependencyUnavailableError, InvalidStorageKeyError, StorageNotFoundError } from '../../storage/errors.js';
 import { createS3BlobStore, S3_MIN_PART_SIZE } from '../../storage/s3-blob-store.js';
 import { parseEndpoint, rootPrefix } from '../../storage/s3-endpoint.js';
 import { BAD_KEYS, blobStoreConformance, failingStream, listAll, readAll, streamOf } from '../conformance/blob-store.js';
@@ -181,8 +181,12 @@ test('a missing bucket is an error unless the store may create it', async (t) =>
   const { s3 } = t.context;
   const bucket = randomBucketName();
   const strict = createS3BlobStore(s3.storeOptions({ bucket }));
-  await t.throwsAsync(strict.stat('uploads/x'), { message: /bucket .* does not exist/ });
-  await t.throwsAsync(strict.write('uploads/x', streamOf(Buffer.from('x'))), { message: /does not exist/ });
+  // The storage is unavailable (a 503 to clients), and the cause names the bucket.
+  for (const attempt of [strict.stat('uploads/x'), strict.write('uploads/x', streamOf(Buffer.from('x')))]) {
+    const err = await t.throwsAsync(attempt, { instanceOf: DependencyUnavailableError });
+    t.is(err?.reason, 'bucket missing');
+    t.regex(String(err?.cause), new RegExp(`bucket "${bucket}" does not exist`));
+  }
 
   // Two replicas starting together both create it, and both work.
   const [one, two] = [0, 1].map(() => createS3BlobStore(s3.storeOptions({ bucket, createBucket: true, rootDirectory: 'r' })));

@@ -1,0 +1,55 @@
+// The outage log: one line when an outage starts, one when it ends, however the outcomes of
+// operations in flight at either edge arrive.
+import test from 'ava';
+import { createAvailability } from '../../server/availability.js';
+import { createMetrics } from '../../server/metrics.js';
+import { DependencyUnavailableError } from '../../storage/errors.js';
+import { captureLog } from '../helpers/log-capture.js';
+import { sleep } from '../helpers/wait.js';
+
+const refused = new DependencyUnavailableError('database', 'connection refused', { cause: Object.assign(new Error('connect ECONNREFUSED 10.0.0.5:5432'), { code: 'ECONNREFUSED' }) });
+
+test('an outage is two lines however many operations fail, and straddling outcomes change nothing', async (t) => {
+  const logs = captureLog();
+  const metrics = createMetrics({ defaultMetrics: false });
+  const availability = createAvailability({ log: logs.log, storage: { driver: 'filesystem' }, gauge: metrics.dependencyUp });
+  const sentBefore = Date.now();
+  await sleep(5);
+  availability.report('database', refused, Date.now());
+  for (let i = 0; i < 50; i++) availability.report('database', refused, Date.now());
+  t.is(availability.outage('database')?.reason, 'connection refused');
+  // An answer to a statement sent before the outage began, arriving now, does not end it.
+  availability.report('database', undefined, sentBefore);
+  t.truthy(availability.outage('database'));
+  t.regex(await metrics.register.getSingleMetricAsString('signet_dependency_up'), /dependency="database"} 0/);
+
+  await sleep(5);
+  const sentDuring = Date.now();
+  await sleep(5);
+  availability.report('database', undefined, Date.now());
+  t.is(availability.outage('database'), undefined);
+  // A failure of a statement sent during the outage (a connect that timed out) starts no new one.
+  availability.report('database', refused, sentDuring);
+  t.is(availability.outage('database'), undefined);
+
+  const down = logs.withMessage('database unavailable: requests that need it answer 503 until it is back');
+  t.is(down.length, 1);
+  t.like(down[0], { level: 50, dependency: 'database', reason: 'connection refused', cause: 'connect ECONNREFUSED 10.0.0.5:5432' });
+  t.is(down[0]?.err, undefined, 'no stack trace');
+  const back = logs.withMessage('database available again');
+  t.is(back.length, 1);
+  t.is(typeof back[0]?.unavailableSeconds, 'number');
+  t.regex(await metrics.register.getSingleMetricAsString('signet_dependency_up'), /dependency="database"} 1/);
+});
+
+test('change notifications: lost and back are one warning and one line, and do not touch the database state', (t) => {
+  const logs = captureLog();
+  const availability = createAvailability({ log: logs.log, storage: {} });
+  availability.notifications(false, new Error('Connection terminated unexpectedly'));
+  availability.notifications(false, new Error('connect ECONNREFUSED'));
+  t.is(availability.outage('notifications')?.reason, 'connection lost');
+  t.is(availability.outage('database'), undefined);
+  availability.notifications(true);
+  t.is(logs.withMessage('change notifications from other replicas interrupted; caches are flushed on reconnect').length, 1);
+  t.is(logs.withMessage('change notifications available again').length, 1);
+});
