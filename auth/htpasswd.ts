@@ -30,15 +30,37 @@ export interface HtpasswdOptions {
   cacheTtlMs?: number;
   /** How often, at most, the file's modification time is checked. */
   recheckMs?: number;
-  onReload?: (users: number) => void;
+  /** After each load: the users read, and the bcrypt cost unknown users are checked at. */
+  onReload?: (users: number, dummyCost: number) => void;
   onError?: (err: unknown) => void;
   /** Told of each bcrypt check (for a metric). */
   onCheck?: () => void;
 }
 
-// A valid bcrypt hash of a random string: unknown users pay the same bcrypt cost as known ones,
-// so response times do not reveal who exists.
-const DUMMY_HASH = bcrypt.hashSync(randomBytes(16).toString('hex'), 10);
+/** bcrypt's own default, for a file without entries (where every login fails alike anyway). */
+const DEFAULT_COST = 10;
+
+/** The cost of a bcrypt hash (`$2y$05$...` → 5). */
+function costOf(hash: string): number {
+  return Number(hash.slice(4, 6));
+}
+
+/**
+ * The cost an unknown user is checked at: the one most of the file's entries use (the higher of
+ * two equally common). A wrong password for a known user costs that user's bcrypt cost, so an
+ * unknown user must cost the same, or response times tell who exists: with a fixed cost of 10,
+ * an unknown user took 63-107 ms where a user of `htpasswd -B` (cost 5) took 5-7 ms.
+ */
+export function dummyCostFor(users: ReadonlyMap<string, string>): number {
+  const counts = new Map<number, number>();
+  for (const hash of users.values()) counts.set(costOf(hash), (counts.get(costOf(hash)) ?? 0) + 1);
+  let best = DEFAULT_COST;
+  let bestCount = 0;
+  for (const [cost, count] of counts) {
+    if (count > bestCount || (count === bestCount && cost > best)) [best, bestCount] = [cost, count];
+  }
+  return best;
+}
 
 export function parseHtpasswd(text: string): Map<string, string> {
   const users = new Map<string, string>();
@@ -50,6 +72,8 @@ export function parseHtpasswd(text: string): Map<string, string> {
     const hash = line.slice(colon + 1);
     // Only bcrypt: MD5-crypt, SHA1 and plain text entries are refused, as the Go registry does.
     if (!/^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/.test(hash)) continue;
+    // bcrypt's costs run from 4 to 31; bcryptjs cannot check any other.
+    if (costOf(hash) < 4 || costOf(hash) > 31) continue;
     users.set(line.slice(0, colon), hash);
   }
   return users;
@@ -67,15 +91,28 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
   let loading: Promise<void> | undefined;
   /** Counts reloads, so a bcrypt check against a table since replaced is not remembered. */
   let generation = 0;
+  /**
+   * A valid bcrypt hash of a random string at the file's cost (dummyCostFor), made again when a
+   * reload changes that cost; until the first load, none (a check waits for the load).
+   */
+  let dummy: string | undefined;
+
+  async function rebuildDummy(cost: number): Promise<void> {
+    if (dummy !== undefined && costOf(dummy) === cost) return;
+    dummy = await bcrypt.hash(randomBytes(16).toString('hex'), cost);
+  }
 
   async function load(): Promise<void> {
     try {
       const info = await stat(options.path);
       if (info.mtimeMs === loadedMtime && info.size >= 0) return;
-      users = parseHtpasswd(await readFile(options.path, 'utf8'));
+      const next = parseHtpasswd(await readFile(options.path, 'utf8'));
+      // Before the new table is used: checks wait for this load, so none runs at the old cost.
+      await rebuildDummy(dummyCostFor(next));
+      users = next;
       loadedMtime = info.mtimeMs;
       forget();
-      options.onReload?.(users.size);
+      options.onReload?.(users.size, costOf(dummy!));
     } catch (err) {
       // A missing or unreadable file locks everyone out rather than keeping stale users.
       users = new Map();
@@ -117,7 +154,9 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
     options.onCheck?.();
     const started = (async () => {
       // bcryptjs reads $2y$ as $2a$ (the same algorithm under PHP's name).
-      const matches = await bcrypt.compare(password, (hash ?? DUMMY_HASH).replace(/^\$2y\$/, '$2a$'));
+      // An unknown user before any load succeeded (the file is missing): the default cost.
+      dummy ??= await bcrypt.hash(randomBytes(16).toString('hex'), DEFAULT_COST);
+      const matches = await bcrypt.compare(password, (hash ?? dummy).replace(/^\$2y\$/, '$2a$'));
       // An unknown user is checked against the dummy hash for the timing, never accepted.
       const accepted = matches && hash !== undefined;
       // A password changed or a user removed while bcrypt ran: the answer stands for the requests

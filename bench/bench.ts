@@ -3,6 +3,7 @@
 //
 // Exit status 0 whatever the figures (the table says PASS/FAIL); 1 only when the harness fails.
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import { chooseHeadGenerator, chooseLoadGenerator, type LoadGenerator } from './load.js';
 import { watchCpu } from './machine.js';
 import { ACCEPT_MANIFESTS } from './registry-client.js';
@@ -21,11 +22,14 @@ import {
   type LoadRow,
   type SmallImage,
 } from './workloads.js';
+import { addHostileRows, runHostileRows } from './hostile-rows.js';
 import { addTrustRows, runTrustRows } from './trust-rows.js';
 import { addBombRows, runBombRows } from './bomb-rows.js';
 
 // BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
 const QUICK = process.env.BENCH_QUICK === '1';
+// BENCH_ONLY=hostile runs only the rows of bench/hostile-rows.ts (Signet alone, a few minutes).
+const ONLY = process.env.BENCH_ONLY;
 const LAYER_MIB = QUICK ? 64 : 1024;
 /**
  * Layer pushes and pulls are repeated, alternating between the registries (the order flips each
@@ -219,7 +223,18 @@ function reportForeignLoad(share: number): void {
   }
 }
 
+/** BENCH_ONLY=hostile: the hostile-client rows alone. */
+async function mainHostileOnly(resources: Resources): Promise<void> {
+  const table = new Table();
+  await runHostileRows(resources, addHostileRows(table), record);
+  // The servers are gone by now, so their CPU cannot be told from other work: the load says enough.
+  console.log(`bench: load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (the machine has ${os.cpus().length} cores)`);
+  table.print('Signet', undefined);
+}
+
 async function main(resources: Resources): Promise<void> {
+  if (ONLY === 'hostile') return mainHostileOnly(resources);
+  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile" is known`);
   const cpu = watchCpu();
   const scratch = await resources.tempDir('signet-bench-scratch-');
   const running = new Set<() => void>();
@@ -253,6 +268,7 @@ async function main(resources: Resources): Promise<void> {
   // Signet's embedded PostgreSQL is a child process: its memory is shown, not hidden.
   const rssDatabase = table.add(`peak RSS of the embedded database process, push and pull`, 'MB', { kind: 'info' });
   const bombs = addBombRows(table);
+  const hostile = addHostileRows(table);
 
   await runLayerRounds(servers, { push, pull, pullHashing, rssPush, rssPull, rssDatabase });
   await runRounds(small, servers, async (server, round) => {
@@ -270,6 +286,7 @@ async function main(resources: Resources): Promise<void> {
     record,
   );
   await runBombRows(resources, bombs, record);
+  await runHostileRows(resources, hostile, record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
   table.print(servers[0]!.label, servers[1]?.label);
 }

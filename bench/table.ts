@@ -8,6 +8,8 @@ export type Target =
   | { kind: 'of-row'; row: Row; min: number }
   /** Signet's figure under a plain limit in the row's unit. */
   | { kind: 'under'; max: number }
+  /** Signet's figure within a plain range in the row's unit (a ratio that should be near 1). */
+  | { kind: 'between'; min: number; max: number }
   /** A figure shown for the record, with no target (and the ratio, when both registries have one). */
   | { kind: 'info' };
 
@@ -75,6 +77,10 @@ function judge(
     const target = `Signet < ${row.target.max} ${row.unit}`;
     return { ratio: '—', target, verdict: s !== undefined && s < row.target.max ? 'PASS' : 'FAIL' };
   }
+  if (row.target.kind === 'between') {
+    const target = `${row.target.min} ≤ Signet ≤ ${row.target.max}`;
+    return { ratio: '—', target, verdict: s !== undefined && s >= row.target.min && s <= row.target.max ? 'PASS' : 'FAIL' };
+  }
   if (row.target.kind === 'below') {
     const target = `Signet < ${row.target.max / 1e6} ${row.unit}`;
     return { ratio: '—', target, verdict: s !== undefined && s * 1e6 < row.target.max ? 'PASS' : 'FAIL' };
@@ -102,5 +108,6 @@ export function median(values: number[]): number {
 export function format(value: number, unit: string): string {
   if (unit === 'MiB/s' || unit === 'MB') return value.toFixed(1);
   if (unit === 'ms') return value.toFixed(3);
+  if (unit === 'x') return value.toFixed(2);
   return Math.round(value).toLocaleString('en-US');
 }

@@ -14,6 +14,8 @@ const env = s3.registryEnv({
   REGISTRY_DATABASE_URL: database.url,
   REGISTRY_STORAGE_REDIRECT_DISABLE: 'true',
   REGISTRY_HTTP_HOST: `127.0.0.1:${port}`,
+  // The proxy below, as REGISTRY_HTTP_TRUSTEDPROXIES names nginx in docker-compose.yml.
+  REGISTRY_HTTP_TRUSTEDPROXIES: '127.0.0.1',
 });
 const replicas = await Promise.all([startServerProcess(env), startServerProcess(env)]);
 
@@ -21,7 +23,9 @@ const replicas = await Promise.all([startServerProcess(env), startServerProcess(
 let next = 0;
 const proxy = http.createServer((req, res) => {
   const target = new URL(req.url ?? '/', replicas[next++ % replicas.length]!.url);
-  const upstream = http.request(target, { method: req.method, headers: req.headers }, (answer) => {
+  const forwardedFor = [req.headers['x-forwarded-for'], req.socket.remoteAddress].filter(Boolean).join(', ');
+  const headers = { ...req.headers, 'x-forwarded-for': forwardedFor };
+  const upstream = http.request(target, { method: req.method, headers }, (answer) => {
     res.writeHead(answer.statusCode ?? 502, answer.headers);
     answer.pipe(res);
   });

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Stream } from 'node:stream';
 import Koa from 'koa';
 import { ANONYMOUS, type Principal } from '../auth/authorize.js';
+import { createClientAddress } from './client-address.js';
 import type { Ctx, RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
 import { DependencyUnavailableError, StorageFullError } from '../storage/errors.js';
@@ -42,7 +43,10 @@ class RequestContext implements RequestState {
 
 export function createApp(deps: RegistryDeps): Koa<RequestState> {
   const app = new Koa<RequestState>();
+  // Koa's own proxy mode would believe X-Forwarded-For from anyone; the client address is set
+  // below, believing it only from REGISTRY_HTTP_TRUSTEDPROXIES.
   app.proxy = false;
+  const clientAddress = createClientAddress(deps.config.http.trustedproxies);
   // Errors are rendered by our middleware; this only sees failures while streaming a response.
   app.on('error', (err: Error & { code?: string }) => {
     if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || err.name === 'AbortError') return;
@@ -56,6 +60,7 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     const reqId = randomUUID();
     const started = process.hrtime.bigint();
     ctx.state = new RequestContext(reqId, deps.log);
+    ctx.request.ip = clientAddress(ctx.req.socket.remoteAddress, ctx.get('X-Forwarded-For') || undefined);
     // moby's ping and `docker manifest` check this header on every response, 401s included.
     ctx.set(API_VERSION_HEADER, 'registry/2.0');
     ctx.set('X-Content-Type-Options', 'nosniff');

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { bucketNameProblem, parseEndpoint, regionProblem, rootPrefix } from '../storage/s3-endpoint.js';
+import { parseProxyEntry } from './client-address.js';
 import { configIssueMessage } from './config-messages.js';
 import { catalogue, checkFileKeys, overlayEnvironment, type ConfigNote, type SourceReport } from './config-sources.js';
 
@@ -119,6 +120,22 @@ export const configSchema = z.object({
       draintimeout: duration.default(25),
       /** A connection with no bytes moving for this long is closed: a stalled upload is dropped. */
       idletimeout: duration.refine((s) => s > 0, 'must be more than 0').default(60),
+      /**
+       * An upload or download that moved no byte for this long gives its slot to another request of
+       * its caller when the caller is at its bound (server/caller-slots.ts); 0: only the idle timeout.
+       */
+      stalltimeout: duration.default(10),
+      /**
+       * Reverse proxies whose X-Forwarded-For is believed (server/client-address.ts): comma-separated
+       * IP addresses or CIDR ranges. Without any, the connection's peer is the client.
+       */
+      trustedproxies: z
+        .union([z.string(), z.array(z.string())])
+        .default([])
+        .transform((v) => (Array.isArray(v) ? v : v.split(',')).map((s) => s.trim()).filter(Boolean))
+        .refine((entries) => entries.every((entry) => parseProxyEntry(entry) !== undefined), {
+          message: 'expected comma-separated IP addresses or CIDR ranges, such as 10.0.0.5,172.31.250.0/24',
+        }),
       /** As the Go registry: metrics on their own listener when `addr` is set, else on the main port. */
       debug: z
         .object({
@@ -217,6 +234,16 @@ export const configSchema = z.object({
     .object({
       /** Upload requests one user (or, anonymous, one client address) may stream at once; 0: no limit. */
       maxconcurrent: z.coerce.number().int().nonnegative().default(32),
+    })
+    .prefault({}),
+  downloads: z
+    .object({
+      /**
+       * Blob GETs one user (or, anonymous, one client address) may be sent at once; 0: no limit.
+       * docker fetches 3 layers of an image at once (max-concurrent-downloads), containers/image
+       * up to 6: 64 leaves room for many pulls side by side from one machine or NAT address.
+       */
+      maxconcurrent: z.coerce.number().int().nonnegative().default(64),
     })
     .prefault({}),
   cache: z

@@ -7,6 +7,7 @@ import {
   DependencyUnavailableError,
   DescriptorDigestError,
   DigestMismatchError,
+  InvalidStorageKeyError,
   ManifestInvalidError,
   MissingBlobsError,
   SizeMismatchError,
@@ -99,6 +100,8 @@ export function toOciError(err: unknown): OciError | undefined {
   }
   if (err instanceof UploadNotFoundError) return new OciError('BLOB_UPLOAD_UNKNOWN', err.message);
   if (err instanceof StorageNotFoundError) return new OciError('BLOB_UNKNOWN', 'blob data is missing from storage');
+  // Keys come from validated names, so this is a request no check before storage caught: refused.
+  if (err instanceof InvalidStorageKeyError) return new OciError('REQUEST_INVALID', 'the request names no valid storage object');
   if (err instanceof DependencyUnavailableError) {
     return new OciError('UNAVAILABLE', `the registry's ${DEPENDENCY_NAMES[err.dependency]} is unavailable (${err.reason}); try again later`, {
       dependency: err.dependency,

@@ -3,14 +3,24 @@
 // REGISTRY_GC_INTERVAL. Replicas share the schedule through one database row, so one of them runs
 // each period.
 import { PassThrough } from 'node:stream';
+import { z } from 'zod';
 import type { GarbageCollector, GcOptions, GcReport } from '../storage/gc.js';
 import type { Db } from '../storage/db.js';
 import type { Config } from './config.js';
 import { requireAccess, type Ctx, type RegistryDeps } from './context.js';
-import { OciError } from './errors.js';
 import type { Logger } from './logging.js';
 import type { Metrics } from './metrics.js';
-import getRawBody from 'raw-body';
+import { readJsonBody } from './request-body.js';
+
+/**
+ * What `signet gc` may ask for. Strict: a misspelt `dryRun` must not run a real collection. The
+ * grace is capped (about 31 years) so that it stays a date.
+ */
+const GC_BODY = z.strictObject({
+  dryRun: z.boolean().optional(),
+  deleteUntagged: z.boolean().optional(),
+  graceSeconds: z.number().nonnegative().max(1e9).optional(),
+});
 
 /** Counts a finished run in the metrics /metrics serves. */
 export function recordGc(metrics: Metrics, report: GcReport): void {
@@ -20,10 +30,25 @@ export function recordGc(metrics: Metrics, report: GcReport): void {
   metrics.gcBytesRemoved.inc(report.bytesRemoved);
 }
 
+/**
+ * Beyond the idle timeout, how long crash debris is left alone. A live request moves a byte at
+ * least every idle timeout, but an object it wrote may stay untouched longer: a temporary file
+ * fills a 1 MiB buffer before each write, and a monolithic upload's object waits for its commit
+ * (on S3, a server-side copy of the whole blob). This process's own uploads are known and never
+ * swept; the margin is for another replica's.
+ */
+const DEBRIS_MARGIN_SECONDS = 15 * 60;
+
+/** How old crash debris must be before it is removed (at start-up and by every collection). */
+export function debrisAgeMs(config: Config): number {
+  return (config.http.idletimeout + DEBRIS_MARGIN_SECONDS) * 1000;
+}
+
 export function gcOptions(config: Config, overrides: Partial<GcOptions> = {}): GcOptions {
   return {
     graceMs: config.gc.grace * 1000,
     uploadAgeMs: config.storage.maintenance.uploadpurging.age * 1000,
+    debrisAgeMs: debrisAgeMs(config),
     deleteUntagged: config.gc.deleteuntagged,
     dryRun: false,
     ...overrides,
@@ -33,19 +58,7 @@ export function gcOptions(config: Config, overrides: Partial<GcOptions> = {}): G
 export function createGcHandler(deps: RegistryDeps, gc: GarbageCollector) {
   return async function runGc(ctx: Ctx): Promise<void> {
     await requireAccess(ctx, deps, 'maintain', '');
-    const text = await getRawBody(ctx.req, { limit: 4096, encoding: 'utf8' });
-    let body: Record<string, unknown> = {};
-    try {
-      body = text.trim() ? (JSON.parse(text) as Record<string, unknown>) : {};
-    } catch {
-      throw new OciError('REQUEST_INVALID', 'the body must be a JSON object');
-    }
-    const { dryRun, deleteUntagged, graceSeconds } = body;
-    if (dryRun !== undefined && typeof dryRun !== 'boolean') throw new OciError('REQUEST_INVALID', 'dryRun must be true or false');
-    if (deleteUntagged !== undefined && typeof deleteUntagged !== 'boolean') throw new OciError('REQUEST_INVALID', 'deleteUntagged must be true or false');
-    if (graceSeconds !== undefined && (typeof graceSeconds !== 'number' || graceSeconds < 0)) {
-      throw new OciError('REQUEST_INVALID', 'graceSeconds must be a non-negative number');
-    }
+    const { dryRun, deleteUntagged, graceSeconds } = await readJsonBody(ctx, GC_BODY, { limit: 4096, empty: {} });
     const out = new PassThrough();
     const line = (value: unknown): void => void out.write(`${JSON.stringify(value)}\n`);
     let lastProgress = 0;

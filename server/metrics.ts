@@ -15,6 +15,7 @@ export interface Metrics {
   blobBytesSent: Counter;
   /** Upload requests streaming blob data right now. */
   uploadsInProgress: Gauge;
+  downloadsInProgress: Gauge;
   gateDecisions: Counter<'outcome'>;
   /** bcrypt checks of presented passwords (credentials not remembered from an earlier request). */
   passwordChecks: Counter;
@@ -55,6 +56,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     uploadsInProgress: new Gauge({
       name: 'signet_uploads_in_progress',
       help: 'Upload requests streaming blob data into this process right now',
+      registers,
+    }),
+    downloadsInProgress: new Gauge({
+      name: 'signet_downloads_in_progress',
+      help: 'Blob GETs whose body this process is sending right now',
       registers,
     }),
     gateDecisions: new Counter({

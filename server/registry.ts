@@ -29,6 +29,7 @@ import type { Config } from './config.js';
 import { databaseFailure } from './failures.js';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
+import { debrisAgeMs } from './gc-runner.js';
 import { createMetrics, type Metrics } from './metrics.js';
 
 export interface Registry {
@@ -129,13 +130,39 @@ export async function createRegistry(
     log,
     metrics,
   };
+  const sweep = sweepDebrisAtStart(deps);
   return {
     app: createApp(deps),
     deps,
     db,
     async close() {
+      await sweep.stop();
       await bus.close();
       await metadata.close();
+    },
+  };
+}
+
+/**
+ * What a crash left behind (temporary files, objects of uploads no session holds) is removed in the
+ * background at start-up, once older than any live request could leave it: without waiting for a
+ * collection, which may never be scheduled. Not in read-only mode, which promises no writes.
+ */
+function sweepDebrisAtStart(deps: RegistryDeps): { stop(): Promise<void> } {
+  if (deps.config.storage.maintenance.readonly.enabled) return { stop: async () => undefined };
+  const controller = new AbortController();
+  const done = deps.gc
+    .removeDebris({ debrisAgeMs: debrisAgeMs(deps.config), dryRun: false, signal: controller.signal })
+    .then((report) => {
+      if (report.uploadsRemoved + report.orphanFilesRemoved > 0) deps.log.info({ report }, 'removed crash debris');
+    })
+    .catch((err: unknown) => {
+      if (!controller.signal.aborted) deps.log.warn({ err }, 'could not remove crash debris at start-up');
+    });
+  return {
+    async stop() {
+      controller.abort();
+      await done;
     },
   };
 }
@@ -189,7 +216,7 @@ function createAuth(config: Config, projects: ProjectStore, log: Logger, metrics
   }
   const htpasswd = createHtpasswd({
     path: htpasswdConfig.path,
-    onReload: (users) => log.info({ path: htpasswdConfig.path, users }, 'loaded htpasswd file'),
+    onReload: (users, dummyCost) => log.info({ path: htpasswdConfig.path, users, dummyCost }, 'loaded htpasswd file'),
     onError: (err) => log.error({ err, path: htpasswdConfig.path }, 'cannot read htpasswd file: every login fails'),
     onCheck: () => metrics.passwordChecks.inc(),
   });

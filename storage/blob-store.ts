@@ -76,7 +76,10 @@ export interface DebrisReport {
  * removes them; an object store has neither.
  */
 export interface LocalDebris {
-  /** Removes temporary files and empty upload directories last changed before `olderThan`. */
+  /**
+   * Removes temporary files (never those of this process's writes in progress) and empty upload
+   * directories last changed before `olderThan`.
+   */
   removeDebris(olderThan: Date, options?: { dryRun?: boolean }): Promise<DebrisReport>;
 }
 

@@ -49,6 +49,11 @@ export interface Blobs {
   commit(uploadId: string, chunks: UploadChunk[], expected: ParsedDigest, options?: CommitOptions): Promise<CommittedBlob>;
   /** Removes every object of an upload. */
   removeUpload(uploadId: string): Promise<void>;
+  /**
+   * Whether this process is writing a chunk of the upload or committing it right now: its objects
+   * are in use, whatever their age (garbage collection leaves them alone).
+   */
+  inUse(uploadId: string): boolean;
   delete(digest: ParsedDigest): Promise<void>;
 }
 
@@ -62,6 +67,19 @@ interface RunningHash {
 export function createBlobs(store: BlobStore): Blobs {
   // Bounded: an abandoned upload only costs a slot until it is evicted.
   const running = new LRUCache<string, RunningHash>({ max: 4096 });
+  /** Chunk writes and commits under way in this process, by upload. */
+  const busy = new Map<string, number>();
+
+  async function using<T>(uploadId: string, work: () => Promise<T>): Promise<T> {
+    busy.set(uploadId, (busy.get(uploadId) ?? 0) + 1);
+    try {
+      return await work();
+    } finally {
+      const left = (busy.get(uploadId) ?? 1) - 1;
+      if (left > 0) busy.set(uploadId, left);
+      else busy.delete(uploadId);
+    }
+  }
 
   function chunksInOrder(chunks: UploadChunk[]): Readable {
     async function* join(): AsyncGenerator<Buffer> {
@@ -85,7 +103,7 @@ export function createBlobs(store: BlobStore): Blobs {
     await Promise.all(keys.map((key) => store.delete(key)));
   }
 
-  return {
+  const blobs: Omit<Blobs, 'inUse'> = {
     stat: (digest) => store.stat(blobKey(digest)),
 
     open: (digest, options) => store.read(blobKey(digest), options),
@@ -225,6 +243,13 @@ export function createBlobs(store: BlobStore): Blobs {
     removeUpload,
 
     delete: (digest) => store.delete(blobKey(digest)),
+  };
+
+  return {
+    ...blobs,
+    writeChunk: (uploadId, offset, body, signal) => using(uploadId, () => blobs.writeChunk(uploadId, offset, body, signal)),
+    commit: (uploadId, chunks, expected, options) => using(uploadId, () => blobs.commit(uploadId, chunks, expected, options)),
+    inUse: (uploadId) => busy.has(uploadId),
   };
 }
 

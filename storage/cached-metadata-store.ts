@@ -68,7 +68,7 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
       find: (repository, digest) =>
         cached(keyOf(repository, 'b', digest), () => inner.blobs.find(repository, digest)),
       findMany: (repository, digests) => inner.blobs.findMany(repository, digests),
-      save: (repository, digest, size, place) => inner.blobs.save(repository, digest, size, place),
+      save: (repository, digest, size, options) => inner.blobs.save(repository, digest, size, options),
       async remove(repository, digest) {
         const removed = await inner.blobs.remove(repository, digest);
         invalidate(repository);

@@ -13,6 +13,18 @@ export class StorageNotFoundError extends Error {
   }
 }
 
+/**
+ * A key that no object can have: one that could leave the store's root, or is malformed. Keys are
+ * built only from validated digests and upload ids (storage/paths.ts), so this is a refusal of
+ * the request that led to it, never of the store.
+ */
+export class InvalidStorageKeyError extends Error {
+  constructor(readonly key: string) {
+    super(`invalid storage key ${JSON.stringify(key)}`);
+    this.name = 'InvalidStorageKeyError';
+  }
+}
+
 export class DigestMismatchError extends Error {
   constructor(readonly expected: string, readonly actual: string) {
     super(`content digest ${actual} does not match ${expected}`);

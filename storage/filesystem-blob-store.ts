@@ -1,5 +1,7 @@
 // Blob store on a local filesystem. Writes go to a temporary file under the same root, are fsynced
-// and renamed into place, so an object is either complete or absent, also after a crash.
+// and renamed into place, so an object is either complete or absent, also after a crash. A rename
+// (and a directory made for it) is durable only once the directory holding the new entry is
+// fsynced too: without that, a power loss can take a blob whose database row committed.
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
@@ -7,7 +9,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore, DebrisReport, LocalDebris, ObjectReader, ObjectStat, PositionalReads, ReadOptions } from './blob-store.js';
-import { isErrno, isNoSpace, StorageFullError, StorageNotFoundError } from './errors.js';
+import { InvalidStorageKeyError, isErrno, isNoSpace, StorageFullError, StorageNotFoundError } from './errors.js';
 import { createFileSink } from './file-sink.js';
 import { UPLOADS_TREE } from './paths.js';
 
@@ -24,6 +26,8 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
   const root = path.resolve(options.rootDirectory);
   const sinkOptions = { directIo: options.directIo ?? true };
   const tmpRoot = path.join(root, TMP_DIR);
+  /** Names of the temporary files this process is writing: never debris, whatever their age. */
+  const writing = new Set<string>();
   // Made once, not before every write (a system call per blob pushed).
   let tmpReady: Promise<unknown> | undefined;
 
@@ -31,7 +35,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
   function toPath(key: string): string {
     const segments = key.split('/');
     if (segments.some((s) => !KEY_SEGMENT_RE.test(s) || s === '.' || s === '..') || segments[0] === TMP_DIR) {
-      throw new Error(`invalid storage key ${JSON.stringify(key)}`);
+      throw new InvalidStorageKeyError(key);
     }
     return path.join(root, ...segments);
   }
@@ -55,12 +59,27 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
   // EEXIST): for these the rename goes first and the directory is made only if it is missing.
   const knownDirs = new Set<string>();
 
+  const syncDirectory = createDirectorySync();
+
+  /** Makes `dir` and whatever it lacks above it, each new directory's entry fsynced in its parent. */
+  async function makeDirectory(dir: string): Promise<void> {
+    const first = await mkdir(dir, { recursive: true });
+    if (first === undefined) return;
+    // Every directory from the first one made down to `dir` is a new entry in its parent.
+    const parents: string[] = [];
+    for (let made = dir; made.startsWith(first) && made !== path.dirname(made); made = path.dirname(made)) {
+      parents.push(path.dirname(made));
+    }
+    await Promise.all(parents.map(syncDirectory));
+  }
+
   // A concurrent prune may remove the parent between mkdir and rename: make it again and retry.
+  // Resolves once the new name is durable (its directory fsynced).
   async function renameInto(source: string, target: string): Promise<void> {
     const dir = path.dirname(target);
     let makeDir = !knownDirs.has(dir);
     for (let attempt = 0; ; attempt++) {
-      if (makeDir) await mkdir(dir, { recursive: true });
+      if (makeDir) await makeDirectory(dir);
       try {
         await rename(source, target);
         break;
@@ -69,6 +88,7 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         makeDir = true;
       }
     }
+    await syncDirectory(dir);
     if (knownDirs.size >= 4096) knownDirs.clear();
     knownDirs.add(dir);
   }
@@ -140,7 +160,9 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         tmpReady = undefined;
         throw asStorageError(err);
       }));
-      const tmp = path.join(tmpRoot, randomUUID());
+      const name = randomUUID();
+      const tmp = path.join(tmpRoot, name);
+      writing.add(name);
       try {
         // The sink fsyncs before it finishes, so the rename below never exposes a half-written file.
         await pipeline(body, createFileSink(tmp, sinkOptions), { signal: options.signal });
@@ -154,6 +176,8 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         // The temporary directory was removed under us: make it again for the next write.
         if (isNotFound(err) && !(await stat(tmpRoot).then(() => true, () => false))) tmpReady = undefined;
         throw asStorageError(err);
+      } finally {
+        writing.delete(name);
       }
     },
 
@@ -186,8 +210,10 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
 
     async removeDebris(olderThan, { dryRun = false } = {}) {
       const report: DebrisReport = { files: 0, bytes: 0, directories: 0 };
-      // A write in progress keeps touching its temporary file, so only old ones are cut-off writes.
+      // This process's writes in progress are known; another process's (a replica sharing the
+      // directory) keeps writing to its file, so only old files are cut-off writes.
       for (const name of await readdir(tmpRoot).catch(() => [] as string[])) {
+        if (writing.has(name)) continue;
         const file = path.join(tmpRoot, name);
         const s = await lstat(file).catch(() => undefined);
         if (!s?.isFile() || s.mtime >= olderThan) continue;
@@ -233,6 +259,42 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       if (entry.isDirectory()) yield* walk(path.join(dir, entry.name), key, '');
       else if (entry.isFile()) yield key;
     }
+  }
+}
+
+/**
+ * fsync of a directory, shared by the renames that wait for it: a rename joins the next sync to
+ * start after it, never one that may have started before it. Concurrent writes into one directory
+ * (every upload chunk goes to `uploads/`) then cost one sync between them, not one each.
+ */
+function createDirectorySync(): (dir: string) => Promise<void> {
+  const pending = new Map<string, { running: Promise<void>; next?: Promise<void> }>();
+  const start = (dir: string): Promise<void> => {
+    const entry: { running: Promise<void>; next?: Promise<void> } = { running: fsyncDirectory(dir) };
+    pending.set(dir, entry);
+    void entry.running.then(
+      () => pending.get(dir) === entry && pending.delete(dir),
+      () => pending.get(dir) === entry && pending.delete(dir),
+    );
+    return entry.running;
+  };
+  return (dir) => {
+    const current = pending.get(dir);
+    if (!current) return start(dir);
+    const settled = (): Promise<void> => start(dir);
+    return (current.next ??= current.running.then(settled, settled));
+  };
+}
+
+async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch (err) {
+    // Some file systems cannot fsync a directory (EINVAL); they order their metadata themselves.
+    if (!isErrno(err, 'EINVAL')) throw err;
+  } finally {
+    await handle.close();
   }
 }
 

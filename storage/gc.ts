@@ -2,7 +2,9 @@
 //
 // What goes: blobs no manifest in any repository references (with their repository links),
 // optionally untagged manifests nothing refers to (with their signatures), upload sessions
-// untouched for longer than the purge age, and blob files no database row knows.
+// untouched for longer than the purge age, blob files no database row knows, and crash debris:
+// upload objects no session holds and temporary files, once older than any request still using
+// them could be (the debris age) and not in use by this process.
 // What stays: anything created or linked within the grace window (default 2 hours, as Harbor),
 // so layers pushed ahead of their manifest survive. Every deletion re-checks its condition under
 // the digest's advisory lock, which linking a blob and saving a manifest take too: a push racing
@@ -22,6 +24,11 @@ export interface GcOptions {
   graceMs: number;
   /** Upload sessions idle longer than this are removed. */
   uploadAgeMs: number;
+  /**
+   * Crash debris untouched for longer than this is removed: upload objects that no session holds
+   * and temporary files. Longer than any live request can leave them untouched.
+   */
+  debrisAgeMs: number;
   deleteUntagged: boolean;
   dryRun: boolean;
   onProgress?: (progress: GcProgress) => void;
@@ -46,6 +53,8 @@ export interface GcReport {
 
 export interface GarbageCollector {
   run(options: GcOptions): Promise<GcReport>;
+  /** Only the crash debris (what a restart looks for): cheap, and safe while serving. */
+  removeDebris(options: Pick<GcOptions, 'debrisAgeMs' | 'dryRun' | 'signal'>): Promise<GcReport>;
 }
 
 const UNREFERENCED = `
@@ -148,6 +157,8 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
     const stale = await db.query<{ id: string }>('SELECT id FROM uploads WHERE updated_at < $1 ORDER BY id', [cutoff]);
     for (const [i, upload] of stale.entries()) {
       options.signal?.throwIfAborted();
+      // A chunk streaming into it right now (a slow one, the first in a week) keeps it.
+      if (blobs.inUse(upload.id)) continue;
       if (!options.dryRun) {
         await db.query('DELETE FROM uploads WHERE id = $1', [upload.id]);
         await blobs.removeUpload(upload.id);
@@ -155,6 +166,10 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
       report.uploadsRemoved += 1;
       options.onProgress?.({ phase: 'uploads', done: i + 1, total: stale.length });
     }
+  }
+
+  async function sweepDebris(options: Pick<GcOptions, 'debrisAgeMs' | 'dryRun' | 'signal'>, report: GcReport): Promise<void> {
+    const cutoff = new Date(Date.now() - options.debrisAgeMs);
     await sweepUploadObjects(cutoff, options, report);
     if (hasLocalDebris(store)) {
       // Temporary files of writes a crash cut off: files nothing knows, like orphan blob files.
@@ -164,12 +179,8 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
     }
   }
 
-  /**
-   * Upload objects whose session row is gone: a crash after an upload was claimed for its commit
-   * (or cancelled) and before its objects were removed. Only objects untouched for the upload age
-   * go, so an upload being committed right now keeps its chunks.
-   */
-  async function sweepUploadObjects(cutoff: Date, options: GcOptions, report: GcReport): Promise<void> {
+  /** Every upload object in storage, by upload id. */
+  async function uploadObjects(): Promise<Map<string, string[]>> {
     const keysById = new Map<string, string[]>();
     for await (const key of store.list(`${UPLOADS_TREE}/`)) {
       const id = uploadIdOfKey(key);
@@ -178,19 +189,58 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
       if (keys) keys.push(key);
       else keysById.set(id, [key]);
     }
-    const ids = [...keysById.keys()];
-    const live = new Set(
-      ids.length === 0
-        ? []
-        : (await db.query<{ id: string }>('SELECT id FROM uploads WHERE id = ANY($1::uuid[])', [ids])).map((r) => r.id),
+    return keysById;
+  }
+
+  /** The chunk objects each of these sessions holds (listed after the objects, so a chunk recorded meanwhile counts). */
+  async function recordedChunks(ids: string[]): Promise<Map<string, Set<string>>> {
+    const held = new Map<string, Set<string>>();
+    if (ids.length === 0) return held;
+    const rows = await db.query<{ id: string; storage_key: string | null }>(
+      'SELECT u.id, c.storage_key FROM uploads u LEFT JOIN upload_chunks c ON c.upload_id = u.id WHERE u.id = ANY($1::uuid[])',
+      [ids],
     );
+    for (const row of rows) {
+      const keys = held.get(row.id) ?? new Set<string>();
+      if (row.storage_key !== null) keys.add(row.storage_key);
+      held.set(row.id, keys);
+    }
+    return held;
+  }
+
+  /**
+   * Upload objects no session holds, once older than the cutoff: all objects of an upload whose
+   * session is gone (a crash after a commit linked the blob, or during a monolithic upload, which
+   * has no session), and, of a live session, objects it never recorded (the final body of a PUT a
+   * crash cut off, a chunk that lost a race). An upload this process is writing or committing is
+   * left alone whatever its age; another replica's keeps its objects younger than the cutoff.
+   */
+  async function sweepUploadObjects(cutoff: Date, options: Pick<GcOptions, 'dryRun' | 'signal'>, report: GcReport): Promise<void> {
+    const keysById = await uploadObjects();
+    const sessions = await recordedChunks([...keysById.keys()]);
     for (const [id, keys] of keysById) {
       options.signal?.throwIfAborted();
-      if (live.has(id)) continue;
-      const stats = await Promise.all(keys.map((key) => store.stat(key)));
-      if (stats.some((stat) => stat && stat.modified >= cutoff)) continue;
-      if (!options.dryRun) await blobs.removeUpload(id);
-      report.uploadsRemoved += 1;
+      if (blobs.inUse(id)) continue;
+      const recorded = sessions.get(id);
+      const loose = recorded ? keys.filter((key) => !recorded.has(key)) : keys;
+      if (loose.length === 0) continue;
+      const stats = await Promise.all(loose.map((key) => store.stat(key)));
+      const bytes = stats.reduce((sum, stat) => sum + (stat?.size ?? 0), 0);
+      if (!recorded) {
+        // All or nothing: one young object means a commit may still be joining the others.
+        if (stats.some((stat) => stat && stat.modified >= cutoff)) continue;
+        if (!options.dryRun) await blobs.removeUpload(id);
+        report.uploadsRemoved += 1;
+        report.bytesRemoved += bytes;
+        continue;
+      }
+      for (const [i, key] of loose.entries()) {
+        const stat = stats[i];
+        if (!stat || stat.modified >= cutoff) continue;
+        if (!options.dryRun) await store.delete(key);
+        report.orphanFilesRemoved += 1;
+        report.bytesRemoved += stat.size;
+      }
     }
   }
 
@@ -233,23 +283,34 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
     }
   }
 
+  const emptyReport = (dryRun: boolean): GcReport => ({
+    dryRun,
+    manifestsRemoved: 0,
+    blobsRemoved: 0,
+    bytesRemoved: 0,
+    uploadsRemoved: 0,
+    orphanFilesRemoved: 0,
+    durationMs: 0,
+  });
+
   return {
     async run(options) {
       const started = Date.now();
       const cutoff = new Date(started - options.graceMs);
-      const report: GcReport = {
-        dryRun: options.dryRun,
-        manifestsRemoved: 0,
-        blobsRemoved: 0,
-        bytesRemoved: 0,
-        uploadsRemoved: 0,
-        orphanFilesRemoved: 0,
-        durationMs: 0,
-      };
+      const report = emptyReport(options.dryRun);
       if (options.deleteUntagged) await sweepManifests(cutoff, options, report);
       await sweepBlobs(cutoff, options, report);
       await sweepUploads(options, report);
+      await sweepDebris(options, report);
       await sweepOrphans(cutoff, options, report);
+      report.durationMs = Date.now() - started;
+      return report;
+    },
+
+    async removeDebris(options) {
+      const started = Date.now();
+      const report = emptyReport(options.dryRun);
+      await sweepDebris(options, report);
       report.durationMs = Date.now() - started;
       return report;
     },

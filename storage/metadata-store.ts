@@ -51,6 +51,11 @@ export interface RepositoryMetadata {
   list(page: RepositoryPage): Promise<string[]>;
 }
 
+export interface LinkOptions {
+  place?: () => Promise<void>;
+  endUpload?: string;
+}
+
 export interface BlobLinks {
   /** The blob's size when it is linked into the repository. */
   find(repository: string, digest: string): Promise<number | undefined>;
@@ -59,8 +64,10 @@ export interface BlobLinks {
   /**
    * Links the blob into the repository. `place` (putting the bytes into the blob store) runs
    * inside the same critical section, which garbage collection of that digest also takes.
+   * `endUpload` ends that upload session in the same step as the link, so a session lives until
+   * its blob is linked, and no longer.
    */
-  save(repository: string, digest: string, size: number, place?: () => Promise<void>): Promise<void>;
+  save(repository: string, digest: string, size: number, options?: LinkOptions): Promise<void>;
   remove(repository: string, digest: string): Promise<boolean>;
 }
 
@@ -91,12 +98,12 @@ export interface UploadMetadata {
   /** Appends a chunk when the upload is still at `chunk.offset`; false when another write won. */
   addChunk(id: string, chunk: UploadChunk): Promise<boolean>;
   /**
-   * Ends the upload of `repository` and returns it as it was, so that it can be committed; in one
-   * step, so no other request can write to it or end it meanwhile (their addChunk, take or remove
-   * find nothing). `undefined` when there is no such upload (in that repository). Its objects
-   * stay for the caller.
+   * The upload of `repository`, for its commit, marked as just used (so that garbage collection,
+   * which removes sessions by their age, leaves it alone). It stays until the commit links its
+   * blob (BlobLinks.save with `endUpload`): a commit cut off by a crash can be asked again.
+   * `undefined` when there is no such upload (in that repository).
    */
-  take(id: string, repository: string): Promise<UploadRecord | undefined>;
+  claim(id: string, repository: string): Promise<UploadRecord | undefined>;
   remove(id: string): Promise<boolean>;
 }
 

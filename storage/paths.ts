@@ -15,6 +15,7 @@
 // `uploads/<upload id>/`; the listing prefix and uploadIdOfKey cover both.
 import { randomBytes } from 'node:crypto';
 import type { ParsedDigest } from './digest.js';
+import { InvalidStorageKeyError } from './errors.js';
 
 const UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -42,7 +43,7 @@ export function uploadPrefix(uploadId: string): string {
 
 /** Lists every object of an upload, also one started by an earlier version (`uploads/<id>/…`). */
 export function uploadListPrefix(uploadId: string): string {
-  if (!isUploadId(uploadId)) throw new Error(`invalid upload id ${JSON.stringify(uploadId)}`);
+  if (!isUploadId(uploadId)) throw new InvalidStorageKeyError(`${UPLOADS_TREE}/${uploadId}`);
   return `${UPLOADS_TREE}/${uploadId}`;
 }
 

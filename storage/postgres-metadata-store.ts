@@ -79,17 +79,19 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
           repository,
           digests,
         ),
-      async save(repository, digest, size, place) {
+      async save(repository, digest, size, { place, endUpload } = {}) {
         // One statement, so one round trip: foreign keys are checked at its end, after the CTEs ran.
-        // Re-linking refreshes linked_at, which garbage collection's grace window reads.
+        // Re-linking refreshes linked_at, which garbage collection's grace window reads. The upload
+        // session (if any) ends in the same statement: it lives exactly until its blob is linked.
         const link = (q: Queryable) =>
           q.query(
             `WITH blob AS (INSERT INTO blobs (digest, size) VALUES ($2, $3) ON CONFLICT (digest) DO NOTHING),
+                ended AS (DELETE FROM uploads WHERE id = $4::uuid),
                 repo AS (INSERT INTO repositories (name) VALUES ($1)
                          ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id)
            INSERT INTO repository_blobs (repository_id, digest) SELECT id, $2 FROM repo
            ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()`,
-            [repository, digest, size],
+            [repository, digest, size, endUpload ?? null],
           );
         if (!place) {
           await link(db);
@@ -274,14 +276,13 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         );
         return added.length > 0;
       },
-      async take(id, repository) {
-        // One statement: the chunks are read from the statement's snapshot, from before the cascade
-        // that deletes them with the upload runs.
+      async claim(id, repository) {
         return toUploadRecord(
           await db.query<UploadRow>(
-            `WITH taken AS (DELETE FROM uploads WHERE id = $1 AND repository = $2 RETURNING id, repository, size, created_at)
+            `WITH claimed AS (UPDATE uploads SET updated_at = now() WHERE id = $1 AND repository = $2
+                              RETURNING id, repository, size, created_at)
              SELECT t.id, t.repository, t.size, t.created_at, c.start_offset, c.size AS chunk_size, c.storage_key
-             FROM taken t LEFT JOIN upload_chunks c ON c.upload_id = t.id ORDER BY c.start_offset`,
+             FROM claimed t LEFT JOIN upload_chunks c ON c.upload_id = t.id ORDER BY c.start_offset`,
             [id, repository],
           ),
         );

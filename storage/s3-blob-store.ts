@@ -16,7 +16,7 @@
 import { addAbortSignal, type Readable } from 'node:stream';
 import { Client, CopyDestinationOptions, CopySourceOptions, S3Error } from 'minio';
 import type { BlobStore, ObjectStat, PresignedGet, ReadOptions } from './blob-store.js';
-import { DependencyUnavailableError, StorageNotFoundError, type AvailabilityListener } from './errors.js';
+import { DependencyUnavailableError, InvalidStorageKeyError, StorageNotFoundError, type AvailabilityListener } from './errors.js';
 import { guardStore, idleTimeoutTransport } from './s3-errors.js';
 import { KEY_SEGMENT_RE, parseEndpoint, rootPrefix } from './s3-endpoint.js';
 
@@ -72,7 +72,7 @@ function isValidKey(key: string): boolean {
 }
 
 function checkKey(key: string): void {
-  if (!isValidKey(key)) throw new Error(`invalid storage key ${JSON.stringify(key)}`);
+  if (!isValidKey(key)) throw new InvalidStorageKeyError(key);
 }
 
 function s3Code(err: unknown): string | undefined {
@@ -350,7 +350,7 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
     async *list(prefix) {
       const slash = prefix.lastIndexOf('/');
       if (slash >= 0) checkKey(prefix.slice(0, slash));
-      if (!PARTIAL_SEGMENT_RE.test(prefix.slice(slash + 1))) throw new Error(`invalid storage key ${JSON.stringify(prefix)}`);
+      if (!PARTIAL_SEGMENT_RE.test(prefix.slice(slash + 1))) throw new InvalidStorageKeyError(prefix);
       await ready();
       const items = client.listObjectsV2(bucket, `${root}${prefix}`, true) as AsyncIterable<{ name?: string }>;
       for await (const item of items) {

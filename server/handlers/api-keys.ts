@@ -2,12 +2,12 @@
 // project trusts (OpenPGP as `gpg --export` writes it, or a cosign PEM public key). Posting a key
 // the project already trusts merges it (sigstore/keys.ts): 201 for a new key, 200 otherwise, with
 // `outcome` saying whether anything changed.
-import getRawBody from 'raw-body';
 import type { Keys, ProjectKey } from '../../sigstore/keys.js';
 import { MAX_KEY_BYTES } from '../../sigstore/keys.js';
 import type { ProjectStore } from '../../storage/project-store.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
+import { readBody } from '../request-body.js';
 
 export function keyJson(key: ProjectKey): Record<string, unknown> {
   return {
@@ -42,10 +42,7 @@ export function createKeyHandlers(deps: Pick<RegistryDeps, 'keys' | 'projects' |
       const project = capture(ctx, 0);
       await requireAccess(ctx, deps, 'admin', project);
       await requireProject(projects, project);
-      const body = await getRawBody(ctx.req, { limit: MAX_KEY_BYTES }).catch((err: unknown) => {
-        if ((err as { type?: string }).type === 'entity.too.large') throw new OciError('REQUEST_INVALID', 'key too large');
-        throw err;
-      });
+      const body = await readBody(ctx, { limit: MAX_KEY_BYTES, tooLarge: () => new OciError('REQUEST_INVALID', 'key too large') });
       const { id, outcome, key } = await keys.add(project, body, ctx.state.principal.user);
       ctx.state.log.info({ project, keyId: id, fingerprint: key.fingerprint, kind: key.kind }, LOG_MESSAGES[outcome]);
       const stored = (await keys.list(project)).find((k) => k.id === id)!;

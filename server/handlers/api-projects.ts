@@ -1,15 +1,15 @@
 // The management API under /api/v1: projects, members, and what a project holds. Same
 // authentication and the same {"errors":[...]} shape as the registry API.
-import getRawBody from 'raw-body';
-import { ROLES, type Project, type Role } from '../../storage/project-store.js';
+import { z } from 'zod';
+import { ROLES, type Project } from '../../storage/project-store.js';
 import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { isValidName } from '../oci-names.js';
+import { readJsonBody } from '../request-body.js';
 
 const PROJECT_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 // htpasswd user names: no blank, no colon, no control character (PostgreSQL text cannot hold NUL).
 const USER_RE = /^[^\s:\p{Cc}]{1,255}$/u;
-const BODY_LIMIT = 64 * 1024;
 
 function requireProjectName(untrusted: string): string {
   if (untrusted.length > 255 || !PROJECT_RE.test(untrusted)) {
@@ -20,39 +20,16 @@ function requireProjectName(untrusted: string): string {
   return untrusted;
 }
 
-async function readJson(ctx: Ctx): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await getRawBody(ctx.req, { limit: BODY_LIMIT, encoding: 'utf8' });
-  } catch (err) {
-    if ((err as { type?: string }).type === 'entity.too.large') throw new OciError('REQUEST_INVALID', 'request body too large');
-    throw err;
-  }
-  try {
-    const value: unknown = JSON.parse(text);
-    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
-  } catch {
-    // fall through
-  }
-  throw new OciError('REQUEST_INVALID', 'the body must be a JSON object');
-}
-
-function optionalBoolean(body: Record<string, unknown>, key: string): boolean | undefined {
-  const value = body[key];
-  if (value === undefined) return undefined;
-  if (typeof value !== 'boolean') throw new OciError('REQUEST_INVALID', `${key} must be true or false`);
-  return value;
-}
-
-/** `quotaBytes`: absent (no change), null (no quota) or a whole number of bytes. */
-function optionalQuota(body: Record<string, unknown>): number | null | undefined {
-  const value = body.quotaBytes;
-  if (value === undefined || value === null) return value;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new OciError('REQUEST_INVALID', 'quotaBytes must be a whole number of bytes, or null for no quota');
-  }
-  return value;
-}
+// The bodies the API takes. Strict: an unknown field (a misspelt `signedOnly`) is refused, not
+// silently ignored.
+const CREATE_BODY = z.strictObject({ name: z.string(), public: z.boolean().optional() });
+const UPDATE_BODY = z.strictObject({
+  public: z.boolean().optional(),
+  signedOnly: z.boolean().optional(),
+  /** null removes the quota. */
+  quotaBytes: z.union([z.int().nonnegative().max(Number.MAX_SAFE_INTEGER), z.null()]).optional(),
+});
+const MEMBER_BODY = z.strictObject({ role: z.enum(ROLES) });
 
 /** A user name from the URL (percent-encoded by clients); a malformed escape is a bad name. */
 function userFromPath(untrusted: string): string {
@@ -105,11 +82,10 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
     },
 
     async create(ctx: Ctx): Promise<void> {
-      const body = await readJson(ctx);
-      if (typeof body.name !== 'string') throw new OciError('REQUEST_INVALID', 'name is required');
+      const body = await readJsonBody(ctx, CREATE_BODY);
       const name = requireProjectName(body.name);
       await requireAccess(ctx, deps, 'create', name);
-      const isPublic = optionalBoolean(body, 'public') ?? false;
+      const isPublic = body.public ?? false;
       const user = actor(ctx);
       if (!(await projects.create(name, { public: isPublic, ...(user ? { actor: user, admin: user } : {}) }))) {
         throw new OciError('CONFLICT', `project ${name} already exists`, { project: name });
@@ -129,10 +105,7 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
     async update(ctx: Ctx): Promise<void> {
       const name = requireProjectName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'admin', name);
-      const body = await readJson(ctx);
-      const isPublic = optionalBoolean(body, 'public');
-      const signedOnly = optionalBoolean(body, 'signedOnly');
-      const quotaBytes = optionalQuota(body);
+      const { public: isPublic, signedOnly, quotaBytes } = await readJsonBody(ctx, UPDATE_BODY);
       // As in Harbor, quotas are the registry administrators' to set, not the project's.
       if (quotaBytes !== undefined && !isRegistryAdmin(ctx)) {
         throw new OciError('DENIED', 'only registry administrators set quotas', { project: name });
@@ -172,11 +145,7 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
       const name = requireProjectName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'admin', name);
       const user = userFromPath(capture(ctx, 1));
-      const body = await readJson(ctx);
-      if (typeof body.role !== 'string' || !(ROLES as readonly string[]).includes(body.role)) {
-        throw new OciError('REQUEST_INVALID', `role must be one of ${ROLES.join(', ')}`);
-      }
-      const role = body.role as Role;
+      const { role } = await readJsonBody(ctx, MEMBER_BODY);
       if (!(await projects.setMember(name, user, role, actor(ctx)))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
       ctx.state.log.info({ project: name, member: user, role }, 'member set');
       ctx.body = { user, role };

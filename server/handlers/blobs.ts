@@ -1,11 +1,13 @@
 // GET / HEAD / DELETE /v2/<name>/blobs/<digest>
-import parseRange from 'range-parser';
 import { capture, emptyResponse, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { blobKey } from '../../storage/paths.js';
 import { hasPositionalReads, hasPresignedGet } from '../../storage/blob-store.js';
+import { parseByteRange } from '../byte-range.js';
 import { OciError } from '../errors.js';
+import { createCallerSlots } from '../caller-slots.js';
 import { countSentBytes } from '../metrics.js';
 import { requireDigest, requireName } from '../oci-names.js';
+import type { ParsedDigest } from '../../storage/digest.js';
 import { sendObject } from '../send-object.js';
 
 /** The Go registry's S3 driver signs redirect URLs for 20 minutes. */
@@ -13,6 +15,80 @@ const REDIRECT_EXPIRY_SECONDS = 20 * 60;
 
 export function createBlobHandlers(deps: RegistryDeps) {
   const { metadata, blobs } = deps;
+  const slots = createCallerSlots({
+    max: deps.config.downloads.maxconcurrent,
+    gauge: deps.metrics.downloadsInProgress,
+    stallMs: deps.config.http.stalltimeout * 1000,
+  });
+
+  /**
+   * One of the caller's download slots, to release when the body is sent or the connection gone:
+   * a client that requests blobs and does not read them holds sockets and send buffers, as many as
+   * it may open. Past the bound, 429 before anything is read from storage.
+   */
+  function acquireSlot(ctx: Ctx): () => void {
+    const caller = ctx.state.principal.user ?? `address ${ctx.ip}`;
+    const res = ctx.res;
+    const release = slots.acquire(caller, {
+      // What the socket took (the sender writes again only once it took the last piece).
+      moved: () => res.socket?.bytesWritten ?? 0,
+      // The socket is full: the client is not reading. Otherwise the server is reading the blob.
+      waitsOnClient: () => res.writableLength > 0,
+      evict: () => {
+        ctx.state.log.info({ caller }, 'stalled download gave its slot to another request of its caller');
+        res.destroy();
+      },
+    });
+    if (!release) {
+      // The refusal must not look like the blob: no validators, no year-long caching.
+      for (const header of ['ETag', 'Cache-Control', 'Content-Range', 'Docker-Content-Digest']) ctx.remove(header);
+      ctx.set('Connection', 'close');
+      throw new OciError('TOOMANYREQUESTS', `at most ${deps.config.downloads.maxconcurrent} blob downloads may run at once per user`);
+    }
+    return release;
+  }
+
+  /** The bytes a GET asks for (server/byte-range.ts), with the status and Content-Range set. */
+  function selectRange(ctx: Ctx, range: string, size: number): { start: number; end: number } {
+    const selected = range && size > 0 ? parseByteRange(range, size) : undefined;
+    if (selected?.kind === 'unsatisfiable') {
+      ctx.set('Content-Range', `bytes */${size}`);
+      throw new OciError('RANGE_INVALID', 'requested range not satisfiable', { range, size });
+    }
+    if (selected?.kind === 'range') {
+      ctx.status = 206;
+      ctx.set('Content-Range', `bytes ${selected.start}-${selected.end}/${size}`);
+      return { start: selected.start, end: selected.end };
+    }
+    ctx.status = 200;
+    return { start: 0, end: size - 1 };
+  }
+
+  /** Sends bytes start..end of the blob as the body; `release` once it is sent or abandoned. */
+  async function send(ctx: Ctx, digest: ParsedDigest, start: number, end: number, release: () => void): Promise<void> {
+    if (hasPositionalReads(deps.store)) {
+      // Opened before anything is sent, so a missing file is still an OCI error.
+      const reader = await deps.store.openReader(blobKey(digest));
+      ctx.length = end - start + 1;
+      // The headers are set; the body goes out here, not through Koa.
+      ctx.respond = false;
+      try {
+        await sendObject(ctx.res, reader, start, end, (bytes) => deps.metrics.blobBytesSent.inc(bytes));
+      } catch (err) {
+        ctx.state.log.error({ err, digest: digest.digest }, 'reading the blob failed while sending it');
+      } finally {
+        release();
+      }
+      return;
+    }
+    const body = await blobs.open(digest, { start, end, signal: requestSignal(ctx) });
+    // A stream closes once read to its end, or destroyed when the client left (no listener on the
+    // response: Koa's own pipeline already puts ten there).
+    body.once('close', release);
+    ctx.body = body;
+    ctx.length = end - start + 1;
+    countSentBytes(ctx.res, deps.metrics.blobBytesSent);
+  }
 
   return {
     async get(ctx: Ctx): Promise<void> {
@@ -46,23 +122,7 @@ export function createBlobHandlers(deps: RegistryDeps) {
         return;
       }
 
-      let start = 0;
-      let end = size - 1;
-      if (range && size > 0) {
-        const ranges = parseRange(size, range, { combine: true });
-        if (ranges === -1) {
-          ctx.set('Content-Range', `bytes */${size}`);
-          throw new OciError('RANGE_INVALID', 'requested range not satisfiable', { range, size });
-        }
-        // Malformed (-2) or several ranges: answer with the whole blob, as RFC 9110 allows.
-        if (Array.isArray(ranges) && ranges.length === 1 && ranges.type === 'bytes') {
-          start = ranges[0]!.start;
-          end = ranges[0]!.end;
-          ctx.status = 206;
-          ctx.set('Content-Range', `bytes ${start}-${end}/${size}`);
-        }
-      }
-      if (ctx.status !== 206) ctx.status = 200;
+      const { start, end } = selectRange(ctx, range, size);
       const length = size === 0 ? 0 : end - start + 1;
       if (ctx.method === 'HEAD') {
         ctx.set('Content-Length', String(length));
@@ -72,22 +132,13 @@ export function createBlobHandlers(deps: RegistryDeps) {
         ctx.body = Buffer.alloc(0);
         return;
       }
-      if (hasPositionalReads(deps.store)) {
-        // Opened before anything is sent, so a missing file is still an OCI error.
-        const reader = await deps.store.openReader(blobKey(digest));
-        ctx.length = length;
-        // The headers are set; the body goes out here, not through Koa.
-        ctx.respond = false;
-        try {
-          await sendObject(ctx.res, reader, start, end, (bytes) => deps.metrics.blobBytesSent.inc(bytes));
-        } catch (err) {
-          ctx.state.log.error({ err, digest: digest.digest }, 'reading the blob failed while sending it');
-        }
-        return;
+      const release = acquireSlot(ctx);
+      try {
+        await send(ctx, digest, start, end, release);
+      } catch (err) {
+        release();
+        throw err;
       }
-      ctx.body = await blobs.open(digest, { start, end, signal: requestSignal(ctx) });
-      ctx.length = length;
-      countSentBytes(ctx.res, deps.metrics.blobBytesSent);
     },
 
     async delete(ctx: Ctx): Promise<void> {

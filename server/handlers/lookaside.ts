@@ -5,10 +5,10 @@
 // the pull on any status but 200 and 404, even when its policy needs no signature: so reads answer
 // 200 or 404 only, and a caller without pull permission sees 404, exactly as if nothing existed.
 // PUT and DELETE (maintainers) let signatures made elsewhere be uploaded and removed.
-import getRawBody from 'raw-body';
 import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { isValidName, requireName } from '../oci-names.js';
+import { readBody } from '../request-body.js';
 import { readSignedMessage } from '../../sigstore/openpgp-signature.js';
 import { MAX_SIGNATURE_BYTES } from '../../storage/signature-store.js';
 
@@ -49,15 +49,10 @@ export function createLookasideHandlers(deps: Pick<RegistryDeps, 'signatures' | 
       await requireAccess(ctx, deps, 'sign', name);
       const target = parseTarget(ctx);
       if (!target) throw new OciError('NOT_FOUND', 'signatures are numbered from 1');
-      let body: Buffer;
-      try {
-        body = await getRawBody(ctx.req, { limit: MAX_SIGNATURE_BYTES });
-      } catch (err) {
-        if ((err as { type?: string }).type === 'entity.too.large') {
-          throw new OciError('SIGNATURE_INVALID', `a signature may be at most ${MAX_SIGNATURE_BYTES} bytes`, undefined, 413);
-        }
-        throw err;
-      }
+      const body = await readBody(ctx, {
+        limit: MAX_SIGNATURE_BYTES,
+        tooLarge: () => new OciError('SIGNATURE_INVALID', `a signature may be at most ${MAX_SIGNATURE_BYTES} bytes`, undefined, 413),
+      });
       const existing = await signatures.list(name, target.digest);
       // Dense numbering: signature-N may only be the next one. Re-sending stored bytes is a no-op;
       // other bytes at a taken number are refused, never silently replaced.

@@ -1,12 +1,12 @@
 // GET / HEAD / PUT / DELETE /v2/<name>/manifests/<reference>
-import getRawBody from 'raw-body';
-import { digestOf } from '../../storage/digest.js';
+import { digestOf, looksLikeDigest } from '../../storage/digest.js';
 import type { ManifestRecord } from '../../storage/metadata-store.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
 import { isIndexMediaType, parseManifest } from '../../storage/manifest-parse.js';
-import { parseReference, requireName, type Reference } from '../oci-names.js';
+import { isValidTag, parseReference, requireName, type Reference } from '../oci-names.js';
+import { readBody } from '../request-body.js';
 
 /** The distribution spec's suggested limit; containers/image refuses larger manifests too. */
 export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
@@ -23,18 +23,11 @@ function accepted(ctx: Ctx): Set<string> | undefined {
   return types.has('*/*') ? undefined : types;
 }
 
-async function readManifestBody(ctx: Ctx): Promise<Buffer> {
-  try {
-    const length = ctx.get('Content-Length');
-    return await getRawBody(ctx.req, { limit: MANIFEST_MAX_BYTES, ...(length ? { length } : {}) });
-  } catch (err) {
-    const type = (err as { type?: string }).type;
-    if (type === 'entity.too.large') {
-      throw new OciError('SIZE_INVALID', `manifest exceeds ${MANIFEST_MAX_BYTES} bytes`, { limit: MANIFEST_MAX_BYTES }, 413);
-    }
-    if (type === 'request.size.invalid') throw new OciError('SIZE_INVALID', 'body length does not match Content-Length');
-    throw err;
-  }
+function readManifestBody(ctx: Ctx): Promise<Buffer> {
+  return readBody(ctx, {
+    limit: MANIFEST_MAX_BYTES,
+    tooLarge: () => new OciError('SIZE_INVALID', `manifest exceeds ${MANIFEST_MAX_BYTES} bytes`, { limit: MANIFEST_MAX_BYTES }, 413),
+  });
 }
 
 export function createManifestHandlers(deps: RegistryDeps) {
@@ -48,6 +41,16 @@ export function createManifestHandlers(deps: RegistryDeps) {
     return new OciError('MANIFEST_UNKNOWN', 'manifest unknown', referenceDetail(reference));
   }
 
+  /**
+   * The reference of a GET, HEAD or DELETE. A string that can be neither a tag nor a digest names
+   * nothing, so it is not found (404), as the distribution-spec conformance suite expects for
+   * `.INVALID_MANIFEST_NAME`; a PUT under it is refused as TAG_INVALID (parseReference).
+   */
+  async function lookupReference(name: string, untrusted: string): Promise<Reference> {
+    if (looksLikeDigest(untrusted) || isValidTag(untrusted)) return parseReference(untrusted);
+    throw await notFound(name, { kind: 'tag', tag: untrusted });
+  }
+
   async function resolve(name: string, reference: Reference): Promise<ManifestRecord> {
     const digest = reference.kind === 'tag' ? await metadata.tags.find(name, reference.tag) : reference.digest.digest;
     const manifest = digest === undefined ? undefined : await metadata.manifests.find(name, digest);
@@ -59,7 +62,7 @@ export function createManifestHandlers(deps: RegistryDeps) {
     async get(ctx: Ctx): Promise<void> {
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'pull', name);
-      const reference = parseReference(capture(ctx, 1));
+      const reference = await lookupReference(name, capture(ctx, 1));
       const manifest = await resolve(name, reference);
       // Signed-only projects: served only with a trusted, matching signature (sigstore/pull-gate.ts).
       await deps.gate.enforce({
@@ -159,7 +162,7 @@ export function createManifestHandlers(deps: RegistryDeps) {
     async delete(ctx: Ctx): Promise<void> {
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'delete', name);
-      const reference = parseReference(capture(ctx, 1));
+      const reference = await lookupReference(name, capture(ctx, 1));
       if (!deps.config.storage.delete.enabled) throw new OciError('UNSUPPORTED', 'deletion is disabled on this registry');
       // By tag only the tag goes (OCI 1.1); by digest the manifest and every tag naming it.
       const removed =

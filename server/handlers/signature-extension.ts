@@ -5,10 +5,11 @@
 //     Any status but 200 (404 included) breaks the client's pull, so "none" is 200 with [].
 //   PUT the same path with one such object → 201. The client first GETs and skips content that is
 //     already there; a duplicate is 409, a bad object 400 (as OpenShift answers).
-import getRawBody from 'raw-body';
+import { z } from 'zod';
 import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { requireDigest, requireName } from '../oci-names.js';
+import { readJsonBody } from '../request-body.js';
 import { MAX_SIGNATURE_BYTES } from '../../storage/signature-store.js';
 
 const SCHEMA_VERSION = 2;
@@ -43,18 +44,12 @@ export function createExtensionHandlers(deps: Pick<RegistryDeps, 'signatures' | 
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'push', name);
       const digest = requireDigest(capture(ctx, 1));
-      let body: unknown;
-      try {
+      const body = await readJsonBody(ctx, z.unknown(), {
         // base64 and JSON around a signature of at most MAX_SIGNATURE_BYTES
-        const text = await getRawBody(ctx.req, { limit: Math.ceil(MAX_SIGNATURE_BYTES * 1.4) + 4096, encoding: 'utf8' });
-        body = JSON.parse(text);
-      } catch (err) {
-        if ((err as { type?: string }).type === 'entity.too.large') {
-          throw new OciError('SIGNATURE_INVALID', `a signature may be at most ${MAX_SIGNATURE_BYTES} bytes`, undefined, 413);
-        }
-        if (err instanceof SyntaxError) throw new OciError('SIGNATURE_INVALID', 'the body must be a JSON signature object');
-        throw err;
-      }
+        limit: Math.ceil(MAX_SIGNATURE_BYTES * 1.4) + 4096,
+        tooLarge: () => new OciError('SIGNATURE_INVALID', `a signature may be at most ${MAX_SIGNATURE_BYTES} bytes`, undefined, 413),
+        invalid: () => new OciError('SIGNATURE_INVALID', 'the body must be a JSON signature object'),
+      });
       const sig = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
       if (sig.schemaVersion !== SCHEMA_VERSION) throw new OciError('SIGNATURE_INVALID', `schemaVersion must be ${SCHEMA_VERSION}`);
       if (sig.type !== TYPE_ATOMIC) throw new OciError('SIGNATURE_INVALID', `type must be "${TYPE_ATOMIC}"`);

@@ -8,17 +8,21 @@ import type { UploadChunk } from '../../storage/blobs.js';
 import type { UploadRecord } from '../../storage/metadata-store.js';
 import { isUploadId } from '../../storage/paths.js';
 import { allowed, capture, emptyResponse, queryParam, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
-import { OciError } from '../errors.js';
+import { OciError, toOciError } from '../errors.js';
 import { isValidName, requireDigest, requireName } from '../oci-names.js';
 import { createQuotaCheck } from '../quota.js';
-import { createUploadSlots } from '../upload-slots.js';
+import { createCallerSlots } from '../caller-slots.js';
 
 // `Content-Range: <start>-<end>` (the spec's form); some clients prefix "bytes=" or "bytes ".
 const CONTENT_RANGE_RE = /^(?:bytes[= ])?(\d{1,15})-(\d{1,15})$/;
 
 export function createUploadHandlers(deps: RegistryDeps) {
   const { metadata, blobs } = deps;
-  const slots = createUploadSlots(deps.config.uploads.maxconcurrent, deps.metrics.uploadsInProgress);
+  const slots = createCallerSlots({
+    max: deps.config.uploads.maxconcurrent,
+    gauge: deps.metrics.uploadsInProgress,
+    stallMs: deps.config.http.stalltimeout * 1000,
+  });
   const checkQuota = createQuotaCheck(deps.projects);
 
   function setProgress(ctx: Ctx, name: string, id: string, size: number): void {
@@ -44,9 +48,9 @@ export function createUploadHandlers(deps: RegistryDeps) {
     return upload;
   }
 
-  /** Ends the upload and returns it for its commit (metadata uploads.take). */
-  async function takeUpload(name: string, untrustedId: string): Promise<UploadRecord> {
-    const upload = isUploadId(untrustedId) ? await metadata.uploads.take(untrustedId, name) : undefined;
+  /** The upload for its commit (metadata uploads.claim): it stays until its blob is linked. */
+  async function claimUpload(name: string, untrustedId: string): Promise<UploadRecord> {
+    const upload = isUploadId(untrustedId) ? await metadata.uploads.claim(untrustedId, name) : undefined;
     if (!upload) throw unknownUpload(untrustedId);
     return upload;
   }
@@ -64,7 +68,17 @@ export function createUploadHandlers(deps: RegistryDeps) {
   function acquireSlot(ctx: Ctx): (() => void) | undefined {
     if (!hasBody(ctx)) return undefined;
     const caller = ctx.state.principal.user ?? `address ${ctx.ip}`;
-    const release = slots.acquire(caller);
+    const req = ctx.req;
+    const release = slots.acquire(caller, {
+      moved: () => req.socket.bytesRead,
+      // Waiting for the client's bytes: the body is not all in, and the server is not holding it
+      // back (a paused stream is the disk's doing; one not flowing yet is still being set up).
+      waitsOnClient: () => !req.complete && req.readableFlowing === true && req.readableLength === 0,
+      evict: () => {
+        ctx.state.log.info({ caller }, 'stalled upload gave its slot to another request of its caller');
+        req.socket.destroy();
+      },
+    });
     if (!release) {
       // Refused before the body is read: close the connection rather than drain a large body.
       ctx.set('Connection', 'close');
@@ -99,31 +113,45 @@ export function createUploadHandlers(deps: RegistryDeps) {
 
   /**
    * Takes the request's final body (if any), verifies and publishes the blob and links it. The
-   * caller has already taken the upload (ended its session in the same statement that read it), so
-   * no other request writes to it meanwhile, and the final body joins the recorded chunks without
-   * being recorded itself: a PUT costs one statement before the link. Whatever fails from here on,
-   * the session is over and its objects go: a wrong digest or a quota refusal ends it as
-   * distribution does, and clients (containers/image, docker) start a failed blob over with a new
-   * session rather than retry the PUT.
+   * final body joins the recorded chunks without being recorded itself: a PUT costs one statement
+   * before the link. The session (`session`: the upload's id, none for a monolithic POST) ends in
+   * the statement that links the blob, not before: a PUT cut off by a crash, however late, leaves
+   * the upload where its recorded chunks left it, and the client's retried PUT completes it
+   * (hundreds of MB need not be pushed again). The one gap left: a crash between placing the bytes
+   * and linking them (milliseconds) leaves a session whose chunk moved; its retry fails and the
+   * client starts the blob over.
+   *
+   * A failure that is the client's (a wrong digest or size, a quota refusal, a chunk gone) ends the
+   * session and removes its objects, as distribution does; containers/image and docker start a
+   * failed blob over with a new session. Any other failure drops only the final body, so the PUT
+   * can be sent again.
    */
-  async function complete(ctx: Ctx, name: string, upload: UploadRecord, digest: ParsedDigest, release: (() => void) | undefined): Promise<void> {
+  async function complete(
+    ctx: Ctx,
+    name: string,
+    upload: UploadRecord,
+    digest: ParsedDigest,
+    release: (() => void) | undefined,
+    session?: string,
+  ): Promise<void> {
+    let last: UploadChunk | undefined;
     try {
-      let chunks = upload.chunks;
-      let size = upload.size;
-      if (release) {
-        const last = await writeBody(ctx, upload).finally(release);
-        if (last) {
-          chunks = [...chunks, last];
-          size += last.size;
-        }
-      }
+      if (release) last = await writeBody(ctx, upload).finally(release);
+      const chunks = last ? [...upload.chunks, last] : upload.chunks;
+      const size = upload.size + (last?.size ?? 0);
       await checkQuota(name, digest.digest, size);
       await blobs.commit(upload.id, chunks, digest, {
         // Placing the bytes and linking them is one critical section (see metadata blobs.save).
-        link: (place) => metadata.blobs.save(name, digest.digest, size, place),
+        link: (place) => metadata.blobs.save(name, digest.digest, size, { place, ...(session ? { endUpload: session } : {}) }),
       });
     } catch (err) {
-      await blobs.removeUpload(upload.id).catch(() => undefined);
+      const clientFault = (toOciError(err)?.status ?? 500) < 500;
+      if (!session || clientFault) {
+        if (session) await metadata.uploads.remove(session).catch(() => undefined);
+        await blobs.removeUpload(upload.id).catch(() => undefined);
+      } else if (last) {
+        await blobs.discardChunk(upload.id, last).catch(() => undefined);
+      }
       throw err;
     }
   }
@@ -143,8 +171,10 @@ export function createUploadHandlers(deps: RegistryDeps) {
     if (size === undefined) return false;
     await checkQuota(name, digest.digest, size);
     try {
-      await metadata.blobs.save(name, digest.digest, size, async () => {
-        if (!(await blobs.stat(digest))) throw new StorageNotFoundError(digest.digest);
+      await metadata.blobs.save(name, digest.digest, size, {
+        place: async () => {
+          if (!(await blobs.stat(digest))) throw new StorageNotFoundError(digest.digest);
+        },
       });
     } catch (err) {
       if (err instanceof StorageNotFoundError) return false; // collected meanwhile: upload instead
@@ -208,12 +238,12 @@ export function createUploadHandlers(deps: RegistryDeps) {
       const release = acquireSlot(ctx);
       let upload: UploadRecord;
       try {
-        upload = await takeUpload(name, capture(ctx, 1));
+        upload = await claimUpload(name, capture(ctx, 1));
       } catch (err) {
         release?.();
         throw err;
       }
-      await complete(ctx, name, upload, digest, release);
+      await complete(ctx, name, upload, digest, release, upload.id);
       setCreated(ctx, name, digest.digest);
     },
 

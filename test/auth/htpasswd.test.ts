@@ -3,7 +3,8 @@ import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { createHtpasswd, parseHtpasswd } from '../../auth/htpasswd.js';
+import bcrypt from 'bcryptjs';
+import { createHtpasswd, dummyCostFor, parseHtpasswd } from '../../auth/htpasswd.js';
 import { writeHtpasswd } from '../helpers/auth.js';
 
 test('parses bcrypt entries of every prefix and ignores comments and other hash kinds', async (t) => {
@@ -114,4 +115,47 @@ test('a password changed while its check runs counts for that request only', asy
   // ...and that answer is not remembered for anyone after it.
   t.false(await htpasswd.verify('alice', 'old'));
   t.true(await htpasswd.verify('alice', 'new'));
+});
+
+/** An htpasswd file whose entries have these bcrypt costs, as `htpasswd -B -C <cost>` writes them. */
+async function writeCosts(file: string, costs: number[]): Promise<void> {
+  const lines = costs.map((cost, i) => `user${i}:${bcrypt.hashSync(`pw${i}`, cost).replace(/^\$2[ab]\$/, '$2y$')}`);
+  await writeFile(file, `${lines.join('\n')}\n`);
+}
+
+test('unknown users are checked at the cost most of the file uses, followed across reloads', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-htpasswd-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'htpasswd');
+  // `htpasswd -B` writes cost 5: an unknown user must not cost a fixed 10.
+  await writeCosts(file, [5, 5, 5]);
+  const reloads: [number, number][] = [];
+  const htpasswd = createHtpasswd({ path: file, recheckMs: 0, onReload: (users, cost) => reloads.push([users, cost]) });
+  t.false(await htpasswd.verify('nobody', 'x'));
+  t.deepEqual(reloads, [[3, 5]]);
+
+  // The file changes to mostly cost 6: the dummy is made again at 6 before the next check.
+  await writeCosts(file, [6, 4, 6]);
+  const later = new Date(Date.now() + 5000);
+  await utimes(file, later, later);
+  t.false(await htpasswd.verify('nobody', 'x'));
+  t.true(await htpasswd.verify('user1', 'pw1'));
+  t.deepEqual(reloads, [
+    [3, 5],
+    [3, 6],
+  ]);
+});
+
+test('the dummy cost is the most common one, the higher of a tie, bcrypt’s default without entries', (t) => {
+  const hashes = (costs: number[]) => new Map(costs.map((cost, i) => [`u${i}`, `$2y$${String(cost).padStart(2, '0')}$${'a'.repeat(53)}`]));
+  t.is(dummyCostFor(hashes([5, 5, 12])), 5);
+  t.is(dummyCostFor(hashes([12, 5, 5, 12])), 12);
+  t.is(dummyCostFor(hashes([4])), 4);
+  t.is(dummyCostFor(new Map()), 10);
+});
+
+test('entries with a cost bcrypt cannot check are ignored, not fatal to the file', (t) => {
+  const valid = bcrypt.hashSync('pw', 4);
+  const users = parseHtpasswd(`ok:${valid}\nlow:$2y$03$${'a'.repeat(53)}\nhigh:$2y$32$${'a'.repeat(53)}\n`);
+  t.deepEqual([...users.keys()], ['ok']);
 });

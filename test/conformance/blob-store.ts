@@ -5,9 +5,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ExecutionContext, TestFn } from 'ava';
-import type { BlobStore } from '../../storage/blob-store.js';
+import { hasPositionalReads, hasPresignedGet, type BlobStore } from '../../storage/blob-store.js';
 import { digestOf, parseDigest } from '../../storage/digest.js';
-import { StorageNotFoundError } from '../../storage/errors.js';
+import { InvalidStorageKeyError, StorageNotFoundError } from '../../storage/errors.js';
 import { blobKey, uploadAssemblyKey, uploadChunkKey, uploadIdOfKey, uploadPrefix } from '../../storage/paths.js';
 import { sleep } from '../helpers/wait.js';
 
@@ -51,6 +51,35 @@ export async function listAll(store: BlobStore, prefix: string): Promise<string[
   for await (const key of store.list(prefix)) keys.push(key);
   return keys.sort();
 }
+
+/**
+ * Keys no object may have: ones that could leave a store's root (or its prefix of a bucket), and
+ * malformed ones. `_tmp` is the filesystem store's own directory, reserved in every store.
+ */
+export const BAD_KEYS = [
+  '',
+  '/',
+  '/etc/passwd',
+  '/tmp/x',
+  '..',
+  '../escape',
+  'a/../../escape',
+  'a/..',
+  'uploads/../../escape',
+  '.',
+  'a/./b',
+  'a//b',
+  'a/',
+  '/a',
+  'a\\..\\b',
+  'a/b\u0000c',
+  'a b',
+  '_tmp/x',
+  '_tmp',
+];
+
+/** List prefixes whose directory part could leave the root. */
+export const BAD_PREFIXES = ['../', '../out', '/etc/', 'a/../../', 'uploads//'];
 
 /** The storage key of a blob with random (so unused) content. */
 function randomBlobKey(): string {
@@ -103,6 +132,30 @@ export function blobStoreConformance(test: TestFn, makeStore: () => Promise<Blob
     t.is(actual.length, expected.length, `bytes read from ${key}`);
     t.true(actual.equals(expected), `content of ${key}`);
   }
+
+  test('malformed keys are refused by every operation with InvalidStorageKeyError', async (t) => {
+    const { key } = space(t);
+    const good = key('ok');
+    await store().write(good, streamOf(Buffer.from('ok')));
+    const s = store();
+    const refused = { instanceOf: InvalidStorageKeyError };
+    for (const bad of BAD_KEYS) {
+      const label = JSON.stringify(bad);
+      await t.throwsAsync(s.write(bad, streamOf(Buffer.from('evil'))), refused, `write ${label}`);
+      await t.throwsAsync(s.stat(bad), refused, `stat ${label}`);
+      await t.throwsAsync(s.read(bad), refused, `read ${label}`);
+      await t.throwsAsync(s.delete(bad), refused, `delete ${label}`);
+      await t.throwsAsync(s.move(good, bad), refused, `move to ${label}`);
+      await t.throwsAsync(s.move(bad, good), refused, `move from ${label}`);
+      if (hasPositionalReads(s)) await t.throwsAsync(s.openReader(bad), refused, `openReader ${label}`);
+      if (hasPresignedGet(s)) await t.throwsAsync(s.presignedGetUrl(bad, 60), refused, `presignedGetUrl ${label}`);
+    }
+    for (const prefix of BAD_PREFIXES) {
+      await t.throwsAsync(listAll(s, prefix), refused, `list ${JSON.stringify(prefix)}`);
+    }
+    // The good object went nowhere.
+    await assertContent(t, good, Buffer.from('ok'));
+  });
 
   test('stat of a missing object is undefined, read of it throws StorageNotFoundError', async (t) => {
     const { key, blob } = space(t);

@@ -409,7 +409,7 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.is(upload?.size, winner.size);
   });
 
-  test('taking an upload returns it with its chunks and ends it, once', async (t) => {
+  test('claiming an upload returns it with its chunks and leaves it in place, marked as used', async (t) => {
     const id = randomUUID();
     const repository = randomRepository();
     await store().uploads.create(id, repository);
@@ -418,26 +418,45 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
       { offset: 10, size: 5, key: uploadChunkKey(id, 10) },
     ];
     for (const chunk of chunks) t.true(await store().uploads.addChunk(id, chunk));
-    t.is(await store().uploads.take(id, `${repository}-other`), undefined, 'not an upload of another repository');
-    t.truthy(await store().uploads.find(id), 'a refused take leaves the upload as it was');
-    const taken = await store().uploads.take(id, repository);
-    t.is(taken?.size, 15);
-    t.is(taken?.repository, repository);
-    t.deepEqual(taken?.chunks, chunks);
-    t.is(await store().uploads.find(id), undefined, 'a taken upload is over');
-    t.is(await store().uploads.take(id, repository), undefined, 'a second take finds nothing');
-    t.false(await store().uploads.addChunk(id, { offset: 15, size: 1, key: uploadChunkKey(id, 15) }), 'and no chunk is added');
-    t.false(await store().uploads.remove(id));
+    t.is(await store().uploads.claim(id, `${repository}-other`), undefined, 'not an upload of another repository');
+    t.is(await store().uploads.claim(randomUUID(), repository), undefined, 'no such upload');
+    const claimed = await store().uploads.claim(id, repository);
+    t.is(claimed?.size, 15);
+    t.is(claimed?.repository, repository);
+    t.deepEqual(claimed?.chunks, chunks);
+    // A claim is no end: the commit it serves may be cut off, and asked again.
+    t.deepEqual((await store().uploads.claim(id, repository))?.chunks, chunks, 'a second claim finds it again');
+    t.deepEqual((await store().uploads.find(id))?.chunks, chunks);
+    t.true(await store().uploads.remove(id));
   });
 
-  test('concurrent takes of one upload: exactly one gets it', async (t) => {
+  test('linking a blob ends its upload in the same step; a failed placement ends nothing', async (t) => {
     const id = randomUUID();
     const repository = randomRepository();
     await store().uploads.create(id, repository);
     t.true(await store().uploads.addChunk(id, { offset: 0, size: 3, key: uploadChunkKey(id, 0) }));
-    const results = await Promise.all(Array.from({ length: 8 }, () => store().uploads.take(id, repository)));
-    t.is(results.filter((r) => r !== undefined).length, 1);
-    t.is(results.find((r) => r !== undefined)?.chunks.length, 1);
+    const failing = randomDigest();
+    await t.throwsAsync(
+      store().blobs.save(repository, failing, 3, {
+        endUpload: id,
+        place: async () => {
+          throw new Error('placement failed');
+        },
+      }),
+      { message: 'placement failed' },
+    );
+    t.truthy(await store().uploads.find(id), 'the upload outlives a failed link');
+    t.is(await store().blobs.find(repository, failing), undefined);
+
+    const digest = randomDigest();
+    let placed = false;
+    await store().blobs.save(repository, digest, 3, { endUpload: id, place: async () => void (placed = true) });
+    t.true(placed);
+    t.is(await store().blobs.find(repository, digest), 3);
+    t.is(await store().uploads.find(id), undefined, 'the upload ended with the link');
+    // Linking again, by a commit that raced this one, finds no upload to end and still links.
+    await store().blobs.save(repository, digest, 3, { endUpload: id });
+    t.is(await store().blobs.find(repository, digest), 3);
   });
 
   test('removing an upload removes its chunks', async (t) => {

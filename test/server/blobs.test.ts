@@ -207,6 +207,49 @@ test('Range requests: 206 with Content-Range, suffix ranges, 416 when unsatisfia
   t.is(bad.headers.get('content-range'), 'bytes */1000');
 });
 
+test('Range as RFC 9110 reads it: a long suffix is the whole blob, an invalid range is ignored', async (t) => {
+  const name = repo(t);
+  const blob = randomBlob(1000);
+  await client.pushBlob(name, blob);
+  const path = `/v2/${name}/blobs/${blob.digest}`;
+  // [Range, status, Content-Range (206) or undefined, first byte, last byte]
+  const cases: [string, number, string | undefined, number, number][] = [
+    // §14.1.2: a suffix longer than the representation selects all of it.
+    ['bytes=-99999999', 206, 'bytes 0-999/1000', 0, 999],
+    ['bytes=-1000', 206, 'bytes 0-999/1000', 0, 999],
+    ['bytes=0-99999999999999999999', 206, 'bytes 0-999/1000', 0, 999],
+    ['BYTES=999-', 206, 'bytes 999-999/1000', 999, 999],
+    ['bytes=0-10, 5-20', 206, 'bytes 0-20/1000', 0, 20],
+    ['bytes=0-10, 5000-', 206, 'bytes 0-10/1000', 0, 10],
+    // Invalid: last before first, broken syntax, another unit, an empty set. Ignored: 200, all of it.
+    ['bytes=5-1', 200, undefined, 0, 999],
+    ['bytes=abc', 200, undefined, 0, 999],
+    ['bytes=--5', 200, undefined, 0, 999],
+    ['bytes=1-2-3', 200, undefined, 0, 999],
+    ['bytes=', 200, undefined, 0, 999],
+    ['items=0-1', 200, undefined, 0, 999],
+    ['bytes=0-5, 9-3', 200, undefined, 0, 999],
+    // Several ranges with a gap: the whole blob, as a server may always answer.
+    ['bytes=0-1, 10-11', 200, undefined, 0, 999],
+  ];
+  for (const [range, status, contentRange, first, last] of cases) {
+    const res = await client.request(path, { headers: { Range: range } });
+    t.is(res.status, status, range);
+    t.is(res.headers.get('content-range') ?? undefined, contentRange, range);
+    t.deepEqual(Buffer.from(await res.arrayBuffer()), blob.data.subarray(first, last + 1), range);
+    const head = await client.request(path, { method: 'HEAD', headers: { Range: range } });
+    t.is(head.status, status, `HEAD ${range}`);
+    t.is(head.headers.get('content-length'), String(last - first + 1), `HEAD ${range}`);
+  }
+  // Unsatisfiable: every first position at or past the end, or a zero-length suffix.
+  for (const range of ['bytes=1000-', 'bytes=1000-2000', 'bytes=-0', 'bytes=1000-1001, 2000-']) {
+    const res = await client.request(path, { headers: { Range: range } });
+    t.is(res.status, 416, range);
+    t.is(res.headers.get('content-range'), 'bytes */1000', range);
+    t.is(await errorCode(res), 'RANGE_INVALID', range);
+  }
+});
+
 test('If-None-Match with the ETag is 304', async (t) => {
   const name = repo(t);
   const blob = randomBlob();
@@ -368,17 +411,21 @@ async function isOpen(file: string): Promise<boolean> {
 
 test('a large blob and ranges across the sender’s buffer boundaries arrive byte-exact', async (t) => {
   const name = repo(t);
-  // The sender's buffers hold 1 MiB (server/send-object.ts).
-  const MIB = 1024 * 1024;
-  const blob = randomBlob(3 * MIB + 123);
+  // The sender reads 64 KiB at a time until the socket has taken 16 MiB, then 1 MiB
+  // (server/send-object.ts): ranges start and end on either side of those boundaries.
+  const KIB = 1024;
+  const MIB = 1024 * KIB;
+  const blob = randomBlob(18 * MIB + 123);
   await client.pushBlob(name, blob);
   const whole = await client.request(`/v2/${name}/blobs/${blob.digest}`);
   t.is(whole.headers.get('content-length'), String(blob.size));
   t.true(Buffer.from(await whole.arrayBuffer()).equals(blob.data));
   for (const [start, end] of [
+    [64 * KIB - 1, 64 * KIB],
     [MIB - 1, MIB],
-    [2 * MIB - 1, 2 * MIB],
     [100, 2_500_000],
+    [MIB + 5, 17 * MIB + 7],
+    [16 * MIB - 1, 17 * MIB],
     [blob.size - 1_100_000, blob.size - 1],
   ] as const) {
     const part = await client.request(`/v2/${name}/blobs/${blob.digest}`, { headers: { Range: `bytes=${start}-${end}` } });

@@ -91,6 +91,34 @@ test.serial('killed during a chunk of a chunked upload: the upload resumes from 
   t.true(got.equals(data));
 });
 
+test.serial('killed during the PUT that completes an upload: the session stays, and the retried PUT completes it', async (t) => {
+  const env = await dataDirEnv(t);
+  const first = await startServerProcess(env);
+  t.teardown(() => first.kill());
+  const data = randomBytes(5 * 1024 * 1024);
+  const head = 3 * 1024 * 1024;
+  const client1 = createClient(first.url);
+  const location = (await client1.request('/v2/crash/finish/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
+  const patched = await client1.request(location, { method: 'PATCH', body: new Uint8Array(data.subarray(0, head)), headers: { 'Content-Range': `0-${head - 1}` } });
+  t.is(patched.status, 202);
+  // The closing PUT carries the rest and is cut off by the kill halfway through.
+  await slowUpload(`${first.url}${location}?digest=${sha256(data)}`, 'PUT', data.length - head, 512 * 1024);
+  await first.kill('SIGKILL');
+
+  const second = await startServerProcess(env);
+  t.teardown(() => second.kill());
+  const client = createClient(second.url);
+  const status = await client.request(location);
+  t.is(status.status, 204, 'the upload survived its cut-off PUT');
+  t.is(status.headers.get('range'), `0-${head - 1}`, 'with what its recorded chunk holds');
+  // What a client does after a failed PUT it may retry: the same PUT again, only the rest sent.
+  const retried = await client.request(`${location}?digest=${sha256(data)}`, { method: 'PUT', body: new Uint8Array(data.subarray(head)) });
+  t.is(retried.status, 201, await retried.clone().text());
+  const got = Buffer.from(await (await client.request(`/v2/crash/finish/blobs/${sha256(data)}`)).arrayBuffer());
+  t.true(got.equals(data));
+  t.is((await client.request(location)).status, 404, 'the session ended with the link');
+});
+
 test.serial('killed while manifests and tags are being pushed: every tag names a complete manifest, nothing acknowledged is lost', async (t) => {
   const env = await dataDirEnv(t);
   const first = await startServerProcess(env);

@@ -2,7 +2,8 @@
 // pushes racing the collection never leave a manifest pointing at missing bytes.
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { access, mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
@@ -10,7 +11,8 @@ import type { GcReport } from '../../storage/gc.js';
 import { createClient, errorCode } from '../helpers/oci-client.js';
 import { blobOf, makeImage, makeIndex, sha256, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
-import { sleep } from '../helpers/wait.js';
+import { openRaw, requestHead } from '../helpers/raw-http.js';
+import { sleep, until } from '../helpers/wait.js';
 
 const run = promisify(execFile);
 let registry: TestRegistry;
@@ -182,6 +184,95 @@ test.serial('temporary files of writes a crash cut off, and emptied upload direc
   await t.throwsAsync(access(emptied), undefined, 'the empty directory is gone');
   t.true(report.orphanFilesRemoved >= 1);
   t.true(report.bytesRemoved >= 300);
+});
+
+test.serial('crash debris goes once older than any live request could be; live uploads, recorded chunks and young objects stay', async (t) => {
+  // 30 minutes: past the debris age (idle timeout + 15 min), short of this registry's 1 h upload age.
+  const past = new Date(Date.now() - 30 * 60_000);
+  const storage = path.join(registry.dataDir, 'storage');
+  const uploads = path.join(storage, 'uploads');
+  const chunkName = (offset: number): string => `${String(offset).padStart(16, '0')}-abcdef012345`;
+  const aged = async (file: string, size = 64): Promise<string> => {
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, randomBytes(size));
+    await utimes(file, past, past);
+    return file;
+  };
+  const cutOff = await aged(path.join(storage, '_tmp', randomUUID()));
+  const sessionless = await aged(path.join(uploads, `${randomUUID()}.${chunkName(0)}`));
+  const young = path.join(uploads, `${randomUUID()}.${chunkName(0)}`);
+  await writeFile(young, randomBytes(64));
+
+  // A live session: its recorded chunk stays however old; an object it never recorded (the body of
+  // a PUT a crash cut off) goes.
+  const live = await client.request('/v2/gc/debris/blobs/uploads/', { method: 'POST' });
+  const liveId = live.headers.get('docker-upload-uuid')!;
+  t.is((await client.request(live.headers.get('location')!, { method: 'PATCH', body: 'recorded' })).status, 202);
+  const recorded = (await readdir(uploads)).filter((name) => name.startsWith(`${liveId}.`)).map((name) => path.join(uploads, name));
+  t.is(recorded.length, 1);
+  await utimes(recorded[0]!, past, past);
+  const unrecorded = await aged(path.join(uploads, `${liveId}.${chunkName(8)}`));
+
+  // An upload streaming right now, its temporary file made to look old: this process is writing it.
+  const slow = await client.request('/v2/gc/debris/blobs/uploads/', { method: 'POST' });
+  const tmpBefore = new Set(await readdir(path.join(storage, '_tmp')));
+  const streaming = await openRaw(Number(new URL(registry.url).port), { timeoutMs: 60_000 });
+  const data = randomBytes(2000);
+  streaming.socket.write(requestHead('PATCH', slow.headers.get('location')!, { Host: 'x', 'Content-Length': String(data.length), Connection: 'close' }));
+  streaming.socket.write(data.subarray(0, 1000));
+  let inFlight: string | undefined;
+  t.true(await until(async () => (inFlight = (await readdir(path.join(storage, '_tmp'))).find((n) => !tmpBefore.has(n))) !== undefined, 10_000));
+  await utimes(path.join(storage, '_tmp', inFlight!), past, past);
+
+  const report = await gc();
+  for (const [file, what] of [
+    [cutOff, 'the temporary file of a cut-off write'],
+    [sessionless, 'the object of an upload without a session'],
+    [unrecorded, "the object its live session never recorded"],
+  ] as const) {
+    await t.throwsAsync(access(file), undefined, `${what} is gone`);
+  }
+  await access(young);
+  await access(recorded[0]!);
+  await access(path.join(storage, '_tmp', inFlight!));
+  t.true(report.orphanFilesRemoved >= 2);
+  t.true(report.uploadsRemoved >= 1);
+
+  // Both live uploads complete.
+  streaming.socket.write(data.subarray(1000));
+  t.is((await streaming.exchange).responses[0]?.status, 202);
+  t.is((await client.request(`${slow.headers.get('location')!}?digest=${sha256(data)}`, { method: 'PUT' })).status, 201);
+  t.is((await client.request(`${live.headers.get('location')!}?digest=${sha256(Buffer.from('recorded'))}`, { method: 'PUT' })).status, 201);
+});
+
+test('crash debris is removed at start-up, without a collection', async (t) => {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'signet-debris-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const first = await startTestRegistry({ dataDir });
+  const own = createClient(first.url);
+  const live = await own.request('/v2/gc/startup/blobs/uploads/', { method: 'POST' });
+  t.is((await own.request(live.headers.get('location')!, { method: 'PATCH', body: 'recorded' })).status, 202);
+  const storage = path.join(dataDir, 'storage');
+  const debris = [path.join(storage, '_tmp', randomUUID()), path.join(storage, 'uploads', `${randomUUID()}.${'0'.repeat(16)}-abcdef012345`)];
+  const past = new Date(Date.now() - 30 * 60_000);
+  for (const file of debris) {
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, randomBytes(100));
+    await utimes(file, past, past);
+  }
+  const liveChunks = async (): Promise<string[]> =>
+    (await readdir(path.join(storage, 'uploads'))).filter((name) => name.startsWith(`${live.headers.get('docker-upload-uuid')!}.`));
+  for (const name of await liveChunks()) await utimes(path.join(storage, 'uploads', name), past, past);
+  await first.close();
+
+  const second = await startTestRegistry({ dataDir });
+  t.teardown(() => second.close());
+  const gone = async (file: string): Promise<boolean> => access(file).then(() => false, () => true);
+  t.true(await until(async () => (await Promise.all(debris.map(gone))).every(Boolean), 10_000), 'the debris went at start-up');
+  t.is((await liveChunks()).length, 1, "the live session's chunk stays");
+  const status = await createClient(second.url).request(live.headers.get('location')!);
+  t.is(status.status, 204);
+  t.is(status.headers.get('range'), '0-7');
 });
 
 test.serial('a push racing the collection: every accepted manifest stays fully readable', async (t) => {

@@ -3,6 +3,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
 import { createClient, errorCode } from '../helpers/oci-client.js';
+import { makeImage } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
 let registry: TestRegistry;
@@ -38,10 +39,25 @@ test('invalid digests are DIGEST_INVALID, not a path', async (t) => {
   }
 });
 
-test('invalid tags are TAG_INVALID', async (t) => {
-  const res = await fetch(`${registry.url}/v2/x/manifests/.hidden`);
-  t.is(res.status, 400);
-  t.is(await errorCode(res), 'TAG_INVALID');
+test('a reference that cannot be a tag names no manifest: 404 MANIFEST_UNKNOWN to GET, HEAD and DELETE; TAG_INVALID to PUT', async (t) => {
+  // The distribution-spec conformance suite (v1.1.1) asks for `.INVALID_MANIFEST_NAME` in a
+  // repository that exists and expects 404 for GET, HEAD and DELETE.
+  const client = createClient(registry.url);
+  const image = makeImage({ layers: 1 });
+  t.is((await client.pushImage('names/app', image, 'v1')).status, 201);
+  for (const reference of ['.INVALID_MANIFEST_NAME', '.hidden', '-dash', `a${'b'.repeat(128)}`]) {
+    for (const method of ['GET', 'DELETE']) {
+      const res = await client.request(`/v2/names/app/manifests/${reference}`, { method });
+      t.is(res.status, 404, `${method} ${reference}`);
+      t.is(await errorCode(res), 'MANIFEST_UNKNOWN', `${method} ${reference}`);
+    }
+    const head = await client.request(`/v2/names/app/manifests/${reference}`, { method: 'HEAD' });
+    t.is(head.status, 404, `HEAD ${reference}`);
+    const put = await client.pushManifest('names/app', reference, image.manifest);
+    t.is(put.status, 400, `PUT ${reference}`);
+    t.is(await errorCode(put), 'TAG_INVALID', `PUT ${reference}`);
+  }
+  t.is((await client.getManifest('names/app', 'v1')).status, 200, 'the image is untouched');
 });
 
 test('invalid upload ids are BLOB_UPLOAD_UNKNOWN and create nothing', async (t) => {

@@ -4,9 +4,9 @@ import path from 'node:path';
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { StorageNotFoundError } from '../../storage/errors.js';
+import { InvalidStorageKeyError, StorageNotFoundError } from '../../storage/errors.js';
 import { createFilesystemBlobStore } from '../../storage/filesystem-blob-store.js';
-import { blobStoreConformance, failingStream, listAll, readAll, streamOf } from '../conformance/blob-store.js';
+import { BAD_KEYS, BAD_PREFIXES, blobStoreConformance, failingStream, listAll, readAll, streamOf } from '../conformance/blob-store.js';
 import { sleep } from '../helpers/wait.js';
 
 blobStoreConformance(test, async () => {
@@ -35,42 +35,14 @@ async function filesUnder(dir: string): Promise<string[]> {
     .sort();
 }
 
-const badKeys = [
-  '',
-  '/',
-  '/etc/passwd',
-  '/tmp/x',
-  '..',
-  '../escape',
-  'a/../../escape',
-  'a/..',
-  'uploads/../../escape',
-  '.',
-  'a/./b',
-  'a//b',
-  'a/',
-  '/a',
-  'a\\..\\b',
-  'a/b\u0000c',
-  'a b',
-  '_tmp/x',
-  '_tmp',
-];
-
-test('keys that could leave the root or are malformed are refused by every operation', async (t) => {
+test('malformed keys write nothing anywhere, inside the root or beside it', async (t) => {
+  // That every operation refuses them is the conformance suite's business; here, the disk.
   const { parent, root, store } = await tempStore(t);
   await store.write('uploads/ok', streamOf(Buffer.from('ok')));
-  for (const key of badKeys) {
-    const label = JSON.stringify(key);
-    await t.throwsAsync(store.write(key, streamOf(Buffer.from('evil'))), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.stat(key), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.read(key), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.openReader(key), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.delete(key), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.move('uploads/ok', key), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.move(key, 'uploads/ok'), { message: /invalid storage key/ }, label);
+  for (const key of BAD_KEYS) {
+    await t.throwsAsync(store.write(key, streamOf(Buffer.from('evil'))), { instanceOf: InvalidStorageKeyError }, JSON.stringify(key));
+    await t.throwsAsync(store.move('uploads/ok', key), { instanceOf: InvalidStorageKeyError }, JSON.stringify(key));
   }
-  // Nothing was written anywhere, inside the root or beside it, and the good object is untouched.
   t.deepEqual(await filesUnder(parent), [path.join('root', 'uploads', 'ok')]);
   t.deepEqual(await filesUnder(path.join(root, '_tmp')), []);
   t.is((await readAll(await store.read('uploads/ok'))).toString(), 'ok');
@@ -80,8 +52,8 @@ test('list refuses prefixes whose directory part would leave the root', async (t
   const { parent, store } = await tempStore(t);
   await writeFile(path.join(parent, 'outside'), 'secret');
   await store.write('uploads/ok', streamOf(Buffer.from('ok')));
-  for (const prefix of ['../', '../out', '/etc/', 'a/../../', 'uploads//']) {
-    await t.throwsAsync(listAll(store, prefix), { message: /invalid storage key/ }, prefix);
+  for (const prefix of BAD_PREFIXES) {
+    await t.throwsAsync(listAll(store, prefix), { instanceOf: InvalidStorageKeyError }, prefix);
   }
 });
 

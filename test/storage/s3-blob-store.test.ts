@@ -4,10 +4,10 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import anyTest, { type TestFn } from 'ava';
-import { DependencyUnavailableError, StorageNotFoundError } from '../../storage/errors.js';
+import { DependencyUnavailableError, InvalidStorageKeyError, StorageNotFoundError } from '../../storage/errors.js';
 import { createS3BlobStore, S3_MIN_PART_SIZE } from '../../storage/s3-blob-store.js';
 import { parseEndpoint, rootPrefix } from '../../storage/s3-endpoint.js';
-import { blobStoreConformance, failingStream, listAll, readAll, streamOf } from '../conformance/blob-store.js';
+import { BAD_KEYS, blobStoreConformance, failingStream, listAll, readAll, streamOf } from '../conformance/blob-store.js';
 import { randomBucketName, startS3rver, type TestS3 } from '../helpers/s3rver.js';
 
 blobStoreConformance(anyTest, async () => {
@@ -34,43 +34,17 @@ function storeFor(s3: TestS3, overrides: Parameters<TestS3['storeOptions']>[0] =
   return Object.assign(store, { leftovers });
 }
 
-const badKeys = [
-  '',
-  '/',
-  '/etc/passwd',
-  '..',
-  '../escape',
-  'a/../../escape',
-  'a/..',
-  '.',
-  'a/./b',
-  'a//b',
-  'a/',
-  '/a',
-  'a\\..\\b',
-  'a/b\u0000c',
-  'a b',
-  '_tmp/x',
-  '_tmp',
-];
-
-test('malformed keys are refused by every operation and nothing reaches the bucket', async (t) => {
+test('malformed keys reach nothing in the bucket', async (t) => {
+  // That every operation refuses them is the conformance suite's business; here, the bucket.
   const { s3 } = t.context;
   const store = storeFor(s3, { rootDirectory: 'keys' });
   await store.write('uploads/ok', streamOf(Buffer.from('ok')));
-  for (const key of badKeys) {
-    const label = JSON.stringify(key);
-    await t.throwsAsync(store.write(key, streamOf(Buffer.from('evil'))), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.stat(key), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.read(key), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.delete(key), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.move('uploads/ok', key), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.move(key, 'uploads/ok'), { message: /invalid storage key/ }, label);
-    await t.throwsAsync(store.presignedGetUrl(key, 60), { message: /invalid storage key/ }, label);
+  for (const key of BAD_KEYS) {
+    await t.throwsAsync(store.write(key, streamOf(Buffer.from('evil'))), { instanceOf: InvalidStorageKeyError }, JSON.stringify(key));
+    await t.throwsAsync(store.move('uploads/ok', key), { instanceOf: InvalidStorageKeyError }, JSON.stringify(key));
   }
-  for (const prefix of ['../', '../out', '/etc/', 'a/../../', 'uploads//', 'a b']) {
-    await t.throwsAsync(listAll(store, prefix), { message: /invalid storage key/ }, prefix);
-  }
+  // A list prefix whose last segment is not a partial key is refused here, unlike on a filesystem.
+  await t.throwsAsync(listAll(store, 'a b'), { instanceOf: InvalidStorageKeyError });
   t.deepEqual((await s3.objectNames()).filter((n) => n.startsWith('keys')), ['keys/uploads/ok']);
   t.is((await readAll(await store.read('uploads/ok'))).toString(), 'ok');
   await store.delete('uploads/ok');
