@@ -2,7 +2,6 @@
 import type { ParameterizedContext } from 'koa';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { Action, Authorizer, Principal } from '../auth/authorize.js';
-import type { BlobStore } from '../storage/blob-store.js';
 import type { Blobs } from '../storage/blobs.js';
 import type { Db } from '../storage/db.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
@@ -32,8 +31,8 @@ export type Ctx = ParameterizedContext<RequestState> & { captures?: string[] };
 
 export interface RegistryDeps {
   config: Config;
-  db: Db;
-  store: BlobStore;
+  /** Readiness only: statements go through the stores. */
+  database: Pick<Db, 'ping' | 'kind'>;
   blobs: Blobs;
   metadata: MetadataStore;
   projects: ProjectStore;

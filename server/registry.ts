@@ -13,7 +13,6 @@ import { createGarbageCollector } from '../storage/gc.js';
 import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { DependencyUnavailableError, StorageFullError, type AvailabilityListener } from '../storage/errors.js';
-import { HEALTH_PROBE_KEY } from '../storage/paths.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';
@@ -83,8 +82,9 @@ export async function createRegistry(
     throw databaseFailure(config.database, driverError(err));
   }
   const store = await createBlobStore(config, availability.report);
+  const blobs = createBlobs(store);
   // A missing or unreadable bucket is named in the log now, not at the first push.
-  if (config.storage.s3) void store.stat(HEALTH_PROBE_KEY).catch(() => undefined);
+  if (config.storage.s3) void blobs.probe().catch(() => undefined);
   const ttlMs = config.cache.ttl * 1000;
   // Replicas on one PostgreSQL hear each other's changes; PGlite serves a single process.
   const { url, connecttimeout, querytimeout } = config.database;
@@ -99,7 +99,6 @@ export async function createRegistry(
   const projects = createCachedProjectStore(createPostgresProjectStore(db), ttlMs, bus);
   const { authenticator, authorizer } = createAuth(config, projects, log, metrics);
   const keys = createKeys(createPostgresKeyStore(db), { cacheTtlMs: ttlMs, bus });
-  const blobs = createBlobs(store);
   const signatures = createSignatures(createSignatureStore(db), keys, projects, bus);
   const readBlob = createSmallBlobReader(blobs);
   const gate = createPullGate({
@@ -115,8 +114,7 @@ export async function createRegistry(
   });
   const deps: RegistryDeps = {
     config,
-    db,
-    store,
+    database: db,
     blobs,
     metadata,
     projects,

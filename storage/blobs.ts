@@ -10,10 +10,10 @@ import { createHash, type Hash } from 'node:crypto';
 import { finished, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LRUCache } from 'lru-cache';
-import type { BlobStore, ObjectStat, ReadOptions } from './blob-store.js';
+import { hasPositionalReads, hasPresignedGet, type BlobStore, type ObjectReader, type ObjectStat, type ReadOptions } from './blob-store.js';
 import type { ParsedDigest } from './digest.js';
 import { DigestMismatchError, SizeMismatchError } from './errors.js';
-import { blobKey, uploadAssemblyKey, uploadChunkKey, uploadListPrefix } from './paths.js';
+import { blobKey, HEALTH_PROBE_KEY, uploadAssemblyKey, uploadChunkKey, uploadListPrefix } from './paths.js';
 
 export interface UploadChunk {
   offset: number;
@@ -34,6 +34,17 @@ export interface CommittedBlob {
 export interface Blobs {
   stat(digest: ParsedDigest): Promise<ObjectStat | undefined>;
   open(digest: ParsedDigest, options?: ReadOptions): Promise<Readable>;
+  /**
+   * A positional reader of the blob where the store offers one (files), else undefined: the
+   * caller then streams with `open`. Throws StorageNotFoundError for a missing blob.
+   */
+  openReader(digest: ParsedDigest): Promise<ObjectReader | undefined>;
+  /** Whether the store can hand clients a URL to fetch a blob from directly (S3). */
+  readonly presigns: boolean;
+  /** A URL valid for `expirySeconds` to fetch the blob from the store; only when `presigns`. */
+  presignedUrl(digest: ParsedDigest, expirySeconds: number): Promise<string>;
+  /** Resolves when the storage answers (bucket and permissions included), reading nothing. */
+  probe(): Promise<void>;
   /**
    * Streams one chunk of an upload into its own object (none for an empty body: size 0). Should
    * the store fail, `body` is left as it is, neither read to its end nor destroyed.
@@ -107,6 +118,19 @@ export function createBlobs(store: BlobStore): Blobs {
     stat: (digest) => store.stat(blobKey(digest)),
 
     open: (digest, options) => store.read(blobKey(digest), options),
+
+    openReader: async (digest) => (hasPositionalReads(store) ? store.openReader(blobKey(digest)) : undefined),
+
+    presigns: hasPresignedGet(store),
+
+    async presignedUrl(digest, expirySeconds) {
+      if (!hasPresignedGet(store)) throw new Error('this blob store cannot presign URLs');
+      return store.presignedGetUrl(blobKey(digest), expirySeconds);
+    },
+
+    async probe() {
+      await store.stat(HEALTH_PROBE_KEY);
+    },
 
     async writeChunk(uploadId, offset, body, signal) {
       const prior = running.get(uploadId);

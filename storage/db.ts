@@ -30,6 +30,8 @@ export interface Db extends Queryable {
    */
   readonly exclusively?: <T>(fn: (q: Queryable) => Promise<T>) => Promise<T>;
   close(): Promise<void>;
+  /** Resolves when the database answers a statement (readiness checks). */
+  ping(): Promise<void>;
   readonly kind: 'postgres' | 'pglite';
   /**
    * The same database for statements that may rightly run long (migrations, garbage collection):
@@ -99,9 +101,13 @@ function postgresView(pool: pg.Pool, call: <T>(run: () => Promise<T>) => Promise
   // pg takes a per-statement timeout (not in its types); a client it fired on is dropped.
   const statement = (text: string, values?: unknown[]): pg.QueryConfig =>
     (queryTimeoutMs ? { text, values, query_timeout: queryTimeoutMs } : { text, values }) as pg.QueryConfig;
+  const query: Db['query'] = (sql, params) => call(async () => (await pool.query(statement(sql, params))).rows);
   return {
     kind: 'postgres',
-    query: (sql, params) => call(async () => (await pool.query(statement(sql, params))).rows),
+    query,
+    async ping() {
+      await query('SELECT 1');
+    },
     async transaction(fn) {
       const client = await call(() => pool.connect());
       // A connection that failed or timed out is dropped, not handed to the next statement.
@@ -207,11 +213,15 @@ export async function createPgliteDb(dataDirectory: string | undefined, options:
       finish();
     }
   }
+  const query: Db['query'] = async (sql, params) => {
+    while (heldUntil) await heldUntil;
+    return send(sql, params);
+  };
   return {
     kind: 'pglite',
-    async query(sql, params) {
-      while (heldUntil) await heldUntil;
-      return send(sql, params);
+    query,
+    async ping() {
+      await query('SELECT 1');
     },
     transaction: (fn) =>
       hold(async () => {

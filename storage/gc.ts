@@ -16,8 +16,8 @@ import type { Blobs } from './blobs.js';
 import type { ChangeBus } from './change-bus.js';
 import type { Db } from './db.js';
 import { parseDigest } from './digest.js';
-import { UPLOADS_TREE, uploadIdOfKey } from './paths.js';
-import { lockDigest } from './postgres-metadata-store.js';
+import { BLOBS_TREE, digestOfBlobKey, UPLOADS_TREE, uploadIdOfKey } from './paths.js';
+import { lockDigest } from './locks.js';
 
 export interface GcOptions {
   /** Anything newer than this is kept. */
@@ -247,9 +247,9 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
   /** Blob files without a row: left by a crash between writing the bytes and committing the link. */
   async function sweepOrphans(cutoff: Date, options: GcOptions, report: GcReport): Promise<void> {
     const files: { key: string; digest: string }[] = [];
-    for await (const key of store.list('blobs/')) {
-      const match = /^blobs\/(sha256|sha512)\/[0-9a-f]{2}\/([0-9a-f]+)$/.exec(key);
-      if (match) files.push({ key, digest: `${match[1]}:${match[2]}` });
+    for await (const key of store.list(BLOBS_TREE)) {
+      const digest = digestOfBlobKey(key);
+      if (digest) files.push({ key, digest });
     }
     for (let start = 0; start < files.length; start += 500) {
       const batch = files.slice(start, start + 500);

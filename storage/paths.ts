@@ -27,6 +27,18 @@ export function blobKey(digest: ParsedDigest): string {
   return `blobs/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}`;
 }
 
+/** The key under which blobs live. */
+export const BLOBS_TREE = 'blobs/';
+
+const BLOB_KEY_RE = /^blobs\/(sha256|sha512)\/([0-9a-f]{2})\/([0-9a-f]+)$/;
+
+/** The digest a blob key stands for (the inverse of blobKey), or undefined for any other key. */
+export function digestOfBlobKey(key: string): string | undefined {
+  const match = BLOB_KEY_RE.exec(key);
+  if (!match || !match[3]!.startsWith(match[2]!)) return undefined;
+  return `${match[1]}:${match[3]}`;
+}
+
 /**
  * A key no object ever has (not a digest path): asking for it checks that the storage answers,
  * bucket and permissions included, without reading anything.

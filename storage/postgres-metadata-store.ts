@@ -1,6 +1,7 @@
 // MetadataStore in SQL, the same statements for a PostgreSQL server (`pg`) and for PGlite.
 import type { Db, Queryable } from './db.js';
 import { MissingBlobsError } from './errors.js';
+import { lockDigest } from './locks.js';
 import type {
   ManifestRecord,
   MetadataStore,
@@ -18,15 +19,6 @@ interface ManifestRow {
   artifact_type: string | null;
   subject_digest: string | null;
   annotations: Record<string, string> | null;
-}
-
-/**
- * Serialises linking, referencing and collecting one digest (transaction-scoped advisory lock).
- * An exclusive transaction (PGlite) needs none: a statement fewer per blob pushed.
- */
-export async function lockDigest(tx: Queryable, digest: string): Promise<void> {
-  if (tx.exclusive) return;
-  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [digest]);
 }
 
 export function createPostgresMetadataStore(db: Db): MetadataStore {

@@ -1,7 +1,5 @@
 // GET / HEAD / DELETE /v2/<name>/blobs/<digest>
 import { capture, emptyResponse, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
-import { blobKey } from '../../storage/paths.js';
-import { hasPositionalReads, hasPresignedGet } from '../../storage/blob-store.js';
 import { parseByteRange } from '../byte-range.js';
 import { OciError } from '../errors.js';
 import { createCallerSlots } from '../caller-slots.js';
@@ -13,7 +11,7 @@ import { sendObject } from '../send-object.js';
 /** The Go registry's S3 driver signs redirect URLs for 20 minutes. */
 const REDIRECT_EXPIRY_SECONDS = 20 * 60;
 
-export function createBlobHandlers(deps: RegistryDeps) {
+export function createBlobHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'config' | 'metrics' | 'availability' | 'authorizer'>) {
   const { metadata, blobs } = deps;
   const slots = createCallerSlots({
     max: deps.config.downloads.maxconcurrent,
@@ -66,9 +64,9 @@ export function createBlobHandlers(deps: RegistryDeps) {
 
   /** Sends bytes start..end of the blob as the body; `release` once it is sent or abandoned. */
   async function send(ctx: Ctx, digest: ParsedDigest, start: number, end: number, release: () => void): Promise<void> {
-    if (hasPositionalReads(deps.store)) {
-      // Opened before anything is sent, so a missing file is still an OCI error.
-      const reader = await deps.store.openReader(blobKey(digest));
+    // Opened before anything is sent, so a missing file is still an OCI error.
+    const reader = await blobs.openReader(digest);
+    if (reader) {
       ctx.length = end - start + 1;
       // The headers are set; the body goes out here, not through Koa.
       ctx.respond = false;
@@ -112,12 +110,12 @@ export function createBlobHandlers(deps: RegistryDeps) {
       const range = ctx.get('Range');
       // As the Go registry's S3 driver: a whole-blob GET goes straight to object storage through a
       // presigned URL (clients follow 307s); ranged reads and HEADs are answered here.
-      if (ctx.method === 'GET' && !range && size > 0 && !deps.config.storage.redirect.disable && hasPresignedGet(deps.store)) {
+      if (ctx.method === 'GET' && !range && size > 0 && !deps.config.storage.redirect.disable && blobs.presigns) {
         // Signing a URL asks nothing of S3: during an outage, ask it before sending the client
         // there, which answers 503 now (instead of a client failing to connect to S3) or finds
         // the outage over.
         if (deps.availability.outage('storage')) await blobs.stat(digest);
-        ctx.set('Location', await deps.store.presignedGetUrl(blobKey(digest), REDIRECT_EXPIRY_SECONDS));
+        ctx.set('Location', await blobs.presignedUrl(digest, REDIRECT_EXPIRY_SECONDS));
         emptyResponse(ctx, 307);
         return;
       }

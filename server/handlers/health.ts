@@ -3,7 +3,6 @@
 // and why in a fixed phrase ("connection refused", "timed out", "bucket missing"), never a host,
 // port or bucket name (the endpoint is unauthenticated). The log has the details.
 import { DependencyUnavailableError, StorageFullError } from '../../storage/errors.js';
-import { HEALTH_PROBE_KEY } from '../../storage/paths.js';
 import type { Ctx, RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 
@@ -14,8 +13,8 @@ function reasonOf(err: unknown): string {
   return 'error';
 }
 
-export function createHealthHandlers(deps: Pick<RegistryDeps, 'db' | 'store' | 'availability'>) {
-  const { db, store, availability } = deps;
+export function createHealthHandlers(deps: Pick<RegistryDeps, 'database' | 'blobs' | 'availability'>) {
+  const { database: db, blobs, availability } = deps;
 
   /** 'ok', or the fixed phrase of why not. */
   async function check(name: string, probe: () => Promise<unknown>, ctx: Ctx): Promise<string> {
@@ -35,8 +34,8 @@ export function createHealthHandlers(deps: Pick<RegistryDeps, 'db' | 'store' | '
     },
     async ready(ctx: Ctx): Promise<void> {
       const [database, storage] = await Promise.all([
-        check('database', () => db.query('SELECT 1'), ctx),
-        check('storage', () => store.stat(HEALTH_PROBE_KEY), ctx),
+        check('database', () => db.ping(), ctx),
+        check('storage', () => blobs.probe(), ctx),
       ]);
       // Only between replicas on PostgreSQL; not a reason to take a replica out (caches expire).
       const notifications = db.kind === 'postgres' ? (availability.outage('notifications') ? 'reconnecting' : 'ok') : undefined;
