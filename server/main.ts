@@ -16,6 +16,7 @@ import { preflight } from './preflight.js';
 import { createRegistry, describeStorage } from './registry.js';
 import { registerGcCommand } from './gc-cli.js';
 import { recordGc, startGcScheduler } from './gc-runner.js';
+import { createMaintenanceRuns } from '../storage/maintenance-runs.js';
 
 /** Prints a start-up failure in one line and exits: 2 for configuration, 1 for the rest. */
 function refuse(message: string, exitCode: number): never {
@@ -103,7 +104,7 @@ async function serve(configFile: string | undefined): Promise<void> {
   );
   const gcScheduler =
     config.gc.interval > 0 && !config.storage.maintenance.readonly.enabled
-      ? startGcScheduler({ db: registry.db, gc: registry.deps.gc, config, log, onReport: (report) => recordGc(metrics, report) })
+      ? startGcScheduler({ runs: createMaintenanceRuns(registry.db), gc: registry.deps.gc, config, log, onReport: (report) => recordGc(metrics, report) })
       : undefined;
 
   // SIGTERM: stop accepting, let requests in flight finish within http.draintimeout, then close the

@@ -10,8 +10,8 @@ import { createSignatureListHandler } from './handlers/api-signatures.js';
 import { createLookasideHandlers } from './handlers/lookaside.js';
 import { createExtensionHandlers } from './handlers/signature-extension.js';
 import { createProjectApiHandlers } from './handlers/api-projects.js';
-import { createGcHandler } from './gc-runner.js';
 import { createBlobHandlers } from './handlers/blobs.js';
+import { createGcHandler } from './handlers/gc.js';
 import { createHealthHandlers } from './handlers/health.js';
 import { createListingHandlers } from './handlers/listings.js';
 import { createManifestHandlers } from './handlers/manifests.js';
@@ -80,7 +80,7 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
       : []),
 
     // Management API.
-    ['api.gc', ['post'], /^\/api\/v1\/gc$/, createGcHandler(deps, deps.gc)],
+    ['api.gc', ['post'], /^\/api\/v1\/gc$/, createGcHandler(deps)],
     ['api.policy', ['get'], /^\/api\/v1\/projects\/([^/]+)\/policy\.json$/, policy.policy],
     ['api.registries-d', ['get'], /^\/api\/v1\/projects\/([^/]+)\/registries\.d\.yaml$/, policy.registriesD],
     ['api.keys.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.list],
