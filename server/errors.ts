@@ -1,21 +1,20 @@
 // OCI error codes, each registered once with its HTTP status (as distribution's errcode/register.go
-// does), the error type handlers throw, and the one mapping from storage errors to OCI errors.
-import { SignatureFormatError } from '../sigstore/payload.js';
-import { PullRefusedError } from '../sigstore/pull-gate.js';
-import { SignatureRefusedError } from '../sigstore/signatures.js';
+// does), the error type handlers throw, and the one mapping from domain errors to OCI errors.
+import type { SignatureFormatError } from '../sigstore/payload.js';
+import type { PullRefusedError } from '../sigstore/pull-gate.js';
+import type { SignatureRefusedError } from '../sigstore/signatures.js';
 import {
-  DependencyUnavailableError,
-  DescriptorDigestError,
-  DigestMismatchError,
-  InvalidStorageKeyError,
-  ManifestInvalidError,
-  MissingBlobsError,
-  SizeMismatchError,
-  StorageFullError,
-  StorageNotFoundError,
-  UploadNotFoundError,
-  UploadOffsetError,
+  DomainError,
   type Dependency,
+  type DependencyUnavailableError,
+  type DescriptorDigestError,
+  type DigestMismatchError,
+  type InvalidStorageKeyError,
+  type ManifestInvalidError,
+  type MissingBlobsError,
+  type SizeMismatchError,
+  type StorageFullError,
+  type StorageNotFoundError,
 } from '../storage/errors.js';
 
 export const ERROR_CODES = {
@@ -51,22 +50,35 @@ export const ERROR_CODES = {
   // retries any 5xx a few times. Neither reads a 5xx body, so the status line says it.
   STORAGE_FULL: { status: 507, message: 'insufficient storage' },
   UNKNOWN: { status: 500, message: 'unknown error' },
-} as const satisfies Record<string, { status: number; message: string }>;
+
+  // A spec's code answered with another status: registered here under a name of their own, so
+  // that no handler picks a status. `code` is what clients see.
+  // The distribution spec: a manifest over the registry's limit is 413 (clients read the status).
+  MANIFEST_TOO_LARGE: { code: 'SIZE_INVALID', status: 413, message: 'manifest too large' },
+  SIGNATURE_TOO_LARGE: { code: 'SIGNATURE_INVALID', status: 413, message: 'signature too large' },
+  BODY_TOO_LARGE: { code: 'REQUEST_INVALID', status: 413, message: 'request body too large' },
+  // Refusals of Node's HTTP parser (server/listen.ts), in the registry's error shape.
+  HEADERS_TOO_LARGE: { code: 'REQUEST_INVALID', status: 431, message: 'request header fields too large' },
+  REQUEST_TIMEOUT: { code: 'REQUEST_INVALID', status: 408, message: 'request timeout' },
+} as const satisfies Record<string, { status: number; message: string; code?: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 export class OciError extends Error {
+  /** The code clients see in the body. */
+  readonly code: string;
   readonly status: number;
   constructor(
-    readonly code: ErrorCode,
+    /** The entry of ERROR_CODES, which gives the status. */
+    readonly kind: ErrorCode,
     message?: string,
     readonly detail?: unknown,
-    /** Only where a spec names a status other than the code's own (413 for oversized manifests). */
-    status?: number,
   ) {
-    super(message ?? ERROR_CODES[code].message);
+    const entry: { status: number; message: string; code?: string } = ERROR_CODES[kind];
+    super(message ?? entry.message);
     this.name = 'OciError';
-    this.status = status ?? ERROR_CODES[code].status;
+    this.code = entry.code ?? kind;
+    this.status = entry.status;
   }
 }
 
@@ -76,40 +88,66 @@ export function ociErrorBody(err: OciError): string {
   return JSON.stringify({ errors: [entry] });
 }
 
+/** Every domain error a request can raise; toOciError answers each. */
+type KnownDomainError =
+  | StorageNotFoundError
+  | InvalidStorageKeyError
+  | DigestMismatchError
+  | SizeMismatchError
+  | MissingBlobsError
+  | ManifestInvalidError
+  | DescriptorDigestError
+  | DependencyUnavailableError
+  | StorageFullError
+  | SignatureFormatError
+  | SignatureRefusedError
+  | PullRefusedError;
+
 /** Maps any thrown value to the OCI error a client sees. `undefined` means an internal error. */
 export function toOciError(err: unknown): OciError | undefined {
   if (err instanceof OciError) return err;
-  if (err instanceof DigestMismatchError) {
-    return new OciError('DIGEST_INVALID', err.message, { expected: err.expected, actual: err.actual });
-  }
-  if (err instanceof SizeMismatchError) {
-    return new OciError('SIZE_INVALID', err.message, { expected: err.expected, actual: err.actual });
-  }
-  if (err instanceof UploadOffsetError) {
-    return new OciError('RANGE_INVALID', err.message, { expected: err.expected, actual: err.actual });
-  }
-  if (err instanceof ManifestInvalidError) return new OciError('MANIFEST_INVALID', err.message, err.detail);
-  if (err instanceof DescriptorDigestError) return new OciError('DIGEST_INVALID', err.message, { digest: err.digest });
-  if (err instanceof SignatureFormatError) return new OciError('SIGNATURE_INVALID', err.message);
-  if (err instanceof SignatureRefusedError) return new OciError('DENIED', err.message);
-  if (err instanceof PullRefusedError) {
-    return new OciError('PROJECTPOLICYVIOLATION', err.message, { keyIds: err.keyIds, problems: err.problems });
-  }
-  if (err instanceof MissingBlobsError) {
-    return new OciError('MANIFEST_BLOB_UNKNOWN', 'a referenced blob was removed meanwhile; push it again', { digests: err.digests });
-  }
-  if (err instanceof UploadNotFoundError) return new OciError('BLOB_UPLOAD_UNKNOWN', err.message);
-  if (err instanceof StorageNotFoundError) return new OciError('BLOB_UNKNOWN', 'blob data is missing from storage');
-  // Keys come from validated names, so this is a request no check before storage caught: refused.
-  if (err instanceof InvalidStorageKeyError) return new OciError('REQUEST_INVALID', 'the request names no valid storage object');
-  if (err instanceof DependencyUnavailableError) {
-    return new OciError('UNAVAILABLE', `the registry's ${DEPENDENCY_NAMES[err.dependency]} is unavailable (${err.reason}); try again later`, {
-      dependency: err.dependency,
-      reason: err.reason,
-    });
-  }
-  if (err instanceof StorageFullError) return storageFull(err);
+  if (err instanceof DomainError) return fromDomainError(err as KnownDomainError);
   return undefined;
+}
+
+function fromDomainError(err: KnownDomainError): OciError | undefined {
+  switch (err.kind) {
+    case 'digest-mismatch':
+      return new OciError('DIGEST_INVALID', err.message, { expected: err.expected, actual: err.actual });
+    case 'size-mismatch':
+      return new OciError('SIZE_INVALID', err.message, { expected: err.expected, actual: err.actual });
+    case 'manifest-invalid':
+      return new OciError('MANIFEST_INVALID', err.message, err.detail);
+    case 'descriptor-digest':
+      return new OciError('DIGEST_INVALID', err.message, { digest: err.digest });
+    case 'signature-format':
+      return new OciError('SIGNATURE_INVALID', err.message);
+    case 'signature-refused':
+      return new OciError('DENIED', err.message);
+    case 'pull-refused':
+      return new OciError('PROJECTPOLICYVIOLATION', err.message, { keyIds: err.keyIds, problems: err.problems });
+    case 'missing-blobs':
+      return new OciError('MANIFEST_BLOB_UNKNOWN', 'a referenced blob was removed meanwhile; push it again', { digests: err.digests });
+    case 'storage-not-found':
+      return new OciError('BLOB_UNKNOWN', 'blob data is missing from storage');
+    case 'invalid-storage-key':
+      // Keys come from validated names, so this is a request no check before storage caught: refused.
+      return new OciError('REQUEST_INVALID', 'the request names no valid storage object');
+    case 'dependency-unavailable':
+      return new OciError('UNAVAILABLE', `the registry's ${DEPENDENCY_NAMES[err.dependency]} is unavailable (${err.reason}); try again later`, {
+        dependency: err.dependency,
+        reason: err.reason,
+      });
+    case 'storage-full':
+      return storageFull(err);
+    default: {
+      // A compile error here means a domain error without its OCI answer; at run time, a
+      // subclass missing from KnownDomainError is an internal error.
+      const unanswered: never = err;
+      void unanswered;
+      return undefined;
+    }
+  }
 }
 
 const DEPENDENCY_NAMES: Record<Dependency, string> = { database: 'database', storage: 'blob storage' };

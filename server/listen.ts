@@ -46,8 +46,10 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
     socket.destroy();
     return;
   }
-  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-  const body = ociErrorBody(new OciError('REQUEST_INVALID', 'malformed HTTP request', { reason: err.code ?? 'parse error' }));
+  const kind = err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : 'REQUEST_INVALID';
+  const refusal = new OciError(kind, 'malformed HTTP request', { reason: err.code ?? 'parse error' });
+  const status = refusal.status;
+  const body = ociErrorBody(refusal);
   socket.end(
     [
       `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}`,

@@ -4,6 +4,7 @@
 import { parseDigest } from '../storage/digest.js';
 import { parseDockerReference, type DockerReference } from './docker-reference.js';
 import { parseStrictJson } from './strict-json.js';
+import { DomainError } from '../storage/errors.js';
 
 export const SIGNATURE_TYPE = 'atomic container signature';
 
@@ -15,7 +16,8 @@ export interface SimpleSigningPayload {
   timestamp?: number;
 }
 
-export class SignatureFormatError extends Error {
+export class SignatureFormatError extends DomainError {
+  readonly kind = 'signature-format';
   constructor(message: string) {
     super(message);
     this.name = 'SignatureFormatError';

@@ -32,6 +32,7 @@ import { parsePayload } from './payload.js';
 import type { SignatureArtifacts, SmallBlobReader } from './signature-artifact.js';
 import type { SignatureRecord } from '../storage/signature-store.js';
 import type { Signatures } from './signatures.js';
+import { DomainError } from '../storage/errors.js';
 
 export interface GateRequest {
   repository: string;
@@ -50,7 +51,8 @@ export type GateDecision =
   | { allowed: false; message: string; keyIds: string[]; problems: string[] };
 
 /** A pull the project's signing policy refuses (server/errors.ts answers 412 PROJECTPOLICYVIOLATION). */
-export class PullRefusedError extends Error {
+export class PullRefusedError extends DomainError {
+  readonly kind = 'pull-refused';
   constructor(
     message: string,
     readonly keyIds: string[],

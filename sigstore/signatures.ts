@@ -13,6 +13,7 @@ import type { Keys } from './keys.js';
 import { readSignedMessage, verifySignedMessage } from './openpgp-signature.js';
 import { parsePayload, SignatureFormatError } from './payload.js';
 import { MAX_SIGNATURE_BYTES, type AddResult, type SignatureRecord, type SignatureStore } from '../storage/signature-store.js';
+import { DomainError } from '../storage/errors.js';
 
 export interface StoredSignatureView extends SignatureRecord {
   trusted: boolean;
@@ -29,7 +30,8 @@ export interface AcceptOptions {
 }
 
 /** A signature the project's policy does not let this caller store (server/errors.ts: 403 DENIED). */
-export class SignatureRefusedError extends Error {
+export class SignatureRefusedError extends DomainError {
+  readonly kind = 'signature-refused';
   constructor(message: string) {
     super(message);
     this.name = 'SignatureRefusedError';

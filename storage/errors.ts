@@ -1,12 +1,22 @@
 // Errors raised by the storage layer. They never mention HTTP: server/errors.ts maps them to OCI
-// error codes with one exhaustive switch.
+// error codes with one exhaustive switch over their `kind`.
 
 /** Whether `err` is a system call's failure with this errno code (ENOENT, EINVAL, ...). */
 export function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === code;
 }
 
-export class StorageNotFoundError extends Error {
+/**
+ * An error a request's input or the state of a dependency explains, as opposed to a bug: each
+ * subclass names its `kind`, and server/errors.ts gives every kind its OCI error. The domain
+ * errors of sigstore/ extend it too.
+ */
+export abstract class DomainError extends Error {
+  abstract readonly kind: string;
+}
+
+export class StorageNotFoundError extends DomainError {
+  readonly kind = 'storage-not-found';
   constructor(readonly key: string) {
     super(`storage object not found: ${key}`);
     this.name = 'StorageNotFoundError';
@@ -18,52 +28,42 @@ export class StorageNotFoundError extends Error {
  * built only from validated digests and upload ids (storage/paths.ts), so this is a refusal of
  * the request that led to it, never of the store.
  */
-export class InvalidStorageKeyError extends Error {
+export class InvalidStorageKeyError extends DomainError {
+  readonly kind = 'invalid-storage-key';
   constructor(readonly key: string) {
     super(`invalid storage key ${JSON.stringify(key)}`);
     this.name = 'InvalidStorageKeyError';
   }
 }
 
-export class DigestMismatchError extends Error {
+export class DigestMismatchError extends DomainError {
+  readonly kind = 'digest-mismatch';
   constructor(readonly expected: string, readonly actual: string) {
     super(`content digest ${actual} does not match ${expected}`);
     this.name = 'DigestMismatchError';
   }
 }
 
-export class SizeMismatchError extends Error {
+export class SizeMismatchError extends DomainError {
+  readonly kind = 'size-mismatch';
   constructor(readonly expected: number, readonly actual: number) {
     super(`content size ${actual} does not match ${expected}`);
     this.name = 'SizeMismatchError';
   }
 }
 
-/** A chunk was offered at an offset other than the upload's current size. */
-export class UploadOffsetError extends Error {
-  constructor(readonly expected: number, readonly actual: number) {
-    super(`chunk starts at ${actual}, upload is at ${expected}`);
-    this.name = 'UploadOffsetError';
-  }
-}
-
 /** A manifest names blobs that are no longer stored (collected while it was being pushed). */
-export class MissingBlobsError extends Error {
+export class MissingBlobsError extends DomainError {
+  readonly kind = 'missing-blobs';
   constructor(readonly digests: string[]) {
     super(`blobs no longer stored: ${digests.join(', ')}`);
     this.name = 'MissingBlobsError';
   }
 }
 
-export class UploadNotFoundError extends Error {
-  constructor(readonly uploadId: string) {
-    super(`upload ${uploadId} not found`);
-    this.name = 'UploadNotFoundError';
-  }
-}
-
 /** A pushed manifest that is not a valid manifest of a kind the registry stores. */
-export class ManifestInvalidError extends Error {
+export class ManifestInvalidError extends DomainError {
+  readonly kind = 'manifest-invalid';
   constructor(
     message: string,
     readonly detail?: Record<string, unknown>,
@@ -74,7 +74,8 @@ export class ManifestInvalidError extends Error {
 }
 
 /** A manifest's descriptor whose digest is malformed or of an algorithm the registry cannot verify. */
-export class DescriptorDigestError extends Error {
+export class DescriptorDigestError extends DomainError {
+  readonly kind = 'descriptor-digest';
   constructor(
     message: string,
     readonly digest: unknown,
@@ -92,7 +93,8 @@ export type Dependency = 'database' | 'storage';
  * missing bucket. `reason` is a short fixed phrase safe to show anyone (no host, port or key);
  * the underlying error is the `cause`, for the log.
  */
-export class DependencyUnavailableError extends Error {
+export class DependencyUnavailableError extends DomainError {
+  readonly kind = 'dependency-unavailable';
   constructor(
     readonly dependency: Dependency,
     readonly reason: string,
@@ -108,7 +110,8 @@ export class DependencyUnavailableError extends Error {
  * says it is full, PostgreSQL's disk_full. `requested` is the size the request asked to store,
  * when known.
  */
-export class StorageFullError extends Error {
+export class StorageFullError extends DomainError {
+  readonly kind = 'storage-full';
   constructor(
     readonly dependency: Dependency,
     readonly requested?: number,

@@ -51,7 +51,7 @@ export function createLookasideHandlers(deps: Pick<RegistryDeps, 'signatures' | 
       if (!target) throw new OciError('NOT_FOUND', 'signatures are numbered from 1');
       const body = await readBody(ctx, {
         limit: MAX_SIGNATURE_BYTES,
-        tooLarge: () => new OciError('SIGNATURE_INVALID', `a signature may be at most ${MAX_SIGNATURE_BYTES} bytes`, undefined, 413),
+        tooLarge: () => new OciError('SIGNATURE_TOO_LARGE', `a signature may be at most ${MAX_SIGNATURE_BYTES} bytes`),
       });
       const existing = await signatures.list(name, target.digest);
       // Dense numbering: signature-N may only be the next one. Re-sending stored bytes is a no-op;

@@ -26,7 +26,7 @@ function accepted(ctx: Ctx): Set<string> | undefined {
 function readManifestBody(ctx: Ctx): Promise<Buffer> {
   return readBody(ctx, {
     limit: MANIFEST_MAX_BYTES,
-    tooLarge: () => new OciError('SIZE_INVALID', `manifest exceeds ${MANIFEST_MAX_BYTES} bytes`, { limit: MANIFEST_MAX_BYTES }, 413),
+    tooLarge: () => new OciError('MANIFEST_TOO_LARGE', `manifest exceeds ${MANIFEST_MAX_BYTES} bytes`, { limit: MANIFEST_MAX_BYTES }),
   });
 }
 

@@ -47,7 +47,7 @@ export function createExtensionHandlers(deps: Pick<RegistryDeps, 'signatures' | 
       const body = await readJsonBody(ctx, z.unknown(), {
         // base64 and JSON around a signature of at most MAX_SIGNATURE_BYTES
         limit: Math.ceil(MAX_SIGNATURE_BYTES * 1.4) + 4096,
-        tooLarge: () => new OciError('SIGNATURE_INVALID', `a signature may be at most ${MAX_SIGNATURE_BYTES} bytes`, undefined, 413),
+        tooLarge: () => new OciError('SIGNATURE_TOO_LARGE', `a signature may be at most ${MAX_SIGNATURE_BYTES} bytes`),
         invalid: () => new OciError('SIGNATURE_INVALID', 'the body must be a JSON signature object'),
       });
       const sig = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
