@@ -55,7 +55,7 @@ function projectJson(project: Project, withMembers: boolean): Record<string, unk
   };
 }
 
-export function createProjectApiHandlers(deps: RegistryDeps) {
+export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | 'metadata' | 'config' | 'authorizer'>) {
   const { projects, metadata } = deps;
   const actor = (ctx: Ctx): string | undefined => ctx.state.principal.user;
   /** Without authentication every caller is one (as every caller may do everything). */

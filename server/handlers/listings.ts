@@ -12,7 +12,7 @@ const CATALOG_MAX = 10_000;
 /** What Koa sends for an object body. */
 const JSON_TYPE = 'application/json; charset=utf-8';
 
-export function createListingHandlers(deps: RegistryDeps) {
+export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'config' | 'authorizer'>) {
   const { metadata } = deps;
   // Rendered tag lists, by the list the metadata store handed out: the cached store hands out the
   // same array until the repository changes, and it goes (with its entry here) when the cache

@@ -30,7 +30,7 @@ function readManifestBody(ctx: Ctx): Promise<Buffer> {
   });
 }
 
-export function createManifestHandlers(deps: RegistryDeps) {
+export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate' | 'config' | 'authorizer'>) {
   const { metadata } = deps;
   const hosts = publicHosts(deps.config);
 

@@ -16,7 +16,7 @@ import { createCallerSlots } from '../caller-slots.js';
 // `Content-Range: <start>-<end>` (the spec's form); some clients prefix "bytes=" or "bytes ".
 const CONTENT_RANGE_RE = /^(?:bytes[= ])?(\d{1,15})-(\d{1,15})$/;
 
-export function createUploadHandlers(deps: RegistryDeps) {
+export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'projects' | 'config' | 'metrics' | 'authorizer'>) {
   const { metadata, blobs } = deps;
   const slots = createCallerSlots({
     max: deps.config.uploads.maxconcurrent,
