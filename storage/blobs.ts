@@ -107,6 +107,65 @@ export function createBlobs(store: BlobStore): Blobs {
     return `${algorithm}:${hash.digest('hex')}`;
   }
 
+  /** The upload's size; its chunks must follow each other without a gap. */
+  function contiguousSize(uploadId: string, chunks: UploadChunk[]): number {
+    let total = 0;
+    for (const chunk of chunks) {
+      if (chunk.offset !== total) throw new Error(`upload ${uploadId} has a gap at ${total}`);
+      total += chunk.size;
+    }
+    return total;
+  }
+
+  function requireDigest(expected: ParsedDigest, actual: string): void {
+    if (actual !== expected.digest) throw new DigestMismatchError(expected.digest, actual);
+  }
+
+  /**
+   * Verifies the digest where no joined copy is needed: from the running hash, when it hashed
+   * exactly these chunk objects (a rival chunk written at the same offset, not yet discarded, must
+   * not vouch for the recorded one), or by reading back a single chunk. False when neither applies.
+   */
+  async function verifyCheaply(uploadId: string, chunks: UploadChunk[], expected: ParsedDigest, total: number): Promise<boolean> {
+    const state = running.get(uploadId);
+    const hashed =
+      state !== undefined &&
+      state.end === total &&
+      state.keys.length === chunks.length &&
+      state.keys.every((key, i) => key === chunks[i]!.key);
+    if (expected.algorithm === 'sha256' && (hashed || total === 0)) {
+      requireDigest(expected, `sha256:${(hashed ? state.hash : createHash('sha256')).copy().digest('hex')}`);
+      return true;
+    }
+    if (chunks.length <= 1) {
+      requireDigest(expected, await hashChunks(expected.algorithm, chunks));
+      return true;
+    }
+    return false;
+  }
+
+  /** Joins the chunks into one private object, hashing them on the way; removed if they do not match. */
+  async function stageJoined(uploadId: string, chunks: UploadChunk[], expected: ParsedDigest): Promise<string> {
+    const staged = uploadAssemblyKey(uploadId);
+    const hash = createHash(expected.algorithm);
+    const hasher = new Transform({
+      transform(data: Buffer, _encoding, done) {
+        hash.update(data);
+        done(null, data);
+      },
+    });
+    const feeding = pipeline(chunksInOrder(chunks), hasher).catch((err: unknown) => err);
+    await store.write(staged, hasher);
+    const feedError = await feeding;
+    if (feedError) throw feedError;
+    const actual = `${expected.algorithm}:${hash.digest('hex')}`;
+    if (actual !== expected.digest) {
+      await store.delete(staged);
+      throw new DigestMismatchError(expected.digest, actual);
+    }
+    return staged;
+  }
+
   async function removeUpload(uploadId: string): Promise<void> {
     running.delete(uploadId);
     const keys: string[] = [];
@@ -194,64 +253,18 @@ export function createBlobs(store: BlobStore): Blobs {
     },
 
     async commit(uploadId, chunks, expected, options = {}) {
-      const { expectedSize } = options;
-      let total = 0;
-      for (const chunk of chunks) {
-        if (chunk.offset !== total) throw new Error(`upload ${uploadId} has a gap at ${total}`);
-        total += chunk.size;
-      }
-      if (expectedSize !== undefined && expectedSize !== total) throw new SizeMismatchError(expectedSize, total);
-
+      const total = contiguousSize(uploadId, chunks);
+      if (options.expectedSize !== undefined && options.expectedSize !== total) throw new SizeMismatchError(options.expectedSize, total);
       const target = blobKey(expected);
-      // The running hash counts only when it hashed exactly these chunk objects: a rival chunk
-      // written at the same offset (not yet discarded) must not vouch for the recorded one.
-      const state = running.get(uploadId);
-      const hashed =
-        state !== undefined &&
-        state.end === total &&
-        state.keys.length === chunks.length &&
-        state.keys.every((key, i) => key === chunks[i]!.key);
-      let verified = false;
-      if (expected.algorithm === 'sha256' && (hashed || total === 0)) {
-        const actual = `sha256:${(hashed ? state.hash : createHash('sha256')).copy().digest('hex')}`;
-        if (actual !== expected.digest) throw new DigestMismatchError(expected.digest, actual);
-        verified = true;
-      } else if (chunks.length <= 1) {
-        const actual = await hashChunks(expected.algorithm, chunks);
-        if (actual !== expected.digest) throw new DigestMismatchError(expected.digest, actual);
-        verified = true;
-      }
-
+      const verified = await verifyCheaply(uploadId, chunks, expected, total);
       // A single chunk is verified by now. For several, an existing blob spares joining them, but
       // only once they are verified. (Not asked for one chunk: a system call fewer per blob.)
       const existsNow = chunks.length > 1 && (await store.stat(target)) !== undefined;
-      if (!verified && existsNow) {
-        // Never link an existing blob on the strength of a claimed digest alone.
-        const actual = await hashChunks(expected.algorithm, chunks);
-        if (actual !== expected.digest) throw new DigestMismatchError(expected.digest, actual);
-        verified = true;
-      }
+      // Never link an existing blob on the strength of a claimed digest alone.
+      if (!verified && existsNow) requireDigest(expected, await hashChunks(expected.algorithm, chunks));
       // Stage the verified bytes under a private key; placing them is a rename.
       let staged: string | undefined = chunks.length === 1 ? chunks[0]!.key : undefined;
-      if (chunks.length > 1 && !existsNow) {
-        staged = uploadAssemblyKey(uploadId);
-        const hash = createHash(expected.algorithm);
-        const hasher = new Transform({
-          transform(data: Buffer, _encoding, done) {
-            hash.update(data);
-            done(null, data);
-          },
-        });
-        const feeding = pipeline(chunksInOrder(chunks), hasher).catch((err: unknown) => err);
-        await store.write(staged, hasher);
-        const feedError = await feeding;
-        if (feedError) throw feedError;
-        const actual = `${expected.algorithm}:${hash.digest('hex')}`;
-        if (actual !== expected.digest) {
-          await store.delete(staged);
-          throw new DigestMismatchError(expected.digest, actual);
-        }
-      }
+      if (chunks.length > 1 && !existsNow) staged = await stageJoined(uploadId, chunks, expected);
       const place = async (): Promise<void> => {
         if (await store.stat(target)) return;
         if (chunks.length === 0) await store.write(target, Readable.from([], { objectMode: false }));

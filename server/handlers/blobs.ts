@@ -88,6 +88,51 @@ export function createBlobHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs'
     countSentBytes(ctx.res, deps.metrics.blobBytesSent);
   }
 
+  /** Headers of every answer about a blob: it never changes, so caches may keep it for a year (as the Go registry). */
+  function setBlobHeaders(ctx: Ctx, digest: ParsedDigest): void {
+    ctx.set('Docker-Content-Digest', digest.digest);
+    ctx.set('ETag', `"${digest.digest}"`);
+    ctx.set('Cache-Control', 'max-age=31536000');
+    ctx.set('Accept-Ranges', 'bytes');
+    ctx.set('Content-Type', 'application/octet-stream');
+  }
+
+  /**
+   * As the Go registry's S3 driver: a whole-blob GET goes straight to object storage through a
+   * presigned URL (clients follow 307s); ranged reads and HEADs are answered here.
+   */
+  function redirects(ctx: Ctx, range: string, size: number): boolean {
+    return ctx.method === 'GET' && !range && size > 0 && !deps.config.storage.redirect.disable && blobs.presigns;
+  }
+
+  async function redirect(ctx: Ctx, digest: ParsedDigest): Promise<void> {
+    // Signing a URL asks nothing of S3: during an outage, ask it before sending the client there,
+    // which answers 503 now (instead of a client failing to connect to S3) or finds the outage over.
+    if (deps.availability.outage('storage')) await blobs.stat(digest);
+    ctx.set('Location', await blobs.presignedUrl(digest, REDIRECT_EXPIRY_SECONDS));
+    emptyResponse(ctx, 307);
+  }
+
+  /** Answers with bytes start..end (none for an empty blob or a HEAD), holding a download slot while sending. */
+  async function answerWithBytes(ctx: Ctx, digest: ParsedDigest, start: number, end: number, size: number): Promise<void> {
+    const length = size === 0 ? 0 : end - start + 1;
+    if (ctx.method === 'HEAD') {
+      ctx.set('Content-Length', String(length));
+      return;
+    }
+    if (length === 0) {
+      ctx.body = Buffer.alloc(0);
+      return;
+    }
+    const release = acquireSlot(ctx);
+    try {
+      await send(ctx, digest, start, end, release);
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
   return {
     async get(ctx: Ctx): Promise<void> {
       const name = requireName(capture(ctx, 0));
@@ -96,47 +141,18 @@ export function createBlobHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs'
       const size = await metadata.blobs.find(name, digest.digest);
       if (size === undefined) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.digest });
 
-      // Blobs never change, so clients and proxies may cache them for a year (as the Go registry).
-      ctx.set('Docker-Content-Digest', digest.digest);
-      ctx.set('ETag', `"${digest.digest}"`);
-      ctx.set('Cache-Control', 'max-age=31536000');
-      ctx.set('Accept-Ranges', 'bytes');
-      ctx.set('Content-Type', 'application/octet-stream');
+      setBlobHeaders(ctx, digest);
       if (ctx.get('If-None-Match') === `"${digest.digest}"`) {
         emptyResponse(ctx, 304);
         return;
       }
-
       const range = ctx.get('Range');
-      // As the Go registry's S3 driver: a whole-blob GET goes straight to object storage through a
-      // presigned URL (clients follow 307s); ranged reads and HEADs are answered here.
-      if (ctx.method === 'GET' && !range && size > 0 && !deps.config.storage.redirect.disable && blobs.presigns) {
-        // Signing a URL asks nothing of S3: during an outage, ask it before sending the client
-        // there, which answers 503 now (instead of a client failing to connect to S3) or finds
-        // the outage over.
-        if (deps.availability.outage('storage')) await blobs.stat(digest);
-        ctx.set('Location', await blobs.presignedUrl(digest, REDIRECT_EXPIRY_SECONDS));
-        emptyResponse(ctx, 307);
+      if (redirects(ctx, range, size)) {
+        await redirect(ctx, digest);
         return;
       }
-
       const { start, end } = selectRange(ctx, range, size);
-      const length = size === 0 ? 0 : end - start + 1;
-      if (ctx.method === 'HEAD') {
-        ctx.set('Content-Length', String(length));
-        return;
-      }
-      if (length === 0) {
-        ctx.body = Buffer.alloc(0);
-        return;
-      }
-      const release = acquireSlot(ctx);
-      try {
-        await send(ctx, digest, start, end, release);
-      } catch (err) {
-        release();
-        throw err;
-      }
+      await answerWithBytes(ctx, digest, start, end, size);
     },
 
     async delete(ctx: Ctx): Promise<void> {

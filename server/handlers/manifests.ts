@@ -4,7 +4,7 @@ import type { ManifestRecord } from '../../storage/metadata-store.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
-import { isIndexMediaType, parseManifest } from '../../storage/manifest-parse.js';
+import { isIndexMediaType, parseManifest, type ParsedManifest } from '../../storage/manifest-parse.js';
 import { isValidTag, parseReference, requireName, type Reference } from '../oci-names.js';
 import { readBody } from '../request-body.js';
 
@@ -58,6 +58,38 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
     return manifest;
   }
 
+  /** The digest of pushed content: the URL's algorithm when pushed by digest, which it must match. */
+  function verifiedDigest(reference: Reference, content: Buffer): string {
+    const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
+    const digest = digestOf(algorithm, content);
+    if (reference.kind === 'digest' && digest !== reference.digest.digest) {
+      throw new OciError('DIGEST_INVALID', 'manifest content does not match the digest in the URL', {
+        expected: reference.digest.digest,
+        actual: digest,
+      });
+    }
+    return digest;
+  }
+
+  /** Everything a manifest points at must already be in this repository, at the stated size. */
+  async function requireReferences(name: string, references: ParsedManifest['references']): Promise<void> {
+    const blobRefs = references.filter((r) => r.kind === 'blob');
+    const manifestRefs = references.filter((r) => r.kind === 'manifest');
+    const [blobSizes, manifestSizes] = await Promise.all([
+      metadata.blobs.findMany(name, blobRefs.map((r) => r.digest)),
+      metadata.manifests.findMany(name, manifestRefs.map((r) => r.digest)),
+    ]);
+    for (const ref of references) {
+      const size = (ref.kind === 'blob' ? blobSizes : manifestSizes).get(ref.digest);
+      if (size === undefined) {
+        throw new OciError('MANIFEST_BLOB_UNKNOWN', `${ref.kind} ${ref.digest} is not in repository ${name}`, { digest: ref.digest });
+      }
+      if (size !== ref.size) {
+        throw new OciError('MANIFEST_INVALID', `descriptor of ${ref.digest} says ${ref.size} bytes, stored ${size}`, { digest: ref.digest });
+      }
+    }
+  }
+
   return {
     async get(ctx: Ctx): Promise<void> {
       const name = requireName(capture(ctx, 0));
@@ -108,36 +140,8 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
       const reference = parseReference(capture(ctx, 1));
       const content = await readManifestBody(ctx);
       const parsed = parseManifest(content, ctx.get('Content-Type'));
-      const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
-      const digest = digestOf(algorithm, content);
-      if (reference.kind === 'digest' && digest !== reference.digest.digest) {
-        throw new OciError('DIGEST_INVALID', 'manifest content does not match the digest in the URL', {
-          expected: reference.digest.digest,
-          actual: digest,
-        });
-      }
-
-      // Everything the manifest points at must already be in this repository, at the stated size.
-      const blobRefs = parsed.references.filter((r) => r.kind === 'blob');
-      const manifestRefs = parsed.references.filter((r) => r.kind === 'manifest');
-      const [blobSizes, manifestSizes] = await Promise.all([
-        metadata.blobs.findMany(name, blobRefs.map((r) => r.digest)),
-        metadata.manifests.findMany(name, manifestRefs.map((r) => r.digest)),
-      ]);
-      for (const ref of parsed.references) {
-        const size = (ref.kind === 'blob' ? blobSizes : manifestSizes).get(ref.digest);
-        if (size === undefined) {
-          throw new OciError('MANIFEST_BLOB_UNKNOWN', `${ref.kind} ${ref.digest} is not in repository ${name}`, {
-            digest: ref.digest,
-          });
-        }
-        if (size !== ref.size) {
-          throw new OciError('MANIFEST_INVALID', `descriptor of ${ref.digest} says ${ref.size} bytes, stored ${size}`, {
-            digest: ref.digest,
-          });
-        }
-      }
-
+      const digest = verifiedDigest(reference, content);
+      await requireReferences(name, parsed.references);
       await metadata.manifests.save(
         name,
         {
