@@ -18,7 +18,8 @@ import { Client, CopyDestinationOptions, CopySourceOptions, S3Error } from 'mini
 import type { BlobStore, ObjectStat, PresignedGet, ReadOptions } from './blob-store.js';
 import { DependencyUnavailableError, InvalidStorageKeyError, StorageNotFoundError, type AvailabilityListener } from './errors.js';
 import { guardStore, idleTimeoutTransport } from './s3-errors.js';
-import { KEY_SEGMENT_RE, parseEndpoint, rootPrefix } from './s3-endpoint.js';
+import { withConnectionRetries } from './s3-retries.js';
+import { checkKey, isValidKey, parseEndpoint, PARTIAL_SEGMENT_RE, rootPrefix } from './s3-endpoint.js';
 
 const MiB = 1024 * 1024;
 /** S3's smallest part (every part but the last) and its largest single-request copy. */
@@ -59,22 +60,6 @@ export interface S3BlobStoreOptions {
 
 export type S3BlobStore = BlobStore & PresignedGet;
 
-const PARTIAL_SEGMENT_RE = /^[A-Za-z0-9._-]*$/;
-// The filesystem store keeps temporary files under this top-level name and refuses it as a key;
-// refusing it here too keeps one key space for both stores.
-const RESERVED_SEGMENT = '_tmp';
-
-function isValidKey(key: string): boolean {
-  const segments = key.split('/');
-  return (
-    segments.every((s) => KEY_SEGMENT_RE.test(s) && s !== '.' && s !== '..') && segments[0] !== RESERVED_SEGMENT
-  );
-}
-
-function checkKey(key: string): void {
-  if (!isValidKey(key)) throw new InvalidStorageKeyError(key);
-}
-
 function s3Code(err: unknown): string | undefined {
   return err instanceof S3Error ? err.code : undefined;
 }
@@ -97,51 +82,6 @@ function checkPartSize(name: string, value: number, max = S3_MAX_COPY_SIZE): num
     throw new Error(`${name} must be an integer from ${S3_MIN_PART_SIZE} to ${max} bytes`);
   }
   return value;
-}
-
-// Calls that may simply be sent again: their bodies are buffers, and repeating them changes
-// nothing. (Not completeMultipartUpload: a lost answer to a completed upload would turn into
-// NoSuchUpload on the retry.)
-const RETRYABLE = new Set([
-  'bucketExists',
-  'statObject',
-  'getPartialObject',
-  'putObject',
-  'uploadPart',
-  'copyObject',
-  'removeObject',
-  'abortMultipartUpload',
-  'initiateNewMultipartUpload',
-]);
-
-/** A keep-alive connection the server closed just as it was reused: nothing reached S3. */
-function isConnectionReset(err: unknown): boolean {
-  const e = err as { code?: string; message?: string } | undefined;
-  return e?.code === 'ECONNRESET' || e?.code === 'EPIPE' || e?.message === 'socket hang up';
-}
-
-/**
- * The minio client retries a 5xx answer once by itself, but not an HTTP keep-alive race (the
- * server closing an idle connection as the client reuses it), which fails a request that never
- * reached S3. Retry those, twice.
- */
-function withConnectionRetries(raw: Client): Client {
-  return new Proxy(raw, {
-    get(target, property, receiver) {
-      const value: unknown = Reflect.get(target, property, receiver);
-      if (typeof value !== 'function' || !RETRYABLE.has(String(property))) return value;
-      const method = value as (...args: unknown[]) => Promise<unknown>;
-      return async (...args: unknown[]): Promise<unknown> => {
-        for (let attempt = 0; ; attempt++) {
-          try {
-            return await method.apply(target, args);
-          } catch (err) {
-            if (attempt >= 2 || !isConnectionReset(err)) throw err;
-          }
-        }
-      };
-    },
-  });
 }
 
 export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {

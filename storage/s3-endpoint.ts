@@ -1,6 +1,7 @@
 // Where an S3 store's objects live: the endpoint and the root directory inside the bucket, parsed
 // as the Go registry's S3 driver reads them. Kept apart from s3-blob-store.ts so that configuration
 // can validate them without loading the S3 client.
+import { InvalidStorageKeyError } from './errors.js';
 
 /** What a key segment (and a root directory segment) may hold. */
 export const KEY_SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
@@ -82,4 +83,21 @@ export function regionProblem(region: string, regionEndpoint: string | undefined
   return named !== undefined && named !== region
     ? `does not match REGISTRY_STORAGE_S3_REGIONENDPOINT, an AWS endpoint in ${named}: set REGISTRY_STORAGE_S3_REGION=${named}`
     : undefined;
+}
+
+/** What may follow the last slash of a listing prefix: the start of a key segment. */
+export const PARTIAL_SEGMENT_RE = /^[A-Za-z0-9._-]*$/;
+// The filesystem store keeps temporary files under this top-level name and refuses it as a key;
+// refusing it here too keeps one key space for both stores.
+const RESERVED_SEGMENT = '_tmp';
+
+export function isValidKey(key: string): boolean {
+  const segments = key.split('/');
+  return (
+    segments.every((s) => KEY_SEGMENT_RE.test(s) && s !== '.' && s !== '..') && segments[0] !== RESERVED_SEGMENT
+  );
+}
+
+export function checkKey(key: string): void {
+  if (!isValidKey(key)) throw new InvalidStorageKeyError(key);
 }
