@@ -288,7 +288,7 @@ async function main(resources: Resources): Promise<void> {
   await runBombRows(resources, bombs, record);
   await runHostileRows(resources, hostile, record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
-  table.print(servers[0]!.label, servers[1]?.label);
+  table.print(servers[0].label, servers[1]?.label);
 }
 
 const resources = new Resources();

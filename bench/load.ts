@@ -70,7 +70,7 @@ function createWrk(binary: string, scratchDir: string, track: Track): LoadGenera
       const { code, out } = await runTool(binary, args, track);
       const match = /^BENCH_RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)$/m.exec(out);
       if (code !== 0 || !match) throw new Error(`wrk failed (exit ${code}):\n${out.trim()}`);
-      const [requests, durationUs, connect, read, write, status, timeout, p99Us] = match.slice(1).map(Number) as number[];
+      const [requests, durationUs, connect, read, write, status, timeout, p99Us] = match.slice(1).map(Number);
       // wrk counts a non-2xx/3xx answer both as a request and in errors.status.
       const ok = requests! - status!;
       const seconds = durationUs! / 1e6;

@@ -98,7 +98,7 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     try {
       await next();
     } catch (err) {
-      handleError(ctx as Ctx, err, deps);
+      handleError(ctx, err, deps);
     }
   });
 

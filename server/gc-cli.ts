@@ -49,7 +49,7 @@ export function registerGcCommand(program: Command, client: () => Call, out: (li
       let buffered = '';
       const decoder = new TextDecoder();
       for await (const chunk of res.body) {
-        buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+        buffered += decoder.decode(chunk, { stream: true });
         let newline: number;
         while ((newline = buffered.indexOf('\n')) >= 0) {
           const line = buffered.slice(0, newline);

@@ -115,7 +115,7 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
         if (readOnly && WRITE_METHODS.has(method)) {
           throw new OciError('UNSUPPORTED', 'the registry is in read-only mode for maintenance', { readOnly: true });
         }
-        return handler(ctx as Ctx);
+        return handler(ctx);
       });
     }
   }

@@ -14,7 +14,7 @@ import type { KeySaveOutcome, KeyStore, NewKey, ProjectKey } from '../storage/ke
 import { readPublicKey, type TrustedKey } from './openpgp-signature.js';
 import { SignatureFormatError } from './payload.js';
 
-export type { KeyKind, NewKey, ProjectKey } from '../storage/key-store.js';
+export type { NewKey, ProjectKey } from '../storage/key-store.js';
 
 export interface CosignKey {
   /** sha256 of the DER SubjectPublicKeyInfo, hex. */
@@ -43,6 +43,7 @@ export const MAX_KEY_BYTES = 1024 * 1024;
 export async function describeOpenpgpKey(untrusted: Uint8Array): Promise<{ key: openpgp.PublicKey; record: NewKey }> {
   const key = await readPublicKey(untrusted);
   // User IDs are shown, never trusted; PostgreSQL text cannot hold NUL, which a key may carry.
+  // eslint-disable-next-line no-control-regex -- NUL is the character replaced
   const userIds = key.getUserIDs().map((id) => id.replace(/\u0000/g, '\uFFFD'));
   return {
     key,
@@ -97,7 +98,8 @@ export async function mergeOpenpgpKey(stored: Buffer, incoming: Buffer): Promise
 export function createKeys(store: KeyStore, options: { cacheTtlMs: number; bus?: ChangeBus }): Keys {
   const parsed = new Map<string, { keys: TrustSet; expires: number }>();
   let version = 0;
-  const forget = (project: string | 'all'): void => {
+  /** Forgets one project's keys, or every project's for 'all'. */
+  const forget = (project: string): void => {
     version += 1;
     if (project === 'all') parsed.clear();
     else parsed.delete(project);

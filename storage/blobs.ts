@@ -154,7 +154,10 @@ export function createBlobs(store: BlobStore): Blobs {
         done(null, data);
       },
     });
-    const feeding = pipeline(chunksInOrder(chunks), hasher).catch((err: unknown) => err);
+    const feeding = pipeline(chunksInOrder(chunks), hasher).then(
+      () => undefined,
+      (err: unknown) => (err instanceof Error ? err : new Error('reading the chunks failed', { cause: err })),
+    );
     await store.write(staged, hasher);
     const feedError = await feeding;
     if (feedError) throw feedError;

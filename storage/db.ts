@@ -101,7 +101,8 @@ function postgresView(pool: pg.Pool, call: <T>(run: () => Promise<T>) => Promise
   // pg takes a per-statement timeout (not in its types); a client it fired on is dropped.
   const statement = (text: string, values?: unknown[]): pg.QueryConfig =>
     (queryTimeoutMs ? { text, values, query_timeout: queryTimeoutMs } : { text, values }) as pg.QueryConfig;
-  const query: Db['query'] = (sql, params) => call(async () => (await pool.query(statement(sql, params))).rows);
+  const query: Db['query'] = <R extends object>(sql: string, params?: unknown[]) =>
+    call(async () => (await pool.query(statement(sql, params))).rows as R[]);
   return {
     kind: 'postgres',
     query,
@@ -116,9 +117,9 @@ function postgresView(pool: pg.Pool, call: <T>(run: () => Promise<T>) => Promise
       // the process. The statement waiting on it fails by itself.
       const onLost = (err: Error): void => void (broken ??= err);
       client.on('error', onLost);
-      const run = async (sql: string, params?: unknown[]) => {
+      const run = async <R extends object>(sql: string, params?: unknown[]): Promise<R[]> => {
         try {
-          return await call(async () => (await client.query(statement(sql, params))).rows);
+          return await call(async () => (await client.query(statement(sql, params))).rows as R[]);
         } catch (err) {
           if (err instanceof DependencyUnavailableError) broken = err;
           throw err;

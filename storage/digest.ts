@@ -1,5 +1,5 @@
 // Digests as the OCI image spec defines them, restricted to the algorithms we can verify.
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -34,6 +34,3 @@ export function digestOf(algorithm: DigestAlgorithm, data: Uint8Array): string {
   return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
 }
 
-export function newHash(algorithm: DigestAlgorithm): Hash {
-  return createHash(algorithm);
-}

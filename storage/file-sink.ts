@@ -63,7 +63,7 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
   async function writeOut(data: Buffer, length: number, at: number): Promise<void> {
     if (wantDirect && !directRefused && at % DIRECT_ALIGNMENT === 0 && length % DIRECT_ALIGNMENT === 0 && isAligned(data)) {
       try {
-        directHandle ??= await open(file, constants.O_WRONLY | O_DIRECT!);
+        directHandle ??= await open(file, constants.O_WRONLY | O_DIRECT);
         const { bytesWritten } = await directHandle.write(data, 0, length, at);
         // Short (a disk filling up): the rest goes buffered, and a real failure shows there.
         if (bytesWritten < length) await writeAll(handle!, data, bytesWritten, length - bytesWritten, at + bytesWritten);
@@ -144,7 +144,7 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
           handle = directHandle = undefined;
           for (const buffer of buffers) if (buffer) returnAlignedBuffer(buffer);
           buffers[0] = buffers[1] = undefined;
-          return Promise.all(opened.map((h) => h?.close()));
+          return Promise.all(opened.flatMap((h) => (h ? [h.close()] : [])));
         })
         .then(() => callback(err), (closeErr: unknown) => callback(err ?? (closeErr as Error)));
     },

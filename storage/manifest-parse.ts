@@ -66,6 +66,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 // NUL and unpaired UTF-16 surrogates (JSON escapes such as "\u0000", "\ud800") are valid JSON but
 // cannot be stored as PostgreSQL text or jsonb; strings the registry stores must not hold them.
+// eslint-disable-next-line no-control-regex -- NUL is one of the characters refused
 const UNSTORABLE_RE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function storable(value: string, where: string): string {
@@ -196,7 +197,7 @@ export function parseManifest(content: Buffer, contentType: string): ParsedManif
   if (body.artifactType !== undefined) storable(body.artifactType, 'artifactType');
   // The referrers API reports artifactType, else (image manifests) the config's media type.
   const configType = isRecord(body.config) ? (body.config.mediaType as string) : undefined;
-  const artifactType = (body.artifactType as string | undefined) || configType;
+  const artifactType = (body.artifactType) || configType;
   const annotations = parseAnnotations(body.annotations, 'manifest');
   return {
     mediaType,

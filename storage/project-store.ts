@@ -175,7 +175,8 @@ export function createCachedProjectStore(inner: ProjectStore, ttlMs: number, bus
   const cache = new Map<string, { project: Project | undefined; expires: number }>();
   // A load that raced a change must not store what it read before the change.
   let version = 0;
-  const forget = (name: string | 'all'): void => {
+  /** Forgets one project, or every project for 'all'. */
+  const forget = (name: string): void => {
     version += 1;
     if (name === 'all') cache.clear();
     else cache.delete(name);

@@ -2,7 +2,7 @@
 // project trusts (OpenPGP as `gpg --export` writes it, or a cosign PEM public key). Posting a key
 // the project already trusts merges it (sigstore/keys.ts): 201 for a new key, 200 otherwise, with
 // `outcome` saying whether anything changed.
-import type { Keys, ProjectKey } from '../../sigstore/keys.js';
+import type { ProjectKey } from '../../sigstore/keys.js';
 import { MAX_KEY_BYTES } from '../../sigstore/keys.js';
 import type { ProjectStore } from '../../storage/project-store.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';

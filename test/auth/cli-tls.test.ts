@@ -98,10 +98,10 @@ test.serial('skopeo copies over verified TLS with credentials (--dest-cert-dir, 
   t.is(inspect.stdout.trim(), image.manifest.data.toString());
   // Without the CA, skopeo refuses the connection.
   const untrusted = await run('skopeo', ['inspect', '--raw', '--creds', 'dev:dev-pw', dest]).catch((err: { stderr: string }) => err);
-  t.regex((untrusted as { stderr: string }).stderr, /certificate|x509/i);
+  t.regex((untrusted).stderr, /certificate|x509/i);
   // Wrong password: refused.
   const wrong = await run('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', 'dev:nope', dest]).catch((err: { stderr: string }) => err);
-  t.regex((wrong as { stderr: string }).stderr, /unauthorized|authentication/i);
+  t.regex((wrong).stderr, /unauthorized|authentication/i);
 });
 
 test.serial('the CLI says in one line how to log in, and how to trust the registry CA', async (t) => {

@@ -68,7 +68,7 @@ test('requests presenting the same new credentials at once share one bcrypt chec
   const htpasswd = createHtpasswd({ path: file, recheckMs: 60_000, onCheck: () => void (checks += 1) });
 
   // 16 connections of one client, as docker opens for a pull.
-  const right = await Promise.all(Array.from({ length: 16 }, () => htpasswd.verify('alice', 'wonderland')));
+  const right = await Promise.all(Array.from({ length: 16 }, async () => htpasswd.verify('alice', 'wonderland')));
   t.deepEqual(right, Array(16).fill(true));
   t.is(checks, 1);
   // Remembered from then on, and answered at once: not a promise to wait for.
@@ -76,7 +76,7 @@ test('requests presenting the same new credentials at once share one bcrypt chec
   t.is(checks, 1);
 
   // Wrong ones share a check too, and are not remembered: the next try is checked again.
-  const wrong = await Promise.all(Array.from({ length: 16 }, () => htpasswd.verify('bob', 'wonderland')));
+  const wrong = await Promise.all(Array.from({ length: 16 }, async () => htpasswd.verify('bob', 'wonderland')));
   t.deepEqual(wrong, Array(16).fill(false));
   t.is(checks, 2);
   t.false(await htpasswd.verify('bob', 'wonderland'));

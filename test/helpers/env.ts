@@ -66,7 +66,7 @@ export function testWithCommands<Context = unknown>(
 function skippedHook(hook: { skip: object }, always?: { skip: object }): object {
   const alwaysSkipped = always ? skippedHook(always) : undefined;
   return new Proxy(hook.skip, {
-    get: (target, prop) => (prop === 'always' ? alwaysSkipped : prop === 'skip' ? target : Reflect.get(target, prop)),
+    get: (target, prop) => (prop === 'always' ? alwaysSkipped : prop === 'skip' ? target : (Reflect.get(target, prop) as unknown)),
   });
 }
 
@@ -86,7 +86,7 @@ function skippingChain<Context>(test: TestFn<Context>): TestFn<Context> {
       if (prop === 'serial' || prop === 'failing' || prop === 'only' || prop === 'skip') return chain;
       if (typeof prop === 'string' && prop in hooks) return hooks[prop];
       if (prop === 'todo' || prop === 'macro' || prop === 'meta') return Reflect.get(test, prop);
-      return Reflect.get(target, prop);
+      return Reflect.get(target, prop) as unknown;
     },
   });
   return chain as TestFn<Context>;

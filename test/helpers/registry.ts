@@ -52,7 +52,8 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
   const config = loadConfig({ env });
   const log = options.log ?? pino({ level: config.log.level });
   const registry = await createRegistry(config, log);
-  const server = createHttpServer(config, registry.app.callback());
+  const handle = registry.app.callback();
+  const server = createHttpServer(config, (req, res) => void handle(req, res));
   const { port } = await listen(server, config.http.addr);
   return {
     url: `${config.http.tls ? 'https' : 'http'}://127.0.0.1:${port}`,

@@ -24,10 +24,10 @@ const CHILD = path.resolve('test/helpers/s3rver-child.ts');
 function spawnChild(directory: string, port: number, bucket: string): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(process.execPath, ['--import', 'tsx', CHILD, directory, String(port), bucket], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`s3rver exited with ${code}: ${stderr}`)));
-    createInterface({ input: child.stdout! }).once('line', (line) => resolve({ child, port: (JSON.parse(line) as { port: number }).port }));
+    createInterface({ input: child.stdout }).once('line', (line) => resolve({ child, port: (JSON.parse(line) as { port: number }).port }));
   });
 }
 

@@ -4,7 +4,7 @@
 // attestation (DSSE), each with the blobs to push first.
 import { randomBytes, sign as cryptoSign } from 'node:crypto';
 import type { CosignKeyPair } from './cosign.js';
-import { blobOf, OCI_MANIFEST, sha256, type Blob } from './oci-layout.js';
+import { blobOf, OCI_MANIFEST, type Blob } from './oci-layout.js';
 
 export const COSIGN_SIMPLESIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
 export const EMPTY_CONFIG = blobOf(Buffer.from('{}'), 'application/vnd.oci.empty.v1+json');
@@ -153,4 +153,3 @@ export function cosignAttestation(subject: Blob): Artifact & { tag: string } {
   return { blobs: [config, envelope], manifest, tag: `${subject.digest.replace(':', '-')}.att` };
 }
 
-export { sha256 };

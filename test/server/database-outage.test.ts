@@ -103,7 +103,7 @@ test.serial('PostgreSQL stopped and started under load: 503 with Retry-After mea
   const readyError = (ready.body as unknown as OciErrorBody).errors[0]!;
   t.is(readyError.code, 'UNAVAILABLE');
   t.regex(readyError.message, /^not ready: database (connection refused|not accepting connections yet|shutting down)$/);
-  t.like(readyError.detail as object, { storage: 'ok' });
+  t.like(readyError.detail, { storage: 'ok' });
   t.true(await until(async () => ((await readiness(1)).body as { errors: [{ detail: { notifications?: string } }] }).errors[0].detail.notifications === 'reconnecting', 5000));
 
   // Past the cache TTL: what was pulled is still served; what needs the database is a 503.
@@ -115,7 +115,7 @@ test.serial('PostgreSQL stopped and started under load: 503 with Retry-After mea
   const catalogError = ((await catalog.json()) as OciErrorBody).errors[0]!;
   t.is(catalogError.code, 'UNAVAILABLE');
   t.regex(catalogError.message, /the registry's database is unavailable \(.+\); try again later/);
-  t.like(catalogError.detail as object, { dependency: 'database' });
+  t.like(catalogError.detail, { dependency: 'database' });
   const upload = await on(1).request('/v2/db/app/blobs/uploads/', { method: 'POST' });
   t.is(upload.status, 503);
   t.is(((await upload.json()) as OciErrorBody).errors[0]!.code, 'UNAVAILABLE');

@@ -26,7 +26,7 @@ test('a code registered with another status keeps the spec code on the wire', (t
   const err = new OciError('MANIFEST_TOO_LARGE');
   t.is(err.status, 413);
   t.is(err.code, 'SIZE_INVALID');
-  t.is(JSON.parse(ociErrorBody(err)).errors[0].code, 'SIZE_INVALID');
+  t.is((JSON.parse(ociErrorBody(err)) as { errors: { code: string }[] }).errors[0]?.code, 'SIZE_INVALID');
 });
 
 test('an error that is no domain error is an internal error', (t) => {

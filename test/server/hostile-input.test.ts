@@ -11,7 +11,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import anyTest, { type TestFn } from 'ava';
+import test from 'ava';
 import fc from 'fast-check';
 import { createRegistryRouter } from '../../server/routes.js';
 import { basic, createProject, writeHtpasswd } from '../helpers/auth.js';
@@ -21,7 +21,6 @@ import { rawRequest, requestHead } from '../helpers/raw-http.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeKey, payload, sign } from '../helpers/signing.js';
 
-const test = anyTest as TestFn;
 const REQUEST_TIMEOUT_MS = 10_000;
 /** A raw exchange is over once the server closes; well within the time limit, so a hang fails. */
 const RAW_TIMEOUT_MS = 5_000;
@@ -315,7 +314,7 @@ test.serial('the route templates cover every route in the routes table', (t) => 
   const router = createRegistryRouter(registry.registry.deps);
   const sample: Parts = { name: 'fuzz/app', ref: 'v1', digest: fuzzImage.manifest.digest, id: known.uploadIds[0]!, project: 'fuzz', user: 'someone', number: '1', hexHead: fuzzImage.manifest.digest.slice(7) };
   for (const layer of router.stack) {
-    const covered = ROUTES.some((r) => r.methods.some((m) => layer.methods.includes(m)) && layer.regexp!.test(r.path(sample)));
+    const covered = ROUTES.some((r) => r.methods.some((m) => layer.methods.includes(m)) && layer.regexp.test(r.path(sample)));
     t.true(covered, `no template for ${layer.methods.join(',')} ${String(layer.path)}`);
   }
 });

@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import anyTest, { type TestFn } from 'ava';
+import test from 'ava';
 import { createClient, errorCode, jsonBlob } from '../helpers/oci-client.js';
 import { blobOf, makeImage, makeIndex, OCI_INDEX, OCI_MANIFEST, sha256 } from '../helpers/oci-layout.js';
 import { postgresAnswers, REQUIRE_ALL } from '../helpers/env.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
-const test = anyTest as TestFn;
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';
 const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar.gzip';

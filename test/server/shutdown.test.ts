@@ -37,7 +37,7 @@ async function startCli(t: { teardown(fn: () => Promise<void>): void }, env: Rec
   const logs: string[] = [];
   let pending = '';
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => void (stderr += chunk.toString('utf8')));
+  child.stderr.on('data', (chunk: Buffer) => void (stderr += chunk.toString('utf8')));
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code, signal) => {
       if (signal) logs.push(`killed by ${signal}`);
@@ -50,7 +50,7 @@ async function startCli(t: { teardown(fn: () => Promise<void>): void }, env: Rec
     await rm(dir, { recursive: true, force: true });
   });
   const listening = new Promise<{ addr: string; debugAddr?: string }>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       const text = pending + chunk.toString('utf8');
       const lines = text.split('\n');
       pending = lines.pop() ?? '';

@@ -81,7 +81,7 @@ test.serial('a stalled database: 503 "timed out" within the timeout, then back t
   const { res, ms } = await timed('/readyz');
   t.is(res.status, 503);
   t.true(ms < BOUND_MS);
-  t.like(((await res.json()) as OciErrorBody).errors[0]!.detail as object, { database: 'timed out', storage: 'ok' });
+  t.like(((await res.json()) as OciErrorBody).errors[0]!.detail, { database: 'timed out', storage: 'ok' });
 
   dbProxy.resume();
   t.true(await until(async () => (await timed('/readyz')).res.status === 200, BOUND_MS));

@@ -51,7 +51,7 @@ async function npmStart(t: { teardown(fn: () => Promise<void> | void): void }, a
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
-  npm.stderr!.on('data', (chunk: Buffer) => void (stderr += chunk.toString('utf8')));
+  npm.stderr.on('data', (chunk: Buffer) => void (stderr += chunk.toString('utf8')));
   const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
   let family: number[] = [];
   t.teardown(async () => {
@@ -60,7 +60,7 @@ async function npmStart(t: { teardown(fn: () => Promise<void> | void): void }, a
   });
   const url = await new Promise<string>((resolve, reject) => {
     void exited.then((code) => reject(new Error(`npm start exited with ${code}: ${stderr}`)));
-    createInterface({ input: npm.stdout! }).on('line', (line) => {
+    createInterface({ input: npm.stdout }).on('line', (line) => {
       if (!line.includes('"signet is listening"')) return;
       resolve(`http://${String((JSON.parse(line) as { addr: string }).addr)}`);
     });
