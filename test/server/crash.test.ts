@@ -10,7 +10,7 @@ import test from 'ava';
 import { createClient } from '../helpers/oci-client.js';
 import { blobOf, makeImage, type Image } from '../helpers/oci-layout.js';
 import { startServerProcess } from '../helpers/server-process.js';
-import { sleep } from '../helpers/wait.js';
+import { until } from '../helpers/wait.js';
 
 async function dataDirEnv(t: { teardown: (fn: () => Promise<void>) => void }): Promise<Record<string, string>> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-crash-'));
@@ -38,6 +38,34 @@ function slowUpload(url: string, method: string, total: number, after: number): 
     };
     pump();
   });
+}
+
+interface GcProgressLine {
+  phase: string;
+  done: number;
+  total: number;
+}
+
+/** Reads POST /api/v1/gc's NDJSON until a progress line satisfies `wanted`; undefined if none did. */
+async function firstProgress(res: Response, wanted: (progress: GcProgressLine) => boolean): Promise<GcProgressLine | undefined> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return undefined;
+      buffered += decoder.decode(value, { stream: true });
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        const { progress } = JSON.parse(line) as { progress?: GcProgressLine };
+        if (progress && wanted(progress)) return progress;
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => undefined);
+  }
 }
 
 function sha256(data: Buffer): string {
@@ -137,7 +165,8 @@ test.serial('killed while manifests and tags are being pushed: every tag names a
       }
     }
   })();
-  await sleep(2500);
+  // Killed once several pushes were acknowledged, with the next one under way.
+  t.true(await until(() => acknowledged.size >= 5, 60_000), 'pushes are acknowledged before the kill');
   await first.kill('SIGKILL');
   stop = true;
   await pusher;
@@ -170,10 +199,12 @@ test.serial('killed during garbage collection: referenced data stays, a new run 
   await client1.pushImage('crash/gc', kept, 'v1');
   const garbage = Array.from({ length: 150 }, () => blobOf(randomBytes(1024), 'application/octet-stream'));
   for (const blob of garbage) await client1.pushBlob('crash/gc', blob);
-  const run = client1.request('/api/v1/gc', { method: 'POST', body: '{}' }).catch(() => undefined);
-  await sleep(300);
+  // Killed once the run reports that it is removing blobs and has not removed them all.
+  const run = await client1.request('/api/v1/gc', { method: 'POST', body: '{}' });
+  const midway = await firstProgress(run, (p) => p.phase === 'blobs' && p.done < p.total);
   await first.kill('SIGKILL');
-  await run;
+  t.truthy(midway, 'the collection was removing blobs when the server was killed');
+  t.log(`killed at ${midway?.done} of ${midway?.total} blobs`);
 
   const second = await startServerProcess(env);
   t.teardown(() => second.kill());
