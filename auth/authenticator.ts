@@ -1,9 +1,26 @@
-// Who is calling: HTTP Basic credentials checked against htpasswd. No credentials means anonymous
-// (the authorizer decides what anonymous callers may do); wrong credentials are refused outright.
+// Who is calling: HTTP Basic credentials checked against htpasswd (or, for `robot$...` names, the
+// robot accounts), or a bearer token from the built-in token service. No credentials means
+// anonymous (the authorizer decides what anonymous callers may do); wrong credentials are refused
+// outright.
 import type { Htpasswd } from './htpasswd.js';
 import { ANONYMOUS, type Principal } from './authorize.js';
+import { ROBOT_PREFIX, type Robots } from './robots.js';
+import type { TokenService } from './tokens.js';
 
-export type Authentication = { ok: true; principal: Principal } | { ok: false };
+/** `invalidToken`: a bearer token that is not (or no longer) valid: the client should get another. */
+export type Authentication = { ok: true; principal: Principal } | { ok: false; invalidToken?: boolean };
+
+/** What a 401 challenge is about. */
+export interface ChallengeRequest {
+  /** `scheme://host` of the request, for a realm on the registry's own address. */
+  origin: string;
+  /** The scope the request needs (`repository:team/app:pull`), when it needs one. */
+  scope?: string;
+  /** RFC 6750's error: the token is invalid, or lacks the scope. */
+  error?: 'invalid_token' | 'insufficient_scope';
+  /** The token service's own 401, which asks for Basic credentials. */
+  basic?: boolean;
+}
 
 export interface Authenticator {
   /**
@@ -13,12 +30,31 @@ export interface Authenticator {
    * manifest GET").
    */
   authenticate(authorization: string | undefined, connection: object): Authentication | Promise<Authentication>;
-  /** The WWW-Authenticate challenge for 401 answers. */
-  readonly challenge: string;
+  /** The WWW-Authenticate challenge for 401 answers ('' without authentication). */
+  challenge(request: ChallengeRequest): string;
 }
 
 const ANONYMOUS_CALLER: Authentication = Object.freeze({ ok: true, principal: ANONYMOUS });
 const REFUSED: Authentication = Object.freeze({ ok: false });
+const INVALID_TOKEN: Authentication = Object.freeze({ ok: false, invalidToken: true });
+
+export interface BearerChallenge {
+  /** The token service's URL; undefined: `<origin>/token` of each request. */
+  realm?: string;
+  service: string;
+}
+
+export interface AuthenticatorOptions {
+  htpasswd: Htpasswd;
+  /** The Basic realm. */
+  realm: string;
+  robots?: Robots;
+  /** Token mode: bearer tokens are accepted and 401s carry a Bearer challenge. */
+  tokens?: { service: TokenService; challenge: BearerChallenge };
+}
+
+/** A challenge parameter's value, quoted (RFC 7235 quoted-string: no quote or backslash inside). */
+const quoted = (value: string): string => `"${value.replace(/["\\]/g, '')}"`;
 
 /** The credentials a connection last presented, accepted under htpasswd table `version`. */
 interface Accepted {
@@ -28,6 +64,11 @@ interface Accepted {
 }
 
 export function createBasicAuthenticator(htpasswd: Htpasswd, realm: string): Authenticator {
+  return createAuthenticator({ htpasswd, realm });
+}
+
+export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
+  const { htpasswd, realm, robots, tokens } = options;
   // Each keep-alive connection's last accepted Authorization header, compared as it stands with
   // the next request's: a client sends the same header on every request of a connection. The
   // htpasswd cache behind this is keyed by a sha256 of the credentials, and decoding and hashing
@@ -37,10 +78,30 @@ export function createBasicAuthenticator(htpasswd: Htpasswd, realm: string): Aut
   // the full way (a proxy may carry several clients over one), as does every request once the
   // htpasswd file changed or is due a look.
   const accepted = new WeakMap<object, Accepted>();
+  const basicChallenge = `Basic realm=${quoted(realm)}`;
+  const verifyToken = (token: string): Authentication | Promise<Authentication> => {
+    const principal = tokens!.service.verify(token);
+    if (principal instanceof Promise) return principal.then((p) => (p ? { ok: true, principal: p } : INVALID_TOKEN));
+    return principal ? { ok: true, principal } : INVALID_TOKEN;
+  };
+  const verifyRobot = (user: string, secret: string): Authentication | Promise<Authentication> => {
+    if (!robots) return REFUSED;
+    const principal = robots.verify(user, secret);
+    if (principal instanceof Promise) return principal.then((p) => (p ? { ok: true, principal: p } : REFUSED));
+    return principal ? { ok: true, principal } : REFUSED;
+  };
   return {
-    challenge: `Basic realm="${realm.replace(/["\\]/g, '')}"`,
+    challenge(request) {
+      if (!tokens || request.basic) return basicChallenge;
+      const { challenge } = tokens;
+      let header = `Bearer realm=${quoted(challenge.realm ?? `${request.origin}/token`)},service=${quoted(challenge.service)}`;
+      if (request.scope) header += `,scope=${quoted(request.scope)}`;
+      if (request.error) header += `,error=${quoted(request.error)}`;
+      return header;
+    },
     authenticate(authorization, connection) {
       if (!authorization) return ANONYMOUS_CALLER;
+      if (tokens && /^Bearer\s/i.test(authorization)) return verifyToken(authorization.slice(7).trim());
       const version = htpasswd.version();
       const last = accepted.get(connection);
       if (last !== undefined && version !== undefined && last.version === version && last.authorization === authorization) {
@@ -57,6 +118,9 @@ export function createBasicAuthenticator(htpasswd: Htpasswd, realm: string): Aut
       const colon = decoded.indexOf(':');
       if (colon <= 0) return REFUSED;
       const user = decoded.slice(0, colon);
+      // Robots are checked on every request (a revocation counts at once) and never against the
+      // htpasswd file, whatever it holds under that name.
+      if (user.startsWith(ROBOT_PREFIX)) return verifyRobot(user, decoded.slice(colon + 1));
       const settle = (ok: boolean): Authentication => {
         if (!ok) return REFUSED;
         const answer: Authentication = Object.freeze({ ok: true, principal: Object.freeze({ user }) });
@@ -73,5 +137,5 @@ export function createBasicAuthenticator(htpasswd: Htpasswd, realm: string): Aut
 
 /** No authentication configured: everyone is anonymous, and the open authorizer lets them in. */
 export function createNoAuthenticator(): Authenticator {
-  return { challenge: '', authenticate: () => ANONYMOUS_CALLER };
+  return { challenge: () => '', authenticate: () => ANONYMOUS_CALLER };
 }

@@ -22,6 +22,12 @@ export interface Htpasswd {
    * under way (`verify` waits for it). An answer remembered under one version holds while it lasts.
    */
   version(): number | undefined;
+  /**
+   * A short digest of the user's entry as the file holds it now, undefined for a user it does not
+   * hold: tokens carry it, so a password changed or a user removed ends the tokens issued before.
+   * The entry's salt is not in it, so it tells nothing about the password.
+   */
+  fingerprint(user: string): string | undefined;
 }
 
 export interface HtpasswdOptions {
@@ -186,6 +192,11 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
     },
     version() {
       return recheck() ? undefined : generation;
+    },
+    fingerprint(user) {
+      void recheck();
+      const hash = users.get(user);
+      return hash === undefined ? undefined : digestOf('sha256', hash, 'base64url').slice(0, 22);
     },
   };
 }

@@ -116,8 +116,12 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     const answer = deps.authenticator.authenticate(ctx.get('Authorization') || undefined, ctx.req.socket);
     const result = answer instanceof Promise ? await answer : answer;
     if (!result.ok && !isLookasideRead(ctx)) {
-      ctx.state.log.info({ path: ctx.path }, 'invalid credentials');
-      throw new OciError('UNAUTHORIZED', 'invalid username or password');
+      ctx.state.log.info({ path: ctx.path }, result.invalidToken ? 'invalid token' : 'invalid credentials');
+      if (result.invalidToken) {
+        // Expired, revoked, or not ours: RFC 6750's invalid_token makes containerd and docker fetch another.
+        throw new OciError('UNAUTHORIZED', 'the bearer token is invalid or has expired', undefined, undefined, { error: 'invalid_token' });
+      }
+      throw new OciError('UNAUTHORIZED', 'invalid username or password', undefined, undefined, ctx.path === '/token' ? { basic: true } : undefined);
     }
     // Lookaside reads answer only 200 or 404 (clients abort on anything else): bad credentials
     // there read as anonymous, which sees 404 for anything private.
@@ -173,7 +177,11 @@ function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps): void {
     // An outage is logged when it starts and ends (server/availability.ts), not per request.
     ctx.state.log.error({ err }, 'request failed');
   }
-  if (oci.status === 401 && deps.authenticator.challenge) ctx.set('WWW-Authenticate', deps.authenticator.challenge);
+  if (oci.status === 401) {
+    const origin = `${deps.config.http.tls ? 'https' : 'http'}://${ctx.get('Host') || 'localhost'}`;
+    const challenge = deps.authenticator.challenge({ origin, ...oci.challenge });
+    if (challenge) ctx.set('WWW-Authenticate', challenge);
+  }
   if (oci.code === 'UNAVAILABLE') ctx.set('Retry-After', RETRY_AFTER_SECONDS);
   // The body was not read to its end (a failed upload): read and drop the rest, so that the
   // client reads this answer instead of a connection reset (Node neither drains a body that a

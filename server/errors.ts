@@ -55,6 +55,14 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** For a 401 in token mode: what the Bearer challenge says (the scope needed, RFC 6750's error). */
+export interface ChallengeHint {
+  scope?: string;
+  error?: 'invalid_token' | 'insufficient_scope';
+  /** The token service's own 401: it takes Basic credentials. */
+  basic?: boolean;
+}
+
 export class OciError extends Error {
   readonly status: number;
   constructor(
@@ -63,6 +71,8 @@ export class OciError extends Error {
     readonly detail?: unknown,
     /** Only where a spec names a status other than the code's own (413 for oversized manifests). */
     status?: number,
+    /** 401s: what the challenge names. */
+    readonly challenge?: ChallengeHint,
   ) {
     super(message ?? ERROR_CODES[code].message);
     this.name = 'OciError';
