@@ -10,7 +10,15 @@ import { basic, replaceHtpasswd, writeHtpasswd } from '../helpers/auth.js';
 import { createClient } from '../helpers/oci-client.js';
 import { makeImage } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { run } from '../helpers/run.js';
 import type { Action } from '../../auth/authorize.js';
+
+const MAIN = path.resolve('server/main.ts');
+function signet(args: string[]) {
+  return run(process.execPath, ['--import', 'tsx', MAIN, '--registry', registry.url, '--user', 'root', ...args], {
+    env: { ...process.env, SIGNET_PASSWORD: USERS.root },
+  });
+}
 
 const USERS: Record<string, string> = {
   root: 'root-pw',
@@ -325,4 +333,19 @@ test('an expired robot is refused everywhere', async (t) => {
   t.is((await getToken([], ci)).status, 401);
   t.is((await createClient(registry.url, { Authorization: basic(...ci) }).getManifest('team/a', 'v1')).status, 401);
   t.is((await oauth({ grant_type: 'password', username: ci[0], password: ci[1] })).status, 401);
+});
+
+test('signet robot create, list and revoke', async (t) => {
+  const created = await signet(['robot', 'create', 'team', 'cli', '--role', 'guest', '--expires', '90d']);
+  t.regex(created.stdout, /^created robot\$team\+cli \(guest, expires \d{4}-/);
+  const secret = /^secret: (\S+)$/m.exec(created.stdout)?.[1];
+  t.truthy(secret);
+  t.is((await getToken([], ['robot$team+cli', secret!])).status, 200);
+  const listed = await signet(['robot', 'list', 'team']);
+  t.regex(listed.stdout, /^robot\$team\+cli\s+guest\s+\d{4}-\S+\s+\d{4}-/m, 'the list shows role, expiry and last use');
+  t.false(listed.stdout.includes(secret!));
+  const refused = await signet(['robot', 'create', 'team', 'bad', '--expires', '90 days']).catch((err: { stderr: string }) => err);
+  t.regex(refused.stderr, /--expires 90 days: expected a number of days such as 90d/);
+  t.regex((await signet(['robot', 'revoke', 'team', 'robot$team+cli'])).stdout, /^revoked robot robot\$team\+cli of team$/m);
+  t.is((await getToken([], ['robot$team+cli', secret!])).status, 401);
 });
