@@ -5,7 +5,7 @@
 import type { Htpasswd } from './htpasswd.js';
 import { ANONYMOUS, type Principal } from './authorize.js';
 import { ROBOT_PREFIX, type Robots } from './robots.js';
-import type { TokenService } from './tokens.js';
+import type { TokenService, VerifiedToken } from './tokens.js';
 
 /** `invalidToken`: a bearer token that is not (or no longer) valid: the client should get another. */
 export type Authentication = { ok: true; principal: Principal } | { ok: false; invalidToken?: boolean };
@@ -79,16 +79,45 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   // htpasswd file changed or is due a look.
   const accepted = new WeakMap<object, Accepted>();
   const basicChallenge = `Basic realm=${quoted(realm)}`;
-  const verifyToken = (token: string): Authentication | Promise<Authentication> => {
-    const principal = tokens!.service.verify(token);
-    if (principal instanceof Promise) return principal.then((p) => (p ? { ok: true, principal: p } : INVALID_TOKEN));
-    return principal ? { ok: true, principal } : INVALID_TOKEN;
+  // Each keep-alive connection's last bearer token, and its last robot credentials, as the Basic
+  // ones above: the same header again skips parsing, hashing and the cache lookup, but never the
+  // check that the token and its subject are still valid (expiry, revocation), made every time.
+  const tokenOf = new WeakMap<object, { authorization: string; token: VerifiedToken; answer: Authentication }>();
+  const robotOf = new WeakMap<object, { authorization: string; account: string; id: number }>();
+  const tokenAnswer = (token: VerifiedToken, answer: Authentication): Authentication | Promise<Authentication> => {
+    const valid = token.valid();
+    if (valid instanceof Promise) return valid.then((yes) => (yes ? answer : INVALID_TOKEN));
+    return valid ? answer : INVALID_TOKEN;
   };
-  const verifyRobot = (user: string, secret: string): Authentication | Promise<Authentication> => {
+  const verifyToken = (authorization: string, connection: object): Authentication | Promise<Authentication> => {
+    const last = tokenOf.get(connection);
+    if (last !== undefined && last.authorization === authorization) return tokenAnswer(last.token, last.answer);
+    const settle = (token: VerifiedToken | undefined): Authentication | Promise<Authentication> => {
+      if (!token) return INVALID_TOKEN;
+      const answer: Authentication = Object.freeze({ ok: true, principal: token.principal });
+      tokenOf.set(connection, { authorization, token, answer });
+      return tokenAnswer(token, answer);
+    };
+    const verified = tokens!.service.verify(authorization.slice(7).trim());
+    return verified instanceof Promise ? verified.then(settle) : settle(verified);
+  };
+  const robotAnswer = (principal: Principal | undefined, authorization: string, connection: object): Authentication => {
+    if (!principal?.robot || principal.user === undefined) return REFUSED;
+    robotOf.set(connection, { authorization, account: principal.user, id: principal.robot.id });
+    return { ok: true, principal };
+  };
+  const verifyRobot = (user: string, secret: string, authorization: string, connection: object): Authentication | Promise<Authentication> => {
     if (!robots) return REFUSED;
     const principal = robots.verify(user, secret);
-    if (principal instanceof Promise) return principal.then((p) => (p ? { ok: true, principal: p } : REFUSED));
-    return principal ? { ok: true, principal } : REFUSED;
+    if (principal instanceof Promise) return principal.then((p) => robotAnswer(p, authorization, connection));
+    return robotAnswer(principal, authorization, connection);
+  };
+  const lastRobot = (authorization: string, connection: object): Authentication | Promise<Authentication> | undefined => {
+    const last = robotOf.get(connection);
+    if (!robots || last === undefined || last.authorization !== authorization) return undefined;
+    const principal = robots.current(last.account, last.id);
+    if (principal instanceof Promise) return principal.then((p) => robotAnswer(p, authorization, connection));
+    return robotAnswer(principal, authorization, connection);
   };
   return {
     challenge(request) {
@@ -101,7 +130,9 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     },
     authenticate(authorization, connection) {
       if (!authorization) return ANONYMOUS_CALLER;
-      if (tokens && /^Bearer\s/i.test(authorization)) return verifyToken(authorization.slice(7).trim());
+      if (tokens && /^Bearer\s/i.test(authorization)) return verifyToken(authorization, connection);
+      const robot = lastRobot(authorization, connection);
+      if (robot !== undefined) return robot;
       const version = htpasswd.version();
       const last = accepted.get(connection);
       if (last !== undefined && version !== undefined && last.version === version && last.authorization === authorization) {
@@ -120,7 +151,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       const user = decoded.slice(0, colon);
       // Robots are checked on every request (a revocation counts at once) and never against the
       // htpasswd file, whatever it holds under that name.
-      if (user.startsWith(ROBOT_PREFIX)) return verifyRobot(user, decoded.slice(colon + 1));
+      if (user.startsWith(ROBOT_PREFIX)) return verifyRobot(user, decoded.slice(colon + 1), authorization, connection);
       const settle = (ok: boolean): Authentication => {
         if (!ok) return REFUSED;
         const answer: Authentication = Object.freeze({ ok: true, principal: Object.freeze({ user }) });

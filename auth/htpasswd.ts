@@ -92,6 +92,8 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
   /** bcrypt checks under way, by credentials key. */
   const checking = new Map<string, Promise<boolean>>();
   let users = new Map<string, string>();
+  /** fingerprint() of each user asked about, for the table in hand (a token check on every request). */
+  const fingerprints = new Map<string, string | undefined>();
   let loadedMtime = -1;
   let checkedAt = 0;
   let loading: Promise<void> | undefined;
@@ -131,6 +133,7 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
   /** The table changed: nothing checked against the old one counts any more. */
   function forget(): void {
     generation++;
+    fingerprints.clear();
     verified.clear();
     checking.clear();
   }
@@ -195,8 +198,12 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
     },
     fingerprint(user) {
       void recheck();
+      if (fingerprints.has(user)) return fingerprints.get(user);
       const hash = users.get(user);
-      return hash === undefined ? undefined : digestOf('sha256', hash, 'base64url').slice(0, 22);
+      const fingerprint = hash === undefined ? undefined : digestOf('sha256', hash, 'base64url').slice(0, 22);
+      if (fingerprints.size > 10_000) fingerprints.clear();
+      fingerprints.set(user, fingerprint);
+      return fingerprint;
     },
   };
 }

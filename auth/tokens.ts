@@ -54,11 +54,20 @@ export interface TokenService {
   issue(principal: Principal, scopes: readonly ScopeRequest[], options: { refresh: boolean }): Promise<IssuedToken>;
   /** The principal a refresh token stands for, while it and its subject are still valid. */
   redeem(untrustedRefreshToken: string): Promise<Principal | undefined>;
-  /** The principal (with its grants) of a valid access token; undefined for any other string. */
-  verify(untrustedToken: string): Principal | undefined | Promise<Principal | undefined>;
+  /**
+   * A valid access token, undefined for any other string. Answered at once for a token verified
+   * a moment ago; `valid()` says whether it still is (expiry, its subject), on every request.
+   */
+  verify(untrustedToken: string): VerifiedToken | undefined | Promise<VerifiedToken | undefined>;
 }
 
-interface Verified {
+export interface VerifiedToken {
+  /** The token's subject with its grants. */
+  readonly principal: Principal;
+  valid(): boolean | Promise<boolean>;
+}
+
+interface Verified extends VerifiedToken {
   /** The principal without grants (for liveness checks) and with them (what requests see). */
   subject: Principal;
   principal: Principal;
@@ -172,16 +181,10 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
       expiresAtMs: claims.exp * 1000,
       ...(who.robotId !== undefined ? { robotId: who.robotId } : {}),
       ...(who.passwordFingerprint !== undefined ? { passwordFingerprint: who.passwordFingerprint } : {}),
+      valid: () => (entry.expiresAtMs > Date.now() ? alive(entry) : false),
     };
     verified.set(untrusted, entry, { ttl: Math.max(1, entry.expiresAtMs - Date.now()) });
     return entry;
-  }
-
-  function check(entry: Verified | undefined): Principal | undefined | Promise<Principal | undefined> {
-    if (!entry || entry.expiresAtMs <= Date.now()) return undefined;
-    const ok = alive(entry);
-    if (ok instanceof Promise) return ok.then((yes) => (yes ? entry.principal : undefined));
-    return ok ? entry.principal : undefined;
   }
 
   return {
@@ -209,9 +212,7 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
       return htpasswd.fingerprint(who.subject.user) === who.passwordFingerprint ? who.subject : undefined;
     },
     verify(untrusted) {
-      const hit = verified.get(untrusted);
-      if (hit) return check(hit);
-      return load(untrusted).then(check);
+      return verified.get(untrusted) ?? load(untrusted);
     },
   };
 }

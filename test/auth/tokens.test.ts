@@ -247,7 +247,8 @@ test('POST /token: the password grant (containerd) and the refresh grant (docker
   t.is(bad.headers.get('www-authenticate')?.startsWith('Basic '), true);
 });
 
-test('a changed password ends the tokens and refresh tokens issued before', async (t) => {
+// Serial (before the others): rewriting the file re-hashes every user, which ends everyone's tokens.
+test.serial('a changed password ends the tokens and refresh tokens issued before', async (t) => {
   const answer = (await (await getToken(['repository:team/a:pull'], ['changer', USERS.changer!], '&offline_token=true')).json()) as TokenAnswer;
   t.is((await bearer(answer.token).getManifest('team/a', 'v1')).status, 200);
   await replaceHtpasswd(htpasswd, { ...USERS, changer: 'new-pw' });
