@@ -350,3 +350,27 @@ test('signet robot create, list and revoke', async (t) => {
   t.regex((await signet(['robot', 'revoke', 'team', 'robot$team+cli'])).stdout, /^revoked robot robot\$team\+cli of team$/m);
   t.is((await getToken([], ['robot$team+cli', secret!])).status, 401);
 });
+
+test('hostile token requests: any query, form, credentials or token get a 200 or a 4xx OCI error, never a 5xx', async (t) => {
+  const printable = (max: number) => fc.stringMatching(new RegExp(`^[\\x20-\\x7e]{0,${max}}$`));
+  const scopeish = fc.oneof(printable(60), fc.constantFrom('repository:team/a:pull', 'repository:team/a:*', 'registry:catalog:*', 'repository::', ':::', 'repository:a:b:c:d'));
+  const authorization = fc.oneof(
+    fc.constant(undefined),
+    fc.constantFrom(basic('dev', USERS.dev!), basic('dev', 'x'), basic('robot$team+nope', 'x'), basic('robot$', ''), 'Bearer', 'Bearer x.y.z', 'Basic Og=='),
+    printable(80),
+  );
+  const form = fc.dictionary(fc.constantFrom('grant_type', 'username', 'password', 'refresh_token', 'scope', 'service', 'access_type', 'client_id'), fc.oneof(scopeish, fc.constantFrom('password', 'refresh_token', 'offline', 'signet', 'dev', USERS.dev!)));
+  await fc.assert(
+    fc.asyncProperty(fc.boolean(), fc.array(scopeish, { maxLength: 4 }), form, authorization, async (post, scopes, fields, auth) => {
+      const headers: Record<string, string> = auth === undefined ? {} : { Authorization: auth };
+      const res = post
+        ? await fetch(`${registry.url}/token`, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) })
+        : await fetch(`${registry.url}/token?${new URLSearchParams([...scopes.map((s) => ['scope', s]), ...Object.entries(fields)])}`, { headers });
+      const text = await res.text();
+      if (res.status === 200) return 'token' in (JSON.parse(text) as object);
+      return res.status >= 400 && res.status < 500 && Array.isArray((JSON.parse(text) as { errors?: unknown }).errors);
+    }),
+    { numRuns: 80 },
+  );
+  t.pass();
+});
