@@ -18,6 +18,14 @@ import type { Htpasswd } from './htpasswd.js';
 import type { Robots } from './robots.js';
 import { TOKEN_ACTIONS, TokenGrants, type AccessEntry, type ScopeRequest } from './token-scope.js';
 
+/** The caller authenticated, but no token can be issued to it now (its htpasswd entry went away meanwhile). */
+export class TokenRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TokenRefusedError';
+  }
+}
+
 const ALGORITHM = 'ES256';
 const ACCESS_TYP = 'JWT';
 const REFRESH_TYP = 'signet-refresh+jwt';
@@ -191,7 +199,7 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
     service,
     async issue(principal, scopes, { refresh }) {
       const subject = subjectClaims(principal);
-      if (!subject) throw new Error('the caller has no credentials a token can be issued under');
+      if (!subject) throw new TokenRefusedError('the account changed while the token was being issued; try again');
       const access: AccessEntry[] = [];
       for (const scope of scopes) {
         const entry = await grant(principal, scope);

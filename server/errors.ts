@@ -3,6 +3,7 @@
 import { SignatureFormatError } from '../sigstore/payload.js';
 import { PullRefusedError } from '../sigstore/pull-gate.js';
 import { SignatureRefusedError } from '../sigstore/signatures.js';
+import { TokenRefusedError } from '../auth/tokens.js';
 import {
   DependencyUnavailableError,
   DescriptorDigestError,
@@ -102,6 +103,7 @@ export function toOciError(err: unknown): OciError | undefined {
   if (err instanceof DescriptorDigestError) return new OciError('DIGEST_INVALID', err.message, { digest: err.digest });
   if (err instanceof SignatureFormatError) return new OciError('SIGNATURE_INVALID', err.message);
   if (err instanceof SignatureRefusedError) return new OciError('DENIED', err.message);
+  if (err instanceof TokenRefusedError) return new OciError('UNAUTHORIZED', err.message, undefined, undefined, { basic: true });
   if (err instanceof PullRefusedError) {
     return new OciError('PROJECTPOLICYVIOLATION', err.message, { keyIds: err.keyIds, problems: err.problems });
   }
