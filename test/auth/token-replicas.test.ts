@@ -28,6 +28,8 @@ test.before(async () => {
     REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'),
     REGISTRY_AUTH_ADMINS: 'root',
     REGISTRY_CACHE_TTL: '60',
+    // As behind a load balancer on this address: its X-Forwarded-Proto is believed.
+    REGISTRY_HTTP_TRUSTEDPROXIES: '127.0.0.1',
     // One blob store for both, as S3 would be.
     REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(dir, 'storage'),
   };
@@ -80,4 +82,9 @@ test('a robot revoked on one replica is refused by the other at once, tokens and
   }
   t.is(status, 401);
   t.is((await basicOnB.getManifest('rep/app', 'v1')).status, 401);
+});
+
+test('behind a trusted proxy that terminated TLS, the realm is https', async (t) => {
+  const res = await fetch(`${a.url}/v2/`, { headers: { 'X-Forwarded-Proto': 'https' } });
+  t.is(res.headers.get('www-authenticate'), `Bearer realm="https://${new URL(a.url).host}/token",service="signet"`);
 });

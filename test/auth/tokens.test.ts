@@ -109,6 +109,9 @@ test('challenges: Bearer with realm and service, and the scope the request needs
   const base = await fetch(`${registry.url}/v2/`);
   t.is(base.status, 401);
   t.is(base.headers.get('www-authenticate'), `Bearer realm="${registry.url}/token",service="signet"`);
+  // X-Forwarded-Proto counts only from REGISTRY_HTTP_TRUSTEDPROXIES (none here).
+  const forwarded = await fetch(`${registry.url}/v2/`, { headers: { 'X-Forwarded-Proto': 'https' } });
+  t.is(forwarded.headers.get('www-authenticate'), `Bearer realm="${registry.url}/token",service="signet"`);
   const pull = await fetch(`${registry.url}/v2/team/a/manifests/v1`);
   t.is(pull.headers.get('www-authenticate'), `Bearer realm="${registry.url}/token",service="signet",scope="repository:team/a:pull"`);
   const push = await fetch(`${registry.url}/v2/team/a/blobs/uploads/`, { method: 'POST' });
