@@ -63,10 +63,6 @@ interface Accepted {
   answer: Authentication;
 }
 
-export function createBasicAuthenticator(htpasswd: Htpasswd, realm: string): Authenticator {
-  return createAuthenticator({ htpasswd, realm });
-}
-
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
   const { htpasswd, realm, robots, tokens } = options;
   // Each keep-alive connection's last accepted Authorization header, compared as it stands with
