@@ -1,6 +1,7 @@
 // Rows for token mode (REGISTRY_AUTH=token): what a bearer token costs on the hottest path, a
 // manifest GET by tag, against anonymous GETs of a public project on the same server in the same
-// rounds (as bench/trust-rows.ts measures Basic credentials); what a robot account's Basic
+// rounds (as bench/trust-rows.ts measures Basic credentials), for a guest of a private project
+// (not a registry admin, whose requests skip the project look-up); what a robot account's Basic
 // credentials cost (a sha256, never bcrypt); and what the token service spends per token (one
 // ES256 signature, the roles of the scope checked, over keep-alive connections with Basic
 // credentials remembered after the first bcrypt check). Targets: bearer and robot GETs at least
@@ -17,6 +18,9 @@ import { runLoad } from './workloads.js';
 const USER = 'bench';
 const PASSWORD = 'bench-password';
 const AUTH = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
+/** A guest of the private project: the bearer token's and the token endpoint's user (no admin shortcut). */
+const PULLER = 'puller';
+const PULLER_AUTH = `Basic ${Buffer.from(`${PULLER}:${PASSWORD}`).toString('base64')}`;
 
 async function call(server: ServerHandle, method: string, urlPath: string, body?: Uint8Array | string, type?: string): Promise<Response> {
   const res = await fetch(`${server.baseUrl}${urlPath}`, {
@@ -71,7 +75,8 @@ export async function runTokenRows(
 ): Promise<void> {
   const dir = await resources.tempDir('signet-bench-token-');
   const htpasswd = path.join(dir, 'htpasswd');
-  await writeFile(htpasswd, `${USER}:${bcrypt.hashSync(PASSWORD, 10).replace(/^\$2b\$/, '$2y$')}\n`);
+  const entry = (user: string) => `${user}:${bcrypt.hashSync(PASSWORD, 10).replace(/^\$2b\$/, '$2y$')}\n`;
+  await writeFile(htpasswd, entry(USER) + entry(PULLER));
   const server = await startSignet(resources, {
     REGISTRY_AUTH: 'token',
     REGISTRY_AUTH_HTPASSWD_PATH: htpasswd,
@@ -85,12 +90,14 @@ export async function runTokenRows(
     await call(server, 'POST', '/api/v1/projects', JSON.stringify({ name: 'private', public: false }), 'application/json');
     await pushImage(server, 'public/app');
     await pushImage(server, 'private/app');
+    await call(server, 'PUT', `/api/v1/projects/private/members/${PULLER}`, JSON.stringify({ role: 'guest' }), 'application/json');
     const robot = (await (await call(server, 'POST', '/api/v1/projects/private/robots', JSON.stringify({ name: 'bench', role: 'guest', expiresInDays: 1 }), 'application/json')).json()) as {
       name: string;
       secret: string;
     };
     const tokenPath = `/token?service=signet&scope=${encodeURIComponent('repository:private/app:pull')}`;
-    const { token } = (await (await call(server, 'GET', tokenPath)).json()) as { token: string };
+    const tokenAnswer = await fetch(`${server.baseUrl}${tokenPath}`, { headers: { Authorization: PULLER_AUTH } });
+    const { token } = (await tokenAnswer.json()) as { token: string };
 
     const manifest = (repository: string) => `${server.baseUrl}/v2/${repository}/manifests/latest`;
     // [key, url, Authorization]
@@ -98,7 +105,7 @@ export async function runTokenRows(
       ['anonymous', manifest('public/app'), undefined],
       ['bearer', manifest('private/app'), `Bearer ${token}`],
       ['robot', manifest('private/app'), `Basic ${Buffer.from(`${robot.name}:${robot.secret}`).toString('base64')}`],
-      ['tokens', `${server.baseUrl}${tokenPath}`, AUTH],
+      ['tokens', `${server.baseUrl}${tokenPath}`, PULLER_AUTH],
     ];
     const rates = new Map<string, number[]>(loads.map(([key]) => [key, []]));
     for (let round = 0; round < options.rounds; round++) {
