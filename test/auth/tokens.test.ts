@@ -377,3 +377,20 @@ test('hostile token requests: any query, form, credentials or token get a 200 or
   );
   t.pass();
 });
+
+test('read-only mode: the token service still answers POST, which writes nothing', async (t) => {
+  const readOnly = await startTestRegistry({
+    env: { REGISTRY_AUTH: 'token', REGISTRY_AUTH_HTPASSWD_PATH: htpasswd, REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED: 'true' },
+  });
+  try {
+    const res = await fetch(`${readOnly.url}/token`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'password', username: 'outsider', password: USERS.outsider!, service: 'signet' }),
+    });
+    t.is(res.status, 200);
+    t.is((await fetch(`${readOnly.url}/v2/team/a/blobs/uploads/`, { method: 'POST', headers: { Authorization: basic('outsider', USERS.outsider!) } })).status, 405);
+  } finally {
+    await readOnly.close();
+  }
+});
