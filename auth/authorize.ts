@@ -6,20 +6,22 @@
 // (delete, manage signatures), admin (project settings and members). Registry-wide admins may do
 // everything. Anonymous callers may pull from public projects only.
 import type { ProjectStore, Role } from '../storage/project-store.js';
+import type { RobotRole } from '../storage/robot-store.js';
+import type { Action } from './actions.js';
+import { tokenActionFor, type TokenGrants } from './token-scope.js';
 
-export type Action =
-  | 'pull' // read manifests, blobs, tags, signatures
-  | 'push' // upload blobs and manifests
-  | 'delete' // delete manifests, tags, blobs
-  | 'sign' // write and delete signatures
-  | 'view' // see a project's members (members only, public or not)
-  | 'admin' // change project settings and members
-  | 'create' // create a project
-  | 'maintain'; // registry-wide maintenance (garbage collection): registry admins only
+export type { Action } from './actions.js';
 
 export interface Principal {
   /** Undefined for an anonymous caller. */
   user?: string;
+  /** A robot account (`robot$<project>+<name>`): its role in its own project, and nothing else. */
+  robot?: { id: number; project: string; role: RobotRole };
+  /**
+   * Set when the caller presented a bearer token: what the token grants. The token narrows what
+   * the caller may do (its roles are still checked on every request); absent for Basic credentials.
+   */
+  grants?: TokenGrants;
 }
 
 export const ANONYMOUS: Principal = Object.freeze({});
@@ -28,6 +30,11 @@ export interface AccessDecision {
   allowed: boolean;
   /** For refusals: what to tell the caller (never more than they may know). */
   reason?: string;
+  /**
+   * The caller may do this, but the bearer token presented does not grant it: the client should
+   * ask the token service for a token with the scope (401 `insufficient_scope`, not 403).
+   */
+  insufficientScope?: boolean;
 }
 
 export interface Authorizer {
@@ -78,8 +85,22 @@ export interface ProjectAuthorizerOptions {
 
 export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Authorizer {
   const { projects, admins, autocreate } = options;
+  /**
+   * A robot may do what its role allows in its own project, and pull from public projects as
+   * anyone may; it never creates projects (autocreate included) or runs maintenance, and its name
+   * never counts as a registry admin's or a member's elsewhere.
+   */
+  async function checkRobot(robot: NonNullable<Principal['robot']>, action: Action, target: string): Promise<AccessDecision> {
+    if (action === 'create' || action === 'maintain') return { allowed: false, reason: `robot accounts may not ${action === 'create' ? 'create projects' : 'run maintenance'}` };
+    const name = projectOf(target);
+    if (name === robot.project && RANK[robot.role] >= RANK[NEEDED[action]] && (await projects.find(name))) return ALLOW;
+    if (action === 'pull' && (await projects.find(name))?.public) return ALLOW;
+    return { allowed: false, reason: `${action} on ${target} denied: this robot account is a ${robot.role} in project ${robot.project} only` };
+  }
+
   return {
     async check(principal, action, target) {
+      if (principal.robot) return checkRobot(principal.robot, action, target);
       const user = principal.user;
       const name = projectOf(target);
       // A registry admin may do anything, in projects that exist: a push of theirs into a missing
@@ -109,6 +130,28 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
         };
       }
       return { allowed: false, reason: `${action} on ${target} denied` };
+    },
+  };
+}
+
+/**
+ * Checks a bearer token's grants on top of `inner`: the caller must both be allowed (roles are
+ * read on every request, so a role taken away counts at once, whatever tokens are out) and hold a
+ * token granting the action. A caller allowed but without the grant is told so apart
+ * (`insufficientScope`): the client then asks the token service for the scope and retries.
+ */
+export function withTokenGrants(inner: Authorizer): Authorizer {
+  return {
+    async check(principal, action, target) {
+      const decision = await inner.check(principal, action, target);
+      const grants = principal.grants;
+      if (!decision.allowed || grants === undefined) return decision;
+      const needed = tokenActionFor(action);
+      if (needed === undefined) {
+        return { allowed: false, reason: 'a bearer token grants registry access only; the management API takes Basic credentials' };
+      }
+      if (grants.allows(needed, target)) return decision;
+      return { allowed: false, insufficientScope: true, reason: `the token presented does not grant ${needed} on ${target}` };
     },
   };
 }

@@ -22,6 +22,12 @@ export interface Htpasswd {
    * under way (`verify` waits for it). An answer remembered under one version holds while it lasts.
    */
   version(): number | undefined;
+  /**
+   * A short digest of the user's entry as the file holds it now, undefined for a user it does not
+   * hold: tokens carry it, so a password changed or a user removed ends the tokens issued before.
+   * The entry's salt is not in it, so it tells nothing about the password.
+   */
+  fingerprint(user: string): string | undefined;
 }
 
 export interface HtpasswdOptions {
@@ -86,6 +92,8 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
   /** bcrypt checks under way, by credentials key. */
   const checking = new Map<string, Promise<boolean>>();
   let users = new Map<string, string>();
+  /** fingerprint() of each user asked about, for the table in hand (a token check on every request). */
+  const fingerprints = new Map<string, string | undefined>();
   let loadedMtime = -1;
   let checkedAt = 0;
   let loading: Promise<void> | undefined;
@@ -125,6 +133,7 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
   /** The table changed: nothing checked against the old one counts any more. */
   function forget(): void {
     generation++;
+    fingerprints.clear();
     verified.clear();
     checking.clear();
   }
@@ -186,6 +195,15 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
     },
     version() {
       return recheck() ? undefined : generation;
+    },
+    fingerprint(user) {
+      void recheck();
+      if (fingerprints.has(user)) return fingerprints.get(user);
+      const hash = users.get(user);
+      const fingerprint = hash === undefined ? undefined : digestOf('sha256', hash, 'base64url').slice(0, 22);
+      if (fingerprints.size > 10_000) fingerprints.clear();
+      fingerprints.set(user, fingerprint);
+      return fingerprint;
     },
   };
 }

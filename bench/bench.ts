@@ -24,6 +24,7 @@ import {
 } from './workloads.js';
 import { addHostileRows, runHostileRows } from './hostile-rows.js';
 import { addTrustRows, runTrustRows } from './trust-rows.js';
+import { addTokenRows, runTokenRows } from './token-rows.js';
 import { addBombRows, runBombRows } from './bomb-rows.js';
 
 // BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
@@ -232,9 +233,24 @@ async function mainHostileOnly(resources: Resources): Promise<void> {
   table.print('Signet', undefined);
 }
 
+function tokenLoadOptions() {
+  return { connections: LOAD_CONNECTIONS, seconds: QUICK ? 3 : 15, rounds: ROUNDS, warmupSeconds: WARMUP_SECONDS };
+}
+
+/** BENCH_ONLY=token: the token mode rows alone (Signet only, about a minute). */
+async function mainTokenOnly(resources: Resources): Promise<void> {
+  const scratch = await resources.tempDir('signet-bench-scratch-');
+  const get = await chooseLoadGenerator(scratch, () => () => undefined);
+  const table = new Table();
+  await runTokenRows(resources, get, addTokenRows(table, LOAD_CONNECTIONS), tokenLoadOptions(), record);
+  console.log(`bench: load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (the machine has ${os.cpus().length} cores)`);
+  table.print('Signet', undefined);
+}
+
 async function main(resources: Resources): Promise<void> {
   if (ONLY === 'hostile') return mainHostileOnly(resources);
-  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile" is known`);
+  if (ONLY === 'token') return mainTokenOnly(resources);
+  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile" and "token" are known`);
   const cpu = watchCpu();
   const scratch = await resources.tempDir('signet-bench-scratch-');
   const running = new Set<() => void>();
@@ -269,6 +285,7 @@ async function main(resources: Resources): Promise<void> {
   const rssDatabase = table.add(`peak RSS of the embedded database process, push and pull`, 'MB', { kind: 'info' });
   const bombs = addBombRows(table);
   const hostile = addHostileRows(table);
+  const token = addTokenRows(table, LOAD_CONNECTIONS);
 
   await runLayerRounds(servers, { push, pull, pullHashing, rssPush, rssPull, rssDatabase });
   await runRounds(small, servers, async (server, round) => {
@@ -287,6 +304,7 @@ async function main(resources: Resources): Promise<void> {
   );
   await runBombRows(resources, bombs, record);
   await runHostileRows(resources, hostile, record);
+  await runTokenRows(resources, get, token, tokenLoadOptions(), record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
   table.print(servers[0].label, servers[1]?.label);
 }

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Stream } from 'node:stream';
 import Koa from 'koa';
 import { ANONYMOUS, type Principal } from '../auth/authorize.js';
-import { createClientAddress } from './client-address.js';
+import { createClientAddress, createProxyCheck } from './client-address.js';
 import type { Ctx, RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
 import { DependencyUnavailableError, StorageFullError } from '../storage/errors.js';
@@ -47,6 +47,17 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
   // below, believing it only from REGISTRY_HTTP_TRUSTEDPROXIES.
   app.proxy = false;
   const clientAddress = createClientAddress(deps.config.http.trustedproxies);
+  const fromTrustedProxy = createProxyCheck(deps.config.http.trustedproxies);
+  /**
+   * `scheme://host` as the client addressed the registry, for a token realm on its own address:
+   * https when it serves TLS, or when a trusted proxy says it terminated TLS (X-Forwarded-Proto),
+   * so that clients never send credentials to a plain-HTTP realm of a registry they reach by HTTPS.
+   */
+  const originOf = (ctx: Ctx): string => {
+    const forwarded = fromTrustedProxy(ctx.req.socket.remoteAddress) ? ctx.get('X-Forwarded-Proto').split(',')[0]!.trim().toLowerCase() : '';
+    const scheme = deps.config.http.tls || forwarded === 'https' ? 'https' : 'http';
+    return `${scheme}://${ctx.get('Host') || 'localhost'}`;
+  };
   // Errors are rendered by our middleware; this only sees failures while streaming a response.
   app.on('error', (err: Error & { code?: string }) => {
     if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || err.name === 'AbortError') return;
@@ -98,7 +109,7 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     try {
       await next();
     } catch (err) {
-      handleError(ctx, err, deps);
+      handleError(ctx, err, deps, originOf);
     }
   });
 
@@ -116,8 +127,12 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     const answer = deps.authenticator.authenticate(ctx.get('Authorization') || undefined, ctx.req.socket);
     const result = answer instanceof Promise ? await answer : answer;
     if (!result.ok && !isLookasideRead(ctx)) {
-      ctx.state.log.info({ path: ctx.path }, 'invalid credentials');
-      throw new OciError('UNAUTHORIZED', 'invalid username or password');
+      ctx.state.log.info({ path: ctx.path }, result.invalidToken ? 'invalid token' : 'invalid credentials');
+      if (result.invalidToken) {
+        // Expired, revoked, or not ours: RFC 6750's invalid_token makes containerd and docker fetch another.
+        throw new OciError('UNAUTHORIZED', 'the bearer token is invalid or has expired', undefined, { error: 'invalid_token' });
+      }
+      throw new OciError('UNAUTHORIZED', 'invalid username or password', undefined, ctx.path === '/token' ? { basic: true } : undefined);
     }
     // Lookaside reads answer only 200 or 404 (clients abort on anything else): bad credentials
     // there read as anonymous, which sees 404 for anything private.
@@ -152,7 +167,7 @@ const RETRY_AFTER_SECONDS = '5';
  * headers (and part of its body) went out already, ends quietly; anything else gets the OCI error
  * body, with one log line for what needs a person's attention.
  */
-function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps): void {
+function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps, originOf: (ctx: Ctx) => string): void {
   const socket = ctx.res.socket;
   if (ctx.headerSent || !socket || socket.destroyed) {
     // Nothing more can be said: record it as nginx does (499, client closed request), and cut a
@@ -173,7 +188,10 @@ function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps): void {
     // An outage is logged when it starts and ends (server/availability.ts), not per request.
     ctx.state.log.error({ err }, 'request failed');
   }
-  if (oci.status === 401 && deps.authenticator.challenge) ctx.set('WWW-Authenticate', deps.authenticator.challenge);
+  if (oci.status === 401) {
+    const challenge = deps.authenticator.challenge({ origin: originOf(ctx), ...oci.challenge });
+    if (challenge) ctx.set('WWW-Authenticate', challenge);
+  }
   if (oci.code === 'UNAVAILABLE') ctx.set('Retry-After', RETRY_AFTER_SECONDS);
   // The body was not read to its end (a failed upload): read and drop the rest, so that the
   // client reads this answer instead of a connection reset (Node neither drains a body that a

@@ -28,7 +28,8 @@ function plain(address: string): string {
  * The client address of a request: the peer's, unless the peer is a trusted proxy; then the
  * rightmost address in X-Forwarded-For that is not a trusted proxy (or, when all are, the leftmost).
  */
-export function createClientAddress(trustedProxies: string[]): (peer: string | undefined, forwardedFor: string | undefined) => string {
+/** Whether a connection's peer is one of REGISTRY_HTTP_TRUSTEDPROXIES. */
+export function createProxyCheck(trustedProxies: string[]): (peer: string | undefined) => boolean {
   const trusted = new net.BlockList();
   for (const entry of trustedProxies) {
     const parsed = parseProxyEntry(entry);
@@ -36,10 +37,15 @@ export function createClientAddress(trustedProxies: string[]): (peer: string | u
     if (parsed.prefix === undefined) trusted.addAddress(parsed.address, parsed.family);
     else trusted.addSubnet(parsed.address, parsed.prefix, parsed.family);
   }
-  const isTrusted = (address: string): boolean => {
+  return (peer) => {
+    const address = plain(peer ?? '');
     const version = net.isIP(address);
-    return version !== 0 && trusted.check(address, version === 4 ? 'ipv4' : 'ipv6');
+    return trustedProxies.length > 0 && version !== 0 && trusted.check(address, version === 4 ? 'ipv4' : 'ipv6');
   };
+}
+
+export function createClientAddress(trustedProxies: string[]): (peer: string | undefined, forwardedFor: string | undefined) => string {
+  const isTrusted = createProxyCheck(trustedProxies);
   return (peer, forwardedFor) => {
     let client = plain(peer ?? '');
     if (trustedProxies.length === 0 || !forwardedFor || !isTrusted(client)) return client;

@@ -67,7 +67,7 @@ interface Selector {
 
 // Sections whose keys name the kind chosen, and whose variable holds that name.
 const SELECTORS = new Map<string, Selector>([
-  ['auth', { what: 'authentication scheme', kinds: ['htpasswd'], goKinds: ['token', 'silly'], unset: 'none at all: no authentication' }],
+  ['auth', { what: 'authentication scheme', kinds: ['htpasswd', 'token'], goKinds: ['silly'], unset: 'none at all: no authentication' }],
   [
     'storage',
     {
@@ -84,6 +84,9 @@ const SELECTORS = new Map<string, Selector>([
 const GO_REFUSED: Record<string, string> = {
   'http.tls.clientcas': 'Signet does not check client certificates; terminate mutual TLS in a proxy in front of it',
   'http.tls.letsencrypt': 'Signet does not obtain certificates; give REGISTRY_HTTP_TLS_CERTIFICATE and REGISTRY_HTTP_TLS_KEY',
+  // An external token server's tokens would all be refused: said at start-up, not at the first pull.
+  'auth.token.rootcertbundle': 'Signet issues and checks its own tokens and does not accept an external token server\'s; remove it (see REGISTRY_AUTH_TOKEN_* in the README)',
+  'auth.token.jwks': 'Signet issues and checks its own tokens and does not accept an external token server\'s; remove it (see REGISTRY_AUTH_TOKEN_* in the README)',
 };
 // The rest changes nothing a client relies on for security: named once at start-up, ignored.
 const GO_IGNORED = [
@@ -91,7 +94,8 @@ const GO_IGNORED = [
   'storage.maintenance.uploadpurging', 'middleware', 'reporting', 'http.net', 'http.prefix', 'http.secret',
   'http.relativeurls', 'http.headers', 'http.http2', 'http.h2c', 'http.tls.clientauth', 'http.tls.minimumtls',
   'http.tls.ciphersuites', 'http.debug.pprof', 'http.debug.tls', 'notifications', 'redis', 'health', 'proxy',
-  'validation', 'compatibility', 'catalog',
+  'validation', 'compatibility', 'catalog', 'auth.token.autoredirect', 'auth.token.autoredirectpath',
+  'auth.token.signingalgorithms',
 ];
 
 const under = (dotted: string, prefix: string): boolean => dotted === prefix || dotted.startsWith(`${prefix}.`);

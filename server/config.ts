@@ -198,11 +198,37 @@ export const configSchema = z.object({
           path: z.string({ error: 'the htpasswd file path is required' }).min(1),
         })
         .optional(),
+      /**
+       * Token mode (REGISTRY_AUTH=token, or any REGISTRY_AUTH_TOKEN_* setting): the built-in token
+       * service (auth/tokens.ts) issues bearer tokens and 401s carry a Bearer challenge; users still
+       * come from the htpasswd file, and Basic credentials keep working.
+       */
+      token: z
+        .object({
+          /** The token service's URL in challenges; default: `<scheme>://<Host of the request>/token`. */
+          realm: z
+            .string()
+            .refine((v) => /^https?:\/\/[^/\s"]+(\/[^\s"]*)?$/.test(v), 'expected an absolute http(s) URL such as https://registry.example.com/token')
+            .optional(),
+          /** The service name (tokens' audience); default: the first REGISTRY_HTTP_HOST, else "signet". */
+          service: z.string().regex(/^[^\s"\\]+$/, 'expected a name without blanks or quotes, such as registry.example.com').optional(),
+          /** Tokens' issuer (`iss`). */
+          issuer: z.string().regex(/^[^\s"\\]+$/, 'expected a name without blanks or quotes').default('signet'),
+          /** Access token lifetime (Signet's own; Harbor's token expiration): at least 60 s, as the spec asks. */
+          expiration: duration.refine((s) => s >= 60 && s <= 86_400, 'must be between 60s and 24h').default(300),
+          /** Refresh (docker's identity) token lifetime: `docker login` lasts this long. */
+          refreshexpiration: duration.refine((s) => s >= 60, 'must be at least 60s').default(30 * 86_400),
+        })
+        .optional(),
       /** Registry-wide administrators: comma-separated user names. */
       admins: z
         .union([z.string(), z.array(z.string())])
         .default([])
         .transform((v) => (Array.isArray(v) ? v : v.split(',')).map((s) => s.trim()).filter(Boolean)),
+    })
+    .refine((auth) => !auth.token || auth.htpasswd, {
+      message: 'token mode takes its users from the htpasswd file: set REGISTRY_AUTH_HTPASSWD_PATH too',
+      path: ['token'],
     })
     .prefault({}),
   projects: z

@@ -2,6 +2,9 @@
 import type { ParameterizedContext } from 'koa';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { Action, Authorizer, Principal } from '../auth/authorize.js';
+import type { Robots } from '../auth/robots.js';
+import type { TokenService } from '../auth/tokens.js';
+import { challengeScope } from '../auth/token-scope.js';
 import type { Blobs } from '../storage/blobs.js';
 import type { Db } from '../storage/db.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
@@ -42,6 +45,9 @@ export interface RegistryDeps {
   gc: GarbageCollector;
   authenticator: Authenticator;
   authorizer: Authorizer;
+  robots: Robots;
+  /** The built-in token service, in token mode (REGISTRY_AUTH=token). */
+  tokens?: TokenService;
   log: Logger;
   metrics: Metrics;
   /** Which dependencies answer, as the last operations on them found. */
@@ -83,7 +89,17 @@ export async function requireAccess(ctx: Ctx, deps: Pick<RegistryDeps, 'authoriz
   const decision = await deps.authorizer.check(ctx.state.principal, action, target);
   if (decision.allowed) return;
   const detail = [{ Type: 'repository', Name: target, Action: action }];
-  if (ctx.state.principal.user === undefined) throw new OciError('UNAUTHORIZED', 'authentication required', detail);
+  // Token mode: the challenge names the scope the request needs, so the client asks for it.
+  const scope = challengeScope(action, target);
+  const bearer = ctx.state.principal.grants !== undefined;
+  if (decision.insufficientScope) {
+    throw new OciError('UNAUTHORIZED', decision.reason ?? 'insufficient scope', detail, { ...(scope ? { scope } : {}), error: 'insufficient_scope' });
+  }
+  if (ctx.state.principal.user === undefined) {
+    // An anonymous token that cannot do this: as distribution answers, the scope is insufficient.
+    const challenge = { ...(scope ? { scope } : {}), ...(bearer ? { error: 'insufficient_scope' as const } : {}) };
+    throw new OciError('UNAUTHORIZED', 'authentication required', detail, challenge);
+  }
   throw new OciError('DENIED', decision.reason ?? 'requested access to the resource is denied', detail);
 }
 

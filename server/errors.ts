@@ -3,6 +3,7 @@
 import type { SignatureFormatError } from '../sigstore/payload.js';
 import type { PullRefusedError } from '../sigstore/pull-gate.js';
 import type { SignatureRefusedError } from '../sigstore/signatures.js';
+import type { TokenRefusedError } from '../auth/tokens.js';
 import {
   DomainError,
   type Dependency,
@@ -64,6 +65,14 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** For a 401 in token mode: what the Bearer challenge says (the scope needed, RFC 6750's error). */
+export interface ChallengeHint {
+  scope?: string;
+  error?: 'invalid_token' | 'insufficient_scope';
+  /** The token service's own 401: it takes Basic credentials. */
+  basic?: boolean;
+}
+
 export class OciError extends Error {
   /** The code clients see in the body. */
   readonly code: string;
@@ -73,6 +82,8 @@ export class OciError extends Error {
     readonly kind: ErrorCode,
     message?: string,
     readonly detail?: unknown,
+    /** 401s: what the challenge names. */
+    readonly challenge?: ChallengeHint,
   ) {
     const entry: { status: number; message: string; code?: string } = ERROR_CODES[kind];
     super(message ?? entry.message);
@@ -101,7 +112,8 @@ type KnownDomainError =
   | StorageFullError
   | SignatureFormatError
   | SignatureRefusedError
-  | PullRefusedError;
+  | PullRefusedError
+  | TokenRefusedError;
 
 /** Maps any thrown value to the OCI error a client sees. `undefined` means an internal error. */
 export function toOciError(err: unknown): OciError | undefined {
@@ -140,6 +152,8 @@ function fromDomainError(err: KnownDomainError): OciError | undefined {
       });
     case 'storage-full':
       return storageFull(err);
+    case 'token-refused':
+      return new OciError('UNAUTHORIZED', err.message, undefined, { basic: true });
     default: {
       // A compile error here means a domain error without its OCI answer; at run time, a
       // subclass missing from KnownDomainError is an internal error.

@@ -15,6 +15,7 @@ import { createDebugListener, createMetrics } from './metrics.js';
 import { preflight } from './preflight.js';
 import { createRegistry, describeStorage } from './registry.js';
 import { registerGcCommand } from './gc-cli.js';
+import { registerRobotCommands } from './robot-cli.js';
 import { recordGc, startGcScheduler } from './gc-runner.js';
 import { createMaintenanceRuns } from '../storage/maintenance-runs.js';
 
@@ -172,6 +173,7 @@ const print = (line: string): void => void process.stdout.write(`${line}\n`);
 registerAdminCommands(program, apiClient, print);
 registerSignatureCommands(program, apiClient, print);
 registerGcCommand(program, apiClient, print);
+registerRobotCommands(program, apiClient, print);
 
 program
   .command('serve')

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { parseHtpasswd } from '../auth/htpasswd.js';
+import { ROBOT_PREFIX } from '../auth/robots.js';
 import type { Config } from './config.js';
 import type { ConfigNote } from './config-sources.js';
 import { reasonOf } from './failures.js';
@@ -39,6 +40,10 @@ async function checkHtpasswd(file: string, result: Preflight): Promise<void> {
     .filter((user) => user !== '' && !users.has(user));
   if (skipped.length > 0) {
     result.notes.push({ level: 'warn', msg: 'htpasswd entries that are not bcrypt are ignored (write them with htpasswd -B)', fields: { path: file, users: skipped } });
+  }
+  const robotNamed = [...users.keys()].filter((user) => user.startsWith(ROBOT_PREFIX));
+  if (robotNamed.length > 0) {
+    result.notes.push({ level: 'warn', msg: 'htpasswd entries named robot$... never log in: the prefix is reserved for robot accounts', fields: { path: file, users: robotNamed } });
   }
   if (users.size === 0) result.notes.push({ level: 'warn', msg: 'the htpasswd file has no bcrypt entry: nobody can log in', fields: { path: file } });
 }

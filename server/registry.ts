@@ -2,9 +2,14 @@
 // migrations applied, blob store, metadata store with its cache, the Koa app. No listening here.
 import path from 'node:path';
 import type Koa from 'koa';
-import { createBasicAuthenticator, createNoAuthenticator, type Authenticator } from '../auth/authenticator.js';
-import { createOpenAuthorizer, createProjectAuthorizer, type Authorizer } from '../auth/authorize.js';
+import { createAuthenticator, createNoAuthenticator, type Authenticator } from '../auth/authenticator.js';
+import { createOpenAuthorizer, createProjectAuthorizer, withTokenGrants, type Authorizer } from '../auth/authorize.js';
 import { createHtpasswd } from '../auth/htpasswd.js';
+import { createRobots, type Robots } from '../auth/robots.js';
+import { createTokenService, type TokenService } from '../auth/tokens.js';
+import { createPostgresRobotStore } from '../storage/robot-store.js';
+import { createPostgresTokenKeyStore } from '../storage/token-key-store.js';
+import type { ChangeBus } from '../storage/change-bus.js';
 import { createCachedProjectStore, createPostgresProjectStore, type ProjectStore } from '../storage/project-store.js';
 import { createBlobs } from '../storage/blobs.js';
 import { createCachedMetadataStore } from '../storage/cached-metadata-store.js';
@@ -13,6 +18,7 @@ import { createGarbageCollector } from '../storage/gc.js';
 import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { DependencyUnavailableError, StorageFullError, type AvailabilityListener } from '../storage/errors.js';
+import { isValidName } from './oci-names.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';
@@ -24,7 +30,7 @@ import { createPullGate } from '../sigstore/pull-gate.js';
 import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
 import { createApp } from './app.js';
 import { createAvailability } from './availability.js';
-import type { Config } from './config.js';
+import { publicHosts, type Config } from './config.js';
 import { databaseFailure } from './failures.js';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
@@ -97,7 +103,13 @@ export async function createRegistry(
   });
   const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs }, bus);
   const projects = createCachedProjectStore(createPostgresProjectStore(db), ttlMs, bus);
-  const { authenticator, authorizer } = createAuth(config, projects, log, metrics);
+  const robots = createRobots({
+    store: createPostgresRobotStore(db),
+    bus,
+    cacheTtlMs: ttlMs,
+    onTouchError: (err) => log.debug({ err }, 'could not record a robot account use'),
+  });
+  const { authenticator, authorizer, tokens } = await createAuth({ config, db, projects, robots, bus, log, metrics });
   const keys = createKeys(createPostgresKeyStore(db), { cacheTtlMs: ttlMs, bus });
   const signatures = createSignatures(createSignatureStore(db), keys, projects, bus);
   const readBlob = createSmallBlobReader(blobs);
@@ -125,6 +137,8 @@ export async function createRegistry(
     availability,
     authenticator,
     authorizer,
+    robots,
+    ...(tokens ? { tokens } : {}),
     log,
     metrics,
   };
@@ -206,7 +220,23 @@ export function describeStorage(config: Config): Record<string, string> {
   };
 }
 
-function createAuth(config: Config, projects: ProjectStore, log: Logger, metrics: Metrics): { authenticator: Authenticator; authorizer: Authorizer } {
+interface AuthDeps {
+  config: Config;
+  db: Db;
+  projects: ProjectStore;
+  robots: Robots;
+  bus: ChangeBus;
+  log: Logger;
+  metrics: Metrics;
+}
+
+/** The token service's service name: REGISTRY_AUTH_TOKEN_SERVICE, else the first public host name. */
+export function tokenServiceName(config: Config): string {
+  return config.auth.token?.service ?? publicHosts(config)[0] ?? 'signet';
+}
+
+async function createAuth(deps: AuthDeps): Promise<{ authenticator: Authenticator; authorizer: Authorizer; tokens?: TokenService }> {
+  const { config, projects, log, metrics } = deps;
   const htpasswdConfig = config.auth.htpasswd;
   if (!htpasswdConfig) {
     log.warn('authentication is off: anyone who reaches this registry can push, pull and delete (set REGISTRY_AUTH=htpasswd)');
@@ -218,12 +248,32 @@ function createAuth(config: Config, projects: ProjectStore, log: Logger, metrics
     onError: (err) => log.error({ err, path: htpasswdConfig.path }, 'cannot read htpasswd file: every login fails'),
     onCheck: () => metrics.passwordChecks.inc(),
   });
+  const authorizer = createProjectAuthorizer({ projects, admins: new Set(config.auth.admins), autocreate: config.projects.autocreate });
+  const token = config.auth.token;
+  if (!token) {
+    return { authenticator: createAuthenticator({ htpasswd, realm: htpasswdConfig.realm, robots: deps.robots }), authorizer };
+  }
+  const service = tokenServiceName(config);
+  const tokens = await createTokenService({
+    keys: createPostgresTokenKeyStore(deps.db),
+    authorizer,
+    htpasswd,
+    robots: deps.robots,
+    service,
+    issuer: token.issuer,
+    ttlSeconds: token.expiration,
+    refreshTtlSeconds: token.refreshexpiration,
+    isValidName,
+  });
+  log.info({ service, realm: token.realm ?? '<scheme>://<request host>/token' }, 'token authentication is on');
   return {
-    authenticator: createBasicAuthenticator(htpasswd, htpasswdConfig.realm),
-    authorizer: createProjectAuthorizer({
-      projects,
-      admins: new Set(config.auth.admins),
-      autocreate: config.projects.autocreate,
+    authenticator: createAuthenticator({
+      htpasswd,
+      realm: htpasswdConfig.realm,
+      robots: deps.robots,
+      tokens: { service: tokens, challenge: { service, ...(token.realm ? { realm: token.realm } : {}) } },
     }),
+    authorizer: withTokenGrants(authorizer),
+    tokens,
   };
 }

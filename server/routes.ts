@@ -16,6 +16,8 @@ import { createHealthHandlers } from './handlers/health.js';
 import { createListingHandlers } from './handlers/listings.js';
 import { createManifestHandlers } from './handlers/manifests.js';
 import { createUploadHandlers } from './handlers/uploads.js';
+import { createTokenHandlers } from './handlers/token.js';
+import { createRobotHandlers } from './handlers/api-robots.js';
 import { OciError } from './errors.js';
 import { renderMetrics } from './metrics.js';
 
@@ -40,6 +42,8 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const policy = createPolicyHandlers(deps);
   const extension = createExtensionHandlers(deps);
   const lookaside = createLookasideHandlers(deps);
+  const token = createTokenHandlers(deps);
+  const robots = createRobotHandlers(deps);
   const base = escapeRegExp(deps.config.signatures.lookaside.path);
   const prometheus = deps.config.http.debug.prometheus;
   const metricsRoute = async (ctx: Ctx): Promise<void> => {
@@ -54,6 +58,9 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
     ['healthz', ['get', 'head'], /^\/healthz$/, health.live],
     ['readyz', ['get', 'head'], /^\/readyz$/, health.ready],
     ['base', ['get', 'head'], /^\/v2\/?$/, listings.base],
+    // The token service (token mode): GET and the OAuth2 POST form.
+    ['token', ['get'], /^\/token$/, token.get],
+    ['token.oauth', ['post'], /^\/token$/, token.post],
     ['catalog', ['get'], /^\/v2\/_catalog$/, listings.catalog],
     ['tags.list', ['get'], /^\/v2\/(.+)\/tags\/list$/, listings.tags],
     ['manifest.get', ['get', 'head'], /^\/v2\/(.+)\/manifests\/([^/]+)$/, manifests.get],
@@ -95,6 +102,9 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
     ['api.members.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/members\/?$/, api.members],
     ['api.member.set', ['put'], /^\/api\/v1\/projects\/([^/]+)\/members\/([^/]+)$/, api.setMember],
     ['api.member.remove', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/members\/([^/]+)$/, api.removeMember],
+    ['api.robots.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/robots\/?$/, robots.list],
+    ['api.robots.create', ['post'], /^\/api\/v1\/projects\/([^/]+)\/robots\/?$/, robots.create],
+    ['api.robot.revoke', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/robots\/([^/]+)$/, robots.revoke],
     ['api.repositories', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/?$/, api.repositories],
     ['api.tags', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/tags\/?$/, api.tags],
 
@@ -112,7 +122,8 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
     for (const method of methods) {
       router[method](path, (ctx) => {
         ctx.state.route = name;
-        if (readOnly && WRITE_METHODS.has(method)) {
+        // A token request is a POST that writes nothing: read-only mode leaves it alone.
+        if (readOnly && WRITE_METHODS.has(method) && name !== 'token.oauth') {
           throw new OciError('UNSUPPORTED', 'the registry is in read-only mode for maintenance', { readOnly: true });
         }
         return handler(ctx);

@@ -1,6 +1,7 @@
 // The management API under /api/v1: projects, members, and what a project holds. Same
 // authentication and the same {"errors":[...]} shape as the registry API.
 import { z } from 'zod';
+import { ROBOT_PREFIX } from '../../auth/robots.js';
 import { ROLES, type Project } from '../../storage/project-store.js';
 import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
@@ -145,6 +146,8 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       const name = requireProjectName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'admin', name);
       const user = userFromPath(capture(ctx, 1));
+      // A robot's role is its own (signet robot create); it is never a member of any project.
+      if (user.startsWith(ROBOT_PREFIX)) throw new OciError('REQUEST_INVALID', 'robot accounts are not members: their role is set when they are created (signet robot create)');
       const { role } = await readJsonBody(ctx, MEMBER_BODY);
       if (!(await projects.setMember(name, user, role, actor(ctx)))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
       ctx.state.log.info({ project: name, member: user, role }, 'member set');

@@ -31,7 +31,8 @@ export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'con
     base(ctx: Ctx): void {
       // With authentication on, the API root needs credentials: `docker login` checks this 200,
       // and an anonymous 401 with the challenge tells clients how to authenticate.
-      if (deps.config.auth.htpasswd && ctx.state.principal.user === undefined) {
+      // In token mode an anonymous token is an answer to the challenge too (as Docker Hub's /v2/).
+      if (deps.config.auth.htpasswd && ctx.state.principal.user === undefined && ctx.state.principal.grants === undefined) {
         throw new OciError('UNAUTHORIZED', 'authentication required');
       }
       ctx.type = 'application/json';
