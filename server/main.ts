@@ -168,7 +168,7 @@ const apiClient = () => {
   return createApiClient({ registry: opts.registry, ...(user ? { user } : {}), ...(password ? { password } : {}) });
 };
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
-registerAdminCommands(program, apiClient, print);
+registerAdminCommands(program, apiClient, print, () => process.env.SIGNET_MIRROR_PASSWORD || undefined);
 registerSignatureCommands(program, apiClient, print);
 registerGcCommand(program, apiClient, print);
 
