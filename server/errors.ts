@@ -1,5 +1,6 @@
 // OCI error codes, each registered once with its HTTP status (as distribution's errcode/register.go
 // does), the error type handlers throw, and the one mapping from storage errors to OCI errors.
+import { UpstreamError, UpstreamUnavailableError } from '../mirror/upstream.js';
 import { SignatureFormatError } from '../sigstore/payload.js';
 import { PullRefusedError } from '../sigstore/pull-gate.js';
 import { SignatureRefusedError } from '../sigstore/signatures.js';
@@ -50,6 +51,9 @@ export const ERROR_CODES = {
   // frees space. containers/image does not retry it (c/common retries 502-504 only); docker
   // retries any 5xx a few times. Neither reads a 5xx body, so the status line says it.
   STORAGE_FULL: { status: 507, message: 'insufficient storage' },
+  // A mirror project's upstream answered, but not as a registry must (refused credentials, a
+  // manifest that does not parse, bytes that do not match their digest): 502 Bad Gateway.
+  UPSTREAM_FAILED: { status: 502, message: 'the upstream registry failed' },
   UNKNOWN: { status: 500, message: 'unknown error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
@@ -109,6 +113,10 @@ export function toOciError(err: unknown): OciError | undefined {
     });
   }
   if (err instanceof StorageFullError) return storageFull(err);
+  if (err instanceof UpstreamUnavailableError) {
+    return new OciError('UNAVAILABLE', `${err.message}, and this registry holds no copy; try again later`, { upstream: err.upstream });
+  }
+  if (err instanceof UpstreamError) return new OciError('UPSTREAM_FAILED', err.message, { upstream: err.upstream });
   return undefined;
 }
 

@@ -23,6 +23,7 @@ import { createSignatureStore } from '../storage/signature-store.js';
 import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
 import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
+import { createPullThrough } from '../mirror/pull-through.js';
 import { createApp } from './app.js';
 import { createAvailability } from './availability.js';
 import type { Config } from './config.js';
@@ -113,6 +114,15 @@ export async function createRegistry(
     bus,
     onDecision: (outcome) => metrics.gateDecisions.inc({ outcome }),
   });
+  const pullThrough = createPullThrough({
+    projects,
+    metadata,
+    blobs,
+    signatures,
+    log,
+    tagTtlMs: config.proxy.tagttl * 1000,
+    timeoutMs: config.proxy.timeout * 1000,
+  });
   const deps: RegistryDeps = {
     config,
     db,
@@ -123,6 +133,7 @@ export async function createRegistry(
     keys,
     signatures,
     gate,
+    pullThrough,
     gc: createGarbageCollector({ db: db.maintenance ?? db, store, blobs, bus }),
     availability,
     authenticator,

@@ -1,0 +1,102 @@
+// Signatures of a mirrored manifest, fetched from the upstream and stored here as if pushed:
+//   - the lookaside (`<base>/<upstream path>@sha256=<hex>/signature-<N>`, N from 1 until the first
+//     404, as containers/image reads it: docker/lookaside.go), when the mirror names a base URL;
+//   - the signature API extension, when the mirror reads it and the upstream's /v2/ advertises it;
+//   - cosign's `sha256-<hex>.sig` tag (a manifest with its small payload blobs).
+// Each simple signature goes through the same acceptance as a pushed one (signatures.accept): one
+// that does not parse is not stored, one by a key the project does not trust is stored as
+// untrusted, and neither ever opens the gate. A failing source is logged; the pull goes on.
+import type { Logger } from 'pino';
+import { cosignSignatureTag } from '../sigstore/cosign.js';
+import type { Signatures } from '../sigstore/signatures.js';
+import type { Upstream } from './upstream.js';
+
+/** containers/image's limits: 128 signatures, 4 MiB each on the lookaside, 4 MiB for the extension list. */
+const MAX_SIGNATURES = 128;
+const LOOKASIDE_LIMIT = 4 * 1024 * 1024;
+const EXTENSION_LIMIT = 4 * 1024 * 1024;
+
+export interface SignatureSources {
+  lookaside?: string;
+  useExtension: boolean;
+}
+
+export interface SignatureFetchReport {
+  stored: number;
+  present: number;
+  refused: number;
+}
+
+export interface UpstreamSignatureDeps {
+  signatures: Pick<Signatures, 'accept'>;
+  /** Copies a manifest by reference (the cosign `.sig` tag) with its blobs; false when the upstream has none. */
+  copyArtifact: (repository: string, path: string, tag: string) => Promise<boolean>;
+}
+
+export async function fetchUpstreamSignatures(
+  deps: UpstreamSignatureDeps,
+  upstream: Upstream,
+  sources: SignatureSources,
+  target: { repository: string; path: string; digest: string },
+  log: Logger,
+): Promise<SignatureFetchReport> {
+  const report: SignatureFetchReport = { stored: 0, present: 0, refused: 0 };
+  const { repository, path, digest } = target;
+
+  async function keep(untrusted: Buffer, source: string): Promise<void> {
+    try {
+      const result = await deps.signatures.accept(repository, digest, untrusted, { actor: 'mirror', untrustedAllowed: true });
+      if (result.result === 'created') report.stored += 1;
+      else if (result.result === 'duplicate') report.present += 1;
+      else {
+        report.refused += 1;
+        log.warn({ repository, digest, source, result: result.result }, 'upstream signature not stored');
+      }
+    } catch (err) {
+      report.refused += 1;
+      log.warn({ repository, digest, source, reason: (err as Error).message }, 'upstream signature refused');
+    }
+  }
+
+  if (sources.lookaside) {
+    const [algorithm, hex] = digest.split(':');
+    const base = `${sources.lookaside}/${upstream.pathOf(path)}@${algorithm}=${hex}`;
+    try {
+      for (let n = 1; n <= MAX_SIGNATURES; n += 1) {
+        const res = await upstream.getPlain(`${base}/signature-${n}`, LOOKASIDE_LIMIT);
+        if (res.status === 404) break;
+        if (!res.body) {
+          log.warn({ repository, digest, status: res.status, lookaside: sources.lookaside }, 'upstream lookaside answered neither 200 nor 404');
+          break;
+        }
+        await keep(res.body, `lookaside signature-${n}`);
+      }
+    } catch (err) {
+      log.warn({ repository, digest, lookaside: sources.lookaside, reason: (err as Error).message }, 'could not read the upstream lookaside');
+    }
+  }
+
+  if (sources.useExtension) {
+    try {
+      if (await upstream.supportsSignatureExtension()) {
+        const body = (await upstream.getJson(`/extensions/v2/{path}/signatures/${digest}`, path, EXTENSION_LIMIT)) as
+          | { signatures?: { type?: unknown; content?: unknown }[] }
+          | undefined;
+        for (const signature of (body?.signatures ?? []).slice(0, MAX_SIGNATURES)) {
+          if (signature.type === 'atomic' && typeof signature.content === 'string') {
+            await keep(Buffer.from(signature.content, 'base64'), 'signature extension');
+          }
+        }
+      }
+    } catch (err) {
+      log.warn({ repository, digest, reason: (err as Error).message }, 'could not read the upstream signature extension');
+    }
+  }
+
+  try {
+    await deps.copyArtifact(repository, path, cosignSignatureTag(digest));
+  } catch (err) {
+    log.warn({ repository, digest, reason: (err as Error).message }, 'could not copy the upstream cosign signature');
+  }
+  return report;
+}

@@ -1,0 +1,200 @@
+// Pull-through from a real upstream (Debian's Go registry behind a counting proxy): a manifest and
+// its blobs are fetched once and then served from here; concurrent pulls of one cold blob share
+// one upstream fetch; bytes that do not match their digest are never completed to a client nor
+// stored; a tag is asked again after the TTL; with the upstream down, the cache is served and the
+// log says so, and what was never cached is a 503 naming the upstream.
+import { createHash, randomBytes } from 'node:crypto';
+import type { ExecutionContext } from 'ava';
+import { testWithCommands } from '../helpers/env.js';
+import { captureLog, type CapturedLog } from '../helpers/log-capture.js';
+import { createClient } from '../helpers/oci-client.js';
+import { blobOf, imageOf, makeImage, makeIndex, OCI_LAYER, type Image } from '../helpers/oci-layout.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { GO_REGISTRY, pushBlobTo, startCountingProxy, startGoRegistry, type CountingProxy, type GoRegistry } from '../helpers/upstream.js';
+
+interface Context {
+  upstream: GoRegistry;
+  proxy: CountingProxy;
+  signet: TestRegistry;
+  logs: CapturedLog;
+}
+const test = testWithCommands<Context>('mirror pull-through', [GO_REGISTRY]);
+type T = ExecutionContext<Context>;
+
+test.before(async (t) => {
+  t.context.upstream = await startGoRegistry();
+  t.context.proxy = await startCountingProxy(t.context.upstream.port);
+  t.context.logs = captureLog('info');
+  // Tags are asked again at every pull (TTL 0), except in project `slow` where the TTL matters.
+  t.context.signet = await startTestRegistry({ env: { REGISTRY_PROXY_TAGTTL: '0', REGISTRY_PROXY_TIMEOUT: '5' }, log: t.context.logs.log });
+});
+test.after.always(async (t) => {
+  await t.context.signet?.close();
+  await t.context.proxy?.close();
+  await t.context.upstream?.stop();
+});
+
+let projects = 0;
+/** A mirror project of its own in front of `upstreamUrl` (default: the counting proxy). */
+async function mirrorProject(t: T, upstreamUrl = t.context.proxy.url): Promise<string> {
+  const name = `mirror${++projects}`;
+  const res = await fetch(`${t.context.signet.url}/api/v1/projects`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name, mirror: { upstream: upstreamUrl } }),
+  });
+  t.is(res.status, 201, await res.clone().text());
+  return name;
+}
+
+async function pushUpstream(t: T, repository: string, image: Image, tag: string): Promise<void> {
+  const upstream = createClient(t.context.upstream.url);
+  for (const blob of [image.config, ...image.layers]) t.is(await pushBlobTo(t.context.upstream.url, repository, blob), 201);
+  t.is((await upstream.pushManifest(repository, tag, image.manifest)).status, 201);
+}
+
+const sha = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+test('a cold pull fetches the manifest and blobs once; a warm pull asks the upstream only for the tag', async (t) => {
+  const project = await mirrorProject(t);
+  const image = makeImage({ layers: 2, layerBytes: 64 * 1024 });
+  await pushUpstream(t, 'team/app', image, 'v1');
+  const signet = createClient(t.context.signet.url);
+  const { proxy } = t.context;
+  for (let round = 0; round < 2; round += 1) {
+    const manifest = await signet.getManifest(`${project}/team/app`, 'v1');
+    t.is(manifest.status, 200);
+    t.is(manifest.headers.get('docker-content-digest'), image.manifest.digest);
+    t.true(Buffer.from(await manifest.arrayBuffer()).equals(image.manifest.data), 'byte for byte as upstream');
+    for (const blob of [image.config, ...image.layers]) {
+      const res = await signet.request(`/v2/${project}/team/app/blobs/${blob.digest}`);
+      t.is(res.status, 200);
+      t.is(sha(Buffer.from(await res.arrayBuffer())), blob.digest);
+    }
+  }
+  for (const blob of [image.config, ...image.layers]) {
+    t.is(proxy.count('GET', new RegExp(`/v2/team/app/blobs/${blob.digest}$`)), 1, 'each blob fetched once');
+  }
+  t.is(proxy.count('GET', /\/v2\/team\/app\/manifests\/v1$/), 1, 'the manifest fetched once');
+  t.true(proxy.count('HEAD', /\/v2\/team\/app\/manifests\/v1$/) >= 1, 'the tag checked again (TTL 0)');
+  // By digest: served from here, the upstream not asked.
+  const byDigest = new RegExp(`/team/app/manifests/${image.manifest.digest}$`);
+  t.is((await signet.getManifest(`${project}/team/app`, image.manifest.digest)).status, 200);
+  t.is(proxy.count('GET', byDigest), 0);
+});
+
+test('8 concurrent pulls of a cold 32 MiB layer share one upstream fetch', async (t) => {
+  const project = await mirrorProject(t);
+  const layer = blobOf(randomBytes(32 * 1024 * 1024), OCI_LAYER);
+  const image = imageOf({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }, [layer], { os: 'linux', architecture: 'amd64' });
+  await pushUpstream(t, 'big/app', image, 'v1');
+  const signet = createClient(t.context.signet.url);
+  t.is((await signet.getManifest(`${project}/big/app`, 'v1')).status, 200);
+  const pulls = await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      const res = await signet.request(`/v2/${project}/big/app/blobs/${layer.digest}`);
+      const hash = createHash('sha256');
+      let bytes = 0;
+      for await (const chunk of res.body!) {
+        hash.update(chunk as Uint8Array);
+        bytes += (chunk as Uint8Array).length;
+      }
+      return { status: res.status, bytes, digest: `sha256:${hash.digest('hex')}` };
+    }),
+  );
+  for (const pull of pulls) t.deepEqual(pull, { status: 200, bytes: layer.size, digest: layer.digest });
+  t.is(t.context.proxy.count('GET', new RegExp(`/blobs/${layer.digest}$`)), 1);
+});
+
+test('bytes that do not match their digest are never completed to a client nor stored', async (t) => {
+  const project = await mirrorProject(t);
+  const image = makeImage({ layers: 1, layerBytes: 256 * 1024 });
+  await pushUpstream(t, 'bad/app', image, 'v1');
+  const signet = createClient(t.context.signet.url);
+  t.is((await signet.getManifest(`${project}/bad/app`, 'v1')).status, 200);
+  const layer = image.layers[0]!;
+  t.context.proxy.corrupt(new RegExp(`/blobs/${layer.digest}$`));
+  try {
+    const received = await signet
+      .request(`/v2/${project}/bad/app/blobs/${layer.digest}`)
+      .then(async (res) => ({ status: res.status, body: Buffer.from(await res.arrayBuffer()) }))
+      .catch((err: unknown) => err as Error);
+    // Cut before the end: the client never holds a complete wrong body.
+    t.true(received instanceof Error || received.body.length < layer.size || received.status !== 200, 'no complete response');
+    const link = await t.context.signet.registry.deps.metadata.blobs.find(`${project}/bad/app`, layer.digest);
+    t.is(link, undefined, 'nothing linked');
+  } finally {
+    t.context.proxy.corrupt(undefined);
+  }
+  const res = await signet.request(`/v2/${project}/bad/app/blobs/${layer.digest}`);
+  t.is(res.status, 200);
+  t.is(sha(Buffer.from(await res.arrayBuffer())), layer.digest);
+});
+
+test('an index comes with its platform manifests; a moved tag is followed', async (t) => {
+  const project = await mirrorProject(t);
+  const amd = makeImage({ layers: 1, architecture: 'amd64' });
+  const arm = makeImage({ layers: 1, architecture: 'arm64' });
+  const upstream = createClient(t.context.upstream.url);
+  for (const image of [amd, arm]) await pushUpstream(t, 'multi/app', image, image.manifest.digest);
+  const index = makeIndex([amd, arm]);
+  t.is((await upstream.pushManifest('multi/app', 'v1', index)).status, 201);
+  const signet = createClient(t.context.signet.url);
+  t.is((await signet.getManifest(`${project}/multi/app`, 'v1')).headers.get('docker-content-digest'), index.digest);
+  const armPath = new RegExp(`/multi/app/manifests/${arm.manifest.digest}$`);
+  t.is(t.context.proxy.count('GET', armPath), 1, 'the platform manifest was fetched with its index');
+  t.is((await signet.getManifest(`${project}/multi/app`, arm.manifest.digest)).status, 200);
+  t.is(t.context.proxy.count('GET', armPath), 1, 'and is served from here');
+  // The tag moves upstream: the next pull (TTL 0) follows it.
+  await pushUpstream(t, 'multi/app', amd, 'v1');
+  t.is((await signet.getManifest(`${project}/multi/app`, 'v1')).headers.get('docker-content-digest'), amd.manifest.digest);
+});
+
+test('with the upstream down the cache is served and logged; what was never cached is a 503', async (t) => {
+  const own = await startCountingProxy(t.context.upstream.port);
+  try {
+    const project = await mirrorProject(t, own.url);
+    const image = makeImage({ layers: 1 });
+    await pushUpstream(t, 'down/app', image, 'v1');
+    const signet = createClient(t.context.signet.url);
+    t.is((await signet.getManifest(`${project}/down/app`, 'v1')).status, 200);
+    t.is((await signet.request(`/v2/${project}/down/app/blobs/${image.layers[0]!.digest}`)).status, 200);
+    await own.setDown(true);
+    const cached = await signet.getManifest(`${project}/down/app`, 'v1');
+    t.is(cached.status, 200);
+    t.is(cached.headers.get('docker-content-digest'), image.manifest.digest);
+    t.is((await signet.request(`/v2/${project}/down/app/blobs/${image.layers[0]!.digest}`)).status, 200);
+    const warned = t.context.logs.withMessage('upstream unreachable: serving the cached manifest');
+    t.true(warned.some((line) => line.repository === `${project}/down/app` && line.upstream === own.url));
+    const never = await signet.getManifest(`${project}/down/app`, 'v2');
+    t.is(never.status, 503);
+    const body = (await never.json()) as { errors: { code: string; message: string }[] };
+    t.is(body.errors[0]?.code, 'UNAVAILABLE');
+    t.regex(body.errors[0]?.message ?? '', new RegExp(`upstream ${own.url.replace(/[./]/g, '\\$&')} is unavailable`));
+  } finally {
+    await own.close();
+  }
+});
+
+test('a tag is served from the cache until its TTL passes', async (t) => {
+  const dedicated = await startTestRegistry({ env: { REGISTRY_PROXY_TAGTTL: '1h' } });
+  try {
+    const res = await fetch(`${dedicated.url}/api/v1/projects`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'slow', mirror: { upstream: t.context.proxy.url } }),
+    });
+    t.is(res.status, 201);
+    const first = makeImage({ layers: 1 });
+    await pushUpstream(t, 'ttl/app', first, 'v1');
+    const signet = createClient(dedicated.url);
+    t.is((await signet.getManifest('slow/ttl/app', 'v1')).headers.get('docker-content-digest'), first.manifest.digest);
+    await pushUpstream(t, 'ttl/app', makeImage({ layers: 1 }), 'v1');
+    const asked = (): number => t.context.proxy.count('HEAD', /\/ttl\/app\/manifests\/v1$/) + t.context.proxy.count('GET', /\/ttl\/app\/manifests\/v1$/);
+    const before = asked();
+    t.is((await signet.getManifest('slow/ttl/app', 'v1')).headers.get('docker-content-digest'), first.manifest.digest);
+    t.is(asked(), before, 'within the TTL the upstream is not asked');
+  } finally {
+    await dedicated.close();
+  }
+});
