@@ -30,7 +30,7 @@ export interface PullThroughDeps {
   projects: Pick<ProjectStore, 'find'>;
   metadata: MetadataStore;
   blobs: Blobs;
-  signatures: Pick<Signatures, 'accept'>;
+  signatures: Pick<Signatures, 'accept' | 'list'>;
   log: Logger;
   /** How long a tag fetched from the upstream is served before the upstream is asked again. */
   tagTtlMs: number;
@@ -59,6 +59,8 @@ export interface PullThrough {
   blobSize(target: MirrorTarget, digest: ParsedDigest): Promise<number | undefined>;
   /** Fetches the upstream's signatures of a manifest held here. */
   refreshSignatures(target: MirrorTarget, digest: string, log: Logger): Promise<SignatureFetchReport>;
+  /** How many simple signatures a manifest has here. */
+  signatureCount(target: MirrorTarget, digest: string): Promise<number>;
   /** Forgets when tags were checked (for `signet mirror run`, which always asks). */
   forgetTag(repository: string, tag: string): void;
 }
@@ -268,6 +270,8 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     blobSize: (target, digest) => target.upstream.blobSize(target.path, digest.digest),
 
     refreshSignatures,
+
+    signatureCount: async (target, digest) => (await deps.signatures.list(target.repository, digest)).length,
 
     forgetTag(repository, tag) {
       checked.delete(`${repository}\u0000${tag}`);

@@ -15,6 +15,7 @@ import { createDebugListener, createMetrics } from './metrics.js';
 import { preflight } from './preflight.js';
 import { createRegistry, describeStorage } from './registry.js';
 import { registerGcCommand } from './gc-cli.js';
+import { registerMirrorCommands } from './mirror-cli.js';
 import { recordGc, startGcScheduler } from './gc-runner.js';
 
 /** Prints a start-up failure in one line and exits: 2 for configuration, 1 for the rest. */
@@ -171,6 +172,7 @@ const print = (line: string): void => void process.stdout.write(`${line}\n`);
 registerAdminCommands(program, apiClient, print, () => process.env.SIGNET_MIRROR_PASSWORD || undefined);
 registerSignatureCommands(program, apiClient, print);
 registerGcCommand(program, apiClient, print);
+registerMirrorCommands(program, apiClient, print);
 
 program
   .command('serve')

@@ -24,6 +24,7 @@ import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
 import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
 import { createPullThrough } from '../mirror/pull-through.js';
+import { startMirrorScheduler } from './mirror-scheduler.js';
 import { createApp } from './app.js';
 import { createAvailability } from './availability.js';
 import type { Config } from './config.js';
@@ -142,11 +143,15 @@ export async function createRegistry(
     metrics,
   };
   const sweep = sweepDebrisAtStart(deps);
+  const mirrorScheduler = config.storage.maintenance.readonly.enabled
+    ? undefined
+    : startMirrorScheduler({ db, projects, pullThrough, metadata, log, bus });
   return {
     app: createApp(deps),
     deps,
     db,
     async close() {
+      mirrorScheduler?.stop();
       await sweep.stop();
       await bus.close();
       await metadata.close();

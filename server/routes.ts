@@ -11,6 +11,7 @@ import { createLookasideHandlers } from './handlers/lookaside.js';
 import { createExtensionHandlers } from './handlers/signature-extension.js';
 import { createProjectApiHandlers } from './handlers/api-projects.js';
 import { createGcHandler } from './gc-runner.js';
+import { createMirrorApiHandlers } from './handlers/api-mirror.js';
 import { createBlobHandlers } from './handlers/blobs.js';
 import { createHealthHandlers } from './handlers/health.js';
 import { createListingHandlers } from './handlers/listings.js';
@@ -40,6 +41,7 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const policy = createPolicyHandlers(deps);
   const extension = createExtensionHandlers(deps);
   const lookaside = createLookasideHandlers(deps);
+  const mirror = createMirrorApiHandlers(deps);
   const base = escapeRegExp(deps.config.signatures.lookaside.path);
   const prometheus = deps.config.http.debug.prometheus;
   const metricsRoute = async (ctx: Ctx): Promise<void> => {
@@ -81,6 +83,7 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
 
     // Management API.
     ['api.gc', ['post'], /^\/api\/v1\/gc$/, createGcHandler(deps, deps.gc)],
+    ['api.mirror.run', ['post'], /^\/api\/v1\/projects\/([^/]+)\/mirror\/run$/, mirror.run],
     ['api.policy', ['get'], /^\/api\/v1\/projects\/([^/]+)\/policy\.json$/, policy.policy],
     ['api.registries-d', ['get'], /^\/api\/v1\/projects\/([^/]+)\/registries\.d\.yaml$/, policy.registriesD],
     ['api.keys.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.list],

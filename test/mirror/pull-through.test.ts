@@ -2,14 +2,18 @@
 // its blobs are fetched once and then served from here; concurrent pulls of one cold blob share
 // one upstream fetch; bytes that do not match their digest are never completed to a client nor
 // stored; a tag is asked again after the TTL; with the upstream down, the cache is served and the
-// log says so, and what was never cached is a 503 naming the upstream.
+// log says so, and what was never cached is a 503 naming the upstream. `signet mirror run` copies
+// the tags matching a glob and skips those present; a schedule does the same by itself.
 import { createHash, randomBytes } from 'node:crypto';
+import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { testWithCommands } from '../helpers/env.js';
 import { captureLog, type CapturedLog } from '../helpers/log-capture.js';
 import { createClient } from '../helpers/oci-client.js';
 import { blobOf, imageOf, makeImage, makeIndex, OCI_LAYER, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { run, type RunResult } from '../helpers/run.js';
+import { until } from '../helpers/wait.js';
 import { GO_REGISTRY, pushBlobTo, startCountingProxy, startGoRegistry, type CountingProxy, type GoRegistry } from '../helpers/upstream.js';
 
 interface Context {
@@ -197,4 +201,47 @@ test('a tag is served from the cache until its TTL passes', async (t) => {
   } finally {
     await dedicated.close();
   }
+});
+
+const MAIN = path.resolve('server/main.ts');
+function signetCli(t: T, args: string[]): Promise<RunResult> {
+  return run(process.execPath, ['--import', 'tsx', MAIN, '--registry', t.context.signet.url, ...args], { timeoutMs: 60_000 });
+}
+
+test('signet mirror run copies the matching tags and skips those present; a schedule runs by itself', async (t) => {
+  const project = await mirrorProject(t);
+  const images = new Map<string, Image>();
+  for (const tag of ['8.0', '8.1', '9.0']) {
+    const image = makeImage({ layers: 1 });
+    images.set(tag, image);
+    await pushUpstream(t, 'sched/ubi', image, tag);
+  }
+  const signet = createClient(t.context.signet.url);
+  // 8.0 pulled whole before: present.
+  t.is((await signet.getManifest(`${project}/sched/ubi`, '8.0')).status, 200);
+  for (const blob of [images.get('8.0')!.config, ...images.get('8.0')!.layers]) {
+    t.is((await signet.request(`/v2/${project}/sched/ubi/blobs/${blob.digest}`)).status, 200);
+  }
+  const { stdout, stderr } = await signetCli(t, ['mirror', 'run', project, '--repository', 'sched/ubi', '--tags', '8.*']);
+  t.regex(stdout, /2 tag\(s\) matched; copied 1, skipped 1 already present \(8\.0\), 0 failed/);
+  t.regex(stderr, /1\/2 8\.0: present/);
+  t.regex(stderr, /2\/2 8\.1: copied/);
+  const linked = (image: Image) => t.context.signet.registry.deps.metadata.blobs.findMany(`${project}/sched/ubi`, [image.config.digest, ...image.layers.map((l) => l.digest)]);
+  t.is((await linked(images.get('8.1')!)).size, 2, 'the copied tag has its blobs here');
+  t.is(await t.context.signet.registry.deps.metadata.tags.find(`${project}/sched/ubi`, '9.0'), undefined, 'a tag that does not match is not copied');
+
+  // A schedule of every tag: runs at once (the settings changed), copies 9.0, skips the others.
+  await signetCli(t, ['mirror', 'schedule', project, '--rule', 'sched/ubi=*', '--every', '1h']);
+  const db = t.context.signet.registry.db;
+  let report: { copied: number; skipped: string[] }[] | undefined;
+  t.true(
+    await until(async () => {
+      const rows = await db.query<{ report: typeof report }>(`SELECT report FROM maintenance_runs WHERE name = $1 AND finished_at IS NOT NULL`, [`mirror:${project}`]);
+      report = rows[0]?.report;
+      return report !== undefined;
+    }, 30_000),
+  );
+  t.is(report![0]!.copied, 1);
+  t.deepEqual(report![0]!.skipped, ['8.0', '8.1']);
+  t.is((await linked(images.get('9.0')!)).size, 2);
 });
