@@ -100,6 +100,11 @@ export interface CountingProxy {
   count(method: string, pathPattern: RegExp): number;
   /** Flip one byte in the middle of bodies of GETs whose path matches (undefined: stop). */
   corrupt(pathPattern: RegExp | undefined): void;
+  /**
+   * Require a token, as registries with the distribution token spec do: 401 with a Bearer
+   * challenge pointing at this proxy's `/token`, which issues one for these Basic credentials.
+   */
+  requireToken(credentials: { username: string; password: string }): void;
   /** Refuse connections (as a stopped upstream) or accept them again. */
   setDown(down: boolean): Promise<void>;
   close(): Promise<void>;
@@ -108,8 +113,31 @@ export interface CountingProxy {
 export async function startCountingProxy(targetPort: number): Promise<CountingProxy> {
   const requests: string[] = [];
   let corruptPattern: RegExp | undefined;
+  let tokenAuth: { username: string; password: string } | undefined;
+  const token = `tok-${Math.random().toString(36).slice(2)}`;
+  let port = 0;
+  /** Answers token requests and refuses requests without the token; true when it answered. */
+  const guarded = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    if (!tokenAuth) return false;
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    if (url.pathname === '/token') {
+      const expected = `Basic ${Buffer.from(`${tokenAuth.username}:${tokenAuth.password}`).toString('base64')}`;
+      if (req.headers.authorization !== expected || url.searchParams.get('service') !== 'upstream') {
+        res.writeHead(401, { 'Content-Type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+      } else {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token, expires_in: 300 }));
+      }
+      return true;
+    }
+    if (req.headers.authorization === `Bearer ${token}`) return false;
+    res
+      .writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://127.0.0.1:${port}/token",service="upstream"`, 'Content-Type': 'application/json' })
+      .end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+    return true;
+  };
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     requests.push(`${req.method} ${req.url}`);
+    if (guarded(req, res)) return;
     const upstream = http.request(
       { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${targetPort}` } },
       (answer) => {
@@ -135,7 +163,7 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
     req.pipe(upstream);
   };
   let server = http.createServer(handler);
-  const port = await listenLoopback(server);
+  port = await listenLoopback(server);
   return {
     port,
     host: `127.0.0.1:${port}`,
@@ -144,6 +172,9 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
     count: (method, pattern) => requests.filter((r) => r.startsWith(`${method} `) && pattern.test(r.slice(method.length + 1))).length,
     corrupt(pattern) {
       corruptPattern = pattern;
+    },
+    requireToken(credentials) {
+      tokenAuth = credentials;
     },
     async setDown(down) {
       if (down) {

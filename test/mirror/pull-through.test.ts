@@ -245,3 +245,34 @@ test('signet mirror run copies the matching tags and skips those present; a sche
   t.deepEqual(report![0]!.skipped, ['8.0', '8.1']);
   t.is((await linked(images.get('9.0')!)).size, 2);
 });
+
+test('an upstream with token authentication is pulled with the mirror credentials; wrong ones are named', async (t) => {
+  const guarded = await startCountingProxy(t.context.upstream.port);
+  try {
+    const image = makeImage({ layers: 1 });
+    await pushUpstream(t, 'private/app', image, 'v1');
+    guarded.requireToken({ username: 'bot', password: 'bot-pw' });
+    const create = (name: string, password: string): Promise<Response> =>
+      fetch(`${t.context.signet.url}/api/v1/projects`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name, mirror: { upstream: guarded.url, username: 'bot', password } }),
+      });
+    t.is((await create('tokened', 'bot-pw')).status, 201);
+    t.is((await create('wrongpw', 'not-it')).status, 201);
+    const signet = createClient(t.context.signet.url);
+    t.is((await signet.getManifest('tokened/private/app', 'v1')).status, 200);
+    const layer = await signet.request(`/v2/tokened/private/app/blobs/${image.layers[0]!.digest}`);
+    t.is(layer.status, 200);
+    t.is(sha(Buffer.from(await layer.arrayBuffer())), image.layers[0]!.digest);
+    t.true(guarded.count('GET', /^\/token\?/) >= 1, 'a token was asked for');
+    const refused = await signet.getManifest('wrongpw/private/app', 'v1');
+    t.is(refused.status, 502);
+    const body = (await refused.json()) as { errors: { code: string; message: string }[] };
+    t.is(body.errors[0]?.code, 'UPSTREAM_FAILED');
+    t.regex(body.errors[0]?.message ?? '', /token endpoint refused the credentials/);
+    t.false(JSON.stringify(body).includes('not-it'));
+  } finally {
+    await guarded.close();
+  }
+});
