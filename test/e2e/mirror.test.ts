@@ -4,12 +4,15 @@
 // mirrors it; with the policy `signet policy` exports (signedBy + remapIdentity), skopeo pulls
 // through Signet and accepts the upstream's signatures. A signed-only mirror refuses a signature by
 // another key, a corrupted one, and a valid one made for another repository; with the upstream
-// stopped, the cached image still pulls.
+// stopped, the cached image still pulls. A second upstream that is another Signet hands its
+// signatures over through the signature API extension and cosign's `.sig` tags.
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { createSkopeo, type Skopeo } from '../helpers/containers-tools.js';
+import { cosignSign, makeCosignKey } from '../helpers/cosign.js';
+import { createClient } from '../helpers/oci-client.js';
 import { testWithCommands } from '../helpers/env.js';
 import { createGpgKey, type GpgKey } from '../helpers/gpg.js';
 import { captureLog, type CapturedLog } from '../helpers/log-capture.js';
@@ -33,6 +36,8 @@ interface Context {
   proxy: CountingProxy;
   lookaside: StaticServer;
   signet: TestRegistry;
+  /** A second upstream that is another Signet: signatures through its extension API and cosign tags. */
+  upSignet: TestRegistry;
   logs: CapturedLog;
   signer: GpgKey;
   other: GpgKey;
@@ -57,6 +62,7 @@ test.before(async (t) => {
     createGpgKey('Upstream Signer', 'upstream@example.com').then((k) => (t.context.signer = k)),
     createGpgKey('Someone Else', 'other@example.com').then((k) => (t.context.other = k)),
     createSkopeo().then((s) => (t.context.skopeo = s)),
+    startTestRegistry().then((r) => (t.context.upSignet = r)),
     (async () => {
       t.context.logs = captureLog('info');
       // Tags are asked of the upstream at every pull, so a stopped upstream is noticed at once.
@@ -83,6 +89,7 @@ test.after.always(async (t) => {
   await t.context.signer?.close();
   await t.context.other?.close();
   await t.context.signet?.close();
+  await t.context.upSignet?.close();
   await t.context.lookaside?.close();
   await t.context.proxy?.close();
   await t.context.upstream?.stop();
@@ -225,4 +232,47 @@ test.serial('with the upstream stopped, the cached image still pulls and the log
   } finally {
     await own.close();
   }
+});
+
+test.serial('a Signet upstream: signatures come through its extension API and cosign .sig tags', async (t) => {
+  const up = t.context.upSignet;
+  // A simple signature stored in the upstream Signet through its extension (skopeo --sign-by).
+  const image = makeImage({ layers: 1 });
+  const layout = await workDir(t, 'layout');
+  await writeOciLayout(layout, [image], image.manifest, 'v1');
+  await t.context.skopeo.skopeo(
+    ['copy', '--dest-tls-verify=false', '--sign-by', t.context.signer.fingerprint, `oci:${layout}:v1`, `docker://${up.host}/up/app:v1`],
+    { env: t.context.signer.env(t.context.skopeo.env) },
+  );
+  // A cosign signature (cosign sign names the repository only) at the upstream's .sig tag.
+  const cosignKey = makeCosignKey();
+  const cosigned = makeImage({ layers: 1 });
+  const upstream = createClient(up.url);
+  await upstream.pushImage('up/cos', cosigned, 'v1');
+  const signature = cosignSign(cosignKey, cosigned.manifest.digest, `${up.host}/up/cos`);
+  for (const blob of [signature.payload, signature.config]) t.is((await upstream.pushBlob('up/cos', blob)).status, 201);
+  t.is((await upstream.pushManifest('up/cos', signature.tag, signature.manifest)).status, 201);
+
+  // The mirror of the upstream's namespace `up`: `sig/<path>` there is `up/<path>`.
+  await api(t, 'POST', '/api/v1/projects', { name: 'sig', mirror: { upstream: `${up.url}/up` } });
+  for (const key of [await readFile(t.context.signer.publicKeyFile), Buffer.from(cosignKey.publicPem)]) {
+    const res = await fetch(`${t.context.signet.url}/api/v1/projects/sig/keys`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: new Uint8Array(key) });
+    t.is(res.status, 201);
+  }
+  await api(t, 'PATCH', '/api/v1/projects/sig', { signedOnly: true });
+  const { file, policy } = await exportedPolicy(t, 'sig');
+  const requirement = (policy.transports as { docker: Record<string, { signedIdentity: unknown }[]> }).docker[`${t.context.signet.host}/sig`]![0]!;
+  t.deepEqual(requirement.signedIdentity, { type: 'remapIdentity', prefix: `${t.context.signet.host}/sig`, signedPrefix: `${up.host}/up` });
+  const out = await pullThroughSignet(t, 'sig/app:v1', file);
+  t.is(sha256((await readDirCopy(out)).manifest), image.manifest.digest);
+
+  // cosign: the .sig manifest and its payload were copied; by digest the remapped repository
+  // matches; by tag it cannot (remapIdentity matches as matchRepoDigestOrExact, and cosign names
+  // no tag), exactly as containers/image would decide with the exported policy.
+  const signet = createClient(t.context.signet.url);
+  t.is((await signet.getManifest('sig/cos', cosigned.manifest.digest)).status, 200);
+  t.is((await signet.getManifest('sig/cos', signature.tag)).status, 200);
+  const byTag = await signet.getManifest('sig/cos', 'v1');
+  t.is(byTag.status, 412);
+  t.regex(((await byTag.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '', /signed for a digest|signed for .*up\/cos/);
 });
