@@ -32,7 +32,7 @@ export interface PullThroughDeps {
   blobs: Blobs;
   signatures: Pick<Signatures, 'accept' | 'list'>;
   log: Logger;
-  /** How long a tag fetched from the upstream is served before the upstream is asked again. */
+  /** How long a tag fetched from the upstream is served before the upstream is asked again (a project may say otherwise). */
   tagTtlMs: number;
   /** How long a request to the upstream may wait for its answer. */
   timeoutMs: number;
@@ -222,7 +222,8 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
         if (local) log.info({ repository: target.repository, tag, upstream: target.upstream.url }, 'tag no longer upstream: serving the cached manifest');
         return local;
       }
-      checked.set(key, Date.now() + deps.tagTtlMs);
+      const ttlMs = target.mirror.tagTtlSeconds !== undefined ? target.mirror.tagTtlSeconds * 1000 : deps.tagTtlMs;
+      checked.set(key, Date.now() + ttlMs);
       return record;
     } catch (err) {
       if (local && err instanceof UpstreamUnavailableError) {

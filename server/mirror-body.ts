@@ -25,6 +25,8 @@ export const MIRROR_BODY = z.strictObject({
   lookaside: z.union([z.string().max(2048), z.null()]).optional(),
   signedPrefix: z.union([z.string().max(512), z.null()]).optional(),
   useExtension: z.boolean().optional(),
+  /** null: REGISTRY_PROXY_TAGTTL. */
+  tagTtlSeconds: z.union([z.int().nonnegative().max(MAX_INTERVAL_SECONDS), z.null()]).optional(),
   sync: SYNC.optional(),
 });
 export type MirrorBody = z.infer<typeof MIRROR_BODY>;
@@ -78,6 +80,7 @@ export function mirrorSettings(body: MirrorBody, current?: MirrorSettings): Mirr
     if (problem) throw invalid('signedPrefix', problem);
   }
   const sync = body.sync ?? current?.sync ?? { rules: [], intervalSeconds: 0 };
+  const tagTtlSeconds = body.tagTtlSeconds === null ? undefined : (body.tagTtlSeconds ?? current?.tagTtlSeconds);
   sync.rules.forEach(checkRule);
   return {
     upstream,
@@ -85,6 +88,7 @@ export function mirrorSettings(body: MirrorBody, current?: MirrorSettings): Mirr
     ...(lookaside !== undefined ? { lookaside } : {}),
     ...(signedPrefix !== undefined ? { signedPrefix } : {}),
     useExtension: body.useExtension ?? current?.useExtension ?? true,
+    ...(tagTtlSeconds !== undefined ? { tagTtlSeconds } : {}),
     sync,
   };
 }
@@ -97,6 +101,7 @@ export function mirrorJson(mirror: MirrorSettings): Record<string, unknown> {
     lookaside: mirror.lookaside ?? null,
     signedPrefix: mirror.signedPrefix ?? defaultSignedPrefix(mirror.upstream),
     useExtension: mirror.useExtension,
+    tagTtlSeconds: mirror.tagTtlSeconds ?? null,
     sync: mirror.sync,
   };
 }

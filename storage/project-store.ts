@@ -28,6 +28,8 @@ export interface MirrorSettings {
   signedPrefix?: string;
   /** Read the upstream's signature API extension when its `/v2/` advertises one. */
   useExtension: boolean;
+  /** Seconds a tag is served before the upstream is asked again (default REGISTRY_PROXY_TAGTTL). */
+  tagTtlSeconds?: number;
   /** Scheduled mirroring: these rules every `intervalSeconds` (0: never). */
   sync: { rules: MirrorSyncRule[]; intervalSeconds: number };
 }
@@ -89,6 +91,7 @@ interface ProjectRow {
   lookaside_url: string | null;
   signed_prefix: string | null;
   use_extension: boolean | null;
+  tag_ttl: number | null;
   sync_rules: MirrorSyncRule[] | null;
   sync_interval: number | null;
 }
@@ -97,7 +100,7 @@ const SELECT_PROJECTS = `
   SELECT p.name, p.public, p.signed_only, p.quota_bytes, p.created_by, p.created_at,
          (SELECT json_agg(json_build_object('username', m.username, 'role', m.role) ORDER BY m.username)
             FROM project_members m WHERE m.project = p.name) AS members,
-         pm.upstream_url, pm.username, pm.password, pm.lookaside_url, pm.signed_prefix, pm.use_extension,
+         pm.upstream_url, pm.username, pm.password, pm.lookaside_url, pm.signed_prefix, pm.use_extension, pm.tag_ttl,
          pm.sync_rules, pm.sync_interval
   FROM projects p LEFT JOIN project_mirrors pm ON pm.project = p.name`;
 
@@ -109,6 +112,7 @@ function toMirror(row: ProjectRow): MirrorSettings | undefined {
     ...(row.lookaside_url !== null ? { lookaside: row.lookaside_url } : {}),
     ...(row.signed_prefix !== null ? { signedPrefix: row.signed_prefix } : {}),
     useExtension: row.use_extension ?? true,
+    ...(row.tag_ttl !== null ? { tagTtlSeconds: row.tag_ttl } : {}),
     sync: { rules: row.sync_rules ?? [], intervalSeconds: row.sync_interval ?? 0 },
   };
 }
@@ -126,11 +130,11 @@ async function saveMirror(tx: Queryable, name: string, mirror: MirrorSettings | 
     return;
   }
   await tx.query(
-    `INSERT INTO project_mirrors (project, upstream_url, username, password, lookaside_url, signed_prefix, use_extension, sync_rules, sync_interval)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    `INSERT INTO project_mirrors (project, upstream_url, username, password, lookaside_url, signed_prefix, use_extension, sync_rules, sync_interval, tag_ttl)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
      ON CONFLICT (project) DO UPDATE SET upstream_url = EXCLUDED.upstream_url, username = EXCLUDED.username,
        password = EXCLUDED.password, lookaside_url = EXCLUDED.lookaside_url, signed_prefix = EXCLUDED.signed_prefix,
-       use_extension = EXCLUDED.use_extension, sync_rules = EXCLUDED.sync_rules, sync_interval = EXCLUDED.sync_interval,
+       use_extension = EXCLUDED.use_extension, tag_ttl = EXCLUDED.tag_ttl, sync_rules = EXCLUDED.sync_rules, sync_interval = EXCLUDED.sync_interval,
        updated_at = now()`,
     [
       name,
@@ -142,6 +146,7 @@ async function saveMirror(tx: Queryable, name: string, mirror: MirrorSettings | 
       mirror.useExtension,
       JSON.stringify(mirror.sync.rules),
       mirror.sync.intervalSeconds,
+      mirror.tagTtlSeconds ?? null,
     ],
   );
 }

@@ -59,6 +59,14 @@ function projectJson(project: Project, withMembers: boolean): Record<string, unk
   };
 }
 
+/**
+ * Mirror settings make the server send requests to a URL of the setter's choosing (and with
+ * stored credentials): registry administrators' business, as quotas are, never a project admin's.
+ */
+function mirrorDenied(project: string): OciError {
+  return new OciError('DENIED', 'only registry administrators set mirror settings: they make the registry send requests to the upstream', { project });
+}
+
 export function createProjectApiHandlers(deps: RegistryDeps) {
   const { projects, metadata } = deps;
   const actor = (ctx: Ctx): string | undefined => ctx.state.principal.user;
@@ -91,6 +99,7 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
       await requireAccess(ctx, deps, 'create', name);
       const isPublic = body.public ?? false;
       const user = actor(ctx);
+      if (body.mirror && !isRegistryAdmin(ctx)) throw mirrorDenied(name);
       const mirror = body.mirror ? mirrorSettings(body.mirror) : undefined;
       if (!(await projects.create(name, { public: isPublic, ...(user ? { actor: user, admin: user } : {}), ...(mirror ? { mirror } : {}) }))) {
         throw new OciError('CONFLICT', `project ${name} already exists`, { project: name });
@@ -116,6 +125,7 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
       if (quotaBytes !== undefined && !isRegistryAdmin(ctx)) {
         throw new OciError('DENIED', 'only registry administrators set quotas', { project: name });
       }
+      if (mirrorBody !== undefined && !isRegistryAdmin(ctx)) throw mirrorDenied(name);
       const changes = {
         ...(isPublic === undefined ? {} : { public: isPublic }),
         ...(signedOnly === undefined ? {} : { signedOnly }),

@@ -9,6 +9,7 @@ CREATE TABLE project_mirrors (
   lookaside_url text,
   signed_prefix text,
   use_extension boolean NOT NULL DEFAULT true,
+  tag_ttl integer CHECK (tag_ttl IS NULL OR tag_ttl >= 0),
   sync_rules jsonb NOT NULL DEFAULT '[]',
   sync_interval integer NOT NULL DEFAULT 0 CHECK (sync_interval >= 0),
   updated_at timestamptz NOT NULL DEFAULT now()

@@ -29,8 +29,8 @@ test.before(async (t) => {
   t.context.upstream = await startGoRegistry();
   t.context.proxy = await startCountingProxy(t.context.upstream.port);
   t.context.logs = captureLog('info');
-  // Tags are asked again at every pull (TTL 0), except in project `slow` where the TTL matters.
-  t.context.signet = await startTestRegistry({ env: { REGISTRY_PROXY_TAGTTL: '0', REGISTRY_PROXY_TIMEOUT: '5' }, log: t.context.logs.log });
+  // The registry's tag TTL is an hour; the mirror projects of most tests ask again at every pull.
+  t.context.signet = await startTestRegistry({ env: { REGISTRY_PROXY_TAGTTL: '1h', REGISTRY_PROXY_TIMEOUT: '5' }, log: t.context.logs.log });
 });
 test.after.always(async (t) => {
   await t.context.signet?.close();
@@ -39,13 +39,13 @@ test.after.always(async (t) => {
 });
 
 let projects = 0;
-/** A mirror project of its own in front of `upstreamUrl` (default: the counting proxy). */
-async function mirrorProject(t: T, upstreamUrl = t.context.proxy.url): Promise<string> {
+/** A mirror project of its own in front of `upstreamUrl` (default: the counting proxy), asking tags again at every pull unless `ttl`. */
+async function mirrorProject(t: T, upstreamUrl = t.context.proxy.url, ttl: 'default' | 0 = 0): Promise<string> {
   const name = `mirror${++projects}`;
   const res = await fetch(`${t.context.signet.url}/api/v1/projects`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ name, mirror: { upstream: upstreamUrl } }),
+    body: JSON.stringify({ name, mirror: { upstream: upstreamUrl, ...(ttl === 0 ? { tagTtlSeconds: 0 } : {}) } }),
   });
   t.is(res.status, 201, await res.clone().text());
   return name;
@@ -180,27 +180,17 @@ test('with the upstream down the cache is served and logged; what was never cach
   }
 });
 
-test('a tag is served from the cache until its TTL passes', async (t) => {
-  const dedicated = await startTestRegistry({ env: { REGISTRY_PROXY_TAGTTL: '1h' } });
-  try {
-    const res = await fetch(`${dedicated.url}/api/v1/projects`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ name: 'slow', mirror: { upstream: t.context.proxy.url } }),
-    });
-    t.is(res.status, 201);
-    const first = makeImage({ layers: 1 });
-    await pushUpstream(t, 'ttl/app', first, 'v1');
-    const signet = createClient(dedicated.url);
-    t.is((await signet.getManifest('slow/ttl/app', 'v1')).headers.get('docker-content-digest'), first.manifest.digest);
-    await pushUpstream(t, 'ttl/app', makeImage({ layers: 1 }), 'v1');
-    const asked = (): number => t.context.proxy.count('HEAD', /\/ttl\/app\/manifests\/v1$/) + t.context.proxy.count('GET', /\/ttl\/app\/manifests\/v1$/);
-    const before = asked();
-    t.is((await signet.getManifest('slow/ttl/app', 'v1')).headers.get('docker-content-digest'), first.manifest.digest);
-    t.is(asked(), before, 'within the TTL the upstream is not asked');
-  } finally {
-    await dedicated.close();
-  }
+test('a tag is served from the cache until its TTL passes (REGISTRY_PROXY_TAGTTL)', async (t) => {
+  const project = await mirrorProject(t, t.context.proxy.url, 'default');
+  const first = makeImage({ layers: 1 });
+  await pushUpstream(t, 'ttl/app', first, 'v1');
+  const signet = createClient(t.context.signet.url);
+  t.is((await signet.getManifest(`${project}/ttl/app`, 'v1')).headers.get('docker-content-digest'), first.manifest.digest);
+  await pushUpstream(t, 'ttl/app', makeImage({ layers: 1 }), 'v1');
+  const asked = (): number => t.context.proxy.count('HEAD', /\/ttl\/app\/manifests\/v1$/) + t.context.proxy.count('GET', /\/ttl\/app\/manifests\/v1$/);
+  const before = asked();
+  t.is((await signet.getManifest(`${project}/ttl/app`, 'v1')).headers.get('docker-content-digest'), first.manifest.digest);
+  t.is(asked(), before, 'within the TTL the upstream is not asked');
 });
 
 const MAIN = path.resolve('server/main.ts');
@@ -275,4 +265,17 @@ test('an upstream with token authentication is pulled with the mirror credential
   } finally {
     await guarded.close();
   }
+});
+
+test('a blob held here but not upstream is never served through a mirror repository', async (t) => {
+  const project = await mirrorProject(t);
+  // Stored here in another project; the upstream has never seen it.
+  const secret = blobOf(randomBytes(4096), OCI_LAYER);
+  const signet = createClient(t.context.signet.url);
+  t.is((await signet.pushBlob('private/secret', secret)).status, 201);
+  const res = await signet.request(`/v2/${project}/team/app/blobs/${secret.digest}`);
+  t.is(res.status, 404);
+  t.is(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'BLOB_UNKNOWN');
+  t.is(await t.context.signet.registry.deps.metadata.blobs.find(`${project}/team/app`, secret.digest), undefined);
+  t.is(t.context.proxy.count('GET', new RegExp(`/blobs/${secret.digest}$`)), 1, 'the upstream was asked, and said no');
 });

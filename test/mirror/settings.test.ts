@@ -19,7 +19,7 @@ const root = { Authorization: basic('root', 'root-pw') };
 
 test.before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'signet-mirror-settings-'));
-  await writeHtpasswd(path.join(dir, 'htpasswd'), { root: 'root-pw' });
+  await writeHtpasswd(path.join(dir, 'htpasswd'), { root: 'root-pw', alice: 'alice-pw' });
   logs = captureLog('debug');
   registry = await startTestRegistry({
     env: { REGISTRY_AUTH: 'htpasswd', REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'), REGISTRY_AUTH_ADMINS: 'root' },
@@ -54,6 +54,7 @@ test('a mirror project keeps its settings and never shows or logs the password',
     lookaside: 'https://sigs.example.com/sigstore',
     signedPrefix: 'registry.example.com',
     useExtension: true,
+    tagTtlSeconds: null,
     sync: { rules: [], intervalSeconds: 0 },
   });
   const patched = await api('PATCH', '/api/v1/projects/redhat', { mirror: { useExtension: false, signedPrefix: 'registry.access.redhat.com' } });
@@ -100,4 +101,21 @@ test('pushes into a mirror project are refused, registry admins included', async
   // Stops being a mirror: pushes are accepted again.
   t.is((await api('PATCH', '/api/v1/projects/mirrored', { mirror: null })).status, 200);
   t.is((await client.pushBlob('mirrored/app', image.config)).status, 201);
+});
+
+test('only registry administrators set mirror settings: a project admin cannot point the server at a URL', async (t) => {
+  t.is((await api('POST', '/api/v1/projects', { name: 'owned' })).status, 201);
+  t.is((await api('PUT', '/api/v1/projects/owned/members/alice', { role: 'admin' })).status, 200);
+  const asAlice = (method: string, body: unknown): Promise<Response> =>
+    fetch(`${registry.url}/api/v1/projects/owned`, {
+      method,
+      headers: { Authorization: basic('alice', 'alice-pw'), 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  const res = await asAlice('PATCH', { mirror: { upstream: 'http://169.254.169.254/latest' } });
+  t.is(res.status, 403);
+  t.regex(((await res.json()) as OciErrorBody).errors[0]?.message ?? '', /only registry administrators set mirror settings/);
+  t.is((await asAlice('PATCH', { public: true })).status, 200, 'other settings stay the project admin\'s');
+  const project = (await (await api('GET', '/api/v1/projects/owned')).json()) as { mirror?: unknown };
+  t.is(project.mirror, undefined);
 });
