@@ -10,6 +10,7 @@ import { captureLog, type CapturedLog } from '../helpers/log-capture.js';
 import { createClient, type OciErrorBody } from '../helpers/oci-client.js';
 import { makeImage } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { run, runExpectingFailure } from '../helpers/run.js';
 
 const SECRET = 'upstream-s3cret-never-shown';
 let dir: string;
@@ -118,4 +119,28 @@ test('only registry administrators set mirror settings: a project admin cannot p
   t.is((await asAlice('PATCH', { public: true })).status, 200, 'other settings stay the project admin\'s');
   const project = (await (await api('GET', '/api/v1/projects/owned')).json()) as { mirror?: unknown };
   t.is(project.mirror, undefined);
+});
+
+test('signet project create --mirror-of takes the upstream password from SIGNET_MIRROR_PASSWORD only', async (t) => {
+  const cli = (args: string[], env: Record<string, string> = {}) =>
+    run(process.execPath, ['--import', 'tsx', path.resolve('server/main.ts'), '--registry', registry.url, '--user', 'root', ...args], {
+      env: { ...process.env, SIGNET_PASSWORD: 'root-pw', ...env },
+      timeoutMs: 60_000,
+    });
+  const created = await cli(['project', 'create', 'clirh', '--mirror-of', 'https://registry.example.com', '--mirror-user', 'bot', '--lookaside', 'https://sigs.example.com'], {
+    SIGNET_MIRROR_PASSWORD: SECRET,
+  });
+  t.regex(created.stdout, /created private mirror of https:\/\/registry\.example\.com clirh/);
+  const shown = await cli(['project', 'show', 'clirh']);
+  t.false(shown.stdout.includes(SECRET));
+  t.regex(shown.stdout, /"credentials": true/);
+  const refused = await runExpectingFailure(process.execPath, ['--import', 'tsx', path.resolve('server/main.ts'), '--registry', registry.url, '--user', 'root', 'project', 'create', 'clirh2', '--mirror-of', 'https://registry.example.com', '--mirror-user', 'bot'], {
+    env: { ...process.env, SIGNET_PASSWORD: 'root-pw', SIGNET_MIRROR_PASSWORD: '' },
+    timeoutMs: 60_000,
+  });
+  t.regex(refused.stderr, /needs the upstream password in SIGNET_MIRROR_PASSWORD/);
+  const set = await cli(['project', 'set', 'clirh', '--signature-extension', 'off', '--signed-prefix', 'registry.access.redhat.com']);
+  t.regex(set.stdout, /mirror of https:\/\/registry\.example\.com/);
+  const after = JSON.parse((await cli(['project', 'show', 'clirh'])).stdout) as { mirror: { useExtension: boolean; signedPrefix: string; credentials: boolean } };
+  t.deepEqual([after.mirror.useExtension, after.mirror.signedPrefix, after.mirror.credentials], [false, 'registry.access.redhat.com', true]);
 });
