@@ -6,11 +6,11 @@
 // as fast as storage and every live client take the bytes (a client that leaves is dropped, the
 // fetch goes on for the others and the cache).
 //
-// A client is sent each chunk one chunk late, and the last chunk only once the whole blob hashed
-// to its digest: bytes that do not match are never completed to anyone (the connection is cut).
-import { createHash } from 'node:crypto';
+// A client is sent each chunk one chunk late, and the last chunk only once storage verified the
+// digest and linked the blob: bytes that do not match are never completed to anyone (the
+// connection is cut), and a pull that completed left the blob cached for the next one. The bytes
+// are hashed once, by storage (blobs.ts hashes while it writes).
 import { PassThrough, Transform, type Readable } from 'node:stream';
-import type { ParsedDigest } from '../storage/digest.js';
 
 export type FlightStart = { kind: 'missing' } | { kind: 'found'; size: number | undefined; body: Readable };
 
@@ -24,7 +24,6 @@ export interface BlobFlight {
 }
 
 export interface FlightOptions {
-  digest: ParsedDigest;
   start: () => Promise<FlightStart>;
   /** Stores the verified stream (it throws, and stores nothing, when the digest does not match). */
   store: (body: Readable, size: number | undefined) => Promise<void>;
@@ -76,7 +75,6 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
       endClients();
       return 'missing';
     }
-    const hash = createHash(options.digest.algorithm);
     let held: Buffer | undefined;
     let bytes = 0;
     const tap = new Transform({
@@ -86,7 +84,6 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
           callback(new Error(`the upstream sent more than the ${found.size} bytes it announced`));
           return;
         }
-        hash.update(chunk);
         const previous = held;
         held = chunk;
         if (!previous) {
@@ -99,30 +96,24 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
         );
       },
       flush(callback) {
-        const actual = `${options.digest.algorithm}:${hash.digest('hex')}`;
-        if (actual !== options.digest.digest) {
-          callback(new Error(`the upstream's bytes hash to ${actual}, not ${options.digest.digest}`));
-          return;
-        }
         if (found.size !== undefined && bytes !== found.size) {
           callback(new Error(`the upstream sent ${bytes} of the ${found.size} bytes it announced`));
           return;
         }
-        (held ? broadcast(held) : Promise.resolve()).then(
-          () => callback(),
-          (err: unknown) => callback(err as Error),
-        );
+        callback();
       },
     });
     found.body.on('error', (err) => tap.destroy(err));
     found.body.pipe(tap);
     try {
+      // Throws (DigestMismatchError) and stores nothing when the bytes are not the digest's.
       await options.store(tap, found.size);
     } catch (err) {
       found.body.destroy();
       endClients(err as Error);
       throw err;
     }
+    if (held) await broadcast(held);
     endClients();
     return 'stored';
   });

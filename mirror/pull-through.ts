@@ -111,7 +111,6 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     const running = blobFlights.get(key);
     if (running) return running;
     const flight = startBlobFlight({
-      digest,
       start: async () => {
         const found = await target.upstream.blob(target.path, digest.digest);
         return found ? { kind: 'found', size: found.size, body: found.body } : { kind: 'missing' };

@@ -108,6 +108,8 @@ test('8 concurrent pulls of a cold 32 MiB layer share one upstream fetch', async
   );
   for (const pull of pulls) t.deepEqual(pull, { status: 200, bytes: layer.size, digest: layer.digest });
   t.is(t.context.proxy.count('GET', new RegExp(`/blobs/${layer.digest}$`)), 1);
+  // A pull completes only once the blob is stored: the next one finds it here.
+  t.is(await t.context.signet.registry.deps.metadata.blobs.find(`${project}/big/app`, layer.digest), layer.size);
 });
 
 test('bytes that do not match their digest are never completed to a client nor stored', async (t) => {
