@@ -125,18 +125,20 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     return flight;
   }
 
-  /** Copies a small artifact (a cosign `.sig` manifest) with its blobs, under its tag. */
-  async function copyArtifact(target: MirrorTarget, tag: string): Promise<boolean> {
-    const fetched = await target.upstream.manifest(target.path, tag);
+  /** Copies a small artifact (a cosign `.sig` manifest, a signature referrer) with its blobs, under `tag` if any. */
+  async function copyArtifact(target: MirrorTarget, reference: string, tag: string | undefined): Promise<boolean> {
+    const known = parseDigest(reference);
+    if (known && (await metadata.manifests.find(target.repository, known.digest))) return true;
+    const fetched = await target.upstream.manifest(target.path, reference);
     if (!fetched) return false;
     const parsed = parseUpstreamManifest(target, fetched.content, fetched.mediaType);
     const present = await metadata.blobs.findMany(target.repository, parsed.references.filter((r) => r.kind === 'blob').map((r) => r.digest));
     for (const ref of parsed.references) {
       if (ref.kind !== 'blob' || present.has(ref.digest)) continue;
       const digest = parseDigest(ref.digest);
-      if (!digest || ref.size > ARTIFACT_BLOB_LIMIT) throw new UpstreamError(target.upstream.url, `${tag} names a blob this mirror does not copy`);
+      if (!digest || ref.size > ARTIFACT_BLOB_LIMIT) throw new UpstreamError(target.upstream.url, `${reference} names a blob this mirror does not copy`);
       const flight = blob(target, digest);
-      if ((await flight.done) === 'missing') throw new UpstreamError(target.upstream.url, `${tag} names blob ${ref.digest}, which it does not hold`);
+      if ((await flight.done) === 'missing') throw new UpstreamError(target.upstream.url, `${reference} names blob ${ref.digest}, which it does not hold`);
     }
     await save(target, fetched.digest, fetched.content, parsed, tag, false);
     return true;
@@ -171,7 +173,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
 
   async function refreshSignatures(target: MirrorTarget, digest: string, log: Logger): Promise<SignatureFetchReport> {
     const report = await fetchUpstreamSignatures(
-      { signatures: deps.signatures, copyArtifact: (_repository, _path, tag) => copyArtifact(target, tag) },
+      { signatures: deps.signatures, copyArtifact: (reference, tag) => copyArtifact(target, reference, tag) },
       target.upstream,
       { ...(target.mirror.lookaside ? { lookaside: target.mirror.lookaside } : {}), useExtension: target.mirror.useExtension },
       { repository: target.repository, path: target.path, digest },

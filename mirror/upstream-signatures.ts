@@ -2,7 +2,9 @@
 //   - the lookaside (`<base>/<upstream path>@sha256=<hex>/signature-<N>`, N from 1 until the first
 //     404, as containers/image reads it: docker/lookaside.go), when the mirror names a base URL;
 //   - the signature API extension, when the mirror reads it and the upstream's /v2/ advertises it;
-//   - cosign's `sha256-<hex>.sig` tag (a manifest with its small payload blobs).
+//   - cosign's `sha256-<hex>.sig` tag (a manifest with its small payload blobs);
+//   - OCI 1.1 referrers of signature artifact types (cosign's, sigstore bundles, Notation), when
+//     the upstream answers the referrers API (copied by digest, with their subject).
 // Each simple signature goes through the same acceptance as a pushed one (signatures.accept): one
 // that does not parse is not stored, one by a key the project does not trust is stored as
 // untrusted, and neither ever opens the gate. A failing source is logged; the pull goes on.
@@ -29,9 +31,20 @@ export interface SignatureFetchReport {
 
 export interface UpstreamSignatureDeps {
   signatures: Pick<Signatures, 'accept'>;
-  /** Copies a manifest by reference (the cosign `.sig` tag) with its blobs; false when the upstream has none. */
-  copyArtifact: (repository: string, path: string, tag: string) => Promise<boolean>;
+  /**
+   * Copies a small artifact manifest with its blobs: by tag (the cosign `.sig` tag), stored under
+   * it, or by digest (a referrer); false when the upstream has none.
+   */
+  copyArtifact: (reference: string, tag: string | undefined) => Promise<boolean>;
 }
+
+/** The artifact types of signatures a referrer may carry; other referrers (SBOMs...) are not copied. */
+const SIGNATURE_ARTIFACT_TYPES: ReadonlySet<string> = new Set([
+  'application/vnd.dev.cosign.artifact.sig.v1+json',
+  'application/vnd.dev.sigstore.bundle.v0.3+json',
+  'application/vnd.cncf.notary.signature',
+]);
+const MAX_REFERRERS = 16;
 
 export async function fetchUpstreamSignatures(
   deps: UpstreamSignatureDeps,
@@ -94,9 +107,20 @@ export async function fetchUpstreamSignatures(
   }
 
   try {
-    await deps.copyArtifact(repository, path, cosignSignatureTag(digest));
+    await deps.copyArtifact(cosignSignatureTag(digest), cosignSignatureTag(digest));
   } catch (err) {
     log.warn({ repository, digest, reason: (err as Error).message }, 'could not copy the upstream cosign signature');
+  }
+
+  try {
+    const index = (await upstream.getJson(`/v2/{path}/referrers/${digest}`, path, EXTENSION_LIMIT)) as { manifests?: { digest?: unknown; artifactType?: unknown }[] } | undefined;
+    const wanted = (index?.manifests ?? []).filter(
+      (m): m is { digest: string; artifactType: string } => typeof m.digest === 'string' && typeof m.artifactType === 'string' && SIGNATURE_ARTIFACT_TYPES.has(m.artifactType),
+    );
+    for (const referrer of wanted.slice(0, MAX_REFERRERS)) await deps.copyArtifact(referrer.digest, undefined);
+  } catch (err) {
+    // Registries without the referrers API answer 404 (no referrers) or refuse the path.
+    log.debug({ repository, digest, reason: (err as Error).message }, 'could not copy upstream referrers');
   }
   return report;
 }

@@ -17,7 +17,7 @@ import { testWithCommands } from '../helpers/env.js';
 import { createGpgKey, type GpgKey } from '../helpers/gpg.js';
 import { captureLog, type CapturedLog } from '../helpers/log-capture.js';
 import { readDirCopy } from '../helpers/layout-reader.js';
-import { makeImage, sha256, writeOciLayout, type Image } from '../helpers/oci-layout.js';
+import { blobOf, makeImage, sha256, writeOciLayout, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import {
   GO_REGISTRY,
@@ -275,4 +275,25 @@ test.serial('a Signet upstream: signatures come through its extension API and co
   const byTag = await signet.getManifest('sig/cos', 'v1');
   t.is(byTag.status, 412);
   t.regex(((await byTag.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '', /signed for a digest|signed for .*up\/cos/);
+
+  // A cosign signature attached as an OCI 1.1 referrer (no .sig tag): copied through the
+  // upstream's referrers API, so the gate finds it.
+  const referred = makeImage({ layers: 1 });
+  await upstream.pushImage('up/ref', referred, 'v1');
+  const plain = cosignSign(cosignKey, referred.manifest.digest, `${up.host}/up/ref`);
+  const body = JSON.parse(plain.manifest.data.toString()) as Record<string, unknown>;
+  const referrer = blobOf(
+    Buffer.from(
+      JSON.stringify({
+        ...body,
+        artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
+        subject: { mediaType: referred.manifest.mediaType, digest: referred.manifest.digest, size: referred.manifest.size },
+      }),
+    ),
+    referred.manifest.mediaType,
+  );
+  for (const blob of [plain.payload, plain.config]) t.is((await upstream.pushBlob('up/ref', blob)).status, 201);
+  t.is((await upstream.pushManifest('up/ref', referrer.digest, referrer)).status, 201);
+  t.is((await signet.getManifest('sig/ref', referred.manifest.digest)).status, 200);
+  t.is((await signet.getManifest('sig/ref', referrer.digest)).status, 200, 'the referrer is held here');
 });
