@@ -65,6 +65,31 @@ async function missingBlobs(metadata: MetadataStore, repository: string, manifes
   return [...missing].map(([digest, size]) => ({ digest, size }));
 }
 
+/** One tag: skipped when here at the upstream's digest with its blobs, else copied. */
+async function mirrorTag(deps: MirrorRunDeps, target: MirrorTarget, tag: string): Promise<{ outcome: 'copied' | 'present'; digest: string; bytes: number; signatures: number }> {
+  const { metadata, pullThrough, log } = deps;
+  const upstreamDigest = await target.upstream.manifestDigest(target.path, tag);
+  const localDigest = await metadata.tags.find(target.repository, tag);
+  const local = localDigest === undefined ? undefined : await metadata.manifests.find(target.repository, localDigest);
+  if (local && upstreamDigest === local.digest && (await missingBlobs(metadata, target.repository, local)).length === 0) {
+    const { stored } = await pullThrough.refreshSignatures(target, local.digest, log);
+    return { outcome: 'present', digest: local.digest, bytes: 0, signatures: stored };
+  }
+  pullThrough.forgetTag(target.repository, tag);
+  const signaturesBefore = upstreamDigest ? await pullThrough.signatureCount(target, upstreamDigest) : 0;
+  const manifest = await pullThrough.manifest(target, tag, log);
+  if (!manifest) throw new Error('the upstream no longer has this tag');
+  let bytes = 0;
+  for (const blob of await missingBlobs(metadata, target.repository, manifest)) {
+    const digest = parseDigest(blob.digest);
+    if (!digest) continue;
+    if ((await pullThrough.blob(target, digest).done) === 'missing') throw new Error(`the upstream does not hold blob ${blob.digest}`);
+    bytes += blob.size;
+  }
+  const signatures = (await pullThrough.signatureCount(target, manifest.digest)) - signaturesBefore;
+  return { outcome: 'copied', digest: manifest.digest, bytes, signatures };
+}
+
 export async function runMirror(
   deps: MirrorRunDeps,
   target: MirrorTarget,
@@ -72,50 +97,25 @@ export async function runMirror(
   onProgress: (progress: MirrorProgress) => void = () => undefined,
 ): Promise<MirrorRunReport> {
   const started = Date.now();
-  const { metadata, pullThrough, log } = deps;
   const pattern = globToRegExp(request.tags);
   const tags = (await target.upstream.tags(target.path)).filter((tag) => pattern.test(tag)).sort();
   const report: MirrorRunReport = { repository: target.repository, matched: tags.length, copied: 0, skipped: [], failed: [], bytes: 0, signatures: 0, durationMs: 0 };
   for (const [i, tag] of tags.entries()) {
     const progress = { tag, done: i + 1, total: tags.length };
     try {
-      const upstreamDigest = await target.upstream.manifestDigest(target.path, tag);
-      const localDigest = await metadata.tags.find(target.repository, tag);
-      const local = localDigest === undefined ? undefined : await metadata.manifests.find(target.repository, localDigest);
-      if (local && upstreamDigest === local.digest && (await missingBlobs(metadata, target.repository, local)).length === 0) {
-        report.signatures += (await pullThrough.refreshSignatures(target, local.digest, log)).stored;
-        report.skipped.push(tag);
-        onProgress({ ...progress, outcome: 'present', digest: local.digest });
-        continue;
-      }
-      pullThrough.forgetTag(target.repository, tag);
-      const signaturesBefore = await countSignatures(deps, target, upstreamDigest);
-      const manifest = await pullThrough.manifest(target, tag, log);
-      if (!manifest) throw new Error('the upstream no longer has this tag');
-      let bytes = 0;
-      for (const blob of await missingBlobs(metadata, target.repository, manifest)) {
-        const digest = parseDigest(blob.digest);
-        if (!digest) continue;
-        if ((await pullThrough.blob(target, digest).done) === 'missing') throw new Error(`the upstream does not hold blob ${blob.digest}`);
-        bytes += blob.size;
-      }
-      report.signatures += (await countSignatures(deps, target, manifest.digest)) - signaturesBefore;
-      report.copied += 1;
+      const { outcome, digest, bytes, signatures } = await mirrorTag(deps, target, tag);
+      if (outcome === 'present') report.skipped.push(tag);
+      else report.copied += 1;
       report.bytes += bytes;
-      onProgress({ ...progress, outcome: 'copied', digest: manifest.digest, bytes });
+      report.signatures += signatures;
+      onProgress({ ...progress, outcome, digest, ...(outcome === 'copied' ? { bytes } : {}) });
     } catch (err) {
       const error = (err as Error).message;
       report.failed.push({ tag, error });
-      log.warn({ repository: target.repository, tag, reason: error }, 'mirroring a tag failed');
+      deps.log.warn({ repository: target.repository, tag, reason: error }, 'mirroring a tag failed');
       onProgress({ ...progress, outcome: 'failed', error });
     }
   }
   report.durationMs = Date.now() - started;
   return report;
-}
-
-/** How many signatures a manifest has here (the stored ones: what a run added is the difference). */
-async function countSignatures(deps: MirrorRunDeps, target: MirrorTarget, digest: string | undefined): Promise<number> {
-  if (!digest) return 0;
-  return deps.pullThrough.signatureCount(target, digest);
 }

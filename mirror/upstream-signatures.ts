@@ -46,6 +46,57 @@ const SIGNATURE_ARTIFACT_TYPES: ReadonlySet<string> = new Set([
 ]);
 const MAX_REFERRERS = 16;
 
+interface Fetch {
+  deps: UpstreamSignatureDeps;
+  upstream: Upstream;
+  repository: string;
+  path: string;
+  digest: string;
+  log: Logger;
+  /** Stores one simple signature as a pushed one would be (counted in the report). */
+  keep(untrusted: Buffer, source: string): Promise<void>;
+}
+
+/** `<base>/<upstream path>@sha256=<hex>/signature-<N>`, N from 1 until the first 404. */
+async function fromLookaside(f: Fetch, lookaside: string): Promise<void> {
+  const [algorithm, hex] = f.digest.split(':');
+  const base = `${lookaside}/${f.upstream.pathOf(f.path)}@${algorithm}=${hex}`;
+  for (let n = 1; n <= MAX_SIGNATURES; n += 1) {
+    const res = await f.upstream.getPlain(`${base}/signature-${n}`, LOOKASIDE_LIMIT);
+    if (res.status === 404) return;
+    if (!res.body) {
+      f.log.warn({ repository: f.repository, digest: f.digest, status: res.status, lookaside }, 'upstream lookaside answered neither 200 nor 404');
+      return;
+    }
+    await f.keep(res.body, `lookaside signature-${n}`);
+  }
+}
+
+/** The signature API extension, read only when the upstream's /v2/ advertises it. */
+async function fromExtension(f: Fetch): Promise<void> {
+  if (!(await f.upstream.supportsSignatureExtension())) return;
+  const body = (await f.upstream.getJson(`/extensions/v2/{path}/signatures/${f.digest}`, f.path, EXTENSION_LIMIT)) as
+    | { signatures?: { type?: unknown; content?: unknown }[] }
+    | undefined;
+  for (const signature of (body?.signatures ?? []).slice(0, MAX_SIGNATURES)) {
+    if (signature.type === 'atomic' && typeof signature.content === 'string') {
+      await f.keep(Buffer.from(signature.content, 'base64'), 'signature extension');
+    }
+  }
+}
+
+/** Referrers of signature artifact types, copied by digest. */
+async function fromReferrers(f: Fetch): Promise<void> {
+  const index = (await f.upstream.getJson(`/v2/{path}/referrers/${f.digest}`, f.path, EXTENSION_LIMIT)) as
+    | { manifests?: { digest?: unknown; artifactType?: unknown }[] }
+    | undefined;
+  const wanted = (index?.manifests ?? []).filter(
+    (m): m is { digest: string; artifactType: string } =>
+      typeof m.digest === 'string' && typeof m.artifactType === 'string' && SIGNATURE_ARTIFACT_TYPES.has(m.artifactType),
+  );
+  for (const referrer of wanted.slice(0, MAX_REFERRERS)) await f.deps.copyArtifact(referrer.digest, undefined);
+}
+
 export async function fetchUpstreamSignatures(
   deps: UpstreamSignatureDeps,
   upstream: Upstream,
@@ -54,9 +105,8 @@ export async function fetchUpstreamSignatures(
   log: Logger,
 ): Promise<SignatureFetchReport> {
   const report: SignatureFetchReport = { stored: 0, present: 0, refused: 0 };
-  const { repository, path, digest } = target;
-
-  async function keep(untrusted: Buffer, source: string): Promise<void> {
+  const { repository, digest } = target;
+  const keep = async (untrusted: Buffer, source: string): Promise<void> => {
     try {
       const result = await deps.signatures.accept(repository, digest, untrusted, { actor: 'mirror', untrustedAllowed: true });
       if (result.result === 'created') report.stored += 1;
@@ -69,58 +119,25 @@ export async function fetchUpstreamSignatures(
       report.refused += 1;
       log.warn({ repository, digest, source, reason: (err as Error).message }, 'upstream signature refused');
     }
-  }
-
-  if (sources.lookaside) {
-    const [algorithm, hex] = digest.split(':');
-    const base = `${sources.lookaside}/${upstream.pathOf(path)}@${algorithm}=${hex}`;
+  };
+  const f: Fetch = { deps, upstream, ...target, log, keep };
+  const tag = cosignSignatureTag(digest);
+  // Each source on its own: one failing (logged) does not keep the others from being read.
+  const steps: [string, (() => Promise<unknown>) | undefined][] = [
+    ['could not read the upstream lookaside', sources.lookaside ? () => fromLookaside(f, sources.lookaside!) : undefined],
+    ['could not read the upstream signature extension', sources.useExtension ? () => fromExtension(f) : undefined],
+    ['could not copy the upstream cosign signature', () => deps.copyArtifact(tag, tag)],
+    // Registries without the referrers API answer 404 (none) or refuse the path: not worth a warning.
+    ['could not copy upstream referrers', () => fromReferrers(f)],
+  ];
+  for (const [failure, step] of steps) {
+    if (!step) continue;
     try {
-      for (let n = 1; n <= MAX_SIGNATURES; n += 1) {
-        const res = await upstream.getPlain(`${base}/signature-${n}`, LOOKASIDE_LIMIT);
-        if (res.status === 404) break;
-        if (!res.body) {
-          log.warn({ repository, digest, status: res.status, lookaside: sources.lookaside }, 'upstream lookaside answered neither 200 nor 404');
-          break;
-        }
-        await keep(res.body, `lookaside signature-${n}`);
-      }
+      await step();
     } catch (err) {
-      log.warn({ repository, digest, lookaside: sources.lookaside, reason: (err as Error).message }, 'could not read the upstream lookaside');
+      const level = failure.includes('referrers') ? 'debug' : 'warn';
+      log[level]({ repository, digest, reason: (err as Error).message }, failure);
     }
-  }
-
-  if (sources.useExtension) {
-    try {
-      if (await upstream.supportsSignatureExtension()) {
-        const body = (await upstream.getJson(`/extensions/v2/{path}/signatures/${digest}`, path, EXTENSION_LIMIT)) as
-          | { signatures?: { type?: unknown; content?: unknown }[] }
-          | undefined;
-        for (const signature of (body?.signatures ?? []).slice(0, MAX_SIGNATURES)) {
-          if (signature.type === 'atomic' && typeof signature.content === 'string') {
-            await keep(Buffer.from(signature.content, 'base64'), 'signature extension');
-          }
-        }
-      }
-    } catch (err) {
-      log.warn({ repository, digest, reason: (err as Error).message }, 'could not read the upstream signature extension');
-    }
-  }
-
-  try {
-    await deps.copyArtifact(cosignSignatureTag(digest), cosignSignatureTag(digest));
-  } catch (err) {
-    log.warn({ repository, digest, reason: (err as Error).message }, 'could not copy the upstream cosign signature');
-  }
-
-  try {
-    const index = (await upstream.getJson(`/v2/{path}/referrers/${digest}`, path, EXTENSION_LIMIT)) as { manifests?: { digest?: unknown; artifactType?: unknown }[] } | undefined;
-    const wanted = (index?.manifests ?? []).filter(
-      (m): m is { digest: string; artifactType: string } => typeof m.digest === 'string' && typeof m.artifactType === 'string' && SIGNATURE_ARTIFACT_TYPES.has(m.artifactType),
-    );
-    for (const referrer of wanted.slice(0, MAX_REFERRERS)) await deps.copyArtifact(referrer.digest, undefined);
-  } catch (err) {
-    // Registries without the referrers API answer 404 (no referrers) or refuse the path.
-    log.debug({ repository, digest, reason: (err as Error).message }, 'could not copy upstream referrers');
   }
   return report;
 }
