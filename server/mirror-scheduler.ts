@@ -3,7 +3,7 @@
 // maintenance_runs row `mirror:<project>`). Checked once a minute, and at once when a project's
 // settings change (a new schedule runs for the first time without waiting).
 import type { Db } from '../storage/db.js';
-import { claimRun, finishRun } from '../storage/maintenance-runs.js';
+import { createMaintenanceRuns } from '../storage/maintenance-runs.js';
 import type { ProjectStore } from '../storage/project-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { runMirror, type MirrorRunReport } from '../mirror/mirror-run.js';
@@ -25,6 +25,7 @@ export interface MirrorSchedulerOptions {
 
 export function startMirrorScheduler(options: MirrorSchedulerOptions): { stop(): void } {
   const { db, projects, pullThrough, metadata, log } = options;
+  const runs = createMaintenanceRuns(db);
   let running = false;
   let again = false;
   let stopped = false;
@@ -41,7 +42,7 @@ export function startMirrorScheduler(options: MirrorSchedulerOptions): { stop():
         const sync = project.mirror?.sync;
         if (!sync || sync.intervalSeconds <= 0 || sync.rules.length === 0) continue;
         const job = `mirror:${project.name}`;
-        if (!(await claimRun(db, job, sync.intervalSeconds))) continue;
+        if (!(await runs.claim(job, sync.intervalSeconds))) continue;
         const reports: MirrorRunReport[] = [];
         for (const rule of sync.rules) {
           const target = await pullThrough.target(`${project.name}/${rule.repository}`);
@@ -52,7 +53,7 @@ export function startMirrorScheduler(options: MirrorSchedulerOptions): { stop():
             log.error({ err, project: project.name, repository: rule.repository }, 'scheduled mirroring failed');
           }
         }
-        await finishRun(db, job, reports);
+        await runs.finish(job, reports);
         for (const report of reports) log.info({ project: project.name, report }, 'scheduled mirroring finished');
         options.onReport?.(project.name, reports);
       }
