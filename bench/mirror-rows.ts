@@ -48,7 +48,7 @@ export async function runMirrorRows(
   record: (row: Row, server: ServerHandle, value: number | Error) => void,
 ): Promise<void> {
   const upstream = await startGoRegistry(resources);
-  const signet = await startSignet(resources, {}, 'Signet');
+  const signet = await startSignet(resources, process.env.BENCH_MIRROR_DIRECTIO === 'false' ? { REGISTRY_STORAGE_FILESYSTEM_DIRECTIO: 'false' } : {}, 'Signet');
   const all = [rows.cold, rows.own, rows.warm, rows.rss];
   try {
     const api = async (method: string, urlPath: string, body: unknown): Promise<void> => {

@@ -70,10 +70,17 @@ export async function startGoRegistry(): Promise<GoRegistry> {
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
+    if (child.exitCode !== null) {
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`docker-registry exited: ${stderr}`);
+    }
     const up = await fetch(`${url}/v2/`).then((r) => r.status === 200, () => false);
     if (up) break;
-    if (Date.now() > deadline) throw new Error(`docker-registry did not start: ${stderr}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`docker-registry did not start: ${stderr}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return {
