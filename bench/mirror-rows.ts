@@ -14,6 +14,7 @@ import { makeLargeLayer, pushLargeLayer, type LargeLayer } from './workloads.js'
 
 export interface MirrorRows {
   cold: Row;
+  push: Row;
   own: Row;
   warm: Row;
   rss: Row;
@@ -21,10 +22,12 @@ export interface MirrorRows {
 
 export function addMirrorRows(table: Table, mib: number, rounds: number): MirrorRows {
   const cold = table.add(`cold pull ${mib} MiB through a mirror vs direct from its upstream (median of ${rounds})`, 'MiB/s', { kind: 'ratio', min: 0.8 });
+  // What storing costs on this machine (hash, write, fsync): the ceiling of a cold pull, which stores as it sends.
+  const push = table.add(`Signet's own push ${mib} MiB, same server (median of ${rounds})`, 'MiB/s', { kind: 'info' });
   const own = table.add(`Signet's own pull ${mib} MiB, same server (median of ${rounds})`, 'MiB/s', { kind: 'info' });
   const warm = table.add(`warm pull ${mib} MiB through the mirror (median of ${rounds})`, 'MiB/s', { kind: 'of-row', row: own, min: 1 });
   const rss = table.add(`peak RSS during cold pulls of ${mib} MiB`, 'MB', { kind: 'under', max: 150 });
-  return { cold, own, warm, rss };
+  return { cold, push, own, warm, rss };
 }
 
 /** Drains a blob over a fresh connection; MiB/s. */
@@ -49,7 +52,7 @@ export async function runMirrorRows(
 ): Promise<void> {
   const upstream = await startGoRegistry(resources);
   const signet = await startSignet(resources, process.env.BENCH_MIRROR_DIRECTIO === 'false' ? { REGISTRY_STORAGE_FILESYSTEM_DIRECTIO: 'false' } : {}, 'Signet');
-  const all = [rows.cold, rows.own, rows.warm, rows.rss];
+  const all = [rows.cold, rows.push, rows.own, rows.warm, rows.rss];
   try {
     const api = async (method: string, urlPath: string, body: unknown): Promise<void> => {
       const res = await fetch(`${signet.baseUrl}${urlPath}`, { method, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
@@ -57,7 +60,7 @@ export async function runMirrorRows(
     };
     await api('POST', '/api/v1/projects', { name: 'mirror', mirror: { upstream: upstream.baseUrl } });
     await api('POST', '/api/v1/projects', { name: 'own' });
-    const figures = { cold: [] as number[], direct: [] as number[], own: [] as number[], warm: [] as number[], rss: 0 };
+    const figures = { cold: [] as number[], direct: [] as number[], push: [] as number[], own: [] as number[], warm: [] as number[], rss: 0 };
     for (let round = 1; round <= options.rounds; round++) {
       // Two layers: each of Signet's pulls is the first read of its own file (pushes and the
       // mirror's writes bypass the page cache), as row 2's pull is.
@@ -65,7 +68,7 @@ export async function runMirrorRows(
       const ownLayer = makeLargeLayer(options.mib);
       const repository = `bench/mirrored-${round}`;
       await pushLargeLayer(upstream, layer, repository);
-      await pushLargeLayer(signet, ownLayer, `own/${repository}`);
+      figures.push.push((await pushLargeLayer(signet, ownLayer, `own/${repository}`)).mibPerSecond);
       const direct = await timedPull(upstream, repository, layer);
       const rss = sampleRss(signet.pid);
       const cold = await timedPull(signet, `mirror/${repository}`, layer);
@@ -78,11 +81,12 @@ export async function runMirrorRows(
       figures.own.push(own);
       console.log(
         `  mirror round ${round}: direct from upstream ${direct.toFixed(1)} MiB/s, cold through the mirror ${cold.toFixed(1)} MiB/s, ` +
-          `warm ${warm.toFixed(1)} MiB/s, Signet's own ${own.toFixed(1)} MiB/s`,
+          `warm ${warm.toFixed(1)} MiB/s, Signet's own pull ${own.toFixed(1)} MiB/s, push ${figures.push.at(-1)!.toFixed(1)} MiB/s`,
       );
     }
     record(rows.cold, signet, median(figures.cold));
     record(rows.cold, upstream, median(figures.direct));
+    record(rows.push, signet, median(figures.push));
     record(rows.own, signet, median(figures.own));
     record(rows.warm, signet, median(figures.warm));
     record(rows.rss, signet, figures.rss / 1e6);
