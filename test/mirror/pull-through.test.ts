@@ -112,7 +112,7 @@ test('8 concurrent pulls of a cold 32 MiB layer share one upstream fetch', async
   t.is(await t.context.signet.registry.deps.metadata.blobs.find(`${project}/big/app`, layer.digest), layer.size);
 });
 
-test('bytes that do not match their digest are never completed to a client nor stored', async (t) => {
+test('bytes that do not match their digest are never completed to a client nor stored, manifests nor blobs', async (t) => {
   const project = await mirrorProject(t);
   const image = makeImage({ layers: 1, layerBytes: 256 * 1024 });
   await pushUpstream(t, 'bad/app', image, 'v1');
@@ -135,6 +135,19 @@ test('bytes that do not match their digest are never completed to a client nor s
   const res = await signet.request(`/v2/${project}/bad/app/blobs/${layer.digest}`);
   t.is(res.status, 200);
   t.is(sha(Buffer.from(await res.arrayBuffer())), layer.digest);
+
+  // A manifest asked for by digest whose bytes are not that digest's: 502, nothing stored.
+  const other = makeImage({ layers: 1 });
+  await pushUpstream(t, 'bad/app', other, 'v2');
+  t.context.proxy.corrupt(new RegExp(`/manifests/${other.manifest.digest}$`));
+  try {
+    const refused = await signet.getManifest(`${project}/bad/app`, other.manifest.digest);
+    t.is(refused.status, 502);
+    t.regex(((await refused.json()) as { errors: { code: string; message: string }[] }).errors[0]?.message ?? '', /arrived as sha256:/);
+    t.is(await t.context.signet.registry.deps.metadata.manifests.find(`${project}/bad/app`, other.manifest.digest), undefined);
+  } finally {
+    t.context.proxy.corrupt(undefined);
+  }
 });
 
 test('an index comes with its platform manifests; a moved tag is followed', async (t) => {
