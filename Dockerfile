@@ -9,6 +9,7 @@ COPY server ./server
 COPY storage ./storage
 COPY auth ./auth
 COPY sigstore ./sigstore
+COPY mirror ./mirror
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

@@ -5,7 +5,7 @@
 // Harbor. Roles, each including the ones before it: guest (pull), developer (push), maintainer
 // (delete, manage signatures), admin (project settings and members). Registry-wide admins may do
 // everything. Anonymous callers may pull from public projects only.
-import type { ProjectStore, Role } from '../storage/project-store.js';
+import type { Project, ProjectStore, Role } from '../storage/project-store.js';
 import type { RobotRole } from '../storage/robot-store.js';
 import type { Action } from './actions.js';
 import { tokenActionFor, type TokenGrants } from './token-scope.js';
@@ -53,6 +53,18 @@ const NEEDED: Record<Exclude<Action, 'create' | 'maintain'>, Role> = {
   admin: 'admin',
 };
 
+/**
+ * Pushes into a mirror project are refused for everyone, registry admins included: its content is
+ * the upstream's, written only by the mirror itself (which does not go through HTTP).
+ */
+function mirrorRefusal(project: Project | undefined, target: string): AccessDecision | undefined {
+  if (!project?.mirror) return undefined;
+  return {
+    allowed: false,
+    reason: `push to ${target} denied: project ${project.name} mirrors ${project.mirror.upstream} and takes no pushes; push to the upstream, or copy with "signet mirror run ${project.name}"`,
+  };
+}
+
 export function projectOf(repository: string): string {
   const slash = repository.indexOf('/');
   return slash < 0 ? repository : repository.slice(0, slash);
@@ -69,7 +81,9 @@ export function createOpenAuthorizer(projects: ProjectStore): Authorizer {
     async check(_principal, action, target) {
       if (action === 'push') {
         const name = projectOf(target);
-        if (!(await projects.find(name))) await projects.create(name, { public: false });
+        const project = await projects.find(name);
+        if (!project) await projects.create(name, { public: false });
+        return mirrorRefusal(project, target) ?? ALLOW;
       }
       return ALLOW;
     },
@@ -103,6 +117,10 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
       if (principal.robot) return checkRobot(principal.robot, action, target);
       const user = principal.user;
       const name = projectOf(target);
+      if (action === 'push') {
+        const refusal = mirrorRefusal(await projects.find(name), target);
+        if (refusal) return refusal;
+      }
       // A registry admin may do anything, in projects that exist: a push of theirs into a missing
       // one is refused as anyone's is (or, with autocreate, creates it), so no repository is left
       // that no project owns.

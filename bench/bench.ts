@@ -26,10 +26,12 @@ import { addHostileRows, runHostileRows } from './hostile-rows.js';
 import { addTrustRows, runTrustRows } from './trust-rows.js';
 import { addTokenRows, runTokenRows } from './token-rows.js';
 import { addBombRows, runBombRows } from './bomb-rows.js';
+import { addMirrorRows, runMirrorRows } from './mirror-rows.js';
 
 // BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
 const QUICK = process.env.BENCH_QUICK === '1';
-// BENCH_ONLY=hostile runs only the rows of bench/hostile-rows.ts (Signet alone, a few minutes).
+// BENCH_ONLY=hostile runs only the rows of bench/hostile-rows.ts (Signet alone, a few minutes);
+// BENCH_ONLY=mirror only those of bench/mirror-rows.ts (a Go registry as the upstream).
 const ONLY = process.env.BENCH_ONLY;
 const LAYER_MIB = QUICK ? 64 : 1024;
 /**
@@ -39,6 +41,9 @@ const LAYER_MIB = QUICK ? 64 : 1024;
  * registry's disk-bound push decided a median of three.
  */
 const LAYER_ROUNDS = 5;
+/** Mirror rows: a fresh layer per round, pulled four ways. */
+const MIRROR_MIB = QUICK ? 64 : 256;
+const MIRROR_ROUNDS = 3;
 const SMALL_BLOBS = QUICK ? 200 : 2000;
 /**
  * The small-blob and request-load rows are measured in rounds too, the registries taking turns
@@ -247,10 +252,19 @@ async function mainTokenOnly(resources: Resources): Promise<void> {
   table.print('Signet', undefined);
 }
 
+/** BENCH_ONLY=mirror: the mirror rows alone. */
+async function mainMirrorOnly(resources: Resources): Promise<void> {
+  const table = new Table();
+  await runMirrorRows(resources, addMirrorRows(table, MIRROR_MIB, MIRROR_ROUNDS), { mib: MIRROR_MIB, rounds: MIRROR_ROUNDS }, record);
+  console.log(`bench: load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (the machine has ${os.cpus().length} cores)`);
+  table.print('Signet', 'Go registry');
+}
+
 async function main(resources: Resources): Promise<void> {
   if (ONLY === 'hostile') return mainHostileOnly(resources);
   if (ONLY === 'token') return mainTokenOnly(resources);
-  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile" and "token" are known`);
+  if (ONLY === 'mirror') return mainMirrorOnly(resources);
+  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile", "token" and "mirror" are known`);
   const cpu = watchCpu();
   const scratch = await resources.tempDir('signet-bench-scratch-');
   const running = new Set<() => void>();
@@ -286,6 +300,7 @@ async function main(resources: Resources): Promise<void> {
   const bombs = addBombRows(table);
   const hostile = addHostileRows(table);
   const token = addTokenRows(table, LOAD_CONNECTIONS);
+  const mirror = haveGo ? addMirrorRows(table, MIRROR_MIB, MIRROR_ROUNDS) : undefined;
 
   await runLayerRounds(servers, { push, pull, pullHashing, rssPush, rssPull, rssDatabase });
   await runRounds(small, servers, async (server, round) => {
@@ -305,6 +320,7 @@ async function main(resources: Resources): Promise<void> {
   await runBombRows(resources, bombs, record);
   await runHostileRows(resources, hostile, record);
   await runTokenRows(resources, get, token, tokenLoadOptions(), record);
+  if (mirror) await runMirrorRows(resources, mirror, { mib: MIRROR_MIB, rounds: MIRROR_ROUNDS }, record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
   table.print(servers[0].label, servers[1]?.label);
 }

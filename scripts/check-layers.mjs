@@ -3,7 +3,7 @@
 // Run by .ci/run (`npm run check:layers`); exits 1 naming each offending import.
 import madge from 'madge';
 
-const LAYERS = ['server', 'sigstore', 'auth', 'storage'];
+const LAYERS = ['server', 'mirror', 'sigstore', 'auth', 'storage'];
 
 const graph = await madge(LAYERS.map((folder) => `${folder}/`), {
   fileExtensions: ['ts'],

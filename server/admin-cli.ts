@@ -13,8 +13,40 @@ function table(rows: string[][], out: Out): void {
   for (const row of rows) out(row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
 }
 
+interface MirrorFlags {
+  mirrorOf?: string;
+  mirrorUser?: string;
+  lookaside?: string;
+  signedPrefix?: string;
+  signatureExtension?: boolean;
+}
+
+/** The mirror settings the flags name; the password from SIGNET_MIRROR_PASSWORD (never a flag: argv is public). */
+function mirrorBody(opts: MirrorFlags, mirrorPassword: () => string | undefined): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (opts.mirrorOf !== undefined) body.upstream = opts.mirrorOf;
+  if (opts.mirrorUser !== undefined) {
+    const password = mirrorPassword();
+    if (password === undefined) throw new ApiCallError(0, `--mirror-user ${opts.mirrorUser} needs the upstream password in SIGNET_MIRROR_PASSWORD`);
+    Object.assign(body, { username: opts.mirrorUser, password });
+  }
+  if (opts.lookaside !== undefined) body.lookaside = opts.lookaside;
+  if (opts.signedPrefix !== undefined) body.signedPrefix = opts.signedPrefix;
+  if (opts.signatureExtension !== undefined) body.useExtension = opts.signatureExtension;
+  return body;
+}
+
+function withMirrorFlags(command: Command): Command {
+  return command
+    .option('--mirror-of <url>', 'mirror this upstream registry (http(s)://host[:port][/namespace])')
+    .option('--mirror-user <name>', 'user at the upstream (password in SIGNET_MIRROR_PASSWORD)')
+    .option('--lookaside <url>', "the upstream's lookaside signature base URL")
+    .option('--signed-prefix <prefix>', 'what upstream signatures name (default: the upstream host[/namespace])')
+    .option('--no-signature-extension', "do not read the upstream's signature API extension");
+}
+
 /** Adds the management commands; `client()` is built when a command runs. */
-export function registerAdminCommands(program: Command, client: () => Call, out: Out): void {
+export function registerAdminCommands(program: Command, client: () => Call, out: Out, mirrorPassword: () => string | undefined = () => undefined): void {
   const enc = encodeURIComponent;
   const project = program.command('project').description('manage projects');
   project
@@ -24,14 +56,20 @@ export function registerAdminCommands(program: Command, client: () => Call, out:
       const { projects } = await client()<{ projects: { name: string; public: boolean }[] }>('GET', '/api/v1/projects');
       table([['NAME', 'VISIBILITY'], ...projects.map((p) => [p.name, p.public ? 'public' : 'private'])], out);
     });
-  project
-    .command('create <name>')
-    .description('create a project (you become its admin)')
-    .option('--public', 'anyone may pull, also anonymously', false)
-    .action(async (name: string, opts: { public: boolean }) => {
-      await client()('POST', '/api/v1/projects', { name, public: opts.public });
-      out(`created ${opts.public ? 'public' : 'private'} project ${name}`);
-    });
+  withMirrorFlags(
+    project
+      .command('create <name>')
+      .description('create a project (you become its admin); with --mirror-of, a mirror of an upstream registry')
+      .option('--public', 'anyone may pull, also anonymously', false),
+  ).action(async (name: string, opts: { public: boolean } & MirrorFlags) => {
+    const mirror = mirrorBody(opts, mirrorPassword);
+    // Commander sets signatureExtension (true) by default: it is a mirror setting only with --mirror-of.
+    if (opts.mirrorOf === undefined && Object.keys(mirror).some((k) => k !== 'useExtension')) {
+      throw new ApiCallError(0, 'mirror settings need --mirror-of <url>');
+    }
+    await client()('POST', '/api/v1/projects', { name, public: opts.public, ...(opts.mirrorOf !== undefined ? { mirror } : {}) });
+    out(`created ${opts.public ? 'public' : 'private'} ${opts.mirrorOf !== undefined ? `mirror of ${opts.mirrorOf}` : 'project'} ${name}`);
+  });
   project
     .command('show <name>')
     .description('a project with its members')
@@ -43,15 +81,32 @@ export function registerAdminCommands(program: Command, client: () => Call, out:
     .option('--private', 'only members may pull')
     .option('--signed-only', 'serve only images with a trusted signature')
     .option('--allow-unsigned', 'serve unsigned images too')
-    .action(async (name: string, opts: { public?: boolean; private?: boolean; signedOnly?: boolean; allowUnsigned?: boolean }) => {
-      const changes: Record<string, boolean> = {};
+    .option('--mirror-of <url>', 'mirror this upstream registry (http(s)://host[:port][/namespace])')
+    .option('--mirror-user <name>', 'user at the upstream (password in SIGNET_MIRROR_PASSWORD)')
+    .option('--no-mirror-credentials', 'forget the upstream credentials')
+    .option('--lookaside <url>', "the upstream's lookaside signature base URL")
+    .option('--signed-prefix <prefix>', 'what upstream signatures name')
+    .option('--signature-extension <on|off>', "read the upstream's signature API extension")
+    .option('--no-mirror', 'stop mirroring (what was cached stays)')
+    .action(async (name: string, opts: { public?: boolean; private?: boolean; signedOnly?: boolean; allowUnsigned?: boolean; mirror?: boolean; mirrorCredentials?: boolean; signatureExtension?: string } & Omit<MirrorFlags, 'signatureExtension'>) => {
+      const changes: Record<string, unknown> = {};
+      const extension = opts.signatureExtension;
+      if (extension !== undefined && extension !== 'on' && extension !== 'off') throw new ApiCallError(0, '--signature-extension takes on or off');
+      const { signatureExtension: _text, ...flags } = opts;
+      const mirror = mirrorBody({ ...flags, ...(extension !== undefined ? { signatureExtension: extension === 'on' } : {}) }, mirrorPassword);
+      if (opts.mirrorCredentials === false) mirror.username = null;
+      if (opts.mirror === false) changes.mirror = null;
+      else if (Object.keys(mirror).length > 0) changes.mirror = mirror;
       if (opts.public && opts.private) throw new ApiCallError(0, 'say --public or --private, not both');
       if (opts.signedOnly && opts.allowUnsigned) throw new ApiCallError(0, 'say --signed-only or --allow-unsigned, not both');
       if (opts.public || opts.private) changes.public = Boolean(opts.public);
       if (opts.signedOnly || opts.allowUnsigned) changes.signedOnly = Boolean(opts.signedOnly);
       if (Object.keys(changes).length === 0) throw new ApiCallError(0, 'nothing to change: see signet project set --help');
-      const project = await client()<{ public: boolean; signedOnly: boolean }>('PATCH', `/api/v1/projects/${enc(name)}`, changes);
-      out(`project ${name}: ${project.public ? 'public' : 'private'}, ${project.signedOnly ? 'signed images only' : 'unsigned images allowed'}`);
+      const project = await client()<{ public: boolean; signedOnly: boolean; mirror?: { upstream: string } }>('PATCH', `/api/v1/projects/${enc(name)}`, changes);
+      out(
+        `project ${name}: ${project.public ? 'public' : 'private'}, ${project.signedOnly ? 'signed images only' : 'unsigned images allowed'}` +
+          (project.mirror ? `, mirror of ${project.mirror.upstream}` : ''),
+      );
     });
   project
     .command('delete <name>')

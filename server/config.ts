@@ -272,6 +272,17 @@ export const configSchema = z.object({
       maxconcurrent: z.coerce.number().int().nonnegative().default(64),
     })
     .prefault({}),
+  proxy: z
+    .object({
+      /**
+       * Mirror projects: a tag fetched from the upstream is served this long before the upstream
+       * is asked again (the Go registry's proxy asks on every pull; its `ttl` is a cache expiry).
+       */
+      tagttl: duration.default(300),
+      /** How long a request to an upstream may wait for its answer. */
+      timeout: duration.refine((s) => s > 0, 'must be more than 0').default(30),
+    })
+    .prefault({}),
   cache: z
     .object({
       /** Seconds a replica may serve a tag or manifest from memory; 0 turns the cache off. */

@@ -11,6 +11,7 @@ import type { MetadataStore } from '../storage/metadata-store.js';
 import type { ProjectStore } from '../storage/project-store.js';
 import type { Keys } from '../sigstore/keys.js';
 import type { PullGate } from '../sigstore/pull-gate.js';
+import type { PullThrough } from '../mirror/pull-through.js';
 import type { GarbageCollector } from '../storage/gc.js';
 import type { Signatures } from '../sigstore/signatures.js';
 import type { Availability } from './availability.js';
@@ -42,6 +43,8 @@ export interface RegistryDeps {
   signatures: Signatures;
   keys: Keys;
   gate: PullGate;
+  /** Mirror projects: what is not held here is fetched from the upstream. */
+  pullThrough: PullThrough;
   gc: GarbageCollector;
   authenticator: Authenticator;
   authorizer: Authorizer;

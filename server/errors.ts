@@ -4,6 +4,7 @@ import type { SignatureFormatError } from '../sigstore/payload.js';
 import type { PullRefusedError } from '../sigstore/pull-gate.js';
 import type { SignatureRefusedError } from '../sigstore/signatures.js';
 import type { TokenRefusedError } from '../auth/tokens.js';
+import type { UpstreamError, UpstreamUnavailableError } from '../mirror/upstream.js';
 import {
   DomainError,
   type Dependency,
@@ -50,6 +51,9 @@ export const ERROR_CODES = {
   // frees space. containers/image does not retry it (c/common retries 502-504 only); docker
   // retries any 5xx a few times. Neither reads a 5xx body, so the status line says it.
   STORAGE_FULL: { status: 507, message: 'insufficient storage' },
+  // A mirror project's upstream answered, but not as a registry must (refused credentials, a
+  // manifest that does not parse, bytes that do not match their digest): 502 Bad Gateway.
+  UPSTREAM_FAILED: { status: 502, message: 'the upstream registry failed' },
   UNKNOWN: { status: 500, message: 'unknown error' },
 
   // A spec's code answered with another status: registered here under a name of their own, so
@@ -113,7 +117,9 @@ type KnownDomainError =
   | SignatureFormatError
   | SignatureRefusedError
   | PullRefusedError
-  | TokenRefusedError;
+  | TokenRefusedError
+  | UpstreamError
+  | UpstreamUnavailableError;
 
 /** Maps any thrown value to the OCI error a client sees. `undefined` means an internal error. */
 export function toOciError(err: unknown): OciError | undefined {
@@ -152,6 +158,10 @@ function fromDomainError(err: KnownDomainError): OciError | undefined {
       });
     case 'storage-full':
       return storageFull(err);
+    case 'upstream-unavailable':
+      return new OciError('UNAVAILABLE', `${err.message}, and this registry holds no copy; try again later`, { upstream: err.upstream });
+    case 'upstream-failed':
+      return new OciError('UPSTREAM_FAILED', err.message, { upstream: err.upstream });
     case 'token-refused':
       return new OciError('UNAUTHORIZED', err.message, undefined, { basic: true });
     default: {

@@ -16,6 +16,7 @@ import { preflight } from './preflight.js';
 import { createRegistry, describeStorage } from './registry.js';
 import { registerGcCommand } from './gc-cli.js';
 import { registerRobotCommands } from './robot-cli.js';
+import { registerMirrorCommands } from './mirror-cli.js';
 import { recordGc, startGcScheduler } from './gc-runner.js';
 import { createMaintenanceRuns } from '../storage/maintenance-runs.js';
 
@@ -170,10 +171,11 @@ const apiClient = () => {
   return createApiClient({ registry: opts.registry, ...(user ? { user } : {}), ...(password ? { password } : {}) });
 };
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
-registerAdminCommands(program, apiClient, print);
+registerAdminCommands(program, apiClient, print, () => process.env.SIGNET_MIRROR_PASSWORD || undefined);
 registerSignatureCommands(program, apiClient, print);
 registerGcCommand(program, apiClient, print);
 registerRobotCommands(program, apiClient, print);
+registerMirrorCommands(program, apiClient, print);
 
 program
   .command('serve')

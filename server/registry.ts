@@ -28,6 +28,8 @@ import { createSignatureStore } from '../storage/signature-store.js';
 import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
 import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
+import { createPullThrough } from '../mirror/pull-through.js';
+import { startMirrorScheduler } from './mirror-scheduler.js';
 import { createApp } from './app.js';
 import { createAvailability } from './availability.js';
 import { publicHosts, type Config } from './config.js';
@@ -124,6 +126,15 @@ export async function createRegistry(
     bus,
     onDecision: (outcome) => metrics.gateDecisions.inc({ outcome }),
   });
+  const pullThrough = createPullThrough({
+    projects,
+    metadata,
+    blobs,
+    signatures,
+    log,
+    tagTtlMs: config.proxy.tagttl * 1000,
+    timeoutMs: config.proxy.timeout * 1000,
+  });
   const deps: RegistryDeps = {
     config,
     database: db,
@@ -133,6 +144,7 @@ export async function createRegistry(
     keys,
     signatures,
     gate,
+    pullThrough,
     gc: createGarbageCollector({ db: db.maintenance ?? db, store, blobs, bus }),
     availability,
     authenticator,
@@ -143,11 +155,15 @@ export async function createRegistry(
     metrics,
   };
   const sweep = sweepDebrisAtStart(deps);
+  const mirrorScheduler = config.storage.maintenance.readonly.enabled
+    ? undefined
+    : startMirrorScheduler({ db, projects, pullThrough, metadata, log, bus });
   return {
     app: createApp(deps),
     deps,
     db,
     async close() {
+      mirrorScheduler?.stop();
       await sweep.stop();
       await bus.close();
       await metadata.close();

@@ -10,6 +10,7 @@ import { createSignatureListHandler } from './handlers/api-signatures.js';
 import { createLookasideHandlers } from './handlers/lookaside.js';
 import { createExtensionHandlers } from './handlers/signature-extension.js';
 import { createProjectApiHandlers } from './handlers/api-projects.js';
+import { createMirrorApiHandlers } from './handlers/api-mirror.js';
 import { createBlobHandlers } from './handlers/blobs.js';
 import { createGcHandler } from './handlers/gc.js';
 import { createHealthHandlers } from './handlers/health.js';
@@ -44,6 +45,7 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const lookaside = createLookasideHandlers(deps);
   const token = createTokenHandlers(deps);
   const robots = createRobotHandlers(deps);
+  const mirror = createMirrorApiHandlers(deps);
   const base = escapeRegExp(deps.config.signatures.lookaside.path);
   const prometheus = deps.config.http.debug.prometheus;
   const metricsRoute = async (ctx: Ctx): Promise<void> => {
@@ -88,6 +90,7 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
 
     // Management API.
     ['api.gc', ['post'], /^\/api\/v1\/gc$/, createGcHandler(deps)],
+    ['api.mirror.run', ['post'], /^\/api\/v1\/projects\/([^/]+)\/mirror\/run$/, mirror.run],
     ['api.policy', ['get'], /^\/api\/v1\/projects\/([^/]+)\/policy\.json$/, policy.policy],
     ['api.registries-d', ['get'], /^\/api\/v1\/projects\/([^/]+)\/registries\.d\.yaml$/, policy.registriesD],
     ['api.keys.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.list],

@@ -11,6 +11,8 @@ export interface PolicyOptions {
   keys: ProjectKey[];
   /** What the policy says for every other image: refuse (least privilege) or accept. */
   otherImages: 'reject' | 'accept';
+  /** A mirror project: what its upstream's signatures name instead of `<host>/<project>`. */
+  signedPrefix?: string;
 }
 
 type Requirement = Record<string, unknown>;
@@ -24,6 +26,10 @@ type Requirement = Record<string, unknown>;
  * containers/image needs `matchRepository` to accept its signatures on a pull by tag.
  */
 export function projectPolicy(options: PolicyOptions): Record<string, unknown> {
+  const scope = `${options.host}/${options.project}`;
+  // A mirror project: signatures name the upstream, so `<host>/<project>` is remapped to it
+  // (containers/image's remapIdentity, which then matches as matchRepoDigestOrExact).
+  const remap = options.signedPrefix === undefined ? undefined : { type: 'remapIdentity', prefix: scope, signedPrefix: options.signedPrefix };
   const openpgp = options.keys.filter((k) => k.kind === 'openpgp');
   const cosign = options.keys.filter((k) => k.kind === 'cosign');
   let requirement: Requirement;
@@ -32,19 +38,19 @@ export function projectPolicy(options: PolicyOptions): Record<string, unknown> {
       type: 'signedBy',
       keyType: 'GPGKeys',
       keyData: Buffer.concat(openpgp.map((k) => k.material)).toString('base64'),
-      signedIdentity: { type: 'matchRepoDigestOrExact' },
+      signedIdentity: remap ?? { type: 'matchRepoDigestOrExact' },
     };
   } else if (cosign.length === 1) {
     requirement = {
       type: 'sigstoreSigned',
       keyData: cosign[0]!.material.toString('base64'),
-      signedIdentity: { type: 'matchRepository' },
+      signedIdentity: remap ?? { type: 'matchRepository' },
     };
   } else if (cosign.length > 1) {
     requirement = {
       type: 'sigstoreSigned',
       keyDatas: cosign.map((k) => k.material.toString('base64')),
-      signedIdentity: { type: 'matchRepository' },
+      signedIdentity: remap ?? { type: 'matchRepository' },
     };
   } else {
     // No trusted keys: nothing can be verified, so nothing from the project is accepted.
@@ -53,7 +59,7 @@ export function projectPolicy(options: PolicyOptions): Record<string, unknown> {
   return {
     default: [{ type: options.otherImages === 'reject' ? 'reject' : 'insecureAcceptAnything' }],
     transports: {
-      docker: { [`${options.host}/${options.project}`]: [requirement] },
+      docker: { [scope]: [requirement] },
       'docker-daemon': { '': [{ type: 'insecureAcceptAnything' }] },
     },
   };

@@ -9,7 +9,9 @@
 //     names: simple signatures as `signedBy` with `matchRepoDigestOrExact` (pulled by tag, the
 //     signed reference is exactly that tag; pulled by digest, the repository suffices); cosign
 //     signatures as `sigstoreSigned` with `matchRepository` (`cosign sign` signs a digest and names
-//     only the repository), which policy.ts exports for cosign keys.
+//     only the repository), which policy.ts exports for cosign keys. In a mirror project both kinds
+//     are matched as `remapIdentity {prefix: <host>/<project>, signedPrefix}` (remap-identity.ts):
+//     upstream signatures name the upstream, and that is the rule the project's policy exports.
 // Multi-platform images: clients check the platform manifest they pull by its own signatures,
 // under the tag the user typed, and never consult the index's. So an index passes when it has a
 // matching signature or one of its platform manifests has one (that manifest is fetched next and
@@ -26,6 +28,7 @@ import type { ProjectStore } from '../storage/project-store.js';
 import { ambiguousFields, isIndexMediaType } from '../storage/manifest-parse.js';
 import { COSIGN_SIG_ARTIFACT, cosignLayers, cosignSignatureTag, parseCosignPayload, verifyCosignSignature, type CosignLayer } from './cosign.js';
 import type { DockerReference } from './docker-reference.js';
+import { defaultSignedPrefix, normalise, remappedRepository } from './remap-identity.js';
 import type { Keys, TrustSet } from './keys.js';
 import { readSignedMessage, verifySignedMessage } from './openpgp-signature.js';
 import { parsePayload } from './payload.js';
@@ -43,8 +46,14 @@ export interface GateRequest {
   hosts: () => string[];
 }
 
-/** A request being judged: its host names resolved once. */
-type JudgedRequest = Omit<GateRequest, 'hosts' | 'manifest'> & { hosts: string[] };
+/** A request being judged: its host names resolved once; in a mirror project, how names are remapped. */
+type JudgedRequest = Omit<GateRequest, 'hosts' | 'manifest'> & { hosts: string[]; remap?: Remap };
+
+/** A mirror project's `remapIdentity`: `<host>/<project>` stands for `signedPrefix` (remap-identity.ts). */
+interface Remap {
+  project: string;
+  signedPrefix: string;
+}
 
 export type GateDecision =
   | { allowed: true; via: 'signature' | 'signature-artifact' }
@@ -99,7 +108,27 @@ interface Evaluation {
 /** How a signature's identity must match the pull (containers/image's signedIdentity types). */
 type IdentityRule = 'matchRepoDigestOrExact' | 'matchRepository';
 
+/**
+ * A mirror project: the policy it exports is `remapIdentity`, which matches as
+ * `matchRepoDigestOrExact` after the remapping, whatever the kind of signature.
+ */
+function remappedProblem(signed: DockerReference, request: JudgedRequest, remap: Remap): string | undefined {
+  const ref = normalise(signed);
+  const expected = remappedRepository(request.repository, remap.project, remap.signedPrefix);
+  if (!expected) return `${request.repository} is not under mirror project ${remap.project}`;
+  if (ref.host !== expected.host || ref.repository !== expected.repository) {
+    return `signed for ${ref.host}/${ref.repository}, which is not ${expected.host}/${expected.repository} (what ${request.repository} mirrors)`;
+  }
+  if (request.tag === undefined) return undefined;
+  if (ref.tag !== request.tag || ref.digest !== undefined) {
+    const signedFor = ref.tag ? `tag ${ref.tag}${ref.digest ? ' with a digest' : ''}` : 'a digest';
+    return `signed for ${signedFor}, pulled ${request.repository}:${request.tag}`;
+  }
+  return undefined;
+}
+
 function identityProblem(ref: DockerReference, request: JudgedRequest, rule: IdentityRule): string | undefined {
+  if (request.remap) return remappedProblem(ref, request, request.remap);
   if (!request.hosts.includes(ref.host)) return `signed for registry ${ref.host}, not ${request.hosts.join(' or ')}`;
   if (ref.repository !== request.repository) return `signed for repository ${ref.repository}, pulled ${request.repository}`;
   if (rule === 'matchRepository' || request.tag === undefined) return undefined;
@@ -218,7 +247,12 @@ export function createPullGate(deps: PullGateDeps): PullGate {
 
     const seen: Evaluation[] = [];
     const admit = async (digest: string, asTag: string | undefined): Promise<boolean> => {
-      const judged: JudgedRequest = { repository, hosts: request.hosts, ...(asTag !== undefined ? { tag: asTag } : {}) };
+      const judged: JudgedRequest = {
+        repository,
+        hosts: request.hosts,
+        ...(request.remap ? { remap: request.remap } : {}),
+        ...(asTag !== undefined ? { tag: asTag } : {}),
+      };
       const evaluation = await evaluate(digest, judged, trust);
       seen.push(evaluation);
       return evaluation.ok;
@@ -253,7 +287,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
 
   /** The decision for a pull from a signed-only project, from the cache when it is fresh. */
   async function judge(request: JudgedRequest, manifest: ManifestRecord, project: string): Promise<GateDecision> {
-    const cacheKey = [epoch, request.repository, manifest.digest, request.tag ?? '', request.hosts.join(',')].join('\u0000');
+    const cacheKey = [epoch, request.repository, manifest.digest, request.tag ?? '', request.hosts.join(','), request.remap?.signedPrefix ?? ''].join('\u0000');
     let decision = decisions.get(cacheKey);
     if (!decision) {
       const before = epoch;
@@ -267,7 +301,9 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     async enforce({ manifest, hosts, ...request }) {
       const project = await projects.find(projectOf(request.repository));
       if (!project?.signedOnly) return;
-      const decision = await judge({ ...request, hosts: hosts() }, manifest, project.name);
+      const mirror = project.mirror;
+      const remap = mirror ? { project: project.name, signedPrefix: mirror.signedPrefix ?? defaultSignedPrefix(mirror.upstream) } : undefined;
+      const decision = await judge({ ...request, hosts: hosts(), ...(remap ? { remap } : {}) }, manifest, project.name);
       deps.onDecision?.(decision.allowed ? 'allowed' : 'refused');
       if (!decision.allowed) throw new PullRefusedError(decision.message, decision.keyIds, decision.problems);
     },

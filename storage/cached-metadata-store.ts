@@ -79,8 +79,8 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
       find: (repository, digest) =>
         cached(keyOf(repository, 'm', digest), () => inner.manifests.find(repository, digest)),
       findMany: (repository, digests) => inner.manifests.findMany(repository, digests),
-      async save(repository, manifest, references, tag) {
-        await inner.manifests.save(repository, manifest, references, tag);
+      async save(repository, manifest, references, tag, options) {
+        await inner.manifests.save(repository, manifest, references, tag, options);
         invalidate(repository);
       },
       async remove(repository, digest) {
@@ -118,7 +118,7 @@ function withWriteNotices(inner: MetadataStore, changed: (repository: string) =>
     blobs: { ...inner.blobs, remove: (r, d) => after(r, inner.blobs.remove(r, d)) },
     manifests: {
       ...inner.manifests,
-      save: (r, m, refs, tag) => after(r, inner.manifests.save(r, m, refs, tag)),
+      save: (r, m, refs, tag, options) => after(r, inner.manifests.save(r, m, refs, tag, options)),
       remove: (r, d) => after(r, inner.manifests.remove(r, d)),
     },
     tags: { ...inner.tags, remove: (r, t) => after(r, inner.tags.remove(r, t)) },

@@ -71,12 +71,20 @@ export interface BlobLinks {
   remove(repository: string, digest: string): Promise<boolean>;
 }
 
+export interface ManifestSaveOptions {
+  /**
+   * A mirror's pull-through copy: its blobs are fetched from the upstream when first asked for,
+   * so they need not be present yet (the references are recorded all the same).
+   */
+  blobsPending?: boolean;
+}
+
 export interface ManifestMetadata {
   find(repository: string, digest: string): Promise<ManifestRecord | undefined>;
   /** Sizes of those of `digests` stored in the repository. */
   findMany(repository: string, digests: string[]): Promise<Map<string, number>>;
   /** Stores the manifest (idempotent) and, with a tag, points the tag at it: one transaction. */
-  save(repository: string, manifest: ManifestRecord, references: ManifestReference[], tag?: string): Promise<void>;
+  save(repository: string, manifest: ManifestRecord, references: ManifestReference[], tag?: string, options?: ManifestSaveOptions): Promise<void>;
   /** Removes the manifest and every tag pointing at it. */
   remove(repository: string, digest: string): Promise<boolean>;
   referrers(repository: string, subject: string): Promise<Referrer[]>;

@@ -33,13 +33,13 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
         repository,
         digests,
       ),
-    async save(repository, manifest, references, tag) {
+    async save(repository, manifest, references, tag, options = {}) {
       await db.transaction(async (tx) => {
         // The blobs must still exist when the manifest commits: collection of a digest takes the
         // same lock, so it either finishes first (and this fails) or waits for this reference.
         const blobDigests = [...new Set(references.filter((r) => r.kind === 'blob').map((r) => r.digest))].sort();
         for (const digest of blobDigests) await lockDigest(tx, digest);
-        if (blobDigests.length > 0) {
+        if (blobDigests.length > 0 && !options.blobsPending) {
           const present = await tx.query<{ digest: string }>('SELECT digest FROM blobs WHERE digest = ANY($1::text[])', [blobDigests]);
           const found = new Set(present.map((r) => r.digest));
           const missing = blobDigests.filter((d) => !found.has(d));

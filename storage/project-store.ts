@@ -2,11 +2,37 @@
 // audit log in the same transaction, with who made it.
 import type { ChangeBus } from './change-bus.js';
 import { audit } from './audit.js';
-import type { Db } from './db.js';
+import type { Db, Queryable } from './db.js';
 import { DependencyUnavailableError } from './errors.js';
 
 export const ROLES = ['guest', 'developer', 'maintainer', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
+
+/** What the scheduled mirroring copies: tags of one upstream repository matching a glob. */
+export interface MirrorSyncRule {
+  /** The repository's path below the project (upstream path below the upstream's namespace). */
+  repository: string;
+  /** A glob over tag names: `*` any run of characters, `?` one. */
+  tags: string;
+}
+
+/** A mirror project's upstream (issue 19). */
+export interface MirrorSettings {
+  /** `http(s)://host[:port][/namespace]`: `<project>/<path>` here is `<namespace>/<path>` there. */
+  upstream: string;
+  /** For the upstream's Basic or token authentication; never returned by the API, never logged. */
+  credentials?: { username: string; password: string };
+  /** The upstream's lookaside base URL (`<base>/<path>@sha256=<hex>/signature-<N>`). */
+  lookaside?: string;
+  /** What upstream signatures name instead of this project (default: the upstream's host[/namespace]). */
+  signedPrefix?: string;
+  /** Read the upstream's signature API extension when its `/v2/` advertises one. */
+  useExtension: boolean;
+  /** Seconds a tag is served before the upstream is asked again (default REGISTRY_PROXY_TAGTTL). */
+  tagTtlSeconds?: number;
+  /** Scheduled mirroring: these rules every `intervalSeconds` (0: never). */
+  sync: { rules: MirrorSyncRule[]; intervalSeconds: number };
+}
 
 export interface Project {
   name: string;
@@ -18,6 +44,8 @@ export interface Project {
   createdBy?: string;
   createdAt: Date;
   members: Map<string, Role>;
+  /** Set when the project mirrors an upstream registry. */
+  mirror?: MirrorSettings;
 }
 
 export interface ProjectChanges {
@@ -25,6 +53,8 @@ export interface ProjectChanges {
   signedOnly?: boolean;
   /** null removes the quota. */
   quotaBytes?: number | null;
+  /** The whole mirror configuration (null: no longer a mirror). */
+  mirror?: MirrorSettings | null;
 }
 
 export interface ProjectUsage {
@@ -38,7 +68,7 @@ export interface ProjectStore {
   find(name: string): Promise<Project | undefined>;
   list(): Promise<Project[]>;
   /** False when a project of that name exists. `admin` becomes its first admin member. */
-  create(name: string, options: { public: boolean; actor?: string; admin?: string }): Promise<boolean>;
+  create(name: string, options: { public: boolean; actor?: string; admin?: string; mirror?: MirrorSettings }): Promise<boolean>;
   update(name: string, changes: ProjectChanges, actor?: string): Promise<boolean>;
   remove(name: string, actor?: string): Promise<boolean>;
   setMember(name: string, user: string, role: Role, actor?: string): Promise<boolean>;
@@ -55,13 +85,71 @@ interface ProjectRow {
   created_by: string | null;
   created_at: Date;
   members: { username: string; role: Role }[] | null;
+  upstream_url: string | null;
+  username: string | null;
+  password: string | null;
+  lookaside_url: string | null;
+  signed_prefix: string | null;
+  use_extension: boolean | null;
+  tag_ttl: number | null;
+  sync_rules: MirrorSyncRule[] | null;
+  sync_interval: number | null;
 }
 
 const SELECT_PROJECTS = `
   SELECT p.name, p.public, p.signed_only, p.quota_bytes, p.created_by, p.created_at,
          (SELECT json_agg(json_build_object('username', m.username, 'role', m.role) ORDER BY m.username)
-            FROM project_members m WHERE m.project = p.name) AS members
-  FROM projects p`;
+            FROM project_members m WHERE m.project = p.name) AS members,
+         pm.upstream_url, pm.username, pm.password, pm.lookaside_url, pm.signed_prefix, pm.use_extension, pm.tag_ttl,
+         pm.sync_rules, pm.sync_interval
+  FROM projects p LEFT JOIN project_mirrors pm ON pm.project = p.name`;
+
+function toMirror(row: ProjectRow): MirrorSettings | undefined {
+  if (row.upstream_url === null) return undefined;
+  return {
+    upstream: row.upstream_url,
+    ...(row.username !== null && row.password !== null ? { credentials: { username: row.username, password: row.password } } : {}),
+    ...(row.lookaside_url !== null ? { lookaside: row.lookaside_url } : {}),
+    ...(row.signed_prefix !== null ? { signedPrefix: row.signed_prefix } : {}),
+    useExtension: row.use_extension ?? true,
+    ...(row.tag_ttl !== null ? { tagTtlSeconds: row.tag_ttl } : {}),
+    sync: { rules: row.sync_rules ?? [], intervalSeconds: row.sync_interval ?? 0 },
+  };
+}
+
+/** The mirror settings as the audit log keeps them: whether there are credentials, never the password. */
+export function redactedMirror(mirror: MirrorSettings | null | undefined): object | null | undefined {
+  if (!mirror) return mirror;
+  const { credentials, ...rest } = mirror;
+  return { ...rest, credentials: credentials ? { username: credentials.username } : null };
+}
+
+async function saveMirror(tx: Queryable, name: string, mirror: MirrorSettings | null): Promise<void> {
+  if (mirror === null) {
+    await tx.query('DELETE FROM project_mirrors WHERE project = $1', [name]);
+    return;
+  }
+  await tx.query(
+    `INSERT INTO project_mirrors (project, upstream_url, username, password, lookaside_url, signed_prefix, use_extension, sync_rules, sync_interval, tag_ttl)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     ON CONFLICT (project) DO UPDATE SET upstream_url = EXCLUDED.upstream_url, username = EXCLUDED.username,
+       password = EXCLUDED.password, lookaside_url = EXCLUDED.lookaside_url, signed_prefix = EXCLUDED.signed_prefix,
+       use_extension = EXCLUDED.use_extension, tag_ttl = EXCLUDED.tag_ttl, sync_rules = EXCLUDED.sync_rules, sync_interval = EXCLUDED.sync_interval,
+       updated_at = now()`,
+    [
+      name,
+      mirror.upstream,
+      mirror.credentials?.username ?? null,
+      mirror.credentials?.password ?? null,
+      mirror.lookaside ?? null,
+      mirror.signedPrefix ?? null,
+      mirror.useExtension,
+      JSON.stringify(mirror.sync.rules),
+      mirror.sync.intervalSeconds,
+      mirror.tagTtlSeconds ?? null,
+    ],
+  );
+}
 
 function toProject(row: ProjectRow): Project {
   return {
@@ -72,6 +160,7 @@ function toProject(row: ProjectRow): Project {
     ...(row.created_by ? { createdBy: row.created_by } : {}),
     createdAt: row.created_at,
     members: new Map((row.members ?? []).map((m) => [m.username, m.role])),
+    ...(row.upstream_url !== null ? { mirror: toMirror(row)! } : {}),
   };
 }
 
@@ -98,7 +187,13 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
             options.admin,
           ]);
         }
-        await audit(tx, { actor: options.actor, action: 'project.create', project: name, detail: { public: options.public, admin: options.admin ?? null } });
+        if (options.mirror) await saveMirror(tx, name, options.mirror);
+        await audit(tx, {
+          actor: options.actor,
+          action: 'project.create',
+          project: name,
+          detail: { public: options.public, admin: options.admin ?? null, ...(options.mirror ? { mirror: redactedMirror(options.mirror) } : {}) },
+        });
         return true;
       });
     },
@@ -111,7 +206,9 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
           [name, changes.public ?? null, changes.signedOnly ?? null, changes.quotaBytes !== undefined, changes.quotaBytes ?? null],
         );
         if (rows.length === 0) return false;
-        await audit(tx, { actor, action: 'project.update', project: name, detail: changes });
+        if (changes.mirror !== undefined) await saveMirror(tx, name, changes.mirror);
+        const detail = changes.mirror === undefined ? changes : { ...changes, mirror: redactedMirror(changes.mirror) };
+        await audit(tx, { actor, action: 'project.update', project: name, detail });
         return true;
       });
     },

@@ -1,6 +1,7 @@
 // GET /api/v1/projects/<p>/policy.json[?default=reject|accept] and …/registries.d.yaml: the client
 // configuration that accepts exactly what the project's gate accepts (sigstore/policy.ts).
 import { projectPolicy, registriesDYaml } from '../../sigstore/policy.js';
+import { defaultSignedPrefix } from '../../sigstore/remap-identity.js';
 import { publicHosts } from '../config.js';
 import { capture, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { requireProject } from './api-keys.js';
@@ -16,7 +17,14 @@ export function createPolicyHandlers(deps: Pick<RegistryDeps, 'keys' | 'projects
       await requireAccess(ctx, deps, 'pull', project);
       await requireProject(projects, project);
       const other = ctx.query.default === 'accept' ? 'accept' : 'reject';
-      const policy = projectPolicy({ host: clientHost(ctx), project, keys: await keys.list(project), otherImages: other });
+      const mirror = (await projects.find(project))?.mirror;
+      const policy = projectPolicy({
+        host: clientHost(ctx),
+        project,
+        keys: await keys.list(project),
+        otherImages: other,
+        ...(mirror ? { signedPrefix: mirror.signedPrefix ?? defaultSignedPrefix(mirror.upstream) } : {}),
+      });
       ctx.type = 'application/json';
       ctx.body = `${JSON.stringify(policy, null, 2)}\n`;
     },

@@ -7,6 +7,7 @@ import { allowed, capture, emptyResponse, requireAccess, type Ctx, type Registry
 import { OciError } from '../errors.js';
 import { isValidName } from '../oci-names.js';
 import { readJsonBody } from '../request-body.js';
+import { MIRROR_BODY, mirrorJson, mirrorSettings } from '../mirror-body.js';
 
 const PROJECT_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 // htpasswd user names: no blank, no colon, no control character (PostgreSQL text cannot hold NUL).
@@ -23,8 +24,10 @@ function requireProjectName(untrusted: string): string {
 
 // The bodies the API takes. Strict: an unknown field (a misspelt `signedOnly`) is refused, not
 // silently ignored.
-const CREATE_BODY = z.strictObject({ name: z.string(), public: z.boolean().optional() });
+const CREATE_BODY = z.strictObject({ name: z.string(), public: z.boolean().optional(), mirror: MIRROR_BODY.optional() });
 const UPDATE_BODY = z.strictObject({
+  /** null: the project stops mirroring (what it cached stays). */
+  mirror: z.union([MIRROR_BODY, z.null()]).optional(),
   public: z.boolean().optional(),
   signedOnly: z.boolean().optional(),
   /** null removes the quota. */
@@ -52,8 +55,17 @@ function projectJson(project: Project, withMembers: boolean): Record<string, unk
     quotaBytes: project.quotaBytes,
     createdAt: project.createdAt.toISOString(),
     ...(project.createdBy ? { createdBy: project.createdBy } : {}),
+    ...(project.mirror ? { mirror: mirrorJson(project.mirror) } : {}),
     ...(withMembers ? { members: [...project.members].map(([user, role]) => ({ user, role })) } : {}),
   };
+}
+
+/**
+ * Mirror settings make the server send requests to a URL of the setter's choosing (and with
+ * stored credentials): registry administrators' business, as quotas are, never a project admin's.
+ */
+function mirrorDenied(project: string): OciError {
+  return new OciError('DENIED', 'only registry administrators set mirror settings: they make the registry send requests to the upstream', { project });
 }
 
 export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | 'metadata' | 'config' | 'authorizer'>) {
@@ -88,10 +100,13 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       await requireAccess(ctx, deps, 'create', name);
       const isPublic = body.public ?? false;
       const user = actor(ctx);
-      if (!(await projects.create(name, { public: isPublic, ...(user ? { actor: user, admin: user } : {}) }))) {
+      if (body.mirror && !isRegistryAdmin(ctx)) throw mirrorDenied(name);
+      const mirror = body.mirror ? mirrorSettings(body.mirror) : undefined;
+      if (!(await projects.create(name, { public: isPublic, ...(user ? { actor: user, admin: user } : {}), ...(mirror ? { mirror } : {}) }))) {
         throw new OciError('CONFLICT', `project ${name} already exists`, { project: name });
       }
-      ctx.state.log.info({ project: name, public: isPublic }, 'project created');
+      // The upstream only: credentials are never logged.
+      ctx.state.log.info({ project: name, public: isPublic, ...(mirror ? { upstream: mirror.upstream } : {}) }, 'project created');
       ctx.set('Location', `/api/v1/projects/${name}`);
       ctx.status = 201;
       ctx.body = projectJson((await projects.find(name))!, true);
@@ -106,20 +121,24 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
     async update(ctx: Ctx): Promise<void> {
       const name = requireProjectName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'admin', name);
-      const { public: isPublic, signedOnly, quotaBytes } = await readJsonBody(ctx, UPDATE_BODY);
+      const { public: isPublic, signedOnly, quotaBytes, mirror: mirrorBody } = await readJsonBody(ctx, UPDATE_BODY);
       // As in Harbor, quotas are the registry administrators' to set, not the project's.
       if (quotaBytes !== undefined && !isRegistryAdmin(ctx)) {
         throw new OciError('DENIED', 'only registry administrators set quotas', { project: name });
       }
+      if (mirrorBody !== undefined && !isRegistryAdmin(ctx)) throw mirrorDenied(name);
       const changes = {
         ...(isPublic === undefined ? {} : { public: isPublic }),
         ...(signedOnly === undefined ? {} : { signedOnly }),
         ...(quotaBytes === undefined ? {} : { quotaBytes }),
       };
-      if (!(await projects.update(name, changes, actor(ctx)))) {
+      const mirror =
+        mirrorBody === undefined ? undefined : mirrorBody === null ? null : mirrorSettings(mirrorBody, (await projects.find(name))?.mirror);
+      if (!(await projects.update(name, { ...changes, ...(mirror !== undefined ? { mirror } : {}) }, actor(ctx)))) {
         throw new OciError('NAME_UNKNOWN', `project ${name} not found`, { project: name });
       }
-      ctx.state.log.info({ project: name, ...changes }, 'project updated');
+      // Mirror settings by their upstream only: credentials are never logged.
+      ctx.state.log.info({ project: name, ...changes, ...(mirror !== undefined ? { upstream: mirror?.upstream ?? null } : {}) }, 'project updated');
       ctx.body = projectJson((await projects.find(name))!, true);
     },
 

@@ -6,12 +6,13 @@ import { createCallerSlots } from '../caller-slots.js';
 import { countSentBytes } from '../metrics.js';
 import { requireDigest, requireName } from '../oci-names.js';
 import type { ParsedDigest } from '../../storage/digest.js';
+import type { MirrorTarget } from '../../mirror/pull-through.js';
 import { sendObject } from '../send-object.js';
 
 /** The Go registry's S3 driver signs redirect URLs for 20 minutes. */
 const REDIRECT_EXPIRY_SECONDS = 20 * 60;
 
-export function createBlobHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'config' | 'metrics' | 'availability' | 'authorizer'>) {
+export function createBlobHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'pullThrough' | 'config' | 'metrics' | 'availability' | 'authorizer'>) {
   const { metadata, blobs } = deps;
   const slots = createCallerSlots({
     max: deps.config.downloads.maxconcurrent,
@@ -133,13 +134,53 @@ export function createBlobHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs'
     }
   }
 
+  /**
+   * A blob a mirror project does not hold yet: HEAD asks the upstream its size; a GET starts (or
+   * joins) the upstream fetch and is sent the bytes as they arrive when it is early enough, else
+   * waits until they are stored and is served from storage. Undefined: answered here.
+   */
+  async function pullThrough(ctx: Ctx, mirror: MirrorTarget, digest: ParsedDigest): Promise<number | undefined> {
+    const unknown = (): OciError => new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.digest });
+    if (ctx.method === 'HEAD') {
+      const size = await deps.pullThrough.blobSize(mirror, digest);
+      if (size === undefined) throw unknown();
+      setBlobHeaders(ctx, digest);
+      ctx.status = 200;
+      ctx.set('Content-Length', String(size));
+      return undefined;
+    }
+    const flight = deps.pullThrough.blob(mirror, digest);
+    const ready = await flight.ready;
+    if (ready.kind === 'missing') throw unknown();
+    const live = ctx.get('Range') ? undefined : flight.join();
+    if (!live) {
+      if ((await flight.done) === 'missing') throw unknown();
+      const size = await metadata.blobs.find(mirror.repository, digest.digest);
+      if (size === undefined) throw unknown();
+      return size;
+    }
+    setBlobHeaders(ctx, digest);
+    ctx.status = 200;
+    const release = acquireSlot(ctx);
+    live.once('close', release);
+    ctx.body = live;
+    if (ready.size !== undefined) ctx.length = ready.size;
+    countSentBytes(ctx.res, deps.metrics.blobBytesSent);
+    return undefined;
+  }
+
   return {
     async get(ctx: Ctx): Promise<void> {
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'pull', name);
       const digest = requireDigest(capture(ctx, 1));
-      const size = await metadata.blobs.find(name, digest.digest);
-      if (size === undefined) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.digest });
+      let size = await metadata.blobs.find(name, digest.digest);
+      if (size === undefined) {
+        const mirror = await deps.pullThrough.target(name);
+        if (mirror) size = await pullThrough(ctx, mirror, digest);
+        else throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.digest });
+        if (size === undefined) return;
+      }
 
       setBlobHeaders(ctx, digest);
       if (ctx.get('If-None-Match') === `"${digest.digest}"`) {

@@ -1,6 +1,7 @@
 // GET / HEAD / PUT / DELETE /v2/<name>/manifests/<reference>
 import { digestOf, looksLikeDigest } from '../../storage/digest.js';
 import type { ManifestRecord } from '../../storage/metadata-store.js';
+import type { MirrorTarget } from '../../mirror/pull-through.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
@@ -30,7 +31,7 @@ function readManifestBody(ctx: Ctx): Promise<Buffer> {
   });
 }
 
-export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate' | 'config' | 'authorizer'>) {
+export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate' | 'pullThrough' | 'config' | 'authorizer'>) {
   const { metadata } = deps;
   const hosts = publicHosts(deps.config);
 
@@ -90,12 +91,20 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
     }
   }
 
+  async function resolveMirrored(mirror: MirrorTarget, reference: Reference, ctx: Ctx): Promise<ManifestRecord> {
+    const manifest = await deps.pullThrough.manifest(mirror, reference.kind === 'tag' ? reference.tag : reference.digest.digest, ctx.state.log);
+    if (!manifest) throw await notFound(mirror.repository, reference);
+    return manifest;
+  }
+
   return {
     async get(ctx: Ctx): Promise<void> {
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'pull', name);
       const reference = await lookupReference(name, capture(ctx, 1));
-      const manifest = await resolve(name, reference);
+      // Mirror projects fetch what they do not hold (or a tag due for a check) from the upstream.
+      const mirror = await deps.pullThrough.target(name);
+      const manifest = mirror ? await resolveMirrored(mirror, reference, ctx) : await resolve(name, reference);
       // Signed-only projects: served only with a trusted, matching signature (sigstore/pull-gate.ts).
       await deps.gate.enforce({
         repository: name,

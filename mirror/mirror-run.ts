@@ -1,0 +1,121 @@
+// Scheduled (or asked-for) mirroring: the tags of one upstream repository that match a glob are
+// copied here with their blobs and signatures, as a pull of each would fetch them; a tag already
+// here at the upstream's digest, with its blobs, is skipped (its signatures are still refreshed,
+// since the upstream may have added some). Nothing is deleted because it went from the upstream.
+import type { Logger } from 'pino';
+import { parseDigest } from '../storage/digest.js';
+import { isIndexMediaType, parseManifest } from '../storage/manifest-parse.js';
+import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js';
+import type { MirrorTarget, PullThrough } from './pull-through.js';
+
+export interface MirrorRunRequest {
+  /** The repository's path below the project (the upstream's below its namespace). */
+  repository: string;
+  /** Glob over tag names: `*` any run of characters, `?` one. */
+  tags: string;
+}
+
+export interface MirrorProgress {
+  tag: string;
+  done: number;
+  total: number;
+  outcome: 'copied' | 'present' | 'failed';
+  digest?: string;
+  bytes?: number;
+  error?: string;
+}
+
+export interface MirrorRunReport {
+  repository: string;
+  matched: number;
+  copied: number;
+  /** Tags already here at the upstream's digest. */
+  skipped: string[];
+  failed: { tag: string; error: string }[];
+  bytes: number;
+  signatures: number;
+  durationMs: number;
+}
+
+export interface MirrorRunDeps {
+  pullThrough: PullThrough;
+  metadata: MetadataStore;
+  log: Logger;
+}
+
+/** `*` and `?` as in a shell; everything else literal. */
+export function globToRegExp(glob: string): RegExp {
+  const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${source}$`);
+}
+
+/** The blob digests a manifest (and an index's platform manifests) needs that are not linked here. */
+async function missingBlobs(metadata: MetadataStore, repository: string, manifest: ManifestRecord): Promise<{ digest: string; size: number }[]> {
+  const parsed = parseManifest(manifest.content, manifest.mediaType);
+  const wanted = parsed.references.filter((r) => r.kind === 'blob');
+  if (isIndexMediaType(manifest.mediaType)) {
+    for (const child of parsed.references.filter((r) => r.kind === 'manifest')) {
+      const record = await metadata.manifests.find(repository, child.digest);
+      if (record) wanted.push(...parseManifest(record.content, record.mediaType).references.filter((r) => r.kind === 'blob'));
+    }
+  }
+  const linked = await metadata.blobs.findMany(repository, wanted.map((r) => r.digest));
+  const missing = new Map<string, number>();
+  for (const ref of wanted) if (!linked.has(ref.digest)) missing.set(ref.digest, ref.size);
+  return [...missing].map(([digest, size]) => ({ digest, size }));
+}
+
+/** One tag: skipped when here at the upstream's digest with its blobs, else copied. */
+async function mirrorTag(deps: MirrorRunDeps, target: MirrorTarget, tag: string): Promise<{ outcome: 'copied' | 'present'; digest: string; bytes: number; signatures: number }> {
+  const { metadata, pullThrough, log } = deps;
+  const upstreamDigest = await target.upstream.manifestDigest(target.path, tag);
+  const localDigest = await metadata.tags.find(target.repository, tag);
+  const local = localDigest === undefined ? undefined : await metadata.manifests.find(target.repository, localDigest);
+  if (local && upstreamDigest === local.digest && (await missingBlobs(metadata, target.repository, local)).length === 0) {
+    const { stored } = await pullThrough.refreshSignatures(target, local.digest, log);
+    return { outcome: 'present', digest: local.digest, bytes: 0, signatures: stored };
+  }
+  pullThrough.forgetTag(target.repository, tag);
+  const signaturesBefore = upstreamDigest ? await pullThrough.signatureCount(target, upstreamDigest) : 0;
+  const manifest = await pullThrough.manifest(target, tag, log);
+  if (!manifest) throw new Error('the upstream no longer has this tag');
+  let bytes = 0;
+  for (const blob of await missingBlobs(metadata, target.repository, manifest)) {
+    const digest = parseDigest(blob.digest);
+    if (!digest) continue;
+    if ((await pullThrough.blob(target, digest).done) === 'missing') throw new Error(`the upstream does not hold blob ${blob.digest}`);
+    bytes += blob.size;
+  }
+  const signatures = (await pullThrough.signatureCount(target, manifest.digest)) - signaturesBefore;
+  return { outcome: 'copied', digest: manifest.digest, bytes, signatures };
+}
+
+export async function runMirror(
+  deps: MirrorRunDeps,
+  target: MirrorTarget,
+  request: MirrorRunRequest,
+  onProgress: (progress: MirrorProgress) => void = () => undefined,
+): Promise<MirrorRunReport> {
+  const started = Date.now();
+  const pattern = globToRegExp(request.tags);
+  const tags = (await target.upstream.tags(target.path)).filter((tag) => pattern.test(tag)).sort();
+  const report: MirrorRunReport = { repository: target.repository, matched: tags.length, copied: 0, skipped: [], failed: [], bytes: 0, signatures: 0, durationMs: 0 };
+  for (const [i, tag] of tags.entries()) {
+    const progress = { tag, done: i + 1, total: tags.length };
+    try {
+      const { outcome, digest, bytes, signatures } = await mirrorTag(deps, target, tag);
+      if (outcome === 'present') report.skipped.push(tag);
+      else report.copied += 1;
+      report.bytes += bytes;
+      report.signatures += signatures;
+      onProgress({ ...progress, outcome, digest, ...(outcome === 'copied' ? { bytes } : {}) });
+    } catch (err) {
+      const error = (err as Error).message;
+      report.failed.push({ tag, error });
+      deps.log.warn({ repository: target.repository, tag, reason: error }, 'mirroring a tag failed');
+      onProgress({ ...progress, outcome: 'failed', error });
+    }
+  }
+  report.durationMs = Date.now() - started;
+  return report;
+}

@@ -1,0 +1,282 @@
+// Pull-through for mirror projects: what a pull asks for and this registry does not hold is
+// fetched from the project's upstream, verified, stored and served as if pushed.
+//   - Manifests by digest are fetched once (their bytes must hash to the digest). Manifests by tag
+//     are asked of the upstream again once the tag was last checked more than the tag TTL ago
+//     (REGISTRY_PROXY_TAGTTL): a HEAD first, the manifest only when the tag moved. An index's
+//     platform manifests come with it (small, and the gate reads their signatures), each with its
+//     signatures; blobs come when a client asks for them.
+//   - When the upstream cannot be reached, what is cached is served and the log says so.
+//   - Concurrent requests for one manifest or one blob share one upstream fetch (blob-flight.ts).
+// The upstream's name of `<project>/<path>` is `<namespace>/<path>` (mirror/upstream.ts).
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import { projectOf } from '../auth/authorize.js';
+import type { Blobs } from '../storage/blobs.js';
+import { parseDigest, type ParsedDigest } from '../storage/digest.js';
+import { isIndexMediaType, parseManifest } from '../storage/manifest-parse.js';
+import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js';
+import type { MirrorSettings, ProjectStore } from '../storage/project-store.js';
+import type { Signatures } from '../sigstore/signatures.js';
+import { startBlobFlight, type BlobFlight } from './blob-flight.js';
+import { fetchUpstreamSignatures, type SignatureFetchReport } from './upstream-signatures.js';
+import { createUpstream, UpstreamError, UpstreamUnavailableError, type Upstream } from './upstream.js';
+
+/** Blobs of signature artifacts (cosign payloads) are copied with their manifest; real ones are small. */
+const ARTIFACT_BLOB_LIMIT = 4 * 1024 * 1024;
+
+export interface PullThroughDeps {
+  projects: Pick<ProjectStore, 'find'>;
+  metadata: MetadataStore;
+  blobs: Blobs;
+  signatures: Pick<Signatures, 'accept' | 'list'>;
+  log: Logger;
+  /** How long a tag fetched from the upstream is served before the upstream is asked again (a project may say otherwise). */
+  tagTtlMs: number;
+  /** How long a request to the upstream may wait for its answer. */
+  timeoutMs: number;
+}
+
+/** A repository of a mirror project, with the upstream it comes from. */
+export interface MirrorTarget {
+  project: string;
+  repository: string;
+  /** The repository's path below the project. */
+  path: string;
+  mirror: MirrorSettings;
+  upstream: Upstream;
+}
+
+export interface PullThrough {
+  /** The mirror a repository belongs to; undefined outside mirror projects. */
+  target(repository: string): Promise<MirrorTarget | undefined>;
+  /** The manifest a tag or digest names, fetched when missing or (a tag) due for a check. */
+  manifest(target: MirrorTarget, reference: string, log: Logger): Promise<ManifestRecord | undefined>;
+  /** Starts, or joins, the upstream fetch of a blob. */
+  blob(target: MirrorTarget, digest: ParsedDigest): BlobFlight;
+  /** The size of a blob the upstream holds (HEAD), undefined when it has none. */
+  blobSize(target: MirrorTarget, digest: ParsedDigest): Promise<number | undefined>;
+  /** Fetches the upstream's signatures of a manifest held here. */
+  refreshSignatures(target: MirrorTarget, digest: string, log: Logger): Promise<SignatureFetchReport>;
+  /** How many simple signatures a manifest has here. */
+  signatureCount(target: MirrorTarget, digest: string): Promise<number>;
+  /** Forgets when tags were checked (for `signet mirror run`, which always asks). */
+  forgetTag(repository: string, tag: string): void;
+}
+
+/** A manifest the upstream sent, as strictly as a pushed one; garbage is the upstream's failure. */
+function parseUpstreamManifest(target: MirrorTarget, content: Buffer, mediaType: string): ReturnType<typeof parseManifest> {
+  try {
+    return parseManifest(content, mediaType);
+  } catch (err) {
+    throw new UpstreamError(target.upstream.url, `sent a manifest this registry refuses: ${(err as Error).message}`);
+  }
+}
+
+export function createPullThrough(deps: PullThroughDeps): PullThrough {
+  const { projects, metadata, blobs } = deps;
+  const upstreams = new Map<string, { key: string; upstream: Upstream }>();
+  /** When each tag was last confirmed with the upstream. */
+  const checked = new LRUCache<string, number>({ max: 100_000 });
+  const manifestFetches = new Map<string, Promise<ManifestRecord | undefined>>();
+  const blobFlights = new Map<string, BlobFlight>();
+
+  function upstreamOf(project: string, mirror: MirrorSettings): Upstream {
+    const key = JSON.stringify([mirror.upstream, mirror.credentials ?? null]);
+    const known = upstreams.get(project);
+    if (known?.key === key) return known.upstream;
+    const upstream = createUpstream({ url: mirror.upstream, ...(mirror.credentials ? { credentials: mirror.credentials } : {}), timeoutMs: deps.timeoutMs });
+    upstreams.set(project, { key, upstream });
+    return upstream;
+  }
+
+  /** Puts a verified stream into storage and links it into the repository. */
+  async function storeBlob(repository: string, digest: ParsedDigest, body: Readable, size: number | undefined): Promise<void> {
+    const uploadId = randomUUID();
+    try {
+      const chunk = await blobs.writeChunk(uploadId, 0, body);
+      await blobs.commit(uploadId, [chunk], digest, {
+        ...(size !== undefined ? { expectedSize: size } : {}),
+        link: (place) => metadata.blobs.save(repository, digest.digest, chunk.size, { place }),
+      });
+    } catch (err) {
+      await blobs.removeUpload(uploadId).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  function blob(target: MirrorTarget, digest: ParsedDigest): BlobFlight {
+    const key = `${target.repository}\u0000${digest.digest}`;
+    const running = blobFlights.get(key);
+    if (running) return running;
+    const flight = startBlobFlight({
+      start: async () => {
+        const found = await target.upstream.blob(target.path, digest.digest);
+        return found ? { kind: 'found', size: found.size, body: found.body } : { kind: 'missing' };
+      },
+      store: (body, size) => storeBlob(target.repository, digest, body, size),
+    });
+    blobFlights.set(key, flight);
+    void flight.done.then(
+      () => blobFlights.delete(key),
+      () => blobFlights.delete(key),
+    );
+    return flight;
+  }
+
+  /** Copies a small artifact (a cosign `.sig` manifest, a signature referrer) with its blobs, under `tag` if any. */
+  async function copyArtifact(target: MirrorTarget, reference: string, tag: string | undefined): Promise<boolean> {
+    const known = parseDigest(reference);
+    if (known && (await metadata.manifests.find(target.repository, known.digest))) return true;
+    const fetched = await target.upstream.manifest(target.path, reference);
+    if (!fetched) return false;
+    const parsed = parseUpstreamManifest(target, fetched.content, fetched.mediaType);
+    const present = await metadata.blobs.findMany(target.repository, parsed.references.filter((r) => r.kind === 'blob').map((r) => r.digest));
+    for (const ref of parsed.references) {
+      if (ref.kind !== 'blob' || present.has(ref.digest)) continue;
+      const digest = parseDigest(ref.digest);
+      if (!digest || ref.size > ARTIFACT_BLOB_LIMIT) throw new UpstreamError(target.upstream.url, `${reference} names a blob this mirror does not copy`);
+      const flight = blob(target, digest);
+      if ((await flight.done) === 'missing') throw new UpstreamError(target.upstream.url, `${reference} names blob ${ref.digest}, which it does not hold`);
+    }
+    await save(target, fetched.digest, fetched.content, parsed, tag, false);
+    return true;
+  }
+
+  async function save(
+    target: MirrorTarget,
+    digest: string,
+    content: Buffer,
+    parsed: ReturnType<typeof parseManifest>,
+    tag: string | undefined,
+    blobsPending: boolean,
+  ): Promise<ManifestRecord> {
+    const record: ManifestRecord = {
+      digest,
+      mediaType: parsed.mediaType,
+      content,
+      size: content.length,
+      ...(parsed.artifactType ? { artifactType: parsed.artifactType } : {}),
+      ...(parsed.subject ? { subject: parsed.subject } : {}),
+      ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
+    };
+    await metadata.manifests.save(
+      target.repository,
+      record,
+      parsed.references.map(({ digest: d, kind }) => ({ digest: d, kind })),
+      tag,
+      { blobsPending },
+    );
+    return record;
+  }
+
+  async function refreshSignatures(target: MirrorTarget, digest: string, log: Logger): Promise<SignatureFetchReport> {
+    const report = await fetchUpstreamSignatures(
+      { signatures: deps.signatures, copyArtifact: (reference, tag) => copyArtifact(target, reference, tag) },
+      target.upstream,
+      { ...(target.mirror.lookaside ? { lookaside: target.mirror.lookaside } : {}), useExtension: target.mirror.useExtension },
+      { repository: target.repository, path: target.path, digest },
+      log,
+    );
+    if (report.stored > 0) log.info({ repository: target.repository, digest, ...report }, 'stored upstream signatures');
+    return report;
+  }
+
+  /** Fetches a manifest (and an index's platform manifests) with signatures; stores it under `tag`. */
+  async function fetchManifest(target: MirrorTarget, reference: string, tag: string | undefined, log: Logger): Promise<ManifestRecord | undefined> {
+    const fetched = await target.upstream.manifest(target.path, reference);
+    if (!fetched) return undefined;
+    const parsed = parseUpstreamManifest(target, fetched.content, fetched.mediaType);
+    if (isIndexMediaType(parsed.mediaType)) {
+      const children = parsed.references.filter((r) => r.kind === 'manifest').map((r) => r.digest);
+      const held = await metadata.manifests.findMany(target.repository, children);
+      for (const child of children) {
+        if (!held.has(child) && !(await fetchManifest(target, child, undefined, log))) {
+          throw new UpstreamError(target.upstream.url, `index ${fetched.digest} lists ${child}, which it does not hold`);
+        }
+      }
+    }
+    const record = await save(target, fetched.digest, fetched.content, parsed, tag, true);
+    await refreshSignatures(target, fetched.digest, log);
+    log.info({ repository: target.repository, reference, digest: fetched.digest, upstream: target.upstream.url }, 'fetched manifest from upstream');
+    return record;
+  }
+
+  /** By tag: the local copy while its check is fresh; else the upstream's answer; else the cache. */
+  async function manifestByTag(target: MirrorTarget, tag: string, log: Logger): Promise<ManifestRecord | undefined> {
+    const key = `${target.repository}\u0000${tag}`;
+    const localDigest = await metadata.tags.find(target.repository, tag);
+    const local = localDigest === undefined ? undefined : await metadata.manifests.find(target.repository, localDigest);
+    if (local && (checked.get(key) ?? 0) > Date.now()) return local;
+    try {
+      let record: ManifestRecord | undefined;
+      const upstreamDigest = local ? await target.upstream.manifestDigest(target.path, tag) : undefined;
+      if (local && upstreamDigest === local.digest) {
+        record = local;
+        await refreshSignatures(target, local.digest, log);
+      } else {
+        record = await fetchManifest(target, tag, tag, log);
+      }
+      if (!record) {
+        // Gone upstream: nothing is deleted here because it went there.
+        if (local) log.info({ repository: target.repository, tag, upstream: target.upstream.url }, 'tag no longer upstream: serving the cached manifest');
+        return local;
+      }
+      const ttlMs = target.mirror.tagTtlSeconds !== undefined ? target.mirror.tagTtlSeconds * 1000 : deps.tagTtlMs;
+      checked.set(key, Date.now() + ttlMs);
+      return record;
+    } catch (err) {
+      if (local && err instanceof UpstreamUnavailableError) {
+        log.warn({ repository: target.repository, tag, upstream: target.upstream.url, reason: err.message }, 'upstream unreachable: serving the cached manifest');
+        return local;
+      }
+      throw err;
+    }
+  }
+
+  return {
+    async target(repository) {
+      const project = await projects.find(projectOf(repository));
+      if (!project?.mirror || repository === project.name) return undefined;
+      return {
+        project: project.name,
+        repository,
+        path: repository.slice(project.name.length + 1),
+        mirror: project.mirror,
+        upstream: upstreamOf(project.name, project.mirror),
+      };
+    },
+
+    async manifest(target, reference, log) {
+      const digest = parseDigest(reference);
+      if (digest) {
+        const local = await metadata.manifests.find(target.repository, digest.digest);
+        if (local) return local;
+      }
+      const key = `${target.repository}\u0000${reference}`;
+      let running = manifestFetches.get(key);
+      if (!running) {
+        running = digest ? fetchManifest(target, reference, undefined, log) : manifestByTag(target, reference, log);
+        manifestFetches.set(key, running);
+        void running.then(
+          () => manifestFetches.delete(key),
+          () => manifestFetches.delete(key),
+        );
+      }
+      return running;
+    },
+
+    blob,
+
+    blobSize: (target, digest) => target.upstream.blobSize(target.path, digest.digest),
+
+    refreshSignatures,
+
+    signatureCount: async (target, digest) => (await deps.signatures.list(target.repository, digest)).length,
+
+    forgetTag(repository, tag) {
+      checked.delete(`${repository}\u0000${tag}`);
+    },
+  };
+}

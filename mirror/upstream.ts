@@ -1,0 +1,279 @@
+// The mirror's HTTP client to an upstream registry, authenticating as containers/image does
+// (docker/docker_client.go): a request is first sent with what worked before for its scope; on
+// 401 the challenge decides: `Bearer realm=…,service=…` → a token from the realm for
+// `repository:<path>:pull` (with Basic credentials when configured, anonymously otherwise),
+// `Basic` → the credentials. Tokens are kept per scope until shortly before they expire.
+//
+// Anything that is not an answer from the upstream (connection refused, timeout, 5xx, 429) is an
+// UpstreamUnavailableError, so callers can serve what they cached; 404 is `undefined`.
+import { Readable } from 'node:stream';
+import { digestOf, parseDigest } from '../storage/digest.js';
+import { DomainError } from '../storage/errors.js';
+
+export class UpstreamUnavailableError extends DomainError {
+  readonly kind = 'upstream-unavailable';
+  constructor(readonly upstream: string, reason: string) {
+    super(`upstream ${upstream} is unavailable: ${reason}`);
+    this.name = 'UpstreamUnavailableError';
+  }
+}
+
+/** The upstream answered, but not as a registry should (refused credentials, a wrong digest, garbage). */
+export class UpstreamError extends DomainError {
+  readonly kind = 'upstream-failed';
+  constructor(readonly upstream: string, reason: string) {
+    super(`upstream ${upstream}: ${reason}`);
+    this.name = 'UpstreamError';
+  }
+}
+
+export interface UpstreamOptions {
+  /** `http(s)://host[:port][/namespace]` */
+  url: string;
+  credentials?: { username: string; password: string };
+  /** How long a request may wait for the upstream's answer (headers), and for a small body. */
+  timeoutMs: number;
+}
+
+export interface UpstreamManifest {
+  content: Buffer;
+  /** Content-Type without parameters. */
+  mediaType: string;
+  digest: string;
+}
+
+export interface UpstreamBlob {
+  /** Content-Length when the upstream sent one. */
+  size: number | undefined;
+  body: Readable;
+}
+
+export const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+].join(', ');
+
+const MANIFEST_LIMIT = 4 * 1024 * 1024;
+
+export interface Upstream {
+  /** `<namespace>/<path>`: the upstream's name of a repository `path` below the mirror project. */
+  readonly url: string;
+  /** The upstream's name of the repository at `path` below the mirror project: `<namespace>/<path>`. */
+  pathOf(path: string): string;
+  manifest(path: string, reference: string): Promise<UpstreamManifest | undefined>;
+  /** The digest a tag names now (HEAD), when the upstream says. */
+  manifestDigest(path: string, tag: string): Promise<string | undefined>;
+  blob(path: string, digest: string, signal?: AbortSignal): Promise<UpstreamBlob | undefined>;
+  /** A blob's size (HEAD), undefined when the upstream does not have it. */
+  blobSize(path: string, digest: string): Promise<number | undefined>;
+  tags(path: string): Promise<string[]>;
+  /** Whether `GET /v2/` advertises the signature API extension (X-Registry-Supports-Signatures: 1). */
+  supportsSignatureExtension(): Promise<boolean>;
+  /** A GET of a URL outside the registry API (a lookaside), with no registry credentials. */
+  getPlain(url: string, limit: number): Promise<{ status: number; body?: Buffer }>;
+  /** A GET of a registry path (extension API) with the repository's credentials; 404 is undefined. */
+  getJson(apiPath: string, path: string, limit: number): Promise<unknown>;
+}
+
+/** key="value" pairs of a challenge (`Bearer realm="…",service="…"`). */
+function parseChallenge(header: string): { scheme: string; params: Record<string, string> } {
+  const space = header.indexOf(' ');
+  const scheme = (space < 0 ? header : header.slice(0, space)).toLowerCase();
+  const params: Record<string, string> = {};
+  for (const m of header.slice(space + 1).matchAll(/([A-Za-z_]+)="([^"]*)"/g)) params[m[1]!.toLowerCase()] = m[2]!;
+  return { scheme, params };
+}
+
+/** Reads a body up to `limit` bytes; beyond it the upstream is not sending what it should. */
+async function readLimited(res: Response, limit: number, upstream: string): Promise<Buffer> {
+  const declared = Number(res.headers.get('content-length') ?? '0');
+  if (declared > limit) throw new UpstreamError(upstream, `answer of ${declared} bytes exceeds ${limit}`);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  if (!res.body) return Buffer.alloc(0);
+  for await (const chunk of res.body) {
+    total += (chunk as Uint8Array).length;
+    if (total > limit) throw new UpstreamError(upstream, `answer exceeds ${limit} bytes`);
+    chunks.push(Buffer.from(chunk as Uint8Array));
+  }
+  return Buffer.concat(chunks);
+}
+
+function reason(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (err as Error).message;
+}
+
+export function createUpstream(options: UpstreamOptions): Upstream {
+  const base = new URL(options.url);
+  const origin = base.origin;
+  const namespace = base.pathname.replace(/\/+$/, '').replace(/^\//, '');
+  const label = options.url;
+  const basic = options.credentials
+    ? `Basic ${Buffer.from(`${options.credentials.username}:${options.credentials.password}`).toString('base64')}`
+    : undefined;
+  /** What to send for a scope: a token, or Basic credentials, as the last challenge asked. */
+  const authorization = new Map<string, { header: string; expires: number }>();
+  let extension: Promise<boolean> | undefined;
+
+  const upstreamPath = (path: string): string => (namespace ? `${namespace}/${path}` : path);
+
+  /**
+   * One request. The timeout covers the answer's headers, and for small answers their body too; a
+   * streamed blob may take longer than that to arrive (`streaming`), its body is not timed.
+   */
+  async function send(url: string, init: RequestInit, signal?: AbortSignal, streaming = false): Promise<Response> {
+    const timer = new AbortController();
+    const timeout = setTimeout(() => timer.abort(new Error(`no answer within ${options.timeoutMs / 1000} s`)), options.timeoutMs);
+    timeout.unref();
+    try {
+      const res = await fetch(url, { ...init, signal: signal ? AbortSignal.any([signal, timer.signal]) : timer.signal });
+      if (streaming) clearTimeout(timeout);
+      return res;
+    } catch (err) {
+      clearTimeout(timeout);
+      if (signal?.aborted) throw err;
+      throw new UpstreamUnavailableError(label, timer.signal.aborted ? (timer.signal.reason as Error).message : reason(err));
+    }
+  }
+
+  async function token(challenge: Record<string, string>, scope: string): Promise<{ header: string; expires: number }> {
+    const realm = challenge.realm;
+    if (!realm) throw new UpstreamError(label, 'Bearer challenge without a realm');
+    const url = new URL(realm);
+    if (challenge.service) url.searchParams.set('service', challenge.service);
+    url.searchParams.set('scope', scope);
+    const res = await send(url.toString(), { headers: basic ? { Authorization: basic } : {} });
+    if (res.status >= 500 || res.status === 429) throw new UpstreamUnavailableError(label, `token endpoint answered ${res.status}`);
+    if (!res.ok) throw new UpstreamError(label, `token endpoint refused ${basic ? 'the credentials' : 'anonymous access'} (${res.status})`);
+    const body = JSON.parse((await readLimited(res, 1024 * 1024, label)).toString('utf8')) as { token?: string; access_token?: string; expires_in?: number };
+    const value = body.token ?? body.access_token;
+    if (!value) throw new UpstreamError(label, 'token endpoint sent no token');
+    // As containers/image: 60 s when the answer does not say; renewed a little early.
+    const seconds = Math.max(body.expires_in ?? 60, 60);
+    return { header: `Bearer ${value}`, expires: Date.now() + (seconds - 10) * 1000 };
+  }
+
+  /** A registry API request for a repository (or `/v2/`), authenticated as the upstream asks. */
+  async function request(apiPath: string, scope: string, init: RequestInit = {}, signal?: AbortSignal, streaming = false): Promise<Response> {
+    const url = `${origin}${apiPath}`;
+    const withAuth = (header: string | undefined): RequestInit => ({
+      ...init,
+      headers: { ...(init.headers as Record<string, string> | undefined), ...(header ? { Authorization: header } : {}) },
+    });
+    const known = authorization.get(scope);
+    let res = await send(url, withAuth(known && known.expires > Date.now() ? known.header : undefined), signal, streaming);
+    if (res.status !== 401) return res;
+    await res.body?.cancel().catch(() => undefined);
+    const challenge = parseChallenge(res.headers.get('www-authenticate') ?? '');
+    let auth: { header: string; expires: number };
+    if (challenge.scheme === 'bearer') auth = await token(challenge.params, scope);
+    else if (challenge.scheme === 'basic' && basic) auth = { header: basic, expires: Number.MAX_SAFE_INTEGER };
+    else throw new UpstreamError(label, `authentication required (${challenge.scheme || 'no challenge'}); set the mirror's credentials`);
+    authorization.set(scope, auth);
+    res = await send(url, withAuth(auth.header), signal, streaming);
+    if (res.status === 401 || res.status === 403) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new UpstreamError(label, `refused access to ${scope} (${res.status})`);
+    }
+    return res;
+  }
+
+  /** Fails on a status that is neither success nor 404; true for 404. */
+  async function notFound(res: Response, what: string): Promise<boolean> {
+    if (res.status === 404) {
+      await res.body?.cancel().catch(() => undefined);
+      return true;
+    }
+    if (res.ok) return false;
+    await res.body?.cancel().catch(() => undefined);
+    if (res.status >= 500 || res.status === 429) throw new UpstreamUnavailableError(label, `${what} answered ${res.status}`);
+    throw new UpstreamError(label, `${what} answered ${res.status}`);
+  }
+
+  const scopeOf = (path: string): string => `repository:${upstreamPath(path)}:pull`;
+
+  return {
+    url: options.url,
+    pathOf: upstreamPath,
+
+    async manifest(path, reference) {
+      const res = await request(`/v2/${upstreamPath(path)}/manifests/${reference}`, scopeOf(path), { headers: { Accept: MANIFEST_ACCEPT } });
+      if (await notFound(res, `manifest ${path}:${reference}`)) return undefined;
+      const content = await readLimited(res, MANIFEST_LIMIT, label);
+      const wanted = parseDigest(reference);
+      const digest = digestOf(wanted?.algorithm ?? 'sha256', content);
+      // Never stored unless its bytes are what was asked for.
+      if (wanted && digest !== wanted.digest) throw new UpstreamError(label, `manifest ${reference} of ${path} arrived as ${digest}`);
+      const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      return { content, mediaType, digest };
+    },
+
+    async manifestDigest(path, tag) {
+      const res = await request(`/v2/${upstreamPath(path)}/manifests/${tag}`, scopeOf(path), { method: 'HEAD', headers: { Accept: MANIFEST_ACCEPT } });
+      if (await notFound(res, `manifest ${path}:${tag}`)) return undefined;
+      return res.headers.get('docker-content-digest') ?? undefined;
+    },
+
+    async blob(path, digest, signal) {
+      const res = await request(`/v2/${upstreamPath(path)}/blobs/${digest}`, scopeOf(path), {}, signal, true);
+      if (await notFound(res, `blob ${digest} of ${path}`)) return undefined;
+      const length = res.headers.get('content-length');
+      if (!res.body) throw new UpstreamError(label, `blob ${digest} came without a body`);
+      return { size: length === null ? undefined : Number(length), body: Readable.fromWeb(res.body as import('node:stream/web').ReadableStream) };
+    },
+
+    async blobSize(path, digest) {
+      const res = await request(`/v2/${upstreamPath(path)}/blobs/${digest}`, scopeOf(path), { method: 'HEAD' });
+      if (await notFound(res, `blob ${digest} of ${path}`)) return undefined;
+      const length = res.headers.get('content-length');
+      return length === null ? undefined : Number(length);
+    },
+
+    async tags(path) {
+      const all: string[] = [];
+      let next: string | undefined = `/v2/${upstreamPath(path)}/tags/list?n=1000`;
+      for (let pages = 0; next && pages < 1000; pages += 1) {
+        const res = await request(next, scopeOf(path));
+        if (await notFound(res, `tags of ${path}`)) return all;
+        const body = JSON.parse((await readLimited(res, 16 * 1024 * 1024, label)).toString('utf8')) as { tags?: unknown };
+        if (Array.isArray(body.tags)) all.push(...body.tags.filter((t): t is string => typeof t === 'string'));
+        const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get('link') ?? '');
+        next = link ? new URL(link[1]!, origin).pathname + new URL(link[1]!, origin).search : undefined;
+      }
+      return all;
+    },
+
+    supportsSignatureExtension() {
+      // The header comes with a 401 as well as a 200: no credentials needed to read it.
+      extension ??= send(`${origin}/v2/`, {})
+        .then(async (res) => {
+          await res.body?.cancel().catch(() => undefined);
+          return res.headers.get('x-registry-supports-signatures') === '1';
+        })
+        .catch((err: unknown) => {
+          extension = undefined;
+          throw err;
+        });
+      return extension;
+    },
+
+    async getPlain(url, limit) {
+      const res = await send(url, {});
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => undefined);
+        if (res.status >= 500 || res.status === 429) throw new UpstreamUnavailableError(url, `answered ${res.status}`);
+        return { status: res.status };
+      }
+      return { status: res.status, body: await readLimited(res, limit, url) };
+    },
+
+    async getJson(apiPath, path, limit) {
+      const res = await request(apiPath.replace('{path}', upstreamPath(path)), scopeOf(path));
+      if (await notFound(res, apiPath)) return undefined;
+      return JSON.parse((await readLimited(res, limit, label)).toString('utf8')) as unknown;
+    },
+  };
+}

@@ -1,0 +1,238 @@
+// An upstream registry on loopback for mirror tests: Debian's Go registry (`docker-registry`) in a
+// temporary directory, a counting HTTP proxy in front of it (which requests reached the upstream,
+// and a switch to corrupt answers or refuse connections), and a static file server for a
+// lookaside folder, as Red Hat serves its sigstore.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export const GO_REGISTRY = '/usr/bin/docker-registry';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+async function listenLoopback(server: http.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  return typeof address === 'object' && address ? address.port : 0;
+}
+
+async function closeServer(server: http.Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+export interface GoRegistry {
+  port: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function startGoRegistry(): Promise<GoRegistry> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-upstream-'));
+  const port = await freePort();
+  const config = path.join(dir, 'config.yml');
+  await writeFile(
+    config,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: error',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${path.join(dir, 'storage')}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      '',
+    ].join('\n'),
+  );
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('REGISTRY_')) env[key] = value;
+  const child: ChildProcess = spawn(GO_REGISTRY, ['serve', config], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (data: Buffer) => void (stderr = (stderr + data.toString()).slice(-4000)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) {
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`docker-registry exited: ${stderr}`);
+    }
+    const up = await fetch(`${url}/v2/`).then((r) => r.status === 200, () => false);
+    if (up) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`docker-registry did not start: ${stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    port,
+    url,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface CountingProxy {
+  port: number;
+  /** `127.0.0.1:<port>`, as clients name it. */
+  host: string;
+  url: string;
+  /** `METHOD path` of every request forwarded so far. */
+  requests: string[];
+  count(method: string, pathPattern: RegExp): number;
+  /** Flip one byte in the middle of bodies of GETs whose path matches (undefined: stop). */
+  corrupt(pathPattern: RegExp | undefined): void;
+  /**
+   * Require a token, as registries with the distribution token spec do: 401 with a Bearer
+   * challenge pointing at this proxy's `/token`, which issues one for these Basic credentials.
+   */
+  requireToken(credentials: { username: string; password: string }): void;
+  /** Refuse connections (as a stopped upstream) or accept them again. */
+  setDown(down: boolean): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startCountingProxy(targetPort: number): Promise<CountingProxy> {
+  const requests: string[] = [];
+  let corruptPattern: RegExp | undefined;
+  let tokenAuth: { username: string; password: string } | undefined;
+  const token = `tok-${Math.random().toString(36).slice(2)}`;
+  let port = 0;
+  /** Answers token requests and refuses requests without the token; true when it answered. */
+  const guarded = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    if (!tokenAuth) return false;
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    if (url.pathname === '/token') {
+      const expected = `Basic ${Buffer.from(`${tokenAuth.username}:${tokenAuth.password}`).toString('base64')}`;
+      if (req.headers.authorization !== expected || url.searchParams.get('service') !== 'upstream') {
+        res.writeHead(401, { 'Content-Type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+      } else {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token, expires_in: 300 }));
+      }
+      return true;
+    }
+    if (req.headers.authorization === `Bearer ${token}`) return false;
+    res
+      .writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://127.0.0.1:${port}/token",service="upstream"`, 'Content-Type': 'application/json' })
+      .end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+    return true;
+  };
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    requests.push(`${req.method} ${req.url}`);
+    if (guarded(req, res)) return;
+    const upstream = http.request(
+      { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${targetPort}` } },
+      (answer) => {
+        const headers = { ...answer.headers };
+        const corrupt = req.method === 'GET' && corruptPattern?.test(req.url ?? '') && answer.statusCode === 200;
+        res.writeHead(answer.statusCode ?? 502, headers);
+        if (!corrupt) {
+          answer.pipe(res);
+          return;
+        }
+        let flipped = false;
+        answer.on('data', (chunk: Buffer) => {
+          if (!flipped && chunk.length > 0) {
+            chunk[Math.floor(chunk.length / 2)]! ^= 0xff;
+            flipped = true;
+          }
+          res.write(chunk);
+        });
+        answer.on('end', () => res.end());
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  };
+  let server = http.createServer(handler);
+  port = await listenLoopback(server);
+  return {
+    port,
+    host: `127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    count: (method, pattern) => requests.filter((r) => r.startsWith(`${method} `) && pattern.test(r.slice(method.length + 1))).length,
+    corrupt(pattern) {
+      corruptPattern = pattern;
+    },
+    requireToken(credentials) {
+      tokenAuth = credentials;
+    },
+    async setDown(down) {
+      if (down) {
+        await closeServer(server);
+        return;
+      }
+      server = http.createServer(handler);
+      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    },
+    close: () => (server.listening ? closeServer(server) : Promise.resolve()),
+  };
+}
+
+export interface StaticServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Serves files under `root` (GET and HEAD; anything else, or a missing file, is 404). */
+export async function startStaticServer(root: string): Promise<StaticServer> {
+  const server = http.createServer((req, res) => {
+    const file = path.join(root, decodeURIComponent((req.url ?? '/').split('?')[0]!));
+    if (!file.startsWith(root)) {
+      res.writeHead(404).end();
+      return;
+    }
+    stat(file).then(
+      (info) => {
+        if (!info.isFile()) {
+          res.writeHead(404).end();
+          return;
+        }
+        res.writeHead(200, { 'Content-Length': info.size, 'Content-Type': 'application/octet-stream' });
+        if (req.method === 'HEAD') res.end();
+        else createReadStream(file).pipe(res);
+      },
+      () => res.writeHead(404).end(),
+    );
+  });
+  const port = await listenLoopback(server);
+  return { url: `http://127.0.0.1:${port}`, close: () => closeServer(server) };
+}
+
+/** Pushes a blob to a Go registry: POST, then one PUT with the bytes (Location may be absolute). */
+export async function pushBlobTo(base: string, repository: string, blob: { data: Buffer; digest: string }): Promise<number> {
+  const started = await fetch(`${base}/v2/${repository}/blobs/uploads/`, { method: 'POST' });
+  await started.arrayBuffer();
+  if (started.status !== 202) return started.status;
+  const location = new URL(started.headers.get('location')!, base);
+  location.searchParams.set('digest', blob.digest);
+  const res = await fetch(location, { method: 'PUT', body: new Uint8Array(blob.data), headers: { 'Content-Type': 'application/octet-stream' } });
+  await res.arrayBuffer();
+  return res.status;
+}
