@@ -9,6 +9,7 @@ import type { Logger } from './logging.js';
 import { DependencyUnavailableError, StorageFullError } from '../storage/errors.js';
 import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
 import { observeRequest } from './metrics.js';
+import { CONSOLE_HEADER, createSessionAuthentication, sessionCookieOf } from './console-session.js';
 import { createRegistryRouter } from './routes.js';
 
 const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
@@ -112,8 +113,19 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
   });
 
   // Authentication: no credentials is anonymous; wrong credentials are refused on every route.
+  // The console's session cookie counts on the management API when no Authorization header is sent.
+  const sessionAuth = createSessionAuthentication(deps.sessions);
   app.use(async (ctx, next) => {
-    const answer = deps.authenticator.authenticate(ctx.get('Authorization') || undefined, ctx.req.socket);
+    const authorization = ctx.get('Authorization') || undefined;
+    if (authorization === undefined && deps.config.console.enabled && sessionCookieOf(ctx as Ctx) !== undefined) {
+      const principal = await sessionAuth.principalOf(ctx as Ctx);
+      if (principal) {
+        ctx.state.principal = principal;
+        if (principal.user !== undefined) ctx.state.bindLog('user', principal.user);
+        return next();
+      }
+    }
+    const answer = deps.authenticator.authenticate(authorization, ctx.req.socket);
     const result = answer instanceof Promise ? await answer : answer;
     if (!result.ok && !isLookasideRead(ctx)) {
       ctx.state.log.info({ path: ctx.path }, 'invalid credentials');
@@ -173,7 +185,8 @@ function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps): void {
     // An outage is logged when it starts and ends (server/availability.ts), not per request.
     ctx.state.log.error({ err }, 'request failed');
   }
-  if (oci.status === 401 && deps.authenticator.challenge) ctx.set('WWW-Authenticate', deps.authenticator.challenge);
+  // The console signs in with a form: a Basic challenge would make the browser prompt instead.
+  if (oci.status === 401 && deps.authenticator.challenge && !ctx.get(CONSOLE_HEADER)) ctx.set('WWW-Authenticate', deps.authenticator.challenge);
   if (oci.code === 'UNAVAILABLE') ctx.set('Retry-After', RETRY_AFTER_SECONDS);
   // The body was not read to its end (a failed upload): read and drop the rest, so that the
   // client reads this answer instead of a connection reset (Node neither drains a body that a

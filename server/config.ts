@@ -252,6 +252,14 @@ export const configSchema = z.object({
       ttl: seconds.default(5),
     })
     .prefault({}),
+  /** Signet's own: the web console served at `/` to browsers (console/, server/handlers/console.ts). */
+  console: z
+    .object({
+      enabled: boolish.default(true),
+      /** How long a console sign-in lasts (seconds or a duration such as 8h). */
+      sessionttl: duration.refine((s) => s >= 60, 'must be at least 60 seconds').default(12 * 3600),
+    })
+    .prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -11,6 +11,8 @@ import type { Keys } from '../sigstore/keys.js';
 import type { PullGate } from '../sigstore/pull-gate.js';
 import type { GarbageCollector } from '../storage/gc.js';
 import type { Signatures } from '../sigstore/signatures.js';
+import type { AuditLog } from '../storage/audit.js';
+import type { SessionStore } from '../storage/session-store.js';
 import type { Availability } from './availability.js';
 import type { Config } from './config.js';
 import { OciError } from './errors.js';
@@ -47,6 +49,9 @@ export interface RegistryDeps {
   metrics: Metrics;
   /** Which dependencies answer, as the last operations on them found. */
   availability: Availability;
+  /** Console sign-ins (server/console-session.ts). */
+  sessions: SessionStore;
+  audit: AuditLog;
 }
 
 /** The n-th regexp capture of the matched route. */

@@ -20,6 +20,8 @@ import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.
 import { createKeys } from '../sigstore/keys.js';
 import { createPostgresKeyStore } from '../storage/key-store.js';
 import { createSignatureStore } from '../storage/signature-store.js';
+import { createSessionStore } from '../storage/session-store.js';
+import { createAuditLog } from '../storage/audit.js';
 import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
 import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
@@ -129,6 +131,8 @@ export async function createRegistry(
     authorizer,
     log,
     metrics,
+    sessions: createSessionStore(db),
+    audit: createAuditLog(db),
   };
   const sweep = sweepDebrisAtStart(deps);
   return {

@@ -16,6 +16,8 @@ import { createHealthHandlers } from './handlers/health.js';
 import { createListingHandlers } from './handlers/listings.js';
 import { createManifestHandlers } from './handlers/manifests.js';
 import { createUploadHandlers } from './handlers/uploads.js';
+import { createConsoleHandlers } from './handlers/console.js';
+import { createSessionHandlers } from './handlers/api-session.js';
 import { OciError } from './errors.js';
 import { renderMetrics } from './metrics.js';
 
@@ -40,6 +42,8 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const policy = createPolicyHandlers(deps);
   const extension = createExtensionHandlers(deps);
   const lookaside = createLookasideHandlers(deps);
+  const webConsole = createConsoleHandlers(deps);
+  const session = createSessionHandlers(deps);
   const base = escapeRegExp(deps.config.signatures.lookaside.path);
   const prometheus = deps.config.http.debug.prometheus;
   const metricsRoute = async (ctx: Ctx): Promise<void> => {
@@ -97,6 +101,13 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
     ['api.member.remove', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/members\/([^/]+)$/, api.removeMember],
     ['api.repositories', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/?$/, api.repositories],
     ['api.tags', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/tags\/?$/, api.tags],
+
+    // The web console (browsers only) and its sign-in.
+    ['console', ['get', 'head'], /^\/$/, webConsole.index],
+    ['console.asset', ['get', 'head'], /^\/assets\/([A-Za-z0-9._-]+)$/, webConsole.asset],
+    ['api.session.get', ['get'], /^\/api\/v1\/session$/, session.get],
+    ['api.session.create', ['post'], /^\/api\/v1\/session$/, session.signIn],
+    ['api.session.delete', ['delete'], /^\/api\/v1\/session$/, session.signOut],
 
     // Prometheus, without registry authorization; on its own listener instead when http.debug.addr is set.
     ...(prometheus.enabled && !deps.config.http.debug.addr
