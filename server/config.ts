@@ -256,6 +256,8 @@ export const configSchema = z.object({
   console: z
     .object({
       enabled: boolish.default(true),
+      /** A console build to serve instead of the one `npm run build` made (dist/console). */
+      directory: optionalString,
       /** How long a console sign-in lasts (seconds or a duration such as 8h). */
       sessionttl: duration.refine((s) => s >= 60, 'must be at least 60 seconds').default(12 * 3600),
     })

@@ -18,6 +18,10 @@ import { createManifestHandlers } from './handlers/manifests.js';
 import { createUploadHandlers } from './handlers/uploads.js';
 import { createConsoleHandlers } from './handlers/console.js';
 import { createSessionHandlers } from './handlers/api-session.js';
+import { createTrustHandlers } from './handlers/api-trust.js';
+import { createAuditHandler } from './handlers/api-audit.js';
+import { createStatusHandler } from './handlers/api-status.js';
+import { createArtifactHandlers } from './handlers/api-artifacts.js';
 import { OciError } from './errors.js';
 import { renderMetrics } from './metrics.js';
 
@@ -44,6 +48,8 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const lookaside = createLookasideHandlers(deps);
   const webConsole = createConsoleHandlers(deps);
   const session = createSessionHandlers(deps);
+  const trust = createTrustHandlers(deps);
+  const artifacts = createArtifactHandlers(deps);
   const base = escapeRegExp(deps.config.signatures.lookaside.path);
   const prometheus = deps.config.http.debug.prometheus;
   const metricsRoute = async (ctx: Ctx): Promise<void> => {
@@ -87,6 +93,14 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
     ['api.gc', ['post'], /^\/api\/v1\/gc$/, createGcHandler(deps, deps.gc)],
     ['api.policy', ['get'], /^\/api\/v1\/projects\/([^/]+)\/policy\.json$/, policy.policy],
     ['api.registries-d', ['get'], /^\/api\/v1\/projects\/([^/]+)\/registries\.d\.yaml$/, policy.registriesD],
+    ['api.machineconfig', ['get'], /^\/api\/v1\/projects\/([^/]+)\/machineconfig\.yaml$/, policy.machineConfig],
+    ['api.kbs-resources', ['get'], /^\/api\/v1\/projects\/([^/]+)\/kbs-resources\.json$/, policy.kbs],
+    ['api.audit', ['get'], /^\/api\/v1\/projects\/([^/]+)\/audit\/?$/, createAuditHandler(deps)],
+    ['api.gate-preview', ['get'], /^\/api\/v1\/projects\/([^/]+)\/gate-preview$/, trust.preview],
+    ['api.trust', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/trust$/, trust.tags],
+    ['api.status', ['get'], /^\/api\/v1\/status$/, createStatusHandler({ ...deps, databaseKind: deps.db.kind })],
+    ['api.tag.delete', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/tags\/([^/]+)$/, artifacts.removeTag],
+    ['api.manifest.delete', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/manifests\/([^/]+)$/, artifacts.removeManifest],
     ['api.keys.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.list],
     ['api.keys.add', ['post'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.add],
     ['api.keys.remove', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/keys\/(\d{1,15})$/, keys.remove],

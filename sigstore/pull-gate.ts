@@ -61,9 +61,36 @@ export class PullRefusedError extends Error {
   }
 }
 
+/** One signature of a manifest as the gate judged it (for people: the console and the API). */
+export interface SignatureJudgement {
+  format: 'simple' | 'cosign';
+  /** The signing key's ID (OpenPGP) or `cosign:<fingerprint prefix>`, when known. */
+  keyId?: string;
+  /** The reference the signature names (for an unverified signature: what it claims). */
+  identity?: string;
+  signedAt?: Date;
+  accepted: boolean;
+  /** Why it does not count for this pull, and at which step: the key, or what it names (digest, identity). */
+  problem?: string;
+  stage?: 'key' | 'claim';
+}
+
+/** The gate's decision on a manifest now, as a pull of it would get it, with each signature judged. */
+export interface GateExplanation {
+  /** Whether the project enforces the decision (signed-only); otherwise it is what would happen. */
+  enforced: boolean;
+  decision: GateDecision;
+  signatures: SignatureJudgement[];
+}
+
 export interface PullGate {
   /** Throws PullRefusedError when the project only serves signed images and this one is not. */
   enforce(request: GateRequest): Promise<void>;
+  /**
+   * The decision `enforce` makes (the same judgement and cache), whether or not the project is
+   * signed-only, and every signature of the manifest judged for this pull.
+   */
+  explain(request: GateRequest, options?: { signatures?: boolean }): Promise<GateExplanation>;
   /** Forget cached decisions (keys, signatures or settings changed). */
   invalidate(): void;
 }
@@ -85,7 +112,14 @@ export interface PullGateDeps {
 const COSIGN_PAYLOAD_LIMIT = 256 * 1024;
 
 /** One signature judged for one pull: accepted, or why not; with the key that made it when known. */
-type Outcome = { accepted: true; keyId: string } | { accepted: false; keyId?: string; problem: string };
+type Outcome = ({ accepted: true; keyId: string } | { accepted: false; keyId?: string; problem: string; stage: 'key' | 'claim' }) & OutcomeDetail;
+
+/** What a signature says, for showing it: its format, claimed identity and time. */
+interface OutcomeDetail {
+  format: 'simple' | 'cosign';
+  identity?: string;
+  signedAt?: Date;
+}
 
 interface Evaluation {
   ok: boolean;
@@ -155,30 +189,35 @@ export function createPullGate(deps: PullGateDeps): PullGate {
 
   /** A simple signature: key (valid now), then digest, then identity (matchRepoDigestOrExact). */
   async function judgeSimple(record: SignatureRecord, digest: string, request: JudgedRequest, trust: TrustSet): Promise<Outcome> {
+    const detail: OutcomeDetail = { format: 'simple', identity: record.identity, signedAt: record.signedAt };
     try {
       const signed = await readSignedMessage(record.content);
       const keyId = signed.signerKeyId.toUpperCase();
       const verification = await verifySignedMessage(signed, trust.openpgp);
-      if (!verification.verified) return { accepted: false, keyId, problem: verification.reason };
+      if (!verification.verified) return { accepted: false, keyId, problem: verification.reason, stage: 'key', ...detail };
       const problem = claimProblem(parsePayload(verification.payload), digest, request, 'matchRepoDigestOrExact');
-      return problem ? { accepted: false, keyId, problem } : { accepted: true, keyId };
+      return problem ? { accepted: false, keyId, problem, stage: 'claim', ...detail } : { accepted: true, keyId, ...detail };
     } catch (err) {
-      return { accepted: false, problem: `unreadable signature: ${(err as Error).message}` };
+      return { accepted: false, problem: `unreadable signature: ${(err as Error).message}`, stage: 'key', ...detail };
     }
   }
 
   /** A cosign signature: key, then digest, then identity (matchRepository). */
   async function judgeCosign(layer: CosignLayer, digest: string, request: JudgedRequest, trust: TrustSet): Promise<Outcome> {
+    const detail: OutcomeDetail = { format: 'cosign' };
     const payload = await readBlob(layer.payloadDigest, COSIGN_PAYLOAD_LIMIT);
-    if (!payload) return { accepted: false, problem: 'cosign signature payload is missing or too large' };
+    if (!payload) return { accepted: false, problem: 'cosign signature payload is missing or too large', stage: 'key', ...detail };
     const key = verifyCosignSignature(payload, layer.signature, trust.cosign);
-    if (!key) return { accepted: false, keyId: 'cosign (untrusted key)', problem: 'cosign signature by a key that is not trusted' };
+    if (!key) return { accepted: false, keyId: 'cosign (untrusted key)', problem: 'cosign signature by a key that is not trusted', stage: 'key', ...detail };
     const keyId = `cosign:${key.fingerprint.slice(0, 16).toUpperCase()}`;
     try {
-      const problem = claimProblem(parseCosignPayload(payload), digest, request, 'matchRepository');
-      return problem ? { accepted: false, keyId, problem } : { accepted: true, keyId };
+      const claim = parseCosignPayload(payload);
+      const reference = claim.reference;
+      const named: OutcomeDetail = { ...detail, identity: `${reference.host}/${reference.repository}${reference.tag ? `:${reference.tag}` : ''}` };
+      const problem = claimProblem(claim, digest, request, 'matchRepository');
+      return problem ? { accepted: false, keyId, problem, stage: 'claim', ...named } : { accepted: true, keyId, ...named };
     } catch (err) {
-      return { accepted: false, keyId, problem: (err as Error).message };
+      return { accepted: false, keyId, problem: (err as Error).message, stage: 'claim', ...detail };
     }
   }
 
@@ -261,7 +300,34 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     return decision;
   }
 
+  /** Every signature of the manifest judged for this pull, none skipped (for explain). */
+  async function judgeAll(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet): Promise<SignatureJudgement[]> {
+    const all: SignatureJudgement[] = [];
+    for await (const outcome of outcomes(manifest.digest, request, trust)) {
+      all.push({
+        format: outcome.format,
+        ...(outcome.keyId !== undefined ? { keyId: outcome.keyId } : {}),
+        ...(outcome.identity !== undefined ? { identity: outcome.identity } : {}),
+        ...(outcome.signedAt !== undefined ? { signedAt: outcome.signedAt } : {}),
+        accepted: outcome.accepted,
+        ...(outcome.accepted ? {} : { problem: outcome.problem, stage: outcome.stage }),
+      });
+    }
+    return all;
+  }
+
   return {
+    async explain({ manifest, hosts, ...request }, options = {}) {
+      const name = projectOf(request.repository);
+      const project = await projects.find(name);
+      const judged = { ...request, hosts: hosts() };
+      const [decision, signatures] = await Promise.all([
+        judge(judged, manifest, name),
+        options.signatures === false ? [] : keys.trusted(name).then((trust) => judgeAll(judged, manifest, trust)),
+      ]);
+      return { enforced: project?.signedOnly ?? false, decision, signatures };
+    },
+
     async enforce({ manifest, hosts, ...request }) {
       const project = await projects.find(projectOf(request.repository));
       if (!project?.signedOnly) return;

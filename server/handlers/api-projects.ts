@@ -2,7 +2,7 @@
 // authentication and the same {"errors":[...]} shape as the registry API.
 import { z } from 'zod';
 import { ROLES, type Project } from '../../storage/project-store.js';
-import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { allowed, capture, emptyResponse, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { isValidName } from '../oci-names.js';
 import { readJsonBody } from '../request-body.js';
@@ -74,9 +74,18 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
 
   return {
     async list(ctx: Ctx): Promise<void> {
+      // ?details=1 (the console): each project's repository count and storage use as well.
+      const details = queryParam(ctx, 'details') === '1';
       const visible: Record<string, unknown>[] = [];
       for (const project of await projects.list()) {
-        if (await allowed(ctx, deps, 'pull', project.name)) visible.push(projectJson(project, false));
+        if (!(await allowed(ctx, deps, 'pull', project.name))) continue;
+        const extra = details
+          ? {
+              repositoryCount: (await metadata.repositories.list({ project: project.name, limit: 100_000 })).length,
+              usedBytes: (await projects.usage(project.name)).usedBytes,
+            }
+          : {};
+        visible.push({ ...projectJson(project, false), ...extra });
       }
       ctx.body = { projects: visible };
     },
@@ -99,7 +108,11 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
     async get(ctx: Ctx): Promise<void> {
       const project = await visibleProject(ctx, requireProjectName(capture(ctx, 0)));
       const { usedBytes } = await projects.usage(project.name);
-      ctx.body = { ...projectJson(project, await allowed(ctx, deps, 'view', project.name)), usedBytes };
+      // What the caller may do here, so that a client (the console) offers only what will work.
+      const permissions = Object.fromEntries(
+        await Promise.all((['push', 'delete', 'admin'] as const).map(async (action) => [action, await allowed(ctx, deps, action, project.name)])),
+      );
+      ctx.body = { ...projectJson(project, await allowed(ctx, deps, 'view', project.name)), usedBytes, permissions, registryAdmin: isRegistryAdmin(ctx) };
     },
 
     async update(ctx: Ctx): Promise<void> {
@@ -164,8 +177,18 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
 
     async repositories(ctx: Ctx): Promise<void> {
       const project = await visibleProject(ctx, requireProjectName(capture(ctx, 0)));
-      const names = await metadata.repositories.list({ project: project.name, limit: 100_000 });
-      ctx.body = { repositories: names.map((name) => ({ name })) };
+      // ?q= keeps names containing it; ?n= and ?last= page (without n: every name, as before).
+      const q = queryParam(ctx, 'q');
+      const n = queryParam(ctx, 'n');
+      const last = queryParam(ctx, 'last');
+      if (n !== undefined && (!/^\d{1,5}$/.test(n) || Number(n) < 1)) throw new OciError('QUERY_PARAMETER_INVALID', 'n must be a positive number');
+      let names = await metadata.repositories.list({ project: project.name, limit: 100_000 });
+      if (q) names = names.filter((name) => name.includes(q));
+      const total = names.length;
+      if (last) names = names.filter((name) => name > last);
+      const limit = n === undefined ? names.length : Number(n);
+      const page = names.slice(0, limit);
+      ctx.body = { repositories: page.map((name) => ({ name })), total, ...(names.length > limit ? { next: page[page.length - 1] } : {}) };
     },
 
     async tags(ctx: Ctx): Promise<void> {

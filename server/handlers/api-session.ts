@@ -25,8 +25,16 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
 
   /** A sign-in form posted from another site must not sign the browser in (login CSRF). */
   function requireSameOrigin(ctx: Ctx): void {
+    // Hosts compared, not schemes: behind a proxy that ends TLS the registry itself sees http.
     const origin = ctx.get('Origin');
-    if (origin && origin !== ctx.origin) throw new OciError('DENIED', 'sign-in from another origin is refused');
+    if (!origin) return;
+    let host: string | undefined;
+    try {
+      host = new URL(origin).host;
+    } catch {
+      host = undefined;
+    }
+    if (host !== ctx.host) throw new OciError('DENIED', 'sign-in from another origin is refused');
   }
 
   return {

@@ -66,7 +66,9 @@ function wantsHtml(ctx: Ctx): boolean {
   return /\btext\/html\b/.test(ctx.get('Accept'));
 }
 
-export function createConsoleHandlers(deps: Pick<RegistryDeps, 'config'>, directory: string | undefined = consoleDirectory()) {
+export function createConsoleHandlers(deps: Pick<RegistryDeps, 'config'>) {
+  const configured = deps.config.console.directory;
+  const directory = configured ? `${configured.replace(/\/+$/, '')}/` : consoleDirectory();
   let loaded: Promise<Map<string, Asset>> | undefined;
   const assets = (): Promise<Map<string, Asset>> => {
     if (!directory) throw new OciError('NOT_FOUND', 'the console is not built: run npm run build');
