@@ -25,10 +25,12 @@ import {
 import { addHostileRows, runHostileRows } from './hostile-rows.js';
 import { addTrustRows, runTrustRows } from './trust-rows.js';
 import { addBombRows, runBombRows } from './bomb-rows.js';
+import { addConsoleRows, runConsoleRows } from './console-rows.js';
 
 // BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
 const QUICK = process.env.BENCH_QUICK === '1';
 // BENCH_ONLY=hostile runs only the rows of bench/hostile-rows.ts (Signet alone, a few minutes).
+// BENCH_ONLY=console runs only the rows of bench/console-rows.ts (Signet alone, about a minute).
 const ONLY = process.env.BENCH_ONLY;
 const LAYER_MIB = QUICK ? 64 : 1024;
 /**
@@ -223,6 +225,13 @@ function reportForeignLoad(share: number): void {
   }
 }
 
+/** BENCH_ONLY=console: the console rows alone. */
+async function mainConsoleOnly(resources: Resources): Promise<void> {
+  const table = new Table();
+  await runConsoleRows(resources, addConsoleRows(table), record);
+  table.print('Signet', undefined);
+}
+
 /** BENCH_ONLY=hostile: the hostile-client rows alone. */
 async function mainHostileOnly(resources: Resources): Promise<void> {
   const table = new Table();
@@ -234,7 +243,8 @@ async function mainHostileOnly(resources: Resources): Promise<void> {
 
 async function main(resources: Resources): Promise<void> {
   if (ONLY === 'hostile') return mainHostileOnly(resources);
-  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile" is known`);
+  if (ONLY === 'console') return mainConsoleOnly(resources);
+  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile" and "console" are known`);
   const cpu = watchCpu();
   const scratch = await resources.tempDir('signet-bench-scratch-');
   const running = new Set<() => void>();
@@ -269,6 +279,7 @@ async function main(resources: Resources): Promise<void> {
   const rssDatabase = table.add(`peak RSS of the embedded database process, push and pull`, 'MB', { kind: 'info' });
   const bombs = addBombRows(table);
   const hostile = addHostileRows(table);
+  const consoleRows = addConsoleRows(table);
 
   await runLayerRounds(servers, { push, pull, pullHashing, rssPush, rssPull, rssDatabase });
   await runRounds(small, servers, async (server, round) => {
@@ -287,6 +298,7 @@ async function main(resources: Resources): Promise<void> {
   );
   await runBombRows(resources, bombs, record);
   await runHostileRows(resources, hostile, record);
+  await runConsoleRows(resources, consoleRows, record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
   table.print(servers[0]!.label, servers[1]?.label);
 }

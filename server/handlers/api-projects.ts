@@ -196,12 +196,15 @@ export function createProjectApiHandlers(deps: RegistryDeps) {
       const repository = `${project}/${capture(ctx, 1)}`;
       if (!isValidName(repository)) throw new OciError('NAME_INVALID', 'invalid repository name', { name: repository });
       await requireAccess(ctx, deps, 'pull', repository);
-      const tags = await metadata.tags.list(repository, { limit: 100_000 });
-      if (!tags) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
-      const withDigests = await Promise.all(
-        tags.map(async (tag) => ({ name: tag, digest: await metadata.tags.find(repository, tag) })),
-      );
-      ctx.body = { name: repository, tags: withDigests };
+      // ?n= and ?last= page, as tags/list does (without n: every tag, as before).
+      const n = queryParam(ctx, 'n');
+      const last = queryParam(ctx, 'last');
+      if (n !== undefined && (!/^\d{1,5}$/.test(n) || Number(n) < 1)) throw new OciError('QUERY_PARAMETER_INVALID', 'n must be a positive number');
+      const limit = n === undefined ? 100_000 : Number(n);
+      const listed = await metadata.tags.listDetailed(repository, { limit: n === undefined ? limit : limit + 1, ...(last ? { last } : {}) });
+      if (!listed) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
+      const tags = listed.slice(0, limit).map((t) => ({ name: t.name, digest: t.digest, pushedAt: t.updatedAt.toISOString() }));
+      ctx.body = { name: repository, tags, ...(listed.length > limit ? { next: tags[tags.length - 1]!.name } : {}) };
     },
   };
 }

@@ -6,7 +6,7 @@
 //   GET /api/v1/projects/<p>/gate-preview
 //       the tags a signed-only switch would stop serving, with the gate's reason, before it is on.
 import { isIndexMediaType } from '../../storage/manifest-parse.js';
-import type { ManifestRecord } from '../../storage/metadata-store.js';
+import type { ManifestRecord, TagRecord } from '../../storage/metadata-store.js';
 import type { GateExplanation } from '../../sigstore/pull-gate.js';
 import type { ProjectKey } from '../../sigstore/keys.js';
 import { publicHosts } from '../config.js';
@@ -77,10 +77,10 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
     return key ? { signer: { keyId: key.id, fingerprint: key.fingerprint.toUpperCase(), userIds: key.userIds } } : {};
   }
 
-  async function tagJson(ctx: Ctx, repository: string, tag: string, projectKeys: ProjectKey[]): Promise<Record<string, unknown> | undefined> {
-    const digest = await metadata.tags.find(repository, tag);
-    const manifest = digest ? await metadata.manifests.find(repository, digest) : undefined;
-    if (!digest || !manifest) return undefined;
+  async function tagJson(ctx: Ctx, repository: string, record: TagRecord, projectKeys: ProjectKey[]): Promise<Record<string, unknown> | undefined> {
+    const { name: tag, digest } = record;
+    const manifest = await metadata.manifests.find(repository, digest);
+    if (!manifest) return undefined;
     const [explanation, referrers] = await Promise.all([
       gate.explain({ repository, tag, manifest, hosts: hostsOf(ctx) }),
       metadata.manifests.referrers(repository, digest),
@@ -89,6 +89,7 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
     return {
       name: tag,
       digest,
+      pushedAt: record.updatedAt.toISOString(),
       mediaType: manifest.mediaType,
       ...describeManifest(manifest),
       state: trustState(explanation),
@@ -118,12 +119,12 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
       await requireAccess(ctx, deps, 'pull', repository);
       const limit = pageSize(ctx);
       const last = queryParam(ctx, 'last');
-      const names = await metadata.tags.list(repository, { limit: limit + 1, ...(last ? { last } : {}) });
-      if (!names) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
-      const page = names.slice(0, limit);
+      const listed = await metadata.tags.listDetailed(repository, { limit: limit + 1, ...(last ? { last } : {}) });
+      if (!listed) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
+      const page = listed.slice(0, limit);
       const projectKeys = await keys.list(project);
-      const tags = (await Promise.all(page.map((tag) => tagJson(ctx, repository, tag, projectKeys)))).filter((t) => t !== undefined);
-      ctx.body = { name: repository, tags, ...(names.length > limit ? { next: page[page.length - 1] } : {}) };
+      const tags = (await Promise.all(page.map((record) => tagJson(ctx, repository, record, projectKeys)))).filter((t) => t !== undefined);
+      ctx.body = { name: repository, tags, ...(listed.length > limit ? { next: page[page.length - 1]!.name } : {}) };
     },
 
     async preview(ctx: Ctx): Promise<void> {
@@ -136,22 +137,21 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
       for (const repository of await metadata.repositories.list({ project, limit: 100_000 })) {
         let last: string | undefined;
         for (;;) {
-          const names = await metadata.tags.list(repository, { limit: 500, ...(last ? { last } : {}) });
+          const names = await metadata.tags.listDetailed(repository, { limit: 500, ...(last ? { last } : {}) });
           if (!names || names.length === 0) break;
-          for (const tag of names) {
+          for (const { name: tag, digest } of names) {
             if (judged >= PREVIEW_MAX_TAGS) {
               truncated = true;
               break;
             }
-            const digest = await metadata.tags.find(repository, tag);
-            const manifest = digest ? await metadata.manifests.find(repository, digest) : undefined;
+            const manifest = await metadata.manifests.find(repository, digest);
             if (!manifest) continue;
             judged += 1;
             const { decision } = await gate.explain({ repository, tag, manifest, hosts: hostsOf(ctx) }, { signatures: false });
             if (!decision.allowed) refused.push({ repository, tag, digest, reason: decision.message });
           }
           if (truncated || names.length < 500) break;
-          last = names[names.length - 1];
+          last = names[names.length - 1]!.name;
         }
         if (truncated) break;
       }

@@ -76,13 +76,16 @@ export function RepositoryPage({ session, project, repository }: { session: Sess
   const [cursor, setCursor] = useState<string[]>([]);
   const last = cursor[cursor.length - 1];
   const detail = useLoad(() => getJson<ProjectDetail>(`/projects/${enc(project)}`), [project, session.user]);
-  const tags = useLoad(
-    () =>
-      getJson<{ tags: TagTrust[]; next?: string }>(
-        `/projects/${enc(project)}/repositories/${repository.split('/').map(enc).join('/')}/trust?n=${PAGE}${last ? `&last=${enc(last)}` : ''}`,
-      ),
-    [full, last, session.user],
+  const repoPath = `/projects/${enc(project)}/repositories/${repository.split('/').map(enc).join('/')}`;
+  const page = `n=${PAGE}${last ? `&last=${enc(last)}` : ''}`;
+  // The page's tags and digests come first (one cheap query); what the gate makes of each follows.
+  const tags = useLoad(() => getJson<{ tags: { name: string; digest?: string; pushedAt?: string }[]; next?: string }>(`${repoPath}/tags?${page}`), [full, last, session.user]);
+  // Asked once the list is there: both at once would make the list wait behind the judging.
+  const trust = useLoad(
+    () => (tags.data ? getJson<{ tags: TagTrust[] }>(`${repoPath}/trust?${page}`) : Promise.resolve(undefined)),
+    [tags.data],
   );
+  const judged = new Map((trust.data?.tags ?? []).map((t) => [t.name, t]));
   const action = useAction();
   const [notice, setNotice] = useState<string>();
   const canDelete = detail.data?.permissions.delete ?? false;
@@ -91,7 +94,7 @@ export function RepositoryPage({ session, project, repository }: { session: Sess
     action.run(async () => {
       const target = what === 'tag' ? `tags/${enc(tag.name)}` : `manifests/${tag.digest}`;
       if (!confirm(what === 'tag' ? `Delete tag ${tag.name}?` : `Delete manifest ${tag.digest} and every tag naming it?`)) return;
-      await sendJson('DELETE', `/projects/${enc(project)}/repositories/${repository.split('/').map(enc).join('/')}/${target}`);
+      await sendJson('DELETE', `${repoPath}/${target}`);
       setNotice(what === 'tag' ? `Tag ${tag.name} deleted.` : `Manifest ${tag.digest} deleted.`);
       tags.reload();
     });
@@ -103,7 +106,11 @@ export function RepositoryPage({ session, project, repository }: { session: Sess
       <h1>Repository {full}</h1>
       {detail.data?.signedOnly && <p>This project serves signed images only: the Pull column is the gate's own decision.</p>}
       <Loading when={tags.loading && !tags.data} />
+      <p class="visually-hidden" aria-live="polite">
+        {trust.loading ? 'Checking signatures' : 'Signatures checked'}
+      </p>
       <Problem message={tags.error} />
+      <Problem message={trust.error} />
       <Notice message={notice} />
       <Problem message={action.error} />
       {tags.data && (
@@ -114,6 +121,9 @@ export function RepositoryPage({ session, project, repository }: { session: Sess
                 <th scope="col">Tag</th>
                 <th scope="col">Digest</th>
                 <th scope="col" class="hide-narrow">
+                  Pushed
+                </th>
+                <th scope="col" class="hide-narrow">
                   Size
                 </th>
                 <th scope="col">Trust</th>
@@ -122,13 +132,23 @@ export function RepositoryPage({ session, project, repository }: { session: Sess
               </tr>
             </thead>
             <tbody>
-              {tags.data.tags.map((tag) => (
-                <tr key={tag.name} data-tag={tag.name}>
-                  <th scope="row">{tag.name}</th>
+              {tags.data.tags.map((listed) => {
+                const tag = judged.get(listed.name);
+                const digest = tag?.digest ?? listed.digest ?? '';
+                return (
+                <tr key={listed.name} data-tag={listed.name}>
+                  <th scope="row">{listed.name}</th>
                   <td>
-                    <span class="digest">{tag.digest.slice(0, 19)}…</span> <Copy text={tag.digest} label={`Copy digest of ${tag.name}`} />
-                    {tag.platforms.length > 0 && <div class="muted">{tag.platforms.join(', ')}</div>}
+                    <span class="digest">{digest.slice(0, 19)}…</span> <Copy text={digest} label={`Copy digest of ${listed.name}`} />
+                    {tag && tag.platforms.length > 0 && <div class="muted">{tag.platforms.join(', ')}</div>}
                   </td>
+                  <td class="hide-narrow">{formatDate(listed.pushedAt)}</td>
+                  {!tag ? (
+                    <td colSpan={4} class="muted">
+                      {trust.loading ? 'Checking signatures…' : 'No longer present.'}
+                    </td>
+                  ) : (
+                  <>
                   <td class="hide-narrow">{formatBytes(tag.size)}</td>
                   <td>
                     <span class={`state ${STATE_CLASS[tag.state]}`} data-testid="trust-state">
@@ -195,11 +215,14 @@ export function RepositoryPage({ session, project, repository }: { session: Sess
                       )}
                     </details>
                   </td>
+                  </>
+                  )}
                 </tr>
-              ))}
+                );
+              })}
               {tags.data.tags.length === 0 && (
                 <tr>
-                  <td colSpan={6}>No tags.</td>
+                  <td colSpan={7}>No tags.</td>
                 </tr>
               )}
             </tbody>
