@@ -15,6 +15,8 @@ export interface Authenticator {
   authenticate(authorization: string | undefined, connection: object): Authentication | Promise<Authentication>;
   /** The WWW-Authenticate challenge for 401 answers. */
   readonly challenge: string;
+  /** A digest of the user's current credentials entry (undefined: no such user any more). */
+  credentialTag(user: string): Promise<string | undefined>;
 }
 
 const ANONYMOUS_CALLER: Authentication = Object.freeze({ ok: true, principal: ANONYMOUS });
@@ -39,6 +41,7 @@ export function createBasicAuthenticator(htpasswd: Htpasswd, realm: string): Aut
   const accepted = new WeakMap<object, Accepted>();
   return {
     challenge: `Basic realm="${realm.replace(/["\\]/g, '')}"`,
+    credentialTag: (user) => htpasswd.entryTag(user),
     authenticate(authorization, connection) {
       if (!authorization) return ANONYMOUS_CALLER;
       const version = htpasswd.version();
@@ -73,5 +76,5 @@ export function createBasicAuthenticator(htpasswd: Htpasswd, realm: string): Aut
 
 /** No authentication configured: everyone is anonymous, and the open authorizer lets them in. */
 export function createNoAuthenticator(): Authenticator {
-  return { challenge: '', authenticate: () => ANONYMOUS_CALLER };
+  return { challenge: '', authenticate: () => ANONYMOUS_CALLER, credentialTag: async () => undefined };
 }

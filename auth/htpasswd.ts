@@ -22,6 +22,11 @@ export interface Htpasswd {
    * under way (`verify` waits for it). An answer remembered under one version holds while it lasts.
    */
   version(): number | undefined;
+  /**
+   * A digest of the user's current entry (undefined: no such user), after a look at the file if
+   * one is due: a console session records it, and ends when the password changes or the user goes.
+   */
+  entryTag(user: string): Promise<string | undefined>;
 }
 
 export interface HtpasswdOptions {
@@ -186,6 +191,11 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
     },
     version() {
       return recheck() ? undefined : generation;
+    },
+    async entryTag(user) {
+      await recheck();
+      const hash = users.get(user);
+      return hash === undefined ? undefined : digestOf('sha256', `${cacheKey}${hash}`, 'base64');
     },
   };
 }

@@ -4,6 +4,7 @@
 // session's CSRF token in X-CSRF-Token (a forged form or cross-site fetch cannot read it), on top
 // of the cookie being SameSite=Strict.
 import { timingSafeEqual } from 'node:crypto';
+import type { Authenticator } from '../auth/authenticator.js';
 import type { Principal } from '../auth/authorize.js';
 import type { Session, SessionStore } from '../storage/session-store.js';
 import type { Ctx } from './context.js';
@@ -33,7 +34,7 @@ export interface SessionAuthentication {
   principalOf(ctx: Ctx): Promise<Principal | undefined>;
 }
 
-export function createSessionAuthentication(sessions: Pick<SessionStore, 'find'>): SessionAuthentication {
+export function createSessionAuthentication(sessions: Pick<SessionStore, 'find'>, authenticator: Pick<Authenticator, 'credentialTag'>): SessionAuthentication {
   return {
     async principalOf(ctx) {
       if (!ctx.path.startsWith(`${SESSION_COOKIE_PATH}/`)) return undefined;
@@ -41,6 +42,8 @@ export function createSessionAuthentication(sessions: Pick<SessionStore, 'find'>
       if (!id) return undefined;
       const session: Session | undefined = await sessions.find(id);
       if (!session) return undefined;
+      // A password changed or a user removed from htpasswd since sign-in: the session is over.
+      if ((await authenticator.credentialTag(session.user)) !== session.credentialTag) return undefined;
       if (!SAFE_METHODS.has(ctx.method)) {
         const untrusted = ctx.get(CSRF_HEADER);
         if (!untrusted || !sameToken(session.csrfToken, untrusted)) {

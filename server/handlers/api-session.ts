@@ -62,7 +62,9 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
         ctx.state.log.info({ user }, 'console sign-in refused');
         throw new OciError('UNAUTHORIZED', 'invalid username or password');
       }
-      const { id, session } = await sessions.create(user, config.console.sessionttl * 1000);
+      const tag = await authenticator.credentialTag(user);
+      if (tag === undefined) throw new OciError('UNAUTHORIZED', 'invalid username or password');
+      const { id, session } = await sessions.create(user, tag, config.console.sessionttl * 1000);
       ctx.cookies.set(SESSION_COOKIE, id, cookieOptions(session.expiresAt));
       ctx.state.log.info({ user }, 'console sign-in');
       ctx.set('Cache-Control', 'no-store');

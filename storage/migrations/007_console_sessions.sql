@@ -5,6 +5,9 @@ CREATE TABLE console_sessions (
   id_hash text PRIMARY KEY,
   username text NOT NULL,
   csrf_token text NOT NULL,
+  -- A digest of the user's htpasswd entry at sign-in: a changed password or a removed user ends
+  -- the session.
+  credential_tag text NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   expires_at timestamptz NOT NULL
 );

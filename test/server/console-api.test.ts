@@ -7,13 +7,14 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import YAML from 'yaml';
-import { basic, writeHtpasswd } from '../helpers/auth.js';
+import { basic, replaceHtpasswd, writeHtpasswd } from '../helpers/auth.js';
+import { until } from '../helpers/wait.js';
 import { createClient } from '../helpers/oci-client.js';
 import { makeImage, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeKey, payload, sign, type TestKey } from '../helpers/signing.js';
 
-const USERS = { root: 'root-pw', dev: 'dev-pw', maint: 'maint-pw', outsider: 'out-pw' };
+const USERS = { root: 'root-pw', dev: 'dev-pw', maint: 'maint-pw', outsider: 'out-pw', leaver: 'leaver-pw' };
 let registry: TestRegistry;
 let dir: string;
 let trusted: TestKey;
@@ -256,4 +257,13 @@ test('deleting a tag or manifest from the API takes the maintainer role', async 
   t.is((await as('maint').getManifest('del/app', 'v2')).status, 200);
   t.is((await as('maint').request(`/api/v1/projects/del/repositories/app/manifests/${image.manifest.digest}`, { method: 'DELETE' })).status, 204);
   t.is((await as('maint').getManifest('del/app', 'v2')).status, 404);
+});
+
+test.serial('a session ends when its user\'s password changes in htpasswd', async (t) => {
+  const { cookie } = await signIn('leaver');
+  const who = async (): Promise<string | undefined> =>
+    ((await (await fetch(`${registry.url}/api/v1/session`, { headers: { Cookie: cookie } })).json()) as { user?: string }).user;
+  t.is(await who(), 'leaver');
+  await replaceHtpasswd(path.join(dir, 'htpasswd'), { ...USERS, leaver: 'a-new-password' });
+  t.true(await until(async () => (await who()) === undefined, 10_000), 'the old session is refused once the file is re-read');
 });
