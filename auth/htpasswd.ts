@@ -195,7 +195,8 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
     async entryTag(user) {
       await recheck();
       const hash = users.get(user);
-      return hash === undefined ? undefined : digestOf('sha256', `${cacheKey}${hash}`, 'base64');
+      // Unkeyed, so every replica computes the same tag; it is a digest of a salted bcrypt hash.
+      return hash === undefined ? undefined : digestOf('sha256', hash, 'base64');
     },
   };
 }
