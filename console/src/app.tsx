@@ -28,13 +28,10 @@ export function App() {
     location.hash = href.projects;
   }
 
-  if (!session) {
-    return (
-      <main>
-        <Problem message={error} />
-      </main>
-    );
-  }
+  // Pages start loading their data at once, beside the session request (one round trip less before
+  // a page is usable); until the session is known nobody is taken for signed in or an admin.
+  const known = session !== undefined;
+  const current: SessionInfo = session ?? { authEnabled: true, admin: false };
   return (
     <>
       <header class="top">
@@ -43,19 +40,19 @@ export function App() {
         </a>
         <nav aria-label="Main">
           <a href={href.projects}>Projects</a>
-          {session.admin && session.user !== undefined && <a href={href.admin}>Administration</a>}
+          {current.admin && current.user !== undefined && <a href={href.admin}>Administration</a>}
         </nav>
         <div class="who">
-          {session.user !== undefined ? (
+          {!known ? null : current.user !== undefined ? (
             <>
               <span>
-                Signed in as <strong data-testid="user">{session.user}</strong>
+                Signed in as <strong data-testid="user">{current.user}</strong>
               </span>
               <button type="button" onClick={() => void signOut()}>
                 Sign out
               </button>
             </>
-          ) : session.authEnabled ? (
+          ) : current.authEnabled ? (
             <a class="button" href={href.signin}>
               Sign in
             </a>
@@ -63,6 +60,7 @@ export function App() {
         </div>
       </header>
       <main id="main">
+        <Problem message={error} />
         {route.page === 'signin' ? (
           <SignInPage
             onSignedIn={(info) => {
@@ -71,13 +69,13 @@ export function App() {
             }}
           />
         ) : route.page === 'admin' ? (
-          <AdminPage session={session} />
+          known && <AdminPage session={current} />
         ) : route.page === 'project' ? (
-          <ProjectPage key={route.project} session={session} project={route.project} tab={route.tab} />
+          <ProjectPage key={`${route.project} ${current.user ?? ''}`} session={current} project={route.project} tab={route.tab} />
         ) : route.page === 'repository' ? (
-          <RepositoryPage key={`${route.project}/${route.repository}`} session={session} project={route.project} repository={route.repository} />
+          <RepositoryPage key={`${route.project}/${route.repository}`} session={current} project={route.project} repository={route.repository} />
         ) : (
-          <ProjectsPage session={session} />
+          known && <ProjectsPage session={current} />
         )}
       </main>
     </>

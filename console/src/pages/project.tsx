@@ -30,7 +30,7 @@ const TABS: [id: string, label: string][] = [
 ];
 
 export function ProjectPage({ session, project, tab }: { session: SessionInfo; project: string; tab: string }) {
-  const detail = useLoad(() => getJson<ProjectDetail>(`/projects/${encodeURIComponent(project)}`), [project, session.user]);
+  const detail = useLoad(() => getJson<ProjectDetail>(`/projects/${encodeURIComponent(project)}`), [project]);
   const p = detail.data;
   const visible = TABS.filter(([id]) => (id !== 'members' && id !== 'audit') || p?.members !== undefined);
   return (

@@ -75,11 +75,11 @@ export function RepositoryPage({ session, project, repository }: { session: Sess
   const full = `${project}/${repository}`;
   const [cursor, setCursor] = useState<string[]>([]);
   const last = cursor[cursor.length - 1];
-  const detail = useLoad(() => getJson<ProjectDetail>(`/projects/${enc(project)}`), [project, session.user]);
+  const detail = useLoad(() => getJson<ProjectDetail>(`/projects/${enc(project)}`), [project]);
   const repoPath = `/projects/${enc(project)}/repositories/${repository.split('/').map(enc).join('/')}`;
   const page = `n=${PAGE}${last ? `&last=${enc(last)}` : ''}`;
   // The page's tags and digests come first (one cheap query); what the gate makes of each follows.
-  const tags = useLoad(() => getJson<{ tags: { name: string; digest?: string; pushedAt?: string }[]; next?: string }>(`${repoPath}/tags?${page}`), [full, last, session.user]);
+  const tags = useLoad(() => getJson<{ tags: { name: string; digest?: string; pushedAt?: string }[]; next?: string }>(`${repoPath}/tags?${page}`), [full, last]);
   // Asked once the list is there: both at once would make the list wait behind the judging.
   const trust = useLoad(
     () => (tags.data ? getJson<{ tags: TagTrust[] }>(`${repoPath}/trust?${page}`) : Promise.resolve(undefined)),
