@@ -153,6 +153,17 @@ function claimProblem(
   return identityProblem(claim.reference, request, rule);
 }
 
+function toJudgement(outcome: Outcome): SignatureJudgement {
+  return {
+    format: outcome.format,
+    ...(outcome.keyId !== undefined ? { keyId: outcome.keyId } : {}),
+    ...(outcome.identity !== undefined ? { identity: outcome.identity } : {}),
+    ...(outcome.signedAt !== undefined ? { signedAt: outcome.signedAt } : {}),
+    accepted: outcome.accepted,
+    ...(outcome.accepted ? {} : { problem: outcome.problem, stage: outcome.stage }),
+  };
+}
+
 function parseJson(content: Buffer): Record<string, unknown> {
   try {
     const value: unknown = JSON.parse(content.toString('utf8'));
@@ -229,21 +240,29 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     }
   }
 
-  async function evaluate(digest: string, request: JudgedRequest, trust: TrustSet): Promise<Evaluation> {
+  /**
+   * Judges a digest's signatures until one is accepted. With `collect` (explain), every signature is
+   * judged and kept there; the result is the same, since one accepted signature settles it.
+   */
+  async function evaluate(digest: string, request: JudgedRequest, trust: TrustSet, collect?: Outcome[]): Promise<Evaluation> {
     const result: Evaluation = { ok: false, keyIds: new Set(), problems: [], signatures: 0 };
     for await (const outcome of outcomes(digest, request, trust)) {
+      collect?.push(outcome);
+      if (result.ok) continue;
       result.signatures += 1;
       if (outcome.keyId) result.keyIds.add(outcome.keyId);
       if (outcome.accepted) {
         result.ok = true;
-        break;
+        if (!collect) break;
+        continue;
       }
       result.problems.push(outcome.problem);
     }
     return result;
   }
 
-  async function decide(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet): Promise<GateDecision> {
+  /** The decision; with `collect`, the top manifest's signatures, every one judged, land there too. */
+  async function decide(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet, collect?: Outcome[]): Promise<GateDecision> {
     const { repository, tag } = request;
     const body = parseJson(manifest.content);
     const ambiguous = ambiguousFields(body, manifest.mediaType);
@@ -256,7 +275,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     const seen: Evaluation[] = [];
     const admit = async (digest: string, asTag: string | undefined): Promise<boolean> => {
       const judged: JudgedRequest = { repository, hosts: request.hosts, ...(asTag !== undefined ? { tag: asTag } : {}) };
-      const evaluation = await evaluate(digest, judged, trust);
+      const evaluation = await evaluate(digest, judged, trust, digest === manifest.digest ? collect : undefined);
       seen.push(evaluation);
       return evaluation.ok;
     };
@@ -289,8 +308,11 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   }
 
   /** The decision for a pull from a signed-only project, from the cache when it is fresh. */
+  const cacheKeyOf = (request: JudgedRequest, manifest: ManifestRecord): string =>
+    [epoch, request.repository, manifest.digest, request.tag ?? '', request.hosts.join(',')].join('\u0000');
+
   async function judge(request: JudgedRequest, manifest: ManifestRecord, project: string): Promise<GateDecision> {
-    const cacheKey = [epoch, request.repository, manifest.digest, request.tag ?? '', request.hosts.join(',')].join('\u0000');
+    const cacheKey = cacheKeyOf(request, manifest);
     let decision = decisions.get(cacheKey);
     if (!decision) {
       const before = epoch;
@@ -300,32 +322,36 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     return decision;
   }
 
-  /** Every signature of the manifest judged for this pull, none skipped (for explain). */
-  async function judgeAll(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet): Promise<SignatureJudgement[]> {
-    const all: SignatureJudgement[] = [];
-    for await (const outcome of outcomes(manifest.digest, request, trust)) {
-      all.push({
-        format: outcome.format,
-        ...(outcome.keyId !== undefined ? { keyId: outcome.keyId } : {}),
-        ...(outcome.identity !== undefined ? { identity: outcome.identity } : {}),
-        ...(outcome.signedAt !== undefined ? { signedAt: outcome.signedAt } : {}),
-        accepted: outcome.accepted,
-        ...(outcome.accepted ? {} : { problem: outcome.problem, stage: outcome.stage }),
-      });
+  /** What explain shows, cached as decisions are (and dropped with them). */
+  const explained = new LRUCache<string, { decision: GateDecision; signatures: SignatureJudgement[] }>({ max: 5_000, ttl: Math.max(deps.cacheTtlMs, 1) });
+  const dropExplained = (): void => explained.clear();
+  deps.bus.subscribe(dropExplained);
+
+  /** The decision and every signature judged, in one pass through `decide` (the gate's own). */
+  async function explainFully(request: JudgedRequest, manifest: ManifestRecord, project: string): Promise<{ decision: GateDecision; signatures: SignatureJudgement[] }> {
+    const cacheKey = cacheKeyOf(request, manifest);
+    const known = explained.get(cacheKey);
+    if (known) return known;
+    const before = epoch;
+    const collected: Outcome[] = [];
+    const decision = await decide(request, manifest, await keys.trusted(project), collected);
+    const result = { decision, signatures: collected.map(toJudgement) };
+    if (before === epoch) {
+      explained.set(cacheKey, result);
+      decisions.set(cacheKey, decision);
     }
-    return all;
+    return result;
   }
+
 
   return {
     async explain({ manifest, hosts, ...request }, options = {}) {
       const name = projectOf(request.repository);
       const project = await projects.find(name);
       const judged = { ...request, hosts: hosts() };
-      const [decision, signatures] = await Promise.all([
-        judge(judged, manifest, name),
-        options.signatures === false ? [] : keys.trusted(name).then((trust) => judgeAll(judged, manifest, trust)),
-      ]);
-      return { enforced: project?.signedOnly ?? false, decision, signatures };
+      const enforced = project?.signedOnly ?? false;
+      if (options.signatures === false) return { enforced, decision: await judge(judged, manifest, name), signatures: [] };
+      return { enforced, ...(await explainFully(judged, manifest, name)) };
     },
 
     async enforce({ manifest, hosts, ...request }) {
