@@ -227,6 +227,59 @@ test.serial('a guest sees no write controls, and a write forged from the guest\'
   }
 });
 
+/** Controls without a name a screen reader could say (no label, aria-label or text). */
+function unlabelled(page: Page): Promise<string[]> {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('input, select, textarea, button, a[href]')]
+      .filter((el) =>
+        el instanceof HTMLInputElement || el instanceof HTMLSelectElement || el instanceof HTMLTextAreaElement
+          ? (el.labels?.length ?? 0) === 0 && !el.getAttribute('aria-label')
+          : !(el.textContent ?? '').trim() && !el.getAttribute('aria-label'),
+      )
+      .map((el) => el.outerHTML.slice(0, 80)),
+  );
+}
+
+test.serial('keyboard only, on a narrow screen: sign in and reach a repository; every control has a name', async (t) => {
+  const context = await t.context.browser.newContext({ viewport: { width: 390, height: 844 } });
+  try {
+    const page = await context.newPage();
+    await page.goto(`${url(t)}/`);
+    await page.getByRole('link', { name: 'Sign in' }).waitFor();
+    const focusOn = async (name: string): Promise<void> => {
+      for (let i = 0; i < 20; i++) {
+        await page.keyboard.press('Tab');
+        if (await page.evaluate((wanted) => (document.activeElement?.textContent ?? '').trim() === wanted || document.activeElement?.id === wanted, name)) return;
+      }
+      throw new Error(`Tab never reached ${name}`);
+    };
+    await focusOn('Sign in');
+    await page.keyboard.press('Enter');
+    await focusOn('signin-user');
+    await page.keyboard.type('dev');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(USERS.dev);
+    await page.keyboard.press('Enter');
+    await page.getByTestId('user').filter({ hasText: 'dev' }).waitFor();
+    await focusOn('web');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: /Project web/ }).waitFor();
+    await focusOn('web/app');
+    await page.keyboard.press('Enter');
+    await row(page, 'signed').getByTestId('trust-state').waitFor();
+    t.deepEqual(await unlabelled(page), []);
+    await shot(page, '10-narrow-repository');
+    for (const tab of ['members', 'keys', 'settings', 'audit', 'clients']) {
+      await page.goto(`${url(t)}/#/p/web/${tab}`);
+      await page.getByRole('heading', { level: 2 }).first().waitFor();
+      await page.waitForLoadState('networkidle');
+      t.deepEqual(await unlabelled(page), [], tab);
+    }
+  } finally {
+    await context.close();
+  }
+});
+
 test.serial('signing out leaves an anonymous visitor who sees no private project', async (t) => {
   const { page } = t.context;
   await page.goto(`${url(t)}/`);
