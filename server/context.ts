@@ -13,6 +13,7 @@ import type { GarbageCollector } from '../storage/gc.js';
 import type { Signatures } from '../sigstore/signatures.js';
 import type { AuditLog } from '../storage/audit.js';
 import type { SessionStore } from '../storage/session-store.js';
+import type { ReplicaStore } from '../storage/replica-store.js';
 import type { Availability } from './availability.js';
 import type { Config } from './config.js';
 import { OciError } from './errors.js';
@@ -52,6 +53,8 @@ export interface RegistryDeps {
   /** Console sign-ins (server/console-session.ts). */
   sessions: SessionStore;
   audit: AuditLog;
+  /** Replicas sharing this database, by their heartbeats. */
+  replicas: ReplicaStore;
 }
 
 /** The n-th regexp capture of the matched route. */

@@ -22,6 +22,10 @@ import { createPostgresKeyStore } from '../storage/key-store.js';
 import { createSignatureStore } from '../storage/signature-store.js';
 import { createSessionStore } from '../storage/session-store.js';
 import { createAuditLog } from '../storage/audit.js';
+import { createReplicaStore, type ReplicaStore } from '../storage/replica-store.js';
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { signetVersion } from './version.js';
 import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
 import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
@@ -133,13 +137,16 @@ export async function createRegistry(
     metrics,
     sessions: createSessionStore(db),
     audit: createAuditLog(db),
+    replicas: createReplicaStore(db),
   };
   const sweep = sweepDebrisAtStart(deps);
+  const heartbeat = startHeartbeat(deps.replicas, deps);
   return {
     app: createApp(deps),
     deps,
     db,
     async close() {
+      heartbeat.stop();
       await sweep.stop();
       await bus.close();
       await metadata.close();
@@ -169,6 +176,22 @@ function sweepDebrisAtStart(deps: RegistryDeps): { stop(): Promise<void> } {
       await done;
     },
   };
+}
+
+/**
+ * This replica's row in `replicas`, written at start and every 30 seconds (for the console's status
+ * page). Not in read-only mode, which promises no writes; a failed beat is tried again next time.
+ */
+function startHeartbeat(replicas: ReplicaStore, deps: Pick<RegistryDeps, 'config' | 'log'>): { stop(): void } {
+  if (deps.config.storage.maintenance.readonly.enabled) return { stop: () => undefined };
+  const me = { id: randomUUID(), host: `${os.hostname()} (pid ${process.pid})`, version: signetVersion(), startedAt: new Date() };
+  const beat = (): void => {
+    replicas.beat(me).catch((err: unknown) => deps.log.debug({ err }, 'replica heartbeat failed'));
+  };
+  beat();
+  const timer = setInterval(beat, 30_000);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }
 
 /** The driver's own error under the registry's reading of it, whose reason start-up reports. */

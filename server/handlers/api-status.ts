@@ -1,23 +1,14 @@
 // GET /api/v1/status (registry admins): what this replica runs on, for the console's
 // administration page: version, storage back end, database, read-only mode, dependency outages.
-import { readFileSync } from 'node:fs';
 import { requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { describeStorage } from '../registry.js';
+import { signetVersion } from '../version.js';
 
-function packageVersion(): string {
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'signet' && pkg.version) return pkg.version;
-    } catch {
-      // not there: the other layout (sources or dist/)
-    }
-  }
-  return 'unknown';
-}
+/** A replica counts as seen when its heartbeat (every 30 s) is this recent. */
+const REPLICA_SEEN_MS = 2 * 60 * 1000;
 
-export function createStatusHandler(deps: Pick<RegistryDeps, 'config' | 'availability' | 'authorizer'> & { databaseKind: 'postgres' | 'pglite' }) {
-  const version = packageVersion();
+export function createStatusHandler(deps: Pick<RegistryDeps, 'config' | 'availability' | 'authorizer' | 'replicas'> & { databaseKind: 'postgres' | 'pglite' }) {
+  const version = signetVersion();
   return async (ctx: Ctx): Promise<void> => {
     await requireAccess(ctx, deps, 'maintain', '');
     const outages = Object.fromEntries(
@@ -36,6 +27,12 @@ export function createStatusHandler(deps: Pick<RegistryDeps, 'config' | 'availab
       signedOnlyCacheSeconds: deps.config.cache.ttl,
       uptimeSeconds: Math.round(process.uptime()),
       outages,
+      replicas: (await deps.replicas.list(REPLICA_SEEN_MS)).map((r) => ({
+        host: r.host,
+        version: r.version,
+        startedAt: r.startedAt.toISOString(),
+        seenAt: r.seenAt.toISOString(),
+      })),
     };
   };
 }

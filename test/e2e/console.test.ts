@@ -189,6 +189,8 @@ test.serial('the session is accepted by the other replica; the administration pa
   await page.getByRole('button', { name: 'Dry run' }).click();
   await page.getByText(/Dry run: would remove/).waitFor();
   t.regex((await page.getByRole('region', { name: 'Status' }).textContent()) ?? '', /postgresql/);
+  // Both replicas, by their heartbeats in the shared database.
+  t.is(await page.getByRole('region', { name: 'Status' }).getByRole('listitem').count(), 2);
   await shot(page, '08-admin');
 });
 

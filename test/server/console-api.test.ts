@@ -267,3 +267,14 @@ test.serial('a session ends when its user\'s password changes in htpasswd', asyn
   await replaceHtpasswd(path.join(dir, 'htpasswd'), { ...USERS, leaver: 'a-new-password' });
   t.true(await until(async () => (await who()) === undefined, 10_000), 'the old session is refused once the file is re-read');
 });
+
+test('status is for registry admins: version, storage, database and the replicas seen', async (t) => {
+  const res = await as('root').request('/api/v1/status');
+  t.is(res.status, 200);
+  const status = (await res.json()) as { version: string; database: string; storage: { driver: string }; replicas: { host: string }[] };
+  t.regex(status.version, /^\d+\.\d+\.\d+/);
+  t.is(status.storage.driver, 'filesystem');
+  t.regex(status.database, /PGlite/);
+  t.is(status.replicas.length, 1);
+  t.is((await as('dev').request('/api/v1/status')).status, 403);
+});

@@ -1,7 +1,7 @@
 // Registry administration: what this replica runs on, and garbage collection with its progress.
 import { useState } from 'preact/hooks';
 import { call, getJson, type SessionInfo } from '../api.js';
-import { formatBytes, Loading, Problem, useAction, useLoad } from '../ui.js';
+import { formatBytes, formatDate, Loading, Problem, useAction, useLoad } from '../ui.js';
 
 interface Status {
   version: string;
@@ -11,6 +11,7 @@ interface Status {
   readOnly: boolean;
   uptimeSeconds: number;
   outages: Record<string, { reason: string; since: string }>;
+  replicas: { host: string; version: string; startedAt: string; seenAt: string }[];
 }
 
 interface Progress {
@@ -69,6 +70,16 @@ export function AdminPage({ session }: { session: SessionInfo }) {
             <dd>{status.data.database}</dd>
             <dt>Mode</dt>
             <dd>{status.data.readOnly ? 'read-only (maintenance)' : 'read-write'}</dd>
+            <dt>Replicas seen (last 2 minutes)</dt>
+            <dd>
+              <ul>
+                {status.data.replicas.map((r) => (
+                  <li key={`${r.host} ${r.startedAt}`}>
+                    {r.host}, Signet {r.version}, up since {formatDate(r.startedAt)}
+                  </li>
+                ))}
+              </ul>
+            </dd>
             <dt>Dependencies</dt>
             <dd>
               {Object.keys(status.data.outages).length === 0
