@@ -71,6 +71,82 @@ function Copy({ text, label }: { text: string; label: string }) {
   );
 }
 
+/** The cells of a tag the gate has judged: size, trust state, the gate's decision, details. */
+function JudgedCells(props: { tag: TagTrust; full: string; canDelete: boolean; busy: boolean; onDelete(what: 'tag' | 'manifest', tag: TagTrust): void }) {
+  const { tag, full, canDelete, busy, onDelete } = props;
+  const host = location.host;
+  return (
+    <>
+      <td class="hide-narrow">{formatBytes(tag.size)}</td>
+      <td>
+        <span class={`state ${STATE_CLASS[tag.state]}`} data-testid="trust-state">
+          {STATE_LABEL[tag.state]}
+        </span>
+        {tag.state === 'verified' && <div class="muted">{verifiedBy(tag)}</div>}
+      </td>
+      <td>
+        {tag.gate.enforced ? (
+          <span class={`state ${tag.gate.served ? 'gate-served' : 'gate-refused'}`} data-testid="gate">
+            {tag.gate.served ? 'served' : 'refused'}
+          </span>
+        ) : (
+          <span class="muted" data-testid="gate">
+            served (not signed-only)
+          </span>
+        )}
+        {!tag.gate.served && tag.gate.reason && (
+          <div class={tag.gate.enforced ? '' : 'muted'} data-testid="gate-reason">
+            {tag.gate.enforced ? '' : 'If signed-only were on: '}
+            {tag.gate.reason}
+          </div>
+        )}
+      </td>
+      <td>
+        <details>
+          <summary>Signatures ({tag.signatures.length}), pull command</summary>
+          <pre>
+            podman pull {host}/{full}:{tag.name}
+            {'\n'}podman pull {host}/{full}@{tag.digest}
+          </pre>
+          {tag.signatures.length > 0 && (
+            <ul>
+              {tag.signatures.map((s, i) => (
+                <li key={i}>
+                  {s.format === 'simple' ? 'Simple signing' : 'cosign'}, key {s.signer?.fingerprint ?? s.keyId ?? 'unknown'}
+                  {s.signer?.userIds[0] ? ` (${s.signer.userIds[0]})` : ''}, for {s.identity ?? '?'}
+                  {s.signedAt ? `, made ${formatDate(s.signedAt)}` : ''}: {s.accepted ? 'accepted' : `not accepted: ${s.problem ?? ''}`}
+                </li>
+              ))}
+            </ul>
+          )}
+          {tag.referrers.length > 0 && (
+            <>
+              <p>Referrers:</p>
+              <ul>
+                {tag.referrers.map((r) => (
+                  <li key={r.digest}>
+                    <span class="digest">{r.digest}</span> {r.artifactType ?? r.mediaType}
+                  </li>
+                ))}
+              </ul>
+            </>
+          )}
+          {canDelete && (
+            <div class="pager">
+              <button type="button" class="danger" disabled={busy} onClick={() => onDelete('tag', tag)}>
+                Delete tag {tag.name}
+              </button>
+              <button type="button" class="danger" disabled={busy} onClick={() => onDelete('manifest', tag)}>
+                Delete manifest
+              </button>
+            </div>
+          )}
+        </details>
+      </td>
+    </>
+  );
+}
+
 export function RepositoryPage({ session, project, repository }: { session: SessionInfo; project: string; repository: string }) {
   const full = `${project}/${repository}`;
   const [cursor, setCursor] = useState<string[]>([]);
@@ -89,7 +165,6 @@ export function RepositoryPage({ session, project, repository }: { session: Sess
   const action = useAction();
   const [notice, setNotice] = useState<string>();
   const canDelete = detail.data?.permissions.delete ?? false;
-  const host = location.host;
   const remove = (what: 'tag' | 'manifest', tag: TagTrust) =>
     action.run(async () => {
       const target = what === 'tag' ? `tags/${enc(tag.name)}` : `manifests/${tag.digest}`;
@@ -136,88 +211,21 @@ export function RepositoryPage({ session, project, repository }: { session: Sess
                 const tag = judged.get(listed.name);
                 const digest = tag?.digest ?? listed.digest ?? '';
                 return (
-                <tr key={listed.name} data-tag={listed.name}>
-                  <th scope="row">{listed.name}</th>
-                  <td>
-                    <span class="digest">{digest.slice(0, 19)}…</span> <Copy text={digest} label={`Copy digest of ${listed.name}`} />
-                    {tag && tag.platforms.length > 0 && <div class="muted">{tag.platforms.join(', ')}</div>}
-                  </td>
-                  <td class="hide-narrow">{formatDate(listed.pushedAt)}</td>
-                  {!tag ? (
-                    <td colSpan={4} class="muted">
-                      {trust.loading ? 'Checking signatures…' : 'No longer present.'}
+                  <tr key={listed.name} data-tag={listed.name}>
+                    <th scope="row">{listed.name}</th>
+                    <td>
+                      <span class="digest">{digest.slice(0, 19)}…</span> <Copy text={digest} label={`Copy digest of ${listed.name}`} />
+                      {tag && tag.platforms.length > 0 && <div class="muted">{tag.platforms.join(', ')}</div>}
                     </td>
-                  ) : (
-                  <>
-                  <td class="hide-narrow">{formatBytes(tag.size)}</td>
-                  <td>
-                    <span class={`state ${STATE_CLASS[tag.state]}`} data-testid="trust-state">
-                      {STATE_LABEL[tag.state]}
-                    </span>
-                    {tag.state === 'verified' && <div class="muted">{verifiedBy(tag)}</div>}
-                  </td>
-                  <td>
-                    {tag.gate.enforced ? (
-                      <span class={`state ${tag.gate.served ? 'gate-served' : 'gate-refused'}`} data-testid="gate">
-                        {tag.gate.served ? 'served' : 'refused'}
-                      </span>
+                    <td class="hide-narrow">{formatDate(listed.pushedAt)}</td>
+                    {!tag ? (
+                      <td colSpan={4} class="muted">
+                        {trust.loading ? 'Checking signatures…' : 'No longer present.'}
+                      </td>
                     ) : (
-                      <span class="muted" data-testid="gate">
-                        served (not signed-only)
-                      </span>
+                      <JudgedCells tag={tag} full={full} canDelete={canDelete} busy={action.busy} onDelete={(what, t) => void remove(what, t)} />
                     )}
-                    {!tag.gate.served && tag.gate.reason && (
-                      <div class={tag.gate.enforced ? '' : 'muted'} data-testid="gate-reason">
-                        {tag.gate.enforced ? '' : 'If signed-only were on: '}
-                        {tag.gate.reason}
-                      </div>
-                    )}
-                  </td>
-                  <td>
-                    <details>
-                      <summary>Signatures ({tag.signatures.length}), pull command</summary>
-                      <pre>
-                        podman pull {host}/{full}:{tag.name}
-                        {'\n'}podman pull {host}/{full}@{tag.digest}
-                      </pre>
-                      {tag.signatures.length > 0 && (
-                        <ul>
-                          {tag.signatures.map((s, i) => (
-                            <li key={i}>
-                              {s.format === 'simple' ? 'Simple signing' : 'cosign'}, key {s.signer?.fingerprint ?? s.keyId ?? 'unknown'}
-                              {s.signer?.userIds[0] ? ` (${s.signer.userIds[0]})` : ''}, for {s.identity ?? '?'}
-                              {s.signedAt ? `, made ${formatDate(s.signedAt)}` : ''}: {s.accepted ? 'accepted' : `not accepted: ${s.problem ?? ''}`}
-                            </li>
-                          ))}
-                        </ul>
-                      )}
-                      {tag.referrers.length > 0 && (
-                        <>
-                          <p>Referrers:</p>
-                          <ul>
-                            {tag.referrers.map((r) => (
-                              <li key={r.digest}>
-                                <span class="digest">{r.digest}</span> {r.artifactType ?? r.mediaType}
-                              </li>
-                            ))}
-                          </ul>
-                        </>
-                      )}
-                      {canDelete && (
-                        <div class="pager">
-                          <button type="button" class="danger" disabled={action.busy} onClick={() => void remove('tag', tag)}>
-                            Delete tag {tag.name}
-                          </button>
-                          <button type="button" class="danger" disabled={action.busy} onClick={() => void remove('manifest', tag)}>
-                            Delete manifest
-                          </button>
-                        </div>
-                      )}
-                    </details>
-                  </td>
-                  </>
-                  )}
-                </tr>
+                  </tr>
                 );
               })}
               {tags.data.tags.length === 0 && (
