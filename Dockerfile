@@ -1,4 +1,5 @@
-# Multi-stage build: compile TypeScript with dev dependencies, ship only the runtime.
+# Multi-stage build: compile TypeScript and the web console (Vite) with dev dependencies, ship only
+# the runtime (dist/ holds the console too).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -10,6 +11,7 @@ COPY storage ./storage
 COPY auth ./auth
 COPY sigstore ./sigstore
 COPY mirror ./mirror
+COPY console ./console
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'console/dist/', 'test-output/', '**/*.js', '**/*.mjs'] },
+  { ignores: ['dist/', 'node_modules/', 'console/dist/', 'console/vite.config.ts', 'test-output/', '**/*.js', '**/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -32,6 +32,8 @@ export interface Authenticator {
   authenticate(authorization: string | undefined, connection: object): Authentication | Promise<Authentication>;
   /** The WWW-Authenticate challenge for 401 answers ('' without authentication). */
   challenge(request: ChallengeRequest): string;
+  /** A digest of the user's current credentials entry (undefined: no such user any more). */
+  credentialTag(user: string): Promise<string | undefined>;
 }
 
 const ANONYMOUS_CALLER: Authentication = Object.freeze({ ok: true, principal: ANONYMOUS });
@@ -124,6 +126,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       if (request.error) header += `,error=${quoted(request.error)}`;
       return header;
     },
+    credentialTag: (user) => htpasswd.entryTag(user),
     authenticate(authorization, connection) {
       if (!authorization) return ANONYMOUS_CALLER;
       if (tokens && /^Bearer\s/i.test(authorization)) return verifyToken(authorization, connection);
@@ -164,5 +167,5 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
 
 /** No authentication configured: everyone is anonymous, and the open authorizer lets them in. */
 export function createNoAuthenticator(): Authenticator {
-  return { challenge: () => '', authenticate: () => ANONYMOUS_CALLER };
+  return { challenge: () => '', authenticate: () => ANONYMOUS_CALLER, credentialTag: async () => undefined };
 }

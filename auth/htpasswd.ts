@@ -28,6 +28,11 @@ export interface Htpasswd {
    * The entry's salt is not in it, so it tells nothing about the password.
    */
   fingerprint(user: string): string | undefined;
+  /**
+   * A digest of the user's current entry (undefined: no such user), after a look at the file if
+   * one is due: a console session records it, and ends when the password changes or the user goes.
+   */
+  entryTag(user: string): Promise<string | undefined>;
 }
 
 export interface HtpasswdOptions {
@@ -204,6 +209,12 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
       if (fingerprints.size > 10_000) fingerprints.clear();
       fingerprints.set(user, fingerprint);
       return fingerprint;
+    },
+    async entryTag(user) {
+      await recheck();
+      const hash = users.get(user);
+      // Unkeyed, so every replica computes the same tag; it is a digest of a salted bcrypt hash.
+      return hash === undefined ? undefined : digestOf('sha256', hash, 'base64');
     },
   };
 }

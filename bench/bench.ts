@@ -27,11 +27,13 @@ import { addTrustRows, runTrustRows } from './trust-rows.js';
 import { addTokenRows, runTokenRows } from './token-rows.js';
 import { addBombRows, runBombRows } from './bomb-rows.js';
 import { addMirrorRows, runMirrorRows } from './mirror-rows.js';
+import { addConsoleRows, runConsoleRows } from './console-rows.js';
 
 // BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
 const QUICK = process.env.BENCH_QUICK === '1';
 // BENCH_ONLY=hostile runs only the rows of bench/hostile-rows.ts (Signet alone, a few minutes);
-// BENCH_ONLY=mirror only those of bench/mirror-rows.ts (a Go registry as the upstream).
+// BENCH_ONLY=mirror only those of bench/mirror-rows.ts (a Go registry as the upstream);
+// BENCH_ONLY=console only those of bench/console-rows.ts (Signet alone, about a minute).
 const ONLY = process.env.BENCH_ONLY;
 const LAYER_MIB = QUICK ? 64 : 1024;
 /**
@@ -229,6 +231,13 @@ function reportForeignLoad(share: number): void {
   }
 }
 
+/** BENCH_ONLY=console: the console rows alone. */
+async function mainConsoleOnly(resources: Resources): Promise<void> {
+  const table = new Table();
+  await runConsoleRows(resources, addConsoleRows(table), record);
+  table.print('Signet', undefined);
+}
+
 /** BENCH_ONLY=hostile: the hostile-client rows alone. */
 async function mainHostileOnly(resources: Resources): Promise<void> {
   const table = new Table();
@@ -264,7 +273,8 @@ async function main(resources: Resources): Promise<void> {
   if (ONLY === 'hostile') return mainHostileOnly(resources);
   if (ONLY === 'token') return mainTokenOnly(resources);
   if (ONLY === 'mirror') return mainMirrorOnly(resources);
-  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile", "token" and "mirror" are known`);
+  if (ONLY === 'console') return mainConsoleOnly(resources);
+  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile", "token", "mirror" and "console" are known`);
   const cpu = watchCpu();
   const scratch = await resources.tempDir('signet-bench-scratch-');
   const running = new Set<() => void>();
@@ -301,6 +311,7 @@ async function main(resources: Resources): Promise<void> {
   const hostile = addHostileRows(table);
   const token = addTokenRows(table, LOAD_CONNECTIONS);
   const mirror = haveGo ? addMirrorRows(table, MIRROR_MIB, MIRROR_ROUNDS) : undefined;
+  const consoleRows = addConsoleRows(table);
 
   await runLayerRounds(servers, { push, pull, pullHashing, rssPush, rssPull, rssDatabase });
   await runRounds(small, servers, async (server, round) => {
@@ -321,6 +332,7 @@ async function main(resources: Resources): Promise<void> {
   await runHostileRows(resources, hostile, record);
   await runTokenRows(resources, get, token, tokenLoadOptions(), record);
   if (mirror) await runMirrorRows(resources, mirror, { mib: MIRROR_MIB, rounds: MIRROR_ROUNDS }, record);
+  await runConsoleRows(resources, consoleRows, record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
   table.print(servers[0].label, servers[1]?.label);
 }

@@ -106,7 +106,7 @@ export function median(values: number[]): number {
 }
 
 export function format(value: number, unit: string): string {
-  if (unit === 'MiB/s' || unit === 'MB') return value.toFixed(1);
+  if (unit === 'MiB/s' || unit === 'MB' || unit === 'KB') return value.toFixed(1);
   if (unit === 'ms') return value.toFixed(3);
   if (unit === 'x') return value.toFixed(2);
   return Math.round(value).toLocaleString('en-US');

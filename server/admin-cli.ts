@@ -219,9 +219,18 @@ export function registerSignatureCommands(program: Command, client: () => Call, 
     .command('policy <project>')
     .description("print the client policy.json (or --registries-d: the registries.d YAML) for a project's trusted keys")
     .option('--registries-d', 'print the registries.d YAML instead')
+    .option('--machine-config [role]', 'print an OpenShift MachineConfig writing both files onto nodes of a role (default worker; other images accepted unless --reject-others)')
+    .option('--kbs', 'print the Confidential Containers KBS resources (security-policy, sigstore-config) as JSON')
     .option('--accept-others', 'accept images from elsewhere (default: reject them)')
-    .action(async (project: string, opts: { registriesD?: boolean; acceptOthers?: boolean }) => {
-      const path = opts.registriesD ? 'registries.d.yaml' : `policy.json${opts.acceptOthers ? '?default=accept' : ''}`;
+    .option('--reject-others', 'with --machine-config: reject images from elsewhere')
+    .action(async (project: string, opts: { registriesD?: boolean; machineConfig?: boolean | string; kbs?: boolean; acceptOthers?: boolean; rejectOthers?: boolean }) => {
+      const others = opts.acceptOthers ? '?default=accept' : '';
+      let path = opts.registriesD ? 'registries.d.yaml' : `policy.json${others}`;
+      if (opts.kbs) path = `kbs-resources.json${others}`;
+      if (opts.machineConfig !== undefined) {
+        const role = typeof opts.machineConfig === 'string' ? opts.machineConfig : 'worker';
+        path = `machineconfig.yaml?role=${enc(role)}${opts.rejectOthers ? '&default=reject' : ''}`;
+      }
       const res = await client().raw('GET', `/api/v1/projects/${enc(project)}/${path}`);
       if (res.status >= 400) throw new ApiCallError(res.status, res.text);
       out(res.text.trimEnd());

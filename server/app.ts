@@ -9,6 +9,7 @@ import type { Logger } from './logging.js';
 import { DependencyUnavailableError, StorageFullError } from '../storage/errors.js';
 import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
 import { observeRequest } from './metrics.js';
+import { CONSOLE_HEADER, createSessionAuthentication, sessionCookieOf } from './console-session.js';
 import { createRegistryRouter } from './routes.js';
 
 const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
@@ -123,8 +124,20 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
   });
 
   // Authentication: no credentials is anonymous; wrong credentials are refused on every route.
+  // The console's session cookie counts on the management API when no Authorization header is sent.
+  const sessionAuth = createSessionAuthentication(deps.sessions, deps.authenticator);
   app.use(async (ctx, next) => {
-    const answer = deps.authenticator.authenticate(ctx.get('Authorization') || undefined, ctx.req.socket);
+    const authorization = ctx.get('Authorization') || undefined;
+    if (authorization === undefined && deps.config.console.enabled && sessionCookieOf(ctx) !== undefined) {
+      const principal = await sessionAuth.principalOf(ctx);
+      if (principal) {
+        ctx.state.principal = principal;
+        if (principal.user !== undefined) ctx.state.bindLog('user', principal.user);
+        await next();
+        return;
+      }
+    }
+    const answer = deps.authenticator.authenticate(authorization, ctx.req.socket);
     const result = answer instanceof Promise ? await answer : answer;
     if (!result.ok && !isLookasideRead(ctx)) {
       ctx.state.log.info({ path: ctx.path }, result.invalidToken ? 'invalid token' : 'invalid credentials');
@@ -188,7 +201,8 @@ function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps, originOf: (ctx:
     // An outage is logged when it starts and ends (server/availability.ts), not per request.
     ctx.state.log.error({ err }, 'request failed');
   }
-  if (oci.status === 401) {
+  // The console signs in with a form: a Basic challenge would make the browser prompt instead.
+  if (oci.status === 401 && !ctx.get(CONSOLE_HEADER)) {
     const challenge = deps.authenticator.challenge({ origin: originOf(ctx), ...oci.challenge });
     if (challenge) ctx.set('WWW-Authenticate', challenge);
   }

@@ -289,6 +289,16 @@ export const configSchema = z.object({
       ttl: seconds.default(5),
     })
     .prefault({}),
+  /** Signet's own: the web console served at `/` to browsers (console/, server/handlers/console.ts). */
+  console: z
+    .object({
+      enabled: boolish.default(true),
+      /** A console build to serve instead of the one `npm run build` made (dist/console). */
+      directory: optionalString,
+      /** How long a console sign-in lasts (seconds or a duration such as 8h). */
+      sessionttl: duration.refine((s) => s >= 60, 'must be at least 60 seconds').default(12 * 3600),
+    })
+    .prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -382,4 +392,16 @@ export function parseDuration(value: number | string): number | undefined {
   let total = 0;
   for (const [, amount, , unit] of text.matchAll(/(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) total += Number(amount) * DURATION_UNITS[unit!]!;
   return total;
+}
+
+/** Where blobs go, for the start-up log: never a credential. */
+export function describeStorage(config: Config): Record<string, string> {
+  const s3 = config.storage.s3;
+  if (!s3) return { driver: 'filesystem', rootdirectory: config.storage.filesystem.rootdirectory };
+  return {
+    driver: 's3',
+    endpoint: s3.regionendpoint ?? `AWS ${s3.region}`,
+    bucket: s3.bucket,
+    ...(s3.rootdirectory ? { rootdirectory: s3.rootdirectory } : {}),
+  };
 }

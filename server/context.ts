@@ -14,6 +14,9 @@ import type { PullGate } from '../sigstore/pull-gate.js';
 import type { PullThrough } from '../mirror/pull-through.js';
 import type { GarbageCollector } from '../storage/gc.js';
 import type { Signatures } from '../sigstore/signatures.js';
+import type { AuditLog } from '../storage/audit.js';
+import type { SessionStore } from '../storage/session-store.js';
+import type { ReplicaStore } from '../storage/replica-store.js';
 import type { Availability } from './availability.js';
 import type { Config } from './config.js';
 import { OciError } from './errors.js';
@@ -55,6 +58,11 @@ export interface RegistryDeps {
   metrics: Metrics;
   /** Which dependencies answer, as the last operations on them found. */
   availability: Availability;
+  /** Console sign-ins (server/console-session.ts). */
+  sessions: SessionStore;
+  audit: AuditLog;
+  /** Replicas sharing this database, by their heartbeats. */
+  replicas: ReplicaStore;
 }
 
 /** The n-th regexp capture of the matched route. */

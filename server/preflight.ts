@@ -4,6 +4,7 @@
 // its generated password in the log; Signet refuses instead: a missing file is most often a wrong
 // path or a volume not mounted, and a password in the log is a secret in the log.)
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { parseHtpasswd } from '../auth/htpasswd.js';
 import { ROBOT_PREFIX } from '../auth/robots.js';
@@ -65,5 +66,9 @@ export async function preflight(config: Config): Promise<Preflight> {
   const result: Preflight = { problems: [], notes: [] };
   if (config.auth.htpasswd) await checkHtpasswd(config.auth.htpasswd.path, result);
   if (config.http.tls) await checkTls(config.http.tls, result.problems);
+  const consoleDir = config.console.directory;
+  if (config.console.enabled && consoleDir) {
+    await read('REGISTRY_CONSOLE_DIRECTORY', path.join(consoleDir, 'index.html'), result.problems, '; point it at a console build (npm run build writes dist/console)');
+  }
   return result;
 }

@@ -25,6 +25,12 @@ import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.
 import { createKeys } from '../sigstore/keys.js';
 import { createPostgresKeyStore } from '../storage/key-store.js';
 import { createSignatureStore } from '../storage/signature-store.js';
+import { createSessionStore } from '../storage/session-store.js';
+import { createAuditLog } from '../storage/audit.js';
+import { createReplicaStore, type ReplicaStore } from '../storage/replica-store.js';
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { signetVersion } from './version.js';
 import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
 import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
@@ -32,7 +38,7 @@ import { createPullThrough } from '../mirror/pull-through.js';
 import { startMirrorScheduler } from './mirror-scheduler.js';
 import { createApp } from './app.js';
 import { createAvailability } from './availability.js';
-import { publicHosts, type Config } from './config.js';
+import { describeStorage, publicHosts, type Config } from './config.js';
 import { databaseFailure } from './failures.js';
 import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
@@ -153,17 +159,22 @@ export async function createRegistry(
     ...(tokens ? { tokens } : {}),
     log,
     metrics,
+    sessions: createSessionStore(db),
+    audit: createAuditLog(db),
+    replicas: createReplicaStore(db),
   };
   const sweep = sweepDebrisAtStart(deps);
   const mirrorScheduler = config.storage.maintenance.readonly.enabled
     ? undefined
     : startMirrorScheduler({ db, projects, pullThrough, metadata, log, bus });
+  const heartbeat = startHeartbeat(deps.replicas, deps);
   return {
     app: createApp(deps),
     deps,
     db,
     async close() {
       mirrorScheduler?.stop();
+      heartbeat.stop();
       await sweep.stop();
       await bus.close();
       await metadata.close();
@@ -195,6 +206,22 @@ function sweepDebrisAtStart(deps: RegistryDeps): { stop(): Promise<void> } {
   };
 }
 
+/**
+ * This replica's row in `replicas`, written at start and every 30 seconds (for the console's status
+ * page). Not in read-only mode, which promises no writes; a failed beat is tried again next time.
+ */
+function startHeartbeat(replicas: ReplicaStore, deps: Pick<RegistryDeps, 'config' | 'log'>): { stop(): void } {
+  if (deps.config.storage.maintenance.readonly.enabled) return { stop: () => undefined };
+  const me = { id: randomUUID(), host: `${os.hostname()} (pid ${process.pid})`, version: signetVersion(), startedAt: new Date() };
+  const beat = (): void => {
+    replicas.beat(me).catch((err: unknown) => deps.log.debug({ err }, 'replica heartbeat failed'));
+  };
+  beat();
+  const timer = setInterval(beat, 30_000);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}
+
 /** The driver's own error under the registry's reading of it, whose reason start-up reports. */
 function driverError(err: unknown): unknown {
   return err instanceof DependencyUnavailableError || err instanceof StorageFullError ? (err.cause ?? err) : err;
@@ -222,18 +249,6 @@ export async function createBlobStore(config: Config, onAvailability?: Availabil
     idleTimeoutMs: s3.idletimeout * 1000,
     ...(onAvailability ? { onAvailability } : {}),
   });
-}
-
-/** Where blobs go, for the start-up log: never a credential. */
-export function describeStorage(config: Config): Record<string, string> {
-  const s3 = config.storage.s3;
-  if (!s3) return { driver: 'filesystem', rootdirectory: config.storage.filesystem.rootdirectory };
-  return {
-    driver: 's3',
-    endpoint: s3.regionendpoint ?? `AWS ${s3.region}`,
-    bucket: s3.bucket,
-    ...(s3.rootdirectory ? { rootdirectory: s3.rootdirectory } : {}),
-  };
 }
 
 interface AuthDeps {

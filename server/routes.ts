@@ -19,6 +19,12 @@ import { createManifestHandlers } from './handlers/manifests.js';
 import { createUploadHandlers } from './handlers/uploads.js';
 import { createTokenHandlers } from './handlers/token.js';
 import { createRobotHandlers } from './handlers/api-robots.js';
+import { createConsoleHandlers } from './handlers/console.js';
+import { createSessionHandlers } from './handlers/api-session.js';
+import { createTrustHandlers } from './handlers/api-trust.js';
+import { createAuditHandler } from './handlers/api-audit.js';
+import { createStatusHandler } from './handlers/api-status.js';
+import { createArtifactHandlers } from './handlers/api-artifacts.js';
 import { OciError } from './errors.js';
 import { renderMetrics } from './metrics.js';
 
@@ -46,6 +52,10 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
   const token = createTokenHandlers(deps);
   const robots = createRobotHandlers(deps);
   const mirror = createMirrorApiHandlers(deps);
+  const webConsole = createConsoleHandlers(deps);
+  const session = createSessionHandlers(deps);
+  const trust = createTrustHandlers(deps);
+  const artifacts = createArtifactHandlers(deps);
   const base = escapeRegExp(deps.config.signatures.lookaside.path);
   const prometheus = deps.config.http.debug.prometheus;
   const metricsRoute = async (ctx: Ctx): Promise<void> => {
@@ -93,6 +103,14 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
     ['api.mirror.run', ['post'], /^\/api\/v1\/projects\/([^/]+)\/mirror\/run$/, mirror.run],
     ['api.policy', ['get'], /^\/api\/v1\/projects\/([^/]+)\/policy\.json$/, policy.policy],
     ['api.registries-d', ['get'], /^\/api\/v1\/projects\/([^/]+)\/registries\.d\.yaml$/, policy.registriesD],
+    ['api.machineconfig', ['get'], /^\/api\/v1\/projects\/([^/]+)\/machineconfig\.yaml$/, policy.machineConfig],
+    ['api.kbs-resources', ['get'], /^\/api\/v1\/projects\/([^/]+)\/kbs-resources\.json$/, policy.kbs],
+    ['api.audit', ['get'], /^\/api\/v1\/projects\/([^/]+)\/audit\/?$/, createAuditHandler(deps)],
+    ['api.gate-preview', ['get'], /^\/api\/v1\/projects\/([^/]+)\/gate-preview$/, trust.preview],
+    ['api.trust', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/trust$/, trust.tags],
+    ['api.status', ['get'], /^\/api\/v1\/status$/, createStatusHandler(deps)],
+    ['api.tag.delete', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/tags\/([^/]+)$/, artifacts.removeTag],
+    ['api.manifest.delete', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/manifests\/([^/]+)$/, artifacts.removeManifest],
     ['api.keys.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.list],
     ['api.keys.add', ['post'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.add],
     ['api.keys.remove', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/keys\/(\d{1,15})$/, keys.remove],
@@ -110,6 +128,13 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
     ['api.robot.revoke', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/robots\/([^/]+)$/, robots.revoke],
     ['api.repositories', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/?$/, api.repositories],
     ['api.tags', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/tags\/?$/, api.tags],
+
+    // The web console (browsers only) and its sign-in.
+    ['console', ['get', 'head'], /^\/$/, webConsole.index],
+    ['console.asset', ['get', 'head'], /^\/assets\/([A-Za-z0-9._-]+)$/, webConsole.asset],
+    ['api.session.get', ['get'], /^\/api\/v1\/session$/, session.get],
+    ['api.session.create', ['post'], /^\/api\/v1\/session$/, session.signIn],
+    ['api.session.delete', ['delete'], /^\/api\/v1\/session$/, session.signOut],
 
     // Prometheus, without registry authorization; on its own listener instead when http.debug.addr is set.
     ...(prometheus.enabled && !deps.config.http.debug.addr

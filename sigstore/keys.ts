@@ -148,3 +148,42 @@ export function createKeys(store: KeyStore, options: { cacheTtlMs: number; bus?:
     },
   };
 }
+
+/** What a person wants to know about a trusted key before relying on it. */
+export interface KeyDetails {
+  algorithm: string;
+  createdAt: Date;
+  /** null: never expires. */
+  expiresAt: Date | null;
+  revoked: boolean;
+  subkeys: { keyId: string; algorithm: string; createdAt: Date; expiresAt: Date | null; revoked: boolean; signs: boolean }[];
+}
+
+function algorithmName(info: { algorithm: string; bits?: number; curve?: string }): string {
+  return [info.algorithm, info.curve ?? (info.bits ? `${info.bits} bits` : undefined)].filter(Boolean).join(' ');
+}
+
+const asDate = (value: Date | number | null): Date | null => (value instanceof Date ? value : value === Infinity || value === null ? null : new Date(value));
+
+/** Algorithm, expiry, revocation and subkeys of an OpenPGP key as stored (read, as always, with limits). */
+export async function openpgpKeyDetails(material: Buffer): Promise<KeyDetails> {
+  const key = await readPublicKey(material);
+  const expiresAt = asDate(await key.getExpirationTime().catch(() => null));
+  const subkeys = await Promise.all(
+    key.getSubkeys().map(async (subkey) => ({
+      keyId: subkey.getKeyID().toHex().toUpperCase(),
+      algorithm: algorithmName(subkey.getAlgorithmInfo()),
+      createdAt: subkey.getCreationTime(),
+      expiresAt: asDate(await subkey.getExpirationTime().catch(() => null)),
+      revoked: subkey.revocationSignatures.length > 0,
+      signs: subkey.bindingSignatures.some((sig) => ((sig.keyFlags?.[0] ?? 0) & 0x02) !== 0),
+    })),
+  );
+  return {
+    algorithm: algorithmName(key.getAlgorithmInfo()),
+    createdAt: key.getCreationTime(),
+    expiresAt,
+    revoked: await key.isRevoked().catch(() => false),
+    subkeys,
+  };
+}

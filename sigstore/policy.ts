@@ -76,3 +76,53 @@ export function registriesDYaml(options: { host: string; lookasideUrl: string; c
     '',
   ].join('\n');
 }
+
+/** A file as OpenShift's Machine Config Operator writes it onto nodes (Ignition `storage.files`). */
+export interface NodeFile {
+  path: string;
+  content: string;
+}
+
+/**
+ * An OpenShift MachineConfig that writes the given files onto every node of `role`, built as Red
+ * Hat's documentation builds the one for signature verification: Ignition 3.2.0, each file's
+ * contents a base64 `data:` URL, mode 0644 (420), overwriting what is there. Returned as an object
+ * for YAML or JSON output.
+ */
+export function machineConfig(options: { name: string; role: string; files: NodeFile[] }): Record<string, unknown> {
+  return {
+    apiVersion: 'machineconfiguration.openshift.io/v1',
+    kind: 'MachineConfig',
+    metadata: { name: options.name, labels: { 'machineconfiguration.openshift.io/role': options.role } },
+    spec: {
+      config: {
+        ignition: { version: '3.2.0' },
+        storage: {
+          files: options.files.map((file) => ({
+            path: file.path,
+            mode: 420,
+            overwrite: true,
+            contents: { source: `data:text/plain;charset=utf-8;base64,${Buffer.from(file.content).toString('base64')}` },
+          })),
+        },
+      },
+    },
+  };
+}
+
+/**
+ * The two resources Confidential Containers' Key Broker Service hands the guest for signature
+ * verification: `security-policy` is a containers-policy.json (keys inline as `keyData`, which
+ * projectPolicy writes), `sigstore-config` a registries.d document naming where simple signatures
+ * are. image-rs reads the older `sigstore:` key of registries.d (not `lookaside:`), so that is the
+ * one written.
+ */
+export function kbsResources(options: { policy: Record<string, unknown>; scope: string; lookasideUrl: string }): {
+  'security-policy': string;
+  'sigstore-config': string;
+} {
+  return {
+    'security-policy': `${JSON.stringify(options.policy, null, 2)}\n`,
+    'sigstore-config': [`docker:`, `  ${options.scope}:`, `    sigstore: ${options.lookasideUrl}`, ''].join('\n'),
+  };
+}

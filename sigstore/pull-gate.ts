@@ -24,7 +24,7 @@ import { LRUCache } from 'lru-cache';
 import { projectOf } from '../auth/authorize.js';
 import type { ChangeBus } from '../storage/change-bus.js';
 import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js';
-import type { ProjectStore } from '../storage/project-store.js';
+import type { Project, ProjectStore } from '../storage/project-store.js';
 import { ambiguousFields, isIndexMediaType } from '../storage/manifest-parse.js';
 import { COSIGN_SIG_ARTIFACT, cosignLayers, cosignSignatureTag, parseCosignPayload, verifyCosignSignature, type CosignLayer } from './cosign.js';
 import type { DockerReference } from './docker-reference.js';
@@ -72,9 +72,36 @@ export class PullRefusedError extends DomainError {
   }
 }
 
+/** One signature of a manifest as the gate judged it (for people: the console and the API). */
+export interface SignatureJudgement {
+  format: 'simple' | 'cosign';
+  /** The signing key's ID (OpenPGP) or `cosign:<fingerprint prefix>`, when known. */
+  keyId?: string;
+  /** The reference the signature names (for an unverified signature: what it claims). */
+  identity?: string;
+  signedAt?: Date;
+  accepted: boolean;
+  /** Why it does not count for this pull, and at which step: the key, or what it names (digest, identity). */
+  problem?: string;
+  stage?: 'key' | 'claim';
+}
+
+/** The gate's decision on a manifest now, as a pull of it would get it, with each signature judged. */
+export interface GateExplanation {
+  /** Whether the project enforces the decision (signed-only); otherwise it is what would happen. */
+  enforced: boolean;
+  decision: GateDecision;
+  signatures: SignatureJudgement[];
+}
+
 export interface PullGate {
   /** Throws PullRefusedError when the project only serves signed images and this one is not. */
   enforce(request: GateRequest): Promise<void>;
+  /**
+   * The decision `enforce` makes (the same judgement and cache), whether or not the project is
+   * signed-only, and every signature of the manifest judged for this pull.
+   */
+  explain(request: GateRequest, options?: { signatures?: boolean }): Promise<GateExplanation>;
   /** Forget cached decisions (keys, signatures or settings changed). */
   invalidate(): void;
 }
@@ -96,7 +123,14 @@ export interface PullGateDeps {
 const COSIGN_PAYLOAD_LIMIT = 256 * 1024;
 
 /** One signature judged for one pull: accepted, or why not; with the key that made it when known. */
-type Outcome = { accepted: true; keyId: string } | { accepted: false; keyId?: string; problem: string };
+type Outcome = ({ accepted: true; keyId: string } | { accepted: false; keyId?: string; problem: string; stage: 'key' | 'claim' }) & OutcomeDetail;
+
+/** What a signature says, for showing it: its format, claimed identity and time. */
+interface OutcomeDetail {
+  format: 'simple' | 'cosign';
+  identity?: string;
+  signedAt?: Date;
+}
 
 interface Evaluation {
   ok: boolean;
@@ -150,6 +184,17 @@ function claimProblem(
   return identityProblem(claim.reference, request, rule);
 }
 
+function toJudgement(outcome: Outcome): SignatureJudgement {
+  return {
+    format: outcome.format,
+    ...(outcome.keyId !== undefined ? { keyId: outcome.keyId } : {}),
+    ...(outcome.identity !== undefined ? { identity: outcome.identity } : {}),
+    ...(outcome.signedAt !== undefined ? { signedAt: outcome.signedAt } : {}),
+    accepted: outcome.accepted,
+    ...(outcome.accepted ? {} : { problem: outcome.problem, stage: outcome.stage }),
+  };
+}
+
 function parseJson(content: Buffer): Record<string, unknown> {
   try {
     const value: unknown = JSON.parse(content.toString('utf8'));
@@ -186,30 +231,35 @@ export function createPullGate(deps: PullGateDeps): PullGate {
 
   /** A simple signature: key (valid now), then digest, then identity (matchRepoDigestOrExact). */
   async function judgeSimple(record: SignatureRecord, digest: string, request: JudgedRequest, trust: TrustSet): Promise<Outcome> {
+    const detail: OutcomeDetail = { format: 'simple', identity: record.identity, signedAt: record.signedAt };
     try {
       const signed = await readSignedMessage(record.content);
       const keyId = signed.signerKeyId.toUpperCase();
       const verification = await verifySignedMessage(signed, trust.openpgp);
-      if (!verification.verified) return { accepted: false, keyId, problem: verification.reason };
+      if (!verification.verified) return { accepted: false, keyId, problem: verification.reason, stage: 'key', ...detail };
       const problem = claimProblem(parsePayload(verification.payload), digest, request, 'matchRepoDigestOrExact');
-      return problem ? { accepted: false, keyId, problem } : { accepted: true, keyId };
+      return problem ? { accepted: false, keyId, problem, stage: 'claim', ...detail } : { accepted: true, keyId, ...detail };
     } catch (err) {
-      return { accepted: false, problem: `unreadable signature: ${(err as Error).message}` };
+      return { accepted: false, problem: `unreadable signature: ${(err as Error).message}`, stage: 'key', ...detail };
     }
   }
 
   /** A cosign signature: key, then digest, then identity (matchRepository). */
   async function judgeCosign(layer: CosignLayer, digest: string, request: JudgedRequest, trust: TrustSet): Promise<Outcome> {
+    const detail: OutcomeDetail = { format: 'cosign' };
     const payload = await readBlob(layer.payloadDigest, COSIGN_PAYLOAD_LIMIT);
-    if (!payload) return { accepted: false, problem: 'cosign signature payload is missing or too large' };
+    if (!payload) return { accepted: false, problem: 'cosign signature payload is missing or too large', stage: 'key', ...detail };
     const key = verifyCosignSignature(payload, layer.signature, trust.cosign);
-    if (!key) return { accepted: false, keyId: 'cosign (untrusted key)', problem: 'cosign signature by a key that is not trusted' };
+    if (!key) return { accepted: false, keyId: 'cosign (untrusted key)', problem: 'cosign signature by a key that is not trusted', stage: 'key', ...detail };
     const keyId = `cosign:${key.fingerprint.slice(0, 16).toUpperCase()}`;
     try {
-      const problem = claimProblem(parseCosignPayload(payload), digest, request, 'matchRepository');
-      return problem ? { accepted: false, keyId, problem } : { accepted: true, keyId };
+      const claim = parseCosignPayload(payload);
+      const reference = claim.reference;
+      const named: OutcomeDetail = { ...detail, identity: `${reference.host}/${reference.repository}${reference.tag ? `:${reference.tag}` : ''}` };
+      const problem = claimProblem(claim, digest, request, 'matchRepository');
+      return problem ? { accepted: false, keyId, problem, stage: 'claim', ...named } : { accepted: true, keyId, ...named };
     } catch (err) {
-      return { accepted: false, keyId, problem: (err as Error).message };
+      return { accepted: false, keyId, problem: (err as Error).message, stage: 'claim', ...detail };
     }
   }
 
@@ -221,21 +271,29 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     }
   }
 
-  async function evaluate(digest: string, request: JudgedRequest, trust: TrustSet): Promise<Evaluation> {
+  /**
+   * Judges a digest's signatures until one is accepted. With `collect` (explain), every signature is
+   * judged and kept there; the result is the same, since one accepted signature settles it.
+   */
+  async function evaluate(digest: string, request: JudgedRequest, trust: TrustSet, collect?: Outcome[]): Promise<Evaluation> {
     const result: Evaluation = { ok: false, keyIds: new Set(), problems: [], signatures: 0 };
     for await (const outcome of outcomes(digest, request, trust)) {
+      collect?.push(outcome);
+      if (result.ok) continue;
       result.signatures += 1;
       if (outcome.keyId) result.keyIds.add(outcome.keyId);
       if (outcome.accepted) {
         result.ok = true;
-        break;
+        if (!collect) break;
+        continue;
       }
       result.problems.push(outcome.problem);
     }
     return result;
   }
 
-  async function decide(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet): Promise<GateDecision> {
+  /** The decision; with `collect`, the top manifest's signatures, every one judged, land there too. */
+  async function decide(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet, collect?: Outcome[]): Promise<GateDecision> {
     const { repository, tag } = request;
     const body = parseJson(manifest.content);
     const ambiguous = ambiguousFields(body, manifest.mediaType);
@@ -253,7 +311,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
         ...(request.remap ? { remap: request.remap } : {}),
         ...(asTag !== undefined ? { tag: asTag } : {}),
       };
-      const evaluation = await evaluate(digest, judged, trust);
+      const evaluation = await evaluate(digest, judged, trust, digest === manifest.digest ? collect : undefined);
       seen.push(evaluation);
       return evaluation.ok;
     };
@@ -286,8 +344,17 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   }
 
   /** The decision for a pull from a signed-only project, from the cache when it is fresh. */
+  /** A mirror project's identity remapping (containers/image remapIdentity), as requests are judged with it. */
+  function remapOf(project: Project): Pick<JudgedRequest, 'remap'> {
+    const mirror = project.mirror;
+    return mirror ? { remap: { project: project.name, signedPrefix: mirror.signedPrefix ?? defaultSignedPrefix(mirror.upstream) } } : {};
+  }
+
+  const cacheKeyOf = (request: JudgedRequest, manifest: ManifestRecord): string =>
+    [epoch, request.repository, manifest.digest, request.tag ?? '', request.hosts.join(','), request.remap?.signedPrefix ?? ''].join('\u0000');
+
   async function judge(request: JudgedRequest, manifest: ManifestRecord, project: string): Promise<GateDecision> {
-    const cacheKey = [epoch, request.repository, manifest.digest, request.tag ?? '', request.hosts.join(','), request.remap?.signedPrefix ?? ''].join('\u0000');
+    const cacheKey = cacheKeyOf(request, manifest);
     let decision = decisions.get(cacheKey);
     if (!decision) {
       const before = epoch;
@@ -297,13 +364,43 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     return decision;
   }
 
+  /** What explain shows, cached as decisions are (and dropped with them). */
+  const explained = new LRUCache<string, { decision: GateDecision; signatures: SignatureJudgement[] }>({ max: 5_000, ttl: Math.max(deps.cacheTtlMs, 1) });
+  const dropExplained = (): void => explained.clear();
+  deps.bus.subscribe(dropExplained);
+
+  /** The decision and every signature judged, in one pass through `decide` (the gate's own). */
+  async function explainFully(request: JudgedRequest, manifest: ManifestRecord, project: string): Promise<{ decision: GateDecision; signatures: SignatureJudgement[] }> {
+    const cacheKey = cacheKeyOf(request, manifest);
+    const known = explained.get(cacheKey);
+    if (known) return known;
+    const before = epoch;
+    const collected: Outcome[] = [];
+    const decision = await decide(request, manifest, await keys.trusted(project), collected);
+    const result = { decision, signatures: collected.map(toJudgement) };
+    if (before === epoch) {
+      explained.set(cacheKey, result);
+      decisions.set(cacheKey, decision);
+    }
+    return result;
+  }
+
+
   return {
+    async explain({ manifest, hosts, ...request }, options = {}) {
+      const name = projectOf(request.repository);
+      const project = await projects.find(name);
+      // Judged as a pull is (identity remapping of a mirror included), so the console shows what a pull gets.
+      const judged = { ...request, hosts: hosts(), ...(project ? remapOf(project) : {}) };
+      const enforced = project?.signedOnly ?? false;
+      if (options.signatures === false) return { enforced, decision: await judge(judged, manifest, name), signatures: [] };
+      return { enforced, ...(await explainFully(judged, manifest, name)) };
+    },
+
     async enforce({ manifest, hosts, ...request }) {
       const project = await projects.find(projectOf(request.repository));
       if (!project?.signedOnly) return;
-      const mirror = project.mirror;
-      const remap = mirror ? { project: project.name, signedPrefix: mirror.signedPrefix ?? defaultSignedPrefix(mirror.upstream) } : undefined;
-      const decision = await judge({ ...request, hosts: hosts(), ...(remap ? { remap } : {}) }, manifest, project.name);
+      const decision = await judge({ ...request, hosts: hosts(), ...remapOf(project) }, manifest, project.name);
       deps.onDecision?.(decision.allowed ? 'allowed' : 'refused');
       if (!decision.allowed) throw new PullRefusedError(decision.message, decision.keyIds, decision.problems);
     },

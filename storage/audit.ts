@@ -17,3 +17,42 @@ export async function audit(tx: Queryable, entry: AuditEntry): Promise<void> {
     JSON.stringify(entry.detail),
   ]);
 }
+
+export interface AuditRecord extends AuditEntry {
+  id: number;
+  at: Date;
+}
+
+export interface AuditLog {
+  /** A project's entries, newest first; `before`: only entries with a smaller id (the next page). */
+  list(project: string, page: { before?: number; limit: number }): Promise<AuditRecord[]>;
+}
+
+interface Row {
+  id: number;
+  at: Date;
+  actor: string | null;
+  action: string;
+  project: string;
+  detail: object | string | null;
+}
+
+export function createAuditLog(db: Queryable): AuditLog {
+  return {
+    async list(project, page) {
+      const rows = await db.query<Row>(
+        `SELECT id, at, actor, action, project, detail FROM audit_log
+         WHERE project = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3`,
+        [project, page.before ?? null, page.limit],
+      );
+      return rows.map((r) => ({
+        id: Number(r.id),
+        at: new Date(r.at),
+        actor: r.actor ?? undefined,
+        action: r.action,
+        project: r.project,
+        detail: typeof r.detail === 'string' ? (JSON.parse(r.detail) as object) : (r.detail ?? {}),
+      }));
+    },
+  };
+}

@@ -10,14 +10,14 @@
 import { LRUCache } from 'lru-cache';
 import type { ChangeBus } from './change-bus.js';
 import { DependencyUnavailableError } from './errors.js';
-import type { ManifestRecord, MetadataStore } from './metadata-store.js';
+import type { ManifestRecord, MetadataStore, TagRecord } from './metadata-store.js';
 
 export interface MetadataCacheOptions {
   ttlMs: number;
   maxEntries?: number;
 }
 
-type Entry = { value: string | number | ManifestRecord | string[] };
+type Entry = { value: string | number | ManifestRecord | string[] | TagRecord[] };
 
 export function createCachedMetadataStore(inner: MetadataStore, options: MetadataCacheOptions, bus?: ChangeBus): MetadataStore {
   const cache = new LRUCache<string, Entry>({
@@ -95,6 +95,8 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
       find: (repository, tag) => cached(keyOf(repository, 't', tag), () => inner.tags.find(repository, tag)),
       list: (repository, page) =>
         cached(keyOf(repository, 'l', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.list(repository, page)),
+      listDetailed: (repository, page) =>
+        cached(keyOf(repository, 'd', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.listDetailed(repository, page)),
       async remove(repository, tag) {
         const removed = await inner.tags.remove(repository, tag);
         invalidate(repository);

@@ -92,11 +92,20 @@ export interface ManifestMetadata {
   parents(repository: string, digest: string): Promise<string[]>;
 }
 
+export interface TagRecord {
+  name: string;
+  digest: string;
+  /** When the tag was last pushed (pointed at its digest). */
+  updatedAt: Date;
+}
+
 export interface TagMetadata {
   /** The digest the tag points at. */
   find(repository: string, tag: string): Promise<string | undefined>;
   /** `undefined` when the repository does not exist. */
   list(repository: string, page: Page): Promise<string[] | undefined>;
+  /** A page of tags with the digest each names and when it was last pointed there; one query. */
+  listDetailed(repository: string, page: Page): Promise<TagRecord[] | undefined>;
   remove(repository: string, tag: string): Promise<boolean>;
 }
 

@@ -109,6 +109,16 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         );
         return rows.map((r) => r.name);
       },
+      async listDetailed(repository, page) {
+        const repo = await db.query<{ id: number }>('SELECT id FROM repositories WHERE name = $1', [repository]);
+        if (repo.length === 0) return undefined;
+        const rows = await db.query<{ name: string; manifest_digest: string; updated_at: Date }>(
+          `SELECT name, manifest_digest, updated_at FROM tags WHERE repository_id = $1 AND ($2::text IS NULL OR name > $2)
+           ORDER BY name LIMIT $3`,
+          [repo[0]!.id, page.last ?? null, page.limit],
+        );
+        return rows.map((r) => ({ name: r.name, digest: r.manifest_digest, updatedAt: new Date(r.updated_at) }));
+      },
       async remove(repository, tag) {
         const rows = await db.query(
           `DELETE FROM tags WHERE repository_id = ${REPO_ID} AND name = $2 RETURNING name`,

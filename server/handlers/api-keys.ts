@@ -3,9 +3,9 @@
 // the project already trusts merges it (sigstore/keys.ts): 201 for a new key, 200 otherwise, with
 // `outcome` saying whether anything changed.
 import type { ProjectKey } from '../../sigstore/keys.js';
-import { MAX_KEY_BYTES } from '../../sigstore/keys.js';
+import { MAX_KEY_BYTES, openpgpKeyDetails } from '../../sigstore/keys.js';
 import type { ProjectStore } from '../../storage/project-store.js';
-import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { capture, emptyResponse, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { readBody } from '../request-body.js';
 
@@ -18,6 +18,20 @@ export function keyJson(key: ProjectKey): Record<string, unknown> {
     userIds: key.userIds,
     createdAt: key.createdAt.toISOString(),
     ...(key.createdBy ? { createdBy: key.createdBy } : {}),
+  };
+}
+
+/** Algorithm, expiry, revocation and subkeys (`?details=1`), for people choosing whether to trust a key. */
+async function keyDetailsJson(key: ProjectKey): Promise<Record<string, unknown>> {
+  if (key.kind !== 'openpgp') return { algorithm: 'cosign public key (PEM)' };
+  const d = await openpgpKeyDetails(key.material);
+  const iso = (date: Date | null): string | null => (date ? date.toISOString() : null);
+  return {
+    algorithm: d.algorithm,
+    keyCreatedAt: d.createdAt.toISOString(),
+    expiresAt: iso(d.expiresAt),
+    revoked: d.revoked,
+    subkeys: d.subkeys.map((s) => ({ ...s, createdAt: s.createdAt.toISOString(), expiresAt: iso(s.expiresAt) })),
   };
 }
 
@@ -35,7 +49,8 @@ export function createKeyHandlers(deps: Pick<RegistryDeps, 'keys' | 'projects' |
       const project = capture(ctx, 0);
       await requireAccess(ctx, deps, 'pull', project);
       await requireProject(projects, project);
-      ctx.body = { keys: (await keys.list(project)).map(keyJson) };
+      const details = queryParam(ctx, 'details') === '1';
+      ctx.body = { keys: await Promise.all((await keys.list(project)).map(async (k) => ({ ...keyJson(k), ...(details ? await keyDetailsJson(k) : {}) }))) };
     },
 
     async add(ctx: Ctx): Promise<void> {

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { ROBOT_PREFIX } from '../../auth/robots.js';
 import { ROLES, type Project } from '../../storage/project-store.js';
-import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { allowed, capture, emptyResponse, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { isValidName } from '../oci-names.js';
 import { readJsonBody } from '../request-body.js';
@@ -87,9 +87,18 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
 
   return {
     async list(ctx: Ctx): Promise<void> {
+      // ?details=1 (the console): each project's repository count and storage use as well.
+      const details = queryParam(ctx, 'details') === '1';
       const visible: Record<string, unknown>[] = [];
       for (const project of await projects.list()) {
-        if (await allowed(ctx, deps, 'pull', project.name)) visible.push(projectJson(project, false));
+        if (!(await allowed(ctx, deps, 'pull', project.name))) continue;
+        const extra = details
+          ? {
+              repositoryCount: (await metadata.repositories.list({ project: project.name, limit: 100_000 })).length,
+              usedBytes: (await projects.usage(project.name)).usedBytes,
+            }
+          : {};
+        visible.push({ ...projectJson(project, false), ...extra });
       }
       ctx.body = { projects: visible };
     },
@@ -115,7 +124,12 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
     async get(ctx: Ctx): Promise<void> {
       const project = await visibleProject(ctx, requireProjectName(capture(ctx, 0)));
       const { usedBytes } = await projects.usage(project.name);
-      ctx.body = { ...projectJson(project, await allowed(ctx, deps, 'view', project.name)), usedBytes };
+      // What the caller may do here, so that a client (the console) offers only what will work.
+      const entries = await Promise.all(
+        (['push', 'delete', 'admin'] as const).map(async (action): Promise<[string, boolean]> => [action, await allowed(ctx, deps, action, project.name)]),
+      );
+      const permissions = Object.fromEntries(entries);
+      ctx.body = { ...projectJson(project, await allowed(ctx, deps, 'view', project.name)), usedBytes, permissions, registryAdmin: isRegistryAdmin(ctx) };
     },
 
     async update(ctx: Ctx): Promise<void> {
@@ -186,8 +200,18 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
 
     async repositories(ctx: Ctx): Promise<void> {
       const project = await visibleProject(ctx, requireProjectName(capture(ctx, 0)));
-      const names = await metadata.repositories.list({ project: project.name, limit: 100_000 });
-      ctx.body = { repositories: names.map((name) => ({ name })) };
+      // ?q= keeps names containing it; ?n= and ?last= page (without n: every name, as before).
+      const q = queryParam(ctx, 'q');
+      const n = queryParam(ctx, 'n');
+      const last = queryParam(ctx, 'last');
+      if (n !== undefined && (!/^\d{1,5}$/.test(n) || Number(n) < 1)) throw new OciError('QUERY_PARAMETER_INVALID', 'n must be a positive number');
+      let names = await metadata.repositories.list({ project: project.name, limit: 100_000 });
+      if (q) names = names.filter((name) => name.includes(q));
+      const total = names.length;
+      if (last) names = names.filter((name) => name > last);
+      const limit = n === undefined ? names.length : Number(n);
+      const page = names.slice(0, limit);
+      ctx.body = { repositories: page.map((name) => ({ name })), total, ...(names.length > limit ? { next: page[page.length - 1] } : {}) };
     },
 
     async tags(ctx: Ctx): Promise<void> {
@@ -195,12 +219,15 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       const repository = `${project}/${capture(ctx, 1)}`;
       if (!isValidName(repository)) throw new OciError('NAME_INVALID', 'invalid repository name', { name: repository });
       await requireAccess(ctx, deps, 'pull', repository);
-      const tags = await metadata.tags.list(repository, { limit: 100_000 });
-      if (!tags) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
-      const withDigests = await Promise.all(
-        tags.map(async (tag) => ({ name: tag, digest: await metadata.tags.find(repository, tag) })),
-      );
-      ctx.body = { name: repository, tags: withDigests };
+      // ?n= and ?last= page, as tags/list does (without n: every tag, as before).
+      const n = queryParam(ctx, 'n');
+      const last = queryParam(ctx, 'last');
+      if (n !== undefined && (!/^\d{1,5}$/.test(n) || Number(n) < 1)) throw new OciError('QUERY_PARAMETER_INVALID', 'n must be a positive number');
+      const limit = n === undefined ? 100_000 : Number(n);
+      const listed = await metadata.tags.listDetailed(repository, { limit: n === undefined ? limit : limit + 1, ...(last ? { last } : {}) });
+      if (!listed) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
+      const tags = listed.slice(0, limit).map((t) => ({ name: t.name, digest: t.digest, pushedAt: t.updatedAt.toISOString() }));
+      ctx.body = { name: repository, tags, ...(listed.length > limit ? { next: tags[tags.length - 1]!.name } : {}) };
     },
   };
 }

@@ -349,6 +349,11 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.deepEqual(await store().tags.list(repository, { last: 'a0', limit: 2 }), ['a_b', 'b'], 'last need not exist');
     t.deepEqual(await store().tags.list(repository, { last: 'v1.2', limit: 10 }), []);
     t.deepEqual((await pages((p) => store().tags.list(repository, p), '', 4)).flat(), sorted);
+    // The detailed listing pages the same way, each tag with its digest and push time.
+    const detailed = await store().tags.listDetailed(repository, { last: 'A', limit: 3 });
+    t.deepEqual(detailed?.map((d) => [d.name, d.digest]), ['B1', 'Z', '_x'].map((name) => [name, manifest.digest]));
+    t.true(detailed?.every((d) => d.updatedAt instanceof Date && Math.abs(d.updatedAt.getTime() - Date.now()) < 60_000));
+    t.is(await store().tags.listDetailed(`${repository}-missing`, { limit: 3 }), undefined);
   });
 
   test('removing a tag leaves its manifest', async (t) => {

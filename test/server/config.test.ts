@@ -110,7 +110,7 @@ test('S3 storage: REGISTRY_STORAGE=s3 with the Go registry S3 driver variables',
     idletimeout: 30,
   });
   t.true(config.storage.redirect.disable);
-  const { describeStorage } = await import('../../server/registry.js');
+  const { describeStorage } = await import('../../server/config.js');
   const described = JSON.stringify(describeStorage(config));
   t.regex(described, /"bucket":"registry"/);
   t.notRegex(described, /wJalrXUtnFEMI|AKIAEXAMPLE/, 'the start-up log names no credential');
@@ -252,7 +252,7 @@ test('S3 storage: a YAML storage.s3 section wins over a filesystem root set besi
   t.is(config.storage.s3?.bucket, 'from-file');
   t.is(config.storage.s3?.region, 'us-west-2');
   t.is(config.storage.s3?.rootdirectory, '/env');
-  const { describeStorage } = await import('../../server/registry.js');
+  const { describeStorage } = await import('../../server/config.js');
   t.is(describeStorage(config).driver, 's3');
 });
 

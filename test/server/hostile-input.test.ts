@@ -222,6 +222,18 @@ const ROUTES: { methods: string[]; path: (p: Parts) => string }[] = [
   { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/repositories` },
   { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/repositories/${p.name}/tags` },
   { methods: ['POST'], path: () => '/api/v1/gc' },
+  // The web console and the management API it uses.
+  { methods: ['GET', 'HEAD'], path: () => '/' },
+  { methods: ['GET', 'HEAD'], path: (p) => `/assets/${p.ref}.js` },
+  { methods: ['GET', 'POST', 'DELETE'], path: () => '/api/v1/session' },
+  { methods: ['GET'], path: () => '/api/v1/status' },
+  { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/machineconfig.yaml` },
+  { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/kbs-resources.json` },
+  { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/audit` },
+  { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/gate-preview` },
+  { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/repositories/${p.name}/trust` },
+  { methods: ['DELETE'], path: (p) => `/api/v1/projects/${p.project}/repositories/${p.name}/tags/${p.ref}` },
+  { methods: ['DELETE'], path: (p) => `/api/v1/projects/${p.project}/repositories/${p.name}/manifests/${p.digest}` },
 ];
 
 const authorization = fc.oneof(

@@ -1,0 +1,161 @@
+// What a pull of each tag would get, for people (the console) and scripts:
+//   GET /api/v1/projects/<p>/repositories/<r>/trust[?n=25&last=<tag>]
+//       a page of tags, each with its digest, size, platforms, referrers, every signature judged,
+//       its trust state and the pull gate's own decision (sigstore/pull-gate.ts `explain`: the
+//       same judgement, and cache, as a pull);
+//   GET /api/v1/projects/<p>/gate-preview
+//       the tags a signed-only switch would stop serving, with the gate's reason, before it is on.
+import { isIndexMediaType } from '../../storage/manifest-parse.js';
+import type { ManifestRecord, TagRecord } from '../../storage/metadata-store.js';
+import type { GateExplanation } from '../../sigstore/pull-gate.js';
+import type { ProjectKey } from '../../sigstore/keys.js';
+import { publicHosts } from '../config.js';
+import { capture, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { OciError } from '../errors.js';
+import { isValidName } from '../oci-names.js';
+import { requireProject } from './api-keys.js';
+
+/** What a person should read first about a tag's signatures. */
+export type TrustState = 'verified' | 'signature-artifact' | 'untrusted' | 'other-reference' | 'unsigned';
+
+const PAGE_DEFAULT = 25;
+const PAGE_MAX = 200;
+/** The most tags a preview judges (each needs its signatures verified). */
+const PREVIEW_MAX_TAGS = 5000;
+
+export function trustState(explanation: GateExplanation): TrustState {
+  const { decision, signatures } = explanation;
+  if (decision.allowed) return decision.via === 'signature' ? 'verified' : 'signature-artifact';
+  if (signatures.length === 0) return 'unsigned';
+  return signatures.some((s) => s.stage === 'claim') ? 'other-reference' : 'untrusted';
+}
+
+function parseJson(content: Buffer): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(content.toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Size of what a pull fetches (manifest, config and layers; for an index, what it lists), and its platforms. */
+function describeManifest(manifest: ManifestRecord): { size: number; platforms: string[] } {
+  const body = parseJson(manifest.content);
+  const sizeOf = (d: unknown): number => (typeof d === 'object' && d !== null && typeof (d as { size?: unknown }).size === 'number' ? (d as { size: number }).size : 0);
+  if (isIndexMediaType(manifest.mediaType)) {
+    const children = Array.isArray(body.manifests) ? (body.manifests as Record<string, unknown>[]) : [];
+    const platforms = children
+      .map((c) => c.platform as { os?: unknown; architecture?: unknown; variant?: unknown } | undefined)
+      .filter((p): p is { os?: unknown; architecture?: unknown; variant?: unknown } => typeof p === 'object' && p !== null)
+      .map((p) => [p.os, p.architecture, p.variant].filter((x): x is string => typeof x === 'string').join('/'))
+      .filter((p) => p !== '' && p !== 'unknown/unknown');
+    return { size: manifest.size + children.reduce((n, c) => n + sizeOf(c), 0), platforms };
+  }
+  const layers = Array.isArray(body.layers) ? body.layers : [];
+  return { size: manifest.size + sizeOf(body.config) + layers.reduce((n: number, l: unknown) => n + sizeOf(l), 0), platforms: [] };
+}
+
+function pageSize(ctx: Ctx): number {
+  const n = queryParam(ctx, 'n');
+  if (n === undefined) return PAGE_DEFAULT;
+  if (!/^\d{1,4}$/.test(n) || Number(n) < 1 || Number(n) > PAGE_MAX) throw new OciError('QUERY_PARAMETER_INVALID', `n must be 1 to ${PAGE_MAX}`);
+  return Number(n);
+}
+
+export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate' | 'keys' | 'projects' | 'authorizer' | 'config'>) {
+  const { metadata, gate, keys, config } = deps;
+  const hostsOf = (ctx: Ctx) => {
+    const hosts = publicHosts(config);
+    return () => (hosts.length > 0 ? hosts : [ctx.host]);
+  };
+
+  /** The trusted key a key ID belongs to (a primary key or a subkey), for naming the signer. */
+  function signerOf(projectKeys: ProjectKey[], keyId: string | undefined): Record<string, unknown> {
+    if (!keyId) return {};
+    const key = projectKeys.find((k) => k.keyIds.some((id) => id.toUpperCase() === keyId) || (keyId.startsWith('cosign:') && k.fingerprint.toUpperCase().startsWith(keyId.slice(7))));
+    return key ? { signer: { keyId: key.id, fingerprint: key.fingerprint.toUpperCase(), userIds: key.userIds } } : {};
+  }
+
+  async function tagJson(ctx: Ctx, repository: string, record: TagRecord, projectKeys: ProjectKey[]): Promise<Record<string, unknown> | undefined> {
+    const { name: tag, digest } = record;
+    const manifest = await metadata.manifests.find(repository, digest);
+    if (!manifest) return undefined;
+    const [explanation, referrers] = await Promise.all([
+      gate.explain({ repository, tag, manifest, hosts: hostsOf(ctx) }),
+      metadata.manifests.referrers(repository, digest),
+    ]);
+    const { decision } = explanation;
+    return {
+      name: tag,
+      digest,
+      pushedAt: record.updatedAt.toISOString(),
+      mediaType: manifest.mediaType,
+      ...describeManifest(manifest),
+      state: trustState(explanation),
+      gate: {
+        enforced: explanation.enforced,
+        served: decision.allowed,
+        ...(decision.allowed ? { via: decision.via } : { reason: decision.message, keyIds: decision.keyIds }),
+      },
+      signatures: explanation.signatures.map((s) => ({
+        format: s.format,
+        ...(s.keyId ? { keyId: s.keyId } : {}),
+        ...signerOf(projectKeys, s.keyId),
+        ...(s.identity ? { identity: s.identity } : {}),
+        ...(s.signedAt ? { signedAt: s.signedAt.toISOString() } : {}),
+        accepted: s.accepted,
+        ...(s.problem ? { problem: s.problem, stage: s.stage } : {}),
+      })),
+      referrers: referrers.map((r) => ({ digest: r.digest, mediaType: r.mediaType, ...(r.artifactType ? { artifactType: r.artifactType } : {}) })),
+    };
+  }
+
+  return {
+    async tags(ctx: Ctx): Promise<void> {
+      const project = capture(ctx, 0);
+      const repository = `${project}/${capture(ctx, 1)}`;
+      if (!isValidName(repository)) throw new OciError('NAME_INVALID', 'invalid repository name', { name: repository });
+      await requireAccess(ctx, deps, 'pull', repository);
+      const limit = pageSize(ctx);
+      const last = queryParam(ctx, 'last');
+      const listed = await metadata.tags.listDetailed(repository, { limit: limit + 1, ...(last ? { last } : {}) });
+      if (!listed) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
+      const page = listed.slice(0, limit);
+      const projectKeys = await keys.list(project);
+      const tags = (await Promise.all(page.map((record) => tagJson(ctx, repository, record, projectKeys)))).filter((t) => t !== undefined);
+      ctx.body = { name: repository, tags, ...(listed.length > limit ? { next: page[page.length - 1]!.name } : {}) };
+    },
+
+    async preview(ctx: Ctx): Promise<void> {
+      const project = capture(ctx, 0);
+      await requireAccess(ctx, deps, 'pull', project);
+      await requireProject(deps.projects, project);
+      const refused: Record<string, unknown>[] = [];
+      let judged = 0;
+      let truncated = false;
+      for (const repository of await metadata.repositories.list({ project, limit: 100_000 })) {
+        let last: string | undefined;
+        for (;;) {
+          const names = await metadata.tags.listDetailed(repository, { limit: 500, ...(last ? { last } : {}) });
+          if (!names || names.length === 0) break;
+          for (const { name: tag, digest } of names) {
+            if (judged >= PREVIEW_MAX_TAGS) {
+              truncated = true;
+              break;
+            }
+            const manifest = await metadata.manifests.find(repository, digest);
+            if (!manifest) continue;
+            judged += 1;
+            const { decision } = await gate.explain({ repository, tag, manifest, hosts: hostsOf(ctx) }, { signatures: false });
+            if (!decision.allowed) refused.push({ repository, tag, digest, reason: decision.message });
+          }
+          if (truncated || names.length < 500) break;
+          last = names[names.length - 1]!.name;
+        }
+        if (truncated) break;
+      }
+      ctx.body = { project, judged, truncated, refused };
+    },
+  };
+}

@@ -1,0 +1,294 @@
+// The web console in a real browser (Debian's Chromium through playwright-core) against two real
+// `signet serve` processes sharing one PostgreSQL database: the flow of issue 18. Sign in; create
+// a project; upload a gpg key; push one image signed with `skopeo copy --sign-by` and one
+// unsigned; see "verified" and "unsigned"; switch signed-only on behind its preview and see the
+// unsigned tag "refused" with the gate's reason; change a member's role; download policy.json and
+// have skopeo accept the signed image with it; a guest sees no write controls and a forged write
+// is refused; sign out. Screenshots of each main page go to test-output/console/.
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { ExecutionContext } from 'ava';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { basic, writeHtpasswd } from '../helpers/auth.js';
+import { buildConsole, CHROMIUM, launchChromium, SCREENSHOTS } from '../helpers/browser.js';
+import { createSkopeo, type Skopeo } from '../helpers/containers-tools.js';
+import { testWithCommands } from '../helpers/env.js';
+import { createGpgKey, type GpgKey } from '../helpers/gpg.js';
+import { makeImage, writeOciLayout } from '../helpers/oci-layout.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+
+interface Context {
+  work: string;
+  database: TestDatabase;
+  servers: ServerProcess[];
+  browser: Browser;
+  admin: BrowserContext;
+  page: Page;
+  skopeo: Skopeo;
+  signer: GpgKey;
+}
+const test = testWithCommands<Context>('console browser e2e', [CHROMIUM, 'skopeo', 'gpg', 'gpgconf'], { postgres: true });
+type T = ExecutionContext<Context>;
+const USERS = { root: 'root-pw', dev: 'dev-pw', visitor: 'visitor-pw' };
+const url = (t: T, replica = 0): string => t.context.servers[replica]!.url;
+const host = (t: T): string => new URL(url(t)).host;
+const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+
+test.before(async (t) => {
+  const work = await mkdtemp(path.join(os.tmpdir(), 'signet-console-e2e-'));
+  t.context.work = work;
+  t.context.servers = [];
+  await writeHtpasswd(path.join(work, 'htpasswd'), USERS);
+  const [database, signer, skopeo] = await Promise.all([
+    createTestDatabase(),
+    createGpgKey('Console Signer', 'console@example.com'),
+    createSkopeo(),
+    buildConsole(path.join(work, 'console')),
+  ]);
+  Object.assign(t.context, { database, signer, skopeo });
+  const env = {
+    REGISTRY_AUTH: 'htpasswd',
+    REGISTRY_AUTH_HTPASSWD_PATH: path.join(work, 'htpasswd'),
+    REGISTRY_AUTH_ADMINS: 'root',
+    REGISTRY_DATABASE_URL: database.url,
+    REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(work, 'storage'),
+    REGISTRY_CONSOLE_DIRECTORY: path.join(work, 'console'),
+    REGISTRY_LOG_ACCESSLOG_DISABLED: 'true',
+  };
+  // The first replica applies the migrations; the second starts beside it.
+  t.context.servers.push(await startServerProcess(env));
+  const [second, browser] = await Promise.all([startServerProcess(env), launchChromium()]);
+  t.context.servers.push(second);
+  t.context.browser = browser;
+  t.context.admin = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 800 } });
+  t.context.page = await t.context.admin.newPage();
+});
+test.after.always(async (t) => {
+  await t.context.browser?.close();
+  for (const server of t.context.servers ?? []) await server.kill('SIGTERM');
+  await t.context.database?.drop();
+  await t.context.skopeo?.close();
+  await t.context.signer?.close();
+  if (t.context.work) await rm(t.context.work, { recursive: true, force: true });
+});
+
+async function signIn(page: Page, base: string, user: keyof typeof USERS): Promise<void> {
+  await page.goto(`${base}/`);
+  await page.getByRole('link', { name: 'Sign in' }).click();
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(USERS[user]);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('user').filter({ hasText: user }).waitFor();
+}
+
+async function push(t: T, reference: string, signed: boolean): Promise<void> {
+  const layout = path.join(t.context.work, `layout-${reference.replace(/\W/g, '-')}`);
+  await mkdir(layout);
+  const image = makeImage({ layers: 1 });
+  await writeOciLayout(layout, [image], image.manifest, 'v1');
+  const sign = signed ? ['--sign-by', t.context.signer.fingerprint] : [];
+  await t.context.skopeo.skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `dev:${USERS.dev}`, ...sign, `oci:${layout}:v1`, `docker://${host(t)}/${reference}`], {
+    env: t.context.signer.env(t.context.skopeo.env),
+  });
+}
+
+/** The tag's row on the repository page. */
+const row = (page: Page, tag: string) => page.locator(`tr[data-tag="${tag}"]`);
+
+test.serial('an admin signs in, creates a project, adds members and uploads a gpg key', async (t) => {
+  const { page } = t.context;
+  await page.goto(`${url(t)}/`);
+  await shot(page, '01-anonymous');
+  await signIn(page, url(t), 'root');
+  await page.getByLabel('Name', { exact: true }).fill('web');
+  await page.getByRole('button', { name: 'Create project' }).click();
+  await page.getByRole('heading', { name: /Project web/ }).waitFor();
+  await page.getByRole('link', { name: 'Members' }).click();
+  for (const [user, role] of [['dev', 'developer'], ['visitor', 'guest']] as const) {
+    await page.getByLabel('User name').fill(user);
+    await page.getByLabel('Role', { exact: true }).selectOption(role);
+    await page.getByRole('button', { name: 'Add member' }).click();
+    await page.getByText(`${user} is now ${role}.`).waitFor();
+  }
+  await page.getByRole('link', { name: 'Trusted keys' }).click();
+  await page.getByLabel(/Upload a key file/).setInputFiles(t.context.signer.publicKeyFile);
+  await page.getByText(/was already trusted|added\./).waitFor();
+  await page.getByRole('heading', { name: t.context.signer.fingerprint }).waitFor();
+  t.truthy(await page.getByText('Console Signer <console@example.com>').count());
+  await shot(page, '02-project-keys');
+});
+
+test.serial('a signed and an unsigned push show as verified and unsigned; signed-only, after its preview, refuses the unsigned one with the gate\'s reason', async (t) => {
+  const { page } = t.context;
+  await Promise.all([push(t, 'web/app:signed', true), push(t, 'web/app:unsigned', false)]);
+  await page.goto(`${url(t)}/#/r/web/app`);
+  await row(page, 'signed').getByTestId('trust-state').filter({ hasText: 'verified' }).waitFor();
+  t.is(await row(page, 'unsigned').getByTestId('trust-state').textContent(), 'unsigned');
+  t.regex((await row(page, 'signed').textContent()) ?? '', /Console Signer/);
+  await shot(page, '03-repository');
+
+  await page.goto(`${url(t)}/#/p/web/settings`);
+  await page.getByRole('button', { name: 'Check what signed-only would refuse' }).click();
+  const preview = page.getByRole('region', { name: 'Signed-only preview' });
+  await preview.getByText('web/app:unsigned', { exact: true }).waitFor();
+  t.is(await preview.getByText('web/app:signed', { exact: true }).count(), 0);
+  await shot(page, '04-signed-only-preview');
+  await preview.getByRole('button', { name: 'Turn signed-only on' }).click();
+  await page.getByText('Signed-only is on.').waitFor();
+
+  await page.goto(`${url(t)}/#/r/web/app`);
+  await row(page, 'unsigned').getByTestId('gate').filter({ hasText: 'refused' }).waitFor();
+  t.is(await row(page, 'signed').getByTestId('gate').textContent(), 'served');
+  const reason = (await row(page, 'unsigned').getByTestId('gate-reason').textContent()) ?? '';
+  // The same words the gate sends the client that pulls.
+  const pulled = await fetch(`${url(t)}/v2/web/app/manifests/unsigned`, {
+    headers: { Authorization: basic('dev', USERS.dev), Accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
+  t.is(pulled.status, 412);
+  t.is(reason, ((await pulled.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '(no message)');
+  t.regex(reason, /is not signed/);
+  await shot(page, '05-repository-signed-only');
+});
+
+test.serial('a member\'s role is changed from the members page', async (t) => {
+  const { page } = t.context;
+  await page.goto(`${url(t)}/#/p/web/members`);
+  await page.getByLabel('Role of dev').selectOption('maintainer');
+  await page.getByText('dev is now maintainer.').waitFor();
+  const members = (await (await fetch(`${url(t)}/api/v1/projects/web/members`, { headers: { Authorization: basic('root', USERS.root) } })).json()) as {
+    members: { user: string; role: string }[];
+  };
+  t.is(members.members.find((m) => m.user === 'dev')?.role, 'maintainer');
+  await shot(page, '06-members');
+});
+
+test.serial('the policy.json downloaded from the console makes skopeo accept the signed image', async (t) => {
+  const { page } = t.context;
+  await page.goto(`${url(t)}/#/p/web/clients`);
+  await page.getByText('OpenShift MachineConfig', { exact: true }).waitFor();
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download policy.json' }).click()]);
+  const policyFile = path.join(t.context.work, 'policy.json');
+  await download.saveAs(policyFile);
+  const policy = JSON.parse(await readFile(policyFile, 'utf8')) as { transports: { docker: Record<string, unknown> } };
+  t.truthy(policy.transports.docker[`${host(t)}/web`]);
+  await shot(page, '07-configure-clients');
+  const out = path.join(t.context.work, 'pulled');
+  await t.notThrowsAsync(
+    t.context.skopeo.skopeo(['copy', '--src-tls-verify=false', '--src-creds', `dev:${USERS.dev}`, `docker://${host(t)}/web/app:signed`, `dir:${out}`], { policy: policyFile }),
+  );
+});
+
+test.serial('the session is accepted by the other replica; the administration page runs a GC dry run', async (t) => {
+  const { page } = t.context;
+  // Cookies are per host, not per port: the second replica receives the same cookie.
+  await page.goto(`${url(t, 1)}/#/admin`);
+  await page.getByTestId('user').filter({ hasText: 'root' }).waitFor();
+  await page.getByText('postgresql').waitFor();
+  await page.getByRole('button', { name: 'Dry run' }).click();
+  await page.getByText(/Dry run: would remove/).waitFor();
+  t.regex((await page.getByRole('region', { name: 'Status' }).textContent()) ?? '', /postgresql/);
+  // Both replicas, by their heartbeats in the shared database.
+  t.is(await page.getByRole('region', { name: 'Status' }).getByRole('listitem').count(), 2);
+  await shot(page, '08-admin');
+});
+
+test.serial('a guest sees no write controls, and a write forged from the guest\'s session is refused', async (t) => {
+  const context = await t.context.browser.newContext();
+  try {
+    const page = await context.newPage();
+    await signIn(page, url(t), 'visitor');
+    await page.goto(`${url(t)}/#/p/web/members`);
+    await page.getByRole('cell', { name: 'visitor' }).waitFor();
+    t.is(await page.getByRole('button', { name: 'Add member' }).count(), 0);
+    t.is(await page.getByRole('combobox').count(), 0);
+    await page.goto(`${url(t)}/#/p/web/keys`);
+    await page.getByRole('heading', { name: t.context.signer.fingerprint }).waitFor();
+    t.is(await page.getByLabel(/Upload a key file/).count(), 0);
+    await page.goto(`${url(t)}/#/p/web/settings`);
+    await page.getByRole('heading', { name: 'Signed images only', exact: true }).waitFor();
+    t.true(await page.getByRole('checkbox').isDisabled());
+    t.is(await page.getByRole('button', { name: /signed-only/ }).count(), 0);
+    await page.goto(`${url(t)}/#/r/web/app`);
+    await row(page, 'signed').waitFor();
+    t.is(await page.getByRole('button', { name: /Delete/ }).count(), 0);
+    await shot(page, '09-guest-repository');
+    // Forged: the guest's own session and CSRF token, straight to the API.
+    // (A string, not a function: the test's transpiler would add helpers the page does not have.)
+    const statuses = await page.evaluate(`(async () => {
+      const session = await (await fetch('/api/v1/session')).json();
+      const write = (headers) => fetch('/api/v1/projects/web', {
+        method: 'PATCH', headers: { 'Content-Type': 'application/json', ...headers }, body: '{"signedOnly":false}',
+      }).then((r) => r.status);
+      return [await write({ 'X-CSRF-Token': session.csrfToken }), await write({})];
+    })()`);
+    t.deepEqual(statuses, [403, 403]);
+  } finally {
+    await context.close();
+  }
+});
+
+/** Controls without a name a screen reader could say (no label, aria-label or text). */
+function unlabelled(page: Page): Promise<string[]> {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('input, select, textarea, button, a[href]')]
+      .filter((el) =>
+        el instanceof HTMLInputElement || el instanceof HTMLSelectElement || el instanceof HTMLTextAreaElement
+          ? (el.labels?.length ?? 0) === 0 && !el.getAttribute('aria-label')
+          : !(el.textContent ?? '').trim() && !el.getAttribute('aria-label'),
+      )
+      .map((el) => el.outerHTML.slice(0, 80)),
+  );
+}
+
+test.serial('keyboard only, on a narrow screen: sign in and reach a repository; every control has a name', async (t) => {
+  const context = await t.context.browser.newContext({ viewport: { width: 390, height: 844 } });
+  try {
+    const page = await context.newPage();
+    await page.goto(`${url(t)}/`);
+    await page.getByRole('link', { name: 'Sign in' }).waitFor();
+    const focusOn = async (name: string): Promise<void> => {
+      for (let i = 0; i < 20; i++) {
+        await page.keyboard.press('Tab');
+        if (await page.evaluate((wanted) => (document.activeElement?.textContent ?? '').trim() === wanted || document.activeElement?.id === wanted, name)) return;
+      }
+      throw new Error(`Tab never reached ${name}`);
+    };
+    await focusOn('Sign in');
+    await page.keyboard.press('Enter');
+    await focusOn('signin-user');
+    await page.keyboard.type('dev');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(USERS.dev);
+    await page.keyboard.press('Enter');
+    await page.getByTestId('user').filter({ hasText: 'dev' }).waitFor();
+    await focusOn('web');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: /Project web/ }).waitFor();
+    await focusOn('web/app');
+    await page.keyboard.press('Enter');
+    await row(page, 'signed').getByTestId('trust-state').waitFor();
+    t.deepEqual(await unlabelled(page), []);
+    await shot(page, '10-narrow-repository');
+    for (const tab of ['members', 'keys', 'settings', 'audit', 'clients']) {
+      await page.goto(`${url(t)}/#/p/web/${tab}`);
+      await page.getByRole('heading', { level: 2 }).first().waitFor();
+      await page.waitForLoadState('networkidle');
+      t.deepEqual(await unlabelled(page), [], tab);
+    }
+  } finally {
+    await context.close();
+  }
+});
+
+test.serial('signing out leaves an anonymous visitor who sees no private project', async (t) => {
+  const { page } = t.context;
+  await page.goto(`${url(t)}/`);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('link', { name: 'Sign in' }).waitFor();
+  await page.getByText('No projects to show.').waitFor();
+  t.is(await page.getByRole('link', { name: 'web' }).count(), 0);
+  const session = (await (await page.request.get(`${url(t)}/api/v1/session`)).json()) as { user?: string };
+  t.is(session.user, undefined);
+});
