@@ -104,7 +104,12 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     robotOf.set(connection, { authorization, account: principal.user, id: principal.robot.id });
     return { ok: true, principal };
   };
-  const verifyRobot = (user: string, secret: string, authorization: string, connection: object): Authentication | Promise<Authentication> => {
+  const verifyRobot = (
+    user: string,
+    secret: string,
+    authorization: string,
+    connection: object,
+  ): Authentication | Promise<Authentication> => {
     if (!robots) return REFUSED;
     const principal = robots.verify(user, secret);
     if (principal instanceof Promise) return principal.then((p) => robotAnswer(p, authorization, connection));

@@ -105,11 +105,15 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
    * never counts as a registry admin's or a member's elsewhere.
    */
   async function checkRobot(robot: NonNullable<Principal['robot']>, action: Action, target: string): Promise<AccessDecision> {
-    if (action === 'create' || action === 'maintain') return { allowed: false, reason: `robot accounts may not ${action === 'create' ? 'create projects' : 'run maintenance'}` };
+    if (action === 'create' || action === 'maintain')
+      return { allowed: false, reason: `robot accounts may not ${action === 'create' ? 'create projects' : 'run maintenance'}` };
     const name = projectOf(target);
     if (name === robot.project && RANK[robot.role] >= RANK[NEEDED[action]] && (await projects.find(name))) return ALLOW;
     if (action === 'pull' && (await projects.find(name))?.public) return ALLOW;
-    return { allowed: false, reason: `${action} on ${target} denied: this robot account is a ${robot.role} in project ${robot.project} only` };
+    return {
+      allowed: false,
+      reason: `${action} on ${target} denied: this robot account is a ${robot.role} in project ${robot.project} only`,
+    };
   }
 
   return {
@@ -135,7 +139,10 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
         return ALLOW;
       }
       if (!project && action === 'push' && user !== undefined && admins.has(user)) {
-        return { allowed: false, reason: `push to ${target} denied: project ${name} does not exist; create it first with "signet project create ${name}"` };
+        return {
+          allowed: false,
+          reason: `push to ${target} denied: project ${name} does not exist; create it first with "signet project create ${name}"`,
+        };
       }
       if (project && action === 'pull' && project.public) return ALLOW;
       const role = project && user !== undefined ? project.members.get(user) : undefined;

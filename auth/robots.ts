@@ -50,7 +50,13 @@ export interface Robot {
 
 export interface Robots {
   /** Undefined when the project is missing or the name taken. The secret is returned only here. */
-  create(project: string, name: string, role: RobotRole, expiresAt: Date | undefined, actor?: string): Promise<{ robot: Robot; secret: string } | undefined>;
+  create(
+    project: string,
+    name: string,
+    role: RobotRole,
+    expiresAt: Date | undefined,
+    actor?: string,
+  ): Promise<{ robot: Robot; secret: string } | undefined>;
   list(project: string): Promise<Robot[]>;
   revoke(project: string, name: string, actor?: string): Promise<boolean>;
   /**

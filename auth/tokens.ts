@@ -100,7 +100,12 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
   const stored = await options.keys.loadOrCreate(async () => {
     const { privateKey, publicKey } = await generateKeyPair(ALGORITHM, { extractable: true });
     const publicJwk = await exportJWK(publicKey);
-    return { kid: await calculateJwkThumbprint(publicJwk), algorithm: ALGORITHM, privateJwk: { ...(await exportJWK(privateKey)) }, publicJwk: { ...publicJwk } };
+    return {
+      kid: await calculateJwkThumbprint(publicJwk),
+      algorithm: ALGORITHM,
+      privateJwk: { ...(await exportJWK(privateKey)) },
+      publicJwk: { ...publicJwk },
+    };
   });
   const privateKey = (await importJWK(stored.privateJwk, stored.algorithm)) as CryptoKey;
   const publicKey = (await importJWK(stored.publicJwk, stored.algorithm)) as CryptoKey;
@@ -177,7 +182,11 @@ export async function createTokenService(options: TokenServiceOptions): Promise<
     const who = subjectOf(claims);
     if (!who) return undefined;
     const access = claims.access.filter(
-      (e): e is AccessEntry => typeof e?.type === 'string' && typeof e.name === 'string' && Array.isArray(e.actions) && e.actions.every((a) => typeof a === 'string'),
+      (e): e is AccessEntry =>
+        typeof e?.type === 'string' &&
+        typeof e.name === 'string' &&
+        Array.isArray(e.actions) &&
+        e.actions.every((a) => typeof a === 'string'),
     );
     let subject = who.subject;
     if (who.robotId !== undefined) {

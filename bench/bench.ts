@@ -98,7 +98,10 @@ async function runLayerRounds(servers: ServerHandle[], rows: LayerRows): Promise
   console.log(`bench: hashing the ${LAYER_MIB} MiB layer`);
   const layer = makeLargeLayer(LAYER_MIB);
   const results = new Map(
-    servers.map((s) => [s, { push: [] as number[], pull: [] as number[], pullHashing: [] as number[], rssPush: 0, rssPull: 0, rssDatabase: 0 }]),
+    servers.map((s) => [
+      s,
+      { push: [] as number[], pull: [] as number[], pullHashing: [] as number[], rssPush: 0, rssPull: 0, rssDatabase: 0 },
+    ]),
   );
   const failures = new Map<ServerHandle, Error>();
   for (let round = 1; round <= LAYER_ROUNDS; round++) {
@@ -106,11 +109,15 @@ async function runLayerRounds(servers: ServerHandle[], rows: LayerRows): Promise
     for (const server of order.filter((s) => !failures.has(s))) {
       const repository = `bench/big-${round}`;
       const pushed = await measure(server, 'push', () => pushLargeLayer(server, layer, repository));
-      const pulled = pushed instanceof Error ? pushed : await measure(server, 'pull', () => pullLargeLayer(server, layer, repository, 'drain'));
+      const pulled =
+        pushed instanceof Error ? pushed : await measure(server, 'pull', () => pullLargeLayer(server, layer, repository, 'drain'));
       const hashed =
         pulled instanceof Error ? pulled : await measure(server, 'hashing pull', () => pullLargeLayer(server, layer, repository, 'hash'));
       if (pushed instanceof Error || pulled instanceof Error || hashed instanceof Error) {
-        failures.set(server, [pushed, pulled, hashed].find((r): r is Error => r instanceof Error)!);
+        failures.set(
+          server,
+          [pushed, pulled, hashed].find((r): r is Error => r instanceof Error)!,
+        );
         continue;
       }
       const r = results.get(server)!;
@@ -170,11 +177,7 @@ function loadRows(table: Table): [Row, LoadRow][] {
  * Runs `fn` for every registry in ROUNDS rounds, the order flipping each round, and records the
  * median of each registry's figures (or its first failure).
  */
-async function runRounds(
-  row: Row,
-  servers: ServerHandle[],
-  fn: (server: ServerHandle, round: number) => Promise<number>,
-): Promise<void> {
+async function runRounds(row: Row, servers: ServerHandle[], fn: (server: ServerHandle, round: number) => Promise<number>): Promise<void> {
   const figures = new Map<ServerHandle, number[]>(servers.map((s) => [s, []]));
   const failures = new Map<ServerHandle, Error>();
   for (let round = 0; round < ROUNDS; round++) {
@@ -189,12 +192,7 @@ async function runRounds(
 }
 
 /** Fixed-duration request loads: each row's time is split over the rounds. */
-async function runLoadRows(
-  specs: [Row, LoadRow][],
-  servers: ServerHandle[],
-  get: LoadGenerator,
-  head: LoadGenerator,
-): Promise<void> {
+async function runLoadRows(specs: [Row, LoadRow][], servers: ServerHandle[], get: LoadGenerator, head: LoadGenerator): Promise<void> {
   const images = new Map<ServerHandle, SmallImage | Error>();
   for (const server of servers) {
     images.set(server, await measure(server, 'pushing the test image', () => pushSmallImage(server, TAG_COUNT)));
@@ -243,7 +241,12 @@ async function mainHostileOnly(resources: Resources): Promise<void> {
   const table = new Table();
   await runHostileRows(resources, addHostileRows(table), record);
   // The servers are gone by now, so their CPU cannot be told from other work: the load says enough.
-  console.log(`bench: load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (the machine has ${os.cpus().length} cores)`);
+  console.log(
+    `bench: load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} (the machine has ${os.cpus().length} cores)`,
+  );
   table.print('Signet', undefined);
 }
 
@@ -257,7 +260,12 @@ async function mainTokenOnly(resources: Resources): Promise<void> {
   const get = await chooseLoadGenerator(scratch, () => () => undefined);
   const table = new Table();
   await runTokenRows(resources, get, addTokenRows(table, LOAD_CONNECTIONS), tokenLoadOptions(), record);
-  console.log(`bench: load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (the machine has ${os.cpus().length} cores)`);
+  console.log(
+    `bench: load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} (the machine has ${os.cpus().length} cores)`,
+  );
   table.print('Signet', undefined);
 }
 
@@ -265,7 +273,12 @@ async function mainTokenOnly(resources: Resources): Promise<void> {
 async function mainMirrorOnly(resources: Resources): Promise<void> {
   const table = new Table();
   await runMirrorRows(resources, addMirrorRows(table, MIRROR_MIB, MIRROR_ROUNDS), { mib: MIRROR_MIB, rounds: MIRROR_ROUNDS }, record);
-  console.log(`bench: load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (the machine has ${os.cpus().length} cores)`);
+  console.log(
+    `bench: load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} (the machine has ${os.cpus().length} cores)`,
+  );
   table.print('Signet', 'Go registry');
 }
 

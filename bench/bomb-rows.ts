@@ -34,7 +34,10 @@ async function pushImage(server: ServerHandle): Promise<string> {
   const layer = Buffer.from(`layer ${Date.now()}`);
   const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
   for (const blob of [layer, config]) {
-    const res = await fetch(`${server.baseUrl}/v2/bomb/app/blobs/uploads/?digest=${sha256(blob)}`, { method: 'POST', body: new Uint8Array(blob) });
+    const res = await fetch(`${server.baseUrl}/v2/bomb/app/blobs/uploads/?digest=${sha256(blob)}`, {
+      method: 'POST',
+      body: new Uint8Array(blob),
+    });
     if (res.status !== 201) throw new Error(`blob push: ${res.status}`);
   }
   const manifest = JSON.stringify({
@@ -58,7 +61,12 @@ export async function runBombRows(
     const digest = await pushImage(server);
     const bombs = [await compressionBomb(512 * MiB, { nested: true }), await compressionBomb(48 * MiB)];
     // Warm up: the first signature read loads openpgp.js, which is not what is measured.
-    await put(server, `/extensions/v2/bomb/app/signatures/${digest}`, JSON.stringify({ schemaVersion: 2, name: `${digest}@${'0'.repeat(32)}`, type: 'atomic', content: 'AAAA' }), 'application/json');
+    await put(
+      server,
+      `/extensions/v2/bomb/app/signatures/${digest}`,
+      JSON.stringify({ schemaVersion: 2, name: `${digest}@${'0'.repeat(32)}`, type: 'atomic', content: 'AAAA' }),
+      'application/json',
+    );
     const before = currentRss(server.pid);
     const rss = sampleRss(server.pid);
     let reading = true;
@@ -82,7 +90,9 @@ export async function runBombRows(
     reading = false;
     await reader;
     const peak = rss.stop();
-    console.log(`  ${server.label.padEnd(12)} bomb uploads: RSS ${(before / 1e6).toFixed(1)} → peak ${(peak / 1e6).toFixed(1)} MB, longest GET ${longest.toFixed(1)} ms`);
+    console.log(
+      `  ${server.label.padEnd(12)} bomb uploads: RSS ${(before / 1e6).toFixed(1)} → peak ${(peak / 1e6).toFixed(1)} MB, longest GET ${longest.toFixed(1)} ms`,
+    );
     record(rows.rssGrowth, server, Math.max(0, peak - before) / 1e6);
     record(rows.stall, server, longest);
   } catch (err) {

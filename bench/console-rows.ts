@@ -29,10 +29,14 @@ export interface ConsoleRows {
 export function addConsoleRows(table: Table): ConsoleRows {
   return {
     firstLoad: table.add('console first load: page, script and style, compressed (gzip)', 'KB', { kind: 'under', max: 150 }),
-    tagPage: table.add(`console: ${TAGS.toLocaleString('en-US')}-tag repository page usable, fresh browser (median of ${PAGE_LOADS})`, 'ms', {
-      kind: 'under',
-      max: 1000,
-    }),
+    tagPage: table.add(
+      `console: ${TAGS.toLocaleString('en-US')}-tag repository page usable, fresh browser (median of ${PAGE_LOADS})`,
+      'ms',
+      {
+        kind: 'under',
+        max: 1000,
+      },
+    ),
     trustShown: table.add("console: that page's 25 gate decisions shown", 'ms', { kind: 'info' }),
     nextPage: table.add('console: next page usable', 'ms', { kind: 'info' }),
   };
@@ -59,7 +63,8 @@ function compressedBytes(url: string, accept: string): Promise<{ bytes: number; 
 async function measureFirstLoad(server: ServerHandle): Promise<number> {
   const page = await compressedBytes(`${server.baseUrl}/`, 'text/html');
   let total = page.bytes;
-  for (const match of page.body.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)) total += (await compressedBytes(`${server.baseUrl}${match[1]}`, '*/*')).bytes;
+  for (const match of page.body.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g))
+    total += (await compressedBytes(`${server.baseUrl}${match[1]}`, '*/*')).bytes;
   return total / 1000;
 }
 
@@ -100,7 +105,12 @@ async function fillRepository(server: ServerHandle): Promise<void> {
       if (i < SIGNED) {
         const digest = sha256(manifest);
         const signature = await sign(key, payload(digest, `${host}/bench/app:${tag}`));
-        const body = { schemaVersion: 2, name: `${digest}@${'0'.repeat(32)}`, type: 'atomic', content: Buffer.from(signature).toString('base64') };
+        const body = {
+          schemaVersion: 2,
+          name: `${digest}@${'0'.repeat(32)}`,
+          type: 'atomic',
+          content: Buffer.from(signature).toString('base64'),
+        };
         await call(server, 'PUT', `/extensions/v2/bench/app/signatures/${digest}`, JSON.stringify(body), 'application/json');
       }
     }
@@ -137,19 +147,30 @@ async function measurePages(server: ServerHandle): Promise<{ first: number[]; tr
         undefined,
         { polling: 'raf', timeout: 30_000 },
       );
-      first.push((await usable.jsonValue()));
-      const judged = await page.waitForFunction(() => (document.querySelector('tr[data-tag="v0024"] [data-testid="gate"]') ? performance.now() : 0), undefined, {
-        polling: 'raf',
-        timeout: 30_000,
-      });
-      trust.push((await judged.jsonValue()));
+      first.push(await usable.jsonValue());
+      const judged = await page.waitForFunction(
+        () => (document.querySelector('tr[data-tag="v0024"] [data-testid="gate"]') ? performance.now() : 0),
+        undefined,
+        {
+          polling: 'raf',
+          timeout: 30_000,
+        },
+      );
+      trust.push(await judged.jsonValue());
       if (process.env.BENCH_CONSOLE_TRACE) {
         const entries = await page.evaluate(() =>
           [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')].map(
-            (e) => [e.name.replace(location.origin, ''), Math.round(e.startTime), Math.round((e as PerformanceResourceTiming).responseStart), Math.round((e as PerformanceResourceTiming).responseEnd)] as const,
+            (e) =>
+              [
+                e.name.replace(location.origin, ''),
+                Math.round(e.startTime),
+                Math.round((e as PerformanceResourceTiming).responseStart),
+                Math.round((e as PerformanceResourceTiming).responseEnd),
+              ] as const,
           ),
         );
-        for (const [name, start, firstByte, end] of entries) console.log(`    ${name.slice(0, 70).padEnd(70)} start ${start} first byte ${firstByte} end ${end}`);
+        for (const [name, start, firstByte, end] of entries)
+          console.log(`    ${name.slice(0, 70).padEnd(70)} start ${start} first byte ${firstByte} end ${end}`);
       }
       const clicked = await page.evaluate(() => performance.now());
       await page.getByRole('button', { name: 'Next page' }).click();
@@ -157,7 +178,7 @@ async function measurePages(server: ServerHandle): Promise<{ first: number[]; tr
         polling: 'raf',
         timeout: 30_000,
       });
-      next.push(((await listed.jsonValue())) - clicked);
+      next.push((await listed.jsonValue()) - clicked);
       await context.close();
     }
   } finally {
@@ -166,7 +187,11 @@ async function measurePages(server: ServerHandle): Promise<{ first: number[]; tr
   return { first, trust, next };
 }
 
-export async function runConsoleRows(resources: Resources, rows: ConsoleRows, record: (row: Row, server: ServerHandle, value: number | Error) => void): Promise<void> {
+export async function runConsoleRows(
+  resources: Resources,
+  rows: ConsoleRows,
+  record: (row: Row, server: ServerHandle, value: number | Error) => void,
+): Promise<void> {
   const built = fileURLToPath(new URL('../dist/console/index.html', import.meta.url));
   if (!existsSync(built)) throw new Error(`${built} is missing: run \`npm run build\` first`);
   const server = await startSignet(resources);
@@ -180,10 +205,14 @@ export async function runConsoleRows(resources: Resources, rows: ConsoleRows, re
     }
     const started = performance.now();
     await fillRepository(server);
-    console.log(`  ${server.label.padEnd(12)} ${TAGS} tags pushed (${SIGNED} signed) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    console.log(
+      `  ${server.label.padEnd(12)} ${TAGS} tags pushed (${SIGNED} signed) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
     const { first, trust, next } = await measurePages(server);
     const list = (values: number[]): string => values.map((ms) => ms.toFixed(0)).join(', ');
-    console.log(`  ${server.label.padEnd(12)} first page: ${list(first)} ms; gate decisions: ${list(trust)} ms; next page: ${list(next)} ms`);
+    console.log(
+      `  ${server.label.padEnd(12)} first page: ${list(first)} ms; gate decisions: ${list(trust)} ms; next page: ${list(next)} ms`,
+    );
     record(rows.tagPage, server, median(first));
     record(rows.trustShown, server, median(trust));
     record(rows.nextPage, server, median(next));

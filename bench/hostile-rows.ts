@@ -25,7 +25,10 @@ export interface HostileRows {
 export function addHostileRows(table: Table): HostileRows {
   return {
     timing: table.add('401 time, unknown user / known user with a wrong password (median)', 'x', { kind: 'between', min: 0.8, max: 1.25 }),
-    stalled: table.add(`RSS added by ${STALLED_READERS} clients requesting a 32 MiB blob, never reading`, 'MB', { kind: 'below', max: 50e6 }),
+    stalled: table.add(`RSS added by ${STALLED_READERS} clients requesting a 32 MiB blob, never reading`, 'MB', {
+      kind: 'below',
+      max: 50e6,
+    }),
   };
 }
 
@@ -112,7 +115,9 @@ async function measureStalledReaders(server: ServerHandle): Promise<number> {
     for (let i = 0; i < STALLED_READERS; i++) sockets.push(await stalledReader(port, `/v2/bench/stalled/blobs/${digest}`));
     await sleep(5000);
     const peak = rss.stop();
-    console.log(`  Signet       ${STALLED_READERS} stalled readers: RSS ${(before / 1e6).toFixed(1)} MB before, peak ${(peak / 1e6).toFixed(1)} MB`);
+    console.log(
+      `  Signet       ${STALLED_READERS} stalled readers: RSS ${(before / 1e6).toFixed(1)} MB before, peak ${(peak / 1e6).toFixed(1)} MB`,
+    );
     return (peak - before) / 1e6;
   } finally {
     for (const socket of sockets) socket.destroy();
@@ -127,7 +132,9 @@ export async function runHostileRows(
 ): Promise<void> {
   const dir = await resources.tempDir('signet-bench-hostile-');
   const htpasswd = path.join(dir, 'htpasswd');
-  const users = ['alice', 'bob', 'carol'].map((user) => `${user}:${bcrypt.hashSync(`${user}-password`, HTPASSWD_COST).replace(/^\$2b\$/, '$2y$')}`);
+  const users = ['alice', 'bob', 'carol'].map(
+    (user) => `${user}:${bcrypt.hashSync(`${user}-password`, HTPASSWD_COST).replace(/^\$2b\$/, '$2y$')}`,
+  );
   await writeFile(htpasswd, `${users.join('\n')}\n`);
   const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
   const server = await startSignet(resources, { REGISTRY_AUTH: 'htpasswd', REGISTRY_AUTH_HTPASSWD_PATH: htpasswd });

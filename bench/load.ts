@@ -147,10 +147,7 @@ export function chooseHeadGenerator(track: Track): LoadGenerator {
 }
 
 /** wrk if it runs here, else autocannon. `track` registers a kill for clean-up on interrupt. */
-export async function chooseLoadGenerator(
-  scratchDir: string,
-  track: Track,
-): Promise<LoadGenerator> {
+export async function chooseLoadGenerator(scratchDir: string, track: Track): Promise<LoadGenerator> {
   // `wrk --version` prints its banner and exits 1; a missing binary gives ENOENT.
   if (runs('wrk', ['--version'], /wrk/)) return createWrk('wrk', scratchDir, track);
   process.stderr.write('bench: wrk not found (apt-get install -y wrk); falling back to autocannon\n');

@@ -21,7 +21,10 @@ export interface MirrorRows {
 }
 
 export function addMirrorRows(table: Table, mib: number, rounds: number): MirrorRows {
-  const cold = table.add(`cold pull ${mib} MiB through a mirror vs direct from its upstream (median of ${rounds})`, 'MiB/s', { kind: 'ratio', min: 0.8 });
+  const cold = table.add(`cold pull ${mib} MiB through a mirror vs direct from its upstream (median of ${rounds})`, 'MiB/s', {
+    kind: 'ratio',
+    min: 0.8,
+  });
   // What storing costs on this machine (hash, write, fsync): the ceiling of a cold pull, which stores as it sends.
   const push = table.add(`Signet's own push ${mib} MiB, same server (median of ${rounds})`, 'MiB/s', { kind: 'info' });
   const own = table.add(`Signet's own pull ${mib} MiB, same server (median of ${rounds})`, 'MiB/s', { kind: 'info' });
@@ -51,16 +54,31 @@ export async function runMirrorRows(
   record: (row: Row, server: ServerHandle, value: number | Error) => void,
 ): Promise<void> {
   const upstream = await startGoRegistry(resources);
-  const signet = await startSignet(resources, process.env.BENCH_MIRROR_DIRECTIO === 'false' ? { REGISTRY_STORAGE_FILESYSTEM_DIRECTIO: 'false' } : {}, 'Signet');
+  const signet = await startSignet(
+    resources,
+    process.env.BENCH_MIRROR_DIRECTIO === 'false' ? { REGISTRY_STORAGE_FILESYSTEM_DIRECTIO: 'false' } : {},
+    'Signet',
+  );
   const all = [rows.cold, rows.push, rows.own, rows.warm, rows.rss];
   try {
     const api = async (method: string, urlPath: string, body: unknown): Promise<void> => {
-      const res = await fetch(`${signet.baseUrl}${urlPath}`, { method, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      const res = await fetch(`${signet.baseUrl}${urlPath}`, {
+        method,
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
       if (res.status >= 300) throw new Error(`${method} ${urlPath}: ${res.status} ${await res.text()}`);
     };
     await api('POST', '/api/v1/projects', { name: 'mirror', mirror: { upstream: upstream.baseUrl } });
     await api('POST', '/api/v1/projects', { name: 'own' });
-    const figures = { cold: [] as number[], direct: [] as number[], push: [] as number[], own: [] as number[], warm: [] as number[], rss: 0 };
+    const figures = {
+      cold: [] as number[],
+      direct: [] as number[],
+      push: [] as number[],
+      own: [] as number[],
+      warm: [] as number[],
+      rss: 0,
+    };
     for (let round = 1; round <= options.rounds; round++) {
       // Two layers: each of Signet's pulls is the first read of its own file (pushes and the
       // mirror's writes bypass the page cache), as row 2's pull is.

@@ -151,11 +151,15 @@ export class RegistryClient {
         if (end < 0) return undefined;
         const lines = head.slice(0, end).split('\r\n');
         const header = (name: string): string | undefined =>
-          lines.find((l) => l.toLowerCase().startsWith(`${name}:`))?.slice(name.length + 1).trim();
+          lines
+            .find((l) => l.toLowerCase().startsWith(`${name}:`))
+            ?.slice(name.length + 1)
+            .trim();
         if (!/^HTTP\/1\.[01] 200 /.test(lines[0] ?? '')) throw new Error(`GET blob answered ${lines[0]}`);
         length = Number(header('content-length') ?? NaN);
         if (!Number.isSafeInteger(length)) throw new Error('GET blob answered without Content-Length');
-        if (header('docker-content-digest') !== digest) throw new Error(`GET blob answered Docker-Content-Digest ${header('docker-content-digest')}`);
+        if (header('docker-content-digest') !== digest)
+          throw new Error(`GET blob answered Docker-Content-Digest ${header('docker-content-digest')}`);
         // The body bytes that came in with the head.
         return head.length - end - 4;
       };

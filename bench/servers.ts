@@ -144,7 +144,9 @@ export function tail(file: string, lines = 20): string {
 
 /** The node flags of package.json's `start` script, so the bench runs Signet as `npm start` does. */
 function startScriptNodeFlags(): string[] {
-  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } };
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as {
+    scripts: { start: string };
+  };
   // `exec node ...`: the shell npm runs the script in becomes node (see README, "Running it").
   const words = pkg.scripts.start.replace(/^exec\s+/, '').split(/\s+/);
   const main = words.indexOf('dist/server/main.js');
@@ -251,7 +253,10 @@ export function sampleRss(pid: number): RssSampler {
   let childrenPeak = 0;
   const sample = (): void => {
     peak = Math.max(peak, readStatusField(pid, 'VmRSS') ?? 0);
-    childrenPeak = Math.max(childrenPeak, childPids(pid).reduce((sum, child) => sum + (readStatusField(child, 'VmRSS') ?? 0), 0));
+    childrenPeak = Math.max(
+      childrenPeak,
+      childPids(pid).reduce((sum, child) => sum + (readStatusField(child, 'VmRSS') ?? 0), 0),
+    );
   };
   sample();
   const timer = setInterval(sample, 100);

@@ -45,16 +45,17 @@ export class Table {
     });
     const widths = lines[0]!.map((_, c) => Math.max(...lines.map((l) => [...l[c]!].length)));
     const render = (l: string[]): string =>
-      l.map((v, c) => (c >= 2 && c <= 4 ? v.padStart(widths[c]!) : v.padEnd(widths[c]!))).join('  ').trimEnd();
+      l
+        .map((v, c) => (c >= 2 && c <= 4 ? v.padStart(widths[c]!) : v.padEnd(widths[c]!)))
+        .join('  ')
+        .trimEnd();
     console.log('');
     console.log(render(lines[0]!));
     console.log(widths.map((w) => '-'.repeat(w)).join('  '));
     for (const l of lines.slice(1)) console.log(render(l));
     console.log('');
     const skipped = this.rows.filter((row) => row.target.kind !== 'info').length - judged;
-    console.log(
-      `bench: ${passed} of ${judged} targets passed${skipped ? ` (${skipped} skipped: no Go registry to compare with)` : ''}`,
-    );
+    console.log(`bench: ${passed} of ${judged} targets passed${skipped ? ` (${skipped} skipped: no Go registry to compare with)` : ''}`);
   }
 }
 

@@ -59,8 +59,16 @@ export function addTokenRows(table: Table, connections: number): TokenRows {
   const anonymous = table.add(`token mode: anonymous manifest GET, public project, c=${connections}`, 'req/s', { kind: 'info' });
   return {
     anonymous,
-    bearer: table.add(`token mode: manifest GET with a bearer token, c=${connections}`, 'req/s', { kind: 'of-row', row: anonymous, min: 0.9 }),
-    robot: table.add(`token mode: manifest GET with a robot's Basic credentials, c=${connections}`, 'req/s', { kind: 'of-row', row: anonymous, min: 0.9 }),
+    bearer: table.add(`token mode: manifest GET with a bearer token, c=${connections}`, 'req/s', {
+      kind: 'of-row',
+      row: anonymous,
+      min: 0.9,
+    }),
+    robot: table.add(`token mode: manifest GET with a robot's Basic credentials, c=${connections}`, 'req/s', {
+      kind: 'of-row',
+      row: anonymous,
+      min: 0.9,
+    }),
     tokens: table.add(`token endpoint: GET /token, Basic credentials, one scope, c=${connections}`, 'tokens/s', { kind: 'info' }),
     perToken: table.add('token endpoint: server time per token', 'ms', { kind: 'info' }),
   };
@@ -91,7 +99,15 @@ export async function runTokenRows(
     await pushImage(server, 'public/app');
     await pushImage(server, 'private/app');
     await call(server, 'PUT', `/api/v1/projects/private/members/${PULLER}`, JSON.stringify({ role: 'guest' }), 'application/json');
-    const robot = (await (await call(server, 'POST', '/api/v1/projects/private/robots', JSON.stringify({ name: 'bench', role: 'guest', expiresInDays: 1 }), 'application/json')).json()) as {
+    const robot = (await (
+      await call(
+        server,
+        'POST',
+        '/api/v1/projects/private/robots',
+        JSON.stringify({ name: 'bench', role: 'guest', expiresInDays: 1 }),
+        'application/json',
+      )
+    ).json()) as {
       name: string;
       secret: string;
     };
@@ -113,7 +129,10 @@ export async function runTokenRows(
         const spec = {
           url,
           method: 'GET' as const,
-          headers: { Accept: key === 'tokens' ? 'application/json' : ACCEPT_MANIFESTS, ...(authorization ? { Authorization: authorization } : {}) },
+          headers: {
+            Accept: key === 'tokens' ? 'application/json' : ACCEPT_MANIFESTS,
+            ...(authorization ? { Authorization: authorization } : {}),
+          },
           connections: options.connections,
           seconds: options.seconds / options.rounds,
         };

@@ -83,7 +83,8 @@ export async function runTrustRows(
   });
   try {
     const host = new URL(server.baseUrl).host;
-    for (const name of ['open', 'gated']) await call(server, 'POST', '/api/v1/projects', JSON.stringify({ name, public: false }), 'application/json');
+    for (const name of ['open', 'gated'])
+      await call(server, 'POST', '/api/v1/projects', JSON.stringify({ name, public: false }), 'application/json');
     await call(server, 'POST', '/api/v1/projects', JSON.stringify({ name: 'public', public: true }), 'application/json');
     await pushImage(server, 'public/app');
     await pushImage(server, 'open/app');
@@ -95,7 +96,12 @@ export async function runTrustRows(
       server,
       'PUT',
       `/extensions/v2/gated/app/signatures/${digest}`,
-      JSON.stringify({ schemaVersion: 2, name: `${digest}@${'0'.repeat(32)}`, type: 'atomic', content: Buffer.from(signature).toString('base64') }),
+      JSON.stringify({
+        schemaVersion: 2,
+        name: `${digest}@${'0'.repeat(32)}`,
+        type: 'atomic',
+        content: Buffer.from(signature).toString('base64'),
+      }),
       'application/json',
     );
     await call(server, 'PATCH', '/api/v1/projects/gated', JSON.stringify({ signedOnly: true }), 'application/json');

@@ -70,7 +70,12 @@ export async function pushLargeLayer(server: ServerHandle, layer: LargeLayer, re
 export type PullReader = 'drain' | 'hash';
 
 /** Pulls the layer back while sampling the server's RSS. */
-export async function pullLargeLayer(server: ServerHandle, layer: LargeLayer, repository: string, reader: PullReader): Promise<TransferResult> {
+export async function pullLargeLayer(
+  server: ServerHandle,
+  layer: LargeLayer,
+  repository: string,
+  reader: PullReader,
+): Promise<TransferResult> {
   spawnSync('sync');
   const client = new RegistryClient(server.baseUrl, 1);
   const rss = sampleRss(server.pid);

@@ -45,12 +45,19 @@ export interface MirrorRunDeps {
 
 /** `*` and `?` as in a shell; everything else literal. */
 export function globToRegExp(glob: string): RegExp {
-  const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const source = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${source}$`);
 }
 
 /** The blob digests a manifest (and an index's platform manifests) needs that are not linked here. */
-async function missingBlobs(metadata: MetadataStore, repository: string, manifest: ManifestRecord): Promise<{ digest: string; size: number }[]> {
+async function missingBlobs(
+  metadata: MetadataStore,
+  repository: string,
+  manifest: ManifestRecord,
+): Promise<{ digest: string; size: number }[]> {
   const parsed = parseManifest(manifest.content, manifest.mediaType);
   const wanted = parsed.references.filter((r) => r.kind === 'blob');
   if (isIndexMediaType(manifest.mediaType)) {
@@ -59,14 +66,21 @@ async function missingBlobs(metadata: MetadataStore, repository: string, manifes
       if (record) wanted.push(...parseManifest(record.content, record.mediaType).references.filter((r) => r.kind === 'blob'));
     }
   }
-  const linked = await metadata.blobs.findMany(repository, wanted.map((r) => r.digest));
+  const linked = await metadata.blobs.findMany(
+    repository,
+    wanted.map((r) => r.digest),
+  );
   const missing = new Map<string, number>();
   for (const ref of wanted) if (!linked.has(ref.digest)) missing.set(ref.digest, ref.size);
   return [...missing].map(([digest, size]) => ({ digest, size }));
 }
 
 /** One tag: skipped when here at the upstream's digest with its blobs, else copied. */
-async function mirrorTag(deps: MirrorRunDeps, target: MirrorTarget, tag: string): Promise<{ outcome: 'copied' | 'present'; digest: string; bytes: number; signatures: number }> {
+async function mirrorTag(
+  deps: MirrorRunDeps,
+  target: MirrorTarget,
+  tag: string,
+): Promise<{ outcome: 'copied' | 'present'; digest: string; bytes: number; signatures: number }> {
   const { metadata, pullThrough, log } = deps;
   const upstreamDigest = await target.upstream.manifestDigest(target.path, tag);
   const localDigest = await metadata.tags.find(target.repository, tag);
@@ -99,7 +113,16 @@ export async function runMirror(
   const started = Date.now();
   const pattern = globToRegExp(request.tags);
   const tags = (await target.upstream.tags(target.path)).filter((tag) => pattern.test(tag)).sort();
-  const report: MirrorRunReport = { repository: target.repository, matched: tags.length, copied: 0, skipped: [], failed: [], bytes: 0, signatures: 0, durationMs: 0 };
+  const report: MirrorRunReport = {
+    repository: target.repository,
+    matched: tags.length,
+    copied: 0,
+    skipped: [],
+    failed: [],
+    bytes: 0,
+    signatures: 0,
+    durationMs: 0,
+  };
   for (const [i, tag] of tags.entries()) {
     const progress = { tag, done: i + 1, total: tags.length };
     try {

@@ -86,7 +86,11 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     const key = JSON.stringify([mirror.upstream, mirror.credentials ?? null]);
     const known = upstreams.get(project);
     if (known?.key === key) return known.upstream;
-    const upstream = createUpstream({ url: mirror.upstream, ...(mirror.credentials ? { credentials: mirror.credentials } : {}), timeoutMs: deps.timeoutMs });
+    const upstream = createUpstream({
+      url: mirror.upstream,
+      ...(mirror.credentials ? { credentials: mirror.credentials } : {}),
+      timeoutMs: deps.timeoutMs,
+    });
     upstreams.set(project, { key, upstream });
     return upstream;
   }
@@ -132,13 +136,18 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     const fetched = await target.upstream.manifest(target.path, reference);
     if (!fetched) return false;
     const parsed = parseUpstreamManifest(target, fetched.content, fetched.mediaType);
-    const present = await metadata.blobs.findMany(target.repository, parsed.references.filter((r) => r.kind === 'blob').map((r) => r.digest));
+    const present = await metadata.blobs.findMany(
+      target.repository,
+      parsed.references.filter((r) => r.kind === 'blob').map((r) => r.digest),
+    );
     for (const ref of parsed.references) {
       if (ref.kind !== 'blob' || present.has(ref.digest)) continue;
       const digest = parseDigest(ref.digest);
-      if (!digest || ref.size > ARTIFACT_BLOB_LIMIT) throw new UpstreamError(target.upstream.url, `${reference} names a blob this mirror does not copy`);
+      if (!digest || ref.size > ARTIFACT_BLOB_LIMIT)
+        throw new UpstreamError(target.upstream.url, `${reference} names a blob this mirror does not copy`);
       const flight = blob(target, digest);
-      if ((await flight.done) === 'missing') throw new UpstreamError(target.upstream.url, `${reference} names blob ${ref.digest}, which it does not hold`);
+      if ((await flight.done) === 'missing')
+        throw new UpstreamError(target.upstream.url, `${reference} names blob ${ref.digest}, which it does not hold`);
     }
     await save(target, fetched.digest, fetched.content, parsed, tag, false);
     return true;
@@ -184,7 +193,12 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
   }
 
   /** Fetches a manifest (and an index's platform manifests) with signatures; stores it under `tag`. */
-  async function fetchManifest(target: MirrorTarget, reference: string, tag: string | undefined, log: Logger): Promise<ManifestRecord | undefined> {
+  async function fetchManifest(
+    target: MirrorTarget,
+    reference: string,
+    tag: string | undefined,
+    log: Logger,
+  ): Promise<ManifestRecord | undefined> {
     const fetched = await target.upstream.manifest(target.path, reference);
     if (!fetched) return undefined;
     const parsed = parseUpstreamManifest(target, fetched.content, fetched.mediaType);
@@ -199,7 +213,10 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     }
     const record = await save(target, fetched.digest, fetched.content, parsed, tag, true);
     await refreshSignatures(target, fetched.digest, log);
-    log.info({ repository: target.repository, reference, digest: fetched.digest, upstream: target.upstream.url }, 'fetched manifest from upstream');
+    log.info(
+      { repository: target.repository, reference, digest: fetched.digest, upstream: target.upstream.url },
+      'fetched manifest from upstream',
+    );
     return record;
   }
 
@@ -220,7 +237,11 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
       }
       if (!record) {
         // Gone upstream: nothing is deleted here because it went there.
-        if (local) log.info({ repository: target.repository, tag, upstream: target.upstream.url }, 'tag no longer upstream: serving the cached manifest');
+        if (local)
+          log.info(
+            { repository: target.repository, tag, upstream: target.upstream.url },
+            'tag no longer upstream: serving the cached manifest',
+          );
         return local;
       }
       const ttlMs = target.mirror.tagTtlSeconds !== undefined ? target.mirror.tagTtlSeconds * 1000 : deps.tagTtlMs;
@@ -228,7 +249,10 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
       return record;
     } catch (err) {
       if (local && err instanceof UpstreamUnavailableError) {
-        log.warn({ repository: target.repository, tag, upstream: target.upstream.url, reason: err.message }, 'upstream unreachable: serving the cached manifest');
+        log.warn(
+          { repository: target.repository, tag, upstream: target.upstream.url, reason: err.message },
+          'upstream unreachable: serving the cached manifest',
+        );
         return local;
       }
       throw err;

@@ -65,7 +65,10 @@ async function fromLookaside(f: Fetch, lookaside: string): Promise<void> {
     const res = await f.upstream.getPlain(`${base}/signature-${n}`, LOOKASIDE_LIMIT);
     if (res.status === 404) return;
     if (!res.body) {
-      f.log.warn({ repository: f.repository, digest: f.digest, status: res.status, lookaside }, 'upstream lookaside answered neither 200 nor 404');
+      f.log.warn(
+        { repository: f.repository, digest: f.digest, status: res.status, lookaside },
+        'upstream lookaside answered neither 200 nor 404',
+      );
       return;
     }
     await f.keep(res.body, `lookaside signature-${n}`);
@@ -76,8 +79,7 @@ async function fromLookaside(f: Fetch, lookaside: string): Promise<void> {
 async function fromExtension(f: Fetch): Promise<void> {
   if (!(await f.upstream.supportsSignatureExtension())) return;
   const body = (await f.upstream.getJson(`/extensions/v2/{path}/signatures/${f.digest}`, f.path, EXTENSION_LIMIT)) as
-    | { signatures?: { type?: unknown; content?: unknown }[] }
-    | undefined;
+    { signatures?: { type?: unknown; content?: unknown }[] } | undefined;
   for (const signature of (body?.signatures ?? []).slice(0, MAX_SIGNATURES)) {
     if (signature.type === 'atomic' && typeof signature.content === 'string') {
       await f.keep(Buffer.from(signature.content, 'base64'), 'signature extension');
@@ -88,8 +90,7 @@ async function fromExtension(f: Fetch): Promise<void> {
 /** Referrers of signature artifact types, copied by digest. */
 async function fromReferrers(f: Fetch): Promise<void> {
   const index = (await f.upstream.getJson(`/v2/{path}/referrers/${f.digest}`, f.path, EXTENSION_LIMIT)) as
-    | { manifests?: { digest?: unknown; artifactType?: unknown }[] }
-    | undefined;
+    { manifests?: { digest?: unknown; artifactType?: unknown }[] } | undefined;
   const wanted = (index?.manifests ?? []).filter(
     (m): m is { digest: string; artifactType: string } =>
       typeof m.digest === 'string' && typeof m.artifactType === 'string' && SIGNATURE_ARTIFACT_TYPES.has(m.artifactType),

@@ -12,7 +12,10 @@ import { DomainError } from '../storage/errors.js';
 
 export class UpstreamUnavailableError extends DomainError {
   readonly kind = 'upstream-unavailable';
-  constructor(readonly upstream: string, reason: string) {
+  constructor(
+    readonly upstream: string,
+    reason: string,
+  ) {
     super(`upstream ${upstream} is unavailable: ${reason}`);
     this.name = 'UpstreamUnavailableError';
   }
@@ -21,7 +24,10 @@ export class UpstreamUnavailableError extends DomainError {
 /** The upstream answered, but not as a registry should (refused credentials, a wrong digest, garbage). */
 export class UpstreamError extends DomainError {
   readonly kind = 'upstream-failed';
-  constructor(readonly upstream: string, reason: string) {
+  constructor(
+    readonly upstream: string,
+    reason: string,
+  ) {
     super(`upstream ${upstream}: ${reason}`);
     this.name = 'UpstreamError';
   }
@@ -148,7 +154,11 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     const res = await send(url.toString(), { headers: basic ? { Authorization: basic } : {} });
     if (res.status >= 500 || res.status === 429) throw new UpstreamUnavailableError(label, `token endpoint answered ${res.status}`);
     if (!res.ok) throw new UpstreamError(label, `token endpoint refused ${basic ? 'the credentials' : 'anonymous access'} (${res.status})`);
-    const body = JSON.parse((await readLimited(res, 1024 * 1024, label)).toString('utf8')) as { token?: string; access_token?: string; expires_in?: number };
+    const body = JSON.parse((await readLimited(res, 1024 * 1024, label)).toString('utf8')) as {
+      token?: string;
+      access_token?: string;
+      expires_in?: number;
+    };
     const value = body.token ?? body.access_token;
     if (!value) throw new UpstreamError(label, 'token endpoint sent no token');
     // As containers/image: 60 s when the answer does not say; renewed a little early.
@@ -157,7 +167,13 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   }
 
   /** A registry API request for a repository (or `/v2/`), authenticated as the upstream asks. */
-  async function request(apiPath: string, scope: string, init: RequestInit = {}, signal?: AbortSignal, streaming = false): Promise<Response> {
+  async function request(
+    apiPath: string,
+    scope: string,
+    init: RequestInit = {},
+    signal?: AbortSignal,
+    streaming = false,
+  ): Promise<Response> {
     const url = `${origin}${apiPath}`;
     const withAuth = (header: string | undefined): RequestInit => ({
       ...init,
@@ -200,7 +216,9 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     pathOf: upstreamPath,
 
     async manifest(path, reference) {
-      const res = await request(`/v2/${upstreamPath(path)}/manifests/${reference}`, scopeOf(path), { headers: { Accept: MANIFEST_ACCEPT } });
+      const res = await request(`/v2/${upstreamPath(path)}/manifests/${reference}`, scopeOf(path), {
+        headers: { Accept: MANIFEST_ACCEPT },
+      });
       if (await notFound(res, `manifest ${path}:${reference}`)) return undefined;
       const content = await readLimited(res, MANIFEST_LIMIT, label);
       const wanted = parseDigest(reference);
@@ -212,7 +230,10 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     },
 
     async manifestDigest(path, tag) {
-      const res = await request(`/v2/${upstreamPath(path)}/manifests/${tag}`, scopeOf(path), { method: 'HEAD', headers: { Accept: MANIFEST_ACCEPT } });
+      const res = await request(`/v2/${upstreamPath(path)}/manifests/${tag}`, scopeOf(path), {
+        method: 'HEAD',
+        headers: { Accept: MANIFEST_ACCEPT },
+      });
       if (await notFound(res, `manifest ${path}:${tag}`)) return undefined;
       return res.headers.get('docker-content-digest') ?? undefined;
     },
@@ -222,7 +243,10 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       if (await notFound(res, `blob ${digest} of ${path}`)) return undefined;
       const length = res.headers.get('content-length');
       if (!res.body) throw new UpstreamError(label, `blob ${digest} came without a body`);
-      return { size: length === null ? undefined : Number(length), body: Readable.fromWeb(res.body as import('node:stream/web').ReadableStream) };
+      return {
+        size: length === null ? undefined : Number(length),
+        body: Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+      };
     },
 
     async blobSize(path, digest) {

@@ -5,11 +5,14 @@ import madge from 'madge';
 
 const LAYERS = ['server', 'mirror', 'sigstore', 'auth', 'storage'];
 
-const graph = await madge(LAYERS.map((folder) => `${folder}/`), {
-  fileExtensions: ['ts'],
-  tsConfig: 'tsconfig.json',
-  detectiveOptions: { ts: { skipTypeImports: false } },
-});
+const graph = await madge(
+  LAYERS.map((folder) => `${folder}/`),
+  {
+    fileExtensions: ['ts'],
+    tsConfig: 'tsconfig.json',
+    detectiveOptions: { ts: { skipTypeImports: false } },
+  },
+);
 
 const problems = [];
 for (const cycle of graph.circular()) problems.push(`import cycle: ${[...cycle, cycle[0]].join(' → ')}`);

@@ -10,7 +10,13 @@ type Out = (line: string) => void;
 
 function table(rows: string[][], out: Out): void {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  for (const row of rows) out(row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+  for (const row of rows)
+    out(
+      row
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    );
 }
 
 interface MirrorFlags {
@@ -27,7 +33,8 @@ function mirrorBody(opts: MirrorFlags, mirrorPassword: () => string | undefined)
   if (opts.mirrorOf !== undefined) body.upstream = opts.mirrorOf;
   if (opts.mirrorUser !== undefined) {
     const password = mirrorPassword();
-    if (password === undefined) throw new ApiCallError(0, `--mirror-user ${opts.mirrorUser} needs the upstream password in SIGNET_MIRROR_PASSWORD`);
+    if (password === undefined)
+      throw new ApiCallError(0, `--mirror-user ${opts.mirrorUser} needs the upstream password in SIGNET_MIRROR_PASSWORD`);
     Object.assign(body, { username: opts.mirrorUser, password });
   }
   if (opts.lookaside !== undefined) body.lookaside = opts.lookaside;
@@ -46,7 +53,12 @@ function withMirrorFlags(command: Command): Command {
 }
 
 /** Adds the management commands; `client()` is built when a command runs. */
-export function registerAdminCommands(program: Command, client: () => Call, out: Out, mirrorPassword: () => string | undefined = () => undefined): void {
+export function registerAdminCommands(
+  program: Command,
+  client: () => Call,
+  out: Out,
+  mirrorPassword: () => string | undefined = () => undefined,
+): void {
   const enc = encodeURIComponent;
   const project = program.command('project').description('manage projects');
   project
@@ -88,26 +100,47 @@ export function registerAdminCommands(program: Command, client: () => Call, out:
     .option('--signed-prefix <prefix>', 'what upstream signatures name')
     .option('--signature-extension <on|off>', "read the upstream's signature API extension")
     .option('--no-mirror', 'stop mirroring (what was cached stays)')
-    .action(async (name: string, opts: { public?: boolean; private?: boolean; signedOnly?: boolean; allowUnsigned?: boolean; mirror?: boolean; mirrorCredentials?: boolean; signatureExtension?: string } & Omit<MirrorFlags, 'signatureExtension'>) => {
-      const changes: Record<string, unknown> = {};
-      const extension = opts.signatureExtension;
-      if (extension !== undefined && extension !== 'on' && extension !== 'off') throw new ApiCallError(0, '--signature-extension takes on or off');
-      const { signatureExtension: _text, ...flags } = opts;
-      const mirror = mirrorBody({ ...flags, ...(extension !== undefined ? { signatureExtension: extension === 'on' } : {}) }, mirrorPassword);
-      if (opts.mirrorCredentials === false) mirror.username = null;
-      if (opts.mirror === false) changes.mirror = null;
-      else if (Object.keys(mirror).length > 0) changes.mirror = mirror;
-      if (opts.public && opts.private) throw new ApiCallError(0, 'say --public or --private, not both');
-      if (opts.signedOnly && opts.allowUnsigned) throw new ApiCallError(0, 'say --signed-only or --allow-unsigned, not both');
-      if (opts.public || opts.private) changes.public = Boolean(opts.public);
-      if (opts.signedOnly || opts.allowUnsigned) changes.signedOnly = Boolean(opts.signedOnly);
-      if (Object.keys(changes).length === 0) throw new ApiCallError(0, 'nothing to change: see signet project set --help');
-      const project = await client()<{ public: boolean; signedOnly: boolean; mirror?: { upstream: string } }>('PATCH', `/api/v1/projects/${enc(name)}`, changes);
-      out(
-        `project ${name}: ${project.public ? 'public' : 'private'}, ${project.signedOnly ? 'signed images only' : 'unsigned images allowed'}` +
-          (project.mirror ? `, mirror of ${project.mirror.upstream}` : ''),
-      );
-    });
+    .action(
+      async (
+        name: string,
+        opts: {
+          public?: boolean;
+          private?: boolean;
+          signedOnly?: boolean;
+          allowUnsigned?: boolean;
+          mirror?: boolean;
+          mirrorCredentials?: boolean;
+          signatureExtension?: string;
+        } & Omit<MirrorFlags, 'signatureExtension'>,
+      ) => {
+        const changes: Record<string, unknown> = {};
+        const extension = opts.signatureExtension;
+        if (extension !== undefined && extension !== 'on' && extension !== 'off')
+          throw new ApiCallError(0, '--signature-extension takes on or off');
+        const { signatureExtension: _text, ...flags } = opts;
+        const mirror = mirrorBody(
+          { ...flags, ...(extension !== undefined ? { signatureExtension: extension === 'on' } : {}) },
+          mirrorPassword,
+        );
+        if (opts.mirrorCredentials === false) mirror.username = null;
+        if (opts.mirror === false) changes.mirror = null;
+        else if (Object.keys(mirror).length > 0) changes.mirror = mirror;
+        if (opts.public && opts.private) throw new ApiCallError(0, 'say --public or --private, not both');
+        if (opts.signedOnly && opts.allowUnsigned) throw new ApiCallError(0, 'say --signed-only or --allow-unsigned, not both');
+        if (opts.public || opts.private) changes.public = Boolean(opts.public);
+        if (opts.signedOnly || opts.allowUnsigned) changes.signedOnly = Boolean(opts.signedOnly);
+        if (Object.keys(changes).length === 0) throw new ApiCallError(0, 'nothing to change: see signet project set --help');
+        const project = await client()<{ public: boolean; signedOnly: boolean; mirror?: { upstream: string } }>(
+          'PATCH',
+          `/api/v1/projects/${enc(name)}`,
+          changes,
+        );
+        out(
+          `project ${name}: ${project.public ? 'public' : 'private'}, ${project.signedOnly ? 'signed images only' : 'unsigned images allowed'}` +
+            (project.mirror ? `, mirror of ${project.mirror.upstream}` : ''),
+        );
+      },
+    );
   project
     .command('delete <name>')
     .description('delete an empty project')
@@ -117,12 +150,10 @@ export function registerAdminCommands(program: Command, client: () => Call, out:
     });
 
   const member = program.command('member').description('manage project members');
-  member
-    .command('list <project>')
-    .action(async (name: string) => {
-      const { members } = await client()<{ members: { user: string; role: string }[] }>('GET', `/api/v1/projects/${enc(name)}/members`);
-      table([['USER', 'ROLE'], ...members.map((m) => [m.user, m.role])], out);
-    });
+  member.command('list <project>').action(async (name: string) => {
+    const { members } = await client()<{ members: { user: string; role: string }[] }>('GET', `/api/v1/projects/${enc(name)}/members`);
+    table([['USER', 'ROLE'], ...members.map((m) => [m.user, m.role])], out);
+  });
   member
     .command('set <project> <user> <role>')
     .description('add a member or change a role: guest, developer, maintainer, admin')
@@ -130,20 +161,16 @@ export function registerAdminCommands(program: Command, client: () => Call, out:
       await client()('PUT', `/api/v1/projects/${enc(name)}/members/${enc(user)}`, { role });
       out(`${user} is ${role} in ${name}`);
     });
-  member
-    .command('remove <project> <user>')
-    .action(async (name: string, user: string) => {
-      await client()('DELETE', `/api/v1/projects/${enc(name)}/members/${enc(user)}`);
-      out(`removed ${user} from ${name}`);
-    });
+  member.command('remove <project> <user>').action(async (name: string, user: string) => {
+    await client()('DELETE', `/api/v1/projects/${enc(name)}/members/${enc(user)}`);
+    out(`removed ${user} from ${name}`);
+  });
 
   const repo = program.command('repo').description('list what projects hold');
-  repo
-    .command('list <project>')
-    .action(async (name: string) => {
-      const { repositories } = await client()<{ repositories: { name: string }[] }>('GET', `/api/v1/projects/${enc(name)}/repositories`);
-      for (const r of repositories) out(r.name);
-    });
+  repo.command('list <project>').action(async (name: string) => {
+    const { repositories } = await client()<{ repositories: { name: string }[] }>('GET', `/api/v1/projects/${enc(name)}/repositories`);
+    for (const r of repositories) out(r.name);
+  });
   repo
     .command('tags <repository>')
     .description('tags of a repository (project/name)')
@@ -195,8 +222,14 @@ export function registerSignatureCommands(program: Command, client: () => Call, 
   const enc = encodeURIComponent;
   const key = program.command('key').description("manage a project's trusted signing keys");
   key.command('list <project>').action(async (project: string) => {
-    const { keys } = await client()<{ keys: { id: number; kind: string; fingerprint: string; userIds: string[] }[] }>('GET', `/api/v1/projects/${enc(project)}/keys`);
-    table([['ID', 'KIND', 'FINGERPRINT', 'USER IDS'], ...keys.map((k) => [String(k.id), k.kind, k.fingerprint, k.userIds.join(', ')])], out);
+    const { keys } = await client()<{ keys: { id: number; kind: string; fingerprint: string; userIds: string[] }[] }>(
+      'GET',
+      `/api/v1/projects/${enc(project)}/keys`,
+    );
+    table(
+      [['ID', 'KIND', 'FINGERPRINT', 'USER IDS'], ...keys.map((k) => [String(k.id), k.kind, k.fingerprint, k.userIds.join(', ')])],
+      out,
+    );
   });
   key
     .command('add <project> <file>')
@@ -219,22 +252,30 @@ export function registerSignatureCommands(program: Command, client: () => Call, 
     .command('policy <project>')
     .description("print the client policy.json (or --registries-d: the registries.d YAML) for a project's trusted keys")
     .option('--registries-d', 'print the registries.d YAML instead')
-    .option('--machine-config [role]', 'print an OpenShift MachineConfig writing both files onto nodes of a role (default worker; other images accepted unless --reject-others)')
+    .option(
+      '--machine-config [role]',
+      'print an OpenShift MachineConfig writing both files onto nodes of a role (default worker; other images accepted unless --reject-others)',
+    )
     .option('--kbs', 'print the Confidential Containers KBS resources (security-policy, sigstore-config) as JSON')
     .option('--accept-others', 'accept images from elsewhere (default: reject them)')
     .option('--reject-others', 'with --machine-config: reject images from elsewhere')
-    .action(async (project: string, opts: { registriesD?: boolean; machineConfig?: boolean | string; kbs?: boolean; acceptOthers?: boolean; rejectOthers?: boolean }) => {
-      const others = opts.acceptOthers ? '?default=accept' : '';
-      let path = opts.registriesD ? 'registries.d.yaml' : `policy.json${others}`;
-      if (opts.kbs) path = `kbs-resources.json${others}`;
-      if (opts.machineConfig !== undefined) {
-        const role = typeof opts.machineConfig === 'string' ? opts.machineConfig : 'worker';
-        path = `machineconfig.yaml?role=${enc(role)}${opts.rejectOthers ? '&default=reject' : ''}`;
-      }
-      const res = await client().raw('GET', `/api/v1/projects/${enc(project)}/${path}`);
-      if (res.status >= 400) throw new ApiCallError(res.status, res.text);
-      out(res.text.trimEnd());
-    });
+    .action(
+      async (
+        project: string,
+        opts: { registriesD?: boolean; machineConfig?: boolean | string; kbs?: boolean; acceptOthers?: boolean; rejectOthers?: boolean },
+      ) => {
+        const others = opts.acceptOthers ? '?default=accept' : '';
+        let path = opts.registriesD ? 'registries.d.yaml' : `policy.json${others}`;
+        if (opts.kbs) path = `kbs-resources.json${others}`;
+        if (opts.machineConfig !== undefined) {
+          const role = typeof opts.machineConfig === 'string' ? opts.machineConfig : 'worker';
+          path = `machineconfig.yaml?role=${enc(role)}${opts.rejectOthers ? '&default=reject' : ''}`;
+        }
+        const res = await client().raw('GET', `/api/v1/projects/${enc(project)}/${path}`);
+        if (res.status >= 400) throw new ApiCallError(res.status, res.text);
+        out(res.text.trimEnd());
+      },
+    );
 
   const sigs = program.command('signatures').description('list and import image signatures');
   sigs
@@ -245,17 +286,34 @@ export function registerSignatureCommands(program: Command, client: () => Call, 
       const [project, rest] = splitProject(ref.repository);
       let digest = ref.digest;
       if (!digest) {
-        const { tags } = await client()<{ tags: { name: string; digest?: string }[] }>('GET', `/api/v1/projects/${enc(project)}/repositories/${rest}/tags`);
+        const { tags } = await client()<{ tags: { name: string; digest?: string }[] }>(
+          'GET',
+          `/api/v1/projects/${enc(project)}/repositories/${rest}/tags`,
+        );
         digest = tags.find((t) => t.name === ref.tag)?.digest;
         if (!digest) throw new ApiCallError(404, `no tag ${ref.tag} in ${ref.repository}`);
       }
-      const { signatures } = await client()<{ signatures: { position: number; signerFingerprint?: string; signerKeyId: string; identity: string; trusted: boolean; reason?: string }[] }>(
-        'GET',
-        `/api/v1/projects/${enc(project)}/repositories/${rest}/signatures/${digest}`,
-      );
+      const { signatures } = await client()<{
+        signatures: {
+          position: number;
+          signerFingerprint?: string;
+          signerKeyId: string;
+          identity: string;
+          trusted: boolean;
+          reason?: string;
+        }[];
+      }>('GET', `/api/v1/projects/${enc(project)}/repositories/${rest}/signatures/${digest}`);
       out(`${ref.repository}@${digest}`);
       table(
-        [['#', 'SIGNER', 'IDENTITY', 'TRUSTED'], ...signatures.map((s) => [String(s.position), s.signerFingerprint ?? s.signerKeyId, s.identity, s.trusted ? 'yes' : `no (${s.reason ?? ''})`])],
+        [
+          ['#', 'SIGNER', 'IDENTITY', 'TRUSTED'],
+          ...signatures.map((s) => [
+            String(s.position),
+            s.signerFingerprint ?? s.signerKeyId,
+            s.identity,
+            s.trusted ? 'yes' : `no (${s.reason ?? ''})`,
+          ]),
+        ],
         out,
       );
     });

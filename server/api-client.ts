@@ -13,7 +13,10 @@ interface ApiError {
 }
 
 export class ApiCallError extends UserFacingError {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
     this.name = 'ApiCallError';
   }
@@ -58,11 +61,19 @@ export function createApiClient(settings: ClientSettings) {
       // not JSON: keep the status line
     }
     if (res.status === 401) {
-      message += settings.user === undefined ? '; log in with --user NAME (password in SIGNET_PASSWORD or --password-stdin)' : `; check the password of ${settings.user}`;
+      message +=
+        settings.user === undefined
+          ? '; log in with --user NAME (password in SIGNET_PASSWORD or --password-stdin)'
+          : `; check the password of ${settings.user}`;
     }
     return { text: message, ...(code ? { code } : {}) };
   }
-  async function raw(method: string, path: string, body?: Uint8Array | string, contentType?: string): Promise<{ status: number; text: string; code?: string }> {
+  async function raw(
+    method: string,
+    path: string,
+    body?: Uint8Array | string,
+    contentType?: string,
+  ): Promise<{ status: number; text: string; code?: string }> {
     const res = await send(path, {
       method,
       headers: contentType ? { ...headers, 'Content-Type': contentType } : headers,
@@ -74,12 +85,20 @@ export function createApiClient(settings: ClientSettings) {
     return res.ok ? { status: res.status, text } : { status: res.status, ...failure(res, text) };
   }
   async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await raw(method, path, body === undefined ? undefined : JSON.stringify(body), body === undefined ? undefined : 'application/json');
+    const res = await raw(
+      method,
+      path,
+      body === undefined ? undefined : JSON.stringify(body),
+      body === undefined ? undefined : 'application/json',
+    );
     if (res.status >= 400) throw new ApiCallError(res.status, res.text);
     try {
       return (res.text ? JSON.parse(res.text) : undefined) as T;
     } catch (err) {
-      throw new ApiCallError(res.status, `${base}${path} answered with something that is not JSON (${reasonOf(err)}): is ${base} a Signet registry?`);
+      throw new ApiCallError(
+        res.status,
+        `${base}${path} answered with something that is not JSON (${reasonOf(err)}): is ${base} a Signet registry?`,
+      );
     }
   }
   /** The response itself, for streamed answers (garbage collection progress). */

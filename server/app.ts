@@ -55,7 +55,9 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
    * so that clients never send credentials to a plain-HTTP realm of a registry they reach by HTTPS.
    */
   const originOf = (ctx: Ctx): string => {
-    const forwarded = fromTrustedProxy(ctx.req.socket.remoteAddress) ? ctx.get('X-Forwarded-Proto').split(',')[0]!.trim().toLowerCase() : '';
+    const forwarded = fromTrustedProxy(ctx.req.socket.remoteAddress)
+      ? ctx.get('X-Forwarded-Proto').split(',')[0]!.trim().toLowerCase()
+      : '';
     const scheme = deps.config.http.tls || forwarded === 'https' ? 'https' : 'http';
     return `${scheme}://${ctx.get('Host') || 'localhost'}`;
   };

@@ -61,7 +61,10 @@ export function createAvailability(options: AvailabilityOptions): Availability {
     recovered.set(name, Date.now());
     options.gauge?.set({ dependency: name }, 1);
     const seconds = Math.round((Date.now() - outage.since.getTime()) / 100) / 10;
-    log.info({ dependency: name, unavailableSeconds: seconds }, `${name === 'notifications' ? 'change notifications' : name} available again`);
+    log.info(
+      { dependency: name, unavailableSeconds: seconds },
+      `${name === 'notifications' ? 'change notifications' : name} available again`,
+    );
   }
 
   return {

@@ -18,10 +18,13 @@ export function configIssueMessage(issue: z.core.$ZodRawIssue): string | undefin
       if (issue.expected === 'string') return 'expected text';
       return `expected ${issue.expected}`;
     case 'too_small':
-      if (issue.origin === 'string') return Number(issue.minimum) <= 1 ? 'must not be empty (unset it instead)' : `must be at least ${String(issue.minimum)} characters`;
+      if (issue.origin === 'string')
+        return Number(issue.minimum) <= 1 ? 'must not be empty (unset it instead)' : `must be at least ${String(issue.minimum)} characters`;
       return bound('least', issue.inclusive, issue.minimum);
     case 'too_big':
-      return issue.origin === 'string' ? `must be at most ${String(issue.maximum)} characters` : bound('most', issue.inclusive, issue.maximum);
+      return issue.origin === 'string'
+        ? `must be at most ${String(issue.maximum)} characters`
+        : bound('most', issue.inclusive, issue.maximum);
     case 'invalid_value':
       return `expected one of: ${issue.values.map(String).join(', ')}`;
     case 'invalid_union':

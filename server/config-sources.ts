@@ -85,16 +85,44 @@ const GO_REFUSED: Record<string, string> = {
   'http.tls.clientcas': 'Signet does not check client certificates; terminate mutual TLS in a proxy in front of it',
   'http.tls.letsencrypt': 'Signet does not obtain certificates; give REGISTRY_HTTP_TLS_CERTIFICATE and REGISTRY_HTTP_TLS_KEY',
   // An external token server's tokens would all be refused: said at start-up, not at the first pull.
-  'auth.token.rootcertbundle': 'Signet issues and checks its own tokens and does not accept an external token server\'s; remove it (see REGISTRY_AUTH_TOKEN_* in the README)',
-  'auth.token.jwks': 'Signet issues and checks its own tokens and does not accept an external token server\'s; remove it (see REGISTRY_AUTH_TOKEN_* in the README)',
+  'auth.token.rootcertbundle':
+    "Signet issues and checks its own tokens and does not accept an external token server's; remove it (see REGISTRY_AUTH_TOKEN_* in the README)",
+  'auth.token.jwks':
+    "Signet issues and checks its own tokens and does not accept an external token server's; remove it (see REGISTRY_AUTH_TOKEN_* in the README)",
 };
 // The rest changes nothing a client relies on for security: named once at start-up, ignored.
 const GO_IGNORED = [
-  'loglevel', 'log.formatter', 'log.fields', 'log.hooks', 'log.reportcaller', 'storage.cache', 'storage.tag',
-  'storage.maintenance.uploadpurging', 'middleware', 'reporting', 'http.net', 'http.prefix', 'http.secret',
-  'http.relativeurls', 'http.headers', 'http.http2', 'http.h2c', 'http.tls.clientauth', 'http.tls.minimumtls',
-  'http.tls.ciphersuites', 'http.debug.pprof', 'http.debug.tls', 'notifications', 'redis', 'health', 'proxy',
-  'validation', 'compatibility', 'catalog', 'auth.token.autoredirect', 'auth.token.autoredirectpath',
+  'loglevel',
+  'log.formatter',
+  'log.fields',
+  'log.hooks',
+  'log.reportcaller',
+  'storage.cache',
+  'storage.tag',
+  'storage.maintenance.uploadpurging',
+  'middleware',
+  'reporting',
+  'http.net',
+  'http.prefix',
+  'http.secret',
+  'http.relativeurls',
+  'http.headers',
+  'http.http2',
+  'http.h2c',
+  'http.tls.clientauth',
+  'http.tls.minimumtls',
+  'http.tls.ciphersuites',
+  'http.debug.pprof',
+  'http.debug.tls',
+  'notifications',
+  'redis',
+  'health',
+  'proxy',
+  'validation',
+  'compatibility',
+  'catalog',
+  'auth.token.autoredirect',
+  'auth.token.autoredirectpath',
   'auth.token.signingalgorithms',
 ];
 
@@ -202,8 +230,14 @@ export function overlayEnvironment(tree: Tree, env: Record<string, string | unde
       else report.notes.push(unknownNote(name, nearest(name, [...byVariable.keys(), 'REGISTRY_AUTH', 'REGISTRY_STORAGE'], 'REGISTRY_')));
     }
   }
-  if (ignored.length > 0) report.notes.push({ level: 'warn', msg: 'Go registry settings that Signet does not implement are ignored', fields: { settings: ignored } });
-  if (links.length > 0) report.notes.push({ level: 'debug', msg: 'Kubernetes service link variables are not settings', fields: { variables: links } });
+  if (ignored.length > 0)
+    report.notes.push({
+      level: 'warn',
+      msg: 'Go registry settings that Signet does not implement are ignored',
+      fields: { settings: ignored },
+    });
+  if (links.length > 0)
+    report.notes.push({ level: 'debug', msg: 'Kubernetes service link variables are not settings', fields: { variables: links } });
 }
 
 /** Reports the keys of a YAML configuration that are no setting (the file's values are applied by the schema). */
@@ -236,7 +270,11 @@ export function checkFileKeys(tree: Tree, file: string, cat: Catalogue, report: 
   };
   walk(tree, '');
   if (ignored.length > 0) {
-    report.notes.push({ level: 'warn', msg: 'Go registry settings that Signet does not implement are ignored', fields: { settings: ignored, file } });
+    report.notes.push({
+      level: 'warn',
+      msg: 'Go registry settings that Signet does not implement are ignored',
+      fields: { settings: ignored, file },
+    });
   }
 }
 

@@ -63,11 +63,7 @@ const s3Schema = z
         if (problem) ctx.addIssue({ code: 'custom', message: problem });
       }),
     /** Without it, AWS S3 itself; `http(s)://host[:port]`, or `host[:port]` with `secure` choosing. */
-    regionendpoint: z
-      .string()
-      .min(1)
-      .refine(parses(parseEndpoint), 'expected http(s)://host[:port] or host[:port]')
-      .optional(),
+    regionendpoint: z.string().min(1).refine(parses(parseEndpoint), 'expected http(s)://host[:port] or host[:port]').optional(),
     region: z.string().min(1).default('us-east-1'),
     accesskey: optionalString,
     secretkey: optionalString,
@@ -81,7 +77,12 @@ const s3Schema = z
     forcepathstyle: boolish.optional(),
     createbucket: boolish.default(false),
     /** Bytes per multipart part (so per upload in memory); S3's minimum is 5 MiB. */
-    chunksize: z.coerce.number().int().min(5 * MiB, 'must be at least 5 MiB (5242880)').max(5 * 1024 * MiB).default(10 * MiB),
+    chunksize: z.coerce
+      .number()
+      .int()
+      .min(5 * MiB, 'must be at least 5 MiB (5242880)')
+      .max(5 * 1024 * MiB)
+      .default(10 * MiB),
     /** A request to S3 on which no byte moves for this long fails (503). */
     idletimeout: duration.refine((s) => s > 0, 'must be more than 0').default(30),
   })
@@ -143,7 +144,10 @@ export const configSchema = z.object({
           prometheus: z
             .object({
               enabled: boolish.default(true),
-              path: z.string().regex(/^\/[A-Za-z0-9._/-]*$/, 'an absolute URL path such as /metrics').default('/metrics'),
+              path: z
+                .string()
+                .regex(/^\/[A-Za-z0-9._/-]*$/, 'an absolute URL path such as /metrics')
+                .default('/metrics'),
             })
             .prefault({}),
         })
@@ -208,12 +212,21 @@ export const configSchema = z.object({
           /** The token service's URL in challenges; default: `<scheme>://<Host of the request>/token`. */
           realm: z
             .string()
-            .refine((v) => /^https?:\/\/[^/\s"]+(\/[^\s"]*)?$/.test(v), 'expected an absolute http(s) URL such as https://registry.example.com/token')
+            .refine(
+              (v) => /^https?:\/\/[^/\s"]+(\/[^\s"]*)?$/.test(v),
+              'expected an absolute http(s) URL such as https://registry.example.com/token',
+            )
             .optional(),
           /** The service name (tokens' audience); default: the first REGISTRY_HTTP_HOST, else "signet". */
-          service: z.string().regex(/^[^\s"\\]+$/, 'expected a name without blanks or quotes, such as registry.example.com').optional(),
+          service: z
+            .string()
+            .regex(/^[^\s"\\]+$/, 'expected a name without blanks or quotes, such as registry.example.com')
+            .optional(),
           /** Tokens' issuer (`iss`). */
-          issuer: z.string().regex(/^[^\s"\\]+$/, 'expected a name without blanks or quotes').default('signet'),
+          issuer: z
+            .string()
+            .regex(/^[^\s"\\]+$/, 'expected a name without blanks or quotes')
+            .default('signet'),
           /** Access token lifetime (Signet's own; Harbor's token expiration): at least 60 s, as the spec asks. */
           expiration: duration.refine((s) => s >= 60 && s <= 86_400, 'must be between 60s and 24h').default(300),
           /** Refresh (docker's identity) token lifetime: `docker login` lasts this long. */
@@ -242,7 +255,12 @@ export const configSchema = z.object({
       /** The signature API extension (and its X-Registry-Supports-Signatures header). */
       extension: boolish.default(true),
       lookaside: z
-        .object({ path: z.string().regex(/^\/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$/, 'an absolute URL path such as /sigstore').default('/sigstore') })
+        .object({
+          path: z
+            .string()
+            .regex(/^\/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$/, 'an absolute URL path such as /sigstore')
+            .default('/sigstore'),
+        })
         .prefault({}),
     })
     .prefault({}),
@@ -366,7 +384,12 @@ export function loadConfig(options: LoadConfigOptions): Config {
 export function publicHosts(config: Config): string[] {
   return (config.http.host ?? '')
     .split(',')
-    .map((h) => h.trim().replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, ''))
+    .map((h) =>
+      h
+        .trim()
+        .replace(/^[a-z]+:\/\//i, '')
+        .replace(/\/.*$/, ''),
+    )
     .filter(Boolean);
 }
 

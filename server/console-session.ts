@@ -34,7 +34,10 @@ export interface SessionAuthentication {
   principalOf(ctx: Ctx): Promise<Principal | undefined>;
 }
 
-export function createSessionAuthentication(sessions: Pick<SessionStore, 'find'>, authenticator: Pick<Authenticator, 'credentialTag'>): SessionAuthentication {
+export function createSessionAuthentication(
+  sessions: Pick<SessionStore, 'find'>,
+  authenticator: Pick<Authenticator, 'credentialTag'>,
+): SessionAuthentication {
   return {
     async principalOf(ctx) {
       if (!ctx.path.startsWith(`${SESSION_COOKIE_PATH}/`)) return undefined;

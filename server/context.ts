@@ -104,7 +104,10 @@ export async function requireAccess(ctx: Ctx, deps: Pick<RegistryDeps, 'authoriz
   const scope = challengeScope(action, target);
   const bearer = ctx.state.principal.grants !== undefined;
   if (decision.insufficientScope) {
-    throw new OciError('UNAUTHORIZED', decision.reason ?? 'insufficient scope', detail, { ...(scope ? { scope } : {}), error: 'insufficient_scope' });
+    throw new OciError('UNAUTHORIZED', decision.reason ?? 'insufficient scope', detail, {
+      ...(scope ? { scope } : {}),
+      error: 'insufficient_scope',
+    });
   }
   if (ctx.state.principal.user === undefined) {
     // An anonymous token that cannot do this: as distribution answers, the scope is insufficient.

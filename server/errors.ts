@@ -152,10 +152,14 @@ function fromDomainError(err: KnownDomainError): OciError | undefined {
       // Keys come from validated names, so this is a request no check before storage caught: refused.
       return new OciError('REQUEST_INVALID', 'the request names no valid storage object');
     case 'dependency-unavailable':
-      return new OciError('UNAVAILABLE', `the registry's ${DEPENDENCY_NAMES[err.dependency]} is unavailable (${err.reason}); try again later`, {
-        dependency: err.dependency,
-        reason: err.reason,
-      });
+      return new OciError(
+        'UNAVAILABLE',
+        `the registry's ${DEPENDENCY_NAMES[err.dependency]} is unavailable (${err.reason}); try again later`,
+        {
+          dependency: err.dependency,
+          reason: err.reason,
+        },
+      );
     case 'storage-full':
       return storageFull(err);
     case 'upstream-unavailable':

@@ -67,7 +67,11 @@ export function registerGcCommand(program: Command, client: () => Call, out: (li
               bar?.stop();
               phase = progress.phase;
               if (tty) {
-                bar = new SingleBar({ format: `${PHASES[progress.phase].padEnd(20)} [{bar}] {value}/{total}`, stream: process.stderr, hideCursor: true });
+                bar = new SingleBar({
+                  format: `${PHASES[progress.phase].padEnd(20)} [{bar}] {value}/{total}`,
+                  stream: process.stderr,
+                  hideCursor: true,
+                });
                 bar.start(progress.total, 0);
               } else {
                 process.stderr.write(`${PHASES[progress.phase]}: ${progress.total} to check\n`);

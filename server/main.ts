@@ -106,7 +106,13 @@ async function serve(configFile: string | undefined): Promise<void> {
   );
   const gcScheduler =
     config.gc.interval > 0 && !config.storage.maintenance.readonly.enabled
-      ? startGcScheduler({ runs: createMaintenanceRuns(registry.db), gc: registry.deps.gc, config, log, onReport: (report) => recordGc(metrics, report) })
+      ? startGcScheduler({
+          runs: createMaintenanceRuns(registry.db),
+          gc: registry.deps.gc,
+          config,
+          log,
+          onReport: (report) => recordGc(metrics, report),
+        })
       : undefined;
 
   // SIGTERM: stop accepting, let requests in flight finish within http.draintimeout, then close the

@@ -114,7 +114,9 @@ export function createDebugListener(metrics: Metrics, path: string): http.Reques
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://debug');
     if (url.pathname !== path || (req.method !== 'GET' && req.method !== 'HEAD')) {
-      res.writeHead(url.pathname === path ? 405 : 404, { 'Content-Type': 'text/plain' }).end(url.pathname === path ? 'method not allowed\n' : 'not found\n');
+      res
+        .writeHead(url.pathname === path ? 405 : 404, { 'Content-Type': 'text/plain' })
+        .end(url.pathname === path ? 'method not allowed\n' : 'not found\n');
       return;
     }
     renderMetrics(metrics).then(

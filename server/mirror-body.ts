@@ -47,7 +47,13 @@ function baseUrl(field: string, untrusted: string, pathRule?: (segment: string) 
   if (url.username || url.password) throw invalid(field, 'give credentials as username and password, not in the URL');
   if (url.search || url.hash) throw invalid(field, 'a base URL takes no query or fragment');
   const path = url.pathname.replace(/\/+$/, '');
-  if (pathRule && path.split('/').slice(1).some((s) => !pathRule(s))) {
+  if (
+    pathRule &&
+    path
+      .split('/')
+      .slice(1)
+      .some((s) => !pathRule(s))
+  ) {
     throw invalid(field, `the namespace ${path} is not a repository path (lower-case letters, digits, separators)`);
   }
   return `${url.origin}${path}`;
@@ -73,7 +79,8 @@ export function mirrorSettings(body: MirrorBody, current?: MirrorSettings): Mirr
     if (!credentials) throw invalid('username', 'required with a password');
     credentials = { ...credentials, password: body.password };
   }
-  const lookaside = body.lookaside === null ? undefined : body.lookaside !== undefined ? baseUrl('lookaside', body.lookaside) : current?.lookaside;
+  const lookaside =
+    body.lookaside === null ? undefined : body.lookaside !== undefined ? baseUrl('lookaside', body.lookaside) : current?.lookaside;
   const signedPrefix = body.signedPrefix === null ? undefined : (body.signedPrefix ?? current?.signedPrefix);
   if (signedPrefix !== undefined) {
     const problem = signedPrefixProblem(signedPrefix);

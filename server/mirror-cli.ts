@@ -59,7 +59,10 @@ export function registerMirrorCommands(program: Command, client: () => Call, out
     .requiredOption('--repository <path>', 'the repository, as named below the upstream (ubi8/ubi)')
     .option('--tags <glob>', 'tags to copy: * any characters, ? one', '*')
     .action(async (project: string, opts: { repository: string; tags: string }) => {
-      const res = await client().stream('POST', `/api/v1/projects/${enc(project)}/mirror/run`, { repository: opts.repository, tags: opts.tags });
+      const res = await client().stream('POST', `/api/v1/projects/${enc(project)}/mirror/run`, {
+        repository: opts.repository,
+        tags: opts.tags,
+      });
       if (!res.ok || !res.body) throw await errorOf(res);
       const tty = process.stderr.isTTY;
       let bar: SingleBar | undefined;
@@ -79,7 +82,9 @@ export function registerMirrorCommands(program: Command, client: () => Call, out
           }
           bar.update(progress.done, { tag: `${progress.tag}: ${progress.outcome}` });
         } else {
-          process.stderr.write(`${progress.done}/${progress.total} ${progress.tag}: ${progress.outcome}${progress.error ? ` (${progress.error})` : ''}\n`);
+          process.stderr.write(
+            `${progress.done}/${progress.total} ${progress.tag}: ${progress.outcome}${progress.error ? ` (${progress.error})` : ''}\n`,
+          );
         }
       }
       bar?.stop();
@@ -90,7 +95,12 @@ export function registerMirrorCommands(program: Command, client: () => Call, out
   mirror
     .command('schedule <project>')
     .description('what scheduled mirroring copies (--rule, repeatable) and how often (--every; 0 stops it)')
-    .option('--rule <repository=glob>', 'a repository and a tag glob, as ubi8/ubi=8.*', (value: string, all: string[]) => [...all, value], [])
+    .option(
+      '--rule <repository=glob>',
+      'a repository and a tag glob, as ubi8/ubi=8.*',
+      (value: string, all: string[]) => [...all, value],
+      [],
+    )
     .requiredOption('--every <duration>', 'interval: seconds, or 30m, 6h, 1h30m; 0 turns scheduling off')
     .action(async (project: string, opts: { rule: string[]; every: string }) => {
       const seconds = parseDuration(opts.every);
@@ -102,6 +112,10 @@ export function registerMirrorCommands(program: Command, client: () => Call, out
       });
       if (seconds > 0 && rules.length === 0) throw new ApiCallError(0, 'a schedule needs at least one --rule repository=glob');
       await client()('PATCH', `/api/v1/projects/${enc(project)}`, { mirror: { sync: { rules, intervalSeconds: Math.round(seconds) } } });
-      out(seconds > 0 ? `${project}: mirroring ${rules.map((r) => `${r.repository}:${r.tags}`).join(', ')} every ${opts.every}` : `${project}: scheduled mirroring off`);
+      out(
+        seconds > 0
+          ? `${project}: mirroring ${rules.map((r) => `${r.repository}:${r.tags}`).join(', ')} every ${opts.every}`
+          : `${project}: scheduled mirroring off`,
+      );
     });
 }

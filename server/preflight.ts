@@ -40,13 +40,22 @@ async function checkHtpasswd(file: string, result: Preflight): Promise<void> {
     .map((line) => line.slice(0, Math.max(0, line.indexOf(':'))))
     .filter((user) => user !== '' && !users.has(user));
   if (skipped.length > 0) {
-    result.notes.push({ level: 'warn', msg: 'htpasswd entries that are not bcrypt are ignored (write them with htpasswd -B)', fields: { path: file, users: skipped } });
+    result.notes.push({
+      level: 'warn',
+      msg: 'htpasswd entries that are not bcrypt are ignored (write them with htpasswd -B)',
+      fields: { path: file, users: skipped },
+    });
   }
   const robotNamed = [...users.keys()].filter((user) => user.startsWith(ROBOT_PREFIX));
   if (robotNamed.length > 0) {
-    result.notes.push({ level: 'warn', msg: 'htpasswd entries named robot$... never log in: the prefix is reserved for robot accounts', fields: { path: file, users: robotNamed } });
+    result.notes.push({
+      level: 'warn',
+      msg: 'htpasswd entries named robot$... never log in: the prefix is reserved for robot accounts',
+      fields: { path: file, users: robotNamed },
+    });
   }
-  if (users.size === 0) result.notes.push({ level: 'warn', msg: 'the htpasswd file has no bcrypt entry: nobody can log in', fields: { path: file } });
+  if (users.size === 0)
+    result.notes.push({ level: 'warn', msg: 'the htpasswd file has no bcrypt entry: nobody can log in', fields: { path: file } });
 }
 
 async function checkTls(tls: { certificate: string; key: string }, problems: string[]): Promise<void> {
@@ -68,7 +77,12 @@ export async function preflight(config: Config): Promise<Preflight> {
   if (config.http.tls) await checkTls(config.http.tls, result.problems);
   const consoleDir = config.console.directory;
   if (config.console.enabled && consoleDir) {
-    await read('REGISTRY_CONSOLE_DIRECTORY', path.join(consoleDir, 'index.html'), result.problems, '; point it at a console build (npm run build writes dist/console)');
+    await read(
+      'REGISTRY_CONSOLE_DIRECTORY',
+      path.join(consoleDir, 'index.html'),
+      result.problems,
+      '; point it at a console build (npm run build writes dist/console)',
+    );
   }
   return result;
 }

@@ -27,7 +27,9 @@ export interface JsonBodyOptions extends Partial<BodyOptions> {
 function mapReadError(err: unknown, options: BodyOptions): unknown {
   const type = (err as { type?: string }).type;
   if (type === 'entity.too.large') {
-    return options.tooLarge?.() ?? new OciError('BODY_TOO_LARGE', `the request body exceeds ${options.limit} bytes`, { limit: options.limit });
+    return (
+      options.tooLarge?.() ?? new OciError('BODY_TOO_LARGE', `the request body exceeds ${options.limit} bytes`, { limit: options.limit })
+    );
   }
   if (type === 'request.size.invalid') return new OciError('SIZE_INVALID', 'body length does not match Content-Length');
   // request.aborted and the like: the client is gone, and the error middleware says so (499).

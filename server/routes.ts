@@ -114,7 +114,12 @@ export function createRegistryRouter(deps: RegistryDeps): Router<RequestState> {
     ['api.keys.list', ['get'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.list],
     ['api.keys.add', ['post'], /^\/api\/v1\/projects\/([^/]+)\/keys\/?$/, keys.add],
     ['api.keys.remove', ['delete'], /^\/api\/v1\/projects\/([^/]+)\/keys\/(\d{1,15})$/, keys.remove],
-    ['api.signatures', ['get'], /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/signatures\/([^/]+)$/, createSignatureListHandler(deps)],
+    [
+      'api.signatures',
+      ['get'],
+      /^\/api\/v1\/projects\/([^/]+)\/repositories\/(.+)\/signatures\/([^/]+)$/,
+      createSignatureListHandler(deps),
+    ],
     ['api.projects.list', ['get'], /^\/api\/v1\/projects\/?$/, api.list],
     ['api.projects.create', ['post'], /^\/api\/v1\/projects\/?$/, api.create],
     ['api.project.get', ['get'], /^\/api\/v1\/projects\/([^/]+)$/, api.get],

@@ -47,7 +47,8 @@ export async function sendObject(
   let position = start;
   try {
     while (position <= end && !res.destroyed) {
-      if (buffer.length < LARGE_BYTES && position - start >= PROVEN_BYTES) buffer = Buffer.allocUnsafe(Math.min(LARGE_BYTES, end - position + 1));
+      if (buffer.length < LARGE_BYTES && position - start >= PROVEN_BYTES)
+        buffer = Buffer.allocUnsafe(Math.min(LARGE_BYTES, end - position + 1));
       const wanted = Math.min(buffer.length, end - position + 1);
       const read = await reader.read(buffer.subarray(0, wanted), position);
       if (read < wanted) throw new Error(`the object ends at byte ${position + read}, before byte ${end + 1}`);

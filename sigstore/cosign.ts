@@ -81,10 +81,8 @@ function fail(message: string): never {
   throw new SignatureFormatError(message);
 }
 
-const isObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
-const exactly = (value: Record<string, unknown>, keys: string[]): boolean =>
-  Object.keys(value).sort().join() === [...keys].sort().join();
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+const exactly = (value: Record<string, unknown>, keys: string[]): boolean => Object.keys(value).sort().join() === [...keys].sort().join();
 
 /**
  * containers/image's sigstore payload rules (signature/internal/sigstore_payload.go): exactly
@@ -99,7 +97,8 @@ export function parseCosignPayload(untrusted: Buffer): CosignPayload {
   } catch (err) {
     throw new SignatureFormatError(`cosign payload is not valid JSON: ${(err as Error).message}`);
   }
-  if (!isObject(parsed) || !exactly(parsed, ['critical', 'optional'])) fail('a cosign payload has exactly the fields critical and optional');
+  if (!isObject(parsed) || !exactly(parsed, ['critical', 'optional']))
+    fail('a cosign payload has exactly the fields critical and optional');
   const { critical, optional } = parsed;
   if (optional !== null) {
     if (!isObject(optional)) fail('optional must be an object or null');

@@ -67,7 +67,9 @@ export function describePemKey(text: string): NewKey {
   }
   return {
     kind: 'cosign',
-    fingerprint: createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex'),
+    fingerprint: createHash('sha256')
+      .update(key.export({ type: 'spki', format: 'der' }))
+      .digest('hex'),
     keyIds: [],
     userIds: [],
     material: Buffer.from(key.export({ type: 'spki', format: 'pem' }).toString()),
@@ -76,7 +78,8 @@ export function describePemKey(text: string): NewKey {
 
 /** An uploaded key of either kind, described for storing. */
 export async function describeKey(untrusted: Buffer): Promise<NewKey> {
-  if (untrusted.toString('latin1', 0, 64).trimStart().startsWith('-----BEGIN PUBLIC KEY-----')) return describePemKey(untrusted.toString('utf8'));
+  if (untrusted.toString('latin1', 0, 64).trimStart().startsWith('-----BEGIN PUBLIC KEY-----'))
+    return describePemKey(untrusted.toString('utf8'));
   return (await describeOpenpgpKey(untrusted)).record;
 }
 
@@ -163,7 +166,8 @@ function algorithmName(info: { algorithm: string; bits?: number; curve?: string 
   return [info.algorithm, info.curve ?? (info.bits ? `${info.bits} bits` : undefined)].filter(Boolean).join(' ');
 }
 
-const asDate = (value: Date | number | null): Date | null => (value instanceof Date ? value : value === Infinity || value === null ? null : new Date(value));
+const asDate = (value: Date | number | null): Date | null =>
+  value instanceof Date ? value : value === Infinity || value === null ? null : new Date(value);
 
 /** Algorithm, expiry, revocation and subkeys of an OpenPGP key as stored (read, as always, with limits). */
 export async function openpgpKeyDetails(material: Buffer): Promise<KeyDetails> {

@@ -129,20 +129,14 @@ export interface TrustedKey {
   key: openpgp.PublicKey;
 }
 
-export type Verification =
-  | { verified: true; fingerprint: string; payload: Uint8Array }
-  | { verified: false; reason: string };
+export type Verification = { verified: true; fingerprint: string; payload: Uint8Array } | { verified: false; reason: string };
 
 /**
  * Verifies the signature with whichever trusted key (primary or subkey) made it, as gpgme judges
  * it for containers/image: the signature is valid and was made while the key was valid, and the
  * signing key is valid now (neither it nor its primary key expired or revoked).
  */
-export async function verifySignedMessage(
-  signed: SignedMessage,
-  trusted: TrustedKey[],
-  now: Date = new Date(),
-): Promise<Verification> {
+export async function verifySignedMessage(signed: SignedMessage, trusted: TrustedKey[], now: Date = new Date()): Promise<Verification> {
   const pgp = await openpgpModule();
   const signer = signed.signerKeyId.toUpperCase();
   const candidates = trusted.filter((t) => t.key.getKeyIDs().some((id) => id.toHex() === signed.signerKeyId));
@@ -206,7 +200,8 @@ export async function signingKeyProblem(key: openpgp.PublicKey, keyIdHex: string
         return `${name} has been revoked`;
       }
       const subkeyExpires = await subkey.getExpirationTime(date).catch(() => null);
-      if (subkeyExpires instanceof Date && subkeyExpires.getTime() <= date.getTime()) return `${name} expired on ${subkeyExpires.toISOString()}`;
+      if (subkeyExpires instanceof Date && subkeyExpires.getTime() <= date.getTime())
+        return `${name} expired on ${subkeyExpires.toISOString()}`;
       return `${name} is not valid for signing: ${(err as Error).message}`;
     }
     return `key ${primary} is not valid for signing: ${(err as Error).message}`;

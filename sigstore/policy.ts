@@ -29,7 +29,8 @@ export function projectPolicy(options: PolicyOptions): Record<string, unknown> {
   const scope = `${options.host}/${options.project}`;
   // A mirror project: signatures name the upstream, so `<host>/<project>` is remapped to it
   // (containers/image's remapIdentity, which then matches as matchRepoDigestOrExact).
-  const remap = options.signedPrefix === undefined ? undefined : { type: 'remapIdentity', prefix: scope, signedPrefix: options.signedPrefix };
+  const remap =
+    options.signedPrefix === undefined ? undefined : { type: 'remapIdentity', prefix: scope, signedPrefix: options.signedPrefix };
   const openpgp = options.keys.filter((k) => k.kind === 'openpgp');
   const cosign = options.keys.filter((k) => k.kind === 'cosign');
   let requirement: Requirement;

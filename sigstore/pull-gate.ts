@@ -26,7 +26,14 @@ import type { ChangeBus } from '../storage/change-bus.js';
 import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js';
 import type { Project, ProjectStore } from '../storage/project-store.js';
 import { ambiguousFields, isIndexMediaType } from '../storage/manifest-parse.js';
-import { COSIGN_SIG_ARTIFACT, cosignLayers, cosignSignatureTag, parseCosignPayload, verifyCosignSignature, type CosignLayer } from './cosign.js';
+import {
+  COSIGN_SIG_ARTIFACT,
+  cosignLayers,
+  cosignSignatureTag,
+  parseCosignPayload,
+  verifyCosignSignature,
+  type CosignLayer,
+} from './cosign.js';
 import type { DockerReference } from './docker-reference.js';
 import { defaultSignedPrefix, normalise, remappedRepository } from './remap-identity.js';
 import type { Keys, TrustSet } from './keys.js';
@@ -56,8 +63,7 @@ interface Remap {
 }
 
 export type GateDecision =
-  | { allowed: true; via: 'signature' | 'signature-artifact' }
-  | { allowed: false; message: string; keyIds: string[]; problems: string[] };
+  { allowed: true; via: 'signature' | 'signature-artifact' } | { allowed: false; message: string; keyIds: string[]; problems: string[] };
 
 /** A pull the project's signing policy refuses (server/errors.ts answers 412 PROJECTPOLICYVIOLATION). */
 export class PullRefusedError extends DomainError {
@@ -123,7 +129,8 @@ export interface PullGateDeps {
 const COSIGN_PAYLOAD_LIMIT = 256 * 1024;
 
 /** One signature judged for one pull: accepted, or why not; with the key that made it when known. */
-type Outcome = ({ accepted: true; keyId: string } | { accepted: false; keyId?: string; problem: string; stage: 'key' | 'claim' }) & OutcomeDetail;
+type Outcome = ({ accepted: true; keyId: string } | { accepted: false; keyId?: string; problem: string; stage: 'key' | 'claim' }) &
+  OutcomeDetail;
 
 /** What a signature says, for showing it: its format, claimed identity and time. */
 interface OutcomeDetail {
@@ -250,12 +257,22 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     const payload = await readBlob(layer.payloadDigest, COSIGN_PAYLOAD_LIMIT);
     if (!payload) return { accepted: false, problem: 'cosign signature payload is missing or too large', stage: 'key', ...detail };
     const key = verifyCosignSignature(payload, layer.signature, trust.cosign);
-    if (!key) return { accepted: false, keyId: 'cosign (untrusted key)', problem: 'cosign signature by a key that is not trusted', stage: 'key', ...detail };
+    if (!key)
+      return {
+        accepted: false,
+        keyId: 'cosign (untrusted key)',
+        problem: 'cosign signature by a key that is not trusted',
+        stage: 'key',
+        ...detail,
+      };
     const keyId = `cosign:${key.fingerprint.slice(0, 16).toUpperCase()}`;
     try {
       const claim = parseCosignPayload(payload);
       const reference = claim.reference;
-      const named: OutcomeDetail = { ...detail, identity: `${reference.host}/${reference.repository}${reference.tag ? `:${reference.tag}` : ''}` };
+      const named: OutcomeDetail = {
+        ...detail,
+        identity: `${reference.host}/${reference.repository}${reference.tag ? `:${reference.tag}` : ''}`,
+      };
       const problem = claimProblem(claim, digest, request, 'matchRepository');
       return problem ? { accepted: false, keyId, problem, stage: 'claim', ...named } : { accepted: true, keyId, ...named };
     } catch (err) {
@@ -337,7 +354,8 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     const wanted = `${repository}${tag ? `:${tag}` : `@${manifest.digest}`}`;
     let message: string;
     if (total === 0) message = `${wanted} is not signed; project ${projectOf(repository)} only serves signed images`;
-    else if (trust.openpgp.length + trust.cosign.length === 0) message = `project ${projectOf(repository)} trusts no keys, so no signature of ${wanted} can be accepted`;
+    else if (trust.openpgp.length + trust.cosign.length === 0)
+      message = `project ${projectOf(repository)} trusts no keys, so no signature of ${wanted} can be accepted`;
     else message = `no trusted signature matches ${wanted}: ${problems.join('; ')}`;
     if (keyIds.length > 0 && total > 0) message += ` (signatures seen from ${keyIds.join(', ')})`;
     return { allowed: false, message, keyIds, problems };
@@ -351,7 +369,9 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   }
 
   const cacheKeyOf = (request: JudgedRequest, manifest: ManifestRecord): string =>
-    [epoch, request.repository, manifest.digest, request.tag ?? '', request.hosts.join(','), request.remap?.signedPrefix ?? ''].join('\u0000');
+    [epoch, request.repository, manifest.digest, request.tag ?? '', request.hosts.join(','), request.remap?.signedPrefix ?? ''].join(
+      '\u0000',
+    );
 
   async function judge(request: JudgedRequest, manifest: ManifestRecord, project: string): Promise<GateDecision> {
     const cacheKey = cacheKeyOf(request, manifest);
@@ -365,12 +385,19 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   }
 
   /** What explain shows, cached as decisions are (and dropped with them). */
-  const explained = new LRUCache<string, { decision: GateDecision; signatures: SignatureJudgement[] }>({ max: 5_000, ttl: Math.max(deps.cacheTtlMs, 1) });
+  const explained = new LRUCache<string, { decision: GateDecision; signatures: SignatureJudgement[] }>({
+    max: 5_000,
+    ttl: Math.max(deps.cacheTtlMs, 1),
+  });
   const dropExplained = (): void => explained.clear();
   deps.bus.subscribe(dropExplained);
 
   /** The decision and every signature judged, in one pass through `decide` (the gate's own). */
-  async function explainFully(request: JudgedRequest, manifest: ManifestRecord, project: string): Promise<{ decision: GateDecision; signatures: SignatureJudgement[] }> {
+  async function explainFully(
+    request: JudgedRequest,
+    manifest: ManifestRecord,
+    project: string,
+  ): Promise<{ decision: GateDecision; signatures: SignatureJudgement[] }> {
     const cacheKey = cacheKeyOf(request, manifest);
     const known = explained.get(cacheKey);
     if (known) return known;
@@ -384,7 +411,6 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     }
     return result;
   }
-
 
   return {
     async explain({ manifest, hosts, ...request }, options = {}) {

@@ -7,7 +7,8 @@
 // prefix `<host>/redhat` becomes `registry.access.redhat.com`.
 import { parseDockerReference, type DockerReference } from './docker-reference.js';
 
-const DOMAIN_RE = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?$/;
+const DOMAIN_RE =
+  /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?$/;
 
 /** `host[:port][/namespace]` of an upstream URL: what its signatures name by default. */
 export function defaultSignedPrefix(upstream: string): string {
@@ -23,13 +24,7 @@ export function signedPrefixProblem(untrusted: string): string | undefined {
   if (DOMAIN_RE.test(untrusted)) return undefined;
   const slash = untrusted.indexOf('/');
   const ref = parseDockerReference(untrusted);
-  if (
-    slash < 0 ||
-    !ref ||
-    ref.tag !== undefined ||
-    ref.digest !== undefined ||
-    `${ref.host}/${ref.repository}` !== untrusted
-  ) {
+  if (slash < 0 || !ref || ref.tag !== undefined || ref.digest !== undefined || `${ref.host}/${ref.repository}` !== untrusted) {
     return 'expected host[:port] or host[:port]/namespace, as signatures name the upstream (no tag, no digest, lower-case path)';
   }
   return undefined;

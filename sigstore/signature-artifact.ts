@@ -37,7 +37,16 @@ const IMAGE_MANIFEST_TYPES: ReadonlySet<string> = new Set([
 ]);
 /** Image config fields that describe, but do not run, anything (`config` is checked apart). */
 const INERT_CONFIG_FIELDS: ReadonlySet<string> = new Set([
-  'architecture', 'os', 'os.version', 'os.features', 'variant', 'created', 'author', 'history', 'rootfs', 'config',
+  'architecture',
+  'os',
+  'os.version',
+  'os.features',
+  'variant',
+  'created',
+  'author',
+  'history',
+  'rootfs',
+  'config',
 ]);
 
 /** The most a signature layer may hold; larger ones (big attestations) are gated like images. */
@@ -127,9 +136,12 @@ function isJwsEnvelope(value: Json): boolean {
   const { payload, protected: header, signature, header: unprotected } = value;
   return (
     onlyKeys(value, ['payload', 'protected', 'header', 'signature']) &&
-    isString(payload) && BASE64URL_RE.test(payload) &&
-    isString(header) && BASE64URL_RE.test(header) &&
-    isString(signature) && BASE64URL_RE.test(signature) &&
+    isString(payload) &&
+    BASE64URL_RE.test(payload) &&
+    isString(header) &&
+    BASE64URL_RE.test(header) &&
+    isString(signature) &&
+    BASE64URL_RE.test(signature) &&
     (unprotected === undefined || isObject(unprotected))
   );
 }
@@ -154,7 +166,9 @@ function isSignaturePayload(mediaType: string, bytes: Buffer): boolean {
 
 /** Whether a media type names a signature payload this module can parse. */
 export function isSignatureLayerType(mediaType: string): boolean {
-  return mediaType === COSIGN_SIMPLESIGNING || mediaType === DSSE_ENVELOPE || mediaType === NOTATION_JWS || SIGSTORE_BUNDLE_RE.test(mediaType);
+  return (
+    mediaType === COSIGN_SIMPLESIGNING || mediaType === DSSE_ENVELOPE || mediaType === NOTATION_JWS || SIGSTORE_BUNDLE_RE.test(mediaType)
+  );
 }
 
 interface Descriptor {

@@ -47,7 +47,12 @@ export interface Signatures {
 
 const NAME_RE = /^sha256:[a-f0-9]{64}@[a-f0-9]{32}$/;
 
-export function createSignatures(store: SignatureStore, keys: Pick<Keys, 'trusted'>, projects: Pick<ProjectStore, 'find'>, bus: ChangeBus): Signatures {
+export function createSignatures(
+  store: SignatureStore,
+  keys: Pick<Keys, 'trusted'>,
+  projects: Pick<ProjectStore, 'find'>,
+  bus: ChangeBus,
+): Signatures {
   return {
     async accept(repository, digest, untrusted, options) {
       if (untrusted.length > MAX_SIGNATURE_BYTES) {
@@ -94,9 +99,7 @@ export function createSignatures(store: SignatureStore, keys: Pick<Keys, 'truste
       return Promise.all(
         records.map(async (record) => {
           const verification = await verifySignedMessage(await readSignedMessage(record.content), trusted);
-          return verification.verified
-            ? { ...record, trusted: true }
-            : { ...record, trusted: false, reason: verification.reason };
+          return verification.verified ? { ...record, trusted: true } : { ...record, trusted: false, reason: verification.reason };
         }),
       );
     },

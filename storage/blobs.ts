@@ -292,4 +292,3 @@ export function createBlobs(store: BlobStore): Blobs {
     inUse: (uploadId) => busy.has(uploadId),
   };
 }
-

@@ -65,8 +65,7 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   return {
     repositories: inner.repositories,
     blobs: {
-      find: (repository, digest) =>
-        cached(keyOf(repository, 'b', digest), () => inner.blobs.find(repository, digest)),
+      find: (repository, digest) => cached(keyOf(repository, 'b', digest), () => inner.blobs.find(repository, digest)),
       findMany: (repository, digests) => inner.blobs.findMany(repository, digests),
       save: (repository, digest, size, options) => inner.blobs.save(repository, digest, size, options),
       async remove(repository, digest) {
@@ -76,8 +75,7 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
       },
     },
     manifests: {
-      find: (repository, digest) =>
-        cached(keyOf(repository, 'm', digest), () => inner.manifests.find(repository, digest)),
+      find: (repository, digest) => cached(keyOf(repository, 'm', digest), () => inner.manifests.find(repository, digest)),
       findMany: (repository, digests) => inner.manifests.findMany(repository, digests),
       async save(repository, manifest, references, tag, options) {
         await inner.manifests.save(repository, manifest, references, tag, options);

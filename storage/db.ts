@@ -174,10 +174,7 @@ export async function createPgliteDb(dataDirectory: string | undefined, options:
         else waiter?.resolve(reply.rows);
       }
     });
-    void child.exited.then(
-      () => reject(new Error('embedded database process exited while starting')),
-      reject,
-    );
+    void child.exited.then(() => reject(new Error('embedded database process exited while starting')), reject);
   });
   void child.exited
     .then(() => new Error('embedded database process exited'))
@@ -258,7 +255,9 @@ function runChild(mode: 'init' | 'serve', dataDirectory: string | undefined): { 
   const child = fork(entry, [mode, dataDirectory ?? ''], {
     serialization: 'advanced',
     // Loader flags only (tsx): not a profiler's or debugger's flags meant for the registry.
-    execArgv: process.execArgv.filter((arg, i, all) => /^--(import|require|loader|experimental-loader)\b/.test(arg) || /^--(import|require|loader)$/.test(all[i - 1] ?? '')),
+    execArgv: process.execArgv.filter(
+      (arg, i, all) => /^--(import|require|loader|experimental-loader)\b/.test(arg) || /^--(import|require|loader)$/.test(all[i - 1] ?? ''),
+    ),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   let fatal: string | undefined;

@@ -33,4 +33,3 @@ export function looksLikeDigest(untrusted: string): boolean {
 export function digestOf(algorithm: DigestAlgorithm, data: Uint8Array): string {
   return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
 }
-

@@ -38,7 +38,10 @@ export class InvalidStorageKeyError extends DomainError {
 
 export class DigestMismatchError extends DomainError {
   readonly kind = 'digest-mismatch';
-  constructor(readonly expected: string, readonly actual: string) {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
     super(`content digest ${actual} does not match ${expected}`);
     this.name = 'DigestMismatchError';
   }
@@ -46,7 +49,10 @@ export class DigestMismatchError extends DomainError {
 
 export class SizeMismatchError extends DomainError {
   readonly kind = 'size-mismatch';
-  constructor(readonly expected: number, readonly actual: number) {
+  constructor(
+    readonly expected: number,
+    readonly actual: number,
+  ) {
     super(`content size ${actual} does not match ${expected}`);
     this.name = 'SizeMismatchError';
   }

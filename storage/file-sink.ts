@@ -39,7 +39,7 @@ export interface FileSinkOptions {
 }
 
 async function writeAll(handle: FileHandle, buffer: Buffer, from: number, length: number, position: number): Promise<void> {
-  for (let done = 0; done < length; ) {
+  for (let done = 0; done < length;) {
     const { bytesWritten } = await handle.write(buffer, from + done, length - done, position + done);
     done += bytesWritten;
   }
@@ -101,7 +101,7 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
       start(chunk, chunk.length);
       return;
     }
-    for (let offset = 0; offset < chunk.length; ) {
+    for (let offset = 0; offset < chunk.length;) {
       const buffer = (buffers[turn % 2] ??= takeAlignedBuffer(BUFFER_BYTES));
       // The buffer starts at `position`; ending it on a 4 KiB boundary lets every later one be
       // written directly, whatever the chunks written as they came left the file at.
@@ -146,7 +146,10 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
           buffers[0] = buffers[1] = undefined;
           return Promise.all(opened.flatMap((h) => (h ? [h.close()] : [])));
         })
-        .then(() => callback(err), (closeErr: unknown) => callback(err ?? (closeErr as Error)));
+        .then(
+          () => callback(err),
+          (closeErr: unknown) => callback(err ?? (closeErr as Error)),
+        );
     },
   });
 }

@@ -174,7 +174,14 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       } catch (err) {
         await rm(tmp, { force: true });
         // The temporary directory was removed under us: make it again for the next write.
-        if (isNotFound(err) && !(await stat(tmpRoot).then(() => true, () => false))) tmpReady = undefined;
+        if (
+          isNotFound(err) &&
+          !(await stat(tmpRoot).then(
+            () => true,
+            () => false,
+          ))
+        )
+          tmpReady = undefined;
         throw asStorageError(err);
       } finally {
         writing.delete(name);
@@ -217,7 +224,14 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         const file = path.join(tmpRoot, name);
         const s = await lstat(file).catch(() => undefined);
         if (!s?.isFile() || s.mtime >= olderThan) continue;
-        if (!dryRun && !(await unlink(file).then(() => true, () => false))) continue;
+        if (
+          !dryRun &&
+          !(await unlink(file).then(
+            () => true,
+            () => false,
+          ))
+        )
+          continue;
         report.files += 1;
         report.bytes += s.size;
       }
@@ -229,7 +243,14 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         const s = await lstat(dir).catch(() => undefined);
         if (!s?.isDirectory() || s.mtime >= olderThan) continue;
         if ((await readdir(dir).catch(() => [''])).length > 0) continue;
-        if (!dryRun && !(await rmdir(dir).then(() => true, () => false))) continue;
+        if (
+          !dryRun &&
+          !(await rmdir(dir).then(
+            () => true,
+            () => false,
+          ))
+        )
+          continue;
         report.directories += 1;
       }
       return report;

@@ -129,7 +129,10 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
       } else {
         const repositories = await db.transaction(async (tx) => {
           await lockDigest(tx, candidate.digest);
-          const still = await tx.query(`SELECT 1 FROM blobs b WHERE b.digest = $2 AND ${UNREFERENCED} FOR UPDATE`, [cutoff, candidate.digest]);
+          const still = await tx.query(`SELECT 1 FROM blobs b WHERE b.digest = $2 AND ${UNREFERENCED} FOR UPDATE`, [
+            cutoff,
+            candidate.digest,
+          ]);
           if (still.length === 0) return undefined;
           const unlinked = await tx.query<{ name: string }>(
             `DELETE FROM repository_blobs rb USING repositories r

@@ -81,10 +81,10 @@ export function createPostgresKeyStore(db: Db): KeyStore {
           return { id, outcome: 'created' as const };
         }
         const stored = (
-          await tx.query<{ id: number; material: Buffer }>('SELECT id, material FROM project_keys WHERE project = $1 AND fingerprint = $2 FOR UPDATE', [
-            project,
-            key.fingerprint,
-          ])
+          await tx.query<{ id: number; material: Buffer }>(
+            'SELECT id, material FROM project_keys WHERE project = $1 AND fingerprint = $2 FOR UPDATE',
+            [project, key.fingerprint],
+          )
         )[0]!;
         const merged = await merge(stored.material);
         if (!merged) return { id: stored.id, outcome: 'unchanged' as const };
@@ -94,7 +94,13 @@ export function createPostgresKeyStore(db: Db): KeyStore {
           merged.userIds,
           merged.material,
         ]);
-        const detail = { id: stored.id, kind: key.kind, fingerprint: key.fingerprint, before: sha256(stored.material), after: sha256(merged.material) };
+        const detail = {
+          id: stored.id,
+          kind: key.kind,
+          fingerprint: key.fingerprint,
+          before: sha256(stored.material),
+          after: sha256(merged.material),
+        };
         await audit(tx, { actor, action: 'key.update', project, detail });
         return { id: stored.id, outcome: 'updated' as const };
       });
@@ -102,10 +108,10 @@ export function createPostgresKeyStore(db: Db): KeyStore {
 
     remove(project, id, actor) {
       return db.transaction(async (tx) => {
-        const rows = await tx.query<{ fingerprint: string }>('DELETE FROM project_keys WHERE project = $1 AND id = $2 RETURNING fingerprint', [
-          project,
-          id,
-        ]);
+        const rows = await tx.query<{ fingerprint: string }>(
+          'DELETE FROM project_keys WHERE project = $1 AND id = $2 RETURNING fingerprint',
+          [project, id],
+        );
         if (rows.length === 0) return false;
         await audit(tx, { actor, action: 'key.remove', project, detail: { id, fingerprint: rows[0]!.fingerprint } });
         return true;

@@ -197,7 +197,7 @@ export function parseManifest(content: Buffer, contentType: string): ParsedManif
   if (body.artifactType !== undefined) storable(body.artifactType, 'artifactType');
   // The referrers API reports artifactType, else (image manifests) the config's media type.
   const configType = isRecord(body.config) ? (body.config.mediaType as string) : undefined;
-  const artifactType = (body.artifactType) || configType;
+  const artifactType = body.artifactType || configType;
   const annotations = parseAnnotations(body.annotations, 'manifest');
   return {
     mediaType,

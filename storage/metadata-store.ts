@@ -84,7 +84,13 @@ export interface ManifestMetadata {
   /** Sizes of those of `digests` stored in the repository. */
   findMany(repository: string, digests: string[]): Promise<Map<string, number>>;
   /** Stores the manifest (idempotent) and, with a tag, points the tag at it: one transaction. */
-  save(repository: string, manifest: ManifestRecord, references: ManifestReference[], tag?: string, options?: ManifestSaveOptions): Promise<void>;
+  save(
+    repository: string,
+    manifest: ManifestRecord,
+    references: ManifestReference[],
+    tag?: string,
+    options?: ManifestSaveOptions,
+  ): Promise<void>;
   /** Removes the manifest and every tag pointing at it. */
   remove(repository: string, digest: string): Promise<boolean>;
   referrers(repository: string, subject: string): Promise<Referrer[]>;

@@ -91,8 +91,7 @@ async function serve(dataDirectory: string | undefined): Promise<void> {
   process.on('exit', unlock);
   const db = await open(dataDirectory);
   let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
-    (closing ??= Promise.race([db.close(), sleep(CLOSE_TIMEOUT_MS)]).then(() => process.exit(0)));
+  const close = (): Promise<void> => (closing ??= Promise.race([db.close(), sleep(CLOSE_TIMEOUT_MS)]).then(() => process.exit(0)));
 
   // Queries run one after another, in the order they arrive: the parent relies on that order for
   // its transactions (BEGIN, the transaction's statements, COMMIT).

@@ -6,10 +6,7 @@ export type PgliteRequest = { id: number; sql: string; params?: unknown[] } | { 
 
 /** Child → parent. */
 export type PgliteReply =
-  | { ready: true }
-  | { id: number; rows: Record<string, unknown>[] }
-  | { id: number; error: SerializedDbError }
-  | { fatal: string };
+  { ready: true } | { id: number; rows: Record<string, unknown>[] } | { id: number; error: SerializedDbError } | { fatal: string };
 
 /** What PostgreSQL says about a failed statement (pg's DatabaseError fields), as plain data. */
 export interface SerializedDbError {

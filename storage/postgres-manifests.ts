@@ -28,11 +28,7 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
       return row && toManifestRecord(row);
     },
     findMany: (repository, digests) =>
-      sizes(
-        `SELECT digest, size FROM manifests WHERE repository_id = ${REPO_ID} AND digest = ANY($2::text[])`,
-        repository,
-        digests,
-      ),
+      sizes(`SELECT digest, size FROM manifests WHERE repository_id = ${REPO_ID} AND digest = ANY($2::text[])`, repository, digests),
     async save(repository, manifest, references, tag, options = {}) {
       await db.transaction(async (tx) => {
         // The blobs must still exist when the manifest commits: collection of a digest takes the
@@ -84,10 +80,10 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
       });
     },
     async remove(repository, digest) {
-      const rows = await db.query(
-        `DELETE FROM manifests WHERE repository_id = ${REPO_ID} AND digest = $2 RETURNING digest`,
-        [repository, digest],
-      );
+      const rows = await db.query(`DELETE FROM manifests WHERE repository_id = ${REPO_ID} AND digest = $2 RETURNING digest`, [
+        repository,
+        digest,
+      ]);
       return rows.length > 0;
     },
     async parents(repository, digest) {
@@ -105,15 +101,13 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
          ORDER BY created_at, digest`,
         [repository, subject],
       );
-      return rows.map(
-        (r): Referrer => ({
-          digest: r.digest,
-          mediaType: r.media_type,
-          size: r.size,
-          ...(r.artifact_type ? { artifactType: r.artifact_type } : {}),
-          ...(r.annotations ? { annotations: r.annotations } : {}),
-        }),
-      );
+      return rows.map((r): Referrer => ({
+        digest: r.digest,
+        mediaType: r.media_type,
+        size: r.size,
+        ...(r.artifact_type ? { artifactType: r.artifact_type } : {}),
+        ...(r.annotations ? { annotations: r.annotations } : {}),
+      }));
     },
   };
 }

@@ -81,10 +81,10 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         });
       },
       async remove(repository, digest) {
-        const rows = await db.query(
-          `DELETE FROM repository_blobs WHERE repository_id = ${REPO_ID} AND digest = $2 RETURNING digest`,
-          [repository, digest],
-        );
+        const rows = await db.query(`DELETE FROM repository_blobs WHERE repository_id = ${REPO_ID} AND digest = $2 RETURNING digest`, [
+          repository,
+          digest,
+        ]);
         return rows.length > 0;
       },
     },
@@ -120,10 +120,7 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         return rows.map((r) => ({ name: r.name, digest: r.manifest_digest, updatedAt: new Date(r.updated_at) }));
       },
       async remove(repository, tag) {
-        const rows = await db.query(
-          `DELETE FROM tags WHERE repository_id = ${REPO_ID} AND name = $2 RETURNING name`,
-          [repository, tag],
-        );
+        const rows = await db.query(`DELETE FROM tags WHERE repository_id = ${REPO_ID} AND name = $2 RETURNING name`, [repository, tag]);
         return rows.length > 0;
       },
     },
@@ -133,4 +130,3 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
     close: () => db.close(),
   };
 }
-

@@ -182,17 +182,18 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
         );
         if (inserted.length === 0) return false;
         if (options.admin) {
-          await tx.query(`INSERT INTO project_members (project, username, role) VALUES ($1, $2, 'admin')`, [
-            name,
-            options.admin,
-          ]);
+          await tx.query(`INSERT INTO project_members (project, username, role) VALUES ($1, $2, 'admin')`, [name, options.admin]);
         }
         if (options.mirror) await saveMirror(tx, name, options.mirror);
         await audit(tx, {
           actor: options.actor,
           action: 'project.create',
           project: name,
-          detail: { public: options.public, admin: options.admin ?? null, ...(options.mirror ? { mirror: redactedMirror(options.mirror) } : {}) },
+          detail: {
+            public: options.public,
+            admin: options.admin ?? null,
+            ...(options.mirror ? { mirror: redactedMirror(options.mirror) } : {}),
+          },
         });
         return true;
       });
@@ -235,10 +236,7 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
     },
     removeMember(name, user, actor) {
       return db.transaction(async (tx) => {
-        const rows = await tx.query('DELETE FROM project_members WHERE project = $1 AND username = $2 RETURNING username', [
-          name,
-          user,
-        ]);
+        const rows = await tx.query('DELETE FROM project_members WHERE project = $1 AND username = $2 RETURNING username', [name, user]);
         if (rows.length === 0) return false;
         await audit(tx, { actor, action: 'member.remove', project: name, detail: { user } });
         return true;

@@ -40,7 +40,13 @@ export function createReplicaStore(db: Queryable): ReplicaStore {
          WHERE seen_at > now() - make_interval(secs => $1) ORDER BY started_at DESC`,
         [withinMs / 1000],
       );
-      return rows.map((r) => ({ id: r.id, host: r.host, version: r.version, startedAt: new Date(r.started_at), seenAt: new Date(r.seen_at) }));
+      return rows.map((r) => ({
+        id: r.id,
+        host: r.host,
+        version: r.version,
+        startedAt: new Date(r.started_at),
+        seenAt: new Date(r.seen_at),
+      }));
     },
   };
 }

@@ -92,15 +92,17 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
   const copyThreshold = options.multipartCopyThreshold ?? S3_MAX_COPY_SIZE;
   const copyPartSize = checkPartSize('multipartCopyPartSize', options.multipartCopyPartSize ?? 1024 * MiB);
   const endpoint = parseEndpoint(options.regionEndpoint, options.secure);
-  const client = withConnectionRetries(new Client({
-    endPoint: endpoint.endPoint,
-    ...(endpoint.port !== undefined ? { port: endpoint.port } : {}),
-    useSSL: endpoint.useSSL,
-    transport: idleTimeoutTransport(endpoint.useSSL, options.idleTimeoutMs ?? 30_000),
-    region,
-    pathStyle: options.forcePathStyle ?? endpoint.custom,
-    ...(options.accessKey && options.secretKey ? { accessKey: options.accessKey, secretKey: options.secretKey } : {}),
-  }));
+  const client = withConnectionRetries(
+    new Client({
+      endPoint: endpoint.endPoint,
+      ...(endpoint.port !== undefined ? { port: endpoint.port } : {}),
+      useSSL: endpoint.useSSL,
+      transport: idleTimeoutTransport(endpoint.useSSL, options.idleTimeoutMs ?? 30_000),
+      region,
+      pathStyle: options.forcePathStyle ?? endpoint.custom,
+      ...(options.accessKey && options.secretKey ? { accessKey: options.accessKey, secretKey: options.secretKey } : {}),
+    }),
+  );
 
   /** The object name of a key; throws (so the async caller rejects) for a malformed key. */
   function objectName(key: string): string {
@@ -122,7 +124,9 @@ export function createS3BlobStore(options: S3BlobStoreOptions): S3BlobStore {
   async function ensureBucket(): Promise<void> {
     if (await client.bucketExists(bucket)) return;
     if (!options.createBucket) {
-      const cause = new Error(`S3 bucket ${JSON.stringify(bucket)} does not exist (create it, or set REGISTRY_STORAGE_S3_CREATEBUCKET=true)`);
+      const cause = new Error(
+        `S3 bucket ${JSON.stringify(bucket)} does not exist (create it, or set REGISTRY_STORAGE_S3_CREATEBUCKET=true)`,
+      );
       throw new DependencyUnavailableError('storage', 'bucket missing', { cause });
     }
     try {

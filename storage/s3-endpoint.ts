@@ -93,9 +93,7 @@ const RESERVED_SEGMENT = '_tmp';
 
 export function isValidKey(key: string): boolean {
   const segments = key.split('/');
-  return (
-    segments.every((s) => KEY_SEGMENT_RE.test(s) && s !== '.' && s !== '..') && segments[0] !== RESERVED_SEGMENT
-  );
+  return segments.every((s) => KEY_SEGMENT_RE.test(s) && s !== '.' && s !== '..') && segments[0] !== RESERVED_SEGMENT;
 }
 
 export function checkKey(key: string): void {

@@ -65,7 +65,6 @@ function classifyS3Error(err: unknown): unknown {
   return reason === undefined ? err : new DependencyUnavailableError('storage', reason, { cause: err });
 }
 
-
 /**
  * http or https for the minio client, with every request failing once no byte moved on it for
  * `idleMs`: connecting, sending, waiting for the answer, reading it. (Node only reports an idle

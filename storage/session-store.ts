@@ -36,13 +36,10 @@ export function createSessionStore(db: Pick<Db, 'query'>): SessionStore {
       await db.query('DELETE FROM console_sessions WHERE expires_at < now()');
       const id = token();
       const session: Session = { user, csrfToken: token(), credentialTag, expiresAt: new Date(Date.now() + ttlMs) };
-      await db.query('INSERT INTO console_sessions (id_hash, username, csrf_token, credential_tag, expires_at) VALUES ($1, $2, $3, $4, $5)', [
-        hashOf(id),
-        user,
-        session.csrfToken,
-        credentialTag,
-        session.expiresAt,
-      ]);
+      await db.query(
+        'INSERT INTO console_sessions (id_hash, username, csrf_token, credential_tag, expires_at) VALUES ($1, $2, $3, $4, $5)',
+        [hashOf(id), user, session.csrfToken, credentialTag, session.expiresAt],
+      );
       return { id, session };
     },
 
@@ -52,7 +49,9 @@ export function createSessionStore(db: Pick<Db, 'query'>): SessionStore {
         [hashOf(id)],
       );
       const row = rows[0];
-      return row ? { user: row.username, csrfToken: row.csrf_token, credentialTag: row.credential_tag, expiresAt: new Date(row.expires_at) } : undefined;
+      return row
+        ? { user: row.username, csrfToken: row.csrf_token, credentialTag: row.credential_tag, expiresAt: new Date(row.expires_at) }
+        : undefined;
     },
 
     async remove(id) {

@@ -73,7 +73,12 @@ export function App() {
         ) : route.page === 'project' ? (
           <ProjectPage key={`${route.project} ${current.user ?? ''}`} session={current} project={route.project} tab={route.tab} />
         ) : route.page === 'repository' ? (
-          <RepositoryPage key={`${route.project}/${route.repository}`} session={current} project={route.project} repository={route.repository} />
+          <RepositoryPage
+            key={`${route.project}/${route.repository}`}
+            session={current}
+            project={route.project}
+            repository={route.repository}
+          />
         ) : (
           known && <ProjectsPage session={current} />
         )}

@@ -23,7 +23,8 @@ export const href = {
   signin: '#/signin',
   admin: '#/admin',
   project: (project: string, tab = 'repositories') => `#/p/${encodeURIComponent(project)}/${tab}`,
-  repository: (project: string, repository: string) => `#/r/${encodeURIComponent(project)}/${repository.split('/').map(encodeURIComponent).join('/')}`,
+  repository: (project: string, repository: string) =>
+    `#/r/${encodeURIComponent(project)}/${repository.split('/').map(encodeURIComponent).join('/')}`,
 };
 
 export function useRoute(): Route {

@@ -28,7 +28,8 @@ export function createArtifactHandlers(deps: Pick<RegistryDeps, 'metadata' | 'au
     async removeManifest(ctx: Ctx): Promise<void> {
       const name = await target(ctx);
       const { digest } = requireDigest(capture(ctx, 2));
-      if (!(await metadata.manifests.remove(name, digest))) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest} not found in ${name}`);
+      if (!(await metadata.manifests.remove(name, digest)))
+        throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest} not found in ${name}`);
       ctx.state.log.info({ repository: name, digest }, 'manifest deleted');
       emptyResponse(ctx, 204);
     },

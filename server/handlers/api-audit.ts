@@ -17,7 +17,13 @@ export function createAuditHandler(deps: Pick<RegistryDeps, 'audit' | 'projects'
     const entries = await deps.audit.list(project, { limit: limit + 1, ...(before ? { before: Number(before) } : {}) });
     const page = entries.slice(0, limit);
     ctx.body = {
-      entries: page.map((e) => ({ id: e.id, at: e.at.toISOString(), ...(e.actor ? { actor: e.actor } : {}), action: e.action, detail: e.detail })),
+      entries: page.map((e) => ({
+        id: e.id,
+        at: e.at.toISOString(),
+        ...(e.actor ? { actor: e.actor } : {}),
+        action: e.action,
+        detail: e.detail,
+      })),
       ...(entries.length > limit ? { next: page[page.length - 1]!.id } : {}),
     };
   };

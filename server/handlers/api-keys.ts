@@ -50,7 +50,11 @@ export function createKeyHandlers(deps: Pick<RegistryDeps, 'keys' | 'projects' |
       await requireAccess(ctx, deps, 'pull', project);
       await requireProject(projects, project);
       const details = queryParam(ctx, 'details') === '1';
-      ctx.body = { keys: await Promise.all((await keys.list(project)).map(async (k) => ({ ...keyJson(k), ...(details ? await keyDetailsJson(k) : {}) }))) };
+      ctx.body = {
+        keys: await Promise.all(
+          (await keys.list(project)).map(async (k) => ({ ...keyJson(k), ...(details ? await keyDetailsJson(k) : {}) })),
+        ),
+      };
     },
 
     async add(ctx: Ctx): Promise<void> {

@@ -29,7 +29,12 @@ export function createMirrorApiHandlers(deps: Pick<RegistryDeps, 'authorizer' | 
       ctx.body = out;
       const log = ctx.state.log;
       log.info({ repository: name, tags: tags ?? '*', upstream: target.upstream.url }, 'mirror run started');
-      runMirror({ pullThrough: deps.pullThrough, metadata: deps.metadata, log }, target, { repository: target.path, tags: tags ?? '*' }, (progress) => line({ progress }))
+      runMirror(
+        { pullThrough: deps.pullThrough, metadata: deps.metadata, log },
+        target,
+        { repository: target.path, tags: tags ?? '*' },
+        (progress) => line({ progress }),
+      )
         .then((report) => {
           log.info({ report }, 'mirror run finished');
           line({ report });

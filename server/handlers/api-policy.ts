@@ -73,7 +73,10 @@ export function createPolicyHandlers(deps: Pick<RegistryDeps, 'keys' | 'projects
         role,
         files: [
           { path: '/etc/containers/policy.json', content: `${JSON.stringify(policy, null, 2)}\n` },
-          { path: `/etc/containers/registries.d/signet-${slug}.yaml`, content: registriesDYaml({ host, lookasideUrl: lookasideUrl(ctx), cosign }) },
+          {
+            path: `/etc/containers/registries.d/signet-${slug}.yaml`,
+            content: registriesDYaml({ host, lookasideUrl: lookasideUrl(ctx), cosign }),
+          },
         ],
       });
       ctx.type = 'application/yaml';

@@ -65,7 +65,9 @@ function projectJson(project: Project, withMembers: boolean): Record<string, unk
  * stored credentials): registry administrators' business, as quotas are, never a project admin's.
  */
 function mirrorDenied(project: string): OciError {
-  return new OciError('DENIED', 'only registry administrators set mirror settings: they make the registry send requests to the upstream', { project });
+  return new OciError('DENIED', 'only registry administrators set mirror settings: they make the registry send requests to the upstream', {
+    project,
+  });
 }
 
 export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | 'metadata' | 'config' | 'authorizer'>) {
@@ -111,7 +113,9 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       const user = actor(ctx);
       if (body.mirror && !isRegistryAdmin(ctx)) throw mirrorDenied(name);
       const mirror = body.mirror ? mirrorSettings(body.mirror) : undefined;
-      if (!(await projects.create(name, { public: isPublic, ...(user ? { actor: user, admin: user } : {}), ...(mirror ? { mirror } : {}) }))) {
+      if (
+        !(await projects.create(name, { public: isPublic, ...(user ? { actor: user, admin: user } : {}), ...(mirror ? { mirror } : {}) }))
+      ) {
         throw new OciError('CONFLICT', `project ${name} already exists`, { project: name });
       }
       // The upstream only: credentials are never logged.
@@ -126,10 +130,18 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       const { usedBytes } = await projects.usage(project.name);
       // What the caller may do here, so that a client (the console) offers only what will work.
       const entries = await Promise.all(
-        (['push', 'delete', 'admin'] as const).map(async (action): Promise<[string, boolean]> => [action, await allowed(ctx, deps, action, project.name)]),
+        (['push', 'delete', 'admin'] as const).map(async (action): Promise<[string, boolean]> => [
+          action,
+          await allowed(ctx, deps, action, project.name),
+        ]),
       );
       const permissions = Object.fromEntries(entries);
-      ctx.body = { ...projectJson(project, await allowed(ctx, deps, 'view', project.name)), usedBytes, permissions, registryAdmin: isRegistryAdmin(ctx) };
+      ctx.body = {
+        ...projectJson(project, await allowed(ctx, deps, 'view', project.name)),
+        usedBytes,
+        permissions,
+        registryAdmin: isRegistryAdmin(ctx),
+      };
     },
 
     async update(ctx: Ctx): Promise<void> {
@@ -152,7 +164,10 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
         throw new OciError('NAME_UNKNOWN', `project ${name} not found`, { project: name });
       }
       // Mirror settings by their upstream only: credentials are never logged.
-      ctx.state.log.info({ project: name, ...changes, ...(mirror !== undefined ? { upstream: mirror?.upstream ?? null } : {}) }, 'project updated');
+      ctx.state.log.info(
+        { project: name, ...changes, ...(mirror !== undefined ? { upstream: mirror?.upstream ?? null } : {}) },
+        'project updated',
+      );
       ctx.body = projectJson((await projects.find(name))!, true);
     },
 
@@ -161,7 +176,8 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       await requireAccess(ctx, deps, 'admin', name);
       // As Harbor: a project is deleted only once it holds no images.
       const held = await metadata.repositories.list({ project: name, limit: 1 });
-      if (held.length > 0) throw new OciError('CONFLICT', `project ${name} still holds repositories; delete them first`, { repositories: held });
+      if (held.length > 0)
+        throw new OciError('CONFLICT', `project ${name} still holds repositories; delete them first`, { repositories: held });
       if (!(await projects.remove(name, actor(ctx)))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
       ctx.state.log.info({ project: name }, 'project deleted');
       emptyResponse(ctx, 204);
@@ -180,7 +196,11 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       await requireAccess(ctx, deps, 'admin', name);
       const user = userFromPath(capture(ctx, 1));
       // A robot's role is its own (signet robot create); it is never a member of any project.
-      if (user.startsWith(ROBOT_PREFIX)) throw new OciError('REQUEST_INVALID', 'robot accounts are not members: their role is set when they are created (signet robot create)');
+      if (user.startsWith(ROBOT_PREFIX))
+        throw new OciError(
+          'REQUEST_INVALID',
+          'robot accounts are not members: their role is set when they are created (signet robot create)',
+        );
       const { role } = await readJsonBody(ctx, MEMBER_BODY);
       if (!(await projects.setMember(name, user, role, actor(ctx)))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
       ctx.state.log.info({ project: name, member: user, role }, 'member set');
@@ -204,7 +224,8 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       const q = queryParam(ctx, 'q');
       const n = queryParam(ctx, 'n');
       const last = queryParam(ctx, 'last');
-      if (n !== undefined && (!/^\d{1,5}$/.test(n) || Number(n) < 1)) throw new OciError('QUERY_PARAMETER_INVALID', 'n must be a positive number');
+      if (n !== undefined && (!/^\d{1,5}$/.test(n) || Number(n) < 1))
+        throw new OciError('QUERY_PARAMETER_INVALID', 'n must be a positive number');
       let names = await metadata.repositories.list({ project: project.name, limit: 100_000 });
       if (q) names = names.filter((name) => name.includes(q));
       const total = names.length;
@@ -222,9 +243,13 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       // ?n= and ?last= page, as tags/list does (without n: every tag, as before).
       const n = queryParam(ctx, 'n');
       const last = queryParam(ctx, 'last');
-      if (n !== undefined && (!/^\d{1,5}$/.test(n) || Number(n) < 1)) throw new OciError('QUERY_PARAMETER_INVALID', 'n must be a positive number');
+      if (n !== undefined && (!/^\d{1,5}$/.test(n) || Number(n) < 1))
+        throw new OciError('QUERY_PARAMETER_INVALID', 'n must be a positive number');
       const limit = n === undefined ? 100_000 : Number(n);
-      const listed = await metadata.tags.listDetailed(repository, { limit: n === undefined ? limit : limit + 1, ...(last ? { last } : {}) });
+      const listed = await metadata.tags.listDetailed(repository, {
+        limit: n === undefined ? limit : limit + 1,
+        ...(last ? { last } : {}),
+      });
       if (!listed) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
       const tags = listed.slice(0, limit).map((t) => ({ name: t.name, digest: t.digest, pushedAt: t.updatedAt.toISOString() }));
       ctx.body = { name: repository, tags, ...(listed.length > limit ? { next: tags[tags.length - 1]!.name } : {}) };

@@ -18,7 +18,8 @@ const CREATE_BODY = z.strictObject({
 });
 
 function requireProject(untrusted: string): string {
-  if (untrusted.length > 255 || !PROJECT_RE.test(untrusted)) throw new OciError('NAME_INVALID', 'invalid project name', { name: untrusted });
+  if (untrusted.length > 255 || !PROJECT_RE.test(untrusted))
+    throw new OciError('NAME_INVALID', 'invalid project name', { name: untrusted });
   return untrusted;
 }
 
@@ -63,7 +64,11 @@ export function createRobotHandlers(deps: Pick<RegistryDeps, 'robots' | 'authori
       await requireAccess(ctx, deps, 'admin', project);
       const body = await readJsonBody(ctx, CREATE_BODY);
       if (!isValidRobotName(body.name)) {
-        throw new OciError('REQUEST_INVALID', 'invalid robot name: lower-case letters, digits and single separators (. _ __ -), at most 64', { name: body.name });
+        throw new OciError(
+          'REQUEST_INVALID',
+          'invalid robot name: lower-case letters, digits and single separators (. _ __ -), at most 64',
+          { name: body.name },
+        );
       }
       const expiresAt = body.expiresInDays === null ? undefined : new Date(Date.now() + body.expiresInDays * DAY_MS);
       const created = await robots.create(project, body.name, body.role, expiresAt, ctx.state.principal.user);

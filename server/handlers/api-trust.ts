@@ -42,7 +42,8 @@ function parseJson(content: Buffer): Record<string, unknown> {
 /** Size of what a pull fetches (manifest, config and layers; for an index, what it lists), and its platforms. */
 function describeManifest(manifest: ManifestRecord): { size: number; platforms: string[] } {
   const body = parseJson(manifest.content);
-  const sizeOf = (d: unknown): number => (typeof d === 'object' && d !== null && typeof (d as { size?: unknown }).size === 'number' ? (d as { size: number }).size : 0);
+  const sizeOf = (d: unknown): number =>
+    typeof d === 'object' && d !== null && typeof (d as { size?: unknown }).size === 'number' ? (d as { size: number }).size : 0;
   if (isIndexMediaType(manifest.mediaType)) {
     const children = Array.isArray(body.manifests) ? (body.manifests as Record<string, unknown>[]) : [];
     const platforms = children
@@ -59,7 +60,8 @@ function describeManifest(manifest: ManifestRecord): { size: number; platforms: 
 function pageSize(ctx: Ctx): number {
   const n = queryParam(ctx, 'n');
   if (n === undefined) return PAGE_DEFAULT;
-  if (!/^\d{1,4}$/.test(n) || Number(n) < 1 || Number(n) > PAGE_MAX) throw new OciError('QUERY_PARAMETER_INVALID', `n must be 1 to ${PAGE_MAX}`);
+  if (!/^\d{1,4}$/.test(n) || Number(n) < 1 || Number(n) > PAGE_MAX)
+    throw new OciError('QUERY_PARAMETER_INVALID', `n must be 1 to ${PAGE_MAX}`);
   return Number(n);
 }
 
@@ -73,11 +75,20 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
   /** The trusted key a key ID belongs to (a primary key or a subkey), for naming the signer. */
   function signerOf(projectKeys: ProjectKey[], keyId: string | undefined): Record<string, unknown> {
     if (!keyId) return {};
-    const key = projectKeys.find((k) => k.keyIds.some((id) => id.toUpperCase() === keyId) || (keyId.startsWith('cosign:') && k.fingerprint.toUpperCase().startsWith(keyId.slice(7))));
+    const key = projectKeys.find(
+      (k) =>
+        k.keyIds.some((id) => id.toUpperCase() === keyId) ||
+        (keyId.startsWith('cosign:') && k.fingerprint.toUpperCase().startsWith(keyId.slice(7))),
+    );
     return key ? { signer: { keyId: key.id, fingerprint: key.fingerprint.toUpperCase(), userIds: key.userIds } } : {};
   }
 
-  async function tagJson(ctx: Ctx, repository: string, record: TagRecord, projectKeys: ProjectKey[]): Promise<Record<string, unknown> | undefined> {
+  async function tagJson(
+    ctx: Ctx,
+    repository: string,
+    record: TagRecord,
+    projectKeys: ProjectKey[],
+  ): Promise<Record<string, unknown> | undefined> {
     const { name: tag, digest } = record;
     const manifest = await metadata.manifests.find(repository, digest);
     if (!manifest) return undefined;
@@ -107,7 +118,11 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
         accepted: s.accepted,
         ...(s.problem ? { problem: s.problem, stage: s.stage } : {}),
       })),
-      referrers: referrers.map((r) => ({ digest: r.digest, mediaType: r.mediaType, ...(r.artifactType ? { artifactType: r.artifactType } : {}) })),
+      referrers: referrers.map((r) => ({
+        digest: r.digest,
+        mediaType: r.mediaType,
+        ...(r.artifactType ? { artifactType: r.artifactType } : {}),
+      })),
     };
   }
 

@@ -12,7 +12,9 @@ import { sendObject } from '../send-object.js';
 /** The Go registry's S3 driver signs redirect URLs for 20 minutes. */
 const REDIRECT_EXPIRY_SECONDS = 20 * 60;
 
-export function createBlobHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'pullThrough' | 'config' | 'metrics' | 'availability' | 'authorizer'>) {
+export function createBlobHandlers(
+  deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'pullThrough' | 'config' | 'metrics' | 'availability' | 'authorizer'>,
+) {
   const { metadata, blobs } = deps;
   const slots = createCallerSlots({
     max: deps.config.downloads.maxconcurrent,

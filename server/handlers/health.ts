@@ -33,10 +33,7 @@ export function createHealthHandlers(deps: Pick<RegistryDeps, 'database' | 'blob
       ctx.body = { status: 'ok' };
     },
     async ready(ctx: Ctx): Promise<void> {
-      const [database, storage] = await Promise.all([
-        check('database', () => db.ping(), ctx),
-        check('storage', () => blobs.probe(), ctx),
-      ]);
+      const [database, storage] = await Promise.all([check('database', () => db.ping(), ctx), check('storage', () => blobs.probe(), ctx)]);
       // Only between replicas on PostgreSQL; not a reason to take a replica out (caches expire).
       const notifications = db.kind === 'postgres' ? (availability.outage('notifications') ? 'reconnecting' : 'ok') : undefined;
       const checks = { database, storage, ...(notifications ? { notifications } : {}) };

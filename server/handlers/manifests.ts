@@ -77,8 +77,14 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
     const blobRefs = references.filter((r) => r.kind === 'blob');
     const manifestRefs = references.filter((r) => r.kind === 'manifest');
     const [blobSizes, manifestSizes] = await Promise.all([
-      metadata.blobs.findMany(name, blobRefs.map((r) => r.digest)),
-      metadata.manifests.findMany(name, manifestRefs.map((r) => r.digest)),
+      metadata.blobs.findMany(
+        name,
+        blobRefs.map((r) => r.digest),
+      ),
+      metadata.manifests.findMany(
+        name,
+        manifestRefs.map((r) => r.digest),
+      ),
     ]);
     for (const ref of references) {
       const size = (ref.kind === 'blob' ? blobSizes : manifestSizes).get(ref.digest);
@@ -86,13 +92,19 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
         throw new OciError('MANIFEST_BLOB_UNKNOWN', `${ref.kind} ${ref.digest} is not in repository ${name}`, { digest: ref.digest });
       }
       if (size !== ref.size) {
-        throw new OciError('MANIFEST_INVALID', `descriptor of ${ref.digest} says ${ref.size} bytes, stored ${size}`, { digest: ref.digest });
+        throw new OciError('MANIFEST_INVALID', `descriptor of ${ref.digest} says ${ref.size} bytes, stored ${size}`, {
+          digest: ref.digest,
+        });
       }
     }
   }
 
   async function resolveMirrored(mirror: MirrorTarget, reference: Reference, ctx: Ctx): Promise<ManifestRecord> {
-    const manifest = await deps.pullThrough.manifest(mirror, reference.kind === 'tag' ? reference.tag : reference.digest.digest, ctx.state.log);
+    const manifest = await deps.pullThrough.manifest(
+      mirror,
+      reference.kind === 'tag' ? reference.tag : reference.digest.digest,
+      ctx.state.log,
+    );
     if (!manifest) throw await notFound(mirror.repository, reference);
     return manifest;
   }

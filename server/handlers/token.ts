@@ -25,7 +25,9 @@ function scopesOf(values: readonly string[]): ScopeRequest[] {
 function requireService(tokens: TokenService, untrusted: string | undefined): void {
   // Absent: ours is meant (some clients send none). Another one: a token for it would be refused here.
   if (untrusted !== undefined && untrusted !== '' && untrusted !== tokens.service) {
-    throw new OciError('REQUEST_INVALID', `this token service issues tokens for service "${tokens.service}", not "${untrusted}"`, { service: untrusted });
+    throw new OciError('REQUEST_INVALID', `this token service issues tokens for service "${tokens.service}", not "${untrusted}"`, {
+      service: untrusted,
+    });
   }
 }
 
@@ -56,7 +58,8 @@ export function createTokenHandlers(deps: Pick<RegistryDeps, 'tokens' | 'authent
       const tokens = service();
       const principal = ctx.state.principal;
       // A token is never exchanged for another: a leaked pull token must not become a push token.
-      if (principal.grants) throw new OciError('UNAUTHORIZED', 'the token service takes Basic credentials or none, not a token', undefined, { basic: true });
+      if (principal.grants)
+        throw new OciError('UNAUTHORIZED', 'the token service takes Basic credentials or none, not a token', undefined, { basic: true });
       requireService(tokens, asList(ctx.query.service)[0]);
       const scopes = scopesOf(asList(ctx.query.scope));
       const refresh = asList(ctx.query.offline_token)[0] === 'true';
@@ -92,13 +95,20 @@ export function createTokenHandlers(deps: Pick<RegistryDeps, 'tokens' | 'authent
         case 'refresh_token': {
           const redeemed = await tokens.redeem(form.get('refresh_token') ?? '');
           if (!redeemed) {
-            throw new OciError('UNAUTHORIZED', 'the refresh token is invalid or has expired, or its account has changed; log in again', undefined, { basic: true });
+            throw new OciError(
+              'UNAUTHORIZED',
+              'the refresh token is invalid or has expired, or its account has changed; log in again',
+              undefined,
+              { basic: true },
+            );
           }
           principal = redeemed;
           break;
         }
         default:
-          throw new OciError('REQUEST_INVALID', 'unsupported grant_type: expected password or refresh_token', { grant_type: form.get('grant_type') });
+          throw new OciError('REQUEST_INVALID', 'unsupported grant_type: expected password or refresh_token', {
+            grant_type: form.get('grant_type'),
+          });
       }
       const issued = await tokens.issue(principal, scopes, { refresh });
       noStore(ctx);

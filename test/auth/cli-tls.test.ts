@@ -21,10 +21,40 @@ let registry: TestRegistry;
 
 async function makeCertificates(into: string): Promise<void> {
   const o = (args: string[]) => run('openssl', args, { cwd: into });
-  await o(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=Signet Test CA', '-keyout', 'ca.key', '-out', 'ca.crt']);
+  await o([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=Signet Test CA',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+  ]);
   await o(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
   await writeFile(path.join(into, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  await o(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'san.ext', '-out', 'server.crt']);
+  await o([
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    'san.ext',
+    '-out',
+    'server.crt',
+  ]);
 }
 
 test.before(async () => {
@@ -56,18 +86,21 @@ test.serial('the registry serves HTTPS with the configured certificate', async (
   t.true(registry.url.startsWith('https://'));
   const status = await new Promise<number>((resolve, reject) => {
     https
-      .get(`${registry.url}/v2/`, { ca: readFileSync(path.join(dir, 'ca.crt')), headers: { Authorization: basic('dev', 'dev-pw') } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      })
+      .get(
+        `${registry.url}/v2/`,
+        { ca: readFileSync(path.join(dir, 'ca.crt')), headers: { Authorization: basic('dev', 'dev-pw') } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      )
       .on('error', reject);
   });
   t.is(status, 200);
   // Without the CA the certificate is not trusted.
-  await t.throwsAsync(
-    new Promise((resolve, reject) => https.get(`${registry.url}/v2/`, resolve).on('error', reject)),
-    { message: /self.signed|unable to verify|certificate/i },
-  );
+  await t.throwsAsync(new Promise((resolve, reject) => https.get(`${registry.url}/v2/`, resolve).on('error', reject)), {
+    message: /self.signed|unable to verify|certificate/i,
+  });
 });
 
 test.serial('signet CLI manages projects and members over the API', async (t) => {
@@ -98,10 +131,12 @@ test.serial('skopeo copies over verified TLS with credentials (--dest-cert-dir, 
   t.is(inspect.stdout.trim(), image.manifest.data.toString());
   // Without the CA, skopeo refuses the connection.
   const untrusted = await run('skopeo', ['inspect', '--raw', '--creds', 'dev:dev-pw', dest]).catch((err: { stderr: string }) => err);
-  t.regex((untrusted).stderr, /certificate|x509/i);
+  t.regex(untrusted.stderr, /certificate|x509/i);
   // Wrong password: refused.
-  const wrong = await run('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', 'dev:nope', dest]).catch((err: { stderr: string }) => err);
-  t.regex((wrong).stderr, /unauthorized|authentication/i);
+  const wrong = await run('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', 'dev:nope', dest]).catch(
+    (err: { stderr: string }) => err,
+  );
+  t.regex(wrong.stderr, /unauthorized|authentication/i);
 });
 
 test.serial('the CLI says in one line how to log in, and how to trust the registry CA', async (t) => {
@@ -110,10 +145,16 @@ test.serial('the CLI says in one line how to log in, and how to trust the regist
     run(process.execPath, ['--import', 'tsx', MAIN, '--registry', registry.url, ...args], { env: { ...env, ...extra } }).catch(
       (err: { code: number; stderr: string }) => err,
     );
-  const anonymous = (await cli(['project', 'create', 'other'], { NODE_EXTRA_CA_CERTS: path.join(dir, 'ca.crt') })) as { code: number; stderr: string };
+  const anonymous = (await cli(['project', 'create', 'other'], { NODE_EXTRA_CA_CERTS: path.join(dir, 'ca.crt') })) as {
+    code: number;
+    stderr: string;
+  };
   t.is(anonymous.code, 1);
   t.regex(anonymous.stderr, /^signet: UNAUTHORIZED: .*; log in with --user NAME \(password in SIGNET_PASSWORD or --password-stdin\)\n$/);
   const untrusted = (await cli(['project', 'list'], {})) as { code: number; stderr: string };
   t.is(untrusted.code, 1);
-  t.regex(untrusted.stderr, /^signet: cannot reach the registry at https:\/\/127\.0\.0\.1:\d+: its TLS certificate .*; trust its CA with NODE_EXTRA_CA_CERTS=\/path\/to\/ca\.pem\n$/);
+  t.regex(
+    untrusted.stderr,
+    /^signet: cannot reach the registry at https:\/\/127\.0\.0\.1:\d+: its TLS certificate .*; trust its CA with NODE_EXTRA_CA_CERTS=\/path\/to\/ca\.pem\n$/,
+  );
 });

@@ -82,7 +82,11 @@ test('requests presenting the same new credentials at once share one bcrypt chec
   t.false(await htpasswd.verify('bob', 'wonderland'));
   t.is(checks, 3);
   // Different credentials at the same moment are each checked on their own.
-  const mixed = await Promise.all([htpasswd.verify('bob', 'builder'), htpasswd.verify('bob', 'wonderland'), htpasswd.verify('nobody', 'x')]);
+  const mixed = await Promise.all([
+    htpasswd.verify('bob', 'builder'),
+    htpasswd.verify('bob', 'wonderland'),
+    htpasswd.verify('nobody', 'x'),
+  ]);
   t.deepEqual(mixed, [true, false, false]);
   t.is(checks, 6);
 });

@@ -35,10 +35,18 @@ test.before(async () => {
     },
   });
   const root = as('root');
-  for (const [name, isPublic] of [['priv', false], ['pub', true]] as const) {
+  for (const [name, isPublic] of [
+    ['priv', false],
+    ['pub', true],
+  ] as const) {
     const res = await root.request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name, public: isPublic }) });
     if (res.status !== 201) throw new Error(`create ${name}: ${res.status} ${await res.text()}`);
-    for (const [user, role] of [['alice', 'admin'], ['dev', 'developer'], ['maint', 'maintainer'], ['guest', 'guest']]) {
+    for (const [user, role] of [
+      ['alice', 'admin'],
+      ['dev', 'developer'],
+      ['maint', 'maintainer'],
+      ['guest', 'guest'],
+    ]) {
       await root.request(`/api/v1/projects/${name}/members/${user}`, { method: 'PUT', body: JSON.stringify({ role }) });
     }
   }
@@ -140,7 +148,11 @@ test('a private repository does not reveal whether it exists', async (t) => {
   t.is(existing.status, 403);
   t.is(missing.status, 403);
   t.is(noProject.status, 403);
-  const messages = await Promise.all([existing, missing, noProject].map(async (r) => ((await r.json()) as { errors: { message: string }[] }).errors[0]?.message.replace(/\S+\/\S+/g, 'X')));
+  const messages = await Promise.all(
+    [existing, missing, noProject].map(async (r) =>
+      ((await r.json()) as { errors: { message: string }[] }).errors[0]?.message.replace(/\S+\/\S+/g, 'X'),
+    ),
+  );
   t.is(new Set(messages).size, 1);
 });
 
@@ -157,7 +169,10 @@ test('a registry admin pushing into a project that does not exist is refused too
   const image = makeImage({ layers: 1 });
   const blob = await root.pushBlob('adminless/app', image.config);
   t.is(blob.status, 403);
-  t.regex(((await blob.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '', /project adminless does not exist; create it first with "signet project create adminless"/);
+  t.regex(
+    ((await blob.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '',
+    /project adminless does not exist; create it first with "signet project create adminless"/,
+  );
   t.is((await root.pushManifest('adminless/app', 'v1', image.manifest)).status, 403);
   const catalog = (await (await root.request('/v2/_catalog')).json()) as { repositories: string[] };
   t.false(catalog.repositories.includes('adminless/app'));
@@ -178,9 +193,18 @@ test('without authentication, a push into a new project creates it (private), so
   const catalog = (await (await anyone.request('/v2/_catalog')).json()) as { repositories: string[] };
   t.deepEqual(catalog.repositories, ['busybox', 'team/app', 'team/tools/lint']);
   const { projects } = (await (await anyone.request('/api/v1/projects')).json()) as { projects: { name: string; public: boolean }[] };
-  t.deepEqual(projects.map((p) => [p.name, p.public]), [['busybox', false], ['team', false]]);
+  t.deepEqual(
+    projects.map((p) => [p.name, p.public]),
+    [
+      ['busybox', false],
+      ['team', false],
+    ],
+  );
   const repos = (await (await anyone.request('/api/v1/projects/team/repositories')).json()) as { repositories: { name: string }[] };
-  t.deepEqual(repos.repositories.map((r) => r.name), ['team/app', 'team/tools/lint']);
+  t.deepEqual(
+    repos.repositories.map((r) => r.name),
+    ['team/app', 'team/tools/lint'],
+  );
 });
 
 test('catalog lists only what the caller may pull', async (t) => {
@@ -200,7 +224,9 @@ test('a mount needs pull on the source repository', async (t) => {
   const root = as('root');
   await root.request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'outsiders' }) });
   await root.request('/api/v1/projects/outsiders/members/outsider', { method: 'PUT', body: JSON.stringify({ role: 'developer' }) });
-  const res = await as('outsider').request(`/v2/outsiders/app/blobs/uploads/?mount=${image.config.digest}&from=priv/secret`, { method: 'POST' });
+  const res = await as('outsider').request(`/v2/outsiders/app/blobs/uploads/?mount=${image.config.digest}&from=priv/secret`, {
+    method: 'POST',
+  });
   t.is(res.status, 202, 'falls back to an upload session instead of mounting');
   t.is((await as('outsider').request(`/v2/outsiders/app/blobs/${image.config.digest}`, { method: 'HEAD' })).status, 404);
   const mine = await as('dev').request(`/v2/pub/mounted/blobs/uploads/?mount=${image.config.digest}&from=priv/secret`, { method: 'POST' });
@@ -231,35 +257,50 @@ test('management API: who may create, change, list members and delete', async (t
   t.is(patched.status, 200);
   t.is(((await patched.json()) as { public: boolean }).public, true);
   t.is((await patch('alice', { public: 'yes' })).status, 400);
-  t.is((await as('guest').request('/api/v1/projects/apiproj/members/dev', { method: 'PUT', body: JSON.stringify({ role: 'admin' }) })).status, 403);
-  t.is((await as('alice').request('/api/v1/projects/apiproj/members/dev', { method: 'PUT', body: JSON.stringify({ role: 'owner' }) })).status, 400);
-  t.is((await as('alice').request('/api/v1/projects/apiproj/members/dev', { method: 'PUT', body: JSON.stringify({ role: 'developer' }) })).status, 200);
+  t.is(
+    (await as('guest').request('/api/v1/projects/apiproj/members/dev', { method: 'PUT', body: JSON.stringify({ role: 'admin' }) })).status,
+    403,
+  );
+  t.is(
+    (await as('alice').request('/api/v1/projects/apiproj/members/dev', { method: 'PUT', body: JSON.stringify({ role: 'owner' }) })).status,
+    400,
+  );
+  t.is(
+    (await as('alice').request('/api/v1/projects/apiproj/members/dev', { method: 'PUT', body: JSON.stringify({ role: 'developer' }) }))
+      .status,
+    200,
+  );
 
   const members = await as('guest').request('/api/v1/projects/apiproj/members');
   t.is(members.status, 200);
-  t.deepEqual(
-    ((await members.json()) as { members: { user: string; role: string }[] }).members,
-    [
-      { user: 'alice', role: 'admin' },
-      { user: 'dev', role: 'developer' },
-      { user: 'guest', role: 'guest' },
-      { user: 'root', role: 'admin' }, // the creator becomes an admin, as in Harbor
-    ],
-  );
+  t.deepEqual(((await members.json()) as { members: { user: string; role: string }[] }).members, [
+    { user: 'alice', role: 'admin' },
+    { user: 'dev', role: 'developer' },
+    { user: 'guest', role: 'guest' },
+    { user: 'root', role: 'admin' }, // the creator becomes an admin, as in Harbor
+  ]);
   t.is((await as('outsider').request('/api/v1/projects/apiproj/members')).status, 403);
 
   // Repositories and tags of a project.
   await as('dev').pushImage('apiproj/team/app', makeImage({ layers: 1 }), 'v1');
   const repos = (await (await as('guest').request('/api/v1/projects/apiproj/repositories')).json()) as { repositories: { name: string }[] };
   t.deepEqual(repos.repositories, [{ name: 'apiproj/team/app' }]);
-  const tags = (await (await as('guest').request('/api/v1/projects/apiproj/repositories/team/app/tags')).json()) as { tags: { name: string }[] };
-  t.deepEqual(tags.tags.map((x) => x.name), ['v1']);
+  const tags = (await (await as('guest').request('/api/v1/projects/apiproj/repositories/team/app/tags')).json()) as {
+    tags: { name: string }[];
+  };
+  t.deepEqual(
+    tags.tags.map((x) => x.name),
+    ['v1'],
+  );
 
   // A project holding images is not deleted; once empty it is.
   const refused = await as('alice').request('/api/v1/projects/apiproj', { method: 'DELETE' });
   t.is(refused.status, 409);
   const listed = (await (await as('outsider').request('/api/v1/projects')).json()) as { projects: { name: string }[] };
-  t.true(listed.projects.some((p) => p.name === 'apiproj'), 'public now, so visible');
+  t.true(
+    listed.projects.some((p) => p.name === 'apiproj'),
+    'public now, so visible',
+  );
   t.false(listed.projects.some((p) => p.name === 'priv'));
   t.is((await as('alice').request('/api/v1/projects/apiproj/members/dev', { method: 'DELETE' })).status, 204);
   t.is((await as('alice').request('/api/v1/projects/apiproj/members/dev', { method: 'DELETE' })).status, 404);
@@ -286,7 +327,10 @@ test('with autocreate, the first push creates the project and makes the pusher i
   t.teardown(() => auto.close());
   const dev = createClient(auto.url, { Authorization: basic('dev', USERS.dev) });
   t.is((await dev.pushImage('devproj/app', makeImage({ layers: 1 }), 'v1')).status, 201);
-  const project = (await (await dev.request('/api/v1/projects/devproj')).json()) as { public: boolean; members: { user: string; role: string }[] };
+  const project = (await (await dev.request('/api/v1/projects/devproj')).json()) as {
+    public: boolean;
+    members: { user: string; role: string }[];
+  };
   t.false(project.public);
   t.deepEqual(project.members, [{ user: 'dev', role: 'admin' }]);
   const other = createClient(auto.url, { Authorization: basic('guest', USERS.guest) });

@@ -34,7 +34,10 @@ test.before(async () => {
     REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(dir, 'storage'),
   };
   // Started together: both race to make the signing key, and must end up with one.
-  [a, b] = await Promise.all([startTestRegistry({ databaseUrl: database.url, env }), startTestRegistry({ databaseUrl: database.url, env })]);
+  [a, b] = await Promise.all([
+    startTestRegistry({ databaseUrl: database.url, env }),
+    startTestRegistry({ databaseUrl: database.url, env }),
+  ]);
   const root = createClient(a.url, { Authorization: basic('root', USERS.root) });
   await root.request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'rep', public: false }) });
   await root.pushImage('rep/app', makeImage({ layers: 1 }), 'v1');
@@ -47,7 +50,9 @@ test.after.always(async () => {
 });
 
 async function token(on: TestRegistry, credentials: [string, string], scope: string): Promise<string> {
-  const res = await fetch(`${on.url}/token?service=signet&scope=${encodeURIComponent(scope)}`, { headers: { Authorization: basic(...credentials) } });
+  const res = await fetch(`${on.url}/token?service=signet&scope=${encodeURIComponent(scope)}`, {
+    headers: { Authorization: basic(...credentials) },
+  });
   if (res.status !== 200) throw new Error(`token: ${res.status}`);
   return ((await res.json()) as { token: string }).token;
 }
@@ -55,7 +60,10 @@ async function token(on: TestRegistry, credentials: [string, string], scope: str
 test('a token issued by one replica is accepted by the other', async (t) => {
   const fromA = await token(a, ['root', USERS.root], 'repository:rep/app:pull');
   const fromB = await token(b, ['root', USERS.root], 'repository:rep/app:pull');
-  for (const [issued, on] of [[fromA, b], [fromB, a]] as const) {
+  for (const [issued, on] of [
+    [fromA, b],
+    [fromB, a],
+  ] as const) {
     const res = await createClient(on.url, { Authorization: `Bearer ${issued}` }).getManifest('rep/app', 'v1');
     t.is(res.status, 200);
   }
@@ -65,7 +73,10 @@ test('a token issued by one replica is accepted by the other', async (t) => {
 
 test('a robot revoked on one replica is refused by the other at once, tokens and Basic alike', async (t) => {
   const root = createClient(a.url, { Authorization: basic('root', USERS.root) });
-  const created = await root.request('/api/v1/projects/rep/robots', { method: 'POST', body: JSON.stringify({ name: 'ci', role: 'guest', expiresInDays: 1 }) });
+  const created = await root.request('/api/v1/projects/rep/robots', {
+    method: 'POST',
+    body: JSON.stringify({ name: 'ci', role: 'guest', expiresInDays: 1 }),
+  });
   const robot = (await created.json()) as { name: string; secret: string };
   const issued = await token(a, [robot.name, robot.secret], 'repository:rep/app:pull');
   const onB = createClient(b.url, { Authorization: `Bearer ${issued}` });

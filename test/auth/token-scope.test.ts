@@ -7,10 +7,18 @@ import { ConfigError, loadConfig } from '../../server/config.js';
 import { tokenServiceName } from '../../server/registry.js';
 
 const component = fc.stringMatching(/^[a-z0-9]+(?:[._-][a-z0-9]+)*$/, { maxLength: 12 }).filter((s) => s.length > 0);
-const name = fc.tuple(fc.option(fc.constantFrom('localhost:5000', 'registry.example.com'), { nil: undefined }), fc.array(component, { minLength: 1, maxLength: 4 }))
+const name = fc
+  .tuple(
+    fc.option(fc.constantFrom('localhost:5000', 'registry.example.com'), { nil: undefined }),
+    fc.array(component, { minLength: 1, maxLength: 4 }),
+  )
   .map(([host, parts]) => [...(host ? [host] : []), ...parts].join('/'));
 const action = fc.constantFrom('pull', 'push', 'delete', '*');
-const entry = fc.record({ type: fc.constantFrom('repository', 'registry'), name, actions: fc.uniqueArray(action, { minLength: 1, maxLength: 4 }) });
+const entry = fc.record({
+  type: fc.constantFrom('repository', 'registry'),
+  name,
+  actions: fc.uniqueArray(action, { minLength: 1, maxLength: 4 }),
+});
 
 test('a scope reads back as written, whatever the name (colons of a host and port included)', (t) => {
   fc.assert(
@@ -25,7 +33,9 @@ test('a scope reads back as written, whatever the name (colons of a host and por
 });
 
 test('scopes of one resource merge; what is no scope is left out; too many are refused', (t) => {
-  t.deepEqual(parseScopes(['repository:team/app:pull', 'repository:team/app:push,pull']), [{ type: 'repository', name: 'team/app', actions: ['pull', 'push'] }]);
+  t.deepEqual(parseScopes(['repository:team/app:pull', 'repository:team/app:push,pull']), [
+    { type: 'repository', name: 'team/app', actions: ['pull', 'push'] },
+  ]);
   t.deepEqual(parseScopes(['repository(plugin):team/p:pull']), [{ type: 'repository', name: 'team/p', actions: ['pull'] }]);
   t.deepEqual(parseScopes(['', 'repository', 'repository:team', 'REPOSITORY:a:pull', 'repository::pull', 'repository:a:PULL']), []);
   const many = Array.from({ length: MAX_SCOPES + 1 }, (_, i) => `repository:team/app${i}:pull`);
@@ -35,10 +45,17 @@ test('scopes of one resource merge; what is no scope is left out; too many are r
 
 test('grants allow exactly the listed actions on exactly the listed repositories', (t) => {
   fc.assert(
-    fc.property(fc.array(entry, { maxLength: 6 }), name, fc.constantFrom<'pull' | 'push' | 'delete'>('pull', 'push', 'delete'), (access: AccessEntry[], asked, wanted) => {
-      const expected = access.some((e) => e.type === 'repository' && e.name === asked && (e.actions.includes(wanted) || e.actions.includes('*')));
-      return new TokenGrants(access).allows(wanted, asked) === expected;
-    }),
+    fc.property(
+      fc.array(entry, { maxLength: 6 }),
+      name,
+      fc.constantFrom<'pull' | 'push' | 'delete'>('pull', 'push', 'delete'),
+      (access: AccessEntry[], asked, wanted) => {
+        const expected = access.some(
+          (e) => e.type === 'repository' && e.name === asked && (e.actions.includes(wanted) || e.actions.includes('*')),
+        );
+        return new TokenGrants(access).allows(wanted, asked) === expected;
+      },
+    ),
   );
   t.pass();
 });
@@ -57,7 +74,9 @@ test('token mode settings: on with REGISTRY_AUTH=token or any REGISTRY_AUTH_TOKE
   t.like(on.auth.token, { issuer: 'signet', expiration: 300, refreshexpiration: 30 * 86_400 });
   t.is(on.auth.token?.realm, undefined);
   t.is(tokenServiceName(on), 'signet');
-  const named = loadConfig({ env: { ...users, REGISTRY_AUTH_TOKEN_REALM: 'https://registry.example.com/token', REGISTRY_HTTP_HOST: 'registry.example.com' } });
+  const named = loadConfig({
+    env: { ...users, REGISTRY_AUTH_TOKEN_REALM: 'https://registry.example.com/token', REGISTRY_HTTP_HOST: 'registry.example.com' },
+  });
   t.is(named.auth.token?.realm, 'https://registry.example.com/token');
   t.is(tokenServiceName(named), 'registry.example.com');
   t.is(loadConfig({ env: { REGISTRY_AUTH: 'htpasswd', ...users } }).auth.token, undefined);
@@ -70,9 +89,20 @@ test('token mode settings: on with REGISTRY_AUTH=token or any REGISTRY_AUTH_TOKE
       return err instanceof ConfigError ? err.problems : [String(err)];
     }
   };
-  t.deepEqual(problems({ REGISTRY_AUTH: 'token' }), ['REGISTRY_AUTH_TOKEN: token mode takes its users from the htpasswd file: set REGISTRY_AUTH_HTPASSWD_PATH too']);
-  t.regex(problems({ ...users, REGISTRY_AUTH_TOKEN_REALM: 'registry.example.com/token' }).join(), /REGISTRY_AUTH_TOKEN_REALM: expected an absolute http\(s\) URL/);
-  t.regex(problems({ ...users, REGISTRY_AUTH_TOKEN_EXPIRATION: '10s' }).join(), /REGISTRY_AUTH_TOKEN_EXPIRATION: must be between 60s and 24h/);
-  t.regex(problems({ ...users, REGISTRY_AUTH: 'token', REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE: '/certs/bundle.pem' }).join(), /REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE: not supported: Signet issues and checks its own tokens/);
+  t.deepEqual(problems({ REGISTRY_AUTH: 'token' }), [
+    'REGISTRY_AUTH_TOKEN: token mode takes its users from the htpasswd file: set REGISTRY_AUTH_HTPASSWD_PATH too',
+  ]);
+  t.regex(
+    problems({ ...users, REGISTRY_AUTH_TOKEN_REALM: 'registry.example.com/token' }).join(),
+    /REGISTRY_AUTH_TOKEN_REALM: expected an absolute http\(s\) URL/,
+  );
+  t.regex(
+    problems({ ...users, REGISTRY_AUTH_TOKEN_EXPIRATION: '10s' }).join(),
+    /REGISTRY_AUTH_TOKEN_EXPIRATION: must be between 60s and 24h/,
+  );
+  t.regex(
+    problems({ ...users, REGISTRY_AUTH: 'token', REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE: '/certs/bundle.pem' }).join(),
+    /REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE: not supported: Signet issues and checks its own tokens/,
+  );
   t.regex(problems({ ...users, REGISTRY_AUTH_TOKEN_SERVICE: 'two words' }).join(), /REGISTRY_AUTH_TOKEN_SERVICE/);
 });

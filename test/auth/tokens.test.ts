@@ -44,7 +44,11 @@ interface TokenAnswer {
 
 const bearer = (token: string) => createClient(registry.url, { Authorization: `Bearer ${token}` });
 const claims = (token: string) =>
-  JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { access: { type: string; name: string; actions: string[] }[]; sub: string; aud: string };
+  JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as {
+    access: { type: string; name: string; actions: string[] }[];
+    sub: string;
+    aud: string;
+  };
 
 async function getToken(scopes: string[], credentials?: [string, string], extra = ''): Promise<Response> {
   const query = ['service=signet', ...scopes.map((s) => `scope=${encodeURIComponent(s)}`)].join('&');
@@ -82,7 +86,9 @@ test.before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'signet-tokens-'));
   htpasswd = path.join(dir, 'htpasswd');
   await writeHtpasswd(htpasswd, USERS);
-  registry = await startTestRegistry({ env: { REGISTRY_AUTH: 'token', REGISTRY_AUTH_HTPASSWD_PATH: htpasswd, REGISTRY_AUTH_ADMINS: 'root' } });
+  registry = await startTestRegistry({
+    env: { REGISTRY_AUTH: 'token', REGISTRY_AUTH_HTPASSWD_PATH: htpasswd, REGISTRY_AUTH_ADMINS: 'root' },
+  });
   for (const [name, isPublic, members] of [
     ['team', false, { dev: 'developer', guest: 'guest', changer: 'developer' }],
     ['other', false, { dev: 'guest' }],
@@ -146,7 +152,10 @@ test('a token for team/a:pull cannot push to team/a or read team/b, though its h
   t.is((await client.getManifest('team/a', 'v1')).status, 200);
   const push = await client.request('/v2/team/a/blobs/uploads/', { method: 'POST' });
   t.is(push.status, 401);
-  t.is(push.headers.get('www-authenticate'), `Bearer realm="${registry.url}/token",service="signet",scope="repository:team/a:pull,push",error="insufficient_scope"`);
+  t.is(
+    push.headers.get('www-authenticate'),
+    `Bearer realm="${registry.url}/token",service="signet",scope="repository:team/a:pull,push",error="insufficient_scope"`,
+  );
   const manifestPut = await client.pushManifest('team/a', 'v2', makeImage().manifest);
   t.is(manifestPut.status, 401);
   for (const path of ['/v2/team/b/manifests/v1', '/v2/team/b/tags/list', '/extensions/v2/team/b/signatures/sha256:' + '0'.repeat(64)]) {
@@ -157,7 +166,9 @@ test('a token for team/a:pull cannot push to team/a or read team/b, though its h
   // The management API takes Basic credentials: a token opens none of it.
   t.is((await client.request('/api/v1/projects/team/members')).status, 403);
   // A token is never exchanged for a better one.
-  const exchanged = await fetch(`${registry.url}/token?service=signet&scope=repository:team/a:push`, { headers: { Authorization: `Bearer ${pullOnly}` } });
+  const exchanged = await fetch(`${registry.url}/token?service=signet&scope=repository:team/a:push`, {
+    headers: { Authorization: `Bearer ${pullOnly}` },
+  });
   t.is(exchanged.status, 401);
 
   const pushToken = await token(['repository:team/a:pull,push'], ['dev', USERS.dev!]);
@@ -176,7 +187,10 @@ test('what a token grants never exceeds what the roles allow (any scope a member
   const authorizer = registry.registry.deps.authorizer;
   await fc.assert(
     fc.asyncProperty(fc.constantFrom(...users), fc.array(scope, { minLength: 1, maxLength: 4 }), async (user, scopes) => {
-      const res = await getToken(scopes.map((s) => `${s.type}:${s.name}:${s.actions.join(',')}`), [user, USERS[user]!]);
+      const res = await getToken(
+        scopes.map((s) => `${s.type}:${s.name}:${s.actions.join(',')}`),
+        [user, USERS[user]!],
+      );
       if (res.status !== 200) return false;
       const { access } = claims(((await res.json()) as TokenAnswer).token);
       for (const entry of access) {
@@ -197,12 +211,21 @@ test('what a token grants never exceeds what the roles allow (any scope a member
 
 test('refused tokens: another key, another audience or issuer, expired, a refresh token, alg none, garbage', async (t) => {
   const good = claims(await token(['repository:team/a:pull'], ['dev', USERS.dev!]));
-  const [row] = await registry.registry.db.query<{ private_jwk: JWK | string; kid: string }>('SELECT private_jwk, kid FROM token_signing_keys');
+  const [row] = await registry.registry.db.query<{ private_jwk: JWK | string; kid: string }>(
+    'SELECT private_jwk, kid FROM token_signing_keys',
+  );
   const ourKey = await importJWK(typeof row!.private_jwk === 'string' ? (JSON.parse(row!.private_jwk) as JWK) : row!.private_jwk, 'ES256');
   const otherKey = (await generateKeyPair('ES256')).privateKey;
   const now = Math.floor(Date.now() / 1000);
   const make = (key: CryptoKey | Uint8Array, changes: { aud?: string; iss?: string; exp?: number; typ?: string } = {}) =>
-    new SignJWT({ ...good, aud: changes.aud ?? 'signet', iss: changes.iss ?? 'signet', exp: changes.exp ?? now + 300, iat: now, nbf: now - 5 })
+    new SignJWT({
+      ...good,
+      aud: changes.aud ?? 'signet',
+      iss: changes.iss ?? 'signet',
+      exp: changes.exp ?? now + 300,
+      iat: now,
+      nbf: now - 5,
+    })
       .setProtectedHeader({ alg: 'ES256', typ: changes.typ ?? 'JWT', kid: row!.kid })
       .sign(key);
   // The control: our key and the right claims pass.
@@ -227,7 +250,13 @@ test('refused tokens: another key, another audience or issuer, expired, a refres
 });
 
 test('POST /token: the password grant (containerd) and the refresh grant (docker after login)', async (t) => {
-  const password = await oauth({ grant_type: 'password', username: 'dev', password: USERS.dev!, scope: 'repository:team/a:pull,push repository:other/x:pull,push', access_type: 'offline' });
+  const password = await oauth({
+    grant_type: 'password',
+    username: 'dev',
+    password: USERS.dev!,
+    scope: 'repository:team/a:pull,push repository:other/x:pull,push',
+    access_type: 'offline',
+  });
   t.is(password.status, 200);
   const body = (await password.json()) as TokenAnswer;
   t.is(body.scope, 'repository:team/a:pull,push repository:other/x:pull');
@@ -252,7 +281,9 @@ test('POST /token: the password grant (containerd) and the refresh grant (docker
 
 // Serial (before the others): rewriting the file re-hashes every user, which ends everyone's tokens.
 test.serial('a changed password ends the tokens and refresh tokens issued before', async (t) => {
-  const answer = (await (await getToken(['repository:team/a:pull'], ['changer', USERS.changer!], '&offline_token=true')).json()) as TokenAnswer;
+  const answer = (await (
+    await getToken(['repository:team/a:pull'], ['changer', USERS.changer!], '&offline_token=true')
+  ).json()) as TokenAnswer;
   t.is((await bearer(answer.token).getManifest('team/a', 'v1')).status, 200);
   await replaceHtpasswd(htpasswd, { ...USERS, changer: 'new-pw' });
   // The file is looked at once a second.
@@ -277,7 +308,16 @@ test('robots: a developer robot pushes to its project only, never elsewhere or i
   t.is((await viaBasic.getManifest('pub/app', 'v1')).status, 200, 'a robot pulls public projects as anyone may');
   t.is((await viaBasic.request('/v2/team/robot/manifests/v1', { method: 'DELETE' })).status, 403);
   t.is((await createRobot('team', 'child', 'developer', ci)).status, 403, 'a robot made a robot');
-  t.is((await viaBasic.request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'robotland' }), headers: { 'Content-Type': 'application/json' } })).status, 403);
+  t.is(
+    (
+      await viaBasic.request('/api/v1/projects', {
+        method: 'POST',
+        body: JSON.stringify({ name: 'robotland' }),
+        headers: { 'Content-Type': 'application/json' },
+      })
+    ).status,
+    403,
+  );
   // Through tokens: exactly the same.
   const granted = claims(await token(['repository:team/robot:pull,push,delete', 'repository:other/x:pull'], ci)).access;
   t.deepEqual(granted, [{ type: 'repository', name: 'team/robot', actions: ['pull', 'push'] }]);
@@ -297,13 +337,18 @@ test('robots: names cannot collide with htpasswd users; wrong secrets fail; secr
   t.is((await getToken([], [ci[0], ci[1].slice(0, -1) + (ci[1].endsWith('A') ? 'B' : 'A')])).status, 401);
   t.is((await getToken([], ['robot$other+ci', ci[1]])).status, 401);
   // Members are people: a robot is not made a member anywhere.
-  const member = await root().request('/api/v1/projects/other/members/robot$team+ci', { method: 'PUT', body: JSON.stringify({ role: 'admin' }) });
+  const member = await root().request('/api/v1/projects/other/members/robot$team+ci', {
+    method: 'PUT',
+    body: JSON.stringify({ role: 'admin' }),
+  });
   t.is(member.status, 400);
   t.is((await createRobot('team', 'ci', 'developer')).status, 409);
   t.is((await createRobot('team', 'Bad+Name', 'developer')).status, 400);
   t.is((await createRobot('team', 'admin-bot', 'admin')).status, 400, 'robots are at most maintainers');
   t.is((await createRobot('team', 'x', 'developer', ['dev', USERS.dev!])).status, 403, 'a developer made a robot');
-  const rows = await registry.registry.db.query<{ secret_sha256: Uint8Array }>(`SELECT secret_sha256 FROM robots WHERE name = 'ci' AND project = 'team'`);
+  const rows = await registry.registry.db.query<{ secret_sha256: Uint8Array }>(
+    `SELECT secret_sha256 FROM robots WHERE name = 'ci' AND project = 'team'`,
+  );
   t.is(Buffer.from(rows[0]!.secret_sha256).length, 32);
   t.false(JSON.stringify(await (await root().request('/api/v1/projects/team/robots')).json()).includes(ci[1]));
 });
@@ -312,7 +357,9 @@ test('robots: revocation ends Basic logins, tokens and refresh tokens at once; t
   const ci = await robot('team', 'revoked', 'developer');
   const answer = (await (await getToken(['repository:team/a:pull'], ci, '&offline_token=true')).json()) as TokenAnswer;
   t.is((await bearer(answer.token).getManifest('team/a', 'v1')).status, 200);
-  const listed = (await (await root().request('/api/v1/projects/team/robots')).json()) as { robots: { name: string; lastUsedAt: string | null }[] };
+  const listed = (await (await root().request('/api/v1/projects/team/robots')).json()) as {
+    robots: { name: string; lastUsedAt: string | null }[];
+  };
   t.truthy(listed.robots.find((r) => r.name === ci[0])?.lastUsedAt, 'the last use was not recorded');
 
   t.is((await root().request('/api/v1/projects/team/robots/revoked', { method: 'DELETE' })).status, 204);
@@ -327,13 +374,18 @@ test('robots: revocation ends Basic logins, tokens and refresh tokens at once; t
   const audit = await registry.registry.db.query<{ action: string; actor: string }>(
     `SELECT action, actor FROM audit_log WHERE project = 'team' AND detail->>'robot' = 'revoked' ORDER BY id`,
   );
-  t.deepEqual(audit.map((r) => r.action), ['robot.create', 'robot.revoke', 'robot.create']);
+  t.deepEqual(
+    audit.map((r) => r.action),
+    ['robot.create', 'robot.revoke', 'robot.create'],
+  );
   t.true(audit.every((r) => r.actor === 'root'));
 });
 
 test('an expired robot is refused everywhere', async (t) => {
   const ci = await robot('team', 'expiring', 'developer');
-  await registry.registry.db.query(`UPDATE robots SET expires_at = now() - interval '1 second' WHERE project = 'team' AND name = 'expiring'`);
+  await registry.registry.db.query(
+    `UPDATE robots SET expires_at = now() - interval '1 second' WHERE project = 'team' AND name = 'expiring'`,
+  );
   t.is((await getToken([], ci)).status, 401);
   t.is((await createClient(registry.url, { Authorization: basic(...ci) }).getManifest('team/a', 'v1')).status, 401);
   t.is((await oauth({ grant_type: 'password', username: ci[0], password: ci[1] })).status, 401);
@@ -356,19 +408,39 @@ test('signet robot create, list and revoke', async (t) => {
 
 test('hostile token requests: any query, form, credentials or token get a 200 or a 4xx OCI error, never a 5xx', async (t) => {
   const printable = (max: number) => fc.stringMatching(new RegExp(`^[\\x20-\\x7e]{0,${max}}$`));
-  const scopeish = fc.oneof(printable(60), fc.constantFrom('repository:team/a:pull', 'repository:team/a:*', 'registry:catalog:*', 'repository::', ':::', 'repository:a:b:c:d'));
+  const scopeish = fc.oneof(
+    printable(60),
+    fc.constantFrom('repository:team/a:pull', 'repository:team/a:*', 'registry:catalog:*', 'repository::', ':::', 'repository:a:b:c:d'),
+  );
   const authorization = fc.oneof(
     fc.constant(undefined),
-    fc.constantFrom(basic('dev', USERS.dev!), basic('dev', 'x'), basic('robot$team+nope', 'x'), basic('robot$', ''), 'Bearer', 'Bearer x.y.z', 'Basic Og=='),
+    fc.constantFrom(
+      basic('dev', USERS.dev!),
+      basic('dev', 'x'),
+      basic('robot$team+nope', 'x'),
+      basic('robot$', ''),
+      'Bearer',
+      'Bearer x.y.z',
+      'Basic Og==',
+    ),
     printable(80),
   );
-  const form = fc.dictionary(fc.constantFrom('grant_type', 'username', 'password', 'refresh_token', 'scope', 'service', 'access_type', 'client_id'), fc.oneof(scopeish, fc.constantFrom('password', 'refresh_token', 'offline', 'signet', 'dev', USERS.dev!)));
+  const form = fc.dictionary(
+    fc.constantFrom('grant_type', 'username', 'password', 'refresh_token', 'scope', 'service', 'access_type', 'client_id'),
+    fc.oneof(scopeish, fc.constantFrom('password', 'refresh_token', 'offline', 'signet', 'dev', USERS.dev!)),
+  );
   await fc.assert(
     fc.asyncProperty(fc.boolean(), fc.array(scopeish, { maxLength: 4 }), form, authorization, async (post, scopes, fields, auth) => {
       const headers: Record<string, string> = auth === undefined ? {} : { Authorization: auth };
       const res = post
-        ? await fetch(`${registry.url}/token`, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) })
-        : await fetch(`${registry.url}/token?${new URLSearchParams([...scopes.map((s) => ['scope', s]), ...Object.entries(fields)])}`, { headers });
+        ? await fetch(`${registry.url}/token`, {
+            method: 'POST',
+            headers: { ...headers, 'Content-Type': 'application/x-www-form-urlencoded' },
+            body: new URLSearchParams(fields),
+          })
+        : await fetch(`${registry.url}/token?${new URLSearchParams([...scopes.map((s) => ['scope', s]), ...Object.entries(fields)])}`, {
+            headers,
+          });
       const text = await res.text();
       if (res.status === 200) return 'token' in (JSON.parse(text) as object);
       return res.status >= 400 && res.status < 500 && Array.isArray((JSON.parse(text) as { errors?: unknown }).errors);
@@ -389,7 +461,15 @@ test('read-only mode: the token service still answers POST, which writes nothing
       body: new URLSearchParams({ grant_type: 'password', username: 'outsider', password: USERS.outsider!, service: 'signet' }),
     });
     t.is(res.status, 200);
-    t.is((await fetch(`${readOnly.url}/v2/team/a/blobs/uploads/`, { method: 'POST', headers: { Authorization: basic('outsider', USERS.outsider!) } })).status, 405);
+    t.is(
+      (
+        await fetch(`${readOnly.url}/v2/team/a/blobs/uploads/`, {
+          method: 'POST',
+          headers: { Authorization: basic('outsider', USERS.outsider!) },
+        })
+      ).status,
+      405,
+    );
   } finally {
     await readOnly.close();
   }

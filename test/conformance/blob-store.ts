@@ -302,10 +302,9 @@ export function blobStoreConformance(test: TestFn, makeStore: () => Promise<Blob
         await sleep(10);
       }
     }
-    await t.throwsAsync(
-      store().write(key('object'), Readable.from(slow(), { objectMode: false }), { signal: controller.signal }),
-      { name: 'AbortError' },
-    );
+    await t.throwsAsync(store().write(key('object'), Readable.from(slow(), { objectMode: false }), { signal: controller.signal }), {
+      name: 'AbortError',
+    });
     await assertContent(t, key('object'), previous);
   });
 

@@ -99,11 +99,7 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     await store().manifests.remove(`${prefix}/emptied`, emptied.digest);
 
     t.deepEqual((await pages((p) => store().repositories.list(p), prefix, 100)).flat(), listed);
-    t.deepEqual(await pages((p) => store().repositories.list(p), prefix, 2), [
-      listed.slice(0, 2),
-      listed.slice(2, 4),
-      listed.slice(4, 6),
-    ]);
+    t.deepEqual(await pages((p) => store().repositories.list(p), prefix, 2), [listed.slice(0, 2), listed.slice(2, 4), listed.slice(4, 6)]);
     t.deepEqual(await store().repositories.list({ last: `${prefix}/a.b`, limit: 2 }), listed.slice(3, 5));
     const after = await store().repositories.list({ last: `${prefix}/a.a`, limit: 1 });
     t.deepEqual(after, [`${prefix}/a.b`], 'last need not exist');
@@ -276,9 +272,7 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.is(await store().tags.find(repository, 'a'), undefined);
     t.is(await store().tags.find(repository, 'b'), undefined);
     t.deepEqual(await store().tags.list(repository, { limit: 10 }), ['c']);
-    t.deepEqual(entries(await store().manifests.findMany(repository, [removed.digest, kept.digest])), [
-      [kept.digest, kept.size],
-    ]);
+    t.deepEqual(entries(await store().manifests.findMany(repository, [removed.digest, kept.digest])), [[kept.digest, kept.size]]);
     t.false(await store().manifests.remove(repository, removed.digest));
     t.false(await store().manifests.remove(`${repository}-unknown`, kept.digest));
 
@@ -351,7 +345,10 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.deepEqual((await pages((p) => store().tags.list(repository, p), '', 4)).flat(), sorted);
     // The detailed listing pages the same way, each tag with its digest and push time.
     const detailed = await store().tags.listDetailed(repository, { last: 'A', limit: 3 });
-    t.deepEqual(detailed?.map((d) => [d.name, d.digest]), ['B1', 'Z', '_x'].map((name) => [name, manifest.digest]));
+    t.deepEqual(
+      detailed?.map((d) => [d.name, d.digest]),
+      ['B1', 'Z', '_x'].map((name) => [name, manifest.digest]),
+    );
     t.true(detailed?.every((d) => d.updatedAt instanceof Date && Math.abs(d.updatedAt.getTime() - Date.now()) < 60_000));
     t.is(await store().tags.listDetailed(`${repository}-missing`, { limit: 3 }), undefined);
   });

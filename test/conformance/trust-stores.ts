@@ -9,7 +9,12 @@ import { digestOf } from '../../storage/digest.js';
 import { createPostgresKeyStore, type NewKey } from '../../storage/key-store.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
 import { createPostgresProjectStore } from '../../storage/project-store.js';
-import { createSignatureStore, MAX_SIGNATURE_BYTES_PER_MANIFEST, MAX_SIGNATURES_PER_MANIFEST, type NewSignature } from '../../storage/signature-store.js';
+import {
+  createSignatureStore,
+  MAX_SIGNATURE_BYTES_PER_MANIFEST,
+  MAX_SIGNATURES_PER_MANIFEST,
+  type NewSignature,
+} from '../../storage/signature-store.js';
 
 export interface TrustStoresFixture {
   db: Db;
@@ -46,9 +51,12 @@ export function trustStoresConformance(test: TestFn, makeFixture: () => Promise<
     return fixture.db;
   };
   const auditOf = async (project: string) =>
-    (await db().query<{ actor: string | null; action: string; detail: Record<string, unknown> }>('SELECT actor, action, detail FROM audit_log WHERE project = $1 ORDER BY id', [project])).map(
-      (r) => ({ ...r, detail: typeof r.detail === 'string' ? (JSON.parse(r.detail) as Record<string, unknown>) : r.detail }),
-    );
+    (
+      await db().query<{ actor: string | null; action: string; detail: Record<string, unknown> }>(
+        'SELECT actor, action, detail FROM audit_log WHERE project = $1 ORDER BY id',
+        [project],
+      )
+    ).map((r) => ({ ...r, detail: typeof r.detail === 'string' ? (JSON.parse(r.detail) as Record<string, unknown>) : r.detail }));
 
   test('projects: create once, update, members, remove; every change audited with its actor', async (t) => {
     const projects = createPostgresProjectStore(db());
@@ -74,7 +82,14 @@ export function trustStoresConformance(test: TestFn, makeFixture: () => Promise<
     t.is(await projects.find(name), undefined);
     t.deepEqual(
       (await auditOf(name)).map((e) => [e.actor, e.action]),
-      [['root', 'project.create'], ['alice', 'project.update'], ['alice', 'member.set'], ['alice', 'member.set'], ['alice', 'member.remove'], ['root', 'project.delete']],
+      [
+        ['root', 'project.create'],
+        ['alice', 'project.update'],
+        ['alice', 'member.set'],
+        ['alice', 'member.set'],
+        ['alice', 'member.remove'],
+        ['root', 'project.delete'],
+      ],
     );
   });
 
@@ -89,10 +104,15 @@ export function trustStoresConformance(test: TestFn, makeFixture: () => Promise<
     t.deepEqual(unchanged, { id: added.id, outcome: 'unchanged' });
     const grown = { ...first, keyIds: [...first.keyIds, 'aaaaaaaaaaaaaaaa'], material: Buffer.concat([first.material, randomBytes(10)]) };
     let seen: Buffer | undefined;
-    const updated = await keys.save(project, first, async (stored) => {
-      seen = stored;
-      return grown;
-    }, 'bob');
+    const updated = await keys.save(
+      project,
+      first,
+      async (stored) => {
+        seen = stored;
+        return grown;
+      },
+      'bob',
+    );
     t.deepEqual(updated, { id: added.id, outcome: 'updated' });
     t.deepEqual(seen, first.material, 'merge is given the stored material');
     const listed = await keys.list(project);
@@ -102,12 +122,24 @@ export function trustStoresConformance(test: TestFn, makeFixture: () => Promise<
     t.is(listed[0]!.createdBy, 'alice');
     const other = key();
     const second = await keys.save(project, other, async () => undefined);
-    t.deepEqual((await keys.list(project)).map((k) => k.id), [added.id, second.id], 'in the order added');
+    t.deepEqual(
+      (await keys.list(project)).map((k) => k.id),
+      [added.id, second.id],
+      'in the order added',
+    );
     t.true(await keys.remove(project, added.id, 'carol'));
     t.false(await keys.remove(project, added.id, 'carol'));
     t.false(await keys.remove(unique('other'), second.id), 'a key of another project');
     const audit = (await auditOf(project)).filter((e) => e.action.startsWith('key.'));
-    t.deepEqual(audit.map((e) => [e.actor, e.action]), [['alice', 'key.add'], ['bob', 'key.update'], [null, 'key.add'], ['carol', 'key.remove']]);
+    t.deepEqual(
+      audit.map((e) => [e.actor, e.action]),
+      [
+        ['alice', 'key.add'],
+        ['bob', 'key.update'],
+        [null, 'key.add'],
+        ['carol', 'key.remove'],
+      ],
+    );
     t.is(audit[1]!.detail.before, digestOf('sha256', first.material));
     t.is(audit[1]!.detail.after, digestOf('sha256', grown.material));
   });
@@ -130,21 +162,36 @@ export function trustStoresConformance(test: TestFn, makeFixture: () => Promise<
     const content = Buffer.from(JSON.stringify({ schemaVersion: 2, n: unique('m') }));
     const digest = digestOf('sha256', content);
     t.deepEqual(await signatures.add(repository, digest, signature(digest)), { result: 'no-manifest' });
-    await metadata.manifests.save(repository, { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', content, size: content.length }, [], 'v1');
+    await metadata.manifests.save(
+      repository,
+      { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', content, size: content.length },
+      [],
+      'v1',
+    );
     const one = signature(digest);
     t.deepEqual(await signatures.add(repository, digest, one), { result: 'created', position: 1 });
-    t.deepEqual(await signatures.add(repository, digest, { ...signature(digest), content: one.content }), { result: 'duplicate', position: 1 });
+    t.deepEqual(await signatures.add(repository, digest, { ...signature(digest), content: one.content }), {
+      result: 'duplicate',
+      position: 1,
+    });
     t.deepEqual(await signatures.add(repository, digest, { ...signature(digest), name: one.name }), { result: 'duplicate', position: 1 });
     const two = signature(digest, randomBytes(MAX_SIGNATURE_BYTES_PER_MANIFEST - 100 - 10));
     t.deepEqual(await signatures.add(repository, digest, two), { result: 'created', position: 2 });
     const full = await signatures.add(repository, digest, signature(digest, randomBytes(11)));
     t.is(full.result, 'full', 'the bytes bound');
     const listed = await signatures.list(repository, digest);
-    t.deepEqual(listed.map((s) => s.position), [1, 2]);
+    t.deepEqual(
+      listed.map((s) => s.position),
+      [1, 2],
+    );
     t.deepEqual(listed[0]!.content, one.content);
     t.is(listed[0]!.createdBy, 'alice');
     t.true(await signatures.removeAt(repository, digest, 1));
-    t.deepEqual((await signatures.list(repository, digest)).map((s) => s.content.length), [two.content.length], 'numbering closes up');
+    t.deepEqual(
+      (await signatures.list(repository, digest)).map((s) => s.content.length),
+      [two.content.length],
+      'numbering closes up',
+    );
     await metadata.manifests.remove(repository, digest);
     t.deepEqual(await signatures.list(repository, digest), [], 'signatures go with their manifest');
   });
@@ -155,8 +202,15 @@ export function trustStoresConformance(test: TestFn, makeFixture: () => Promise<
     const repository = `${unique('sc')}/app`;
     const content = Buffer.from(JSON.stringify({ schemaVersion: 2, n: unique('m') }));
     const digest = digestOf('sha256', content);
-    await metadata.manifests.save(repository, { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', content, size: content.length }, [], 'v1');
-    const results = await Promise.all(Array.from({ length: MAX_SIGNATURES_PER_MANIFEST + 5 }, () => signatures.add(repository, digest, signature(digest, randomBytes(20)))));
+    await metadata.manifests.save(
+      repository,
+      { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', content, size: content.length },
+      [],
+      'v1',
+    );
+    const results = await Promise.all(
+      Array.from({ length: MAX_SIGNATURES_PER_MANIFEST + 5 }, () => signatures.add(repository, digest, signature(digest, randomBytes(20)))),
+    );
     t.is(results.filter((r) => r.result === 'created').length, MAX_SIGNATURES_PER_MANIFEST);
     t.is(results.filter((r) => r.result === 'full').length, 5);
     t.is((await signatures.list(repository, digest)).length, MAX_SIGNATURES_PER_MANIFEST);

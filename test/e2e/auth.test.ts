@@ -239,7 +239,10 @@ podmanTest('podman login, push and pull; wrong password; logout; anonymous pull 
   const wrong = await podman.podmanFails(['login', tls, '--username', 'dev', '--password-stdin', registry.host], { env, input: 'nope\n' });
   t.regex(wrong.stderr, WRONG_PASSWORD, wrong.message);
 
-  const login = await podman.podman(['login', tls, '--username', 'dev', '--password-stdin', registry.host], { env, input: `${USERS.dev}\n` });
+  const login = await podman.podman(['login', tls, '--username', 'dev', '--password-stdin', registry.host], {
+    env,
+    input: `${USERS.dev}\n`,
+  });
   t.regex(login.stdout, /Login Succeeded/);
   const stored = JSON.parse(await readFile(authFile, 'utf8')) as { auths: Record<string, unknown> };
   t.deepEqual(Object.keys(stored.auths), [registry.host]);
@@ -281,9 +284,15 @@ skopeoTest('skopeo login stores credentials that copy uses; wrong password fails
   const anonymousPush = await skopeo.skopeoFails(['copy', ...tls, `oci:${source.dir}:v1`, pubRef], { env });
   t.regex(anonymousPush.stderr, UNAUTHORIZED, anonymousPush.message);
 
-  const wrong = await skopeo.skopeoFails(['login', '--tls-verify=false', '--username', 'dev', '--password-stdin', registry.host], { env, input: 'nope\n' });
+  const wrong = await skopeo.skopeoFails(['login', '--tls-verify=false', '--username', 'dev', '--password-stdin', registry.host], {
+    env,
+    input: 'nope\n',
+  });
   t.regex(wrong.stderr, WRONG_PASSWORD, wrong.message);
-  const login = await skopeo.skopeo(['login', '--tls-verify=false', '--username', 'dev', '--password-stdin', registry.host], { env, input: `${USERS.dev}\n` });
+  const login = await skopeo.skopeo(['login', '--tls-verify=false', '--username', 'dev', '--password-stdin', registry.host], {
+    env,
+    input: `${USERS.dev}\n`,
+  });
   t.regex(login.stdout, /Login Succeeded/);
   const stored = JSON.parse(await readFile(authFile, 'utf8')) as { auths: Record<string, unknown> };
   t.deepEqual(Object.keys(stored.auths), [registry.host], 'skopeo login did not write REGISTRY_AUTH_FILE');
@@ -307,9 +316,15 @@ skopeoTest('an htpasswd file changed while the registry runs: a new user logs in
   const authDir = await workDir(t, 'reload-auth');
   const envOf = (user: string) => ({ ...skopeo.env, REGISTRY_AUTH_FILE: path.join(authDir, `${user}.json`) });
   const login = (user: string, password: string) =>
-    skopeo.skopeo(['login', '--tls-verify=false', '--username', user, '--password-stdin', registry.host], { env: envOf(user), input: `${password}\n` });
+    skopeo.skopeo(['login', '--tls-verify=false', '--username', user, '--password-stdin', registry.host], {
+      env: envOf(user),
+      input: `${password}\n`,
+    });
   const loginFails = (user: string, password: string) =>
-    skopeo.skopeoFails(['login', '--tls-verify=false', '--username', user, '--password-stdin', registry.host], { env: envOf(user), input: `${password}\n` });
+    skopeo.skopeoFails(['login', '--tls-verify=false', '--username', user, '--password-stdin', registry.host], {
+      env: envOf(user),
+      input: `${password}\n`,
+    });
   const source = await layout(t);
   const reference = `docker://${registry.host}/priv/reloaded:v1`;
   const pull = async (user: string) =>

@@ -89,9 +89,20 @@ async function push(t: T, reference: string, signed: boolean): Promise<void> {
   const image = makeImage({ layers: 1 });
   await writeOciLayout(layout, [image], image.manifest, 'v1');
   const sign = signed ? ['--sign-by', t.context.signer.fingerprint] : [];
-  await t.context.skopeo.skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `dev:${USERS.dev}`, ...sign, `oci:${layout}:v1`, `docker://${host(t)}/${reference}`], {
-    env: t.context.signer.env(t.context.skopeo.env),
-  });
+  await t.context.skopeo.skopeo(
+    [
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `dev:${USERS.dev}`,
+      ...sign,
+      `oci:${layout}:v1`,
+      `docker://${host(t)}/${reference}`,
+    ],
+    {
+      env: t.context.signer.env(t.context.skopeo.env),
+    },
+  );
 }
 
 /** The tag's row on the repository page. */
@@ -106,7 +117,10 @@ test.serial('an admin signs in, creates a project, adds members and uploads a gp
   await page.getByRole('button', { name: 'Create project' }).click();
   await page.getByRole('heading', { name: /Project web/ }).waitFor();
   await page.getByRole('link', { name: 'Members' }).click();
-  for (const [user, role] of [['dev', 'developer'], ['visitor', 'guest']] as const) {
+  for (const [user, role] of [
+    ['dev', 'developer'],
+    ['visitor', 'guest'],
+  ] as const) {
     await page.getByLabel('User name').fill(user);
     await page.getByLabel('Role', { exact: true }).selectOption(role);
     await page.getByRole('button', { name: 'Add member' }).click();
@@ -120,44 +134,49 @@ test.serial('an admin signs in, creates a project, adds members and uploads a gp
   await shot(page, '02-project-keys');
 });
 
-test.serial('a signed and an unsigned push show as verified and unsigned; signed-only, after its preview, refuses the unsigned one with the gate\'s reason', async (t) => {
-  const { page } = t.context;
-  await Promise.all([push(t, 'web/app:signed', true), push(t, 'web/app:unsigned', false)]);
-  await page.goto(`${url(t)}/#/r/web/app`);
-  await row(page, 'signed').getByTestId('trust-state').filter({ hasText: 'verified' }).waitFor();
-  t.is(await row(page, 'unsigned').getByTestId('trust-state').textContent(), 'unsigned');
-  t.regex((await row(page, 'signed').textContent()) ?? '', /Console Signer/);
-  await shot(page, '03-repository');
+test.serial(
+  "a signed and an unsigned push show as verified and unsigned; signed-only, after its preview, refuses the unsigned one with the gate's reason",
+  async (t) => {
+    const { page } = t.context;
+    await Promise.all([push(t, 'web/app:signed', true), push(t, 'web/app:unsigned', false)]);
+    await page.goto(`${url(t)}/#/r/web/app`);
+    await row(page, 'signed').getByTestId('trust-state').filter({ hasText: 'verified' }).waitFor();
+    t.is(await row(page, 'unsigned').getByTestId('trust-state').textContent(), 'unsigned');
+    t.regex((await row(page, 'signed').textContent()) ?? '', /Console Signer/);
+    await shot(page, '03-repository');
 
-  await page.goto(`${url(t)}/#/p/web/settings`);
-  await page.getByRole('button', { name: 'Check what signed-only would refuse' }).click();
-  const preview = page.getByRole('region', { name: 'Signed-only preview' });
-  await preview.getByText('web/app:unsigned', { exact: true }).waitFor();
-  t.is(await preview.getByText('web/app:signed', { exact: true }).count(), 0);
-  await shot(page, '04-signed-only-preview');
-  await preview.getByRole('button', { name: 'Turn signed-only on' }).click();
-  await page.getByText('Signed-only is on.').waitFor();
+    await page.goto(`${url(t)}/#/p/web/settings`);
+    await page.getByRole('button', { name: 'Check what signed-only would refuse' }).click();
+    const preview = page.getByRole('region', { name: 'Signed-only preview' });
+    await preview.getByText('web/app:unsigned', { exact: true }).waitFor();
+    t.is(await preview.getByText('web/app:signed', { exact: true }).count(), 0);
+    await shot(page, '04-signed-only-preview');
+    await preview.getByRole('button', { name: 'Turn signed-only on' }).click();
+    await page.getByText('Signed-only is on.').waitFor();
 
-  await page.goto(`${url(t)}/#/r/web/app`);
-  await row(page, 'unsigned').getByTestId('gate').filter({ hasText: 'refused' }).waitFor();
-  t.is(await row(page, 'signed').getByTestId('gate').textContent(), 'served');
-  const reason = (await row(page, 'unsigned').getByTestId('gate-reason').textContent()) ?? '';
-  // The same words the gate sends the client that pulls.
-  const pulled = await fetch(`${url(t)}/v2/web/app/manifests/unsigned`, {
-    headers: { Authorization: basic('dev', USERS.dev), Accept: 'application/vnd.oci.image.manifest.v1+json' },
-  });
-  t.is(pulled.status, 412);
-  t.is(reason, ((await pulled.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '(no message)');
-  t.regex(reason, /is not signed/);
-  await shot(page, '05-repository-signed-only');
-});
+    await page.goto(`${url(t)}/#/r/web/app`);
+    await row(page, 'unsigned').getByTestId('gate').filter({ hasText: 'refused' }).waitFor();
+    t.is(await row(page, 'signed').getByTestId('gate').textContent(), 'served');
+    const reason = (await row(page, 'unsigned').getByTestId('gate-reason').textContent()) ?? '';
+    // The same words the gate sends the client that pulls.
+    const pulled = await fetch(`${url(t)}/v2/web/app/manifests/unsigned`, {
+      headers: { Authorization: basic('dev', USERS.dev), Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    t.is(pulled.status, 412);
+    t.is(reason, ((await pulled.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '(no message)');
+    t.regex(reason, /is not signed/);
+    await shot(page, '05-repository-signed-only');
+  },
+);
 
-test.serial('a member\'s role is changed from the members page', async (t) => {
+test.serial("a member's role is changed from the members page", async (t) => {
   const { page } = t.context;
   await page.goto(`${url(t)}/#/p/web/members`);
   await page.getByLabel('Role of dev').selectOption('maintainer');
   await page.getByText('dev is now maintainer.').waitFor();
-  const members = (await (await fetch(`${url(t)}/api/v1/projects/web/members`, { headers: { Authorization: basic('root', USERS.root) } })).json()) as {
+  const members = (await (
+    await fetch(`${url(t)}/api/v1/projects/web/members`, { headers: { Authorization: basic('root', USERS.root) } })
+  ).json()) as {
     members: { user: string; role: string }[];
   };
   t.is(members.members.find((m) => m.user === 'dev')?.role, 'maintainer');
@@ -176,7 +195,10 @@ test.serial('the policy.json downloaded from the console makes skopeo accept the
   await shot(page, '07-configure-clients');
   const out = path.join(t.context.work, 'pulled');
   await t.notThrowsAsync(
-    t.context.skopeo.skopeo(['copy', '--src-tls-verify=false', '--src-creds', `dev:${USERS.dev}`, `docker://${host(t)}/web/app:signed`, `dir:${out}`], { policy: policyFile }),
+    t.context.skopeo.skopeo(
+      ['copy', '--src-tls-verify=false', '--src-creds', `dev:${USERS.dev}`, `docker://${host(t)}/web/app:signed`, `dir:${out}`],
+      { policy: policyFile },
+    ),
   );
 });
 
@@ -194,7 +216,7 @@ test.serial('the session is accepted by the other replica; the administration pa
   await shot(page, '08-admin');
 });
 
-test.serial('a guest sees no write controls, and a write forged from the guest\'s session is refused', async (t) => {
+test.serial("a guest sees no write controls, and a write forged from the guest's session is refused", async (t) => {
   const context = await t.context.browser.newContext();
   try {
     const page = await context.newPage();
@@ -251,7 +273,13 @@ test.serial('keyboard only, on a narrow screen: sign in and reach a repository; 
     const focusOn = async (name: string): Promise<void> => {
       for (let i = 0; i < 20; i++) {
         await page.keyboard.press('Tab');
-        if (await page.evaluate((wanted) => (document.activeElement?.textContent ?? '').trim() === wanted || document.activeElement?.id === wanted, name)) return;
+        if (
+          await page.evaluate(
+            (wanted) => (document.activeElement?.textContent ?? '').trim() === wanted || document.activeElement?.id === wanted,
+            name,
+          )
+        )
+          return;
       }
       throw new Error(`Tab never reached ${name}`);
     };

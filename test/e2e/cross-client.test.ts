@@ -15,15 +15,7 @@ import {
   type Podman,
   type Skopeo,
 } from '../helpers/containers-tools.js';
-import {
-  dockerImport,
-  dockerInspect,
-  dockerPull,
-  dockerPush,
-  dockerReadFiles,
-  startDockerd,
-  type Dockerd,
-} from '../helpers/dockerd.js';
+import { dockerImport, dockerInspect, dockerPull, dockerPush, dockerReadFiles, startDockerd, type Dockerd } from '../helpers/dockerd.js';
 import { testWithCommands } from '../helpers/env.js';
 import { readDirCopy } from '../helpers/layout-reader.js';
 import { sha256, writeOciLayout } from '../helpers/oci-layout.js';

@@ -83,7 +83,15 @@ async function push(t: T, reference: string, signBy?: GpgKey): Promise<Image> {
   const layout = await workDir(t, 'layout');
   await writeOciLayout(layout, [image], image.manifest, 'v1');
   await t.context.skopeo.skopeo(
-    ['copy', '--dest-tls-verify=false', '--dest-creds', `dev:${USERS.dev}`, ...(signBy ? ['--sign-by', signBy.fingerprint] : []), `oci:${layout}:v1`, `docker://${t.context.registry.host}/${reference}`],
+    [
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `dev:${USERS.dev}`,
+      ...(signBy ? ['--sign-by', signBy.fingerprint] : []),
+      `oci:${layout}:v1`,
+      `docker://${t.context.registry.host}/${reference}`,
+    ],
     { env: signBy ? signBy.env(t.context.skopeo.env) : t.context.skopeo.env },
   );
   return image;
@@ -92,7 +100,14 @@ async function push(t: T, reference: string, signBy?: GpgKey): Promise<Image> {
 /** skopeo copy out as dev; the sandbox policy accepts anything, so only the gate decides, unless `policy` is given. */
 async function pullArgs(t: T, reference: string): Promise<string[]> {
   const out = await workDir(t, 'out');
-  return ['copy', '--src-tls-verify=false', '--src-creds', `dev:${USERS.dev}`, `docker://${t.context.registry.host}/${reference}`, `dir:${out}`];
+  return [
+    'copy',
+    '--src-tls-verify=false',
+    '--src-creds',
+    `dev:${USERS.dev}`,
+    `docker://${t.context.registry.host}/${reference}`,
+    `dir:${out}`,
+  ];
 }
 type PullOptions = { policy?: string; registriesD?: string };
 async function pulls(t: T, reference: string, options: PullOptions = {}): Promise<void> {
@@ -161,38 +176,62 @@ test.serial('what a hostile developer labels as a signature is refused to skopeo
   const relabelled = manifestOf({
     artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
     config: descriptorOf(image.config),
-    layers: image.layers.map((l) => ({ ...descriptorOf(l), mediaType: COSIGN_SIMPLESIGNING, annotations: { 'dev.cosignproject.cosign/signature': 'MEUC' } })),
+    layers: image.layers.map((l) => ({
+      ...descriptorOf(l),
+      mediaType: COSIGN_SIMPLESIGNING,
+      annotations: { 'dev.cosignproject.cosign/signature': 'MEUC' },
+    })),
   });
   const tag = `${image.manifest.digest.replace(':', '-')}.sig`;
   t.is((await dev(t).pushManifest('lbl/app', tag, relabelled)).status, 201);
   t.regex(await refused(t, `lbl/app:${tag}`), /is not signed/);
   const podman = await t.context.podman.podmanFails([
-    'pull', '--tls-verify=false', '--creds', `dev:${USERS.dev}`, '--signature-policy', path.join(t.context.podman.dir, 'policy.json'),
+    'pull',
+    '--tls-verify=false',
+    '--creds',
+    `dev:${USERS.dev}`,
+    '--signature-policy',
+    path.join(t.context.podman.dir, 'policy.json'),
     `${t.context.registry.host}/lbl/app@${relabelled.digest}`,
   ]);
   t.regex(podman.stderr, /is not signed/);
 });
 
-test.serial('a client fetching cosign signatures gets the .sig manifest and payload through the gate; the image passes by tag (matchRepository)', async (t) => {
-  // Debian's skopeo and podman are built with sigstore verification disabled ("Debian-local change:
-  // sigstore disabled"), so they cannot judge cosign signatures here; they can fetch them, as
-  // `use-sigstore-attachments` readers and cosign itself do, and the gate must let them.
-  const cosign = makeCosignKey();
-  await createProject(t.context.registry.url, ['root', USERS.root], 'cos', { public: false, members: { dev: 'developer' } });
-  t.is((await root(t).request('/api/v1/projects/cos/keys', { method: 'POST', body: cosign.publicPem })).status, 201);
-  await signedOnly(t, 'cos', true);
-  const image = await push(t, 'cos/app:v1');
-  t.regex(await refused(t, 'cos/app:v1'), /is not signed/);
-  const sig = cosignSignatureManifest(cosign, image.manifest.digest, `${t.context.registry.host}/cos/app`);
-  for (const blob of sig.blobs) await dev(t).pushBlob('cos/app', blob);
-  t.is((await dev(t).pushManifest('cos/app', sig.tag, sig.manifest)).status, 201);
+test.serial(
+  'a client fetching cosign signatures gets the .sig manifest and payload through the gate; the image passes by tag (matchRepository)',
+  async (t) => {
+    // Debian's skopeo and podman are built with sigstore verification disabled ("Debian-local change:
+    // sigstore disabled"), so they cannot judge cosign signatures here; they can fetch them, as
+    // `use-sigstore-attachments` readers and cosign itself do, and the gate must let them.
+    const cosign = makeCosignKey();
+    await createProject(t.context.registry.url, ['root', USERS.root], 'cos', { public: false, members: { dev: 'developer' } });
+    t.is((await root(t).request('/api/v1/projects/cos/keys', { method: 'POST', body: cosign.publicPem })).status, 201);
+    await signedOnly(t, 'cos', true);
+    const image = await push(t, 'cos/app:v1');
+    t.regex(await refused(t, 'cos/app:v1'), /is not signed/);
+    const sig = cosignSignatureManifest(cosign, image.manifest.digest, `${t.context.registry.host}/cos/app`);
+    for (const blob of sig.blobs) await dev(t).pushBlob('cos/app', blob);
+    t.is((await dev(t).pushManifest('cos/app', sig.tag, sig.manifest)).status, 201);
 
-  const { stdout } = await t.context.skopeo.skopeo([
-    'inspect', '--raw', '--tls-verify=false', '--creds', `dev:${USERS.dev}`, `docker://${t.context.registry.host}/cos/app:${sig.tag}`,
-  ]);
-  t.is(stdout.trim(), sig.manifest.data.toString());
-  const out = await workDir(t, 'sig');
-  await t.context.skopeo.skopeo(['copy', '--src-tls-verify=false', '--src-creds', `dev:${USERS.dev}`, `docker://${t.context.registry.host}/cos/app:${sig.tag}`, `dir:${out}`]);
-  t.deepEqual(await readFile(path.join(out, sig.payload.digest.slice(7))), sig.payload.data);
-  await t.notThrowsAsync(pulls(t, 'cos/app:v1'));
-});
+    const { stdout } = await t.context.skopeo.skopeo([
+      'inspect',
+      '--raw',
+      '--tls-verify=false',
+      '--creds',
+      `dev:${USERS.dev}`,
+      `docker://${t.context.registry.host}/cos/app:${sig.tag}`,
+    ]);
+    t.is(stdout.trim(), sig.manifest.data.toString());
+    const out = await workDir(t, 'sig');
+    await t.context.skopeo.skopeo([
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `dev:${USERS.dev}`,
+      `docker://${t.context.registry.host}/cos/app:${sig.tag}`,
+      `dir:${out}`,
+    ]);
+    t.deepEqual(await readFile(path.join(out, sig.payload.digest.slice(7))), sig.payload.data);
+    await t.notThrowsAsync(pulls(t, 'cos/app:v1'));
+  },
+);

@@ -45,7 +45,10 @@ test.before(async (t) => {
     createSkopeo(),
   ]);
   Object.assign(t.context, { registry, signer, other, skopeo });
-  for (const [name, signedOnly] of [['sec', true], ['open', false]] as const) {
+  for (const [name, signedOnly] of [
+    ['sec', true],
+    ['open', false],
+  ] as const) {
     await createProject(registry.url, ['root', USERS.root], name, { public: false, members: { dev: 'maintainer' } });
     await root(t).request(`/api/v1/projects/${name}/keys`, { method: 'POST', body: new Uint8Array(await readKey(signer)) });
     await root(t).request(`/api/v1/projects/${name}`, { method: 'PATCH', body: JSON.stringify({ signedOnly }) });
@@ -80,7 +83,16 @@ async function push(t: T, reference: string, options: { signBy?: GpgKey; images?
   await writeOciLayout(layout, images, top, 'v1');
   const sign = options.signBy ? ['--sign-by', options.signBy.fingerprint] : [];
   await t.context.skopeo.skopeo(
-    ['copy', ...(images.length > 1 ? ['--all'] : []), '--dest-tls-verify=false', '--dest-creds', `dev:${USERS.dev}`, ...sign, `oci:${layout}:v1`, `docker://${t.context.registry.host}/${reference}`],
+    [
+      'copy',
+      ...(images.length > 1 ? ['--all'] : []),
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `dev:${USERS.dev}`,
+      ...sign,
+      `oci:${layout}:v1`,
+      `docker://${t.context.registry.host}/${reference}`,
+    ],
     { env: options.signBy ? options.signBy.env(t.context.skopeo.env) : t.context.skopeo.env },
   );
   return images;
@@ -89,7 +101,15 @@ async function push(t: T, reference: string, options: { signBy?: GpgKey; images?
 /** skopeo copy out of the registry with the sandbox's accept-anything policy: only the gate decides. */
 function pull(t: T, reference: string, extra: string[] = [], policy?: string) {
   return workDir(t, 'out').then((out) => ({
-    args: ['copy', '--src-tls-verify=false', '--src-creds', `dev:${USERS.dev}`, ...extra, `docker://${t.context.registry.host}/${reference}`, `dir:${out}`],
+    args: [
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `dev:${USERS.dev}`,
+      ...extra,
+      `docker://${t.context.registry.host}/${reference}`,
+      `dir:${out}`,
+    ],
     policy,
   }));
 }
@@ -103,7 +123,7 @@ async function refused(t: T, reference: string, extra: string[] = [], policy?: s
   return err.stderr;
 }
 
-test.serial('an unsigned image cannot be pulled, even by a client that checks nothing; the 412 reason is in skopeo\'s error', async (t) => {
+test.serial("an unsigned image cannot be pulled, even by a client that checks nothing; the 412 reason is in skopeo's error", async (t) => {
   await push(t, 'sec/unsigned:v1');
   const stderr = await refused(t, 'sec/unsigned:v1');
   t.regex(stderr, REFUSED);
@@ -122,15 +142,29 @@ test.serial('a signature made for another repository or tag does not open it', a
   const [image] = await push(t, 'sec/tagged:a', { signBy: t.context.signer });
   // The same manifest under another tag: its signature names tag a.
   await t.context.skopeo.skopeo([
-    'copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--src-creds', `dev:${USERS.dev}`, '--dest-creds', `dev:${USERS.dev}`,
-    `docker://${t.context.registry.host}/sec/tagged@${image!.manifest.digest}`, `docker://${t.context.registry.host}/sec/tagged:b`,
+    'copy',
+    '--src-tls-verify=false',
+    '--dest-tls-verify=false',
+    '--src-creds',
+    `dev:${USERS.dev}`,
+    '--dest-creds',
+    `dev:${USERS.dev}`,
+    `docker://${t.context.registry.host}/sec/tagged@${image!.manifest.digest}`,
+    `docker://${t.context.registry.host}/sec/tagged:b`,
   ]);
   await t.notThrowsAsync(pulls(t, 'sec/tagged:a'));
   t.regex(await refused(t, 'sec/tagged:b'), /signed for tag a/);
   // Copied into another repository with its signature: signed for sec/tagged, refused in sec/copy.
   await t.context.skopeo.skopeo([
-    'copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--src-creds', `dev:${USERS.dev}`, '--dest-creds', `dev:${USERS.dev}`,
-    `docker://${t.context.registry.host}/sec/tagged:a`, `docker://${t.context.registry.host}/sec/copy:a`,
+    'copy',
+    '--src-tls-verify=false',
+    '--dest-tls-verify=false',
+    '--src-creds',
+    `dev:${USERS.dev}`,
+    '--dest-creds',
+    `dev:${USERS.dev}`,
+    `docker://${t.context.registry.host}/sec/tagged:a`,
+    `docker://${t.context.registry.host}/sec/copy:a`,
   ]);
   t.regex(await refused(t, 'sec/copy:a'), /signed for repository sec\/tagged/);
 });
@@ -143,7 +177,7 @@ test.serial('a multi-platform image signed with skopeo copy --all --sign-by is p
   await t.notThrowsAsync(pulls(t, 'sec/multi:v1', ['--multi-arch', 'all']));
 });
 
-test.serial('a cosign signature (built with node crypto in cosign\'s format) opens the gate', async (t) => {
+test.serial("a cosign signature (built with node crypto in cosign's format) opens the gate", async (t) => {
   const key = makeCosignKey();
   t.is((await root(t).request('/api/v1/projects/sec/keys', { method: 'POST', body: key.publicPem })).status, 201);
   const [image] = await push(t, 'sec/cosigned:v1');
@@ -159,7 +193,9 @@ test.serial('the exported policy.json, as skopeo --policy, accepts the signed im
   // In a project without the gate, so that only the client's policy decides.
   await push(t, 'open/signed:v1', { signBy: t.context.signer });
   await push(t, 'open/unsigned:v1');
-  const exported = await (await createClient(t.context.registry.url, { Authorization: basic('dev', USERS.dev) }).request('/api/v1/projects/open/policy.json')).text();
+  const exported = await (
+    await createClient(t.context.registry.url, { Authorization: basic('dev', USERS.dev) }).request('/api/v1/projects/open/policy.json')
+  ).text();
   const policy = path.join(await workDir(t, 'policy'), 'policy.json');
   await writeFile(policy, exported);
   await t.notThrowsAsync(pulls(t, 'open/signed:v1', [], policy));

@@ -66,16 +66,25 @@ test.before(async (t) => {
     (async () => {
       t.context.logs = captureLog('info');
       // Tags are asked of the upstream at every pull, so a stopped upstream is noticed at once.
-      t.context.signet = await startTestRegistry({ env: { REGISTRY_PROXY_TAGTTL: '0', REGISTRY_PROXY_TIMEOUT: '5' }, log: t.context.logs.log });
+      t.context.signet = await startTestRegistry({
+        env: { REGISTRY_PROXY_TAGTTL: '0', REGISTRY_PROXY_TIMEOUT: '5' },
+        log: t.context.logs.log,
+      });
     })(),
   ]);
   for (const result of settled) if (result.status === 'rejected') throw result.reason;
   const config = path.join(work, 'registries.d');
   await mkdir(config);
-  await writeFile(path.join(config, 'upstream.yaml'), `docker:\n  ${t.context.proxy.host}:\n    lookaside-staging: file://${t.context.staging}\n`);
+  await writeFile(
+    path.join(config, 'upstream.yaml'),
+    `docker:\n  ${t.context.proxy.host}:\n    lookaside-staging: file://${t.context.staging}\n`,
+  );
   t.context.pushConfig = config;
   // The mirror: signed-only, trusting the upstream's key, reading its lookaside.
-  await api(t, 'POST', '/api/v1/projects', { name: 'redhat', mirror: { upstream: t.context.proxy.url, lookaside: t.context.lookaside.url } });
+  await api(t, 'POST', '/api/v1/projects', {
+    name: 'redhat',
+    mirror: { upstream: t.context.proxy.url, lookaside: t.context.lookaside.url },
+  });
   const key = await fetch(`${t.context.signet.url}/api/v1/projects/redhat/keys`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/octet-stream' },
@@ -119,7 +128,13 @@ async function pushUpstream(t: T, reference: string, signBy: GpgKey | undefined)
   const layout = await workDir(t, 'layout');
   await writeOciLayout(layout, [image], image.manifest, 'v1');
   await t.context.skopeo.skopeo(
-    ['copy', '--dest-tls-verify=false', ...(signBy ? ['--sign-by', signBy.fingerprint] : []), `oci:${layout}:v1`, `docker://${t.context.proxy.host}/${reference}`],
+    [
+      'copy',
+      '--dest-tls-verify=false',
+      ...(signBy ? ['--sign-by', signBy.fingerprint] : []),
+      `oci:${layout}:v1`,
+      `docker://${t.context.proxy.host}/${reference}`,
+    ],
     { env: signBy ? signBy.env(t.context.skopeo.env) : t.context.skopeo.env, registriesD: t.context.pushConfig },
   );
   return image;
@@ -138,16 +153,27 @@ async function exportedPolicy(t: T, project: string): Promise<{ file: string; po
 
 async function pullThroughSignet(t: T, reference: string, policy: string): Promise<string> {
   const out = await workDir(t, 'pulled');
-  await t.context.skopeo.skopeo(['copy', '--src-tls-verify=false', `docker://${t.context.signet.host}/${reference}`, `dir:${out}`], { policy });
+  await t.context.skopeo.skopeo(['copy', '--src-tls-verify=false', `docker://${t.context.signet.host}/${reference}`, `dir:${out}`], {
+    policy,
+  });
   return out;
 }
 
 test.serial('skopeo pulls through Signet with the exported remapIdentity policy and accepts the upstream signature', async (t) => {
   const image = await pushUpstream(t, 'ubi8/ubi:8.0', t.context.signer);
-  t.true((await readdir(stagedDir(t, 'ubi8/ubi', image.manifest.digest))).includes('signature-1'), 'skopeo wrote the signature to the staging lookaside');
+  t.true(
+    (await readdir(stagedDir(t, 'ubi8/ubi', image.manifest.digest))).includes('signature-1'),
+    'skopeo wrote the signature to the staging lookaside',
+  );
   const { file, policy } = await exportedPolicy(t, 'redhat');
-  const requirement = (policy.transports as { docker: Record<string, { signedIdentity: unknown }[]> }).docker[`${t.context.signet.host}/redhat`]![0]!;
-  t.deepEqual(requirement.signedIdentity, { type: 'remapIdentity', prefix: `${t.context.signet.host}/redhat`, signedPrefix: t.context.proxy.host });
+  const requirement = (policy.transports as { docker: Record<string, { signedIdentity: unknown }[]> }).docker[
+    `${t.context.signet.host}/redhat`
+  ]![0]!;
+  t.deepEqual(requirement.signedIdentity, {
+    type: 'remapIdentity',
+    prefix: `${t.context.signet.host}/redhat`,
+    signedPrefix: t.context.proxy.host,
+  });
   const out = await pullThroughSignet(t, 'redhat/ubi8/ubi:8.0', file);
   const copy = await readDirCopy(out);
   t.is(sha256(copy.manifest), image.manifest.digest);
@@ -184,7 +210,9 @@ test.serial('a signed-only mirror refuses a wrong key, a corrupted signature and
   ];
   for (const [reference, reason] of cases) {
     const [repository, tag] = reference.split(':') as [string, string];
-    const res = await fetch(`${t.context.signet.url}/v2/redhat/${repository}/manifests/${tag}`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const res = await fetch(`${t.context.signet.url}/v2/redhat/${repository}/manifests/${tag}`, {
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     t.is(res.status, 412, reference);
     const body = (await res.json()) as { errors: { code: string; message: string }[] };
     t.is(body.errors[0]?.code, 'PROJECTPOLICYVIOLATION');
@@ -198,7 +226,10 @@ test.serial('a signed-only mirror refuses a wrong key, a corrupted signature and
   try {
     for (const [reference] of cases) {
       const out = await workDir(t, 'refused');
-      const failed = await t.context.skopeo.skopeoFails(['copy', '--src-tls-verify=false', `docker://${t.context.signet.host}/redhat/${reference}`, `dir:${out}`], { policy });
+      const failed = await t.context.skopeo.skopeoFails(
+        ['copy', '--src-tls-verify=false', `docker://${t.context.signet.host}/redhat/${reference}`, `dir:${out}`],
+        { policy },
+      );
       t.regex(failed.stderr, /Source image rejected/, reference);
     }
   } finally {
@@ -256,12 +287,18 @@ test.serial('a Signet upstream: signatures come through its extension API and co
   // The mirror of the upstream's namespace `up`: `sig/<path>` there is `up/<path>`.
   await api(t, 'POST', '/api/v1/projects', { name: 'sig', mirror: { upstream: `${up.url}/up` } });
   for (const key of [await readFile(t.context.signer.publicKeyFile), Buffer.from(cosignKey.publicPem)]) {
-    const res = await fetch(`${t.context.signet.url}/api/v1/projects/sig/keys`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: new Uint8Array(key) });
+    const res = await fetch(`${t.context.signet.url}/api/v1/projects/sig/keys`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/octet-stream' },
+      body: new Uint8Array(key),
+    });
     t.is(res.status, 201);
   }
   await api(t, 'PATCH', '/api/v1/projects/sig', { signedOnly: true });
   const { file, policy } = await exportedPolicy(t, 'sig');
-  const requirement = (policy.transports as { docker: Record<string, { signedIdentity: unknown }[]> }).docker[`${t.context.signet.host}/sig`]![0]!;
+  const requirement = (policy.transports as { docker: Record<string, { signedIdentity: unknown }[]> }).docker[
+    `${t.context.signet.host}/sig`
+  ]![0]!;
   t.deepEqual(requirement.signedIdentity, { type: 'remapIdentity', prefix: `${t.context.signet.host}/sig`, signedPrefix: `${up.host}/up` });
   const out = await pullThroughSignet(t, 'sig/app:v1', file);
   t.is(sha256((await readDirCopy(out)).manifest), image.manifest.digest);

@@ -103,7 +103,8 @@ async function workDir(t: T, label: string): Promise<string> {
 const hex = (digest: string): string => digest.replace(/^sha256:/, '');
 /** A binary OpenPGP message starts with a packet tag (bit 7 set); armor starts with `-----`. */
 const isBinaryOpenpgp = (bytes: Buffer): boolean => bytes.length > 0 && (bytes[0]! & 0x80) !== 0;
-const lookasidePath = (repository: string, digest: string, n: number): string => `/sigstore/${repository}@sha256=${hex(digest)}/signature-${n}`;
+const lookasidePath = (repository: string, digest: string, n: number): string =>
+  `/sigstore/${repository}@sha256=${hex(digest)}/signature-${n}`;
 
 function as(registry: TestRegistry, user: User | undefined, urlPath: string, init: RequestInit = {}): Promise<Response> {
   const headers: Record<string, string> = user ? { Authorization: basic(user, USERS[user]) } : {};
@@ -169,7 +170,17 @@ async function skopeoPush(t: T, registry: TestRegistry, repository: string, opti
   const digestFile = path.join(layout, 'pushed.digest');
   const sign = options.signBy ? ['--sign-by', options.signBy.fingerprint] : [];
   await t.context.skopeo.skopeo(
-    ['copy', '--dest-tls-verify=false', '--dest-creds', `dev:${USERS.dev}`, '--digestfile', digestFile, ...sign, `oci:${layout}:v1`, `docker://${registry.host}/${repository}:v1`],
+    [
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `dev:${USERS.dev}`,
+      '--digestfile',
+      digestFile,
+      ...sign,
+      `oci:${layout}:v1`,
+      `docker://${registry.host}/${repository}:v1`,
+    ],
     {
       env: options.signBy ? options.signBy.env(t.context.skopeo.env) : t.context.skopeo.env,
       ...(options.registriesD ? { registriesD: options.registriesD } : {}),
@@ -195,13 +206,19 @@ function pullArgs(source: string, out: string, options: PullOptions): string[] {
  */
 async function verifiedPull(t: T, source: string, policy: string, options: PullOptions = {}): Promise<string> {
   const out = await workDir(t, 'pulled');
-  await t.context.skopeo.skopeo(pullArgs(source, out, options), { policy, ...(options.registriesD ? { registriesD: options.registriesD } : {}) });
+  await t.context.skopeo.skopeo(pullArgs(source, out, options), {
+    policy,
+    ...(options.registriesD ? { registriesD: options.registriesD } : {}),
+  });
   return out;
 }
 
 async function rejectedPull(t: T, source: string, policy: string, options: PullOptions = {}): Promise<CommandError> {
   const out = await workDir(t, 'rejected');
-  return t.context.skopeo.skopeoFails(pullArgs(source, out, options), { policy, ...(options.registriesD ? { registriesD: options.registriesD } : {}) });
+  return t.context.skopeo.skopeoFails(pullArgs(source, out, options), {
+    policy,
+    ...(options.registriesD ? { registriesD: options.registriesD } : {}),
+  });
 }
 
 async function assertPulledImage(t: T, out: string, image: Image, signatures: number): Promise<void> {
@@ -239,7 +256,15 @@ async function standaloneSign(t: T, key: GpgKey, image: Image, reference: string
   return readFile(output);
 }
 
-async function putLookaside(t: T, registry: TestRegistry, user: User, repository: string, digest: string, n: number, body: Uint8Array): Promise<Response> {
+async function putLookaside(
+  t: T,
+  registry: TestRegistry,
+  user: User,
+  repository: string,
+  digest: string,
+  n: number,
+  body: Uint8Array,
+): Promise<Response> {
   return as(registry, user, lookasidePath(repository, digest, n), {
     method: 'PUT',
     body: new Uint8Array(body),
@@ -256,43 +281,50 @@ async function variantsOf(t: T, key: GpgKey, signature: Buffer): Promise<{ armor
   await key.gpg(['--armor', '--output', at('armored.asc'), '--sign', at('payload.json')]);
   await key.gpg(['--output', at('clearsigned.asc'), '--clearsign', at('payload.json')]);
   await key.gpg(['--output', at('detached.sig'), '--detach-sign', at('payload.json')]);
-  return { armored: await readFile(at('armored.asc')), clearsigned: await readFile(at('clearsigned.asc')), detached: await readFile(at('detached.sig')) };
+  return {
+    armored: await readFile(at('armored.asc')),
+    clearsigned: await readFile(at('clearsigned.asc')),
+    detached: await readFile(at('detached.sig')),
+  };
 }
 
 // --- 1. skopeo through the signature API extension ----------------------------------------------
 
-skopeoTest('skopeo --sign-by stores the signature through the extension; signedBy accepts it, not another key or an unsigned image', async (t) => {
-  const { ext, signer } = t.context;
-  const image = await skopeoPush(t, ext, 'proj/app', { signBy: signer });
-  const digest = image.manifest.digest;
+skopeoTest(
+  'skopeo --sign-by stores the signature through the extension; signedBy accepts it, not another key or an unsigned image',
+  async (t) => {
+    const { ext, signer } = t.context;
+    const image = await skopeoPush(t, ext, 'proj/app', { signBy: signer });
+    const digest = image.manifest.digest;
 
-  const stored = await extensionSignatures(t, 'proj/app', digest);
-  t.is(stored.length, 1, 'skopeo did not store its signature through the extension');
-  t.like(stored[0], { schemaVersion: 2, type: 'atomic' });
-  t.regex(stored[0]!.name, new RegExp(`^${digest}@[0-9a-f]{32}$`));
-  t.true(isBinaryOpenpgp(Buffer.from(stored[0]!.content, 'base64')), 'not stored as the binary message skopeo wrote');
+    const stored = await extensionSignatures(t, 'proj/app', digest);
+    t.is(stored.length, 1, 'skopeo did not store its signature through the extension');
+    t.like(stored[0], { schemaVersion: 2, type: 'atomic' });
+    t.regex(stored[0]!.name, new RegExp(`^${digest}@[0-9a-f]{32}$`));
+    t.true(isBinaryOpenpgp(Buffer.from(stored[0]!.content, 'base64')), 'not stored as the binary message skopeo wrote');
 
-  const [listed] = await listedSignatures(t, ext, 'proj/app', digest);
-  t.like(listed, { signerFingerprint: signer.fingerprint, identity: `${ext.host}/proj/app:v1`, trusted: false, uploadedBy: 'dev' });
-  // Once the project trusts the key, the listing (API and CLI) says so.
-  const added = await signet(ext, 'root', ['key', 'add', 'proj', signer.publicKeyFile]);
-  t.regex(added.stdout, new RegExp(`trusted: key \\d+ ${signer.fingerprint}`));
-  const cli = await signet(ext, 'dev', ['signatures', 'list', 'proj/app:v1']);
-  t.regex(cli.stdout, new RegExp(`^1\\s+${signer.fingerprint}\\s+${ext.host}/proj/app:v1\\s+yes$`, 'm'), cli.stdout);
+    const [listed] = await listedSignatures(t, ext, 'proj/app', digest);
+    t.like(listed, { signerFingerprint: signer.fingerprint, identity: `${ext.host}/proj/app:v1`, trusted: false, uploadedBy: 'dev' });
+    // Once the project trusts the key, the listing (API and CLI) says so.
+    const added = await signet(ext, 'root', ['key', 'add', 'proj', signer.publicKeyFile]);
+    t.regex(added.stdout, new RegExp(`trusted: key \\d+ ${signer.fingerprint}`));
+    const cli = await signet(ext, 'dev', ['signatures', 'list', 'proj/app:v1']);
+    t.regex(cli.stdout, new RegExp(`^1\\s+${signer.fingerprint}\\s+${ext.host}/proj/app:v1\\s+yes$`, 'm'), cli.stdout);
 
-  const policy = await policies(t, [`${ext.host}/proj`]);
-  const reference = `docker://${ext.host}/proj/app:v1`;
-  await assertPulledImage(t, await verifiedPull(t, reference, policy.signer, { creds: true }), image, 1);
-  // By digest the signature's identity must name the same repository (matchRepoDigestOrExact).
-  await assertPulledImage(t, await verifiedPull(t, `docker://${ext.host}/proj/app@${digest}`, policy.signer, { creds: true }), image, 1);
+    const policy = await policies(t, [`${ext.host}/proj`]);
+    const reference = `docker://${ext.host}/proj/app:v1`;
+    await assertPulledImage(t, await verifiedPull(t, reference, policy.signer, { creds: true }), image, 1);
+    // By digest the signature's identity must name the same repository (matchRepoDigestOrExact).
+    await assertPulledImage(t, await verifiedPull(t, `docker://${ext.host}/proj/app@${digest}`, policy.signer, { creds: true }), image, 1);
 
-  const wrongKey = await rejectedPull(t, reference, policy.other, { creds: true });
-  t.regex(wrongKey.stderr, WRONG_KEY, wrongKey.message);
+    const wrongKey = await rejectedPull(t, reference, policy.other, { creds: true });
+    t.regex(wrongKey.stderr, WRONG_KEY, wrongKey.message);
 
-  await skopeoPush(t, ext, 'proj/unsigned');
-  const unsigned = await rejectedPull(t, `docker://${ext.host}/proj/unsigned:v1`, policy.signer, { creds: true });
-  t.regex(unsigned.stderr, NOT_SIGNED, unsigned.message);
-});
+    await skopeoPush(t, ext, 'proj/unsigned');
+    const unsigned = await rejectedPull(t, `docker://${ext.host}/proj/unsigned:v1`, policy.signer, { creds: true });
+    t.regex(unsigned.stderr, NOT_SIGNED, unsigned.message);
+  },
+);
 
 skopeoTest('skopeo copy --all --sign-by signs the index and every instance; a one-platform pull verifies its own', async (t) => {
   const { ext, signer } = t.context;
@@ -303,10 +335,24 @@ skopeoTest('skopeo copy --all --sign-by signs the index and every instance; a on
   await writeOciLayout(layout, [amd64, arm64], index, 'v1');
   const reference = `${ext.host}/proj/multi:v1`;
   await t.context.skopeo.skopeo(
-    ['copy', '--all', '--dest-tls-verify=false', '--dest-creds', `dev:${USERS.dev}`, '--sign-by', signer.fingerprint, `oci:${layout}:v1`, `docker://${reference}`],
+    [
+      'copy',
+      '--all',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `dev:${USERS.dev}`,
+      '--sign-by',
+      signer.fingerprint,
+      `oci:${layout}:v1`,
+      `docker://${reference}`,
+    ],
     { env: signer.env(t.context.skopeo.env) },
   );
-  for (const [what, digest] of [['index', index.digest], ['amd64', amd64.manifest.digest], ['arm64', arm64.manifest.digest]] as const) {
+  for (const [what, digest] of [
+    ['index', index.digest],
+    ['amd64', amd64.manifest.digest],
+    ['arm64', arm64.manifest.digest],
+  ] as const) {
     t.is((await extensionSignatures(t, 'proj/multi', digest)).length, 1, `${what} is not signed`);
     const [listed] = await listedSignatures(t, ext, 'proj/multi', digest);
     t.like(listed, { signerFingerprint: signer.fingerprint, identity: reference }, what);
@@ -315,7 +361,18 @@ skopeoTest('skopeo copy --all --sign-by signs the index and every instance; a on
   const policy = await policies(t, [`${ext.host}/proj`]);
   const out = await workDir(t, 'pulled');
   await t.context.skopeo.skopeo(
-    ['copy', '--src-tls-verify=false', '--src-creds', `dev:${USERS.dev}`, '--override-os', 'linux', '--override-arch', 'arm64', `docker://${reference}`, `dir:${out}`],
+    [
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `dev:${USERS.dev}`,
+      '--override-os',
+      'linux',
+      '--override-arch',
+      'arm64',
+      `docker://${reference}`,
+      `dir:${out}`,
+    ],
     { policy: policy.signer },
   );
   await assertPulledImage(t, out, arm64, 1);
@@ -331,7 +388,11 @@ skopeoTest('extension off: signedBy pulls read the lookaside named by registries
 
   const image = await skopeoPush(t, look, 'pub/app');
   const signature = await standaloneSign(t, signer, image, `${look.host}/pub/app:v1`);
-  t.is((await putLookaside(t, look, 'dev', 'pub/app', image.manifest.digest, 1, signature)).status, 403, 'developers may not upload signatures');
+  t.is(
+    (await putLookaside(t, look, 'dev', 'pub/app', image.manifest.digest, 1, signature)).status,
+    403,
+    'developers may not upload signatures',
+  );
   t.is((await putLookaside(t, look, 'maint', 'pub/app', image.manifest.digest, 1, signature)).status, 201);
 
   const policy = await policies(t, [`${look.host}/pub`]);
@@ -353,7 +414,10 @@ skopeoTest('extension off: signedBy pulls read the lookaside named by registries
   const byOther = await standaloneSign(t, other, image, `${look.host}/pub/app:v1`);
   t.is((await putLookaside(t, look, 'maint', 'pub/app', image.manifest.digest, 2, byOther)).status, 201);
   const listed = await listedSignatures(t, look, 'pub/app', image.manifest.digest);
-  t.deepEqual(listed.map((s) => s.signerFingerprint), [signer.fingerprint, other.fingerprint]);
+  t.deepEqual(
+    listed.map((s) => s.signerFingerprint),
+    [signer.fingerprint, other.fingerprint],
+  );
   const config = await registriesD(t, `docker:\n  ${look.host}:\n    lookaside: ${look.url}/sigstore\n`);
   await assertPulledImage(t, await verifiedPull(t, reference, policy.signer, { registriesD: config }), image, 2);
   await assertPulledImage(t, await verifiedPull(t, reference, policy.other, { registriesD: config }), image, 2);
@@ -409,7 +473,16 @@ podmanTest('podman push --sign-by stores the signature through the extension; po
   const policy = await writeSignedByPolicy(path.join(policyDir, 'signer.json'), [`${ext.host}/proj`], signer.publicKeyFile);
   const otherPolicy = await writeSignedByPolicy(path.join(policyDir, 'other.json'), [`${ext.host}/proj`], t.context.other.publicKeyFile);
   await podman.podman(['rmi', '--force', imageId]);
-  const pull = (reference: string, policyFile: string) => ['pull', '--quiet', tls, '--creds', creds, '--signature-policy', policyFile, reference];
+  const pull = (reference: string, policyFile: string) => [
+    'pull',
+    '--quiet',
+    tls,
+    '--creds',
+    creds,
+    '--signature-policy',
+    policyFile,
+    reference,
+  ];
 
   const { stdout } = await podman.podman(pull(signed, policy));
   t.is(stdout.trim(), imageId);
@@ -426,7 +499,10 @@ podmanTest('podman push --sign-by stores the signature through the extension; po
 skopeoTest('lookaside-staging: skopeo writes signature-1 to a folder, signet signatures import uploads it, pulls verify', async (t) => {
   const { look, signer } = t.context;
   const stage = await workDir(t, 'staging');
-  const staging = await registriesD(t, `docker:\n  ${look.host}:\n    lookaside: ${look.url}/sigstore\n    lookaside-staging: file://${stage}\n`);
+  const staging = await registriesD(
+    t,
+    `docker:\n  ${look.host}:\n    lookaside: ${look.url}/sigstore\n    lookaside-staging: file://${stage}\n`,
+  );
   const image = await skopeoPush(t, look, 'pub/staged/app', { signBy: signer, registriesD: staging });
   const digest = image.manifest.digest;
   const stagedFile = path.join(stage, `pub/staged/app@sha256=${hex(digest)}`, 'signature-1');
@@ -459,26 +535,36 @@ skopeoTest('lookaside-staging: skopeo writes signature-1 to a folder, signet sig
 
 // --- 5. nothing uploaded can poison a signed pull -----------------------------------------------
 
-skopeoTest('why garbage must be refused: one unparseable lookaside signature beside a valid one makes skopeo reject the image', async (t) => {
-  const { look, signer } = t.context;
-  const image = await skopeoPush(t, look, 'pub/poisoned');
-  const signature = await standaloneSign(t, signer, image, `${look.host}/pub/poisoned:v1`);
-  const { armored } = await variantsOf(t, signer, signature);
-  const policy = await policies(t, [`${look.host}/pub`]);
-  // A file: lookaside the test fills itself, as a registry storing whatever it is sent would serve.
-  const folder = await workDir(t, 'file-lookaside');
-  const signatures = path.join(folder, `pub/poisoned@sha256=${hex(image.manifest.digest)}`);
-  await mkdir(signatures, { recursive: true });
-  await writeFile(path.join(signatures, 'signature-1'), signature);
-  const config = await registriesD(t, `docker:\n  ${look.host}:\n    lookaside: file://${folder}\n`);
-  const reference = `docker://${look.host}/pub/poisoned:v1`;
-  await verifiedPull(t, reference, policy.signer, { registriesD: config });
-  for (const [what, bytes] of [['garbage', Buffer.from('not a signature\n')], ['armored', armored]] as const) {
-    await writeFile(path.join(signatures, 'signature-2'), bytes);
-    const rejected = await rejectedPull(t, reference, policy.signer, { registriesD: config });
-    t.regex(rejected.stderr, /Source image rejected: parsing signature .*signature-2.*unrecognized signature format/, `${what}: ${rejected.message}`);
-  }
-});
+skopeoTest(
+  'why garbage must be refused: one unparseable lookaside signature beside a valid one makes skopeo reject the image',
+  async (t) => {
+    const { look, signer } = t.context;
+    const image = await skopeoPush(t, look, 'pub/poisoned');
+    const signature = await standaloneSign(t, signer, image, `${look.host}/pub/poisoned:v1`);
+    const { armored } = await variantsOf(t, signer, signature);
+    const policy = await policies(t, [`${look.host}/pub`]);
+    // A file: lookaside the test fills itself, as a registry storing whatever it is sent would serve.
+    const folder = await workDir(t, 'file-lookaside');
+    const signatures = path.join(folder, `pub/poisoned@sha256=${hex(image.manifest.digest)}`);
+    await mkdir(signatures, { recursive: true });
+    await writeFile(path.join(signatures, 'signature-1'), signature);
+    const config = await registriesD(t, `docker:\n  ${look.host}:\n    lookaside: file://${folder}\n`);
+    const reference = `docker://${look.host}/pub/poisoned:v1`;
+    await verifiedPull(t, reference, policy.signer, { registriesD: config });
+    for (const [what, bytes] of [
+      ['garbage', Buffer.from('not a signature\n')],
+      ['armored', armored],
+    ] as const) {
+      await writeFile(path.join(signatures, 'signature-2'), bytes);
+      const rejected = await rejectedPull(t, reference, policy.signer, { registriesD: config });
+      t.regex(
+        rejected.stderr,
+        /Source image rejected: parsing signature .*signature-2.*unrecognized signature format/,
+        `${what}: ${rejected.message}`,
+      );
+    }
+  },
+);
 
 skopeoTest('garbage, clearsigned and detached signatures are refused everywhere; armored ones are stored as binary', async (t) => {
   const { ext, look, signer } = t.context;
@@ -490,9 +576,18 @@ skopeoTest('garbage, clearsigned and detached signatures are refused everywhere;
   const putExtension = (content: Uint8Array) =>
     as(ext, 'dev', `/extensions/v2/pub/guarded/signatures/${extDigest}`, {
       method: 'PUT',
-      body: JSON.stringify({ schemaVersion: 2, name: `${extDigest}@${randomBytes(16).toString('hex')}`, type: 'atomic', content: Buffer.from(content).toString('base64') }),
+      body: JSON.stringify({
+        schemaVersion: 2,
+        name: `${extDigest}@${randomBytes(16).toString('hex')}`,
+        type: 'atomic',
+        content: Buffer.from(content).toString('base64'),
+      }),
     });
-  for (const [what, bytes] of [['garbage', Buffer.from('not a signature')], ['clearsigned', variants.clearsigned], ['detached', variants.detached]] as const) {
+  for (const [what, bytes] of [
+    ['garbage', Buffer.from('not a signature')],
+    ['clearsigned', variants.clearsigned],
+    ['detached', variants.detached],
+  ] as const) {
     const res = await putExtension(bytes);
     t.is(res.status, 400, `extension accepted a ${what} signature`);
     t.is(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'SIGNATURE_INVALID');
@@ -513,7 +608,11 @@ skopeoTest('garbage, clearsigned and detached signatures are refused everywhere;
   const signature = await standaloneSign(t, signer, image, `${look.host}/pub/guarded:v1`);
   t.is((await putLookaside(t, look, 'maint', 'pub/guarded', digest, 1, signature)).status, 201);
   const { armored, clearsigned, detached } = await variantsOf(t, signer, signature);
-  for (const [what, bytes] of [['garbage', Buffer.from('not a signature')], ['clearsigned', clearsigned], ['detached', detached]] as const) {
+  for (const [what, bytes] of [
+    ['garbage', Buffer.from('not a signature')],
+    ['clearsigned', clearsigned],
+    ['detached', detached],
+  ] as const) {
     const res = await putLookaside(t, look, 'maint', 'pub/guarded', digest, 2, bytes);
     t.is(res.status, 400, `lookaside accepted a ${what} signature`);
   }
@@ -532,7 +631,12 @@ skopeoTest('garbage, clearsigned and detached signatures are refused everywhere;
 
   const policy = await policies(t, [`${look.host}/pub`]);
   const config = await registriesD(t, `docker:\n  ${look.host}:\n    lookaside: ${look.url}/sigstore\n`);
-  await assertPulledImage(t, await verifiedPull(t, `docker://${look.host}/pub/guarded:v1`, policy.signer, { registriesD: config }), image, 2);
+  await assertPulledImage(
+    t,
+    await verifiedPull(t, `docker://${look.host}/pub/guarded:v1`, policy.signer, { registriesD: config }),
+    image,
+    2,
+  );
   const wrongKey = await rejectedPull(t, `docker://${look.host}/pub/guarded:v1`, policy.other, { registriesD: config });
   t.regex(wrongKey.stderr, WRONG_KEY, wrongKey.message);
 });

@@ -171,7 +171,10 @@ test('inspect reports the manifest digest, every tag and the layers', async (t) 
   t.is(inspected.Name, repository);
   t.is(inspected.Digest, image.manifest.digest);
   t.deepEqual([...inspected.RepoTags].sort(), ['latest', 'v1', 'v2']);
-  t.deepEqual(inspected.Layers, image.layers.map((l) => l.digest));
+  t.deepEqual(
+    inspected.Layers,
+    image.layers.map((l) => l.digest),
+  );
   t.is(inspected.Architecture, 'amd64');
 });
 

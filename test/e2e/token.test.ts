@@ -92,7 +92,10 @@ async function revokeRobot(t: T, name: string): Promise<void> {
 
 /** Sets a robot's expiry into the past, as time passing would. */
 async function expireRobot(t: T, name: string): Promise<void> {
-  await t.context.registry.registry.db.query(`UPDATE robots SET expires_at = now() - interval '1 minute' WHERE project = 'priv' AND name = $1`, [name]);
+  await t.context.registry.registry.db.query(
+    `UPDATE robots SET expires_at = now() - interval '1 minute' WHERE project = 'priv' AND name = $1`,
+    [name],
+  );
 }
 
 // --- docker -------------------------------------------------------------------------------------
@@ -112,7 +115,9 @@ async function dockerClient(t: T) {
     login: (user: string, password: string) => dockerd.docker(loginArgs(user), { env, input: `${password}\n` }),
     loginFails: (user: string, password: string) => dockerd.dockerFails(loginArgs(user), { env, input: `${password}\n` }),
     async stored(): Promise<Record<string, { auth?: string; identitytoken?: string }>> {
-      const parsed = JSON.parse(await readFile(path.join(config, 'config.json'), 'utf8')) as { auths?: Record<string, { auth?: string; identitytoken?: string }> };
+      const parsed = JSON.parse(await readFile(path.join(config, 'config.json'), 'utf8')) as {
+        auths?: Record<string, { auth?: string; identitytoken?: string }>;
+      };
       return parsed.auths ?? {};
     },
   };
@@ -125,32 +130,39 @@ async function dockerImage(t: T, reference: string): Promise<string> {
   return id;
 }
 
-dockerTest('docker: login renews with its identity token; anonymous pulls of a public project work, a private one is refused', async (t) => {
-  const { registry, dockerd } = t.context;
-  const user = await dockerClient(t);
-  const pub = `${registry.host}/pub/docker-app:v1`;
-  const priv = `${registry.host}/priv/docker-app:v1`;
-  await dockerImage(t, pub);
-  await dockerd.docker(['tag', pub, priv]);
+dockerTest(
+  'docker: login renews with its identity token; anonymous pulls of a public project work, a private one is refused',
+  async (t) => {
+    const { registry, dockerd } = t.context;
+    const user = await dockerClient(t);
+    const pub = `${registry.host}/pub/docker-app:v1`;
+    const priv = `${registry.host}/priv/docker-app:v1`;
+    await dockerImage(t, pub);
+    await dockerd.docker(['tag', pub, priv]);
 
-  const login = await user.login('dev', USERS.dev);
-  t.regex(login.stdout, /Login Succeeded/);
-  // docker asked for a refresh token (offline_token=true) and keeps it instead of the password.
-  const stored = (await user.stored())[registry.host];
-  t.truthy(stored?.identitytoken, 'docker login stored no identity token');
-  const pushed = await dockerPush(user, pub);
-  t.is(await dockerPush(user, priv), pushed);
+    const login = await user.login('dev', USERS.dev);
+    t.regex(login.stdout, /Login Succeeded/);
+    // docker asked for a refresh token (offline_token=true) and keeps it instead of the password.
+    const stored = (await user.stored())[registry.host];
+    t.truthy(stored?.identitytoken, 'docker login stored no identity token');
+    const pushed = await dockerPush(user, pub);
+    t.is(await dockerPush(user, priv), pushed);
 
-  await dockerd.docker(['rmi', pub, priv]);
-  const anonymous = await dockerClient(t);
-  t.is(await dockerPull(anonymous, pub), pushed, 'docker without login could not pull a public image');
-  const refused = await anonymous.dockerFails(['pull', priv]);
-  t.regex(refused.stderr, /pull access denied for [^,]+\/priv\/docker-app, repository does not exist or may require 'docker login'/, refused.message);
-  const anonymousPush = await anonymous.dockerFails(['push', pub]);
-  t.regex(anonymousPush.stderr + anonymousPush.stdout, /unauthorized|denied/i, anonymousPush.message);
+    await dockerd.docker(['rmi', pub, priv]);
+    const anonymous = await dockerClient(t);
+    t.is(await dockerPull(anonymous, pub), pushed, 'docker without login could not pull a public image');
+    const refused = await anonymous.dockerFails(['pull', priv]);
+    t.regex(
+      refused.stderr,
+      /pull access denied for [^,]+\/priv\/docker-app, repository does not exist or may require 'docker login'/,
+      refused.message,
+    );
+    const anonymousPush = await anonymous.dockerFails(['push', pub]);
+    t.regex(anonymousPush.stderr + anonymousPush.stdout, /unauthorized|denied/i, anonymousPush.message);
 
-  t.is(await dockerPull(user, priv), pushed);
-});
+    t.is(await dockerPull(user, priv), pushed);
+  },
+);
 
 dockerTest('docker: a robot logs in and pushes; revoked, its stored login stops working; expired, it cannot log in', async (t) => {
   const { registry } = t.context;
@@ -187,13 +199,23 @@ ctrTest('ctr: pushes with a robot account (OAuth2 password grant) and pulls it b
   const ctr = (args: string[]) => ['--address', address, '--namespace', 'signet-token-e2e', ...args];
   await run('ctr', ctr(['images', 'import', '--no-unpack', tarball]));
   await run('ctr', ctr(['images', 'push', '--plain-http', '--user', `${robot.user}:${robot.secret}`, reference]));
-  const manifest = await fetch(`${registry.url}/v2/priv/robot-ctr/manifests/v1`, { method: 'HEAD', headers: { Authorization: basic(robot.user, robot.secret), Accept: 'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' } });
+  const manifest = await fetch(`${registry.url}/v2/priv/robot-ctr/manifests/v1`, {
+    method: 'HEAD',
+    headers: {
+      Authorization: basic(robot.user, robot.secret),
+      Accept:
+        'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json',
+    },
+  });
   t.is(manifest.status, 200, 'the image ctr pushed is not in the registry');
   await run('ctr', ctr(['images', 'rm', reference]));
   await run('ctr', ctr(['content', 'fetch', '--plain-http', '--user', `${robot.user}:${robot.secret}`, reference]));
 
   await revokeRobot(t, 'ctr-ci');
-  const refused = await runExpectingFailure('ctr', ctr(['images', 'push', '--plain-http', '--user', `${robot.user}:${robot.secret}`, reference]));
+  const refused = await runExpectingFailure(
+    'ctr',
+    ctr(['images', 'push', '--plain-http', '--user', `${robot.user}:${robot.secret}`, reference]),
+  );
   t.regex(refused.stderr, /401|unauthorized/i, refused.message);
 });
 
@@ -210,7 +232,10 @@ podmanTest('podman: a robot logs in and pushes; an expired one cannot log in', a
   const imageId = await podmanImport(podman, randomFiles('podman-token', 1), work, 'signet-e2e/podman-token:v1');
   await podman.podman(['tag', imageId, reference]);
 
-  const login = await podman.podman(['login', tls, '--username', robot.user, '--password-stdin', registry.host], { env, input: `${robot.secret}\n` });
+  const login = await podman.podman(['login', tls, '--username', robot.user, '--password-stdin', registry.host], {
+    env,
+    input: `${robot.secret}\n`,
+  });
   t.regex(login.stdout, /Login Succeeded/);
   await podman.podman(['push', tls, reference], { env });
   await podman.podman(['rmi', '--force', imageId]);
@@ -219,7 +244,10 @@ podmanTest('podman: a robot logs in and pushes; an expired one cannot log in', a
 
   const expiring = await createRobot(t, 'podman-expired');
   await expireRobot(t, 'podman-expired');
-  const expired = await podman.podmanFails(['login', tls, '--username', expiring.user, '--password-stdin', registry.host], { env, input: `${expiring.secret}\n` });
+  const expired = await podman.podmanFails(['login', tls, '--username', expiring.user, '--password-stdin', registry.host], {
+    env,
+    input: `${expiring.secret}\n`,
+  });
   t.regex(expired.stderr, /invalid username\/password|unauthorized/i, expired.message);
 });
 
@@ -234,7 +262,10 @@ skopeoTest('skopeo: a robot logs in and copies in and out; revoked, it is refuse
   await writeOciLayout(source, [image], image.manifest, 'v1');
   const reference = `docker://${registry.host}/priv/robot-skopeo:v1`;
 
-  const login = await skopeo.skopeo(['login', '--tls-verify=false', '--username', robot.user, '--password-stdin', registry.host], { env, input: `${robot.secret}\n` });
+  const login = await skopeo.skopeo(['login', '--tls-verify=false', '--username', robot.user, '--password-stdin', registry.host], {
+    env,
+    input: `${robot.secret}\n`,
+  });
   t.regex(login.stdout, /Login Succeeded/);
   await skopeo.skopeo(['copy', ...tls, `oci:${source}:v1`, reference], { env });
   const copied = await workDir(t, 'skopeo-out');

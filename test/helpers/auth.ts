@@ -48,7 +48,11 @@ export async function createProject(
   });
   if (created.status !== 201) throw new Error(`creating project ${name}: ${created.status} ${await created.text()}`);
   for (const [user, role] of Object.entries(options.members)) {
-    const res = await fetch(`${registryUrl}/api/v1/projects/${name}/members/${user}`, { method: 'PUT', headers, body: JSON.stringify({ role }) });
+    const res = await fetch(`${registryUrl}/api/v1/projects/${name}/members/${user}`, {
+      method: 'PUT',
+      headers,
+      body: JSON.stringify({ role }),
+    });
     if (res.status !== 200 && res.status !== 201) throw new Error(`${user} as ${role} in ${name}: ${res.status} ${await res.text()}`);
   }
 }

@@ -22,10 +22,7 @@ async function createSandbox(prefix: string): Promise<Sandbox> {
   await writeFile(file('auth.json'), '{}\n');
   await writeFile(file('policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
   await writeFile(file('registries.conf'), 'unqualified-search-registries = []\n');
-  await writeFile(
-    file('storage.conf'),
-    `[storage]\ndriver = "vfs"\ngraphroot = "${file('root')}"\nrunroot = "${file('run')}"\n`,
-  );
+  await writeFile(file('storage.conf'), `[storage]\ndriver = "vfs"\ngraphroot = "${file('root')}"\nrunroot = "${file('run')}"\n`);
   await writeFile(file('containers.conf'), '[engine]\nevents_logger = "none"\ncgroup_manager = "cgroupfs"\n');
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -78,9 +75,12 @@ export async function createSkopeo(): Promise<Skopeo> {
   const prepare = (args: string[], options: SkopeoRunOptions): [string[], RunOptions] => {
     const { policy, registriesD, ...runOptions } = options;
     const globalArgs = [
-      '--policy', policy ?? sandbox.policy,
-      '--registries.d', registriesD ?? path.join(sandbox.dir, 'registries.d'),
-      '--tmpdir', path.join(sandbox.dir, 'tmp'),
+      '--policy',
+      policy ?? sandbox.policy,
+      '--registries.d',
+      registriesD ?? path.join(sandbox.dir, 'registries.d'),
+      '--tmpdir',
+      path.join(sandbox.dir, 'tmp'),
     ];
     return [[...globalArgs, ...args], { env: sandbox.env, ...runOptions }];
   };
@@ -110,13 +110,20 @@ export async function createPodman(): Promise<Podman> {
   const sandbox = await createSandbox('signet-podman-');
   const at = (name: string): string => path.join(sandbox.dir, name);
   const globalArgs = [
-    '--root', at('root'),
-    '--runroot', at('run'),
-    '--storage-driver', 'vfs',
-    '--tmpdir', at('libpod-tmp'),
-    '--network-config-dir', at('networks'),
-    '--events-backend', 'none',
-    '--cgroup-manager', 'cgroupfs',
+    '--root',
+    at('root'),
+    '--runroot',
+    at('run'),
+    '--storage-driver',
+    'vfs',
+    '--tmpdir',
+    at('libpod-tmp'),
+    '--network-config-dir',
+    at('networks'),
+    '--events-backend',
+    'none',
+    '--cgroup-manager',
+    'cgroupfs',
   ];
   const podman = (args: string[], options: RunOptions = {}): Promise<RunResult> =>
     run('podman', [...globalArgs, ...args], { env: sandbox.env, ...options });

@@ -35,7 +35,10 @@ export function cosignSign(key: CosignKeyPair, digest: string, dockerReference: 
     'application/vnd.dev.cosign.simplesigning.v1+json',
   );
   const signature = sign('sha256', payload.data, key.privateKey).toString('base64');
-  const config = blobOf(Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [] } })), 'application/vnd.oci.image.config.v1+json');
+  const config = blobOf(
+    Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [] } })),
+    'application/vnd.oci.image.config.v1+json',
+  );
   const manifest = blobOf(
     Buffer.from(
       JSON.stringify({

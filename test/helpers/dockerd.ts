@@ -56,14 +56,21 @@ function dockerdArgs(dir: string): string[] {
     '--ip6tables=false',
     '--ip-forward=false',
     '--bridge=none',
-    '--data-root', path.join(dir, 'root'),
-    '--exec-root', path.join(dir, 'exec'),
-    '--pidfile', path.join(dir, 'pid'),
-    '--config-file', path.join(dir, 'daemon.json'),
+    '--data-root',
+    path.join(dir, 'root'),
+    '--exec-root',
+    path.join(dir, 'exec'),
+    '--pidfile',
+    path.join(dir, 'pid'),
+    '--config-file',
+    path.join(dir, 'daemon.json'),
     // If the host runs containerd (/run/containerd), dockerd uses it: keep to our own namespace.
-    '--containerd-namespace', namespace,
-    '--containerd-plugins-namespace', `${namespace}-plugins`,
-    '-H', `unix://${path.join(dir, 'docker.sock')}`,
+    '--containerd-namespace',
+    namespace,
+    '--containerd-plugins-namespace',
+    `${namespace}-plugins`,
+    '-H',
+    `unix://${path.join(dir, 'docker.sock')}`,
   ];
 }
 

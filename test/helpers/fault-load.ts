@@ -97,7 +97,9 @@ export function startFaultLoad(
     await record(answers, replica, 'tags list', () => client.request(`/v2/${known.repository}/tags/list`));
     await record(answers, replica, 'blob head', () => client.request(`/v2/${known.repository}/blobs/${known.blob}`, { method: 'HEAD' }));
     // Ranged: served through the registry even where whole blobs are redirected to S3.
-    await record(answers, replica, 'blob get', () => client.request(`/v2/${known.repository}/blobs/${known.blob}`, { headers: { Range: 'bytes=0-' } }));
+    await record(answers, replica, 'blob get', () =>
+      client.request(`/v2/${known.repository}/blobs/${known.blob}`, { headers: { Range: 'bytes=0-' } }),
+    );
     if (options.catalog) await record(answers, replica, 'catalog', () => client.request('/v2/_catalog'));
   }
 

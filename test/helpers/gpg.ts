@@ -70,10 +70,23 @@ export async function createGpgKey(name: string, email = 'signer@example.com', o
     await exportKey();
     const revokeSigningSubkey = async (): Promise<void> => {
       // key 1, revkey, confirm, reason 0 (none), empty description, confirm, save.
-      await gpg(['--yes', '--pinentry-mode', 'loopback', '--passphrase', '', '--command-fd', '0', '--edit-key', fingerprint], 'key 1\nrevkey\ny\n0\n\ny\nsave\n');
+      await gpg(
+        ['--yes', '--pinentry-mode', 'loopback', '--passphrase', '', '--command-fd', '0', '--edit-key', fingerprint],
+        'key 1\nrevkey\ny\n0\n\ny\nsave\n',
+      );
       await exportKey();
     };
-    return { home, fingerprint, ...(subkeyFingerprint ? { subkeyFingerprint } : {}), publicKeyFile, env, gpg, fakeTime, revokeSigningSubkey, close };
+    return {
+      home,
+      fingerprint,
+      ...(subkeyFingerprint ? { subkeyFingerprint } : {}),
+      publicKeyFile,
+      env,
+      gpg,
+      fakeTime,
+      revokeSigningSubkey,
+      close,
+    };
   } catch (err) {
     await close();
     throw err;

@@ -92,7 +92,11 @@ export function makeImage(options: { layers?: number; layerBytes?: number; os?: 
   const platform = { os: options.os ?? 'linux', architecture: options.architecture ?? 'amd64' };
   const layers = Array.from({ length: options.layers ?? 2 }, () => randomLayer(options.layerBytes));
   const diffIds = layers.map(() => sha256(randomBytes(8))); // not checked by registries or skopeo copy
-  return imageOf({ ...platform, created: new Date().toISOString(), config: {}, rootfs: { type: 'layers', diff_ids: diffIds } }, layers, platform);
+  return imageOf(
+    { ...platform, created: new Date().toISOString(), config: {}, rootfs: { type: 'layers', diff_ids: diffIds } },
+    layers,
+    platform,
+  );
 }
 
 export function makeIndex(images: Image[]): Blob {

@@ -43,7 +43,9 @@ export async function compressionBomb(inflatedBytes: number, options: { nested?:
   });
   const packet = compressedPacket(inner);
   if (!options.nested) return packet;
-  return compressedPacket(await deflate(function* () {
-    yield packet;
-  }));
+  return compressedPacket(
+    await deflate(function* () {
+      yield packet;
+    }),
+  );
 }

@@ -65,7 +65,9 @@ function run(command: string, args: string[], user: { uid: number; gid: number }
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${path.basename(command)} ${args[0]} exited with ${code}: ${stderr}`))));
+    child.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${path.basename(command)} ${args[0]} exited with ${code}: ${stderr}`)),
+    );
   });
 }
 

@@ -140,10 +140,16 @@ export function patchS3rver(server: S3rverInstance): S3rverFixes {
     const range = /^bytes=(\d+)-(\d+)$/.exec(ctx.get('x-amz-copy-source-range'));
     const sourceFile = objectPath(srcBucket!, srcKeyParts.join('/'));
     // s3rver's putPart does not listen for errors on its source: make sure it opens.
-    if (!(await access(sourceFile).then(() => true, () => false))) {
+    if (
+      !(await access(sourceFile).then(
+        () => true,
+        () => false,
+      ))
+    ) {
       ctx.status = 404;
       ctx.type = 'application/xml';
-      ctx.body = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>';
+      ctx.body =
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>';
       return;
     }
     const source = createReadStream(sourceFile, range ? { start: Number(range[1]), end: Number(range[2]) } : {});
@@ -163,9 +169,7 @@ export function patchS3rver(server: S3rverInstance): S3rverFixes {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
         throw err;
       }
-      const keys = await Promise.all(
-        ids.map((id) => readFile(path.join(uploadsDir(bucket), id, 'key'), 'utf8').catch(() => undefined)),
-      );
+      const keys = await Promise.all(ids.map((id) => readFile(path.join(uploadsDir(bucket), id, 'key'), 'utf8').catch(() => undefined)));
       // An upload removed while we looked has no key file any more: it is not left over.
       return keys.filter((key): key is string => key !== undefined && key.startsWith(prefix)).sort();
     },

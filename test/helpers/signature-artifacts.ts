@@ -74,7 +74,11 @@ export function cosignConfig(layers: Blob[]): Blob {
  * What `cosign sign --key k <host>/<repo>@<digest>` pushes to `<repo>:sha256-<hex>.sig`: one
  * simple-signing layer whose annotation is the base64 ECDSA-SHA256 signature over the payload.
  */
-export function cosignSignatureManifest(key: CosignKeyPair, digest: string, dockerReference: string): Artifact & { tag: string; payload: Blob } {
+export function cosignSignatureManifest(
+  key: CosignKeyPair,
+  digest: string,
+  dockerReference: string,
+): Artifact & { tag: string; payload: Blob } {
   const payload = cosignPayload(digest, dockerReference);
   const signature = cryptoSign('sha256', payload.data, key.privateKey).toString('base64');
   const config = cosignConfig([payload]);
@@ -142,7 +146,9 @@ export function cosignAttestation(subject: Blob): Artifact & { tag: string } {
     Buffer.from(
       JSON.stringify({
         payloadType: 'application/vnd.in-toto+json',
-        payload: Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v0.1', subject: [{ digest: { sha256: subject.digest.slice(7) } }] })).toString('base64'),
+        payload: Buffer.from(
+          JSON.stringify({ _type: 'https://in-toto.io/Statement/v0.1', subject: [{ digest: { sha256: subject.digest.slice(7) } }] }),
+        ).toString('base64'),
         signatures: [{ keyid: '', sig: randomBytes(64).toString('base64') }],
       }),
     ),
@@ -152,4 +158,3 @@ export function cosignAttestation(subject: Blob): Artifact & { tag: string } {
   const manifest = manifestOf({ config: descriptorOf(config), layers: [descriptorOf(envelope)] });
   return { blobs: [config, envelope], manifest, tag: `${subject.digest.replace(':', '-')}.att` };
 }
-

@@ -34,10 +34,26 @@ export function payload(digest: string, reference: string, extra: { critical?: o
   );
 }
 
-export async function sign(key: TestKey, data: Uint8Array, options: { armor?: boolean; date?: Date; subkey?: boolean } = {}): Promise<Uint8Array> {
+export async function sign(
+  key: TestKey,
+  data: Uint8Array,
+  options: { armor?: boolean; date?: Date; subkey?: boolean } = {},
+): Promise<Uint8Array> {
   const message = await openpgp.createMessage({ binary: data });
-  const signingKeyIDs = options.subkey ? [key.privateKey.getSubkeys().find((k) => k.getAlgorithmInfo().algorithm !== 'ecdh')?.getKeyID()].filter((x): x is openpgp.KeyID => !!x) : undefined;
-  const common = { message, signingKeys: key.privateKey, ...(options.date ? { date: options.date } : {}), ...(signingKeyIDs ? { signingKeyIDs } : {}) };
+  const signingKeyIDs = options.subkey
+    ? [
+        key.privateKey
+          .getSubkeys()
+          .find((k) => k.getAlgorithmInfo().algorithm !== 'ecdh')
+          ?.getKeyID(),
+      ].filter((x): x is openpgp.KeyID => !!x)
+    : undefined;
+  const common = {
+    message,
+    signingKeys: key.privateKey,
+    ...(options.date ? { date: options.date } : {}),
+    ...(signingKeyIDs ? { signingKeyIDs } : {}),
+  };
   if (options.armor) return new TextEncoder().encode(await openpgp.sign({ ...common, format: 'armored' }));
   return openpgp.sign({ ...common, format: 'binary' });
 }

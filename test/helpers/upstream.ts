@@ -74,7 +74,10 @@ export async function startGoRegistry(): Promise<GoRegistry> {
       await rm(dir, { recursive: true, force: true });
       throw new Error(`docker-registry exited: ${stderr}`);
     }
-    const up = await fetch(`${url}/v2/`).then((r) => r.status === 200, () => false);
+    const up = await fetch(`${url}/v2/`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (up) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -138,7 +141,10 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
     }
     if (req.headers.authorization === `Bearer ${token}`) return false;
     res
-      .writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://127.0.0.1:${port}/token",service="upstream"`, 'Content-Type': 'application/json' })
+      .writeHead(401, {
+        'WWW-Authenticate': `Bearer realm="http://127.0.0.1:${port}/token",service="upstream"`,
+        'Content-Type': 'application/json',
+      })
       .end('{"errors":[{"code":"UNAUTHORIZED"}]}');
     return true;
   };
@@ -146,7 +152,13 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
     requests.push(`${req.method} ${req.url}`);
     if (guarded(req, res)) return;
     const upstream = http.request(
-      { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${targetPort}` } },
+      {
+        host: '127.0.0.1',
+        port: targetPort,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: `127.0.0.1:${targetPort}` },
+      },
       (answer) => {
         const headers = { ...answer.headers };
         const corrupt = req.method === 'GET' && corruptPattern?.test(req.url ?? '') && answer.statusCode === 200;
@@ -232,7 +244,11 @@ export async function pushBlobTo(base: string, repository: string, blob: { data:
   if (started.status !== 202) return started.status;
   const location = new URL(started.headers.get('location')!, base);
   location.searchParams.set('digest', blob.digest);
-  const res = await fetch(location, { method: 'PUT', body: new Uint8Array(blob.data), headers: { 'Content-Type': 'application/octet-stream' } });
+  const res = await fetch(location, {
+    method: 'PUT',
+    body: new Uint8Array(blob.data),
+    headers: { 'Content-Type': 'application/octet-stream' },
+  });
   await res.arrayBuffer();
   return res.status;
 }

@@ -30,7 +30,10 @@ test.before(async (t) => {
   t.context.proxy = await startCountingProxy(t.context.upstream.port);
   t.context.logs = captureLog('info');
   // The registry's tag TTL is an hour; the mirror projects of most tests ask again at every pull.
-  t.context.signet = await startTestRegistry({ env: { REGISTRY_PROXY_TAGTTL: '1h', REGISTRY_PROXY_TIMEOUT: '5' }, log: t.context.logs.log });
+  t.context.signet = await startTestRegistry({
+    env: { REGISTRY_PROXY_TAGTTL: '1h', REGISTRY_PROXY_TIMEOUT: '5' },
+    log: t.context.logs.log,
+  });
 });
 test.after.always(async (t) => {
   await t.context.signet?.close();
@@ -90,7 +93,10 @@ test('a cold pull fetches the manifest and blobs once; a warm pull asks the upst
 test('8 concurrent pulls of a cold 32 MiB layer share one upstream fetch', async (t) => {
   const project = await mirrorProject(t);
   const layer = blobOf(randomBytes(32 * 1024 * 1024), OCI_LAYER);
-  const image = imageOf({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }, [layer], { os: 'linux', architecture: 'amd64' });
+  const image = imageOf({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }, [layer], {
+    os: 'linux',
+    architecture: 'amd64',
+  });
   await pushUpstream(t, 'big/app', image, 'v1');
   const signet = createClient(t.context.signet.url);
   t.is((await signet.getManifest(`${project}/big/app`, 'v1')).status, 200);
@@ -202,7 +208,8 @@ test('a tag is served from the cache until its TTL passes (REGISTRY_PROXY_TAGTTL
   const signet = createClient(t.context.signet.url);
   t.is((await signet.getManifest(`${project}/ttl/app`, 'v1')).headers.get('docker-content-digest'), first.manifest.digest);
   await pushUpstream(t, 'ttl/app', makeImage({ layers: 1 }), 'v1');
-  const asked = (): number => t.context.proxy.count('HEAD', /\/ttl\/app\/manifests\/v1$/) + t.context.proxy.count('GET', /\/ttl\/app\/manifests\/v1$/);
+  const asked = (): number =>
+    t.context.proxy.count('HEAD', /\/ttl\/app\/manifests\/v1$/) + t.context.proxy.count('GET', /\/ttl\/app\/manifests\/v1$/);
   const before = asked();
   t.is((await signet.getManifest(`${project}/ttl/app`, 'v1')).headers.get('docker-content-digest'), first.manifest.digest);
   t.is(asked(), before, 'within the TTL the upstream is not asked');
@@ -231,9 +238,17 @@ test('signet mirror run copies the matching tags and skips those present; a sche
   t.regex(stdout, /2 tag\(s\) matched; copied 1, skipped 1 already present \(8\.0\), 0 failed/);
   t.regex(stderr, /1\/2 8\.0: present/);
   t.regex(stderr, /2\/2 8\.1: copied/);
-  const linked = (image: Image) => t.context.signet.registry.deps.metadata.blobs.findMany(`${project}/sched/ubi`, [image.config.digest, ...image.layers.map((l) => l.digest)]);
+  const linked = (image: Image) =>
+    t.context.signet.registry.deps.metadata.blobs.findMany(`${project}/sched/ubi`, [
+      image.config.digest,
+      ...image.layers.map((l) => l.digest),
+    ]);
   t.is((await linked(images.get('8.1')!)).size, 2, 'the copied tag has its blobs here');
-  t.is(await t.context.signet.registry.deps.metadata.tags.find(`${project}/sched/ubi`, '9.0'), undefined, 'a tag that does not match is not copied');
+  t.is(
+    await t.context.signet.registry.deps.metadata.tags.find(`${project}/sched/ubi`, '9.0'),
+    undefined,
+    'a tag that does not match is not copied',
+  );
 
   // A schedule of every tag: runs at once (the settings changed), copies 9.0, skips the others.
   await signetCli(t, ['mirror', 'schedule', project, '--rule', 'sched/ubi=*', '--every', '1h']);
@@ -241,7 +256,10 @@ test('signet mirror run copies the matching tags and skips those present; a sche
   let report: { copied: number; skipped: string[] }[] | undefined;
   t.true(
     await until(async () => {
-      const rows = await db.query<{ report: typeof report }>(`SELECT report FROM maintenance_runs WHERE name = $1 AND finished_at IS NOT NULL`, [`mirror:${project}`]);
+      const rows = await db.query<{ report: typeof report }>(
+        `SELECT report FROM maintenance_runs WHERE name = $1 AND finished_at IS NOT NULL`,
+        [`mirror:${project}`],
+      );
       report = rows[0]?.report;
       return report !== undefined;
     }, 30_000),

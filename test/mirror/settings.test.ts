@@ -43,7 +43,12 @@ function api(method: string, urlPath: string, body?: unknown): Promise<Response>
 test('a mirror project keeps its settings and never shows or logs the password', async (t) => {
   const created = await api('POST', '/api/v1/projects', {
     name: 'redhat',
-    mirror: { upstream: 'https://registry.example.com/', username: 'bot', password: SECRET, lookaside: 'https://sigs.example.com/sigstore/' },
+    mirror: {
+      upstream: 'https://registry.example.com/',
+      username: 'bot',
+      password: SECRET,
+      lookaside: 'https://sigs.example.com/sigstore/',
+    },
   });
   t.is(created.status, 201);
   const text = await created.text();
@@ -58,7 +63,9 @@ test('a mirror project keeps its settings and never shows or logs the password',
     tagTtlSeconds: null,
     sync: { rules: [], intervalSeconds: 0 },
   });
-  const patched = await api('PATCH', '/api/v1/projects/redhat', { mirror: { useExtension: false, signedPrefix: 'registry.access.redhat.com' } });
+  const patched = await api('PATCH', '/api/v1/projects/redhat', {
+    mirror: { useExtension: false, signedPrefix: 'registry.access.redhat.com' },
+  });
   t.is(patched.status, 200);
   const after = (await patched.json()) as { mirror: Record<string, unknown> };
   t.is(after.mirror.credentials, true, 'a PATCH of other fields keeps the credentials');
@@ -116,7 +123,7 @@ test('only registry administrators set mirror settings: a project admin cannot p
   const res = await asAlice('PATCH', { mirror: { upstream: 'http://169.254.169.254/latest' } });
   t.is(res.status, 403);
   t.regex(((await res.json()) as OciErrorBody).errors[0]?.message ?? '', /only registry administrators set mirror settings/);
-  t.is((await asAlice('PATCH', { public: true })).status, 200, 'other settings stay the project admin\'s');
+  t.is((await asAlice('PATCH', { public: true })).status, 200, "other settings stay the project admin's");
   const project = (await (await api('GET', '/api/v1/projects/owned')).json()) as { mirror?: unknown };
   t.is(project.mirror, undefined);
 });
@@ -127,20 +134,57 @@ test('signet project create --mirror-of takes the upstream password from SIGNET_
       env: { ...process.env, SIGNET_PASSWORD: 'root-pw', ...env },
       timeoutMs: 60_000,
     });
-  const created = await cli(['project', 'create', 'clirh', '--mirror-of', 'https://registry.example.com', '--mirror-user', 'bot', '--lookaside', 'https://sigs.example.com'], {
-    SIGNET_MIRROR_PASSWORD: SECRET,
-  });
+  const created = await cli(
+    [
+      'project',
+      'create',
+      'clirh',
+      '--mirror-of',
+      'https://registry.example.com',
+      '--mirror-user',
+      'bot',
+      '--lookaside',
+      'https://sigs.example.com',
+    ],
+    {
+      SIGNET_MIRROR_PASSWORD: SECRET,
+    },
+  );
   t.regex(created.stdout, /created private mirror of https:\/\/registry\.example\.com clirh/);
   const shown = await cli(['project', 'show', 'clirh']);
   t.false(shown.stdout.includes(SECRET));
   t.regex(shown.stdout, /"credentials": true/);
-  const refused = await runExpectingFailure(process.execPath, ['--import', 'tsx', path.resolve('server/main.ts'), '--registry', registry.url, '--user', 'root', 'project', 'create', 'clirh2', '--mirror-of', 'https://registry.example.com', '--mirror-user', 'bot'], {
-    env: { ...process.env, SIGNET_PASSWORD: 'root-pw', SIGNET_MIRROR_PASSWORD: '' },
-    timeoutMs: 60_000,
-  });
+  const refused = await runExpectingFailure(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.resolve('server/main.ts'),
+      '--registry',
+      registry.url,
+      '--user',
+      'root',
+      'project',
+      'create',
+      'clirh2',
+      '--mirror-of',
+      'https://registry.example.com',
+      '--mirror-user',
+      'bot',
+    ],
+    {
+      env: { ...process.env, SIGNET_PASSWORD: 'root-pw', SIGNET_MIRROR_PASSWORD: '' },
+      timeoutMs: 60_000,
+    },
+  );
   t.regex(refused.stderr, /needs the upstream password in SIGNET_MIRROR_PASSWORD/);
   const set = await cli(['project', 'set', 'clirh', '--signature-extension', 'off', '--signed-prefix', 'registry.access.redhat.com']);
   t.regex(set.stdout, /mirror of https:\/\/registry\.example\.com/);
-  const after = JSON.parse((await cli(['project', 'show', 'clirh'])).stdout) as { mirror: { useExtension: boolean; signedPrefix: string; credentials: boolean } };
-  t.deepEqual([after.mirror.useExtension, after.mirror.signedPrefix, after.mirror.credentials], [false, 'registry.access.redhat.com', true]);
+  const after = JSON.parse((await cli(['project', 'show', 'clirh'])).stdout) as {
+    mirror: { useExtension: boolean; signedPrefix: string; credentials: boolean };
+  };
+  t.deepEqual(
+    [after.mirror.useExtension, after.mirror.signedPrefix, after.mirror.credentials],
+    [false, 'registry.access.redhat.com', true],
+  );
 });

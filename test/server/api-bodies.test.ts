@@ -29,36 +29,39 @@ async function refusal(res: Response): Promise<{ status: number; code: string | 
   return { status: res.status, code: body?.errors?.[0]?.code, message: `${res.status} ${text.slice(0, 200)}` };
 }
 
-test.serial('POST /api/v1/gc: a body that is too large, not an object, or has unknown or impossible fields is a 4xx and runs nothing', async (t) => {
-  const garbage = blobOf(randomBytes(100), 'application/octet-stream');
-  t.is((await client.pushBlob('bodies/gc', garbage)).status, 201);
-  const bodies: [string, number][] = [
-    [JSON.stringify({ dryRun: false, pad: 'x'.repeat(5000) }), 413],
-    ['null', 400],
-    ['[]', 400],
-    ['"x"', 400],
-    ['42', 400],
-    ['{"graceSeconds":1e400}', 400],
-    ['{"graceSeconds":-1}', 400],
-    ['{"graceSeconds":"0"}', 400],
-    ['{"dryRun":"no"}', 400],
-    // A misspelt dryRun must not run a real collection.
-    ['{"dryrun":true}', 400],
-    ['{"dryRun":', 400],
-  ];
-  for (const [body, status] of bodies) {
-    const got = await refusal(await client.request('/api/v1/gc', { method: 'POST', body }));
-    t.is(got.status, status, `${body.slice(0, 40)}: ${got.message}`);
-    t.is(got.code, 'REQUEST_INVALID', body.slice(0, 40));
-  }
-  t.is((await client.request(`/v2/bodies/gc/blobs/${garbage.digest}`, { method: 'HEAD' })).status, 200, 'no collection ran');
+test.serial(
+  'POST /api/v1/gc: a body that is too large, not an object, or has unknown or impossible fields is a 4xx and runs nothing',
+  async (t) => {
+    const garbage = blobOf(randomBytes(100), 'application/octet-stream');
+    t.is((await client.pushBlob('bodies/gc', garbage)).status, 201);
+    const bodies: [string, number][] = [
+      [JSON.stringify({ dryRun: false, pad: 'x'.repeat(5000) }), 413],
+      ['null', 400],
+      ['[]', 400],
+      ['"x"', 400],
+      ['42', 400],
+      ['{"graceSeconds":1e400}', 400],
+      ['{"graceSeconds":-1}', 400],
+      ['{"graceSeconds":"0"}', 400],
+      ['{"dryRun":"no"}', 400],
+      // A misspelt dryRun must not run a real collection.
+      ['{"dryrun":true}', 400],
+      ['{"dryRun":', 400],
+    ];
+    for (const [body, status] of bodies) {
+      const got = await refusal(await client.request('/api/v1/gc', { method: 'POST', body }));
+      t.is(got.status, status, `${body.slice(0, 40)}: ${got.message}`);
+      t.is(got.code, 'REQUEST_INVALID', body.slice(0, 40));
+    }
+    t.is((await client.request(`/v2/bodies/gc/blobs/${garbage.digest}`, { method: 'HEAD' })).status, 200, 'no collection ran');
 
-  // An empty body is every default: a real run, which removes the unreferenced blob.
-  const res = await client.request('/api/v1/gc', { method: 'POST' });
-  t.is(res.status, 200);
-  t.regex(await res.text(), /"report"/);
-  t.is((await client.request(`/v2/bodies/gc/blobs/${garbage.digest}`, { method: 'HEAD' })).status, 404);
-});
+    // An empty body is every default: a real run, which removes the unreferenced blob.
+    const res = await client.request('/api/v1/gc', { method: 'POST' });
+    t.is(res.status, 200);
+    t.regex(await res.text(), /"report"/);
+    t.is((await client.request(`/v2/bodies/gc/blobs/${garbage.digest}`, { method: 'HEAD' })).status, 404);
+  },
+);
 
 test('project API bodies: too large is 413, the wrong shape or an unknown field 400, and nothing changes', async (t) => {
   t.is((await client.request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'apibodies' }) })).status, 201);
@@ -81,7 +84,12 @@ test('project API bodies: too large is 413, the wrong shape or an unknown field 
     t.is(got.status, status, `${method} ${path} ${body.slice(0, 40)}: ${got.message}`);
     t.is(got.code, 'REQUEST_INVALID', `${method} ${path} ${body.slice(0, 40)}`);
   }
-  const project = (await (await client.request('/api/v1/projects/apibodies')).json()) as { public: boolean; signedOnly: boolean; quotaBytes: unknown; members: unknown[] };
+  const project = (await (await client.request('/api/v1/projects/apibodies')).json()) as {
+    public: boolean;
+    signedOnly: boolean;
+    quotaBytes: unknown;
+    members: unknown[];
+  };
   t.deepEqual([project.public, project.signedOnly, project.quotaBytes, project.members], [false, false, null, []]);
   t.is((await client.request('/api/v1/projects/huge')).status, 404);
   t.is((await client.request('/api/v1/projects/typo')).status, 404);
@@ -90,7 +98,11 @@ test('project API bodies: too large is 413, the wrong shape or an unknown field 
 test('a body shorter than its Content-Length is refused in the error shape, not as a 500', async (t) => {
   const port = Number(new URL(registry.url).port);
   const body = '{"name":"short"}';
-  const head = requestHead('POST', '/api/v1/projects', { Host: 'x', 'Content-Type': 'application/json', 'Content-Length': String(body.length + 10) });
+  const head = requestHead('POST', '/api/v1/projects', {
+    Host: 'x',
+    'Content-Type': 'application/json',
+    'Content-Length': String(body.length + 10),
+  });
   // The client ends its side after too few bytes: Node's parser or the body reader refuses it.
   const exchange = await rawRequest(port, head + body, { halfClose: true, timeoutMs: 5000 });
   const status = exchange.responses[0]?.status;

@@ -7,7 +7,9 @@ import { DependencyUnavailableError } from '../../storage/errors.js';
 import { captureLog } from '../helpers/log-capture.js';
 import { sleep } from '../helpers/wait.js';
 
-const refused = new DependencyUnavailableError('database', 'connection refused', { cause: Object.assign(new Error('connect ECONNREFUSED 10.0.0.5:5432'), { code: 'ECONNREFUSED' }) });
+const refused = new DependencyUnavailableError('database', 'connection refused', {
+  cause: Object.assign(new Error('connect ECONNREFUSED 10.0.0.5:5432'), { code: 'ECONNREFUSED' }),
+});
 
 test('an outage is two lines however many operations fail, and straddling outcomes change nothing', async (t) => {
   const logs = captureLog();

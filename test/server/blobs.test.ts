@@ -312,7 +312,11 @@ test('an upload resumes after the server restarts', async (t) => {
   const c1 = createClient(first.url);
   const start = await c1.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
   const location = start.headers.get('location')!;
-  await c1.request(location, { method: 'PATCH', body: new Uint8Array(blob.data.subarray(0, 20_000)), headers: { 'Content-Range': '0-19999' } });
+  await c1.request(location, {
+    method: 'PATCH',
+    body: new Uint8Array(blob.data.subarray(0, 20_000)),
+    headers: { 'Content-Range': '0-19999' },
+  });
   await first.close();
 
   const second = await startTestRegistry({ dataDir: `${dataDir}-restart` });
@@ -349,7 +353,11 @@ test('finished and cancelled uploads leave no objects behind', async (t) => {
   await client.request(location, { method: 'DELETE' });
   const uploads = await readdir(path.join(registry.dataDir, 'storage', 'uploads')).catch(() => [] as string[]);
   const id = start.headers.get('docker-upload-uuid')!;
-  t.deepEqual(uploads.filter((entry) => entry.startsWith(id)), [], 'the cancelled upload left objects behind');
+  t.deepEqual(
+    uploads.filter((entry) => entry.startsWith(id)),
+    [],
+    'the cancelled upload left objects behind',
+  );
   // No upload of this test remains at all (other tests may have sessions open).
   t.true(uploads.length < 20, `${uploads.length} upload objects remain`);
 });
@@ -377,11 +385,18 @@ test('every way of pushing a blob leaves no upload object behind', async (t) => 
   const split = randomBlob(6000);
   location = await start();
   const first = await client.request(location, { method: 'PATCH', body: new Uint8Array(split.data.subarray(0, 2500)) });
-  const rest = await client.request(`${first.headers.get('location')}?digest=${split.digest}`, { method: 'PUT', body: new Uint8Array(split.data.subarray(2500)) });
+  const rest = await client.request(`${first.headers.get('location')}?digest=${split.digest}`, {
+    method: 'PUT',
+    body: new Uint8Array(split.data.subarray(2500)),
+  });
   t.is(rest.status, 201);
-  for (const blob of [streamed, closing, split]) t.deepEqual(Buffer.from(await (await client.request(`/v2/${name}/blobs/${blob.digest}`)).arrayBuffer()), blob.data);
+  for (const blob of [streamed, closing, split])
+    t.deepEqual(Buffer.from(await (await client.request(`/v2/${name}/blobs/${blob.digest}`)).arrayBuffer()), blob.data);
   const left = await readdir(uploads).catch(() => [] as string[]);
-  t.deepEqual(left.filter((entry) => ids.some((id) => entry.startsWith(id))), []);
+  t.deepEqual(
+    left.filter((entry) => ids.some((id) => entry.startsWith(id))),
+    [],
+  );
 });
 
 test('a closing PUT ends the session also when its body does not match the digest', async (t) => {
@@ -394,7 +409,10 @@ test('a closing PUT ends the session also when its body does not match the diges
   t.is((await client.request(location)).status, 404, 'the session is over, as in distribution');
   t.is((await client.request(`/v2/${name}/blobs/${blob.digest}`, { method: 'HEAD' })).status, 404);
   const uploads = await readdir(path.join(registry.dataDir, 'storage', 'uploads')).catch(() => [] as string[]);
-  t.deepEqual(uploads.filter((entry) => entry.startsWith(res.headers.get('docker-upload-uuid')!)), []);
+  t.deepEqual(
+    uploads.filter((entry) => entry.startsWith(res.headers.get('docker-upload-uuid')!)),
+    [],
+  );
 });
 
 function blobFile(digest: string): string {

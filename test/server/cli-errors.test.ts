@@ -11,7 +11,9 @@ const MAIN = path.resolve('server/main.ts');
 
 /** The CLI, which must fail: exit code and standard error. SIGNET_* come only from `env`. */
 async function signetFails(args: string[], env: Record<string, string> = {}, input?: string): Promise<{ code: unknown; stderr: string }> {
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('SIGNET_') && !name.startsWith('REGISTRY_')));
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('SIGNET_') && !name.startsWith('REGISTRY_')),
+  );
   const failure = await runExpectingFailure(process.execPath, ['--import', 'tsx', MAIN, ...args], {
     env: { ...inherited, ...env },
     timeoutMs: 120_000,
@@ -39,7 +41,10 @@ function oneLine(t: { is(a: unknown, b: unknown, m?: string): void }, result: { 
 test('no registry at the URL: one line naming it, and how to point at another', async (t) => {
   const url = `http://127.0.0.1:${await closedPort()}`;
   const line = oneLine(t, await signetFails(['--registry', url, 'project', 'list']));
-  t.is(line, `signet: cannot reach the registry at ${url}: connection refused; is it running? Give its address with --registry or SIGNET_REGISTRY`);
+  t.is(
+    line,
+    `signet: cannot reach the registry at ${url}: connection refused; is it running? Give its address with --registry or SIGNET_REGISTRY`,
+  );
   const viaEnv = oneLine(t, await signetFails(['repo', 'list', 'team'], { SIGNET_REGISTRY: url }));
   t.regex(viaEnv, new RegExp(`cannot reach the registry at ${url}: connection refused`));
 });
@@ -56,10 +61,19 @@ test('a missing key file or signature folder: one line naming it', async (t) => 
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const url = `http://127.0.0.1:${await closedPort()}`;
   const key = path.join(dir, 'key.gpg');
-  t.is(oneLine(t, await signetFails(['--registry', url, 'key', 'add', 'team', key])), `signet: cannot read key file ${key}: does not exist`);
+  t.is(
+    oneLine(t, await signetFails(['--registry', url, 'key', 'add', 'team', key])),
+    `signet: cannot read key file ${key}: does not exist`,
+  );
   const folder = path.join(dir, 'sigstore');
-  t.is(oneLine(t, await signetFails(['--registry', url, 'signatures', 'import', folder])), `signet: cannot read signature folder ${folder}: does not exist`);
-  t.is(oneLine(t, await signetFails(['--registry', url, 'key', 'add', 'team', dir])), `signet: cannot read key file ${dir}: is a directory, not a file`);
+  t.is(
+    oneLine(t, await signetFails(['--registry', url, 'signatures', 'import', folder])),
+    `signet: cannot read signature folder ${folder}: does not exist`,
+  );
+  t.is(
+    oneLine(t, await signetFails(['--registry', url, 'key', 'add', 'team', dir])),
+    `signet: cannot read key file ${dir}: is a directory, not a file`,
+  );
 });
 
 test('--user without a password says so, and how to give one', async (t) => {

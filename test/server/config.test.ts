@@ -48,7 +48,17 @@ test('a YAML file in the Go registry layout, overridden by the environment', asy
   const file = path.join(dir, 'config.yml');
   await writeFile(
     file,
-    ['version: 0.1', 'log:', '  level: warn', 'storage:', '  filesystem:', '    rootdirectory: /from/file', 'http:', '  addr: :7000', ''].join('\n'),
+    [
+      'version: 0.1',
+      'log:',
+      '  level: warn',
+      'storage:',
+      '  filesystem:',
+      '    rootdirectory: /from/file',
+      'http:',
+      '  addr: :7000',
+      '',
+    ].join('\n'),
   );
   const config = loadConfig({ env: { REGISTRY_HTTP_ADDR: ':8000' }, file });
   t.is(config.log.level, 'warn');
@@ -180,7 +190,9 @@ test('S3 storage: a bucket name S3 refuses is refused at start-up, by variable, 
     ['192.168.5.4', /IP address/],
   ];
   for (const [bucket, rule] of cases) {
-    const err = t.throws(() => loadConfig({ env: { REGISTRY_STORAGE: 's3', REGISTRY_STORAGE_S3_BUCKET: bucket } }), { instanceOf: ConfigError });
+    const err = t.throws(() => loadConfig({ env: { REGISTRY_STORAGE: 's3', REGISTRY_STORAGE_S3_BUCKET: bucket } }), {
+      instanceOf: ConfigError,
+    });
     t.is(err?.problems.length, 1, bucket);
     t.regex(err?.problems[0] ?? '', /^REGISTRY_STORAGE_S3_BUCKET: S3 bucket names/, bucket);
     t.regex(err?.problems[0] ?? '', rule, bucket);
@@ -200,13 +212,22 @@ test('S3 storage: a region its endpoint contradicts, or no AWS region on AWS, is
     }
   };
   // Requests are signed for the configured region; S3 refuses a signature for another one.
-  t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'https://s3.eu-west-1.amazonaws.com', REGISTRY_STORAGE_S3_REGION: 'us-east-1' }), [
-    'REGISTRY_STORAGE_S3_REGION: does not match REGISTRY_STORAGE_S3_REGIONENDPOINT, an AWS endpoint in eu-west-1: set REGISTRY_STORAGE_S3_REGION=eu-west-1',
-  ]);
+  t.deepEqual(
+    problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'https://s3.eu-west-1.amazonaws.com', REGISTRY_STORAGE_S3_REGION: 'us-east-1' }),
+    [
+      'REGISTRY_STORAGE_S3_REGION: does not match REGISTRY_STORAGE_S3_REGIONENDPOINT, an AWS endpoint in eu-west-1: set REGISTRY_STORAGE_S3_REGION=eu-west-1',
+    ],
+  );
   t.regex(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 's3-fips.us-east-2.amazonaws.com' })[0] ?? '', /an AWS endpoint in us-east-2/);
-  t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'https://s3.eu-west-1.amazonaws.com', REGISTRY_STORAGE_S3_REGION: 'eu-west-1' }), []);
+  t.deepEqual(
+    problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'https://s3.eu-west-1.amazonaws.com', REGISTRY_STORAGE_S3_REGION: 'eu-west-1' }),
+    [],
+  );
   // Without an endpoint, AWS itself: the region must be one of its names.
-  t.regex(problems({ REGISTRY_STORAGE_S3_REGION: 'europe' })[0] ?? '', /^REGISTRY_STORAGE_S3_REGION: expected an AWS region name such as us-east-1/);
+  t.regex(
+    problems({ REGISTRY_STORAGE_S3_REGION: 'europe' })[0] ?? '',
+    /^REGISTRY_STORAGE_S3_REGION: expected an AWS region name such as us-east-1/,
+  );
   t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGION: 'us-gov-west-1' }), []);
   // Other S3 services choose their own region names.
   t.deepEqual(problems({ REGISTRY_STORAGE_S3_REGIONENDPOINT: 'http://minio.internal:9000', REGISTRY_STORAGE_S3_REGION: 'home' }), []);
@@ -231,7 +252,15 @@ test('dependency timeouts: Go durations, defaults, and more than zero', (t) => {
   t.is(set.database.querytimeout, 60);
   t.is(set.storage.s3?.idletimeout, 1.5);
   const err = t.throws(
-    () => loadConfig({ env: { REGISTRY_DATABASE_CONNECTTIMEOUT: '0', REGISTRY_DATABASE_QUERYTIMEOUT: 'soon', REGISTRY_STORAGE_S3_BUCKET: 'blobs', REGISTRY_STORAGE_S3_IDLETIMEOUT: '0s' } }),
+    () =>
+      loadConfig({
+        env: {
+          REGISTRY_DATABASE_CONNECTTIMEOUT: '0',
+          REGISTRY_DATABASE_QUERYTIMEOUT: 'soon',
+          REGISTRY_STORAGE_S3_BUCKET: 'blobs',
+          REGISTRY_STORAGE_S3_IDLETIMEOUT: '0s',
+        },
+      }),
     { instanceOf: ConfigError },
   );
   t.deepEqual(err?.problems.map((p) => p.split(':')[0]).sort(), [
@@ -246,7 +275,15 @@ test('S3 storage: a YAML storage.s3 section wins over a filesystem root set besi
   const file = path.join(dir, 'config.yml');
   await writeFile(
     file,
-    ['storage:', '  filesystem:', '    rootdirectory: /var/lib/registry', '  s3:', '    bucket: from-file', '    region: us-west-2', ''].join('\n'),
+    [
+      'storage:',
+      '  filesystem:',
+      '    rootdirectory: /var/lib/registry',
+      '  s3:',
+      '    bucket: from-file',
+      '    region: us-west-2',
+      '',
+    ].join('\n'),
   );
   const config = loadConfig({ env: { REGISTRY_STORAGE_S3_ROOTDIRECTORY: '/env' }, file });
   t.is(config.storage.s3?.bucket, 'from-file');
@@ -314,12 +351,19 @@ async function yamlFile(t: { teardown(fn: () => Promise<void>): void }, lines: s
 
 test('an unknown REGISTRY_AUTH refuses to start, naming the variable and the accepted value', (t) => {
   // The Go registry refuses an unknown auth scheme; starting without authentication would open the registry.
-  const typo = t.throws(() => loadConfig({ env: { REGISTRY_AUTH: 'htpassword', REGISTRY_AUTH_HTPASSWD_PATH: '/etc/htpasswd' } }), { instanceOf: ConfigError });
+  const typo = t.throws(() => loadConfig({ env: { REGISTRY_AUTH: 'htpassword', REGISTRY_AUTH_HTPASSWD_PATH: '/etc/htpasswd' } }), {
+    instanceOf: ConfigError,
+  });
   t.deepEqual(typo?.problems, [
     'REGISTRY_AUTH: unknown authentication scheme "htpassword" (did you mean htpasswd?); accepted: htpasswd, token (none at all: no authentication)',
   ]);
-  const silly = t.throws(() => loadConfig({ env: { REGISTRY_AUTH: 'silly', REGISTRY_AUTH_SILLY_REALM: 'x' } }), { instanceOf: ConfigError });
-  t.regex(silly?.message ?? '', /REGISTRY_AUTH: the authentication scheme "silly" is the Go registry's, not supported by Signet; accepted: htpasswd, token/);
+  const silly = t.throws(() => loadConfig({ env: { REGISTRY_AUTH: 'silly', REGISTRY_AUTH_SILLY_REALM: 'x' } }), {
+    instanceOf: ConfigError,
+  });
+  t.regex(
+    silly?.message ?? '',
+    /REGISTRY_AUTH: the authentication scheme "silly" is the Go registry's, not supported by Signet; accepted: htpasswd, token/,
+  );
   t.regex(silly?.message ?? '', /REGISTRY_AUTH_SILLY_REALM: /, 'settings of an unsupported scheme are refused too');
   // Accepted: any case, and an empty value (as unset).
   t.is(loadConfig({ env: { REGISTRY_AUTH: 'HTPASSWD', REGISTRY_AUTH_HTPASSWD_PATH: '/x' } }).auth.htpasswd?.path, '/x');
@@ -340,7 +384,9 @@ test('an unknown REGISTRY_STORAGE or storage driver section refuses to start', (
 
 test('YAML: an unknown auth scheme or storage driver refuses to start, in either form the Go registry takes', async (t) => {
   const section = await yamlFile(t, ['auth:', '  htpassword:', '    realm: r', '    path: /etc/htpasswd']);
-  t.throws(() => loadConfig({ env: {}, file: section }), { message: /auth\.htpassword: unknown authentication scheme "htpassword" \(did you mean htpasswd\?\)/ });
+  t.throws(() => loadConfig({ env: {}, file: section }), {
+    message: /auth\.htpassword: unknown authentication scheme "htpassword" \(did you mean htpasswd\?\)/,
+  });
   const short = await yamlFile(t, ['storage: filesytem']);
   t.throws(() => loadConfig({ env: {}, file: short }), { message: /storage: unknown storage driver "filesytem"/ });
   const driver = await yamlFile(t, ['storage:', '  gcs:', '    bucket: b']);
@@ -359,7 +405,13 @@ test('Go registry settings that would weaken security when ignored refuse to sta
 
 test('an unknown REGISTRY_ variable is a warning naming the nearest setting, and is not applied', (t) => {
   const { config, notes } = readConfig({
-    env: { REGISTRY_LOG_LEVLE: 'debug', REGISTRY_STORAGE_S3_ACCESS_KEY: 'k', REGISTRY_HTTP_PORT: '5001', REGISTRY_LOG_LEVEL_X: 'y', REGISTRY_ZZZ: '1' },
+    env: {
+      REGISTRY_LOG_LEVLE: 'debug',
+      REGISTRY_STORAGE_S3_ACCESS_KEY: 'k',
+      REGISTRY_HTTP_PORT: '5001',
+      REGISTRY_LOG_LEVEL_X: 'y',
+      REGISTRY_ZZZ: '1',
+    },
   });
   t.is(config.log.level, 'info', 'REGISTRY_LOG_LEVEL_X does not replace the level');
   const warned = new Map(notes.filter((n) => n.msg === 'unknown setting ignored').map((n) => [n.fields.setting, n.fields.nearest]));
@@ -389,10 +441,13 @@ test('Kubernetes service links for a Service named registry are not warned about
     },
   });
   t.is(config.http.tls, undefined);
-  t.deepEqual(notes.filter((n) => n.level !== 'debug'), []);
+  t.deepEqual(
+    notes.filter((n) => n.level !== 'debug'),
+    [],
+  );
 });
 
-test('YAML: unknown keys are warnings with the nearest key; the Go registry\'s own settings are named once', async (t) => {
+test("YAML: unknown keys are warnings with the nearest key; the Go registry's own settings are named once", async (t) => {
   // The configuration the registry:2 image ships, with one typo.
   const file = await yamlFile(t, [
     'version: 0.1',
@@ -416,9 +471,15 @@ test('YAML: unknown keys are warnings with the nearest key; the Go registry\'s o
   const { config, notes } = readConfig({ env: { REGISTRY_HTTP_SECRET: 's' }, file });
   t.is(config.storage.filesystem.rootdirectory, '/var/lib/registry');
   const unknown = notes.filter((n) => n.msg === 'unknown setting ignored');
-  t.deepEqual(unknown.map((n) => n.fields), [{ setting: 'log.levle', file, nearest: 'log.level' }]);
+  t.deepEqual(
+    unknown.map((n) => n.fields),
+    [{ setting: 'log.levle', file, nearest: 'log.level' }],
+  );
   const go = notes.filter((n) => n.msg.startsWith('Go registry settings'));
-  t.deepEqual(go.map((n) => n.fields.settings), [['log.fields', 'storage.cache', 'http.headers', 'health'], ['REGISTRY_HTTP_SECRET']]);
+  t.deepEqual(
+    go.map((n) => n.fields.settings),
+    [['log.fields', 'storage.cache', 'http.headers', 'health'], ['REGISTRY_HTTP_SECRET']],
+  );
 });
 
 test('a TLS certificate without its key (or the reverse) says in words that both are needed', (t) => {
@@ -432,7 +493,7 @@ test('a TLS certificate without its key (or the reverse) says in words that both
   }
 });
 
-test('configuration messages are in words, never zod\'s defaults, and never repeat the value', (t) => {
+test("configuration messages are in words, never zod's defaults, and never repeat the value", (t) => {
   const secret = 'not-a-number-and-secret';
   const err = t.throws(
     () =>

@@ -57,10 +57,14 @@ async function signIn(user: keyof typeof USERS, headers: Record<string, string> 
 /** A POST with an Origin header (fetch will not send one of ours). */
 function postFromOrigin(pathname: string, body: string, origin: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.request(`${registry.url}${pathname}`, { method: 'POST', headers: { Origin: origin, 'Content-Type': 'application/json' } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
+    const req = http.request(
+      `${registry.url}${pathname}`,
+      { method: 'POST', headers: { Origin: origin, 'Content-Type': 'application/json' } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -79,7 +83,12 @@ function t0(actual: number, expected: number): void {
 async function putSignature(repo: string, digest: string, bytes: Uint8Array): Promise<void> {
   const res = await as('maint').request(`/extensions/v2/${repo}/signatures/${digest}`, {
     method: 'PUT',
-    body: JSON.stringify({ schemaVersion: 2, name: `${digest}@${'0'.repeat(31)}${Math.floor(Math.random() * 10)}`, type: 'atomic', content: Buffer.from(bytes).toString('base64') }),
+    body: JSON.stringify({
+      schemaVersion: 2,
+      name: `${digest}@${'0'.repeat(31)}${Math.floor(Math.random() * 10)}`,
+      type: 'atomic',
+      content: Buffer.from(bytes).toString('base64'),
+    }),
   });
   t0(res.status, 201);
 }
@@ -130,7 +139,11 @@ test('forged requests: a cookie write without the CSRF token, a sign-in from ano
   await project('forge', { dev: 'admin' });
   const { cookie, csrf } = await signIn('dev');
   const patch = (headers: Record<string, string>) =>
-    fetch(`${registry.url}/api/v1/projects/forge`, { method: 'PATCH', headers: { Cookie: cookie, 'Content-Type': 'application/json', ...headers }, body: '{"public":true}' });
+    fetch(`${registry.url}/api/v1/projects/forge`, {
+      method: 'PATCH',
+      headers: { Cookie: cookie, 'Content-Type': 'application/json', ...headers },
+      body: '{"public":true}',
+    });
   const forged = await patch({});
   t.is(forged.status, 403);
   t.regex(await forged.text(), /X-CSRF-Token/);
@@ -148,7 +161,10 @@ test('forged requests: a cookie write without the CSRF token, a sign-in from ano
   });
   t.is(upload.status, 401);
   // Signed out: the same cookie is nobody's.
-  t.is((await fetch(`${registry.url}/api/v1/session`, { method: 'DELETE', headers: { Cookie: cookie, 'X-CSRF-Token': csrf } })).status, 204);
+  t.is(
+    (await fetch(`${registry.url}/api/v1/session`, { method: 'DELETE', headers: { Cookie: cookie, 'X-CSRF-Token': csrf } })).status,
+    204,
+  );
   t.is((await patch({ 'X-CSRF-Token': csrf })).status, 401);
   const who = (await (await fetch(`${registry.url}/api/v1/session`, { headers: { Cookie: cookie } })).json()) as { user?: string };
   t.is(who.user, undefined);
@@ -158,14 +174,31 @@ test('trust state per tag is what a pull gets: verified, unsigned, untrusted key
   await project('trust', { maint: 'maintainer', dev: 'developer' });
   await as('root').request('/api/v1/projects/trust/keys', { method: 'POST', body: new Uint8Array(trusted.publicBinary) });
   const signed = await push('trust/app', 'signed');
-  await putSignature('trust/app', signed.manifest.digest, await sign(trusted, payload(signed.manifest.digest, `${registry.host}/trust/app:signed`)));
+  await putSignature(
+    'trust/app',
+    signed.manifest.digest,
+    await sign(trusted, payload(signed.manifest.digest, `${registry.host}/trust/app:signed`)),
+  );
   await push('trust/app', 'unsigned');
   const foreign = await push('trust/app', 'foreign');
-  await putSignature('trust/app', foreign.manifest.digest, await sign(stranger, payload(foreign.manifest.digest, `${registry.host}/trust/app:foreign`)));
+  await putSignature(
+    'trust/app',
+    foreign.manifest.digest,
+    await sign(stranger, payload(foreign.manifest.digest, `${registry.host}/trust/app:foreign`)),
+  );
   const moved = await push('trust/app', 'moved');
-  await putSignature('trust/app', moved.manifest.digest, await sign(trusted, payload(moved.manifest.digest, `${registry.host}/trust/app:elsewhere`)));
+  await putSignature(
+    'trust/app',
+    moved.manifest.digest,
+    await sign(trusted, payload(moved.manifest.digest, `${registry.host}/trust/app:elsewhere`)),
+  );
 
-  type Tag = { name: string; state: string; gate: { enforced: boolean; served: boolean; reason?: string }; signatures: { accepted: boolean; signer?: { fingerprint: string }; identity?: string }[] };
+  type Tag = {
+    name: string;
+    state: string;
+    gate: { enforced: boolean; served: boolean; reason?: string };
+    signatures: { accepted: boolean; signer?: { fingerprint: string }; identity?: string }[];
+  };
   const trust = async (): Promise<Map<string, Tag>> => {
     const res = await as('dev').request('/api/v1/projects/trust/repositories/app/trust');
     t.is(res.status, 200);
@@ -180,7 +213,9 @@ test('trust state per tag is what a pull gets: verified, unsigned, untrusted key
   t.is(tags.get('moved')?.state, 'other-reference');
   t.false(tags.get('unsigned')?.gate.enforced);
 
-  const preview = (await (await as('dev').request('/api/v1/projects/trust/gate-preview')).json()) as { refused: { tag: string; reason: string }[] };
+  const preview = (await (await as('dev').request('/api/v1/projects/trust/gate-preview')).json()) as {
+    refused: { tag: string; reason: string }[];
+  };
   t.deepEqual(preview.refused.map((r) => r.tag).sort(), ['foreign', 'moved', 'unsigned']);
 
   await as('root').request('/api/v1/projects/trust', { method: 'PATCH', body: JSON.stringify({ signedOnly: true }) });
@@ -196,7 +231,10 @@ test('trust state per tag is what a pull gets: verified, unsigned, untrusted key
     t.is(tags.get(name)?.gate.reason, message);
   }
   // Paging: one tag a page, in order, with `next`.
-  const first = (await (await as('dev').request('/api/v1/projects/trust/repositories/app/trust?n=1')).json()) as { tags: Tag[]; next?: string };
+  const first = (await (await as('dev').request('/api/v1/projects/trust/repositories/app/trust?n=1')).json()) as {
+    tags: Tag[];
+    next?: string;
+  };
   t.is(first.tags.length, 1);
   t.is(first.next, 'foreign');
   // Someone who may not pull learns nothing.
@@ -240,7 +278,10 @@ test('client configuration exports: the MachineConfig and KBS resources carry th
   t.is(decode(files.get('/etc/containers/registries.d/signet-exports.yaml')!.contents.source), registriesD);
   t.is(files.get('/etc/containers/policy.json')!.mode, 0o644);
   const kbs = (await (await as('root').request('/api/v1/projects/exports/kbs-resources.json')).json()) as Record<string, string>;
-  const securityPolicy = JSON.parse(kbs['security-policy']!) as { default: { type: string }[]; transports: { docker: Record<string, { keyData?: string }[]> } };
+  const securityPolicy = JSON.parse(kbs['security-policy']!) as {
+    default: { type: string }[];
+    transports: { docker: Record<string, { keyData?: string }[]> };
+  };
   t.is(securityPolicy.default[0]?.type, 'reject');
   t.is(securityPolicy.transports.docker[`${registry.host}/exports`]?.[0]?.keyData, Buffer.from(trusted.publicBinary).toString('base64'));
   t.is(kbs['sigstore-config'], `docker:\n  ${registry.host}/exports:\n    sigstore: http://${registry.host}/sigstore\n`);
@@ -255,11 +296,14 @@ test('deleting a tag or manifest from the API takes the maintainer role', async 
   t.is((await as('maint').request('/api/v1/projects/del/repositories/app/tags/v1', { method: 'DELETE' })).status, 204);
   t.is((await as('maint').getManifest('del/app', 'v1')).status, 404);
   t.is((await as('maint').getManifest('del/app', 'v2')).status, 200);
-  t.is((await as('maint').request(`/api/v1/projects/del/repositories/app/manifests/${image.manifest.digest}`, { method: 'DELETE' })).status, 204);
+  t.is(
+    (await as('maint').request(`/api/v1/projects/del/repositories/app/manifests/${image.manifest.digest}`, { method: 'DELETE' })).status,
+    204,
+  );
   t.is((await as('maint').getManifest('del/app', 'v2')).status, 404);
 });
 
-test.serial('a session ends when its user\'s password changes in htpasswd', async (t) => {
+test.serial("a session ends when its user's password changes in htpasswd", async (t) => {
   const { cookie } = await signIn('leaver');
   const who = async (): Promise<string | undefined> =>
     ((await (await fetch(`${registry.url}/api/v1/session`, { headers: { Cookie: cookie } })).json()) as { user?: string }).user;

@@ -97,7 +97,11 @@ test.serial('killed during a chunk of a chunked upload: the upload resumes from 
   const client1 = createClient(first.url);
   const start = await client1.request('/v2/crash/chunked/blobs/uploads/', { method: 'POST' });
   const location = start.headers.get('location')!;
-  const one = await client1.request(location, { method: 'PATCH', body: new Uint8Array(data.subarray(0, 1024 * 1024)), headers: { 'Content-Range': `0-${1024 * 1024 - 1}` } });
+  const one = await client1.request(location, {
+    method: 'PATCH',
+    body: new Uint8Array(data.subarray(0, 1024 * 1024)),
+    headers: { 'Content-Range': `0-${1024 * 1024 - 1}` },
+  });
   t.is(one.status, 202);
   await slowUpload(`${first.url}${location}`, 'PATCH', 2 * 1024 * 1024, 512 * 1024);
   await first.kill('SIGKILL');
@@ -127,7 +131,11 @@ test.serial('killed during the PUT that completes an upload: the session stays, 
   const head = 3 * 1024 * 1024;
   const client1 = createClient(first.url);
   const location = (await client1.request('/v2/crash/finish/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
-  const patched = await client1.request(location, { method: 'PATCH', body: new Uint8Array(data.subarray(0, head)), headers: { 'Content-Range': `0-${head - 1}` } });
+  const patched = await client1.request(location, {
+    method: 'PATCH',
+    body: new Uint8Array(data.subarray(0, head)),
+    headers: { 'Content-Range': `0-${head - 1}` },
+  });
   t.is(patched.status, 202);
   // The closing PUT carries the rest and is cut off by the kill halfway through.
   await slowUpload(`${first.url}${location}?digest=${sha256(data)}`, 'PUT', data.length - head, 512 * 1024);
@@ -147,48 +155,51 @@ test.serial('killed during the PUT that completes an upload: the session stays, 
   t.is((await client.request(location)).status, 404, 'the session ended with the link');
 });
 
-test.serial('killed while manifests and tags are being pushed: every tag names a complete manifest, nothing acknowledged is lost', async (t) => {
-  const env = await dataDirEnv(t);
-  const first = await startServerProcess(env);
-  t.teardown(() => first.kill());
-  const client1 = createClient(first.url);
-  const acknowledged = new Map<string, Image>();
-  let stop = false;
-  const pusher = (async () => {
-    for (let i = 0; !stop; i++) {
-      const image = makeImage({ layers: 1, layerBytes: 2048 });
-      try {
-        const res = await client1.pushImage('crash/tags', image, `t${i}`);
-        if (res.status === 201) acknowledged.set(`t${i}`, image);
-      } catch {
-        return; // the server died under us
+test.serial(
+  'killed while manifests and tags are being pushed: every tag names a complete manifest, nothing acknowledged is lost',
+  async (t) => {
+    const env = await dataDirEnv(t);
+    const first = await startServerProcess(env);
+    t.teardown(() => first.kill());
+    const client1 = createClient(first.url);
+    const acknowledged = new Map<string, Image>();
+    let stop = false;
+    const pusher = (async () => {
+      for (let i = 0; !stop; i++) {
+        const image = makeImage({ layers: 1, layerBytes: 2048 });
+        try {
+          const res = await client1.pushImage('crash/tags', image, `t${i}`);
+          if (res.status === 201) acknowledged.set(`t${i}`, image);
+        } catch {
+          return; // the server died under us
+        }
+      }
+    })();
+    // Killed once several pushes were acknowledged, with the next one under way.
+    t.true(await until(() => acknowledged.size >= 5, 60_000), 'pushes are acknowledged before the kill');
+    await first.kill('SIGKILL');
+    stop = true;
+    await pusher;
+    t.true(acknowledged.size > 0, 'some pushes completed before the kill');
+
+    const second = await startServerProcess(env);
+    t.teardown(() => second.kill());
+    const client = createClient(second.url);
+    const tags = ((await (await client.request('/v2/crash/tags/tags/list')).json()) as { tags: string[] }).tags;
+    for (const tag of acknowledged.keys()) t.true(tags.includes(tag), `acknowledged ${tag} survived`);
+    for (const tag of tags) {
+      const res = await client.getManifest('crash/tags', tag);
+      t.is(res.status, 200, tag);
+      const body = Buffer.from(await res.arrayBuffer());
+      t.is(sha256(body), res.headers.get('docker-content-digest') ?? '');
+      const manifest = JSON.parse(body.toString()) as { config: { digest: string }; layers: { digest: string }[] };
+      for (const digest of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
+        const blob = Buffer.from(await (await client.request(`/v2/crash/tags/blobs/${digest}`)).arrayBuffer());
+        t.is(sha256(blob), digest, `${tag}: ${digest} complete and correct`);
       }
     }
-  })();
-  // Killed once several pushes were acknowledged, with the next one under way.
-  t.true(await until(() => acknowledged.size >= 5, 60_000), 'pushes are acknowledged before the kill');
-  await first.kill('SIGKILL');
-  stop = true;
-  await pusher;
-  t.true(acknowledged.size > 0, 'some pushes completed before the kill');
-
-  const second = await startServerProcess(env);
-  t.teardown(() => second.kill());
-  const client = createClient(second.url);
-  const tags = ((await (await client.request('/v2/crash/tags/tags/list')).json()) as { tags: string[] }).tags;
-  for (const tag of acknowledged.keys()) t.true(tags.includes(tag), `acknowledged ${tag} survived`);
-  for (const tag of tags) {
-    const res = await client.getManifest('crash/tags', tag);
-    t.is(res.status, 200, tag);
-    const body = Buffer.from(await res.arrayBuffer());
-    t.is(sha256(body), res.headers.get('docker-content-digest') ?? '');
-    const manifest = JSON.parse(body.toString()) as { config: { digest: string }; layers: { digest: string }[] };
-    for (const digest of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
-      const blob = Buffer.from(await (await client.request(`/v2/crash/tags/blobs/${digest}`)).arrayBuffer());
-      t.is(sha256(blob), digest, `${tag}: ${digest} complete and correct`);
-    }
-  }
-});
+  },
+);
 
 test.serial('killed during garbage collection: referenced data stays, a new run finishes the job', async (t) => {
   const env = { ...(await dataDirEnv(t)), REGISTRY_GC_GRACE: '0' };

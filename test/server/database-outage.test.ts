@@ -104,7 +104,14 @@ test.serial('PostgreSQL stopped and started under load: 503 with Retry-After mea
   t.is(readyError.code, 'UNAVAILABLE');
   t.regex(readyError.message, /^not ready: database (connection refused|not accepting connections yet|shutting down)$/);
   t.like(readyError.detail, { storage: 'ok' });
-  t.true(await until(async () => ((await readiness(1)).body as { errors: [{ detail: { notifications?: string } }] }).errors[0].detail.notifications === 'reconnecting', 5000));
+  t.true(
+    await until(
+      async () =>
+        ((await readiness(1)).body as { errors: [{ detail: { notifications?: string } }] }).errors[0].detail.notifications ===
+        'reconnecting',
+      5000,
+    ),
+  );
 
   // Past the cache TTL: what was pulled is still served; what needs the database is a 503.
   await sleep(Math.max(0, stoppedAt + CACHE_TTL_S * 1000 + 500 - Date.now()));
@@ -132,7 +139,9 @@ test.serial('PostgreSQL stopped and started under load: 503 with Retry-After mea
   t.true(failures.length > 0, 'the load met the outage');
   // Cached pulls never failed, outage or not.
   t.deepEqual(
-    load.answers.filter((a) => a.what !== 'manifest push' && a.what !== 'blob push' && a.what !== 'catalog' && (a.status >= 300 || a.status === 0)),
+    load.answers.filter(
+      (a) => a.what !== 'manifest push' && a.what !== 'blob push' && a.what !== 'catalog' && (a.status >= 300 || a.status === 0),
+    ),
     [],
   );
   // No acknowledged push is lost: both replicas serve every one.

@@ -63,7 +63,10 @@ async function fillUntil(free: number): Promise<string> {
 async function storedFiles(): Promise<string[]> {
   const root = path.join(mountPoint, 'storage');
   const entries = await readdir(root, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile()).map((e) => path.relative(root, path.join(e.parentPath, e.name))).sort();
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(root, path.join(e.parentPath, e.name)))
+    .sort();
 }
 
 /** The OCI error of a response, which must be JSON (never Koa's plain-text 500). */
@@ -141,5 +144,9 @@ test.serial('each refusal is one warning line naming the size, not an error with
     [8 * MiB, 12 * MiB],
   );
   t.true(full.every((line) => line.level === 40 && line.err === undefined));
-  t.deepEqual(logs.lines.filter((line) => (line.level as number) >= 50), [], 'no error lines');
+  t.deepEqual(
+    logs.lines.filter((line) => (line.level as number) >= 50),
+    [],
+    'no error lines',
+  );
 });

@@ -27,7 +27,10 @@ test.after.always(() => registry?.close());
 async function gc(body: Record<string, unknown> = {}): Promise<GcReport> {
   const res = await client.request('/api/v1/gc', { method: 'POST', body: JSON.stringify(body) });
   if (res.status !== 200) throw new Error(`gc: ${res.status} ${await res.text()}`);
-  const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as { report?: GcReport; error?: string });
+  const lines = (await res.text())
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { report?: GcReport; error?: string });
   const last = lines[lines.length - 1]!;
   if (last.error) throw new Error(last.error);
   return last.report!;
@@ -186,64 +189,77 @@ test.serial('temporary files of writes a crash cut off, and emptied upload direc
   t.true(report.bytesRemoved >= 300);
 });
 
-test.serial('crash debris goes once older than any live request could be; live uploads, recorded chunks and young objects stay', async (t) => {
-  // 30 minutes: past the debris age (idle timeout + 15 min), short of this registry's 1 h upload age.
-  const past = new Date(Date.now() - 30 * 60_000);
-  const storage = path.join(registry.dataDir, 'storage');
-  const uploads = path.join(storage, 'uploads');
-  const chunkName = (offset: number): string => `${String(offset).padStart(16, '0')}-abcdef012345`;
-  const aged = async (file: string, size = 64): Promise<string> => {
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, randomBytes(size));
-    await utimes(file, past, past);
-    return file;
-  };
-  const cutOff = await aged(path.join(storage, '_tmp', randomUUID()));
-  const sessionless = await aged(path.join(uploads, `${randomUUID()}.${chunkName(0)}`));
-  const young = path.join(uploads, `${randomUUID()}.${chunkName(0)}`);
-  await writeFile(young, randomBytes(64));
+test.serial(
+  'crash debris goes once older than any live request could be; live uploads, recorded chunks and young objects stay',
+  async (t) => {
+    // 30 minutes: past the debris age (idle timeout + 15 min), short of this registry's 1 h upload age.
+    const past = new Date(Date.now() - 30 * 60_000);
+    const storage = path.join(registry.dataDir, 'storage');
+    const uploads = path.join(storage, 'uploads');
+    const chunkName = (offset: number): string => `${String(offset).padStart(16, '0')}-abcdef012345`;
+    const aged = async (file: string, size = 64): Promise<string> => {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, randomBytes(size));
+      await utimes(file, past, past);
+      return file;
+    };
+    const cutOff = await aged(path.join(storage, '_tmp', randomUUID()));
+    const sessionless = await aged(path.join(uploads, `${randomUUID()}.${chunkName(0)}`));
+    const young = path.join(uploads, `${randomUUID()}.${chunkName(0)}`);
+    await writeFile(young, randomBytes(64));
 
-  // A live session: its recorded chunk stays however old; an object it never recorded (the body of
-  // a PUT a crash cut off) goes.
-  const live = await client.request('/v2/gc/debris/blobs/uploads/', { method: 'POST' });
-  const liveId = live.headers.get('docker-upload-uuid')!;
-  t.is((await client.request(live.headers.get('location')!, { method: 'PATCH', body: 'recorded' })).status, 202);
-  const recorded = (await readdir(uploads)).filter((name) => name.startsWith(`${liveId}.`)).map((name) => path.join(uploads, name));
-  t.is(recorded.length, 1);
-  await utimes(recorded[0]!, past, past);
-  const unrecorded = await aged(path.join(uploads, `${liveId}.${chunkName(8)}`));
+    // A live session: its recorded chunk stays however old; an object it never recorded (the body of
+    // a PUT a crash cut off) goes.
+    const live = await client.request('/v2/gc/debris/blobs/uploads/', { method: 'POST' });
+    const liveId = live.headers.get('docker-upload-uuid')!;
+    t.is((await client.request(live.headers.get('location')!, { method: 'PATCH', body: 'recorded' })).status, 202);
+    const recorded = (await readdir(uploads)).filter((name) => name.startsWith(`${liveId}.`)).map((name) => path.join(uploads, name));
+    t.is(recorded.length, 1);
+    await utimes(recorded[0]!, past, past);
+    const unrecorded = await aged(path.join(uploads, `${liveId}.${chunkName(8)}`));
 
-  // An upload streaming right now, its temporary file made to look old: this process is writing it.
-  const slow = await client.request('/v2/gc/debris/blobs/uploads/', { method: 'POST' });
-  const tmpBefore = new Set(await readdir(path.join(storage, '_tmp')));
-  const streaming = await openRaw(Number(new URL(registry.url).port), { timeoutMs: 60_000 });
-  const data = randomBytes(2000);
-  streaming.socket.write(requestHead('PATCH', slow.headers.get('location')!, { Host: 'x', 'Content-Length': String(data.length), Connection: 'close' }));
-  streaming.socket.write(data.subarray(0, 1000));
-  let inFlight: string | undefined;
-  t.true(await until(async () => (inFlight = (await readdir(path.join(storage, '_tmp'))).find((n) => !tmpBefore.has(n))) !== undefined, 10_000));
-  await utimes(path.join(storage, '_tmp', inFlight!), past, past);
+    // An upload streaming right now, its temporary file made to look old: this process is writing it.
+    const slow = await client.request('/v2/gc/debris/blobs/uploads/', { method: 'POST' });
+    const tmpBefore = new Set(await readdir(path.join(storage, '_tmp')));
+    const streaming = await openRaw(Number(new URL(registry.url).port), { timeoutMs: 60_000 });
+    const data = randomBytes(2000);
+    streaming.socket.write(
+      requestHead('PATCH', slow.headers.get('location')!, { Host: 'x', 'Content-Length': String(data.length), Connection: 'close' }),
+    );
+    streaming.socket.write(data.subarray(0, 1000));
+    let inFlight: string | undefined;
+    t.true(
+      await until(
+        async () => (inFlight = (await readdir(path.join(storage, '_tmp'))).find((n) => !tmpBefore.has(n))) !== undefined,
+        10_000,
+      ),
+    );
+    await utimes(path.join(storage, '_tmp', inFlight!), past, past);
 
-  const report = await gc();
-  for (const [file, what] of [
-    [cutOff, 'the temporary file of a cut-off write'],
-    [sessionless, 'the object of an upload without a session'],
-    [unrecorded, "the object its live session never recorded"],
-  ] as const) {
-    await t.throwsAsync(access(file), undefined, `${what} is gone`);
-  }
-  await access(young);
-  await access(recorded[0]!);
-  await access(path.join(storage, '_tmp', inFlight!));
-  t.true(report.orphanFilesRemoved >= 2);
-  t.true(report.uploadsRemoved >= 1);
+    const report = await gc();
+    for (const [file, what] of [
+      [cutOff, 'the temporary file of a cut-off write'],
+      [sessionless, 'the object of an upload without a session'],
+      [unrecorded, 'the object its live session never recorded'],
+    ] as const) {
+      await t.throwsAsync(access(file), undefined, `${what} is gone`);
+    }
+    await access(young);
+    await access(recorded[0]!);
+    await access(path.join(storage, '_tmp', inFlight!));
+    t.true(report.orphanFilesRemoved >= 2);
+    t.true(report.uploadsRemoved >= 1);
 
-  // Both live uploads complete.
-  streaming.socket.write(data.subarray(1000));
-  t.is((await streaming.exchange).responses[0]?.status, 202);
-  t.is((await client.request(`${slow.headers.get('location')!}?digest=${sha256(data)}`, { method: 'PUT' })).status, 201);
-  t.is((await client.request(`${live.headers.get('location')!}?digest=${sha256(Buffer.from('recorded'))}`, { method: 'PUT' })).status, 201);
-});
+    // Both live uploads complete.
+    streaming.socket.write(data.subarray(1000));
+    t.is((await streaming.exchange).responses[0]?.status, 202);
+    t.is((await client.request(`${slow.headers.get('location')!}?digest=${sha256(data)}`, { method: 'PUT' })).status, 201);
+    t.is(
+      (await client.request(`${live.headers.get('location')!}?digest=${sha256(Buffer.from('recorded'))}`, { method: 'PUT' })).status,
+      201,
+    );
+  },
+);
 
 test('crash debris is removed at start-up, without a collection', async (t) => {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'signet-debris-'));
@@ -253,7 +269,10 @@ test('crash debris is removed at start-up, without a collection', async (t) => {
   const live = await own.request('/v2/gc/startup/blobs/uploads/', { method: 'POST' });
   t.is((await own.request(live.headers.get('location')!, { method: 'PATCH', body: 'recorded' })).status, 202);
   const storage = path.join(dataDir, 'storage');
-  const debris = [path.join(storage, '_tmp', randomUUID()), path.join(storage, 'uploads', `${randomUUID()}.${'0'.repeat(16)}-abcdef012345`)];
+  const debris = [
+    path.join(storage, '_tmp', randomUUID()),
+    path.join(storage, 'uploads', `${randomUUID()}.${'0'.repeat(16)}-abcdef012345`),
+  ];
   const past = new Date(Date.now() - 30 * 60_000);
   for (const file of debris) {
     await mkdir(path.dirname(file), { recursive: true });
@@ -267,7 +286,11 @@ test('crash debris is removed at start-up, without a collection', async (t) => {
 
   const second = await startTestRegistry({ dataDir });
   t.teardown(() => second.close());
-  const gone = async (file: string): Promise<boolean> => access(file).then(() => false, () => true);
+  const gone = async (file: string): Promise<boolean> =>
+    access(file).then(
+      () => false,
+      () => true,
+    );
   t.true(await until(async () => (await Promise.all(debris.map(gone))).every(Boolean), 10_000), 'the debris went at start-up');
   t.is((await liveChunks()).length, 1, "the live session's chunk stays");
   const status = await createClient(second.url).request(live.headers.get('location')!);
@@ -330,7 +353,15 @@ test.serial('a push racing the collection: every accepted manifest stays fully r
 });
 
 test.serial('signet gc prints a summary (dry run)', async (t) => {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', path.resolve('server/main.ts'), '--registry', registry.url, 'gc', '--dry-run']);
+  const { stdout } = await run(process.execPath, [
+    '--import',
+    'tsx',
+    path.resolve('server/main.ts'),
+    '--registry',
+    registry.url,
+    'gc',
+    '--dry-run',
+  ]);
   t.regex(stdout, /^dry run: would remove \d+ blob\(s\), \d+ manifest\(s\), \d+ stale upload\(s\), \d+ orphan file\(s\): [\d.]+ MiB/m);
 });
 
@@ -343,14 +374,15 @@ test.serial('a repository is deleted as the README says: its manifests by digest
   await client.pushManifest('doomed/app', 'multi', index);
   await client.pushImage('doomed/app', single, 'v1');
   await client.pushManifest('doomed/app', 'v1-again', single.manifest);
-  const catalog = async (): Promise<string[]> => ((await (await client.request('/v2/_catalog')).json()) as { repositories: string[] }).repositories;
+  const catalog = async (): Promise<string[]> =>
+    ((await (await client.request('/v2/_catalog')).json()) as { repositories: string[] }).repositories;
   t.true((await catalog()).includes('doomed/app'));
   // What `skopeo delete docker://host/doomed/app:<tag>` sends for each tag: the manifest it names, by digest.
   for (const digest of [index.digest, single.manifest.digest]) {
     t.is((await client.request(`/v2/doomed/app/manifests/${digest}`, { method: 'DELETE' })).status, 202);
   }
   t.deepEqual(((await (await client.request('/v2/doomed/app/tags/list')).json()) as { tags: string[] }).tags, []);
-  t.true((await catalog()).includes('doomed/app'), 'the index\'s platform manifests are still there');
+  t.true((await catalog()).includes('doomed/app'), "the index's platform manifests are still there");
   await gc({ deleteUntagged: true });
   t.false((await catalog()).includes('doomed/app'));
   const repos = (await (await client.request('/api/v1/projects/doomed/repositories')).json()) as { repositories: unknown[] };

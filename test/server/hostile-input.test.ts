@@ -50,21 +50,33 @@ test.before(async () => {
   await createProject(registry.url, ['root', 'root-pw'], 'fuzz', { public: true, members: { fuzzer: 'admin' } });
   const root = createClient(registry.url, { Authorization: AUTH.root });
   const index = makeIndex([seedImage]);
-  for (const [name, image, tag] of [['seed/app', seedImage, 'v1'], ['seed/team/nested', seedNested, 'v2'], ['fuzz/app', fuzzImage, 'v1']] as const) {
+  for (const [name, image, tag] of [
+    ['seed/app', seedImage, 'v1'],
+    ['seed/team/nested', seedNested, 'v2'],
+    ['fuzz/app', fuzzImage, 'v1'],
+  ] as const) {
     const res = await root.pushImage(name, image, tag);
     if (res.status !== 201) throw new Error(`seeding ${name}: ${res.status} ${await res.text()}`);
   }
   if ((await root.pushManifest('seed/app', 'multi', index)).status !== 201) throw new Error('seeding the index');
   // A trusted key and a signature in each project, so the signature routes have content.
   const key = await makeKey();
-  for (const [project, image, repo] of [['seed', seedImage, 'seed/app'], ['fuzz', fuzzImage, 'fuzz/app']] as const) {
+  for (const [project, image, repo] of [
+    ['seed', seedImage, 'seed/app'],
+    ['fuzz', fuzzImage, 'fuzz/app'],
+  ] as const) {
     const added = await root.request(`/api/v1/projects/${project}/keys`, { method: 'POST', body: new Uint8Array(key.publicBinary) });
     if (added.status !== 201) throw new Error(`adding a key: ${added.status}`);
     const signature = await sign(key, payload(image.manifest.digest, `${registry.host}/${repo}:v1`));
-    const put = await root.request(`/sigstore/${repo}@sha256=${image.manifest.digest.slice(7)}/signature-1`, { method: 'PUT', body: new Uint8Array(signature) });
+    const put = await root.request(`/sigstore/${repo}@sha256=${image.manifest.digest.slice(7)}/signature-1`, {
+      method: 'PUT',
+      body: new Uint8Array(signature),
+    });
     if (put.status !== 201) throw new Error(`seeding a signature: ${put.status} ${await put.text()}`);
   }
-  known.digests.push(...[seedImage, seedNested, fuzzImage].flatMap((i) => [i.manifest.digest, i.config.digest, ...i.layers.map((l) => l.digest)]));
+  known.digests.push(
+    ...[seedImage, seedNested, fuzzImage].flatMap((i) => [i.manifest.digest, i.config.digest, ...i.layers.map((l) => l.digest)]),
+  );
   known.digests.push(index.digest);
   const session = await root.request('/v2/fuzz/app/blobs/uploads/', { method: 'POST' });
   known.uploadIds.push(session.headers.get('location')!.split('/').pop()!);
@@ -88,10 +100,17 @@ async function snapshot(): Promise<unknown> {
   };
   const state: Record<string, string> = {};
   for (const repo of ['seed/app', 'seed/team/nested']) state[`${repo} tags`] = await read(`/v2/${repo}/tags/list`);
-  for (const [repo, tag] of [['seed/app', 'v1'], ['seed/app', 'multi'], ['seed/team/nested', 'v2']]) {
+  for (const [repo, tag] of [
+    ['seed/app', 'v1'],
+    ['seed/app', 'multi'],
+    ['seed/team/nested', 'v2'],
+  ]) {
     state[`${repo}:${tag}`] = await read(`/v2/${repo}/manifests/${tag}`);
   }
-  for (const [repo, image] of [['seed/app', seedImage], ['seed/team/nested', seedNested]] as const) {
+  for (const [repo, image] of [
+    ['seed/app', seedImage],
+    ['seed/team/nested', seedNested],
+  ] as const) {
     for (const blob of [image.config, ...image.layers]) state[`${repo}@${blob.digest}`] = await read(`/v2/${repo}/blobs/${blob.digest}`);
     state[`${repo} signatures`] = await read(`/extensions/v2/${repo}/signatures/${image.manifest.digest}`);
   }
@@ -148,13 +167,45 @@ async function send(method: string, url: string, headers: Record<string, string>
 const hex = (length: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${length}}$`));
 const printable = (max: number) => fc.stringMatching(new RegExp(`^[\\x20-\\x7e]{0,${max}}$`));
 const encoded = (max: number) => fc.string({ unit: 'binary', maxLength: max }).map(encodeURIComponent);
-const nasty = fc.constantFrom('', '%', '%zz', '%ff', '%00', '%E0%A4%A', '..', '.', '%2e%2e', '%2F', 'a'.repeat(300), '-', '_', 'A', '::', '@');
+const nasty = fc.constantFrom(
+  '',
+  '%',
+  '%zz',
+  '%ff',
+  '%00',
+  '%E0%A4%A',
+  '..',
+  '.',
+  '%2e%2e',
+  '%2F',
+  'a'.repeat(300),
+  '-',
+  '_',
+  'A',
+  '::',
+  '@',
+);
 // JSON whose strings may hold any code unit: NUL, lone surrogates, controls.
 const anyJson = fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.jsonValue({ maxDepth: 3, stringUnit: 'binary' }));
-const text = fc.oneof(printable(30), fc.string({ unit: 'binary', maxLength: 20 }), fc.constantFrom('\u0000', 'a\u0000b', '\ud800', '\udc00x'));
+const text = fc.oneof(
+  printable(30),
+  fc.string({ unit: 'binary', maxLength: 20 }),
+  fc.constantFrom('\u0000', 'a\u0000b', '\ud800', '\udc00x'),
+);
 
 const name = fc.oneof(
-  fc.constantFrom('seed/app', 'seed/team/nested', 'fuzz/app', 'fuzz/a/b/c', 'fuzz', 'nope/app', 'seed', 'Seed/App', 'fuzz//app', '/fuzz/app'),
+  fc.constantFrom(
+    'seed/app',
+    'seed/team/nested',
+    'fuzz/app',
+    'fuzz/a/b/c',
+    'fuzz',
+    'nope/app',
+    'seed',
+    'Seed/App',
+    'fuzz//app',
+    '/fuzz/app',
+  ),
   fc.stringMatching(/^[a-z0-9._\-/]{1,40}$/),
   encoded(30),
   nasty,
@@ -165,11 +216,19 @@ const digest = fc.oneof(
   knownDigest,
   hex(64).map((h) => `sha256:${h}`),
   hex(128).map((h) => `sha512:${h}`),
-  fc.tuple(fc.constantFrom('sha256', 'sha512', 'SHA256', 'md5', 'sha384', 'blake3', ''), fc.stringMatching(/^[0-9a-fA-FgG=+]{0,140}$/)).map(([a, h]) => `${a}:${h}`),
+  fc
+    .tuple(fc.constantFrom('sha256', 'sha512', 'SHA256', 'md5', 'sha384', 'blake3', ''), fc.stringMatching(/^[0-9a-fA-FgG=+]{0,140}$/))
+    .map(([a, h]) => `${a}:${h}`),
   encoded(20),
   nasty,
 );
-const reference = fc.oneof(fc.constantFrom('v1', 'v2', 'multi', 'latest', `sha256-${'a'.repeat(64)}.sig`), knownDigest, digest, fc.stringMatching(/^[A-Za-z0-9._-]{1,140}$/), nasty);
+const reference = fc.oneof(
+  fc.constantFrom('v1', 'v2', 'multi', 'latest', `sha256-${'a'.repeat(64)}.sig`),
+  knownDigest,
+  digest,
+  fc.stringMatching(/^[A-Za-z0-9._-]{1,140}$/),
+  nasty,
+);
 const uploadId = fc.oneof(
   fc.uuid(),
   fc.integer({ min: 0, max: 100 }).map(() => known.uploadIds[0]!),
@@ -177,7 +236,9 @@ const uploadId = fc.oneof(
   nasty,
 );
 const project = fc.oneof(fc.constantFrom('seed', 'fuzz', 'nope'), fc.stringMatching(/^[a-z0-9._-]{1,20}$/), nasty);
-const user = fc.oneof(fc.constantFrom('root', 'nobody', 'someone-else'), fc.stringMatching(/^[a-z0-9.@_-]{1,20}$/), encoded(10), nasty).filter((u) => u !== 'fuzzer');
+const user = fc
+  .oneof(fc.constantFrom('root', 'nobody', 'someone-else'), fc.stringMatching(/^[a-z0-9.@_-]{1,20}$/), encoded(10), nasty)
+  .filter((u) => u !== 'fuzzer');
 const number = fc.oneof(fc.nat().map(String), fc.constantFrom('0', '-1', '1e3', '99999999999999999999', 'NaN', '', ' 1', '0x10'));
 
 interface Parts {
@@ -190,7 +251,19 @@ interface Parts {
   number: string;
   hexHead: string;
 }
-const parts: fc.Arbitrary<Parts> = fc.record({ name, ref: reference, digest, id: uploadId, project, user, number, hexHead: fc.oneof(knownDigest.map((d) => d.slice(7)), hex(64)) });
+const parts: fc.Arbitrary<Parts> = fc.record({
+  name,
+  ref: reference,
+  digest,
+  id: uploadId,
+  project,
+  user,
+  number,
+  hexHead: fc.oneof(
+    knownDigest.map((d) => d.slice(7)),
+    hex(64),
+  ),
+});
 
 /** Every route of server/routes.ts, as URL templates (the test below checks that none is missing). */
 const ROUTES: { methods: string[]; path: (p: Parts) => string }[] = [
@@ -240,7 +313,16 @@ const authorization = fc.oneof(
   fc.constant(AUTH.fuzzer),
   fc.constant(AUTH.fuzzer),
   fc.constant(undefined),
-  fc.constantFrom(basic('fuzzer', 'wrong'), basic('', ''), basic('nobody', 'x'), 'Basic', 'Basic !!!', 'Bearer abc', 'Basic Og==', `Basic ${'A'.repeat(5000)}`),
+  fc.constantFrom(
+    basic('fuzzer', 'wrong'),
+    basic('', ''),
+    basic('nobody', 'x'),
+    'Basic',
+    'Basic !!!',
+    'Bearer abc',
+    'Basic Og==',
+    `Basic ${'A'.repeat(5000)}`,
+  ),
   printable(40),
 );
 const rangeHeader = fc.oneof(
@@ -254,25 +336,43 @@ const contentRange = fc.oneof(
   printable(30),
 );
 const contentType = fc.oneof(
-  fc.constantFrom(OCI_MANIFEST, 'application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.v2+json', 'application/json', 'application/octet-stream', 'text/plain'),
+  fc.constantFrom(
+    OCI_MANIFEST,
+    'application/vnd.oci.image.index.v1+json',
+    'application/vnd.docker.distribution.manifest.v2+json',
+    'application/json',
+    'application/octet-stream',
+    'text/plain',
+  ),
   printable(40),
 );
-const headers = fc.record(
-  {
-    authorization,
-    range: rangeHeader,
-    'content-range': contentRange,
-    'content-type': contentType,
-    accept: fc.oneof(contentType, fc.constant('*/*')),
-    'if-none-match': fc.oneof(knownDigest.map((d) => `"${d}"`), printable(20)),
-  },
-  { requiredKeys: [] },
-).map((h) => Object.fromEntries(Object.entries(h).filter((e): e is [string, string] => e[1] !== undefined)));
+const headers = fc
+  .record(
+    {
+      authorization,
+      range: rangeHeader,
+      'content-range': contentRange,
+      'content-type': contentType,
+      accept: fc.oneof(contentType, fc.constant('*/*')),
+      'if-none-match': fc.oneof(
+        knownDigest.map((d) => `"${d}"`),
+        printable(20),
+      ),
+    },
+    { requiredKeys: [] },
+  )
+  .map((h) => Object.fromEntries(Object.entries(h).filter((e): e is [string, string] => e[1] !== undefined)));
 
 const query = fc.oneof(
   fc.constant(''),
   fc
-    .array(fc.tuple(fc.constantFrom('digest', 'mount', 'from', 'n', 'last', 'artifactType', 'default'), fc.oneof(digest, name, number, printable(20), text)), { maxLength: 4 })
+    .array(
+      fc.tuple(
+        fc.constantFrom('digest', 'mount', 'from', 'n', 'last', 'artifactType', 'default'),
+        fc.oneof(digest, name, number, printable(20), text),
+      ),
+      { maxLength: 4 },
+    )
     .map((pairs) => (pairs.length ? `?${new URLSearchParams(pairs).toString()}` : '')),
   fc.stringMatching(/^[a-z%=&0-9:;+]{0,30}$/).map((q) => `?${q}`),
 );
@@ -284,8 +384,14 @@ const manifestLike = fc
       schemaVersion: fc.oneof(fc.constant(2), anyJson),
       mediaType: fc.oneof(contentType, text, anyJson),
       config: fc.oneof(fc.record({ mediaType: contentType, digest, size: fc.oneof(fc.integer(), fc.double(), anyJson) }), anyJson),
-      layers: fc.oneof(fc.array(fc.record({ mediaType: contentType, digest: fc.oneof(knownDigest, digest), size: fc.integer() }), { maxLength: 3 }), anyJson),
-      manifests: fc.oneof(fc.array(fc.record({ mediaType: contentType, digest: fc.oneof(knownDigest, digest), size: fc.integer() }), { maxLength: 3 }), anyJson),
+      layers: fc.oneof(
+        fc.array(fc.record({ mediaType: contentType, digest: fc.oneof(knownDigest, digest), size: fc.integer() }), { maxLength: 3 }),
+        anyJson,
+      ),
+      manifests: fc.oneof(
+        fc.array(fc.record({ mediaType: contentType, digest: fc.oneof(knownDigest, digest), size: fc.integer() }), { maxLength: 3 }),
+        anyJson,
+      ),
       subject: fc.oneof(fc.record({ mediaType: contentType, digest: fc.oneof(knownDigest, digest), size: fc.integer() }), anyJson),
       artifactType: fc.oneof(text, anyJson),
       annotations: fc.oneof(fc.dictionary(text, text), anyJson),
@@ -298,19 +404,36 @@ const signatureObject = fc
     {
       schemaVersion: fc.oneof(fc.constant(2), anyJson),
       type: fc.oneof(fc.constant('atomic'), anyJson),
-      name: fc.oneof(knownDigest.map((d) => `${d}@${'0'.repeat(32)}`), anyJson),
-      content: fc.oneof(bytes.map((b) => Buffer.from(b).toString('base64')), printable(40), anyJson),
+      name: fc.oneof(
+        knownDigest.map((d) => `${d}@${'0'.repeat(32)}`),
+        anyJson,
+      ),
+      content: fc.oneof(
+        bytes.map((b) => Buffer.from(b).toString('base64')),
+        printable(40),
+        anyJson,
+      ),
     },
     { requiredKeys: [] },
   )
   .map((v) => new TextEncoder().encode(JSON.stringify(v)));
 // Bytes that start like OpenPGP packets or armor, and are not.
 const notOpenpgp = fc.oneof(
-  fc.tuple(fc.constantFrom(0xa3, 0x90, 0xc4, 0x89, 0xc2, 0xc8, 0x8c, 0xa0, 0xcb), bytes).map(([tag, rest]) => Uint8Array.from([tag, ...rest])),
-  bytes.map((b) => new TextEncoder().encode(`-----BEGIN PGP MESSAGE-----\n\n${Buffer.from(b).toString('base64')}\n-----END PGP MESSAGE-----\n`)),
+  fc
+    .tuple(fc.constantFrom(0xa3, 0x90, 0xc4, 0x89, 0xc2, 0xc8, 0x8c, 0xa0, 0xcb), bytes)
+    .map(([tag, rest]) => Uint8Array.from([tag, ...rest])),
+  bytes.map((b) =>
+    new TextEncoder().encode(`-----BEGIN PGP MESSAGE-----\n\n${Buffer.from(b).toString('base64')}\n-----END PGP MESSAGE-----\n`),
+  ),
   bytes.map((b) => new TextEncoder().encode(`-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n${Buffer.from(b).toString('latin1')}`)),
-  bytes.map((b) => new TextEncoder().encode(`-----BEGIN PUBLIC KEY-----\n${Buffer.from(b).toString('base64')}\n-----END PUBLIC KEY-----\n`)),
-  bytes.map((b) => new TextEncoder().encode(`-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n${Buffer.from(b).toString('base64')}\n-----END PGP PUBLIC KEY BLOCK-----\n`)),
+  bytes.map((b) =>
+    new TextEncoder().encode(`-----BEGIN PUBLIC KEY-----\n${Buffer.from(b).toString('base64')}\n-----END PUBLIC KEY-----\n`),
+  ),
+  bytes.map((b) =>
+    new TextEncoder().encode(
+      `-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n${Buffer.from(b).toString('base64')}\n-----END PGP PUBLIC KEY BLOCK-----\n`,
+    ),
+  ),
   bytes,
 );
 const body = fc.oneof(bytes, jsonBody, manifestLike, signatureObject, notOpenpgp);
@@ -327,7 +450,16 @@ async function check<Ts>(t: { log(...values: unknown[]): void }, property: fc.IA
 
 test.serial('the route templates cover every route in the routes table', (t) => {
   const router = createRegistryRouter(registry.registry.deps);
-  const sample: Parts = { name: 'fuzz/app', ref: 'v1', digest: fuzzImage.manifest.digest, id: known.uploadIds[0]!, project: 'fuzz', user: 'someone', number: '1', hexHead: fuzzImage.manifest.digest.slice(7) };
+  const sample: Parts = {
+    name: 'fuzz/app',
+    ref: 'v1',
+    digest: fuzzImage.manifest.digest,
+    id: known.uploadIds[0]!,
+    project: 'fuzz',
+    user: 'someone',
+    number: '1',
+    hexHead: fuzzImage.manifest.digest.slice(7),
+  };
   for (const layer of router.stack) {
     const covered = ROUTES.some((r) => r.methods.some((m) => layer.methods.includes(m)) && layer.regexp.test(r.path(sample)));
     t.true(covered, `no template for ${layer.methods.join(',')} ${String(layer.path)}`);
@@ -336,7 +468,10 @@ test.serial('the route templates cover every route in the routes table', (t) => 
 
 test.serial('malformed paths, headers, queries and bodies on every route: 2xx or a 4xx OCI error, never 5xx', async (t) => {
   const route = fc.integer({ min: 0, max: ROUTES.length - 1 }).chain((i) =>
-    fc.record({ index: fc.constant(i), method: fc.oneof(fc.constantFrom(...ROUTES[i]!.methods), fc.constantFrom('OPTIONS', 'PROPFIND', 'PATCH', 'POST')) }),
+    fc.record({
+      index: fc.constant(i),
+      method: fc.oneof(fc.constantFrom(...ROUTES[i]!.methods), fc.constantFrom('OPTIONS', 'PROPFIND', 'PATCH', 'POST')),
+    }),
   );
   await check(
     t,
@@ -353,21 +488,45 @@ test.serial('malformed paths, headers, queries and bodies on every route: 2xx or
 
 test.serial('JSON, bytes and non-OpenPGP signatures to the body-reading endpoints', async (t) => {
   const target = fc.oneof(
-    fc.tuple(fc.constant('PUT'), reference.map((r) => `/v2/fuzz/app/manifests/${r}`)),
+    fc.tuple(
+      fc.constant('PUT'),
+      reference.map((r) => `/v2/fuzz/app/manifests/${r}`),
+    ),
     fc.tuple(fc.constant('PUT'), fc.constant(`/extensions/v2/fuzz/app/signatures/${fuzzImage.manifest.digest}`)),
-    fc.tuple(fc.constant('PUT'), fc.nat({ max: 3 }).map((n) => `/sigstore/fuzz/app@sha256=${fuzzImage.manifest.digest.slice(7)}/signature-${n + 1}`)),
+    fc.tuple(
+      fc.constant('PUT'),
+      fc.nat({ max: 3 }).map((n) => `/sigstore/fuzz/app@sha256=${fuzzImage.manifest.digest.slice(7)}/signature-${n + 1}`),
+    ),
     fc.tuple(fc.constant('POST'), fc.constant('/api/v1/projects/fuzz/keys')),
     fc.tuple(fc.constant('POST'), fc.constant('/api/v1/projects')),
     fc.tuple(fc.constant('PATCH'), fc.constant('/api/v1/projects/fuzz')),
-    fc.tuple(fc.constant('PUT'), user.map((u) => `/api/v1/projects/fuzz/members/${u}`)),
-    fc.tuple(fc.constant('POST'), knownDigest.map((d) => `/v2/fuzz/app/blobs/uploads/?digest=${d}`)),
+    fc.tuple(
+      fc.constant('PUT'),
+      user.map((u) => `/api/v1/projects/fuzz/members/${u}`),
+    ),
+    fc.tuple(
+      fc.constant('POST'),
+      knownDigest.map((d) => `/v2/fuzz/app/blobs/uploads/?digest=${d}`),
+    ),
     // The same against the seed project, where all of it must be refused.
-    fc.tuple(fc.constant('PUT'), reference.map((r) => `/v2/seed/app/manifests/${r}`)),
+    fc.tuple(
+      fc.constant('PUT'),
+      reference.map((r) => `/v2/seed/app/manifests/${r}`),
+    ),
     fc.tuple(fc.constant('PUT'), fc.constant(`/sigstore/seed/app@sha256=${seedImage.manifest.digest.slice(7)}/signature-2`)),
     fc.tuple(fc.constant('PATCH'), fc.constant('/api/v1/projects/seed')),
   );
   const projectPatch = fc
-    .record({ public: anyJson, signedOnly: anyJson, quotaBytes: fc.oneof(fc.integer(), fc.double(), anyJson), role: fc.oneof(fc.constantFrom('guest', 'developer', 'maintainer'), anyJson), name: fc.oneof(project, anyJson) }, { requiredKeys: [] })
+    .record(
+      {
+        public: anyJson,
+        signedOnly: anyJson,
+        quotaBytes: fc.oneof(fc.integer(), fc.double(), anyJson),
+        role: fc.oneof(fc.constantFrom('guest', 'developer', 'maintainer'), anyJson),
+        name: fc.oneof(project, anyJson),
+      },
+      { requiredKeys: [] },
+    )
     .map((v) => new TextEncoder().encode(JSON.stringify(v)));
   await check(
     t,
@@ -395,47 +554,67 @@ test.serial('lying Content-Length and broken framing over raw sockets: no 5xx, n
   const framing = fc.oneof(
     fc.record({ kind: fc.constant('longer' as const), extra: fc.integer({ min: 1, max: 5000 }) }),
     fc.record({ kind: fc.constant('shorter' as const), extra: fc.integer({ min: 1, max: 50 }) }),
-    fc.record({ kind: fc.constant('invalid' as const), value: fc.constantFrom('abc', '-1', '1e3', '99999999999999999999', '', '5, 6', '0x10', '+5', ' 12') }),
+    fc.record({
+      kind: fc.constant('invalid' as const),
+      value: fc.constantFrom('abc', '-1', '1e3', '99999999999999999999', '', '5, 6', '0x10', '+5', ' 12'),
+    }),
     fc.record({ kind: fc.constant('double' as const), extra: fc.integer({ min: 1, max: 5 }) }),
-    fc.record({ kind: fc.constant('chunked' as const), junk: fc.constantFrom('zz\r\nabc\r\n0\r\n\r\n', '5\r\nab\r\n', '-1\r\n\r\n', 'ffffffffffffffff\r\nx', '3\r\nabcdef\r\n0\r\n\r\n', '') }),
+    fc.record({
+      kind: fc.constant('chunked' as const),
+      junk: fc.constantFrom('zz\r\nabc\r\n0\r\n\r\n', '5\r\nab\r\n', '-1\r\n\r\n', 'ffffffffffffffff\r\nx', '3\r\nabcdef\r\n0\r\n\r\n', ''),
+    }),
     fc.record({ kind: fc.constant('both' as const) }),
   );
   const method = fc.constantFrom('PUT', 'PATCH', 'POST');
   await check(
     t,
-    fc.asyncProperty(fc.nat({ max: bodyPaths.length - 1 }), method, framing, fc.uint8Array({ minLength: 1, maxLength: 400 }), async (i, m, f, b) => {
-      const target = bodyPaths[i]!();
-      const head: Record<string, string> = { Host: registry.host, Authorization: AUTH.fuzzer, 'Content-Type': 'application/json', Connection: 'close' };
-      let tail: Buffer = Buffer.from(b);
-      let halfClose = false;
-      if (f.kind === 'longer') {
-        head['Content-Length'] = String(b.length + f.extra);
-        halfClose = true;
-      } else if (f.kind === 'shorter') {
-        head['Content-Length'] = String(Math.max(b.length - f.extra, 0));
-      } else if (f.kind === 'invalid') {
-        // Some of these parse (" 12" is 12 with optional white space): end the stream so a
-        // server rightly waiting for the rest learns that none is coming.
-        head['Content-Length'] = f.value;
-        halfClose = true;
-      } else if (f.kind === 'double') {
-        head['Content-Length'] = `${b.length}\r\nContent-Length: ${b.length + f.extra}`;
-      } else if (f.kind === 'chunked') {
-        head['Transfer-Encoding'] = 'chunked';
-        tail = Buffer.from(f.junk, 'latin1');
-        halfClose = true;
-      } else {
-        head['Transfer-Encoding'] = 'chunked';
-        head['Content-Length'] = String(b.length);
-        tail = Buffer.concat([Buffer.from(`${b.length.toString(16)}\r\n`), Buffer.from(b), Buffer.from('\r\n0\r\n\r\n')]);
-      }
-      const result = await rawRequest(port, Buffer.concat([Buffer.from(requestHead(m, target, head), 'latin1'), tail]), { timeoutMs: RAW_TIMEOUT_MS, halfClose });
-      if (!result.closed) throw new Error(`${m} ${target} (${JSON.stringify(f)}): the connection hung`);
-      for (const response of result.responses) {
-        const wrong = problem({ method: m, path: target, status: response.status, body: response.body.toString('utf8') });
-        if (wrong) throw new Error(`${m} ${target} (${JSON.stringify(f)}): ${wrong}`);
-      }
-    }),
+    fc.asyncProperty(
+      fc.nat({ max: bodyPaths.length - 1 }),
+      method,
+      framing,
+      fc.uint8Array({ minLength: 1, maxLength: 400 }),
+      async (i, m, f, b) => {
+        const target = bodyPaths[i]!();
+        const head: Record<string, string> = {
+          Host: registry.host,
+          Authorization: AUTH.fuzzer,
+          'Content-Type': 'application/json',
+          Connection: 'close',
+        };
+        let tail: Buffer = Buffer.from(b);
+        let halfClose = false;
+        if (f.kind === 'longer') {
+          head['Content-Length'] = String(b.length + f.extra);
+          halfClose = true;
+        } else if (f.kind === 'shorter') {
+          head['Content-Length'] = String(Math.max(b.length - f.extra, 0));
+        } else if (f.kind === 'invalid') {
+          // Some of these parse (" 12" is 12 with optional white space): end the stream so a
+          // server rightly waiting for the rest learns that none is coming.
+          head['Content-Length'] = f.value;
+          halfClose = true;
+        } else if (f.kind === 'double') {
+          head['Content-Length'] = `${b.length}\r\nContent-Length: ${b.length + f.extra}`;
+        } else if (f.kind === 'chunked') {
+          head['Transfer-Encoding'] = 'chunked';
+          tail = Buffer.from(f.junk, 'latin1');
+          halfClose = true;
+        } else {
+          head['Transfer-Encoding'] = 'chunked';
+          head['Content-Length'] = String(b.length);
+          tail = Buffer.concat([Buffer.from(`${b.length.toString(16)}\r\n`), Buffer.from(b), Buffer.from('\r\n0\r\n\r\n')]);
+        }
+        const result = await rawRequest(port, Buffer.concat([Buffer.from(requestHead(m, target, head), 'latin1'), tail]), {
+          timeoutMs: RAW_TIMEOUT_MS,
+          halfClose,
+        });
+        if (!result.closed) throw new Error(`${m} ${target} (${JSON.stringify(f)}): the connection hung`);
+        for (const response of result.responses) {
+          const wrong = problem({ method: m, path: target, status: response.status, body: response.body.toString('utf8') });
+          if (wrong) throw new Error(`${m} ${target} (${JSON.stringify(f)}): ${wrong}`);
+        }
+      },
+    ),
     400,
   );
   t.pass();
@@ -457,7 +636,11 @@ test.serial('the seeded content is unchanged, and the registry still serves', as
     const refused = await client.getManifest('fuzz/after', 'ok');
     t.is(refused.status, 412);
     t.is(((await refused.json()) as OciErrorBody).errors[0]?.code, 'PROJECTPOLICYVIOLATION');
-    const off = await client.request('/api/v1/projects/fuzz', { method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ signedOnly: false }) });
+    const off = await client.request('/api/v1/projects/fuzz', {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ signedOnly: false }),
+    });
     t.is(off.status, 200);
   }
   const got = await client.getManifest('fuzz/after', 'ok');

@@ -85,7 +85,8 @@ test('a body that stalls past the idle timeout is dropped and its partial chunk 
   // Nothing of the stalled chunk was kept: the upload is where it was, no chunk file is left.
   const id = location.split('/').pop()!;
   const storage = path.join(registry.dataDir, 'storage');
-  const chunksOfUpload = async (): Promise<string[]> => (await filesUnder(path.join(storage, 'uploads'))).filter((name) => name.startsWith(`${id}.`));
+  const chunksOfUpload = async (): Promise<string[]> =>
+    (await filesUnder(path.join(storage, 'uploads'))).filter((name) => name.startsWith(`${id}.`));
   t.true(await until(async () => (await chunksOfUpload()).length === 1, 5000));
   t.true(await until(async () => (await filesUnder(path.join(storage, '_tmp'))).length === 0, 5000));
   t.true(await until(async () => (await gauge(registry)) === 0, 5000));
@@ -152,7 +153,8 @@ test('behind a trusted proxy each forwarded client has its own upload slots; an 
   });
   t.teardown(() => registry.close());
   const client = createClient(registry.url);
-  const session = async (): Promise<string> => (await client.request('/v2/proxy/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
+  const session = async (): Promise<string> =>
+    (await client.request('/v2/proxy/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
   // The proxy (this test, on 127.0.0.1) forwards client A's PATCH, which stalls and holds A's slot.
   const a = await stalledPatch(registry, await session(), { 'X-Forwarded-For': '203.0.113.1' });
   t.teardown(() => a.socket.destroy());
@@ -170,7 +172,8 @@ test('X-Forwarded-For from a peer that is not a trusted proxy is ignored', async
   });
   t.teardown(() => registry.close());
   const client = createClient(registry.url);
-  const session = async (): Promise<string> => (await client.request('/v2/proxy/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
+  const session = async (): Promise<string> =>
+    (await client.request('/v2/proxy/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
   const a = await stalledPatch(registry, await session(), { 'X-Forwarded-For': '203.0.113.1' });
   t.teardown(() => a.socket.destroy());
   const res = await client.request(await session(), { method: 'PATCH', body: 'abc', headers: { 'X-Forwarded-For': '203.0.113.2' } });
@@ -181,7 +184,8 @@ test('an upload that stopped moving gives its slot to its caller’s next upload
   const registry = await startTestRegistry({ env: { REGISTRY_UPLOADS_MAXCONCURRENT: '1', REGISTRY_HTTP_STALLTIMEOUT: '2' } });
   t.teardown(() => registry.close());
   const client = createClient(registry.url);
-  const session = async (): Promise<string> => (await client.request('/v2/stall/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
+  const session = async (): Promise<string> =>
+    (await client.request('/v2/stall/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
 
   // A slow upload that keeps moving keeps its slot.
   const port = Number(new URL(registry.url).port);

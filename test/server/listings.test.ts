@@ -137,7 +137,10 @@ test('referrers: an index of manifests whose subject is the digest, filterable b
   const filtered = await client.request(`/v2/${name}/referrers/${image.manifest.digest}?artifactType=application/vnd.example.sbom`);
   t.is(filtered.headers.get('oci-filters-applied'), 'artifactType');
   const only = (await filtered.json()) as { manifests: { digest: string }[] };
-  t.deepEqual(only.manifests.map((m) => m.digest), [sbom.digest]);
+  t.deepEqual(
+    only.manifests.map((m) => m.digest),
+    [sbom.digest],
+  );
 });
 
 test('referrers of a digest nothing refers to: an empty index, never 404; a bad digest is 400', async (t) => {

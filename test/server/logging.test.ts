@@ -42,7 +42,10 @@ test('passwords, Authorization headers and query strings never appear in the log
   const good = basic('alice', PASSWORD);
   const bad = basic('alice', WRONG);
   const get = (p: string, authorization?: string, init: RequestInit = {}) =>
-    fetch(`${registry.url}${p}`, { ...init, headers: { ...(authorization ? { Authorization: authorization } : {}), ...(init.headers as Record<string, string>) } });
+    fetch(`${registry.url}${p}`, {
+      ...init,
+      headers: { ...(authorization ? { Authorization: authorization } : {}), ...(init.headers as Record<string, string>) },
+    });
 
   t.is((await get('/v2/', good)).status, 200);
   t.is((await get('/v2/', bad)).status, 401);
@@ -50,7 +53,11 @@ test('passwords, Authorization headers and query strings never appear in the log
   t.is((await get(`/v2/nope/app/tags/list?token=${QUERY_SECRET}`, good)).status, 404);
   t.is((await get(`/sigstore/a/b@sha256=${'0'.repeat(64)}/signature-1?password=${QUERY_SECRET}`, bad)).status, 404);
   t.is((await get('/api/v1/projects', `Basic ${'!'.repeat(10)}`)).status, 401);
-  t.is((await get('/api/v1/projects', good, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"name":"logs"}' })).status, 201);
+  t.is(
+    (await get('/api/v1/projects', good, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"name":"logs"}' }))
+      .status,
+    201,
+  );
   const layer = randomLayer(512);
   const pushed = await get(`/v2/logs/app/blobs/uploads/?digest=${layer.digest}&password=${QUERY_SECRET}`, good, {
     method: 'POST',

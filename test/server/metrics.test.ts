@@ -95,7 +95,11 @@ test.serial('range requests count the bytes actually sent', async (t) => {
 test.serial('the pull gate counts allowed and refused pulls in signed-only projects', async (t) => {
   const client = createClient(registry.url);
   const api = (path: string, method: string, body: unknown) =>
-    fetch(`${registry.url}/api/v1/projects${path}`, { method, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    fetch(`${registry.url}/api/v1/projects${path}`, {
+      method,
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
   t.is((await api('', 'POST', { name: 'gated' })).status, 201);
   const image = makeImage({ layers: 1 });
   t.is((await client.pushImage('gated/app', image, 'v1')).status, 201);

@@ -89,7 +89,10 @@ test.serial('S3 killed and restarted under load: 503 with Retry-After meanwhile,
     [],
     'only 503 UNAVAILABLE with Retry-After',
   );
-  t.true(failures.some((a) => a.what === 'blob get'), 'the load met the outage');
+  t.true(
+    failures.some((a) => a.what === 'blob get'),
+    'the load met the outage',
+  );
   t.deepEqual(
     load.answers.filter((a) => ['manifest pull', 'tags list', 'blob head'].includes(a.what) && (a.status >= 300 || a.status === 0)),
     [],

@@ -73,9 +73,17 @@ test.serial('an upload moves between replicas: POST on A, PATCH on B, PUT on A',
   const blob = blobOf(data, 'application/octet-stream');
   const start = await on(a).request('/v2/rep/up/blobs/uploads/', { method: 'POST' });
   const location = start.headers.get('location')!;
-  const first = await on(b).request(location, { method: 'PATCH', body: new Uint8Array(data.subarray(0, 100_000)), headers: { 'Content-Range': '0-99999' } });
+  const first = await on(b).request(location, {
+    method: 'PATCH',
+    body: new Uint8Array(data.subarray(0, 100_000)),
+    headers: { 'Content-Range': '0-99999' },
+  });
   t.is(first.status, 202);
-  const second = await on(a).request(location, { method: 'PATCH', body: new Uint8Array(data.subarray(100_000)), headers: { 'Content-Range': `100000-${data.length - 1}` } });
+  const second = await on(a).request(location, {
+    method: 'PATCH',
+    body: new Uint8Array(data.subarray(100_000)),
+    headers: { 'Content-Range': `100000-${data.length - 1}` },
+  });
   t.is(second.status, 202);
   t.is((await on(b).request(`${location}?digest=${blob.digest}`, { method: 'PUT' })).status, 201);
   for (const r of [a, b]) {
@@ -97,7 +105,10 @@ test.serial('a tag moved on A is served moved by B at once, though B had it cach
   );
   t.is(moved.headers.get('docker-content-digest'), two.manifest.digest);
   await on(a).request(`/v2/rep/app/manifests/${two.manifest.digest}`, { method: 'DELETE' });
-  const gone = await eventually(() => on(b).getManifest('rep/app', 'latest'), (res) => res.status === 404);
+  const gone = await eventually(
+    () => on(b).getManifest('rep/app', 'latest'),
+    (res) => res.status === 404,
+  );
   t.is(gone.status, 404);
 });
 
@@ -110,14 +121,30 @@ test.serial('a key removed on A stops opening the gate on B', async (t) => {
   const sig = await sign(key, payload(image.manifest.digest, `${hostOf(b)}/rep/signed:v1`));
   const put = await on(a).request(`/extensions/v2/rep/signed/signatures/${image.manifest.digest}`, {
     method: 'PUT',
-    body: JSON.stringify({ schemaVersion: 2, name: `${image.manifest.digest}@${'1'.repeat(32)}`, type: 'atomic', content: Buffer.from(sig).toString('base64') }),
+    body: JSON.stringify({
+      schemaVersion: 2,
+      name: `${image.manifest.digest}@${'1'.repeat(32)}`,
+      type: 'atomic',
+      content: Buffer.from(sig).toString('base64'),
+    }),
   });
   t.is(put.status, 201);
   // The signature names B's host: B serves it.
-  t.is((await eventually(() => on(b).getManifest('rep/signed', 'v1'), (r) => r.status === 200)).status, 200);
+  t.is(
+    (
+      await eventually(
+        () => on(b).getManifest('rep/signed', 'v1'),
+        (r) => r.status === 200,
+      )
+    ).status,
+    200,
+  );
   const keys = ((await (await on(a).request('/api/v1/projects/rep/keys')).json()) as { keys: { id: number }[] }).keys;
   await on(a).request(`/api/v1/projects/rep/keys/${keys[0]!.id}`, { method: 'DELETE' });
-  const refused = await eventually(() => on(b).getManifest('rep/signed', 'v1'), (r) => r.status === 412);
+  const refused = await eventually(
+    () => on(b).getManifest('rep/signed', 'v1'),
+    (r) => r.status === 412,
+  );
   t.is(refused.status, 412);
   await on(a).request('/api/v1/projects/rep', { method: 'PATCH', body: JSON.stringify({ signedOnly: false }) });
 });
@@ -132,15 +159,33 @@ test.serial('a trusted key updated on A (signing subkey revoked) stops opening t
   const sig = await sign(key, payload(image.manifest.digest, `${hostOf(b)}/repk/signed:v1`), { subkey: true });
   const put = await on(a).request(`/extensions/v2/repk/signed/signatures/${image.manifest.digest}`, {
     method: 'PUT',
-    body: JSON.stringify({ schemaVersion: 2, name: `${image.manifest.digest}@${'2'.repeat(32)}`, type: 'atomic', content: Buffer.from(sig).toString('base64') }),
+    body: JSON.stringify({
+      schemaVersion: 2,
+      name: `${image.manifest.digest}@${'2'.repeat(32)}`,
+      type: 'atomic',
+      content: Buffer.from(sig).toString('base64'),
+    }),
   });
   t.is(put.status, 201);
-  t.is((await eventually(() => on(b).getManifest('repk/signed', 'v1'), (r) => r.status === 200)).status, 200);
+  t.is(
+    (
+      await eventually(
+        () => on(b).getManifest('repk/signed', 'v1'),
+        (r) => r.status === 200,
+      )
+    ).status,
+    200,
+  );
   const revoked = await revokeSigningSubkey(key);
   t.is((await on(a).request('/api/v1/projects/repk/keys', { method: 'POST', body: new Uint8Array(revoked.publicBinary) })).status, 200);
-  const refused = await eventually(() => on(b).getManifest('repk/signed', 'v1'), (r) => r.status === 412);
+  const refused = await eventually(
+    () => on(b).getManifest('repk/signed', 'v1'),
+    (r) => r.status === 412,
+  );
   t.is(refused.status, 412);
-  const policy = (await (await on(b).request('/api/v1/projects/repk/policy.json')).json()) as { transports: { docker: Record<string, { keyData: string }[]> } };
+  const policy = (await (await on(b).request('/api/v1/projects/repk/policy.json')).json()) as {
+    transports: { docker: Record<string, { keyData: string }[]> };
+  };
   const exported = Object.values(policy.transports.docker)[0]![0]!.keyData;
   t.deepEqual(Buffer.from(exported, 'base64'), Buffer.from(await mergedKey(key.publicBinary, revoked.publicBinary)));
 });
@@ -148,10 +193,22 @@ test.serial('a trusted key updated on A (signing subkey revoked) stops opening t
 test.serial('concurrent pushes of one blob and one tag through both replicas stay consistent', async (t) => {
   const blob = blobOf(randomBytes(200_000), 'application/octet-stream');
   const results = await Promise.all([a, b, a, b].map((r) => on(r).pushBlob('rep/race', blob)));
-  t.deepEqual(results.map((r) => r.status), [201, 201, 201, 201]);
+  t.deepEqual(
+    results.map((r) => r.status),
+    [201, 201, 201, 201],
+  );
   const images = [makeImage({ layers: 1 }), makeImage({ layers: 1 })];
   await Promise.all(images.map((image, i) => on(i === 0 ? a : b).pushImage('rep/race', image, 'tag')));
-  const digests = await Promise.all([a, b].map(async (r) => (await eventually(() => on(r).getManifest('rep/race', 'tag'), (x) => x.status === 200)).headers.get('docker-content-digest')));
+  const digests = await Promise.all(
+    [a, b].map(async (r) =>
+      (
+        await eventually(
+          () => on(r).getManifest('rep/race', 'tag'),
+          (x) => x.status === 200,
+        )
+      ).headers.get('docker-content-digest'),
+    ),
+  );
   t.is(digests[0], digests[1]);
   t.true(images.some((i) => i.manifest.digest === digests[0]));
   const got = await on(b).request(`/v2/rep/race/blobs/${blob.digest}`);

@@ -70,9 +70,15 @@ test('a multi-chunk blob and a manifest pushed over HTTP come back byte for byte
   // Everything is in the bucket under the root directory, no upload is left, and the filesystem
   // store was never used.
   const names = await s3.objectNames();
-  t.true(names.every((n) => n.startsWith('registry-under-test/')), names.join(', '));
+  t.true(
+    names.every((n) => n.startsWith('registry-under-test/')),
+    names.join(', '),
+  );
   t.true(names.includes(`registry-under-test/blobs/sha256/${layer.digest.slice(7, 9)}/${layer.digest.slice(7)}`));
-  t.false(names.some((n) => n.includes('/uploads/')), 'no chunk object is left');
+  t.false(
+    names.some((n) => n.includes('/uploads/')),
+    'no chunk object is left',
+  );
   t.deepEqual(await s3.incompleteUploads(s3.bucket), []);
   await t.throwsAsync(access(path.join(registry.dataDir, 'storage')));
 });
@@ -114,7 +120,10 @@ test('readiness answers through S3 and fails while the bucket is missing', async
   // A push says why instead of 500 UNKNOWN, and the log named the bucket at start-up.
   const push = await createClient(missing.url).pushBlob('no/bucket', blobOf(randomBytes(100), 'application/octet-stream'));
   t.is(push.status, 503);
-  t.is(((await push.json()) as OciErrorBody).errors[0]!.message, "the registry's blob storage is unavailable (bucket missing); try again later");
+  t.is(
+    ((await push.json()) as OciErrorBody).errors[0]!.message,
+    "the registry's blob storage is unavailable (bucket missing); try again later",
+  );
   const named = logs.withMessage('blob storage unavailable: requests that need it answer 503 until it is back');
   t.is(named.length, 1);
   t.like(named[0], { reason: 'bucket missing', bucket, endpoint: s3.endpoint });
@@ -130,7 +139,9 @@ test('storage refusing the credentials is named in the log at start-up, and push
     env: s3.registryEnv({ REGISTRY_STORAGE_S3_ACCESSKEY: 'NOBODY', REGISTRY_STORAGE_S3_SECRETKEY: 'not-the-secret' }),
   });
   t.teardown(() => refused.close());
-  t.true(await until(() => logs.withMessage('blob storage unavailable: requests that need it answer 503 until it is back').length > 0, 10_000));
+  t.true(
+    await until(() => logs.withMessage('blob storage unavailable: requests that need it answer 503 until it is back').length > 0, 10_000),
+  );
   t.like(logs.withMessage('blob storage unavailable: requests that need it answer 503 until it is back')[0], {
     reason: 'access denied',
     bucket: s3.bucket,

@@ -50,7 +50,9 @@ test('a client that never reads: nothing is read ahead of what the socket took, 
   const server = http.createServer((_req, res) => {
     response = res;
     res.setHeader('Content-Length', String(size));
-    finished = store.openReader('uploads/blob').then((reader) => sendObject(res, counting(reader, counted), 0, size - 1, (n) => (handed += n)));
+    finished = store
+      .openReader('uploads/blob')
+      .then((reader) => sendObject(res, counting(reader, counted), 0, size - 1, (n) => (handed += n)));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(
@@ -68,13 +70,16 @@ test('a client that never reads: nothing is read ahead of what the socket took, 
   // The socket fills (the kernel takes a few MB), then the sender waits: its reads stop.
   t.true(await until(() => (response?.writableLength ?? 0) > 0, 20_000), 'the socket filled');
   let last = -1;
-  t.true(await until(async () => {
-    const now = counted.reads;
-    const settled = now === last;
-    last = now;
-    await sleep(200);
-    return settled;
-  }, 20_000), 'the reads stopped');
+  t.true(
+    await until(async () => {
+      const now = counted.reads;
+      const settled = now === last;
+      last = now;
+      await sleep(200);
+      return settled;
+    }, 20_000),
+    'the reads stopped',
+  );
 
   const takenBySocket = handed - response!.writableLength;
   const readAhead = counted.bytes - takenBySocket;

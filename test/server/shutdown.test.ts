@@ -107,7 +107,10 @@ test('SIGTERM: the upload in flight finishes, new connections are refused, then 
   t.is(await cli.exited, 0);
   t.true(cli.logs.some((l) => l.includes('"shutting down"')));
   t.true(cli.logs.some((l) => l.includes('"stopped"')));
-  t.false(cli.logs.some((l) => l.includes('"level":50')), 'no error was logged');
+  t.false(
+    cli.logs.some((l) => l.includes('"level":50')),
+    'no error was logged',
+  );
 });
 
 test('a request still running after the drain timeout is cut off; metrics on the debug address', async (t) => {

@@ -63,7 +63,12 @@ async function timed(path: string, init: RequestInit = {}): Promise<{ res: Respo
   return { res, ms: Date.now() - started };
 }
 
-async function unavailable(t: { is: (a: unknown, b: unknown, m?: string) => void; true: (v: boolean, m?: string) => void }, path: string, dependency: string, init: RequestInit = {}): Promise<void> {
+async function unavailable(
+  t: { is: (a: unknown, b: unknown, m?: string) => void; true: (v: boolean, m?: string) => void },
+  path: string,
+  dependency: string,
+  init: RequestInit = {},
+): Promise<void> {
   const { res, ms } = await timed(path, init);
   t.is(res.status, 503, `${init.method ?? 'GET'} ${path}`);
   t.true(ms < BOUND_MS, `answered after ${ms} ms`);

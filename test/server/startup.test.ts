@@ -104,7 +104,9 @@ test('TLS files: a missing one or a pair that does not match refuses to start, b
   t.regex(missing.stderr, new RegExp(`REGISTRY_HTTP_TLS_KEY: cannot read ${dir}/key.pem: does not exist`));
   t.notRegex(missing.stderr, NO_STACK);
   await writeFile(path.join(dir, 'key.pem'), 'not a key\n');
-  const { problems } = await preflight(loadConfig({ env: { REGISTRY_HTTP_TLS_CERTIFICATE: cert, REGISTRY_HTTP_TLS_KEY: path.join(dir, 'key.pem') } }));
+  const { problems } = await preflight(
+    loadConfig({ env: { REGISTRY_HTTP_TLS_CERTIFICATE: cert, REGISTRY_HTTP_TLS_KEY: path.join(dir, 'key.pem') } }),
+  );
   t.is(problems.length, 1);
   t.regex(problems[0] ?? '', /^REGISTRY_HTTP_TLS_CERTIFICATE, REGISTRY_HTTP_TLS_KEY: .* are not a PEM certificate and its private key: /);
 });
@@ -126,7 +128,10 @@ test('a wrong REGISTRY_DATABASE_URL is one line naming the variable, without the
   const { code, stderr } = await serveFails(dir, { REGISTRY_DATABASE_URL: url });
   t.is(code, 1);
   t.is(stderr.trim().split('\n').length, 1, stderr);
-  t.regex(stderr, /^signet: cannot use the PostgreSQL database of REGISTRY_DATABASE_URL \(postgres:\/\/signet:\*\*\*@127\.0\.0\.1:\d+\/signet\): connection refused; /);
+  t.regex(
+    stderr,
+    /^signet: cannot use the PostgreSQL database of REGISTRY_DATABASE_URL \(postgres:\/\/signet:\*\*\*@127\.0\.0\.1:\d+\/signet\): connection refused; /,
+  );
   t.false(stderr.includes('hunter2'));
 });
 
@@ -154,6 +159,9 @@ test('unknown variables are warned about at start-up; a taken port is one line n
   const second = path.join(dir, 'second', 'database');
   const { code, stderr } = await serveFails(path.join(dir, 'second'), { REGISTRY_HTTP_ADDR: first.url.replace('http://', '') });
   t.is(code, 1);
-  t.is(stderr.trim(), `signet: cannot listen on REGISTRY_HTTP_ADDR=${first.url.replace('http://', '')}: the port is taken (another registry running?); stop that process or choose another port`);
+  t.is(
+    stderr.trim(),
+    `signet: cannot listen on REGISTRY_HTTP_ADDR=${first.url.replace('http://', '')}: the port is taken (another registry running?); stop that process or choose another port`,
+  );
   t.true(await until(() => databaseProcesses(second).length === 0, 10_000), 'its database process is gone');
 });

@@ -47,7 +47,10 @@ test.after.always(async () => {
 /** A project with dev as developer and maint as maintainer, trusting `keys`, signed-only unless told. */
 async function project(name: string, options: { keys?: (TestKey | string)[]; signedOnly?: boolean } = {}): Promise<void> {
   await as('root').request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name, public: false }) });
-  for (const [user, role] of [['dev', 'developer'], ['maint', 'maintainer']]) {
+  for (const [user, role] of [
+    ['dev', 'developer'],
+    ['maint', 'maintainer'],
+  ]) {
     await as('root').request(`/api/v1/projects/${name}/members/${user}`, { method: 'PUT', body: JSON.stringify({ role }) });
   }
   for (const key of options.keys ?? [trusted]) {
@@ -55,7 +58,10 @@ async function project(name: string, options: { keys?: (TestKey | string)[]; sig
     const res = await as('root').request(`/api/v1/projects/${name}/keys`, { method: 'POST', body });
     if (res.status !== 201) throw new Error(`key upload: ${res.status} ${await res.text()}`);
   }
-  await as('root').request(`/api/v1/projects/${name}`, { method: 'PATCH', body: JSON.stringify({ signedOnly: options.signedOnly ?? true }) });
+  await as('root').request(`/api/v1/projects/${name}`, {
+    method: 'PATCH',
+    body: JSON.stringify({ signedOnly: options.signedOnly ?? true }),
+  });
 }
 
 async function push(user: User, repo: string, tag: string, image: Image = makeImage({ layers: 1 })): Promise<Image> {
@@ -67,7 +73,12 @@ async function push(user: User, repo: string, tag: string, image: Image = makeIm
 function putSignature(user: User, repo: string, digest: string, bytes: Uint8Array): Promise<Response> {
   return as(user).request(`/extensions/v2/${repo}/signatures/${digest}`, {
     method: 'PUT',
-    body: JSON.stringify({ schemaVersion: 2, name: `${digest}@${randomBytes(16).toString('hex')}`, type: 'atomic', content: Buffer.from(bytes).toString('base64') }),
+    body: JSON.stringify({
+      schemaVersion: 2,
+      name: `${digest}@${randomBytes(16).toString('hex')}`,
+      type: 'atomic',
+      content: Buffer.from(bytes).toString('base64'),
+    }),
   });
 }
 
@@ -93,8 +104,16 @@ test('labels do not open the gate: artifact types, a labelled extra layer, relab
   const attacks: [string, Blob, string][] = [
     ['artifactType cosign', manifestOf({ artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json', config, layers }), 'a1'],
     ['artifactType notation', manifestOf({ artifactType: 'application/vnd.cncf.notary.signature', config, layers }), 'a2'],
-    ['an extra signature layer', manifestOf({ config, layers: [...layers, descriptorOf(payloadLayer, { annotations: SIG_ANNOTATION })] }), 'a3'],
-    ['every layer relabelled', manifestOf({ config, layers: layers.map((l) => ({ ...l, mediaType: COSIGN_SIMPLESIGNING, annotations: SIG_ANNOTATION })) }), 'a4'],
+    [
+      'an extra signature layer',
+      manifestOf({ config, layers: [...layers, descriptorOf(payloadLayer, { annotations: SIG_ANNOTATION })] }),
+      'a3',
+    ],
+    [
+      'every layer relabelled',
+      manifestOf({ config, layers: layers.map((l) => ({ ...l, mediaType: COSIGN_SIMPLESIGNING, annotations: SIG_ANNOTATION })) }),
+      'a4',
+    ],
     ['a cosign signature tag', image.manifest, `sha256-${randomBytes(32).toString('hex')}.sig`],
   ];
   for (const [what, manifest, tag] of attacks) {
@@ -122,7 +141,9 @@ test('real signature artifacts are served for verifying clients: cosign .sig, si
 
   for (const referrer of [sigstoreBundleReferrer(image.manifest), notationReferrer(image.manifest)]) {
     await pushArtifact('dev', 'art/app', referrer.manifest.digest, referrer.blobs, referrer.manifest);
-    const list = (await (await as('dev').request(`/v2/art/app/referrers/${image.manifest.digest}`)).json()) as { manifests: { digest: string }[] };
+    const list = (await (await as('dev').request(`/v2/art/app/referrers/${image.manifest.digest}`)).json()) as {
+      manifests: { digest: string }[];
+    };
     t.true(list.manifests.some((m) => m.digest === referrer.manifest.digest));
     t.is((await as('dev').getManifest('art/app', referrer.manifest.digest)).status, 200);
   }
@@ -153,11 +174,31 @@ test('identities are compared exactly: a signature naming LOCALHOST does not ope
   const image = await push('dev', 'case/app', 'v1');
   const port = new URL(registry.url).port;
   const viaLocalhost = `http://localhost:${port}`;
-  t.is((await putSignature('dev', 'case/app', image.manifest.digest, await sign(trusted, payload(image.manifest.digest, `LOCALHOST:${port}/case/app:v1`)))).status, 201);
+  t.is(
+    (
+      await putSignature(
+        'dev',
+        'case/app',
+        image.manifest.digest,
+        await sign(trusted, payload(image.manifest.digest, `LOCALHOST:${port}/case/app:v1`)),
+      )
+    ).status,
+    201,
+  );
   const refused = await as('dev', viaLocalhost).getManifest('case/app', 'v1');
   t.is(refused.status, 412);
   t.regex(await refusal(refused), /signed for registry LOCALHOST:\d+, not localhost:\d+/);
-  t.is((await putSignature('dev', 'case/app', image.manifest.digest, await sign(trusted, payload(image.manifest.digest, `localhost:${port}/case/app:v1`)))).status, 201);
+  t.is(
+    (
+      await putSignature(
+        'dev',
+        'case/app',
+        image.manifest.digest,
+        await sign(trusted, payload(image.manifest.digest, `localhost:${port}/case/app:v1`)),
+      )
+    ).status,
+    201,
+  );
   t.is((await as('dev', viaLocalhost).getManifest('case/app', 'v1')).status, 200);
 });
 
@@ -167,7 +208,10 @@ test('a signing subkey that expired after it signed no longer opens the gate, an
   await project('exp', { keys: [], signedOnly: false });
   const image = await push('dev', 'exp/app', 'v1');
   // Made while the subkey was valid (and stored before the project trusted the key).
-  const signature = await sign(key, payload(image.manifest.digest, `${registry.host}/exp/app:v1`), { subkey: true, date: new Date(created.getTime() + 3600_000) });
+  const signature = await sign(key, payload(image.manifest.digest, `${registry.host}/exp/app:v1`), {
+    subkey: true,
+    date: new Date(created.getTime() + 3600_000),
+  });
   t.is((await putSignature('dev', 'exp/app', image.manifest.digest, signature)).status, 201);
   t.is((await as('root').request('/api/v1/projects/exp/keys', { method: 'POST', body: new Uint8Array(key.publicBinary) })).status, 201);
   await as('root').request('/api/v1/projects/exp', { method: 'PATCH', body: JSON.stringify({ signedOnly: true }) });
@@ -180,7 +224,17 @@ test('re-uploading a trusted key merges it: a revoked subkey closes the gate at 
   const key = await makeKeyWithSigningSubkey();
   await project('rev', { keys: [key] });
   const image = await push('dev', 'rev/app', 'v1');
-  t.is((await putSignature('dev', 'rev/app', image.manifest.digest, await sign(key, payload(image.manifest.digest, `${registry.host}/rev/app:v1`), { subkey: true }))).status, 201);
+  t.is(
+    (
+      await putSignature(
+        'dev',
+        'rev/app',
+        image.manifest.digest,
+        await sign(key, payload(image.manifest.digest, `${registry.host}/rev/app:v1`), { subkey: true }),
+      )
+    ).status,
+    201,
+  );
   t.is((await as('dev').getManifest('rev/app', 'v1')).status, 200);
 
   const revoked = await revokeSigningSubkey(key);
@@ -205,7 +259,8 @@ test('re-uploading a trusted key merges it: a revoked subkey closes the gate at 
 test('clock skew: a signature dated 20 s ahead is accepted; one dated 10 minutes ahead is refused, saying so', async (t) => {
   await project('skew');
   const image = await push('dev', 'skew/app', 'v1');
-  const ahead = (seconds: number) => sign(trusted, payload(image.manifest.digest, `${registry.host}/skew/app:v1`), { date: new Date(Date.now() + seconds * 1000) });
+  const ahead = (seconds: number) =>
+    sign(trusted, payload(image.manifest.digest, `${registry.host}/skew/app:v1`), { date: new Date(Date.now() + seconds * 1000) });
   const far = await putSignature('dev', 'skew/app', image.manifest.digest, await ahead(600));
   t.is(far.status, 400);
   t.regex(await refusal(far), /SIGNATURE_INVALID: .*in the future \(at most 300 s of clock skew is accepted\)/);
@@ -221,9 +276,14 @@ test('signature lists stay within what clients read: size bounds, and no untrust
   const refused = await putSignature('dev', 'lim/app', digest, await sign(stranger, payload(digest, `${registry.host}/lim/app:v1`)));
   t.is(refused.status, 403);
   t.regex(await refusal(refused), /DENIED: key [0-9A-F]{16} is not trusted by project lim/);
-  t.is((await putSignature('maint', 'lim/app', digest, await sign(stranger, payload(digest, `${registry.host}/lim/app:v1`)))).status, 201, 'a maintainer may');
+  t.is(
+    (await putSignature('maint', 'lim/app', digest, await sign(stranger, payload(digest, `${registry.host}/lim/app:v1`)))).status,
+    201,
+    'a maintainer may',
+  );
 
-  const padded = (bytes: number) => payload(digest, `${registry.host}/lim/app:v1`, { optional: { padding: randomBytes(bytes).toString('base64') } });
+  const padded = (bytes: number) =>
+    payload(digest, `${registry.host}/lim/app:v1`, { optional: { padding: randomBytes(bytes).toString('base64') } });
   t.is((await putSignature('dev', 'lim/app', digest, await sign(trusted, padded(70 * 1024)))).status, 413, 'over 64 KiB');
   let stored = 0;
   let last: Response | undefined;

@@ -81,7 +81,10 @@ test('unsigned images are refused with 412 PROJECTPOLICYVIOLATION, by tag, diges
 test('a signature by a trusted key opens the gate; removing the key closes it again', async (t) => {
   await project('g2');
   const image = await pushImage('g2/app');
-  t.is(await putSignature('g2/app', image.manifest.digest, await sign(trusted, payload(image.manifest.digest, `${registry.host}/g2/app:v1`))), 201);
+  t.is(
+    await putSignature('g2/app', image.manifest.digest, await sign(trusted, payload(image.manifest.digest, `${registry.host}/g2/app:v1`))),
+    201,
+  );
   t.is((await dev().getManifest('g2/app', 'v1')).status, 200);
   t.is((await dev().getManifest('g2/app', image.manifest.digest)).status, 200);
 
@@ -126,7 +129,11 @@ test('a signing subkey of a trusted primary key counts', async (t) => {
   const withSub = await makeKeyWithSigningSubkey();
   await project('g5', { keys: [withSub] });
   const image = await pushImage('g5/app');
-  await putSignature('g5/app', image.manifest.digest, await sign(withSub, payload(image.manifest.digest, `${registry.host}/g5/app:v1`), { subkey: true }));
+  await putSignature(
+    'g5/app',
+    image.manifest.digest,
+    await sign(withSub, payload(image.manifest.digest, `${registry.host}/g5/app:v1`), { subkey: true }),
+  );
   t.is((await dev().getManifest('g5/app', 'v1')).status, 200);
 });
 

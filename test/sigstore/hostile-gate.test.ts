@@ -63,7 +63,12 @@ test.before(async () => {
   const signature = await sign(owner, payload(signedDigest, `${registry.host}/${REPO}:release`));
   const stored = await root().request(`/extensions/v2/${REPO}/signatures/${signedDigest}`, {
     method: 'PUT',
-    body: JSON.stringify({ schemaVersion: 2, name: `${signedDigest}@${'0'.repeat(32)}`, type: 'atomic', content: Buffer.from(signature).toString('base64') }),
+    body: JSON.stringify({
+      schemaVersion: 2,
+      name: `${signedDigest}@${'0'.repeat(32)}`,
+      type: 'atomic',
+      content: Buffer.from(signature).toString('base64'),
+    }),
   });
   if (stored.status !== 201) throw new Error(`signature upload failed: ${stored.status}`);
   await root().request('/api/v1/projects/hostile', { method: 'PATCH', body: JSON.stringify({ signedOnly: true }) });
@@ -83,7 +88,17 @@ test.before(async () => {
   const configs = [
     EMPTY_CONFIG,
     cosignConfig([layers[2]!]),
-    blobOf(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Entrypoint: ['/bin/tool'] }, rootfs: { type: 'layers', diff_ids: [] } })), 'application/vnd.oci.image.config.v1+json'),
+    blobOf(
+      Buffer.from(
+        JSON.stringify({
+          architecture: 'amd64',
+          os: 'linux',
+          config: { Entrypoint: ['/bin/tool'] },
+          rootfs: { type: 'layers', diff_ids: [] },
+        }),
+      ),
+      'application/vnd.oci.image.config.v1+json',
+    ),
   ];
   for (const blob of [...layers, ...configs, ...cosignSig.blobs]) {
     const res = await dev().pushBlob(REPO, blob);
@@ -134,21 +149,39 @@ async function reachable(reference: string, depth = 0): Promise<string | undefin
     if (isRunnable(blob)) return `served ${reference} (${digest}) with the runnable layer ${layer.digest}`;
   }
   if (body.config) {
-    const config = JSON.parse(Buffer.from(await (await dev().request(`/v2/${REPO}/blobs/${body.config.digest}`)).arrayBuffer()).toString()) as { config?: object };
+    const config = JSON.parse(
+      Buffer.from(await (await dev().request(`/v2/${REPO}/blobs/${body.config.digest}`)).arrayBuffer()).toString(),
+    ) as { config?: object };
     if (config.config && Object.keys(config.config).length > 0) return `served ${reference} (${digest}) whose config runs something`;
   }
   return undefined;
 }
 
-const LAYER_TYPES = [COSIGN_SIMPLESIGNING, OCI_LAYER, 'application/vnd.dsse.envelope.v1+json', 'application/vnd.dev.sigstore.bundle.v0.3+json', 'application/jose+json', 'application/vnd.oci.image.layer.v1.tar'];
-const ARTIFACT_TYPES = [undefined, 'application/vnd.dev.cosign.artifact.sig.v1+json', 'application/vnd.cncf.notary.signature', 'application/vnd.dev.sigstore.bundle.v0.3+json', 'application/vnd.example.sbom'];
+const LAYER_TYPES = [
+  COSIGN_SIMPLESIGNING,
+  OCI_LAYER,
+  'application/vnd.dsse.envelope.v1+json',
+  'application/vnd.dev.sigstore.bundle.v0.3+json',
+  'application/jose+json',
+  'application/vnd.oci.image.layer.v1.tar',
+];
+const ARTIFACT_TYPES = [
+  undefined,
+  'application/vnd.dev.cosign.artifact.sig.v1+json',
+  'application/vnd.cncf.notary.signature',
+  'application/vnd.dev.sigstore.bundle.v0.3+json',
+  'application/vnd.example.sbom',
+];
 const hex = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b).toString('hex'));
 
 const imageChoice = fc.record({
   mediaType: fc.constantFrom(OCI_MANIFEST, 'application/vnd.docker.distribution.manifest.v2+json'),
   artifactType: fc.constantFrom(...ARTIFACT_TYPES),
   config: fc.nat(2),
-  layers: fc.array(fc.record({ blob: fc.nat(6), mediaType: fc.constantFrom(...LAYER_TYPES), annotate: fc.boolean() }), { minLength: 1, maxLength: 3 }),
+  layers: fc.array(fc.record({ blob: fc.nat(6), mediaType: fc.constantFrom(...LAYER_TYPES), annotate: fc.boolean() }), {
+    minLength: 1,
+    maxLength: 3,
+  }),
   subject: fc.boolean(),
   annotations: fc.boolean(),
 });
@@ -177,7 +210,10 @@ function buildImage(choice: ImageChoice): Blob {
       ...(choice.artifactType ? { artifactType: choice.artifactType } : {}),
       config: descriptorOf(config),
       layers: choice.layers.map((l) =>
-        descriptorOf({ ...pool.layers[l.blob]!, mediaType: l.mediaType }, l.annotate ? { annotations: { 'dev.cosignproject.cosign/signature': 'AAAA' } } : {}),
+        descriptorOf(
+          { ...pool.layers[l.blob]!, mediaType: l.mediaType },
+          l.annotate ? { annotations: { 'dev.cosignproject.cosign/signature': 'AAAA' } } : {},
+        ),
       ),
       ...(choice.subject ? { subject: descriptorOf(signedManifest) } : {}),
       ...(choice.annotations ? { annotations: { 'org.opencontainers.image.title': 'signature' } } : {}),

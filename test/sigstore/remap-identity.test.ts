@@ -5,7 +5,10 @@ import fc from 'fast-check';
 import { defaultSignedPrefix, remappedRepository, signedPrefixProblem } from '../../sigstore/remap-identity.js';
 
 test('the prefix is replaced at a path boundary only', (t) => {
-  t.deepEqual(remappedRepository('redhat/ubi8/ubi', 'redhat', 'registry.access.redhat.com'), { host: 'registry.access.redhat.com', repository: 'ubi8/ubi' });
+  t.deepEqual(remappedRepository('redhat/ubi8/ubi', 'redhat', 'registry.access.redhat.com'), {
+    host: 'registry.access.redhat.com',
+    repository: 'ubi8/ubi',
+  });
   t.deepEqual(remappedRepository('redhat/ubi8/ubi', 'redhat', 'quay.io/org'), { host: 'quay.io', repository: 'org/ubi8/ubi' });
   t.is(remappedRepository('redhatx/ubi8/ubi', 'redhat', 'registry.access.redhat.com'), undefined);
   t.is(remappedRepository('redhat', 'redhat', 'registry.access.redhat.com'), undefined, 'a host alone names no repository');
@@ -24,7 +27,8 @@ test('a repository of another project never maps into the mirror', (t) => {
 });
 
 test('signed prefixes are what containers/image takes', (t) => {
-  for (const ok of ['registry.access.redhat.com', 'localhost:5000', 'quay.io/org/team', '127.0.0.1:8080/ns']) t.is(signedPrefixProblem(ok), undefined, ok);
+  for (const ok of ['registry.access.redhat.com', 'localhost:5000', 'quay.io/org/team', '127.0.0.1:8080/ns'])
+    t.is(signedPrefixProblem(ok), undefined, ok);
   for (const bad of ['quay.io/Org', 'quay.io/org:tag', 'quay.io/org@sha256:' + 'a'.repeat(64), 'org/team', 'https://quay.io', '']) {
     t.truthy(signedPrefixProblem(bad), bad);
   }

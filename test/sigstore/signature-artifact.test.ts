@@ -52,7 +52,10 @@ test('the signature artifacts cosign, containers/image and Notation push are rec
     Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [payload.digest] } })),
     'application/vnd.oci.image.config.v1+json',
   );
-  const manifest = manifestOf({ config: descriptorOf(config), layers: [descriptorOf(payload, { annotations: { 'dev.cosignproject.cosign/signature': 'AAAA' } })] });
+  const manifest = manifestOf({
+    config: descriptorOf(config),
+    layers: [descriptorOf(payload, { annotations: { 'dev.cosignproject.cosign/signature': 'AAAA' } })],
+  });
   t.deepEqual(await classify({ blobs: [config, payload], manifest }), { signature: true });
 });
 
@@ -61,16 +64,29 @@ test('labels earn nothing: a runnable layer labelled as a signature, an index, a
   const real = cosignSignatureManifest(key, SUBJECT.digest, 'registry.example.com/team/app');
   const layer = blobOf(gzipSync(tarOf({ 'bin/sh': Buffer.from('#!/bin/sh\necho pwned\n') })), COSIGN_SIMPLESIGNING);
   const annotations = { 'dev.cosignproject.cosign/signature': 'AAAA' };
-  const relabelled = manifestOf({ artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json', config: descriptorOf(real.blobs[0]!), layers: [descriptorOf(layer, { annotations })] });
+  const relabelled = manifestOf({
+    artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
+    config: descriptorOf(real.blobs[0]!),
+    layers: [descriptorOf(layer, { annotations })],
+  });
   t.false((await classify({ blobs: [...real.blobs, layer], manifest: relabelled })).signature);
-  const extra = manifestOf({ config: descriptorOf(real.blobs[0]!), layers: [descriptorOf(real.payload, { annotations }), descriptorOf(layer, { annotations })] });
+  const extra = manifestOf({
+    config: descriptorOf(real.blobs[0]!),
+    layers: [descriptorOf(real.payload, { annotations }), descriptorOf(layer, { annotations })],
+  });
   t.false((await classify({ blobs: [...real.blobs, layer], manifest: extra })).signature);
   const index = manifestOf({ manifests: [descriptorOf(real.manifest)] }, OCI_INDEX);
   t.false((await classify({ blobs: real.blobs, manifest: index })).signature);
-  const runs = blobOf(Buffer.from(JSON.stringify({ config: { Entrypoint: ['/payload'] }, rootfs: { type: 'layers', diff_ids: [] } })), 'application/vnd.oci.image.config.v1+json');
+  const runs = blobOf(
+    Buffer.from(JSON.stringify({ config: { Entrypoint: ['/payload'] }, rootfs: { type: 'layers', diff_ids: [] } })),
+    'application/vnd.oci.image.config.v1+json',
+  );
   const withEntrypoint = manifestOf({ config: descriptorOf(runs), layers: [descriptorOf(real.payload, { annotations })] });
   t.false((await classify({ blobs: [runs, real.payload], manifest: withEntrypoint })).signature);
-  const external = manifestOf({ config: descriptorOf(real.blobs[0]!), layers: [descriptorOf(real.payload, { annotations, urls: ['http://evil.example/layer.tar.gz'] })] });
+  const external = manifestOf({
+    config: descriptorOf(real.blobs[0]!),
+    layers: [descriptorOf(real.payload, { annotations, urls: ['http://evil.example/layer.tar.gz'] })],
+  });
   t.false((await classify({ blobs: real.blobs, manifest: external })).signature);
   const noLayers = manifestOf({ config: descriptorOf(EMPTY_CONFIG), layers: [] });
   t.false((await classify({ blobs: [EMPTY_CONFIG], manifest: noLayers })).signature);
@@ -88,7 +104,12 @@ const LAYER_TYPES = [
   'application/vnd.docker.image.rootfs.diff.tar.gzip',
   'application/vnd.oci.empty.v1+json',
 ];
-const ARTIFACT_TYPES = [undefined, 'application/vnd.dev.cosign.artifact.sig.v1+json', 'application/vnd.cncf.notary.signature', 'application/vnd.dev.sigstore.bundle.v0.3+json'];
+const ARTIFACT_TYPES = [
+  undefined,
+  'application/vnd.dev.cosign.artifact.sig.v1+json',
+  'application/vnd.cncf.notary.signature',
+  'application/vnd.dev.sigstore.bundle.v0.3+json',
+];
 
 type Content = { kind: 'runnable' | 'json'; data: Buffer };
 const content: fc.Arbitrary<Content> = fc.oneof(
@@ -96,22 +117,35 @@ const content: fc.Arbitrary<Content> = fc.oneof(
     const tar = tarOf({ 'bin/tool': Buffer.concat([Buffer.from('\x7fELF\x02\x01\x01'), Buffer.alloc(9), Buffer.from([2, 0])]) });
     return { kind: 'runnable' as const, data: form === 'gzip' ? gzipSync(tar) : tar };
   }),
-  fc.uint8Array({ minLength: 1, maxLength: 64 }).map((bytes) => ({ kind: 'runnable' as const, data: Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.from(bytes)]) })),
-  fc.constantFrom(
-    cosignPayload(SUBJECT.digest, 'registry.example.com/team/app').data,
-    sigstoreBundleReferrer(SUBJECT).blobs[1]!.data,
-    notationReferrer(SUBJECT).blobs[1]!.data,
-    cosignAttestation(SUBJECT).blobs[1]!.data,
-    Buffer.from('{"critical":{}}'),
-  ).map((data) => ({ kind: 'json' as const, data })),
+  fc
+    .uint8Array({ minLength: 1, maxLength: 64 })
+    .map((bytes) => ({ kind: 'runnable' as const, data: Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.from(bytes)]) })),
+  fc
+    .constantFrom(
+      cosignPayload(SUBJECT.digest, 'registry.example.com/team/app').data,
+      sigstoreBundleReferrer(SUBJECT).blobs[1]!.data,
+      notationReferrer(SUBJECT).blobs[1]!.data,
+      cosignAttestation(SUBJECT).blobs[1]!.data,
+      Buffer.from('{"critical":{}}'),
+    )
+    .map((data) => ({ kind: 'json' as const, data })),
 );
 
 const configChoice = fc.constantFrom(
   { runs: false, blob: EMPTY_CONFIG },
   { runs: false, blob: cosignConfig([]) },
   { runs: true, blob: blobOf(Buffer.from(JSON.stringify({ config: { Cmd: ['/bin/tool'] } })), 'application/vnd.oci.image.config.v1+json') },
-  { runs: true, blob: blobOf(Buffer.from(JSON.stringify({ config: { Env: ['PATH=/'] }, architecture: 'amd64', os: 'linux' })), 'application/vnd.oci.image.config.v1+json') },
-  { runs: true, blob: blobOf(Buffer.from(JSON.stringify({ container_config: { Cmd: ['x'] } })), 'application/vnd.oci.image.config.v1+json') },
+  {
+    runs: true,
+    blob: blobOf(
+      Buffer.from(JSON.stringify({ config: { Env: ['PATH=/'] }, architecture: 'amd64', os: 'linux' })),
+      'application/vnd.oci.image.config.v1+json',
+    ),
+  },
+  {
+    runs: true,
+    blob: blobOf(Buffer.from(JSON.stringify({ container_config: { Cmd: ['x'] } })), 'application/vnd.oci.image.config.v1+json'),
+  },
 );
 
 const hostile = fc.record({

@@ -24,7 +24,10 @@ test.before(async () => {
     env: { REGISTRY_AUTH: 'htpasswd', REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'), REGISTRY_AUTH_ADMINS: 'root' },
   });
   key = await makeKey();
-  for (const [name, isPublic] of [['pub', true], ['priv', false]] as const) {
+  for (const [name, isPublic] of [
+    ['pub', true],
+    ['priv', false],
+  ] as const) {
     await as('root').request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name, public: isPublic }) });
     await as('root').request(`/api/v1/projects/${name}/members/dev`, { method: 'PUT', body: JSON.stringify({ role: 'developer' }) });
     await as('root').request(`/api/v1/projects/${name}/members/maint`, { method: 'PUT', body: JSON.stringify({ role: 'maintainer' }) });
@@ -94,7 +97,11 @@ test('extension: bad input is refused and stores nothing', async (t) => {
   const cases: [string, string, number][] = [
     ['garbage content', extensionBody(digest, Buffer.from('not openpgp')), 400],
     ['signature for another manifest', extensionBody(digest, await sign(key, payload(otherDigest, `${registry.host}/${repo}:v1`))), 400],
-    ['unknown critical field', extensionBody(digest, await sign(key, payload(digest, `${registry.host}/${repo}:v1`, { critical: { x: 1 } }))), 400],
+    [
+      'unknown critical field',
+      extensionBody(digest, await sign(key, payload(digest, `${registry.host}/${repo}:v1`, { critical: { x: 1 } }))),
+      400,
+    ],
     ['wrong schemaVersion', JSON.stringify({ schemaVersion: 1, name: `${digest}@${'0'.repeat(32)}`, type: 'atomic', content: '' }), 400],
     ['bad name', extensionBody(digest, await sign(key, payload(digest, `${registry.host}/${repo}:v1`)), 'whatever'), 400],
     ['not json', '{', 400],
@@ -142,10 +149,22 @@ test('lookaside: maintainers PUT and DELETE signature-N; numbering stays dense',
   const first = await sign(key, payload(digest, `${registry.host}/${repo}:v1`));
   const second = await sign(key, payload(digest, `${registry.host}/${repo}:latest`), { armor: true });
   t.is((await as('dev').request(lookaside(repo, digest, 1), { method: 'PUT', body: new Uint8Array(first) })).status, 403);
-  t.is((await as('maint').request(lookaside(repo, digest, 2), { method: 'PUT', body: new Uint8Array(first) })).status, 409, 'signature-1 comes first');
+  t.is(
+    (await as('maint').request(lookaside(repo, digest, 2), { method: 'PUT', body: new Uint8Array(first) })).status,
+    409,
+    'signature-1 comes first',
+  );
   t.is((await as('maint').request(lookaside(repo, digest, 1), { method: 'PUT', body: new Uint8Array(first) })).status, 201);
-  t.is((await as('maint').request(lookaside(repo, digest, 1), { method: 'PUT', body: new Uint8Array(first) })).status, 200, 'same bytes: no-op');
-  t.is((await as('maint').request(lookaside(repo, digest, 1), { method: 'PUT', body: new Uint8Array(second) })).status, 409, 'never replaced');
+  t.is(
+    (await as('maint').request(lookaside(repo, digest, 1), { method: 'PUT', body: new Uint8Array(first) })).status,
+    200,
+    'same bytes: no-op',
+  );
+  t.is(
+    (await as('maint').request(lookaside(repo, digest, 1), { method: 'PUT', body: new Uint8Array(second) })).status,
+    409,
+    'never replaced',
+  );
   t.is((await as('maint').request(lookaside(repo, digest, 2), { method: 'PUT', body: new Uint8Array(second) })).status, 201);
 
   // The armored upload is served in binary form, and the extension sees both.
@@ -179,11 +198,16 @@ test('management API lists signatures with signer, identity and trust; keys are 
   await putSig('dev', repo, digest, await sign(key, payload(digest, `${registry.host}/${repo}:v1`)));
   await putSig('dev', repo, digest, await sign(other, payload(digest, `${registry.host}/${repo}:v1`)));
   const list = async () =>
-    ((await (await as('dev').request(`/api/v1/projects/pub/repositories/trust/app/signatures/${digest}`)).json()) as {
-      signatures: { position: number; signerFingerprint: string; identity: string; trusted: boolean; reason?: string }[];
-    }).signatures;
+    (
+      (await (await as('dev').request(`/api/v1/projects/pub/repositories/trust/app/signatures/${digest}`)).json()) as {
+        signatures: { position: number; signerFingerprint: string; identity: string; trusted: boolean; reason?: string }[];
+      }
+    ).signatures;
   let sigs = await list();
-  t.deepEqual(sigs.map((s) => s.trusted), [false, false]);
+  t.deepEqual(
+    sigs.map((s) => s.trusted),
+    [false, false],
+  );
   t.is(sigs[0]!.signerFingerprint, key.fingerprint.toUpperCase());
   t.is(sigs[0]!.identity, `${registry.host}/${repo}:v1`);
   t.regex(sigs[0]!.reason ?? '', /not trusted/);
@@ -196,15 +220,25 @@ test('management API lists signatures with signer, identity and trust; keys are 
   const stored = (await added.json()) as { id: number; fingerprint: string; kind: string };
   t.is(stored.fingerprint, key.fingerprint.toUpperCase());
   t.is(stored.kind, 'openpgp');
-  t.is((await as('root').request('/api/v1/projects/pub/keys', { method: 'POST', body: new Uint8Array(key.publicBinary) })).status, 200, 'same key again');
+  t.is(
+    (await as('root').request('/api/v1/projects/pub/keys', { method: 'POST', body: new Uint8Array(key.publicBinary) })).status,
+    200,
+    'same key again',
+  );
   sigs = await list();
-  t.deepEqual(sigs.map((s) => s.trusted), [true, false]);
+  t.deepEqual(
+    sigs.map((s) => s.trusted),
+    [true, false],
+  );
 
   const refused = await as('root').request('/api/v1/projects/pub/keys', { method: 'POST', body: 'garbage' });
   t.is(refused.status, 400);
   t.is((await as('root').request(`/api/v1/projects/pub/keys/${stored.id}`, { method: 'DELETE' })).status, 204);
   sigs = await list();
-  t.deepEqual(sigs.map((s) => s.trusted), [false, false]);
+  t.deepEqual(
+    sigs.map((s) => s.trusted),
+    [false, false],
+  );
 });
 
 test('a signature by a trusted key must verify to be stored', async (t) => {

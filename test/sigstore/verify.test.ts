@@ -8,7 +8,9 @@ import { makeKey, makeKeyWithSigningSubkey, payload, sign } from '../helpers/sig
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 const REF = 'registry.example.com:5000/team/app:v1';
-const trust = (key: { publicKey: openpgp.PublicKey; fingerprint: string }): TrustedKey[] => [{ fingerprint: key.fingerprint, key: key.publicKey }];
+const trust = (key: { publicKey: openpgp.PublicKey; fingerprint: string }): TrustedKey[] => [
+  { fingerprint: key.fingerprint, key: key.publicKey },
+];
 
 test('a good signature verifies and yields its payload and signer', async (t) => {
   const key = await makeKey();
@@ -68,10 +70,22 @@ test('armored input is converted to the binary form; clearsigned and detached in
 
   const clear = await openpgp.sign({ message: await openpgp.createCleartextMessage({ text: 'x' }), signingKeys: key.privateKey });
   await t.throwsAsync(readSignedMessage(new TextEncoder().encode(clear)), { instanceOf: SignatureFormatError, message: /clearsigned/ });
-  const detached = await openpgp.sign({ message: await openpgp.createMessage({ binary: data }), signingKeys: key.privateKey, detached: true, format: 'binary' });
+  const detached = await openpgp.sign({
+    message: await openpgp.createMessage({ binary: data }),
+    signingKeys: key.privateKey,
+    detached: true,
+    format: 'binary',
+  });
   await t.throwsAsync(readSignedMessage(detached), { instanceOf: SignatureFormatError });
-  const detachedArmored = await openpgp.sign({ message: await openpgp.createMessage({ binary: data }), signingKeys: key.privateKey, detached: true });
-  await t.throwsAsync(readSignedMessage(new TextEncoder().encode(detachedArmored)), { instanceOf: SignatureFormatError, message: /detached/ });
+  const detachedArmored = await openpgp.sign({
+    message: await openpgp.createMessage({ binary: data }),
+    signingKeys: key.privateKey,
+    detached: true,
+  });
+  await t.throwsAsync(readSignedMessage(new TextEncoder().encode(detachedArmored)), {
+    instanceOf: SignatureFormatError,
+    message: /detached/,
+  });
   await t.throwsAsync(readSignedMessage(new TextEncoder().encode('not a signature at all')), { instanceOf: SignatureFormatError });
 });
 
@@ -86,8 +100,18 @@ test('payloads are parsed strictly, as containers/image does', (t) => {
     ['invalid reference', payload(DIGEST, 'Not A Reference')],
     ['non-integer timestamp', payload(DIGEST, REF, { optional: { timestamp: 1.5 } })],
     ['creator not a string', payload(DIGEST, REF, { optional: { creator: 7 } })],
-    ['duplicate key', new TextEncoder().encode(`{"critical":{"type":"atomic container signature","type":"x","image":{"docker-manifest-digest":"${DIGEST}"},"identity":{"docker-reference":"${REF}"}},"optional":{}}`)],
-    ['missing optional', new TextEncoder().encode(`{"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":"${DIGEST}"},"identity":{"docker-reference":"${REF}"}}}`)],
+    [
+      'duplicate key',
+      new TextEncoder().encode(
+        `{"critical":{"type":"atomic container signature","type":"x","image":{"docker-manifest-digest":"${DIGEST}"},"identity":{"docker-reference":"${REF}"}},"optional":{}}`,
+      ),
+    ],
+    [
+      'missing optional',
+      new TextEncoder().encode(
+        `{"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":"${DIGEST}"},"identity":{"docker-reference":"${REF}"}}}`,
+      ),
+    ],
     ['not json', new TextEncoder().encode('{')],
   ];
   for (const [what, bytes] of bad) t.throws(() => parsePayload(bytes), { instanceOf: SignatureFormatError }, what);

@@ -21,7 +21,10 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-function listener(): { reports: Array<[Dependency, string | undefined]>; report: (d: Dependency, f: DependencyUnavailableError | undefined) => void } {
+function listener(): {
+  reports: Array<[Dependency, string | undefined]>;
+  report: (d: Dependency, f: DependencyUnavailableError | undefined) => void;
+} {
   const reports: Array<[Dependency, string | undefined]> = [];
   return { reports, report: (dependency, failure) => void reports.push([dependency, failure?.reason]) };
 }
@@ -37,7 +40,12 @@ test('a PostgreSQL that refuses connections is unavailable, and said so to the l
   const db = await createPostgresDb(`postgres://postgres@127.0.0.1:${await closedPort()}/postgres`, { onAvailability: report });
   t.teardown(() => db.close());
   await unavailable(t, db.query('SELECT 1'), 'connection refused', 'database');
-  await unavailable(t, db.transaction(async (tx) => tx.query('SELECT 1')), 'connection refused', 'database');
+  await unavailable(
+    t,
+    db.transaction(async (tx) => tx.query('SELECT 1')),
+    'connection refused',
+    'database',
+  );
   t.deepEqual(reports, [
     ['database', 'connection refused'],
     ['database', 'connection refused'],
@@ -53,7 +61,12 @@ test('a statement past the query timeout is unavailable ("timed out"), and the c
     await database.drop();
   });
   await unavailable(t, db.query('SELECT pg_sleep(2)'), 'timed out', 'database');
-  await unavailable(t, db.transaction((tx) => tx.query('SELECT pg_sleep(2)')), 'timed out', 'database');
+  await unavailable(
+    t,
+    db.transaction((tx) => tx.query('SELECT pg_sleep(2)')),
+    'timed out',
+    'database',
+  );
   // The pool's one connection was dropped and replaced: the next statement gets its own answer.
   t.deepEqual(await db.query<{ n: number }>('SELECT 1 AS n'), [{ n: 1 }]);
   t.deepEqual(reports.at(-1), ['database', undefined], 'an answer after the failure is reported too');
@@ -91,9 +104,14 @@ test('an S3 endpoint that refuses connections is unavailable for every operation
   });
   await unavailable(t, store.stat('blobs/x'), 'connection refused', 'storage');
   await unavailable(t, store.delete('blobs/x'), 'connection refused', 'storage');
-  await unavailable(t, (async () => {
-    for await (const key of store.list('blobs/')) t.fail(key);
-  })(), 'connection refused', 'storage');
+  await unavailable(
+    t,
+    (async () => {
+      for await (const key of store.list('blobs/')) t.fail(key);
+    })(),
+    'connection refused',
+    'storage',
+  );
   t.true(reports.length >= 3);
   t.true(reports.every(([dependency, reason]) => dependency === 'storage' && reason === 'connection refused'));
 });

@@ -70,7 +70,6 @@ async function writeLayer(t: { teardown(fn: () => Promise<void>): void }, direct
   return { store, file, sent };
 }
 
-
 test.serial('a large upload leaves only its first and last MiB in the page cache, byte for byte as sent', async (t) => {
   const { store, file, sent } = await writeLayer(t, true);
   // Measured before reading it back, which fills the cache.

@@ -18,16 +18,34 @@ interface Trace {
   find(pattern: (line: string) => boolean, from?: number): number;
 }
 
-async function traceProbe(t: { teardown(fn: () => Promise<void>): void }): Promise<{ root: string; keys: Record<string, string>; trace: Trace }> {
+async function traceProbe(t: {
+  teardown(fn: () => Promise<void>): void;
+}): Promise<{ root: string; keys: Record<string, string>; trace: Trace }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-dirsync-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const root = path.join(dir, 'root');
   const out = path.join(dir, 'strace.txt');
   const probe = path.resolve('test/storage/fs-sync-probe.ts');
   // -f: the fsyncs run on libuv's threads; -y: file descriptors shown with their paths.
-  const { stdout } = await run('strace', ['-f', '-y', '-e', 'trace=rename,renameat,renameat2,mkdir,mkdirat,fsync,fdatasync', '-o', out, process.execPath, '--import', 'tsx', probe, root], {
-    timeout: 60_000,
-  });
+  const { stdout } = await run(
+    'strace',
+    [
+      '-f',
+      '-y',
+      '-e',
+      'trace=rename,renameat,renameat2,mkdir,mkdirat,fsync,fdatasync',
+      '-o',
+      out,
+      process.execPath,
+      '--import',
+      'tsx',
+      probe,
+      root,
+    ],
+    {
+      timeout: 60_000,
+    },
+  );
   const lines = (await readFile(out, 'utf8')).split('\n');
   return {
     root,
@@ -58,8 +76,14 @@ test('a directory made for an object is followed by an fsync of its parent', asy
     .map(({ i, match }) => ({ i, dir: match[1]! }))
     // The temporary directory holds no object: its entry need not be durable.
     .filter(({ dir }) => dir.startsWith(`${root}/`) && !dir.startsWith(path.join(root, '_tmp')));
-  t.true(made.some(({ dir }) => dir.startsWith(path.join(root, 'blobs'))), 'the probe made blob directories');
+  t.true(
+    made.some(({ dir }) => dir.startsWith(path.join(root, 'blobs'))),
+    'the probe made blob directories',
+  );
   for (const { i, dir } of made) {
-    t.true(trace.find(fsyncOf(path.dirname(dir)), i + 1) > i, `${path.relative(root, path.dirname(dir)) || '(root)'} fsynced after ${path.relative(root, dir)} was made`);
+    t.true(
+      trace.find(fsyncOf(path.dirname(dir)), i + 1) > i,
+      `${path.relative(root, path.dirname(dir)) || '(root)'} fsynced after ${path.relative(root, dir)} was made`,
+    );
   }
 });

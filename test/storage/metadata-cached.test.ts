@@ -11,12 +11,7 @@ import { createPgliteDb, type Db } from '../../storage/db.js';
 import type { MetadataStore } from '../../storage/metadata-store.js';
 import { migrate } from '../../storage/migrate.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
-import {
-  metadataStoreConformance,
-  randomDigest,
-  randomManifest,
-  randomRepository,
-} from '../conformance/metadata-store.js';
+import { metadataStoreConformance, randomDigest, randomManifest, randomRepository } from '../conformance/metadata-store.js';
 import { sleep } from '../helpers/wait.js';
 
 let inner: MetadataStore | undefined;

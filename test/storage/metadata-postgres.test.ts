@@ -55,7 +55,11 @@ test('concurrent migrate() calls on a fresh database both succeed, applying each
     JSON.stringify(results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))),
   );
   const applied = results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
-  t.deepEqual(applied.filter((file) => file === '001_registry.sql'), ['001_registry.sql'], 'one replica applied it');
+  t.deepEqual(
+    applied.filter((file) => file === '001_registry.sql'),
+    ['001_registry.sql'],
+    'one replica applied it',
+  );
   const versions = await replicas[0]!.query<{ version: number }>('SELECT version FROM schema_migrations');
   t.is(versions.length, new Set(applied).size);
 

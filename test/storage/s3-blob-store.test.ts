@@ -45,7 +45,10 @@ test('malformed keys reach nothing in the bucket', async (t) => {
   }
   // A list prefix whose last segment is not a partial key is refused here, unlike on a filesystem.
   await t.throwsAsync(listAll(store, 'a b'), { instanceOf: InvalidStorageKeyError });
-  t.deepEqual((await s3.objectNames()).filter((n) => n.startsWith('keys')), ['keys/uploads/ok']);
+  t.deepEqual(
+    (await s3.objectNames()).filter((n) => n.startsWith('keys')),
+    ['keys/uploads/ok'],
+  );
   t.is((await readAll(await store.read('uploads/ok'))).toString(), 'ok');
   await store.delete('uploads/ok');
 });
@@ -98,7 +101,11 @@ test('a write larger than a part goes up in parts and leaves no multipart upload
   const written = await store.write('blobs/large', streamOf(data, 100_000));
   t.is(written.size, data.length);
   t.true((await readAll(await store.read('blobs/large'))).equals(data));
-  t.true((await readAll(await store.read('blobs/large', { start: 5 * MiB - 2, end: 5 * MiB + 1 }))).equals(data.subarray(5 * MiB - 2, 5 * MiB + 2)));
+  t.true(
+    (await readAll(await store.read('blobs/large', { start: 5 * MiB - 2, end: 5 * MiB + 1 }))).equals(
+      data.subarray(5 * MiB - 2, 5 * MiB + 2),
+    ),
+  );
   t.deepEqual(await store.leftovers(), []);
   await store.delete('blobs/large');
 });
@@ -132,10 +139,9 @@ test('a multipart write aborted by its signal between parts is aborted on the se
       yield randomBytes(MiB);
     }
   }
-  await t.throwsAsync(
-    store.write('uploads/x', Readable.from(source(), { objectMode: false }), { signal: controller.signal }),
-    { name: 'AbortError' },
-  );
+  await t.throwsAsync(store.write('uploads/x', Readable.from(source(), { objectMode: false }), { signal: controller.signal }), {
+    name: 'AbortError',
+  });
   t.true(sent < 20 * MiB, `the source was abandoned (${sent} bytes read)`);
   t.true((await readAll(await store.read('uploads/x'))).equals(previous));
   t.deepEqual(await store.leftovers(), []);

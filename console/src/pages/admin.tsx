@@ -65,7 +65,11 @@ export function AdminPage({ session }: { session: SessionInfo }) {
               Signet {status.data.version} on Node {status.data.node}
             </dd>
             <dt>Storage</dt>
-            <dd>{Object.entries(status.data.storage).map(([k, v]) => `${k}: ${v}`).join(', ')}</dd>
+            <dd>
+              {Object.entries(status.data.storage)
+                .map(([k, v]) => `${k}: ${v}`)
+                .join(', ')}
+            </dd>
             <dt>Database</dt>
             <dd>{status.data.database}</dd>
             <dt>Mode</dt>
@@ -94,7 +98,8 @@ export function AdminPage({ session }: { session: SessionInfo }) {
       <section aria-label="Garbage collection">
         <h2>Garbage collection</h2>
         <label class="check">
-          <input type="checkbox" checked={deleteUntagged} onChange={(e) => setDeleteUntagged(e.currentTarget.checked)} /> Also delete untagged manifests
+          <input type="checkbox" checked={deleteUntagged} onChange={(e) => setDeleteUntagged(e.currentTarget.checked)} /> Also delete
+          untagged manifests
         </label>
         <div class="pager">
           <button type="button" class="secondary" disabled={gc.busy} onClick={() => void run(true)}>
@@ -114,7 +119,8 @@ export function AdminPage({ session }: { session: SessionInfo }) {
         {report && (
           <div role="status">
             <p>
-              {report.dryRun ? 'Dry run: would remove' : 'Removed'} {Number(report.blobsRemoved ?? 0)} blobs ({formatBytes(Number(report.bytesRemoved ?? 0))}).
+              {report.dryRun ? 'Dry run: would remove' : 'Removed'} {Number(report.blobsRemoved ?? 0)} blobs (
+              {formatBytes(Number(report.bytesRemoved ?? 0))}).
             </p>
             <pre>{JSON.stringify(report, null, 2)}</pre>
           </div>

@@ -53,7 +53,12 @@ export function AuditTab({ project }: { project: ProjectDetail }) {
         <button type="button" class="secondary" disabled={cursor.length === 0} onClick={() => setCursor(cursor.slice(0, -1))}>
           Newer
         </button>
-        <button type="button" class="secondary" disabled={!page.data?.next} onClick={() => page.data?.next && setCursor([...cursor, page.data.next])}>
+        <button
+          type="button"
+          class="secondary"
+          disabled={!page.data?.next}
+          onClick={() => page.data?.next && setCursor([...cursor, page.data.next])}
+        >
           Older
         </button>
       </div>

@@ -29,7 +29,9 @@ export function KeysTab({ project }: { project: ProjectDetail }) {
     action.run(async () => {
       const res = await call('POST', `/projects/${enc(project.name)}/keys`, undefined, body);
       const key = (await res.json()) as KeyRow & { outcome: string };
-      setNotice(`Key ${key.fingerprint} ${key.outcome === 'created' ? 'added' : key.outcome === 'updated' ? 'updated' : 'was already trusted'}.`);
+      setNotice(
+        `Key ${key.fingerprint} ${key.outcome === 'created' ? 'added' : key.outcome === 'updated' ? 'updated' : 'was already trusted'}.`,
+      );
       setArmored('');
       list.reload();
     });
@@ -45,7 +47,8 @@ export function KeysTab({ project }: { project: ProjectDetail }) {
           <h3 class="digest">{k.fingerprint}</h3>
           <p>
             {k.kind === 'openpgp' ? 'OpenPGP' : 'cosign'} · {k.algorithm ?? ''}
-            {k.revoked ? ' · revoked' : ''} {k.expiresAt ? ` · expires ${formatDate(k.expiresAt)}` : k.kind === 'openpgp' ? ' · no expiry' : ''}
+            {k.revoked ? ' · revoked' : ''}{' '}
+            {k.expiresAt ? ` · expires ${formatDate(k.expiresAt)}` : k.kind === 'openpgp' ? ' · no expiry' : ''}
           </p>
           {k.userIds.length > 0 && (
             <ul>

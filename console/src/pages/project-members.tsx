@@ -40,7 +40,12 @@ export function MembersTab({ project, onChange }: { project: ProjectDetail; onCh
               <td>{m.user}</td>
               <td>
                 {canEdit ? (
-                  <select aria-label={`Role of ${m.user}`} value={m.role} disabled={action.busy} onChange={(e) => void set(m.user, e.currentTarget.value)}>
+                  <select
+                    aria-label={`Role of ${m.user}`}
+                    value={m.role}
+                    disabled={action.busy}
+                    onChange={(e) => void set(m.user, e.currentTarget.value)}
+                  >
                     {ROLES.map((r) => (
                       <option key={r} value={r}>
                         {r}
@@ -53,7 +58,13 @@ export function MembersTab({ project, onChange }: { project: ProjectDetail; onCh
               </td>
               {canEdit && (
                 <td>
-                  <button type="button" class="danger" aria-label={`Remove ${m.user}`} disabled={action.busy} onClick={() => void remove(m.user)}>
+                  <button
+                    type="button"
+                    class="danger"
+                    aria-label={`Remove ${m.user}`}
+                    disabled={action.busy}
+                    onClick={() => void remove(m.user)}
+                  >
                     Remove
                   </button>
                 </td>

@@ -51,7 +51,12 @@ export function RepositoriesTab({ project }: { project: ProjectDetail }) {
             <button type="button" class="secondary" disabled={cursor.length === 0} onClick={() => setCursor(cursor.slice(0, -1))}>
               Previous page
             </button>
-            <button type="button" class="secondary" disabled={!list.data.next} onClick={() => list.data?.next && setCursor([...cursor, list.data.next])}>
+            <button
+              type="button"
+              class="secondary"
+              disabled={!list.data.next}
+              onClick={() => list.data?.next && setCursor([...cursor, list.data.next])}
+            >
               Next page
             </button>
           </div>

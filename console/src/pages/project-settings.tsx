@@ -31,7 +31,9 @@ export function SettingsTab({ project, onChange }: { project: ProjectDetail; onC
           type="checkbox"
           checked={project.public}
           disabled={!canEdit || action.busy}
-          onChange={(e) => void update({ public: e.currentTarget.checked }, e.currentTarget.checked ? 'The project is public.' : 'The project is private.')}
+          onChange={(e) =>
+            void update({ public: e.currentTarget.checked }, e.currentTarget.checked ? 'The project is public.' : 'The project is private.')
+          }
         />
         Public: anyone may pull, also without signing in
       </label>
@@ -43,7 +45,12 @@ export function SettingsTab({ project, onChange }: { project: ProjectDetail; onC
       </p>
       {canEdit &&
         (project.signedOnly ? (
-          <button type="button" class="secondary" disabled={action.busy} onClick={() => void update({ signedOnly: false }, 'Signed-only is off.')}>
+          <button
+            type="button"
+            class="secondary"
+            disabled={action.busy}
+            onClick={() => void update({ signedOnly: false }, 'Signed-only is off.')}
+          >
             Turn signed-only off
           </button>
         ) : !preview ? (
@@ -61,7 +68,8 @@ export function SettingsTab({ project, onChange }: { project: ProjectDetail; onC
             ) : (
               <>
                 <p class="problem">
-                  {preview.refused.length} of {preview.judged} tags would stop being served{preview.truncated ? ' (only the first tags were checked)' : ''}:
+                  {preview.refused.length} of {preview.judged} tags would stop being served
+                  {preview.truncated ? ' (only the first tags were checked)' : ''}:
                 </p>
                 <div class="table-wrap">
                   <table>

@@ -72,7 +72,13 @@ export function ProjectsPage({ session }: { session: SessionInfo }) {
             }}
           >
             <label for="new-project">Name</label>
-            <input id="new-project" required pattern="[a-z0-9]+([._-][a-z0-9]+)*" value={name} onInput={(e) => setName(e.currentTarget.value)} />
+            <input
+              id="new-project"
+              required
+              pattern="[a-z0-9]+([._-][a-z0-9]+)*"
+              value={name}
+              onInput={(e) => setName(e.currentTarget.value)}
+            />
             <label class="check">
               <input type="checkbox" checked={isPublic} onChange={(e) => setPublic(e.currentTarget.checked)} /> Public (anyone may pull)
             </label>

@@ -72,7 +72,13 @@ function Copy({ text, label }: { text: string; label: string }) {
 }
 
 /** The cells of a tag the gate has judged: size, trust state, the gate's decision, details. */
-function JudgedCells(props: { tag: TagTrust; full: string; canDelete: boolean; busy: boolean; onDelete(what: 'tag' | 'manifest', tag: TagTrust): void }) {
+function JudgedCells(props: {
+  tag: TagTrust;
+  full: string;
+  canDelete: boolean;
+  busy: boolean;
+  onDelete(what: 'tag' | 'manifest', tag: TagTrust): void;
+}) {
   const { tag, full, canDelete, busy, onDelete } = props;
   const host = location.host;
   return (
@@ -155,7 +161,10 @@ export function RepositoryPage({ project, repository }: { session: SessionInfo; 
   const repoPath = `/projects/${enc(project)}/repositories/${repository.split('/').map(enc).join('/')}`;
   const page = `n=${PAGE}${last ? `&last=${enc(last)}` : ''}`;
   // The page's tags and digests come first (one cheap query); what the gate makes of each follows.
-  const tags = useLoad(() => getJson<{ tags: { name: string; digest?: string; pushedAt?: string }[]; next?: string }>(`${repoPath}/tags?${page}`), [full, last]);
+  const tags = useLoad(
+    () => getJson<{ tags: { name: string; digest?: string; pushedAt?: string }[]; next?: string }>(`${repoPath}/tags?${page}`),
+    [full, last],
+  );
   // Asked once the list is there: both at once would make the list wait behind the judging.
   const trust = useLoad(
     () => (tags.data ? getJson<{ tags: TagTrust[] }>(`${repoPath}/trust?${page}`) : Promise.resolve(undefined)),
@@ -223,7 +232,13 @@ export function RepositoryPage({ project, repository }: { session: SessionInfo; 
                         {trust.loading ? 'Checking signatures…' : 'No longer present.'}
                       </td>
                     ) : (
-                      <JudgedCells tag={tag} full={full} canDelete={canDelete} busy={action.busy} onDelete={(what, t) => void remove(what, t)} />
+                      <JudgedCells
+                        tag={tag}
+                        full={full}
+                        canDelete={canDelete}
+                        busy={action.busy}
+                        onDelete={(what, t) => void remove(what, t)}
+                      />
                     )}
                   </tr>
                 );
@@ -241,7 +256,12 @@ export function RepositoryPage({ project, repository }: { session: SessionInfo; 
         <button type="button" class="secondary" disabled={cursor.length === 0} onClick={() => setCursor(cursor.slice(0, -1))}>
           Previous page
         </button>
-        <button type="button" class="secondary" disabled={!tags.data?.next} onClick={() => tags.data?.next && setCursor([...cursor, tags.data.next])}>
+        <button
+          type="button"
+          class="secondary"
+          disabled={!tags.data?.next}
+          onClick={() => tags.data?.next && setCursor([...cursor, tags.data.next])}
+        >
           Next page
         </button>
       </div>

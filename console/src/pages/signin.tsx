@@ -20,7 +20,14 @@ export function SignInPage({ onSignedIn }: { onSignedIn(info: SessionInfo): void
         }}
       >
         <label for="signin-user">User name</label>
-        <input id="signin-user" name="username" autoComplete="username" required value={user} onInput={(e) => setUser(e.currentTarget.value)} />
+        <input
+          id="signin-user"
+          name="username"
+          autoComplete="username"
+          required
+          value={user}
+          onInput={(e) => setUser(e.currentTarget.value)}
+        />
         <label for="signin-password">Password</label>
         <input
           id="signin-password"
