@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import { projectOf } from '../auth/authorize.js';
 import type { Blobs } from '../storage/blobs.js';
 import { parseDigest, type ParsedDigest } from '../storage/digest.js';
-import { isIndexMediaType, parseManifest } from '../storage/manifest-parse.js';
+import { isIndexMediaType, manifestRecordOf, parseManifest } from '../storage/manifest-parse.js';
 import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js';
 import type { MirrorSettings, ProjectStore } from '../storage/project-store.js';
 import type { Signatures } from '../sigstore/signatures.js';
@@ -161,15 +161,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     tag: string | undefined,
     blobsPending: boolean,
   ): Promise<ManifestRecord> {
-    const record: ManifestRecord = {
-      digest,
-      mediaType: parsed.mediaType,
-      content,
-      size: content.length,
-      ...(parsed.artifactType ? { artifactType: parsed.artifactType } : {}),
-      ...(parsed.subject ? { subject: parsed.subject } : {}),
-      ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
-    };
+    const record = manifestRecordOf(digest, content, parsed);
     await metadata.manifests.save(
       target.repository,
       record,

@@ -25,7 +25,7 @@ import { projectOf } from '../auth/authorize.js';
 import type { ChangeBus } from '../storage/change-bus.js';
 import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js';
 import type { Project, ProjectStore } from '../storage/project-store.js';
-import { ambiguousFields, isIndexMediaType } from '../storage/manifest-parse.js';
+import { ambiguousFields, isIndexMediaType, jsonObjectOf } from '../storage/manifest-parse.js';
 import {
   COSIGN_SIG_ARTIFACT,
   cosignLayers,
@@ -202,15 +202,6 @@ function toJudgement(outcome: Outcome): SignatureJudgement {
   };
 }
 
-function parseJson(content: Buffer): Record<string, unknown> {
-  try {
-    const value: unknown = JSON.parse(content.toString('utf8'));
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
-}
-
 export function createPullGate(deps: PullGateDeps): PullGate {
   const { projects, keys, signatures, metadata, artifacts, readBlob } = deps;
   let epoch = 0;
@@ -312,7 +303,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   /** The decision; with `collect`, the top manifest's signatures, every one judged, land there too. */
   async function decide(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet, collect?: Outcome[]): Promise<GateDecision> {
     const { repository, tag } = request;
-    const body = parseJson(manifest.content);
+    const body = jsonObjectOf(manifest.content);
     const ambiguous = ambiguousFields(body, manifest.mediaType);
     if (ambiguous.length > 0) {
       const message = `${repository}@${manifest.digest} is an ambiguous manifest (it carries ${ambiguous.join(', ')}) and is never served by a signed-only project`;

@@ -5,7 +5,7 @@
 // server/errors.ts answers as MANIFEST_INVALID and DIGEST_INVALID.
 import { parseDigest } from './digest.js';
 import { DescriptorDigestError, ManifestInvalidError } from './errors.js';
-import type { ManifestReference } from './metadata-store.js';
+import type { ManifestRecord, ManifestReference } from './metadata-store.js';
 
 export const MEDIA_TYPES = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -218,4 +218,27 @@ function dedupe(references: ExpectedReference[]): ExpectedReference[] {
     seen.set(ref.digest, ref);
   }
   return [...seen.values()];
+}
+
+/** A stored manifest's JSON object; {} for anything else (the gate and the console read fields of it). */
+export function jsonObjectOf(content: Buffer): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(content.toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** What the metadata store keeps of a parsed manifest: a push and a mirror's fetch store the same. */
+export function manifestRecordOf(digest: string, content: Buffer, parsed: ParsedManifest): ManifestRecord {
+  return {
+    digest,
+    mediaType: parsed.mediaType,
+    content,
+    size: content.length,
+    ...(parsed.artifactType ? { artifactType: parsed.artifactType } : {}),
+    ...(parsed.subject ? { subject: parsed.subject } : {}),
+    ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
+  };
 }

@@ -5,7 +5,7 @@
 //       same judgement, and cache, as a pull);
 //   GET /api/v1/projects/<p>/gate-preview
 //       the tags a signed-only switch would stop serving, with the gate's reason, before it is on.
-import { isIndexMediaType } from '../../storage/manifest-parse.js';
+import { isIndexMediaType, jsonObjectOf } from '../../storage/manifest-parse.js';
 import type { ManifestRecord, TagRecord } from '../../storage/metadata-store.js';
 import type { GateExplanation } from '../../sigstore/pull-gate.js';
 import type { ProjectKey } from '../../sigstore/keys.js';
@@ -30,18 +30,9 @@ export function trustState(explanation: GateExplanation): TrustState {
   return signatures.some((s) => s.stage === 'claim') ? 'other-reference' : 'untrusted';
 }
 
-function parseJson(content: Buffer): Record<string, unknown> {
-  try {
-    const value: unknown = JSON.parse(content.toString('utf8'));
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
-}
-
 /** Size of what a pull fetches (manifest, config and layers; for an index, what it lists), and its platforms. */
 function describeManifest(manifest: ManifestRecord): { size: number; platforms: string[] } {
-  const body = parseJson(manifest.content);
+  const body = jsonObjectOf(manifest.content);
   const sizeOf = (d: unknown): number =>
     typeof d === 'object' && d !== null && typeof (d as { size?: unknown }).size === 'number' ? (d as { size: number }).size : 0;
   if (isIndexMediaType(manifest.mediaType)) {

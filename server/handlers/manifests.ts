@@ -5,7 +5,7 @@ import type { MirrorTarget } from '../../mirror/pull-through.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
-import { isIndexMediaType, parseManifest, type ParsedManifest } from '../../storage/manifest-parse.js';
+import { isIndexMediaType, manifestRecordOf, parseManifest, type ParsedManifest } from '../../storage/manifest-parse.js';
 import { isValidTag, parseReference, requireName, type Reference } from '../oci-names.js';
 import { readBody } from '../request-body.js';
 
@@ -165,15 +165,7 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
       await requireReferences(name, parsed.references);
       await metadata.manifests.save(
         name,
-        {
-          digest,
-          mediaType: parsed.mediaType,
-          content,
-          size: content.length,
-          ...(parsed.artifactType ? { artifactType: parsed.artifactType } : {}),
-          ...(parsed.subject ? { subject: parsed.subject } : {}),
-          ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
-        },
+        manifestRecordOf(digest, content, parsed),
         parsed.references.map(({ digest: d, kind }) => ({ digest: d, kind })),
         reference.kind === 'tag' ? reference.tag : undefined,
       );
