@@ -304,6 +304,7 @@ const ROUTES: { methods: string[]; path: (p: Parts) => string }[] = [
   { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/kbs-resources.json` },
   { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/audit` },
   { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/gate-preview` },
+  { methods: ['POST'], path: (p) => `/api/v1/projects/${p.project}/mirror/run` },
   { methods: ['GET'], path: (p) => `/api/v1/projects/${p.project}/repositories/${p.name}/trust` },
   { methods: ['DELETE'], path: (p) => `/api/v1/projects/${p.project}/repositories/${p.name}/tags/${p.ref}` },
   { methods: ['DELETE'], path: (p) => `/api/v1/projects/${p.project}/repositories/${p.name}/manifests/${p.digest}` },
