@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { ApiCallError, type Call } from './api-client.js';
+import { ndjsonEvents, streamFailure } from './ndjson-stream.js';
 import type { GcProgress, GcReport } from '../storage/gc.js';
 
 const PHASES: Record<GcProgress['phase'], string> = {
@@ -31,54 +32,34 @@ export function registerGcCommand(program: Command, client: () => Call, out: (li
         ...(opts.grace !== undefined ? { graceSeconds: Number(opts.grace) } : {}),
       };
       const res = await client().stream('POST', '/api/v1/gc', body);
-      if (!res.ok || !res.body) {
-        const text = await res.text();
-        let message = `${res.status} ${res.statusText}`;
-        try {
-          const err = (JSON.parse(text) as { errors?: { code: string; message: string }[] }).errors?.[0];
-          if (err) message = `${err.code}: ${err.message}`;
-        } catch {
-          // keep the status line
-        }
-        throw new ApiCallError(res.status, message);
-      }
+      if (!res.ok || !res.body) throw await streamFailure(res);
       const tty = process.stderr.isTTY;
       let bar: SingleBar | undefined;
       let phase: string | undefined;
       let report: GcReport | undefined;
-      let buffered = '';
-      const decoder = new TextDecoder();
-      for await (const chunk of res.body) {
-        buffered += decoder.decode(chunk, { stream: true });
-        let newline: number;
-        while ((newline = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
-          if (!line.trim()) continue;
-          const event = JSON.parse(line) as { progress?: GcProgress; report?: GcReport; error?: string };
-          if (event.error) {
+      for await (const event of ndjsonEvents<{ progress?: GcProgress; report?: GcReport; error?: string }>(res.body)) {
+        if (event.error) {
+          bar?.stop();
+          throw new ApiCallError(500, `garbage collection failed: ${event.error}`);
+        }
+        if (event.report) report = event.report;
+        if (event.progress) {
+          const { progress } = event;
+          if (progress.phase !== phase) {
             bar?.stop();
-            throw new ApiCallError(500, `garbage collection failed: ${event.error}`);
-          }
-          if (event.report) report = event.report;
-          if (event.progress) {
-            const { progress } = event;
-            if (progress.phase !== phase) {
-              bar?.stop();
-              phase = progress.phase;
-              if (tty) {
-                bar = new SingleBar({
-                  format: `${PHASES[progress.phase].padEnd(20)} [{bar}] {value}/{total}`,
-                  stream: process.stderr,
-                  hideCursor: true,
-                });
-                bar.start(progress.total, 0);
-              } else {
-                process.stderr.write(`${PHASES[progress.phase]}: ${progress.total} to check\n`);
-              }
+            phase = progress.phase;
+            if (tty) {
+              bar = new SingleBar({
+                format: `${PHASES[progress.phase].padEnd(20)} [{bar}] {value}/{total}`,
+                stream: process.stderr,
+                hideCursor: true,
+              });
+              bar.start(progress.total, 0);
+            } else {
+              process.stderr.write(`${PHASES[progress.phase]}: ${progress.total} to check\n`);
             }
-            bar?.update(progress.done);
           }
+          bar?.update(progress.done);
         }
       }
       bar?.stop();

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { ApiCallError, type Call } from './api-client.js';
+import { ndjsonEvents, streamFailure } from './ndjson-stream.js';
 import { parseDuration } from './config.js';
 import type { MirrorProgress, MirrorRunReport } from '../mirror/mirror-run.js';
 
@@ -23,33 +24,6 @@ export function summary(report: MirrorRunReport): string {
   );
 }
 
-async function errorOf(res: Response): Promise<ApiCallError> {
-  const text = await res.text();
-  let message = `${res.status} ${res.statusText}`;
-  try {
-    const err = (JSON.parse(text) as { errors?: { code: string; message: string }[] }).errors?.[0];
-    if (err) message = `${err.code}: ${err.message}`;
-  } catch {
-    // keep the status line
-  }
-  return new ApiCallError(res.status, message);
-}
-
-/** NDJSON events of a streamed answer. */
-async function* events<T>(body: AsyncIterable<Uint8Array>): AsyncGenerator<T> {
-  const decoder = new TextDecoder();
-  let buffered = '';
-  for await (const chunk of body) {
-    buffered += decoder.decode(chunk, { stream: true });
-    let newline: number;
-    while ((newline = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, newline).trim();
-      buffered = buffered.slice(newline + 1);
-      if (line) yield JSON.parse(line) as T;
-    }
-  }
-}
-
 export function registerMirrorCommands(program: Command, client: () => Call, out: Out): void {
   const enc = encodeURIComponent;
   const mirror = program.command('mirror').description('copy from the upstream of a mirror project');
@@ -63,11 +37,11 @@ export function registerMirrorCommands(program: Command, client: () => Call, out
         repository: opts.repository,
         tags: opts.tags,
       });
-      if (!res.ok || !res.body) throw await errorOf(res);
+      if (!res.ok || !res.body) throw await streamFailure(res);
       const tty = process.stderr.isTTY;
       let bar: SingleBar | undefined;
       let report: MirrorRunReport | undefined;
-      for await (const event of events<{ progress?: MirrorProgress; report?: MirrorRunReport; error?: string }>(res.body)) {
+      for await (const event of ndjsonEvents<{ progress?: MirrorProgress; report?: MirrorRunReport; error?: string }>(res.body)) {
         if (event.error) {
           bar?.stop();
           throw new ApiCallError(500, `mirroring failed: ${event.error}`);
