@@ -79,6 +79,8 @@ export interface RobotsOptions {
 }
 
 const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();
+/** Compared against when there is no robot of the name (no secret's sha256 is all zeros). */
+const NO_SECRET = Buffer.alloc(32);
 
 interface Entry {
   record: RobotRecord | undefined;
@@ -172,9 +174,13 @@ export function createRobots(options: RobotsOptions): Robots {
     },
     verify(account, secret) {
       const candidate = sha256(secret);
-      return lookup(account, ({ record, principal }) =>
-        record && timingSafeEqual(candidate, record.secretSha256) && usable(record) ? principal : undefined,
-      );
+      // The same work for a name that has no robot (compared with a digest nothing hashes to) as
+      // for one that has: a console sign-in or a login then takes as long either way, one lookup
+      // and one comparison, and does not tell which robots exist.
+      return lookup(account, ({ record, principal }) => {
+        const same = timingSafeEqual(candidate, record?.secretSha256 ?? NO_SECRET);
+        return record && same && usable(record) ? principal : undefined;
+      });
     },
     current(account, id) {
       return lookup(account, ({ record, principal }) => (record?.id === id && usable(record) ? principal : undefined));
