@@ -1,19 +1,26 @@
 // The console's sign-in: GET /api/v1/session (who the browser is, and the CSRF token its writes
-// send), POST /api/v1/session {user, password} (checked as Basic credentials are, against
-// htpasswd; answered with an HttpOnly, SameSite=Strict cookie, Secure under TLS) and DELETE
-// /api/v1/session (signing out, on every replica: the session row is removed).
+// send), POST /api/v1/session {user, password} (checked as Basic credentials are: against
+// htpasswd, or for `robot$project+name` against the robot accounts; answered with an HttpOnly,
+// SameSite=Strict cookie, Secure under TLS) and DELETE /api/v1/session (signing out, on every
+// replica: the session row is removed). A robot's session is read-only (server/console-session.ts).
 import { z } from 'zod';
+import type { Principal } from '../../auth/authorize.js';
 import type { Ctx, RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { readJsonBody } from '../request-body.js';
-import { SESSION_COOKIE, SESSION_COOKIE_PATH, sessionCookieOf } from '../console-session.js';
+import { robotSessionTag, SESSION_COOKIE, SESSION_COOKIE_PATH, sessionCookieOf } from '../console-session.js';
 
 const SIGN_IN_BODY = z.strictObject({ user: z.string().min(1).max(255), password: z.string().max(1024) });
 
 export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'authenticator' | 'config'>) {
   const { sessions, authenticator, config } = deps;
   const authEnabled = config.auth.htpasswd !== undefined;
-  const isAdmin = (user: string | undefined): boolean => !authEnabled || (user !== undefined && config.auth.admins.includes(user));
+  // A robot is never a registry admin, whatever REGISTRY_AUTH_ADMINS says (the authorizer agrees).
+  const isAdmin = (principal: Principal): boolean =>
+    !authEnabled || (principal.robot === undefined && principal.user !== undefined && config.auth.admins.includes(principal.user));
+  /** What the console shows of a robot's session: its project and role, and that it only reads. */
+  const robotJson = (principal: Principal) =>
+    principal.robot ? { robot: { project: principal.robot.project, role: principal.robot.role, readOnly: true } } : {};
   const cookieOptions = (expires: Date) => ({
     path: SESSION_COOKIE_PATH,
     httpOnly: true,
@@ -39,14 +46,16 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
 
   return {
     async get(ctx: Ctx): Promise<void> {
-      const user = ctx.state.principal.user;
+      const { principal } = ctx.state;
+      const user = principal.user;
       const id = sessionCookieOf(ctx);
       const session = user !== undefined && id ? await sessions.find(id) : undefined;
       ctx.set('Cache-Control', 'no-store');
       ctx.body = {
         authEnabled,
         ...(user !== undefined ? { user } : {}),
-        admin: isAdmin(user),
+        admin: isAdmin(principal),
+        ...robotJson(principal),
         ...(session && session.user === user ? { csrfToken: session.csrfToken, expiresAt: session.expiresAt.toISOString() } : {}),
       };
     },
@@ -62,13 +71,23 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
         ctx.state.log.info({ user }, 'console sign-in refused');
         throw new OciError('UNAUTHORIZED', 'invalid username or password');
       }
-      const tag = await authenticator.credentialTag(user);
+      const { principal } = answer;
+      // A robot's session is tied to the robot's row (revoked, or made again: another robot);
+      // a person's to their htpasswd entry (a password changed ends it).
+      const tag = principal.robot ? robotSessionTag(principal.robot.id) : await authenticator.credentialTag(user);
       if (tag === undefined) throw new OciError('UNAUTHORIZED', 'invalid username or password');
       const { id, session } = await sessions.create(user, tag, config.console.sessionttl * 1000);
       ctx.cookies.set(SESSION_COOKIE, id, cookieOptions(session.expiresAt));
       ctx.state.log.info({ user }, 'console sign-in');
       ctx.set('Cache-Control', 'no-store');
-      ctx.body = { authEnabled, user, admin: isAdmin(user), csrfToken: session.csrfToken, expiresAt: session.expiresAt.toISOString() };
+      ctx.body = {
+        authEnabled,
+        user,
+        admin: isAdmin(principal),
+        ...robotJson(principal),
+        csrfToken: session.csrfToken,
+        expiresAt: session.expiresAt.toISOString(),
+      };
     },
 
     async signOut(ctx: Ctx): Promise<void> {
