@@ -5,6 +5,7 @@
 // replica: the session row is removed). A robot's session is read-only (server/console-session.ts).
 import { z } from 'zod';
 import type { Principal } from '../../auth/authorize.js';
+import { ROBOT_PREFIX } from '../../auth/robots.js';
 import type { Ctx, RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { readJsonBody } from '../request-body.js';
@@ -12,8 +13,8 @@ import { robotSessionTag, SESSION_COOKIE, SESSION_COOKIE_PATH, sessionCookieOf }
 
 const SIGN_IN_BODY = z.strictObject({ user: z.string().min(1).max(255), password: z.string().max(1024) });
 
-export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'authenticator' | 'config'>) {
-  const { sessions, authenticator, config } = deps;
+export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'authenticator' | 'robots' | 'config'>) {
+  const { sessions, authenticator, robots, config } = deps;
   const authEnabled = config.auth.htpasswd !== undefined;
   // A robot is never a registry admin, whatever REGISTRY_AUTH_ADMINS says (the authorizer agrees).
   const isAdmin = (principal: Principal): boolean =>
@@ -29,6 +30,18 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
     expires,
     overwrite: true,
   });
+
+  /** The principal the credentials are, if they are right: as Basic credentials are checked. */
+  async function check(user: string, password: string): Promise<Principal | undefined> {
+    // A robot is read from the database on every sign-in, not from the lookup cache that Basic
+    // logins use: one query and one comparison whether the robot exists or not, and whether or
+    // not its name was in use a moment ago, so the time of a sign-in tells nothing of either.
+    if (user.startsWith(ROBOT_PREFIX)) return robots.verify(user, password, true);
+    const header = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+    // A connection object of its own: a sign-in is never answered from another request's check.
+    const answer = await authenticator.authenticate(header, {});
+    return answer.ok ? answer.principal : undefined;
+  }
 
   /** A sign-in form posted from another site must not sign the browser in (login CSRF). */
   function requireSameOrigin(ctx: Ctx): void {
@@ -64,14 +77,11 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
       requireSameOrigin(ctx);
       if (!authEnabled) throw new OciError('UNSUPPORTED', 'authentication is off on this registry: there is nothing to sign in to');
       const { user, password } = await readJsonBody(ctx, SIGN_IN_BODY);
-      const header = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-      // A connection object of its own: a sign-in is never answered from another request's check.
-      const answer = await authenticator.authenticate(header, {});
-      if (!answer.ok || answer.principal.user !== user) {
+      const principal = await check(user, password);
+      if (principal?.user !== user) {
         ctx.state.log.info({ user }, 'console sign-in refused');
         throw new OciError('UNAUTHORIZED', 'invalid username or password');
       }
-      const { principal } = answer;
       // A robot's session is tied to the robot's row (revoked, or made again: another robot);
       // a person's to their htpasswd entry (a password changed ends it).
       const tag = principal.robot ? robotSessionTag(principal.robot.id) : await authenticator.credentialTag(user);

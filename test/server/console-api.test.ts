@@ -455,4 +455,12 @@ test('robots that cannot sign in: expired, unknown, of another project, with a w
     t.is(((await res.json()) as { errors: { message: string }[] }).errors[0]?.message, 'invalid username or password');
   }
   t.is((await robotSignIn(live.name, live.secret)).res.status, 200);
+  // A sign-in reads the robot afresh, never from the cache a Basic login just filled (whose
+  // answer would come sooner for a name in use, and here would still hold the unexpired robot).
+  const basicGet = () => fetch(`${registry.url}/api/v1/projects/botsign`, { headers: { Authorization: basic(live.name, live.secret) } });
+  t.is((await basicGet()).status, 200);
+  await registry.registry.db.query(
+    `UPDATE robots SET expires_at = now() - interval '1 second' WHERE project = 'botsign' AND name = 'live'`,
+  );
+  t.is((await robotSignIn(live.name, live.secret)).res.status, 401);
 });
