@@ -227,6 +227,7 @@ test.serial("a guest sees no write controls, and a write forged from the guest's
     await page.getByRole('cell', { name: 'visitor' }).waitFor();
     t.is(await page.getByRole('button', { name: 'Add member' }).count(), 0);
     t.is(await page.getByRole('combobox').count(), 0);
+    t.is(await page.getByRole('link', { name: 'Robots' }).count(), 0, 'robots are for project admins');
     await page.goto(`${url(t)}/#/p/web/keys`);
     await page.getByRole('heading', { name: t.context.signer.fingerprint }).waitFor();
     t.is(await page.getByLabel(/Upload a key file/).count(), 0);
