@@ -19,9 +19,9 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
   // A robot is never a registry admin, whatever REGISTRY_AUTH_ADMINS says (the authorizer agrees).
   const isAdmin = (principal: Principal): boolean =>
     !authEnabled || (principal.robot === undefined && principal.user !== undefined && config.auth.admins.includes(principal.user));
-  /** What the console shows of a robot's session: its project and role, and that it only reads. */
-  const robotJson = (principal: Principal) =>
-    principal.robot ? { robot: { project: principal.robot.project, role: principal.robot.role, readOnly: true } } : {};
+  /** What the console shows of a robot: its project and role, and whether it only reads (a session). */
+  const robotJson = (principal: Principal, readOnly = principal.robot?.readOnly === true) =>
+    principal.robot ? { robot: { project: principal.robot.project, role: principal.robot.role, readOnly } } : {};
   const cookieOptions = (expires: Date) => ({
     path: SESSION_COOKIE_PATH,
     httpOnly: true,
@@ -94,7 +94,7 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
         authEnabled,
         user,
         admin: isAdmin(principal),
-        ...robotJson(principal),
+        ...robotJson(principal, true),
         csrfToken: session.csrfToken,
         expiresAt: session.expiresAt.toISOString(),
       };

@@ -426,6 +426,10 @@ test('a robot signs in to a read-only session of its own project: management is 
     t.notRegex(error?.message ?? '', /CSRF/);
   }
   t.is((await as('maint').getManifest('bots/app', 'v1')).status, 200, 'the refused delete deleted nothing');
+  t.like(await (await call('GET', '/api/v1/session')).json(), { user: ci.name, robot: { readOnly: true } });
+  // Its Basic credentials are not a session: they keep what its role allows (say so, too).
+  const viaBasic = await fetch(`${registry.url}/api/v1/session`, { headers: { Authorization: basic(ci.name, ci.secret) } });
+  t.like(await viaBasic.json(), { user: ci.name, admin: false, robot: { project: 'bots', readOnly: false } });
 
   // Revoked while the session is live: the next request is an anonymous one.
   t.is((await as('root').request('/api/v1/projects/bots/robots/ci', { method: 'DELETE' })).status, 204);
