@@ -15,8 +15,11 @@ export type { Action } from './actions.js';
 export interface Principal {
   /** Undefined for an anonymous caller. */
   user?: string;
-  /** A robot account (`robot$<project>+<name>`): its role in its own project, and nothing else. */
-  robot?: { id: number; project: string; role: RobotRole };
+  /**
+   * A robot account (`robot$<project>+<name>`): its role in its own project, and nothing else.
+   * `readOnly`: signed in to the console, where it may only read its own project (checkRobot).
+   */
+  robot?: { id: number; project: string; role: RobotRole; readOnly?: boolean };
   /**
    * Set when the caller presented a bearer token: what the token grants. The token narrows what
    * the caller may do (its roles are still checked on every request); absent for Basic credentials.
@@ -105,6 +108,7 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
    * never counts as a registry admin's or a member's elsewhere.
    */
   async function checkRobot(robot: NonNullable<Principal['robot']>, action: Action, target: string): Promise<AccessDecision> {
+    if (robot.readOnly) return checkRobotSession(robot, action, target);
     if (action === 'create' || action === 'maintain')
       return { allowed: false, reason: `robot accounts may not ${action === 'create' ? 'create projects' : 'run maintenance'}` };
     const name = projectOf(target);
@@ -113,6 +117,24 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
     return {
       allowed: false,
       reason: `${action} on ${target} denied: this robot account is a ${robot.role} in project ${robot.project} only`,
+    };
+  }
+
+  /**
+   * A robot signed in to the console (server/console-session.ts). A robot is a machine credential:
+   * its console session exists so that a person holding it can see what the CI pushes, and
+   * nothing more. So whatever its role, the session reads its own project only (repositories,
+   * tags, signatures, trust state, keys: `pull`), and is refused everything else: writes (its role
+   * still writes through /v2 with its secret, never with a browser cookie), public projects
+   * elsewhere (not what its grant covers), and `view` (members and the audit log, which are the
+   * project's people and history, not its content).
+   */
+  async function checkRobotSession(robot: NonNullable<Principal['robot']>, action: Action, target: string): Promise<AccessDecision> {
+    const name = projectOf(target);
+    if (action === 'pull' && name === robot.project && (await projects.find(name))) return ALLOW;
+    return {
+      allowed: false,
+      reason: `${action} on ${target || 'the registry'} denied: a robot account's console session only reads project ${robot.project}`,
     };
   }
 

@@ -61,9 +61,11 @@ export interface Robots {
   revoke(project: string, name: string, actor?: string): Promise<boolean>;
   /**
    * The robot's principal when `secret` is its secret and it has not expired; undefined otherwise.
-   * Answered at once when the robot was looked up a moment ago.
+   * Answered at once when the robot was looked up a moment ago, unless `fresh`: then it is read
+   * from the store whatever the cache holds (a console sign-in, whose time must not tell whether
+   * the name was in use a moment ago).
    */
-  verify(account: string, secret: string): Principal | undefined | Promise<Principal | undefined>;
+  verify(account: string, secret: string, fresh?: boolean): Principal | undefined | Promise<Principal | undefined>;
   /** The principal of robot `id` named `account`, if it still exists and has not expired (for tokens). */
   current(account: string, id: number): Principal | undefined | Promise<Principal | undefined>;
 }
@@ -79,6 +81,8 @@ export interface RobotsOptions {
 }
 
 const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();
+/** Compared against when there is no robot of the name (no secret's sha256 is all zeros). */
+const NO_SECRET = Buffer.alloc(32);
 
 interface Entry {
   record: RobotRecord | undefined;
@@ -134,8 +138,8 @@ export function createRobots(options: RobotsOptions): Robots {
     return entry;
   }
 
-  function lookup<T>(account: string, answer: (entry: Entry) => T): T | Promise<T> {
-    const hit = cache.get(account);
+  function lookup<T>(account: string, answer: (entry: Entry) => T, fresh = false): T | Promise<T> {
+    const hit = fresh ? undefined : cache.get(account);
     if (hit && hit.expires > Date.now()) return answer(hit);
     return load(account).then(answer);
   }
@@ -170,10 +174,18 @@ export function createRobots(options: RobotsOptions): Robots {
       changed(project);
       return removed;
     },
-    verify(account, secret) {
+    verify(account, secret, fresh) {
       const candidate = sha256(secret);
-      return lookup(account, ({ record, principal }) =>
-        record && timingSafeEqual(candidate, record.secretSha256) && usable(record) ? principal : undefined,
+      // The same work for a name that has no robot (compared with a digest nothing hashes to) as
+      // for one that has: one lookup and one comparison either way, so the time does not tell
+      // which robots exist.
+      return lookup(
+        account,
+        ({ record, principal }) => {
+          const same = timingSafeEqual(candidate, record?.secretSha256 ?? NO_SECRET);
+          return record && same && usable(record) ? principal : undefined;
+        },
+        fresh,
       );
     },
     current(account, id) {

@@ -127,7 +127,7 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
 
   // Authentication: no credentials is anonymous; wrong credentials are refused on every route.
   // The console's session cookie counts on the management API when no Authorization header is sent.
-  const sessionAuth = createSessionAuthentication(deps.sessions, deps.authenticator);
+  const sessionAuth = createSessionAuthentication(deps.sessions, deps.authenticator, deps.robots);
   app.use(async (ctx, next) => {
     const authorization = ctx.get('Authorization') || undefined;
     if (authorization === undefined && deps.config.console.enabled && sessionCookieOf(ctx) !== undefined) {

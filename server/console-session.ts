@@ -3,9 +3,18 @@
 // the request carries no Authorization header. A write made with the cookie must carry the
 // session's CSRF token in X-CSRF-Token (a forged form or cross-site fetch cannot read it), on top
 // of the cookie being SameSite=Strict.
+//
+// Robot accounts sign in too (with `robot$project+name` and their secret), into a read-only
+// session: its principal is the robot's, marked `readOnly`, which the authorizer lets read the
+// robot's own project and nothing else (auth/authorize.ts, checkRobotSession). The session
+// remembers the robot's row id instead of an htpasswd entry's tag, and every request asks the
+// robot accounts whether that robot still exists and has not expired (answered from a cache that
+// every replica drops when the project's robots change): a robot revoked, or deleted and made
+// again under its name, loses its session on its next request.
 import { timingSafeEqual } from 'node:crypto';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { Principal } from '../auth/authorize.js';
+import { parseRobotAccount, type Robots } from '../auth/robots.js';
 import type { Session, SessionStore } from '../storage/session-store.js';
 import type { Ctx } from './context.js';
 import { OciError } from './errors.js';
@@ -34,9 +43,26 @@ export interface SessionAuthentication {
   principalOf(ctx: Ctx): Promise<Principal | undefined>;
 }
 
+const ROBOT_TAG_PREFIX = 'robot:';
+
+/** What a robot's session keeps in place of a credentials tag: the robot's row id. */
+export function robotSessionTag(id: number): string {
+  return `${ROBOT_TAG_PREFIX}${id}`;
+}
+
+/** The read-only principal of a robot's session, if the robot is still there and unexpired. */
+async function robotSessionPrincipal(robots: Pick<Robots, 'current'>, session: Session): Promise<Principal | undefined> {
+  if (!session.credentialTag.startsWith(ROBOT_TAG_PREFIX)) return undefined;
+  const id = Number(session.credentialTag.slice(ROBOT_TAG_PREFIX.length));
+  if (!Number.isSafeInteger(id)) return undefined;
+  const robot = (await robots.current(session.user, id))?.robot;
+  return robot && Object.freeze({ user: session.user, robot: Object.freeze({ ...robot, readOnly: true }) });
+}
+
 export function createSessionAuthentication(
   sessions: Pick<SessionStore, 'find'>,
   authenticator: Pick<Authenticator, 'credentialTag'>,
+  robots: Pick<Robots, 'current'>,
 ): SessionAuthentication {
   return {
     async principalOf(ctx) {
@@ -45,15 +71,22 @@ export function createSessionAuthentication(
       if (!id) return undefined;
       const session: Session | undefined = await sessions.find(id);
       if (!session) return undefined;
-      // A password changed or a user removed from htpasswd since sign-in: the session is over.
-      if ((await authenticator.credentialTag(session.user)) !== session.credentialTag) return undefined;
+      let principal: Principal | undefined;
+      if (parseRobotAccount(session.user)) {
+        // Revoked or expired since sign-in: the session is over.
+        principal = await robotSessionPrincipal(robots, session);
+      } else if ((await authenticator.credentialTag(session.user)) === session.credentialTag) {
+        // (A password changed or a user removed from htpasswd since sign-in ends the session.)
+        principal = Object.freeze({ user: session.user });
+      }
+      if (!principal) return undefined;
       if (!SAFE_METHODS.has(ctx.method)) {
         const untrusted = ctx.get(CSRF_HEADER);
         if (!untrusted || !sameToken(session.csrfToken, untrusted)) {
           throw new OciError('DENIED', 'a console write needs the X-CSRF-Token of its session; reload the console', { csrf: true });
         }
       }
-      return Object.freeze({ user: session.user });
+      return principal;
     },
   };
 }

@@ -7,6 +7,8 @@ export interface SessionInfo {
   authEnabled: boolean;
   user?: string;
   admin: boolean;
+  /** Signed in as a robot account: it reads its own project and nothing else. */
+  robot?: { project: string; role: string; readOnly: boolean };
   csrfToken?: string;
 }
 

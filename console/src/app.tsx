@@ -47,6 +47,7 @@ export function App() {
             <>
               <span>
                 Signed in as <strong data-testid="user">{current.user}</strong>
+                {current.robot && <span data-testid="robot-session"> (robot, read-only: project {current.robot.project})</span>}
               </span>
               <button type="button" onClick={() => void signOut()}>
                 Sign out

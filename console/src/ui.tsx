@@ -83,3 +83,23 @@ export function formatBytes(bytes: number | null | undefined): string {
 export function formatDate(iso: string | undefined): string {
   return iso ? new Date(iso).toLocaleString() : '–';
 }
+
+/**
+ * A button that copies `text`. The clipboard API exists only on secure pages (https, or
+ * localhost): elsewhere, and when the browser refuses, the button says to copy by hand.
+ */
+export function Copy({ text, label }: { text: string; label: string }) {
+  const [state, setState] = useState<'idle' | 'copied' | 'failed'>('idle');
+  const copy = (): void => {
+    if (!navigator.clipboard) return setState('failed');
+    navigator.clipboard.writeText(text).then(
+      () => setState('copied'),
+      () => setState('failed'),
+    );
+  };
+  return (
+    <button type="button" class="secondary" aria-label={label} onClick={copy}>
+      {state === 'copied' ? 'Copied' : state === 'failed' ? 'Copy failed: select and copy by hand' : 'Copy'}
+    </button>
+  );
+}

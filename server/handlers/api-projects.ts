@@ -76,7 +76,9 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
   /** Without authentication every caller is one (as every caller may do everything). */
   const isRegistryAdmin = (ctx: Ctx): boolean => {
     const user = actor(ctx);
-    return !deps.config.auth.htpasswd || (user !== undefined && deps.config.auth.admins.includes(user));
+    if (!deps.config.auth.htpasswd) return true;
+    // A robot never is one, whatever REGISTRY_AUTH_ADMINS lists (as the authorizer decides).
+    return ctx.state.principal.robot === undefined && user !== undefined && deps.config.auth.admins.includes(user);
   };
 
   /** Loads a project the caller may see; invisible and missing look the same. */

@@ -1,19 +1,27 @@
 // The console's sign-in: GET /api/v1/session (who the browser is, and the CSRF token its writes
-// send), POST /api/v1/session {user, password} (checked as Basic credentials are, against
-// htpasswd; answered with an HttpOnly, SameSite=Strict cookie, Secure under TLS) and DELETE
-// /api/v1/session (signing out, on every replica: the session row is removed).
+// send), POST /api/v1/session {user, password} (checked as Basic credentials are: against
+// htpasswd, or for `robot$project+name` against the robot accounts; answered with an HttpOnly,
+// SameSite=Strict cookie, Secure under TLS) and DELETE /api/v1/session (signing out, on every
+// replica: the session row is removed). A robot's session is read-only (server/console-session.ts).
 import { z } from 'zod';
+import type { Principal } from '../../auth/authorize.js';
+import { ROBOT_PREFIX } from '../../auth/robots.js';
 import type { Ctx, RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { readJsonBody } from '../request-body.js';
-import { SESSION_COOKIE, SESSION_COOKIE_PATH, sessionCookieOf } from '../console-session.js';
+import { robotSessionTag, SESSION_COOKIE, SESSION_COOKIE_PATH, sessionCookieOf } from '../console-session.js';
 
 const SIGN_IN_BODY = z.strictObject({ user: z.string().min(1).max(255), password: z.string().max(1024) });
 
-export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'authenticator' | 'config'>) {
-  const { sessions, authenticator, config } = deps;
+export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'authenticator' | 'robots' | 'config'>) {
+  const { sessions, authenticator, robots, config } = deps;
   const authEnabled = config.auth.htpasswd !== undefined;
-  const isAdmin = (user: string | undefined): boolean => !authEnabled || (user !== undefined && config.auth.admins.includes(user));
+  // A robot is never a registry admin, whatever REGISTRY_AUTH_ADMINS says (the authorizer agrees).
+  const isAdmin = (principal: Principal): boolean =>
+    !authEnabled || (principal.robot === undefined && principal.user !== undefined && config.auth.admins.includes(principal.user));
+  /** What the console shows of a robot: its project and role, and whether it only reads (a session). */
+  const robotJson = (principal: Principal, readOnly = principal.robot?.readOnly === true) =>
+    principal.robot ? { robot: { project: principal.robot.project, role: principal.robot.role, readOnly } } : {};
   const cookieOptions = (expires: Date) => ({
     path: SESSION_COOKIE_PATH,
     httpOnly: true,
@@ -22,6 +30,18 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
     expires,
     overwrite: true,
   });
+
+  /** The principal the credentials are, if they are right: as Basic credentials are checked. */
+  async function check(user: string, password: string): Promise<Principal | undefined> {
+    // A robot is read from the database on every sign-in, not from the lookup cache that Basic
+    // logins use: one query and one comparison whether the robot exists or not, and whether or
+    // not its name was in use a moment ago, so the time of a sign-in tells nothing of either.
+    if (user.startsWith(ROBOT_PREFIX)) return robots.verify(user, password, true);
+    const header = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+    // A connection object of its own: a sign-in is never answered from another request's check.
+    const answer = await authenticator.authenticate(header, {});
+    return answer.ok ? answer.principal : undefined;
+  }
 
   /** A sign-in form posted from another site must not sign the browser in (login CSRF). */
   function requireSameOrigin(ctx: Ctx): void {
@@ -39,14 +59,16 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
 
   return {
     async get(ctx: Ctx): Promise<void> {
-      const user = ctx.state.principal.user;
+      const { principal } = ctx.state;
+      const user = principal.user;
       const id = sessionCookieOf(ctx);
       const session = user !== undefined && id ? await sessions.find(id) : undefined;
       ctx.set('Cache-Control', 'no-store');
       ctx.body = {
         authEnabled,
         ...(user !== undefined ? { user } : {}),
-        admin: isAdmin(user),
+        admin: isAdmin(principal),
+        ...robotJson(principal),
         ...(session && session.user === user ? { csrfToken: session.csrfToken, expiresAt: session.expiresAt.toISOString() } : {}),
       };
     },
@@ -55,20 +77,27 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
       requireSameOrigin(ctx);
       if (!authEnabled) throw new OciError('UNSUPPORTED', 'authentication is off on this registry: there is nothing to sign in to');
       const { user, password } = await readJsonBody(ctx, SIGN_IN_BODY);
-      const header = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-      // A connection object of its own: a sign-in is never answered from another request's check.
-      const answer = await authenticator.authenticate(header, {});
-      if (!answer.ok || answer.principal.user !== user) {
+      const principal = await check(user, password);
+      if (principal?.user !== user) {
         ctx.state.log.info({ user }, 'console sign-in refused');
         throw new OciError('UNAUTHORIZED', 'invalid username or password');
       }
-      const tag = await authenticator.credentialTag(user);
+      // A robot's session is tied to the robot's row (revoked, or made again: another robot);
+      // a person's to their htpasswd entry (a password changed ends it).
+      const tag = principal.robot ? robotSessionTag(principal.robot.id) : await authenticator.credentialTag(user);
       if (tag === undefined) throw new OciError('UNAUTHORIZED', 'invalid username or password');
       const { id, session } = await sessions.create(user, tag, config.console.sessionttl * 1000);
       ctx.cookies.set(SESSION_COOKIE, id, cookieOptions(session.expiresAt));
       ctx.state.log.info({ user }, 'console sign-in');
       ctx.set('Cache-Control', 'no-store');
-      ctx.body = { authEnabled, user, admin: isAdmin(user), csrfToken: session.csrfToken, expiresAt: session.expiresAt.toISOString() };
+      ctx.body = {
+        authEnabled,
+        user,
+        admin: isAdmin(principal),
+        ...robotJson(principal, true),
+        csrfToken: session.csrfToken,
+        expiresAt: session.expiresAt.toISOString(),
+      };
     },
 
     async signOut(ctx: Ctx): Promise<void> {

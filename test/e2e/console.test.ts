@@ -4,7 +4,9 @@
 // unsigned; see "verified" and "unsigned"; switch signed-only on behind its preview and see the
 // unsigned tag "refused" with the gate's reason; change a member's role; download policy.json and
 // have skopeo accept the signed image with it; a guest sees no write controls and a forged write
-// is refused; sign out. Screenshots of each main page go to test-output/console/.
+// is refused; sign out. Robot accounts (issue 20): the robots tab creates one, shows its secret
+// once, lists and revokes it; a robot signs in to a read-only session of its own project.
+// Screenshots of each main page go to test-output/console/.
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,11 +76,11 @@ test.after.always(async (t) => {
   if (t.context.work) await rm(t.context.work, { recursive: true, force: true });
 });
 
-async function signIn(page: Page, base: string, user: keyof typeof USERS): Promise<void> {
+async function signIn(page: Page, base: string, user: string, password = USERS[user as keyof typeof USERS]): Promise<void> {
   await page.goto(`${base}/`);
   await page.getByRole('link', { name: 'Sign in' }).click();
   await page.getByLabel('User name').fill(user);
-  await page.getByLabel('Password').fill(USERS[user]);
+  await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByTestId('user').filter({ hasText: user }).waitFor();
 }
@@ -225,6 +227,7 @@ test.serial("a guest sees no write controls, and a write forged from the guest's
     await page.getByRole('cell', { name: 'visitor' }).waitFor();
     t.is(await page.getByRole('button', { name: 'Add member' }).count(), 0);
     t.is(await page.getByRole('combobox').count(), 0);
+    t.is(await page.getByRole('link', { name: 'Robots' }).count(), 0, 'robots are for project admins');
     await page.goto(`${url(t)}/#/p/web/keys`);
     await page.getByRole('heading', { name: t.context.signer.fingerprint }).waitFor();
     t.is(await page.getByLabel(/Upload a key file/).count(), 0);
@@ -248,6 +251,99 @@ test.serial("a guest sees no write controls, and a write forged from the guest's
     t.deepEqual(statuses, [403, 403]);
   } finally {
     await context.close();
+  }
+});
+
+test.serial(
+  'the robots tab: a robot is created with its secret shown once, listed, and revoked; its secret then fails on /v2/',
+  async (t) => {
+    const { page } = t.context;
+    await t.context.admin.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: url(t) });
+    const v2 = async (secret: string): Promise<number> =>
+      (await fetch(`${url(t)}/v2/web/app/tags/list`, { headers: { Authorization: basic('robot$web+ci', secret) } })).status;
+    await page.goto(`${url(t)}/#/p/web/robots`);
+    await page.getByText('This project has no robot accounts.').waitFor();
+    await page.getByLabel('Robot name').fill('ci');
+    await page.getByLabel('Robot role').selectOption('guest');
+    await page.getByLabel('Expires after').selectOption('30');
+    await page.getByRole('button', { name: 'Create robot' }).click();
+    const panel = page.getByRole('region', { name: 'New robot secret' });
+    await panel.getByText('it will not be shown again').waitFor();
+    const secret = await panel.getByRole('textbox', { name: 'Secret of robot$web+ci' }).inputValue();
+    t.regex(secret, /^[A-Za-z0-9_-]{43}$/);
+    await panel.getByRole('button', { name: 'Copy the secret of robot$web+ci' }).click();
+    await panel.getByText('Copied', { exact: true }).waitFor();
+    t.is(await page.evaluate('navigator.clipboard.readText()'), secret);
+    const listed = page.locator('tr[data-robot="robot$web+ci"]');
+    t.is(await listed.getByTestId('robot-state').textContent(), 'active');
+    t.regex((await listed.textContent()) ?? '', /guest/);
+    t.deepEqual(await unlabelled(page), []);
+    await shot(page, '11-robots-created');
+    t.is(await v2(secret), 200);
+
+    // Dismissed, the secret is nowhere on the page, nor after a reload.
+    await panel.getByRole('button', { name: 'I have stored the secret' }).click();
+    t.false((await page.content()).includes(secret));
+    // The API's refusal is shown, not swallowed.
+    await page.getByLabel('Robot name').fill('ci');
+    await page.getByRole('button', { name: 'Create robot' }).click();
+    await page.getByRole('alert').filter({ hasText: 'project web already has a robot named ci' }).waitFor();
+    await page.reload();
+    await listed.waitFor();
+    t.false((await page.content()).includes(secret));
+
+    await listed.getByRole('button', { name: 'Revoke robot$web+ci…' }).click();
+    await listed.getByRole('button', { name: 'Revoke robot$web+ci', exact: true }).click();
+    await page.getByText('robot$web+ci is revoked').waitFor();
+    await page.getByText('This project has no robot accounts.').waitFor();
+    t.is(await v2(secret), 401);
+  },
+);
+
+test.serial('a robot signs in and reads its own project only; revoked, its session is over', async (t) => {
+  const asRoot = (method: string, pathname: string, body?: unknown) =>
+    fetch(`${url(t)}${pathname}`, {
+      method,
+      headers: { Authorization: basic('root', USERS.root), 'Content-Type': 'application/json' },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  // A public project elsewhere: anyone sees it, a robot's session does not.
+  t.is((await asRoot('POST', '/api/v1/projects', { name: 'elsewhere', public: true })).status, 201);
+  const made = await asRoot('POST', '/api/v1/projects/web/robots', { name: 'viewer', role: 'maintainer', expiresInDays: 1 });
+  const robot = (await made.json()) as { name: string; secret: string };
+  const context = await t.context.browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${url(t)}/`);
+    await page.getByRole('link', { name: 'elsewhere' }).waitFor();
+    await page.getByRole('link', { name: 'Sign in' }).click();
+    await page.getByLabel('User name').fill(robot.name);
+    await page.getByLabel('Password').fill(robot.secret);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByTestId('robot-session').filter({ hasText: 'project web' }).waitFor();
+    await page.getByRole('link', { name: 'web', exact: true }).waitFor();
+    t.is(await page.getByRole('link', { name: 'elsewhere' }).count(), 0);
+    await page.goto(`${url(t)}/#/r/web/app`);
+    await row(page, 'signed').getByTestId('trust-state').filter({ hasText: 'verified' }).waitFor();
+    t.is(await page.getByRole('button', { name: /Delete/ }).count(), 0);
+    for (const tab of ['Members', 'Robots', 'Audit log']) t.is(await page.getByRole('link', { name: tab }).count(), 0, tab);
+    await shot(page, '12-robot-session');
+    // Its own session and CSRF token, straight to the API: a management write is refused.
+    const status = await page.evaluate(`(async () => {
+      const session = await (await fetch('/api/v1/session')).json();
+      return (await fetch('/api/v1/projects/web', {
+        method: 'PATCH', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrfToken }, body: '{"public":true}',
+      })).status;
+    })()`);
+    t.is(status, 403);
+    // Revoked while signed in: the next page load finds nobody signed in.
+    t.is((await asRoot('DELETE', `/api/v1/projects/web/robots/viewer`)).status, 204);
+    await page.reload();
+    await page.getByRole('link', { name: 'Sign in' }).waitFor();
+    t.is(await page.getByTestId('user').count(), 0);
+  } finally {
+    await context.close();
+    await asRoot('DELETE', '/api/v1/projects/elsewhere');
   }
 });
 

@@ -322,3 +322,149 @@ test('status is for registry admins: version, storage, database and the replicas
   t.is(status.replicas.length, 1);
   t.is((await as('dev').request('/api/v1/status')).status, 403);
 });
+
+/** A robot of `project` made by root through the API: its account name and secret. */
+async function robot(project: string, name: string, role: string): Promise<{ name: string; secret: string }> {
+  const res = await as('root').request(`/api/v1/projects/${project}/robots`, {
+    method: 'POST',
+    body: JSON.stringify({ name, role, expiresInDays: 30 }),
+  });
+  t0(res.status, 201);
+  return (await res.json()) as { name: string; secret: string };
+}
+
+async function robotSignIn(name: string, secret: string) {
+  const res = await fetch(`${registry.url}/api/v1/session`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-Signet-Console': '1' },
+    body: JSON.stringify({ user: name, password: secret }),
+  });
+  const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  return { res, cookie, body: res.ok ? ((await res.json()) as Record<string, unknown>) : undefined };
+}
+
+test('only project admins list, create and revoke robots; members below admin are refused by the API', async (t) => {
+  await project('botadmin', { dev: 'developer', maint: 'maintainer', outsider: 'admin' });
+  await robot('botadmin', 'ci', 'guest');
+  for (const user of ['dev', 'maint'] as const) {
+    const client = as(user);
+    t.is((await client.request('/api/v1/projects/botadmin/robots')).status, 403, `${user} listed robots`);
+    const made = await client.request('/api/v1/projects/botadmin/robots', {
+      method: 'POST',
+      body: JSON.stringify({ name: `by-${user}`, role: 'guest', expiresInDays: 1 }),
+    });
+    t.is(made.status, 403, `${user} made a robot`);
+    t.is((await client.request('/api/v1/projects/botadmin/robots/ci', { method: 'DELETE' })).status, 403, `${user} revoked a robot`);
+  }
+  // A project admin who is no registry admin may.
+  const listed = (await (await as('outsider').request('/api/v1/projects/botadmin/robots')).json()) as { robots: { name: string }[] };
+  t.deepEqual(
+    listed.robots.map((r) => r.name),
+    ['robot$botadmin+ci'],
+  );
+  t.is((await as('outsider').request('/api/v1/projects/botadmin/robots/ci', { method: 'DELETE' })).status, 204);
+});
+
+test('a robot signs in to a read-only session of its own project: management is refused with 403, and revocation ends the session', async (t) => {
+  await project('bots', { maint: 'maintainer' });
+  t0(
+    (await as('root').request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'bots-public', public: true }) })).status,
+    201,
+  );
+  await push('bots/app', 'v1');
+  // A maintainer robot: its role could delete and sign, its session may not.
+  const ci = await robot('bots', 'ci', 'maintainer');
+  const { res, cookie, body } = await robotSignIn(ci.name, ci.secret);
+  t.is(res.status, 200);
+  t.like(body, { user: 'robot$bots+ci', admin: false, robot: { project: 'bots', role: 'maintainer', readOnly: true } });
+  const csrf = String(body?.csrfToken);
+  const call = (method: string, pathname: string, json?: unknown) =>
+    fetch(`${registry.url}${pathname}`, {
+      method,
+      headers: { Cookie: cookie, 'X-CSRF-Token': csrf, 'Content-Type': 'application/json' },
+      ...(json !== undefined ? { body: JSON.stringify(json) } : {}),
+    });
+
+  // What its grant covers: its own project's repositories, tags and trust state.
+  for (const pathname of ['', '/repositories', '/repositories/app/tags', '/repositories/app/trust', '/keys']) {
+    t.is((await call('GET', `/api/v1/projects/bots${pathname}`)).status, 200, pathname);
+  }
+  const listed = (await (await call('GET', '/api/v1/projects')).json()) as { projects: { name: string }[] };
+  t.deepEqual(
+    listed.projects.map((p) => p.name),
+    ['bots'],
+    'a public project elsewhere is not what its grant covers',
+  );
+  const seen = (await (await call('GET', '/api/v1/projects/bots')).json()) as { permissions: Record<string, boolean>; members?: unknown };
+  t.deepEqual(seen.permissions, { push: false, delete: false, admin: false });
+  t.is(seen.members, undefined);
+
+  // Everything else, with its CSRF token: refused by the API with the registry's error shape.
+  const refused: [string, string, unknown?][] = [
+    ['PATCH', '/api/v1/projects/bots', { public: true }],
+    ['DELETE', '/api/v1/projects/bots'],
+    ['GET', '/api/v1/projects/bots/members'],
+    ['PUT', '/api/v1/projects/bots/members/dev', { role: 'admin' }],
+    ['GET', '/api/v1/projects/bots/robots'],
+    ['POST', '/api/v1/projects/bots/robots', { name: 'child', role: 'guest', expiresInDays: 1 }],
+    ['DELETE', '/api/v1/projects/bots/robots/ci'],
+    ['POST', '/api/v1/projects/bots/keys', 'not a key'],
+    ['DELETE', '/api/v1/projects/bots/keys/1'],
+    ['GET', '/api/v1/projects/bots/audit'],
+    ['DELETE', '/api/v1/projects/bots/repositories/app/tags/v1'],
+    ['POST', '/api/v1/projects/bots/mirror/run'],
+    ['POST', '/api/v1/projects', { name: 'botland' }],
+    ['GET', '/api/v1/status'],
+    ['POST', '/api/v1/gc', { dryRun: true }],
+    ['GET', '/api/v1/projects/bots-public/repositories'],
+  ];
+  for (const [method, pathname, json] of refused) {
+    const answer = await call(method, pathname, json);
+    t.is(answer.status, 403, `${method} ${pathname}`);
+    const error = ((await answer.json()) as { errors: { code: string; message: string }[] }).errors[0];
+    t.is(error?.code, 'DENIED', `${method} ${pathname}`);
+    t.notRegex(error?.message ?? '', /CSRF/);
+  }
+  t.is((await as('maint').getManifest('bots/app', 'v1')).status, 200, 'the refused delete deleted nothing');
+  t.like(await (await call('GET', '/api/v1/session')).json(), { user: ci.name, robot: { readOnly: true } });
+  // Its Basic credentials are not a session: they keep what its role allows (say so, too).
+  const viaBasic = await fetch(`${registry.url}/api/v1/session`, { headers: { Authorization: basic(ci.name, ci.secret) } });
+  t.like(await viaBasic.json(), { user: ci.name, admin: false, robot: { project: 'bots', readOnly: false } });
+
+  // Revoked while the session is live: the next request is an anonymous one.
+  t.is((await as('root').request('/api/v1/projects/bots/robots/ci', { method: 'DELETE' })).status, 204);
+  t.is((await call('GET', '/api/v1/projects/bots')).status, 401);
+  t.is(((await (await call('GET', '/api/v1/session')).json()) as { user?: string }).user, undefined);
+  t.is((await robotSignIn(ci.name, ci.secret)).res.status, 401);
+  // Made again under the same name, it is another robot: the old session stays over.
+  const again = await robot('bots', 'ci', 'guest');
+  t.is((await call('GET', '/api/v1/projects/bots')).status, 401);
+  t.is((await robotSignIn(again.name, again.secret)).res.status, 200);
+});
+
+test('robots that cannot sign in: expired, unknown, of another project, with a wrong secret', async (t) => {
+  await project('botsign', {});
+  const old = await robot('botsign', 'old', 'guest');
+  await registry.registry.db.query(`UPDATE robots SET expires_at = now() - interval '1 second' WHERE project = 'botsign' AND name = 'old'`);
+  const live = await robot('botsign', 'live', 'guest');
+  for (const [name, secret] of [
+    [old.name, old.secret],
+    ['robot$botsign+nobody', live.secret],
+    ['robot$bots+live', live.secret],
+    [live.name, `${live.secret.slice(0, -1)}${live.secret.endsWith('A') ? 'B' : 'A'}`],
+    [live.name, ''],
+  ] as const) {
+    const { res } = await robotSignIn(name, secret);
+    t.is(res.status, 401, name);
+    t.is(((await res.json()) as { errors: { message: string }[] }).errors[0]?.message, 'invalid username or password');
+  }
+  t.is((await robotSignIn(live.name, live.secret)).res.status, 200);
+  // A sign-in reads the robot afresh, never from the cache a Basic login just filled (whose
+  // answer would come sooner for a name in use, and here would still hold the unexpired robot).
+  const basicGet = () => fetch(`${registry.url}/api/v1/projects/botsign`, { headers: { Authorization: basic(live.name, live.secret) } });
+  t.is((await basicGet()).status, 200);
+  await registry.registry.db.query(
+    `UPDATE robots SET expires_at = now() - interval '1 second' WHERE project = 'botsign' AND name = 'live'`,
+  );
+  t.is((await robotSignIn(live.name, live.secret)).res.status, 401);
+});

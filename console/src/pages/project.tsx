@@ -1,4 +1,5 @@
-// A project: its repositories, members, trusted keys, settings, audit log and client configuration.
+// A project: its repositories, members, trusted keys, settings, robot accounts, audit log and client
+// configuration.
 import { getJson, type SessionInfo } from '../api.js';
 import { href } from '../router.js';
 import { Loading, Problem, useLoad } from '../ui.js';
@@ -7,6 +8,7 @@ import { ClientsTab } from './project-clients.js';
 import { KeysTab } from './project-keys.js';
 import { MembersTab } from './project-members.js';
 import { RepositoriesTab } from './project-repositories.js';
+import { RobotsTab } from './project-robots.js';
 import { SettingsTab } from './project-settings.js';
 
 export interface ProjectDetail {
@@ -25,6 +27,7 @@ const TABS: [id: string, label: string][] = [
   ['members', 'Members'],
   ['keys', 'Trusted keys'],
   ['settings', 'Settings'],
+  ['robots', 'Robots'],
   ['audit', 'Audit log'],
   ['clients', 'Configure clients'],
 ];
@@ -32,7 +35,10 @@ const TABS: [id: string, label: string][] = [
 export function ProjectPage({ project, tab }: { session: SessionInfo; project: string; tab: string }) {
   const detail = useLoad(() => getJson<ProjectDetail>(`/projects/${encodeURIComponent(project)}`), [project]);
   const p = detail.data;
-  const visible = TABS.filter(([id]) => (id !== 'members' && id !== 'audit') || p?.members !== undefined);
+  // Members and the audit log for those who may see them; robots for the project's admins.
+  const visible = TABS.filter(([id]) =>
+    id === 'members' || id === 'audit' ? p?.members !== undefined : id === 'robots' ? p?.permissions.admin === true : true,
+  );
   return (
     <>
       <p class="muted">
@@ -64,6 +70,12 @@ export function ProjectPage({ project, tab }: { session: SessionInfo; project: s
             <KeysTab project={p} />
           ) : tab === 'settings' ? (
             <SettingsTab project={p} onChange={detail.reload} />
+          ) : tab === 'robots' ? (
+            p.permissions.admin ? (
+              <RobotsTab project={p} />
+            ) : (
+              <Problem message="Only the project's admins manage its robot accounts." />
+            )
           ) : tab === 'audit' ? (
             <AuditTab project={p} />
           ) : tab === 'clients' ? (

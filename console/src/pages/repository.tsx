@@ -3,7 +3,7 @@
 import { useState } from 'preact/hooks';
 import { enc, getJson, sendJson, type SessionInfo } from '../api.js';
 import { href } from '../router.js';
-import { formatBytes, formatDate, Loading, Notice, Problem, useAction, useLoad } from '../ui.js';
+import { Copy, formatBytes, formatDate, Loading, Notice, Problem, useAction, useLoad } from '../ui.js';
 import type { ProjectDetail } from './project.js';
 
 interface Signature {
@@ -50,25 +50,6 @@ function verifiedBy(tag: TagTrust): string {
   if (!s) return tag.state === 'verified' ? 'by a signature of a platform manifest' : '';
   const who = s.signer ? `${s.signer.userIds[0] ?? s.signer.fingerprint}` : s.keyId;
   return `by ${who} (${s.format === 'simple' ? 'simple signing' : 'cosign'}) for ${s.identity ?? '?'}`;
-}
-
-function Copy({ text, label }: { text: string; label: string }) {
-  const [done, setDone] = useState(false);
-  return (
-    <button
-      type="button"
-      class="secondary"
-      aria-label={label}
-      onClick={() =>
-        void navigator.clipboard?.writeText(text).then(
-          () => setDone(true),
-          () => setDone(false),
-        )
-      }
-    >
-      {done ? 'Copied' : 'Copy'}
-    </button>
-  );
 }
 
 /** The cells of a tag the gate has judged: size, trust state, the gate's decision, details. */

@@ -9,7 +9,10 @@ export function SignInPage({ onSignedIn }: { onSignedIn(info: SessionInfo): void
   return (
     <section class="narrow" aria-label="Sign in">
       <h1>Sign in</h1>
-      <p>Use your registry credentials (the ones docker login and podman login take).</p>
+      <p>
+        Use your registry credentials (the ones docker login and podman login take). A robot account signs in with its name (
+        <code>robot$project+name</code>) and secret, and then only reads its own project.
+      </p>
       <form
         onSubmit={(event) => {
           event.preventDefault();
