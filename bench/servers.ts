@@ -129,7 +129,8 @@ async function waitReady(label: string, child: ChildProcess, baseUrl: string, st
     } catch {
       // not listening yet
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Often: the scale rows time restarts by this loop.
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
   throw new Error(`${label} did not answer GET /v2/ within ${READY_TIMEOUT_MS / 1000} s:\n${tail(stderrFile)}`);
 }
