@@ -337,7 +337,10 @@ async function populatedSignet(resources: Resources, image: Image, n: number, ur
   } else {
     await server.stop();
     const { PGlite } = await import('@electric-sql/pglite');
-    const db = new PGlite(path.join(dir, 'database'));
+    // The WAL settings of storage/pglite-process.ts, so the fill leaves the WAL the server would.
+    const db = new PGlite(path.join(dir, 'database'), {
+      startParams: [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB', '-c', 'max_wal_size=64MB', '-c', 'min_wal_size=32MB'],
+    });
     await db.waitReady;
     await populateSql(db, image, n);
     await db.query('VACUUM ANALYZE');
