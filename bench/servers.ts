@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { childPids } from '../test/helpers/server-process.js';
 
 export const GO_REGISTRY_BINARY = '/usr/bin/docker-registry';
-const READY_TIMEOUT_MS = 60_000;
+// Generous: on this shared 2-core machine under load a PGlite start has taken over a minute.
+const READY_TIMEOUT_MS = 300_000;
 const STOP_TIMEOUT_MS = 30_000;
 
 export interface ServerHandle {
