@@ -116,14 +116,19 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         return names === null ? [] : names.split('\n');
       },
       async listDetailed(repository, page) {
-        const repo = await db.query<{ id: number }>('SELECT id FROM repositories WHERE name = $1', [repository]);
-        if (repo.length === 0) return undefined;
-        const rows = await db.query<{ name: string; manifest_digest: string; updated_at: Date }>(
-          `SELECT name, manifest_digest, updated_at FROM tags WHERE repository_id = $1 AND ($2::text IS NULL OR name > $2)
-           ORDER BY name LIMIT $3`,
-          [repo[0]!.id, page.last ?? null, page.limit],
+        // One statement: a repository without tags gives one row of nulls, an unknown one none.
+        const rows = await db.query<{ name: string | null; manifest_digest: string; updated_at: Date }>(
+          `SELECT t.name, t.manifest_digest, t.updated_at FROM repositories r
+           LEFT JOIN LATERAL (SELECT name, manifest_digest, updated_at FROM tags
+                              WHERE repository_id = r.id AND ($2::text IS NULL OR name > $2)
+                              ORDER BY name LIMIT $3) t ON true
+           WHERE r.name = $1 ORDER BY t.name`,
+          [repository, page.last ?? null, page.limit],
         );
-        return rows.map((r) => ({ name: r.name, digest: r.manifest_digest, updatedAt: new Date(r.updated_at) }));
+        if (rows.length === 0) return undefined;
+        return rows
+          .filter((r): r is typeof r & { name: string } => r.name !== null)
+          .map((r) => ({ name: r.name, digest: r.manifest_digest, updatedAt: new Date(r.updated_at) }));
       },
       async remove(repository, tag) {
         const rows = await db.query(`DELETE FROM tags WHERE repository_id = ${REPO_ID} AND name = $2 RETURNING name`, [repository, tag]);
