@@ -173,6 +173,18 @@ function treeRssMb(pid: number): number {
   return (currentRss(pid) + childPids(pid).reduce((sum, child) => sum + currentRss(child), 0)) / 1e6;
 }
 
+/** Runs a load generator (wrk, ab) to the end: its stdout and stderr together. */
+async function runTool(binary: string, args: string[], mustSucceed: boolean): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (text += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (text += s));
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 || !mustSucceed ? resolve(text) : reject(new Error(`${binary} exited ${code}: ${text}`))));
+  });
+}
+
 interface WrkResult {
   rps: number;
   failed: number;
@@ -200,14 +212,7 @@ end
 `,
   );
   const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '5s', '-s', script, '-H', `Accept: ${ACCEPT_MANIFESTS}`, baseUrl];
-  const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (text += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (text += s));
-    child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}: ${text}`))));
-  });
+  const out = await runTool('wrk', args, true);
   const match = /^BENCH_RESULT (\d+) (\d+) (\d+)$/m.exec(out);
   if (!match) throw new Error(`wrk printed no result: ${out}`);
   const [requests, durationUs, errors] = match.slice(1).map(Number);
@@ -216,15 +221,8 @@ end
 
 /** ApacheBench HEAD of one blob. */
 async function abHead(url: string, seconds: number): Promise<number> {
-  const out = await new Promise<string>((resolve, reject) => {
-    const args = ['-k', '-q', '-i', '-c', String(CONNECTIONS), '-t', String(seconds), '-n', '100000000', '-s', '5', url];
-    const child = spawn('ab', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (text += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (text += s));
-    child.once('error', reject);
-    child.once('close', () => resolve(text));
-  });
+  const args = ['-k', '-q', '-i', '-c', String(CONNECTIONS), '-t', String(seconds), '-n', '100000000', '-s', '5', url];
+  const out = await runTool('ab', args, false);
   const complete = Number(/^Complete requests:\s+(\d+)/m.exec(out)?.[1]);
   const failed = Number(/^Non-2xx responses:\s+(\d+)/m.exec(out)?.[1] ?? 0) + Number(/^Failed requests:\s+(\d+)/m.exec(out)?.[1] ?? 0);
   const taken = Number(/^Time taken for tests:\s+([\d.]+)/m.exec(out)?.[1]);
