@@ -28,12 +28,14 @@ import { addTokenRows, runTokenRows } from './token-rows.js';
 import { addBombRows, runBombRows } from './bomb-rows.js';
 import { addMirrorRows, runMirrorRows } from './mirror-rows.js';
 import { addConsoleRows, runConsoleRows } from './console-rows.js';
+import { runScaleRows } from './scale-rows.js';
 
 // BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
 const QUICK = process.env.BENCH_QUICK === '1';
 // BENCH_ONLY=hostile runs only the rows of bench/hostile-rows.ts (Signet alone, a few minutes);
 // BENCH_ONLY=mirror only those of bench/mirror-rows.ts (a Go registry as the upstream);
-// BENCH_ONLY=console only those of bench/console-rows.ts (Signet alone, about a minute).
+// BENCH_ONLY=console only those of bench/console-rows.ts (Signet alone, about a minute);
+// BENCH_ONLY=scale only those of bench/scale-rows.ts (reads at N manifests, BENCH_SCALE=N).
 const ONLY = process.env.BENCH_ONLY;
 const LAYER_MIB = QUICK ? 64 : 1024;
 /**
@@ -287,7 +289,8 @@ async function main(resources: Resources): Promise<void> {
   if (ONLY === 'token') return mainTokenOnly(resources);
   if (ONLY === 'mirror') return mainMirrorOnly(resources);
   if (ONLY === 'console') return mainConsoleOnly(resources);
-  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile", "token", "mirror" and "console" are known`);
+  if (ONLY === 'scale') return runScaleRows(resources, record);
+  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile", "token", "mirror", "console" and "scale" are known`);
   const cpu = watchCpu();
   const scratch = await resources.tempDir('signet-bench-scratch-');
   const running = new Set<() => void>();

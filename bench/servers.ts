@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { childPids } from '../test/helpers/server-process.js';
 
 export const GO_REGISTRY_BINARY = '/usr/bin/docker-registry';
-const READY_TIMEOUT_MS = 60_000;
+// Generous: on this shared 2-core machine under load a PGlite start has taken over a minute.
+const READY_TIMEOUT_MS = 300_000;
 const STOP_TIMEOUT_MS = 30_000;
 
 export interface ServerHandle {
@@ -129,7 +130,8 @@ async function waitReady(label: string, child: ChildProcess, baseUrl: string, st
     } catch {
       // not listening yet
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Often: the scale rows time restarts by this loop.
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
   throw new Error(`${label} did not answer GET /v2/ within ${READY_TIMEOUT_MS / 1000} s:\n${tail(stderrFile)}`);
 }

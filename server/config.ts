@@ -305,6 +305,12 @@ export const configSchema = z.object({
     .object({
       /** Seconds a replica may serve a tag or manifest from memory; 0 turns the cache off. */
       ttl: seconds.default(5),
+      /** Bytes the tag, manifest and blob-link cache may hold (storage/cached-metadata-store.ts). */
+      maxsize: z.coerce
+        .number()
+        .int()
+        .min(MiB, 'must be at least 1 MiB (1048576)')
+        .default(64 * MiB),
     })
     .prefault({}),
   /** Signet's own: the web console served at `/` to browsers (console/, server/handlers/console.ts). */

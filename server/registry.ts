@@ -109,7 +109,12 @@ export async function createRegistry(
       : {}),
     onStateChange: (listening, err) => availability.notifications(listening, err),
   });
-  const metadata = createCachedMetadataStore(createPostgresMetadataStore(db), { ttlMs }, bus);
+  const metadata = createCachedMetadataStore(
+    createPostgresMetadataStore(db),
+    // Only this process opens the embedded database, and it drops what each write changes.
+    { ttlMs, maxBytes: config.cache.maxsize, soleWriter: db.kind === 'pglite' },
+    bus,
+  );
   const projects = createCachedProjectStore(createPostgresProjectStore(db), ttlMs, bus);
   const robots = createRobots({
     store: createPostgresRobotStore(db),

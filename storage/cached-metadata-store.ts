@@ -1,7 +1,11 @@
 // An in-memory cache in front of the metadata store for the hot read paths of a pull: tag → digest,
 // manifest by digest, blob link by digest, tag lists. The database stays the truth; every write
 // through this process drops what it could have changed, and entries expire after `ttlMs`, which
-// bounds how stale a replica can be about writes made by another one. Misses are not cached, so a
+// bounds how stale a replica can be about writes made by another one. With `soleWriter` (the
+// embedded PGlite, which only this process opens) there is no other one, so entries stay until a
+// write drops them or the byte budget evicts them. The budget (`maxBytes`) counts what each entry
+// holds (manifest bytes, names), so memory stays bounded however many manifests the registry
+// holds; a bound by entry count let 50,000 entries of up to 4 MiB manifests grow without limit. Misses are not cached, so a
 // blob or manifest pushed through another replica is visible at once. Invalidation happens after
 // the write, and keys carry the generation read before a load, so a load racing a write can only
 // fill an orphaned key. While the database does not answer, an entry past its TTL is served as it
@@ -14,24 +18,37 @@ import type { ManifestRecord, MetadataStore, TagRecord } from './metadata-store.
 
 export interface MetadataCacheOptions {
   ttlMs: number;
-  maxEntries?: number;
+  /** Bytes the entries may hold (approximately: their strings and manifest bytes). */
+  maxBytes?: number;
+  /** Every write goes through this process (embedded database): entries do not expire. */
+  soleWriter?: boolean;
 }
+
+/** Without `maxBytes` (REGISTRY_CACHE_MAXSIZE's default too, in server/config.ts). */
+const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
+/** What an entry costs beyond its own bytes: the key, the LRU's node, the object headers. */
+const ENTRY_OVERHEAD = 160;
 
 type Entry = { value: string | number | ManifestRecord | string[] | TagRecord[] };
 
 export function createCachedMetadataStore(inner: MetadataStore, options: MetadataCacheOptions, bus?: ChangeBus): MetadataStore {
   const cache = new LRUCache<string, Entry>({
-    max: options.maxEntries ?? 50_000,
-    ttl: Math.max(options.ttlMs, 1),
-    // Expired entries stay (within `max`) for serving during an outage; fresh reads never see them.
+    maxSize: Math.max(options.maxBytes ?? DEFAULT_CACHE_BYTES, 1),
+    sizeCalculation: (entry, key) => ENTRY_OVERHEAD + key.length + sizeOf(entry.value),
+    ...(options.soleWriter ? {} : { ttl: Math.max(options.ttlMs, 1) }),
+    // Expired entries stay (within `maxSize`) for serving during an outage; fresh reads never see them.
     noDeleteOnStaleGet: true,
   });
   // Bumping a repository's generation orphans all its entries at once (they age out of the LRU);
   // the global generation does so for every repository.
   const generations = new Map<string, number>();
   let everything = 0;
-  const keyOf = (repository: string, kind: string, id: string): string =>
-    `${everything}\u0000${repository}\u0000${generations.get(repository) ?? 0}\u0000${kind}\u0000${id}`;
+  /** Keys of the repository's current generation. */
+  const scope = (repository: string): ((kind: string, id: string) => string) => {
+    const prefix = `${everything}\u0000${repository}\u0000${generations.get(repository) ?? 0}\u0000`;
+    return (kind, id) => `${prefix}${kind}\u0000${id}`;
+  };
+  const keyOf = (repository: string, kind: string, id: string): string => scope(repository)(kind, id);
   bus?.subscribe((change) => {
     if (change === 'all') {
       everything += 1;
@@ -76,6 +93,30 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
     },
     manifests: {
       find: (repository, digest) => cached(keyOf(repository, 'm', digest), () => inner.manifests.find(repository, digest)),
+      async findByTag(repository, tag) {
+        const key = scope(repository);
+        const tagged = cache.get(key('t', tag));
+        if (tagged) {
+          const digest = tagged.value as string;
+          return cached(key('m', digest), () => inner.manifests.find(repository, digest));
+        }
+        // A miss: the tag and its manifest in one statement, both cached under keys of the
+        // generation read before it (as `cached` does).
+        let manifest: ManifestRecord | undefined;
+        try {
+          manifest = await inner.manifests.findByTag(repository, tag);
+        } catch (err) {
+          const stale = err instanceof DependencyUnavailableError ? cache.get(key('t', tag), { allowStale: true }) : undefined;
+          const staleManifest = stale && cache.get(key('m', stale.value as string), { allowStale: true });
+          if (staleManifest) return staleManifest.value as ManifestRecord;
+          throw err;
+        }
+        if (manifest) {
+          cache.set(key('t', tag), { value: manifest.digest });
+          cache.set(key('m', manifest.digest), { value: manifest });
+        }
+        return manifest;
+      },
       findMany: (repository, digests) => inner.manifests.findMany(repository, digests),
       async save(repository, manifest, references, tag, options) {
         await inner.manifests.save(repository, manifest, references, tag, options);
@@ -104,6 +145,24 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
     uploads: inner.uploads,
     close: () => inner.close(),
   };
+}
+
+/** Approximate bytes an entry's value holds. */
+function sizeOf(value: Entry['value']): number {
+  if (typeof value === 'number') return 8;
+  if (typeof value === 'string') return value.length;
+  if (Array.isArray(value)) {
+    let total = 0;
+    for (const item of value) total += typeof item === 'string' ? item.length + 16 : item.name.length + item.digest.length + 64;
+    return total;
+  }
+  return (
+    value.content.length +
+    value.digest.length +
+    value.mediaType.length +
+    64 +
+    (value.annotations ? JSON.stringify(value.annotations).length : 0)
+  );
 }
 
 /** No cache, but writes still tell the bus (gate decisions and other replicas depend on it). */

@@ -81,6 +81,8 @@ export interface ManifestSaveOptions {
 
 export interface ManifestMetadata {
   find(repository: string, digest: string): Promise<ManifestRecord | undefined>;
+  /** The manifest a tag points at, in one statement (a pull by tag that misses the cache). */
+  findByTag(repository: string, tag: string): Promise<ManifestRecord | undefined>;
   /** Sizes of those of `digests` stored in the repository. */
   findMany(repository: string, digests: string[]): Promise<Map<string, number>>;
   /** Stores the manifest (idempotent) and, with a tag, points the tag at it: one transaction. */

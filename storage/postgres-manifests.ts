@@ -27,6 +27,18 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
       const row = rows[0];
       return row && toManifestRecord(row);
     },
+    async findByTag(repository, tag) {
+      // One statement instead of tag, then manifest: on PGlite each statement is a round trip to
+      // its process and a parse and plan in its one WebAssembly thread (bench/, "Reads at scale").
+      const rows = await db.query<ManifestRow>(
+        `SELECT m.digest, m.media_type, m.content, m.size, m.artifact_type, m.subject_digest, m.annotations
+         FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+         WHERE t.repository_id = ${REPO_ID} AND t.name = $2`,
+        [repository, tag],
+      );
+      const row = rows[0];
+      return row && toManifestRecord(row);
+    },
     findMany: (repository, digests) =>
       sizes(`SELECT digest, size FROM manifests WHERE repository_id = ${REPO_ID} AND digest = ANY($2::text[])`, repository, digests),
     async save(repository, manifest, references, tag, options = {}) {

@@ -100,24 +100,35 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         return rows[0]?.manifest_digest;
       },
       async list(repository, page) {
-        const repo = await db.query<{ id: number }>('SELECT id FROM repositories WHERE name = $1', [repository]);
-        if (repo.length === 0) return undefined;
-        const rows = await db.query<{ name: string }>(
-          `SELECT name FROM tags WHERE repository_id = $1 AND ($2::text IS NULL OR name > $2)
-           ORDER BY name LIMIT $3`,
-          [repo[0]!.id, page.last ?? null, page.limit],
+        // One statement and one value: the page as a newline-separated string (tag names match
+        // [A-Za-z0-9_][A-Za-z0-9._-]*, never a newline). As rows, 50,000 tags took 0.7-1.4 s in
+        // PGlite (a JavaScript object per row, then across its process boundary); as one string
+        // 40-50 ms (bench/, "Reads at scale", cold full tag list).
+        const rows = await db.query<{ names: string | null }>(
+          `SELECT (SELECT string_agg(name, E'\\n' ORDER BY name)
+                   FROM (SELECT name FROM tags WHERE repository_id = r.id AND ($2::text IS NULL OR name > $2)
+                         ORDER BY name LIMIT $3) page) AS names
+           FROM repositories r WHERE r.name = $1`,
+          [repository, page.last ?? null, page.limit],
         );
-        return rows.map((r) => r.name);
+        if (rows.length === 0) return undefined;
+        const names = rows[0]!.names;
+        return names === null ? [] : names.split('\n');
       },
       async listDetailed(repository, page) {
-        const repo = await db.query<{ id: number }>('SELECT id FROM repositories WHERE name = $1', [repository]);
-        if (repo.length === 0) return undefined;
-        const rows = await db.query<{ name: string; manifest_digest: string; updated_at: Date }>(
-          `SELECT name, manifest_digest, updated_at FROM tags WHERE repository_id = $1 AND ($2::text IS NULL OR name > $2)
-           ORDER BY name LIMIT $3`,
-          [repo[0]!.id, page.last ?? null, page.limit],
+        // One statement: a repository without tags gives one row of nulls, an unknown one none.
+        const rows = await db.query<{ name: string | null; manifest_digest: string; updated_at: Date }>(
+          `SELECT t.name, t.manifest_digest, t.updated_at FROM repositories r
+           LEFT JOIN LATERAL (SELECT name, manifest_digest, updated_at FROM tags
+                              WHERE repository_id = r.id AND ($2::text IS NULL OR name > $2)
+                              ORDER BY name LIMIT $3) t ON true
+           WHERE r.name = $1 ORDER BY t.name`,
+          [repository, page.last ?? null, page.limit],
         );
-        return rows.map((r) => ({ name: r.name, digest: r.manifest_digest, updatedAt: new Date(r.updated_at) }));
+        if (rows.length === 0) return undefined;
+        return rows
+          .filter((r): r is typeof r & { name: string } => r.name !== null)
+          .map((r) => ({ name: r.name, digest: r.manifest_digest, updatedAt: new Date(r.updated_at) }));
       },
       async remove(repository, tag) {
         const rows = await db.query(`DELETE FROM tags WHERE repository_id = ${REPO_ID} AND name = $2 RETURNING name`, [repository, tag]);

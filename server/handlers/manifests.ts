@@ -53,8 +53,10 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
   }
 
   async function resolve(name: string, reference: Reference): Promise<ManifestRecord> {
-    const digest = reference.kind === 'tag' ? await metadata.tags.find(name, reference.tag) : reference.digest.digest;
-    const manifest = digest === undefined ? undefined : await metadata.manifests.find(name, digest);
+    const manifest =
+      reference.kind === 'tag'
+        ? await metadata.manifests.findByTag(name, reference.tag)
+        : await metadata.manifests.find(name, reference.digest.digest);
     if (!manifest) throw await notFound(name, reference);
     return manifest;
   }

@@ -250,12 +250,15 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     const second = randomManifest();
     await store().manifests.save(repository, first, [], 'latest');
     t.is(await store().tags.find(repository, 'latest'), first.digest);
+    t.deepEqual(await store().manifests.findByTag(repository, 'latest'), first);
     await store().manifests.save(repository, second, [], 'latest');
     t.is(await store().tags.find(repository, 'latest'), second.digest);
+    t.deepEqual(await store().manifests.findByTag(repository, 'latest'), second, 'by tag, the manifest it names now');
     t.deepEqual(await store().tags.list(repository, { limit: 10 }), ['latest']);
     t.deepEqual(await store().manifests.find(repository, first.digest), first, 'the old manifest stays, untagged');
     await store().manifests.save(repository, first, [], 'latest');
     t.is(await store().tags.find(repository, 'latest'), first.digest, 'and can be tagged back');
+    t.deepEqual(await store().manifests.findByTag(repository, 'latest'), first);
   });
 
   test('removing a manifest removes it and every tag pointing at it, nothing else', async (t) => {
@@ -266,10 +269,12 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     await store().manifests.save(repository, removed, [], 'b');
     await store().manifests.save(repository, kept, [], 'c');
     t.is(await store().tags.find(repository, 'a'), removed.digest);
+    t.deepEqual(await store().manifests.findByTag(repository, 'a'), removed);
 
     t.true(await store().manifests.remove(repository, removed.digest));
     t.is(await store().manifests.find(repository, removed.digest), undefined);
     t.is(await store().tags.find(repository, 'a'), undefined);
+    t.is(await store().manifests.findByTag(repository, 'a'), undefined, 'nor by its tag');
     t.is(await store().tags.find(repository, 'b'), undefined);
     t.deepEqual(await store().tags.list(repository, { limit: 10 }), ['c']);
     t.deepEqual(entries(await store().manifests.findMany(repository, [removed.digest, kept.digest])), [[kept.digest, kept.size]]);
@@ -321,9 +326,11 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     const repository = randomRepository();
     t.is(await store().tags.list(repository, { limit: 10 }), undefined);
     t.is(await store().tags.find(repository, 'latest'), undefined);
+    t.is(await store().manifests.findByTag(repository, 'latest'), undefined);
     await store().manifests.save(repository, randomManifest(), []);
     t.deepEqual(await store().tags.list(repository, { limit: 10 }), []);
     t.is(await store().tags.find(repository, 'latest'), undefined);
+    t.is(await store().manifests.findByTag(repository, 'latest'), undefined);
     t.false(await store().tags.remove(repository, 'latest'));
   });
 
@@ -358,9 +365,12 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     const manifest = randomManifest();
     await store().manifests.save(repository, manifest, [], 'one');
     await store().manifests.save(repository, manifest, [], 'two');
+    t.deepEqual(await store().manifests.findByTag(repository, 'one'), manifest);
     t.true(await store().tags.remove(repository, 'one'));
     t.false(await store().tags.remove(repository, 'one'));
     t.is(await store().tags.find(repository, 'one'), undefined);
+    t.is(await store().manifests.findByTag(repository, 'one'), undefined);
+    t.deepEqual(await store().manifests.findByTag(repository, 'two'), manifest);
     t.is(await store().tags.find(repository, 'two'), manifest.digest);
     t.deepEqual(await store().tags.list(repository, { limit: 10 }), ['two']);
     t.deepEqual(await store().manifests.find(repository, manifest.digest), manifest);

@@ -1,6 +1,7 @@
 // The cache in front of the metadata store (over PGlite) must keep the store's contract: every
 // write through it is visible at once. Changes made behind its back (another replica) show within
 // its ttl.
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { createPgliteDb, type Db } from '../../storage/db.js';
 import type { MetadataStore } from '../../storage/metadata-store.js';
 import { migrate } from '../../storage/migrate.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
-import { metadataStoreConformance, randomDigest, randomManifest, randomRepository } from '../conformance/metadata-store.js';
+import { manifestOf, metadataStoreConformance, randomDigest, randomManifest, randomRepository } from '../conformance/metadata-store.js';
 import { sleep } from '../helpers/wait.js';
 
 let inner: MetadataStore | undefined;
@@ -107,6 +108,50 @@ test('a change made behind the cache shows once the ttl has passed', async (t) =
   if (Date.now() - cachedAt < ttlMs) t.is(stale, first.digest, 'served from the cache');
   await sleep(ttlMs + 100);
   t.is(await cache.tags.find(repository, 'latest'), second.digest);
+});
+
+test('the cache holds no more than its byte budget: old entries go, and are read again', async (t) => {
+  const maxBytes = 1024 * 1024;
+  const cache = createCachedMetadataStore(database(), { ttlMs: 10 * 60_000, maxBytes });
+  const repository = randomRepository();
+  const [first, second] = [randomManifest(), randomManifest()];
+  await cache.manifests.save(repository, first, [], 'latest');
+  t.deepEqual(await cache.manifests.findByTag(repository, 'latest'), first);
+  // Another replica retags; meanwhile this one reads 2 MiB of manifests of another repository.
+  await database().manifests.save(repository, second, [], 'latest');
+  const other = randomRepository();
+  for (let i = 0; i < 20; i++) {
+    const big = manifestOf(Buffer.from(JSON.stringify({ schemaVersion: 2, nonce: randomUUID(), pad: 'x'.repeat(100 * 1024) })));
+    await database().manifests.save(other, big, [], `big-${i}`);
+    t.deepEqual(await cache.manifests.findByTag(other, `big-${i}`), big);
+  }
+  t.is(await cache.tags.find(repository, 'latest'), second.digest, 'the first entries were evicted');
+});
+
+test('on a sole writer (the embedded database) entries outlive the ttl', async (t) => {
+  let reads = 0;
+  const inner = database();
+  const counting: MetadataStore = {
+    ...inner,
+    manifests: {
+      ...inner.manifests,
+      findByTag: (repository, tag) => {
+        reads += 1;
+        return inner.manifests.findByTag(repository, tag);
+      },
+    },
+  };
+  const cache = createCachedMetadataStore(counting, { ttlMs: 50, soleWriter: true });
+  const repository = randomRepository();
+  const [first, second] = [randomManifest(), randomManifest()];
+  await cache.manifests.save(repository, first, [], 'latest');
+  t.deepEqual(await cache.manifests.findByTag(repository, 'latest'), first);
+  await sleep(100);
+  t.deepEqual(await cache.manifests.findByTag(repository, 'latest'), first);
+  t.is(reads, 1, 'read from the database once');
+  // Writes through it still drop what they change.
+  await cache.manifests.save(repository, second, [], 'latest');
+  t.deepEqual(await cache.manifests.findByTag(repository, 'latest'), second);
 });
 
 test('a ttl of zero means no cache: a change behind it shows at once', async (t) => {
