@@ -140,8 +140,7 @@ async function runLayerRounds(servers: ServerHandle[], rows: LayerRows): Promise
         pushed instanceof Error ? pushed : await measure(server, 'pull', () => pullLargeLayer(server, layer, repository, 'drain'));
       const hashed =
         pulled instanceof Error ? pulled : await measure(server, 'hashing pull', () => pullLargeLayer(server, layer, repository, 'hash'));
-      const ranged =
-        hashed instanceof Error ? hashed : await measure(server, 'range GET', () => pullSecondHalf(server, layer, repository));
+      const ranged = hashed instanceof Error ? hashed : await measure(server, 'range GET', () => pullSecondHalf(server, layer, repository));
       if (pushed instanceof Error || pulled instanceof Error || hashed instanceof Error || ranged instanceof Error) {
         failures.set(
           server,

@@ -79,11 +79,21 @@ export async function runManifestRows(
 ): Promise<void> {
   const results = await alternate(servers, o.rounds, 'manifest PUTs', async (server, round) => {
     const r = await pushManifests(server, o, round);
-    console.log(`  ${server.label.padEnd(12)} round ${round + 1}: ${format(r.rate, 'req/s')} req/s, ${r.cpuMsPerOp.toFixed(2)} ms CPU/manifest`);
+    console.log(
+      `  ${server.label.padEnd(12)} round ${round + 1}: ${format(r.rate, 'req/s')} req/s, ${r.cpuMsPerOp.toFixed(2)} ms CPU/manifest`,
+    );
     return r;
   });
   for (const [server, r] of results) {
-    record(rows.rate, server, medianOf(r, (x) => x.rate));
-    record(rows.cpu, server, medianOf(r, (x) => x.cpuMsPerOp));
+    record(
+      rows.rate,
+      server,
+      medianOf(r, (x) => x.rate),
+    );
+    record(
+      rows.cpu,
+      server,
+      medianOf(r, (x) => x.cpuMsPerOp),
+    );
   }
 }

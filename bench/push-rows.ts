@@ -48,7 +48,10 @@ export function addPushRows(table: Table, o: PushOptions): PushRows {
     min: 1,
   });
   const chunkedCpu = cpu('chunked push');
-  const monolithic = table.add(`monolithic push ${o.bigMib} MiB, POST then PUT (median of ${o.rounds})`, 'MiB/s', { kind: 'ratio', min: 1 });
+  const monolithic = table.add(`monolithic push ${o.bigMib} MiB, POST then PUT (median of ${o.rounds})`, 'MiB/s', {
+    kind: 'ratio',
+    min: 1,
+  });
   const monolithicCpu = cpu('monolithic push');
   const streamed = table.add(`streamed push ${o.bigMib} MiB, one PATCH (median of ${o.rounds})`, 'MiB/s', { kind: 'ratio', min: 1 });
   const streamedCpu = cpu('streamed push');
@@ -65,9 +68,24 @@ export function addPushRows(table: Table, o: PushOptions): PushRows {
     row: bound,
     min: 0.7,
   });
-  const first = table.add(`first push ${o.firstMib} MiB on a fresh server (median of ${o.firstRounds})`, 'MiB/s', { kind: 'ratio', min: 1 });
+  const first = table.add(`first push ${o.firstMib} MiB on a fresh server (median of ${o.firstRounds})`, 'MiB/s', {
+    kind: 'ratio',
+    min: 1,
+  });
   const firstCpu = cpu('first push');
-  return { chunked, chunkedCpu, monolithic, monolithicCpu, streamed, streamedCpu, bound, monolithicOfBound, streamedOfBound, first, firstCpu };
+  return {
+    chunked,
+    chunkedCpu,
+    monolithic,
+    monolithicCpu,
+    streamed,
+    streamedCpu,
+    bound,
+    monolithicOfBound,
+    streamedOfBound,
+    first,
+    firstCpu,
+  };
 }
 
 interface Timed {
@@ -120,8 +138,16 @@ async function runChunked(servers: ServerHandle[], rows: PushRows, o: PushOption
     return t;
   });
   for (const [server, r] of results) {
-    record(rows.chunked, server, medianOf(r, (t) => t.mibPerSecond));
-    record(rows.chunkedCpu, server, medianOf(r, (t) => t.cpuMsPerMib));
+    record(
+      rows.chunked,
+      server,
+      medianOf(r, (t) => t.mibPerSecond),
+    );
+    record(
+      rows.chunkedCpu,
+      server,
+      medianOf(r, (t) => t.cpuMsPerMib),
+    );
   }
 }
 
@@ -131,7 +157,8 @@ async function pushToSink(client: RegistryClient, l: LargeLayer): Promise<void> 
     body: layerStream(l),
     headers: { 'Content-Length': String(l.mib * MIB) },
   });
-  if (res.headers['docker-content-digest'] !== l.digest) throw new Error(`the sink hashed ${res.headers['docker-content-digest']}`);
+  const digest = res.headers['docker-content-digest'];
+  if (digest !== l.digest) throw new Error(`the sink hashed ${String(digest)}`);
 }
 
 async function runBig(resources: Resources, servers: ServerHandle[], rows: PushRows, o: PushOptions, record: Record): Promise<void> {
@@ -158,15 +185,27 @@ async function runBig(resources: Resources, servers: ServerHandle[], rows: PushR
     for (const [target, r] of results) {
       if (target === sink) {
         // Shown in Signet's column: the bound is the machine's, not a registry's.
-        record(rows.bound, servers[0]!, medianOf(r, (t) => t.monolithic.mibPerSecond));
+        record(
+          rows.bound,
+          servers[0]!,
+          medianOf(r, (t) => t.monolithic.mibPerSecond),
+        );
         continue;
       }
       const monolithic = medianOf(r, (t) => t.monolithic.mibPerSecond);
       const streamed = medianOf(r, (t) => t.streamed.mibPerSecond);
       record(rows.monolithic, target, monolithic);
-      record(rows.monolithicCpu, target, medianOf(r, (t) => t.monolithic.cpuMsPerMib));
+      record(
+        rows.monolithicCpu,
+        target,
+        medianOf(r, (t) => t.monolithic.cpuMsPerMib),
+      );
       record(rows.streamed, target, streamed);
-      record(rows.streamedCpu, target, medianOf(r, (t) => t.streamed.cpuMsPerMib));
+      record(
+        rows.streamedCpu,
+        target,
+        medianOf(r, (t) => t.streamed.cpuMsPerMib),
+      );
       record(rows.monolithicOfBound, target, monolithic);
       record(rows.streamedOfBound, target, streamed);
     }
@@ -195,12 +234,26 @@ async function runFirst(resources: Resources, servers: ServerHandle[], rows: Pus
     }
   });
   for (const [server, r] of results) {
-    record(rows.first, server, medianOf(r, (t) => t.mibPerSecond));
-    record(rows.firstCpu, server, medianOf(r, (t) => t.cpuMsPerMib));
+    record(
+      rows.first,
+      server,
+      medianOf(r, (t) => t.mibPerSecond),
+    );
+    record(
+      rows.firstCpu,
+      server,
+      medianOf(r, (t) => t.cpuMsPerMib),
+    );
   }
 }
 
-export async function runPushRows(resources: Resources, servers: ServerHandle[], rows: PushRows, o: PushOptions, record: Record): Promise<void> {
+export async function runPushRows(
+  resources: Resources,
+  servers: ServerHandle[],
+  rows: PushRows,
+  o: PushOptions,
+  record: Record,
+): Promise<void> {
   await runChunked(servers, rows, o, record);
   await runBig(resources, servers, rows, o, record);
   await runFirst(resources, servers, rows, o, record);
