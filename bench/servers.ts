@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { childPids } from '../test/helpers/server-process.js';
 
 export const GO_REGISTRY_BINARY = '/usr/bin/docker-registry';
-const READY_TIMEOUT_MS = 60_000;
+// Generous: on a shared machine under load, a fresh embedded database took over a minute to start.
+const READY_TIMEOUT_MS = 120_000;
 const STOP_TIMEOUT_MS = 30_000;
 
 export interface ServerHandle {
