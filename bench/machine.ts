@@ -3,6 +3,7 @@
 // used. On a shared 2-core machine that is what decides whether the figures mean anything.
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { descendantPids } from './servers.js';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
@@ -39,4 +40,14 @@ export function watchCpu(): CpuWatch {
       return capacity > 0 ? Math.max(0, busyTicks() - busy - ours) / capacity : 0;
     },
   };
+}
+
+/**
+ * CPU time, in ms, that a process and all its descendants have used so far (utime + stime of
+ * every thread, and of descendants that exited and were reaped): what a registry's whole process
+ * tree costs, whether its database is a child process or runs inside the server. Clock ticks are
+ * 10 ms, so a figure is only as good as the CPU time it spans is long.
+ */
+export function treeCpuMs(pid: number): number {
+  return [pid, ...descendantPids(pid)].reduce((sum, p) => sum + processTicks(p), 0) * (1000 / TICKS_PER_SECOND);
 }

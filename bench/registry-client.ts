@@ -100,6 +100,35 @@ export class RegistryClient {
     await this.expect(201, 'PUT', next);
   }
 
+  /** POST for a session, then PUT ?digest= with the whole blob streamed with its Content-Length. */
+  async pushMonolithicBlob(repository: string, body: Readable, length: number, digest: string): Promise<void> {
+    const location = await this.startUpload(repository);
+    location.searchParams.set('digest', digest);
+    await this.expect(201, 'PUT', location, {
+      body,
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(length) },
+    });
+  }
+
+  /**
+   * POST, then `count` PATCHes of `chunk` each with its `Content-Range: <start>-<end>` (the spec's
+   * form, PROTOCOL-NOTES.md) and Content-Length, each to the Location the previous answer gave,
+   * then PUT ?digest=: a blob sent as the sum of equal chunks.
+   */
+  async pushChunkedBlob(repository: string, chunk: Buffer, count: number, digest: string): Promise<void> {
+    let location = await this.startUpload(repository);
+    for (let i = 0; i < count; i++) {
+      const start = i * chunk.length;
+      const patched = await this.expect(202, 'PATCH', location, {
+        body: chunk,
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${start}-${start + chunk.length - 1}` },
+      });
+      location = this.url(patched.headers.location ?? location.href);
+    }
+    location.searchParams.set('digest', digest);
+    await this.expect(201, 'PUT', location);
+  }
+
   /** Streams a blob, hashing as it arrives; resolves to the byte count once the digest checks out. */
   async pullBlob(repository: string, digest: string): Promise<number> {
     const req = http.request(this.url(`/v2/${repository}/blobs/${digest}`), { method: 'GET', agent: this.agent });
@@ -129,10 +158,12 @@ export class RegistryClient {
    * This is the pull the bench times: a node HTTP client that also hashes is slower than either
    * registry can send (it caps both at the same rate), so the digest is checked by a second,
    * separately timed `pullBlob`. Headers are checked here: 200, the announced length, and
-   * `Docker-Content-Digest` naming the blob.
+   * `Docker-Content-Digest` naming the blob. With `range` (inclusive byte offsets), a `Range`
+   * request: 206 and the `Content-Range` and length of exactly those bytes.
    */
-  drainBlob(repository: string, digest: string): Promise<number> {
+  drainBlob(repository: string, digest: string, range?: { start: number; end: number }): Promise<number> {
     const target = this.url(`/v2/${repository}/blobs/${digest}`);
+    const status = range ? 206 : 200;
     return new Promise((resolve, reject) => {
       let head = '';
       let length = -1;
@@ -155,10 +186,14 @@ export class RegistryClient {
             .find((l) => l.toLowerCase().startsWith(`${name}:`))
             ?.slice(name.length + 1)
             .trim();
-        if (!/^HTTP\/1\.[01] 200 /.test(lines[0] ?? '')) throw new Error(`GET blob answered ${lines[0]}`);
+        if (!new RegExp(`^HTTP/1\\.[01] ${status} `).test(lines[0] ?? '')) throw new Error(`GET blob answered ${lines[0]}`);
         length = Number(header('content-length') ?? NaN);
         if (!Number.isSafeInteger(length)) throw new Error('GET blob answered without Content-Length');
-        if (header('docker-content-digest') !== digest)
+        if (range) {
+          const contentRange = header('content-range') ?? '';
+          if (!contentRange.startsWith(`bytes ${range.start}-${range.end}/`) || length !== range.end - range.start + 1)
+            throw new Error(`GET blob answered Content-Range ${contentRange}, Content-Length ${length} for ${range.start}-${range.end}`);
+        } else if (header('docker-content-digest') !== digest)
           throw new Error(`GET blob answered Docker-Content-Digest ${header('docker-content-digest')}`);
         // The body bytes that came in with the head.
         return head.length - end - 4;
@@ -188,7 +223,8 @@ export class RegistryClient {
       });
       socket.on('error', (err) => finish(err));
       socket.on('close', () => finish(new Error(`connection closed after ${received} of ${length < 0 ? '?' : length} body bytes`)));
-      socket.write(`GET ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nConnection: close\r\n\r\n`);
+      const rangeHeader = range ? `Range: bytes=${range.start}-${range.end}\r\n` : '';
+      socket.write(`GET ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\n${rangeHeader}Connection: close\r\n\r\n`);
     });
   }
 

@@ -217,7 +217,22 @@ export async function startGoRegistry(resources: Resources): Promise<ServerHandl
   return { label: 'Go registry', pid: child.pid!, baseUrl, stderrFile, stop: () => stopChild(child) };
 }
 
-function readStatusField(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
+/**
+ * A stand-in for a registry that only does what a push must: the machine's bound for "HTTP body →
+ * sha256 → file" (bench/body-sink.ts), a node process of its own like Signet.
+ */
+export async function startBodySink(resources: Resources): Promise<ServerHandle> {
+  const dir = await resources.tempDir('body-sink-bench-');
+  const port = await freePort();
+  const script = fileURLToPath(new URL('./body-sink.ts', import.meta.url));
+  const args = ['--import', 'tsx', script, `127.0.0.1:${port}`, path.join(dir, 'bodies')];
+  const { child, stderrFile } = launch(resources, 'body sink', dir, process.execPath, args, cleanEnv({}));
+  const baseUrl = `http://127.0.0.1:${port}`;
+  await waitReady('body sink', child, baseUrl, stderrFile);
+  return { label: 'body sink', pid: child.pid!, baseUrl, stderrFile, stop: () => stopChild(child) };
+}
+
+function readStatusField(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssFile'): number | undefined {
   try {
     const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match ? Number(match[1]) * 1024 : undefined;
@@ -229,6 +244,35 @@ function readStatusField(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefi
 /** The process's resident set now, in bytes (0 once it is gone). */
 export function currentRss(pid: number): number {
   return readStatusField(pid, 'VmRSS') ?? 0;
+}
+
+/**
+ * The pids of a process's children, their children and so on: a registry's whole process tree
+ * (Signet's embedded database runs as a child process, or in the server's own, whichever it is).
+ */
+export function descendantPids(pid: number): number[] {
+  return childPids(pid).flatMap((child) => [child, ...descendantPids(child)]);
+}
+
+export interface TreeRss {
+  /** VmRSS of the process and all its descendants, summed, in bytes. */
+  total: number;
+  server: number;
+  descendants: number;
+  /**
+   * File-backed pages of the descendants (RssFile): mostly the code they share with the server
+   * (the node binary), so counted twice in `total`, as adding up `ps` or `top` figures does.
+   */
+  descendantsFile: number;
+}
+
+/** The resident set of a registry's whole process tree now. */
+export function treeRss(pid: number): TreeRss {
+  const descendants = descendantPids(pid);
+  const sum = (field: 'VmRSS' | 'RssFile'): number => descendants.reduce((total, child) => total + (readStatusField(child, field) ?? 0), 0);
+  const server = currentRss(pid);
+  const children = sum('VmRSS');
+  return { total: server + children, server, descendants: children, descendantsFile: sum('RssFile') };
 }
 
 export interface RssSampler {

@@ -109,6 +109,7 @@ export function median(values: number[]): number {
 export function format(value: number, unit: string): string {
   if (unit === 'MiB/s' || unit === 'MB' || unit === 'KB') return value.toFixed(1);
   if (unit === 'ms') return value.toFixed(3);
+  if (unit === 'ms/MiB' || unit === 'ms/op') return value.toFixed(2);
   if (unit === 'x') return value.toFixed(2);
   return Math.round(value).toLocaleString('en-US');
 }

@@ -5,9 +5,9 @@
 // rate on the same server; a cached gate decision adding well under a millisecond of server time
 // per GET (the server runs on one thread, so 1/rate is its time per request). The three loads take
 // turns over a few rounds (the order flipping each round) and the median of each counts, as for
-// the other request-load rows. The anonymous baseline is measured here, not taken from row 5: that
+// the other request-load rows. The anonymous baseline is measured here, not taken from row 20: that
 // is another process measured minutes earlier, and the host's speed drifts by more than the 10%
-// being judged (the authenticated row against row 5 read 0.83x-1.12x over runs of one build).
+// being judged (the authenticated row against row 20 read 0.83x-1.12x over runs of one build).
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { LoadGenerator, LoadResult, LoadSpec } from './load.js';
+import { treeCpuMs } from './machine.js';
 import { ACCEPT_MANIFESTS, RegistryClient, sha256 } from './registry-client.js';
 import { sampleRss, type ServerHandle } from './servers.js';
 
@@ -25,7 +26,7 @@ export function makeLargeLayer(mib: number): LargeLayer {
   return { mib, block, digest: `sha256:${hash.digest('hex')}` };
 }
 
-function layerStream(layer: LargeLayer): Readable {
+export function layerStream(layer: LargeLayer): Readable {
   let sent = 0;
   return new Readable({
     highWaterMark: 4 * MIB,
@@ -90,6 +91,32 @@ export async function pullLargeLayer(
   const peakRssBytes = rss.stop();
   if (bytes !== layer.mib * MIB) throw new Error(`pulled ${bytes} bytes, expected ${layer.mib * MIB}`);
   return { mibPerSecond: layer.mib / seconds, peakRssBytes, peakChildrenRssBytes: rss.childrenPeak() };
+}
+
+export interface RangeResult {
+  mibPerSecond: number;
+  /** CPU of the server's whole process tree per MiB sent. */
+  cpuMsPerMib: number;
+}
+
+/** `GET` with `Range: bytes=<half>-<last>` of the layer, drained as a pull is; MiB/s of that half. */
+export async function pullSecondHalf(server: ServerHandle, layer: LargeLayer, repository: string): Promise<RangeResult> {
+  spawnSync('sync');
+  const size = layer.mib * MIB;
+  const range = { start: size / 2, end: size - 1 };
+  const client = new RegistryClient(server.baseUrl, 1);
+  const cpu = treeCpuMs(server.pid);
+  const started = performance.now();
+  let bytes: number;
+  try {
+    bytes = await client.drainBlob(repository, layer.digest, range);
+  } finally {
+    client.close();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const mib = (range.end - range.start + 1) / MIB;
+  if (bytes !== range.end - range.start + 1) throw new Error(`pulled ${bytes} bytes, expected ${range.end - range.start + 1}`);
+  return { mibPerSecond: mib / seconds, cpuMsPerMib: (treeCpuMs(server.pid) - cpu) / mib };
 }
 
 export interface SmallBlob {
@@ -160,6 +187,10 @@ export async function pushSmallImage(server: ServerHandle, tagCount: number): Pr
     const tags = await client.expect(200, 'GET', client.url(`/v2/${TAGS_REPO}/tags/list`));
     const listed = (JSON.parse(tags.body.toString('utf8')) as { tags?: unknown[] }).tags?.length;
     if (listed !== tagCount) throw new Error(`tags/list shows ${listed} tags, expected ${tagCount}`);
+    const catalog = await client.expect(200, 'GET', client.url('/v2/_catalog'));
+    const repositories = (JSON.parse(catalog.body.toString('utf8')) as { repositories?: unknown[] }).repositories ?? [];
+    if (!repositories.includes(TAGS_REPO)) throw new Error(`the catalog does not list ${TAGS_REPO}`);
+    console.log(`  ${server.label.padEnd(12)} catalog: ${repositories.length} repositories`);
     return { layerDigest: sha256(layer) };
   } finally {
     client.close();
