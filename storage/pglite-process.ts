@@ -3,7 +3,7 @@
 // `node pglite-process.js init <data directory>`. Initdb leaves several hundred MB of WebAssembly
 // memory behind that a process cannot give back, so it runs apart and exits; the database then
 // runs in a worker thread of the registry (storage/pglite-worker.ts).
-import { openPglite } from './pglite-engine.js';
+import { fsyncTree, openPglite } from './pglite-engine.js';
 
 async function main(): Promise<void> {
   // A terminal's Ctrl-C reaches the whole process group: the registry decides when this ends.
@@ -13,6 +13,8 @@ async function main(): Promise<void> {
   if (mode !== 'init' || !dataDirectory) throw new Error('usage: pglite-process init <data directory>');
   // Opening a directory without a cluster creates one; createPgliteDb asks only for such a one.
   await (await openPglite(dataDirectory)).close();
+  // initdb wrote the cluster before fsyncs were real: all of it to disk before it is used.
+  fsyncTree(dataDirectory);
   process.exit(0);
 }
 
