@@ -16,6 +16,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { childPids } from '../test/helpers/server-process.js';
+import { openPglite } from '../storage/pglite-engine.js';
 import { ACCEPT_MANIFESTS, RegistryClient, sha256 } from './registry-client.js';
 import { currentRss, GO_REGISTRY_BINARY, startGoRegistry, startSignet, type Resources, type ServerHandle } from './servers.js';
 import { median, Table, type Row } from './table.js';
@@ -334,12 +335,9 @@ async function populatedSignet(resources: Resources, image: Image, n: number, ur
     }
   } else {
     await server.stop();
-    const { PGlite } = await import('@electric-sql/pglite');
-    // The WAL settings of storage/pglite-process.ts, so the fill leaves the WAL the server would.
-    const db = new PGlite(path.join(dir, 'database'), {
-      startParams: [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB', '-c', 'max_wal_size=64MB', '-c', 'min_wal_size=32MB'],
-    });
-    await db.waitReady;
+    // Opened as the server opens it (storage/pglite-engine.ts), so the fill leaves the WAL and the
+    // files the server would.
+    const db = await openPglite(path.join(dir, 'database'));
     await populateSql(db, image, n);
     await db.query('VACUUM ANALYZE');
     await db.close();

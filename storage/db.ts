@@ -1,14 +1,16 @@
 // One small query interface over both PostgreSQL back ends: a `pg` pool for a real server and
-// PGlite (PostgreSQL compiled to WebAssembly, in a child process) as the zero-setup default. Both run the
+// PGlite (PostgreSQL compiled to WebAssembly, in a worker thread) as the zero-setup default. Both run the
 // same SQL and the same migrations.
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import type pg from 'pg';
 import { DependencyUnavailableError, type AvailabilityListener } from './errors.js';
 import { classifyPgError } from './pg-errors.js';
+import { lockDataDirectory } from './data-directory-lock.js';
 import type { PgliteReply, PgliteRequest } from './pglite-protocol.js';
 
 export interface Queryable {
@@ -143,49 +145,84 @@ function postgresView(pool: pg.Pool, call: <T>(run: () => Promise<T>) => Promise
 }
 
 export interface PgliteDbOptions {
-  /** Called once if the database process exits on its own; every query fails from then on. */
+  /** Called once if the database worker ends on its own; every query fails from then on. */
   onExit?: (err: Error) => void;
+  /**
+   * The worker's JavaScript heap bound, in MB: result rows are built there before they cross to
+   * the registry, so a statement returning more than this ends the database (and, through onExit,
+   * the registry) instead of growing the process without bound. Default 256: the registry's
+   * statements return pages of at most a few thousand small rows.
+   */
+  maxHeapMb?: number;
 }
 
+const DEFAULT_WORKER_HEAP_MB = 256;
+
 /**
- * Embedded PostgreSQL: PGlite in a child process (storage/pglite-process.ts), `undefined` for a
- * database in memory. The child answers one statement at a time, in order; this side holds back
+ * Embedded PostgreSQL: PGlite in a worker thread (storage/pglite-worker.ts), `undefined` for a
+ * database in memory. The worker answers one statement at a time, in order; this side holds back
  * other statements while a transaction runs, so none lands inside someone else's transaction.
  */
 export async function createPgliteDb(dataDirectory: string | undefined, options: PgliteDbOptions = {}): Promise<Db> {
+  let unlock = (): void => undefined;
   if (dataDirectory) {
     await mkdir(dataDirectory, { recursive: true });
-    if (!existsSync(path.join(dataDirectory, 'PG_VERSION'))) await runChild('init', dataDirectory).exited;
+    unlock = await lockDataDirectory(dataDirectory);
   }
-  const child = runChild('serve', dataDirectory);
+  try {
+    if (dataDirectory && !existsSync(path.join(dataDirectory, 'PG_VERSION'))) await runInit(dataDirectory);
+    return await startWorker(dataDirectory, options, unlock);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+}
+
+async function startWorker(dataDirectory: string | undefined, options: PgliteDbOptions, unlock: () => void): Promise<Db> {
+  const worker = new Worker(workerEntry(), {
+    eval: typeScript,
+    workerData: { dataDirectory },
+    execArgv: loaderFlags(),
+    resourceLimits: { maxOldGenerationSizeMb: options.maxHeapMb ?? DEFAULT_WORKER_HEAP_MB },
+  });
   const pending = new Map<number, { resolve: (rows: Record<string, unknown>[]) => void; reject: (err: Error) => void }>();
   let nextId = 0;
   let lost: Error | undefined;
   let closing = false;
 
-  const ready = new Promise<void>((resolve, reject) => {
-    child.process.on('message', (reply: PgliteReply) => {
-      if ('ready' in reply) resolve();
-      else if ('fatal' in reply) reject(new Error(`embedded database: ${reply.fatal}`));
-      else {
-        const waiter = pending.get(reply.id);
-        pending.delete(reply.id);
-        if ('error' in reply) waiter?.reject(classifyPgError(Object.assign(new Error(reply.error.message), reply.error.fields)) as Error);
-        else waiter?.resolve(reply.rows);
-      }
-    });
-    void child.exited.then(() => reject(new Error('embedded database process exited while starting')), reject);
+  let started!: { resolve: () => void; reject: (err: Error) => void };
+  const ready = new Promise<void>((resolve, reject) => (started = { resolve, reject }));
+  worker.on('message', (reply: PgliteReply) => {
+    if ('ready' in reply) started.resolve();
+    else if ('fatal' in reply) started.reject(new Error(`embedded database: ${reply.fatal}`));
+    else if ('closed' in reply) void worker.terminate();
+    else {
+      const waiter = pending.get(reply.id);
+      pending.delete(reply.id);
+      if ('error' in reply) waiter?.reject(classifyPgError(Object.assign(new Error(reply.error.message), reply.error.fields)) as Error);
+      else waiter?.resolve(reply.rows);
+    }
   });
-  void child.exited
-    .then(() => new Error('embedded database process exited'))
-    .catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))))
-    .then((err) => {
+  let failure: Error | undefined;
+  worker.on('error', (err) => (failure ??= err));
+  const exited = new Promise<void>((resolve) =>
+    worker.once('exit', () => {
+      unlock();
+      const err = failure ? new Error(`embedded database failed: ${failure.message}`) : new Error('embedded database ended');
       lost = err;
+      started.reject(err);
       for (const waiter of pending.values()) waiter.reject(err);
       pending.clear();
       if (!closing) options.onExit?.(err);
-    });
-  await ready;
+      resolve();
+    }),
+  );
+  try {
+    await ready;
+  } catch (err) {
+    await worker.terminate();
+    throw err;
+  }
 
   function send<R>(sql: string, params?: unknown[]): Promise<R[]> {
     if (lost) return Promise.reject(lost);
@@ -193,7 +230,7 @@ export async function createPgliteDb(dataDirectory: string | undefined, options:
     return new Promise<R[]>((resolve, reject) => {
       pending.set(id, { resolve: (rows) => resolve(rows.map(normalizeRow) as R[]), reject });
       const request: PgliteRequest = params === undefined ? { id, sql } : { id, sql, params };
-      child.process.send(request);
+      worker.postMessage(request);
     });
   }
 
@@ -224,9 +261,9 @@ export async function createPgliteDb(dataDirectory: string | undefined, options:
     transaction: (fn) =>
       hold(async () => {
         try {
-          // Each statement is a round trip to the database process, and the transaction holds every
+          // Each statement is a round trip to the database thread, and the transaction holds every
           // other statement back until it ends, so its statements are not kept waiting for BEGIN's
-          // answer: the process runs them in the order sent, BEGIN first.
+          // answer: the worker runs them in the order sent, BEGIN first.
           const begun = send('BEGIN');
           begun.catch(() => undefined);
           const result = await fn(own);
@@ -242,36 +279,44 @@ export async function createPgliteDb(dataDirectory: string | undefined, options:
     async close() {
       if (closing) return;
       closing = true;
-      if (!lost) child.process.send({ close: true } satisfies PgliteRequest);
-      await child.exited.catch(() => undefined);
+      if (!lost) worker.postMessage({ close: true } satisfies PgliteRequest);
+      await exited;
     },
   };
 }
 
-/** Forks the database process; `exited` settles when it ends (rejecting on a failure). */
-function runChild(mode: 'init' | 'serve', dataDirectory: string | undefined): { process: ChildProcess; exited: Promise<void> } {
+/** Under tsx (tests, bench) this module is TypeScript and so are its siblings. */
+const typeScript = path.extname(fileURLToPath(import.meta.url)) === '.ts';
+
+/**
+ * The worker's script. Node 20 does not hand a thread's module loader hooks to its workers, so
+ * under tsx the worker registers tsx itself before it imports its TypeScript.
+ */
+function workerEntry(): URL | string {
+  const entry = new URL(`./pglite-worker${typeScript ? '.ts' : '.js'}`, import.meta.url);
+  if (!typeScript) return entry;
+  return `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); });`;
+}
+
+/** Loader flags only (tsx under tests and bench): not a profiler's or debugger's flags meant for the registry. */
+function loaderFlags(): string[] {
+  return process.execArgv.filter(
+    (arg, i, all) => /^--(import|require|loader|experimental-loader)\b/.test(arg) || /^--(import|require|loader)$/.test(all[i - 1] ?? ''),
+  );
+}
+
+/** Creates the cluster (initdb) in a process of its own, which then exits (storage/pglite-process.ts). */
+async function runInit(dataDirectory: string): Promise<void> {
   // Under tsx (tests, bench) this module is TypeScript and so is its sibling.
   const entry = fileURLToPath(new URL(`./pglite-process${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
-  const child = fork(entry, [mode, dataDirectory ?? ''], {
-    serialization: 'advanced',
-    // Loader flags only (tsx): not a profiler's or debugger's flags meant for the registry.
-    execArgv: process.execArgv.filter(
-      (arg, i, all) => /^--(import|require|loader|experimental-loader)\b/.test(arg) || /^--(import|require|loader)$/.test(all[i - 1] ?? ''),
-    ),
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  let fatal: string | undefined;
-  child.on('message', (reply: PgliteReply) => {
-    if ('fatal' in reply) fatal = reply.fatal;
-  });
-  const exited = new Promise<void>((resolve, reject) => {
+  const child = fork(entry, ['init', dataDirectory], { execArgv: loaderFlags(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  await new Promise<void>((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code, signal) => {
       if (code === 0) resolve();
-      else reject(new Error(`embedded database (${mode}) ${fatal ? `failed: ${fatal}` : `exited with ${signal ?? `code ${code}`}`}`));
+      else reject(new Error(`embedded database init exited with ${signal ?? `code ${code}`}`));
     });
   });
-  return { process: child, exited };
 }
 
 // PGlite returns bytea as Uint8Array; make it a Buffer as pg does.

@@ -1,12 +1,16 @@
-// What storage/db.ts and the embedded database process (storage/pglite-process.ts) say to each
-// other over the IPC channel.
+// What storage/db.ts and the embedded database's worker thread (storage/pglite-worker.ts) say to
+// each other.
 
-/** Parent → child. */
+/** Registry → worker. */
 export type PgliteRequest = { id: number; sql: string; params?: unknown[] } | { close: true };
 
-/** Child → parent. */
+/** Worker → registry. */
 export type PgliteReply =
-  { ready: true } | { id: number; rows: Record<string, unknown>[] } | { id: number; error: SerializedDbError } | { fatal: string };
+  | { ready: true }
+  | { closed: true }
+  | { id: number; rows: Record<string, unknown>[] }
+  | { id: number; error: SerializedDbError }
+  | { fatal: string };
 
 /** What PostgreSQL says about a failed statement (pg's DatabaseError fields), as plain data. */
 export interface SerializedDbError {

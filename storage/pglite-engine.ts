@@ -1,0 +1,80 @@
+// Opening PGlite (PostgreSQL compiled to WebAssembly) the one way this registry runs it: used by
+// the database worker (storage/pglite-worker.ts) and by the one-off initdb process
+// (storage/pglite-process.ts).
+import { closeSync, fsyncSync, openSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import type { PGlite } from '@electric-sql/pglite';
+
+/** What the Emscripten file system's nodes for the data directory carry (PGlite's NODEFS). */
+interface NodeFsStream {
+  nfd: number;
+}
+interface EmscriptenFs {
+  lookupPath(path: string): { node: { stream_ops: { fsync?: (stream: NodeFsStream) => number } } };
+}
+
+export async function openPglite(dataDirectory: string | undefined): Promise<PGlite> {
+  const { PGlite, types } = await import('@electric-sql/pglite');
+  // int8 values we store (sizes, offsets, ids) fit a double: numbers, as the pg back end gives.
+  const parsers = { [types.INT8]: (value: string) => Number(value) };
+  const startParams = [
+    // PGlite starts PostgreSQL with -F (fsync off) by default: a power loss could then take
+    // commits the registry acknowledged, or leave the data files and the WAL out of step.
+    ...PGlite.defaultStartParams.filter((param) => param !== '-F'),
+    // PostgreSQL's default 128 MB of shared buffers would be resident here; registry metadata
+    // needs far less. 16 MB: about 130 MB less RSS (bench/).
+    '-c',
+    'shared_buffers=16MB',
+    // fsync(), not fdatasync(): in PGlite's Emscripten runtime fdatasync does nothing, while
+    // fsync reaches the file system's fsync operation, which durable() below makes real.
+    '-c',
+    'wal_sync_method=fsync',
+    // WAL: PGlite has no checkpointer process, so a checkpoint happens only when max_wal_size of
+    // WAL was written (the backend then runs it itself), and each one recycles segments ahead up
+    // to that size. PostgreSQL's 1 GB default left 190-310 MB of WAL beside 150 MB of tables at
+    // 50,000 manifests (bench/, "Reads at scale"); 64 MB bounds it. full_page_writes stays on.
+    ...['-c', 'max_wal_size=64MB', '-c', 'min_wal_size=32MB'],
+  ];
+  const db = new PGlite(dataDirectory, { parsers, startParams });
+  await db.waitReady;
+  if (dataDirectory) {
+    durable(db);
+    // Whatever start-up wrote (crash recovery included) before the fsyncs were real, now on disk.
+    await db.query('CHECKPOINT');
+  }
+  return db;
+}
+
+/**
+ * PGlite's NODEFS (the data directory on the host's file system) has no fsync operation, so
+ * PostgreSQL's fsyncs of the WAL at each commit and of data files at checkpoints did nothing:
+ * give it one that fsyncs the host file. A failure throws, ending the database as PostgreSQL's
+ * own PANIC on a failed fsync would.
+ */
+function durable(db: PGlite): void {
+  const fs = (db as unknown as { Module: { FS: EmscriptenFs } }).Module.FS;
+  const pgdata = fs.lookupPath('/pglite/data/PG_VERSION').node.stream_ops;
+  pgdata.fsync = (stream) => {
+    fsyncSync(stream.nfd);
+    return 0;
+  };
+}
+
+/** fsyncs every file and directory under `root` (after initdb, which ran without fsyncs). */
+export function fsyncTree(root: string): void {
+  for (const entry of readdirSync(root, { withFileTypes: true })) {
+    const full = path.join(root, entry.name);
+    if (entry.isDirectory()) fsyncTree(full);
+    else if (entry.isFile()) fsyncPath(full);
+  }
+  fsyncPath(root);
+}
+
+function fsyncPath(file: string): void {
+  const fd = openSync(file, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
