@@ -6,11 +6,21 @@
 // as fast as storage and every live client take the bytes (a client that leaves is dropped, the
 // fetch goes on for the others and the cache).
 //
-// A client is sent each chunk one chunk late, and the last chunk only once storage verified the
-// digest and linked the blob: bytes that do not match are never completed to anyone (the
-// connection is cut), and a pull that completed left the blob cached for the next one. The bytes
-// are hashed once, by storage (blobs.ts hashes while it writes).
+// A client is sent each chunk one chunk late, and the last chunk only once the bytes are verified:
+// the flight hashes what the upstream sends and releases the last chunk when that hash is the
+// digest, without waiting for storage to finish writing, fsync and link the blob (that wait was
+// 0.2-0.3 s of a 256 MiB cold pull on the bench machine). Bytes that do not match are never
+// completed to anyone: the connection is cut, so the client sees a body shorter than its
+// Content-Length. That is safe because clients check what they read: containers/image reads blobs
+// through a digesting reader that fails with "Digest did not match" (copy/digest_helpers.go), and
+// docker's pull fails with "filesystem layer verification failed for digest" (moby
+// distribution/pull_v2.go); a truncated body is an error before either check. Storage hashes the
+// bytes again as it writes them (blobs.ts) and makes the blob visible only once they match, are
+// fsynced and linked; until then a later pull waits for it, as before.
+import { createHash } from 'node:crypto';
 import { PassThrough, Transform, type Readable } from 'node:stream';
+import type { ParsedDigest } from '../storage/digest.js';
+import { DigestMismatchError } from '../storage/errors.js';
 
 export type FlightStart = { kind: 'missing' } | { kind: 'found'; size: number | undefined; body: Readable };
 
@@ -24,6 +34,8 @@ export interface BlobFlight {
 }
 
 export interface FlightOptions {
+  /** What the bytes must hash to before the last of them reach a client. */
+  digest: ParsedDigest;
   start: () => Promise<FlightStart>;
   /** Stores the verified stream (it throws, and stores nothing, when the digest does not match). */
   store: (body: Readable, size: number | undefined) => Promise<void>;
@@ -77,6 +89,10 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
     }
     let held: Buffer | undefined;
     let bytes = 0;
+    const hash = createHash(options.digest.algorithm);
+    /** Set once the bytes matched the digest: from then on the clients' bytes are theirs to finish. */
+    let verified = false;
+    let release: Promise<void> = Promise.resolve();
     const tap = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         bytes += chunk.length;
@@ -84,6 +100,7 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
           callback(new Error(`the upstream sent more than the ${found.size} bytes it announced`));
           return;
         }
+        hash.update(chunk);
         const previous = held;
         held = chunk;
         if (!previous) {
@@ -100,6 +117,19 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
           callback(new Error(`the upstream sent ${bytes} of the ${found.size} bytes it announced`));
           return;
         }
+        const actual = `${options.digest.algorithm}:${hash.digest('hex')}`;
+        if (actual !== options.digest.digest) {
+          const err = new DigestMismatchError(options.digest.digest, actual);
+          endClients(err);
+          callback(err);
+          return;
+        }
+        verified = true;
+        const last = held;
+        held = undefined;
+        // Storage goes on writing (its tail, the fsync, the link) while the clients finish.
+        release = (last ? broadcast(last) : Promise.resolve()).then(() => endClients());
+        release.catch(() => undefined);
         callback();
       },
     });
@@ -110,11 +140,11 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
       await options.store(tap, found.size);
     } catch (err) {
       found.body.destroy();
-      endClients(err as Error);
+      // Verified bytes already sent stay sent: a storage failure only costs the cache.
+      endClients(verified ? undefined : (err as Error));
       throw err;
     }
-    if (held) await broadcast(held);
-    endClients();
+    await release;
     return 'stored';
   });
   // Callers who never look at `done` must not leave an unhandled rejection behind.

@@ -115,6 +115,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     const running = blobFlights.get(key);
     if (running) return running;
     const flight = startBlobFlight({
+      digest,
       start: async () => {
         const found = await target.upstream.blob(target.path, digest.digest);
         return found ? { kind: 'found', size: found.size, body: found.body } : { kind: 'missing' };
@@ -124,7 +125,11 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     blobFlights.set(key, flight);
     void flight.done.then(
       () => blobFlights.delete(key),
-      () => blobFlights.delete(key),
+      (err: unknown) => {
+        blobFlights.delete(key);
+        // Clients that were sent the bytes do not see a storage failure after the bytes matched.
+        deps.log.warn({ err, repository: target.repository, digest: digest.digest }, 'failed to fetch and store a blob from the upstream');
+      },
     );
     return flight;
   }
