@@ -3,8 +3,9 @@
 // a project; upload a gpg key; push one image signed with `skopeo copy --sign-by` and one
 // unsigned; see "verified" and "unsigned"; switch signed-only on behind its preview and see the
 // unsigned tag "refused" with the gate's reason; change a member's role; download policy.json and
-// have skopeo accept the signed image with it; a guest sees no write controls and a forged write
-// is refused; sign out. Screenshots of each main page go to test-output/console/.
+// have skopeo accept the signed image with it; a registry admin changes a mirror project's settings
+// (the upstream password write-only) and its project admin sees them read-only; a guest sees no
+// write controls and a forged write is refused; sign out. Screenshots of each main page go to test-output/console/.
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
