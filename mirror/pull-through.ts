@@ -101,10 +101,16 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
   }
 
   /** Puts a verified stream into storage and links it into the repository. */
-  async function storeBlob(repository: string, digest: ParsedDigest, body: Readable, size: number | undefined): Promise<void> {
+  async function storeBlob(
+    repository: string,
+    digest: ParsedDigest,
+    body: Readable,
+    size: number | undefined,
+    onHashed: (sha256: string) => void,
+  ): Promise<void> {
     const uploadId = randomUUID();
     try {
-      const chunk = await blobs.writeChunk(uploadId, 0, body);
+      const chunk = await blobs.writeChunk(uploadId, 0, body, undefined, onHashed);
       // An upstream that did not say the size was not checked before the fetch (blob() below).
       if (size === undefined) await deps.checkQuota(repository, digest.digest, chunk.size);
       await blobs.commit(uploadId, [chunk], digest, {
@@ -136,13 +142,18 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
         }
         return { kind: 'found', size: found.size, body: found.body };
       },
-      store: (body, size) => storeBlob(target.repository, digest, body, size),
+      store: (body, size, onHashed) => storeBlob(target.repository, digest, body, size, onHashed),
+      retire: () => {
+        if (blobFlights.get(key) === flight) blobFlights.delete(key);
+      },
     });
     blobFlights.set(key, flight);
     void flight.done.then(
-      () => blobFlights.delete(key),
+      () => {
+        if (blobFlights.get(key) === flight) blobFlights.delete(key);
+      },
       (err: unknown) => {
-        blobFlights.delete(key);
+        if (blobFlights.get(key) === flight) blobFlights.delete(key);
         // Clients that were sent the bytes do not see a storage failure after the bytes matched.
         deps.log.warn({ err, repository: target.repository, digest: digest.digest }, 'failed to fetch and store a blob from the upstream');
       },
