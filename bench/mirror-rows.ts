@@ -8,7 +8,7 @@
 // stored), and the server's peak RSS during cold pulls flat in the layer's size.
 import { spawnSync } from 'node:child_process';
 import { RegistryClient } from './registry-client.js';
-import { sampleRss, startGoRegistry, startSignet, type Resources, type ServerHandle } from './servers.js';
+import { sampleRss, startGoRegistry, startNodeRelay, startSignet, type Resources, type ServerHandle } from './servers.js';
 import { median, type Row, type Table } from './table.js';
 import { makeLargeLayer, pushLargeLayer, type LargeLayer } from './workloads.js';
 
@@ -54,6 +54,9 @@ export async function runMirrorRows(
   record: (row: Row, server: ServerHandle, value: number | Error) => void,
 ): Promise<void> {
   const upstream = await startGoRegistry(resources);
+  // Not a row: the same pull through a bare node relay, printed beside the rows as the ceiling of
+  // a cold pull on this machine (the mirror passes the bytes through one node process too).
+  const relay = await startNodeRelay(resources, upstream);
   const signet = await startSignet(
     resources,
     process.env.BENCH_MIRROR_DIRECTIO === 'false' ? { REGISTRY_STORAGE_FILESYSTEM_DIRECTIO: 'false' } : {},
@@ -74,6 +77,7 @@ export async function runMirrorRows(
     const figures = {
       cold: [] as number[],
       direct: [] as number[],
+      relay: [] as number[],
       push: [] as number[],
       own: [] as number[],
       warm: [] as number[],
@@ -88,6 +92,8 @@ export async function runMirrorRows(
       await pushLargeLayer(upstream, layer, repository);
       figures.push.push((await pushLargeLayer(signet, ownLayer, `own/${repository}`)).mibPerSecond);
       const direct = await timedPull(upstream, repository, layer);
+      const relayed = await timedPull(relay, repository, layer);
+      figures.relay.push(relayed);
       const rss = sampleRss(signet.pid);
       const cold = await timedPull(signet, `mirror/${repository}`, layer);
       figures.rss = Math.max(figures.rss, rss.stop());
@@ -98,10 +104,15 @@ export async function runMirrorRows(
       figures.warm.push(warm);
       figures.own.push(own);
       console.log(
-        `  mirror round ${round}: direct from upstream ${direct.toFixed(1)} MiB/s, cold through the mirror ${cold.toFixed(1)} MiB/s, ` +
+        `  mirror round ${round}: direct from upstream ${direct.toFixed(1)} MiB/s, through a bare node relay ${relayed.toFixed(1)} MiB/s, ` +
+          `cold through the mirror ${cold.toFixed(1)} MiB/s, ` +
           `warm ${warm.toFixed(1)} MiB/s, Signet's own pull ${own.toFixed(1)} MiB/s, push ${figures.push.at(-1)!.toFixed(1)} MiB/s`,
       );
     }
+    console.log(
+      `  bare node relay (fetch to response, nothing hashed or stored): ${median(figures.relay).toFixed(1)} MiB/s, ` +
+        `${(median(figures.relay) / median(figures.direct)).toFixed(2)}x the direct pull: the ceiling of the cold pull here`,
+    );
     record(rows.cold, signet, median(figures.cold));
     record(rows.cold, upstream, median(figures.direct));
     record(rows.push, signet, median(figures.push));
@@ -113,6 +124,7 @@ export async function runMirrorRows(
     for (const row of all) record(row, signet, error);
   } finally {
     await signet.stop();
+    await relay.stop();
     await upstream.stop();
   }
 }

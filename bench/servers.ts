@@ -180,6 +180,18 @@ export async function startSignet(resources: Resources, extraEnv: Record<string,
   return { label, pid: child.pid!, baseUrl, stderrFile, stop: () => stopChild(child) };
 }
 
+/** bench/node-relay.ts in front of `upstream`: what passing bytes through one node process costs. */
+export async function startNodeRelay(resources: Resources, upstream: ServerHandle): Promise<ServerHandle> {
+  const dir = await resources.tempDir('node-relay-bench-');
+  const port = await freePort();
+  const script = fileURLToPath(new URL('./node-relay.ts', import.meta.url));
+  const args = [...startScriptNodeFlags(), '--import', 'tsx', script, upstream.baseUrl, String(port)];
+  const { child, stderrFile } = launch(resources, 'node relay', dir, process.execPath, args, cleanEnv({}));
+  const baseUrl = `http://127.0.0.1:${port}`;
+  await waitReady('node relay', child, baseUrl, stderrFile);
+  return { label: 'node relay', pid: child.pid!, baseUrl, stderrFile, stop: () => stopChild(child) };
+}
+
 /**
  * The Go reference registry as Debian ships it, configured like Debian's own config.yml (in-memory
  * blob descriptor cache, nosniff header) minus auth and health checks, with logging matched to Signet.

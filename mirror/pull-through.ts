@@ -36,6 +36,11 @@ export interface PullThroughDeps {
   tagTtlMs: number;
   /** How long a request to the upstream may wait for its answer. */
   timeoutMs: number;
+  /**
+   * Throws when linking a blob of `size` bytes would take the repository's project past its quota
+   * (server/quota.ts): content fetched into a mirror counts as a push would.
+   */
+  checkQuota: (repository: string, digest: string, size: number) => Promise<void>;
 }
 
 /** A repository of a mirror project, with the upstream it comes from. */
@@ -96,10 +101,18 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
   }
 
   /** Puts a verified stream into storage and links it into the repository. */
-  async function storeBlob(repository: string, digest: ParsedDigest, body: Readable, size: number | undefined): Promise<void> {
+  async function storeBlob(
+    repository: string,
+    digest: ParsedDigest,
+    body: Readable,
+    size: number | undefined,
+    onHashed: (sha256: string) => void,
+  ): Promise<void> {
     const uploadId = randomUUID();
     try {
-      const chunk = await blobs.writeChunk(uploadId, 0, body);
+      const chunk = await blobs.writeChunk(uploadId, 0, body, undefined, onHashed);
+      // An upstream that did not say the size was not checked before the fetch (blob() below).
+      if (size === undefined) await deps.checkQuota(repository, digest.digest, chunk.size);
       await blobs.commit(uploadId, [chunk], digest, {
         ...(size !== undefined ? { expectedSize: size } : {}),
         link: (place) => metadata.blobs.save(repository, digest.digest, chunk.size, { place }),
@@ -115,16 +128,35 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     const running = blobFlights.get(key);
     if (running) return running;
     const flight = startBlobFlight({
+      digest,
       start: async () => {
         const found = await target.upstream.blob(target.path, digest.digest);
-        return found ? { kind: 'found', size: found.size, body: found.body } : { kind: 'missing' };
+        if (!found) return { kind: 'missing' };
+        // Over quota: every pull waiting on this fetch is refused (403 DENIED, as Harbor refuses a
+        // proxy cache pull that would exceed its project's quota) before a byte is sent or stored.
+        if (found.size !== undefined) {
+          await deps.checkQuota(target.repository, digest.digest, found.size).catch((err: unknown) => {
+            found.body.destroy();
+            throw err;
+          });
+        }
+        return { kind: 'found', size: found.size, body: found.body };
       },
-      store: (body, size) => storeBlob(target.repository, digest, body, size),
+      store: (body, size, onHashed) => storeBlob(target.repository, digest, body, size, onHashed),
+      retire: () => {
+        if (blobFlights.get(key) === flight) blobFlights.delete(key);
+      },
     });
     blobFlights.set(key, flight);
     void flight.done.then(
-      () => blobFlights.delete(key),
-      () => blobFlights.delete(key),
+      () => {
+        if (blobFlights.get(key) === flight) blobFlights.delete(key);
+      },
+      (err: unknown) => {
+        if (blobFlights.get(key) === flight) blobFlights.delete(key);
+        // Clients that were sent the bytes do not see a storage failure after the bytes matched.
+        deps.log.warn({ err, repository: target.repository, digest: digest.digest }, 'failed to fetch and store a blob from the upstream');
+      },
     );
     return flight;
   }

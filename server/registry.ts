@@ -44,6 +44,7 @@ import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
 import { debrisAgeMs } from './gc-runner.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { createQuotaCheck } from './quota.js';
 
 export interface Registry {
   app: Koa<RequestState>;
@@ -145,6 +146,7 @@ export async function createRegistry(
     log,
     tagTtlMs: config.proxy.tagttl * 1000,
     timeoutMs: config.proxy.timeout * 1000,
+    checkQuota: createQuotaCheck(projects),
   });
   const deps: RegistryDeps = {
     config,

@@ -47,9 +47,17 @@ export interface Blobs {
   probe(): Promise<void>;
   /**
    * Streams one chunk of an upload into its own object (none for an empty body: size 0). Should
-   * the store fail, `body` is left as it is, neither read to its end nor destroyed.
+   * the store fail, `body` is left as it is, neither read to its end nor destroyed. `onHashed` is
+   * told the sha256 of the upload so far as soon as the body's last byte was hashed, before the
+   * chunk is durable (a first chunk, or one following the running hash; else it is not called).
    */
-  writeChunk(uploadId: string, offset: number, body: Readable, signal?: AbortSignal): Promise<UploadChunk>;
+  writeChunk(
+    uploadId: string,
+    offset: number,
+    body: Readable,
+    signal?: AbortSignal,
+    onHashed?: (sha256: string) => void,
+  ): Promise<UploadChunk>;
   /** Removes a chunk that lost the race to be recorded. */
   discardChunk(uploadId: string, chunk: UploadChunk): Promise<void>;
   /**
@@ -194,7 +202,7 @@ export function createBlobs(store: BlobStore): Blobs {
       await store.stat(HEALTH_PROBE_KEY);
     },
 
-    async writeChunk(uploadId, offset, body, signal) {
+    async writeChunk(uploadId, offset, body, signal, onHashed) {
       const prior = running.get(uploadId);
       let hash: Hash | undefined;
       let hashedKeys: string[] = [];
@@ -209,6 +217,10 @@ export function createBlobs(store: BlobStore): Blobs {
           size += data.length;
           hash?.update(data);
           done(null, data);
+        },
+        flush(done) {
+          if (hash && onHashed) onHashed(`sha256:${hash.copy().digest('hex')}`);
+          done();
         },
       });
       const key = uploadChunkKey(uploadId, offset);
@@ -287,7 +299,8 @@ export function createBlobs(store: BlobStore): Blobs {
 
   return {
     ...blobs,
-    writeChunk: (uploadId, offset, body, signal) => using(uploadId, () => blobs.writeChunk(uploadId, offset, body, signal)),
+    writeChunk: (uploadId, offset, body, signal, onHashed) =>
+      using(uploadId, () => blobs.writeChunk(uploadId, offset, body, signal, onHashed)),
     commit: (uploadId, chunks, expected, options) => using(uploadId, () => blobs.commit(uploadId, chunks, expected, options)),
     inUse: (uploadId) => busy.has(uploadId),
   };

@@ -86,6 +86,17 @@ export function blobsConformance(test: TestFn, makeStore: () => Promise<BlobStor
     t.deepEqual(await uploadObjects(id), [], 'the upload is gone once committed');
   });
 
+  test('writeChunk tells the sha256 of the upload so far once it hashed the last byte, before it returns', async (t) => {
+    const blobs = createBlobs(store());
+    const parts = [randomBytes(40 * KiB), randomBytes(9 * KiB)];
+    const id = upload(t, blobs);
+    const told: string[] = [];
+    const first = await blobs.writeChunk(id, 0, streamOf(parts[0]!, 7 * KiB), undefined, (d) => told.push(d));
+    t.deepEqual(told, [digest(parts[0]!).digest]);
+    await blobs.writeChunk(id, first.size, streamOf(parts[1]!, 7 * KiB), undefined, (d) => told.push(d));
+    t.deepEqual(told, [digest(parts[0]!).digest, digest(Buffer.concat(parts)).digest], 'the running hash, across chunks');
+  });
+
   test('a wrong digest is rejected and no blob appears at either digest', async (t) => {
     const blobs = createBlobs(store());
     const data = randomBytes(10 * KiB);

@@ -3,10 +3,11 @@
 // a project; upload a gpg key; push one image signed with `skopeo copy --sign-by` and one
 // unsigned; see "verified" and "unsigned"; switch signed-only on behind its preview and see the
 // unsigned tag "refused" with the gate's reason; change a member's role; download policy.json and
-// have skopeo accept the signed image with it; a guest sees no write controls and a forged write
-// is refused; sign out. Robot accounts (issue 20): the robots tab creates one, shows its secret
-// once, lists and revokes it; a robot signs in to a read-only session of its own project.
-// Screenshots of each main page go to test-output/console/.
+// have skopeo accept the signed image with it; a registry admin changes a mirror project's settings
+// (the upstream password write-only) and its project admin sees them read-only; a guest sees no
+// write controls and a forged write is refused; sign out. Robot accounts (issue 20): the robots tab
+// creates one, shows its secret once, lists and revokes it; a robot signs in to a read-only session
+// of its own project. Screenshots of each main page go to test-output/console/.
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -185,6 +186,41 @@ test.serial("a member's role is changed from the members page", async (t) => {
   await shot(page, '06-members');
 });
 
+test.serial("a registry admin sees and changes a mirror project's settings; the upstream password is write-only", async (t) => {
+  const { page } = t.context;
+  const asRoot = (method: string, apiPath: string, body?: unknown) =>
+    fetch(`${url(t)}/api/v1${apiPath}`, {
+      method,
+      headers: { Authorization: basic('root', USERS.root), 'Content-Type': 'application/json' },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  // Settings only: nothing is pulled, so the upstream need not exist.
+  t.is((await asRoot('POST', '/projects', { name: 'mirror', mirror: { upstream: 'https://upstream.example/ns' } })).status, 201);
+  // A project admin who is not a registry admin (the guest test looks at the page as them).
+  t.is((await asRoot('PUT', '/projects/mirror/members/visitor', { role: 'admin' })).status, 200);
+  await page.goto(`${url(t)}/#/p/mirror/settings`);
+  await page.getByTestId('mirror-upstream').filter({ hasText: 'https://upstream.example/ns' }).waitFor();
+  t.is(await page.getByTestId('mirror-credentials').textContent(), 'none (anonymous)');
+  const password = 'console-e2e-upstream-secret';
+  await page.getByLabel('Lookaside URL').fill('https://sigs.example/sigstore/');
+  await page.getByLabel(/signature API extension/).uncheck();
+  await page.getByLabel('Upstream user name').fill('puller');
+  await page.getByLabel('Upstream password').fill(password);
+  await page.getByRole('button', { name: 'Save mirror settings' }).click();
+  await page.getByText('Mirror settings saved.').waitFor();
+  await page.getByTestId('mirror-credentials').filter({ hasText: 'set' }).waitFor();
+  t.is(await page.getByTestId('mirror-lookaside').textContent(), 'https://sigs.example/sigstore');
+  t.is(await page.getByTestId('mirror-extension').textContent(), 'not used');
+  t.is(await page.getByLabel('Upstream password').inputValue(), '', 'the password field starts empty again');
+  t.false((await page.content()).includes(password));
+  const shown = await (await asRoot('GET', '/projects/mirror')).text();
+  t.false(shown.includes(password));
+  t.like(JSON.parse(shown), {
+    mirror: { upstream: 'https://upstream.example/ns', lookaside: 'https://sigs.example/sigstore', useExtension: false, credentials: true },
+  });
+  await shot(page, '06b-mirror-settings');
+});
+
 test.serial('the policy.json downloaded from the console makes skopeo accept the signed image', async (t) => {
   const { page } = t.context;
   await page.goto(`${url(t)}/#/p/web/clients`);
@@ -235,6 +271,12 @@ test.serial("a guest sees no write controls, and a write forged from the guest's
     await page.getByRole('heading', { name: 'Signed images only', exact: true }).waitFor();
     t.true(await page.getByRole('checkbox').isDisabled());
     t.is(await page.getByRole('button', { name: /signed-only/ }).count(), 0);
+    // Project admin of the mirror, not a registry admin: the mirror settings are read-only.
+    await page.goto(`${url(t)}/#/p/mirror/settings`);
+    await page.getByTestId('mirror-upstream').filter({ hasText: 'https://upstream.example/ns' }).waitFor();
+    await page.getByText('Only registry administrators change mirror settings.').waitFor();
+    t.is(await page.getByRole('button', { name: 'Save mirror settings' }).count(), 0);
+    t.is(await page.getByLabel('Upstream password').count(), 0);
     await page.goto(`${url(t)}/#/r/web/app`);
     await row(page, 'signed').waitFor();
     t.is(await page.getByRole('button', { name: /Delete/ }).count(), 0);

@@ -3,7 +3,8 @@
 // one upstream fetch; bytes that do not match their digest are never completed to a client nor
 // stored; a tag is asked again after the TTL; with the upstream down, the cache is served and the
 // log says so, and what was never cached is a 503 naming the upstream. `signet mirror run` copies
-// the tags matching a glob and skips those present; a schedule does the same by itself.
+// the tags matching a glob and skips those present; a schedule does the same by itself. Blobs
+// fetched into a mirror project count against its quota.
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
@@ -113,8 +114,12 @@ test('8 concurrent pulls of a cold 32 MiB layer share one upstream fetch', async
     }),
   );
   for (const pull of pulls) t.deepEqual(pull, { status: 200, bytes: layer.size, digest: layer.digest });
+  // The pulls complete once the bytes matched, maybe before the blob is fsynced and linked; a pull
+  // right after waits for that (it is served from storage), and asks the upstream nothing.
+  const next = await signet.request(`/v2/${project}/big/app/blobs/${layer.digest}`);
+  t.is(next.status, 200);
+  t.is(sha(Buffer.from(await next.arrayBuffer())), layer.digest);
   t.is(t.context.proxy.count('GET', new RegExp(`/blobs/${layer.digest}$`)), 1);
-  // A pull completes only once the blob is stored: the next one finds it here.
   t.is(await t.context.signet.registry.deps.metadata.blobs.find(`${project}/big/app`, layer.digest), layer.size);
 });
 
@@ -311,4 +316,30 @@ test('a blob held here but not upstream is never served through a mirror reposit
   t.is(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'BLOB_UNKNOWN');
   t.is(await t.context.signet.registry.deps.metadata.blobs.find(`${project}/team/app`, secret.digest), undefined);
   t.is(t.context.proxy.count('GET', new RegExp(`/blobs/${secret.digest}$`)), 1, 'the upstream was asked, and said no');
+});
+
+test("content fetched into a mirror project counts against the project's quota: past it a pull is refused and nothing stored", async (t) => {
+  const project = await mirrorProject(t);
+  const image = makeImage({ layers: 1, layerBytes: 64 * 1024 });
+  await pushUpstream(t, 'quota/app', image, 'v1');
+  const signet = createClient(t.context.signet.url);
+  t.is((await signet.getManifest(`${project}/quota/app`, 'v1')).status, 200);
+  const setQuota = (quotaBytes: number | null) =>
+    fetch(`${t.context.signet.url}/api/v1/projects/${project}`, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ quotaBytes }),
+    });
+  t.is((await setQuota(16 * 1024)).status, 200);
+  const layer = image.layers[0]!;
+  const refused = await signet.request(`/v2/${project}/quota/app/blobs/${layer.digest}`);
+  t.is(refused.status, 403);
+  const error = ((await refused.json()) as { errors: { code: string; message: string }[] }).errors[0];
+  t.is(error?.code, 'DENIED');
+  t.regex(error?.message ?? '', /quota exceeded/);
+  t.is(await t.context.signet.registry.deps.metadata.blobs.find(`${project}/quota/app`, layer.digest), undefined, 'nothing linked');
+  t.is((await setQuota(null)).status, 200);
+  const served = await signet.request(`/v2/${project}/quota/app/blobs/${layer.digest}`);
+  t.is(served.status, 200);
+  t.is(sha(Buffer.from(await served.arrayBuffer())), layer.digest);
 });

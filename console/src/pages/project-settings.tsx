@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import { enc, getJson, sendJson } from '../api.js';
 import { formatBytes, Notice, Problem, useAction } from '../ui.js';
+import { MirrorSettings } from './project-mirror.js';
 import type { ProjectDetail } from './project.js';
 
 interface Preview {
@@ -125,6 +126,7 @@ export function SettingsTab({ project, onChange }: { project: ProjectDetail; onC
       )}
       <Notice message={notice} />
       <Problem message={action.error} />
+      <MirrorSettings project={project} onChange={onChange} />
     </section>
   );
 }
