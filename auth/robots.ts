@@ -179,14 +179,16 @@ export function createRobots(options: RobotsOptions): Robots {
       // The same work for a name that has no robot (compared with a digest nothing hashes to) as
       // for one that has: one lookup and one comparison either way, so the time does not tell
       // which robots exist.
-      return lookup(
-        account,
-        ({ record, principal }) => {
-          const same = timingSafeEqual(candidate, record?.secretSha256 ?? NO_SECRET);
-          return record && same && usable(record) ? principal : undefined;
-        },
-        fresh,
-      );
+      const judge = ({ record, principal }: Entry): Principal | undefined => {
+        const same = timingSafeEqual(candidate, record?.secretSha256 ?? NO_SECRET);
+        return record && same && usable(record) ? principal : undefined;
+      };
+      const answer = lookup(account, judge, fresh);
+      if (answer instanceof Promise || answer !== undefined) return answer;
+      // Only a check that passes is answered from the cache. A refused one reads the store, as a
+      // name no one used lately (or no robot has) does: otherwise a wrong secret for a robot a
+      // pipeline used a moment ago would be refused faster, telling which robot names are in use.
+      return load(account).then(judge);
     },
     current(account, id) {
       return lookup(account, ({ record, principal }) => (record?.id === id && usable(record) ? principal : undefined));
