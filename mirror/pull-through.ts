@@ -26,6 +26,8 @@ import { createUpstream, UpstreamError, UpstreamUnavailableError, type Upstream 
 /** Blobs of signature artifacts (cosign payloads) are copied with their manifest; real ones are small. */
 const ARTIFACT_BLOB_LIMIT = 4 * 1024 * 1024;
 
+/** How long a stored blob's finished fetch is still joined (see blob()). */
+const FINISHED_FLIGHT_MS = 10_000;
 export interface PullThroughDeps {
   projects: Pick<ProjectStore, 'find'>;
   metadata: MetadataStore;
@@ -149,8 +151,18 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     });
     blobFlights.set(key, flight);
     void flight.done.then(
-      () => {
-        if (blobFlights.get(key) === flight) blobFlights.delete(key);
+      (outcome) => {
+        // A stored blob's flight stays a moment: a pull that missed the blob in storage just before
+        // it was linked (its clients were sent the last bytes before the fsync and the link) would
+        // otherwise find no flight and fetch the blob from the upstream again. Joining the finished
+        // flight, it is served from storage.
+        if (outcome === 'missing') {
+          if (blobFlights.get(key) === flight) blobFlights.delete(key);
+          return;
+        }
+        setTimeout(() => {
+          if (blobFlights.get(key) === flight) blobFlights.delete(key);
+        }, FINISHED_FLIGHT_MS).unref();
       },
       (err: unknown) => {
         if (blobFlights.get(key) === flight) blobFlights.delete(key);
