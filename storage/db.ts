@@ -287,13 +287,14 @@ async function startWorker(dataDirectory: string | undefined, options: PgliteDbO
 
 /** Under tsx (tests, bench) this module is TypeScript and so are its siblings. */
 const typeScript = path.extname(fileURLToPath(import.meta.url)) === '.ts';
+const sibling = (name: string): URL => new URL(`./${name}${typeScript ? '.ts' : '.js'}`, import.meta.url);
 
 /**
  * The worker's script. Node 20 does not hand a thread's module loader hooks to its workers, so
  * under tsx the worker registers tsx itself before it imports its TypeScript.
  */
 function workerEntry(): URL | string {
-  const entry = new URL(`./pglite-worker${typeScript ? '.ts' : '.js'}`, import.meta.url);
+  const entry = sibling('pglite-worker');
   if (!typeScript) return entry;
   return `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); });`;
 }
@@ -307,8 +308,7 @@ function loaderFlags(): string[] {
 
 /** Creates the cluster (initdb) in a process of its own, which then exits (storage/pglite-process.ts). */
 async function runInit(dataDirectory: string): Promise<void> {
-  // Under tsx (tests, bench) this module is TypeScript and so is its sibling.
-  const entry = fileURLToPath(new URL(`./pglite-process${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+  const entry = fileURLToPath(sibling('pglite-process'));
   const child = fork(entry, ['init', dataDirectory], { execArgv: loaderFlags(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await new Promise<void>((resolve, reject) => {
     child.once('error', reject);

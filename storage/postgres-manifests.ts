@@ -106,7 +106,7 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
         const missing = rows[0]?.missing;
         if (missing && missing.length > 0) throw new MissingBlobsError(missing);
       };
-      if (db.kind === 'pglite' && db.exclusively) return db.exclusively(save);
+      if (db.exclusively) return db.exclusively(save);
       await db.transaction(async (tx) => {
         // The blobs must still exist when the manifest commits: collection of a digest takes the
         // same lock, so it either finishes first (and this fails) or waits for this reference.
