@@ -63,7 +63,12 @@ const SMALL_CONCURRENCY = 16;
 const LOAD_CONNECTIONS = 32;
 const WARMUP_SECONDS = QUICK ? 1 : 3;
 const TAG_COUNT = 50;
-const RSS_LIMIT_BYTES = 150e6;
+/**
+ * Rows 28-29: the server process holds the embedded database's thread since it stopped being a
+ * process of its own, so its peak is the whole registry's, judged by issue 17's bound for the whole
+ * registry through the bench (rows 31-32 keep the idle bound of 150 MB).
+ */
+const RSS_LIMIT_BYTES = 200e6;
 /** Small requests (manifest GET, blob HEAD, tags/list, catalog): issue 17 asks for 10x Go. */
 const SMALL_REQUEST_RATIO = 10;
 /** Pushes other than row 1's (bench/push-rows.ts). */
@@ -366,7 +371,7 @@ async function main(resources: Resources): Promise<void> {
   const trust = addTrustRows(table, LOAD_CONNECTIONS);
   const rssPush = table.add(`peak RSS during ${LAYER_MIB} MiB push`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
   const rssPull = table.add(`peak RSS during ${LAYER_MIB} MiB pull`, 'MB', { kind: 'below', max: RSS_LIMIT_BYTES });
-  // Signet's embedded PostgreSQL is a child process: its memory is shown, not hidden.
+  // A database process of Signet's own, if it ever has one again: shown, not hidden.
   const rssDatabase = table.add(`peak RSS of the embedded database process, push and pull`, 'MB', { kind: 'info' });
   // The whole registry, however its processes are arranged (bench/memory-rows.ts).
   const memory = addMemoryRows(table);

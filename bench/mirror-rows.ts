@@ -29,7 +29,8 @@ export function addMirrorRows(table: Table, mib: number, rounds: number): Mirror
   const push = table.add(`Signet's own push ${mib} MiB, same server (median of ${rounds})`, 'MiB/s', { kind: 'info' });
   const own = table.add(`Signet's own pull ${mib} MiB, same server (median of ${rounds})`, 'MiB/s', { kind: 'info' });
   const warm = table.add(`warm pull ${mib} MiB through the mirror (median of ${rounds})`, 'MiB/s', { kind: 'of-row', row: own, min: 1 });
-  const rss = table.add(`peak RSS during cold pulls of ${mib} MiB`, 'MB', { kind: 'under', max: 150 });
+  // The whole registry (the embedded database is a thread of the server): issue 17's bound of 200 MB.
+  const rss = table.add(`peak RSS during cold pulls of ${mib} MiB`, 'MB', { kind: 'under', max: 200 });
   return { cold, push, own, warm, rss };
 }
 
