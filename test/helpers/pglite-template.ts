@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createPgliteDb } from '../../storage/db.js';
+import { isErrno } from '../../storage/errors.js';
 import { LOCK_FILE } from '../../storage/pglite-protocol.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -48,13 +49,15 @@ function template(): Promise<string> {
 }
 
 /**
- * Puts a fresh cluster into `dataDirectory` (created if missing) unless it holds one already.
- * The caller then starts the registry on it.
+ * For a registry about to start with these settings on the embedded database: puts a fresh
+ * cluster into its data directory (created if missing). Nothing for PostgreSQL.
  */
-export async function seedDataDirectory(dataDirectory: string): Promise<void> {
+export async function seedEmbeddedDatabase(env: Record<string, string | undefined>): Promise<void> {
+  const dataDirectory = env.REGISTRY_DATABASE_DATADIRECTORY;
+  if (!dataDirectory || env.REGISTRY_DATABASE_URL) return;
   // Only a missing or empty directory: whatever else a test put there (a file, a broken cluster,
   // an unwritable parent) is what that test is about, and the registry must meet it as it is.
-  const entries = await readdir(dataDirectory).catch((err: unknown) => (isEnoent(err) ? [] : undefined));
+  const entries = await readdir(dataDirectory).catch((err: unknown) => (isErrno(err, 'ENOENT') ? [] : undefined));
   if (entries === undefined || entries.length > 0) return;
   const source = await template();
   try {
@@ -63,8 +66,4 @@ export async function seedDataDirectory(dataDirectory: string): Promise<void> {
   } catch {
     await rm(dataDirectory, { recursive: true, force: true }).catch(() => undefined);
   }
-}
-
-function isEnoent(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 }

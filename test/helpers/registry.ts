@@ -7,7 +7,7 @@ import pino from 'pino';
 import { loadConfig, type Config } from '../../server/config.js';
 import { createHttpServer, listen } from '../../server/listen.js';
 import { createRegistry, type Registry } from '../../server/registry.js';
-import { seedDataDirectory } from './pglite-template.js';
+import { seedEmbeddedDatabase } from './pglite-template.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
 
 export interface TestRegistry {
@@ -49,9 +49,8 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
   else if (options.database === 'postgres') {
     database = await createTestDatabase();
     env.REGISTRY_DATABASE_URL = database.url;
-  } else if (!options.env?.REGISTRY_DATABASE_URL) {
-    await seedDataDirectory(env.REGISTRY_DATABASE_DATADIRECTORY ?? path.join(dataDir, 'database'));
   }
+  await seedEmbeddedDatabase(env);
   const config = loadConfig({ env });
   const log = options.log ?? pino({ level: config.log.level });
   const registry = await createRegistry(config, log);

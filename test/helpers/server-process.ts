@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { seedDataDirectory } from './pglite-template.js';
+import { seedEmbeddedDatabase } from './pglite-template.js';
 import { until } from './wait.js';
 
 export interface ServerProcess {
@@ -55,7 +55,7 @@ const MAIN = path.resolve('server/main.ts');
 
 export async function startServerProcess(env: Record<string, string>, timeoutMs = 120_000): Promise<ServerProcess> {
   // An empty embedded data directory gets a ready-made cluster (see pglite-template.ts).
-  if (env.REGISTRY_DATABASE_DATADIRECTORY && !env.REGISTRY_DATABASE_URL) await seedDataDirectory(env.REGISTRY_DATABASE_DATADIRECTORY);
+  await seedEmbeddedDatabase(env);
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
     env: { ...process.env, REGISTRY_HTTP_ADDR: '127.0.0.1:0', REGISTRY_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
