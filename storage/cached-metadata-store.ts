@@ -43,6 +43,9 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   // the global generation does so for every repository.
   const generations = new Map<string, number>();
   let everything = 0;
+  // The catalog changes with any repository's first manifest or last removal: any write to any
+  // repository orphans every cached catalog page.
+  let catalog = 0;
   /** Keys of the repository's current generation. */
   const scope = (repository: string): ((kind: string, id: string) => string) => {
     const prefix = `${everything}\u0000${repository}\u0000${generations.get(repository) ?? 0}\u0000`;
@@ -55,12 +58,16 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
       cache.clear();
     } else if (change.repository !== undefined) {
       generations.set(change.repository, (generations.get(change.repository) ?? 0) + 1);
+      catalog += 1;
     }
   });
   // Every write says what it changed: here, and through the bus on the other replicas.
   const invalidate = (repository: string): void => {
     if (bus) bus.publish({ repository });
-    else generations.set(repository, (generations.get(repository) ?? 0) + 1);
+    else {
+      generations.set(repository, (generations.get(repository) ?? 0) + 1);
+      catalog += 1;
+    }
   };
   if (options.ttlMs <= 0) return withWriteNotices(inner, invalidate);
 
@@ -80,7 +87,16 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   }
 
   return {
-    repositories: inner.repositories,
+    repositories: {
+      exists: (name) => inner.repositories.exists(name),
+      // Catalog pages, as tag lists: crawlers and mirrors poll GET /v2/_catalog, and each miss is a
+      // scan of every repository for one with a manifest (bench/, "catalog"). No repository name
+      // is empty, so these keys meet no repository's.
+      async list(page) {
+        const key = `${everything}\u0000\u0000${catalog}\u0000${page.last ?? ''}\u0000${page.limit}\u0000${page.project ?? ''}`;
+        return (await cached(key, () => inner.repositories.list(page))) ?? [];
+      },
+    },
     blobs: {
       find: (repository, digest) => cached(keyOf(repository, 'b', digest), () => inner.blobs.find(repository, digest)),
       findMany: (repository, digests) => inner.blobs.findMany(repository, digests),

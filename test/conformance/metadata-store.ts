@@ -111,6 +111,23 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.deepEqual(unpaged, [...unpaged].sort(), 'the whole list is in byte order');
   });
 
+  test('a repository is listed from its first manifest until its last is removed, read in between', async (t) => {
+    const project = `conformance-${randomBytes(6).toString('hex')}`;
+    const [first, second] = [randomManifest(), randomManifest()];
+    const listed = (): Promise<string[]> => store().repositories.list({ project, limit: 100 });
+    t.deepEqual(await listed(), []);
+    await store().manifests.save(`${project}/a`, first, [], 'latest');
+    t.deepEqual(await listed(), [`${project}/a`], 'a catalog read before the push does not hide it');
+    await store().manifests.save(`${project}/b`, second, []);
+    t.deepEqual(await listed(), [`${project}/a`, `${project}/b`]);
+    t.true(await store().tags.remove(`${project}/a`, 'latest'));
+    t.deepEqual(await listed(), [`${project}/a`, `${project}/b`], 'an untagged manifest keeps its repository listed');
+    await store().manifests.remove(`${project}/a`, first.digest);
+    t.deepEqual(await listed(), [`${project}/b`]);
+    await store().manifests.remove(`${project}/b`, second.digest);
+    t.deepEqual(await listed(), []);
+  });
+
   test('repositories of one project: the project itself and names under it, paged', async (t) => {
     const project = `conformance-${randomBytes(6).toString('hex')}`;
     const inside = [project, `${project}/a`, `${project}/a/b`, `${project}/b`];

@@ -177,3 +177,15 @@ test('a change announced on the bus (another replica) drops cached entries at on
   bus.publish({ repository });
   t.is(await cache.tags.find(repository, 'latest'), second.digest);
 });
+
+test('a repository made behind the cache joins the catalog when the bus announces it', async (t) => {
+  const bus = createChangeBus({ db: { query: async () => [] } as unknown as Db });
+  t.teardown(() => bus.close());
+  const cache = createCachedMetadataStore(database(), { ttlMs: 10 * 60_000, soleWriter: true }, bus);
+  const project = randomRepository();
+  t.deepEqual(await cache.repositories.list({ project, limit: 10 }), []);
+  await database().manifests.save(`${project}/b`, randomManifest(), []);
+  t.deepEqual(await cache.repositories.list({ project, limit: 10 }), [], 'still cached');
+  bus.publish({ repository: `${project}/b` });
+  t.deepEqual(await cache.repositories.list({ project, limit: 10 }), [`${project}/b`]);
+});
