@@ -104,3 +104,15 @@ export function databaseFailure(settings: { url?: string; datadirectory: string 
   }
   return new UserFacingError(`cannot open the embedded database in REGISTRY_DATABASE_DATADIRECTORY (${settings.datadirectory}): ${reason}`);
 }
+
+/** One line naming what failed and what to do; a stack trace only for what nobody foresaw. */
+export function failureLine(err: unknown): string {
+  const { code, path } = err as { code?: unknown; path?: unknown };
+  return err instanceof UserFacingError
+    ? err.message
+    : typeof code === 'string' && typeof path === 'string'
+      ? `${path}: ${reasonOf(err)}`
+      : err instanceof Error
+        ? (err.stack ?? err.message)
+        : String(err);
+}

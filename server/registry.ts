@@ -15,7 +15,7 @@ import { createBlobs } from '../storage/blobs.js';
 import { createCachedMetadataStore } from '../storage/cached-metadata-store.js';
 import { createChangeBus } from '../storage/change-bus.js';
 import { createGarbageCollector } from '../storage/gc.js';
-import { createPgliteDb, createPostgresDb, type Db } from '../storage/db.js';
+import { createPostgresDb, deferredDb, startPgliteDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { DependencyUnavailableError, StorageFullError, type AvailabilityListener } from '../storage/errors.js';
 import { isValidName } from './oci-names.js';
@@ -50,6 +50,12 @@ export interface Registry {
   app: Koa<RequestState>;
   deps: RegistryDeps;
   db: Db;
+  /**
+   * Resolves once the database is open and migrated (and the token signing key loaded): until
+   * then the app answers what needs no database and holds the rest. Rejects with the start-up
+   * failure, named by its setting.
+   */
+  ready: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -63,18 +69,25 @@ export interface DatabaseOptions extends RegistryOptions {
   onAvailability?: AvailabilityListener;
 }
 
-export async function openDatabase(config: Config, options: DatabaseOptions = {}): Promise<Db> {
+/**
+ * Starts opening the database: resolves once it is claimed (PostgreSQL: at once; the embedded
+ * database: its data directory locked), to `ready`, which resolves once it answers.
+ */
+export async function startDatabase(config: Config, options: DatabaseOptions = {}): Promise<{ ready: Promise<Db> }> {
   const { url, pool, connecttimeout, querytimeout } = config.database;
-  return url
-    ? createPostgresDb(url, {
+  if (url) {
+    return {
+      ready: createPostgresDb(url, {
         max: pool.max,
         connectTimeoutMs: connecttimeout * 1000,
         queryTimeoutMs: querytimeout * 1000,
         ...(options.onAvailability ? { onAvailability: options.onAvailability } : {}),
-      })
-    : createPgliteDb(path.resolve(config.database.datadirectory), {
-        ...(options.onDatabaseLost ? { onExit: options.onDatabaseLost } : {}),
-      });
+      }),
+    };
+  }
+  return startPgliteDb(path.resolve(config.database.datadirectory), {
+    ...(options.onDatabaseLost ? { onExit: options.onDatabaseLost } : {}),
+  });
 }
 
 export async function createRegistry(
@@ -84,19 +97,34 @@ export async function createRegistry(
   options: RegistryOptions = {},
 ): Promise<Registry> {
   const availability = createAvailability({ log, storage: describeStorage(config), gauge: metrics.dependencyUp });
-  // A failure here is named by its setting (REGISTRY_DATABASE_URL or _DATADIRECTORY), in one line.
-  const db = await openDatabase(config, { ...options, onAvailability: availability.report }).catch((err: unknown) => {
-    throw databaseFailure(config.database, driverError(err));
+  // The database opens and migrates while the rest is built (and, on the embedded database, while
+  // the server already answers what needs none): statements wait for it (storage/db.ts).
+  // A failure is named by its setting (REGISTRY_DATABASE_URL or _DATADIRECTORY), in one line.
+  const named = (err: unknown): Error => databaseFailure(config.database, driverError(err));
+  const starting = await startDatabase(config, { ...options, onAvailability: availability.report }).catch((err: unknown) => {
+    throw named(err);
   });
-  try {
-    // Migrations and garbage collection may rightly run long: no query timeout for them.
-    const applied = await migrate(db.maintenance ?? db);
-    if (applied.length > 0) log.info({ migrations: applied }, 'applied database migrations');
-  } catch (err) {
-    await db.close();
-    throw databaseFailure(config.database, driverError(err));
-  }
-  const store = await createBlobStore(config, availability.report);
+  const migrated = starting.ready.then(
+    async (opened) => {
+      try {
+        // Migrations and garbage collection may rightly run long: no query timeout for them.
+        const applied = await migrate(opened.maintenance ?? opened);
+        if (applied.length > 0) log.info({ migrations: applied }, 'applied database migrations');
+      } catch (err) {
+        await opened.close();
+        throw named(err);
+      }
+      return opened;
+    },
+    (err: unknown) => {
+      throw named(err);
+    },
+  );
+  const db = deferredDb(config.database.url ? 'postgres' : 'pglite', migrated);
+  const store = await createBlobStore(config, availability.report).catch(async (err: unknown) => {
+    await db.close().catch(() => undefined);
+    throw err;
+  });
   const blobs = createBlobs(store);
   // A missing or unreadable bucket is named in the log now, not at the first push.
   if (config.storage.s3) void blobs.probe().catch(() => undefined);
@@ -123,7 +151,8 @@ export async function createRegistry(
     cacheTtlMs: ttlMs,
     onTouchError: (err) => log.debug({ err }, 'could not record a robot account use'),
   });
-  const { authenticator, authorizer, tokens } = await createAuth({ config, db, projects, robots, bus, log, metrics });
+  const auth = createAuth({ config, db, projects, robots, bus, log, metrics });
+  const { authenticator, authorizer, tokens } = auth;
   const keys = createKeys(createPostgresKeyStore(db), { cacheTtlMs: ttlMs, bus });
   const signatures = createSignatures(createSignatureStore(db), keys, projects, bus);
   const readBlob = createSmallBlobReader(blobs);
@@ -170,19 +199,32 @@ export async function createRegistry(
     audit: createAuditLog(db),
     replicas: createReplicaStore(db),
   };
-  const sweep = sweepDebrisAtStart(deps);
-  const mirrorScheduler = config.storage.maintenance.readonly.enabled
-    ? undefined
-    : startMirrorScheduler({ db, projects, pullThrough, metadata, log, bus });
-  const heartbeat = startHeartbeat(deps.replicas, deps);
+  const ready = Promise.all([migrated, auth.ready]).then(() => undefined);
+  // The background work starts once the database is there; none of it is needed to serve.
+  let background: { stop(): Promise<void> } | undefined;
+  const started = ready.then(() => {
+    const sweep = sweepDebrisAtStart(deps);
+    const mirrorScheduler = config.storage.maintenance.readonly.enabled
+      ? undefined
+      : startMirrorScheduler({ db, projects, pullThrough, metadata, log, bus });
+    const heartbeat = startHeartbeat(deps.replicas, deps);
+    background = {
+      async stop() {
+        mirrorScheduler?.stop();
+        heartbeat.stop();
+        await sweep.stop();
+      },
+    };
+  });
+  started.catch(() => undefined);
   return {
     app: createApp(deps),
     deps,
     db,
+    ready,
     async close() {
-      mirrorScheduler?.stop();
-      heartbeat.stop();
-      await sweep.stop();
+      await started.catch(() => undefined);
+      await background?.stop();
       await bus.close();
       await metadata.close();
     },
@@ -273,7 +315,15 @@ export function tokenServiceName(config: Config): string {
   return config.auth.token?.service ?? publicHosts(config)[0] ?? 'signet';
 }
 
-async function createAuth(deps: AuthDeps): Promise<{ authenticator: Authenticator; authorizer: Authorizer; tokens?: TokenService }> {
+interface Auth {
+  authenticator: Authenticator;
+  authorizer: Authorizer;
+  tokens?: TokenService;
+  /** Token mode: resolves once the signing key is loaded. */
+  ready?: Promise<void>;
+}
+
+function createAuth(deps: AuthDeps): Auth {
   const { config, projects, log, metrics } = deps;
   const htpasswdConfig = config.auth.htpasswd;
   if (!htpasswdConfig) {
@@ -292,7 +342,7 @@ async function createAuth(deps: AuthDeps): Promise<{ authenticator: Authenticato
     return { authenticator: createAuthenticator({ htpasswd, realm: htpasswdConfig.realm, robots: deps.robots }), authorizer };
   }
   const service = tokenServiceName(config);
-  const tokens = await createTokenService({
+  const { tokens, ready } = createTokenService({
     keys: createPostgresTokenKeyStore(deps.db),
     authorizer,
     htpasswd,
@@ -313,5 +363,8 @@ async function createAuth(deps: AuthDeps): Promise<{ authenticator: Authenticato
     }),
     authorizer: withTokenGrants(authorizer),
     tokens,
+    ready: ready.catch((err: unknown) => {
+      throw databaseFailure(config.database, driverError(err));
+    }),
   };
 }

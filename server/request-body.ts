@@ -1,7 +1,6 @@
 // Reading a request body that is held in memory (manifests, signatures, keys, management API
 // bodies): always with a limit, and every way a body can be wrong mapped to a 4xx OCI error. Blobs
 // never come through here: they stream (server/handlers/uploads.ts).
-import getRawBody from 'raw-body';
 import type { z } from 'zod';
 import type { Ctx } from './context.js';
 import { OciError } from './errors.js';
@@ -40,6 +39,8 @@ function mapReadError(err: unknown, options: BodyOptions): unknown {
 export async function readBody(ctx: Ctx, options: BodyOptions): Promise<Buffer> {
   const length = ctx.get('Content-Length');
   try {
+    // Loaded on the first body read, not at start-up (30 ms of a restart; issue 22).
+    const { default: getRawBody } = await import('raw-body');
     return await getRawBody(ctx.req, { limit: options.limit, ...(length ? { length } : {}) });
   } catch (err) {
     const mapped = mapReadError(err, options);

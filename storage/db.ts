@@ -42,6 +42,51 @@ export interface Db extends Queryable {
   readonly maintenance?: Db;
 }
 
+/**
+ * A database still opening, usable at once: statements wait until `opening` resolves (the embedded
+ * database takes most of a second to load and start; requests that need no database, such as
+ * `GET /v2/`, need not wait for it), and fail with its error if it fails. `ping` does not wait:
+ * until then it fails as "starting", so /readyz keeps traffic away (server/handlers/health.ts).
+ */
+export function deferredDb(kind: Db['kind'], opening: Promise<Db>, maintenance = kind === 'postgres'): Db {
+  let open: Db | undefined;
+  let failed = false;
+  opening.then(
+    (db) => (open = db),
+    () => (failed = true),
+  );
+  const db = (): Promise<Db> => (open ? Promise.resolve(open) : opening);
+  return {
+    kind,
+    query: async (sql, params) => (open ?? (await opening)).query(sql, params),
+    transaction: async (fn) => (await db()).transaction(fn),
+    ...(kind === 'pglite'
+      ? {
+          exclusively: async <T>(fn: (q: Queryable) => Promise<T>): Promise<T> => {
+            const ready = await db();
+            return ready.exclusively ? ready.exclusively(fn) : ready.transaction(fn);
+          },
+        }
+      : {}),
+    ...(maintenance
+      ? {
+          maintenance: deferredDb(
+            kind,
+            opening.then((ready) => ready.maintenance ?? ready),
+            false,
+          ),
+        }
+      : {}),
+    async ping() {
+      if (!open) throw new DependencyUnavailableError('database', failed ? 'failed to start' : 'starting');
+      await open.ping();
+    },
+    async close() {
+      await (await opening.catch(() => undefined))?.close();
+    },
+  };
+}
+
 let pgLoaded: Promise<typeof pg> | undefined;
 
 /**
@@ -164,18 +209,29 @@ const DEFAULT_WORKER_HEAP_MB = 256;
  * other statements while a transaction runs, so none lands inside someone else's transaction.
  */
 export async function createPgliteDb(dataDirectory: string | undefined, options: PgliteDbOptions = {}): Promise<Db> {
+  return (await startPgliteDb(dataDirectory, options)).ready;
+}
+
+/**
+ * Claims the data directory (its lock: a second registry on it is refused now) and starts the
+ * database, whose loading and start take most of a second: `ready` resolves once it answers.
+ */
+export async function startPgliteDb(dataDirectory: string | undefined, options: PgliteDbOptions = {}): Promise<{ ready: Promise<Db> }> {
   let unlock = (): void => undefined;
   if (dataDirectory) {
     await mkdir(dataDirectory, { recursive: true });
     unlock = await lockDataDirectory(dataDirectory);
   }
-  try {
-    if (dataDirectory && !existsSync(path.join(dataDirectory, 'PG_VERSION'))) await runInit(dataDirectory);
-    return await startWorker(dataDirectory, options, unlock);
-  } catch (err) {
-    unlock();
-    throw err;
-  }
+  const ready = (async () => {
+    try {
+      if (dataDirectory && !existsSync(path.join(dataDirectory, 'PG_VERSION'))) await runInit(dataDirectory);
+      return await startWorker(dataDirectory, options, unlock);
+    } catch (err) {
+      unlock();
+      throw err;
+    }
+  })();
+  return { ready };
 }
 
 async function startWorker(dataDirectory: string | undefined, options: PgliteDbOptions, unlock: () => void): Promise<Db> {
@@ -189,6 +245,7 @@ async function startWorker(dataDirectory: string | undefined, options: PgliteDbO
   let nextId = 0;
   let lost: Error | undefined;
   let closing = false;
+  let opened = false;
 
   let started!: { resolve: () => void; reject: (err: Error) => void };
   const ready = new Promise<void>((resolve, reject) => (started = { resolve, reject }));
@@ -213,12 +270,14 @@ async function startWorker(dataDirectory: string | undefined, options: PgliteDbO
       started.reject(err);
       for (const waiter of pending.values()) waiter.reject(err);
       pending.clear();
-      if (!closing) options.onExit?.(err);
+      // Before it answered, an end is a failure to start, which `ready` reports (once, named).
+      if (!closing && opened) options.onExit?.(err);
       resolve();
     }),
   );
   try {
     await ready;
+    opened = true;
   } catch (err) {
     await worker.terminate();
     throw err;

@@ -7,7 +7,6 @@
 //       default there: a node that rejected everything else would stop running its own pods)
 //   GET /api/v1/projects/<p>/kbs-resources.json[?default=reject|accept]
 //       Confidential Containers KBS resources: {"security-policy", "sigstore-config"}
-import YAML from 'yaml';
 import { kbsResources, machineConfig, projectPolicy, registriesDYaml } from '../../sigstore/policy.js';
 import { defaultSignedPrefix } from '../../sigstore/remap-identity.js';
 import { publicHosts } from '../config.js';
@@ -80,6 +79,8 @@ export function createPolicyHandlers(deps: Pick<RegistryDeps, 'keys' | 'projects
         ],
       });
       ctx.type = 'application/yaml';
+      // Loaded here, not at start-up (server/config.ts).
+      const { default: YAML } = await import('yaml');
       ctx.body = YAML.stringify(document, { lineWidth: 0 });
     },
 

@@ -54,6 +54,11 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
   const config = loadConfig({ env });
   const log = options.log ?? pino({ level: config.log.level });
   const registry = await createRegistry(config, log);
+  // Tests start from a registry whose database is open (serve() listens before: server/main.ts).
+  await registry.ready.catch(async (err: unknown) => {
+    await registry.close().catch(() => undefined);
+    throw err;
+  });
   const handle = registry.app.callback();
   const server = createHttpServer(config, (req, res) => void handle(req, res));
   const { port } = await listen(server, config.http.addr);

@@ -12,6 +12,8 @@ export interface ServerProcess {
   child: ChildProcess;
   /** Log lines seen so far (JSON objects). */
   logs: Record<string, unknown>[];
+  /** Standard error so far. */
+  stderr(): string;
   /**
    * Signals the server and resolves with its exit code once it and its own child processes (the
    * embedded database) are gone: a database process still closing its files after a SIGKILLed
@@ -53,9 +55,17 @@ async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
 
 const MAIN = path.resolve('server/main.ts');
 
-export async function startServerProcess(env: Record<string, string>, timeoutMs = 120_000): Promise<ServerProcess> {
+/**
+ * Resolves once the server listens; its embedded database may still be starting then (requests
+ * that need it wait). `seed: false` leaves an empty data directory to the registry's own initdb.
+ */
+export async function startServerProcess(
+  env: Record<string, string>,
+  timeoutMs = 120_000,
+  options: { seed?: boolean } = {},
+): Promise<ServerProcess> {
   // An empty embedded data directory gets a ready-made cluster (see pglite-template.ts).
-  await seedEmbeddedDatabase(env);
+  if (options.seed !== false) await seedEmbeddedDatabase(env);
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
     env: { ...process.env, REGISTRY_HTTP_ADDR: '127.0.0.1:0', REGISTRY_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -86,6 +96,7 @@ export async function startServerProcess(env: Record<string, string>, timeoutMs 
     url,
     child,
     logs,
+    stderr: () => stderr,
     async kill(signal = 'SIGKILL') {
       const family = new Set([...startedWith, ...(child.pid === undefined ? [] : descendants(child.pid))]);
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

@@ -17,7 +17,7 @@ const ROOT = path.resolve('.');
 interface Started {
   npm: ChildProcess;
   url: string;
-  /** Every process under npm once the registry listens: node (the registry) and its database. */
+  /** Every process under npm once the registry is ready: node (the registry) and its database. */
   family: number[];
   exited: Promise<number | null>;
 }
@@ -65,6 +65,9 @@ async function npmStart(t: { teardown(fn: () => Promise<void> | void): void }, a
       resolve(`http://${String((JSON.parse(line) as { addr: string }).addr)}`);
     });
   });
+  // It listens while the embedded database starts (server/serve.ts); once /readyz says it is
+  // open, initdb's process (on a fresh directory) is gone and the family is what keeps running.
+  if (!(await until(async () => (await fetch(`${url}/readyz`)).status === 200, 120_000))) throw new Error('never ready');
   family = descendants(npm.pid!);
   return { npm, url, family, exited };
 }
