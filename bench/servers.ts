@@ -19,6 +19,8 @@ export interface ServerHandle {
   pid: number;
   baseUrl: string;
   stderrFile: string;
+  /** performance.now() when GET /v2/ first answered (the scale rows time restarts by it). */
+  answeredAt: number;
   stop(): Promise<void>;
 }
 
@@ -116,24 +118,36 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-async function waitReady(label: string, child: ChildProcess, baseUrl: string, stderrFile: string): Promise<void> {
+/**
+ * Polls GET /v2/ until it answers; with `readyz` (Signet), then /readyz until 200: on the embedded
+ * database Signet answers /v2/ while the database still starts (server/serve.ts), and rows must
+ * not count that start (or a fresh cluster's initdb) as their workload's time or memory.
+ * Resolves with the performance.now() of the first answer to /v2/.
+ */
+async function waitReady(label: string, child: ChildProcess, baseUrl: string, stderrFile: string, readyz = false): Promise<number> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
+  let answeredAt: number | undefined;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`${label} exited during start-up:\n${tail(stderrFile)}`);
     }
     try {
-      const res = await fetch(`${baseUrl}/v2/`, { signal: AbortSignal.timeout(2000) });
+      const res = await fetch(`${baseUrl}${answeredAt === undefined ? '/v2/' : '/readyz'}`, { signal: AbortSignal.timeout(2000) });
       await res.arrayBuffer();
-      // 401: up, with authentication configured.
-      if (res.status === 200 || res.status === 401) return;
+      if (answeredAt === undefined) {
+        // 401: up, with authentication configured.
+        if (res.status === 200 || res.status === 401) answeredAt = performance.now();
+      } else if (res.status === 200) return answeredAt;
+      if (answeredAt !== undefined && !readyz) return answeredAt;
     } catch {
       // not listening yet
     }
     // Often: the scale rows time restarts by this loop.
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  throw new Error(`${label} did not answer GET /v2/ within ${READY_TIMEOUT_MS / 1000} s:\n${tail(stderrFile)}`);
+  throw new Error(
+    `${label} did not ${answeredAt === undefined ? 'answer GET /v2/' : 'get ready'} within ${READY_TIMEOUT_MS / 1000} s:\n${tail(stderrFile)}`,
+  );
 }
 
 export function tail(file: string, lines = 20): string {
@@ -176,8 +190,8 @@ export async function startSignet(resources: Resources, extraEnv: Record<string,
   });
   const { child, stderrFile } = launch(resources, 'signet', dir, process.execPath, [...nodeArgs, main, 'serve'], env);
   const baseUrl = `http://127.0.0.1:${port}`;
-  await waitReady('signet', child, baseUrl, stderrFile);
-  return { label, pid: child.pid!, baseUrl, stderrFile, stop: () => stopChild(child) };
+  const answeredAt = await waitReady('signet', child, baseUrl, stderrFile, true);
+  return { label, pid: child.pid!, baseUrl, stderrFile, answeredAt, stop: () => stopChild(child) };
 }
 
 /** bench/node-relay.ts in front of `upstream`: what passing bytes through one node process costs. */
@@ -188,8 +202,8 @@ export async function startNodeRelay(resources: Resources, upstream: ServerHandl
   const args = [...startScriptNodeFlags(), '--import', 'tsx', script, upstream.baseUrl, String(port)];
   const { child, stderrFile } = launch(resources, 'node relay', dir, process.execPath, args, cleanEnv({}));
   const baseUrl = `http://127.0.0.1:${port}`;
-  await waitReady('node relay', child, baseUrl, stderrFile);
-  return { label: 'node relay', pid: child.pid!, baseUrl, stderrFile, stop: () => stopChild(child) };
+  const answeredAt = await waitReady('node relay', child, baseUrl, stderrFile);
+  return { label: 'node relay', pid: child.pid!, baseUrl, stderrFile, answeredAt, stop: () => stopChild(child) };
 }
 
 /**
@@ -225,8 +239,8 @@ export async function startGoRegistry(resources: Resources): Promise<ServerHandl
   );
   const { child, stderrFile } = launch(resources, 'docker-registry', dir, GO_REGISTRY_BINARY, ['serve', configFile], cleanEnv({}));
   const baseUrl = `http://127.0.0.1:${port}`;
-  await waitReady('docker-registry', child, baseUrl, stderrFile);
-  return { label: 'Go registry', pid: child.pid!, baseUrl, stderrFile, stop: () => stopChild(child) };
+  const answeredAt = await waitReady('docker-registry', child, baseUrl, stderrFile);
+  return { label: 'Go registry', pid: child.pid!, baseUrl, stderrFile, answeredAt, stop: () => stopChild(child) };
 }
 
 /**
@@ -240,8 +254,8 @@ export async function startBodySink(resources: Resources): Promise<ServerHandle>
   const args = ['--import', 'tsx', script, `127.0.0.1:${port}`, path.join(dir, 'bodies')];
   const { child, stderrFile } = launch(resources, 'body sink', dir, process.execPath, args, cleanEnv({}));
   const baseUrl = `http://127.0.0.1:${port}`;
-  await waitReady('body sink', child, baseUrl, stderrFile);
-  return { label: 'body sink', pid: child.pid!, baseUrl, stderrFile, stop: () => stopChild(child) };
+  const answeredAt = await waitReady('body sink', child, baseUrl, stderrFile);
+  return { label: 'body sink', pid: child.pid!, baseUrl, stderrFile, answeredAt, stop: () => stopChild(child) };
 }
 
 function readStatusField(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssFile'): number | undefined {
