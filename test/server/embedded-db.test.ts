@@ -69,7 +69,7 @@ test('if the database ends (here: a result past its heap bound), queries fail an
   const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-embedded-end-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   let told: Error | undefined;
-  const db = await createPgliteDb(dir, { maxHeapMb: 16, onExit: (err) => (told = err) });
+  const db = await createPgliteDb(dir, { maxHeapMb: 48, onExit: (err) => (told = err) });
   t.teardown(() => db.close());
   t.deepEqual(await db.query('SELECT 1 AS one'), [{ one: 1 }]);
   // 128 rows of 1 MiB: the rows are built in the worker's heap before they cross.
