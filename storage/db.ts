@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type pg from 'pg';
 import { DependencyUnavailableError, type AvailabilityListener } from './errors.js';
@@ -204,6 +205,20 @@ export interface PgliteDbOptions {
 const DEFAULT_WORKER_HEAP_MB = 256;
 
 /**
+ * PostgreSQL's WebAssembly compiled once, by V8's baseline compiler (Liftoff), with no tier-up to
+ * its optimising compiler: tiering up PostgreSQL's hot functions kept about 40 MB more resident
+ * (optimised code and the compiler's memory, never handed back) on an idle registry, against 213
+ * MB in all, and bought no speed a registry's statements notice: point reads and upserts ran at the
+ * same rate, a 50,000-row sort as fast, only a sequential scan with a LIKE about 30% slower
+ * (bench/, rows 28-29). The flag is process-wide and read when a module is compiled, so it is set
+ * before the worker compiles PGlite. Nothing else the registry runs compiles WebAssembly (openpgp's
+ * Argon2 decrypts private keys, which a registry never holds).
+ */
+function compileWasmOnce(): void {
+  setFlagsFromString('--liftoff-only');
+}
+
+/**
  * Embedded PostgreSQL: PGlite in a worker thread (storage/pglite-worker.ts), `undefined` for a
  * database in memory. The worker answers one statement at a time, in order; this side holds back
  * other statements while a transaction runs, so none lands inside someone else's transaction.
@@ -235,6 +250,7 @@ export async function startPgliteDb(dataDirectory: string | undefined, options: 
 }
 
 async function startWorker(dataDirectory: string | undefined, options: PgliteDbOptions, unlock: () => void): Promise<Db> {
+  compileWasmOnce();
   const worker = new Worker(workerEntry(), {
     eval: typeScript,
     workerData: { dataDirectory },
