@@ -99,8 +99,27 @@ export function loadPg(): Promise<typeof pg> {
     // int8 and numeric come back as strings from pg; every int8 we store (sizes, offsets, ids)
     // fits in a double, so read them as numbers in both back ends. Set once, when it loads.
     driver.types.setTypeParser(driver.types.builtins.INT8, (value) => Number(value));
+    // bytea (manifest bytes) into a buffer of its own. pg's parser decodes small values into
+    // Node's shared 8 KiB pool, so each 600-byte manifest the metadata cache kept held a whole
+    // slab: at 50,000 manifests the server idled at 404 MB against a 64 MiB cache budget
+    // (bench/, "Reads at scale"). PGlite's rows arrive in buffers of their own already.
+    const pooled = driver.types.getTypeParser(driver.types.builtins.BYTEA);
+    driver.types.setTypeParser(driver.types.builtins.BYTEA, (value: string) => {
+      if (!value.startsWith('\\x')) return ownBytes(pooled(value) as Buffer);
+      const bytes = Buffer.allocUnsafeSlow((value.length - 2) >>> 1);
+      bytes.write(value.slice(2), 'hex');
+      return bytes;
+    });
     return driver;
   }));
+}
+
+/** `bytes` in memory of its own: a view of a larger buffer would keep all of it alive. */
+function ownBytes(bytes: Buffer): Buffer {
+  if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length) return bytes;
+  const own = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(own);
+  return own;
 }
 
 export interface PostgresDbOptions {
