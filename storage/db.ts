@@ -103,9 +103,9 @@ export function loadPg(): Promise<typeof pg> {
     // Node's shared 8 KiB pool, so each 600-byte manifest the metadata cache kept held a whole
     // slab: at 50,000 manifests the server idled at 404 MB against a 64 MiB cache budget
     // (bench/, "Reads at scale"). PGlite's rows arrive in buffers of their own already.
-    const pooled = driver.types.getTypeParser(driver.types.builtins.BYTEA);
+    const pooled = driver.types.getTypeParser(driver.types.builtins.BYTEA) as (value: string) => Buffer;
     driver.types.setTypeParser(driver.types.builtins.BYTEA, (value: string) => {
-      if (!value.startsWith('\\x')) return ownBytes(pooled(value) as Buffer);
+      if (!value.startsWith('\\x')) return ownBytes(pooled(value));
       const bytes = Buffer.allocUnsafeSlow((value.length - 2) >>> 1);
       bytes.write(value.slice(2), 'hex');
       return bytes;
