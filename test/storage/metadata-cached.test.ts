@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
+import fc from 'fast-check';
 import { createCachedMetadataStore } from '../../storage/cached-metadata-store.js';
 import { createChangeBus } from '../../storage/change-bus.js';
 import { createPgliteDb, type Db } from '../../storage/db.js';
@@ -126,6 +127,70 @@ test('the cache holds no more than its byte budget: old entries go, and are read
     t.deepEqual(await cache.manifests.findByTag(other, `big-${i}`), big);
   }
   t.is(await cache.tags.find(repository, 'latest'), second.digest, 'the first entries were evicted');
+});
+
+// Tag lists are cut from one cached read of the whole list: any page of it must be the page the
+// database gives, whatever names (the grammar's characters order as - . 0-9 A-Z _ a-z), whatever
+// `last` a client sends (a name, a name that is not there, non-ASCII, past the end) and `n`, over
+// lists cached whole and lists too long for that (here: more than 5 names).
+test('a tag list page from the cache is the page the database gives, for any names, last and n', async (t) => {
+  const nameChar = fc.constantFrom(...'-.09AZ_az'.split(''));
+  const tagName = fc
+    .tuple(fc.constantFrom('0', 'A', '_', 'a', 'z'), fc.array(nameChar, { maxLength: 4 }))
+    .map(([first, rest]) => first + rest.join(''));
+  const last = fc.option(fc.oneof(tagName, fc.string({ unit: 'grapheme', maxLength: 3 }), fc.constantFrom('', '~', 'é', '\u{1F600}')), {
+    nil: undefined,
+  });
+  await fc.assert(
+    fc.asyncProperty(
+      fc.uniqueArray(tagName, { minLength: 1, maxLength: 9 }),
+      fc.array(fc.record({ last, limit: fc.integer({ min: 1, max: 11 }) }), { minLength: 1, maxLength: 6 }),
+      async (tags, pages) => {
+        const cache = createCachedMetadataStore(database(), { ttlMs: 10 * 60_000, wholeTagList: 5 });
+        const repository = randomRepository();
+        const manifest = randomManifest();
+        for (const tag of tags) await cache.manifests.save(repository, manifest, [], tag);
+        for (const page of pages) {
+          const query = { limit: page.limit, ...(page.last === undefined ? {} : { last: page.last }) };
+          t.deepEqual(await cache.tags.list(repository, query), await database().tags.list(repository, query), JSON.stringify(query));
+        }
+      },
+    ),
+    { numRuns: 40 },
+  );
+});
+
+test('a walk of a tag list page by page reads the list from the database once; a push shows on every page', async (t) => {
+  let reads = 0;
+  const inner = database();
+  const counting: MetadataStore = {
+    ...inner,
+    tags: {
+      ...inner.tags,
+      list: (repository, page) => {
+        reads += 1;
+        return inner.tags.list(repository, page);
+      },
+    },
+  };
+  const cache = createCachedMetadataStore(counting, { ttlMs: 10 * 60_000 });
+  const repository = randomRepository();
+  const manifest = randomManifest();
+  const tags = Array.from({ length: 25 }, (_, i) => `t${String(i).padStart(3, '0')}`);
+  for (const tag of tags) await cache.manifests.save(repository, manifest, [], tag);
+  const walk = async (): Promise<string[]> => {
+    const seen: string[] = [];
+    for (let page = await cache.tags.list(repository, { limit: 10 }); page?.length;) {
+      seen.push(...page);
+      page = await cache.tags.list(repository, { limit: 10, last: page[page.length - 1]! });
+    }
+    return seen;
+  };
+  t.deepEqual(await walk(), tags);
+  t.is(reads, 1);
+  await cache.manifests.save(repository, manifest, [], 't0105');
+  t.deepEqual(await walk(), [...tags.slice(0, 11), 't0105', ...tags.slice(11)].sort());
+  t.is(reads, 2, 'the push dropped the cached list: read again once');
 });
 
 test('on a sole writer (the embedded database) entries outlive the ttl', async (t) => {
