@@ -25,6 +25,11 @@ export async function openPglite(dataDirectory: string | undefined): Promise<PGl
     // needs far less. 16 MB: about 130 MB less RSS (bench/).
     '-c',
     'shared_buffers=16MB',
+    // One backend ever runs here (PGlite is single-user PostgreSQL), but shared memory is sized
+    // for max_connections' 100: per-backend slots, and the lock table at max_locks_per_transaction
+    // per connection. Five connections, 128 locks each (640 slots: a migration or a GC sweep
+    // locks a few dozen relations): about 9 MB less resident (bench/, rows 28-32).
+    ...['-c', 'max_connections=5', '-c', 'max_locks_per_transaction=128'],
     // fsync(), not fdatasync(): in PGlite's Emscripten runtime fdatasync does nothing, while
     // fsync reaches the file system's fsync operation, which durable() below makes real.
     '-c',
