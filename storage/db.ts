@@ -104,12 +104,7 @@ export function loadPg(): Promise<typeof pg> {
     // slab: at 50,000 manifests the server idled at 404 MB against a 64 MiB cache budget
     // (bench/, "Reads at scale"). PGlite's rows arrive in buffers of their own already.
     const pooled = driver.types.getTypeParser(driver.types.builtins.BYTEA) as (value: string) => Buffer;
-    driver.types.setTypeParser(driver.types.builtins.BYTEA, (value: string) => {
-      if (!value.startsWith('\\x')) return ownBytes(pooled(value));
-      const bytes = Buffer.allocUnsafeSlow((value.length - 2) >>> 1);
-      bytes.write(value.slice(2), 'hex');
-      return bytes;
-    });
+    driver.types.setTypeParser(driver.types.builtins.BYTEA, (value: string) => ownBytes(pooled(value)));
     return driver;
   }));
 }
@@ -224,7 +219,7 @@ export interface PgliteDbOptions {
 const DEFAULT_WORKER_HEAP_MB = 256;
 
 /**
- * PostgreSQL's WebAssembly compiled once, by V8's baseline compiler (Liftoff), with no tier-up to
+ * PostgreSQL's WebAssembly compiled by V8's baseline compiler (Liftoff) alone, with no tier-up to
  * its optimising compiler: tiering up PostgreSQL's hot functions kept about 40 MB more resident
  * (optimised code and the compiler's memory, never handed back) on an idle registry, against 213
  * MB in all, and bought no speed a registry's statements notice: point reads and upserts ran at the
@@ -233,7 +228,7 @@ const DEFAULT_WORKER_HEAP_MB = 256;
  * before the worker compiles PGlite. Nothing else the registry runs compiles WebAssembly (openpgp's
  * Argon2 decrypts private keys, which a registry never holds).
  */
-function compileWasmOnce(): void {
+function compileWasmWithLiftoffOnly(): void {
   setFlagsFromString('--liftoff-only');
 }
 
@@ -269,7 +264,7 @@ export async function startPgliteDb(dataDirectory: string | undefined, options: 
 }
 
 async function startWorker(dataDirectory: string | undefined, options: PgliteDbOptions, unlock: () => void): Promise<Db> {
-  compileWasmOnce();
+  compileWasmWithLiftoffOnly();
   const worker = new Worker(workerEntry(), {
     eval: typeScript,
     workerData: { dataDirectory },
