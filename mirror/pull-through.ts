@@ -206,13 +206,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     blobsPending: boolean,
   ): Promise<ManifestRecord> {
     const record = manifestRecordOf(digest, content, parsed);
-    await metadata.manifests.save(
-      target.repository,
-      record,
-      parsed.references.map(({ digest: d, kind }) => ({ digest: d, kind })),
-      tag,
-      { blobsPending },
-    );
+    await metadata.manifests.save(target.repository, record, parsed.references, tag, { blobsPending });
     return record;
   }
 

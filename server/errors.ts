@@ -13,7 +13,7 @@ import {
   type DigestMismatchError,
   type InvalidStorageKeyError,
   type ManifestInvalidError,
-  type MissingBlobsError,
+  type ManifestReferenceError,
   type SizeMismatchError,
   type StorageFullError,
   type StorageNotFoundError,
@@ -109,7 +109,7 @@ type KnownDomainError =
   | InvalidStorageKeyError
   | DigestMismatchError
   | SizeMismatchError
-  | MissingBlobsError
+  | ManifestReferenceError
   | ManifestInvalidError
   | DescriptorDigestError
   | DependencyUnavailableError
@@ -144,8 +144,11 @@ function fromDomainError(err: KnownDomainError): OciError | undefined {
       return new OciError('DENIED', err.message);
     case 'pull-refused':
       return new OciError('PROJECTPOLICYVIOLATION', err.message, { keyIds: err.keyIds, problems: err.problems });
-    case 'missing-blobs':
-      return new OciError('MANIFEST_BLOB_UNKNOWN', 'a referenced blob was removed meanwhile; push it again', { digests: err.digests });
+    case 'manifest-reference':
+      // containers/image and docker push the blobs again on MANIFEST_BLOB_UNKNOWN and retry.
+      return err.stored === undefined
+        ? new OciError('MANIFEST_BLOB_UNKNOWN', err.message, { digest: err.reference.digest })
+        : new OciError('MANIFEST_INVALID', err.message, { digest: err.reference.digest });
     case 'storage-not-found':
       return new OciError('BLOB_UNKNOWN', 'blob data is missing from storage');
     case 'invalid-storage-key':

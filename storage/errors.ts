@@ -58,12 +58,24 @@ export class SizeMismatchError extends DomainError {
   }
 }
 
-/** A manifest names blobs that are no longer stored (collected while it was being pushed). */
-export class MissingBlobsError extends DomainError {
-  readonly kind = 'missing-blobs';
-  constructor(readonly digests: string[]) {
-    super(`blobs no longer stored: ${digests.join(', ')}`);
-    this.name = 'MissingBlobsError';
+/**
+ * A manifest names content its repository does not hold (`stored` undefined), or holds at another
+ * size than its descriptor says. Checked in the statement that saves the manifest, so a blob
+ * unlinked or collected while the manifest was pushed is caught as well.
+ */
+export class ManifestReferenceError extends DomainError {
+  readonly kind = 'manifest-reference';
+  constructor(
+    readonly repository: string,
+    readonly reference: { digest: string; kind: 'blob' | 'manifest'; size: number },
+    readonly stored: number | undefined,
+  ) {
+    super(
+      stored === undefined
+        ? `${reference.kind} ${reference.digest} is not in repository ${repository}`
+        : `descriptor of ${reference.digest} says ${reference.size} bytes, stored ${stored}`,
+    );
+    this.name = 'ManifestReferenceError';
   }
 }
 

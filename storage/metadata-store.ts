@@ -24,9 +24,11 @@ export interface ManifestRecord {
   annotations?: Record<string, string>;
 }
 
+/** What a manifest's descriptor names: a blob or a child manifest, at the size it declares. */
 export interface ManifestReference {
   digest: string;
   kind: 'blob' | 'manifest';
+  size: number;
 }
 
 export interface Referrer {
@@ -74,7 +76,8 @@ export interface BlobLinks {
 export interface ManifestSaveOptions {
   /**
    * A mirror's pull-through copy: its blobs are fetched from the upstream when first asked for,
-   * so they need not be present yet (the references are recorded all the same).
+   * so they need not be present yet (the references are recorded all the same; child manifests
+   * must be present, as always).
    */
   blobsPending?: boolean;
 }
@@ -85,7 +88,11 @@ export interface ManifestMetadata {
   findByTag(repository: string, tag: string): Promise<ManifestRecord | undefined>;
   /** Sizes of those of `digests` stored in the repository. */
   findMany(repository: string, digests: string[]): Promise<Map<string, number>>;
-  /** Stores the manifest (idempotent) and, with a tag, points the tag at it: one transaction. */
+  /**
+   * Stores the manifest (idempotent) and, with a tag, points the tag at it: one transaction. Every
+   * reference must be in this repository (a blob linked here, a manifest stored here) at the size
+   * it declares, or nothing is written and ManifestReferenceError names the first that is not.
+   */
   save(
     repository: string,
     manifest: ManifestRecord,

@@ -1,6 +1,6 @@
 // The manifests of MetadataStore in SQL: content, references, referrers and parents.
 import type { Db, Queryable } from './db.js';
-import { MissingBlobsError } from './errors.js';
+import { ManifestReferenceError } from './errors.js';
 import { lockDigest } from './locks.js';
 import type { ManifestRecord, MetadataStore, Referrer } from './metadata-store.js';
 import { REPO_ID, repositoryId, sizesOf } from './postgres-shared.js';
@@ -17,20 +17,34 @@ interface ManifestRow {
 
 /**
  * Saves a manifest, its references and its tag, and creates its repository on first use, unless a
- * blob it names ($12) is not stored: then nothing is written and the missing digests come back.
- * $1 repository, $2-$8 the manifest's columns, $9/$10 the references' digests and kinds, $11 the
- * tag or null. The rows one part inserts are visible to the next only through RETURNING (one
- * snapshot), and foreign keys are checked at the statement's end, after every part has run.
+ * reference is not in the repository at its declared size: then nothing is written and the
+ * references at fault come back, in the manifest's order.
+ * $1 repository, $2-$8 the manifest's columns, $9/$10/$12 the references' digests, kinds and
+ * declared sizes, $11 the tag or null, $13 whether blobs are checked (false for a mirror's blobs,
+ * fetched later). A blob counts only when linked in this repository: a blob in another one is
+ * not readable by whoever pushes here, and naming it must not make it pullable from here
+ * (distribution does the same, through its per-repository link files). The rows one part inserts
+ * are visible to the next only through RETURNING (one snapshot), and foreign keys are checked at
+ * the statement's end, after every part has run.
  */
 const SAVE_MANIFEST = `
-  WITH missing AS (
-    SELECT coalesce(array_agg(d ORDER BY d), '{}') AS digests FROM unnest($12::text[]) AS d
-    WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = d)
+  WITH found AS (SELECT id FROM repositories WHERE name = $1),
+  problems AS (
+    SELECT r.n, r.d, r.k, stored.size AS stored
+    FROM unnest($9::text[], $10::text[], $12::bigint[]) WITH ORDINALITY AS r (d, k, s, n)
+    LEFT JOIN LATERAL (
+      SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+      WHERE r.k = 'blob' AND rb.repository_id = (SELECT id FROM found) AND rb.digest = r.d
+      UNION ALL
+      SELECT m.size FROM manifests m
+      WHERE r.k = 'manifest' AND m.repository_id = (SELECT id FROM found) AND m.digest = r.d
+    ) AS stored ON true
+    WHERE (r.k = 'manifest' OR $13::boolean) AND stored.size IS DISTINCT FROM r.s
   ),
-  found AS (SELECT id FROM repositories WHERE name = $1),
+  clean AS (SELECT NOT EXISTS (SELECT 1 FROM problems) AS ok),
   created AS (
     INSERT INTO repositories (name) SELECT $1
-    WHERE NOT EXISTS (SELECT 1 FROM found) AND (SELECT digests FROM missing) = '{}'
+    WHERE NOT EXISTS (SELECT 1 FROM found) AND (SELECT ok FROM clean)
     ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id
   ),
   repository AS (
@@ -38,7 +52,7 @@ const SAVE_MANIFEST = `
   ),
   manifest AS (
     INSERT INTO manifests (repository_id, digest, media_type, content, size, artifact_type, subject_digest, annotations)
-    SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM repository WHERE (SELECT digests FROM missing) = '{}'
+    SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM repository WHERE (SELECT ok FROM clean)
     ON CONFLICT (repository_id, digest) DO NOTHING RETURNING repository_id
   ),
   refs AS (
@@ -48,10 +62,10 @@ const SAVE_MANIFEST = `
   ),
   tagged AS (
     INSERT INTO tags (repository_id, name, manifest_digest)
-    SELECT id, $11, $2 FROM repository WHERE $11::text IS NOT NULL AND (SELECT digests FROM missing) = '{}'
+    SELECT id, $11, $2 FROM repository WHERE $11::text IS NOT NULL AND (SELECT ok FROM clean)
     ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = EXCLUDED.manifest_digest, updated_at = now()
   )
-  SELECT (SELECT digests FROM missing) AS missing`;
+  SELECT n::int AS n, stored::text AS stored FROM problems ORDER BY n LIMIT 1`;
 
 export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
   const sizes = (sql: string, repository: string, digests: string[]): Promise<Map<string, number>> => sizesOf(db, sql, repository, digests);
@@ -81,7 +95,6 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
       sizes(`SELECT digest, size FROM manifests WHERE repository_id = ${REPO_ID} AND digest = ANY($2::text[])`, repository, digests),
     async save(repository, manifest, references, tag, options = {}) {
       const blobDigests = [...new Set(references.filter((r) => r.kind === 'blob').map((r) => r.digest))].sort();
-      const checked = options.blobsPending ? [] : blobDigests;
       const params = [
         repository,
         manifest.digest,
@@ -94,17 +107,22 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
         references.map((r) => r.digest),
         references.map((r) => r.kind),
         tag ?? null,
-        checked,
+        references.map((r) => r.size),
+        !options.blobsPending,
       ];
       // One statement does the whole save (a statement is atomic by itself): on the embedded
       // database, where each statement is a round trip to its thread and nothing else runs in
       // between, that is all; the profile of 16 concurrent manifest PUTs showed the database
       // thread busy with eight statements per PUT (BEGIN, a blob check, the repository, the
-      // manifest, its references, its tag, COMMIT) and their hand-offs.
+      // manifest, its references, its tag, COMMIT) and their hand-offs. The check of the
+      // references is part of it too: as a statement of its own before the save, it was half the
+      // statements of a manifest PUT (issue 17).
       const save = async (q: Queryable): Promise<void> => {
-        const rows = await q.query<{ missing: string[] | null }>(SAVE_MANIFEST, params);
-        const missing = rows[0]?.missing;
-        if (missing && missing.length > 0) throw new MissingBlobsError(missing);
+        const rows = await q.query<{ n: number; stored: string | null }>(SAVE_MANIFEST, params);
+        const fault = rows[0];
+        if (!fault) return;
+        const reference = references[fault.n - 1]!;
+        throw new ManifestReferenceError(repository, reference, fault.stored === null ? undefined : Number(fault.stored));
       };
       if (db.exclusively) return db.exclusively(save);
       await db.transaction(async (tx) => {

@@ -5,7 +5,7 @@ import type { MirrorTarget } from '../../mirror/pull-through.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
-import { isIndexMediaType, manifestRecordOf, parseManifest, type ParsedManifest } from '../../storage/manifest-parse.js';
+import { isIndexMediaType, manifestRecordOf, parseManifest } from '../../storage/manifest-parse.js';
 import { isValidTag, parseReference, requireName, type Reference } from '../oci-names.js';
 import { readBody } from '../request-body.js';
 
@@ -74,33 +74,6 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
     return digest;
   }
 
-  /** Everything a manifest points at must already be in this repository, at the stated size. */
-  async function requireReferences(name: string, references: ParsedManifest['references']): Promise<void> {
-    const blobRefs = references.filter((r) => r.kind === 'blob');
-    const manifestRefs = references.filter((r) => r.kind === 'manifest');
-    const [blobSizes, manifestSizes] = await Promise.all([
-      metadata.blobs.findMany(
-        name,
-        blobRefs.map((r) => r.digest),
-      ),
-      metadata.manifests.findMany(
-        name,
-        manifestRefs.map((r) => r.digest),
-      ),
-    ]);
-    for (const ref of references) {
-      const size = (ref.kind === 'blob' ? blobSizes : manifestSizes).get(ref.digest);
-      if (size === undefined) {
-        throw new OciError('MANIFEST_BLOB_UNKNOWN', `${ref.kind} ${ref.digest} is not in repository ${name}`, { digest: ref.digest });
-      }
-      if (size !== ref.size) {
-        throw new OciError('MANIFEST_INVALID', `descriptor of ${ref.digest} says ${ref.size} bytes, stored ${size}`, {
-          digest: ref.digest,
-        });
-      }
-    }
-  }
-
   async function resolveMirrored(mirror: MirrorTarget, reference: Reference, ctx: Ctx): Promise<ManifestRecord> {
     const manifest = await deps.pullThrough.manifest(
       mirror,
@@ -164,11 +137,13 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
       const content = await readManifestBody(ctx);
       const parsed = parseManifest(content, ctx.get('Content-Type'));
       const digest = verifiedDigest(reference, content);
-      await requireReferences(name, parsed.references);
+      // Everything the manifest points at must be in this repository at the stated size: the
+      // save checks that in its own statement (ManifestReferenceError → MANIFEST_BLOB_UNKNOWN or
+      // MANIFEST_INVALID).
       await metadata.manifests.save(
         name,
         manifestRecordOf(digest, content, parsed),
-        parsed.references.map(({ digest: d, kind }) => ({ digest: d, kind })),
+        parsed.references,
         reference.kind === 'tag' ? reference.tag : undefined,
       );
       ctx.set('Location', `/v2/${name}/manifests/${digest}`);

@@ -5,8 +5,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { TestFn } from 'ava';
 import { digestOf } from '../../storage/digest.js';
-import { MissingBlobsError } from '../../storage/errors.js';
-import type { ManifestRecord, MetadataStore, Page, Referrer } from '../../storage/metadata-store.js';
+import fc from 'fast-check';
+import { ManifestReferenceError } from '../../storage/errors.js';
+import type { ManifestRecord, ManifestReference, MetadataStore, Page, Referrer } from '../../storage/metadata-store.js';
 import { uploadChunkKey } from '../../storage/paths.js';
 
 export interface MetadataStoreFixture {
@@ -53,10 +54,10 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     return fixture.store;
   }
   /** A blob stored and linked in the repository, for manifests to reference. */
-  async function storedBlob(repository: string): Promise<string> {
+  async function storedBlob(repository: string): Promise<ManifestReference> {
     const digest = randomDigest();
     await store().blobs.save(repository, digest, 10);
-    return digest;
+    return { digest, kind: 'blob', size: 10 };
   }
 
   /** Every name after `after` that starts with `prefix`, fetched in pages of `limit`. */
@@ -195,10 +196,12 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
       subject,
       annotations: { 'org.opencontainers.image.created': '2024-01-01T00:00:00Z', 'x.ünïcode': '✓ "quoted"' },
     });
-    await store().manifests.save(repository, plain, [{ digest: await storedBlob(repository), kind: 'blob' }]);
+    await store().manifests.save(repository, plain, [await storedBlob(repository)]);
+    const child = randomManifest();
+    await store().manifests.save(repository, child, []);
     await store().manifests.save(repository, full, [
-      { digest: await storedBlob(repository), kind: 'blob' },
-      { digest: randomDigest(), kind: 'manifest' },
+      await storedBlob(repository),
+      { digest: child.digest, kind: 'manifest', size: child.size },
     ]);
 
     const gotPlain = await store().manifests.find(repository, plain.digest);
@@ -242,19 +245,107 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
   test('a manifest naming a blob that is not stored is refused, and nothing is saved', async (t) => {
     const repository = randomRepository();
     const manifest = randomManifest();
-    const missing = randomDigest();
-    const err = await t.throwsAsync(store().manifests.save(repository, manifest, [{ digest: missing, kind: 'blob' }], 'v1'), {
-      instanceOf: MissingBlobsError,
+    const missing: ManifestReference = { digest: randomDigest(), kind: 'blob', size: 3 };
+    const err = await t.throwsAsync(store().manifests.save(repository, manifest, [missing], 'v1'), {
+      instanceOf: ManifestReferenceError,
     });
-    t.deepEqual(err?.digests, [missing]);
+    t.deepEqual(err?.reference, missing);
+    t.is(err?.stored, undefined);
     t.is(await store().manifests.find(repository, manifest.digest), undefined);
     t.is(await store().tags.find(repository, 'v1'), undefined);
+    t.false(await store().repositories.exists(repository), 'no repository is created for a refused manifest');
+  });
+
+  // A hostile project member pushes a manifest naming content of a repository they cannot read
+  // (or content unlinked a moment ago), hoping to pull it from their own: the save must refuse
+  // every reference not in this repository at its declared size, whatever else the list holds.
+  test('a manifest is saved only when every reference is in its repository at its declared size', async (t) => {
+    const situations = {
+      present: ['blob-here', 'manifest-here'],
+      faulty: ['blob-other-size', 'blob-unlinked', 'manifest-other-size'],
+      absent: ['blob-elsewhere', 'blob-nowhere', 'manifest-elsewhere'],
+    } as const;
+    type Situation = (typeof situations)[keyof typeof situations][number];
+    const anyOf = (...lists: ReadonlyArray<readonly Situation[]>) => fc.constantFrom(...lists.flat());
+    const scenario = fc.oneof(
+      fc.record({
+        existing: fc.constant(true),
+        situations: fc.array(anyOf(situations.present, situations.faulty, situations.absent), { maxLength: 5 }),
+        pending: fc.boolean(),
+      }),
+      // A repository that does not exist yet: nothing can be in it.
+      fc.record({ existing: fc.constant(false), situations: fc.array(anyOf(situations.absent), { maxLength: 3 }), pending: fc.boolean() }),
+    );
+    /** Puts the content in place; the reference, and what the store holds of it here (a fault if it differs). */
+    async function arrange(repository: string, situation: Situation): Promise<{ ref: ManifestReference; stored: number | undefined }> {
+      const elsewhere = `${repository}-elsewhere`;
+      const digest = randomDigest();
+      const size = 100 + Math.floor(Math.random() * 1000);
+      switch (situation) {
+        case 'blob-here':
+          await store().blobs.save(repository, digest, size);
+          return { ref: { digest, kind: 'blob', size }, stored: size };
+        case 'blob-other-size':
+          await store().blobs.save(repository, digest, size);
+          return { ref: { digest, kind: 'blob', size: size + 1 }, stored: size };
+        case 'blob-unlinked':
+          await store().blobs.save(repository, digest, size);
+          await store().blobs.remove(repository, digest);
+          return { ref: { digest, kind: 'blob', size }, stored: undefined };
+        case 'blob-elsewhere':
+          await store().blobs.save(elsewhere, digest, size);
+          return { ref: { digest, kind: 'blob', size }, stored: undefined };
+        case 'blob-nowhere':
+          return { ref: { digest, kind: 'blob', size }, stored: undefined };
+        case 'manifest-here':
+        case 'manifest-other-size':
+        case 'manifest-elsewhere': {
+          const child = randomManifest();
+          await store().manifests.save(situation === 'manifest-elsewhere' ? elsewhere : repository, child, []);
+          const declared = situation === 'manifest-other-size' ? child.size - 1 : child.size;
+          return {
+            ref: { digest: child.digest, kind: 'manifest', size: declared },
+            stored: situation === 'manifest-elsewhere' ? undefined : child.size,
+          };
+        }
+      }
+    }
+    await fc.assert(
+      fc.asyncProperty(scenario, async ({ existing, situations: chosen, pending }) => {
+        const repository = randomRepository();
+        if (existing) await store().manifests.save(repository, randomManifest(), [], 'base');
+        const arranged: Array<{ ref: ManifestReference; stored: number | undefined }> = [];
+        for (const situation of chosen) arranged.push(await arrange(repository, situation));
+        // A mirror's blobs come later (blobsPending): only its child manifests are checked.
+        const fault = arranged.find(({ ref, stored }) => stored !== ref.size && (ref.kind === 'manifest' || !pending));
+        const manifest = randomManifest();
+        const save = store().manifests.save(
+          repository,
+          manifest,
+          arranged.map((a) => a.ref),
+          'pushed',
+          pending ? { blobsPending: true } : {},
+        );
+        if (fault) {
+          const err = await t.throwsAsync(save, { instanceOf: ManifestReferenceError });
+          t.deepEqual(err?.reference, fault.ref, "the first reference at fault, in the manifest's order");
+          t.is(err?.stored, fault.stored);
+          t.is(await store().manifests.find(repository, manifest.digest), undefined, 'nothing saved');
+          t.is(await store().tags.find(repository, 'pushed'), undefined);
+          t.is(await store().repositories.exists(repository), existing, 'no repository created');
+        } else {
+          await save;
+          t.deepEqual(await store().manifests.findByTag(repository, 'pushed'), manifest);
+        }
+      }),
+      { numRuns: 60 },
+    );
   });
 
   test('saving a manifest again is idempotent and may add a tag', async (t) => {
     const repository = randomRepository();
     const manifest = randomManifest();
-    const references = [{ digest: await storedBlob(repository), kind: 'blob' as const }];
+    const references = [await storedBlob(repository)];
     await store().manifests.save(repository, manifest, references);
     await store().manifests.save(repository, manifest, references);
     await store().manifests.save(repository, manifest, references, 'v1');
@@ -299,7 +390,7 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     const repository = randomRepository();
     const removed = randomManifest();
     const kept = randomManifest();
-    await store().manifests.save(repository, removed, [{ digest: await storedBlob(repository), kind: 'blob' }], 'a');
+    await store().manifests.save(repository, removed, [await storedBlob(repository)], 'a');
     await store().manifests.save(repository, removed, [], 'b');
     await store().manifests.save(repository, kept, [], 'c');
     t.is(await store().tags.find(repository, 'a'), removed.digest);
@@ -315,7 +406,7 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.false(await store().manifests.remove(repository, removed.digest));
     t.false(await store().manifests.remove(`${repository}-unknown`, kept.digest));
 
-    await store().manifests.save(repository, removed, [{ digest: await storedBlob(repository), kind: 'blob' }], 'a');
+    await store().manifests.save(repository, removed, [await storedBlob(repository)], 'a');
     const again = await store().manifests.find(repository, removed.digest);
     t.deepEqual(again, removed, 'a removed manifest can be pushed again');
     t.is(await store().tags.find(repository, 'a'), removed.digest);
