@@ -8,6 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openPglite } from './pglite-engine.js';
+import { createPreparedStatements } from './pglite-statements.js';
 import type { PgliteReply, PgliteRequest, SerializedDbError } from './pglite-protocol.js';
 
 const CLOSE_TIMEOUT_MS = 10_000;
@@ -30,6 +31,7 @@ async function serve(port: NonNullable<typeof parentPort>, dataDirectory: string
     return;
   }
   const open = db;
+  const statements = createPreparedStatements(open);
   // Queries run one after another, in the order they arrive: the registry relies on that order
   // for its transactions (BEGIN, the transaction's statements, COMMIT).
   let queue = Promise.resolve();
@@ -44,8 +46,7 @@ async function serve(port: NonNullable<typeof parentPort>, dataDirectory: string
     }
     queue = queue.then(async () => {
       try {
-        const result = await open.query<Record<string, unknown>>(request.sql, request.params);
-        send({ id: request.id, rows: result.rows });
+        send({ id: request.id, rows: await statements.query(request.sql, request.params) });
       } catch (err) {
         send({ id: request.id, error: serializeError(err) });
       }
