@@ -2,6 +2,7 @@
 // PGlite (PostgreSQL compiled to WebAssembly, in a worker thread) as the zero-setup default. Both run the
 // same SQL and the same migrations.
 import { fork } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -158,11 +159,31 @@ export async function createPostgresDb(connectionString: string, options: Postgr
   return { ...bounded, maintenance: postgresView(pool, call, undefined), close: () => pool.end() };
 }
 
+const statementNames = new Map<string, string>();
+
+/**
+ * The name a statement text is prepared under on each connection: pg then parses it once per
+ * connection and later only binds and executes it, and the server keeps its plan, as the embedded
+ * database does (storage/pglite-statements.ts). The registry's statement texts are constants, so
+ * the names are few; no statement returns a table whole (`SELECT *`), so a column added by a newer
+ * replica's migration does not change what a prepared statement returns.
+ */
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `signet_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
 /** Statements on the pool, each failing after `queryTimeoutMs` without an answer (if set). */
 function postgresView(pool: pg.Pool, call: <T>(run: () => Promise<T>) => Promise<T>, queryTimeoutMs: number | undefined): Db {
   // pg takes a per-statement timeout (not in its types); a client it fired on is dropped.
-  const statement = (text: string, values?: unknown[]): pg.QueryConfig =>
-    (queryTimeoutMs ? { text, values, query_timeout: queryTimeoutMs } : { text, values }) as pg.QueryConfig;
+  const statement = (text: string, values?: unknown[]): pg.QueryConfig => {
+    const name = statementName(text);
+    return (queryTimeoutMs ? { name, text, values, query_timeout: queryTimeoutMs } : { name, text, values }) as pg.QueryConfig;
+  };
   const query: Db['query'] = <R extends object>(sql: string, params?: unknown[]) =>
     call(async () => (await pool.query(statement(sql, params))).rows as R[]);
   return {

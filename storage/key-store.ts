@@ -47,12 +47,15 @@ interface Row {
   created_at: Date;
 }
 
+/** The columns a Row holds, named: a statement kept prepared never returns a table whole. */
+const COLUMNS = 'id, project, kind, fingerprint, key_ids, user_ids, material, created_by, created_at';
+
 const sha256 = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 export function createPostgresKeyStore(db: Db): KeyStore {
   return {
     async list(project) {
-      const rows = await db.query<Row>('SELECT * FROM project_keys WHERE project = $1 ORDER BY id', [project]);
+      const rows = await db.query<Row>(`SELECT ${COLUMNS} FROM project_keys WHERE project = $1 ORDER BY id`, [project]);
       return rows.map((r) => ({
         id: r.id,
         project: r.project,

@@ -51,6 +51,9 @@ interface Row {
   last_used_at: Date | null;
 }
 
+/** The columns a Row holds, named: a statement kept prepared never returns a table whole. */
+const COLUMNS = 'id, project, name, role, secret_sha256, expires_at, created_by, created_at, last_used_at';
+
 function toRecord(row: Row): RobotRecord {
   return {
     id: Number(row.id),
@@ -68,18 +71,18 @@ function toRecord(row: Row): RobotRecord {
 export function createPostgresRobotStore(db: Db): RobotStore {
   return {
     async find(project, name) {
-      const rows = await db.query<Row>('SELECT * FROM robots WHERE project = $1 AND name = $2', [project, name]);
+      const rows = await db.query<Row>(`SELECT ${COLUMNS} FROM robots WHERE project = $1 AND name = $2`, [project, name]);
       return rows[0] && toRecord(rows[0]);
     },
     async list(project) {
-      return (await db.query<Row>('SELECT * FROM robots WHERE project = $1 ORDER BY name', [project])).map(toRecord);
+      return (await db.query<Row>(`SELECT ${COLUMNS} FROM robots WHERE project = $1 ORDER BY name`, [project])).map(toRecord);
     },
     create(robot, actor) {
       return db.transaction(async (tx) => {
         const rows = await tx.query<Row>(
           `INSERT INTO robots (project, name, role, secret_sha256, expires_at, created_by)
            SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM projects WHERE name = $1)
-           ON CONFLICT (project, name) DO NOTHING RETURNING *`,
+           ON CONFLICT (project, name) DO NOTHING RETURNING ${COLUMNS}`,
           [robot.project, robot.name, robot.role, robot.secretSha256, robot.expiresAt ?? null, actor ?? null],
         );
         if (!rows[0]) return undefined;
