@@ -192,6 +192,12 @@ export const configSchema = z.object({
       connecttimeout: duration.refine((s) => s > 0, 'must be more than 0').default(10),
       /** How long a statement waits for the server's answer before it fails (503). */
       querytimeout: duration.refine((s) => s > 0, 'must be more than 0').default(30),
+      /**
+       * Statements prepared once per connection (false: parsed on every call, for a pooler that
+       * hands each transaction another server connection, as pgbouncer's transaction mode does
+       * unless its max_prepared_statements is set).
+       */
+      preparedstatements: boolish.default(true),
     })
     .prefault({}),
   auth: z

@@ -74,13 +74,14 @@ export interface DatabaseOptions extends RegistryOptions {
  * database: its data directory locked), to `ready`, which resolves once it answers.
  */
 export async function startDatabase(config: Config, options: DatabaseOptions = {}): Promise<{ ready: Promise<Db> }> {
-  const { url, pool, connecttimeout, querytimeout } = config.database;
+  const { url, pool, connecttimeout, querytimeout, preparedstatements } = config.database;
   if (url) {
     return {
       ready: createPostgresDb(url, {
         max: pool.max,
         connectTimeoutMs: connecttimeout * 1000,
         queryTimeoutMs: querytimeout * 1000,
+        preparedStatements: preparedstatements,
         ...(options.onAvailability ? { onAvailability: options.onAvailability } : {}),
       }),
     };

@@ -127,6 +127,8 @@ export interface PostgresDbOptions {
   queryTimeoutMs?: number;
   /** Told after each statement whether the server answered. */
   onAvailability?: AvailabilityListener;
+  /** Prepare each statement text once per connection (default true; see statementName). */
+  preparedStatements?: boolean;
 }
 
 export async function createPostgresDb(connectionString: string, options: PostgresDbOptions = {}): Promise<Db> {
@@ -155,8 +157,9 @@ export async function createPostgresDb(connectionString: string, options: Postgr
       throw failure;
     }
   }
-  const bounded = postgresView(pool, call, options.queryTimeoutMs);
-  return { ...bounded, maintenance: postgresView(pool, call, undefined), close: () => pool.end() };
+  const prepared = options.preparedStatements ?? true;
+  const bounded = postgresView(pool, call, options.queryTimeoutMs, prepared);
+  return { ...bounded, maintenance: postgresView(pool, call, undefined, prepared), close: () => pool.end() };
 }
 
 const statementNames = new Map<string, string>();
@@ -178,11 +181,16 @@ function statementName(text: string): string {
 }
 
 /** Statements on the pool, each failing after `queryTimeoutMs` without an answer (if set). */
-function postgresView(pool: pg.Pool, call: <T>(run: () => Promise<T>) => Promise<T>, queryTimeoutMs: number | undefined): Db {
+function postgresView(
+  pool: pg.Pool,
+  call: <T>(run: () => Promise<T>) => Promise<T>,
+  queryTimeoutMs: number | undefined,
+  prepared: boolean,
+): Db {
   // pg takes a per-statement timeout (not in its types); a client it fired on is dropped.
   const statement = (text: string, values?: unknown[]): pg.QueryConfig => {
-    const name = statementName(text);
-    return (queryTimeoutMs ? { name, text, values, query_timeout: queryTimeoutMs } : { name, text, values }) as pg.QueryConfig;
+    const config = prepared ? { name: statementName(text), text, values } : { text, values };
+    return (queryTimeoutMs ? { ...config, query_timeout: queryTimeoutMs } : config) as pg.QueryConfig;
   };
   const query: Db['query'] = <R extends object>(sql: string, params?: unknown[]) =>
     call(async () => (await pool.query(statement(sql, params))).rows as R[]);

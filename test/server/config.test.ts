@@ -239,6 +239,8 @@ test('dependency timeouts: Go durations, defaults, and more than zero', (t) => {
   const defaults = loadConfig({ env: { REGISTRY_STORAGE_S3_BUCKET: 'blobs' } });
   t.is(defaults.database.connecttimeout, 10);
   t.is(defaults.database.querytimeout, 30);
+  t.true(defaults.database.preparedstatements);
+  t.false(loadConfig({ env: { REGISTRY_DATABASE_PREPAREDSTATEMENTS: 'false' } }).database.preparedstatements);
   t.is(defaults.storage.s3?.idletimeout, 30);
   const set = loadConfig({
     env: {

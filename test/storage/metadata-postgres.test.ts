@@ -70,3 +70,23 @@ test('concurrent migrate() calls on a fresh database both succeed, applying each
   await store.manifests.save(repository, manifest, [], 'latest');
   t.is(await store.tags.find(repository, 'latest'), manifest.digest);
 });
+
+test('statements are prepared once per connection, and not at all with preparedStatements off', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  // One connection, so the statement that counts sees what the one before it left.
+  const countPrepared = async (preparedStatements: boolean): Promise<number> => {
+    const db = await createPostgresDb(database.url, { max: 1, preparedStatements });
+    try {
+      await db.query('SELECT $1::text AS echo', ['a']);
+      await db.query('SELECT $1::text AS echo', ['b']);
+      const rows = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_prepared_statements WHERE NOT from_sql');
+      return rows[0]!.n;
+    } finally {
+      await db.close();
+    }
+  };
+  // Named: the echo and the count itself (pgbouncer's transaction mode loses such a statement).
+  t.is(await countPrepared(true), 2);
+  t.is(await countPrepared(false), 0);
+});
