@@ -26,23 +26,13 @@ interface Prepared {
 /** Names unique in the process, so two sets of statements on one database never collide. */
 let named = 0;
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
 export function createPreparedStatements(db: PGlite, max = MAX_STATEMENTS) {
   const serialize = protocol.serialize;
   const prepared = new Map<string, Prepared>(); // insertion order = least recently used first
 
   /** Runs the messages (ending in Sync); the error PostgreSQL answered with, thrown as PGlite does. */
   async function run(parts: Uint8Array[]) {
-    const messages = await db.execProtocolStream(concat(parts), { syncToFs: false, throwOnError: false });
+    const messages = await db.execProtocolStream(Buffer.concat(parts), { syncToFs: false, throwOnError: false });
     const failed = messages.find((m) => m.name === 'error');
     if (failed) throw failed as unknown as BackendError;
     return messages;
