@@ -17,8 +17,8 @@ interface ManifestRow {
 
 /**
  * Saves a manifest, its references and its tag, and creates its repository on first use, unless a
- * reference is not in the repository at its declared size: then nothing is written and the
- * references at fault come back, in the manifest's order.
+ * reference is not in the repository at its declared size: then nothing is written and the first
+ * reference at fault comes back (its position in the list, and the size stored here or null).
  * $1 repository, $2-$8 the manifest's columns, $9/$10/$12 the references' digests, kinds and
  * declared sizes, $11 the tag or null, $13 whether blobs are checked (false for a mirror's blobs,
  * fetched later). A blob counts only when linked in this repository: a blob in another one is
@@ -30,7 +30,7 @@ interface ManifestRow {
 const SAVE_MANIFEST = `
   WITH found AS (SELECT id FROM repositories WHERE name = $1),
   problems AS (
-    SELECT r.n, r.d, r.k, stored.size AS stored
+    SELECT r.n, stored.size AS stored
     FROM unnest($9::text[], $10::text[], $12::bigint[]) WITH ORDINALITY AS r (d, k, s, n)
     LEFT JOIN LATERAL (
       SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
