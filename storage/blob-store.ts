@@ -63,6 +63,29 @@ export function hasPositionalReads(store: BlobStore): store is BlobStore & Posit
   return typeof (store as Partial<PositionalReads>).openReader === 'function';
 }
 
+/**
+ * Writing on at the end of an existing object, in place: what a file offers beyond the seam. An
+ * upload's chunks can then grow one object, which becomes the blob by a rename, where separate
+ * chunk objects must be copied into one at the end (on a 256 MiB push in 8 MiB PATCHes that copy
+ * was 40% of the push). The Go registry's filesystem driver appends the same way. While an append
+ * runs the object is not atomic: only bytes below `at` may be read meanwhile.
+ */
+export interface InPlaceAppends {
+  /**
+   * Writes `body` into the object from byte `at` on, durable when it resolves. `undefined`, with
+   * the body left unread, when the object is missing or is not exactly `at` bytes long. Bytes a
+   * failed append left behind are for the caller to cut off (`truncate`).
+   */
+  append(key: string, at: number, body: Readable, options?: { signal?: AbortSignal }): Promise<ObjectStat | undefined>;
+  /** Cuts the object back to `size` bytes; a missing object is not an error. */
+  truncate(key: string, size: number): Promise<void>;
+}
+
+export function hasInPlaceAppends(store: BlobStore): store is BlobStore & InPlaceAppends {
+  const candidate = store as Partial<InPlaceAppends>;
+  return typeof candidate.append === 'function' && typeof candidate.truncate === 'function';
+}
+
 /** What a removal of local debris found (and removed, unless it was a dry run). */
 export interface DebrisReport {
   files: number;

@@ -36,6 +36,8 @@ let directRefused = false;
 export interface FileSinkOptions {
   /** Write full buffers with O_DIRECT (where the file system takes it). */
   directIo?: boolean;
+  /** Write into the existing file from this byte on (in place) instead of creating it. */
+  at?: number;
 }
 
 async function writeAll(handle: FileHandle, buffer: Buffer, from: number, length: number, position: number): Promise<void> {
@@ -45,7 +47,10 @@ async function writeAll(handle: FileHandle, buffer: Buffer, from: number, length
   }
 }
 
-/** Creates `file` (it must not exist, as flag 'wx') and writes the stream into it, fsynced at the end. */
+/**
+ * Creates `file` (it must not exist, as flag 'wx') and writes the stream into it, fsynced at the
+ * end; with `at`, writes into the existing file from that byte on instead.
+ */
 export function createFileSink(file: string, options: FileSinkOptions = {}): Writable {
   const wantDirect = options.directIo === true && O_DIRECT !== undefined;
   let handle: FileHandle | undefined;
@@ -53,7 +58,7 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
   const buffers: (Buffer | undefined)[] = [undefined, undefined];
   let turn = 0;
   let filled = 0;
-  let position = 0;
+  let position = options.at ?? 0;
   let busy = false;
   // The write running now; a buffer it uses is filled again only after it ends.
   let writing: Promise<void> = Promise.resolve();
@@ -115,7 +120,7 @@ export function createFileSink(file: string, options: FileSinkOptions = {}): Wri
 
   return new Writable({
     construct(callback) {
-      open(file, 'wx').then((h) => {
+      open(file, options.at === undefined ? 'wx' : 'r+').then((h) => {
         handle = h;
         callback();
       }, callback);

@@ -3,12 +3,21 @@
 // (and a directory made for it) is durable only once the directory holding the new entry is
 // fsynced too: without that, a power loss can take a blob whose database row committed.
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore, DebrisReport, LocalDebris, ObjectReader, ObjectStat, PositionalReads, ReadOptions } from './blob-store.js';
+import type {
+  BlobStore,
+  DebrisReport,
+  InPlaceAppends,
+  LocalDebris,
+  ObjectReader,
+  ObjectStat,
+  PositionalReads,
+  ReadOptions,
+} from './blob-store.js';
 import { InvalidStorageKeyError, isErrno, isNoSpace, StorageFullError, StorageNotFoundError } from './errors.js';
 import { createFileSink } from './file-sink.js';
 import { UPLOADS_TREE } from './paths.js';
@@ -22,7 +31,7 @@ export interface FilesystemBlobStoreOptions {
   directIo?: boolean;
 }
 
-export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): BlobStore & PositionalReads & LocalDebris {
+export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): BlobStore & PositionalReads & InPlaceAppends & LocalDebris {
   const root = path.resolve(options.rootDirectory);
   const sinkOptions = { directIo: options.directIo ?? true };
   const tmpRoot = path.join(root, TMP_DIR);
@@ -201,6 +210,29 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       }
       // A moved-out upload chunk leaves its upload's directory empty: it goes now, not never.
       await pruneEmptyParents(path.dirname(source));
+    },
+
+    async append(key, at, body, options = {}) {
+      const file = toPath(key);
+      // The caller (storage/blobs.ts) runs one append per object at a time: the length checked
+      // here is still the length when the sink opens the file.
+      if ((await statPath(file))?.size !== at) return undefined;
+      try {
+        await pipeline(body, createFileSink(file, { ...sinkOptions, at }), { signal: options.signal });
+      } catch (err) {
+        throw asStorageError(err);
+      }
+      const written = await statPath(file);
+      if (!written) throw new StorageNotFoundError(key);
+      return written;
+    },
+
+    async truncate(key, size) {
+      try {
+        await truncate(toPath(key), size);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
     },
 
     async delete(key) {

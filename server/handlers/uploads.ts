@@ -108,6 +108,7 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
       await blobs.discardChunk(upload.id, chunk);
       throw new OciError('RANGE_INVALID', 'another request wrote to this upload at the same offset');
     }
+    blobs.chunkRecorded(upload.id, chunk);
     return upload.size + chunk.size;
   }
 

@@ -154,3 +154,34 @@ test('a write of pieces smaller and larger than the sink’s 1 MiB buffers store
   const stored = await readAll(await store.read('uploads/mixed'));
   t.true(stored.equals(Buffer.concat(pieces)));
 });
+
+test('append writes in place from the given byte on, direct writes past an unaligned start included', async (t) => {
+  const { store } = await tempStore(t);
+  const head = randomBytes(5 * 1024 + 3);
+  await store.write('a/one', streamOf(head));
+  // 3 MiB in 64 KiB pieces: the sink's buffers go to the disk directly once past a 4 KiB boundary.
+  const tail = randomBytes(3 * 1024 * 1024 + 17);
+  t.is((await store.append('a/one', head.length, streamOf(tail)))?.size, head.length + tail.length);
+  t.true((await readAll(await store.read('a/one'))).equals(Buffer.concat([head, tail])));
+  await store.truncate('a/one', head.length);
+  t.true((await readAll(await store.read('a/one'))).equals(head));
+  await store.delete('a/one');
+  await t.notThrowsAsync(store.truncate('a/one', 0), 'a missing object is not an error');
+});
+
+test('append neither writes nor reads its body unless the object is exactly as long as it was told', async (t) => {
+  const { store } = await tempStore(t);
+  await store.write('a/two', streamOf(Buffer.from('12345')));
+  for (const [key, at] of [
+    ['a/two', 4],
+    ['a/two', 6],
+    ['a/missing', 0],
+  ] as const) {
+    const body = streamOf(Buffer.from('more'));
+    t.is(await store.append(key, at, body), undefined);
+    t.is(body.readableFlowing, null, `the body of ${key}@${at} was not read`);
+  }
+  t.deepEqual(await readAll(await store.read('a/two')), Buffer.from('12345'));
+  t.is(await store.stat('a/missing'), undefined);
+  await t.throwsAsync(store.append('../x', 0, streamOf(Buffer.from('x'))), { instanceOf: InvalidStorageKeyError });
+});
