@@ -28,6 +28,14 @@ test.serial('values come back as query() gives them: bytes of every value, array
   t.true(Buffer.from((expected[0] as { b: Uint8Array }).b).equals(bytes));
 });
 
+test.serial('bytea comes back byte for byte: every value, and empty', async (t) => {
+  const statements = createPreparedStatements(open());
+  const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => 255 - i));
+  const [row] = (await statements.query(`SELECT $1::bytea AS b, ''::bytea AS e`, [bytes])) as { b: Uint8Array; e: Uint8Array }[];
+  t.true(Buffer.from(row!.b).equals(bytes));
+  t.is(row!.e.length, 0);
+});
+
 test.serial('a failed statement throws what PostgreSQL said, and the session goes on', async (t) => {
   const statements = createPreparedStatements(open());
   await statements.query('CREATE TABLE uniq (k text PRIMARY KEY)');
