@@ -37,6 +37,8 @@ export interface Db extends Queryable {
   /** Resolves when the database answers a statement (readiness checks). */
   ping(): Promise<void>;
   readonly kind: 'postgres' | 'pglite';
+  /** Statements that can run at once: the pool's size; 1 for PGlite (one session). */
+  readonly connections: number;
   /**
    * The same database for statements that may rightly run long (migrations, garbage collection):
    * no query timeout. Absent where there is none anyway (PGlite).
@@ -60,6 +62,9 @@ export function deferredDb(kind: Db['kind'], opening: Promise<Db>, maintenance =
   const db = (): Promise<Db> => (open ? Promise.resolve(open) : opening);
   return {
     kind,
+    get connections() {
+      return open?.connections ?? 1;
+    },
     query: async (sql, params) => (open ?? (await opening)).query(sql, params),
     transaction: async (fn) => (await db()).transaction(fn),
     ...(kind === 'pglite'
@@ -196,6 +201,7 @@ function postgresView(
     call(async () => (await pool.query(statement(sql, params))).rows as R[]);
   return {
     kind: 'postgres',
+    connections: pool.options.max,
     query,
     async ping() {
       await query('SELECT 1');
@@ -372,6 +378,7 @@ async function startWorker(dataDirectory: string | undefined, options: PgliteDbO
   };
   return {
     kind: 'pglite',
+    connections: 1,
     query,
     async ping() {
       await query('SELECT 1');

@@ -2,6 +2,7 @@
 // and the cache in front of either. It checks the contract in storage/metadata-store.ts. The store
 // is shared by the tests of a file, which run concurrently: every test names its own repositories
 // (a random prefix) and uploads (random ids).
+import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { TestFn } from 'ava';
 import { digestOf } from '../../storage/digest.js';
@@ -240,6 +241,39 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
         t.is(read?.content.buffer.byteLength, manifest.content.length, 'the bytes are not a view of a larger buffer');
       }
     }
+  });
+
+  test("property: manifests looked up by tag at the same time each get their own repository's, or none", async (t) => {
+    // Lookups made together may go to the database as one statement (storage/batched-lookup.ts):
+    // the same tag in two repositories, a repository or tag that does not exist, the same lookup
+    // twice, must each come back as a lookup of its own would.
+    const repositories = [randomRepository(), randomRepository(), randomRepository(), randomRepository()];
+    const tags = ['latest', 'v1', 'v2', 'missing'];
+    const expected = new Map<string, ManifestRecord | undefined>();
+    for (const [r, repository] of repositories.slice(0, 3).entries()) {
+      for (const tag of tags.slice(0, 3 - (r % 2))) {
+        const manifest = randomManifest(
+          r === 1
+            ? { artifactType: 'application/example', annotations: { tag }, mediaType: 'application/vnd.oci.image.index.v1+json' }
+            : {},
+        );
+        await store().manifests.save(repository, manifest, [], tag);
+        expected.set(`${repository} ${tag}`, manifest);
+      }
+    }
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.constantFrom(...repositories), fc.constantFrom(...tags)), { minLength: 1, maxLength: 40 }),
+        async (lookups) => {
+          const found = await Promise.all(lookups.map(([repository, tag]) => store().manifests.findByTag(repository, tag)));
+          for (const [i, [repository, tag]] of lookups.entries()) {
+            assert.deepEqual(found[i], expected.get(`${repository} ${tag}`), `${repository}:${tag}`);
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+    t.pass();
   });
 
   test('a manifest naming a blob that is not stored is refused, and nothing is saved', async (t) => {
