@@ -14,6 +14,7 @@ import { createCachedProjectStore, createPostgresProjectStore, type ProjectStore
 import { createBlobs } from '../storage/blobs.js';
 import { createCachedMetadataStore } from '../storage/cached-metadata-store.js';
 import { createChangeBus } from '../storage/change-bus.js';
+import { startEmbeddedUpkeep } from '../storage/embedded-upkeep.js';
 import { createGarbageCollector } from '../storage/gc.js';
 import { createPostgresDb, deferredDb, startPgliteDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -209,10 +210,12 @@ export async function createRegistry(
       ? undefined
       : startMirrorScheduler({ db, projects, pullThrough, metadata, log, bus });
     const heartbeat = startHeartbeat(deps.replicas, deps);
+    const upkeep = startUpkeep(db, deps);
     background = {
       async stop() {
         mirrorScheduler?.stop();
         heartbeat.stop();
+        await upkeep?.stop();
         await sweep.stop();
       },
     };
@@ -270,6 +273,19 @@ function startHeartbeat(replicas: ReplicaStore, deps: Pick<RegistryDeps, 'config
   const timer = setInterval(beat, 30_000);
   timer.unref();
   return { stop: () => clearInterval(timer) };
+}
+
+/**
+ * The embedded database's vacuum and analysis (storage/embedded-upkeep.ts), which PostgreSQL's
+ * autovacuum does for a server. Not in read-only mode, which promises no writes.
+ */
+function startUpkeep(db: Db, deps: Pick<RegistryDeps, 'config' | 'log'>): { stop(): Promise<void> } | undefined {
+  if (db.kind !== 'pglite' || deps.config.storage.maintenance.readonly.enabled) return undefined;
+  return startEmbeddedUpkeep(db, {
+    // The session waits while a table is vacuumed: worth an info line when it was long.
+    onPass: ({ tables, ms }) => deps.log[ms >= 1000 ? 'info' : 'debug']({ tables, ms }, 'vacuumed and analysed the embedded database'),
+    onError: (err) => deps.log.warn({ err }, 'could not vacuum the embedded database'),
+  });
 }
 
 /** The driver's own error under the registry's reading of it, whose reason start-up reports. */
