@@ -261,6 +261,37 @@ async function walkTags(baseUrl: string, n: number): Promise<number> {
   return ms;
 }
 
+/**
+ * The same walk against a bare Node.js HTTP server that makes each page up (names t000000…, the
+ * Link header while more are left): what the client and one HTTP round trip per page cost on this
+ * machine whatever the registry does, the floor under the walk row.
+ */
+async function walkFloor(n: number): Promise<number> {
+  const script = `
+    const http = require('node:http');
+    const n = ${n}, page = ${PAGE};
+    const name = (i) => 't' + String(i).padStart(6, '0');
+    http.createServer((req, res) => {
+      const last = new URL(req.url, 'http://x').searchParams.get('last');
+      const from = last ? Number(last.slice(1)) + 1 : 0;
+      const tags = [];
+      for (let i = from; i < Math.min(n, from + page); i++) tags.push(name(i));
+      if (from + page < n) res.setHeader('Link', '</v2/floor/tags/list?n=' + page + '&last=' + name(from + page - 1) + '>; rel="next"');
+      res.setHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify({ name: 'floor', tags }));
+    }).listen(0, '127.0.0.1', function () { console.log(this.address().port); });`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stdout.once('data', (data: Buffer) => resolve(Number(String(data).trim())));
+      child.once('exit', () => reject(new Error('the floor server exited')));
+    });
+    return await walkTags(`http://127.0.0.1:${port}`, n);
+  } finally {
+    child.kill();
+  }
+}
+
 /** One full tag list: ms. */
 async function fullList(baseUrl: string, n: number): Promise<number> {
   const { ms, body } = await timedGet(`${baseUrl}/v2/${ONE}/tags/list`);
@@ -281,6 +312,7 @@ interface ScaleRows {
   getSpread: Row;
   head: Row;
   walk: Row;
+  walkFloor: Row;
   coldList: Row;
   rss: Row;
   restart: Row;
@@ -295,6 +327,7 @@ function addRows(table: Table, system: string, n: number): ScaleRows {
     getSpread: table.add(`manifest GET, random tag over ${Math.ceil(n / 10)} repos (${at})`, 'req/s', { kind: 'ratio', min: 5 }),
     head: table.add(`blob HEAD (${at})`, 'req/s', { kind: 'ratio', min: 5 }),
     walk: table.add(`tag list walk, pages of ${PAGE} (${at})`, 'ms', { kind: 'under', max: 150 }),
+    walkFloor: table.add(`  the same walk against a bare Node.js server (the client's floor)`, 'ms', { kind: 'info' }),
     coldList: table.add(`cold full tag list (${at}; target ≤ Go)`, 'ms', { kind: 'info' }),
     rss: table.add(`idle RSS after the loads, server + database (${at})`, 'MB', { kind: 'info' }),
     restart: table.add(`restart until /v2/ answers 200 (${at})`, 'ms', { kind: 'under', max: 500 }),
@@ -463,6 +496,7 @@ export async function runScaleRows(resources: Resources, record: RecordFigure): 
     record(target.rows.restart, target.server, median(restarts));
     record(target.rows.coldList, target.server, median(lists));
     record(target.rows.walk, target.server, await walkTags(target.server.baseUrl, N));
+    record(target.rows.walkFloor, target.server, await walkFloor(N));
   }
   if (go) {
     const goCold = await goFullLists(go.baseUrl, N);
