@@ -63,6 +63,8 @@ export interface Registry {
 export interface RegistryOptions {
   /** The embedded database process ended on its own: the registry cannot serve any more. */
   onDatabaseLost?: (err: Error) => void;
+  /** Between the embedded database's vacuum passes (default a minute; tests shorten it). */
+  upkeepIntervalMs?: number;
 }
 
 export interface DatabaseOptions extends RegistryOptions {
@@ -210,7 +212,7 @@ export async function createRegistry(
       ? undefined
       : startMirrorScheduler({ db, projects, pullThrough, metadata, log, bus });
     const heartbeat = startHeartbeat(deps.replicas, deps);
-    const upkeep = startUpkeep(db, deps);
+    const upkeep = startUpkeep(db, deps, options.upkeepIntervalMs);
     background = {
       async stop() {
         mirrorScheduler?.stop();
@@ -279,9 +281,10 @@ function startHeartbeat(replicas: ReplicaStore, deps: Pick<RegistryDeps, 'config
  * The embedded database's vacuum and analysis (storage/embedded-upkeep.ts), which PostgreSQL's
  * autovacuum does for a server. Not in read-only mode, which promises no writes.
  */
-function startUpkeep(db: Db, deps: Pick<RegistryDeps, 'config' | 'log'>): { stop(): Promise<void> } | undefined {
+function startUpkeep(db: Db, deps: Pick<RegistryDeps, 'config' | 'log'>, intervalMs?: number): { stop(): Promise<void> } | undefined {
   if (db.kind !== 'pglite' || deps.config.storage.maintenance.readonly.enabled) return undefined;
   return startEmbeddedUpkeep(db, {
+    ...(intervalMs === undefined ? {} : { intervalMs }),
     // The session waits while a table is vacuumed: worth an info line when it was long.
     onPass: ({ tables, ms }) => deps.log[ms >= 1000 ? 'info' : 'debug']({ tables, ms }, 'vacuumed and analysed the embedded database'),
     onError: (err) => deps.log.warn({ err }, 'could not vacuum the embedded database'),

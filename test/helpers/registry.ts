@@ -6,7 +6,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../server/config.js';
 import { createHttpServer, listen } from '../../server/listen.js';
-import { createRegistry, type Registry } from '../../server/registry.js';
+import { createRegistry, type Registry, type RegistryOptions } from '../../server/registry.js';
 import { seedEmbeddedDatabase } from './pglite-template.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
 
@@ -32,6 +32,8 @@ export interface TestRegistryOptions {
   databaseUrl?: string;
   /** The registry's logger (default: pino at REGISTRY_LOG_LEVEL, to standard output). */
   log?: pino.Logger;
+  /** Passed to createRegistry. */
+  registryOptions?: RegistryOptions;
 }
 
 export async function startTestRegistry(options: TestRegistryOptions = {}): Promise<TestRegistry> {
@@ -53,7 +55,7 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
   await seedEmbeddedDatabase(env);
   const config = loadConfig({ env });
   const log = options.log ?? pino({ level: config.log.level });
-  const registry = await createRegistry(config, log);
+  const registry = await createRegistry(config, log, undefined, options.registryOptions);
   // Tests start from a registry whose database is open (serve() listens before: server/main.ts).
   await registry.ready.catch(async (err: unknown) => {
     await registry.close().catch(() => undefined);

@@ -1,11 +1,13 @@
 // The embedded database's vacuum and analysis (storage/embedded-upkeep.ts): PGlite runs no
 // autovacuum, so without it every push's upload row stayed behind as a dead row for good.
 import { randomUUID } from 'node:crypto';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { createPgliteDb, type Db } from '../../storage/db.js';
 import { startEmbeddedUpkeep } from '../../storage/embedded-upkeep.js';
 import { migrate } from '../../storage/migrate.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
+import { testWithCommands } from '../helpers/env.js';
+import { startTestRegistry } from '../helpers/registry.js';
 import { sleep, until } from '../helpers/wait.js';
 
 interface TableStats {
@@ -78,4 +80,35 @@ test('passes run on their interval until stopped, and stop waits for the one und
   await sleep(200);
   t.is(passes.length, count, 'no pass after stop');
   t.is((await statsOf(db, 'uploads')).n_dead_tup, 0);
+});
+
+const postgresTest = testWithCommands('registry upkeep on PostgreSQL', [], { postgres: true });
+
+/** 80 blob pushes begun and cancelled over HTTP (80 dead upload rows); the uploads table's vacuums then. */
+async function churnUploads(t: ExecutionContext, database: 'pglite' | 'postgres'): Promise<() => Promise<number>> {
+  const server = await startTestRegistry({ database, registryOptions: { upkeepIntervalMs: 100 } });
+  t.teardown(() => server.close());
+  for (let i = 0; i < 80; i++) {
+    const started = await fetch(`${server.url}/v2/upkeep/repo/blobs/uploads/`, { method: 'POST' });
+    t.is(started.status, 202);
+    const cancelled = await fetch(new URL(started.headers.get('location')!, server.url), { method: 'DELETE' });
+    t.is(cancelled.status, 204);
+  }
+  const db = server.registry.db;
+  return async () => {
+    await db.query('SELECT pg_stat_force_next_flush()');
+    const [row] = await db.query<{ vacuum_count: number }>(`SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'uploads'`);
+    return Number(row?.vacuum_count ?? 0);
+  };
+}
+
+test('a registry on the embedded database runs the upkeep', async (t) => {
+  const vacuums = await churnUploads(t, 'pglite');
+  t.true(await until(async () => (await vacuums()) > 0, 10_000), 'the uploads table was vacuumed');
+});
+
+postgresTest('a registry on PostgreSQL leaves vacuuming to autovacuum', async (t) => {
+  const vacuums = await churnUploads(t, 'postgres');
+  await sleep(1_000);
+  t.is(await vacuums(), 0, 'no VACUUM from the registry');
 });
