@@ -298,8 +298,10 @@ export function createBlobs(store: BlobStore): Blobs {
       let key = onto?.key ?? uploadChunkKey(uploadId, offset);
       let start = 0;
       let written: ObjectStat | undefined;
+      /** Writing onto the previous chunk's object (not a new object after a refused append). */
+      const inPlace = (): boolean => onto !== undefined && key === onto.key;
       /** Removes what this write stored: its own object, or the bytes it appended. */
-      const undo = (): Promise<void> => (onto && key === onto.key ? appends!.truncate(key, onto.at) : store.delete(key));
+      const undo = (): Promise<void> => (inPlace() ? appends!.truncate(key, onto!.at) : store.delete(key));
       try {
         if (onto) {
           // The previous append or write failed half-way and left its bytes (undefined): a new object.
@@ -309,7 +311,8 @@ export function createBlobs(store: BlobStore): Blobs {
         }
         written ??= await store.write(key, counter, { signal });
       } catch (err) {
-        if (onto && key === onto.key) await appends!.truncate(key, onto.at).catch(() => undefined);
+        // A write of its own object removes its temporary file itself; an append leaves its bytes.
+        if (inPlace()) await undo().catch(() => undefined);
         throw err;
       } finally {
         stopWatching();

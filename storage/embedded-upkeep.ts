@@ -46,17 +46,20 @@ export function startEmbeddedUpkeep(
     return done;
   }
 
+  /** Runs a pass after any under way: never two at once, the timer's or a caller's. */
+  function queue(): Promise<string[]> {
+    const next = running.then(pass);
+    running = next.catch(() => undefined);
+    return next;
+  }
+
   const timer = setInterval(() => {
-    running = running.then(pass).catch((err: unknown) => options.onError?.(err));
+    queue().catch((err: unknown) => options.onError?.(err));
   }, options.intervalMs ?? 60_000);
   timer.unref();
 
   return {
-    pass: () => {
-      const next = running.then(pass);
-      running = next.catch(() => undefined);
-      return next;
-    },
+    pass: queue,
     async stop() {
       stopped = true;
       clearInterval(timer);
