@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import test, { type ExecutionContext } from 'ava';
 import { createPgliteDb, type Db } from '../../storage/db.js';
 import { startEmbeddedUpkeep } from '../../storage/embedded-upkeep.js';
+import type { MetadataStore } from '../../storage/metadata-store.js';
 import { migrate } from '../../storage/migrate.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
 import { testWithCommands } from '../helpers/env.js';
@@ -27,6 +28,15 @@ async function statsOf(db: Db, table: string): Promise<TableStats> {
   return { n_dead_tup: Number(row.n_dead_tup), vacuum_count: Number(row.vacuum_count), analyze_count: Number(row.analyze_count) };
 }
 
+/** `count` upload sessions begun and ended, as blob pushes leave them: as many dead rows. */
+async function deadUploads(store: MetadataStore, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const id = randomUUID();
+    await store.uploads.create(id, 'upkeep/repo');
+    await store.uploads.remove(id);
+  }
+}
+
 async function openDb(t: { teardown(fn: () => Promise<void>): void }): Promise<Db> {
   const db = await createPgliteDb(undefined);
   t.teardown(() => db.close());
@@ -42,11 +52,7 @@ test('a table past autovacuum thresholds is vacuumed and analysed; one below the
   await upkeep.pass(); // what migrating left due
 
   // 200 pushes' worth of upload sessions, begun and ended: 200 dead rows, no live one.
-  for (let i = 0; i < 200; i++) {
-    const id = randomUUID();
-    await store.uploads.create(id, 'upkeep/repo');
-    await store.uploads.remove(id);
-  }
+  await deadUploads(store, 200);
   // 30 new rows of another table: below the threshold of 50.
   await db.query(`INSERT INTO repositories (name) SELECT 'upkeep/few-' || i FROM generate_series(1, 30) i`);
   const before = await statsOf(db, 'uploads');
@@ -68,11 +74,7 @@ test('passes run on their interval until stopped, and stop waits for the one und
   const store = createPostgresMetadataStore(db);
   const passes: string[][] = [];
   const upkeep = startEmbeddedUpkeep(db, { intervalMs: 50, onPass: ({ tables }) => passes.push(tables) });
-  for (let i = 0; i < 100; i++) {
-    const id = randomUUID();
-    await store.uploads.create(id, 'upkeep/repo');
-    await store.uploads.remove(id);
-  }
+  await deadUploads(store, 100);
   await db.query('SELECT pg_stat_force_next_flush()');
   t.true(await until(() => passes.some((tables) => tables.includes('uploads')), 10_000), 'a pass vacuumed the uploads');
   await upkeep.stop();
@@ -94,12 +96,7 @@ async function churnUploads(t: ExecutionContext, database: 'pglite' | 'postgres'
     const cancelled = await fetch(new URL(started.headers.get('location')!, server.url), { method: 'DELETE' });
     t.is(cancelled.status, 204);
   }
-  const db = server.registry.db;
-  return async () => {
-    await db.query('SELECT pg_stat_force_next_flush()');
-    const [row] = await db.query<{ vacuum_count: number }>(`SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'uploads'`);
-    return Number(row?.vacuum_count ?? 0);
-  };
+  return async () => (await statsOf(server.registry.db, 'uploads')).vacuum_count;
 }
 
 test('a registry on the embedded database runs the upkeep', async (t) => {
