@@ -111,7 +111,7 @@ export async function runMirrorRows(
       );
     }
     console.log(
-      `  bare node relay (fetch to response, nothing hashed or stored): ${median(figures.relay).toFixed(1)} MiB/s, ` +
+      `  bare node relay (request to response, nothing hashed or stored): ${median(figures.relay).toFixed(1)} MiB/s, ` +
         `${(median(figures.relay) / median(figures.direct)).toFixed(2)}x the direct pull: the ceiling of the cold pull here`,
     );
     record(rows.cold, signet, median(figures.cold));

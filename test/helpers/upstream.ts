@@ -115,6 +115,13 @@ export interface CountingProxy {
    * challenge pointing at this proxy's `/token`, which issues one for these Basic credentials.
    */
   requireToken(credentials: { username: string; password: string }): void;
+  /**
+   * Answer blob GETs with a 307 to `base` + the same path (another origin: a CDN or object store,
+   * as Docker Hub, Quay and Red Hat do), or stop (undefined).
+   */
+  redirectBlobs(base: string | undefined): void;
+  /** Send the first chunk of bodies of GETs whose path matches, then nothing more (undefined: stop). */
+  stall(pathPattern: RegExp | undefined): void;
   /** Refuse connections (as a stopped upstream) or accept them again. */
   setDown(down: boolean): Promise<void>;
   close(): Promise<void>;
@@ -124,6 +131,8 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
   const requests: string[] = [];
   let corruptPattern: RegExp | undefined;
   let tokenAuth: { username: string; password: string } | undefined;
+  let blobRedirect: string | undefined;
+  let stallPattern: RegExp | undefined;
   const token = `tok-${Math.random().toString(36).slice(2)}`;
   let port = 0;
   /** Answers token requests and refuses requests without the token; true when it answered. */
@@ -151,6 +160,10 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     requests.push(`${req.method} ${req.url}`);
     if (guarded(req, res)) return;
+    if (blobRedirect && req.method === 'GET' && /^\/v2\/.+\/blobs\/[a-z0-9]+:[a-f0-9]+$/.test(req.url ?? '')) {
+      res.writeHead(307, { Location: `${blobRedirect}${req.url}` }).end();
+      return;
+    }
     const upstream = http.request(
       {
         host: '127.0.0.1',
@@ -163,6 +176,13 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
         const headers = { ...answer.headers };
         const corrupt = req.method === 'GET' && corruptPattern?.test(req.url ?? '') && answer.statusCode === 200;
         res.writeHead(answer.statusCode ?? 502, headers);
+        if (req.method === 'GET' && stallPattern?.test(req.url ?? '') && answer.statusCode === 200) {
+          answer.once('data', (chunk: Buffer) => {
+            res.write(chunk.subarray(0, 1024));
+            answer.destroy();
+          });
+          return;
+        }
         if (!corrupt) {
           answer.pipe(res);
           return;
@@ -195,6 +215,12 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
     requireToken(credentials) {
       tokenAuth = credentials;
     },
+    redirectBlobs(base) {
+      blobRedirect = base;
+    },
+    stall(pattern) {
+      stallPattern = pattern;
+    },
     async setDown(down) {
       if (down) {
         await closeServer(server);
@@ -205,6 +231,37 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
     },
     close: () => (server.listening ? closeServer(server) : Promise.resolve()),
   };
+}
+
+export interface BlobStore {
+  url: string;
+  /** `METHOD path` of every request, and whether it carried an Authorization header. */
+  requests: { line: string; authorization: boolean }[];
+  close(): Promise<void>;
+}
+
+/**
+ * Where an upstream redirects blob GETs: it serves them from the Go registry on `targetPort`, and
+ * refuses a request that carries an Authorization header with 400, as S3 does with a presigned URL
+ * ("Only one auth mechanism allowed").
+ */
+export async function startBlobStore(targetPort: number): Promise<BlobStore> {
+  const requests: BlobStore['requests'] = [];
+  const server = http.createServer((req, res) => {
+    requests.push({ line: `${req.method} ${req.url}`, authorization: req.headers.authorization !== undefined });
+    if (req.headers.authorization !== undefined) {
+      res.writeHead(400, { 'Content-Type': 'application/xml' }).end('<Error><Code>InvalidArgument</Code></Error>');
+      return;
+    }
+    const upstream = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    upstream.end();
+  });
+  const port = await listenLoopback(server);
+  return { url: `http://127.0.0.1:${port}`, requests, close: () => closeServer(server) };
 }
 
 export interface StaticServer {

@@ -15,7 +15,15 @@ import { blobOf, imageOf, makeImage, makeIndex, OCI_LAYER, type Image } from '..
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { run, type RunResult } from '../helpers/run.js';
 import { until } from '../helpers/wait.js';
-import { GO_REGISTRY, pushBlobTo, startCountingProxy, startGoRegistry, type CountingProxy, type GoRegistry } from '../helpers/upstream.js';
+import {
+  GO_REGISTRY,
+  pushBlobTo,
+  startBlobStore,
+  startCountingProxy,
+  startGoRegistry,
+  type CountingProxy,
+  type GoRegistry,
+} from '../helpers/upstream.js';
 
 interface Context {
   upstream: GoRegistry;
@@ -302,6 +310,70 @@ test('an upstream with token authentication is pulled with the mirror credential
     t.false(JSON.stringify(body).includes('not-it'));
   } finally {
     await guarded.close();
+  }
+});
+
+test('blob GETs redirected to another origin are followed without the credentials, as an object store requires', async (t) => {
+  const guarded = await startCountingProxy(t.context.upstream.port);
+  const store = await startBlobStore(t.context.upstream.port);
+  try {
+    const image = makeImage({ layers: 2 });
+    await pushUpstream(t, 'redirected/app', image, 'v1');
+    guarded.requireToken({ username: 'bot', password: 'bot-pw' });
+    guarded.redirectBlobs(store.url);
+    const res = await fetch(`${t.context.signet.url}/api/v1/projects`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'redirected', mirror: { upstream: guarded.url, username: 'bot', password: 'bot-pw' } }),
+    });
+    t.is(res.status, 201);
+    const signet = createClient(t.context.signet.url);
+    t.is((await signet.getManifest('redirected/redirected/app', 'v1')).status, 200);
+    for (const layer of image.layers) {
+      const blob = await signet.request(`/v2/redirected/redirected/app/blobs/${layer.digest}`);
+      t.is(blob.status, 200);
+      t.is(sha(Buffer.from(await blob.arrayBuffer())), layer.digest);
+    }
+    // The registry was asked with the token and answered with redirects; the store was asked without it.
+    t.true(guarded.count('GET', /\/blobs\/sha256:/) >= 2);
+    t.true(store.requests.filter((r) => /\/blobs\/sha256:/.test(r.line)).length >= 2, JSON.stringify(store.requests));
+    t.false(
+      store.requests.some((r) => r.authorization),
+      'no credentials sent to another origin',
+    );
+  } finally {
+    await guarded.close();
+    await store.close();
+  }
+});
+
+test('an upstream that stalls in the middle of a blob is given up after REGISTRY_PROXY_TIMEOUT; the next pull fetches again', async (t) => {
+  const own = await startCountingProxy(t.context.upstream.port);
+  try {
+    const project = await mirrorProject(t, own.url);
+    const layer = blobOf(randomBytes(4 * 1024 * 1024), OCI_LAYER);
+    t.is(await pushBlobTo(t.context.upstream.url, 'stalled/app', layer), 201);
+    own.stall(new RegExp(layer.digest));
+    const signet = createClient(t.context.signet.url);
+    const started = Date.now();
+    // The answer started (headers, the first KiB), then nothing: the body ends in an error, not never.
+    const stalled = await signet.request(`/v2/${project}/stalled/app/blobs/${layer.digest}`).then(
+      async (res) => Buffer.from(await res.arrayBuffer()).length,
+      (err: unknown) => err as Error,
+    );
+    if (typeof stalled === 'number') t.true(stalled < layer.data.length, `${stalled} bytes`);
+    else t.pass();
+    // REGISTRY_PROXY_TIMEOUT is 5 s here; fetch's own body timeout was 300 s.
+    t.true(Date.now() - started < 30_000, `gave up after ${Date.now() - started} ms`);
+    own.stall(undefined);
+    const fetched = await until(async () => {
+      const res = await signet.request(`/v2/${project}/stalled/app/blobs/${layer.digest}`);
+      return res.status === 200 && sha(Buffer.from(await res.arrayBuffer())) === layer.digest;
+    }, 30_000);
+    t.true(fetched, 'the blob is pulled once the upstream sends it');
+    t.true(own.count('GET', new RegExp(`/blobs/${layer.digest}$`)) >= 2);
+  } finally {
+    await own.close();
   }
 });
 
