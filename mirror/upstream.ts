@@ -14,8 +14,10 @@
 // are followed as fetch follows them: registries send blob GETs to a CDN or object store (Docker
 // Hub, Quay, Red Hat), and the credentials are dropped when a redirect leaves the registry's origin
 // (undici's redirect handler; an S3 presigned URL refuses a request that carries them too).
+// undici is loaded with the first upstream request: importing it takes 50-140 ms, which a
+// registry without mirror projects should not spend before it answers (bench/, restart rows).
 import type { Readable } from 'node:stream';
-import { Agent, interceptors, request as undiciRequest, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { digestOf, parseDigest } from '../storage/digest.js';
 import { DomainError } from '../storage/errors.js';
 
@@ -133,11 +135,16 @@ async function readLimited(res: Answer, limit: number, upstream: string): Promis
   return Buffer.concat(chunks, total);
 }
 
-/** Every upstream's connections: kept alive between requests, redirects followed (at most 5). */
-let sharedDispatcher: Dispatcher | undefined;
-function dispatcher(): Dispatcher {
-  sharedDispatcher ??= new Agent().compose(interceptors.redirect({ maxRedirections: 5 }));
-  return sharedDispatcher;
+/**
+ * undici's `request` and every upstream's connections: kept alive between requests, redirects
+ * followed (at most 5).
+ */
+let client: Promise<{ request: typeof import('undici').request; dispatcher: Dispatcher }> | undefined;
+function undiciClient(): NonNullable<typeof client> {
+  return (client ??= import('undici').then(({ Agent, interceptors, request }) => ({
+    request,
+    dispatcher: new Agent().compose(interceptors.redirect({ maxRedirections: 5 })),
+  })));
 }
 
 function reason(err: unknown): string {
@@ -172,11 +179,12 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     const timeout = setTimeout(() => timer.abort(new Error(`no answer within ${options.timeoutMs / 1000} s`)), options.timeoutMs);
     timeout.unref();
     try {
+      const { request: undiciRequest, dispatcher } = await undiciClient();
       const res = await undiciRequest(url, {
         method: init.method ?? 'GET',
         headers: init.headers ?? {},
         signal: timer.signal,
-        dispatcher: dispatcher(),
+        dispatcher,
         headersTimeout: options.timeoutMs,
         bodyTimeout: options.timeoutMs,
       });
