@@ -149,6 +149,10 @@ function undiciClient(): NonNullable<typeof client> {
 
 function reason(err: unknown): string {
   const { code, message } = err as { code?: string; message?: string };
+  // Node.js trusts its own CA list; a private upstream's CA is added at start-up.
+  if (code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) {
+    return `its TLS certificate is not trusted (${code}); trust its CA with NODE_EXTRA_CA_CERTS=/path/to/ca.pem`;
+  }
   // undici's own codes (UND_ERR_…) say less than its messages; the system's (ECONNREFUSED) more.
   return code && !code.startsWith('UND_ERR') ? code : (message ?? String(err));
 }

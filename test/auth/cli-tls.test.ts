@@ -1,7 +1,7 @@
 // TLS end to end (a CA and server certificate made by the test, verified by skopeo and node),
 // and the `signet` management commands against a running registry.
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +11,7 @@ import { basic, writeHtpasswd } from '../helpers/auth.js';
 import { testWithCommands } from '../helpers/env.js';
 import { makeImage, writeOciLayout } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeTestCertificates } from '../helpers/test-ca.js';
 
 const run = promisify(execFile);
 const test = testWithCommands('TLS and signet CLI', ['openssl', 'skopeo']);
@@ -19,47 +20,9 @@ const MAIN = path.resolve('server/main.ts');
 let dir: string;
 let registry: TestRegistry;
 
-async function makeCertificates(into: string): Promise<void> {
-  const o = (args: string[]) => run('openssl', args, { cwd: into });
-  await o([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=Signet Test CA',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-  ]);
-  await o(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
-  await writeFile(path.join(into, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  await o([
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    'san.ext',
-    '-out',
-    'server.crt',
-  ]);
-}
-
 test.before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'signet-tls-'));
-  await makeCertificates(dir);
+  await makeTestCertificates(dir);
   await writeHtpasswd(path.join(dir, 'htpasswd'), { root: 'root-pw', dev: 'dev-pw' });
   registry = await startTestRegistry({
     env: {

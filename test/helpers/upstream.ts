@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -127,7 +128,11 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-export async function startCountingProxy(targetPort: number): Promise<CountingProxy> {
+/** `tls`: serve https with this certificate (the upstream behind it stays http). */
+export async function startCountingProxy(
+  targetPort: number,
+  options: { tls?: { cert: Buffer; key: Buffer } } = {},
+): Promise<CountingProxy> {
   const requests: string[] = [];
   let corruptPattern: RegExp | undefined;
   let tokenAuth: { username: string; password: string } | undefined;
@@ -201,12 +206,13 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   };
-  let server = http.createServer(handler);
+  const create = (): http.Server => (options.tls ? https.createServer(options.tls, handler) : http.createServer(handler));
+  let server = create();
   port = await listenLoopback(server);
   return {
     port,
     host: `127.0.0.1:${port}`,
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     requests,
     count: (method, pattern) => requests.filter((r) => r.startsWith(`${method} `) && pattern.test(r.slice(method.length + 1))).length,
     corrupt(pattern) {
@@ -226,7 +232,7 @@ export async function startCountingProxy(targetPort: number): Promise<CountingPr
         await closeServer(server);
         return;
       }
-      server = http.createServer(handler);
+      server = create();
       await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     },
     close: () => (server.listening ? closeServer(server) : Promise.resolve()),
