@@ -5,6 +5,7 @@ import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
@@ -101,7 +102,8 @@ let pgLoaded: Promise<typeof pg> | undefined;
  * memory (bench/, RSS rows).
  */
 export function loadPg(): Promise<typeof pg> {
-  return (pgLoaded ??= import('pg').then(({ default: driver }) => {
+  return (pgLoaded ??= Promise.resolve().then(() => {
+    const driver = requirePg();
     // int8 and numeric come back as strings from pg; every int8 we store (sizes, offsets, ids)
     // fits in a double, so read them as numbers in both back ends. Set once, when it loads.
     driver.types.setTypeParser(driver.types.builtins.INT8, (value) => Number(value));
@@ -113,6 +115,25 @@ export function loadPg(): Promise<typeof pg> {
     driver.types.setTypeParser(driver.types.builtins.BYTEA, (value: string) => ownBytes(pooled(value)));
     return driver;
   }));
+}
+
+/**
+ * pg asks when it loads whether it runs in a Cloudflare Worker (pg/lib/stream.js): without a
+ * global `navigator`, which Node.js 20 does not have (21 and later do), it constructs a `Response`,
+ * and that loads Node's bundled fetch implementation, 40-50 ms of CPU on the start-up path of a
+ * registry on PostgreSQL (it listens once the database answers) spent on a question whose answer
+ * is no (start-up profile on the bench machine). A navigator naming Node.js, there only during
+ * the synchronous require, answers it as Node.js 21 does; nothing else runs meanwhile.
+ */
+function requirePg(): typeof pg {
+  const global = globalThis as { navigator?: unknown };
+  const shim = global.navigator === undefined;
+  if (shim) global.navigator = { userAgent: `Node.js/${process.versions.node.split('.')[0]}` };
+  try {
+    return createRequire(import.meta.url)('pg') as typeof pg;
+  } finally {
+    if (shim) delete global.navigator;
+  }
 }
 
 /** `bytes` in memory of its own: a view of a larger buffer would keep all of it alive. */
