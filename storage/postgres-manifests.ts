@@ -90,6 +90,17 @@ CROSS JOIN LATERAL (
   WHERE t.repository_id = (SELECT id FROM repositories WHERE name = q.repository) AND t.name = q.tag
 ) x`;
 
+/**
+ * Batched lookups by tag in flight at once, at most (fewer where the database has fewer
+ * connections: PGlite's one). Two keep one batch at the database while the next gathers. With
+ * every connection of the pool (10), a busy registry sent nearly one statement per manifest GET
+ * (34,000 for 34,000 GETs by random tag), and a profile put an eighth of the server's time in
+ * writing them to the sockets; with two, each statement carries the GETs that came meanwhile:
+ * 25-35% less CPU per GET and 15-50% more GETs per second (wrk c32, 50,000 tags, PostgreSQL on the
+ * same 2-core machine, alternating runs). A lookup still goes at once when a slot is free.
+ */
+const LOOKUP_SLOTS = 2;
+
 export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
   // Cache misses of manifest GETs by tag, batched while the database is busy (storage/batched-lookup.ts).
   const findByTag = createBatchedLookup<{ repository: string; tag: string }, ManifestRecord | undefined>(
@@ -102,7 +113,7 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
       for (const row of rows) found[Number(row.i) - 1] = toManifestRecord(row);
       return found;
     },
-    { slots: () => db.connections },
+    { slots: () => Math.min(db.connections, LOOKUP_SLOTS) },
   );
 
   const sizes = (sql: string, repository: string, digests: string[]): Promise<Map<string, number>> => sizesOf(db, sql, repository, digests);

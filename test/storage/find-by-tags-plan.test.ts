@@ -6,7 +6,7 @@
 import type { ExecutionContext } from 'ava';
 import { createPgliteDb, createPostgresDb, type Db } from '../../storage/db.js';
 import { migrate } from '../../storage/migrate.js';
-import { FIND_BY_TAGS } from '../../storage/postgres-manifests.js';
+import { createPostgresManifests, FIND_BY_TAGS } from '../../storage/postgres-manifests.js';
 import { testWithCommands } from '../helpers/env.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 
@@ -78,4 +78,52 @@ test("PostgreSQL: batched lookups by tag read no repository's tags whole and are
   t.teardown(() => db.close());
   await migrate(db);
   await assertIndexedLookups(t, db);
+});
+
+test('PostgreSQL: a busy registry sends at most two batched lookups at once, each carrying the lookups that came meanwhile', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const db = await createPostgresDb(database.url, { max: 10 });
+  t.teardown(() => db.close());
+  await migrate(db);
+  await populate(db, 200, 20);
+  const tags = await db.query<{ repository: string; name: string }>(
+    `SELECT r.name AS repository, t.name FROM tags t JOIN repositories r ON r.id = t.repository_id ORDER BY t.name LIMIT 200`,
+  );
+  let inFlight = 0;
+  let most = 0;
+  let statements = 0;
+  const counted: Db = {
+    ...db,
+    connections: db.connections,
+    async query<R extends object>(sql: string, params?: unknown[]): Promise<R[]> {
+      if (sql !== FIND_BY_TAGS) return db.query<R>(sql, params);
+      statements++;
+      most = Math.max(most, ++inFlight);
+      try {
+        return await db.query<R>(sql, params);
+      } finally {
+        inFlight--;
+      }
+    },
+  };
+  const manifests = createPostgresManifests(counted);
+  // Five GETs a tick, as requests arrive at a busy server: more than the pool's ten connections
+  // would take one statement each.
+  const lookups: Promise<string | undefined>[] = [];
+  for (let i = 0; i < tags.length; i += 5) {
+    for (const { repository, name } of tags.slice(i, i + 5)) lookups.push(manifests.findByTag(repository, name).then((m) => m?.digest));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const digests = await Promise.all(lookups);
+  const expected = await db.query<{ manifest_digest: string }>(
+    `SELECT t.manifest_digest FROM tags t JOIN repositories r ON r.id = t.repository_id ORDER BY t.name LIMIT 200`,
+  );
+  t.deepEqual(
+    digests,
+    expected.map((r) => r.manifest_digest),
+    'each lookup its own answer',
+  );
+  t.true(most <= 2, `at most two statements at once (${most})`);
+  t.true(statements < tags.length / 5, `${statements} statements for ${tags.length} lookups`);
 });
