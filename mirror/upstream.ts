@@ -137,14 +137,25 @@ async function readLimited(res: Answer, limit: number, upstream: string): Promis
 
 /**
  * undici's `request` and every upstream's connections: kept alive between requests, redirects
- * followed (at most 5).
+ * followed (at most 5), through the proxy that HTTPS_PROXY / HTTP_PROXY name unless NO_PROXY
+ * exempts the host or it is loopback (lower-case names too), as containers/image's transport does
+ * (pkg/tlsclientconfig: http.ProxyFromEnvironment) and the Go registry's proxy: a registry behind
+ * a corporate proxy mirrors the way its clients pull: https through a CONNECT tunnel, http as
+ * absolute requests to the proxy (as Go's transport sends them; proxies often allow CONNECT to
+ * port 443 only). Read once, with the first request.
  */
 let client: Promise<{ request: typeof import('undici').request; dispatcher: Dispatcher }> | undefined;
 function undiciClient(): NonNullable<typeof client> {
-  return (client ??= import('undici').then(({ Agent, interceptors, request }) => ({
+  return (client ??= import('undici').then(({ EnvHttpProxyAgent, interceptors, request }) => ({
     request,
-    dispatcher: new Agent().compose(interceptors.redirect({ maxRedirections: 5 })),
+    dispatcher: new EnvHttpProxyAgent({ proxyTunnel: false, noProxy: noProxy() }).compose(interceptors.redirect({ maxRedirections: 5 })),
   })));
+}
+
+/** NO_PROXY, and loopback, which Go's http.ProxyFromEnvironment never sends to a proxy either. */
+function noProxy(): string {
+  const listed = (process.env.no_proxy ?? process.env.NO_PROXY ?? '').trim();
+  return listed === '*' ? '*' : [listed, 'localhost', '127.0.0.1', '[::1]'].filter(Boolean).join(',');
 }
 
 function reason(err: unknown): string {

@@ -1,4 +1,5 @@
-// A CA and a server certificate for 127.0.0.1 and localhost, made with openssl for a test: the
+// A CA and a server certificate for 127.0.0.1, localhost and upstream.test (a name only a test's
+// forward proxy resolves), made with openssl for a test: the
 // CA's certificate is what a client is told to trust (NODE_EXTRA_CA_CERTS, skopeo's cert dir).
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -26,7 +27,7 @@ export async function makeTestCertificates(into: string): Promise<void> {
     'ca.crt',
   ]);
   await o(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
-  await writeFile(path.join(into, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  await writeFile(path.join(into, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:upstream.test\n');
   await o([
     'x509',
     '-req',

@@ -270,6 +270,69 @@ export async function startBlobStore(targetPort: number): Promise<BlobStore> {
   return { url: `http://127.0.0.1:${port}`, requests, close: () => closeServer(server) };
 }
 
+export interface ForwardProxy {
+  /** `http://127.0.0.1:<port>`, for HTTP_PROXY and HTTPS_PROXY. */
+  url: string;
+  /** `GET http://host/path` for requests it forwarded, `CONNECT host:port` for tunnels it opened. */
+  requests: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP forward proxy, as a corporate network has: absolute-form requests and CONNECT tunnels.
+ * It resolves `hosts` itself (names the registry cannot resolve: reached only through it).
+ */
+export async function startForwardProxy(hosts: Record<string, string> = {}): Promise<ForwardProxy> {
+  const requests: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = http.createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    const target = new URL(req.url ?? '/');
+    const upstream = http.request(
+      {
+        host: hosts[target.hostname] ?? target.hostname,
+        port: target.port,
+        method: req.method,
+        path: target.pathname + target.search,
+        headers: req.headers,
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  server.on('connect', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
+    requests.push(`CONNECT ${req.url}`);
+    const [host, port] = (req.url ?? '').split(':');
+    const upstream = net.connect(Number(port), hosts[host ?? ''] ?? host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+  });
+  const port = await listenLoopback(server);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await closeServer(server);
+    },
+  };
+}
+
 export interface StaticServer {
   url: string;
   close(): Promise<void>;
