@@ -10,7 +10,7 @@
 // Requests go through undici's `request`, whose bodies are Node.js streams: a cold pull passes
 // every byte of a layer through this client, and fetch's web streams (bridged with
 // Readable.fromWeb) cost a third more CPU per byte; on the bench machine a cold 256 MiB pull
-// through the mirror went from about 210 to about 300 MiB/s (a bare relay: 340 to 450). Redirects
+// through the mirror went from 210-260 to 235-300 MiB/s (a bare relay: 340 to 450). Redirects
 // are followed as fetch follows them: registries send blob GETs to a CDN or object store (Docker
 // Hub, Quay, Red Hat), and the credentials are dropped when a redirect leaves the registry's origin
 // (undici's redirect handler; an S3 presigned URL refuses a request that carries them too).
@@ -137,12 +137,12 @@ async function readLimited(res: Answer, limit: number, upstream: string): Promis
 
 /**
  * undici's `request` and every upstream's connections: kept alive between requests, redirects
- * followed (at most 5), through the proxy that HTTPS_PROXY / HTTP_PROXY name unless NO_PROXY
- * exempts the host or it is loopback (lower-case names too), as containers/image's transport does
- * (pkg/tlsclientconfig: http.ProxyFromEnvironment) and the Go registry's proxy: a registry behind
- * a corporate proxy mirrors the way its clients pull: https through a CONNECT tunnel, http as
- * absolute requests to the proxy (as Go's transport sends them; proxies often allow CONNECT to
- * port 443 only). Read once, with the first request.
+ * followed (at most 5). A registry behind a corporate proxy mirrors the way its clients pull:
+ * through the proxy that HTTPS_PROXY / HTTP_PROXY name (lower-case names too) unless NO_PROXY
+ * exempts the host or it is loopback, as containers/image's transport does (pkg/tlsclientconfig:
+ * http.ProxyFromEnvironment). https goes through a CONNECT tunnel, http as absolute requests to
+ * the proxy, as Go's transport sends them (proxies often allow CONNECT to port 443 only). The
+ * settings are read once, with the first request.
  */
 let client: Promise<{ request: typeof import('undici').request; dispatcher: Dispatcher }> | undefined;
 function undiciClient(): NonNullable<typeof client> {
