@@ -126,11 +126,17 @@ async function readLimited(res: Answer, limit: number, upstream: string): Promis
   }
   const chunks: Buffer[] = [];
   let total = 0;
-  // Leaving the loop by a throw destroys the body.
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > limit) throw new UpstreamError(upstream, `answer exceeds ${limit} bytes`);
-    chunks.push(chunk);
+  try {
+    // Leaving the loop by a throw destroys the body.
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > limit) throw new UpstreamError(upstream, `answer exceeds ${limit} bytes`);
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    // An answer that broke off (reset, or stalled past the timeout) is an upstream away, not a bug.
+    if (err instanceof UpstreamError) throw err;
+    throw new UpstreamUnavailableError(upstream, `its answer broke off: ${reason(err)}`);
   }
   return Buffer.concat(chunks, total);
 }

@@ -121,7 +121,7 @@ export interface CountingProxy {
    * as Docker Hub, Quay and Red Hat do), or stop (undefined).
    */
   redirectBlobs(base: string | undefined): void;
-  /** Send the first chunk of bodies of GETs whose path matches, then nothing more (undefined: stop). */
+  /** Send part of the first chunk of bodies of GETs whose path matches (at most 1 KiB, at most half), then nothing more (undefined: stop). */
   stall(pathPattern: RegExp | undefined): void;
   /** Refuse connections (as a stopped upstream) or accept them again. */
   setDown(down: boolean): Promise<void>;
@@ -183,7 +183,7 @@ export async function startCountingProxy(
         res.writeHead(answer.statusCode ?? 502, headers);
         if (req.method === 'GET' && stallPattern?.test(req.url ?? '') && answer.statusCode === 200) {
           answer.once('data', (chunk: Buffer) => {
-            res.write(chunk.subarray(0, 1024));
+            res.write(chunk.subarray(0, Math.min(1024, Math.floor(chunk.length / 2))));
             answer.destroy();
           });
           return;

@@ -377,6 +377,25 @@ test('an upstream that stalls in the middle of a blob is given up after REGISTRY
   }
 });
 
+test('an upstream that stalls in the middle of a manifest is a 503 after REGISTRY_PROXY_TIMEOUT, never a 500', async (t) => {
+  const own = await startCountingProxy(t.context.upstream.port);
+  try {
+    const project = await mirrorProject(t, own.url);
+    const image = makeImage({ layers: 1 });
+    await pushUpstream(t, 'stalled/manifest', image, 'v1');
+    own.stall(/\/manifests\//);
+    const res = await createClient(t.context.signet.url).getManifest(`${project}/stalled/manifest`, 'v1');
+    t.is(res.status, 503, await res.clone().text());
+    const body = (await res.json()) as { errors: { code: string; message: string }[] };
+    t.is(body.errors[0]?.code, 'UNAVAILABLE');
+    t.regex(body.errors[0]?.message ?? '', /is unavailable: its answer broke off/);
+    own.stall(undefined);
+    t.is((await createClient(t.context.signet.url).getManifest(`${project}/stalled/manifest`, 'v1')).status, 200);
+  } finally {
+    await own.close();
+  }
+});
+
 test('a blob held here but not upstream is never served through a mirror repository', async (t) => {
   const project = await mirrorProject(t);
   // Stored here in another project; the upstream has never seen it.
