@@ -141,6 +141,16 @@ async function readLimited(res: Answer, limit: number, upstream: string): Promis
   return Buffer.concat(chunks, total);
 }
 
+/** A JSON answer of at most `limit` bytes; one that does not parse is the upstream's fault, not ours. */
+async function readJson(res: Answer, limit: number, upstream: string, what: string): Promise<unknown> {
+  const text = (await readLimited(res, limit, upstream)).toString('utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new UpstreamError(upstream, `${what} is not JSON`);
+  }
+}
+
 /**
  * undici's `request` and every upstream's connections: kept alive between requests, redirects
  * followed (at most 5). A registry behind a corporate proxy mirrors the way its clients pull:
@@ -234,15 +244,17 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     if (res.status >= 500 || res.status === 429) throw new UpstreamUnavailableError(label, `token endpoint answered ${res.status}`);
     if (!ok(res))
       throw new UpstreamError(label, `token endpoint refused ${basic ? 'the credentials' : 'anonymous access'} (${res.status})`);
-    const body = JSON.parse((await readLimited(res, 1024 * 1024, label)).toString('utf8')) as {
-      token?: string;
-      access_token?: string;
-      expires_in?: number;
-    };
-    const value = body.token ?? body.access_token;
+    const body = (await readJson(res, 1024 * 1024, label, 'the token endpoint answer')) as {
+      token?: unknown;
+      access_token?: unknown;
+      expires_in?: unknown;
+    } | null;
+    const value = body?.token ?? body?.access_token;
     if (!value) throw new UpstreamError(label, 'token endpoint sent no token');
+    // Sent back in a header: visible ASCII only (RFC 6750's b64token is a subset).
+    if (typeof value !== 'string' || !/^[\x21-\x7e]+$/.test(value)) throw new UpstreamError(label, 'token endpoint sent a malformed token');
     // As containers/image: 60 s when the answer does not say; renewed a little early.
-    const seconds = Math.max(body.expires_in ?? 60, 60);
+    const seconds = Math.max(typeof body?.expires_in === 'number' && Number.isFinite(body.expires_in) ? body.expires_in : 60, 60);
     return { header: `Bearer ${value}`, expires: Date.now() + (seconds - 10) * 1000 };
   }
 
@@ -332,8 +344,8 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       for (let pages = 0; next && pages < 1000; pages += 1) {
         const res = await request(next, scopeOf(path));
         if (await notFound(res, `tags of ${path}`)) return all;
-        const body = JSON.parse((await readLimited(res, 16 * 1024 * 1024, label)).toString('utf8')) as { tags?: unknown };
-        if (Array.isArray(body.tags)) all.push(...body.tags.filter((t): t is string => typeof t === 'string'));
+        const body = (await readJson(res, 16 * 1024 * 1024, label, `the tag list of ${path}`)) as { tags?: unknown } | null;
+        if (Array.isArray(body?.tags)) all.push(...body.tags.filter((t): t is string => typeof t === 'string'));
         const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.header('link') ?? '');
         next = link ? new URL(link[1]!, origin).pathname + new URL(link[1]!, origin).search : undefined;
       }
@@ -367,7 +379,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     async getJson(apiPath, path, limit) {
       const res = await request(apiPath.replace('{path}', upstreamPath(path)), scopeOf(path));
       if (await notFound(res, apiPath)) return undefined;
-      return JSON.parse((await readLimited(res, limit, label)).toString('utf8')) as unknown;
+      return readJson(res, limit, label, `the answer to ${apiPath.replace('{path}', upstreamPath(path))}`);
     },
   };
 }
