@@ -19,7 +19,7 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { digestOf, parseDigest } from '../storage/digest.js';
-import { DomainError } from '../storage/errors.js';
+import { DomainError, tlsTrustCode, TRUST_CA_HINT } from '../storage/errors.js';
 
 export class UpstreamUnavailableError extends DomainError {
   readonly kind = 'upstream-unavailable';
@@ -176,10 +176,8 @@ function noProxy(): string {
 
 function reason(err: unknown): string {
   const { code, message } = err as { code?: string; message?: string };
-  // Node.js trusts its own CA list; a private upstream's CA is added at start-up.
-  if (code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) {
-    return `its TLS certificate is not trusted (${code}); trust its CA with NODE_EXTRA_CA_CERTS=/path/to/ca.pem`;
-  }
+  const untrusted = tlsTrustCode(err);
+  if (untrusted) return `its TLS certificate is not trusted (${untrusted}); ${TRUST_CA_HINT}`;
   // undici's own codes (UND_ERR_…) say less than its messages; the system's (ECONNREFUSED) more.
   return code && !code.startsWith('UND_ERR') ? code : (message ?? String(err));
 }
@@ -216,7 +214,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
         headers: init.headers ?? {},
         signal: timer.signal,
         dispatcher,
-        headersTimeout: options.timeoutMs,
+        // The headers are timed above; a streamed body's reads here.
         bodyTimeout: options.timeoutMs,
       });
       if (streaming) clearTimeout(timeout);
@@ -377,9 +375,10 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     },
 
     async getJson(apiPath, path, limit) {
-      const res = await request(apiPath.replace('{path}', upstreamPath(path)), scopeOf(path));
+      const resolved = apiPath.replace('{path}', upstreamPath(path));
+      const res = await request(resolved, scopeOf(path));
       if (await notFound(res, apiPath)) return undefined;
-      return readJson(res, limit, label, `the answer to ${apiPath.replace('{path}', upstreamPath(path))}`);
+      return readJson(res, limit, label, `the answer to ${resolved}`);
     },
   };
 }

@@ -1,6 +1,7 @@
 // What went wrong, in one line a person can act on: the file, URL, address or setting concerned
 // and what to do. For `signet serve`'s start-up and the management commands alike; a stack trace
 // is printed only for an error nobody foresaw (a bug).
+import { tlsTrustCode, TRUST_CA_HINT } from '../storage/errors.js';
 
 /** A failure already put in words: printed as it is, without a stack. */
 export class UserFacingError extends Error {
@@ -50,17 +51,9 @@ export function reasonOf(err: unknown): string {
   return message.replace(/^[A-Z_]+: /, '').replace(/, \w+ '.*'$/, '');
 }
 
-/** A TLS certificate the client does not trust (fetch puts the code on its cause). */
-function isTlsTrust(err: unknown): boolean {
-  const code = ((err as SystemError).cause as SystemError | undefined)?.code ?? (err as SystemError).code ?? '';
-  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code);
-}
-
 /** A management command could not reach the registry at all. */
 export function unreachable(url: string, err: unknown): UserFacingError {
-  const hint = isTlsTrust(err)
-    ? 'trust its CA with NODE_EXTRA_CA_CERTS=/path/to/ca.pem'
-    : 'is it running? Give its address with --registry or SIGNET_REGISTRY';
+  const hint = tlsTrustCode(err) ? TRUST_CA_HINT : 'is it running? Give its address with --registry or SIGNET_REGISTRY';
   return new UserFacingError(`cannot reach the registry at ${url}: ${reasonOf(err)}; ${hint}`);
 }
 

@@ -157,3 +157,17 @@ export type AvailabilityListener = (dependency: Dependency, failure: DependencyU
 export function isNoSpace(err: unknown): boolean {
   return isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT');
 }
+
+/** What to do when a TLS certificate is not trusted: Node.js reads extra CAs at start-up. */
+export const TRUST_CA_HINT = 'trust its CA with NODE_EXTRA_CA_CERTS=/path/to/ca.pem';
+
+/**
+ * The code of a TLS certificate the client does not trust (self-signed, unknown CA, expired...),
+ * or undefined for any other failure. fetch puts the code on its `cause`, undici's request on the
+ * error itself.
+ */
+export function tlsTrustCode(err: unknown): string | undefined {
+  const e = err as { code?: string; cause?: { code?: string } } | undefined;
+  const code = e?.cause?.code ?? e?.code ?? '';
+  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code) ? code : undefined;
+}
