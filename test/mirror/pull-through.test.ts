@@ -63,6 +63,13 @@ async function mirrorProject(t: T, upstreamUrl = t.context.proxy.url, ttl: 'defa
   return name;
 }
 
+/** A counting proxy of the test's own in front of the upstream (closed with the test), and a mirror project of it. */
+async function ownUpstream(t: T): Promise<{ own: CountingProxy; project: string }> {
+  const own = await startCountingProxy(t.context.upstream.port);
+  t.teardown(() => own.close());
+  return { own, project: await mirrorProject(t, own.url) };
+}
+
 async function pushUpstream(t: T, repository: string, image: Image, tag: string): Promise<void> {
   const upstream = createClient(t.context.upstream.url);
   for (const blob of [image.config, ...image.layers]) t.is(await pushBlobTo(t.context.upstream.url, repository, blob), 201);
@@ -189,29 +196,24 @@ test('an index comes with its platform manifests; a moved tag is followed', asyn
 });
 
 test('with the upstream down the cache is served and logged; what was never cached is a 503', async (t) => {
-  const own = await startCountingProxy(t.context.upstream.port);
-  try {
-    const project = await mirrorProject(t, own.url);
-    const image = makeImage({ layers: 1 });
-    await pushUpstream(t, 'down/app', image, 'v1');
-    const signet = createClient(t.context.signet.url);
-    t.is((await signet.getManifest(`${project}/down/app`, 'v1')).status, 200);
-    t.is((await signet.request(`/v2/${project}/down/app/blobs/${image.layers[0]!.digest}`)).status, 200);
-    await own.setDown(true);
-    const cached = await signet.getManifest(`${project}/down/app`, 'v1');
-    t.is(cached.status, 200);
-    t.is(cached.headers.get('docker-content-digest'), image.manifest.digest);
-    t.is((await signet.request(`/v2/${project}/down/app/blobs/${image.layers[0]!.digest}`)).status, 200);
-    const warned = t.context.logs.withMessage('upstream unreachable: serving the cached manifest');
-    t.true(warned.some((line) => line.repository === `${project}/down/app` && line.upstream === own.url));
-    const never = await signet.getManifest(`${project}/down/app`, 'v2');
-    t.is(never.status, 503);
-    const body = (await never.json()) as { errors: { code: string; message: string }[] };
-    t.is(body.errors[0]?.code, 'UNAVAILABLE');
-    t.regex(body.errors[0]?.message ?? '', new RegExp(`upstream ${own.url.replace(/[./]/g, '\\$&')} is unavailable`));
-  } finally {
-    await own.close();
-  }
+  const { own, project } = await ownUpstream(t);
+  const image = makeImage({ layers: 1 });
+  await pushUpstream(t, 'down/app', image, 'v1');
+  const signet = createClient(t.context.signet.url);
+  t.is((await signet.getManifest(`${project}/down/app`, 'v1')).status, 200);
+  t.is((await signet.request(`/v2/${project}/down/app/blobs/${image.layers[0]!.digest}`)).status, 200);
+  await own.setDown(true);
+  const cached = await signet.getManifest(`${project}/down/app`, 'v1');
+  t.is(cached.status, 200);
+  t.is(cached.headers.get('docker-content-digest'), image.manifest.digest);
+  t.is((await signet.request(`/v2/${project}/down/app/blobs/${image.layers[0]!.digest}`)).status, 200);
+  const warned = t.context.logs.withMessage('upstream unreachable: serving the cached manifest');
+  t.true(warned.some((line) => line.repository === `${project}/down/app` && line.upstream === own.url));
+  const never = await signet.getManifest(`${project}/down/app`, 'v2');
+  t.is(never.status, 503);
+  const body = (await never.json()) as { errors: { code: string; message: string }[] };
+  t.is(body.errors[0]?.code, 'UNAVAILABLE');
+  t.regex(body.errors[0]?.message ?? '', new RegExp(`upstream ${own.url.replace(/[./]/g, '\\$&')} is unavailable`));
 });
 
 test('a tag is served from the cache until its TTL passes (REGISTRY_PROXY_TAGTTL)', async (t) => {
@@ -348,52 +350,42 @@ test('blob GETs redirected to another origin are followed without the credential
 });
 
 test('an upstream that stalls in the middle of a blob is given up after REGISTRY_PROXY_TIMEOUT; the next pull fetches again', async (t) => {
-  const own = await startCountingProxy(t.context.upstream.port);
-  try {
-    const project = await mirrorProject(t, own.url);
-    const layer = blobOf(randomBytes(4 * 1024 * 1024), OCI_LAYER);
-    t.is(await pushBlobTo(t.context.upstream.url, 'stalled/app', layer), 201);
-    own.stall(new RegExp(layer.digest));
-    const signet = createClient(t.context.signet.url);
-    const started = Date.now();
-    // The answer started (headers, the first KiB), then nothing: the body ends in an error, not never.
-    const stalled = await signet.request(`/v2/${project}/stalled/app/blobs/${layer.digest}`).then(
-      async (res) => Buffer.from(await res.arrayBuffer()).length,
-      (err: unknown) => err as Error,
-    );
-    if (typeof stalled === 'number') t.true(stalled < layer.data.length, `${stalled} bytes`);
-    else t.pass();
-    // REGISTRY_PROXY_TIMEOUT is 5 s here; fetch's own body timeout was 300 s.
-    t.true(Date.now() - started < 30_000, `gave up after ${Date.now() - started} ms`);
-    own.stall(undefined);
-    const fetched = await until(async () => {
-      const res = await signet.request(`/v2/${project}/stalled/app/blobs/${layer.digest}`);
-      return res.status === 200 && sha(Buffer.from(await res.arrayBuffer())) === layer.digest;
-    }, 30_000);
-    t.true(fetched, 'the blob is pulled once the upstream sends it');
-    t.true(own.count('GET', new RegExp(`/blobs/${layer.digest}$`)) >= 2);
-  } finally {
-    await own.close();
-  }
+  const { own, project } = await ownUpstream(t);
+  const layer = blobOf(randomBytes(4 * 1024 * 1024), OCI_LAYER);
+  t.is(await pushBlobTo(t.context.upstream.url, 'stalled/app', layer), 201);
+  own.stall(new RegExp(layer.digest));
+  const signet = createClient(t.context.signet.url);
+  const started = Date.now();
+  // The answer started (headers, the first KiB), then nothing: the body ends in an error, not never.
+  const stalled = await signet.request(`/v2/${project}/stalled/app/blobs/${layer.digest}`).then(
+    async (res) => Buffer.from(await res.arrayBuffer()).length,
+    (err: unknown) => err as Error,
+  );
+  if (typeof stalled === 'number') t.true(stalled < layer.data.length, `${stalled} bytes`);
+  else t.pass();
+  // REGISTRY_PROXY_TIMEOUT is 5 s here; fetch's own body timeout was 300 s.
+  t.true(Date.now() - started < 30_000, `gave up after ${Date.now() - started} ms`);
+  own.stall(undefined);
+  const fetched = await until(async () => {
+    const res = await signet.request(`/v2/${project}/stalled/app/blobs/${layer.digest}`);
+    return res.status === 200 && sha(Buffer.from(await res.arrayBuffer())) === layer.digest;
+  }, 30_000);
+  t.true(fetched, 'the blob is pulled once the upstream sends it');
+  t.true(own.count('GET', new RegExp(`/blobs/${layer.digest}$`)) >= 2);
 });
 
 test('an upstream that stalls in the middle of a manifest is a 503 after REGISTRY_PROXY_TIMEOUT, never a 500', async (t) => {
-  const own = await startCountingProxy(t.context.upstream.port);
-  try {
-    const project = await mirrorProject(t, own.url);
-    const image = makeImage({ layers: 1 });
-    await pushUpstream(t, 'stalled/manifest', image, 'v1');
-    own.stall(/\/manifests\//);
-    const res = await createClient(t.context.signet.url).getManifest(`${project}/stalled/manifest`, 'v1');
-    t.is(res.status, 503, await res.clone().text());
-    const body = (await res.json()) as { errors: { code: string; message: string }[] };
-    t.is(body.errors[0]?.code, 'UNAVAILABLE');
-    t.regex(body.errors[0]?.message ?? '', /is unavailable: its answer broke off/);
-    own.stall(undefined);
-    t.is((await createClient(t.context.signet.url).getManifest(`${project}/stalled/manifest`, 'v1')).status, 200);
-  } finally {
-    await own.close();
-  }
+  const { own, project } = await ownUpstream(t);
+  const image = makeImage({ layers: 1 });
+  await pushUpstream(t, 'stalled/manifest', image, 'v1');
+  own.stall(/\/manifests\//);
+  const res = await createClient(t.context.signet.url).getManifest(`${project}/stalled/manifest`, 'v1');
+  t.is(res.status, 503, await res.clone().text());
+  const body = (await res.json()) as { errors: { code: string; message: string }[] };
+  t.is(body.errors[0]?.code, 'UNAVAILABLE');
+  t.regex(body.errors[0]?.message ?? '', /is unavailable: its answer broke off/);
+  own.stall(undefined);
+  t.is((await createClient(t.context.signet.url).getManifest(`${project}/stalled/manifest`, 'v1')).status, 200);
 });
 
 test('a blob held here but not upstream is never served through a mirror repository', async (t) => {

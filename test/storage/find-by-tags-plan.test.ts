@@ -70,25 +70,26 @@ test("PGlite: batched lookups by tag read no repository's tags whole and are pla
   await assertIndexedLookups(t, db);
 });
 
-test("PostgreSQL: batched lookups by tag read no repository's tags whole and are planned once", async (t) => {
+/** A migrated database of the test's own on the PostgreSQL server, with a pool of `max`. */
+async function migratedPostgres(t: ExecutionContext, max: number): Promise<Db> {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
-  // One connection: pg_prepared_statements shows the session's own statements.
-  const db = await createPostgresDb(database.url, { max: 1 });
+  const db = await createPostgresDb(database.url, { max });
   t.teardown(() => db.close());
   await migrate(db);
-  await assertIndexedLookups(t, db);
+  return db;
+}
+
+test("PostgreSQL: batched lookups by tag read no repository's tags whole and are planned once", async (t) => {
+  // One connection: pg_prepared_statements shows the session's own statements.
+  await assertIndexedLookups(t, await migratedPostgres(t, 1));
 });
 
 test('PostgreSQL: a busy registry sends at most two batched lookups at once, each carrying the lookups that came meanwhile', async (t) => {
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const db = await createPostgresDb(database.url, { max: 10 });
-  t.teardown(() => db.close());
-  await migrate(db);
+  const db = await migratedPostgres(t, 10);
   await populate(db, 200, 20);
-  const tags = await db.query<{ repository: string; name: string }>(
-    `SELECT r.name AS repository, t.name FROM tags t JOIN repositories r ON r.id = t.repository_id ORDER BY t.name LIMIT 200`,
+  const tags = await db.query<{ repository: string; name: string; manifest_digest: string }>(
+    `SELECT r.name AS repository, t.name, t.manifest_digest FROM tags t JOIN repositories r ON r.id = t.repository_id ORDER BY t.name LIMIT 200`,
   );
   let inFlight = 0;
   let most = 0;
@@ -115,13 +116,9 @@ test('PostgreSQL: a busy registry sends at most two batched lookups at once, eac
     for (const { repository, name } of tags.slice(i, i + 5)) lookups.push(manifests.findByTag(repository, name).then((m) => m?.digest));
     await new Promise((resolve) => setImmediate(resolve));
   }
-  const digests = await Promise.all(lookups);
-  const expected = await db.query<{ manifest_digest: string }>(
-    `SELECT t.manifest_digest FROM tags t JOIN repositories r ON r.id = t.repository_id ORDER BY t.name LIMIT 200`,
-  );
   t.deepEqual(
-    digests,
-    expected.map((r) => r.manifest_digest),
+    await Promise.all(lookups),
+    tags.map((r) => r.manifest_digest),
     'each lookup its own answer',
   );
   t.true(most <= 2, `at most two statements at once (${most})`);
