@@ -239,6 +239,20 @@ export async function startCountingProxy(
   };
 }
 
+/** Sends `req` on to `target` and its answer back as it came (the request's body too). */
+function relay(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  target: { host: string; port: number | string; path: string; headers?: http.IncomingHttpHeaders },
+): void {
+  const upstream = http.request({ ...target, method: req.method }, (answer) => {
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    answer.pipe(res);
+  });
+  upstream.on('error', () => res.destroy());
+  req.pipe(upstream);
+}
+
 export interface BlobStore {
   url: string;
   /** `METHOD path` of every request, and whether it carried an Authorization header. */
@@ -259,12 +273,7 @@ export async function startBlobStore(targetPort: number): Promise<BlobStore> {
       res.writeHead(400, { 'Content-Type': 'application/xml' }).end('<Error><Code>InvalidArgument</Code></Error>');
       return;
     }
-    const upstream = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    upstream.end();
+    relay(req, res, { host: '127.0.0.1', port: targetPort, path: req.url ?? '/' });
   });
   const port = await listenLoopback(server);
   return { url: `http://127.0.0.1:${port}`, requests, close: () => closeServer(server) };
@@ -288,21 +297,12 @@ export async function startForwardProxy(hosts: Record<string, string> = {}): Pro
   const server = http.createServer((req, res) => {
     requests.push(`${req.method} ${req.url}`);
     const target = new URL(req.url ?? '/');
-    const upstream = http.request(
-      {
-        host: hosts[target.hostname] ?? target.hostname,
-        port: target.port,
-        method: req.method,
-        path: target.pathname + target.search,
-        headers: req.headers,
-      },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    relay(req, res, {
+      host: hosts[target.hostname] ?? target.hostname,
+      port: target.port,
+      path: target.pathname + target.search,
+      headers: req.headers,
+    });
   });
   server.on('connect', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
     requests.push(`CONNECT ${req.url}`);
