@@ -8,12 +8,10 @@ import { failureLine, UserFacingError } from './failures.js';
 import { registerGcCommand } from './gc-cli.js';
 import { registerRobotCommands } from './robot-cli.js';
 import { registerMirrorCommands } from './mirror-cli.js';
+import { signetVersion } from './version.js';
 
 const program = new Command();
-// dist/server/main.js when built, server/main.ts when run from source.
-const pkgUrl = new URL(import.meta.url.includes('/dist/') ? '../../package.json' : '../package.json', import.meta.url);
-const pkg = JSON.parse(readFileSync(pkgUrl, 'utf8')) as { version: string };
-program.name('signet').description('OCI container registry with an integrated signature store').version(pkg.version);
+program.name('signet').description('OCI container registry with an integrated signature store').version(signetVersion());
 // The management commands are HTTP clients: their settings are a client's, not the server's.
 program
   .option('--registry <url>', 'registry for management commands (SIGNET_REGISTRY)', process.env.SIGNET_REGISTRY ?? 'http://localhost:5000')

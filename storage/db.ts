@@ -14,6 +14,7 @@ import type pg from 'pg';
 import { DependencyUnavailableError, type AvailabilityListener } from './errors.js';
 import { classifyPgError } from './pg-errors.js';
 import { lockDataDirectory } from './data-directory-lock.js';
+import { entryPoint, fromSources } from './own-files.js';
 import type { PgliteReply, PgliteRequest } from './pglite-protocol.js';
 
 export interface Queryable {
@@ -322,7 +323,7 @@ export async function startPgliteDb(dataDirectory: string | undefined, options: 
 async function startWorker(dataDirectory: string | undefined, options: PgliteDbOptions, unlock: () => void): Promise<Db> {
   compileWasmWithLiftoffOnly();
   const worker = new Worker(workerEntry(), {
-    eval: typeScript,
+    eval: fromSources,
     workerData: { dataDirectory },
     execArgv: loaderFlags(),
     resourceLimits: { maxOldGenerationSizeMb: options.maxHeapMb ?? DEFAULT_WORKER_HEAP_MB },
@@ -431,17 +432,13 @@ async function startWorker(dataDirectory: string | undefined, options: PgliteDbO
   };
 }
 
-/** Under tsx (tests, bench) this module is TypeScript and so are its siblings. */
-const typeScript = path.extname(fileURLToPath(import.meta.url)) === '.ts';
-const sibling = (name: string): URL => new URL(`./${name}${typeScript ? '.ts' : '.js'}`, import.meta.url);
-
 /**
  * The worker's script. Node 20 does not hand a thread's module loader hooks to its workers, so
  * under tsx the worker registers tsx itself before it imports its TypeScript.
  */
 function workerEntry(): URL | string {
-  const entry = sibling('pglite-worker');
-  if (!typeScript) return entry;
+  const entry = entryPoint('storage/pglite-worker');
+  if (!fromSources) return entry;
   return `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); });`;
 }
 
@@ -454,7 +451,7 @@ function loaderFlags(): string[] {
 
 /** Creates the cluster (initdb) in a process of its own, which then exits (storage/pglite-process.ts). */
 async function runInit(dataDirectory: string): Promise<void> {
-  const entry = fileURLToPath(sibling('pglite-process'));
+  const entry = fileURLToPath(entryPoint('storage/pglite-process'));
   const child = fork(entry, ['init', dataDirectory], { execArgv: loaderFlags(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await new Promise<void>((resolve, reject) => {
     child.once('error', reject);

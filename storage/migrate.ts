@@ -2,12 +2,12 @@
 // One transaction holds an advisory lock, so replicas starting together do not race.
 import { readdir, readFile } from 'node:fs/promises';
 import type { Db } from './db.js';
+import { migrationsDirectory } from './own-files.js';
 
-const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
 const LOCK_ID = 7_418_251; // arbitrary, fixed: "signet migrations"
 
 export async function migrate(db: Db): Promise<string[]> {
-  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  const files = (await readdir(migrationsDirectory)).filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f)).sort();
   return db.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
     await tx.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -17,7 +17,7 @@ export async function migrate(db: Db): Promise<string[]> {
     for (const file of files) {
       const version = Number(file.slice(0, 3));
       if (done.has(version)) continue;
-      const sql = await readFile(new URL(file, MIGRATIONS_DIR), 'utf8');
+      const sql = await readFile(new URL(file, migrationsDirectory), 'utf8');
       for (const statement of splitStatements(sql)) await tx.query(statement);
       await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [version, file]);
       applied.push(file);

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants as zlib, gzipSync } from 'node:zlib';
 import type { Ctx, RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
+import { consoleBuild } from '../../storage/own-files.js';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
@@ -37,10 +38,9 @@ interface Asset {
   br: Buffer;
 }
 
-/** Where the built console is: dist/console, seen from the compiled server or from the sources. */
+/** Where the built console is: dist/console, from the build or from the sources. */
 export function consoleDirectory(): string | undefined {
-  const compiled = /[\\/]dist[\\/]server[\\/]handlers[\\/][^\\/]+$/.test(fileURLToPath(import.meta.url));
-  const dir = fileURLToPath(new URL(compiled ? '../../console/' : '../../dist/console/', import.meta.url));
+  const dir = fileURLToPath(consoleBuild);
   return existsSync(`${dir}index.html`) ? dir : undefined;
 }
 

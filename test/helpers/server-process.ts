@@ -58,15 +58,17 @@ const MAIN = path.resolve('server/main.ts');
 /**
  * Resolves once the server listens; its embedded database may still be starting then (requests
  * that need it wait). `seed: false` leaves an empty data directory to the registry's own initdb.
+ * `main`: a built server/main.js to run instead of the sources.
  */
 export async function startServerProcess(
   env: Record<string, string>,
   timeoutMs = 120_000,
-  options: { seed?: boolean } = {},
+  options: { seed?: boolean; main?: string } = {},
 ): Promise<ServerProcess> {
   // An empty embedded data directory gets a ready-made cluster (see pglite-template.ts).
   if (options.seed !== false) await seedEmbeddedDatabase(env);
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
+  const command = options.main ? [options.main, 'serve'] : ['--import', 'tsx', MAIN, 'serve'];
+  const child = spawn(process.execPath, command, {
     env: { ...process.env, REGISTRY_HTTP_ADDR: '127.0.0.1:0', REGISTRY_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
