@@ -20,6 +20,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { digestOf, parseDigest } from '../storage/digest.js';
 import { DomainError, tlsTrustCode, TRUST_CA_HINT } from '../storage/errors.js';
+import { isValidTag } from '../storage/oci-grammar.js';
 
 export class UpstreamUnavailableError extends DomainError {
   readonly kind = 'upstream-unavailable';
@@ -343,7 +344,9 @@ export function createUpstream(options: UpstreamOptions): Upstream {
         const res = await request(next, scopeOf(path));
         if (await notFound(res, `tags of ${path}`)) return all;
         const body = (await readJson(res, 16 * 1024 * 1024, label, `the tag list of ${path}`)) as { tags?: unknown } | null;
-        if (Array.isArray(body?.tags)) all.push(...body.tags.filter((t): t is string => typeof t === 'string'));
+        // Only names the tag grammar allows: a mirror run stores each tag it copies, and a hostile
+        // upstream's `a","b` or 4 KB name is nothing a client could have pushed here.
+        if (Array.isArray(body?.tags)) all.push(...body.tags.filter((t): t is string => typeof t === 'string' && isValidTag(t)));
         const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.header('link') ?? '');
         next = link ? new URL(link[1]!, origin).pathname + new URL(link[1]!, origin).search : undefined;
       }

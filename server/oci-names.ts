@@ -1,20 +1,7 @@
-// The distribution spec's grammars for repository names and tags, and reference parsing.
+// Parsing of repository names, tags and references from requests (the grammars: storage/oci-grammar.ts).
 import { looksLikeDigest, parseDigest, type ParsedDigest } from '../storage/digest.js';
+import { isValidName, isValidTag } from '../storage/oci-grammar.js';
 import { OciError } from './errors.js';
-
-// path-component ("/" path-component)*, path-component = [a-z0-9]+ (separator [a-z0-9]+)*
-const NAME_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
-const TAG_RE = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
-/** distribution's limit on the whole repository name. */
-const NAME_MAX = 255;
-
-export function isValidName(untrusted: string): boolean {
-  return untrusted.length <= NAME_MAX && NAME_RE.test(untrusted);
-}
-
-export function isValidTag(untrusted: string): boolean {
-  return TAG_RE.test(untrusted);
-}
 
 export function requireName(untrusted: string): string {
   if (!isValidName(untrusted)) throw new OciError('NAME_INVALID', 'invalid repository name', { name: untrusted });

@@ -19,7 +19,7 @@ import { createGarbageCollector } from '../storage/gc.js';
 import { createPostgresDb, deferredDb, startPgliteDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { DependencyUnavailableError, StorageFullError, type AvailabilityListener } from '../storage/errors.js';
-import { isValidName } from './oci-names.js';
+import { isValidName } from '../storage/oci-grammar.js';
 import { createFilesystemBlobStore } from '../storage/filesystem-blob-store.js';
 import { migrate } from '../storage/migrate.js';
 import { createPostgresMetadataStore } from '../storage/postgres-metadata-store.js';

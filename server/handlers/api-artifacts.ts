@@ -5,7 +5,8 @@
 // REGISTRY_STORAGE_DELETE_ENABLED.
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
-import { isValidTag, requireDigest, requireName } from '../oci-names.js';
+import { requireDigest, requireName } from '../oci-names.js';
+import { isValidTag } from '../../storage/oci-grammar.js';
 
 export function createArtifactHandlers(deps: Pick<RegistryDeps, 'metadata' | 'authorizer' | 'config'>) {
   const { metadata } = deps;

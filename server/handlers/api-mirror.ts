@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { runMirror } from '../../mirror/mirror-run.js';
 import { capture, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
-import { isValidName } from '../oci-names.js';
+import { isValidName } from '../../storage/oci-grammar.js';
 import { readJsonBody } from '../request-body.js';
 
 const RUN_BODY = z.strictObject({ repository: z.string().min(1).max(255), tags: z.string().min(1).max(255).optional() });

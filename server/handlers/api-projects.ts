@@ -5,7 +5,7 @@ import { ROBOT_PREFIX } from '../../auth/robots.js';
 import { ROLES, type Project } from '../../storage/project-store.js';
 import { allowed, capture, emptyResponse, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
-import { isValidName } from '../oci-names.js';
+import { isValidName } from '../../storage/oci-grammar.js';
 import { readJsonBody } from '../request-body.js';
 import { MIRROR_BODY, mirrorJson, mirrorSettings } from '../mirror-body.js';
 

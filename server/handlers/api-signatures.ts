@@ -2,7 +2,8 @@
 // signatures with who signed them, what they name, and whether the project trusts the signer.
 import { capture, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
-import { isValidName, requireDigest } from '../oci-names.js';
+import { requireDigest } from '../oci-names.js';
+import { isValidName } from '../../storage/oci-grammar.js';
 
 export function createSignatureListHandler(deps: Pick<RegistryDeps, 'signatures' | 'authorizer'>) {
   const { signatures } = deps;

@@ -12,7 +12,7 @@ import type { ProjectKey } from '../../sigstore/keys.js';
 import { publicHosts } from '../config.js';
 import { capture, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
-import { isValidName } from '../oci-names.js';
+import { isValidName } from '../../storage/oci-grammar.js';
 import { requireProject } from './api-keys.js';
 
 /** What a person should read first about a tag's signatures. */

@@ -7,7 +7,8 @@
 // PUT and DELETE (maintainers) let signatures made elsewhere be uploaded and removed.
 import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
-import { isValidName, requireName } from '../oci-names.js';
+import { requireName } from '../oci-names.js';
+import { isValidName } from '../../storage/oci-grammar.js';
 import { readBody } from '../request-body.js';
 import { readSignedMessage } from '../../sigstore/openpgp-signature.js';
 import { MAX_SIGNATURE_BYTES } from '../../storage/signature-store.js';

@@ -6,7 +6,8 @@ import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } fr
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
 import { isIndexMediaType, manifestRecordOf, parseManifest } from '../../storage/manifest-parse.js';
-import { isValidTag, parseReference, requireName, type Reference } from '../oci-names.js';
+import { parseReference, requireName, type Reference } from '../oci-names.js';
+import { isValidTag } from '../../storage/oci-grammar.js';
 import { readBody } from '../request-body.js';
 
 /** The distribution spec's suggested limit; containers/image refuses larger manifests too. */

@@ -9,7 +9,8 @@ import type { UploadRecord } from '../../storage/metadata-store.js';
 import { isUploadId } from '../../storage/paths.js';
 import { allowed, capture, emptyResponse, queryParam, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError, toOciError } from '../errors.js';
-import { isValidName, requireDigest, requireName } from '../oci-names.js';
+import { requireDigest, requireName } from '../oci-names.js';
+import { isValidName } from '../../storage/oci-grammar.js';
 import { createQuotaCheck } from '../quota.js';
 import { createCallerSlots } from '../caller-slots.js';
 

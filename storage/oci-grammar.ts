@@ -1,0 +1,18 @@
+// The distribution spec's grammars for repository names and tags. Here, below the server and the
+// mirror, because names come from clients (server/oci-names.ts) and from upstream registries
+// (mirror/upstream.ts), and the database holds only names these accept.
+
+// path-component ("/" path-component)*, path-component = [a-z0-9]+ (separator [a-z0-9]+)*
+const NAME_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
+/** A tag: 1 to 128 of [a-zA-Z0-9._-], not starting with a period or a dash. */
+const TAG_RE = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
+/** distribution's limit on the whole repository name. */
+const NAME_MAX = 255;
+
+export function isValidName(untrusted: string): boolean {
+  return untrusted.length <= NAME_MAX && NAME_RE.test(untrusted);
+}
+
+export function isValidTag(untrusted: string): boolean {
+  return TAG_RE.test(untrusted);
+}
