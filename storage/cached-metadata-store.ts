@@ -14,7 +14,7 @@
 import { LRUCache } from 'lru-cache';
 import type { ChangeBus } from './change-bus.js';
 import { DependencyUnavailableError } from './errors.js';
-import type { ManifestRecord, MetadataStore, Page, TagRecord } from './metadata-store.js';
+import { inOrder, type ManifestRecord, type MetadataStore, type Page, type TagListJson, type TagRecord } from './metadata-store.js';
 
 export interface MetadataCacheOptions {
   ttlMs: number;
@@ -31,7 +31,7 @@ const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
 /** What an entry costs beyond its own bytes: the key, the LRU's node, the object headers. */
 const ENTRY_OVERHEAD = 160;
 
-type Entry = { value: string | number | ManifestRecord | string[] | TagRecord[] };
+type Entry = { value: string | number | ManifestRecord | string[] | TagRecord[] | TagListJson };
 
 export function createCachedMetadataStore(inner: MetadataStore, options: MetadataCacheOptions, bus?: ChangeBus): MetadataStore {
   const cache = new LRUCache<string, Entry>({
@@ -73,6 +73,21 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   };
   if (options.ttlMs <= 0) return withWriteNotices(inner, invalidate);
   const wholeTagList = options.wholeTagList ?? WHOLE_LIST_TAGS;
+
+  /** The repository's tags as one JSON text, or TOO_MANY_TAGS beyond `wholeTagList`. */
+  const wholeTagListOf = (repository: string): Promise<TagListJson | typeof TOO_MANY_TAGS | undefined> =>
+    cached(keyOf(repository, 'L', ''), async () => {
+      const whole = await inner.tags.listJson(repository, wholeTagList);
+      return whole === undefined ? undefined : whole.count > wholeTagList ? TOO_MANY_TAGS : whole;
+    });
+  // The names of a whole tag list, parsed once a page of it is asked for (a whole list is sent as
+  // the text it is); they go with the list's entry (sizeOf counts them).
+  const parsedNames = new WeakMap<TagListJson, string[]>();
+  const namesOf = (whole: TagListJson): string[] => {
+    let names = parsedNames.get(whole);
+    if (!names) parsedNames.set(whole, (names = inOrder(JSON.parse(whole.json) as string[])));
+    return names;
+  };
 
   async function cached<T extends Entry['value']>(key: string, load: () => Promise<T | undefined>): Promise<T | undefined> {
     const hit = cache.get(key);
@@ -156,14 +171,17 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
         // each page is cut from it, as clients walk `?n=&last=` page by page following the Link
         // header: 500 pages over 50,000 tags were 500 statements, 1.2 s on PGlite (bench/, "Reads
         // at scale"). Beyond `wholeTagList` names each page is read and cached on its own.
-        const key = scope(repository);
-        const whole = await cached(key('L', ''), async () => {
-          const names = await inner.tags.list(repository, { limit: wholeTagList + 1 });
-          return names === undefined ? undefined : names.length > wholeTagList ? TOO_MANY_TAGS : names;
-        });
+        const whole = await wholeTagListOf(repository);
         if (whole === undefined) return undefined;
-        if (whole !== TOO_MANY_TAGS) return pageOf(whole, page);
-        return cached(key('l', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.list(repository, page));
+        if (whole !== TOO_MANY_TAGS) return pageOf(namesOf(whole), page);
+        return cached(keyOf(repository, 'l', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.list(repository, page));
+      },
+      async listJson(repository, max) {
+        // The same object while it is cached: the handler keeps the answer it rendered from it.
+        const whole = await wholeTagListOf(repository);
+        if (whole === undefined) return undefined;
+        if (whole !== TOO_MANY_TAGS && whole.count <= max) return whole;
+        return inner.tags.listJson(repository, max);
       },
       listDetailed: (repository, page) =>
         cached(keyOf(repository, 'd', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.listDetailed(repository, page)),
@@ -205,6 +223,8 @@ function pageOf(names: string[], page: Page): string[] {
 function sizeOf(value: Entry['value']): number {
   if (typeof value === 'number') return 8;
   if (typeof value === 'string') return value.length;
+  // The text, and the names parsed from it once a page is asked for.
+  if ('json' in value) return 2 * value.json.length + 24 * value.count;
   if (Array.isArray(value)) {
     let total = 0;
     for (const item of value) total += typeof item === 'string' ? item.length + 16 : item.name.length + item.digest.length + 64;

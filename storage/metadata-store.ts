@@ -3,6 +3,14 @@
 // implementation runs test/conformance/metadata-store.ts.
 import type { UploadChunk } from './blobs.js';
 
+/** Tag names in byte order (COLLATE "C"; tag names are ASCII, where `<` agrees), sorted if not. */
+export function inOrder(names: string[]): string[] {
+  for (let i = 1; i < names.length; i++) {
+    if (!(names[i - 1]! < names[i]!)) return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+  return names;
+}
+
 export interface Page {
   /** Return names strictly after this one. */
   last?: string;
@@ -114,11 +122,25 @@ export interface TagRecord {
   updatedAt: Date;
 }
 
+/** Tag names as the text of a JSON array, made by the database (TagMetadata.listJson). */
+export interface TagListJson {
+  /** How many names `json` holds. */
+  count: number;
+  /** The names in byte order: `["a","b"]`. */
+  json: string;
+}
+
 export interface TagMetadata {
   /** The digest the tag points at. */
   find(repository: string, tag: string): Promise<string | undefined>;
   /** `undefined` when the repository does not exist. */
   list(repository: string, page: Page): Promise<string[] | undefined>;
+  /**
+   * The first `max` + 1 tag names (so more than `max` tells there are more), as JSON text: a whole
+   * tag list answer without a JavaScript string per name. `undefined` when the repository does
+   * not exist.
+   */
+  listJson(repository: string, max: number): Promise<TagListJson | undefined>;
   /** A page of tags with the digest each names and when it was last pointed there; one query. */
   listDetailed(repository: string, page: Page): Promise<TagRecord[] | undefined>;
   remove(repository: string, tag: string): Promise<boolean>;

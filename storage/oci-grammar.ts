@@ -4,7 +4,7 @@
 
 // path-component ("/" path-component)*, path-component = [a-z0-9]+ (separator [a-z0-9]+)*
 const NAME_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
-/** A tag: 1 to 128 of [a-zA-Z0-9._-], not starting with a period or a dash. */
+/** A tag; the same grammar as the CHECK constraint on tags.name (storage/migrations/011_tag_names.sql). */
 const TAG_RE = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 /** distribution's limit on the whole repository name. */
 const NAME_MAX = 255;

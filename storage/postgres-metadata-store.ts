@@ -2,7 +2,7 @@
 // manifests and uploads have files of their own.
 import type { Db, Queryable } from './db.js';
 import { lockDigest } from './locks.js';
-import type { MetadataStore } from './metadata-store.js';
+import { inOrder, type MetadataStore } from './metadata-store.js';
 import { createPostgresManifests } from './postgres-manifests.js';
 import { REPO_ID, sizesOf } from './postgres-shared.js';
 import { createPostgresUploads } from './postgres-uploads.js';
@@ -118,6 +118,25 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         const names = rows[0]!.names;
         return names === null ? [] : inOrder(names.split('\n'));
       },
+      async listJson(repository, max) {
+        // The database joins the names with '","' (the same statement as list, in the sorted
+        // subquery's order): no name needs escaping in JSON, as tags.name only holds names of the
+        // tag grammar (CHECK constraint, migration 011). A whole list of 50,000 tags answered
+        // from names split into strings and JSON.stringify'd spent 25-30 ms of a cold GET in
+        // JavaScript, 16 of it in the garbage collector (bench/, "Reads at scale").
+        const rows = await db.query<{ names: string | null; count: number }>(
+          `SELECT p.names, p.count
+           FROM repositories r CROSS JOIN LATERAL (
+             SELECT string_agg(name, '","') AS names, count(*)::int AS count
+             FROM (SELECT name FROM tags WHERE repository_id = r.id ORDER BY name LIMIT $2) page
+           ) p
+           WHERE r.name = $1`,
+          [repository, max + 1],
+        );
+        if (rows.length === 0) return undefined;
+        const { names, count } = rows[0]!;
+        return { count, json: names === null ? '[]' : `["${names}"]` };
+      },
       async listDetailed(repository, page) {
         // One statement: a repository without tags gives one row of nulls, an unknown one none.
         const rows = await db.query<{ name: string | null; manifest_digest: string; updated_at: Date }>(
@@ -143,12 +162,4 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
 
     close: () => db.close(),
   };
-}
-
-/** Tag names in byte order (COLLATE "C"; tag names are ASCII, where `<` agrees), sorted if not. */
-export function inOrder(names: string[]): string[] {
-  for (let i = 1; i < names.length; i++) {
-    if (!(names[i - 1]! < names[i]!)) return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  }
-  return names;
 }

@@ -2,6 +2,7 @@
 import { allowed, capture, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { MEDIA_TYPES } from '../../storage/manifest-parse.js';
+import type { TagListJson } from '../../storage/metadata-store.js';
 import { finishPage, parsePage } from '../pagination.js';
 import { requireDigest, requireName } from '../oci-names.js';
 
@@ -24,6 +25,15 @@ export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'con
     if (hit?.name === name) return hit.body;
     const body = Buffer.from(JSON.stringify({ name, tags }));
     renderedTags.set(tags, { name, body });
+    return body;
+  };
+  // Whole tag lists, by the list the metadata store handed out, as above.
+  const renderedWhole = new WeakMap<TagListJson, { name: string; body: Buffer }>();
+  const wholeBody = (name: string, whole: TagListJson): Buffer => {
+    const hit = renderedWhole.get(whole);
+    if (hit?.name === name) return hit.body;
+    const body = Buffer.from(`{"name":${JSON.stringify(name)},"tags":${whole.json}}`);
+    renderedWhole.set(whole, { name, body });
     return body;
   };
 
@@ -59,6 +69,17 @@ export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'con
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'pull', name);
       const page = parsePage(ctx, ALL, ALL);
+      if (page.n === ALL && page.last === undefined) {
+        // The whole list (what containers/image and the Go registry's clients ask for: no n), as
+        // the database wrote it: no JavaScript string per tag (bench/, "Reads at scale").
+        const whole = await metadata.tags.listJson(name, ALL);
+        if (!whole) throw new OciError('NAME_UNKNOWN', 'repository name not known to registry', { name });
+        if (whole.count <= ALL) {
+          ctx.type = JSON_TYPE;
+          ctx.body = wholeBody(name, whole);
+          return;
+        }
+      }
       const tags = await metadata.tags.list(name, page);
       if (!tags) throw new OciError('NAME_UNKNOWN', 'repository name not known to registry', { name });
       ctx.type = JSON_TYPE;

@@ -484,13 +484,26 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
   test('tags of an unknown repository are undefined; of a repository without tags, empty', async (t) => {
     const repository = randomRepository();
     t.is(await store().tags.list(repository, { limit: 10 }), undefined);
+    t.is(await store().tags.listJson(repository, 10), undefined);
     t.is(await store().tags.find(repository, 'latest'), undefined);
     t.is(await store().manifests.findByTag(repository, 'latest'), undefined);
     await store().manifests.save(repository, randomManifest(), []);
     t.deepEqual(await store().tags.list(repository, { limit: 10 }), []);
+    t.deepEqual(await store().tags.listJson(repository, 10), { count: 0, json: '[]' });
     t.is(await store().tags.find(repository, 'latest'), undefined);
     t.is(await store().manifests.findByTag(repository, 'latest'), undefined);
     t.false(await store().tags.remove(repository, 'latest'));
+  });
+
+  test('a tag outside the tag grammar is never stored: tag lists are JSON joined without escaping', async (t) => {
+    const repository = randomRepository();
+    const manifest = randomManifest();
+    await store().manifests.save(repository, manifest, [], 'v1');
+    for (const tag of ['a","b', 'back\\slash', 'line\nbreak', '', '.dot', '-dash', 'x'.repeat(129), 'ünï']) {
+      await t.throwsAsync(store().manifests.save(repository, manifest, [], tag), undefined, JSON.stringify(tag));
+    }
+    t.deepEqual(await store().tags.list(repository, { limit: 100 }), ['v1']);
+    t.deepEqual(await store().tags.listJson(repository, 100), { count: 1, json: '["v1"]' });
   });
 
   test('tags are listed in byte order and paged by last and limit', async (t) => {
@@ -509,6 +522,11 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.deepEqual(await store().tags.list(repository, { last: 'a0', limit: 2 }), ['a_b', 'b'], 'last need not exist');
     t.deepEqual(await store().tags.list(repository, { last: 'v1.2', limit: 10 }), []);
     t.deepEqual((await pages((p) => store().tags.list(repository, p), '', 4)).flat(), sorted);
+    // As JSON text: the same names in the same order, and one more than `max` when there are more.
+    const whole = await store().tags.listJson(repository, 100);
+    t.deepEqual(whole && { count: whole.count, names: JSON.parse(whole.json) as unknown }, { count: sorted.length, names: sorted });
+    const first = await store().tags.listJson(repository, 3);
+    t.deepEqual(first && { count: first.count, names: JSON.parse(first.json) as unknown }, { count: 4, names: sorted.slice(0, 4) });
     // The detailed listing pages the same way, each tag with its digest and push time.
     const detailed = await store().tags.listDetailed(repository, { last: 'A', limit: 3 });
     t.deepEqual(

@@ -171,6 +171,10 @@ test('a walk of a tag list page by page reads the list from the database once; a
         reads += 1;
         return inner.tags.list(repository, page);
       },
+      listJson: (repository, max) => {
+        reads += 1;
+        return inner.tags.listJson(repository, max);
+      },
     },
   };
   const cache = createCachedMetadataStore(counting, { ttlMs: 10 * 60_000 });
@@ -191,6 +195,9 @@ test('a walk of a tag list page by page reads the list from the database once; a
   await cache.manifests.save(repository, manifest, [], 't0105');
   t.deepEqual(await walk(), [...tags.slice(0, 11), 't0105', ...tags.slice(11)].sort());
   t.is(reads, 2, 'the push dropped the cached list: read again once');
+  // The whole list is the same text: no read.
+  t.deepEqual(JSON.parse((await cache.tags.listJson(repository, 1000))!.json), [...tags.slice(0, 11), 't0105', ...tags.slice(11)].sort());
+  t.is(reads, 2);
 });
 
 test('on a sole writer (the embedded database) entries outlive the ttl', async (t) => {

@@ -3,7 +3,7 @@
 // inOrder is the check that pages cut from a cached list (by binary search) can rely on it.
 import test from 'ava';
 import fc from 'fast-check';
-import { inOrder } from '../../storage/postgres-metadata-store.js';
+import { inOrder } from '../../storage/metadata-store.js';
 
 const tagName = fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,20}$/);
 const byBytes = (names: string[]): string[] => [...names].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
