@@ -74,12 +74,26 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   if (options.ttlMs <= 0) return withWriteNotices(inner, invalidate);
   const wholeTagList = options.wholeTagList ?? WHOLE_LIST_TAGS;
 
+  // Whole tag lists being read: requests that miss together share one read (and so one parse of
+  // its names). Each expiry of a 50,000-tag list (REGISTRY_CACHE_TTL on PostgreSQL) sent one
+  // 20 ms statement, and one parse, per request waiting for it. A list, unlike a miss of a tag or
+  // manifest, may be as old as the TTL anyway.
+  const listsLoading = new Map<string, Promise<TagListJson | typeof TOO_MANY_TAGS | undefined>>();
   /** The repository's tags as one JSON text, or TOO_MANY_TAGS beyond `wholeTagList`. */
-  const wholeTagListOf = (repository: string): Promise<TagListJson | typeof TOO_MANY_TAGS | undefined> =>
-    cached(keyOf(repository, 'L', ''), async () => {
-      const whole = await inner.tags.listJson(repository, wholeTagList);
-      return whole === undefined ? undefined : whole.count > wholeTagList ? TOO_MANY_TAGS : whole;
-    });
+  const wholeTagListOf = (repository: string): Promise<TagListJson | typeof TOO_MANY_TAGS | undefined> => {
+    const key = keyOf(repository, 'L', '');
+    const hit = cache.get(key);
+    if (hit) return Promise.resolve(hit.value as TagListJson | typeof TOO_MANY_TAGS);
+    let loading = listsLoading.get(key);
+    if (!loading) {
+      loading = cached(key, async () => {
+        const whole = await inner.tags.listJson(repository, wholeTagList);
+        return whole === undefined ? undefined : whole.count > wholeTagList ? TOO_MANY_TAGS : whole;
+      }).finally(() => listsLoading.delete(key));
+      listsLoading.set(key, loading);
+    }
+    return loading;
+  };
   // The names of a whole tag list, parsed once a page of it is asked for (a whole list is sent as
   // the text it is); they go with the list's entry (sizeOf counts them).
   const parsedNames = new WeakMap<TagListJson, string[]>();

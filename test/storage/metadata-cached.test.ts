@@ -200,6 +200,40 @@ test('a walk of a tag list page by page reads the list from the database once; a
   t.is(reads, 2);
 });
 
+test('requests that miss a tag list together share one read of it', async (t) => {
+  let reads = 0;
+  const inner = database();
+  const counting: MetadataStore = {
+    ...inner,
+    tags: {
+      ...inner.tags,
+      listJson: (repository, max) => {
+        reads += 1;
+        return inner.tags.listJson(repository, max);
+      },
+    },
+  };
+  const cache = createCachedMetadataStore(counting, { ttlMs: 10 * 60_000 });
+  const repository = randomRepository();
+  const manifest = randomManifest();
+  const tags = Array.from({ length: 30 }, (_, i) => `t${String(i).padStart(3, '0')}`);
+  for (const tag of tags) await cache.manifests.save(repository, manifest, [], tag);
+  const pages = await Promise.all([
+    ...Array.from({ length: 8 }, (_, i) => cache.tags.list(repository, { limit: 3, last: tags[i]! })),
+    cache.tags.listJson(repository, 100).then((whole) => whole && (JSON.parse(whole.json) as string[])),
+  ]);
+  t.is(reads, 1);
+  t.deepEqual(
+    pages.slice(0, 8),
+    Array.from({ length: 8 }, (_, i) => tags.slice(i + 1, i + 4)),
+  );
+  t.deepEqual(pages[8], tags);
+  // A push drops the list; the next readers share the next read.
+  await cache.manifests.save(repository, manifest, [], 'u1');
+  await Promise.all([cache.tags.list(repository, { limit: 100 }), cache.tags.list(repository, { limit: 2 })]);
+  t.is(reads, 2);
+});
+
 test('on a sole writer (the embedded database) entries outlive the ttl', async (t) => {
   let reads = 0;
   const inner = database();
