@@ -13,8 +13,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { Agent, request, type Dispatcher } from 'undici';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { childPids } from '../test/helpers/server-process.js';
 import { openPglite } from '../storage/pglite-engine.js';
@@ -34,7 +34,7 @@ const ROUNDS = 3;
 const PAGE = 100;
 /** Walks of the whole tag list per registry (and against the bare server): the median counts. */
 const WALKS = 3;
-const WARMUP_WALKS = 3;
+const WARMUP_WALKS = 6;
 const BATCH = 2000;
 const ONE = 'scale/one';
 /** Restarts timed per Signet (the median counts), each followed by a cold full tag list. */
@@ -249,43 +249,25 @@ async function timedGet(url: string): Promise<{ ms: number; body: string }> {
 }
 
 /**
- * Every tag of `scale/one`, PAGE at a time, following the Link header as clients do: total ms.
- * One keep-alive connection through undici's `request`, as Go clients (skopeo, crane) walk on one
- * connection. Node's fetch made the client most of the row: against a bare server, 500 round
- * trips cost it 390-430 ms, `request` 60-120.
- */
-async function walkTags(baseUrl: string, n: number): Promise<number> {
-  const dispatcher = new Agent({ connections: 1 });
-  try {
-    const started = performance.now();
-    let next: string | undefined = `/v2/${ONE}/tags/list?n=${PAGE}`;
-    let seen = 0;
-    while (next) {
-      const res: Dispatcher.ResponseData = await request(new URL(next, baseUrl), { dispatcher });
-      const body = (await res.body.json()) as { tags?: string[] };
-      if (res.statusCode !== 200) throw new Error(`tags/list page: ${res.statusCode}`);
-      seen += body.tags?.length ?? 0;
-      const link: string | string[] | undefined = res.headers.link;
-      next = /<([^>]+)>;\s*rel="next"/.exec(typeof link === 'string' ? link : '')?.[1];
-    }
-    const ms = performance.now() - started;
-    if (seen !== n) throw new Error(`the walk saw ${seen} tags, expected ${n}`);
-    return ms;
-  } finally {
-    await dispatcher.close();
-  }
-}
-
-/**
- * The median of WALKS walks after WARMUP_WALKS that are not counted: the row is a running
- * registry's. The walks come right after the restarts, and V8 compiles the page handler's code
- * (and the client's) as it runs: on PostgreSQL, eight walks in a row of a just restarted registry
- * took 786, 478, 333, 272, 246, 200, 138 and 135 ms (under the profiler, which slows them).
+ * Every tag of `scale/one`, PAGE at a time, following the Link header as clients do: the median ms
+ * of WALKS walks after WARMUP_WALKS that are not counted, by bench/walk-client.ts in a process of
+ * its own, on one keep-alive connection through undici's `request` (as Go clients such as skopeo
+ * and crane walk on one connection; Node's fetch made the client most of the row: against a bare
+ * server, 500 round trips cost it 390-430 ms, `request` 60-120). The row is a running registry's,
+ * and the client's first walks are mostly V8 compiling its own code: a fresh client process's
+ * twelve walks of an already warm registry on PostgreSQL took 700, 356, 292, 208, 153, 142, 105,
+ * 95, 93, 108, 99 and 97 ms. The walks also come right after the restarts, when the registry's
+ * page handler is being compiled the same way.
  */
 async function medianWalk(baseUrl: string, n: number): Promise<number> {
-  for (let i = 0; i < WARMUP_WALKS; i++) await walkTags(baseUrl, n);
-  const walks: number[] = [];
-  for (let i = 0; i < WALKS; i++) walks.push(await walkTags(baseUrl, n));
+  const client = fileURLToPath(new URL('./walk-client.ts', import.meta.url));
+  const out = await runTool(
+    process.execPath,
+    ['--import', 'tsx', client, baseUrl, ONE, String(PAGE), String(n), String(WARMUP_WALKS), String(WALKS)],
+    true,
+  );
+  const walks = JSON.parse(out.trim().split('\n').pop() ?? '[]') as number[];
+  if (walks.length !== WALKS) throw new Error(`the walk client printed ${out}`);
   return median(walks);
 }
 
