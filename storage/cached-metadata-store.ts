@@ -195,7 +195,7 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
         const whole = await wholeTagListOf(repository);
         if (whole === undefined) return undefined;
         if (whole !== TOO_MANY_TAGS && whole.count <= max) return whole;
-        return inner.tags.listJson(repository, max);
+        return cached(keyOf(repository, 'J', String(max)), () => inner.tags.listJson(repository, max));
       },
       listDetailed: (repository, page) =>
         cached(keyOf(repository, 'd', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.listDetailed(repository, page)),

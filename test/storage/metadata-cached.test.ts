@@ -132,7 +132,7 @@ test('the cache holds no more than its byte budget: old entries go, and are read
 // Tag lists are cut from one cached read of the whole list: any page of it must be the page the
 // database gives, whatever names (the grammar's characters order as - . 0-9 A-Z _ a-z), whatever
 // `last` a client sends (a name, a name that is not there, non-ASCII, past the end) and `n`, over
-// lists cached whole and lists too long for that (here: more than 5 names).
+// lists cached whole and lists too long for that (here: more than 5 names); the same for listJson.
 test('a tag list page from the cache is the page the database gives, for any names, last and n', async (t) => {
   const nameChar = fc.constantFrom(...'-.09AZ_az'.split(''));
   const tagName = fc
@@ -153,6 +153,8 @@ test('a tag list page from the cache is the page the database gives, for any nam
         for (const page of pages) {
           const query = { limit: page.limit, ...(page.last === undefined ? {} : { last: page.last }) };
           t.deepEqual(await cache.tags.list(repository, query), await database().tags.list(repository, query), JSON.stringify(query));
+          // And the list as JSON text, whole (up to `limit`), from a list cached whole or not.
+          t.deepEqual(await cache.tags.listJson(repository, page.limit), await database().tags.listJson(repository, page.limit));
         }
       },
     ),
@@ -164,7 +166,7 @@ test('a tag list page from the cache is the page the database gives, for any nam
  * A cached store over the database, counting the tag list reads that reach the database, and a
  * repository with `count` tags (t000, t001, ...) on one manifest.
  */
-async function countingTagLists(count: number) {
+async function countingTagLists(count: number, wholeTagList?: number) {
   let reads = 0;
   const inner = database();
   const counting: MetadataStore = {
@@ -181,7 +183,7 @@ async function countingTagLists(count: number) {
       },
     },
   };
-  const cache = createCachedMetadataStore(counting, { ttlMs: 10 * 60_000 });
+  const cache = createCachedMetadataStore(counting, { ttlMs: 10 * 60_000, ...(wholeTagList ? { wholeTagList } : {}) });
   const repository = randomRepository();
   const manifest = randomManifest();
   const tags = Array.from({ length: count }, (_, i) => `t${String(i).padStart(3, '0')}`);
@@ -224,6 +226,15 @@ test('requests that miss a tag list together share one read of it', async (t) =>
   // A push drops the list; the next readers share the next read.
   await cache.manifests.save(repository, manifest, [], 'u1');
   await Promise.all([cache.tags.list(repository, { limit: 100 }), cache.tags.list(repository, { limit: 2 })]);
+  t.is(reads(), 2);
+});
+
+test('a whole tag list longer than the cache keeps whole is cached as it was asked for', async (t) => {
+  const { cache, repository, tags, reads } = await countingTagLists(8, 5);
+  const first = await cache.tags.listJson(repository, 100);
+  t.deepEqual(first && JSON.parse(first.json), tags);
+  t.is(reads(), 2, 'one read finds the list too long to keep whole, one reads it');
+  t.deepEqual(await cache.tags.listJson(repository, 100), first);
   t.is(reads(), 2);
 });
 
