@@ -119,7 +119,7 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         return names === null ? [] : inOrder(names.split('\n'));
       },
       async listJson(repository, max) {
-        // The database joins the names with '","' (the same statement as list, in the sorted
+        // The database joins the names with '","' (as list does with newlines, in the sorted
         // subquery's order): no name needs escaping in JSON, as tags.name only holds names of the
         // tag grammar (CHECK constraint, migration 011). A whole list of 50,000 tags answered
         // from names split into strings and JSON.stringify'd spent 25-30 ms of a cold GET in

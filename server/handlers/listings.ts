@@ -15,27 +15,19 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 
 export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'config' | 'authorizer'>) {
   const { metadata } = deps;
-  // Rendered tag lists, by the list the metadata store handed out: the cached store hands out the
-  // same array until the repository changes, and it goes (with its entry here) when the cache
-  // drops it. Mirrors and CI poll tags/list, and rendering 50 tags as JSON on every GET took a
-  // tenth of the request's time (bench/, "tags/list").
-  const renderedTags = new WeakMap<string[], { name: string; body: Buffer }>();
-  const tagsBody = (name: string, tags: string[]): Buffer => {
-    const hit = renderedTags.get(tags);
+  // Rendered tag lists, by the list the metadata store handed out (a page's array, or a whole
+  // list's JSON text): the cached store hands out the same object until the repository changes,
+  // and it goes (with its entry here) when the cache drops it. Mirrors and CI poll tags/list, and
+  // rendering 50 tags as JSON on every GET took a tenth of the request's time (bench/, "tags/list").
+  const rendered = new WeakMap<string[] | TagListJson, { name: string; body: Buffer }>();
+  const tagsBody = (name: string, tags: string[] | TagListJson): Buffer => {
+    const hit = rendered.get(tags);
     if (hit?.name === name) return hit.body;
-    const body = Buffer.from(JSON.stringify({ name, tags }));
-    renderedTags.set(tags, { name, body });
+    const body = Buffer.from(Array.isArray(tags) ? JSON.stringify({ name, tags }) : `{"name":${JSON.stringify(name)},"tags":${tags.json}}`);
+    rendered.set(tags, { name, body });
     return body;
   };
-  // Whole tag lists, by the list the metadata store handed out, as above.
-  const renderedWhole = new WeakMap<TagListJson, { name: string; body: Buffer }>();
-  const wholeBody = (name: string, whole: TagListJson): Buffer => {
-    const hit = renderedWhole.get(whole);
-    if (hit?.name === name) return hit.body;
-    const body = Buffer.from(`{"name":${JSON.stringify(name)},"tags":${whole.json}}`);
-    renderedWhole.set(whole, { name, body });
-    return body;
-  };
+  const unknown = (name: string): OciError => new OciError('NAME_UNKNOWN', 'repository name not known to registry', { name });
 
   return {
     base(ctx: Ctx): void {
@@ -73,15 +65,15 @@ export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'con
         // The whole list (what containers/image and the Go registry's clients ask for: no n), as
         // the database wrote it: no JavaScript string per tag (bench/, "Reads at scale").
         const whole = await metadata.tags.listJson(name, ALL);
-        if (!whole) throw new OciError('NAME_UNKNOWN', 'repository name not known to registry', { name });
+        if (!whole) throw unknown(name);
         if (whole.count <= ALL) {
           ctx.type = JSON_TYPE;
-          ctx.body = wholeBody(name, whole);
+          ctx.body = tagsBody(name, whole);
           return;
         }
       }
       const tags = await metadata.tags.list(name, page);
-      if (!tags) throw new OciError('NAME_UNKNOWN', 'repository name not known to registry', { name });
+      if (!tags) throw unknown(name);
       ctx.type = JSON_TYPE;
       ctx.body = tagsBody(name, finishPage(ctx, `/v2/${name}/tags/list`, page, tags));
     },
