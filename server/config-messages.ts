@@ -1,7 +1,7 @@
 // zod's default messages ("Invalid input: expected string, received undefined", "Too small:
 // expected string to have >=1 characters") in the words of a configuration: what the setting
 // needs. The value is never repeated: it may be a secret. Messages a schema gives itself win.
-import type { z } from 'zod';
+import type * as z from 'zod';
 
 function bound(kind: 'least' | 'most', inclusive: boolean | undefined, limit: unknown): string {
   if (inclusive === false) return `must be ${kind === 'least' ? 'more' : 'less'} than ${String(limit)}`;

@@ -9,7 +9,7 @@
 // - the variables Kubernetes gives every container for a Service named `registry`
 //   (REGISTRY_PORT=tcp://..., REGISTRY_SERVICE_HOST, REGISTRY_PORT_5000_TCP_ADDR...) are left alone.
 // Only names the schema knows are applied.
-import type { z } from 'zod';
+import type * as z from 'zod';
 
 export interface ConfigNote {
   level: 'warn' | 'info' | 'debug';

@@ -4,7 +4,7 @@
 // reads process.env.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { z } from 'zod';
+import * as z from 'zod';
 import { bucketNameProblem, parseEndpoint, regionProblem, rootPrefix } from '../storage/s3-endpoint.js';
 import { parseProxyEntry } from './client-address.js';
 import { configIssueMessage } from './config-messages.js';

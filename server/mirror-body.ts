@@ -1,6 +1,6 @@
 // Mirror settings as the management API takes and shows them (POST and PATCH /api/v1/projects).
 // The password goes in and never comes out: the answer says only whether credentials are set.
-import { z } from 'zod';
+import * as z from 'zod';
 import type { MirrorSettings } from '../storage/project-store.js';
 import { defaultSignedPrefix, signedPrefixProblem } from '../sigstore/remap-identity.js';
 import { OciError } from './errors.js';

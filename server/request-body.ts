@@ -1,7 +1,7 @@
 // Reading a request body that is held in memory (manifests, signatures, keys, management API
 // bodies): always with a limit, and every way a body can be wrong mapped to a 4xx OCI error. Blobs
 // never come through here: they stream (server/handlers/uploads.ts).
-import type { z } from 'zod';
+import type * as z from 'zod';
 import type { Ctx } from './context.js';
 import { OciError } from './errors.js';
 

@@ -3,7 +3,7 @@
 // The answer streams as NDJSON: one {"progress": …} line per tag, then {"report": …} (or
 // {"error": …}), as garbage collection's does.
 import { PassThrough } from 'node:stream';
-import { z } from 'zod';
+import * as z from 'zod';
 import { runMirror } from '../../mirror/mirror-run.js';
 import { capture, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';

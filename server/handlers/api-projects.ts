@@ -1,6 +1,6 @@
 // The management API under /api/v1: projects, members, and what a project holds. Same
 // authentication and the same {"errors":[...]} shape as the registry API.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ROBOT_PREFIX } from '../../auth/robots.js';
 import { ROLES, type Project } from '../../storage/project-store.js';
 import { allowed, capture, emptyResponse, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';

@@ -1,6 +1,6 @@
 // Robot accounts under /api/v1/projects/<project>/robots: created, listed and revoked by the
 // project's admins (and registry admins). The secret is in the creation's answer and nowhere else.
-import { z } from 'zod';
+import * as z from 'zod';
 import { isValidRobotName, parseRobotAccount, ROBOT_ROLES, type Robot } from '../../auth/robots.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';

@@ -3,7 +3,7 @@
 // htpasswd, or for `robot$project+name` against the robot accounts; answered with an HttpOnly,
 // SameSite=Strict cookie, Secure under TLS) and DELETE /api/v1/session (signing out, on every
 // replica: the session row is removed). A robot's session is read-only (server/console-session.ts).
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Principal } from '../../auth/authorize.js';
 import { ROBOT_PREFIX } from '../../auth/robots.js';
 import type { Ctx, RegistryDeps } from '../context.js';

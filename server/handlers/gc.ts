@@ -1,7 +1,7 @@
 // POST /api/v1/gc (what `signet gc` calls; registry admins only): streams progress as NDJSON and
 // ends with the report.
 import { PassThrough } from 'node:stream';
-import { z } from 'zod';
+import * as z from 'zod';
 import { requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { gcOptions, recordGc } from '../gc-runner.js';
 import { readJsonBody } from '../request-body.js';

@@ -5,7 +5,7 @@
 //     Any status but 200 (404 included) breaks the client's pull, so "none" is 200 with [].
 //   PUT the same path with one such object → 201. The client first GETs and skips content that is
 //     already there; a duplicate is 409, a bad object 400 (as OpenShift answers).
-import { z } from 'zod';
+import * as z from 'zod';
 import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { requireDigest, requireName } from '../oci-names.js';
