@@ -8,7 +8,7 @@
 import { hash as digestOf, randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import bcrypt from 'bcryptjs';
-import { LRUCache } from 'lru-cache';
+import { createLru } from '../storage/lru.js';
 
 export interface Htpasswd {
   /**
@@ -93,7 +93,7 @@ export function parseHtpasswd(text: string): Map<string, string> {
 export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
   const recheckMs = options.recheckMs ?? 1000;
   const cacheKey = randomBytes(32).toString('hex');
-  const verified = new LRUCache<string, true>({ max: 10_000, ttl: options.cacheTtlMs ?? 10 * 60_000 });
+  const verified = createLru<string, true>(10_000, { ttlMs: options.cacheTtlMs ?? 10 * 60_000 });
   /** bcrypt checks under way, by credentials key. */
   const checking = new Map<string, Promise<boolean>>();
   let users = new Map<string, string>();

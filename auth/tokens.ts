@@ -11,7 +11,7 @@
 // request pays a map lookup, not a signature check.
 import { randomBytes } from 'node:crypto';
 import type { CryptoKey, JWTPayload } from 'jose';
-import { LRUCache } from 'lru-cache';
+import { createLru } from '../storage/lru.js';
 import { DomainError } from '../storage/errors.js';
 import type { TokenKeyStore } from '../storage/token-key-store.js';
 import type { Authorizer, Principal } from './authorize.js';
@@ -132,7 +132,7 @@ async function loadKeyPair(keys: TokenKeyStore): Promise<KeyPair> {
 
 function createSigningService(options: TokenServiceOptions, keyPair: Promise<KeyPair>): TokenService {
   const { authorizer, htpasswd, robots, service, issuer } = options;
-  const verified = new LRUCache<string, Verified>({ max: 10_000 });
+  const verified = createLru<string, Verified>(10_000);
 
   async function sign(claims: SignetClaims, typ: string, ttlSeconds: number, now: number): Promise<string> {
     const { stored, privateKey } = await keyPair;

@@ -10,7 +10,7 @@
 // The upstream's name of `<project>/<path>` is `<namespace>/<path>` (mirror/upstream.ts).
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { LRUCache } from 'lru-cache';
+import { createLru } from '../storage/lru.js';
 import type { Logger } from 'pino';
 import { projectOf } from '../auth/authorize.js';
 import type { Blobs } from '../storage/blobs.js';
@@ -85,7 +85,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
   const { projects, metadata, blobs } = deps;
   const upstreams = new Map<string, { key: string; upstream: Upstream }>();
   /** When each tag was last confirmed with the upstream. */
-  const checked = new LRUCache<string, number>({ max: 100_000 });
+  const checked = createLru<string, number>(100_000);
   const manifestFetches = new Map<string, Promise<ManifestRecord | undefined>>();
   const blobFlights = new Map<string, BlobFlight>();
 

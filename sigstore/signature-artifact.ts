@@ -17,7 +17,7 @@
 // format has one (an ELF header's e_type is a 16-bit little-endian 2 or 3), so even a client that
 // unpacked such a "layer" as a tar archive would find nothing it could run. Notation's COSE
 // envelopes are binary and could double as an archive: they are not exempt.
-import { LRUCache } from 'lru-cache';
+import { createLru } from '../storage/lru.js';
 import type { Blobs } from '../storage/blobs.js';
 import { digestOf, parseDigest } from '../storage/digest.js';
 import { COSIGN_SIMPLESIGNING, parseCosignPayload } from './cosign.js';
@@ -218,7 +218,7 @@ function isInertConfig(config: Descriptor, bytes: Buffer): boolean {
 
 export function createSignatureArtifacts(readBlob: SmallBlobReader): SignatureArtifacts {
   // Content-addressed and immutable: a verdict never goes stale.
-  const verdicts = new LRUCache<string, ArtifactVerdict>({ max: 10_000 });
+  const verdicts = createLru<string, ArtifactVerdict>(10_000);
 
   /** The verdict, and whether it may be kept: a "no" that rests on a blob read may be a passing fault. */
   async function judge(manifest: { mediaType: string; content: Buffer }): Promise<[ArtifactVerdict, boolean]> {

@@ -15,7 +15,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { finished, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { LRUCache } from 'lru-cache';
+import { createLru } from './lru.js';
 import {
   hasInPlaceAppends,
   hasPositionalReads,
@@ -114,7 +114,7 @@ interface RunningHash {
 
 export function createBlobs(store: BlobStore): Blobs {
   // Bounded: an abandoned upload only costs a slot until it is evicted.
-  const running = new LRUCache<string, RunningHash>({ max: 4096 });
+  const running = createLru<string, RunningHash>(4096);
   const appends = hasInPlaceAppends(store) ? store : undefined;
   /** Chunk writes and commits under way in this process, by upload. */
   const busy = new Map<string, number>();
