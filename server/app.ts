@@ -10,7 +10,7 @@ import { DependencyUnavailableError, StorageFullError } from '../storage/errors.
 import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
 import { observeRequest } from './metrics.js';
 import { CONSOLE_HEADER, createSessionAuthentication, sessionCookieOf } from './console-session.js';
-import { createRegistryRouter } from './routes.js';
+import { createRegistryRoutes } from './routes.js';
 
 const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
 
@@ -156,8 +156,7 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     await next();
   });
 
-  const router = createRegistryRouter(deps);
-  app.use(router.routes());
+  app.use(createRegistryRoutes(deps).routes);
 
   function isLookasideRead(ctx: { method: string; path: string }): boolean {
     return (ctx.method === 'GET' || ctx.method === 'HEAD') && ctx.path.startsWith(`${deps.config.signatures.lookaside.path}/`);
