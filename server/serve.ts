@@ -71,16 +71,12 @@ export async function serve(configFile: string | undefined): Promise<void> {
     process.exit(1);
   };
   const registry = await createRegistry(config, log, metrics, { onDatabaseLost: (err) => onDatabaseLost(err) });
-  // A PostgreSQL server that cannot be used (wrong URL, unreachable, refused) refuses the start
-  // before anything listens. The embedded database is opened meanwhile instead: it takes most of
-  // a second to start, and a restarted registry answers what needs no database (GET /v2/, which
-  // Kubernetes probes and `docker login` call) at once; the rest waits for it (issue 22).
-  if (registry.db.kind === 'postgres') {
-    await registry.ready.catch(async (err: unknown) => {
-      await registry.close().catch(() => undefined);
-      throw err;
-    });
-  }
+  // The database opens and migrates while the server already answers what needs none (GET /v2/,
+  // which Kubernetes probes and `docker login` call): the embedded one takes most of a second to
+  // start, and connecting to PostgreSQL and checking its migrations took a restart past 0.5 s
+  // (issue 22). The rest waits for it, /readyz says it is starting, and one that cannot be used
+  // (a wrong URL, a server refusing or unreachable, a broken data directory) stops the registry
+  // below: one line naming the setting, exit 1, nothing left listening.
   const requests = trackRequests(registry.app.callback());
   const server = createHttpServer(config, requests.listener);
   // As the Go registry's http.debug: metrics on an address of their own, kept off the public port.

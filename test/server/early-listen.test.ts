@@ -87,3 +87,51 @@ test('an embedded database that cannot start after the registry listens: one lin
     t.true(refused, 'the port is closed');
   }
 });
+
+test('a PostgreSQL server that does not answer: GET /v2/ is answered meanwhile, then one line naming the URL, exit 1, nothing listening', async (t) => {
+  const dir = await tempDir(t);
+  // Accepts connections and says nothing, as a server behind a stalled proxy: the registry
+  // listens meanwhile, and stops once REGISTRY_DATABASE_CONNECTTIMEOUT has passed.
+  const sockets = new Set<net.Socket>();
+  const silent = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  });
+  const dbPort = (silent.address() as net.AddressInfo).port;
+  const server = await startServerProcess(
+    {
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(dir, 'storage'),
+      REGISTRY_DATABASE_URL: `postgres://signet:hunter2@127.0.0.1:${dbPort}/signet`,
+      REGISTRY_DATABASE_CONNECTTIMEOUT: '3',
+    },
+    60_000,
+    { seed: false },
+  );
+  t.teardown(() => server.kill());
+  t.is((await fetch(`${server.url}/v2/`)).status, 200, 'answered before the database is');
+  const starting = await fetch(`${server.url}/readyz`);
+  t.is(starting.status, 503);
+  t.is(((await starting.json()) as { errors: { detail: { database: string } }[] }).errors[0]?.detail.database, 'starting');
+
+  t.true(await until(() => server.child.exitCode !== null, 60_000), 'it stops on its own');
+  const port = Number(new URL(server.url).port);
+  t.is(await server.kill(), 1);
+  const stderr = server.stderr();
+  t.regex(
+    stderr,
+    /^signet: cannot use the PostgreSQL database of REGISTRY_DATABASE_URL \(postgres:\/\/signet:\*\*\*@127\.0\.0\.1:\d+\/signet\): /,
+  );
+  t.is(stderr.trim().split('\n').length, 1, stderr);
+  t.false(stderr.includes('hunter2'));
+  const refused = await new Promise<boolean>((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => (socket.destroy(), resolve(false)));
+    socket.once('error', () => resolve(true));
+  });
+  t.true(refused, 'the port is closed');
+});
