@@ -8,6 +8,7 @@ const LOCK_ID = 7_418_251; // arbitrary, fixed: "signet migrations"
 
 export async function migrate(db: Db): Promise<string[]> {
   const files = (await readdir(migrationsDirectory)).filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  if (await upToDate(db, files)) return [];
   return db.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
     await tx.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -27,6 +28,27 @@ export async function migrate(db: Db): Promise<string[]> {
 }
 
 // Migrations are plain DDL: split on semicolons at line ends (no functions with bodies).
+/**
+ * Whether every migration is applied already, asked in one statement without the lock: so it is on
+ * every start but an upgrade's, and the locked transaction took five round trips to the database
+ * while a restarted registry's first requests waited for them (issue 22). A database where a
+ * migration is missing, or that has no migrations table yet, takes the locked path.
+ */
+async function upToDate(db: Db, files: string[]): Promise<boolean> {
+  let rows: { version: number }[];
+  try {
+    rows = await db.query<{ version: number }>('SELECT version FROM schema_migrations');
+  } catch (err) {
+    if ((err as { code?: unknown }).code === UNDEFINED_TABLE) return false;
+    throw err;
+  }
+  const done = new Set(rows.map((r) => r.version));
+  return files.every((file) => done.has(Number(file.slice(0, 3))));
+}
+
+/** SQLSTATE of a statement naming a table that does not exist: a database never migrated. */
+const UNDEFINED_TABLE = '42P01';
+
 function splitStatements(sql: string): string[] {
   return sql
     .replace(/--.*$/gm, '')
