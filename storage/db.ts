@@ -158,6 +158,9 @@ export interface PostgresDbOptions {
   preparedStatements?: boolean;
 }
 
+/** Connections opened when the pool is made (as many as batched lookups use at once). */
+const WARM_CONNECTIONS = 2;
+
 export async function createPostgresDb(connectionString: string, options: PostgresDbOptions = {}): Promise<Db> {
   const { Pool } = await loadPg();
   const pool = new Pool({
@@ -170,6 +173,16 @@ export async function createPostgresDb(connectionString: string, options: Postgr
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
+  // Connections for the first requests, made while the registry checks its migrations: after a
+  // restart the first request that needed a connection of its own waited ~30 ms for it (start-up
+  // profile of a full tag list right after a restart, issue 22). A failure here is the one the
+  // migrations' statement reports.
+  for (let i = 0; i < Math.min(WARM_CONNECTIONS, options.max ?? 10); i++) {
+    pool.connect().then(
+      (client) => client.release(),
+      () => undefined,
+    );
+  }
   const report = options.onAvailability ?? (() => undefined);
   /** Runs one call to the driver: its failure reads as the registry's, and availability is told. */
   async function call<T>(run: () => Promise<T>): Promise<T> {
