@@ -1,6 +1,6 @@
 // GET /api/v1/projects/<p>/audit[?n=50&before=<id>]: the project's audit log, newest first, to its
 // members (and registry admins): who changed settings, members and trusted keys, and when.
-import { capture, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { capture, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { requireProject } from './api-keys.js';
 
@@ -16,7 +16,7 @@ export function createAuditHandler(deps: Pick<RegistryDeps, 'audit' | 'projects'
     const limit = Number(n);
     const entries = await deps.audit.list(project, { limit: limit + 1, ...(before ? { before: Number(before) } : {}) });
     const page = entries.slice(0, limit);
-    ctx.body = {
+    jsonBody(ctx, {
       entries: page.map((e) => ({
         id: e.id,
         at: e.at.toISOString(),
@@ -25,6 +25,6 @@ export function createAuditHandler(deps: Pick<RegistryDeps, 'audit' | 'projects'
         detail: e.detail,
       })),
       ...(entries.length > limit ? { next: page[page.length - 1]!.id } : {}),
-    };
+    });
   };
 }

@@ -5,7 +5,7 @@
 import type { ProjectKey } from '../../sigstore/keys.js';
 import { MAX_KEY_BYTES, openpgpKeyDetails } from '../../sigstore/keys.js';
 import type { ProjectStore } from '../../storage/project-store.js';
-import { capture, emptyResponse, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { capture, emptyResponse, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { readBody } from '../request-body.js';
 
@@ -50,11 +50,11 @@ export function createKeyHandlers(deps: Pick<RegistryDeps, 'keys' | 'projects' |
       await requireAccess(ctx, deps, 'pull', project);
       await requireProject(projects, project);
       const details = queryParam(ctx, 'details') === '1';
-      ctx.body = {
+      jsonBody(ctx, {
         keys: await Promise.all(
           (await keys.list(project)).map(async (k) => ({ ...keyJson(k), ...(details ? await keyDetailsJson(k) : {}) })),
         ),
-      };
+      });
     },
 
     async add(ctx: Ctx): Promise<void> {
@@ -67,7 +67,7 @@ export function createKeyHandlers(deps: Pick<RegistryDeps, 'keys' | 'projects' |
       const stored = (await keys.list(project)).find((k) => k.id === id)!;
       ctx.set('Location', `/api/v1/projects/${project}/keys/${id}`);
       ctx.status = outcome === 'created' ? 201 : 200;
-      ctx.body = { ...keyJson(stored), outcome };
+      jsonBody(ctx, { ...keyJson(stored), outcome });
     },
 
     async remove(ctx: Ctx): Promise<void> {

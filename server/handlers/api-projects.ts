@@ -3,7 +3,7 @@
 import * as z from 'zod';
 import { ROBOT_PREFIX } from '../../auth/robots.js';
 import { ROLES, type Project } from '../../storage/project-store.js';
-import { allowed, capture, emptyResponse, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { allowed, capture, emptyResponse, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { isValidName } from '../../storage/oci-grammar.js';
 import { readJsonBody } from '../request-body.js';
@@ -104,7 +104,7 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
           : {};
         visible.push({ ...projectJson(project, false), ...extra });
       }
-      ctx.body = { projects: visible };
+      jsonBody(ctx, { projects: visible });
     },
 
     async create(ctx: Ctx): Promise<void> {
@@ -124,7 +124,7 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       ctx.state.log.info({ project: name, public: isPublic, ...(mirror ? { upstream: mirror.upstream } : {}) }, 'project created');
       ctx.set('Location', `/api/v1/projects/${name}`);
       ctx.status = 201;
-      ctx.body = projectJson((await projects.find(name))!, true);
+      jsonBody(ctx, projectJson((await projects.find(name))!, true));
     },
 
     async get(ctx: Ctx): Promise<void> {
@@ -138,12 +138,12 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
         ]),
       );
       const permissions = Object.fromEntries(entries);
-      ctx.body = {
+      jsonBody(ctx, {
         ...projectJson(project, await allowed(ctx, deps, 'view', project.name)),
         usedBytes,
         permissions,
         registryAdmin: isRegistryAdmin(ctx),
-      };
+      });
     },
 
     async update(ctx: Ctx): Promise<void> {
@@ -170,7 +170,7 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
         { project: name, ...changes, ...(mirror !== undefined ? { upstream: mirror?.upstream ?? null } : {}) },
         'project updated',
       );
-      ctx.body = projectJson((await projects.find(name))!, true);
+      jsonBody(ctx, projectJson((await projects.find(name))!, true));
     },
 
     async remove(ctx: Ctx): Promise<void> {
@@ -190,7 +190,7 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       await requireAccess(ctx, deps, 'view', name);
       const project = await projects.find(name);
       if (!project) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
-      ctx.body = { members: [...project.members].map(([user, role]) => ({ user, role })) };
+      jsonBody(ctx, { members: [...project.members].map(([user, role]) => ({ user, role })) });
     },
 
     async setMember(ctx: Ctx): Promise<void> {
@@ -206,7 +206,7 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       const { role } = await readJsonBody(ctx, MEMBER_BODY);
       if (!(await projects.setMember(name, user, role, actor(ctx)))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
       ctx.state.log.info({ project: name, member: user, role }, 'member set');
-      ctx.body = { user, role };
+      jsonBody(ctx, { user, role });
     },
 
     async removeMember(ctx: Ctx): Promise<void> {
@@ -234,7 +234,11 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       if (last) names = names.filter((name) => name > last);
       const limit = n === undefined ? names.length : Number(n);
       const page = names.slice(0, limit);
-      ctx.body = { repositories: page.map((name) => ({ name })), total, ...(names.length > limit ? { next: page[page.length - 1] } : {}) };
+      jsonBody(ctx, {
+        repositories: page.map((name) => ({ name })),
+        total,
+        ...(names.length > limit ? { next: page[page.length - 1] } : {}),
+      });
     },
 
     async tags(ctx: Ctx): Promise<void> {
@@ -254,7 +258,7 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       });
       if (!listed) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
       const tags = listed.slice(0, limit).map((t) => ({ name: t.name, digest: t.digest, pushedAt: t.updatedAt.toISOString() }));
-      ctx.body = { name: repository, tags, ...(listed.length > limit ? { next: tags[tags.length - 1]!.name } : {}) };
+      jsonBody(ctx, { name: repository, tags, ...(listed.length > limit ? { next: tags[tags.length - 1]!.name } : {}) });
     },
   };
 }

@@ -2,7 +2,7 @@
 // project's admins (and registry admins). The secret is in the creation's answer and nowhere else.
 import * as z from 'zod';
 import { isValidRobotName, parseRobotAccount, ROBOT_ROLES, type Robot } from '../../auth/robots.js';
-import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { readJsonBody } from '../request-body.js';
 
@@ -56,7 +56,7 @@ export function createRobotHandlers(deps: Pick<RegistryDeps, 'robots' | 'authori
     async list(ctx: Ctx): Promise<void> {
       const project = requireProject(capture(ctx, 0));
       await requireAccess(ctx, deps, 'admin', project);
-      ctx.body = { robots: (await robots.list(project)).map(robotJson) };
+      jsonBody(ctx, { robots: (await robots.list(project)).map(robotJson) });
     },
 
     async create(ctx: Ctx): Promise<void> {
@@ -80,7 +80,7 @@ export function createRobotHandlers(deps: Pick<RegistryDeps, 'robots' | 'authori
       ctx.set('Location', `/api/v1/projects/${project}/robots/${body.name}`);
       ctx.set('Cache-Control', 'no-store');
       ctx.status = 201;
-      ctx.body = { ...robotJson(created.robot), secret: created.secret };
+      jsonBody(ctx, { ...robotJson(created.robot), secret: created.secret });
     },
 
     async revoke(ctx: Ctx): Promise<void> {

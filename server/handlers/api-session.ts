@@ -7,6 +7,7 @@ import * as z from 'zod';
 import type { Principal } from '../../auth/authorize.js';
 import { ROBOT_PREFIX } from '../../auth/robots.js';
 import type { Ctx, RegistryDeps } from '../context.js';
+import { jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { readJsonBody } from '../request-body.js';
 import { robotSessionTag, SESSION_COOKIE, SESSION_COOKIE_PATH, sessionCookieOf } from '../console-session.js';
@@ -64,13 +65,13 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
       const id = sessionCookieOf(ctx);
       const session = user !== undefined && id ? await sessions.find(id) : undefined;
       ctx.set('Cache-Control', 'no-store');
-      ctx.body = {
+      jsonBody(ctx, {
         authEnabled,
         ...(user !== undefined ? { user } : {}),
         admin: isAdmin(principal),
         ...robotJson(principal),
         ...(session && session.user === user ? { csrfToken: session.csrfToken, expiresAt: session.expiresAt.toISOString() } : {}),
-      };
+      });
     },
 
     async signIn(ctx: Ctx): Promise<void> {
@@ -90,14 +91,14 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
       ctx.cookies.set(SESSION_COOKIE, id, cookieOptions(session.expiresAt));
       ctx.state.log.info({ user }, 'console sign-in');
       ctx.set('Cache-Control', 'no-store');
-      ctx.body = {
+      jsonBody(ctx, {
         authEnabled,
         user,
         admin: isAdmin(principal),
         ...robotJson(principal, true),
         csrfToken: session.csrfToken,
         expiresAt: session.expiresAt.toISOString(),
-      };
+      });
     },
 
     async signOut(ctx: Ctx): Promise<void> {

@@ -1,6 +1,6 @@
 // GET /api/v1/projects/<p>/repositories/<r>/signatures/<digest>: an image's stored simple
 // signatures with who signed them, what they name, and whether the project trusts the signer.
-import { capture, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { capture, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { requireDigest } from '../oci-names.js';
 import { isValidName } from '../../storage/oci-grammar.js';
@@ -13,7 +13,7 @@ export function createSignatureListHandler(deps: Pick<RegistryDeps, 'signatures'
     await requireAccess(ctx, deps, 'pull', repository);
     const digest = requireDigest(capture(ctx, 2));
     const list = await signatures.listWithTrust(repository, digest.digest);
-    ctx.body = {
+    jsonBody(ctx, {
       repository,
       digest: digest.digest,
       signatures: list.map((s) => ({
@@ -28,6 +28,6 @@ export function createSignatureListHandler(deps: Pick<RegistryDeps, 'signatures'
         ...(s.createdBy ? { uploadedBy: s.createdBy } : {}),
         uploadedAt: s.createdAt.toISOString(),
       })),
-    };
+    });
   };
 }

@@ -1,6 +1,6 @@
 // GET /api/v1/status (registry admins): what this replica runs on, for the console's
 // administration page: version, storage back end, database, read-only mode, dependency outages.
-import { requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { describeStorage } from '../config.js';
 import { signetVersion } from '../version.js';
 
@@ -18,7 +18,7 @@ export function createStatusHandler(deps: Pick<RegistryDeps, 'config' | 'availab
       }),
     );
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = {
+    jsonBody(ctx, {
       version,
       node: process.version,
       storage: describeStorage(deps.config),
@@ -33,6 +33,6 @@ export function createStatusHandler(deps: Pick<RegistryDeps, 'config' | 'availab
         startedAt: r.startedAt.toISOString(),
         seenAt: r.seenAt.toISOString(),
       })),
-    };
+    });
   };
 }

@@ -10,7 +10,7 @@ import type { ManifestRecord, TagRecord } from '../../storage/metadata-store.js'
 import type { GateExplanation } from '../../sigstore/pull-gate.js';
 import type { ProjectKey } from '../../sigstore/keys.js';
 import { publicHosts } from '../config.js';
-import { capture, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { capture, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { isValidName } from '../../storage/oci-grammar.js';
 import { requireProject } from './api-keys.js';
@@ -130,7 +130,7 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
       const page = listed.slice(0, limit);
       const projectKeys = await keys.list(project);
       const tags = (await Promise.all(page.map((record) => tagJson(ctx, repository, record, projectKeys)))).filter((t) => t !== undefined);
-      ctx.body = { name: repository, tags, ...(listed.length > limit ? { next: page[page.length - 1]!.name } : {}) };
+      jsonBody(ctx, { name: repository, tags, ...(listed.length > limit ? { next: page[page.length - 1]!.name } : {}) });
     },
 
     async preview(ctx: Ctx): Promise<void> {
@@ -161,7 +161,7 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
         }
         if (truncated) break;
       }
-      ctx.body = { project, judged, truncated, refused };
+      jsonBody(ctx, { project, judged, truncated, refused });
     },
   };
 }

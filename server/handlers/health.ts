@@ -4,6 +4,7 @@
 // port or bucket name (the endpoint is unauthenticated). The log has the details.
 import { DependencyUnavailableError, StorageFullError } from '../../storage/errors.js';
 import type { Ctx, RegistryDeps } from '../context.js';
+import { jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 
 /** The fixed phrase for a failed check; other failures are logged with their details. */
@@ -30,7 +31,7 @@ export function createHealthHandlers(deps: Pick<RegistryDeps, 'database' | 'blob
 
   return {
     live(ctx: Ctx): void {
-      ctx.body = { status: 'ok' };
+      jsonBody(ctx, { status: 'ok' });
     },
     async ready(ctx: Ctx): Promise<void> {
       const [database, storage] = await Promise.all([check('database', () => db.ping(), ctx), check('storage', () => blobs.probe(), ctx)]);
@@ -41,7 +42,7 @@ export function createHealthHandlers(deps: Pick<RegistryDeps, 'database' | 'blob
       if (failed.length > 0) {
         throw new OciError('UNAVAILABLE', `not ready: ${failed.map(([name, state]) => `${name} ${state}`).join(', ')}`, checks);
       }
-      ctx.body = { status: 'ready', ...checks };
+      jsonBody(ctx, { status: 'ready', ...checks });
     },
   };
 }

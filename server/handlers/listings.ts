@@ -1,5 +1,5 @@
 // Discovery: GET /v2/, /v2/_catalog, /v2/<name>/tags/list, /v2/<name>/referrers/<digest>
-import { allowed, capture, queryParam, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { allowed, capture, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { MEDIA_TYPES } from '../../storage/manifest-parse.js';
 import type { TagListJson } from '../../storage/metadata-store.js';
@@ -54,7 +54,7 @@ export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'con
         if (batch.length < page.limit || visible.length >= page.limit) break;
         cursor = batch[batch.length - 1];
       }
-      ctx.body = { repositories: finishPage(ctx, '/v2/_catalog', page, visible.slice(0, page.limit)) };
+      jsonBody(ctx, { repositories: finishPage(ctx, '/v2/_catalog', page, visible.slice(0, page.limit)) });
     },
 
     async tags(ctx: Ctx): Promise<void> {

@@ -6,7 +6,7 @@
 //   PUT the same path with one such object → 201. The client first GETs and skips content that is
 //     already there; a duplicate is 409, a bad object 400 (as OpenShift answers).
 import * as z from 'zod';
-import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { allowed, capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { requireDigest, requireName } from '../oci-names.js';
 import { readJsonBody } from '../request-body.js';
@@ -37,7 +37,7 @@ export function createExtensionHandlers(deps: Pick<RegistryDeps, 'signatures' | 
         if (budget < 0) break;
         entries.push(entry);
       }
-      ctx.body = { signatures: entries };
+      jsonBody(ctx, { signatures: entries });
     },
 
     async put(ctx: Ctx): Promise<void> {

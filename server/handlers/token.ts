@@ -8,6 +8,7 @@ import type { Principal } from '../../auth/authorize.js';
 import { formatScope, parseScopes, type ScopeRequest } from '../../auth/token-scope.js';
 import type { TokenService } from '../../auth/tokens.js';
 import type { Ctx, RegistryDeps } from '../context.js';
+import { jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { readBody } from '../request-body.js';
 
@@ -65,13 +66,13 @@ export function createTokenHandlers(deps: Pick<RegistryDeps, 'tokens' | 'authent
       const refresh = asList(ctx.query.offline_token)[0] === 'true';
       const issued = await tokens.issue(principal, scopes, { refresh });
       noStore(ctx);
-      ctx.body = {
+      jsonBody(ctx, {
         token: issued.token,
         access_token: issued.token,
         expires_in: issued.expiresIn,
         issued_at: issued.issuedAt.toISOString(),
         ...(issued.refreshToken ? { refresh_token: issued.refreshToken } : {}),
-      };
+      });
     },
 
     async post(ctx: Ctx): Promise<void> {
@@ -112,14 +113,14 @@ export function createTokenHandlers(deps: Pick<RegistryDeps, 'tokens' | 'authent
       }
       const issued = await tokens.issue(principal, scopes, { refresh });
       noStore(ctx);
-      ctx.body = {
+      jsonBody(ctx, {
         access_token: issued.token,
         token: issued.token,
         scope: issued.access.map(formatScope).join(' '),
         expires_in: issued.expiresIn,
         issued_at: issued.issuedAt.toISOString(),
         ...(issued.refreshToken ? { refresh_token: issued.refreshToken } : {}),
-      };
+      });
     },
   };
 }
