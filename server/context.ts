@@ -65,6 +65,9 @@ export interface RegistryDeps {
   replicas: ReplicaStore;
 }
 
+/** What Koa sends as the type of an object body. */
+export const JSON_TYPE = 'application/json; charset=utf-8';
+
 /**
  * A JSON body, as Koa would send the object, but serialized here: Koa's body setter asks of an
  * object whether it is a web ReadableStream, Blob or Response, and the first `Response` a process
@@ -72,7 +75,7 @@ export interface RegistryDeps {
  * registry paid it on its first /readyz, while its first pulls waited (start-up profile, issue 22).
  */
 export function jsonBody(ctx: Ctx, value: unknown): void {
-  if (!ctx.response.type) ctx.type = 'application/json; charset=utf-8';
+  if (!ctx.response.type) ctx.type = JSON_TYPE;
   ctx.body = JSON.stringify(value);
 }
 

@@ -16,7 +16,7 @@ export async function migrate(db: Db): Promise<string[]> {
     const done = new Set((await tx.query<{ version: number }>('SELECT version FROM schema_migrations')).map((r) => r.version));
     const applied: string[] = [];
     for (const file of files) {
-      const version = Number(file.slice(0, 3));
+      const version = versionOf(file);
       if (done.has(version)) continue;
       const sql = await readFile(new URL(file, migrationsDirectory), 'utf8');
       for (const statement of splitStatements(sql)) await tx.query(statement);
@@ -27,7 +27,6 @@ export async function migrate(db: Db): Promise<string[]> {
   });
 }
 
-// Migrations are plain DDL: split on semicolons at line ends (no functions with bodies).
 /**
  * Whether every migration is applied already, asked in one statement without the lock: so it is on
  * every start but an upgrade's, and the locked transaction took five round trips to the database
@@ -43,12 +42,18 @@ async function upToDate(db: Db, files: string[]): Promise<boolean> {
     throw err;
   }
   const done = new Set(rows.map((r) => r.version));
-  return files.every((file) => done.has(Number(file.slice(0, 3))));
+  return files.every((file) => done.has(versionOf(file)));
 }
 
 /** SQLSTATE of a statement naming a table that does not exist: a database never migrated. */
 const UNDEFINED_TABLE = '42P01';
 
+/** The version a migration file applies: its three-digit prefix. */
+function versionOf(file: string): number {
+  return Number(file.slice(0, 3));
+}
+
+// Migrations are plain DDL: split on semicolons at line ends (no functions with bodies).
 function splitStatements(sql: string): string[] {
   return sql
     .replace(/--.*$/gm, '')

@@ -6,8 +6,7 @@
 import * as z from 'zod';
 import type { Principal } from '../../auth/authorize.js';
 import { ROBOT_PREFIX } from '../../auth/robots.js';
-import type { Ctx, RegistryDeps } from '../context.js';
-import { jsonBody } from '../context.js';
+import { jsonBody, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { readJsonBody } from '../request-body.js';
 import { robotSessionTag, SESSION_COOKIE, SESSION_COOKIE_PATH, sessionCookieOf } from '../console-session.js';

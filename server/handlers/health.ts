@@ -3,8 +3,7 @@
 // and why in a fixed phrase ("connection refused", "timed out", "bucket missing"), never a host,
 // port or bucket name (the endpoint is unauthenticated). The log has the details.
 import { DependencyUnavailableError, StorageFullError } from '../../storage/errors.js';
-import type { Ctx, RegistryDeps } from '../context.js';
-import { jsonBody } from '../context.js';
+import { jsonBody, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 
 /** The fixed phrase for a failed check; other failures are logged with their details. */

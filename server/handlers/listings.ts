@@ -1,5 +1,5 @@
 // Discovery: GET /v2/, /v2/_catalog, /v2/<name>/tags/list, /v2/<name>/referrers/<digest>
-import { allowed, capture, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
+import { allowed, capture, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody, JSON_TYPE } from '../context.js';
 import { OciError } from '../errors.js';
 import { MEDIA_TYPES } from '../../storage/manifest-parse.js';
 import type { TagListJson } from '../../storage/metadata-store.js';
@@ -10,8 +10,6 @@ import { requireDigest, requireName } from '../oci-names.js';
 const ALL = 1_000_000;
 const CATALOG_DEFAULT = 1000;
 const CATALOG_MAX = 10_000;
-/** What Koa sends for an object body. */
-const JSON_TYPE = 'application/json; charset=utf-8';
 
 export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'config' | 'authorizer'>) {
   const { metadata } = deps;

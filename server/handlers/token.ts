@@ -7,8 +7,7 @@
 import type { Principal } from '../../auth/authorize.js';
 import { formatScope, parseScopes, type ScopeRequest } from '../../auth/token-scope.js';
 import type { TokenService } from '../../auth/tokens.js';
-import type { Ctx, RegistryDeps } from '../context.js';
-import { jsonBody } from '../context.js';
+import { jsonBody, type Ctx, type RegistryDeps } from '../context.js';
 import { OciError } from '../errors.js';
 import { readBody } from '../request-body.js';
 
