@@ -29,5 +29,5 @@ VOLUME /var/lib/signet
 EXPOSE 5000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
   CMD node -e "fetch('http://127.0.0.1:5000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "--max-semi-space-size=4", "--initial-old-space-size=64", "--no-allocation-site-pretenuring", "dist/server/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--initial-old-space-size=64", "--no-allocation-site-pretenuring", "--expose-gc", "dist/server/main.js"]
 CMD ["serve"]

@@ -16,6 +16,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { finished, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createLru } from './lru.js';
+import { noteBodyBytes } from './scavenge.js';
 import {
   hasInPlaceAppends,
   hasPositionalReads,
@@ -274,6 +275,7 @@ export function createBlobs(store: BlobStore): Blobs {
         transform(data: Buffer, _encoding, done) {
           size += data.length;
           hash?.update(data);
+          noteBodyBytes(data.length);
           done(null, data);
         },
         flush(done) {
