@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import test, { type ExecutionContext } from 'ava';
 import type { BlobStore, InPlaceAppends } from '../../storage/blob-store.js';
 import { createBlobs } from '../../storage/blobs.js';
@@ -101,4 +101,19 @@ test('an append whose body fails is cut off, and the next chunk appends where th
   const data = Buffer.concat(parts);
   await blobs.commit(id, chunks, digest(data));
   await assertBlob(t, blobs, digest(data), data);
+});
+
+// storage/scavenge.ts: a body's chunks are freed every few MiB, not once V8 notices 64 MiB of them.
+test.serial('an upload asks for a young-generation collection every 8 MiB of body passed on', async (t) => {
+  const store = await fixture(t);
+  const blobs = createBlobs(store);
+  const asked: unknown[] = [];
+  const exposed = globalThis.gc;
+  globalThis.gc = ((options?: unknown) => void asked.push(options)) as NodeJS.GCFunction;
+  t.teardown(() => {
+    globalThis.gc = exposed;
+  });
+  const pieces = Array.from({ length: 20 * 16 }, () => randomBytes(64 * KiB));
+  await blobs.writeChunk(randomUUID(), 0, Readable.from(pieces));
+  t.deepEqual(asked, [{ type: 'minor' }, { type: 'minor' }], '20 MiB: two collections');
 });
