@@ -55,8 +55,8 @@ async function serve(port: NonNullable<typeof parentPort>, dataDirectory: string
   send({ ready: true });
   // What opening the database left behind (PGlite reads its WebAssembly and its data bundle into
   // buffers at start) stays resident in a worker that allocates too little to start a collection
-  // soon. One full collection a second after start, queued like a statement: 6-7 MB less resident
-  // on an idle registry (158 -> 150 MiB after the start and a small push, three runs each), ~9 ms
+  // soon. One full collection a second after start, queued like a statement: 8-9 MiB less
+  // resident on an idle registry (158-159 -> 149-150 MiB after the start and a small push), ~9 ms
   // of the worker's time once. It takes the gc extension (--expose-gc, one of the start flags);
   // without it nothing is done.
   setTimeout(() => {

@@ -104,6 +104,8 @@ test('an append whose body fails is cut off, and the next chunk appends where th
 });
 
 // storage/scavenge.ts: a body's chunks are freed every few MiB, not once V8 notices 64 MiB of them.
+// Serial, so it runs first and alone in this file: the process's byte count starts at zero and no
+// other test's bodies add to it.
 test.serial('an upload asks for a young-generation collection every 8 MiB of body passed on', async (t) => {
   const store = await fixture(t);
   const blobs = createBlobs(store);
