@@ -4,8 +4,8 @@
 // bounds how stale a replica can be about writes made by another one. With `soleWriter` (the
 // embedded PGlite, which only this process opens) there is no other one, so entries stay until a
 // write drops them or the byte budget evicts them. The budget (`maxBytes`) counts what each entry
-// holds (manifest bytes, names), so memory stays bounded however many manifests the registry
-// holds; a bound by entry count let 50,000 entries of up to 4 MiB manifests grow without limit. Misses are not cached, so a
+// costs in memory (sizeOf), so memory stays bounded however many manifests the registry holds; a
+// bound by entry count let 50,000 entries of up to 4 MiB manifests grow without limit. Misses are not cached, so a
 // blob or manifest pushed through another replica is visible at once. Invalidation happens after
 // the write, and keys carry the generation read before a load, so a load racing a write can only
 // fill an orphaned key. While the database does not answer, an entry past its TTL is served as it
@@ -28,15 +28,39 @@ export interface MetadataCacheOptions {
 
 /** Without `maxBytes` (REGISTRY_CACHE_MAXSIZE's default too, in server/config.ts). */
 const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
-/** What an entry costs beyond its own bytes: the key, the LRU's node, the object headers. */
-const ENTRY_OVERHEAD = 160;
+/**
+ * What an entry costs beyond its key and value: its slots in the LRU's arrays (key, value, size,
+ * links, and with a ttl its start and ttl), with the room those arrays keep for growth, and its
+ * entry in the LRU's map.
+ */
+const ENTRY_OVERHEAD = 192;
+/** A string's header (map, hash, length, 16 bytes), V8's rounding to 8 bytes, and a margin. */
+const STRING_BYTES = 32;
+/** An array element or an object's field. */
+const SLOT_BYTES = 8;
+/** A small object or array: its map, properties and elements pointers, and a few fields in place. */
+const OBJECT_BYTES = 64;
+/** A named property in an object used as a dictionary (annotations): hash table entry. */
+const PROPERTY_BYTES = 24;
+/** A Date object (its time and the calendar fields V8 caches beside it). */
+const DATE_BYTES = 96;
+/**
+ * A Buffer beyond its bytes: the Uint8Array and ArrayBuffer objects in the heap, and the backing
+ * store's record and allocation header outside it (manifest bytes are in buffers of their own).
+ */
+const BUFFER_BYTES = 320;
 
-type Entry = { value: string | number | ManifestRecord | string[] | TagRecord[] | TagListJson };
+type Value = string | number | ManifestRecord | string[] | TagRecord[] | TagListJson | WholeList;
+/** A repository's whole tag list, and its names once a page was cut from it. */
+interface WholeList {
+  whole: TagListJson;
+  names?: string[];
+}
 
 export function createCachedMetadataStore(inner: MetadataStore, options: MetadataCacheOptions, bus?: ChangeBus): MetadataStore {
-  const cache = new LRUCache<string, Entry>({
+  const cache = new LRUCache<string, Value>({
     maxSize: Math.max(options.maxBytes ?? DEFAULT_CACHE_BYTES, 1),
-    sizeCalculation: (entry, key) => ENTRY_OVERHEAD + key.length + sizeOf(entry.value),
+    sizeCalculation: (value, key) => ENTRY_OVERHEAD + stringBytes(key) + sizeOf(value),
     ...(options.soleWriter ? {} : { ttl: Math.max(options.ttlMs, 1) }),
     // Expired entries stay (within `maxSize`) for serving during an outage; fresh reads never see them.
     noDeleteOnStaleGet: true,
@@ -50,8 +74,10 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   let catalog = 0;
   /** Keys of the repository's current generation. */
   const scope = (repository: string): ((kind: string, id: string) => string) => {
-    const prefix = `${everything}\u0000${repository}\u0000${generations.get(repository) ?? 0}\u0000`;
-    return (kind, id) => `${prefix}${kind}\u0000${id}`;
+    const generation = generations.get(repository) ?? 0;
+    // Joined into one flat string: a template literal made a chain of concatenation cells, which
+    // the LRU's map kept beside the flattened text (a tag's entry: 550 -> 286 bytes of heap).
+    return (kind, id) => [everything, repository, generation, kind, id].join('\u0000');
   };
   const keyOf = (repository: string, kind: string, id: string): string => scope(repository)(kind, id);
   bus?.subscribe((change) => {
@@ -78,43 +104,40 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   // its names). Each expiry of a 50,000-tag list (REGISTRY_CACHE_TTL on PostgreSQL) sent one
   // 20 ms statement, and one parse, per request waiting for it. A list, unlike a miss of a tag or
   // manifest, may be as old as the TTL anyway.
-  const listsLoading = new Map<string, Promise<TagListJson | typeof TOO_MANY_TAGS | undefined>>();
+  const listsLoading = new Map<string, Promise<WholeList | typeof TOO_MANY_TAGS | undefined>>();
   /** The repository's tags as one JSON text, or TOO_MANY_TAGS beyond `wholeTagList`. */
-  const wholeTagListOf = (repository: string): Promise<TagListJson | typeof TOO_MANY_TAGS | undefined> => {
+  const wholeTagListOf = (repository: string): Promise<WholeList | typeof TOO_MANY_TAGS | undefined> => {
     const key = keyOf(repository, 'L', '');
     const hit = cache.get(key);
-    if (hit) return Promise.resolve(hit.value as TagListJson | typeof TOO_MANY_TAGS);
+    if (hit !== undefined) return Promise.resolve(hit as WholeList | typeof TOO_MANY_TAGS);
     let loading = listsLoading.get(key);
     if (!loading) {
       loading = cached(key, async () => {
         const whole = await inner.tags.listJson(repository, wholeTagList);
-        return whole === undefined ? undefined : whole.count > wholeTagList ? TOO_MANY_TAGS : whole;
+        return whole === undefined ? undefined : whole.count > wholeTagList ? TOO_MANY_TAGS : { whole };
       }).finally(() => listsLoading.delete(key));
       listsLoading.set(key, loading);
     }
     return loading;
   };
   // The names of a whole tag list, parsed once a page of it is asked for (a whole list is sent as
-  // the text it is); they go with the list's entry (sizeOf counts them).
-  const parsedNames = new WeakMap<TagListJson, string[]>();
-  const namesOf = (whole: TagListJson): string[] => {
-    let names = parsedNames.get(whole);
-    if (!names) parsedNames.set(whole, (names = inOrder(JSON.parse(whole.json) as string[])));
-    return names;
-  };
+  // the text it is); they go in the list's entry (sizeOf counted them when it was cached). Not in
+  // a WeakMap beside the cache: its table kept the size it had grown to between collections, ~4
+  // MiB past the budget after 500,000 lists had passed through it (test/storage/cache-memory.test.ts).
+  const namesOf = (list: WholeList): string[] => (list.names ??= inOrder(JSON.parse(list.whole.json) as string[]));
 
-  async function cached<T extends Entry['value']>(key: string, load: () => Promise<T | undefined>): Promise<T | undefined> {
+  async function cached<T extends Value>(key: string, load: () => Promise<T | undefined>): Promise<T | undefined> {
     const hit = cache.get(key);
-    if (hit) return hit.value as T;
+    if (hit !== undefined) return hit as T;
     let value: T | undefined;
     try {
       value = await load();
     } catch (err) {
       const stale = err instanceof DependencyUnavailableError ? cache.get(key, { allowStale: true }) : undefined;
-      if (stale) return stale.value as T;
+      if (stale !== undefined) return stale as T;
       throw err;
     }
-    if (value !== undefined) cache.set(key, { value });
+    if (value !== undefined) cache.set(key, value);
     return value;
   }
 
@@ -144,8 +167,8 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
       async findByTag(repository, tag) {
         const key = scope(repository);
         const tagged = cache.get(key('t', tag));
-        if (tagged) {
-          const digest = tagged.value as string;
+        if (tagged !== undefined) {
+          const digest = tagged as string;
           return cached(key('m', digest), () => inner.manifests.find(repository, digest));
         }
         // A miss: the tag and its manifest in one statement, both cached under keys of the
@@ -155,13 +178,13 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
           manifest = await inner.manifests.findByTag(repository, tag);
         } catch (err) {
           const stale = err instanceof DependencyUnavailableError ? cache.get(key('t', tag), { allowStale: true }) : undefined;
-          const staleManifest = stale && cache.get(key('m', stale.value as string), { allowStale: true });
-          if (staleManifest) return staleManifest.value as ManifestRecord;
+          const staleManifest = stale === undefined ? undefined : cache.get(key('m', stale as string), { allowStale: true });
+          if (staleManifest !== undefined) return staleManifest as ManifestRecord;
           throw err;
         }
         if (manifest) {
-          cache.set(key('t', tag), { value: manifest.digest });
-          cache.set(key('m', manifest.digest), { value: manifest });
+          cache.set(key('t', tag), manifest.digest);
+          cache.set(key('m', manifest.digest), manifest);
         }
         return manifest;
       },
@@ -185,16 +208,16 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
         // each page is cut from it, as clients walk `?n=&last=` page by page following the Link
         // header: 500 pages over 50,000 tags were 500 statements, 1.2 s on PGlite (bench/, "Reads
         // at scale"). Beyond `wholeTagList` names each page is read and cached on its own.
-        const whole = await wholeTagListOf(repository);
-        if (whole === undefined) return undefined;
-        if (whole !== TOO_MANY_TAGS) return pageOf(namesOf(whole), page);
+        const list = await wholeTagListOf(repository);
+        if (list === undefined) return undefined;
+        if (list !== TOO_MANY_TAGS) return pageOf(namesOf(list), page);
         return cached(keyOf(repository, 'l', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.list(repository, page));
       },
       async listJson(repository, max) {
         // The same object while it is cached: the handler keeps the answer it rendered from it.
-        const whole = await wholeTagListOf(repository);
-        if (whole === undefined) return undefined;
-        if (whole !== TOO_MANY_TAGS && whole.count <= max) return whole;
+        const list = await wholeTagListOf(repository);
+        if (list === undefined) return undefined;
+        if (list !== TOO_MANY_TAGS && list.whole.count <= max) return list.whole;
         return cached(keyOf(repository, 'J', String(max)), () => inner.tags.listJson(repository, max));
       },
       listDetailed: (repository, page) =>
@@ -233,25 +256,46 @@ function pageOf(names: string[], page: Page): string[] {
   return names.slice(start, start + page.limit);
 }
 
-/** Approximate bytes an entry's value holds. */
-function sizeOf(value: Entry['value']): number {
-  if (typeof value === 'number') return 8;
-  if (typeof value === 'string') return value.length;
-  // The text, and the names parsed from it once a page is asked for.
-  if ('json' in value) return 2 * value.json.length + 24 * value.count;
+/**
+ * Bytes an entry's value costs in memory, as V8 holds it: every string with its header, objects
+ * with their slots, a manifest's bytes with the buffer objects around them (and the allocation
+ * outside the heap that backs them). Counting only the text and bytes (as before) let a 64 MiB
+ * budget hold ~100 MB of heap and buffers at 50,000 manifests (bench/, "Reads at scale");
+ * test/storage/cache-memory.test.ts measures what entries of each kind cost against this count.
+ */
+function sizeOf(value: Value): number {
+  if (typeof value === 'number') return 16;
+  if (typeof value === 'string') return stringBytes(value);
+  if ('json' in value) return OBJECT_BYTES + stringBytes(value.json);
+  // The text, and the names parsed from it once a page is asked for (a string and a slot each).
+  if ('whole' in value) {
+    return 2 * OBJECT_BYTES + sizeOf(value.whole) + value.whole.count * (STRING_BYTES + SLOT_BYTES) + value.whole.json.length;
+  }
   if (Array.isArray(value)) {
-    let total = 0;
-    for (const item of value) total += typeof item === 'string' ? item.length + 16 : item.name.length + item.digest.length + 64;
+    let total = OBJECT_BYTES;
+    for (const item of value) {
+      total +=
+        SLOT_BYTES +
+        (typeof item === 'string' ? stringBytes(item) : OBJECT_BYTES + stringBytes(item.name) + stringBytes(item.digest) + DATE_BYTES);
+    }
     return total;
   }
-  return (
-    value.content.length +
-    value.digest.length +
-    value.mediaType.length +
-    64 +
-    (value.annotations ? JSON.stringify(value.annotations).length : 0)
-  );
+  let total = OBJECT_BYTES + BUFFER_BYTES + value.content.length + stringBytes(value.digest) + stringBytes(value.mediaType);
+  if (value.artifactType !== undefined) total += SLOT_BYTES + stringBytes(value.artifactType);
+  if (value.subject !== undefined) total += SLOT_BYTES + stringBytes(value.subject);
+  if (value.annotations) {
+    total += SLOT_BYTES + OBJECT_BYTES;
+    for (const [key, text] of Object.entries(value.annotations)) total += PROPERTY_BYTES + stringBytes(key) + stringBytes(text);
+  }
+  return total;
 }
+
+/** A string: V8's header, and one byte a character if each fits one (Latin-1), else two. */
+function stringBytes(text: string): number {
+  return STRING_BYTES + (TWO_BYTE.test(text) ? 2 * text.length : text.length);
+}
+
+const TWO_BYTE = /[\u0100-\uffff]/;
 
 /** No cache, but writes still tell the bus (gate decisions and other replicas depend on it). */
 function withWriteNotices(inner: MetadataStore, changed: (repository: string) => void): MetadataStore {

@@ -1,0 +1,176 @@
+// REGISTRY_CACHE_MAXSIZE is a promise about memory: whatever the registry holds and whatever
+// pushers put into names, tags and annotations, the metadata cache costs no more than that many
+// bytes of the server's memory. Measured here as the growth of the JavaScript heap and of the
+// memory outside it that buffers hold, after full collections, with the cache filled well past its
+// budget by entries of each kind it keeps.
+//
+// The entries come from a stand-in for the database, made as the two real stores make them
+// (storage/db.ts): each manifest's bytes in a buffer of its own, each text a string of its own.
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import fc from 'fast-check';
+import { createCachedMetadataStore } from '../../storage/cached-metadata-store.js';
+import type { ManifestRecord, MetadataStore, TagListJson, TagRecord } from '../../storage/metadata-store.js';
+
+v8.setFlagsFromString('--expose-gc');
+v8.setFlagsFromString('--no-flush-bytecode');
+const gc = runInNewContext('gc') as () => void;
+
+const BUDGET = 8 * 1024 * 1024;
+
+/** Heap and buffer memory in use after full collections (until one frees nothing more). */
+function inUse(): number {
+  let last = Infinity;
+  for (;;) {
+    gc();
+    const stats = v8.getHeapStatistics();
+    const now = stats.used_heap_size + stats.external_memory;
+    if (now >= last) return now;
+    last = now;
+  }
+}
+
+/** A string of its own, as a database row's text arrives (not a literal shared by all). */
+const fresh = (text: string): string => Buffer.from(text, 'utf8').toString('utf8');
+
+interface Shape {
+  kind: 'manifest' | 'tag' | 'tag-list' | 'detailed-page' | 'catalog-page';
+  /** Manifest bytes. */
+  size: number;
+  /** Annotations: how many, and the text each value repeats. */
+  annotations: number;
+  text: string;
+  /** Tag names in a list or page, and their length. */
+  names: number;
+  nameLength: number;
+}
+
+function manifestRecord(shape: Shape, seed: string): ManifestRecord {
+  const content = Buffer.allocUnsafeSlow(shape.size);
+  content.fill(seed);
+  const record: ManifestRecord = {
+    digest: fresh(`sha256:${createHash('sha256').update(seed).digest('hex')}`),
+    mediaType: fresh('application/vnd.oci.image.manifest.v1+json'),
+    content,
+    size: content.length,
+  };
+  if (shape.annotations > 0) {
+    record.annotations = {};
+    for (let i = 0; i < shape.annotations; i++) record.annotations[fresh(`org.example.${i}`)] = fresh(`${shape.text}${seed}`);
+  }
+  return record;
+}
+
+const names = (shape: Shape, seed: string): string[] =>
+  Array.from({ length: shape.names }, (_, i) => fresh(`${seed}-${i}-`.padEnd(shape.nameLength, 'x')));
+
+function standIn(shape: Shape): MetadataStore {
+  const answers = {
+    manifests: { findByTag: (repository: string, tag: string) => Promise.resolve(manifestRecord(shape, `${repository}:${tag}`)) },
+    tags: {
+      find: (repository: string, tag: string) =>
+        Promise.resolve(fresh(`sha256:${createHash('sha256').update(`${repository}:${tag}`).digest('hex')}`)),
+      listJson: (repository: string): Promise<TagListJson> => {
+        const list = names(shape, repository).sort();
+        return Promise.resolve({ count: list.length, json: JSON.stringify(list) });
+      },
+      listDetailed: (repository: string): Promise<TagRecord[]> =>
+        Promise.resolve(
+          names(shape, repository).map((name) => ({ name, digest: fresh(`sha256:${'0'.repeat(64)}`), updatedAt: new Date() })),
+        ),
+    },
+    repositories: { list: (page: { last?: string }) => Promise.resolve(names(shape, page.last ?? '')) },
+    close: () => Promise.resolve(),
+  };
+  return answers as unknown as MetadataStore;
+}
+
+/** What one entry of the shape costs at least (its bytes and text alone): how many fill the budget. */
+function atLeast(shape: Shape): number {
+  switch (shape.kind) {
+    case 'manifest':
+      return shape.size + shape.annotations * shape.text.length + 200;
+    case 'tag':
+      return 250;
+    default:
+      return shape.names * shape.nameLength + 100;
+  }
+}
+
+async function fill(store: MetadataStore, shape: Shape, i: number): Promise<void> {
+  const repository = `project/repository-${Math.floor(i / 10)}`;
+  const tag = `v${i % 10}`;
+  switch (shape.kind) {
+    case 'manifest':
+      await store.manifests.findByTag(repository, tag);
+      return;
+    case 'tag':
+      await store.tags.find(repository, tag);
+      return;
+    case 'tag-list':
+      // A page, so the names are parsed from the cached text too.
+      await store.tags.list(`project/list-${i}`, { limit: 10 });
+      return;
+    case 'detailed-page':
+      await store.tags.listDetailed(repository, { limit: shape.names, last: tag });
+      return;
+    case 'catalog-page':
+      await store.repositories.list({ limit: shape.names, last: `${i}` });
+      return;
+  }
+}
+
+const shapes = fc.record<Shape>({
+  kind: fc.constantFrom('manifest', 'tag', 'tag-list', 'detailed-page', 'catalog-page'),
+  size: fc.integer({ min: 0, max: 4096 }),
+  annotations: fc.integer({ min: 0, max: 8 }),
+  // Any text a pusher may put in an annotation, two-byte characters included.
+  text: fc.string({ unit: 'binary', maxLength: 64 }),
+  names: fc.integer({ min: 1, max: 200 }),
+  nameLength: fc.integer({ min: 1, max: 128 }),
+});
+
+test('the metadata cache costs no more memory than its byte budget, whatever it holds', async (t) => {
+  const fail = (message: string): never => {
+    t.log(message);
+    throw new Error(message);
+  };
+  // What loading the test left (timers, weakly held objects) goes first.
+  await sleep(100);
+  inUse();
+  await fc.assert(
+    fc.asyncProperty(shapes, async (shape) => {
+      // The code that fills is compiled first (a throwaway store): compiled code is heap too.
+      // Each store is let go of before the next measure (this closure may outlive the run).
+      let store: MetadataStore | undefined = createCachedMetadataStore(standIn(shape), { ttlMs: 60_000, maxBytes: BUDGET });
+      for (let i = 0; i < 2000; i++) await fill(store, shape, i);
+      await store.close();
+      store = undefined;
+      // Timers the cache set (its clock's, for the ttl) hold it until they ran.
+      await sleep(20);
+      const before = inUse();
+      store = createCachedMetadataStore(standIn(shape), { ttlMs: 60_000, maxBytes: BUDGET });
+      const entries = Math.ceil((3 * BUDGET) / atLeast(shape));
+      for (let i = 0; i < entries; i++) await fill(store, shape, i);
+      const used = inUse() - before;
+      await store.close();
+      store = undefined;
+      await sleep(20);
+      t.log(`${shape.kind}: ${(used / BUDGET).toFixed(2)} of the budget in use after ${entries} entries`);
+      if (used > BUDGET) fail(`${JSON.stringify(shape)}: ${used} bytes in use for a budget of ${BUDGET}`);
+      // Not by caching nothing: the budget is put to use.
+      if (used < BUDGET / 2) fail(`${JSON.stringify(shape)}: only ${used} bytes in use for a budget of ${BUDGET}`);
+    }),
+    {
+      numRuns: 10,
+      endOnFailure: true,
+      verbose: 2,
+      // The bench's manifests at scale: ~450 bytes and one annotation each.
+      examples: [[{ kind: 'manifest', size: 450, annotations: 1, text: 'scale', names: 1, nameLength: 1 }]],
+    },
+  );
+  t.pass();
+});
