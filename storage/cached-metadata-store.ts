@@ -267,7 +267,8 @@ function sizeOf(value: Value): number {
   if (typeof value === 'number') return 16;
   if (typeof value === 'string') return stringBytes(value);
   if ('json' in value) return OBJECT_BYTES + stringBytes(value.json);
-  // The text, and the names parsed from it once a page is asked for (a string and a slot each).
+  // The text, and the names parsed from it once a page is asked for (a string and a slot each;
+  // tag names are ASCII, one byte a character, and the text holds each with its quotes).
   if ('whole' in value) {
     return 2 * OBJECT_BYTES + sizeOf(value.whole) + value.whole.count * (STRING_BYTES + SLOT_BYTES) + value.whole.json.length;
   }
