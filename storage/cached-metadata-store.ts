@@ -24,6 +24,8 @@ export interface MetadataCacheOptions {
   soleWriter?: boolean;
   /** Tag lists up to this many names are cached whole (default WHOLE_LIST_TAGS; tests set less). */
   wholeTagList?: number;
+  /** Repositories whose changes are counted before every entry is dropped (default MAX_GENERATIONS; tests set less). */
+  maxGenerations?: number;
 }
 
 /** Without `maxBytes` (REGISTRY_CACHE_MAXSIZE's default too, in server/config.ts). */
@@ -80,22 +82,28 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
     return (kind, id) => [everything, repository, generation, kind, id].join('\u0000');
   };
   const keyOf = (repository: string, kind: string, id: string): string => scope(repository)(kind, id);
+  const dropAll = (): void => {
+    everything += 1;
+    generations.clear();
+    cache.clear();
+  };
+  // One number per repository changed since the start, outside the byte budget: past
+  // `maxGenerations` of them every entry goes at once (as when the bus reconnects) and the
+  // numbers start again, so they cannot grow with the repositories a long-running server sees.
+  const maxGenerations = options.maxGenerations ?? MAX_GENERATIONS;
+  const changed = (repository: string): void => {
+    if (!generations.has(repository) && generations.size >= maxGenerations) dropAll();
+    generations.set(repository, (generations.get(repository) ?? 0) + 1);
+    catalog += 1;
+  };
   bus?.subscribe((change) => {
-    if (change === 'all') {
-      everything += 1;
-      cache.clear();
-    } else if (change.repository !== undefined) {
-      generations.set(change.repository, (generations.get(change.repository) ?? 0) + 1);
-      catalog += 1;
-    }
+    if (change === 'all') dropAll();
+    else if (change.repository !== undefined) changed(change.repository);
   });
   // Every write says what it changed: here, and through the bus on the other replicas.
   const invalidate = (repository: string): void => {
     if (bus) bus.publish({ repository });
-    else {
-      generations.set(repository, (generations.get(repository) ?? 0) + 1);
-      catalog += 1;
-    }
+    else changed(repository);
   };
   if (options.ttlMs <= 0) return withWriteNotices(inner, invalidate);
   const wholeTagList = options.wholeTagList ?? WHOLE_LIST_TAGS;
@@ -233,6 +241,8 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   };
 }
 
+/** Repositories changed since the last drop of every entry: ~100 bytes each, ~1 MB at most. */
+const MAX_GENERATIONS = 10_000;
 /** Tag lists up to this long are cached whole (at most a few MB) and paged in memory. */
 const WHOLE_LIST_TAGS = 100_000;
 /** Cached instead of a list longer than WHOLE_LIST_TAGS. */

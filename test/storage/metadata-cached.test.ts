@@ -274,6 +274,23 @@ test('a ttl of zero means no cache: a change behind it shows at once', async (t)
   t.is(await cache.tags.find(repository, 'latest'), second.digest);
 });
 
+test('past its count of changed repositories the cache starts again, and never serves what a change replaced', async (t) => {
+  const cache = createCachedMetadataStore(database(), { ttlMs: 10 * 60_000, maxGenerations: 3 });
+  const repository = randomRepository();
+  const [first, second] = [randomManifest(), randomManifest()];
+  // Read before any change through the cache: the repository's first generation.
+  await database().manifests.save(repository, first, [], 'latest');
+  t.is(await cache.tags.find(repository, 'latest'), first.digest);
+  // The entry read before this write stays in the LRU under its old generation's key.
+  await cache.manifests.save(repository, second, [], 'latest');
+  t.is(await cache.tags.find(repository, 'latest'), second.digest);
+  // Changes to more repositories than it counts: the numbers start again.
+  for (let i = 0; i < 4; i++) await cache.manifests.save(randomRepository(), randomManifest(), [], 'latest');
+  t.is(await cache.tags.find(repository, 'latest'), second.digest);
+  await cache.manifests.save(repository, first, [], 'latest');
+  t.is(await cache.tags.find(repository, 'latest'), first.digest);
+});
+
 test('a change announced on the bus (another replica) drops cached entries at once', async (t) => {
   const bus = createChangeBus({ db: { query: async () => [] } as unknown as Db });
   t.teardown(() => bus.close());
