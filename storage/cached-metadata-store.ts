@@ -44,8 +44,8 @@ const SLOT_BYTES = 8;
 const OBJECT_BYTES = 64;
 /** A named property in an object used as a dictionary (annotations): hash table entry. */
 const PROPERTY_BYTES = 24;
-/** A Date object (its time and the calendar fields V8 caches beside it). */
-const DATE_BYTES = 96;
+/** A Date object (its time and the calendar fields V8 caches beside it): 112 bytes measured. */
+const DATE_BYTES = 112;
 /**
  * A Buffer beyond its bytes: the Uint8Array and ArrayBuffer objects in the heap, and the backing
  * store's record and allocation header outside it (manifest bytes are in buffers of their own).
