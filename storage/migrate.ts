@@ -1,5 +1,7 @@
 // Versioned migrations: storage/migrations/NNN_name.sql, applied in order at start-up, each once.
-// One transaction holds an advisory lock, so replicas starting together do not race.
+// One transaction holds an advisory lock, so replicas starting together do not race. A file named
+// NNN_name.postgres.sql holds what only a PostgreSQL server needs (what replicas share): on the
+// embedded PGlite its version is recorded as applied without running it.
 import { readdir, readFile } from 'node:fs/promises';
 import type { Db } from './db.js';
 import { migrationsDirectory } from './own-files.js';
@@ -7,7 +9,7 @@ import { migrationsDirectory } from './own-files.js';
 const LOCK_ID = 7_418_251; // arbitrary, fixed: "signet migrations"
 
 export async function migrate(db: Db): Promise<string[]> {
-  const files = (await readdir(migrationsDirectory)).filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  const files = (await readdir(migrationsDirectory)).filter((f) => /^\d{3}_[a-z0-9_]+(\.postgres)?\.sql$/.test(f)).sort();
   if (await upToDate(db, files)) return [];
   return db.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
@@ -18,8 +20,10 @@ export async function migrate(db: Db): Promise<string[]> {
     for (const file of files) {
       const version = versionOf(file);
       if (done.has(version)) continue;
-      const sql = await readFile(new URL(file, migrationsDirectory), 'utf8');
-      for (const statement of splitStatements(sql)) await tx.query(statement);
+      if (db.kind === 'postgres' || !file.endsWith('.postgres.sql')) {
+        const sql = await readFile(new URL(file, migrationsDirectory), 'utf8');
+        for (const statement of splitStatements(sql)) await tx.query(statement);
+      }
       await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [version, file]);
       applied.push(file);
     }
@@ -53,11 +57,25 @@ function versionOf(file: string): number {
   return Number(file.slice(0, 3));
 }
 
-// Migrations are plain DDL: split on semicolons at line ends (no functions with bodies).
+// Statements end with a semicolon at the end of a line, outside a function's $$-quoted body.
 function splitStatements(sql: string): string[] {
-  return sql
+  const statements: string[] = [];
+  let current = '';
+  sql
     .replace(/--.*$/gm, '')
-    .split(/;\s*$/m)
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
+    .split('$$')
+    .forEach((part, i) => {
+      if (i % 2 === 1) {
+        current += `$$${part}$$`;
+        return;
+      }
+      const pieces = part.split(/;\s*$/m);
+      current += pieces.shift();
+      for (const piece of pieces) {
+        statements.push(current);
+        current = piece;
+      }
+    });
+  statements.push(current);
+  return statements.map((s) => s.trim()).filter((s) => s.length > 0);
 }
