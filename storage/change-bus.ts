@@ -4,6 +4,13 @@
 // there the bus only reaches local subscribers. A replica that loses its listening connection
 // drops all its caches when it reconnects, since it may have missed changes meanwhile. A connection
 // that went silent (a stalled proxy, a peer gone without a word) is found by a periodic query.
+//
+// That query is a ping: a notice the listening connection sends itself. PostgreSQL delivers notices
+// in the order their transactions committed, so when a ping comes back every change committed
+// before it was sent has been heard (the database sends the notices of tags, manifests and blob
+// links itself, inside the writing transaction: storage/migrations/012_change_notices.postgres.sql).
+// `confirmedAt` is when the newest ping that came back was sent: what caches may trust as of then.
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { loadPg, type Db } from './db.js';
 
@@ -22,6 +29,12 @@ export interface ChangeBus {
   /** Tells local listeners at once and other replicas through the database. */
   publish(change: Change): void;
   subscribe(listener: ChangeListener): void;
+  /**
+   * When (performance.now()) the newest ping that came back was sent: every change committed before
+   * then has reached the listeners. Undefined until one came back, and always on PGlite, where no
+   * other process writes.
+   */
+  confirmedAt(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -31,7 +44,7 @@ export interface ChangeBusOptions {
   connection?: pg.ClientConfig;
   /** Told when the listening connection is lost (with why) and when it listens again. */
   onStateChange?: (listening: boolean, err?: unknown) => void;
-  /** How often the listening connection is checked with a query. Default 30 s. */
+  /** How often the listening connection pings itself. Default 1 s. */
   heartbeatMs?: number;
 }
 
@@ -45,6 +58,20 @@ export function createChangeBus(options: ChangeBusOptions): ChangeBus {
   let retry: NodeJS.Timeout | undefined;
   // Told once per change of state, not once per failed attempt while the database is away.
   let listening: boolean | undefined;
+  // Pings on their way: number → when sent. Only this bus's come back with its id.
+  const id = randomUUID();
+  let pings = 0;
+  const pending = new Map<number, number>();
+  let confirmed: number | undefined;
+  const pingReturned = (seq: number): void => {
+    const sentAt = pending.get(seq);
+    if (sentAt === undefined) return;
+    confirmed = sentAt;
+    for (const earlier of pending.keys()) {
+      pending.delete(earlier);
+      if (earlier === seq) break;
+    }
+  };
   const setState = (now: boolean, err?: unknown): void => {
     if (now === listening) return;
     const before = listening;
@@ -61,11 +88,21 @@ export function createChangeBus(options: ChangeBusOptions): ChangeBus {
     const next = new Client({ keepAlive: true, ...options.connection });
     next.on('notification', (message) => {
       if (message.channel !== CHANNEL || !message.payload) return;
+      let change: Change & { ping?: unknown };
       try {
-        emit(JSON.parse(message.payload) as Change);
+        change = JSON.parse(message.payload) as Change & { ping?: unknown };
       } catch {
         emit('all');
+        return;
       }
+      // A ping: this bus's own, or another replica's (nothing changed).
+      if (change.ping !== undefined) {
+        if (client === next && typeof change.ping === 'string' && change.ping.startsWith(`${id}:`)) {
+          pingReturned(Number(change.ping.slice(id.length + 1)));
+        }
+        return;
+      }
+      emit(change);
     });
     next.on('error', (err) => {
       if (client === next) reconnect(err);
@@ -91,6 +128,7 @@ export function createChangeBus(options: ChangeBusOptions): ChangeBus {
     setState(false, err);
     const old = client;
     client = undefined;
+    pending.clear();
     void old?.end().catch(() => undefined);
     retry = setTimeout(() => {
       retry = undefined;
@@ -102,10 +140,15 @@ export function createChangeBus(options: ChangeBusOptions): ChangeBus {
   const heartbeat = options.connection
     ? setInterval(() => {
         const current = client;
-        current?.query('SELECT 1').catch((err: unknown) => {
+        if (!current) return;
+        const seq = ++pings;
+        pending.set(seq, performance.now());
+        // Pings that never came back (a connection that went silent) are forgotten in time.
+        if (pending.size > 64) pending.delete(pending.keys().next().value!);
+        current.query('SELECT pg_notify($1, $2)', [CHANNEL, JSON.stringify({ ping: `${id}:${seq}` })]).catch((err: unknown) => {
           if (client === current) reconnect(err);
         });
-      }, options.heartbeatMs ?? 30_000)
+      }, options.heartbeatMs ?? 1000)
     : undefined;
   heartbeat?.unref();
 
@@ -120,6 +163,7 @@ export function createChangeBus(options: ChangeBusOptions): ChangeBus {
     subscribe(listener) {
       listeners.push(listener);
     },
+    confirmedAt: () => confirmed,
     async close() {
       closed = true;
       if (retry) clearTimeout(retry);

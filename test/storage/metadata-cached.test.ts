@@ -8,7 +8,7 @@ import path from 'node:path';
 import test from 'ava';
 import fc from 'fast-check';
 import { createCachedMetadataStore } from '../../storage/cached-metadata-store.js';
-import { createChangeBus } from '../../storage/change-bus.js';
+import { createChangeBus, type Change, type ChangeBus } from '../../storage/change-bus.js';
 import { createPgliteDb, type Db } from '../../storage/db.js';
 import type { MetadataStore } from '../../storage/metadata-store.js';
 import { migrate } from '../../storage/migrate.js';
@@ -109,6 +109,65 @@ test('a change made behind the cache shows once the ttl has passed', async (t) =
   if (Date.now() - cachedAt < ttlMs) t.is(stale, first.digest, 'served from the cache');
   await sleep(ttlMs + 100);
   t.is(await cache.tags.find(repository, 'latest'), second.digest);
+});
+
+// On PostgreSQL an entry outlives REGISTRY_CACHE_TTL only while the change bus confirms that it
+// heard every change committed until lately (storage/change-bus.ts). Here the bus's confirmations
+// are told by the test, and the change behind the cache is never announced: what a replica
+// would serve if its notices were lost while its pings still came back. The rule under test: a
+// value older than the TTL is served only with a confirmation sent within the TTL; and while
+// confirmations come, entries are served from memory however old.
+test('an entry outlives the ttl only while the bus confirms what it heard, within the ttl', async (t) => {
+  const ttlMs = 120;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({ confirmFor: fc.option(fc.integer({ min: 0, max: 400 }), { nil: undefined }), readAt: fc.integer({ min: 0, max: 500 }) }),
+      async ({ confirmFor, readAt }) => {
+        const listeners: ((change: Change | 'all') => void)[] = [];
+        let confirmed: number | undefined;
+        const bus: ChangeBus = {
+          publish: (change) => listeners.forEach((listener) => listener(change)),
+          subscribe: (listener) => void listeners.push(listener),
+          confirmedAt: () => confirmed,
+          close: () => Promise.resolve(),
+        };
+        const cache = createCachedMetadataStore(database(), { ttlMs }, bus);
+        const repository = randomRepository();
+        const [first, second] = [randomManifest(), randomManifest()];
+        await database().manifests.save(repository, first, [], 'latest');
+        const start = performance.now();
+        t.is(await cache.tags.find(repository, 'latest'), first.digest);
+        const cachedAt = performance.now();
+        await database().manifests.save(repository, second, [], 'latest');
+        // Confirmations every 10 ms for `confirmFor` ms, then none.
+        const confirming = setInterval(() => {
+          if (confirmFor !== undefined && performance.now() - start <= confirmFor) confirmed = performance.now();
+        }, 10);
+        try {
+          await sleep(Math.max(0, readAt - (performance.now() - start)));
+          const before = performance.now();
+          const served = await cache.tags.find(repository, 'latest');
+          const after = performance.now();
+          if (served === first.digest) {
+            const recent = confirmed !== undefined && after - confirmed <= ttlMs;
+            if (!recent && after - cachedAt > ttlMs) {
+              throw new Error(`a value ${Math.round(after - cachedAt)} ms old was served with no confirmation within the ttl`);
+            }
+          }
+          if (confirmed !== undefined && before - confirmed <= ttlMs / 2 && served !== first.digest) {
+            throw new Error('the database was asked again though the bus had confirmed lately');
+          }
+        } finally {
+          clearInterval(confirming);
+        }
+      },
+    ),
+    {
+      numRuns: 12,
+      examples: [[{ confirmFor: undefined, readAt: 300 }], [{ confirmFor: 400, readAt: 350 }], [{ confirmFor: 100, readAt: 400 }]],
+    },
+  );
+  t.pass();
 });
 
 test('the cache holds no more than its byte budget: old entries go, and are read again', async (t) => {
