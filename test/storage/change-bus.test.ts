@@ -54,12 +54,25 @@ const names = (heard: (Change | 'all')[]): (string | undefined)[] => heard.map((
 test.serial('a write to tags, manifests or blob links by any connection is heard when it commits, not before', async (t) => {
   const { bus, heard } = await listening();
   t.teardown(() => bus.close());
+  const store = createPostgresMetadataStore(db);
   const repository = randomRepository();
-  await createPostgresMetadataStore(db).manifests.save(repository, randomManifest(), [], 'latest');
+  await store.manifests.save(repository, randomManifest(), [], 'latest');
   const other = await client();
   t.teardown(() => other.end());
-  await sleep(100);
-  heard.length = 0;
+  /**
+   * What was heard since the last call, of everything committed so far: a new repository, the
+   * marker, is committed now, and notices arrive in commit order, so once it is heard all earlier
+   * ones were.
+   */
+  const heardSoFar = async (): Promise<(string | undefined)[]> => {
+    const marker = randomRepository();
+    await store.manifests.save(marker, randomManifest(), [], 'latest');
+    for (let i = 0; i < 500 && !names(heard).includes(marker); i++) await sleep(10);
+    const at = names(heard).indexOf(marker);
+    if (at < 0) throw new Error('the marker was never heard');
+    return names(heard.splice(0, at + 1)).slice(0, at);
+  };
+  await heardSoFar();
 
   // A tag moved straight in the database: no registry process said anything.
   await other.query('BEGIN');
@@ -68,19 +81,15 @@ test.serial('a write to tags, manifests or blob links by any connection is heard
     AND repository_id = (SELECT id FROM repositories WHERE name = $1)`,
     [repository],
   );
-  await sleep(200);
-  t.deepEqual(names(heard), [], 'nothing before the commit');
+  t.deepEqual(await heardSoFar(), [], 'nothing before the commit');
   await other.query('COMMIT');
-  await sleep(200);
-  t.deepEqual(names(heard), [repository]);
+  t.deepEqual(await heardSoFar(), [repository]);
 
   // Rolled back: nothing.
-  heard.length = 0;
   await other.query('BEGIN');
   await other.query(`DELETE FROM tags WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)`, [repository]);
   await other.query('ROLLBACK');
-  await sleep(200);
-  t.deepEqual(names(heard), []);
+  t.deepEqual(await heardSoFar(), []);
 
   // Blob links, manifests, and a whole repository removed (its rows go by cascade).
   for (const statement of [
@@ -88,14 +97,11 @@ test.serial('a write to tags, manifests or blob links by any connection is heard
     `DELETE FROM manifests WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)`,
     `DELETE FROM repositories WHERE name = $1`,
   ]) {
-    const store = createPostgresMetadataStore(db);
     await store.manifests.save(repository, randomManifest(), [], 'latest');
     await store.blobs.save(repository, randomDigest(), 10);
-    await sleep(100);
-    heard.length = 0;
+    await heardSoFar();
     await other.query(statement, [repository]);
-    await sleep(200);
-    t.true(names(heard).includes(repository), statement);
+    t.true((await heardSoFar()).includes(repository), statement);
   }
 });
 
@@ -185,7 +191,7 @@ test.serial('confirmations stop when the listening connection goes silent, and c
 
   // The stalled ping times out; the bus connects again and drops everything it may have missed.
   proxy.resume();
-  for (let i = 0; i < 300 && !(bus.confirmedAt()! > stalledAt); i++) await sleep(20);
+  for (let i = 0; i < 750 && !(bus.confirmedAt()! > stalledAt); i++) await sleep(20);
   t.true(bus.confirmedAt()! > stalledAt, 'confirmed again');
   t.true(heard.includes('all'));
 });

@@ -145,18 +145,19 @@ test('an entry outlives the ttl only while the bus confirms what it heard, withi
         }, 10);
         try {
           await sleep(Math.max(0, readAt - (performance.now() - start)));
+          // The cache judges when the look-up starts (before its first await), with the
+          // confirmation of that moment: the checks below follow from its rule whatever the
+          // timing (a slow machine only moves `before` and `after` apart).
+          const seen = confirmed;
           const before = performance.now();
           const served = await cache.tags.find(repository, 'latest');
           const after = performance.now();
-          if (served === first.digest) {
-            const recent = confirmed !== undefined && after - confirmed <= ttlMs;
-            if (!recent && after - cachedAt > ttlMs) {
-              throw new Error(`a value ${Math.round(after - cachedAt)} ms old was served with no confirmation within the ttl`);
-            }
+          const confirmedLately = seen !== undefined && after - seen <= ttlMs;
+          if (served === first.digest && !(seen !== undefined && before - seen <= ttlMs) && before - cachedAt > ttlMs + 5) {
+            throw new Error(`a value ${Math.round(before - cachedAt)} ms old was served with no confirmation within the ttl`);
           }
-          if (confirmed !== undefined && before - confirmed <= ttlMs / 2 && served !== first.digest) {
+          if (confirmedLately && served !== first.digest)
             throw new Error('the database was asked again though the bus had confirmed lately');
-          }
         } finally {
           clearInterval(confirming);
         }
