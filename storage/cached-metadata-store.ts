@@ -83,7 +83,8 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
    * change to the entry's repository would have orphaned it. Either way what is served is at most
    * the TTL behind the database, as REGISTRY_CACHE_TTL promises; with the confirmation, entries
    * read long ago are still good, so a replica on PostgreSQL no longer asks again every TTL for
-   * all it serves (issue 22: 60 % of spread GETs at 50,000 manifests missed).
+   * all it serves. Measured (issue 22): GETs of 2,000 tags for 10 s at a 1 s TTL took 6,468-7,189
+   * database transactions before, 970-1,259 with it (the replicas' pings included).
    */
   const fresh = (key: string): Value | undefined => {
     const hit = cache.get(key);
