@@ -29,24 +29,23 @@ BEGIN
 END
 $$;
 
--- A transition table belongs to one event of one trigger, hence a trigger per table and event.
-CREATE TRIGGER tags_inserted AFTER INSERT ON tags REFERENCING NEW TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_repositories();
-CREATE TRIGGER tags_updated AFTER UPDATE ON tags REFERENCING NEW TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_repositories();
-CREATE TRIGGER tags_deleted AFTER DELETE ON tags REFERENCING OLD TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_repositories();
-CREATE TRIGGER manifests_inserted AFTER INSERT ON manifests REFERENCING NEW TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_repositories();
-CREATE TRIGGER manifests_updated AFTER UPDATE ON manifests REFERENCING NEW TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_repositories();
-CREATE TRIGGER manifests_deleted AFTER DELETE ON manifests REFERENCING OLD TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_repositories();
-CREATE TRIGGER repository_blobs_inserted AFTER INSERT ON repository_blobs REFERENCING NEW TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_repositories();
-CREATE TRIGGER repository_blobs_updated AFTER UPDATE ON repository_blobs REFERENCING NEW TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_repositories();
-CREATE TRIGGER repository_blobs_deleted AFTER DELETE ON repository_blobs REFERENCING OLD TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_repositories();
-CREATE TRIGGER repositories_deleted AFTER DELETE ON repositories REFERENCING OLD TABLE AS changed_rows
+-- A transition table belongs to one event of one trigger, hence a trigger per table and event:
+-- tags_insert, tags_update, tags_delete, manifests_insert, ... repository_blobs_delete.
+DO $$
+DECLARE
+  t text;
+  e text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['tags', 'manifests', 'repository_blobs'] LOOP
+    FOREACH e IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE'] LOOP
+      EXECUTE format(
+        'CREATE TRIGGER %I AFTER %s ON %I REFERENCING %s TABLE AS changed_rows '
+        'FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_repositories()',
+        t || '_' || lower(e), e, t, CASE e WHEN 'DELETE' THEN 'OLD' ELSE 'NEW' END);
+    END LOOP;
+  END LOOP;
+END
+$$;
+
+CREATE TRIGGER repositories_delete AFTER DELETE ON repositories REFERENCING OLD TABLE AS changed_rows
   FOR EACH STATEMENT EXECUTE FUNCTION signet_notify_removed_repositories();
