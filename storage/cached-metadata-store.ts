@@ -67,9 +67,10 @@ interface WholeList {
 
 export function createCachedMetadataStore(inner: MetadataStore, options: MetadataCacheOptions, bus?: ChangeBus): MetadataStore {
   const ttlMs = Math.max(options.ttlMs, 1);
-  // With a bus that confirms what it has heard, entries may live longer than the TTL (see `fresh`),
-  // up to this cap.
-  const lifetime = bus ? Math.max(ttlMs, CONFIRMED_LIFETIME_MS) : ttlMs;
+  // Entries that expire (another process may write) may live longer than the TTL while the bus
+  // confirms what it has heard (see `fresh`), up to this cap.
+  const confirmable = bus !== undefined && !options.soleWriter;
+  const lifetime = confirmable ? Math.max(ttlMs, CONFIRMED_LIFETIME_MS) : ttlMs;
   const cache = new LRUCache<string, Value>({
     maxSize: Math.max(options.maxBytes ?? DEFAULT_CACHE_BYTES, 1),
     sizeCalculation: (value, key) => ENTRY_OVERHEAD + stringBytes(key) + sizeOf(value),
@@ -88,8 +89,8 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
    */
   const fresh = (key: string): Value | undefined => {
     const hit = cache.get(key);
-    if (hit === undefined || options.soleWriter || lifetime === ttlMs) return hit;
-    const confirmedAt = bus?.confirmedAt();
+    if (hit === undefined || !confirmable) return hit;
+    const confirmedAt = bus.confirmedAt();
     if (confirmedAt !== undefined && performance.now() - confirmedAt <= ttlMs) return hit;
     return lifetime - cache.getRemainingTTL(key) <= ttlMs ? hit : undefined;
   };

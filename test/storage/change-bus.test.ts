@@ -13,7 +13,7 @@ import { randomDigest, randomManifest, randomRepository } from '../conformance/m
 import { testWithCommands } from '../helpers/env.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
-import { sleep } from '../helpers/wait.js';
+import { sleep, until } from '../helpers/wait.js';
 
 const test = testWithCommands('change bus on PostgreSQL', [], { postgres: true });
 
@@ -37,8 +37,7 @@ async function listening(port?: number, heartbeatMs = 20): Promise<{ bus: Change
   const heard: (Change | 'all')[] = [];
   bus.subscribe((change) => heard.push(change));
   // Listening once its first ping came back.
-  for (let i = 0; i < 250 && bus.confirmedAt() === undefined; i++) await sleep(20);
-  if (bus.confirmedAt() === undefined) throw new Error('the bus never confirmed');
+  if (!(await until(() => bus.confirmedAt() !== undefined, 5000))) throw new Error('the bus never confirmed');
   return { bus, heard };
 }
 
@@ -67,9 +66,8 @@ test.serial('a write to tags, manifests or blob links by any connection is heard
   const heardSoFar = async (): Promise<(string | undefined)[]> => {
     const marker = randomRepository();
     await store.manifests.save(marker, randomManifest(), [], 'latest');
-    for (let i = 0; i < 500 && !names(heard).includes(marker); i++) await sleep(10);
+    if (!(await until(() => names(heard).includes(marker), 5000))) throw new Error('the marker was never heard');
     const at = names(heard).indexOf(marker);
-    if (at < 0) throw new Error('the marker was never heard');
     return names(heard.splice(0, at + 1)).slice(0, at);
   };
   await heardSoFar();
@@ -115,7 +113,7 @@ test.serial('every change committed before a confirmation was heard before it, u
   const repositories = Array.from({ length: 8 }, () => randomRepository());
   for (const repository of repositories) await store.manifests.save(repository, randomManifest(), [], 'latest');
   const byName = new Map<string, number>();
-  for (const row of (await db.query<{ id: number; name: string }>('SELECT id, name FROM repositories')) as { id: number; name: string }[]) {
+  for (const row of await db.query<{ id: number; name: string }>('SELECT id, name FROM repositories')) {
     byName.set(row.name, Number(row.id));
   }
 
@@ -154,7 +152,8 @@ test.serial('every change committed before a confirmation was heard before it, u
         );
         // Until a confirmation newer than every commit.
         const end = performance.now();
-        for (let i = 0; i < 200 && !events.some((e) => 'confirmed' in e && e.confirmed > end); i++) await sleep(10);
+        const confirmedAfter = (): boolean => events.some((e) => 'confirmed' in e && e.confirmed > end);
+        await until(confirmedAfter, 2000);
         for (const [i, event] of events.entries()) {
           if (!('confirmed' in event)) continue;
           const before = events.slice(0, i).flatMap((e) => ('repository' in e ? [e.repository] : []));
@@ -164,7 +163,7 @@ test.serial('every change committed before a confirmation was heard before it, u
             }
           }
         }
-        if (!events.some((e) => 'confirmed' in e && e.confirmed > end)) throw new Error('no confirmation after the writes');
+        if (!confirmedAfter()) throw new Error('no confirmation after the writes');
       },
     ),
     { numRuns: 30 },
@@ -191,7 +190,6 @@ test.serial('confirmations stop when the listening connection goes silent, and c
 
   // The stalled ping times out; the bus connects again and drops everything it may have missed.
   proxy.resume();
-  for (let i = 0; i < 750 && !(bus.confirmedAt()! > stalledAt); i++) await sleep(20);
-  t.true(bus.confirmedAt()! > stalledAt, 'confirmed again');
+  t.true(await until(() => bus.confirmedAt()! > stalledAt, 15_000), 'confirmed again');
   t.true(heard.includes('all'));
 });
