@@ -12,6 +12,7 @@ import { preflight } from './preflight.js';
 import { createRegistry } from './registry.js';
 import { recordGc, startGcScheduler } from './gc-runner.js';
 import { createMaintenanceRuns } from '../storage/maintenance-runs.js';
+import { boundOldGeneration } from '../storage/heap-bound.js';
 
 /** Prints a start-up failure in one line and exits: 2 for configuration, 1 for the rest. */
 export function refuse(message: string, exitCode: number): never {
@@ -55,6 +56,8 @@ export async function serve(configFile: string | undefined): Promise<void> {
   // thread until the disk has the bytes (seconds for a large layer): with 4, a few large pushes
   // would stall every other request's file access, and 16 small pushes would fsync 4 at a time.
   process.env.UV_THREADPOOL_SIZE ??= '16';
+  // Garbage in the server's old generation is collected once it grows 8 MB, not 64 (storage/heap-bound.ts).
+  boundOldGeneration();
   const { config, notes } = readSettings(configFile);
   const log = createLogger(config.log.level);
   const checked = await preflight(config);

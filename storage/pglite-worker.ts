@@ -9,6 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openPglite } from './pglite-engine.js';
 import { createPreparedStatements } from './pglite-statements.js';
+import { boundOldGeneration } from './heap-bound.js';
 import type { PgliteReply, PgliteRequest, SerializedDbError } from './pglite-protocol.js';
 
 const CLOSE_TIMEOUT_MS = 10_000;
@@ -62,6 +63,8 @@ async function serve(port: NonNullable<typeof parentPort>, dataDirectory: string
   setTimeout(() => {
     queue = queue.then(() => globalThis.gc?.());
   }, 1000).unref();
+  // And what statements leave behind, from then on (storage/heap-bound.ts).
+  boundOldGeneration();
 }
 
 if (!parentPort) throw new Error('storage/pglite-worker runs as a worker thread of the registry');
