@@ -158,16 +158,25 @@ export function tail(file: string, lines = 20): string {
   }
 }
 
-/** The node flags of package.json's `start` script, so the bench runs Signet as `npm start` does. */
-function startScriptNodeFlags(): string[] {
+/**
+ * The node flags and environment defaults of package.json's `start` script, so the bench runs
+ * Signet as `npm start` does: `NAME=\${NAME:-value}` words before `exec node` give `value` unless the
+ * bench's own environment sets NAME.
+ */
+function startScript(): { flags: string[]; env: Record<string, string> } {
   const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as {
     scripts: { start: string };
   };
+  const words = pkg.scripts.start.split(/\s+/);
+  const env: Record<string, string> = {};
+  for (let match; (match = /^([A-Z_]+)=\$\{\1:-([^}]*)\}$/.exec(words[0] ?? '')); words.shift()) {
+    env[match[1]!] = process.env[match[1]!] ?? match[2]!;
+  }
   // `exec node ...`: the shell npm runs the script in becomes node (see README, "Running it").
-  const words = pkg.scripts.start.replace(/^exec\s+/, '').split(/\s+/);
+  if (words[0] === 'exec') words.shift();
   const main = words.indexOf('dist/server/main.js');
   if (words[0] !== 'node' || main < 0) throw new Error(`cannot read node flags from the start script: ${pkg.scripts.start}`);
-  return words.slice(1, main);
+  return { flags: words.slice(1, main), env };
 }
 
 /**
@@ -179,8 +188,10 @@ export async function startSignet(resources: Resources, extraEnv: Record<string,
   const port = await freePort();
   const main = fileURLToPath(new URL('../dist/server/main.js', import.meta.url));
   if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`);
-  const nodeArgs = [...startScriptNodeFlags(), ...(process.env.BENCH_SIGNET_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)];
+  const start = startScript();
+  const nodeArgs = [...start.flags, ...(process.env.BENCH_SIGNET_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)];
   const env = cleanEnv({
+    ...start.env,
     REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
     REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(dir, 'storage'),
     REGISTRY_DATABASE_DATADIRECTORY: path.join(dir, 'database'),
@@ -199,8 +210,8 @@ export async function startNodeRelay(resources: Resources, upstream: ServerHandl
   const dir = await resources.tempDir('node-relay-bench-');
   const port = await freePort();
   const script = fileURLToPath(new URL('./node-relay.ts', import.meta.url));
-  const args = [...startScriptNodeFlags(), '--import', 'tsx', script, upstream.baseUrl, String(port)];
-  const { child, stderrFile } = launch(resources, 'node relay', dir, process.execPath, args, cleanEnv({}));
+  const args = [...startScript().flags, '--import', 'tsx', script, upstream.baseUrl, String(port)];
+  const { child, stderrFile } = launch(resources, 'node relay', dir, process.execPath, args, cleanEnv(startScript().env));
   const baseUrl = `http://127.0.0.1:${port}`;
   const answeredAt = await waitReady('node relay', child, baseUrl, stderrFile);
   return { label: 'node relay', pid: child.pid!, baseUrl, stderrFile, answeredAt, stop: () => stopChild(child) };
