@@ -2,10 +2,20 @@
 import type { Queryable } from './db.js';
 import type { MetadataStore, UploadRecord } from './metadata-store.js';
 
+/**
+ * A FROM item that makes the statement's own transaction (autocommit: the statement) commit without
+ * waiting for its WAL to reach the disk (`synchronous_commit` off for that transaction only,
+ * PostgreSQL's set_config with is_local). For an upload session's bookkeeping: a crash may lose
+ * the last such commits, which only makes the client start its upload again (the Go registry
+ * writes its `_uploads` state without an fsync at all); the next durable commit (a blob linked,
+ * a manifest stored) flushes them along with its own, as the WAL is written in order.
+ */
+const UNFLUSHED_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS unflushed_commit";
+
 export function createPostgresUploads(db: Queryable): MetadataStore['uploads'] {
   return {
     async create(id, repository) {
-      await db.query('INSERT INTO uploads (id, repository) VALUES ($1, $2)', [id, repository]);
+      await db.query(`INSERT INTO uploads (id, repository) SELECT $1, $2 FROM ${UNFLUSHED_COMMIT}`, [id, repository]);
     },
     async find(id) {
       return toUploadRecord(
@@ -31,8 +41,8 @@ export function createPostgresUploads(db: Queryable): MetadataStore['uploads'] {
     async claim(id, repository) {
       return toUploadRecord(
         await db.query<UploadRow>(
-          `WITH claimed AS (UPDATE uploads SET updated_at = now() WHERE id = $1 AND repository = $2
-                            RETURNING id, repository, size, created_at)
+          `WITH claimed AS (UPDATE uploads SET updated_at = now() FROM ${UNFLUSHED_COMMIT}
+                            WHERE id = $1 AND repository = $2 RETURNING id, repository, size, created_at)
            SELECT t.id, t.repository, t.size, t.created_at, c.start_offset, c.size AS chunk_size, c.storage_key
            FROM claimed t LEFT JOIN upload_chunks c ON c.upload_id = t.id ORDER BY c.start_offset`,
           [id, repository],
