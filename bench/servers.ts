@@ -210,8 +210,9 @@ export async function startNodeRelay(resources: Resources, upstream: ServerHandl
   const dir = await resources.tempDir('node-relay-bench-');
   const port = await freePort();
   const script = fileURLToPath(new URL('./node-relay.ts', import.meta.url));
-  const args = [...startScript().flags, '--import', 'tsx', script, upstream.baseUrl, String(port)];
-  const { child, stderrFile } = launch(resources, 'node relay', dir, process.execPath, args, cleanEnv(startScript().env));
+  const start = startScript();
+  const args = [...start.flags, '--import', 'tsx', script, upstream.baseUrl, String(port)];
+  const { child, stderrFile } = launch(resources, 'node relay', dir, process.execPath, args, cleanEnv(start.env));
   const baseUrl = `http://127.0.0.1:${port}`;
   const answeredAt = await waitReady('node relay', child, baseUrl, stderrFile);
   return { label: 'node relay', pid: child.pid!, baseUrl, stderrFile, answeredAt, stop: () => stopChild(child) };
