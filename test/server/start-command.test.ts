@@ -39,7 +39,7 @@ function running(pid: number): boolean {
 async function npmStart(t: { teardown(fn: () => Promise<void> | void): void }, args: string[] = []): Promise<Started> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-npm-start-'));
   const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !name.startsWith('REGISTRY_') && name !== 'MALLOC_ARENA_MAX'),
+    Object.entries(process.env).filter(([name]) => !name.startsWith('REGISTRY_') && !name.startsWith('MALLOC_')),
   );
   const npm = spawn('npm', ['start', ...args], {
     cwd: ROOT,
@@ -77,8 +77,10 @@ async function npmStart(t: { teardown(fn: () => Promise<void> | void): void }, a
 test.serial('npm start: SIGTERM to its PID stops the registry and its database; bin/signet works from any directory', async (t) => {
   const started = await npmStart(t);
   t.is(started.family.length, 1, 'npm runs node itself (the script execs it); the embedded database is a thread of it');
-  // Two malloc arenas unless the environment says otherwise (README "Memory and garbage collection").
-  t.true(readFileSync(`/proc/${started.family[0]!}/environ`, 'utf8').split('\0').includes('MALLOC_ARENA_MAX=2'));
+  // glibc's allocator settings unless the environment says otherwise (README "Memory and garbage collection").
+  const environ = readFileSync(`/proc/${started.family[0]!}/environ`, 'utf8').split('\0');
+  t.true(environ.includes('MALLOC_ARENA_MAX=2'));
+  t.true(environ.includes('MALLOC_TRIM_THRESHOLD_=4194304'));
 
   // bin/signet, from another directory, by path and through a link on PATH.
   const elsewhere = await mkdtemp(path.join(os.tmpdir(), 'signet-elsewhere-'));
@@ -104,16 +106,24 @@ test.serial('npm start: a SIGKILLed npm takes the registry and its database with
   t.true(await until(() => !started.family.some(running), 30_000), `still running: ${started.family.filter(running).join(', ')}`);
 });
 
-test('npm start, bin/signet, the container image and the built CLI run node with the same flags and malloc arenas', (t) => {
+test('npm start, bin/signet, the container image and the built CLI run node with the same flags and malloc settings', (t) => {
   const flags = (text: string, pattern: RegExp): string => (pattern.exec(text)?.[1] ?? '').replace(/["\s,]+/g, ' ').trim();
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const start = flags(pkg.scripts.start, /^MALLOC_ARENA_MAX=\$\{MALLOC_ARENA_MAX:-2\} exec node (.*) dist\/server\/main\.js serve$/);
+  const start = flags(
+    pkg.scripts.start,
+    /^MALLOC_ARENA_MAX=\$\{MALLOC_ARENA_MAX:-2\} MALLOC_TRIM_THRESHOLD_=\$\{MALLOC_TRIM_THRESHOLD_:-4194304\} exec node (.*) dist\/server\/main\.js serve$/,
+  );
   t.true(start.startsWith('--'), pkg.scripts.start);
   t.is(flags(readFileSync(path.join(ROOT, 'bin', 'signet'), 'utf8'), /^exec node (.*) "\$main" "\$@"$/m), start);
   t.is(flags(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'), /^ENTRYPOINT \["node", (.*), "dist\/server\/main\.js"\]$/m), start);
   t.is(flags(readFileSync(path.join(ROOT, 'server', 'main.ts'), 'utf8'), /^#!\/usr\/bin\/env -S node (.*)$/m), start);
-  // The same malloc arena default where a shell or the image sets the environment (the built CLI's
+  // The same malloc defaults where a shell or the image sets the environment (the built CLI's
   // `env -S` line cannot give a default without overriding what the caller set).
   t.regex(readFileSync(path.join(ROOT, 'bin', 'signet'), 'utf8'), /^export MALLOC_ARENA_MAX="\$\{MALLOC_ARENA_MAX:-2\}"$/m);
+  t.regex(
+    readFileSync(path.join(ROOT, 'bin', 'signet'), 'utf8'),
+    /^export MALLOC_TRIM_THRESHOLD_="\$\{MALLOC_TRIM_THRESHOLD_:-4194304\}"$/m,
+  );
   t.regex(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'), /^ENV MALLOC_ARENA_MAX=2$/m);
+  t.regex(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'), /^ENV MALLOC_TRIM_THRESHOLD_=4194304$/m);
 });
