@@ -49,7 +49,10 @@ export async function openPglite(dataDirectory: string | undefined): Promise<PGl
     // 50,000 manifests (bench/, "Reads at scale"); 64 MB bounds it. full_page_writes stays on.
     ...['-c', 'max_wal_size=64MB', '-c', 'min_wal_size=32MB'],
   ];
-  const db = new PGlite(dataDirectory, { parsers, startParams });
+  // One options object: PGlite reads its second argument only when the first is a directory's
+  // name, so `new PGlite(undefined, options)` (a database in memory, as tests open) dropped the
+  // parsers and settings above and ran PostgreSQL's defaults (128 MB of shared buffers).
+  const db = new PGlite({ ...(dataDirectory ? { dataDir: dataDirectory } : {}), parsers, startParams });
   await db.waitReady;
   if (dataDirectory) {
     durable(db);
