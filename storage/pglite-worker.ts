@@ -7,6 +7,7 @@
 // structured clone in memory instead of through a pipe.
 import { parentPort, workerData } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { openPglite } from './pglite-engine.js';
 import { createPreparedStatements } from './pglite-statements.js';
 import { boundOldGeneration } from './heap-bound.js';
@@ -43,6 +44,11 @@ async function serve(port: NonNullable<typeof parentPort>, dataDirectory: string
         send({ closed: true });
         port.close();
       });
+      return;
+    }
+    if ('heapSpaces' in request) {
+      const heapSpaces = getHeapSpaceStatistics().map((s) => ({ name: s.space_name, size: s.space_size, used: s.space_used_size }));
+      send({ id: request.id, heapSpaces });
       return;
     }
     queue = queue.then(async () => {

@@ -1,11 +1,14 @@
 // What the embedded database holds in memory: PostgreSQL's settings (storage/pglite-engine.ts),
-// in memory as on disk.
-import { mkdtemp, rm } from 'node:fs';
+// in memory as on disk, and the worker's young generation (storage/db.ts).
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFileSync, rm } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { openPglite } from '../../storage/pglite-engine.js';
+
+const MB = 1024 * 1024;
 
 test('a database in memory runs with the settings and value parsers of one on disk', async (t) => {
   const dir = await promisify(mkdtemp)(path.join(os.tmpdir(), 'signet-pglite-'));
@@ -35,4 +38,53 @@ test('a database in memory runs with the settings and value parsers of one on di
     await disk.close();
     await promisify(rm)(dir, { recursive: true, force: true });
   }
+});
+
+/** The node flags of package.json's `start` script (what `npm start` runs the registry with). */
+function startFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(/\s+/);
+  const node = words.indexOf('node');
+  const main = words.indexOf('dist/server/main.js');
+  if (node < 0 || main < node) throw new Error(`cannot read node flags from the start script: ${pkg.scripts.start}`);
+  return words.slice(node + 1, main);
+}
+
+test('under the start flags the database worker keeps a 1 MB young generation through start-up and 3,000 statements', async (t) => {
+  const flags = startFlags();
+  // The server's heap does get the larger young generation these flags ask for (so this can fail).
+  t.true(flags.includes('--max-semi-space-size=4'), flags.join(' '));
+  const script = `
+    const v8 = await import('node:v8');
+    const { createPgliteDb } = await import(${JSON.stringify(new URL('../../storage/db.ts', import.meta.url).href)});
+    const db = await createPgliteDb(undefined);
+    try {
+      await db.query('CREATE TABLE t (id int PRIMARY KEY, name text, body bytea)');
+      for (let i = 0; i < 1000; i++) {
+        await db.query('INSERT INTO t VALUES ($1, $2, $3)', [i, 'name ' + i, Buffer.alloc(512, i)]);
+        await db.query('SELECT * FROM t WHERE id = $1', [i]);
+        await db.query('SELECT count(*) FROM t WHERE name LIKE $1', ['%' + i]);
+      }
+      const worker = await db.heapSpaces();
+      const server = v8.getHeapSpaceStatistics().map((s) => ({ name: s.space_name, size: s.space_size }));
+      console.log(JSON.stringify({ worker, server }));
+    } finally {
+      await db.close();
+    }
+  `;
+  const { stdout } = await promisify(execFile)(process.execPath, [...flags, '--import=tsx', '--input-type=module', '-e', script], {
+    timeout: 180_000,
+  });
+  const { worker, server } = JSON.parse(stdout) as {
+    worker: { name: string; size: number; used: number }[];
+    server: { name: string; size: number }[];
+  };
+  const newSpace = (spaces: { name: string; size: number }[]): number => spaces.find((s) => s.name === 'new_space')?.size ?? NaN;
+  t.log(`new space: database worker ${(newSpace(worker) / MB).toFixed(1)} MB, server ${(newSpace(server) / MB).toFixed(1)} MB`);
+  // Two semi-spaces of at most 1 MB each; the worker's old generation really holds PGlite.
+  t.true(newSpace(worker) <= 2 * MB, `worker new space ${newSpace(worker)} bytes`);
+  t.true(
+    worker.filter((s) => s.name === 'old_space').every((s) => s.used > 4 * MB),
+    JSON.stringify(worker),
+  );
 });
