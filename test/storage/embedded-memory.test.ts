@@ -10,7 +10,7 @@ import { openPglite } from '../../storage/pglite-engine.js';
 
 const MB = 1024 * 1024;
 
-test('a database in memory runs with the settings and value parsers of one on disk', async (t) => {
+test('a database in memory runs with the settings and value parsers of one on disk, and its shared memory fits one session', async (t) => {
   const dir = await promisify(mkdtemp)(path.join(os.tmpdir(), 'signet-pglite-'));
   const memory = await openPglite(undefined);
   const disk = await openPglite(path.join(dir, 'db'));
@@ -18,7 +18,7 @@ test('a database in memory runs with the settings and value parsers of one on di
     const look = async (db: typeof memory) => ({
       settings: (
         await db.query<{ name: string; setting: string }>(
-          "SELECT name, setting FROM pg_settings WHERE name IN ('shared_buffers', 'max_connections', 'fsync') ORDER BY name",
+          "SELECT name, setting FROM pg_settings WHERE name IN ('shared_buffers', 'max_connections', 'max_wal_senders', 'fsync') ORDER BY name",
         )
       ).rows,
       // The registry's parsers: bigint as a number, bytea as a Buffer.
@@ -29,8 +29,13 @@ test('a database in memory runs with the settings and value parsers of one on di
     t.deepEqual(onDisk.settings, [
       { name: 'fsync', setting: 'on' },
       { name: 'max_connections', setting: '5' },
+      { name: 'max_wal_senders', setting: '0' },
       { name: 'shared_buffers', setting: '1024' },
     ]);
+    // Shared memory sized for the one session PGlite runs, not for replication or autovacuum
+    // processes it never starts (14 MiB before).
+    const [shm] = (await disk.query<{ bytes: number }>('SELECT sum(allocated_size)::int8 AS bytes FROM pg_shmem_allocations')).rows;
+    t.true(shm!.bytes <= 12.5 * 1024 * 1024, `${shm!.bytes} bytes of shared memory`);
     t.is(onDisk.values?.n, 9007199254740991);
     t.true(Buffer.isBuffer(onDisk.values?.b) && onDisk.values.b.equals(Buffer.from([1, 2])));
   } finally {
