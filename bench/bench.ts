@@ -32,6 +32,7 @@ import { addConsoleRows, runConsoleRows } from './console-rows.js';
 import { runScaleRows } from './scale-rows.js';
 import { addPushRows, runPushRows, type PushOptions } from './push-rows.js';
 import { addManifestRows, runManifestRows, type ManifestOptions } from './manifest-rows.js';
+import { addPostgresRows, runPostgresRows, type PostgresOptions } from './postgres-rows.js';
 import { addMemoryRows, measureIdle, watchPeak } from './memory-rows.js';
 
 // BENCH_QUICK=1 shrinks every workload, for trying the harness itself.
@@ -80,6 +81,17 @@ const PUSH_OPTIONS: PushOptions = {
   firstRounds: QUICK ? 1 : ROUNDS,
 };
 const MANIFEST_OPTIONS: ManifestOptions = { count: QUICK ? 200 : 1000, concurrency: SMALL_CONCURRENCY, rounds: ROUNDS };
+/** Rows 51-52: the main workloads once more against a Signet on PostgreSQL (two layer rounds, not five). */
+const POSTGRES_OPTIONS: PostgresOptions = {
+  layerMib: LAYER_MIB,
+  layerRounds: 2,
+  smallBlobs: SMALL_BLOBS,
+  smallRounds: ROUNDS,
+  manifests: MANIFEST_OPTIONS.count * ROUNDS,
+  concurrency: SMALL_CONCURRENCY,
+  connections: LOAD_CONNECTIONS,
+  loadSeconds: QUICK ? 2 : 6,
+};
 
 /** Set on SIGINT/SIGTERM: the run stops at the next failure and prints no table. */
 let interrupted = false;
@@ -327,13 +339,30 @@ async function mainMirrorOnly(resources: Resources): Promise<void> {
   table.print('Signet', 'Go registry');
 }
 
+/** BENCH_ONLY=postgres: rows 51-52 alone (Signet on the local PostgreSQL, a few minutes). */
+async function mainPostgresOnly(resources: Resources): Promise<void> {
+  const scratch = await resources.tempDir('signet-bench-scratch-');
+  const get = await chooseLoadGenerator(scratch, () => () => undefined);
+  const table = new Table();
+  await runPostgresRows(
+    resources,
+    addPostgresRows(table),
+    POSTGRES_OPTIONS,
+    { get, head: chooseHeadGenerator(() => () => undefined) },
+    record,
+  );
+  table.print('Signet', undefined);
+}
+
 async function main(resources: Resources): Promise<void> {
   if (ONLY === 'hostile') return mainHostileOnly(resources);
   if (ONLY === 'token') return mainTokenOnly(resources);
   if (ONLY === 'mirror') return mainMirrorOnly(resources);
   if (ONLY === 'console') return mainConsoleOnly(resources);
   if (ONLY === 'scale') return runScaleRows(resources, record);
-  if (ONLY !== undefined) throw new Error(`BENCH_ONLY=${ONLY}: only "hostile", "token", "mirror", "console" and "scale" are known`);
+  if (ONLY === 'postgres') return mainPostgresOnly(resources);
+  if (ONLY !== undefined)
+    throw new Error(`BENCH_ONLY=${ONLY}: only "hostile", "token", "mirror", "console", "scale" and "postgres" are known`);
   const cpu = watchCpu();
   const scratch = await resources.tempDir('signet-bench-scratch-');
   const running = new Set<() => void>();
@@ -380,6 +409,7 @@ async function main(resources: Resources): Promise<void> {
   const token = addTokenRows(table, LOAD_CONNECTIONS);
   const mirror = haveGo ? addMirrorRows(table, MIRROR_MIB, MIRROR_ROUNDS) : undefined;
   const consoleRows = addConsoleRows(table);
+  const postgres = addPostgresRows(table);
 
   const peakRss = watchPeak(servers, memory);
   await measureIdle(servers, memory, record);
@@ -407,6 +437,8 @@ async function main(resources: Resources): Promise<void> {
   await runConsoleRows(resources, consoleRows, record);
   peakRss.stop(record);
   reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
+  // Last, after the CPU count above: the PostgreSQL server's processes are no child of the bench.
+  await runPostgresRows(resources, postgres, POSTGRES_OPTIONS, { get, head }, record);
   table.print(servers[0].label, servers[1]?.label);
 }
 
