@@ -51,6 +51,18 @@ test('growth below the bound never starts a collection, however often it is chec
   t.is(collections, 0);
 });
 
+test('by default a heap is collected once its old generation has grown 4 MB, not before', (t) => {
+  let used = 20 * MB;
+  let collections = 0;
+  const bound = boundOldGeneration({ measure: () => used, collect: () => collections++ });
+  bound.stop();
+  used += 4 * MB - 1;
+  t.false(bound.check());
+  used += 1;
+  t.true(bound.check());
+  t.is(collections, 1);
+});
+
 test('without the gc extension nothing is checked or collected', (t) => {
   const exposed = globalThis.gc;
   globalThis.gc = undefined;
@@ -115,7 +127,7 @@ test('promoted garbage is collected long before the first old-generation limit o
   t.log(`largest old generation: ${unbounded.toFixed(1)} MB without the bound, ${bounded.toFixed(1)} MB with it`);
   // The load does pile up garbage where nothing bounds it (so this test can fail)...
   t.true(unbounded > 45, `without the bound: ${unbounded.toFixed(1)} MB`);
-  // ...and with the bound stays within what lives (~10 MB of the ring, a few of the rest) + 8 MB +
+  // ...and with the bound stays within what lives (~10 MB of the ring, a few of the rest) + 4 MB +
   // about a second of promotion.
   t.true(bounded < 40, `with the bound: ${bounded.toFixed(1)} MB`);
 });
