@@ -87,7 +87,7 @@ const POSTGRES_OPTIONS: PostgresOptions = {
   layerRounds: 2,
   smallBlobs: SMALL_BLOBS,
   smallRounds: ROUNDS,
-  manifests: MANIFEST_OPTIONS.count * ROUNDS,
+  manifests: MANIFEST_OPTIONS,
   concurrency: SMALL_CONCURRENCY,
   connections: LOAD_CONNECTIONS,
   loadSeconds: QUICK ? 2 : 6,

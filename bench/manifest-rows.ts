@@ -45,7 +45,12 @@ function makeManifests(config: Buffer, layer: Buffer, count: number, round: numb
   );
 }
 
-async function pushManifests(server: ServerHandle, o: ManifestOptions, round: number): Promise<{ rate: number; cpuMsPerOp: number }> {
+/** One round: a config and a layer, then `o.count` manifests naming them into a repository of the round's own. */
+export async function pushManifests(
+  server: ServerHandle,
+  o: ManifestOptions,
+  round: number,
+): Promise<{ rate: number; cpuMsPerOp: number }> {
   const repository = `bench/manifests-${round + 1}`;
   const client = new RegistryClient(server.baseUrl, o.concurrency);
   try {

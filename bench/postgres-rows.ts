@@ -8,10 +8,11 @@
 // are not counted (they are not its descendants).
 import { createTestDatabase, POSTGRES_ADMIN_URL } from '../test/helpers/postgres.js';
 import type { LoadGenerator } from './load.js';
-import { addMemoryRows, measureIdle, watchPeak } from './memory-rows.js';
-import { ACCEPT_MANIFESTS, RegistryClient, sha256 } from './registry-client.js';
+import { pushManifests, type ManifestOptions } from './manifest-rows.js';
+import { measureIdle, watchPeak, type MemoryRows } from './memory-rows.js';
+import { ACCEPT_MANIFESTS } from './registry-client.js';
 import { startSignet, type Resources, type ServerHandle } from './servers.js';
-import { Table, type Row } from './table.js';
+import type { Row, Table } from './table.js';
 import {
   APP_REPO,
   makeLargeLayer,
@@ -25,17 +26,16 @@ import {
   TAGS_REPO,
 } from './workloads.js';
 
-export interface PostgresRows {
-  idle: Row;
-  peak: Row;
-}
+/** The memory rows' shape: bench/memory-rows.ts measures into them as it does for rows 31-32. */
+export type PostgresRows = MemoryRows;
 
 export interface PostgresOptions {
   layerMib: number;
   layerRounds: number;
   smallBlobs: number;
   smallRounds: number;
-  manifests: number;
+  /** Row 18's rounds of manifest PUTs, pushed the same way. */
+  manifests: ManifestOptions;
   concurrency: number;
   connections: number;
   loadSeconds: number;
@@ -49,35 +49,6 @@ export function addPostgresRows(table: Table): PostgresRows {
       max: 100e6,
     }),
   };
-}
-
-/** `count` distinct manifests over one config and layer, pushed by `concurrency` clients. */
-async function pushManifests(server: ServerHandle, count: number, concurrency: number): Promise<void> {
-  const client = new RegistryClient(server.baseUrl, concurrency);
-  try {
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
-    const layer = Buffer.alloc(2048, 3);
-    await client.pushBlob('bench/manifests', config);
-    await client.pushBlob('bench/manifests', layer);
-    const mediaType = 'application/vnd.oci.image.manifest.v1+json';
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < count) {
-        const i = next++;
-        const manifest = {
-          schemaVersion: 2,
-          mediaType,
-          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
-          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(layer), size: layer.length }],
-          annotations: { 'bench.index': String(i) },
-        };
-        await client.putManifest('bench/manifests', `m${i}`, Buffer.from(JSON.stringify(manifest)), mediaType);
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, worker));
-  } finally {
-    client.close();
-  }
 }
 
 export async function runPostgresRows(
@@ -102,13 +73,8 @@ export async function runPostgresRows(
   resources.defer(() => dropped.drop());
   const server = await startSignet(resources, { REGISTRY_DATABASE_URL: database.url });
   try {
-    // The memory rows' own functions, on a table of their own: their figures land in this module's rows.
-    const memory = addMemoryRows(new Table());
-    const into = (row: Row) => (memoryRow: Row, _server: ServerHandle, value: number | Error) => {
-      if (memoryRow === memory.idle || memoryRow === memory.peak) record(row, server, value);
-    };
-    const peak = watchPeak([server], memory);
-    await measureIdle([server], memory, into(rows.idle));
+    const peak = watchPeak([server], rows);
+    await measureIdle([server], rows, record);
     try {
       const layer = makeLargeLayer(o.layerMib);
       for (let round = 0; round < o.layerRounds; round++) {
@@ -117,7 +83,7 @@ export async function runPostgresRows(
         await pullSecondHalf(server, layer, `bench/layer-${round + 1}`);
       }
       for (let round = 0; round < o.smallRounds; round++) await pushSmallBlobs(server, makeSmallBlobs(o.smallBlobs), o.concurrency);
-      await pushManifests(server, o.manifests, o.concurrency);
+      for (let round = 0; round < o.manifests.rounds; round++) await pushManifests(server, o.manifests, round);
       const image = await pushSmallImage(server, 50);
       const paths: [LoadGenerator, 'GET' | 'HEAD', string, Record<string, string>][] = [
         [load.get, 'GET', `/v2/${APP_REPO}/manifests/latest`, { Accept: ACCEPT_MANIFESTS }],
@@ -130,7 +96,7 @@ export async function runPostgresRows(
         await runLoad(generator, { url, method, headers, connections: o.connections, seconds: o.loadSeconds }, 0);
       }
     } finally {
-      peak.stop(into(rows.peak));
+      peak.stop(record);
     }
   } finally {
     await server.stop();
