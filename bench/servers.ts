@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startScript } from '../test/helpers/start-script.js';
 import { childPids } from '../test/helpers/server-process.js';
 
 export const GO_REGISTRY_BINARY = '/usr/bin/docker-registry';
@@ -156,27 +157,6 @@ export function tail(file: string, lines = 20): string {
   } catch {
     return '(no output)';
   }
-}
-
-/**
- * The node flags and environment defaults of package.json's `start` script, so the bench runs
- * Signet as `npm start` does: `NAME=\${NAME:-value}` words before `exec node` give `value` unless the
- * bench's own environment sets NAME.
- */
-function startScript(): { flags: string[]; env: Record<string, string> } {
-  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as {
-    scripts: { start: string };
-  };
-  const words = pkg.scripts.start.split(/\s+/);
-  const env: Record<string, string> = {};
-  for (let match; (match = /^([A-Z_]+)=\$\{\1:-([^}]*)\}$/.exec(words[0] ?? '')); words.shift()) {
-    env[match[1]!] = process.env[match[1]!] ?? match[2]!;
-  }
-  // `exec node ...`: the shell npm runs the script in becomes node (see README, "Running it").
-  if (words[0] === 'exec') words.shift();
-  const main = words.indexOf('dist/server/main.js');
-  if (words[0] !== 'node' || main < 0) throw new Error(`cannot read node flags from the start script: ${pkg.scripts.start}`);
-  return { flags: words.slice(1, main), env };
 }
 
 /**

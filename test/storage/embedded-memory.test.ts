@@ -1,12 +1,13 @@
 // What the embedded database holds in memory: PostgreSQL's settings (storage/pglite-engine.ts),
 // in memory as on disk, and the worker's young generation (storage/db.ts).
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFileSync, rm } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { openPglite } from '../../storage/pglite-engine.js';
+import { startScript } from '../helpers/start-script.js';
 
 const MB = 1024 * 1024;
 
@@ -45,18 +46,8 @@ test('a database in memory runs with the settings and value parsers of one on di
   }
 });
 
-/** The node flags of package.json's `start` script (what `npm start` runs the registry with). */
-function startFlags(): string[] {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
-  const words = pkg.scripts.start.split(/\s+/);
-  const node = words.indexOf('node');
-  const main = words.indexOf('dist/server/main.js');
-  if (node < 0 || main < node) throw new Error(`cannot read node flags from the start script: ${pkg.scripts.start}`);
-  return words.slice(node + 1, main);
-}
-
 test('under the start flags the database worker keeps a 1 MB young generation through start-up and 3,000 statements', async (t) => {
-  const flags = startFlags();
+  const { flags } = startScript();
   // The server's heap does get the larger young generation these flags ask for (so this can fail).
   t.true(flags.includes('--max-semi-space-size=4'), flags.join(' '));
   const script = `

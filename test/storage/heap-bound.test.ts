@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import test from 'ava';
 import fc from 'fast-check';
 import { boundOldGeneration } from '../../storage/heap-bound.js';
+import { startScript } from '../helpers/start-script.js';
 
 const MB = 1024 * 1024;
 
@@ -107,16 +108,7 @@ async function largestOldGeneration(bounded: boolean): Promise<number> {
   `;
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    [
-      '--max-semi-space-size=4',
-      '--initial-old-space-size=64',
-      '--no-allocation-site-pretenuring',
-      '--expose-gc',
-      '--import=tsx',
-      '--input-type=module',
-      '-e',
-      script,
-    ],
+    [...startScript().flags, '--import=tsx', '--input-type=module', '-e', script],
     { timeout: 120_000 },
   );
   return Number(stdout.trim());
