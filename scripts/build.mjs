@@ -11,7 +11,8 @@
 // Layout (storage/own-files.ts depends on it): every file esbuild writes is one directory below
 // the output directory: server/main.js, storage/pglite-*.js, chunks/*.js.
 import { build } from 'esbuild';
-import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { parse } from 'acorn';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -21,8 +22,12 @@ const outdir = path.resolve(values.outdir);
 // Left as imports resolved from node_modules at run time:
 // - @electric-sql/pglite reads its WebAssembly and data files beside its own modules;
 // - pg, yaml: loaded through createRequire (storage/db.ts loads pg without Node's fetch);
-// - minio, undici: loaded only with S3 storage or a mirror, and large.
-const EXTERNAL = ['@electric-sql/pglite', 'pg', 'yaml', 'minio', 'undici'];
+// - minio, undici: loaded only with S3 storage or a mirror, and large;
+// - iconv-lite: raw-body requires it when loaded, for bodies read with a charset, which the
+//   registry never asks for (it reads bytes); bundled, its encoding tables were 550 KB of source
+//   text in the heap (V8 keeps every loaded module's source), never run. From node_modules, only
+//   its index is read.
+const EXTERNAL = ['@electric-sql/pglite', 'pg', 'yaml', 'minio', 'undici', 'iconv-lite'];
 
 // What an earlier build left (tsc's output had auth/, sigstore/, mirror/ too); never a source tree.
 if (existsSync(path.join(outdir, 'package.json'))) throw new Error(`${outdir} holds a package.json: not a build directory`);
@@ -54,4 +59,24 @@ for (const file of Object.keys(result.metafile.outputs)) {
   const relative = path.relative(outdir, path.resolve(file));
   if (relative.split(path.sep).length !== 2) throw new Error(`${relative}: every built file must be one directory below ${outdir}`);
 }
+// V8 holds a module's source text one byte per character only while every character is Latin-1;
+// one other character anywhere makes it two bytes per character. esbuild escapes what it writes of
+// strings and names, but keeps comments as they are: five dashes in @koa/router's doc comments
+// made the registry's main chunk (1 MB) cost 2.1 MB of heap, idle or not. Those characters become
+// '?' in comments (one per UTF-16 unit, so the source maps' columns stay right); one anywhere
+// else stops the build, to be escaped in the source.
+for (const file of Object.keys(result.metafile.outputs).filter((f) => f.endsWith('.js'))) {
+  const text = readFileSync(file, 'utf8');
+  if (!/[\u0100-\uffff]/.test(text)) continue;
+  const chars = text.split('');
+  const mark = (start, end) => {
+    for (let i = start; i < end; i++) if (chars[i].charCodeAt(0) > 0xff) chars[i] = '?';
+  };
+  parse(text, { ecmaVersion: 'latest', sourceType: 'module', onComment: (_block, _text, start, end) => mark(start, end) });
+  const written = chars.join('');
+  const left = written.search(/[\u0100-\uffff]/);
+  if (left !== -1) throw new Error(`${file}: a character beyond Latin-1 outside a comment at offset ${left}; escape it in the source`);
+  writeFileSync(file, written);
+}
+
 cpSync('storage/migrations', path.join(outdir, 'storage/migrations'), { recursive: true });
