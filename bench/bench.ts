@@ -6,11 +6,9 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { chooseHeadGenerator, chooseLoadGenerator, type LoadGenerator } from './load.js';
 import { watchCpu } from './machine.js';
-import { ACCEPT_MANIFESTS } from './registry-client.js';
 import { currentRss, GO_REGISTRY_BINARY, Resources, startGoRegistry, startSignet, type ServerHandle } from './servers.js';
 import { format, median, Table, type Row } from './table.js';
 import {
-  APP_REPO,
   makeLargeLayer,
   makeSmallBlobs,
   pullLargeLayer,
@@ -19,7 +17,7 @@ import {
   pushSmallBlobs,
   pushSmallImage,
   runLoad,
-  TAGS_REPO,
+  SMALL_REQUESTS,
   type LoadRow,
   type SmallImage,
 } from './workloads.js';
@@ -199,34 +197,13 @@ async function runLayerRounds(servers: ServerHandle[], rows: LayerRows): Promise
 
 /** Rows 20-23 and how to load them. */
 function loadRows(table: Table): [Row, LoadRow][] {
+  const row = (label: string): Row => table.add(`${label}, c=${LOAD_CONNECTIONS}`, 'req/s', { kind: 'ratio', min: SMALL_REQUEST_RATIO });
+  const seconds = (full: number): number => (QUICK ? 3 : full);
   return [
-    [
-      table.add(`manifest GET by tag, c=${LOAD_CONNECTIONS}`, 'req/s', { kind: 'ratio', min: SMALL_REQUEST_RATIO }),
-      {
-        method: 'GET',
-        path: () => `/v2/${APP_REPO}/manifests/latest`,
-        headers: { Accept: ACCEPT_MANIFESTS },
-        seconds: QUICK ? 3 : 15,
-      },
-    ],
-    [
-      table.add(`blob HEAD, c=${LOAD_CONNECTIONS}`, 'req/s', { kind: 'ratio', min: SMALL_REQUEST_RATIO }),
-      {
-        method: 'HEAD',
-        path: (image: SmallImage) => `/v2/${APP_REPO}/blobs/${image.layerDigest}`,
-        headers: {},
-        seconds: QUICK ? 3 : 12,
-      },
-    ],
-    [
-      table.add(`tags/list (${TAG_COUNT} tags), c=${LOAD_CONNECTIONS}`, 'req/s', { kind: 'ratio', min: SMALL_REQUEST_RATIO }),
-      { method: 'GET', path: () => `/v2/${TAGS_REPO}/tags/list`, headers: {}, seconds: QUICK ? 3 : 12 },
-    ],
-    [
-      // Every repository the rows before it pushed (pushSmallImage logs how many).
-      table.add(`catalog, c=${LOAD_CONNECTIONS}`, 'req/s', { kind: 'ratio', min: SMALL_REQUEST_RATIO }),
-      { method: 'GET', path: () => '/v2/_catalog', headers: {}, seconds: QUICK ? 3 : 12 },
-    ],
+    [row('manifest GET by tag'), { ...SMALL_REQUESTS.manifest, seconds: seconds(15) }],
+    [row('blob HEAD'), { ...SMALL_REQUESTS.head, seconds: seconds(12) }],
+    [row(`tags/list (${TAG_COUNT} tags)`), { ...SMALL_REQUESTS.tags, seconds: seconds(12) }],
+    [row('catalog'), { ...SMALL_REQUESTS.catalog, seconds: seconds(12) }],
   ];
 }
 

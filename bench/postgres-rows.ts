@@ -10,11 +10,9 @@ import { createTestDatabase, POSTGRES_ADMIN_URL } from '../test/helpers/postgres
 import type { LoadGenerator } from './load.js';
 import { pushManifests, type ManifestOptions } from './manifest-rows.js';
 import { measureIdle, watchPeak, type MemoryRows } from './memory-rows.js';
-import { ACCEPT_MANIFESTS } from './registry-client.js';
 import { startSignet, type Resources, type ServerHandle } from './servers.js';
 import type { Row, Table } from './table.js';
 import {
-  APP_REPO,
   makeLargeLayer,
   makeSmallBlobs,
   pullLargeLayer,
@@ -23,7 +21,7 @@ import {
   pushSmallBlobs,
   pushSmallImage,
   runLoad,
-  TAGS_REPO,
+  SMALL_REQUESTS,
 } from './workloads.js';
 
 /** The memory rows' shape: bench/memory-rows.ts measures into them as it does for rows 31-32. */
@@ -85,15 +83,14 @@ export async function runPostgresRows(
       for (let round = 0; round < o.smallRounds; round++) await pushSmallBlobs(server, makeSmallBlobs(o.smallBlobs), o.concurrency);
       for (let round = 0; round < o.manifests.rounds; round++) await pushManifests(server, o.manifests, round);
       const image = await pushSmallImage(server, 50);
-      const paths: [LoadGenerator, 'GET' | 'HEAD', string, Record<string, string>][] = [
-        [load.get, 'GET', `/v2/${APP_REPO}/manifests/latest`, { Accept: ACCEPT_MANIFESTS }],
-        [load.head, 'HEAD', `/v2/${APP_REPO}/blobs/${image.layerDigest}`, {}],
-        [load.get, 'GET', `/v2/${TAGS_REPO}/tags/list`, {}],
-        [load.get, 'GET', '/v2/_catalog', {}],
-      ];
-      for (const [generator, method, urlPath, headers] of paths) {
-        const url = `${server.baseUrl}${urlPath}`;
-        await runLoad(generator, { url, method, headers, connections: o.connections, seconds: o.loadSeconds }, 0);
+      for (const request of Object.values(SMALL_REQUESTS)) {
+        const url = `${server.baseUrl}${request.path(image)}`;
+        const generator = request.method === 'HEAD' ? load.head : load.get;
+        await runLoad(
+          generator,
+          { url, method: request.method, headers: request.headers, connections: o.connections, seconds: o.loadSeconds },
+          0,
+        );
       }
     } finally {
       peak.stop(record);

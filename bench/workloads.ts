@@ -202,10 +202,23 @@ export async function pushSmallImage(server: ServerHandle, tagCount: number): Pr
   }
 }
 
-export interface LoadRow {
+/** One of the small requests rows 20-23 load (and rows 51-52 with them), against a pushed SmallImage. */
+export interface SmallRequest {
   method: 'GET' | 'HEAD';
   path: (image: SmallImage) => string;
   headers: Record<string, string>;
+}
+
+/** Rows 20-23's requests, in the rows' order: manifest GET by tag, blob HEAD, tags/list, catalog. */
+export const SMALL_REQUESTS = {
+  manifest: { method: 'GET', path: () => `/v2/${APP_REPO}/manifests/latest`, headers: { Accept: ACCEPT_MANIFESTS } },
+  head: { method: 'HEAD', path: (image) => `/v2/${APP_REPO}/blobs/${image.layerDigest}`, headers: {} },
+  tags: { method: 'GET', path: () => `/v2/${TAGS_REPO}/tags/list`, headers: {} },
+  // Every repository the rows before it pushed (pushSmallImage logs how many).
+  catalog: { method: 'GET', path: () => '/v2/_catalog', headers: {} },
+} satisfies Record<string, SmallRequest>;
+
+export interface LoadRow extends SmallRequest {
   seconds: number;
 }
 
