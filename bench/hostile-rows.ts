@@ -7,6 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { RegistryClient, sha256 } from './registry-client.js';
+import { inTurn } from './rounds.js';
 import { currentRss, sampleRss, startSignet, type Resources, type ServerHandle } from './servers.js';
 import { median, type Row, type Table } from './table.js';
 
@@ -59,15 +60,7 @@ async function measureTiming(server: ServerHandle): Promise<number> {
       // Taking turns, the order flipping, so a drift of the host's speed falls on both.
       const knownUser = (): Promise<number> => refusedMs(client, basic('alice', `wrong-${i}`));
       const unknownUser = (): Promise<number> => refusedMs(client, basic(`nobody-${i}`, `wrong-${i}`));
-      let k: number;
-      let u: number;
-      if (i % 2 === 0) {
-        k = await knownUser();
-        u = await unknownUser();
-      } else {
-        u = await unknownUser();
-        k = await knownUser();
-      }
+      const [k, u] = await inTurn(knownUser, unknownUser, i % 2 === 1);
       if (i < TIMING_WARMUP) continue;
       known.push(k);
       unknown.push(u);

@@ -9,6 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { RegistryClient } from './registry-client.js';
 import { sampleRss, startGoRegistry, startNodeRelay, startSignet, type Resources, type ServerHandle } from './servers.js';
+import { inTurn } from './rounds.js';
 import { median, type Row, type Table } from './table.js';
 import { makeLargeLayer, pushLargeLayer, type LargeLayer } from './workloads.js';
 
@@ -104,15 +105,7 @@ export async function runMirrorRows(
       // carries the position.
       const pullWarm = (): Promise<number> => timedPull(signet, `mirror/${repository}`, layer);
       const pullOwn = (): Promise<number> => timedPull(signet, `own/${repository}`, ownLayer);
-      let warm: number;
-      let own: number;
-      if (round % 2 === 1) {
-        warm = await pullWarm();
-        own = await pullOwn();
-      } else {
-        own = await pullOwn();
-        warm = await pullWarm();
-      }
+      const [warm, own] = await inTurn(pullWarm, pullOwn, round % 2 === 0);
       figures.direct.push(direct);
       figures.cold.push(cold);
       figures.warm.push(warm);

@@ -34,3 +34,16 @@ export async function alternate<E extends { label: string }, T>(
 export function medianOf<T>(results: T[] | Error, pick: (result: T) => number): number | Error {
   return results instanceof Error ? results : median(results.map(pick));
 }
+
+/**
+ * Measures `a` and `b` one after the other, `b` first when `flip`: two figures compared with each
+ * other take turns at going first. Resolves with both, `a`'s first.
+ */
+export async function inTurn<T>(a: () => Promise<T>, b: () => Promise<T>, flip: boolean): Promise<[T, T]> {
+  if (!flip) {
+    const first = await a();
+    return [first, await b()];
+  }
+  const second = await b();
+  return [await a(), second];
+}
