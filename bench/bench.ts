@@ -87,6 +87,7 @@ const POSTGRES_OPTIONS: PostgresOptions = {
   smallRounds: ROUNDS,
   manifests: MANIFEST_OPTIONS,
   concurrency: SMALL_CONCURRENCY,
+  tagCount: TAG_COUNT,
   connections: LOAD_CONNECTIONS,
   loadSeconds: QUICK ? 2 : 6,
 };

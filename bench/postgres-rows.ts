@@ -35,6 +35,8 @@ export interface PostgresOptions {
   /** Row 18's rounds of manifest PUTs, pushed the same way. */
   manifests: ManifestOptions;
   concurrency: number;
+  /** Tags of the small image rows 20-23 load (tags/list lists them). */
+  tagCount: number;
   connections: number;
   loadSeconds: number;
 }
@@ -82,7 +84,7 @@ export async function runPostgresRows(
       }
       for (let round = 0; round < o.smallRounds; round++) await pushSmallBlobs(server, makeSmallBlobs(o.smallBlobs), o.concurrency);
       for (let round = 0; round < o.manifests.rounds; round++) await pushManifests(server, o.manifests, round);
-      const image = await pushSmallImage(server, 50);
+      const image = await pushSmallImage(server, o.tagCount);
       for (const request of Object.values(SMALL_REQUESTS)) {
         const url = `${server.baseUrl}${request.path(image)}`;
         const generator = request.method === 'HEAD' ? load.head : load.get;
