@@ -11,8 +11,19 @@ import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
 import { observeRequest } from './metrics.js';
 import { CONSOLE_HEADER, createSessionAuthentication, sessionCookieOf } from './console-session.js';
 import { createRegistryRoutes } from './routes.js';
+import { RegistryResponse } from './response.js';
 
 const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
+/**
+ * Every answer's headers. moby's ping and `docker manifest` check the API version on every
+ * response, 401s included.
+ */
+const COMMON_HEADERS: readonly string[] = [API_VERSION_HEADER, 'registry/2.0', 'X-Content-Type-Options', 'nosniff'];
+/**
+ * containers/image reads X-Registry-Supports-Signatures on GET /v2/ (200 or 401) and then stores
+ * and reads simple signatures through /extensions/v2/ instead of a lookaside.
+ */
+const V2_HEADERS_WITH_SIGNATURES: readonly string[] = [...COMMON_HEADERS, 'X-Registry-Supports-Signatures', '1'];
 
 /**
  * The per-request state. A pino child logger costs about 10 µs to make and most requests log
@@ -75,12 +86,11 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     const started = process.hrtime.bigint();
     ctx.state = new RequestContext(reqId, deps.log);
     ctx.request.ip = clientAddress(ctx.req.socket.remoteAddress, ctx.get('X-Forwarded-For') || undefined);
-    // moby's ping and `docker manifest` check this header on every response, 401s included.
-    ctx.set(API_VERSION_HEADER, 'registry/2.0');
-    ctx.set('X-Content-Type-Options', 'nosniff');
-    // containers/image reads this on GET /v2/ (200 or 401) and then stores and reads simple
-    // signatures through /extensions/v2/ instead of a lookaside.
-    if (deps.config.signatures.extension && ctx.path.startsWith('/v2')) ctx.set('X-Registry-Supports-Signatures', '1');
+    const common = deps.config.signatures.extension && ctx.path.startsWith('/v2') ? V2_HEADERS_WITH_SIGNATURES : COMMON_HEADERS;
+    // Written with the head, whoever writes it (server/response.ts); set one by one on a response
+    // made elsewhere (a test's own server).
+    if (ctx.res instanceof RegistryResponse) ctx.res.setCommonHeaders(common);
+    else for (let i = 0; i < common.length; i += 2) ctx.set(common[i]!, common[i + 1]!);
     try {
       await next();
     } finally {

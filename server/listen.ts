@@ -10,12 +10,13 @@ import type { Duplex } from 'node:stream';
 import type { Config } from './config.js';
 import { parseAddr } from './config.js';
 import { OciError, ociErrorBody } from './errors.js';
+import { RegistryResponse } from './response.js';
 
 export type RequestListener = http.RequestListener;
 
 export function createHttpServer(config: Config, listener: RequestListener): http.Server {
   // A missing Host header is refused by the app, in the OCI error shape, not by Node's bare 400.
-  const options = { requireHostHeader: false };
+  const options = { requireHostHeader: false, ServerResponse: RegistryResponse };
   const server = config.http.tls
     ? https.createServer({ ...options, cert: readFileSync(config.http.tls.certificate), key: readFileSync(config.http.tls.key) }, listener)
     : http.createServer(options, listener);

@@ -1,0 +1,61 @@
+// The server's response class: headers handed over as one list with the status line instead of one
+// setHeader call each, where a handler can.
+import http from 'node:http';
+
+const NONE: readonly string[] = [];
+
+/**
+ * Node keeps headers set one by one (setHeader, what Koa's ctx.set calls) in a dictionary keyed by
+ * their lower-cased names and walks it when the head is written; a flat [name, value, ...] list
+ * given to writeHead when nothing was set that way is written as it is (validated the same). On
+ * blob HEAD under ab that was 0.3 µs a header in a bare server and 17 % more answers a second for
+ * Signet with five headers fewer (bench row 21).
+ *
+ * The headers every answer carries (`setCommonHeaders`, by the app's first middleware) are kept
+ * here and join whatever else is sent when the head is written, either way it is written: a
+ * handler answering with `writeHead(status, list)` on a response nothing was set on takes the fast
+ * path; anything else (Koa's own answers, errors, streams) gets them through setHeader as before.
+ */
+export class RegistryResponse<Request extends http.IncomingMessage = http.IncomingMessage> extends http.ServerResponse<Request> {
+  private common: readonly string[] = NONE;
+
+  /** Headers for every answer to this request, written with its head (a flat name, value list). */
+  setCommonHeaders(list: readonly string[]): void {
+    this.common = list;
+  }
+
+  /** Whether nothing was set through setHeader: a writeHead with a list takes the fast path. */
+  get headersUntouched(): boolean {
+    return this.getHeaderNames().length === 0;
+  }
+
+  override writeHead(
+    statusCode: number,
+    reason?: string | http.OutgoingHttpHeaders | http.OutgoingHttpHeader[],
+    headers?: http.OutgoingHttpHeaders | http.OutgoingHttpHeader[],
+  ): this {
+    const common = this.common;
+    const message = typeof reason === 'string' ? reason : undefined;
+    const given = typeof reason === 'string' ? headers : reason;
+    if (common.length > 0) {
+      if (this.headersUntouched && (given === undefined || isFlatList(given))) {
+        const list = given === undefined ? common : [...common, ...given];
+        if (message === undefined) super.writeHead(statusCode, list as string[]);
+        else super.writeHead(statusCode, message, list as string[]);
+        // Kept until the head is written: when Node refuses a value, the error answer carries them.
+        this.common = NONE;
+        return this;
+      }
+      // A header the handler set itself stays as it set it.
+      for (let i = 0; i < common.length; i += 2) {
+        if (!this.hasHeader(common[i]!)) this.setHeader(common[i]!, common[i + 1]!);
+      }
+    }
+    this.common = NONE;
+    return message === undefined ? super.writeHead(statusCode, given) : super.writeHead(statusCode, message, given);
+  }
+}
+
+function isFlatList(headers: http.OutgoingHttpHeaders | http.OutgoingHttpHeader[]): headers is string[] {
+  return Array.isArray(headers) && (headers.length === 0 || typeof headers[0] === 'string');
+}
