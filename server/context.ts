@@ -20,6 +20,7 @@ import type { ReplicaStore } from '../storage/replica-store.js';
 import type { Availability } from './availability.js';
 import type { Config } from './config.js';
 import { OciError } from './errors.js';
+import { RegistryResponse } from './response.js';
 import type { Logger } from './logging.js';
 import type { Metrics } from './metrics.js';
 
@@ -88,6 +89,34 @@ export function capture(ctx: Ctx, index: number): string {
 export function emptyResponse(ctx: Ctx, status: number): void {
   ctx.body = null;
   ctx.status = status;
+}
+
+/** Sets a flat [name, value, ...] list of headers one by one. */
+export function setHeaders(ctx: Ctx, headers: readonly string[]): void {
+  for (let i = 0; i < headers.length; i += 2) ctx.set(headers[i]!, headers[i + 1]!);
+}
+
+/**
+ * Answers `status` with `headers` (a flat [name, value, ...] list) and `body`, Content-Length
+ * added; a HEAD gets the same headers and no body, so its Content-Length announces what a GET
+ * would send (`body` may be a number of bytes when only a HEAD is answered). Written with the
+ * status line in one go when nothing was set header by header (server/response.ts), else through
+ * Koa.
+ */
+export function answer(ctx: Ctx, status: number, headers: readonly string[], body: Buffer | number): void {
+  const length = typeof body === 'number' ? body : body.length;
+  if (ctx.res instanceof RegistryResponse && ctx.res.headersUntouched) {
+    // Node refuses a bad header value here, before anything is written: still the error middleware's.
+    ctx.res.writeHead(status, [...headers, 'Content-Length', String(length)]);
+    ctx.respond = false;
+    if (ctx.method === 'HEAD' || typeof body === 'number') ctx.res.end();
+    else ctx.res.end(body);
+    return;
+  }
+  ctx.status = status;
+  setHeaders(ctx, headers);
+  if (typeof body === 'number') ctx.set('Content-Length', String(length));
+  else ctx.body = body;
 }
 
 /** A single query parameter; repeated parameters are refused rather than guessed at. */

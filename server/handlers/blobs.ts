@@ -1,5 +1,5 @@
 // GET / HEAD / DELETE /v2/<name>/blobs/<digest>
-import { capture, emptyResponse, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { answer, capture, emptyResponse, requestSignal, requireAccess, setHeaders, type Ctx, type RegistryDeps } from '../context.js';
 import { parseByteRange } from '../byte-range.js';
 import { OciError } from '../errors.js';
 import { createCallerSlots } from '../caller-slots.js';
@@ -92,12 +92,23 @@ export function createBlobHandlers(
   }
 
   /** Headers of every answer about a blob: it never changes, so caches may keep it for a year (as the Go registry). */
+  function blobHeaders(digest: ParsedDigest): string[] {
+    return [
+      'Docker-Content-Digest',
+      digest.digest,
+      'ETag',
+      `"${digest.digest}"`,
+      'Cache-Control',
+      'max-age=31536000',
+      'Accept-Ranges',
+      'bytes',
+      'Content-Type',
+      'application/octet-stream',
+    ];
+  }
+
   function setBlobHeaders(ctx: Ctx, digest: ParsedDigest): void {
-    ctx.set('Docker-Content-Digest', digest.digest);
-    ctx.set('ETag', `"${digest.digest}"`);
-    ctx.set('Cache-Control', 'max-age=31536000');
-    ctx.set('Accept-Ranges', 'bytes');
-    ctx.set('Content-Type', 'application/octet-stream');
+    setHeaders(ctx, blobHeaders(digest));
   }
 
   /**
@@ -184,12 +195,20 @@ export function createBlobHandlers(
         if (size === undefined) return;
       }
 
+      const range = ctx.get('Range');
+      const condition = ctx.get('If-None-Match');
+      // The most frequent question of all (does the registry hold this layer?) is answered in one
+      // write below; every other answer carries the blob's headers from here on, errors included.
+      const plainHead = ctx.method === 'HEAD' && !range && !condition;
+      if (plainHead) {
+        answer(ctx, 200, blobHeaders(digest), size);
+        return;
+      }
       setBlobHeaders(ctx, digest);
-      if (ctx.get('If-None-Match') === `"${digest.digest}"`) {
+      if (condition === `"${digest.digest}"`) {
         emptyResponse(ctx, 304);
         return;
       }
-      const range = ctx.get('Range');
       if (redirects(ctx, range, size)) {
         await redirect(ctx, digest);
         return;

@@ -1,5 +1,5 @@
 // Discovery: GET /v2/, /v2/_catalog, /v2/<name>/tags/list, /v2/<name>/referrers/<digest>
-import { allowed, capture, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody, JSON_TYPE } from '../context.js';
+import { allowed, answer, capture, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody, JSON_TYPE } from '../context.js';
 import { OciError } from '../errors.js';
 import { MEDIA_TYPES } from '../../storage/manifest-parse.js';
 import type { TagListJson } from '../../storage/metadata-store.js';
@@ -65,8 +65,7 @@ export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'con
         const whole = await metadata.tags.listJson(name, ALL);
         if (!whole) throw unknown(name);
         if (whole.count <= ALL) {
-          ctx.type = JSON_TYPE;
-          ctx.body = tagsBody(name, whole);
+          answer(ctx, 200, ['Content-Type', JSON_TYPE], tagsBody(name, whole));
           return;
         }
       }

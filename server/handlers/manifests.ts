@@ -2,7 +2,7 @@
 import { digestOf, looksLikeDigest } from '../../storage/digest.js';
 import type { ManifestRecord } from '../../storage/metadata-store.js';
 import type { MirrorTarget } from '../../mirror/pull-through.js';
-import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
+import { answer, capture, emptyResponse, requireAccess, setHeaders, type Ctx, type RegistryDeps } from '../context.js';
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
 import { isIndexMediaType, manifestRecordOf, parseManifest } from '../../storage/manifest-parse.js';
@@ -115,20 +115,15 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
           });
         }
       }
-      ctx.set('Docker-Content-Digest', manifest.digest);
-      ctx.set('ETag', `"${manifest.digest}"`);
-      // As stored, set directly: Koa's `type` looks the value up in the MIME database on every request.
-      ctx.set('Content-Type', manifest.mediaType);
+      // The media type as stored, set directly: Koa's `type` looks the value up in the MIME
+      // database on every request.
+      const headers = ['Docker-Content-Digest', manifest.digest, 'ETag', `"${manifest.digest}"`, 'Content-Type', manifest.mediaType];
       if (ctx.get('If-None-Match') === `"${manifest.digest}"`) {
+        setHeaders(ctx, headers);
         emptyResponse(ctx, 304);
         return;
       }
-      ctx.status = 200;
-      if (ctx.method === 'HEAD') {
-        ctx.set('Content-Length', String(manifest.size));
-        return;
-      }
-      ctx.body = manifest.content; // byte-exact, as pushed
+      answer(ctx, 200, headers, manifest.content); // byte-exact, as pushed
     },
 
     async put(ctx: Ctx): Promise<void> {
