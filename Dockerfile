@@ -33,5 +33,5 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
 # garbage collection"); -e overrides.
 ENV MALLOC_ARENA_MAX=2
 ENV MALLOC_TRIM_THRESHOLD_=4194304
-ENTRYPOINT ["node", "--max-semi-space-size=4", "--initial-old-space-size=64", "--no-allocation-site-pretenuring", "--expose-gc", "--v8-pool-size=1", "dist/server/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--initial-old-space-size=64", "--no-allocation-site-pretenuring", "--expose-gc", "--v8-pool-size=1", "--max-valid-polymorphic-map-count=16", "dist/server/main.js"]
 CMD ["serve"]

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4 --initial-old-space-size=64 --no-allocation-site-pretenuring --expose-gc --v8-pool-size=1
+#!/usr/bin/env -S node --max-semi-space-size=4 --initial-old-space-size=64 --no-allocation-site-pretenuring --expose-gc --v8-pool-size=1 --max-valid-polymorphic-map-count=16
 // `signet`: the command-line tool. A plain `signet serve [config]` (npm start, the image) loads only
 // the server's modules; anything else (management commands, options, help) goes through commander
 // in server/cli.ts. Loading the management commands' modules too cost a restarted registry tens of
