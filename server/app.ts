@@ -4,7 +4,7 @@ import { Stream } from 'node:stream';
 import Koa from 'koa';
 import { ANONYMOUS, type Principal } from '../auth/authorize.js';
 import { createClientAddress, createProxyCheck } from './client-address.js';
-import type { Ctx, RegistryDeps, RequestState } from './context.js';
+import { setHeaders, type Ctx, type RegistryDeps, type RequestState } from './context.js';
 import type { Logger } from './logging.js';
 import { DependencyUnavailableError, StorageFullError } from '../storage/errors.js';
 import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
@@ -90,7 +90,7 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     // Written with the head, whoever writes it (server/response.ts); set one by one on a response
     // made elsewhere (a test's own server).
     if (ctx.res instanceof RegistryResponse) ctx.res.setCommonHeaders(common);
-    else for (let i = 0; i < common.length; i += 2) ctx.set(common[i]!, common[i + 1]!);
+    else setHeaders(ctx, common);
     try {
       await next();
     } finally {

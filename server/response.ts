@@ -36,23 +36,22 @@ export class RegistryResponse<Request extends http.IncomingMessage = http.Incomi
   ): this {
     const common = this.common;
     const message = typeof reason === 'string' ? reason : undefined;
-    const given = typeof reason === 'string' ? headers : reason;
+    let list = typeof reason === 'string' ? headers : reason;
     if (common.length > 0) {
-      if (this.headersUntouched && (given === undefined || isFlatList(given))) {
-        const list = given === undefined ? common : [...common, ...given];
-        if (message === undefined) super.writeHead(statusCode, list as string[]);
-        else super.writeHead(statusCode, message, list as string[]);
-        // Kept until the head is written: when Node refuses a value, the error answer carries them.
-        this.common = NONE;
-        return this;
-      }
-      // A header the handler set itself stays as it set it.
-      for (let i = 0; i < common.length; i += 2) {
-        if (!this.hasHeader(common[i]!)) this.setHeader(common[i]!, common[i + 1]!);
+      if (this.headersUntouched && (list === undefined || isFlatList(list))) {
+        list = [...common, ...(list ?? [])];
+      } else {
+        // A header the handler set itself stays as it set it.
+        for (let i = 0; i < common.length; i += 2) {
+          if (!this.hasHeader(common[i]!)) this.setHeader(common[i]!, common[i + 1]!);
+        }
       }
     }
+    if (message === undefined) super.writeHead(statusCode, list);
+    else super.writeHead(statusCode, message, list);
+    // Kept until the head is written: when Node refuses a value, the error answer carries them.
     this.common = NONE;
-    return message === undefined ? super.writeHead(statusCode, given) : super.writeHead(statusCode, message, given);
+    return this;
   }
 }
 

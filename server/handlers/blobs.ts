@@ -157,9 +157,7 @@ export function createBlobHandlers(
     if (ctx.method === 'HEAD') {
       const size = await deps.pullThrough.blobSize(mirror, digest);
       if (size === undefined) throw unknown();
-      setBlobHeaders(ctx, digest);
-      ctx.status = 200;
-      ctx.set('Content-Length', String(size));
+      answer(ctx, 200, blobHeaders(digest), size);
       return undefined;
     }
     const flight = deps.pullThrough.blob(mirror, digest);
