@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { chooseHeadGenerator, chooseLoadGenerator, type LoadGenerator } from './load.js';
-import { watchCpu } from './machine.js';
+import { watchCpu, watchSteal } from './machine.js';
 import { currentRss, GO_REGISTRY_BINARY, Resources, startGoRegistry, startSignet, type ServerHandle } from './servers.js';
 import { format, median, Table, type Row } from './table.js';
 import {
@@ -247,10 +247,12 @@ async function runLoadRows(specs: [Row, LoadRow][], servers: ServerHandle[], get
         seconds: spec.seconds / ROUNDS,
       };
       // Warmed up (JIT, caches, connections) before its first round only.
+      const steal = watchSteal();
       const result = await runLoad(spec.method === 'HEAD' ? head : get, load, round === 0 ? WARMUP_SECONDS : 0);
       console.log(
         `  ${server.label.padEnd(12)} round ${round + 1}: ${format(result.rps, row.unit)} ${row.unit}, ` +
-          `p99 ${result.p99Ms.toFixed(2)} ms, ${result.ok} answered, ${result.failed} failed`,
+          `p99 ${result.p99Ms.toFixed(2)} ms, ${result.ok} answered, ${result.failed} failed, ` +
+          `steal ${(steal() * 100).toFixed(0)}%`,
       );
       return result.rps;
     });
@@ -258,12 +260,14 @@ async function runLoadRows(specs: [Row, LoadRow][], servers: ServerHandle[], get
 }
 
 /** Other work on this machine skews every figure: say how much there was, next to the table. */
-function reportForeignLoad(share: number): void {
+function reportForeignLoad(share: number, steal: number): void {
   const percent = (share * 100).toFixed(0);
+  // Steal is part of the share: CPU this virtual machine was due and the host gave to others.
+  const of = `(steal, the host's other guests: ${(steal * 100).toFixed(0)}%; per load round above)`;
   if (share > 0.1) {
-    console.log(`bench: WARNING: other processes took ${percent}% of the machine's CPU during the run; the figures are unreliable`);
+    console.log(`bench: WARNING: other processes took ${percent}% of the machine's CPU during the run ${of}; the figures are unreliable`);
   } else {
-    console.log(`bench: other processes took ${percent}% of the machine's CPU during the run`);
+    console.log(`bench: other processes took ${percent}% of the machine's CPU during the run ${of}`);
   }
 }
 
@@ -345,6 +349,7 @@ async function main(resources: Resources): Promise<void> {
   if (ONLY !== undefined)
     throw new Error(`BENCH_ONLY=${ONLY}: only "hostile", "token", "mirror", "console", "scale" and "postgres" are known`);
   const cpu = watchCpu();
+  const runSteal = watchSteal();
   const scratch = await resources.tempDir('signet-bench-scratch-');
   const running = new Set<() => void>();
   resources.defer(async () => running.forEach((kill) => kill()));
@@ -417,7 +422,7 @@ async function main(resources: Resources): Promise<void> {
   if (mirror) await runMirrorRows(resources, mirror, { mib: MIRROR_MIB, rounds: MIRROR_ROUNDS }, record);
   await runConsoleRows(resources, consoleRows, record);
   peakRss.stop(record);
-  reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)));
+  reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)), runSteal());
   // Last, after the CPU count above: the PostgreSQL server's processes are no child of the bench.
   await runPostgresRows(resources, postgres, POSTGRES_OPTIONS, { get, head }, record);
   table.print(servers[0].label, servers[1]?.label);

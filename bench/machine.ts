@@ -13,6 +13,26 @@ function busyTicks(): number {
   return user! + nice! + system! + irq! + softirq! + steal!;
 }
 
+/** Ticks all cores were runnable but the hypervisor ran other guests (steal). */
+function stealTicks(): number {
+  return Number(readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/)[8] ?? 0);
+}
+
+/**
+ * Measures the share (0-1) of all cores' time the hypervisor gave to other guests from now until
+ * the returned function is called: on a virtual machine, CPU the registries wanted and did not get.
+ * Counted in foreignShare too, but over a whole run it is diluted by the idle stretches, while
+ * a burst of it during a 5 s load decides that row.
+ */
+export function watchSteal(): () => number {
+  const started = performance.now();
+  const steal = stealTicks();
+  return () => {
+    const capacity = ((performance.now() - started) / 1000) * TICKS_PER_SECOND * os.cpus().length;
+    return capacity > 0 ? (stealTicks() - steal) / capacity : 0;
+  };
+}
+
 /** utime + stime + cutime + cstime of a process, in ticks (0 once it is gone). */
 function processTicks(pid: number | 'self'): number {
   try {
