@@ -206,11 +206,13 @@ export function createRegistryRoutes(deps: RegistryDeps): RegistryRoutes {
       }
     }
     for (const { path, methods } of byPath.values()) {
-      // As the router does for a route registered for GET alone: HEAD is answered by it too.
+      // The router adds HEAD to a layer that has GET; the handler of an explicit HEAD stays, and
+      // without one HEAD is answered by the GET route.
+      const registered = [...methods.keys()].filter((method) => method !== 'HEAD' || !methods.has('GET'));
       if (methods.has('GET') && !methods.has('HEAD')) methods.set('HEAD', methods.get('GET')!);
       router.register(
         path,
-        [...methods.keys()],
+        registered,
         (ctx) => {
           const [name, method, handler] = methods.get(ctx.method)!;
           ctx.state.route = name;

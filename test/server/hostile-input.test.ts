@@ -462,6 +462,7 @@ test.serial('the route templates cover every route in the routes table', (t) => 
     hexHead: fuzzImage.manifest.digest.slice(7),
   };
   for (const layer of layers) {
+    t.is(new Set(layer.methods).size, layer.methods.length, `a method twice in ${String(layer.path)}: ${layer.methods.join(',')}`);
     for (const method of layer.methods) {
       // HEAD is answered by a GET route (as the router does for a GET-only route).
       const covers = (methods: readonly string[]): boolean => methods.includes(method) || (method === 'HEAD' && methods.includes('GET'));
