@@ -246,8 +246,8 @@ async function runLoadRows(specs: [Row, LoadRow][], servers: ServerHandle[], get
         connections: LOAD_CONNECTIONS,
         seconds: spec.seconds / ROUNDS,
       };
-      // Warmed up (JIT, caches, connections) before its first round only.
       const steal = watchSteal();
+      // Warmed up (JIT, caches, connections) before its first round only.
       const result = await runLoad(spec.method === 'HEAD' ? head : get, load, round === 0 ? WARMUP_SECONDS : 0);
       console.log(
         `  ${server.label.padEnd(12)} round ${round + 1}: ${format(result.rps, row.unit)} ${row.unit}, ` +
@@ -349,7 +349,6 @@ async function main(resources: Resources): Promise<void> {
   if (ONLY !== undefined)
     throw new Error(`BENCH_ONLY=${ONLY}: only "hostile", "token", "mirror", "console", "scale" and "postgres" are known`);
   const cpu = watchCpu();
-  const runSteal = watchSteal();
   const scratch = await resources.tempDir('signet-bench-scratch-');
   const running = new Set<() => void>();
   resources.defer(async () => running.forEach((kill) => kill()));
@@ -422,7 +421,7 @@ async function main(resources: Resources): Promise<void> {
   if (mirror) await runMirrorRows(resources, mirror, { mib: MIRROR_MIB, rounds: MIRROR_ROUNDS }, record);
   await runConsoleRows(resources, consoleRows, record);
   peakRss.stop(record);
-  reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)), runSteal());
+  reportForeignLoad(cpu.foreignShare(servers.map((server) => server.pid)), cpu.stealShare());
   // Last, after the CPU count above: the PostgreSQL server's processes are no child of the bench.
   await runPostgresRows(resources, postgres, POSTGRES_OPTIONS, { get, head }, record);
   table.print(servers[0].label, servers[1]?.label);

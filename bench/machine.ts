@@ -7,29 +7,30 @@ import { descendantPids } from './servers.js';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-function busyTicks(): number {
+/** All cores' ticks from /proc/stat: busy (steal included, as other work) and steal alone. */
+function machineTicks(): { busy: number; steal: number } {
   const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
   const [, user, nice, system, , , irq, softirq, steal] = cpu;
-  return user! + nice! + system! + irq! + softirq! + steal!;
+  return { busy: user! + nice! + system! + irq! + softirq! + steal!, steal: steal! };
 }
 
-/** Ticks all cores were runnable but the hypervisor ran other guests (steal). */
-function stealTicks(): number {
-  return Number(readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/)[8] ?? 0);
+/** All cores' ticks since `started` (a performance.now() reading). */
+function capacitySince(started: number): number {
+  return ((performance.now() - started) / 1000) * TICKS_PER_SECOND * os.cpus().length;
 }
 
 /**
- * Measures the share (0-1) of all cores' time the hypervisor gave to other guests from now until
- * the returned function is called: on a virtual machine, CPU the registries wanted and did not get.
- * Counted in foreignShare too, but over a whole run it is diluted by the idle stretches, while
- * a burst of it during a 5 s load decides that row.
+ * Measures the share (0-1) of all cores' time the hypervisor gave to other guests (steal) from now
+ * until the returned function is called: on a virtual machine, CPU the registries wanted and did
+ * not get. Counted in foreignShare too, but over a whole run it is diluted by the idle stretches,
+ * while a burst of it during a 5 s load decides that row.
  */
 export function watchSteal(): () => number {
   const started = performance.now();
-  const steal = stealTicks();
+  const steal = machineTicks().steal;
   return () => {
-    const capacity = ((performance.now() - started) / 1000) * TICKS_PER_SECOND * os.cpus().length;
-    return capacity > 0 ? (stealTicks() - steal) / capacity : 0;
+    const capacity = capacitySince(started);
+    return capacity > 0 ? (machineTicks().steal - steal) / capacity : 0;
   };
 }
 
@@ -46,19 +47,22 @@ function processTicks(pid: number | 'self'): number {
 export interface CpuWatch {
   /** Share (0-1) of all cores' time since the start that went to processes other than ours. */
   foreignShare(serverPids: number[]): number;
+  /** The part of that share the host gave to its other guests (steal). */
+  stealShare(): number;
 }
 
 /** Call before the servers start; pass their pids at the end, while they still run. */
 export function watchCpu(): CpuWatch {
   const started = performance.now();
-  const busy = busyTicks();
+  const busy = machineTicks().busy;
   const own = processTicks('self');
   return {
     foreignShare(serverPids) {
       const ours = processTicks('self') - own + serverPids.reduce((sum, pid) => sum + processTicks(pid), 0);
-      const capacity = ((performance.now() - started) / 1000) * TICKS_PER_SECOND * os.cpus().length;
-      return capacity > 0 ? Math.max(0, busyTicks() - busy - ours) / capacity : 0;
+      const capacity = capacitySince(started);
+      return capacity > 0 ? Math.max(0, machineTicks().busy - busy - ours) / capacity : 0;
     },
+    stealShare: watchSteal(),
   };
 }
 

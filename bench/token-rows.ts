@@ -145,6 +145,7 @@ export async function runTokenRows(
     // 0.99-1.51x: these rows are noise-bound there, and the position was the one bias the design
     // itself added.
     const compared = loads.filter(([key]) => key !== 'tokens');
+    const tokenLoad = loads.find(([key]) => key === 'tokens')!;
     for (let round = 0; round < 2 * options.rounds; round++) {
       for (const load of round % 2 === 0 ? compared : [...compared].reverse()) {
         // Whole seconds (wrk's -d): 3 s each for the default 15 s in three rounds.
@@ -152,11 +153,7 @@ export async function runTokenRows(
       }
     }
     for (let round = 0; round < options.rounds; round++) {
-      await run(
-        loads.find(([key]) => key === 'tokens')!,
-        options.seconds / options.rounds,
-        round === 0 ? options.warmupSeconds : 0,
-      );
+      await run(tokenLoad, options.seconds / options.rounds, round === 0 ? options.warmupSeconds : 0);
     }
     record(rows.anonymous, server, median(rates.get('anonymous')!));
     record(rows.bearer, server, median(rates.get('bearer')!));
