@@ -14,6 +14,7 @@ import type pg from 'pg';
 import { DependencyUnavailableError, type AvailabilityListener } from './errors.js';
 import { classifyPgError } from './pg-errors.js';
 import { lockDataDirectory } from './data-directory-lock.js';
+import { createKeyLock, type KeyLock } from './key-lock.js';
 import { entryPoint, fromSources } from './own-files.js';
 import type { HeapSpace, PgliteReply, PgliteRequest } from './pglite-protocol.js';
 
@@ -35,6 +36,12 @@ export interface Db extends Queryable {
    * excludes everyone a transaction would, without the BEGIN and COMMIT round trips.
    */
   readonly exclusively?: <T>(fn: (q: Queryable) => Promise<T>) => Promise<T>;
+  /**
+   * Runs `fn` holding `key`'s lock in this process, where this process alone opens the database
+   * (PGlite): what an advisory lock does on a server, without a transaction that would hold back
+   * every other statement meanwhile. Taken before any transaction, never inside one (locks.ts).
+   */
+  readonly withKeyLock?: KeyLock;
   close(): Promise<void>;
   /** Resolves when the database answers a statement (readiness checks). */
   ping(): Promise<void>;
@@ -76,6 +83,11 @@ export function deferredDb(kind: Db['kind'], opening: Promise<Db>, maintenance =
     transaction: async (fn) => (await db()).transaction(fn),
     ...(kind === 'pglite'
       ? {
+          withKeyLock: async <T>(key: string, fn: () => Promise<T>): Promise<T> => {
+            const ready = await db();
+            if (!ready.withKeyLock) throw new Error('the embedded database has no key locks');
+            return ready.withKeyLock(key, fn);
+          },
           exclusively: async <T>(fn: (q: Queryable) => Promise<T>): Promise<T> => {
             const ready = await db();
             return ready.exclusively ? ready.exclusively(fn) : ready.transaction(fn);
@@ -466,6 +478,7 @@ async function startWorker(dataDirectory: string | undefined, options: PgliteDbO
         }
       }),
     exclusively: (fn) => hold(() => fn(own)),
+    withKeyLock: createKeyLock(),
     heapSpaces: () => {
       if (lost) return Promise.reject(lost);
       const id = nextId++;

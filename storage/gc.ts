@@ -7,7 +7,8 @@
 // them could be (the debris age) and not in use by this process.
 // What stays: anything created or linked within the grace window (default 2 hours, as Harbor),
 // so layers pushed ahead of their manifest survive. Every deletion re-checks its condition under
-// the digest's advisory lock, which linking a blob and saving a manifest take too: a push racing
+// the digest's lock (storage/locks.ts), which linking a blob and saving a manifest take too (or,
+// on the embedded database, exclude by holding back every other statement): a push racing
 // the collection either completes first (and its blob is kept) or finds the blob gone and fails
 // cleanly (MANIFEST_BLOB_UNKNOWN; the client pushes the layer again). Several collectors (replicas)
 // may run at once: each deletion is idempotent.
@@ -17,7 +18,7 @@ import type { ChangeBus } from './change-bus.js';
 import type { Db } from './db.js';
 import { parseDigest } from './digest.js';
 import { BLOBS_TREE, digestOfBlobKey, UPLOADS_TREE, uploadIdOfKey } from './paths.js';
-import { lockDigest } from './locks.js';
+import { lockedTransaction } from './locks.js';
 
 export interface GcOptions {
   /** Anything newer than this is kept. */
@@ -97,8 +98,7 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
       let removed = 0;
       for (const [i, m] of candidates.entries()) {
         options.signal?.throwIfAborted();
-        const gone = await db.transaction(async (tx) => {
-          await lockDigest(tx, `manifest:${m.repository_id}:${m.digest}`);
+        const gone = await lockedTransaction(db, `manifest:${m.repository_id}:${m.digest}`, async (tx) => {
           const rows = await tx.query(
             `DELETE FROM manifests m WHERE m.repository_id = $2 AND m.digest = $3 AND ${UNTAGGED} RETURNING digest`,
             [cutoff, m.repository_id, m.digest],
@@ -127,8 +127,7 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
         report.blobsRemoved += 1;
         report.bytesRemoved += candidate.size;
       } else {
-        const repositories = await db.transaction(async (tx) => {
-          await lockDigest(tx, candidate.digest);
+        const repositories = await lockedTransaction(db, candidate.digest, async (tx) => {
           const still = await tx.query(`SELECT 1 FROM blobs b WHERE b.digest = $2 AND ${UNREFERENCED} FOR UPDATE`, [
             cutoff,
             candidate.digest,
@@ -272,8 +271,7 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
           report.bytesRemoved += stat.size;
           continue;
         }
-        const removed = await db.transaction(async (tx) => {
-          await lockDigest(tx, file.digest);
+        const removed = await lockedTransaction(db, file.digest, async (tx) => {
           if ((await tx.query('SELECT 1 FROM blobs WHERE digest = $1', [file.digest])).length > 0) return false;
           await store.delete(file.key);
           return true;
