@@ -38,6 +38,19 @@ export function randomManifest(extra: Partial<ManifestRecord> = {}): ManifestRec
 }
 
 /** A map's entries sorted by key: findMany promises which entries, not their order. */
+/** `promise`, or a failure naming the bound once `seconds` pass: a hang fails the test, not the run. */
+async function withinSeconds<T>(seconds: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${seconds} s`)), seconds * 1000);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function entries(map: Map<string, number>): Array<[string, number]> {
   return [...map].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
@@ -646,6 +659,49 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     // Linking again, by a commit that raced this one, finds no upload to end and still links.
     await store().blobs.save(repository, digest, 3, { endUpload: id });
     t.is(await store().blobs.find(repository, digest), 3);
+  });
+
+  test("while a blob's bytes are placed only its own digest waits: other statements and other digests' pushes go on", async (t) => {
+    // Placing ends with an fsync, which a slow or busy disk stretches: one push must not stall the
+    // registry's other requests meanwhile, while a second link of the same digest (and so a
+    // collection of it) must wait until the first is placed and linked.
+    const repository = randomRepository();
+    const [held, other] = [randomDigest(), randomDigest()];
+    // An existing repository: the first link into a new one creates its row, which a concurrent
+    // first link into the same new repository must wait for on a PostgreSQL server.
+    await store().blobs.save(repository, randomDigest(), 1);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let placing!: () => void;
+    const started = new Promise<void>((resolve) => (placing = resolve));
+    const first = store().blobs.save(repository, held, 7, {
+      place: async () => {
+        placing();
+        await gate;
+      },
+    });
+    try {
+      await started;
+      const meanwhile = (async () => {
+        await store().blobs.save(repository, other, 8, { place: async () => undefined });
+        return store().blobs.find(repository, other);
+      })();
+      t.is(await withinSeconds(10, meanwhile), 8, "another digest's push completes while the first is placed");
+      t.is(await withinSeconds(10, store().tags.find(repository, 'latest')), undefined, 'reads are answered meanwhile');
+      let secondPlaced = false;
+      const second = store().blobs.save(`${repository}-2`, held, 7, { place: async () => void (secondPlaced = true) });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      t.false(secondPlaced, 'the same digest waits for the first placement');
+      release();
+      await first;
+      await second;
+      t.true(secondPlaced);
+      t.is(await store().blobs.find(repository, held), 7);
+      t.is(await store().blobs.find(`${repository}-2`, held), 7);
+    } finally {
+      release();
+      await first.catch(() => undefined);
+    }
   });
 
   test('removing an upload removes its chunks', async (t) => {
