@@ -24,6 +24,8 @@ const REASONS: Record<string, string> = {
   EPERM: 'permission denied',
   EISDIR: 'is a directory, not a file',
   ENOTDIR: 'a part of the path is not a directory',
+  EROFS: 'the file system is read-only',
+  ENOSPC: 'no space left on the device',
   ECONNREFUSED: 'connection refused',
   ECONNRESET: 'the connection was reset',
   ETIMEDOUT: 'the connection timed out',

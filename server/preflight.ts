@@ -8,6 +8,7 @@ import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { parseHtpasswd } from '../auth/htpasswd.js';
 import { ROBOT_PREFIX } from '../auth/robots.js';
+import { checkWritableRoot } from '../storage/filesystem-blob-store.js';
 import type { Config } from './config.js';
 import type { ConfigNote } from './config-sources.js';
 import { reasonOf } from './failures.js';
@@ -71,10 +72,22 @@ async function checkTls(tls: { certificate: string; key: string }, problems: str
   }
 }
 
+async function checkStorageRoot(root: string, problems: string[]): Promise<void> {
+  try {
+    await checkWritableRoot(root);
+  } catch (err) {
+    problems.push(`REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: cannot write to ${path.resolve(root)}: ${reasonOf(err)}`);
+  }
+}
+
 export async function preflight(config: Config): Promise<Preflight> {
   const result: Preflight = { problems: [], notes: [] };
   if (config.auth.htpasswd) await checkHtpasswd(config.auth.htpasswd.path, result);
   if (config.http.tls) await checkTls(config.http.tls, result.problems);
+  // In read-only mode nothing is written: a read-only volume is what that mode is for.
+  if (!config.storage.s3 && !config.storage.maintenance.readonly.enabled) {
+    await checkStorageRoot(config.storage.filesystem.rootdirectory, result.problems);
+  }
   const consoleDir = config.console.directory;
   if (config.console.enabled && consoleDir) {
     await read(

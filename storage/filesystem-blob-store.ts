@@ -3,7 +3,7 @@
 // (and a directory made for it) is durable only once the directory holding the new entry is
 // fsynced too: without that, a power loss can take a blob whose database row committed.
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -29,6 +29,20 @@ export interface FilesystemBlobStoreOptions {
   rootDirectory: string;
   /** Write large objects past the page cache with O_DIRECT (see file-sink.ts); default true. */
   directIo?: boolean;
+}
+
+/**
+ * Makes the root (as the first push would) and writes a file into it once, which throws where the
+ * registry cannot write (a volume mounted read-only or owned by another user, a path through a
+ * file). The server calls it before it starts (server/preflight.ts): found by the first push
+ * instead, such a root was a 500 "unknown error" from a registry that reported itself ready.
+ */
+export async function checkWritableRoot(rootDirectory: string): Promise<void> {
+  const tmpRoot = path.join(path.resolve(rootDirectory), TMP_DIR);
+  await mkdir(tmpRoot, { recursive: true });
+  const probe = path.join(tmpRoot, `write-check-${randomUUID()}`);
+  await writeFile(probe, 'signet');
+  await unlink(probe);
 }
 
 export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): BlobStore & PositionalReads & InPlaceAppends & LocalDebris {

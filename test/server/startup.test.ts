@@ -2,7 +2,7 @@
 // refuses the start with one line per problem, naming the setting and what to do, never a stack
 // trace; unknown names are warned about in the log; nothing is left running after a refusal.
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -62,12 +62,40 @@ test('a missing or unreadable htpasswd file refuses to start, naming the variabl
   t.false(existsSync(path.join(dir, 'database')), 'refused before the database was created');
 });
 
+test('a storage root the registry cannot write refuses to start, naming the variable, before anything is opened', async (t) => {
+  // Found by the first push instead, it was a 500 "unknown error" from a registry that said it was ready.
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'a-file');
+  await writeFile(file, 'not a directory\n');
+  const root = path.join(file, 'storage');
+  const { code, stderr } = await serveFails(dir, { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root });
+  t.is(code, 2);
+  t.regex(stderr, new RegExp(`REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: cannot write to ${root}: a part of the path is not a directory`));
+  t.notRegex(stderr, NO_STACK);
+  t.false(existsSync(path.join(dir, 'database')), 'refused before the database was created');
+
+  // A writable root passes and keeps nothing of the check; read-only mode writes nothing at all.
+  const writable = path.join(dir, 'storage');
+  t.deepEqual((await preflight(loadConfig({ env: { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: writable } }))).problems, []);
+  t.deepEqual(await readdir(path.join(writable, '_tmp')), []);
+  const readOnly = loadConfig({
+    env: { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root, REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED: 'true' },
+  });
+  t.deepEqual((await preflight(readOnly)).problems, []);
+});
+
 test('an htpasswd file whose entries are not bcrypt is named at start-up', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'htpasswd');
   // `htpasswd -bn` without -B writes MD5 (apr1), which the Go registry and Signet refuse at login.
   await writeFile(file, '# users\nalice:$apr1$xnxYmr0O$S4HXd0ACkZkpp40YCw/lW/\n');
-  const config = loadConfig({ env: { REGISTRY_AUTH: 'htpasswd', REGISTRY_AUTH_HTPASSWD_PATH: file } });
+  const config = loadConfig({
+    env: {
+      REGISTRY_AUTH: 'htpasswd',
+      REGISTRY_AUTH_HTPASSWD_PATH: file,
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(dir, 'storage'),
+    },
+  });
   const { problems, notes } = await preflight(config);
   t.deepEqual(problems, []);
   t.deepEqual(
@@ -89,7 +117,13 @@ test('TLS files: a missing one or a pair that does not match refuses to start, b
   t.notRegex(missing.stderr, NO_STACK);
   await writeFile(path.join(dir, 'key.pem'), 'not a key\n');
   const { problems } = await preflight(
-    loadConfig({ env: { REGISTRY_HTTP_TLS_CERTIFICATE: cert, REGISTRY_HTTP_TLS_KEY: path.join(dir, 'key.pem') } }),
+    loadConfig({
+      env: {
+        REGISTRY_HTTP_TLS_CERTIFICATE: cert,
+        REGISTRY_HTTP_TLS_KEY: path.join(dir, 'key.pem'),
+        REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(dir, 'storage'),
+      },
+    }),
   );
   t.is(problems.length, 1);
   t.regex(problems[0] ?? '', /^REGISTRY_HTTP_TLS_CERTIFICATE, REGISTRY_HTTP_TLS_KEY: .* are not a PEM certificate and its private key: /);
