@@ -18,7 +18,14 @@ import type {
   PositionalReads,
   ReadOptions,
 } from './blob-store.js';
-import { InvalidStorageKeyError, isErrno, isNoSpace, StorageFullError, StorageNotFoundError } from './errors.js';
+import {
+  DependencyUnavailableError,
+  InvalidStorageKeyError,
+  isErrno,
+  isNoSpace,
+  StorageFullError,
+  StorageNotFoundError,
+} from './errors.js';
 import { createFileSink } from './file-sink.js';
 import { UPLOADS_TREE } from './paths.js';
 
@@ -195,7 +202,8 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
         await renameInto(tmp, file);
         return written;
       } catch (err) {
-        await rm(tmp, { force: true });
+        // On a file system that refuses writes the removal fails too: the write's error is the one to report.
+        await rm(tmp, { force: true }).catch(() => undefined);
         // The temporary directory was removed under us: make it again for the next write.
         if (
           isNotFound(err) &&
@@ -365,9 +373,25 @@ async function fsyncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** A full file system (or a quota reached) is the registry's storage-full error, not an internal one. */
+/** What the operator must fix, by errno, for a file system that refuses writes it took before. */
+const REFUSALS: Record<string, string> = {
+  // ext4's errors=remount-ro after a disk error, or a volume remounted by hand.
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EIO: 'an I/O error',
+};
+
+/**
+ * A full file system (or a quota reached) is the registry's storage-full error; one that refuses
+ * writes (read-only, permissions, I/O errors) is the storage being unavailable, with its reason,
+ * instead of a 500 "unknown error". Reads go on meanwhile where the file system allows them.
+ */
 function asStorageError(err: unknown): unknown {
-  return isNoSpace(err) ? new StorageFullError('storage', undefined, { cause: err }) : err;
+  if (isNoSpace(err)) return new StorageFullError('storage', undefined, { cause: err });
+  const code = (err as { code?: unknown } | null)?.code;
+  const reason = typeof code === 'string' ? REFUSALS[code] : undefined;
+  return reason ? new DependencyUnavailableError('storage', reason, { cause: err }) : err;
 }
 
 function isNotFound(err: unknown): boolean {

@@ -2,7 +2,8 @@
 // limit, so root is needed to mount it, as CI runs). A push that does not fit is answered with the
 // storage-full error (507, its size named) before the client's body is even all sent, leaves no
 // partial blob, and the upload goes on from where it stood once space is freed; pushes that fit
-// keep working meanwhile.
+// keep working meanwhile. The same file system remounted read-only refuses pushes as the storage
+// being unavailable, in words, while pulls go on.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises';
@@ -149,4 +150,33 @@ test.serial('each refusal is one warning line naming the size, not an error with
     [],
     'no error lines',
   );
+});
+
+test.serial('a file system remounted read-only refuses pushes as the storage unavailable, in words, and still serves pulls', async (t) => {
+  // ext4 remounts itself read-only after a disk error (errors=remount-ro); the registry said 500
+  // "unknown error" to every push then.
+  const before = blobOf(randomBytes(50_000), 'application/octet-stream');
+  t.is((await client.pushBlob('ro/app', before)).status, 201);
+  const lines = logs.lines.length;
+  execFileSync('mount', ['-o', 'remount,ro', mountPoint]);
+  try {
+    const during = blobOf(randomBytes(50_000), 'application/octet-stream');
+    const refused = await client.pushBlob('ro/app', during);
+    t.is(refused.status, 503);
+    const error = await errorOf(refused);
+    t.is(error.code, 'UNAVAILABLE');
+    t.regex(error.message, /storage is unavailable \(the file system is read-only\)/);
+    const pulled = await client.request(`/v2/ro/app/blobs/${before.digest}`);
+    t.is(pulled.status, 200);
+    t.true(Buffer.from(await pulled.arrayBuffer()).equals(before.data), 'what is stored is still served');
+    t.deepEqual(
+      logs.lines.slice(lines).filter((line) => (line.level as number) >= 50),
+      [],
+      'no error lines with a stack trace',
+    );
+  } finally {
+    execFileSync('mount', ['-o', 'remount,rw', mountPoint]);
+  }
+  const after = blobOf(randomBytes(50_000), 'application/octet-stream');
+  t.is((await client.pushBlob('ro/app', after)).status, 201, 'pushes work again once the file system is writable');
 });
