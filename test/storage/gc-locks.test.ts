@@ -117,6 +117,23 @@ async function assertLinkedOnlyWithBytes(
   }
 }
 
+/** Runs a collection while `push` is held: it must wait for the push, then leave no link without bytes. */
+async function collectWhileHeld(
+  t: ExecutionContext,
+  f: Fixture,
+  repository: string,
+  data: Buffer,
+  push: { digest: ParsedDigest; finish(): Promise<void> },
+): Promise<void> {
+  let collected = false;
+  const collecting = f.collect().then(() => (collected = true));
+  await sleep(300);
+  t.false(collected, "the collection waits for the digest's push");
+  await push.finish();
+  await collecting;
+  await assertLinkedOnlyWithBytes(t, f, repository, push.digest, data.length);
+}
+
 for (const kind of ['pglite', 'postgres'] as const) {
   // PostgreSQL's half is skipped with a message when no server answers (failing under SIGNET_TEST_REQUIRE_ALL=1).
   const maybe = kind === 'postgres' ? testWithCommands('collection locks on PostgreSQL', [], { postgres: true }) : test;
@@ -124,15 +141,8 @@ for (const kind of ['pglite', 'postgres'] as const) {
   maybe(`${kind}: a collection waits for a push that placed its bytes, and never leaves its link without them`, async (t) => {
     const f = await fixture(t, kind);
     const data = randomBytes(4096);
-    const push = await pushHeldBeforeLink(f, 'gc/locks', data);
-    let collected = false;
     // The bytes have no row yet: an orphan to a collector that does not wait for the digest.
-    const collecting = f.collect().then(() => (collected = true));
-    await sleep(300);
-    t.false(collected, "the collection waits for the digest's push");
-    await push.finish();
-    await collecting;
-    await assertLinkedOnlyWithBytes(t, f, 'gc/locks', push.digest, data.length);
+    await collectWhileHeld(t, f, 'gc/locks', data, await pushHeldBeforeLink(f, 'gc/locks', data));
   });
 
   maybe(
@@ -146,14 +156,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
       await f.db.query('UPDATE blobs SET created_at = $1', [AN_HOUR_AGO]);
       await f.db.query('UPDATE repository_blobs SET linked_at = $1', [AN_HOUR_AGO]);
       // The same bytes pushed again: placing finds them stored and the push is held before its link.
-      const again = await pushHeldBeforeLink(f, 'gc/relink', data);
-      let collected = false;
-      const collecting = f.collect().then(() => (collected = true));
-      await sleep(300);
-      t.false(collected, "the collection waits for the digest's push");
-      await again.finish();
-      await collecting;
-      await assertLinkedOnlyWithBytes(t, f, 'gc/relink', again.digest, data.length);
+      await collectWhileHeld(t, f, 'gc/relink', data, await pushHeldBeforeLink(f, 'gc/relink', data));
     },
   );
 }
