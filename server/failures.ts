@@ -1,7 +1,7 @@
 // What went wrong, in one line a person can act on: the file, URL, address or setting concerned
 // and what to do. For `signet serve`'s start-up and the management commands alike; a stack trace
 // is printed only for an error nobody foresaw (a bug).
-import { tlsTrustCode, TRUST_CA_HINT } from '../storage/errors.js';
+import { FILE_SYSTEM_REASONS, tlsTrustCode, TRUST_CA_HINT } from '../storage/errors.js';
 
 /** A failure already put in words: printed as it is, without a stack. */
 export class UserFacingError extends Error {
@@ -19,13 +19,7 @@ interface SystemError {
 }
 
 const REASONS: Record<string, string> = {
-  ENOENT: 'does not exist',
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
-  EISDIR: 'is a directory, not a file',
-  ENOTDIR: 'a part of the path is not a directory',
-  EROFS: 'the file system is read-only',
-  ENOSPC: 'no space left on the device',
+  ...FILE_SYSTEM_REASONS,
   ECONNREFUSED: 'connection refused',
   ECONNRESET: 'the connection was reset',
   ETIMEDOUT: 'the connection timed out',

@@ -2,6 +2,21 @@
 // error codes with one exhaustive switch over their `kind`.
 
 /** Whether `err` is a system call's failure with this errno code (ENOENT, EINVAL, ...). */
+/**
+ * The file system's errors in words a person can act on: the start-up checks and management
+ * commands (server/failures.ts) and the filesystem store's refusals say them alike.
+ */
+export const FILE_SYSTEM_REASONS: Readonly<Record<string, string>> = {
+  ENOENT: 'does not exist',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'is a directory, not a file',
+  ENOTDIR: 'a part of the path is not a directory',
+  EROFS: 'the file system is read-only',
+  ENOSPC: 'no space left on the device',
+  EIO: 'an I/O error',
+};
+
 export function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === code;
 }

@@ -20,6 +20,7 @@ import type {
 } from './blob-store.js';
 import {
   DependencyUnavailableError,
+  FILE_SYSTEM_REASONS,
   InvalidStorageKeyError,
   isErrno,
   isNoSpace,
@@ -373,14 +374,12 @@ async function fsyncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** What the operator must fix, by errno, for a file system that refuses writes it took before. */
-const REFUSALS: Record<string, string> = {
-  // ext4's errors=remount-ro after a disk error, or a volume remounted by hand.
-  EROFS: 'the file system is read-only',
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
-  EIO: 'an I/O error',
-};
+/**
+ * The errnos of a file system that refuses writes it took before, which the operator must fix:
+ * EROFS (ext4's errors=remount-ro after a disk error, or a volume remounted by hand), permissions
+ * changed under the registry, I/O errors.
+ */
+const REFUSALS = new Set(['EROFS', 'EACCES', 'EPERM', 'EIO']);
 
 /**
  * A full file system (or a quota reached) is the registry's storage-full error; one that refuses
@@ -390,8 +389,8 @@ const REFUSALS: Record<string, string> = {
 function asStorageError(err: unknown): unknown {
   if (isNoSpace(err)) return new StorageFullError('storage', undefined, { cause: err });
   const code = (err as { code?: unknown } | null)?.code;
-  const reason = typeof code === 'string' ? REFUSALS[code] : undefined;
-  return reason ? new DependencyUnavailableError('storage', reason, { cause: err }) : err;
+  if (typeof code !== 'string' || !REFUSALS.has(code)) return err;
+  return new DependencyUnavailableError('storage', FILE_SYSTEM_REASONS[code]!, { cause: err });
 }
 
 function isNotFound(err: unknown): boolean {
