@@ -4,7 +4,7 @@ import type { Db, Queryable } from './db.js';
 import { lockDigest } from './locks.js';
 import { inOrder, type MetadataStore } from './metadata-store.js';
 import { createPostgresManifests } from './postgres-manifests.js';
-import { REPO_ID, sizesOf } from './postgres-shared.js';
+import { REPO_ID, REPOSITORY_ID_CTES, sizesOf } from './postgres-shared.js';
 import { createPostgresUploads } from './postgres-uploads.js';
 
 export function createPostgresMetadataStore(db: Db): MetadataStore {
@@ -48,18 +48,13 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         // One statement, so one round trip: foreign keys are checked at its end, after the CTEs ran.
         // Re-linking refreshes linked_at, which garbage collection's grace window reads. The upload
         // session (if any) ends in the same statement: it lives exactly until its blob is linked.
-        // An existing repository is only read, never updated: an upsert's update would lock its row
-        // until the transaction ends, and on a PostgreSQL server the transaction lasts as long as
-        // placing the bytes (an fsync; on S3 a copy of the whole object), so every other push of a
-        // blob into that repository waited for it (as the manifest save, postgres-manifests.ts).
+        // The repository's row is only read when it exists (REPOSITORY_ID_CTES): on a PostgreSQL
+        // server this transaction lasts while the bytes are placed.
         const link = (q: Queryable) =>
           q.query(
             `WITH blob AS (INSERT INTO blobs (digest, size) VALUES ($2, $3) ON CONFLICT (digest) DO NOTHING),
                 ended AS (DELETE FROM uploads WHERE id = $4::uuid),
-                found AS (SELECT id FROM repositories WHERE name = $1),
-                created AS (INSERT INTO repositories (name) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM found)
-                            ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id),
-                repo AS (SELECT id FROM found UNION ALL SELECT id FROM created)
+                ${REPOSITORY_ID_CTES}
            INSERT INTO repository_blobs (repository_id, digest) SELECT id, $2 FROM repo
            ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()`,
             [repository, digest, size, endUpload ?? null],

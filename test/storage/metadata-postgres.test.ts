@@ -3,7 +3,8 @@
 import { createPostgresDb, type Db } from '../../storage/db.js';
 import { migrate } from '../../storage/migrate.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
-import { metadataStoreConformance, randomManifest, randomRepository } from '../conformance/metadata-store.js';
+import { repositoryId } from '../../storage/postgres-shared.js';
+import { metadataStoreConformance, randomDigest, randomManifest, randomRepository } from '../conformance/metadata-store.js';
 import { testWithCommands } from '../helpers/env.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 
@@ -97,4 +98,28 @@ test('statements are prepared once per connection, and not at all with preparedS
   // Named: the echo and the count itself (pgbouncer's transaction mode loses such a statement).
   t.is(await countPrepared(true), 2);
   t.is(await countPrepared(false), 0);
+});
+
+test("a transaction that looked up a repository's id holds back no other write into that repository", async (t) => {
+  // A manifest save on PostgreSQL takes the repository's id in its transaction (for its lock's
+  // key); as an upsert that locked the row until the commit, and every blob linked into the
+  // repository meanwhile waited on its foreign key check.
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const db = await createPostgresDb(database.url);
+  t.teardown(() => db.close());
+  await migrate(db);
+  const store = createPostgresMetadataStore(db);
+  const repository = randomRepository();
+  await store.blobs.save(repository, randomDigest(), 1);
+  const other = randomDigest();
+  await db.transaction(async (tx) => {
+    await repositoryId(tx, repository);
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('no answer within 10 s'), 10_000)));
+    const linked = store.blobs.save(repository, other, 2).then(() => 'linked');
+    t.is(await Promise.race([linked, bound]), 'linked');
+    clearTimeout(timer);
+  });
+  t.is(await store.blobs.find(repository, other), 2);
 });
