@@ -140,7 +140,7 @@ export function createChangeBus(options: ChangeBusOptions): ChangeBus {
   // The connection whose ping has not been answered yet: no second query is queued behind it.
   // While the connection is silent, each beat queued one more, which pg deprecates (and pg 9
   // removes); the one in flight times out (query_timeout), and then the connection is replaced.
-  let pinging: unknown;
+  let pinging: typeof client;
   const heartbeat = options.connection
     ? setInterval(() => {
         const current = client;
@@ -150,15 +150,14 @@ export function createChangeBus(options: ChangeBusOptions): ChangeBus {
         pending.set(seq, performance.now());
         // Pings that never came back (a connection that went silent) are forgotten in time.
         if (pending.size > 64) pending.delete(pending.keys().next().value!);
-        current.query('SELECT pg_notify($1, $2)', [CHANNEL, JSON.stringify({ ping: `${id}:${seq}` })]).then(
-          () => {
-            if (pinging === current) pinging = undefined;
-          },
-          (err: unknown) => {
-            if (pinging === current) pinging = undefined;
+        current
+          .query('SELECT pg_notify($1, $2)', [CHANNEL, JSON.stringify({ ping: `${id}:${seq}` })])
+          .catch((err: unknown) => {
             if (client === current) reconnect(err);
-          },
-        );
+          })
+          .finally(() => {
+            if (pinging === current) pinging = undefined;
+          });
       }, options.heartbeatMs ?? 1000)
     : undefined;
   heartbeat?.unref();
