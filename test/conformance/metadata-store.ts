@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { ManifestReferenceError } from '../../storage/errors.js';
 import type { ManifestRecord, ManifestReference, MetadataStore, Page, Referrer } from '../../storage/metadata-store.js';
 import { uploadChunkKey } from '../../storage/paths.js';
+import { withinSeconds } from '../helpers/wait.js';
 
 export interface MetadataStoreFixture {
   store: MetadataStore;
@@ -38,19 +39,6 @@ export function randomManifest(extra: Partial<ManifestRecord> = {}): ManifestRec
 }
 
 /** A map's entries sorted by key: findMany promises which entries, not their order. */
-/** `promise`, or a failure naming the bound once `seconds` pass: a hang fails the test, not the run. */
-async function withinSeconds<T>(seconds: number, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${seconds} s`)), seconds * 1000);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function entries(map: Map<string, number>): Array<[string, number]> {
   return [...map].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }

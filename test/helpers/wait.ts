@@ -11,3 +11,16 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs: 
   }
   return check();
 }
+
+/** `promise`, or a failure naming the bound once `seconds` pass: a hang fails the test, not the run. */
+export async function withinSeconds<T>(seconds: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${seconds} s`)), seconds * 1000);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
