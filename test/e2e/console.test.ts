@@ -408,8 +408,15 @@ test.serial('keyboard only, on a narrow screen: sign in and reach a repository; 
     const page = await context.newPage();
     await page.goto(`${url(t)}/`);
     await page.getByRole('link', { name: 'Sign in' }).waitFor();
+    // Tabbing starts once what the user is after is on the screen: a page renders its heading before
+    // its lists arrive, and keys pressed meanwhile walk past the place the link will appear.
     const focusOn = async (name: string): Promise<void> => {
-      for (let i = 0; i < 20; i++) {
+      await page
+        .locator(`[id="${name}"]`)
+        .or(page.getByRole('link', { name, exact: true }))
+        .first()
+        .waitFor();
+      for (let i = 0; i < 40; i++) {
         await page.keyboard.press('Tab');
         if (
           await page.evaluate(
