@@ -6,7 +6,7 @@ import { ANONYMOUS, type Principal } from '../auth/authorize.js';
 import { createClientAddress, createProxyCheck } from './client-address.js';
 import { setHeaders, type Ctx, type RegistryDeps, type RequestState } from './context.js';
 import type { Logger } from './logging.js';
-import { DependencyUnavailableError, StorageFullError } from '../storage/errors.js';
+import { DependencyUnavailableError, FileSystemRefusalError, StorageFullError } from '../storage/errors.js';
 import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
 import { observeRequest } from './metrics.js';
 import { CONSOLE_HEADER, createSessionAuthentication, sessionCookieOf } from './console-session.js';
@@ -208,6 +208,9 @@ function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps, originOf: (ctx:
     oci = new OciError('UNKNOWN', ERROR_CODES.UNKNOWN.message);
   } else if (err instanceof StorageFullError) {
     ctx.state.log.warn({ dependency: err.dependency, requested: err.requested, cause: String(err.cause) }, 'storage full');
+  } else if (err instanceof FileSystemRefusalError) {
+    // No outage is logged for it (one file may be unreadable while the rest serve): say which file.
+    ctx.state.log.warn({ reason: err.reason, cause: String(err.cause) }, 'storage refused the request');
   } else if (oci.status >= 500 && oci.code !== 'UNAVAILABLE') {
     // An outage is logged when it starts and ends (server/availability.ts), not per request.
     ctx.state.log.error({ err }, 'request failed');

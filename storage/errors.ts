@@ -1,7 +1,6 @@
 // Errors raised by the storage layer. They never mention HTTP: server/errors.ts maps them to OCI
 // error codes with one exhaustive switch over their `kind`.
 
-/** Whether `err` is a system call's failure with this errno code (ENOENT, EINVAL, ...). */
 /**
  * The file system's errors in words a person can act on: the start-up checks and management
  * commands (server/failures.ts) and the filesystem store's refusals say them alike.
@@ -17,6 +16,7 @@ export const FILE_SYSTEM_REASONS: Readonly<Record<string, string>> = {
   EIO: 'an I/O error',
 };
 
+/** Whether `err` is a system call's failure with this errno code (ENOENT, EINVAL, ...). */
 export function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === code;
 }
@@ -135,6 +135,18 @@ export class DependencyUnavailableError extends DomainError {
   ) {
     super(`${dependency} unavailable: ${reason}`, options);
     this.name = 'DependencyUnavailableError';
+  }
+}
+
+/**
+ * The file system refused a read or a write it used to allow (read-only, permissions changed under
+ * the registry, I/O errors). Unlike a store that stops answering, it is no outage with a start and
+ * an end, since other files may still work: each refusal is logged with its file (the `cause`).
+ */
+export class FileSystemRefusalError extends DependencyUnavailableError {
+  constructor(reason: string, options: { cause: unknown }) {
+    super('storage', reason, options);
+    this.name = 'FileSystemRefusalError';
   }
 }
 

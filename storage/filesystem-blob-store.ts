@@ -19,8 +19,8 @@ import type {
   ReadOptions,
 } from './blob-store.js';
 import {
-  DependencyUnavailableError,
   FILE_SYSTEM_REASONS,
+  FileSystemRefusalError,
   InvalidStorageKeyError,
   isErrno,
   isNoSpace,
@@ -130,17 +130,17 @@ export function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): 
       return s.isFile() ? { size: s.size, modified: s.mtime } : undefined;
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw err;
+      throw asStorageError(err);
     }
   }
 
   async function openFile(key: string): Promise<{ handle: FileHandle; size: number }> {
     const handle = await open(toPath(key), 'r').catch((err: unknown) => {
-      throw isNotFound(err) ? new StorageNotFoundError(key) : err;
+      throw isNotFound(err) ? new StorageNotFoundError(key) : asStorageError(err);
     });
     const stats = await handle.stat().catch(async (err: unknown) => {
       await handle.close();
-      throw err;
+      throw asStorageError(err);
     });
     // A directory (a key that only prefixes others) opens fine but is no object.
     if (!stats.isFile()) {
@@ -375,22 +375,23 @@ async function fsyncDirectory(dir: string): Promise<void> {
 }
 
 /**
- * The errnos of a file system that refuses writes it took before, which the operator must fix:
- * EROFS (ext4's errors=remount-ro after a disk error, or a volume remounted by hand), permissions
- * changed under the registry, I/O errors.
+ * The errnos of a file system that refuses reads or writes it took before, which the operator must
+ * fix: EROFS (ext4's errors=remount-ro after a disk error, or a volume remounted by hand),
+ * permissions changed under the registry (a restore or copy made by another user), I/O errors.
  */
 const REFUSALS = new Set(['EROFS', 'EACCES', 'EPERM', 'EIO']);
 
 /**
  * A full file system (or a quota reached) is the registry's storage-full error; one that refuses
- * writes (read-only, permissions, I/O errors) is the storage being unavailable, with its reason,
- * instead of a 500 "unknown error". Reads go on meanwhile where the file system allows them.
+ * a read or a write (read-only, permissions, I/O errors) is the storage being unavailable, with its
+ * reason, instead of a 500 "unknown error". Other objects are served meanwhile where the file
+ * system allows.
  */
 function asStorageError(err: unknown): unknown {
   if (isNoSpace(err)) return new StorageFullError('storage', undefined, { cause: err });
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string' || !REFUSALS.has(code)) return err;
-  return new DependencyUnavailableError('storage', FILE_SYSTEM_REASONS[code]!, { cause: err });
+  return new FileSystemRefusalError(FILE_SYSTEM_REASONS[code]!, { cause: err });
 }
 
 function isNotFound(err: unknown): boolean {

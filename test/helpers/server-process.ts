@@ -58,12 +58,13 @@ const MAIN = path.resolve('server/main.ts');
 /**
  * Resolves once the server listens; its embedded database may still be starting then (requests
  * that need it wait). `seed: false` leaves an empty data directory to the registry's own initdb.
- * `main`: a built server/main.js to run instead of the sources.
+ * `main`: a built server/main.js to run instead of the sources. `user`: the uid and gid to run it as
+ * (when the tests run as root), for what root's privileges would hide, such as unreadable files.
  */
 export async function startServerProcess(
   env: Record<string, string>,
   timeoutMs = 120_000,
-  options: { seed?: boolean; main?: string } = {},
+  options: { seed?: boolean; main?: string; user?: { uid: number; gid: number } } = {},
 ): Promise<ServerProcess> {
   // An empty embedded data directory gets a ready-made cluster (see pglite-template.ts).
   if (options.seed !== false) await seedEmbeddedDatabase(env);
@@ -71,6 +72,7 @@ export async function startServerProcess(
   const child = spawn(process.execPath, command, {
     env: { ...process.env, REGISTRY_HTTP_ADDR: '127.0.0.1:0', REGISTRY_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...options.user,
   });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';

@@ -166,6 +166,9 @@ test.serial('a file system remounted read-only refuses pushes as the storage una
     const error = await errorOf(refused);
     t.is(error.code, 'UNAVAILABLE');
     t.regex(error.message, /storage is unavailable \(the file system is read-only\)/);
+    const refusals = logs.lines.slice(lines).filter((line) => line.msg === 'storage refused the request');
+    t.is(refusals.length, 1, 'the operator is told, once per refusal');
+    t.is(refusals[0]?.reason, 'the file system is read-only');
     const pulled = await client.request(`/v2/ro/app/blobs/${before.digest}`);
     t.is(pulled.status, 200);
     t.true(Buffer.from(await pulled.arrayBuffer()).equals(before.data), 'what is stored is still served');
