@@ -7,7 +7,9 @@
 // by whoever pushes, and podman applies a gzip tar labelled as a cosign payload as an ordinary
 // layer. So a manifest is a signature artifact only when
 //   - it is an image manifest (never an index), unambiguous, with at least one layer;
-//   - no descriptor carries `urls` (containers/image fetches such a layer from the URLs) or `data`;
+//   - it and its descriptors carry only the fields the signing tools write: no `urls`
+//     (containers/image fetches such a layer from the URLs), no `data`, and no key a Go client's
+//     case-insensitive JSON would read as one of them;
 //   - its config is the empty object `{}`, or an image config that runs nothing (no `config`
 //     settings: no entrypoint, command, environment or user);
 //   - every layer is small and its bytes parse, strictly, as the signature payload its media type
@@ -177,9 +179,13 @@ interface Descriptor {
   size: number;
 }
 
-/** The descriptor, if it is a plain one: media type, digest and size, neither `urls` nor `data`. */
+/** What the signature artifacts of cosign, containers/image, sigstore and Notation carry, and no more. */
+const ARTIFACT_MANIFEST_FIELDS = ['schemaVersion', 'mediaType', 'artifactType', 'config', 'layers', 'subject', 'annotations'];
+const PLAIN_DESCRIPTOR_FIELDS = ['mediaType', 'digest', 'size', 'annotations', 'artifactType'];
+
+/** The descriptor, if it is a plain one: media type, digest and size (no `urls`, `data` or anything else). */
 function plainDescriptor(value: unknown): Descriptor | undefined {
-  if (!isObject(value) || value.urls !== undefined || value.data !== undefined) return undefined;
+  if (!isObject(value) || !onlyKeys(value, PLAIN_DESCRIPTOR_FIELDS)) return undefined;
   const { mediaType, digest, size } = value;
   if (!isString(mediaType) || !isString(digest) || typeof size !== 'number') return undefined;
   return { mediaType, digest, size };
@@ -190,14 +196,18 @@ function shape(manifest: { mediaType: string; content: Buffer }): { config: Desc
   if (!IMAGE_MANIFEST_TYPES.has(manifest.mediaType)) return 'an index is never a signature artifact';
   const body = jsonObject(manifest.content);
   if (!body || body.manifests !== undefined) return 'not an unambiguous image manifest';
+  // A field no signature artifact has could be one a client reads otherwise (a key Go's JSON
+  // matches to `layers` regardless of case, a vendor's extension): the exemption is for the exact
+  // shape the signing tools write.
+  if (!onlyKeys(body, ARTIFACT_MANIFEST_FIELDS)) return 'it carries fields signature artifacts do not have';
   const config = plainDescriptor(body.config);
-  if (!config) return 'its config descriptor names external URLs or embedded data';
+  if (!config) return 'its config descriptor names external URLs, embedded data or other fields';
   if (!Array.isArray(body.layers) || body.layers.length === 0) return 'it has no layers';
   if (body.layers.length > MAX_SIGNATURE_LAYERS) return `it has more than ${MAX_SIGNATURE_LAYERS} layers`;
   const layers: Descriptor[] = [];
   for (const entry of body.layers) {
     const layer = plainDescriptor(entry);
-    if (!layer) return 'a layer names external URLs or embedded data';
+    if (!layer) return 'a layer names external URLs, embedded data or other fields';
     if (!isSignatureLayerType(layer.mediaType)) return `layer type ${layer.mediaType} is not a signature payload`;
     if (layer.size > MAX_SIGNATURE_LAYER_BYTES) return `a ${layer.mediaType} layer is larger than ${MAX_SIGNATURE_LAYER_BYTES} bytes`;
     layers.push(layer);

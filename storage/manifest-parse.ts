@@ -146,11 +146,49 @@ function resolveMediaType(contentType: string, body: Record<string, unknown>): s
 const FORBIDDEN_IN_INDEX = ['config', 'layers', 'fsLayers', 'history'];
 const FORBIDDEN_IN_IMAGE = ['manifests', 'fsLayers', 'history'];
 
+// Go's encoding/json fills a struct field from any key equal to its name under case folding
+// ("Layers", "LAYERS", "layerſ" with U+017F), the last such key winning; docker, containerd,
+// containers/image (podman, skopeo, CRI-O), crane and oras all read manifests with it, while
+// JSON.parse here matches keys exactly. A document carrying `layers` and `Layers` was one image to
+// the registry, and so to its gate, and another to every client: a developer passed a runnable
+// image off as a cosign signature artifact that way (adversarial testing, PROTOCOL-NOTES.md). So a
+// key that folds to a field the specs define without being spelt as it is refused wherever it
+// stands, except among annotations, whose keys are a map's and matched exactly.
+const SPEC_FIELDS = [
+  ...['schemaVersion', 'mediaType', 'artifactType', 'config', 'layers', 'manifests', 'subject', 'annotations'],
+  ...['digest', 'size', 'urls', 'data', 'platform', 'fsLayers', 'history'],
+  ...['architecture', 'os', 'os.version', 'os.features', 'variant', 'features'],
+];
+/** The characters outside ASCII that Go folds onto ASCII letters (ſ→s, Kelvin sign→k, İ/ı→i). */
+const FOLDED_TO_ASCII: Readonly<Record<string, string>> = { '\u017f': 's', '\u212a': 'k', '\u0130': 'i', '\u0131': 'i' };
+const foldKey = (key: string): string => key.replace(/[\u017f\u212a\u0130\u0131]/g, (c) => FOLDED_TO_ASCII[c]!).toLowerCase();
+const SPEC_FIELD_BY_FOLD: ReadonlyMap<string, string> = new Map(SPEC_FIELDS.map((field) => [foldKey(field), field]));
+
+/** Keys anywhere in `body` that a Go client reads as a spec field they are not, as `"Key" (read as key)`. */
+function caseFoldedFields(body: Record<string, unknown>): string[] {
+  const found: string[] = [];
+  // A stack, not recursion: a manifest nests as deep as its bytes allow.
+  const pending: unknown[] = [body];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (Array.isArray(value)) {
+      for (const item of value) if (typeof item === 'object' && item !== null) pending.push(item);
+    } else if (isRecord(value)) {
+      for (const [key, child] of Object.entries(value)) {
+        const field = SPEC_FIELD_BY_FOLD.get(foldKey(key));
+        if (field !== undefined && field !== key) found.push(`${JSON.stringify(key)} (read as ${field})`);
+        if (key !== 'annotations' && typeof child === 'object' && child !== null) pending.push(child);
+      }
+    }
+  }
+  return found;
+}
+
 /** The fields that make this document ambiguous, if any. */
 export function ambiguousFields(body: Record<string, unknown>, mediaType: string): string[] {
   const forbidden = INDEX_TYPES.has(mediaType) ? FORBIDDEN_IN_INDEX : FORBIDDEN_IN_IMAGE;
   // Present at all counts, `null` included, as containers/image counts a present json.RawMessage.
-  return forbidden.filter((field) => Object.hasOwn(body, field));
+  return [...forbidden.filter((field) => Object.hasOwn(body, field)), ...caseFoldedFields(body)];
 }
 
 function refuseAmbiguous(body: Record<string, unknown>, mediaType: string): void {

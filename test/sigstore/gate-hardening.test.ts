@@ -126,6 +126,45 @@ test('labels do not open the gate: artifact types, a labelled extra layer, relab
   }
 });
 
+test('keys Go clients match regardless of case smuggle no image past the gate, whether pushed or already stored', async (t) => {
+  // A developer's runnable, unsigned image, hidden in a cosign signature artifact under keys that
+  // Go's encoding/json (docker, containerd, containers/image) reads as `config`, `layers`,
+  // `digest`: the registry saw the signature, every client the image (adversarial testing).
+  await project('fold');
+  const image = makeImage({ layers: 1 });
+  for (const blob of [image.config, ...image.layers]) await as('dev').pushBlob('fold/app', blob);
+  const artifact = cosignSignatureManifest(makeCosignKey(), image.manifest.digest, `${registry.host}/fold/app`);
+  for (const blob of artifact.blobs) await as('dev').pushBlob('fold/app', blob);
+  const { config, layers } = JSON.parse(artifact.manifest.data.toString()) as { config: object; layers: object[] };
+  const runnable = { config: descriptorOf(image.config), layers: image.layers.map((l) => descriptorOf(l)) };
+  const layer = image.layers[0]!;
+  const disguises: [string, Record<string, unknown>][] = [
+    ['Config and Layers after config and layers', { config, layers, Config: runnable.config, Layers: runnable.layers }],
+    ['layerſ (U+017F folds to s)', { config, layers, layerſ: runnable.layers }],
+    [
+      'Digest, Size and MediaType in a layer',
+      { config, layers: [{ ...layers[0], MediaType: layer.mediaType, Digest: layer.digest, Size: layer.size }] },
+    ],
+  ];
+  for (const [what, fields] of disguises) {
+    const manifest = manifestOf(fields);
+    const pushed = await as('dev').pushManifest('fold/app', 'latest', manifest);
+    t.is(pushed.status, 400, what);
+    t.regex(await refusal(pushed), /MANIFEST_INVALID: ambiguous manifest: .*\(read as (config|layers|digest|size|mediaType)\)/, what);
+    // Stored before this rule existed: the gate judges it the same way.
+    const record = { digest: manifest.digest, mediaType: manifest.mediaType, content: manifest.data, size: manifest.size };
+    await registry.registry.deps.metadata.manifests.save('fold/app', record, [], 'stored');
+    for (const reference of ['stored', manifest.digest]) {
+      const served = await as('dev').getManifest('fold/app', reference);
+      t.is(served.status, 412, `${what}, by ${reference}`);
+      t.regex(await refusal(served), /PROJECTPOLICYVIOLATION: .*ambiguous manifest/, what);
+    }
+  }
+  // The signature artifact as cosign wrote it is still served.
+  await pushArtifact('dev', 'fold/app', artifact.tag, [], artifact.manifest);
+  t.is((await as('dev').getManifest('fold/app', artifact.tag)).status, 200);
+});
+
 test('real signature artifacts are served for verifying clients: cosign .sig, sigstore bundle and Notation referrers', async (t) => {
   const key = makeCosignKey();
   await project('art', { keys: [key.publicPem] });

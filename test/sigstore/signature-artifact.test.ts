@@ -59,6 +59,25 @@ test('the signature artifacts cosign, containers/image and Notation push are rec
   t.deepEqual(await classify({ blobs: [config, payload], manifest }), { signature: true });
 });
 
+test('only the fields the signing tools write: any other key in the manifest or a descriptor forfeits the exemption', async (t) => {
+  // Go clients read `Layers` or `layerſ` as `layers`; a vendor field might mean something to some
+  // client. The exemption is for the exact shape, whatever the extra key holds.
+  const real = cosignSignatureManifest(makeCosignKey(), SUBJECT.digest, 'registry.example.com/team/app');
+  t.deepEqual(await classify(real), { signature: true });
+  const body = JSON.parse(real.manifest.data.toString()) as { config: Record<string, unknown>; layers: Record<string, unknown>[] };
+  const variants: [string, Record<string, unknown>][] = [
+    ['Layers', { ...body, Layers: [] }],
+    ['layerſ', { ...body, layerſ: [] }],
+    ['a vendor field', { ...body, 'x-vendor': { layers: [] } }],
+    ['Digest in a layer', { ...body, layers: [{ ...body.layers[0], Digest: SUBJECT.digest }] }],
+    ['platform in the config descriptor', { ...body, config: { ...body.config, platform: { os: 'linux' } } }],
+  ];
+  for (const [what, fields] of variants) {
+    const manifest = blobOf(Buffer.from(JSON.stringify(fields)), OCI_MANIFEST);
+    t.false((await classify({ blobs: real.blobs, manifest })).signature, what);
+  }
+});
+
 test('labels earn nothing: a runnable layer labelled as a signature, an index, a runnable config, urls', async (t) => {
   const key = makeCosignKey();
   const real = cosignSignatureManifest(key, SUBJECT.digest, 'registry.example.com/team/app');
