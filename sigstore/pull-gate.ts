@@ -128,6 +128,8 @@ export interface PullGateDeps {
 }
 
 const COSIGN_PAYLOAD_LIMIT = 256 * 1024;
+/** cosign referrers judged per digest: as many signatures as containers/image reads (128). */
+const MAX_COSIGN_REFERRERS = 128;
 
 /** One signature judged for one pull: accepted, or why not; with the key that made it when known. */
 type Outcome = ({ accepted: true; keyId: string } | { accepted: false; keyId?: string; problem: string; stage: 'key' | 'claim' }) &
@@ -228,9 +230,12 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   async function cosignManifests(repository: string, digest: string): Promise<ManifestRecord[]> {
     const tagged = await metadata.tags.find(repository, cosignSignatureTag(digest));
     const candidates = new Set(tagged ? [tagged] : []);
-    for (const r of await metadata.manifests.referrers(repository, digest)) {
-      if (r.artifactType === COSIGN_SIG_ARTIFACT) candidates.add(r.digest);
-    }
+    // As many as containers/image reads signatures; their annotations are not needed here.
+    const { referrers } = await metadata.manifests.referrers(repository, digest, {
+      artifactType: COSIGN_SIG_ARTIFACT,
+      limit: MAX_COSIGN_REFERRERS,
+    });
+    for (const r of referrers) candidates.add(r.digest);
     const found: ManifestRecord[] = [];
     for (const candidate of candidates) {
       const manifest = await metadata.manifests.find(repository, candidate);

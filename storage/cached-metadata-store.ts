@@ -231,7 +231,7 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
         invalidate(repository);
         return removed;
       },
-      referrers: (repository, subject) => inner.manifests.referrers(repository, subject),
+      referrers: (repository, subject, page) => inner.manifests.referrers(repository, subject, page),
       parents: (repository, digest) => inner.manifests.parents(repository, digest),
     },
     tags: {

@@ -47,6 +47,25 @@ export interface Referrer {
   annotations?: Record<string, string>;
 }
 
+export interface ReferrerPage {
+  /** Only referrers of this artifact type. */
+  artifactType?: string;
+  /** The last digest of the previous page. */
+  after?: string;
+  limit: number;
+  /**
+   * With annotations, and at most this many bytes of them on the page (one referrer always fits,
+   * so the listing moves on); without it, no annotations.
+   */
+  annotationBytes?: number;
+}
+
+export interface ReferrerList {
+  referrers: Referrer[];
+  /** The cursor of the next page (the last digest on this one), when more follow. */
+  next?: string;
+}
+
 export interface UploadRecord {
   id: string;
   repository: string;
@@ -110,7 +129,12 @@ export interface ManifestMetadata {
   ): Promise<void>;
   /** Removes the manifest and every tag pointing at it. */
   remove(repository: string, digest: string): Promise<boolean>;
-  referrers(repository: string, subject: string): Promise<Referrer[]>;
+  /**
+   * One page of the manifests here whose subject is `subject`, in digest order: bounded in count
+   * and, when annotations are asked for, in their bytes, since each manifest may carry up to its
+   * 4 MiB in annotations and a listing must not hold them all at once.
+   */
+  referrers(repository: string, subject: string, page: ReferrerPage): Promise<ReferrerList>;
   /** Digests of the indexes in the repository that list this manifest. */
   parents(repository: string, digest: string): Promise<string[]>;
 }

@@ -187,20 +187,51 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
       );
       return rows.map((r) => r.manifest_digest);
     },
-    async referrers(repository, subject) {
-      const rows = await db.query<ManifestRow>(
-        `SELECT digest, media_type, size, artifact_type, annotations
+    async referrers(repository, subject, page) {
+      // The page is chosen from each referrer's size of annotations, then only its own are read.
+      const rows = await db.query<{
+        digest: string;
+        media_type: string;
+        size: number;
+        artifact_type: string | null;
+        annotation_bytes: number;
+      }>(
+        `SELECT digest, media_type, size, artifact_type, coalesce(octet_length(annotations::text), 0)::int AS annotation_bytes
          FROM manifests WHERE repository_id = ${REPO_ID} AND subject_digest = $2
-         ORDER BY created_at, digest`,
-        [repository, subject],
+           AND ($3::text IS NULL OR artifact_type = $3) AND ($4::text IS NULL OR digest > $4)
+         ORDER BY digest LIMIT $5`,
+        [repository, subject, page.artifactType ?? null, page.after ?? null, page.limit + 1],
       );
-      return rows.map((r): Referrer => ({
-        digest: r.digest,
-        mediaType: r.media_type,
-        size: r.size,
-        ...(r.artifact_type ? { artifactType: r.artifact_type } : {}),
-        ...(r.annotations ? { annotations: r.annotations } : {}),
-      }));
+      let bytes = 0;
+      let shown = 0;
+      for (const row of rows.slice(0, page.limit)) {
+        bytes += page.annotationBytes === undefined ? 0 : row.annotation_bytes;
+        if (shown > 0 && bytes > page.annotationBytes!) break;
+        shown += 1;
+      }
+      const listed = rows.slice(0, shown);
+      const annotations = new Map<string, Record<string, string>>();
+      const annotated = listed.filter((r) => r.annotation_bytes > 0).map((r) => r.digest);
+      if (page.annotationBytes !== undefined && annotated.length > 0) {
+        const found = await db.query<{ digest: string; annotations: Record<string, string> }>(
+          `SELECT digest, annotations FROM manifests WHERE repository_id = ${REPO_ID} AND digest = ANY($2::text[])`,
+          [repository, annotated],
+        );
+        for (const row of found) annotations.set(row.digest, row.annotations);
+      }
+      return {
+        referrers: listed.map((r): Referrer => {
+          const own = annotations.get(r.digest);
+          return {
+            digest: r.digest,
+            mediaType: r.media_type,
+            size: r.size,
+            ...(r.artifact_type ? { artifactType: r.artifact_type } : {}),
+            ...(own ? { annotations: own } : {}),
+          };
+        }),
+        ...(rows.length > shown ? { next: listed[listed.length - 1]!.digest } : {}),
+      };
     },
   };
 }

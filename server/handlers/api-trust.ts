@@ -20,6 +20,8 @@ export type TrustState = 'verified' | 'signature-artifact' | 'untrusted' | 'othe
 
 const PAGE_DEFAULT = 25;
 const PAGE_MAX = 200;
+/** Referrers listed per tag in the trust view. */
+const TRUST_VIEW_REFERRERS = 100;
 /** The most tags a preview judges (each needs its signatures verified). */
 const PREVIEW_MAX_TAGS = 5000;
 
@@ -85,7 +87,8 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
     if (!manifest) return undefined;
     const [explanation, referrers] = await Promise.all([
       gate.explain({ repository, tag, manifest, hosts: hostsOf(ctx) }),
-      metadata.manifests.referrers(repository, digest),
+      // What the console lists of them; their annotations are not shown.
+      metadata.manifests.referrers(repository, digest, { limit: TRUST_VIEW_REFERRERS }),
     ]);
     const { decision } = explanation;
     return {
@@ -109,7 +112,7 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
         accepted: s.accepted,
         ...(s.problem ? { problem: s.problem, stage: s.stage } : {}),
       })),
-      referrers: referrers.map((r) => ({
+      referrers: referrers.referrers.map((r) => ({
         digest: r.digest,
         mediaType: r.mediaType,
         ...(r.artifactType ? { artifactType: r.artifactType } : {}),

@@ -10,6 +10,15 @@ import { requireDigest, requireName } from '../oci-names.js';
 const ALL = 1_000_000;
 const CATALOG_DEFAULT = 1000;
 const CATALOG_MAX = 10_000;
+/**
+ * A referrers page: each manifest may carry up to 4 MiB of annotations, all of which the listing
+ * must show, so a page holds at most this many bytes of them (one referrer always fits) and at
+ * most this many referrers; a Link header names the next. Unbounded, 35 referrers with 3.9 MB of
+ * annotations each ran the embedded database out of memory on one anonymous GET (adversarial
+ * testing).
+ */
+const REFERRERS_PAGE = 1000;
+const REFERRERS_PAGE_ANNOTATION_BYTES = 4 * 1024 * 1024;
 
 export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'config' | 'authorizer'>) {
   const { metadata } = deps;
@@ -80,17 +89,28 @@ export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'con
       await requireAccess(ctx, deps, 'pull', name);
       const digest = requireDigest(capture(ctx, 1));
       const artifactType = queryParam(ctx, 'artifactType');
-      let referrers = await metadata.manifests.referrers(name, digest.digest);
-      if (artifactType) {
-        referrers = referrers.filter((r) => r.artifactType === artifactType);
-        ctx.set('OCI-Filters-Applied', 'artifactType');
+      if (artifactType?.includes('\u0000')) throw new OciError('QUERY_PARAMETER_INVALID', 'artifactType may not contain NUL');
+      // The cursor of a page this registry's Link header named: a digest.
+      const last = queryParam(ctx, 'last');
+      const after = last === undefined ? undefined : requireDigest(last).digest;
+      const page = await metadata.manifests.referrers(name, digest.digest, {
+        ...(artifactType ? { artifactType } : {}),
+        ...(after ? { after } : {}),
+        limit: REFERRERS_PAGE,
+        annotationBytes: REFERRERS_PAGE_ANNOTATION_BYTES,
+      });
+      if (artifactType) ctx.set('OCI-Filters-Applied', 'artifactType');
+      if (page.next) {
+        // The spec's paging: a Link to the next page, which oras and go-containerregistry follow.
+        const query = new URLSearchParams({ ...(artifactType ? { artifactType } : {}), last: page.next });
+        ctx.set('Link', `</v2/${name}/referrers/${digest.digest}?${query.toString()}>; rel="next"`);
       }
       // Always an index, empty when nothing refers to the digest: never 404 for a valid digest.
       ctx.type = MEDIA_TYPES.ociIndex;
       ctx.body = JSON.stringify({
         schemaVersion: 2,
         mediaType: MEDIA_TYPES.ociIndex,
-        manifests: referrers.map((r) => ({
+        manifests: page.referrers.map((r) => ({
           mediaType: r.mediaType,
           digest: r.digest,
           size: r.size,

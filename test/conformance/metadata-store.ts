@@ -472,12 +472,60 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
       },
       { digest: sbom.digest, mediaType: OCI_INDEX, size: sbom.size },
     ];
-    t.deepEqual(byDigest(await store().manifests.referrers(repository, subject.digest)), byDigest(expected));
-    t.deepEqual(await store().manifests.referrers(repository, randomDigest()), []);
-    t.deepEqual(await store().manifests.referrers(`${repository}-unknown`, subject.digest), []);
+    const all = { limit: 100, annotationBytes: 1024 };
+    const listed = await store().manifests.referrers(repository, subject.digest, all);
+    t.deepEqual(listed, { referrers: byDigest(expected) }, 'in digest order, no next page');
+    t.deepEqual(await store().manifests.referrers(repository, randomDigest(), all), { referrers: [] });
+    t.deepEqual(await store().manifests.referrers(`${repository}-unknown`, subject.digest, all), { referrers: [] });
+    const cosign = await store().manifests.referrers(repository, subject.digest, { ...all, artifactType: expected[0]!.artifactType! });
+    t.deepEqual(cosign, { referrers: [expected[0]!] }, 'filtered by artifact type');
+    const bare = await store().manifests.referrers(repository, subject.digest, { limit: 100 });
+    t.deepEqual(
+      bare.referrers,
+      byDigest(expected).map(({ annotations: _, ...rest }) => rest),
+      'without annotations unless asked',
+    );
 
     await store().manifests.remove(repository, signature.digest);
-    t.deepEqual(await store().manifests.referrers(repository, subject.digest), [expected[1]!]);
+    t.deepEqual(await store().manifests.referrers(repository, subject.digest, all), { referrers: [expected[1]!] });
+  });
+
+  test('referrers come in pages bounded by count and by bytes of annotations, one referrer at least', async (t) => {
+    const repository = randomRepository();
+    const subject = randomManifest();
+    await store().manifests.save(repository, subject, [], 'latest');
+    // Annotations of 0, 300, 600, ... bytes: a page of 1000 bytes holds what fits, in digest order.
+    const referrers = Array.from({ length: 7 }, (_, i) =>
+      randomManifest({ subject: subject.digest, ...(i > 0 ? { annotations: { a: 'x'.repeat(300 * i) } } : {}) }),
+    );
+    for (const m of referrers) await store().manifests.save(repository, m, []);
+    const sizeOf = new Map(referrers.map((m) => [m.digest, m.annotations ? JSON.stringify(m.annotations).length : 0]));
+    const walk = async (page: { limit: number; annotationBytes?: number }) => {
+      const pages: string[][] = [];
+      let after: string | undefined;
+      for (let i = 0; i < 20; i++) {
+        const list = await store().manifests.referrers(repository, subject.digest, { ...page, ...(after ? { after } : {}) });
+        pages.push(list.referrers.map((r) => r.digest));
+        for (const r of list.referrers)
+          t.deepEqual(
+            r.annotations,
+            page.annotationBytes === undefined ? undefined : referrers.find((m) => m.digest === r.digest)!.annotations,
+          );
+        if (!list.next) return pages;
+        t.is(list.next, list.referrers.at(-1)!.digest);
+        after = list.next;
+      }
+      throw new Error('the pages never ended');
+    };
+    const sorted = referrers.map((m) => m.digest).sort();
+    t.deepEqual(await walk({ limit: 3 }), [sorted.slice(0, 3), sorted.slice(3, 6), sorted.slice(6)]);
+    const byBytes = await walk({ limit: 100, annotationBytes: 1000 });
+    t.deepEqual(byBytes.flat(), sorted, 'every referrer once, in order');
+    for (const page of byBytes) {
+      const bytes = page.reduce((sum, d) => sum + sizeOf.get(d)!, 0);
+      t.true(page.length === 1 || bytes <= 1000, `a page of ${page.length} with ${bytes} bytes of annotations`);
+    }
+    t.true(byBytes.length >= 3, 'the bytes split the listing');
   });
 
   // Tags
