@@ -27,13 +27,20 @@ export function robotAccount(project: string, name: string): string {
   return `${ROBOT_PREFIX}${project}+${name}`;
 }
 
-/** `robot$team+ci` → team, ci; undefined for anything else. */
+/**
+ * `robot$team+ci` → team, ci; undefined for anything else, a project or robot name outside the
+ * grammar included: no robot can have such a name, and the store is never asked about one
+ * (PostgreSQL text cannot hold the NUL a client can put in Basic credentials).
+ */
 export function parseRobotAccount(user: string): { project: string; name: string } | undefined {
   if (!user.startsWith(ROBOT_PREFIX)) return undefined;
   const rest = user.slice(ROBOT_PREFIX.length);
   const plus = rest.lastIndexOf('+');
   if (plus <= 0) return undefined;
-  return { project: rest.slice(0, plus), name: rest.slice(plus + 1) };
+  const project = rest.slice(0, plus);
+  const name = rest.slice(plus + 1);
+  if (project.length > 255 || !NAME_RE.test(project) || !isValidRobotName(name)) return undefined;
+  return { project, name };
 }
 
 export interface Robot {
@@ -83,6 +90,8 @@ export interface RobotsOptions {
 const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();
 /** Compared against when there is no robot of the name (no secret's sha256 is all zeros). */
 const NO_SECRET = Buffer.alloc(32);
+/** Looked up for an account that is no robot's name: no project or robot is named ''. */
+const NO_ROBOT = { project: '', name: '' };
 
 interface Entry {
   record: RobotRecord | undefined;
@@ -119,11 +128,13 @@ export function createRobots(options: RobotsOptions): Robots {
 
   async function load(account: string): Promise<Entry> {
     const hit = cache.get(account);
-    const parsed = parseRobotAccount(account);
+    // A name that cannot be a robot's is looked up all the same (as a name that finds nothing):
+    // one read and one comparison for every refused account, as for an unknown htpasswd user.
+    const { project, name } = parseRobotAccount(account) ?? NO_ROBOT;
     const before = version;
     let record: RobotRecord | undefined;
     try {
-      record = parsed ? await store.find(parsed.project, parsed.name) : undefined;
+      record = await store.find(project, name);
     } catch (err) {
       // The database does not answer: what was known lately serves the requests that go on.
       if (hit && err instanceof DependencyUnavailableError) return hit;

@@ -59,10 +59,16 @@ function baseUrl(field: string, untrusted: string, pathRule?: (segment: string) 
   return `${url.origin}${path}`;
 }
 
+/** Text stored as given (credentials, tag globs): PostgreSQL text cannot hold NUL. */
+function checkText(field: string, untrusted: string): void {
+  if (untrusted.includes('\u0000')) throw invalid(field, 'may not contain NUL');
+}
+
 function checkRule(rule: { repository: string; tags: string }): void {
   if (!rule.repository.split('/').every((s) => PATH_COMPONENT.test(s))) {
     throw invalid('sync.rules', `${rule.repository} is not a repository path`);
   }
+  checkText('sync.rules.tags', rule.tags);
 }
 
 /** The settings a create or PATCH leads to, over `current` (a PATCH) or nothing (a create). */
@@ -78,6 +84,10 @@ export function mirrorSettings(body: MirrorBody, current?: MirrorSettings): Mirr
   } else if (body.password !== undefined) {
     if (!credentials) throw invalid('username', 'required with a password');
     credentials = { ...credentials, password: body.password };
+  }
+  if (credentials) {
+    checkText('username', credentials.username);
+    checkText('password', credentials.password);
   }
   const lookaside =
     body.lookaside === null ? undefined : body.lookaside !== undefined ? baseUrl('lookaside', body.lookaside) : current?.lookaside;

@@ -9,16 +9,22 @@ export interface PageRequest extends Page {
   n: number;
 }
 
+/** `?last=`, the cursor a listing continues after; a 400 when the database could not compare it. */
+export function lastParam(ctx: Ctx): string | undefined {
+  const last = queryParam(ctx, 'last');
+  // A cursor is compared with names in the database, whose text cannot hold NUL.
+  if (last?.includes('\u0000')) throw new OciError('QUERY_PARAMETER_INVALID', 'last may not contain NUL');
+  return last;
+}
+
 export function parsePage(ctx: Ctx, defaultN: number, maxN: number): PageRequest {
   const rawN = queryParam(ctx, 'n');
-  const last = queryParam(ctx, 'last');
   let n = defaultN;
   if (rawN !== undefined && rawN !== '') {
     if (!/^\d{1,9}$/.test(rawN)) throw new OciError('PAGINATION_NUMBER_INVALID', 'n must be a non-negative integer', { n: rawN });
     n = Math.min(Number(rawN), maxN);
   }
-  // A cursor is compared with names in the database, whose text cannot hold NUL.
-  if (last?.includes('\u0000')) throw new OciError('QUERY_PARAMETER_INVALID', 'last may not contain NUL');
+  const last = lastParam(ctx);
   return { n, limit: n + 1, ...(last ? { last } : {}) };
 }
 

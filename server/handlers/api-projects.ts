@@ -8,6 +8,7 @@ import { OciError } from '../errors.js';
 import { isValidName } from '../../storage/oci-grammar.js';
 import { readJsonBody } from '../request-body.js';
 import { MIRROR_BODY, mirrorJson, mirrorSettings } from '../mirror-body.js';
+import { lastParam } from '../pagination.js';
 
 const PROJECT_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 // htpasswd user names: no blank, no colon, no control character (PostgreSQL text cannot hold NUL).
@@ -248,9 +249,9 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       await requireAccess(ctx, deps, 'pull', repository);
       // ?n= and ?last= page, as tags/list does (without n: every tag, as before).
       const n = queryParam(ctx, 'n');
-      const last = queryParam(ctx, 'last');
       if (n !== undefined && (!/^\d{1,5}$/.test(n) || Number(n) < 1))
         throw new OciError('QUERY_PARAMETER_INVALID', 'n must be a positive number');
+      const last = lastParam(ctx);
       const limit = n === undefined ? 100_000 : Number(n);
       const listed = await metadata.tags.listDetailed(repository, {
         limit: n === undefined ? limit : limit + 1,

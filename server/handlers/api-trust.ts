@@ -14,6 +14,7 @@ import { capture, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBo
 import { OciError } from '../errors.js';
 import { isValidName } from '../../storage/oci-grammar.js';
 import { requireProject } from './api-keys.js';
+import { lastParam } from '../pagination.js';
 
 /** What a person should read first about a tag's signatures. */
 export type TrustState = 'verified' | 'signature-artifact' | 'untrusted' | 'other-reference' | 'unsigned';
@@ -127,7 +128,7 @@ export function createTrustHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate'
       if (!isValidName(repository)) throw new OciError('NAME_INVALID', 'invalid repository name', { name: repository });
       await requireAccess(ctx, deps, 'pull', repository);
       const limit = pageSize(ctx);
-      const last = queryParam(ctx, 'last');
+      const last = lastParam(ctx);
       const listed = await metadata.tags.listDetailed(repository, { limit: limit + 1, ...(last ? { last } : {}) });
       if (!listed) throw new OciError('NAME_UNKNOWN', `repository ${repository} not found`);
       const page = listed.slice(0, limit);
