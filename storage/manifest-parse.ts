@@ -198,7 +198,37 @@ function refuseAmbiguous(body: Record<string, unknown>, mediaType: string): void
   }
 }
 
+/**
+ * Deeper than any document the specs describe (an index's platform `os.features` sit at depth 4):
+ * 4 MiB of `[` parse into millions of levels, and every later reading of the stored manifest (the
+ * gate, the console's trust view) cost seconds of the event loop and a gigabyte of memory
+ * (adversarial testing: one anonymous trust listing stalled every client for 30 s).
+ */
+export const MAX_MANIFEST_DEPTH = 64;
+
+/**
+ * Whether JSON bytes nest arrays and objects deeper than `max`, in one pass and without parsing.
+ * Bytes, not characters: no byte of a multi-byte UTF-8 sequence is ASCII.
+ */
+function nestsDeeperThan(bytes: Buffer, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (inString) {
+      if (b === 0x5c)
+        i++; // a backslash escapes the next byte
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > max) return true;
+    } else if (b === 0x5d || b === 0x7d) depth--;
+  }
+  return false;
+}
+
 export function parseManifest(content: Buffer, contentType: string): ParsedManifest {
+  if (nestsDeeperThan(content, MAX_MANIFEST_DEPTH)) throw invalid(`manifest nests deeper than ${MAX_MANIFEST_DEPTH} levels`);
   let body: unknown;
   try {
     body = JSON.parse(content.toString('utf8'));
@@ -260,6 +290,8 @@ function dedupe(references: ExpectedReference[]): ExpectedReference[] {
 
 /** A stored manifest's JSON object; {} for anything else (the gate and the console read fields of it). */
 export function jsonObjectOf(content: Buffer): Record<string, unknown> {
+  // Stored before pushes were refused for it: read as no object, without parsing it.
+  if (nestsDeeperThan(content, MAX_MANIFEST_DEPTH)) return {};
   try {
     const value: unknown = JSON.parse(content.toString('utf8'));
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};

@@ -6,7 +6,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { ManifestInvalidError } from '../../storage/errors.js';
-import { ambiguousFields, MEDIA_TYPES, parseManifest } from '../../storage/manifest-parse.js';
+import { ambiguousFields, jsonObjectOf, MAX_MANIFEST_DEPTH, MEDIA_TYPES, parseManifest } from '../../storage/manifest-parse.js';
 
 const hex = (c: string): string => `sha256:${c.repeat(64)}`;
 const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: hex('a'), size: 10 };
@@ -115,4 +115,21 @@ test('a document nested deeper than any recursion would go is judged, not a stac
   // V8's JSON.parse takes this depth; a recursive walk of it would not.
   const parsed = JSON.parse(deep) as Record<string, unknown>;
   t.deepEqual(ambiguousFields(parsed, MEDIA_TYPES.ociManifest), ['"Layers" (read as layers)']);
+});
+
+test('nesting: up to the bound is a manifest, deeper is refused before it is parsed, and a stored one reads as no object', (t) => {
+  const nested = (depth: number): Buffer => {
+    // The document itself is one level; `x` adds the rest (strings with brackets do not count).
+    const inner = `${'['.repeat(depth - 1)}"[{"${']'.repeat(depth - 1)}`;
+    return Buffer.from(JSON.stringify({ ...image(), x: 0 }).replace('"x":0', `"x":${inner}`));
+  };
+  t.notThrows(() => parseManifest(nested(MAX_MANIFEST_DEPTH), MEDIA_TYPES.ociManifest));
+  const error = t.throws(() => parseManifest(nested(MAX_MANIFEST_DEPTH + 1), MEDIA_TYPES.ociManifest), {
+    instanceOf: ManifestInvalidError,
+  });
+  t.regex(error?.message ?? '', /nests deeper than 64 levels/);
+  // 4 MiB of brackets, as a developer pushed them before the bound: no parse, no object.
+  const deep = Buffer.from(`{"schemaVersion":2,"x":${'['.repeat(2_000_000)}${']'.repeat(2_000_000)}}`);
+  t.deepEqual(jsonObjectOf(deep), {});
+  t.throws(() => parseManifest(deep, MEDIA_TYPES.ociManifest), { instanceOf: ManifestInvalidError });
 });
