@@ -42,7 +42,10 @@ export function createAuditLog(db: Queryable): AuditLog {
     async list(project, page) {
       const rows = await db.query<Row>(
         `SELECT id, at, actor, action, project, detail FROM audit_log
-         WHERE project = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3`,
+         WHERE project = $1 AND ($2::bigint IS NULL OR id < $2)
+           -- This project's own history: not that of an earlier, deleted project of its name.
+           AND at >= coalesce((SELECT created_at FROM projects WHERE name = $1), '-infinity')
+         ORDER BY id DESC LIMIT $3`,
         [project, page.before ?? null, page.limit],
       );
       return rows.map((r) => ({

@@ -184,6 +184,11 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
         const key = flatKey(everything, '', catalog, page.last ?? '', page.limit, page.project ?? '');
         return (await cached(key, () => inner.repositories.list(page))) ?? [];
       },
+      async removeEmpty(project) {
+        const removed = await inner.repositories.removeEmpty(project);
+        for (const repository of removed) invalidate(repository);
+        return removed;
+      },
     },
     blobs: {
       find: (repository, digest) => cached(keyOf(repository, 'b', digest), () => inner.blobs.find(repository, digest)),
@@ -357,6 +362,14 @@ function withWriteNotices(inner: MetadataStore, changed: (repository: string) =>
   };
   return {
     ...inner,
+    repositories: {
+      ...inner.repositories,
+      async removeEmpty(project) {
+        const removed = await inner.repositories.removeEmpty(project);
+        for (const repository of removed) changed(repository);
+        return removed;
+      },
+    },
     blobs: { ...inner.blobs, remove: (r, d) => after(r, inner.blobs.remove(r, d)) },
     manifests: {
       ...inner.manifests,

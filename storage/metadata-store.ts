@@ -78,6 +78,12 @@ export interface RepositoryMetadata {
   exists(name: string): Promise<boolean>;
   /** Repositories holding at least one manifest, in lexical order. */
   list(page: RepositoryPage): Promise<string[]>;
+  /**
+   * Removes a project's repositories that hold no manifest, with their blob links and tags (the
+   * blobs are left to garbage collection); the names removed. What a deleted project leaves must
+   * not be readable by the next project of its name.
+   */
+  removeEmpty(project: string): Promise<string[]>;
 }
 
 export interface LinkOptions {

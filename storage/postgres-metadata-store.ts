@@ -26,6 +26,16 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         );
         return rows.map((r) => r.name);
       },
+      async removeEmpty(project) {
+        const rows = await db.query<{ name: string }>(
+          `DELETE FROM repositories r
+           WHERE (name = $1 OR left(name, length($1) + 1) = $1 || '/')
+             AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+           RETURNING name`,
+          [project],
+        );
+        return rows.map((r) => r.name).sort();
+      },
     },
 
     blobs: {

@@ -181,6 +181,9 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
       const held = await metadata.repositories.list({ project: name, limit: 1 });
       if (held.length > 0)
         throw new OciError('CONFLICT', `project ${name} still holds repositories; delete them first`, { repositories: held });
+      // Its emptied repositories still link their blobs: a project created later under the name
+      // (by another group, or by autocreate on anyone's push) could read the old layers by digest.
+      await metadata.repositories.removeEmpty(name);
       if (!(await projects.remove(name, actor(ctx)))) throw new OciError('NAME_UNKNOWN', `project ${name} not found`);
       ctx.state.log.info({ project: name }, 'project deleted');
       emptyResponse(ctx, 204);

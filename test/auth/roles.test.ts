@@ -341,3 +341,41 @@ test('with autocreate, the first push creates the project and makes the pusher i
   const owned = (await (await root.request('/api/v1/projects/rootproj')).json()) as { members: { user: string; role: string }[] };
   t.deepEqual(owned.members, [{ user: 'root', role: 'admin' }]);
 });
+
+test("a deleted project's name, taken again, brings back none of its layers or history", async (t) => {
+  // Found by adversarial testing: the emptied repositories kept their blob links, and the audit
+  // log is kept by project name, so whoever next created the name (here by autocreate, on any
+  // push) read the old project's layers by digest and its members and robots in the audit log.
+  const auto = await startTestRegistry({
+    env: {
+      REGISTRY_AUTH: 'htpasswd',
+      REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'),
+      REGISTRY_PROJECTS_AUTOCREATE: 'true',
+      REGISTRY_AUTH_ADMINS: 'root',
+    },
+  });
+  t.teardown(() => auto.close());
+  const alice = createClient(auto.url, { Authorization: basic('alice', USERS.alice) });
+  const outsider = createClient(auto.url, { Authorization: basic('outsider', USERS.outsider) });
+  const secret = makeImage({ layers: 1 });
+  t.is((await alice.pushImage('gone/app', secret, 'v1')).status, 201);
+  await alice.request('/api/v1/projects/gone/members/maint', { method: 'PUT', body: JSON.stringify({ role: 'developer' }) });
+  const layer = secret.layers[0]!.digest;
+  t.is((await outsider.request(`/v2/gone/app/blobs/${layer}`)).status, 403);
+  t.is((await alice.request(`/v2/gone/app/manifests/${secret.manifest.digest}`, { method: 'DELETE' })).status, 202);
+  t.is((await alice.request('/api/v1/projects/gone', { method: 'DELETE' })).status, 204);
+
+  t.is((await outsider.pushImage('gone/x', makeImage({ layers: 1 }), 'v1')).status, 201, 'autocreate gives the name to the next pusher');
+  for (const repository of ['gone/app', 'gone/x']) {
+    t.is((await outsider.request(`/v2/${repository}/blobs/${layer}`)).status, 404, repository);
+  }
+  const audit = (await (await outsider.request('/api/v1/projects/gone/audit')).json()) as { entries: { action: string; detail: object }[] };
+  t.deepEqual(
+    audit.entries.map((e) => e.action),
+    ['project.create'],
+    'only the new project history',
+  );
+  // The old layer is still the old owner's, where they pushed it again: blobs are shared by content.
+  t.is((await alice.pushImage('mine/app', secret, 'v1')).status, 201);
+  t.is((await alice.request(`/v2/mine/app/blobs/${layer}`)).status, 200);
+});

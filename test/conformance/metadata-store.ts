@@ -447,6 +447,26 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.is(await store().tags.find(repository, 'a'), removed.digest);
   });
 
+  test("removeEmpty takes a project's repositories without manifests and their blob links, and nothing of other projects", async (t) => {
+    const project = randomRepository().replace('/', '-');
+    const held = `${project}/held`;
+    const emptied = `${project}/emptied`;
+    const blob = await storedBlob(held);
+    await store().manifests.save(held, randomManifest(), [blob], 'v1');
+    const link = await storedBlob(emptied);
+    t.is(await store().blobs.find(emptied, link.digest), 10);
+    // Names that share the prefix without being the project's.
+    const neighbours = [`${project}x/app`, `${project}-2/app`];
+    for (const name of neighbours) await storedBlob(name);
+    t.deepEqual(await store().repositories.removeEmpty(project), [emptied]);
+    t.is(await store().blobs.find(emptied, link.digest), undefined, 'the link went with it');
+    t.false(await store().repositories.exists(emptied));
+    t.true(await store().repositories.exists(held));
+    t.is(await store().blobs.find(held, blob.digest), 10);
+    for (const name of neighbours) t.true(await store().repositories.exists(name), name);
+    t.deepEqual(await store().repositories.removeEmpty(project), []);
+  });
+
   test('referrers lists the manifests whose subject is the digest, in that repository', async (t) => {
     const repository = randomRepository();
     const subject = randomManifest();
