@@ -40,9 +40,18 @@ export interface AccessDecision {
   insufficientScope?: boolean;
 }
 
+export interface CheckOptions {
+  /**
+   * Only asking whether the caller may (the token service deciding what a token grants): answered
+   * as for the request, but nothing is created. A push that would create its project (autocreate)
+   * is allowed, and creates it when the push itself comes: a token request writes nothing.
+   */
+  dryRun?: boolean;
+}
+
 export interface Authorizer {
   /** `target` is a repository name or a project name. */
-  check(principal: Principal, action: Action, target: string): Promise<AccessDecision>;
+  check(principal: Principal, action: Action, target: string, options?: CheckOptions): Promise<AccessDecision>;
 }
 
 const ALLOW: AccessDecision = { allowed: true };
@@ -81,11 +90,11 @@ export function projectOf(repository: string): string {
  */
 export function createOpenAuthorizer(projects: ProjectStore): Authorizer {
   return {
-    async check(_principal, action, target) {
+    async check(_principal, action, target, options) {
       if (action === 'push') {
         const name = projectOf(target);
         const project = await projects.find(name);
-        if (!project) await projects.create(name, { public: false });
+        if (!project && !options?.dryRun) await projects.create(name, { public: false });
         return mirrorRefusal(project, target) ?? ALLOW;
       }
       return ALLOW;
@@ -105,12 +114,17 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
   /**
    * A robot may do what its role allows in its own project, and pull from public projects as
    * anyone may; it never creates projects (autocreate included) or runs maintenance, and its name
-   * never counts as a registry admin's or a member's elsewhere.
+   * never counts as a registry admin's or a member's elsewhere. Nor does it `view`, whatever its
+   * role, with its secret as in its console session: members and the audit log are the project's
+   * people and history, and a robot is a CI credential, not a member.
    */
   async function checkRobot(robot: NonNullable<Principal['robot']>, action: Action, target: string): Promise<AccessDecision> {
     if (robot.readOnly) return checkRobotSession(robot, action, target);
     if (action === 'create' || action === 'maintain')
       return { allowed: false, reason: `robot accounts may not ${action === 'create' ? 'create projects' : 'run maintenance'}` };
+    if (action === 'view') {
+      return { allowed: false, reason: `robot accounts do not see members or the audit log of project ${projectOf(target)}` };
+    }
     const name = projectOf(target);
     if (name === robot.project && RANK[robot.role] >= RANK[NEEDED[action]] && (await projects.find(name))) return ALLOW;
     if (action === 'pull' && (await projects.find(name))?.public) return ALLOW;
@@ -139,7 +153,7 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
   }
 
   return {
-    async check(principal, action, target) {
+    async check(principal, action, target, options) {
       if (principal.robot) return checkRobot(principal.robot, action, target);
       const user = principal.user;
       const name = projectOf(target);
@@ -156,9 +170,16 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
         return user !== undefined && autocreate ? ALLOW : { allowed: false, reason: 'only registry administrators create projects' };
       }
       const project = await projects.find(name);
-      if (!project && action === 'push' && user !== undefined && autocreate) {
-        await projects.create(name, { public: false, actor: user, admin: user });
-        return ALLOW;
+      if (!project && user !== undefined && autocreate) {
+        if (action === 'push') {
+          if (!options?.dryRun) await projects.create(name, { public: false, actor: user, admin: user });
+          return ALLOW;
+        }
+        // What a token may grant, where the caller's push would create the project: what its
+        // admin may. docker asks `pull,push` for a push and reads the config blob back (HEAD)
+        // with the same token once the layers' uploads created the project. Every request is
+        // still checked against the project as it is then: nothing is read before it exists.
+        if (options?.dryRun && (action === 'pull' || action === 'delete')) return ALLOW;
       }
       if (!project && action === 'push' && user !== undefined && admins.has(user)) {
         return {
@@ -186,18 +207,24 @@ export function createProjectAuthorizer(options: ProjectAuthorizerOptions): Auth
  * read on every request, so a role taken away counts at once, whatever tokens are out) and hold a
  * token granting the action. A caller allowed but without the grant is told so apart
  * (`insufficientScope`): the client then asks the token service for the scope and retries.
+ *
+ * The grants are read first, and `inner` asked for real only when they cover the action: a push
+ * with a token that does not grant it must not create the project (autocreate) before it is
+ * refused. Tokens are for /v2 and the signature routes only; server/routes.ts refuses them on the
+ * management API before any of this, where targets are project names.
  */
 export function withTokenGrants(inner: Authorizer): Authorizer {
   return {
-    async check(principal, action, target) {
-      const decision = await inner.check(principal, action, target);
+    async check(principal, action, target, options) {
       const grants = principal.grants;
-      if (!decision.allowed || grants === undefined) return decision;
+      if (grants === undefined) return inner.check(principal, action, target, options);
       const needed = tokenActionFor(action);
+      if (needed !== undefined && grants.allows(needed, target)) return inner.check(principal, action, target, options);
+      const decision = await inner.check(principal, action, target, { ...options, dryRun: true });
+      if (!decision.allowed) return decision;
       if (needed === undefined) {
         return { allowed: false, reason: 'a bearer token grants registry access only; the management API takes Basic credentials' };
       }
-      if (grants.allows(needed, target)) return decision;
       return { allowed: false, insufficientScope: true, reason: `the token presented does not grant ${needed} on ${target}` };
     },
   };

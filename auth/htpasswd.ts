@@ -25,9 +25,11 @@ export interface Htpasswd {
   /**
    * A short digest of the user's entry as the file holds it now, undefined for a user it does not
    * hold: tokens carry it, so a password changed or a user removed ends the tokens issued before.
-   * The entry's salt is not in it, so it tells nothing about the password.
+   * The entry's salt is not in it, so it tells nothing about the password. Like `verify`, it waits
+   * for a look at the file that is due or under way (a token's first request after a change is
+   * checked against the new file, as Basic credentials are), and otherwise answers at once.
    */
-  fingerprint(user: string): string | undefined;
+  fingerprint(user: string): string | undefined | Promise<string | undefined>;
   /**
    * A digest of the user's current entry (undefined: no such user), after a look at the file if
    * one is due: a console session records it, and ends when the password changes or the user goes.
@@ -153,6 +155,15 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
     return loading;
   }
 
+  function fingerprintOf(user: string): string | undefined {
+    if (fingerprints.has(user)) return fingerprints.get(user);
+    const hash = users.get(user);
+    const fingerprint = hash === undefined ? undefined : digestOf('sha256', hash, 'base64url').slice(0, 22);
+    if (fingerprints.size > 10_000) fingerprints.clear();
+    fingerprints.set(user, fingerprint);
+    return fingerprint;
+  }
+
   async function check(key: string, user: string, password: string, reloading: Promise<void> | undefined): Promise<boolean> {
     if (reloading) {
       await reloading;
@@ -202,13 +213,8 @@ export function createHtpasswd(options: HtpasswdOptions): Htpasswd {
       return recheck() ? undefined : generation;
     },
     fingerprint(user) {
-      void recheck();
-      if (fingerprints.has(user)) return fingerprints.get(user);
-      const hash = users.get(user);
-      const fingerprint = hash === undefined ? undefined : digestOf('sha256', hash, 'base64url').slice(0, 22);
-      if (fingerprints.size > 10_000) fingerprints.clear();
-      fingerprints.set(user, fingerprint);
-      return fingerprint;
+      const reloading = recheck();
+      return reloading ? reloading.then(() => fingerprintOf(user)) : fingerprintOf(user);
     },
     async entryTag(user) {
       await recheck();

@@ -149,10 +149,10 @@ function createSigningService(options: TokenServiceOptions, keyPair: Promise<Key
   }
 
   /** What identifies the subject's credentials in its tokens, or undefined if it has none now. */
-  function subjectClaims(principal: Principal): Pick<SignetClaims, 'sub' | 'rid' | 'pwf'> | undefined {
+  async function subjectClaims(principal: Principal): Promise<Pick<SignetClaims, 'sub' | 'rid' | 'pwf'> | undefined> {
     if (principal.user === undefined) return { sub: '' };
     if (principal.robot) return { sub: principal.user, rid: principal.robot.id };
-    const pwf = htpasswd.fingerprint(principal.user);
+    const pwf = await htpasswd.fingerprint(principal.user);
     return pwf === undefined ? undefined : { sub: principal.user, pwf };
   }
 
@@ -160,8 +160,11 @@ function createSigningService(options: TokenServiceOptions, keyPair: Promise<Key
     if (scope.type !== 'repository' || !options.isValidName(scope.name)) return undefined;
     const wanted = new Set(scope.actions.includes('*') ? [...scope.actions, ...TOKEN_ACTIONS] : scope.actions);
     const actions: string[] = [];
+    // A dry run: issuing a token writes nothing (it is a GET, and POST /token is served in
+    // read-only mode). A push that would create its project (autocreate) is granted; docker's
+    // push with the token then creates it, as a push with Basic credentials does.
     for (const action of TOKEN_ACTIONS) {
-      if (wanted.has(action) && (await authorizer.check(principal, action, scope.name)).allowed) actions.push(action);
+      if (wanted.has(action) && (await authorizer.check(principal, action, scope.name, { dryRun: true })).allowed) actions.push(action);
     }
     if (scope.actions.includes('*') && actions.length === TOKEN_ACTIONS.length) actions.push('*');
     return { type: 'repository', name: scope.name, actions };
@@ -173,7 +176,14 @@ function createSigningService(options: TokenServiceOptions, keyPair: Promise<Key
       const current = robots.current(entry.subject.user!, entry.robotId);
       return current instanceof Promise ? current.then((p) => p !== undefined) : current !== undefined;
     }
-    if (entry.passwordFingerprint !== undefined) return htpasswd.fingerprint(entry.subject.user!) === entry.passwordFingerprint;
+    if (entry.passwordFingerprint !== undefined) {
+      // Waits for a look at the htpasswd file when one is due, as Basic credentials do: the first
+      // request after a user was removed (or changed password) is refused, not answered from the old file.
+      const current = htpasswd.fingerprint(entry.subject.user!);
+      return current instanceof Promise
+        ? current.then((fingerprint) => fingerprint === entry.passwordFingerprint)
+        : current === entry.passwordFingerprint;
+    }
     return true;
   }
 
@@ -236,7 +246,7 @@ function createSigningService(options: TokenServiceOptions, keyPair: Promise<Key
   return {
     service,
     async issue(principal, scopes, { refresh }) {
-      const subject = subjectClaims(principal);
+      const subject = await subjectClaims(principal);
       if (!subject) throw new TokenRefusedError('the account changed while the token was being issued; try again');
       const access: AccessEntry[] = [];
       for (const scope of scopes) {
@@ -255,7 +265,7 @@ function createSigningService(options: TokenServiceOptions, keyPair: Promise<Key
       const who = claims && subjectOf(claims);
       if (!who || who.subject.user === undefined) return undefined;
       if (who.robotId !== undefined) return robots.current(who.subject.user, who.robotId);
-      return htpasswd.fingerprint(who.subject.user) === who.passwordFingerprint ? who.subject : undefined;
+      return (await htpasswd.fingerprint(who.subject.user)) === who.passwordFingerprint ? who.subject : undefined;
     },
     verify(untrusted) {
       return verified.get(untrusted) ?? load(untrusted);

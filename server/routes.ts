@@ -34,6 +34,8 @@ type Handler = (ctx: Ctx) => void | Promise<void>;
 type Route = [name: string, methods: Method[], path: RegExp, handler: Handler];
 
 const WRITE_METHODS: ReadonlySet<Method> = new Set(['put', 'patch', 'post', 'delete']);
+/** The management API and the console's sign-in. */
+const API_PREFIX = '/api/v1/';
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -117,7 +119,7 @@ export function createRegistryRoutes(deps: RegistryDeps): RegistryRoutes {
     ],
     // Management API, and the console's sign-in.
     [
-      '/api/v1/',
+      API_PREFIX,
       [
         ['api.gc', ['post'], /^\/api\/v1\/gc$/, createGcHandler(deps)],
         ['api.mirror.run', ['post'], /^\/api\/v1\/projects\/([^/]+)\/mirror\/run$/, mirror.run],
@@ -237,8 +239,23 @@ export function createRegistryRoutes(deps: RegistryDeps): RegistryRoutes {
       const step = (): Promise<unknown> => {
         while (i < routers.length) {
           const section = routers[i++]!;
+          if (!ctx.path.startsWith(section.prefix)) continue;
+          // A bearer token is for /v2 and the signature routes (docker, containerd, skopeo fetch one
+          // per repository); the management API takes Basic credentials or a console session. Its
+          // checks name projects, which a token's grants (repository names) must never be read as:
+          // a pull token for a repository `team` opened project team's listings.
+          if (section.prefix === API_PREFIX && ctx.state.principal.grants !== undefined) {
+            return Promise.reject(
+              new OciError(
+                'UNAUTHORIZED',
+                'a bearer token does not open the management API: it takes Basic credentials or a console session',
+                undefined,
+                { basic: true },
+              ),
+            );
+          }
           // The router adds its params and itself to the context: what it takes is this one.
-          if (ctx.path.startsWith(section.prefix)) return section.dispatch(ctx as Parameters<typeof section.dispatch>[0], step);
+          return section.dispatch(ctx as Parameters<typeof section.dispatch>[0], step);
         }
         return next();
       };

@@ -54,6 +54,29 @@ test('a changed file takes effect without a restart, also for remembered credent
   t.false(await htpasswd.verify('alice', 'new'));
 });
 
+test('fingerprint waits for a look at the file that is due, as verify does: a removed user has none at once', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-htpasswd-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'htpasswd');
+  await writeHtpasswd(file, { alice: 'a', bob: 'b' });
+  const htpasswd = createHtpasswd({ path: file, recheckMs: 0 });
+  const before = await htpasswd.fingerprint('alice');
+  t.truthy(before);
+  // With no look at the file due or under way, the answer comes without a promise (a token's
+  // check on every request).
+  const settled = createHtpasswd({ path: file, recheckMs: 60_000 });
+  await settled.fingerprint('alice');
+  t.is(typeof settled.fingerprint('alice'), 'string');
+
+  await writeHtpasswd(file, { bob: 'b' });
+  const later = new Date(Date.now() + 5000);
+  await utimes(file, later, later);
+  // The first question after the change is answered from the new file, not the one in hand.
+  t.is(await htpasswd.fingerprint('alice'), undefined);
+  t.truthy(await htpasswd.fingerprint('bob'));
+  t.not(await htpasswd.fingerprint('bob'), before);
+});
+
 test('a missing file locks everyone out', async (t) => {
   const htpasswd = createHtpasswd({ path: '/nonexistent/htpasswd', onError: () => undefined });
   t.false(await htpasswd.verify('alice', 'x'));

@@ -163,8 +163,8 @@ test('a token for team/a:pull cannot push to team/a or read team/b, though its h
   }
   // Deleting is beyond a developer whatever the token: refused as such.
   t.is((await client.request('/v2/team/a/manifests/v1', { method: 'DELETE' })).status, 403);
-  // The management API takes Basic credentials: a token opens none of it.
-  t.is((await client.request('/api/v1/projects/team/members')).status, 403);
+  // The management API takes Basic credentials: a token opens none of it (refused as a credential it does not take).
+  t.is((await client.request('/api/v1/projects/team/members')).status, 401);
   // A token is never exchanged for a better one.
   const exchanged = await fetch(`${registry.url}/token?service=signet&scope=repository:team/a:push`, {
     headers: { Authorization: `Bearer ${pullOnly}` },
