@@ -162,5 +162,6 @@ export async function requireAccess(ctx: Ctx, deps: Pick<RegistryDeps, 'authoriz
 
 /** True when the caller may do `action` on `target` (for filtering lists, never for refusals). */
 export async function allowed(ctx: Ctx, deps: Pick<RegistryDeps, 'authorizer'>, action: Action, target: string): Promise<boolean> {
-  return (await deps.authorizer.check(ctx.state.principal, action, target)).allowed;
+  // A question, not the action: it must not create the project a push would (autocreate).
+  return (await deps.authorizer.check(ctx.state.principal, action, target, { dryRun: true })).allowed;
 }
