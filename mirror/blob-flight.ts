@@ -24,7 +24,19 @@ import { PassThrough, Transform, type Readable } from 'node:stream';
 import type { ParsedDigest } from '../storage/digest.js';
 import { DigestMismatchError } from '../storage/errors.js';
 
-export type FlightStart = { kind: 'missing' } | { kind: 'found'; size: number | undefined; body: Readable };
+export type FlightStart =
+  | { kind: 'missing' }
+  | {
+      kind: 'found';
+      /** What the bytes must add up to (a descriptor's size, or the upstream's Content-Length). */
+      size: number | undefined;
+      body: Readable;
+      /**
+       * Without a size, the most bytes that may arrive, and why (`more than <why>`): an upstream
+       * that streams without end must not fill the disk (adversarial testing).
+       */
+      max: { bytes: number; why: string };
+    };
 
 export interface BlobFlight {
   /** Whether the upstream has the blob, and its size when it said. */
@@ -49,6 +61,8 @@ export interface FlightOptions {
    * clients were cut, and a pull from now on must start a fetch of its own, not join this one.
    */
   retire: () => void;
+  /** The error of bytes that are not what the upstream announced: the upstream's fault, not ours. */
+  fault: (reason: string) => Error;
 }
 
 export function startBlobFlight(options: FlightOptions): BlobFlight {
@@ -123,8 +137,13 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
     const tap = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         bytes += chunk.length;
+        // Cut as soon as more arrives than may: nothing of it is stored (store() fails).
         if (found.size !== undefined && bytes > found.size) {
-          callback(new Error(`the upstream sent more than the ${found.size} bytes it announced`));
+          callback(options.fault(`sent more than the ${found.size} bytes of blob ${options.digest.digest}`));
+          return;
+        }
+        if (found.size === undefined && bytes > found.max.bytes) {
+          callback(options.fault(`sent more than ${found.max.why} for blob ${options.digest.digest}`));
           return;
         }
         ownHash?.update(chunk);
@@ -141,7 +160,7 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
       },
       flush(callback) {
         if (found.size !== undefined && bytes !== found.size) {
-          callback(new Error(`the upstream sent ${bytes} of the ${found.size} bytes it announced`));
+          callback(options.fault(`sent ${bytes} of the ${found.size} bytes of blob ${options.digest.digest}`));
           return;
         }
         callback(ownHash ? verify(`${options.digest.algorithm}:${ownHash.digest('hex')}`) : undefined);

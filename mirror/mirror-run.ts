@@ -28,6 +28,11 @@ export interface MirrorProgress {
 export interface MirrorRunReport {
   repository: string;
   matched: number;
+  /**
+   * Why not every matching tag was considered (the upstream lists more than MAX_TAGS_PER_RUN, or
+   * its list has too many pages); the run went on with the tags it had.
+   */
+  stopped?: string;
   copied: number;
   /** Tags already here at the upstream's digest. */
   skipped: string[];
@@ -36,6 +41,12 @@ export interface MirrorRunReport {
   signatures: number;
   durationMs: number;
 }
+
+/**
+ * Matching tags one run copies at most (a hostile upstream's tag list must not hold the heap); a
+ * glob matching more is narrowed, or the run repeated once the first ones are here.
+ */
+export const MAX_TAGS_PER_RUN = 10_000;
 
 export interface MirrorRunDeps {
   pullThrough: PullThrough;
@@ -120,7 +131,9 @@ async function mirrorTag(
   for (const blob of await missingBlobs(metadata, target.repository, manifest)) {
     const digest = parseDigest(blob.digest);
     if (!digest) continue;
-    if ((await pullThrough.blob(target, digest).done) === 'missing') throw new Error(`the upstream does not hold blob ${blob.digest}`);
+    // With the manifest's size: an upstream sending more (or announcing another) is cut there.
+    if ((await pullThrough.blob(target, digest, blob.size).done) === 'missing')
+      throw new Error(`the upstream does not hold blob ${blob.digest}`);
     bytes += blob.size;
   }
   const signatures = (await pullThrough.signatureCount(target, manifest.digest)) - signaturesBefore;
@@ -134,10 +147,19 @@ export async function runMirror(
   onProgress: (progress: MirrorProgress) => void = () => undefined,
 ): Promise<MirrorRunReport> {
   const started = Date.now();
-  const tags = (await target.upstream.tags(target.path)).filter((tag) => matchesGlob(request.tags, tag)).sort();
+  // Matched page by page, at most MAX_TAGS_PER_RUN kept (mirror/upstream.ts tags()).
+  const listing = await target.upstream.tags(target.path, { keep: (tag) => matchesGlob(request.tags, tag), max: MAX_TAGS_PER_RUN });
+  const tags = listing.tags.sort();
+  if (listing.stopped) {
+    deps.log.warn(
+      { repository: target.repository, tags: request.tags, kept: tags.length, reason: listing.stopped },
+      'mirror run reads only part of the upstream tag list',
+    );
+  }
   const report: MirrorRunReport = {
     repository: target.repository,
     matched: tags.length,
+    ...(listing.stopped ? { stopped: `${listing.stopped}: copying the first ${tags.length} matching tag(s) listed` } : {}),
     copied: 0,
     skipped: [],
     failed: [],

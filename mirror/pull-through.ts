@@ -26,10 +26,18 @@ import { createUpstream, UpstreamError, UpstreamUnavailableError, type Upstream 
 /** Blobs of signature artifacts (cosign payloads) are copied with their manifest; real ones are small. */
 const ARTIFACT_BLOB_LIMIT = 4 * 1024 * 1024;
 
+/**
+ * The most bytes fetched for a blob whose size no descriptor gave (a GET by digest alone) into a
+ * project without a quota, unless the registry says otherwise (`maxBlobBytes`): an upstream that
+ * streams without end, or announces a TiB, must not fill the disk (adversarial testing). Layers of
+ * large images (CUDA, ML frameworks) reach a few GiB.
+ */
+export const DEFAULT_MAX_BLOB_BYTES = 8 * 1024 * 1024 * 1024;
+
 /** How long a stored blob's finished fetch is still joined (see blob()). */
 const FINISHED_FLIGHT_MS = 10_000;
 export interface PullThroughDeps {
-  projects: Pick<ProjectStore, 'find'>;
+  projects: Pick<ProjectStore, 'find' | 'usage'>;
   metadata: MetadataStore;
   blobs: Blobs;
   signatures: Pick<Signatures, 'accept' | 'list'>;
@@ -43,6 +51,8 @@ export interface PullThroughDeps {
    * (server/quota.ts): content fetched into a mirror counts as a push would.
    */
   checkQuota: (repository: string, digest: string, size: number) => Promise<void>;
+  /** The most bytes of one blob fetched into a project without a quota (default DEFAULT_MAX_BLOB_BYTES). */
+  maxBlobBytes?: number;
 }
 
 /** A repository of a mirror project, with the upstream it comes from. */
@@ -60,8 +70,11 @@ export interface PullThrough {
   target(repository: string): Promise<MirrorTarget | undefined>;
   /** The manifest a tag or digest names, fetched when missing or (a tag) due for a check. */
   manifest(target: MirrorTarget, reference: string, log: Logger): Promise<ManifestRecord | undefined>;
-  /** Starts, or joins, the upstream fetch of a blob. */
-  blob(target: MirrorTarget, digest: ParsedDigest): BlobFlight;
+  /**
+   * Starts, or joins, the upstream fetch of a blob; `size` is what a descriptor says it is (the
+   * upstream must send exactly that), else a ceiling applies (see ceiling()).
+   */
+  blob(target: MirrorTarget, digest: ParsedDigest, size?: number): BlobFlight;
   /** The size of a blob the upstream holds (HEAD), undefined when it has none. */
   blobSize(target: MirrorTarget, digest: ParsedDigest): Promise<number | undefined>;
   /** Fetches the upstream's signatures of a manifest held here. */
@@ -83,6 +96,7 @@ function parseUpstreamManifest(target: MirrorTarget, content: Buffer, mediaType:
 
 export function createPullThrough(deps: PullThroughDeps): PullThrough {
   const { projects, metadata, blobs } = deps;
+  const maxBlobBytes = deps.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
   const upstreams = new Map<string, { key: string; upstream: Upstream }>();
   /** When each tag was last confirmed with the upstream. */
   const checked = createLru<string, number>(100_000);
@@ -125,29 +139,55 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     }
   }
 
-  function blob(target: MirrorTarget, digest: ParsedDigest): BlobFlight {
+  /**
+   * The most bytes a blob may have here: what is left of the project's quota when it has one (a
+   * larger blob could not be linked anyway), else the registry's limit.
+   */
+  async function ceiling(target: MirrorTarget, digest: string): Promise<{ bytes: number; why: string; quota: boolean }> {
+    const project = await projects.find(target.project);
+    if (project && project.quotaBytes !== null) {
+      const { usedBytes, linked } = await projects.usage(project.name, digest);
+      // Held elsewhere in the project, it adds nothing (server/quota.ts); still no more than the quota.
+      const left = linked ? project.quotaBytes : Math.max(project.quotaBytes - usedBytes, 0);
+      return { bytes: left, why: `the ${left} bytes left in project ${project.name}'s quota`, quota: true };
+    }
+    return { bytes: maxBlobBytes, why: `the ${maxBlobBytes} bytes this registry fetches for one blob`, quota: false };
+  }
+
+  function blob(target: MirrorTarget, digest: ParsedDigest, size?: number): BlobFlight {
     const key = `${target.repository}\u0000${digest.digest}`;
     const running = blobFlights.get(key);
     if (running) return running;
+    const upstreamUrl = target.upstream.url;
     const flight = startBlobFlight({
       digest,
       start: async () => {
+        const max = await ceiling(target, digest.digest);
         const found = await target.upstream.blob(target.path, digest.digest);
         if (!found) return { kind: 'missing' };
-        // Over quota: every pull waiting on this fetch is refused (403 DENIED, as Harbor refuses a
-        // proxy cache pull that would exceed its project's quota) before a byte is sent or stored.
-        if (found.size !== undefined) {
-          await deps.checkQuota(target.repository, digest.digest, found.size).catch((err: unknown) => {
-            found.body.destroy();
-            throw err;
-          });
+        try {
+          // A descriptor's size is what the blob is: an upstream announcing another is not sending it.
+          if (size !== undefined && found.size !== undefined && found.size !== size) {
+            throw new UpstreamError(upstreamUrl, `announced ${found.size} bytes for blob ${digest.digest}, whose descriptor says ${size}`);
+          }
+          const announced = found.size ?? size;
+          // Over quota: every pull waiting on this fetch is refused (403 DENIED, as Harbor refuses a
+          // proxy cache pull that would exceed its project's quota) before a byte is sent or stored.
+          if (announced !== undefined && max.quota) await deps.checkQuota(target.repository, digest.digest, announced);
+          else if (announced !== undefined && announced > max.bytes) {
+            throw new UpstreamError(upstreamUrl, `announced ${announced} bytes for blob ${digest.digest}, more than ${max.why}`);
+          }
+          return { kind: 'found', size: announced, body: found.body, max };
+        } catch (err) {
+          found.body.destroy();
+          throw err;
         }
-        return { kind: 'found', size: found.size, body: found.body };
       },
       store: (body, size, onHashed) => storeBlob(target.repository, digest, body, size, onHashed),
       retire: () => {
         if (blobFlights.get(key) === flight) blobFlights.delete(key);
       },
+      fault: (reason) => new UpstreamError(upstreamUrl, reason),
     });
     blobFlights.set(key, flight);
     void flight.done.then(
@@ -167,7 +207,11 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
       (err: unknown) => {
         if (blobFlights.get(key) === flight) blobFlights.delete(key);
         // Clients that were sent the bytes do not see a storage failure after the bytes matched.
-        deps.log.warn({ err, repository: target.repository, digest: digest.digest }, 'failed to fetch and store a blob from the upstream');
+        // Logged once here, with the upstream to blame; the clients it cut are not (server/app.ts).
+        deps.log.warn(
+          { err, repository: target.repository, digest: digest.digest, upstream: upstreamUrl },
+          'failed to fetch and store a blob from the upstream',
+        );
       },
     );
     return flight;
@@ -189,7 +233,9 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
       const digest = parseDigest(ref.digest);
       if (!digest || ref.size > ARTIFACT_BLOB_LIMIT)
         throw new UpstreamError(target.upstream.url, `${reference} names a blob this mirror does not copy`);
-      const flight = blob(target, digest);
+      // Its size said: an upstream sending more is cut there (a `.sig` layer of 100 bytes that
+      // streamed without end held the manifest GET and filled the disk; adversarial testing).
+      const flight = blob(target, digest, ref.size);
       if ((await flight.done) === 'missing')
         throw new UpstreamError(target.upstream.url, `${reference} names blob ${ref.digest}, which it does not hold`);
     }

@@ -21,6 +21,7 @@ import type { Dispatcher } from 'undici';
 import { digestOf, parseDigest } from '../storage/digest.js';
 import { DomainError, tlsTrustCode, TRUST_CA_HINT } from '../storage/errors.js';
 import { isValidTag } from '../storage/oci-grammar.js';
+import { InternalAddressError, isInternalHost, publicOnlyConnector } from './internal-address.js';
 
 export class UpstreamUnavailableError extends DomainError {
   readonly kind = 'upstream-unavailable';
@@ -66,6 +67,19 @@ export interface UpstreamBlob {
   body: Readable;
 }
 
+export interface TagListing {
+  tags: string[];
+  /** Why the listing was not read to its end (too many tags or pages); undefined when it was. */
+  stopped?: string;
+}
+
+/**
+ * Pages of a tag list read at most (a page is at most TAG_PAGE_LIMIT bytes): 1000 pages of 1000
+ * tags hold any real repository; an upstream whose next links never end is not followed forever.
+ */
+const MAX_TAG_PAGES = 1000;
+const TAG_PAGE_LIMIT = 16 * 1024 * 1024;
+
 export const MANIFEST_ACCEPT = [
   'application/vnd.oci.image.manifest.v1+json',
   'application/vnd.oci.image.index.v1+json',
@@ -86,7 +100,11 @@ export interface Upstream {
   blob(path: string, digest: string): Promise<UpstreamBlob | undefined>;
   /** A blob's size (HEAD), undefined when the upstream does not have it. */
   blobSize(path: string, digest: string): Promise<number | undefined>;
-  tags(path: string): Promise<string[]>;
+  /**
+   * The tags of `path` that `keep` accepts (all by default), read page by page (Link rel="next"),
+   * at most `max` of them; `stopped` says why the listing ended before its last page.
+   */
+  tags(path: string, options?: { keep?: (tag: string) => boolean; max?: number }): Promise<TagListing>;
   /** Whether `GET /v2/` advertises the signature API extension (X-Registry-Supports-Signatures: 1). */
   supportsSignatureExtension(): Promise<boolean>;
   /** A GET of a URL outside the registry API (a lookaside), with no registry credentials. */
@@ -161,12 +179,23 @@ async function readJson(res: Answer, limit: number, upstream: string, what: stri
  * the proxy, as Go's transport sends them (proxies often allow CONNECT to port 443 only). The
  * settings are read once, with the first request.
  */
-let client: Promise<{ request: typeof import('undici').request; dispatcher: Dispatcher }> | undefined;
+let client:
+  | Promise<{
+      request: typeof import('undici').request;
+      /** For upstreams on an internal address (loopback, the LAN): they may send us anywhere. */
+      dispatcher: Dispatcher;
+      /** For public upstreams: no connection to an internal address, redirects included (internal-address.ts). */
+      publicOnly: Dispatcher;
+    }>
+  | undefined;
 function undiciClient(): NonNullable<typeof client> {
-  return (client ??= import('undici').then(({ EnvHttpProxyAgent, interceptors, request }) => ({
-    request,
-    dispatcher: new EnvHttpProxyAgent({ proxyTunnel: false, noProxy: noProxy() }).compose(interceptors.redirect({ maxRedirections: 5 })),
-  })));
+  return (client ??= import('undici').then(({ EnvHttpProxyAgent, buildConnector, interceptors, request }) => {
+    const agent = (connect?: ReturnType<typeof buildConnector>): Dispatcher =>
+      new EnvHttpProxyAgent({ proxyTunnel: false, noProxy: noProxy(), ...(connect ? { connect } : {}) }).compose(
+        interceptors.redirect({ maxRedirections: 5 }),
+      );
+    return { request, dispatcher: agent(), publicOnly: agent(publicOnlyConnector(buildConnector)) };
+  }));
 }
 
 /** NO_PROXY, and loopback, which Go's http.ProxyFromEnvironment never sends to a proxy either. */
@@ -196,6 +225,16 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   /** What to send for a scope: a token, or Basic credentials, as the last challenge asked. */
   const authorization = new Map<string, { header: string; expires: number }>();
   let extension: Promise<boolean> | undefined;
+  /**
+   * Whether the upstream is on an internal address itself, looked up again once a minute (not at
+   * every request: a cold pull makes dozens). A public name that moves into private space meanwhile
+   * is still refused at connection time by the public-only dispatcher.
+   */
+  let internal: { until: number; answer: Promise<boolean> } | undefined;
+  const isInternal = (): Promise<boolean> => {
+    if (!internal || internal.until < Date.now()) internal = { until: Date.now() + 60_000, answer: isInternalHost(base.hostname) };
+    return internal.answer;
+  };
 
   const upstreamPath = (path: string): string => (namespace ? `${namespace}/${path}` : path);
 
@@ -209,12 +248,13 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     const timeout = setTimeout(() => timer.abort(new Error(`no answer within ${options.timeoutMs / 1000} s`)), options.timeoutMs);
     timeout.unref();
     try {
-      const { request: undiciRequest, dispatcher } = await undiciClient();
+      const { request: undiciRequest, dispatcher, publicOnly } = await undiciClient();
       const res = await undiciRequest(url, {
         method: init.method ?? 'GET',
         headers: init.headers ?? {},
         signal: timer.signal,
-        dispatcher,
+        // A public upstream may not send us to an internal address (a redirect, a realm, a lookaside).
+        dispatcher: (await isInternal()) ? dispatcher : publicOnly,
         // The headers are timed above; a streamed body's reads here.
         bodyTimeout: options.timeoutMs,
       });
@@ -229,6 +269,9 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       };
     } catch (err) {
       clearTimeout(timeout);
+      // Where the upstream sent us is its doing, not an outage: 502, not 503 with the cache.
+      const refused = err instanceof InternalAddressError ? err : (err as { cause?: unknown }).cause;
+      if (refused instanceof InternalAddressError) throw new UpstreamError(label, `${refused.message} (from ${url})`);
       throw new UpstreamUnavailableError(label, timer.signal.aborted ? (timer.signal.reason as Error).message : reason(err));
     }
   }
@@ -337,20 +380,28 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       return length === undefined ? undefined : Number(length);
     },
 
-    async tags(path) {
-      const all: string[] = [];
+    async tags(path, { keep = () => true, max = Number.MAX_SAFE_INTEGER } = {}) {
+      // Filtered page by page, a page dropped once read: a hostile upstream sending 16 MiB pages of
+      // tags with endless next links ran the registry out of heap when every page was kept
+      // (adversarial testing).
+      const kept: string[] = [];
       let next: string | undefined = `/v2/${upstreamPath(path)}/tags/list?n=1000`;
-      for (let pages = 0; next && pages < 1000; pages += 1) {
+      for (let pages = 0; next; pages += 1) {
+        if (pages === MAX_TAG_PAGES) return { tags: kept, stopped: `the upstream's tag list has more than ${MAX_TAG_PAGES} pages` };
         const res = await request(next, scopeOf(path));
-        if (await notFound(res, `tags of ${path}`)) return all;
-        const body = (await readJson(res, 16 * 1024 * 1024, label, `the tag list of ${path}`)) as { tags?: unknown } | null;
+        if (await notFound(res, `tags of ${path}`)) return { tags: kept };
+        const body = (await readJson(res, TAG_PAGE_LIMIT, label, `the tag list of ${path}`)) as { tags?: unknown } | null;
         // Only names the tag grammar allows: a mirror run stores each tag it copies, and a hostile
         // upstream's `a","b` or 4 KB name is nothing a client could have pushed here.
-        if (Array.isArray(body?.tags)) all.push(...body.tags.filter((t): t is string => typeof t === 'string' && isValidTag(t)));
+        for (const tag of Array.isArray(body?.tags) ? (body.tags as unknown[]) : []) {
+          if (typeof tag !== 'string' || !isValidTag(tag) || !keep(tag)) continue;
+          if (kept.length === max) return { tags: kept, stopped: `more than ${max} tags match` };
+          kept.push(tag);
+        }
         const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.header('link') ?? '');
         next = link ? new URL(link[1]!, origin).pathname + new URL(link[1]!, origin).search : undefined;
       }
-      return all;
+      return { tags: kept };
     },
 
     supportsSignatureExtension() {

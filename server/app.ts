@@ -6,7 +6,8 @@ import { ANONYMOUS, type Principal } from '../auth/authorize.js';
 import { createClientAddress, createProxyCheck } from './client-address.js';
 import { setHeaders, type Ctx, type RegistryDeps, type RequestState } from './context.js';
 import type { Logger } from './logging.js';
-import { DependencyUnavailableError, FileSystemRefusalError, StorageFullError } from '../storage/errors.js';
+import { DependencyUnavailableError, DigestMismatchError, FileSystemRefusalError, StorageFullError } from '../storage/errors.js';
+import { UpstreamError, UpstreamUnavailableError } from '../mirror/upstream.js';
 import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
 import { observeRequest } from './metrics.js';
 import { CONSOLE_HEADER, createSessionAuthentication, sessionCookieOf } from './console-session.js';
@@ -77,6 +78,9 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     if (err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_PREMATURE_CLOSE' || err.name === 'AbortError') return;
     // The storage went away mid-body: logged once as an outage (server/availability.ts).
     if (err instanceof DependencyUnavailableError) return;
+    // A mirror's upstream sent bytes that are not the blob (a wrong digest, too many bytes): its
+    // fault, logged once at warn by the fetch (mirror/pull-through.ts), not per client cut off.
+    if (err instanceof DigestMismatchError || err instanceof UpstreamError || err instanceof UpstreamUnavailableError) return;
     deps.log.error({ err }, 'response stream failed');
   });
 

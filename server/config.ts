@@ -305,6 +305,16 @@ export const configSchema = z.object({
       tagttl: duration.default(300),
       /** How long a request to an upstream may wait for its answer. */
       timeout: duration.refine((s) => s > 0, 'must be more than 0').default(30),
+      /**
+       * The most bytes a mirror stores of a blob fetched by digest alone (no descriptor gives its
+       * size) in a project without a quota: an upstream that streams without end must not fill
+       * the disk (adversarial testing).
+       */
+      maxblobsize: z.coerce
+        .number()
+        .int()
+        .min(MiB, 'must be at least 1 MiB (1048576)')
+        .default(8 * 1024 * MiB),
     })
     .prefault({}),
   cache: z

@@ -179,6 +179,7 @@ export async function createRegistry(
     log,
     tagTtlMs: config.proxy.tagttl * 1000,
     timeoutMs: config.proxy.timeout * 1000,
+    maxBlobBytes: config.proxy.maxblobsize,
     checkQuota: createQuotaCheck(projects),
   });
   const deps: RegistryDeps = {

@@ -272,6 +272,19 @@ test('dependency timeouts: Go durations, defaults, and more than zero', (t) => {
   ]);
 });
 
+test('the mirror blob limit: 8 GiB by default, set in bytes, at least 1 MiB', (t) => {
+  t.is(loadConfig({ env: {} }).proxy.maxblobsize, 8 * 1024 * 1024 * 1024);
+  t.is(loadConfig({ env: { REGISTRY_PROXY_MAXBLOBSIZE: '1073741824' } }).proxy.maxblobsize, 1073741824);
+  for (const value of ['1000', 'lots', '-5']) {
+    const err = t.throws(() => loadConfig({ env: { REGISTRY_PROXY_MAXBLOBSIZE: value } }), { instanceOf: ConfigError });
+    t.deepEqual(
+      err?.problems.map((p) => p.split(':')[0]),
+      ['REGISTRY_PROXY_MAXBLOBSIZE'],
+      value,
+    );
+  }
+});
+
 test('S3 storage: a YAML storage.s3 section wins over a filesystem root set beside it', async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'signet-config-'));
   const file = path.join(dir, 'config.yml');

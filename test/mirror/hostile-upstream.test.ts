@@ -1,0 +1,263 @@
+// A mirror project in front of a hostile upstream (a small HTTP server of the test's own), as an
+// adversarial tester ran it: a blob that streams without end (or announces a TiB) fills no disk,
+// whether a client asked for it by digest or the mirror copies a cosign `.sig` whose layer says
+// 100 bytes; a tag list of endless pages does not hold the heap; bytes that are not their digest
+// are the upstream's fault, logged once at warn, not at error per client cut off.
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import { createUpstream } from '../../mirror/upstream.js';
+import type { MirrorRunReport } from '../../mirror/mirror-run.js';
+import { captureLog, type CapturedLog } from '../helpers/log-capture.js';
+import { createClient } from '../helpers/oci-client.js';
+import { blobOf, imageOf, OCI_LAYER, OCI_MANIFEST, type Image } from '../helpers/oci-layout.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { until, withinSeconds } from '../helpers/wait.js';
+
+const sha = (data: Buffer | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+/** A layer digest the hostile upstream answers with bytes without end. */
+const ENDLESS = `sha256:${'ab'.repeat(32)}`;
+
+interface Hostile {
+  url: string;
+  /** A valid image (its blobs are served), tagged v1 in every repository. */
+  image: Image;
+  /** Endless blob bodies: bytes sent so far, and whether the connection closed. */
+  streams: { sent: number; closed: boolean }[];
+  /** Tag list pages served. */
+  pages: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The repository's first segment says how it misbehaves: `endless` (blob GETs of any digest stream
+ * without Content-Length, without end), `huge` (the same, announcing 1 TiB), `sigbomb` (every
+ * cosign `.sig` tag is a manifest whose one layer says 100 bytes and streams without end), `liar`
+ * (any blob is the same wrong bytes), `bigtags` (tag list pages of `tagsPerPage` tags, each with a
+ * next link).
+ */
+async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
+  const layer = blobOf(Buffer.from('hello layer bytes\n'.repeat(10)), OCI_LAYER);
+  const image = imageOf({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }, [layer], {
+    os: 'linux',
+    architecture: 'amd64',
+  });
+  const sigImage = imageOf({}, [{ ...layer, digest: ENDLESS, size: 100 }], { os: 'linux', architecture: 'amd64' });
+  const sig = sigImage.manifest;
+  const blobs = new Map([image.config, ...image.layers, sigImage.config].map((b) => [b.digest, b.data]));
+  const hostile: Hostile = { url: '', image, streams: [], pages: 0, close: async () => undefined };
+  const endless = (res: http.ServerResponse, length?: number): void => {
+    const stream = { sent: 0, closed: false };
+    hostile.streams.push(stream);
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', ...(length ? { 'Content-Length': length } : {}) });
+    const chunk = Buffer.alloc(256 * 1024, 7);
+    const pump = (): void => {
+      while (!stream.closed && res.write(chunk)) stream.sent += chunk.length;
+    };
+    res.on('drain', pump);
+    res.on('close', () => (stream.closed = true));
+    pump();
+  };
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/v2/') return void res.end('{}');
+    const m = /^\/v2\/(.+)\/(manifests|blobs|tags)\/(.+)$/.exec(url.pathname);
+    if (!m) return void res.writeHead(404).end();
+    const [, repository, kind, reference] = m as unknown as [string, string, string, string];
+    const mode = repository.split('/')[0];
+    if (kind === 'tags') {
+      if (mode !== 'bigtags') return void res.end(JSON.stringify({ name: repository, tags: ['v1'] }));
+      const page = Number(url.searchParams.get('page') ?? 0);
+      hostile.pages += 1;
+      const tags = Array.from({ length: tagsPerPage }, (_, i) => `p${page}-${String(i).padStart(6, '0')}`.padEnd(100, 'x'));
+      res.writeHead(200, {
+        'Content-Type': 'application/json',
+        Link: `</v2/${repository}/tags/list?n=1000&page=${page + 1}>; rel="next"`,
+      });
+      return void res.end(JSON.stringify({ name: repository, tags }));
+    }
+    if (kind === 'manifests') {
+      const body =
+        reference === 'v1' || reference === image.manifest.digest
+          ? image.manifest.data
+          : mode === 'sigbomb' && reference.endsWith('.sig')
+            ? sig.data
+            : undefined;
+      if (!body) return void res.writeHead(404).end();
+      res.writeHead(200, { 'Content-Type': OCI_MANIFEST, 'Docker-Content-Digest': sha(body), 'Content-Length': body.length });
+      return void res.end(req.method === 'HEAD' ? undefined : body);
+    }
+    if (mode === 'endless' || (mode === 'sigbomb' && reference === ENDLESS)) return endless(res);
+    if (mode === 'huge') return endless(res, 1024 ** 4);
+    const data = mode === 'liar' ? layer.data : blobs.get(reference);
+    if (!data) return void res.writeHead(404).end();
+    res.writeHead(200, { 'Content-Length': data.length });
+    res.end(req.method === 'HEAD' ? undefined : data);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  hostile.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  hostile.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return hostile;
+}
+
+interface Context {
+  signet: TestRegistry;
+  logs: CapturedLog;
+}
+const test = anyTest as TestFn<Context>;
+type T = ExecutionContext<Context>;
+
+test.before(async (t) => {
+  t.context.logs = captureLog('info');
+  t.context.signet = await startTestRegistry({
+    env: { REGISTRY_PROXY_TIMEOUT: '5', REGISTRY_PROXY_MAXBLOBSIZE: String(64 * 1024 * 1024) },
+    log: t.context.logs.log,
+  });
+});
+test.after.always(async (t) => {
+  await t.context.signet?.close();
+});
+
+let projects = 0;
+/** A public mirror project of the hostile upstream, with a quota when given. */
+async function mirrorOf(t: T, hostile: Hostile, quotaBytes?: number): Promise<string> {
+  const name = `hostile${++projects}`;
+  const res = await fetch(`${t.context.signet.url}/api/v1/projects`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name, public: true, mirror: { upstream: hostile.url } }),
+  });
+  t.is(res.status, 201, await res.clone().text());
+  if (quotaBytes !== undefined) {
+    const set = await fetch(`${t.context.signet.url}/api/v1/projects/${name}`, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ quotaBytes }),
+    });
+    t.is(set.status, 200, await set.clone().text());
+  }
+  return name;
+}
+
+/** A GET's status (0: no answer) and how many body bytes arrived before it ended, broke or `seconds` passed. */
+async function pull(url: string, seconds = 20): Promise<{ status: number; bytes: number; complete: boolean; body: string }> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(seconds * 1000) }).catch(() => undefined);
+  if (!res) return { status: 0, bytes: 0, complete: false, body: '' };
+  let bytes = 0;
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      bytes += chunk.length;
+      if (chunks.length < 4) chunks.push(Buffer.from(chunk));
+    }
+    return { status: res.status, bytes, complete: true, body: Buffer.concat(chunks).toString() };
+  } catch {
+    return { status: res.status, bytes, complete: false, body: Buffer.concat(chunks).toString() };
+  }
+}
+
+test.serial('a blob streamed without end is cut at what is left of the quota, and nothing of it is stored', async (t) => {
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const project = await mirrorOf(t, hostile, 4 * 1024 * 1024);
+  const got = await pull(`${t.context.signet.url}/v2/${project}/endless/app/blobs/${ENDLESS}`);
+  t.false(got.complete && got.status === 200, `${got.status}, ${got.bytes} bytes`);
+  t.true(got.bytes <= 4 * 1024 * 1024, `${got.bytes} bytes sent to the client`);
+  // The registry stopped reading: the upstream's connection is closed, a few MiB past the quota at most.
+  t.true(await until(() => hostile.streams.every((s) => s.closed), 15_000), JSON.stringify(hostile.streams));
+  t.true(hostile.streams[0]!.sent < 64 * 1024 * 1024, `${hostile.streams[0]!.sent} bytes sent by the upstream`);
+  t.is(await t.context.signet.registry.deps.metadata.blobs.find(`${project}/endless/app`, ENDLESS), undefined);
+});
+
+test.serial('a blob announcing more than the mirror blob limit is refused before a byte is read', async (t) => {
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const project = await mirrorOf(t, hostile);
+  const got = await pull(`${t.context.signet.url}/v2/${project}/huge/app/blobs/${ENDLESS}`);
+  t.is(got.status, 502, `${got.bytes} bytes`);
+  const body = JSON.parse(got.body) as { errors: { code: string; message: string }[] };
+  t.is(body.errors[0]?.code, 'UPSTREAM_FAILED');
+  t.regex(
+    body.errors[0]?.message ?? '',
+    /announced 1099511627776 bytes for blob sha256:abab.*, more than the 67108864 bytes this registry fetches/,
+  );
+  t.true(await until(() => hostile.streams.every((s) => s.closed), 15_000));
+});
+
+test.serial('a cosign .sig whose layer says 100 bytes but streams without end is cut there; the pull is answered', async (t) => {
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const project = await mirrorOf(t, hostile);
+  const res = await withinSeconds(20, createClient(t.context.signet.url).getManifest(`${project}/sigbomb/app`, 'v1'));
+  t.is(res.status, 200);
+  t.is(res.headers.get('docker-content-digest'), hostile.image.manifest.digest);
+  t.true(hostile.streams.length >= 1, 'the .sig layer was asked for');
+  t.true(await until(() => hostile.streams.every((s) => s.closed), 15_000), JSON.stringify(hostile.streams));
+  const { metadata } = t.context.signet.registry.deps;
+  t.is(await metadata.blobs.find(`${project}/sigbomb/app`, ENDLESS), undefined);
+  const sigTag = `${hostile.image.manifest.digest.replace(':', '-')}.sig`;
+  t.is(await metadata.tags.find(`${project}/sigbomb/app`, sigTag), undefined, 'the .sig was not copied');
+  t.true(
+    t.context.logs
+      .withMessage('could not copy the upstream cosign signature')
+      .some((l) => /more than the 100 bytes/.test(String(l.reason))),
+  );
+});
+
+test.serial('a mirror run reads a tag list of endless pages page by page, and says where it stopped', async (t) => {
+  const hostile = await startHostile(200);
+  t.teardown(() => hostile.close());
+  const project = await mirrorOf(t, hostile);
+  const res = await fetch(`${t.context.signet.url}/api/v1/projects/${project}/mirror/run`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ repository: 'bigtags/app', tags: 'p1-000000*' }),
+  });
+  t.is(res.status, 200);
+  const lines = (await withinSeconds(120, res.text()))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { report?: MirrorRunReport });
+  const report = lines.at(-1)?.report;
+  t.truthy(report, JSON.stringify(lines.at(-1)));
+  t.is(report!.matched, 1);
+  t.regex(report!.stopped ?? '', /more than 1000 pages/);
+  t.is(hostile.pages, 1000);
+});
+
+test('the upstream client keeps only the matching tags, and stops at the most it may keep', async (t) => {
+  const hostile = await startHostile(1000);
+  t.teardown(() => hostile.close());
+  const upstream = createUpstream({ url: hostile.url, timeoutMs: 5000 });
+  const listing = await upstream.tags('bigtags/app', { keep: (tag) => !tag.startsWith('p0-'), max: 2500 });
+  t.is(listing.tags.length, 2500);
+  t.true(listing.tags.every((tag) => !tag.startsWith('p0-')));
+  t.regex(listing.stopped ?? '', /more than 2500 tags match/);
+  t.is(hostile.pages, 4, 'no page read past the one that filled it');
+});
+
+test.serial("an upstream blob that does not match its digest is the upstream's fault: one warning, no error", async (t) => {
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const project = await mirrorOf(t, hostile);
+  const wrong = sha('not what the upstream sends');
+  const got = await pull(`${t.context.signet.url}/v2/${project}/liar/app/blobs/${wrong}`);
+  t.false(got.complete && got.status === 200, 'the client is cut off');
+  t.is(await t.context.signet.registry.deps.metadata.blobs.find(`${project}/liar/app`, wrong), undefined);
+  const { lines } = t.context.logs;
+  const mine = (l: Record<string, unknown>): boolean => JSON.stringify(l).includes(wrong);
+  t.true(await until(() => lines.some((l) => mine(l) && l.level === 40), 5000), 'a warning names the digest');
+  const warning = lines.find((l) => mine(l) && l.level === 40)!;
+  t.is(warning.upstream, hostile.url);
+  t.deepEqual(
+    lines.filter((l) => mine(l) && Number(l.level) >= 50),
+    [],
+    'nothing at error level',
+  );
+});
