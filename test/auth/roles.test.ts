@@ -315,7 +315,8 @@ test('API errors use the registry error shape', async (t) => {
   t.is(anon.status, 401);
 });
 
-test('with autocreate, the first push creates the project and makes the pusher its admin', async (t) => {
+/** A registry of the same users where a push into a missing project creates it (closed with `t`). */
+async function autocreateRegistry(t: { teardown(fn: () => Promise<void>): void }): Promise<TestRegistry> {
   const auto = await startTestRegistry({
     env: {
       REGISTRY_AUTH: 'htpasswd',
@@ -325,6 +326,11 @@ test('with autocreate, the first push creates the project and makes the pusher i
     },
   });
   t.teardown(() => auto.close());
+  return auto;
+}
+
+test('with autocreate, the first push creates the project and makes the pusher its admin', async (t) => {
+  const auto = await autocreateRegistry(t);
   const dev = createClient(auto.url, { Authorization: basic('dev', USERS.dev) });
   t.is((await dev.pushImage('devproj/app', makeImage({ layers: 1 }), 'v1')).status, 201);
   const project = (await (await dev.request('/api/v1/projects/devproj')).json()) as {
@@ -346,15 +352,7 @@ test("a deleted project's name, taken again, brings back none of its layers or h
   // Found by adversarial testing: the emptied repositories kept their blob links, and the audit
   // log is kept by project name, so whoever next created the name (here by autocreate, on any
   // push) read the old project's layers by digest and its members and robots in the audit log.
-  const auto = await startTestRegistry({
-    env: {
-      REGISTRY_AUTH: 'htpasswd',
-      REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'),
-      REGISTRY_PROJECTS_AUTOCREATE: 'true',
-      REGISTRY_AUTH_ADMINS: 'root',
-    },
-  });
-  t.teardown(() => auto.close());
+  const auto = await autocreateRegistry(t);
   const alice = createClient(auto.url, { Authorization: basic('alice', USERS.alice) });
   const outsider = createClient(auto.url, { Authorization: basic('outsider', USERS.outsider) });
   const secret = makeImage({ layers: 1 });

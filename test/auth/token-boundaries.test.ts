@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { basic, createProject, replaceHtpasswd, writeHtpasswd } from '../helpers/auth.js';
+import { basic, createProject, replaceHtpasswd, writeHtpasswd, type TokenAnswer } from '../helpers/auth.js';
 import { createClient, type OciErrorBody } from '../helpers/oci-client.js';
 import { makeImage } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -23,13 +23,6 @@ const USERS: Record<string, string> = {
 let registry: TestRegistry;
 let dir: string;
 let htpasswd: string;
-
-interface TokenAnswer {
-  token: string;
-  access_token: string;
-  refresh_token?: string;
-  scope?: string;
-}
 
 const as = (user: string) => createClient(registry.url, { Authorization: basic(user, USERS[user]!) });
 const bearer = (token: string, url = registry.url) => createClient(url, { Authorization: `Bearer ${token}` });

@@ -6,7 +6,7 @@ import path from 'node:path';
 import test from 'ava';
 import fc from 'fast-check';
 import { generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
-import { basic, replaceHtpasswd, writeHtpasswd } from '../helpers/auth.js';
+import { basic, replaceHtpasswd, writeHtpasswd, type TokenAnswer } from '../helpers/auth.js';
 import { createClient } from '../helpers/oci-client.js';
 import { makeImage } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -32,15 +32,6 @@ const USERS: Record<string, string> = {
 let registry: TestRegistry;
 let dir: string;
 let htpasswd: string;
-
-interface TokenAnswer {
-  token: string;
-  access_token: string;
-  expires_in: number;
-  issued_at: string;
-  refresh_token?: string;
-  scope?: string;
-}
 
 const bearer = (token: string) => createClient(registry.url, { Authorization: `Bearer ${token}` });
 const claims = (token: string) =>

@@ -56,3 +56,13 @@ export async function createProject(
     if (res.status !== 200 && res.status !== 201) throw new Error(`${user} as ${role} in ${name}: ${res.status} ${await res.text()}`);
   }
 }
+
+/** What the token service answers (distribution's token spec, with OAuth2's field names). */
+export interface TokenAnswer {
+  token: string;
+  access_token: string;
+  expires_in: number;
+  issued_at: string;
+  refresh_token?: string;
+  scope?: string;
+}
