@@ -58,21 +58,21 @@ const MAIN = path.resolve('server/main.ts');
 /**
  * Resolves once the server listens; its embedded database may still be starting then (requests
  * that need it wait). `seed: false` leaves an empty data directory to the registry's own initdb.
- * `main`: a built server/main.js to run instead of the sources. `user`: the uid and gid to run it as
- * (when the tests run as root), for what root's privileges would hide, such as unreadable files.
+ * `main`: a built server/main.js to run instead of the sources. `wrapper`: a command node is run
+ * under, which execs it (setpriv dropping root's capabilities, for what they would hide).
  */
 export async function startServerProcess(
   env: Record<string, string>,
   timeoutMs = 120_000,
-  options: { seed?: boolean; main?: string; user?: { uid: number; gid: number } } = {},
+  options: { seed?: boolean; main?: string; wrapper?: string[] } = {},
 ): Promise<ServerProcess> {
   // An empty embedded data directory gets a ready-made cluster (see pglite-template.ts).
   if (options.seed !== false) await seedEmbeddedDatabase(env);
   const command = options.main ? [options.main, 'serve'] : ['--import', 'tsx', MAIN, 'serve'];
-  const child = spawn(process.execPath, command, {
+  const [file, ...args] = [...(options.wrapper ?? []), process.execPath, ...command];
+  const child = spawn(file!, args, {
     env: { ...process.env, REGISTRY_HTTP_ADDR: '127.0.0.1:0', REGISTRY_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-    ...options.user,
   });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
