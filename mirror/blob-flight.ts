@@ -26,10 +26,11 @@ import { DigestMismatchError } from '../storage/errors.js';
 
 export type FlightStart =
   | { kind: 'missing' }
+  /** What the bytes must add up to (a descriptor's size, or the upstream's Content-Length). */
+  | { kind: 'found'; size: number; body: Readable }
   | {
       kind: 'found';
-      /** What the bytes must add up to (a descriptor's size, or the upstream's Content-Length). */
-      size: number | undefined;
+      size: undefined;
       body: Readable;
       /**
        * Without a size, the most bytes that may arrive, and why (`more than <why>`): an upstream

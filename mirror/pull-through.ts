@@ -97,6 +97,7 @@ function parseUpstreamManifest(target: MirrorTarget, content: Buffer, mediaType:
 export function createPullThrough(deps: PullThroughDeps): PullThrough {
   const { projects, metadata, blobs } = deps;
   const maxBlobBytes = deps.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
+  const limitWhy = `the ${maxBlobBytes} bytes this registry fetches for one blob`;
   const upstreams = new Map<string, { key: string; upstream: Upstream }>();
   /** When each tag was last confirmed with the upstream. */
   const checked = createLru<string, number>(100_000);
@@ -143,15 +144,15 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
    * The most bytes a blob may have here: what is left of the project's quota when it has one (a
    * larger blob could not be linked anyway), else the registry's limit.
    */
-  async function ceiling(target: MirrorTarget, digest: string): Promise<{ bytes: number; why: string; quota: boolean }> {
+  async function ceiling(target: MirrorTarget, digest: string): Promise<{ bytes: number; why: string }> {
     const project = await projects.find(target.project);
     if (project && project.quotaBytes !== null) {
       const { usedBytes, linked } = await projects.usage(project.name, digest);
       // Held elsewhere in the project, it adds nothing (server/quota.ts); still no more than the quota.
       const left = linked ? project.quotaBytes : Math.max(project.quotaBytes - usedBytes, 0);
-      return { bytes: left, why: `the ${left} bytes left in project ${project.name}'s quota`, quota: true };
+      return { bytes: left, why: `the ${left} bytes left in project ${project.name}'s quota` };
     }
-    return { bytes: maxBlobBytes, why: `the ${maxBlobBytes} bytes this registry fetches for one blob`, quota: false };
+    return { bytes: maxBlobBytes, why: limitWhy };
   }
 
   function blob(target: MirrorTarget, digest: ParsedDigest, size?: number): BlobFlight {
@@ -162,7 +163,6 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     const flight = startBlobFlight({
       digest,
       start: async () => {
-        const max = await ceiling(target, digest.digest);
         const found = await target.upstream.blob(target.path, digest.digest);
         if (!found) return { kind: 'missing' };
         try {
@@ -171,13 +171,17 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
             throw new UpstreamError(upstreamUrl, `announced ${found.size} bytes for blob ${digest.digest}, whose descriptor says ${size}`);
           }
           const announced = found.size ?? size;
+          // No size said: the ceiling bounds what may arrive (the quota's figures are read once, here).
+          if (announced === undefined)
+            return { kind: 'found', size: undefined, body: found.body, max: await ceiling(target, digest.digest) };
           // Over quota: every pull waiting on this fetch is refused (403 DENIED, as Harbor refuses a
           // proxy cache pull that would exceed its project's quota) before a byte is sent or stored.
-          if (announced !== undefined && max.quota) await deps.checkQuota(target.repository, digest.digest, announced);
-          else if (announced !== undefined && announced > max.bytes) {
-            throw new UpstreamError(upstreamUrl, `announced ${announced} bytes for blob ${digest.digest}, more than ${max.why}`);
+          // The quota check reads the usage itself; without a quota, the registry's limit applies.
+          if ((await projects.find(target.project))?.quotaBytes != null) await deps.checkQuota(target.repository, digest.digest, announced);
+          else if (announced > maxBlobBytes) {
+            throw new UpstreamError(upstreamUrl, `announced ${announced} bytes for blob ${digest.digest}, more than ${limitWhy}`);
           }
-          return { kind: 'found', size: announced, body: found.body, max };
+          return { kind: 'found', size: announced, body: found.body };
         } catch (err) {
           found.body.destroy();
           throw err;
