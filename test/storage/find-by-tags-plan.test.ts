@@ -102,6 +102,11 @@ test('PostgreSQL: a busy registry sends at most two batched lookups at once, eac
       statements++;
       most = Math.max(most, ++inFlight);
       try {
+        // A database that takes longer than a tick to answer, as a busy one does: without it, on a
+        // fast machine every tick's five lookups could be answered before the next tick and the
+        // count below would measure the machine's speed, not the batching (it once read 40 under
+        // the full suite's load).
+        await new Promise((resolve) => setTimeout(resolve, 3));
         return await db.query<R>(sql, params);
       } finally {
         inFlight--;
@@ -122,5 +127,5 @@ test('PostgreSQL: a busy registry sends at most two batched lookups at once, eac
     'each lookup its own answer',
   );
   t.true(most <= 2, `at most two statements at once (${most})`);
-  t.true(statements < tags.length / 5, `${statements} statements for ${tags.length} lookups`);
+  t.true(statements < tags.length / 10, `${statements} statements for ${tags.length} lookups`);
 });
