@@ -4,7 +4,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
-import { createDebugListener, createMetrics } from '../../server/metrics.js';
+import { createDebugListener, createMetrics, observeRequest } from '../../server/metrics.js';
 import { makeCosignKey } from '../helpers/cosign.js';
 import { cosignSignatureManifest } from '../helpers/signature-artifacts.js';
 import { createClient } from '../helpers/oci-client.js';
@@ -141,4 +141,46 @@ test('the debug listener serves metrics at the configured path only', async (t) 
   t.is(sample(await res.text(), 'signet_gc_runs_total'), 1);
   t.is((await fetch(`${base}/v2/`)).status, 404);
   t.is((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
+});
+
+test('request counts and durations: cumulative buckets, sum and count, nothing counted twice across scrapes', async (t) => {
+  const metrics = createMetrics({ defaultMetrics: false });
+  observeRequest(metrics, 'blob.get', 'GET', 200, 0.004);
+  observeRequest(metrics, 'blob.get', 'GET', 200, 0.005); // a bucket holds values up to its bound
+  observeRequest(metrics, 'blob.get', 'GET', 404, 0.02);
+  observeRequest(metrics, 'blob.get', 'BREW', 200, 400); // beyond the last bound: +Inf only
+  let text = await metrics.register.metrics();
+  const bucket = (le: string, method = 'GET') =>
+    sample(text, `signet_http_request_duration_seconds_bucket{le="${le}",route="blob.get",method="${method}"}`);
+  t.is(bucket('0.005'), 2);
+  t.is(bucket('0.01'), 2);
+  t.is(bucket('0.025'), 3);
+  t.is(bucket('300'), 3);
+  t.is(bucket('+Inf'), 3);
+  t.is(bucket('300', 'other'), 0);
+  t.is(bucket('+Inf', 'other'), 1);
+  t.is(sample(text, 'signet_http_request_duration_seconds_count{route="blob.get",method="GET"}'), 3);
+  t.true(Math.abs(sample(text, 'signet_http_request_duration_seconds_sum{route="blob.get",method="GET"}') - 0.029) < 1e-9);
+  t.is(sample(text, 'signet_http_requests_total{route="blob.get",method="GET",status="200"}'), 2);
+  t.is(sample(text, 'signet_http_requests_total{route="blob.get",method="GET",status="404"}'), 1);
+  t.is(sample(text, 'signet_http_requests_total{route="blob.get",method="other",status="200"}'), 1);
+
+  observeRequest(metrics, 'blob.get', 'GET', 200, 0.001);
+  text = await metrics.register.metrics();
+  t.is(
+    sample(text, 'signet_http_requests_total{route="blob.get",method="GET",status="200"}'),
+    3,
+    'a scrape adds only what came since the last',
+  );
+  t.is(bucket('0.005'), 3);
+  t.is(sample(text, 'signet_http_request_duration_seconds_count{route="blob.get",method="GET"}'), 4);
+  // The JSON form has the same samples.
+  const json = await metrics.register.getMetricsAsJSON();
+  const histogram = json.find((m) => m.name === 'signet_http_request_duration_seconds');
+  t.is(String(histogram?.type), 'histogram'); // prom-client's typings say an enum; it answers the string
+  t.is(histogram?.values.find((v) => v.labels.le === '+Inf' && v.labels.method === 'GET')?.value, 4);
+
+  metrics.register.resetMetrics();
+  text = await metrics.register.metrics();
+  t.false(text.includes('route="blob.get"'), 'reset empties both');
 });
