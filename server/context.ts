@@ -91,6 +91,36 @@ export function emptyResponse(ctx: Ctx, status: number): void {
   ctx.status = status;
 }
 
+/**
+ * Whether an `If-None-Match` header matches the representation whose ETag is `etag` (a quoted
+ * string), as RFC 9110 §13.1.2 has it: `*`, or a comma-separated list of entity tags compared
+ * weakly (a `W/` prefix ignored). Clients send the ETag they were given, alone (docker, crane) or
+ * in a list with others (an HTTP cache revalidating several stored answers); a header that does
+ * not parse matches nothing, so the full answer is sent.
+ */
+export function ifNoneMatch(header: string, etag: string): boolean {
+  if (header === etag) return true; // the common case, without parsing
+  if (header.trim() === '*') return true;
+  let i = 0;
+  while (i < header.length) {
+    const c = header[i]!;
+    if (c === ' ' || c === '\t' || c === ',') {
+      i++;
+      continue;
+    }
+    if (header.startsWith('W/', i)) i += 2;
+    if (header[i] !== '"') return false;
+    const close = header.indexOf('"', i + 1);
+    if (close < 0) return false;
+    if (header.slice(i, close + 1) === etag) return true;
+    i = close + 1;
+    // After a tag: only whitespace up to the next comma, or the end.
+    while (i < header.length && (header[i] === ' ' || header[i] === '\t')) i++;
+    if (i < header.length && header[i] !== ',') return false;
+  }
+  return false;
+}
+
 /** Sets a flat [name, value, ...] list of headers one by one. */
 export function setHeaders(ctx: Ctx, headers: readonly string[]): void {
   for (let i = 0; i < headers.length; i += 2) ctx.set(headers[i]!, headers[i + 1]!);

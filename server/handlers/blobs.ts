@@ -1,5 +1,15 @@
 // GET / HEAD / DELETE /v2/<name>/blobs/<digest>
-import { answer, capture, emptyResponse, requestSignal, requireAccess, setHeaders, type Ctx, type RegistryDeps } from '../context.js';
+import {
+  answer,
+  capture,
+  emptyResponse,
+  ifNoneMatch,
+  requestSignal,
+  requireAccess,
+  setHeaders,
+  type Ctx,
+  type RegistryDeps,
+} from '../context.js';
 import { parseByteRange } from '../byte-range.js';
 import { OciError } from '../errors.js';
 import { createCallerSlots } from '../caller-slots.js';
@@ -203,7 +213,7 @@ export function createBlobHandlers(
         return;
       }
       setBlobHeaders(ctx, digest);
-      if (condition === `"${digest.digest}"`) {
+      if (condition && ifNoneMatch(condition, `"${digest.digest}"`)) {
         emptyResponse(ctx, 304);
         return;
       }

@@ -2,7 +2,7 @@
 import { digestOf, looksLikeDigest } from '../../storage/digest.js';
 import type { ManifestRecord } from '../../storage/metadata-store.js';
 import type { MirrorTarget } from '../../mirror/pull-through.js';
-import { answer, capture, emptyResponse, requireAccess, setHeaders, type Ctx, type RegistryDeps } from '../context.js';
+import { answer, capture, emptyResponse, ifNoneMatch, requireAccess, setHeaders, type Ctx, type RegistryDeps } from '../context.js';
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
 import { isIndexMediaType, manifestRecordOf, parseManifest } from '../../storage/manifest-parse.js';
@@ -118,7 +118,8 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
       // The media type as stored, set directly: Koa's `type` looks the value up in the MIME
       // database on every request.
       const headers = ['Docker-Content-Digest', manifest.digest, 'ETag', `"${manifest.digest}"`, 'Content-Type', manifest.mediaType];
-      if (ctx.get('If-None-Match') === `"${manifest.digest}"`) {
+      const condition = ctx.get('If-None-Match');
+      if (condition && ifNoneMatch(condition, `"${manifest.digest}"`)) {
         setHeaders(ctx, headers);
         emptyResponse(ctx, 304);
         return;
