@@ -28,6 +28,11 @@ export function createHttpServer(config: Config, listener: RequestListener): htt
   // nothing is recorded; the client may resume from the last accepted chunk.
   server.timeout = config.http.idletimeout * 1000;
   server.on('clientError', answerClientError);
+  // CONNECT (a client taking the registry for a forward proxy): without a listener Node closes the
+  // socket without a word. The registry proxies nothing: 405 in its error shape, then close.
+  server.on('connect', (req: http.IncomingMessage, socket: Duplex) => {
+    refuseOnSocket(socket, new OciError('UNSUPPORTED', 'CONNECT is not supported: the registry is not a proxy', { method: req.method }));
+  });
   // An Expect other than 100-continue: 417, with a body like every other refusal.
   server.on('checkExpectation', (_req: http.IncomingMessage, res: http.ServerResponse) => {
     const body = ociErrorBody(new OciError('REQUEST_INVALID', 'only "Expect: 100-continue" is supported'));
@@ -53,7 +58,11 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? 'REQUEST_TIMEOUT'
         : 'REQUEST_INVALID';
-  const refusal = new OciError(kind, 'malformed HTTP request', { reason: err.code ?? 'parse error' });
+  refuseOnSocket(socket, new OciError(kind, 'malformed HTTP request', { reason: err.code ?? 'parse error' }));
+}
+
+/** Writes an OCI error answer straight to a socket Node's HTTP server handed over, then closes it. */
+function refuseOnSocket(socket: Duplex, refusal: OciError): void {
   const status = refusal.status;
   const body = ociErrorBody(refusal);
   socket.end(

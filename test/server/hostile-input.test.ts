@@ -630,6 +630,18 @@ test.serial('lying Content-Length and broken framing over raw sockets: no 5xx, n
   t.pass();
 });
 
+test.serial('CONNECT (the registry taken for a proxy) is answered 405 in the OCI shape, not a silent close', async (t) => {
+  for (const target of ['example.com:443', '127.0.0.1:22', '[::1]:80']) {
+    const result = await rawRequest(port, requestHead('CONNECT', target, { Host: target }), { timeoutMs: RAW_TIMEOUT_MS });
+    t.true(result.closed, `${target}: closed after the answer`);
+    t.is(result.responses.length, 1, `${target}: one answer`);
+    const [response] = result.responses;
+    t.is(response?.status, 405, target);
+    t.is(response?.headers['docker-distribution-api-version'], 'registry/2.0');
+    t.is((JSON.parse(response?.body.toString('utf8') ?? '{}') as OciErrorBody).errors[0]?.code, 'UNSUPPORTED', target);
+  }
+});
+
 test.serial('the seeded content is unchanged, and the registry still serves', async (t) => {
   t.deepEqual(await snapshot(), before);
   const health = await fetch(`${registry.url}/readyz`);
