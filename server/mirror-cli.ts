@@ -18,9 +18,11 @@ function mib(bytes: number): string {
 export function summary(report: MirrorRunReport): string {
   const skipped = report.skipped.length > 0 ? ` (${report.skipped.join(', ')})` : '';
   const failed = report.failed.map((f) => `\n  failed ${f.tag}: ${f.error}`).join('');
+  // A run that did not consider every matching tag says so: "nothing failed" is not "all copied".
+  const stopped = report.stopped ? `\n  stopped early: ${report.stopped}` : '';
   return (
     `${report.repository}: ${report.matched} tag(s) matched; copied ${report.copied}, skipped ${report.skipped.length} already present${skipped}, ` +
-    `${report.failed.length} failed; ${mib(report.bytes)} and ${report.signatures} signature(s) in ${(report.durationMs / 1000).toFixed(1)} s${failed}`
+    `${report.failed.length} failed; ${mib(report.bytes)} and ${report.signatures} signature(s) in ${(report.durationMs / 1000).toFixed(1)} s${stopped}${failed}`
   );
 }
 
