@@ -25,7 +25,8 @@ import type { Logger } from './logging.js';
 import type { Metrics } from './metrics.js';
 
 export interface RequestState {
-  reqId: string;
+  /** An id for the request's log lines, made when first asked for. */
+  readonly reqId: string;
   /** The request's logger, bound to its id (and its user, once known); made on first use. */
   readonly log: Logger;
   /** Adds a binding to every line `log` writes from now on. */
