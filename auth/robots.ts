@@ -11,17 +11,12 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ChangeBus } from '../storage/change-bus.js';
 import { DependencyUnavailableError } from '../storage/errors.js';
+import { isValidProjectName, isValidRobotName } from '../storage/oci-grammar.js';
 import type { RobotRecord, RobotRole, RobotStore } from '../storage/robot-store.js';
 import type { Principal } from './authorize.js';
 
 export const ROBOT_PREFIX = 'robot$';
 export const ROBOT_ROLES: readonly RobotRole[] = ['guest', 'developer', 'maintainer'];
-/** The short name's grammar: a project name's, at most 64 characters. */
-const NAME_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
-
-export function isValidRobotName(untrusted: string): boolean {
-  return untrusted.length <= 64 && NAME_RE.test(untrusted);
-}
 
 export function robotAccount(project: string, name: string): string {
   return `${ROBOT_PREFIX}${project}+${name}`;
@@ -39,7 +34,7 @@ export function parseRobotAccount(user: string): { project: string; name: string
   if (plus <= 0) return undefined;
   const project = rest.slice(0, plus);
   const name = rest.slice(plus + 1);
-  if (project.length > 255 || !NAME_RE.test(project) || !isValidRobotName(name)) return undefined;
+  if (!isValidProjectName(project) || !isValidRobotName(name)) return undefined;
   return { project, name };
 }
 

@@ -5,17 +5,16 @@ import { ROBOT_PREFIX } from '../../auth/robots.js';
 import { ROLES, type Project } from '../../storage/project-store.js';
 import { allowed, capture, emptyResponse, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
-import { isValidName } from '../../storage/oci-grammar.js';
+import { isValidName, isValidProjectName } from '../../storage/oci-grammar.js';
 import { readJsonBody } from '../request-body.js';
 import { MIRROR_BODY, mirrorJson, mirrorSettings } from '../mirror-body.js';
 import { lastParam } from '../pagination.js';
 
-const PROJECT_RE = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 // htpasswd user names: no blank, no colon, no control character (PostgreSQL text cannot hold NUL).
 const USER_RE = /^[^\s:\p{Cc}]{1,255}$/u;
 
 function requireProjectName(untrusted: string): string {
-  if (untrusted.length > 255 || !PROJECT_RE.test(untrusted)) {
+  if (!isValidProjectName(untrusted)) {
     throw new OciError('NAME_INVALID', 'invalid project name: lower-case letters, digits and single separators (. _ __ -)', {
       name: untrusted,
     });

@@ -1,7 +1,8 @@
 // Robot accounts under /api/v1/projects/<project>/robots: created, listed and revoked by the
 // project's admins (and registry admins). The secret is in the creation's answer and nowhere else.
 import * as z from 'zod';
-import { isValidRobotName, parseRobotAccount, ROBOT_ROLES, type Robot } from '../../auth/robots.js';
+import { parseRobotAccount, ROBOT_ROLES, type Robot } from '../../auth/robots.js';
+import { isValidRobotName } from '../../storage/oci-grammar.js';
 import { capture, emptyResponse, requireAccess, type Ctx, type RegistryDeps, jsonBody } from '../context.js';
 import { OciError } from '../errors.js';
 import { readJsonBody } from '../request-body.js';
