@@ -157,6 +157,16 @@ export function queryParam(ctx: Ctx, name: string): string | undefined {
   return value;
 }
 
+/**
+ * A query parameter compared with text in the database: PostgreSQL's text cannot hold NUL, and a
+ * statement given one fails (a 500 before this): a 400 naming the parameter instead.
+ */
+export function textParam(ctx: Ctx, name: string): string | undefined {
+  const value = queryParam(ctx, name);
+  if (value?.includes('\u0000')) throw new OciError('QUERY_PARAMETER_INVALID', `${name} may not contain NUL`);
+  return value;
+}
+
 /** Aborts when the client goes away before the response is finished. */
 export function requestSignal(ctx: Ctx): AbortSignal {
   const controller = new AbortController();

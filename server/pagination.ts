@@ -2,7 +2,7 @@
 // distribution spec describes.
 import type { Page } from '../storage/metadata-store.js';
 import { OciError } from './errors.js';
-import { queryParam, type Ctx } from './context.js';
+import { queryParam, textParam, type Ctx } from './context.js';
 
 export interface PageRequest extends Page {
   /** Entries the client asked for; `limit` is one more, to learn whether a next page exists. */
@@ -11,10 +11,8 @@ export interface PageRequest extends Page {
 
 /** `?last=`, the cursor a listing continues after; a 400 when the database could not compare it. */
 export function lastParam(ctx: Ctx): string | undefined {
-  const last = queryParam(ctx, 'last');
-  // A cursor is compared with names in the database, whose text cannot hold NUL.
-  if (last?.includes('\u0000')) throw new OciError('QUERY_PARAMETER_INVALID', 'last may not contain NUL');
-  return last;
+  // A cursor is compared with names in the database.
+  return textParam(ctx, 'last');
 }
 
 export function parsePage(ctx: Ctx, defaultN: number, maxN: number): PageRequest {

@@ -1,5 +1,16 @@
 // Discovery: GET /v2/, /v2/_catalog, /v2/<name>/tags/list, /v2/<name>/referrers/<digest>
-import { allowed, answer, capture, queryParam, requireAccess, type Ctx, type RegistryDeps, jsonBody, JSON_TYPE } from '../context.js';
+import {
+  allowed,
+  answer,
+  capture,
+  queryParam,
+  requireAccess,
+  textParam,
+  type Ctx,
+  type RegistryDeps,
+  jsonBody,
+  JSON_TYPE,
+} from '../context.js';
 import { OciError } from '../errors.js';
 import { MEDIA_TYPES } from '../../storage/manifest-parse.js';
 import type { TagListJson } from '../../storage/metadata-store.js';
@@ -88,8 +99,7 @@ export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'con
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'pull', name);
       const digest = requireDigest(capture(ctx, 1));
-      const artifactType = queryParam(ctx, 'artifactType');
-      if (artifactType?.includes('\u0000')) throw new OciError('QUERY_PARAMETER_INVALID', 'artifactType may not contain NUL');
+      const artifactType = textParam(ctx, 'artifactType');
       // The cursor of a page this registry's Link header named: a digest.
       const last = queryParam(ctx, 'last');
       const after = last === undefined ? undefined : requireDigest(last).digest;
