@@ -11,7 +11,9 @@
 //     signatures as `sigstoreSigned` with `matchRepository` (`cosign sign` signs a digest and names
 //     only the repository), which policy.ts exports for cosign keys. In a mirror project both kinds
 //     are matched as `remapIdentity {prefix: <host>/<project>, signedPrefix}` (remap-identity.ts):
-//     upstream signatures name the upstream, and that is the rule the project's policy exports.
+//     upstream signatures name the upstream, and that is the rule the project's policy exports
+//     (which refuses a signature naming only the repository, and any name the remapping makes
+//     non-canonical, whatever the signature).
 // Multi-platform images: clients check the platform manifest they pull by its own signatures,
 // under the tag the user typed, and never consult the index's. So an index passes when it has a
 // matching signature or one of its platform manifests has one (that manifest is fetched next and
@@ -160,8 +162,15 @@ function remappedProblem(signed: DockerReference, request: JudgedRequest, remap:
   const ref = normalise(signed);
   const expected = remappedRepository(request.repository, remap.project, remap.signedPrefix);
   if (!expected) return `${request.repository} is not under mirror project ${remap.project}`;
+  if (typeof expected === 'string') return expected;
   if (ref.host !== expected.host || ref.repository !== expected.repository) {
     return `signed for ${ref.host}/${ref.repository}, which is not ${expected.host}/${expected.repository} (what ${request.repository} mirrors)`;
+  }
+  // matchRepoDigestOrExact refuses a signature naming only the repository, whatever is pulled
+  // (containers/image, matchRepoDigestOrExactReferenceValues: IsNameOnly(signature) -> false):
+  // what `cosign sign` writes never opens a mirror project, as the exported policy decides.
+  if (ref.tag === undefined && ref.digest === undefined) {
+    return `signed for the repository ${ref.host}/${ref.repository} only (no tag or digest), which remapIdentity never accepts`;
   }
   if (request.tag === undefined) return undefined;
   if (ref.tag !== request.tag || ref.digest !== undefined) {

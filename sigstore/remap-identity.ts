@@ -18,9 +18,16 @@ export function defaultSignedPrefix(upstream: string): string {
 
 /**
  * Why a signedPrefix is not one containers/image takes (validateIdentityRemappingPrefix): a host
- * (`host[:port]`), or a repository name with an explicit host and neither tag nor digest.
+ * (`host[:port]`), or a repository name with an explicit host and neither tag nor digest. Also
+ * refused: a first component that containers/image does not read as a host (no `.` or `:`, not
+ * `localhost`) and `index.docker.io`: every name remapped under them is not canonical, so the
+ * exported policy could accept no signature at all (see remappedRepository).
  */
 export function signedPrefixProblem(untrusted: string): string | undefined {
+  const host = untrusted.split('/')[0] ?? '';
+  if (host === LEGACY_DOCKER_HOST || (!host.includes('.') && !host.includes(':') && host !== 'localhost')) {
+    return `expected a registry host first (with a "." or ":", or localhost; not ${LEGACY_DOCKER_HOST}): containers/image reads ${JSON.stringify(host)} otherwise`;
+  }
   if (DOMAIN_RE.test(untrusted)) return undefined;
   const slash = untrusted.indexOf('/');
   const ref = parseDockerReference(untrusted);
@@ -31,20 +38,35 @@ export function signedPrefixProblem(untrusted: string): string | undefined {
 }
 
 /**
- * The repository the signature must name for a pull of `repository` from mirror project `project`,
- * or undefined when the name does not fall under the prefix (it always does for the project's own
- * repositories). `docker.io` names are normalised as containers/image normalises them.
+ * The repository the signature must name for a pull of `repository` from mirror project `project`;
+ * undefined when the name does not fall under the prefix (it always does for the project's own
+ * repositories); or, as a string, why no signature can match it. containers/image re-parses the
+ * remapped name with reference.ParseNamed, which refuses a name that is not canonical, and the
+ * match then fails whatever the signature says (signature/policy_reference_match.go,
+ * remapReferencePrefix): `docker.io/busybox` (canonical: `docker.io/library/busybox`), from
+ * mirror project `hub` with signedPrefix `docker.io`, is one.
  */
-export function remappedRepository(repository: string, project: string, signedPrefix: string): DockerReference | undefined {
+export function remappedRepository(repository: string, project: string, signedPrefix: string): DockerReference | string | undefined {
   if (repository !== project && !repository.startsWith(`${project}/`)) return undefined;
   const remapped = `${signedPrefix}${repository.slice(project.length)}`;
-  const slash = remapped.indexOf('/');
-  if (slash < 0) return undefined;
-  return normalise({ host: remapped.slice(0, slash), repository: remapped.slice(slash + 1) });
+  if (!remapped.includes('/')) return undefined;
+  const parsed = parseDockerReference(remapped);
+  const canonical = parsed && normalise(parsed);
+  if (!canonical || `${canonical.host}/${canonical.repository}` !== remapped) {
+    const read = canonical ? `, which containers/image reads as ${canonical.host}/${canonical.repository}` : '';
+    return `${repository} remaps to ${remapped}${read}: not a canonical name, so remapIdentity accepts no signature for it`;
+  }
+  return canonical;
 }
 
-/** containers/image's ParseNormalizedNamed: `docker.io/busybox` is `docker.io/library/busybox`. */
+const LEGACY_DOCKER_HOST = 'index.docker.io';
+
+/**
+ * containers/image's ParseNormalizedNamed (docker/reference, SplitDockerDomain):
+ * `index.docker.io` is `docker.io`, and `docker.io/busybox` is `docker.io/library/busybox`.
+ */
 export function normalise(ref: DockerReference): DockerReference {
-  if (ref.host === 'docker.io' && !ref.repository.includes('/')) return { ...ref, repository: `library/${ref.repository}` };
-  return ref;
+  const host = ref.host === LEGACY_DOCKER_HOST ? 'docker.io' : ref.host;
+  if (host === 'docker.io' && !ref.repository.includes('/')) return { ...ref, host, repository: `library/${ref.repository}` };
+  return { ...ref, host };
 }

@@ -275,14 +275,21 @@ test.serial('a Signet upstream: signatures come through its extension API and co
     ['copy', '--dest-tls-verify=false', '--sign-by', t.context.signer.fingerprint, `oci:${layout}:v1`, `docker://${up.host}/up/app:v1`],
     { env: t.context.signer.env(t.context.skopeo.env) },
   );
-  // A cosign signature (cosign sign names the repository only) at the upstream's .sig tag.
+  // A cosign signature at the upstream's .sig tag naming the tag it was pushed under (as
+  // containers/image's own sigstore signing writes), and one naming the repository only (as
+  // `cosign sign` writes).
   const cosignKey = makeCosignKey();
   const cosigned = makeImage({ layers: 1 });
   const upstream = createClient(up.url);
   await upstream.pushImage('up/cos', cosigned, 'v1');
-  const signature = cosignSign(cosignKey, cosigned.manifest.digest, `${up.host}/up/cos`);
+  const signature = cosignSign(cosignKey, cosigned.manifest.digest, `${up.host}/up/cos:v1`);
   for (const blob of [signature.payload, signature.config]) t.is((await upstream.pushBlob('up/cos', blob)).status, 201);
   t.is((await upstream.pushManifest('up/cos', signature.tag, signature.manifest)).status, 201);
+  const bare = makeImage({ layers: 1 });
+  await upstream.pushImage('up/bare', bare, 'v1');
+  const bareSignature = cosignSign(cosignKey, bare.manifest.digest, `${up.host}/up/bare`);
+  for (const blob of [bareSignature.payload, bareSignature.config]) t.is((await upstream.pushBlob('up/bare', blob)).status, 201);
+  t.is((await upstream.pushManifest('up/bare', bareSignature.tag, bareSignature.manifest)).status, 201);
 
   // The mirror of the upstream's namespace `up`: `sig/<path>` there is `up/<path>`.
   await api(t, 'POST', '/api/v1/projects', { name: 'sig', mirror: { upstream: `${up.url}/up` } });
@@ -303,21 +310,26 @@ test.serial('a Signet upstream: signatures come through its extension API and co
   const out = await pullThroughSignet(t, 'sig/app:v1', file);
   t.is(sha256((await readDirCopy(out)).manifest), image.manifest.digest);
 
-  // cosign: the .sig manifest and its payload were copied; by digest the remapped repository
-  // matches; by tag it cannot (remapIdentity matches as matchRepoDigestOrExact, and cosign names
-  // no tag), exactly as containers/image would decide with the exported policy.
+  // cosign: the .sig manifest and its payload were copied. remapIdentity matches as
+  // matchRepoDigestOrExact after the remapping, exactly as containers/image decides with the
+  // exported policy (signature/policy_reference_match.go): the signature naming tag v1 opens a
+  // pull of that tag and of the digest; one naming the repository only opens nothing
+  // (IsNameOnly(signature) -> false), by tag or by digest.
   const signet = createClient(t.context.signet.url);
+  t.is((await signet.getManifest('sig/cos', 'v1')).status, 200);
   t.is((await signet.getManifest('sig/cos', cosigned.manifest.digest)).status, 200);
   t.is((await signet.getManifest('sig/cos', signature.tag)).status, 200);
-  const byTag = await signet.getManifest('sig/cos', 'v1');
-  t.is(byTag.status, 412);
-  t.regex(((await byTag.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '', /signed for a digest|signed for .*up\/cos/);
+  for (const reference of ['v1', bare.manifest.digest]) {
+    const refused = await signet.getManifest('sig/bare', reference);
+    t.is(refused.status, 412, reference);
+    t.regex(((await refused.json()) as { errors: { message: string }[] }).errors[0]?.message ?? '', /repository only|up\/bare/, reference);
+  }
 
   // A cosign signature attached as an OCI 1.1 referrer (no .sig tag): copied through the
   // upstream's referrers API, so the gate finds it.
   const referred = makeImage({ layers: 1 });
   await upstream.pushImage('up/ref', referred, 'v1');
-  const plain = cosignSign(cosignKey, referred.manifest.digest, `${up.host}/up/ref`);
+  const plain = cosignSign(cosignKey, referred.manifest.digest, `${up.host}/up/ref:v1`);
   const body = JSON.parse(plain.manifest.data.toString()) as Record<string, unknown>;
   const referrer = blobOf(
     Buffer.from(
