@@ -25,6 +25,23 @@ export interface CosignKey {
 export interface TrustSet {
   openpgp: TrustedKey[];
   cosign: CosignKey[];
+  /**
+   * When an OpenPGP key or subkey in the set expires, in ms since the epoch, ascending: a decision
+   * made with the set may change then with no write to tell (sigstore/pull-gate.ts caches none past
+   * the next one).
+   */
+  expiries: number[];
+}
+
+/** Every finite expiry of a key and its subkeys (a key's validity changes at each). */
+async function expiriesOf(key: TrustedKey['key']): Promise<number[]> {
+  const times: number[] = [];
+  const add = (value: Date | number | null): void => {
+    if (value instanceof Date && Number.isFinite(value.getTime())) times.push(value.getTime());
+  };
+  add(await key.getExpirationTime().catch(() => null));
+  for (const subkey of key.getSubkeys()) add(await subkey.getExpirationTime().catch(() => null));
+  return times;
 }
 
 export interface Keys {
@@ -141,11 +158,15 @@ export function createKeys(store: KeyStore, options: { cacheTtlMs: number; bus?:
       const hit = parsed.get(project);
       if (hit && hit.expires > Date.now()) return hit.keys;
       const before = version;
-      const keys: TrustSet = { openpgp: [], cosign: [] };
+      const keys: TrustSet = { openpgp: [], cosign: [], expiries: [] };
       for (const row of await store.list(project)) {
-        if (row.kind === 'openpgp') keys.openpgp.push({ fingerprint: row.fingerprint, key: await readPublicKey(row.material) });
-        else keys.cosign.push({ fingerprint: row.fingerprint, key: createPublicKey(row.material.toString('utf8')) });
+        if (row.kind === 'openpgp') {
+          const key = await readPublicKey(row.material);
+          keys.openpgp.push({ fingerprint: row.fingerprint, key });
+          keys.expiries.push(...(await expiriesOf(key)));
+        } else keys.cosign.push({ fingerprint: row.fingerprint, key: createPublicKey(row.material.toString('utf8')) });
       }
+      keys.expiries.sort((a, b) => a - b);
       if (version === before) parsed.set(project, { keys, expires: Date.now() + options.cacheTtlMs });
       return keys;
     },

@@ -395,10 +395,24 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     let decision = decisions.get(cacheKey);
     if (!decision) {
       const before = epoch;
-      decision = await decide(request, manifest, await keys.trusted(project));
-      if (before === epoch) decisions.set(cacheKey, decision);
+      const trust = await keys.trusted(project);
+      decision = await decide(request, manifest, trust);
+      if (before === epoch) remember(decisions, cacheKey, decision, trust);
     }
     return decision;
+  }
+
+  /**
+   * Caches a decision for REGISTRY_CACHE_TTL, but never past the next expiry of a trusted key:
+   * expiry is no write, so nothing else would drop it, and a signature by a key that expired must
+   * stop counting then, not up to a TTL later (containers/image checks validity at each pull).
+   */
+  function remember<V extends object>(cache: LRUCache<string, V>, key: string, value: V, trust: TrustSet): void {
+    const now = Date.now();
+    const next = trust.expiries.find((at) => at > now);
+    const ttl = Math.max(deps.cacheTtlMs, 1);
+    if (next === undefined || next - now >= ttl) cache.set(key, value);
+    else cache.set(key, value, { ttl: Math.max(next - now, 1) });
   }
 
   /** What explain shows, cached as decisions are (and dropped with them). */
@@ -419,11 +433,12 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     if (known) return known;
     const before = epoch;
     const collected: Outcome[] = [];
-    const decision = await decide(request, manifest, await keys.trusted(project), collected);
+    const trust = await keys.trusted(project);
+    const decision = await decide(request, manifest, trust, collected);
     const result = { decision, signatures: collected.map(toJudgement) };
     if (before === epoch) {
-      explained.set(cacheKey, result);
-      decisions.set(cacheKey, decision);
+      remember(explained, cacheKey, result, trust);
+      remember(decisions, cacheKey, decision, trust);
     }
     return result;
   }
