@@ -66,7 +66,7 @@ const UNREFERENCED = `
 // An untagged manifest is garbage when no index in its repository lists it and it is not a
 // referrer (signature, SBOM, ...) of a manifest that still exists.
 const UNTAGGED = `
-  m.created_at < $1
+  m.pushed_at < $1
   AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)
   AND NOT EXISTS (SELECT 1 FROM manifest_references r
                   WHERE r.repository_id = m.repository_id AND r.child_digest = m.digest AND r.child_kind = 'manifest')
@@ -139,11 +139,9 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
             [candidate.digest],
           );
           await tx.query('DELETE FROM blobs WHERE digest = $1', [candidate.digest]);
-          // The bytes go inside the lock: a re-push of this digest waits and then writes them anew.
-          const parsed = parseDigest(candidate.digest);
-          if (parsed) await blobs.delete(parsed);
           return unlinked.map((r) => r.name);
         });
+        if (repositories) await removeBytes(candidate.digest);
         if (repositories) {
           report.blobsRemoved += 1;
           report.bytesRemoved += candidate.size;
@@ -152,6 +150,24 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
       }
       options.onProgress?.({ phase: 'blobs', done: i + 1, total: candidates.length });
     }
+  }
+
+  /**
+   * The bytes of a blob whose rows are gone, once that is committed: deleted inside the
+   * transaction, a commit that then failed (a failover, the connection lost, the process killed
+   * before COMMIT) brought the rows back without the file, and clients were told the blob exists
+   * (HEAD 200, manifests accepted) while every GET of it failed; nothing repaired that (adversarial
+   * testing). Now the worst case is a file no row knows, which the orphan sweep removes. Under the
+   * digest's lock again, and only while no row has come back: a push of the same digest meanwhile
+   * placed the bytes anew and linked them under that lock (blobs.save).
+   */
+  async function removeBytes(digest: string): Promise<void> {
+    const parsed = parseDigest(digest);
+    if (!parsed) return;
+    await lockedTransaction(db, digest, async (tx) => {
+      const back = await tx.query('SELECT 1 FROM blobs WHERE digest = $1', [digest]);
+      if (back.length === 0) await blobs.delete(parsed);
+    });
   }
 
   async function sweepUploads(options: GcOptions, report: GcReport): Promise<void> {

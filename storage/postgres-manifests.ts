@@ -54,7 +54,7 @@ const SAVE_MANIFEST = `
   manifest AS (
     INSERT INTO manifests (repository_id, digest, media_type, content, size, artifact_type, subject_digest, annotations)
     SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM repository WHERE (SELECT ok FROM clean)
-    ON CONFLICT (repository_id, digest) DO NOTHING RETURNING repository_id
+    ON CONFLICT (repository_id, digest) DO UPDATE SET pushed_at = now() RETURNING repository_id
   ),
   refs AS (
     INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
@@ -165,10 +165,18 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
       await db.transaction(async (tx) => {
         // The blobs must still exist when the manifest commits: collection of a digest takes the
         // same lock, so it either finishes first (and this fails) or waits for this reference.
+        // Blob locks come before the repository's row is read (or made), as in blobs.save, which
+        // holds a blob's lock while it makes the row.
         for (const digest of blobDigests) await lockDigest(tx, digest);
-        // Collection of an untagged manifest takes this lock too: it never deletes a manifest
-        // that this transaction is tagging or re-pushing.
-        await lockDigest(tx, `manifest:${await repositoryId(tx, repository)}:${manifest.digest}`);
+        // Collection of an untagged manifest takes its `manifest:` lock and then checks, in a
+        // statement of its own, that no tag or index names it: so this save takes the locks of
+        // the manifests it lists (an index's platform manifests) as well as its own. With its own
+        // alone, collection deleted a platform manifest while an index listing it was saved, both
+        // committed, and the index was served with a child gone (adversarial testing, PostgreSQL).
+        // Sorted: two saves never wait for each other in a cycle.
+        const id = await repositoryId(tx, repository);
+        const listed = references.filter((r) => r.kind === 'manifest').map((r) => r.digest);
+        for (const digest of [...new Set([...listed, manifest.digest])].sort()) await lockDigest(tx, `manifest:${id}:${digest}`);
         await save(tx);
       });
     },

@@ -16,7 +16,9 @@ import { createPgliteDb, createPostgresDb, type Db } from '../../storage/db.js';
 import { digestOf, parseDigest, type ParsedDigest } from '../../storage/digest.js';
 import { createFilesystemBlobStore } from '../../storage/filesystem-blob-store.js';
 import { createGarbageCollector, type GcOptions } from '../../storage/gc.js';
-import type { MetadataStore } from '../../storage/metadata-store.js';
+import { ManifestReferenceError } from '../../storage/errors.js';
+import { lockedTransaction } from '../../storage/locks.js';
+import type { ManifestRecord, MetadataStore } from '../../storage/metadata-store.js';
 import { migrate } from '../../storage/migrate.js';
 import { blobKey } from '../../storage/paths.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
@@ -159,4 +161,111 @@ for (const kind of ['pglite', 'postgres'] as const) {
       await collectWhileHeld(t, f, 'gc/relink', data, await pushHeldBeforeLink(f, 'gc/relink', data));
     },
   );
+}
+
+/** A manifest record of `content` (JSON text), as a push stores it. */
+function manifestOf(content: object, mediaType = 'application/vnd.oci.image.manifest.v1+json'): ManifestRecord {
+  const bytes = Buffer.from(JSON.stringify(content));
+  return { digest: digestOf('sha256', bytes), mediaType, content: bytes, size: bytes.length };
+}
+
+/** Index children the database lists that it does not hold: what a client pulling the index would find missing. */
+async function danglingChildren(db: Db): Promise<string[]> {
+  const rows = await db.query<{ child_digest: string }>(
+    `SELECT r.child_digest FROM manifest_references r
+     WHERE r.child_kind = 'manifest'
+       AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.repository_id AND m.digest = r.child_digest)`,
+  );
+  return rows.map((r) => r.child_digest);
+}
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  const maybe = kind === 'postgres' ? testWithCommands('collection locks on PostgreSQL', [], { postgres: true }) : test;
+
+  maybe(`${kind}: an index saved while a collection deletes its untagged platform manifest is refused, never saved dangling`, async (t) => {
+    const f = await fixture(t, kind);
+    const child = manifestOf({ schemaVersion: 2, config: {}, layers: [], annotations: { n: randomUUID() } });
+    await f.metadata.manifests.save('gc/index', child, [], undefined, { blobsPending: true });
+    const [{ id } = { id: 0 }] = await f.db.query<{ id: number }>(`SELECT id FROM repositories WHERE name = 'gc/index'`);
+    // A collection of the untagged child, as storage/gc.ts does it: under the child's lock, a
+    // delete that checks nothing lists it; held open before its commit.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let deleted!: () => void;
+    const deleting = new Promise<void>((resolve) => (deleted = resolve));
+    const collecting = lockedTransaction(f.db, `manifest:${id}:${child.digest}`, async (tx) => {
+      await tx.query(
+        `DELETE FROM manifests m WHERE m.repository_id = $1 AND m.digest = $2
+         AND NOT EXISTS (SELECT 1 FROM manifest_references r
+                         WHERE r.repository_id = m.repository_id AND r.child_digest = m.digest AND r.child_kind = 'manifest')`,
+        [id, child.digest],
+      );
+      deleted();
+      await gate;
+    });
+    await deleting;
+    const index = manifestOf(
+      { schemaVersion: 2, manifests: [{ mediaType: child.mediaType, digest: child.digest, size: child.size }] },
+      'application/vnd.oci.image.index.v1+json',
+    );
+    let settled = false;
+    const saving = f.metadata.manifests.save('gc/index', index, [{ digest: child.digest, kind: 'manifest', size: child.size }], 'v1');
+    saving.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    await sleep(300);
+    t.false(settled, "the save waits for the collection holding its child's lock");
+    release();
+    await collecting;
+    await t.throwsAsync(saving, { instanceOf: ManifestReferenceError }, 'the child is gone: the index is refused');
+    t.deepEqual(await danglingChildren(f.db), []);
+    t.is(await f.metadata.manifests.find('gc/index', index.digest), undefined);
+  });
+
+  maybe(`${kind}: a collection whose commit fails keeps the blob's bytes with its rows`, async (t) => {
+    const f = await fixture(t, kind);
+    const data = randomBytes(4096);
+    const push = await pushHeldBeforeLink(f, 'gc/commit', data);
+    await push.finish();
+    await f.db.query('UPDATE blobs SET created_at = $1', [AN_HOUR_AGO]);
+    await f.db.query('UPDATE repository_blobs SET linked_at = $1', [AN_HOUR_AGO]);
+    // The database loses the collection's transaction at COMMIT (a failover, the connection
+    // dropped): everything it did is rolled back.
+    let failCommit = true;
+    const failing: Db = {
+      ...f.db,
+      connections: f.db.connections,
+      transaction: (fn) =>
+        f.db.transaction(async (tx) => {
+          const result = await fn(tx);
+          if (failCommit) {
+            failCommit = false;
+            throw new Error('connection lost at COMMIT');
+          }
+          return result;
+        }),
+    };
+    const collector = createGarbageCollector({ db: failing, store: createFilesystemBlobStore({ rootDirectory: f.root }), blobs: f.blobs });
+    await collector.run(COLLECT_NOW).catch(() => undefined);
+    t.is(await f.metadata.blobs.find('gc/commit', push.digest.digest), data.length, 'the rows are back');
+    t.is((await f.blobs.stat(push.digest))?.size, data.length, 'and so are the bytes: a HEAD of 200 is a blob that can be read');
+    // The next collection takes both.
+    await collector.run(COLLECT_NOW);
+    t.is(await f.metadata.blobs.find('gc/commit', push.digest.digest), undefined);
+    t.is(await f.blobs.stat(push.digest), undefined);
+  });
+
+  maybe(`${kind}: a manifest pushed again is young again: its grace window counts from the last push`, async (t) => {
+    const f = await fixture(t, kind);
+    const child = manifestOf({ schemaVersion: 2, config: {}, layers: [], annotations: { n: randomUUID() } });
+    await f.metadata.manifests.save('gc/again', child, [], undefined, { blobsPending: true });
+    await f.db.query('UPDATE manifests SET created_at = $1, pushed_at = $1', [AN_HOUR_AGO]);
+    // Pushed again by digest (docker buildx and skopeo copy --all push the platform manifests,
+    // then the index), then collected with ten minutes of grace before the index arrives.
+    await f.metadata.manifests.save('gc/again', child, [], undefined, { blobsPending: true });
+    const collector = createGarbageCollector({ db: f.db, store: createFilesystemBlobStore({ rootDirectory: f.root }), blobs: f.blobs });
+    await collector.run({ ...COLLECT_NOW, graceMs: 600_000, deleteUntagged: true });
+    t.truthy(await f.metadata.manifests.find('gc/again', child.digest), 'kept: pushed seconds ago');
+  });
 }
