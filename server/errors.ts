@@ -14,6 +14,7 @@ import {
   type InvalidStorageKeyError,
   type ManifestInvalidError,
   type ManifestReferenceError,
+  type StillReferencedError,
   type SizeMismatchError,
   type StorageFullError,
   type StorageNotFoundError,
@@ -44,6 +45,10 @@ export const ERROR_CODES = {
   // Harbor's code for a pull refused by project policy, so tooling that knows Harbor recognises it.
   PROJECTPOLICYVIOLATION: { status: 412, message: 'the image does not satisfy the project signing policy' },
   CONFLICT: { status: 409, message: 'conflicts with the current state' },
+  // GitLab's container registry (a distribution fork with a database) answers a DELETE of a
+  // manifest an index lists with this code and status; zot refuses it too.
+  MANIFEST_REFERENCED: { status: 409, message: 'manifest referenced by a manifest list' },
+  BLOB_REFERENCED: { status: 409, message: 'blob referenced by a manifest' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   // distribution's code for a registry that cannot serve now; the message names the dependency.
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
@@ -110,6 +115,7 @@ type KnownDomainError =
   | DigestMismatchError
   | SizeMismatchError
   | ManifestReferenceError
+  | StillReferencedError
   | ManifestInvalidError
   | DescriptorDigestError
   | DependencyUnavailableError
@@ -169,6 +175,11 @@ function fromDomainError(err: KnownDomainError): OciError | undefined {
       return new OciError('UNAVAILABLE', `${err.message}, and this registry holds no copy; try again later`, { upstream: err.upstream });
     case 'upstream-failed':
       return new OciError('UPSTREAM_FAILED', err.message, { upstream: err.upstream });
+    case 'still-referenced':
+      return new OciError(err.what === 'manifest' ? 'MANIFEST_REFERENCED' : 'BLOB_REFERENCED', err.message, {
+        digest: err.digest,
+        referencedBy: err.by,
+      });
     case 'token-refused':
       return new OciError('UNAUTHORIZED', err.message, undefined, { basic: true });
     default: {

@@ -94,6 +94,27 @@ export class ManifestReferenceError extends DomainError {
   }
 }
 
+/**
+ * A manifest or blob deleted by digest while a manifest of its repository still names it (an
+ * index listing a platform manifest, a manifest using a layer): deleting it would leave what is
+ * served broken. `by`: the first few manifests naming it.
+ */
+export class StillReferencedError extends DomainError {
+  readonly kind = 'still-referenced';
+  constructor(
+    readonly what: 'manifest' | 'blob',
+    readonly digest: string,
+    readonly by: string[],
+  ) {
+    super(
+      `${what} ${digest} is named by ${what === 'manifest' ? 'an index' : 'a manifest'} in this repository (${by.join(', ')}): delete ${
+        by.length > 1 ? 'those' : 'that'
+      } first`,
+    );
+    this.name = 'StillReferencedError';
+  }
+}
+
 /** A pushed manifest that is not a valid manifest of a kind the registry stores. */
 export class ManifestInvalidError extends DomainError {
   readonly kind = 'manifest-invalid';

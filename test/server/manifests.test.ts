@@ -168,6 +168,38 @@ for (const database of ['pglite', 'postgres'] as const) {
     t.is(right.status, 201);
   });
 
+  it(`[${database}] a manifest an index lists, or a blob a manifest uses, is not deleted by digest until they are`, async (t) => {
+    const name = repo(t);
+    const a = makeImage({ layers: 1 });
+    const b = makeImage({ architecture: 'arm64', layers: 1 });
+    const index = makeIndex([a, b]);
+    await client.pushImage(name, a);
+    await client.pushImage(name, b);
+    t.is((await client.pushManifest(name, 'multi', index)).status, 201);
+    const del = (path: string) => client.request(`/v2/${name}/${path}`, { method: 'DELETE' });
+
+    // As GitLab's registry answers it: 409 MANIFEST_REFERENCED naming the index; a would be served missing.
+    const child = await del(`manifests/${a.manifest.digest}`);
+    t.is(child.status, 409);
+    const body = (await child.json()) as { errors: { code: string; detail: { referencedBy: string[] } }[] };
+    t.is(body.errors[0]?.code, 'MANIFEST_REFERENCED');
+    t.deepEqual(body.errors[0]?.detail.referencedBy, [index.digest]);
+    t.is((await client.getManifest(name, a.manifest.digest)).status, 200);
+    // A layer the manifest uses: 409 BLOB_REFERENCED, the layer still pulls from this repository.
+    const layer = a.layers[0]!;
+    const used = await del(`blobs/${layer.digest}`);
+    t.is(used.status, 409);
+    t.is(await errorCode(used), 'BLOB_REFERENCED');
+    t.is((await client.request(`/v2/${name}/blobs/${layer.digest}`)).status, 200);
+
+    // The index first, then what it listed, then what that used.
+    t.is((await del(`manifests/${index.digest}`)).status, 202);
+    t.is((await del(`manifests/${a.manifest.digest}`)).status, 202);
+    t.is((await del(`blobs/${layer.digest}`)).status, 202);
+    t.is((await client.getManifest(name, 'multi')).status, 404);
+    t.is((await client.getManifest(name, b.manifest.digest)).status, 200, 'b was not asked to go');
+  });
+
   it(`[${database}] an index needs its manifests in the repository; Accept decides who gets it by tag`, async (t) => {
     const name = repo(t);
     const a = makeImage();
