@@ -101,6 +101,15 @@ async function pushHeldBeforeLink(
   };
 }
 
+/** A blob pushed, linked long ago and referenced by nothing: what the collection takes. */
+async function pushedLongAgo(f: Fixture, repository: string, data: Buffer): Promise<{ digest: ParsedDigest }> {
+  const push = await pushHeldBeforeLink(f, repository, data);
+  await push.finish();
+  await f.db.query('UPDATE blobs SET created_at = $1', [AN_HOUR_AGO]);
+  await f.db.query('UPDATE repository_blobs SET linked_at = $1', [AN_HOUR_AGO]);
+  return push;
+}
+
 /** A link the collection left has its bytes; a collection that took the blob took both. */
 async function assertLinkedOnlyWithBytes(
   t: ExecutionContext,
@@ -152,11 +161,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     async (t) => {
       const f = await fixture(t, kind);
       const data = randomBytes(4096);
-      const first = await pushHeldBeforeLink(f, 'gc/relink', data);
-      await first.finish();
-      // Linked long ago and referenced by nothing: what the collection takes.
-      await f.db.query('UPDATE blobs SET created_at = $1', [AN_HOUR_AGO]);
-      await f.db.query('UPDATE repository_blobs SET linked_at = $1', [AN_HOUR_AGO]);
+      await pushedLongAgo(f, 'gc/relink', data);
       // The same bytes pushed again: placing finds them stored and the push is held before its link.
       await collectWhileHeld(t, f, 'gc/relink', data, await pushHeldBeforeLink(f, 'gc/relink', data));
     },
@@ -226,10 +231,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
   maybe(`${kind}: a collection whose commit fails keeps the blob's bytes with its rows`, async (t) => {
     const f = await fixture(t, kind);
     const data = randomBytes(4096);
-    const push = await pushHeldBeforeLink(f, 'gc/commit', data);
-    await push.finish();
-    await f.db.query('UPDATE blobs SET created_at = $1', [AN_HOUR_AGO]);
-    await f.db.query('UPDATE repository_blobs SET linked_at = $1', [AN_HOUR_AGO]);
+    const push = await pushedLongAgo(f, 'gc/commit', data);
     // The database loses the collection's transaction at COMMIT (a failover, the connection
     // dropped): everything it did is rolled back.
     let failCommit = true;
