@@ -7,8 +7,11 @@ import { ANONYMOUS, type Principal } from './authorize.js';
 import { ROBOT_PREFIX, type Robots } from './robots.js';
 import type { TokenService, VerifiedToken } from './tokens.js';
 
-/** `invalidToken`: a bearer token that is not (or no longer) valid: the client should get another. */
-export type Authentication = { ok: true; principal: Principal } | { ok: false; invalidToken?: boolean };
+/**
+ * `invalidToken`: a bearer token that is not (or no longer) valid: the client should get another.
+ * `user`: the htpasswd user whose password was refused (counted by auth/guess-limiter.ts).
+ */
+export type Authentication = { ok: true; principal: Principal } | { ok: false; invalidToken?: boolean; user?: string };
 
 /** What a 401 challenge is about. */
 export interface ChallengeRequest {
@@ -157,7 +160,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       // htpasswd file, whatever it holds under that name.
       if (user.startsWith(ROBOT_PREFIX)) return verifyRobot(user, decoded.slice(colon + 1), authorization, connection);
       const settle = (ok: boolean): Authentication => {
-        if (!ok) return REFUSED;
+        if (!ok) return { ok: false, user };
         const answer: Authentication = Object.freeze({ ok: true, principal: Object.freeze({ user }) });
         // Remembered only under the version read before the check: a check that waited for a
         // reload (or raced one) is asked again next time, and remembered then.

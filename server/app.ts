@@ -9,7 +9,7 @@ import { setHeaders, type Ctx, type RegistryDeps, type RequestState } from './co
 import type { Logger } from './logging.js';
 import { DependencyUnavailableError, DigestMismatchError, FileSystemRefusalError, StorageFullError } from '../storage/errors.js';
 import { UpstreamError, UpstreamUnavailableError } from '../mirror/upstream.js';
-import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
+import { ERROR_CODES, OciError, ociErrorBody, toOciError, tooManyGuesses } from './errors.js';
 import { observeRequest } from './metrics.js';
 import { CONSOLE_HEADER, createSessionAuthentication, sessionCookieOf } from './console-session.js';
 import { createRegistryRoutes } from './routes.js';
@@ -94,6 +94,19 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     return answer instanceof Promise ? answer.then((result) => principalOf(ctx, result)) : principalOf(ctx, answer);
   };
   const principalOf = (ctx: Ctx, result: Authentication): Principal => {
+    // Password guessing: an htpasswd user's pair with this address past its refused passwords
+    // gets 429, the right password included (auth/guess-limiter.ts).
+    const user = result.ok ? (result.principal.robot || result.principal.grants ? undefined : result.principal.user) : result.user;
+    if (user !== undefined) {
+      const wait = deps.guesses.wait(ctx.request.ip, user);
+      if (wait > 0) throw tooManyGuesses(user, wait);
+      if (!result.ok && deps.guesses.failed(ctx.request.ip, user)) {
+        ctx.state.log.warn(
+          { user, address: ctx.request.ip },
+          'too many wrong passwords: this address waits before its next try for this user',
+        );
+      }
+    }
     if (!result.ok && !isLookasideRead(ctx)) {
       ctx.state.log.info({ path: ctx.path }, result.invalidToken ? 'invalid token' : 'invalid credentials');
       if (result.invalidToken) {
@@ -225,6 +238,8 @@ function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps, originOf: (ctx:
     if (challenge) ctx.set('WWW-Authenticate', challenge);
   }
   if (oci.code === 'UNAVAILABLE') ctx.set('Retry-After', RETRY_AFTER_SECONDS);
+  const retryAfter = (oci.detail as { retryAfter?: unknown } | undefined)?.retryAfter;
+  if (oci.code === 'TOOMANYREQUESTS' && typeof retryAfter === 'number') ctx.set('Retry-After', String(retryAfter));
   // The body was not read to its end (a failed upload): read and drop the rest, so that the
   // client reads this answer instead of a connection reset (Node neither drains a body that a
   // handler started reading nor reuses the connection until it ends).

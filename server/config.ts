@@ -206,6 +206,8 @@ export const configSchema = z.object({
         .object({
           realm: z.string().min(1).default('Signet Registry'),
           path: z.string({ error: 'the htpasswd file path is required' }).min(1),
+          /** Refused passwords per client address and user a minute before 429 (auth/guess-limiter.ts); 0: no bound. */
+          maxfailures: z.coerce.number().int().nonnegative().default(10),
         })
         .optional(),
       /**

@@ -1,6 +1,7 @@
 // The request context every handler sees, and the few helpers they share.
 import type { ParameterizedContext } from 'koa';
 import type { Authenticator } from '../auth/authenticator.js';
+import type { GuessLimiter } from '../auth/guess-limiter.js';
 import type { Action, Authorizer, Principal } from '../auth/authorize.js';
 import type { Robots } from '../auth/robots.js';
 import type { TokenService } from '../auth/tokens.js';
@@ -52,6 +53,8 @@ export interface RegistryDeps {
   pullThrough: PullThrough;
   gc: GarbageCollector;
   authenticator: Authenticator;
+  /** Refused htpasswd passwords per client address and user: guessing is bounded (auth/guess-limiter.ts). */
+  guesses: GuessLimiter;
   authorizer: Authorizer;
   robots: Robots;
   /** The built-in token service, in token mode (REGISTRY_AUTH=token). */

@@ -16,6 +16,7 @@ import { createCachedMetadataStore } from '../storage/cached-metadata-store.js';
 import { createChangeBus } from '../storage/change-bus.js';
 import { startEmbeddedUpkeep } from '../storage/embedded-upkeep.js';
 import { createGarbageCollector } from '../storage/gc.js';
+import { createGuessLimiter, GUESS_LIMIT } from '../auth/guess-limiter.js';
 import { createPostgresDb, deferredDb, startPgliteDb, type Db } from '../storage/db.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { DependencyUnavailableError, StorageFullError, type AvailabilityListener } from '../storage/errors.js';
@@ -195,6 +196,7 @@ export async function createRegistry(
     gc: createGarbageCollector({ db: db.maintenance ?? db, store, blobs, bus }),
     availability,
     authenticator,
+    guesses: createGuessLimiter(config.auth.htpasswd?.maxfailures ?? GUESS_LIMIT),
     authorizer,
     robots,
     ...(tokens ? { tokens } : {}),

@@ -7,13 +7,13 @@ import * as z from 'zod';
 import type { Principal } from '../../auth/authorize.js';
 import { ROBOT_PREFIX } from '../../auth/robots.js';
 import { jsonBody, type Ctx, type RegistryDeps } from '../context.js';
-import { OciError } from '../errors.js';
+import { OciError, tooManyGuesses } from '../errors.js';
 import { readJsonBody } from '../request-body.js';
 import { robotSessionTag, SESSION_COOKIE, SESSION_COOKIE_PATH, sessionCookieOf } from '../console-session.js';
 
 const SIGN_IN_BODY = z.strictObject({ user: z.string().min(1).max(255), password: z.string().max(1024) });
 
-export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'authenticator' | 'robots' | 'config'>) {
+export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'authenticator' | 'robots' | 'config' | 'guesses'>) {
   const { sessions, authenticator, robots, config } = deps;
   const authEnabled = config.auth.htpasswd !== undefined;
   // A robot is never a registry admin, whatever REGISTRY_AUTH_ADMINS says (the authorizer agrees).
@@ -77,8 +77,14 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
       requireSameOrigin(ctx);
       if (!authEnabled) throw new OciError('UNSUPPORTED', 'authentication is off on this registry: there is nothing to sign in to');
       const { user, password } = await readJsonBody(ctx, SIGN_IN_BODY);
+      // The same bound on guessing as Basic credentials have (server/app.ts): robots' secrets
+      // are not guessable and are not counted.
+      const counted = !user.startsWith(ROBOT_PREFIX);
+      const wait = counted ? deps.guesses.wait(ctx.request.ip, user) : 0;
+      if (wait > 0) throw tooManyGuesses(user, wait);
       const principal = await check(user, password);
       if (principal?.user !== user) {
+        if (counted) deps.guesses.failed(ctx.request.ip, user);
         ctx.state.log.info({ user }, 'console sign-in refused');
         throw new OciError('UNAUTHORIZED', 'invalid username or password');
       }
