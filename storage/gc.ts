@@ -141,8 +141,8 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
           await tx.query('DELETE FROM blobs WHERE digest = $1', [candidate.digest]);
           return unlinked.map((r) => r.name);
         });
-        if (repositories) await removeBytes(candidate.digest);
         if (repositories) {
+          await removeBytes(candidate.digest);
           report.blobsRemoved += 1;
           report.bytesRemoved += candidate.size;
           for (const repository of new Set(repositories)) deps.bus?.publish({ repository });

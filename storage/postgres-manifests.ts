@@ -1,10 +1,10 @@
 // The manifests of MetadataStore in SQL: content, references, referrers and parents.
 import type { Db, Queryable } from './db.js';
 import { createBatchedLookup } from './batched-lookup.js';
-import { ManifestReferenceError, StillReferencedError } from './errors.js';
+import { ManifestReferenceError } from './errors.js';
 import { lockDigest, lockedTransaction } from './locks.js';
 import type { ManifestRecord, MetadataStore, Referrer } from './metadata-store.js';
-import { REPO_ID, repositoryId, sizesOf } from './postgres-shared.js';
+import { manifestsNaming, refuseWhileNamed, REPO_ID, repositoryId, sizesOf } from './postgres-shared.js';
 
 interface ManifestRow {
   digest: string;
@@ -183,33 +183,14 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
     async remove(repository, digest) {
       const [found] = await db.query<{ id: number }>('SELECT id FROM repositories WHERE name = $1', [repository]);
       if (!found) return false;
-      // Not while an index of the repository lists it: the index would be served with a child
-      // gone (as GitLab's registry and zot refuse it). Under the manifest's lock, which an index's
-      // save takes for each manifest it lists: no index can come to list it meanwhile.
+      // Under the manifest's lock, which an index's save takes for each manifest it lists.
       return lockedTransaction(db, `manifest:${found.id}:${digest}`, async (tx) => {
-        const listing = await tx.query<{ manifest_digest: string }>(
-          `SELECT manifest_digest FROM manifest_references
-           WHERE repository_id = $1 AND child_digest = $2 AND child_kind = 'manifest' ORDER BY manifest_digest LIMIT 3`,
-          [found.id, digest],
-        );
-        if (listing.length > 0)
-          throw new StillReferencedError(
-            'manifest',
-            digest,
-            listing.map((r) => r.manifest_digest),
-          );
+        await refuseWhileNamed(tx, repository, digest, 'manifest');
         const rows = await tx.query('DELETE FROM manifests WHERE repository_id = $1 AND digest = $2 RETURNING digest', [found.id, digest]);
         return rows.length > 0;
       });
     },
-    async parents(repository, digest) {
-      const rows = await db.query<{ manifest_digest: string }>(
-        `SELECT manifest_digest FROM manifest_references
-         WHERE repository_id = ${REPO_ID} AND child_digest = $2 AND child_kind = 'manifest' ORDER BY manifest_digest`,
-        [repository, digest],
-      );
-      return rows.map((r) => r.manifest_digest);
-    },
+    parents: (repository, digest) => manifestsNaming(db, repository, digest, 'manifest'),
     async referrers(repository, subject, page) {
       // The page is chosen from each referrer's size of annotations, then only its own are read.
       const rows = await db.query<{

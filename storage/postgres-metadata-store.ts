@@ -2,10 +2,9 @@
 // manifests and uploads have files of their own.
 import type { Db, Queryable } from './db.js';
 import { lockDigest, lockedTransaction } from './locks.js';
-import { StillReferencedError } from './errors.js';
 import { inOrder, type MetadataStore } from './metadata-store.js';
 import { createPostgresManifests } from './postgres-manifests.js';
-import { REPO_ID, REPOSITORY_ID_CTES, sizesOf } from './postgres-shared.js';
+import { REPO_ID, REPOSITORY_ID_CTES, refuseWhileNamed, sizesOf } from './postgres-shared.js';
 import { createPostgresUploads } from './postgres-uploads.js';
 
 export function createPostgresMetadataStore(db: Db): MetadataStore {
@@ -96,21 +95,9 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         });
       },
       async remove(repository, digest) {
-        // Not while a manifest of the repository uses it: that manifest would be served with a
-        // blob the repository no longer gives out. Under the digest's lock, which a manifest's
-        // save takes for each blob it names.
+        // Under the digest's lock, which a manifest's save takes for each blob it names.
         return lockedTransaction(db, digest, async (tx) => {
-          const using = await tx.query<{ manifest_digest: string }>(
-            `SELECT manifest_digest FROM manifest_references
-             WHERE repository_id = ${REPO_ID} AND child_digest = $2 AND child_kind = 'blob' ORDER BY manifest_digest LIMIT 3`,
-            [repository, digest],
-          );
-          if (using.length > 0)
-            throw new StillReferencedError(
-              'blob',
-              digest,
-              using.map((r) => r.manifest_digest),
-            );
+          await refuseWhileNamed(tx, repository, digest, 'blob');
           const rows = await tx.query(`DELETE FROM repository_blobs WHERE repository_id = ${REPO_ID} AND digest = $2 RETURNING digest`, [
             repository,
             digest,
