@@ -5,11 +5,11 @@ import Koa from 'koa';
 import { ANONYMOUS, type Principal } from '../auth/authorize.js';
 import type { Authentication } from '../auth/authenticator.js';
 import { createClientAddress, createProxyCheck } from './client-address.js';
-import { setHeaders, type Ctx, type RegistryDeps, type RequestState } from './context.js';
+import { countRefusedPassword, refuseWhileGuessing, setHeaders, type Ctx, type RegistryDeps, type RequestState } from './context.js';
 import type { Logger } from './logging.js';
 import { DependencyUnavailableError, DigestMismatchError, FileSystemRefusalError, StorageFullError } from '../storage/errors.js';
 import { UpstreamError, UpstreamUnavailableError } from '../mirror/upstream.js';
-import { ERROR_CODES, OciError, ociErrorBody, toOciError, tooManyGuesses } from './errors.js';
+import { ERROR_CODES, OciError, ociErrorBody, toOciError } from './errors.js';
 import { observeRequest } from './metrics.js';
 import { CONSOLE_HEADER, createSessionAuthentication, sessionCookieOf } from './console-session.js';
 import { createRegistryRoutes } from './routes.js';
@@ -98,14 +98,8 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
     // gets 429, the right password included (auth/guess-limiter.ts).
     const user = result.ok ? (result.principal.robot || result.principal.grants ? undefined : result.principal.user) : result.user;
     if (user !== undefined) {
-      const wait = deps.guesses.wait(ctx.request.ip, user);
-      if (wait > 0) throw tooManyGuesses(user, wait);
-      if (!result.ok && deps.guesses.failed(ctx.request.ip, user)) {
-        ctx.state.log.warn(
-          { user, address: ctx.request.ip },
-          'too many wrong passwords: this address waits before its next try for this user',
-        );
-      }
+      refuseWhileGuessing(ctx, deps.guesses, user);
+      if (!result.ok) countRefusedPassword(ctx, deps.guesses, user);
     }
     if (!result.ok && !isLookasideRead(ctx)) {
       ctx.state.log.info({ path: ctx.path }, result.invalidToken ? 'invalid token' : 'invalid credentials');

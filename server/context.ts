@@ -170,6 +170,27 @@ export function textParam(ctx: Ctx, name: string): string | undefined {
   return value;
 }
 
+/**
+ * 429 with Retry-After (server/app.ts sets it from `retryAfter`) while this request's address is
+ * past its bound on refused passwords for `user` (auth/guess-limiter.ts), the right password
+ * included. For Basic credentials and console sign-ins alike.
+ */
+export function refuseWhileGuessing(ctx: Ctx, guesses: GuessLimiter, user: string): void {
+  const wait = guesses.wait(ctx.request.ip, user);
+  if (wait > 0) {
+    throw new OciError('TOOMANYREQUESTS', `too many wrong passwords for ${user} from this address: try again in ${wait} s`, {
+      retryAfter: wait,
+    });
+  }
+}
+
+/** Counts a refused password for `user` from this request's address; reaching the bound is logged once. */
+export function countRefusedPassword(ctx: Ctx, guesses: GuessLimiter, user: string): void {
+  if (guesses.failed(ctx.request.ip, user)) {
+    ctx.state.log.warn({ user, address: ctx.request.ip }, 'too many wrong passwords: this address waits before its next try for this user');
+  }
+}
+
 /** Aborts when the client goes away before the response is finished. */
 export function requestSignal(ctx: Ctx): AbortSignal {
   const controller = new AbortController();

@@ -204,13 +204,3 @@ function storageFull(err: StorageFullError): OciError {
     ...(err.requested === undefined ? {} : { requested: err.requested }),
   });
 }
-
-/**
- * The answer to credentials of a user from an address past its refused passwords
- * (auth/guess-limiter.ts); `retryAfter` becomes the Retry-After header (server/app.ts).
- */
-export function tooManyGuesses(user: string, waitSeconds: number): OciError {
-  return new OciError('TOOMANYREQUESTS', `too many wrong passwords for ${user} from this address: try again in ${waitSeconds} s`, {
-    retryAfter: waitSeconds,
-  });
-}

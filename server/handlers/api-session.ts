@@ -6,8 +6,8 @@
 import * as z from 'zod';
 import type { Principal } from '../../auth/authorize.js';
 import { ROBOT_PREFIX } from '../../auth/robots.js';
-import { jsonBody, type Ctx, type RegistryDeps } from '../context.js';
-import { OciError, tooManyGuesses } from '../errors.js';
+import { countRefusedPassword, jsonBody, refuseWhileGuessing, type Ctx, type RegistryDeps } from '../context.js';
+import { OciError } from '../errors.js';
 import { readJsonBody } from '../request-body.js';
 import { robotSessionTag, SESSION_COOKIE, SESSION_COOKIE_PATH, sessionCookieOf } from '../console-session.js';
 
@@ -80,11 +80,10 @@ export function createSessionHandlers(deps: Pick<RegistryDeps, 'sessions' | 'aut
       // The same bound on guessing as Basic credentials have (server/app.ts): robots' secrets
       // are not guessable and are not counted.
       const counted = !user.startsWith(ROBOT_PREFIX);
-      const wait = counted ? deps.guesses.wait(ctx.request.ip, user) : 0;
-      if (wait > 0) throw tooManyGuesses(user, wait);
+      if (counted) refuseWhileGuessing(ctx, deps.guesses, user);
       const principal = await check(user, password);
       if (principal?.user !== user) {
-        if (counted) deps.guesses.failed(ctx.request.ip, user);
+        if (counted) countRefusedPassword(ctx, deps.guesses, user);
         ctx.state.log.info({ user }, 'console sign-in refused');
         throw new OciError('UNAUTHORIZED', 'invalid username or password');
       }
