@@ -107,6 +107,11 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
     if (!chunk) return upload.size;
     if (!(await metadata.uploads.addChunk(upload.id, chunk))) {
       await blobs.discardChunk(upload.id, chunk);
+      // The session may be gone rather than moved on (cancelled, finished or purged while the body
+      // streamed in): 404 BLOB_UPLOAD_UNKNOWN, as the spec answers for a session that is not there,
+      // on which docker and containers/image start the blob over; 416 would send them to ask the
+      // session for its offset first, and get 404 then.
+      if (!(await metadata.uploads.find(upload.id))) throw unknownUpload(upload.id);
       throw new OciError('RANGE_INVALID', 'another request wrote to this upload at the same offset');
     }
     blobs.chunkRecorded(upload.id, chunk);

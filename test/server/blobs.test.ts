@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readlink, truncate } from 'node:fs/promises';
+import { readdir, readlink, stat, truncate } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import test from 'ava';
@@ -491,4 +491,43 @@ test('a blob file cut short on disk: the response is cut short too, never padded
   await client.pushBlob(name, other);
   const ok = await client.request(`/v2/${name}/blobs/${other.digest}`);
   t.deepEqual(Buffer.from(await ok.arrayBuffer()), other.data);
+});
+
+// Serial: the only upload streaming while it runs, so the one temporary file is its body's.
+test.serial('a PATCH whose session is cancelled while its body streams in is BLOB_UPLOAD_UNKNOWN, and stores nothing', async (t) => {
+  const name = repo(t);
+  const start = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  const location = new URL(start.headers.get('location')!, registry.url);
+  const req = http.request(location, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' },
+  });
+  const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    req.once('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (piece: string) => (body += piece));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.once('error', reject);
+  });
+  // More than the file sink buffers (storage/file-sink.ts): some of it reaches the file.
+  req.write(randomBytes(3 * 1024 * 1024));
+  // The handler found the session and streams the body into a temporary file.
+  const storage = path.join(registry.dataDir, 'storage');
+  const streaming = async (): Promise<boolean> => {
+    for (const entry of await readdir(path.join(storage, '_tmp')).catch(() => [] as string[])) {
+      if (((await stat(path.join(storage, '_tmp', entry)).catch(() => undefined))?.size ?? 0) > 0) return true;
+    }
+    return false;
+  };
+  t.true(await until(streaming, 10_000), 'the body never reached storage');
+  t.is((await client.request(location.pathname, { method: 'DELETE' })).status, 204);
+  req.end(randomBytes(1024));
+  const res = await answered;
+  t.is(res.status, 404, res.body);
+  t.is((JSON.parse(res.body) as { errors: { code: string }[] }).errors[0]!.code, 'BLOB_UPLOAD_UNKNOWN');
+  const id = start.headers.get('docker-upload-uuid')!;
+  const left = (await readdir(path.join(storage, 'uploads')).catch(() => [] as string[])).filter((entry) => entry.startsWith(id));
+  t.deepEqual(left, [], 'the cancelled upload left objects behind');
 });
