@@ -119,15 +119,17 @@ export function createBlobs(store: BlobStore): Blobs {
   const appends = hasInPlaceAppends(store) ? store : undefined;
   /** Chunk writes and commits under way in this process, by upload. */
   const busy = new Map<string, number>();
+  /** Chunk writes alone. */
+  const writing = new Map<string, number>();
 
-  async function using<T>(uploadId: string, work: () => Promise<T>): Promise<T> {
-    busy.set(uploadId, (busy.get(uploadId) ?? 0) + 1);
+  async function using<T>(uploadId: string, work: () => Promise<T>, counts = busy): Promise<T> {
+    counts.set(uploadId, (counts.get(uploadId) ?? 0) + 1);
     try {
       return await work();
     } finally {
-      const left = (busy.get(uploadId) ?? 1) - 1;
-      if (left > 0) busy.set(uploadId, left);
-      else busy.delete(uploadId);
+      const left = (counts.get(uploadId) ?? 1) - 1;
+      if (left > 0) counts.set(uploadId, left);
+      else counts.delete(uploadId);
     }
   }
 
@@ -367,7 +369,11 @@ export function createBlobs(store: BlobStore): Blobs {
       // Chunks that already are one object are renamed: no copy. Otherwise an existing blob spares
       // joining them. Either way (and for no chunks at all) they are verified first: never link an
       // existing blob on the strength of a claimed digest alone.
-      const whole = await wholeObject(chunks, total);
+      // Not while a chunk write of this upload runs here: it may be appending to that very object
+      // (it chose to before this commit began; none chooses to while one runs), and renaming the
+      // object would let its late bytes land in the published blob, which would then no longer
+      // hash to its digest. The chunks are joined into a copy instead.
+      const whole = writing.has(uploadId) ? undefined : await wholeObject(chunks, total);
       const existsNow = whole === undefined && chunks.length > 0 && (await store.stat(target)) !== undefined;
       const joins = whole === undefined && chunks.length > 0 && !existsNow;
       if (!verified && !joins) requireDigest(expected, await hashChunks(expected.algorithm, chunks));
@@ -393,7 +399,7 @@ export function createBlobs(store: BlobStore): Blobs {
   return {
     ...blobs,
     writeChunk: (uploadId, offset, body, signal, onHashed) =>
-      using(uploadId, () => blobs.writeChunk(uploadId, offset, body, signal, onHashed)),
+      using(uploadId, () => using(uploadId, () => blobs.writeChunk(uploadId, offset, body, signal, onHashed), writing)),
     commit: (uploadId, chunks, expected, options) => using(uploadId, () => blobs.commit(uploadId, chunks, expected, options)),
     inUse: (uploadId) => busy.has(uploadId),
   };

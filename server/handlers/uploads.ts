@@ -103,16 +103,21 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
   async function receive(ctx: Ctx, upload: UploadRecord): Promise<number> {
     const release = acquireSlot(ctx);
     if (!release) return upload.size;
-    const chunk = await writeBody(ctx, upload).finally(release);
+    // The session may be gone while the body streamed in (cancelled, finished or purged, its
+    // objects removed under the write): 404 BLOB_UPLOAD_UNKNOWN, as the spec answers for a session
+    // that is not there and on which docker and containers/image start the blob over, rather than
+    // the storage's complaint about a missing object (500) or a lost append (416, which sends them
+    // to ask the session for its offset, and get 404 then).
+    const gone = async (err: unknown): Promise<unknown> => ((await metadata.uploads.find(upload.id)) ? err : unknownUpload(upload.id));
+    const chunk = await writeBody(ctx, upload)
+      .catch(async (err: unknown) => {
+        throw await gone(err);
+      })
+      .finally(release);
     if (!chunk) return upload.size;
     if (!(await metadata.uploads.addChunk(upload.id, chunk))) {
       await blobs.discardChunk(upload.id, chunk);
-      // The session may be gone rather than moved on (cancelled, finished or purged while the body
-      // streamed in): 404 BLOB_UPLOAD_UNKNOWN, as the spec answers for a session that is not there,
-      // on which docker and containers/image start the blob over; 416 would send them to ask the
-      // session for its offset first, and get 404 then.
-      if (!(await metadata.uploads.find(upload.id))) throw unknownUpload(upload.id);
-      throw new OciError('RANGE_INVALID', 'another request wrote to this upload at the same offset');
+      throw await gone(new OciError('RANGE_INVALID', 'another request wrote to this upload at the same offset'));
     }
     blobs.chunkRecorded(upload.id, chunk);
     return upload.size + chunk.size;

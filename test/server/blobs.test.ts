@@ -531,3 +531,49 @@ test.serial('a PATCH whose session is cancelled while its body streams in is BLO
   const left = (await readdir(path.join(storage, 'uploads')).catch(() => [] as string[])).filter((entry) => entry.startsWith(id));
   t.deepEqual(left, [], 'the cancelled upload left objects behind');
 });
+
+test('a PATCH still appending when a PUT completes the upload never writes into the published blob', async (t) => {
+  const name = repo(t);
+  const first = randomBytes(300_000);
+  const digest = sha256(first);
+  const start = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  let location = new URL(start.headers.get('location')!, registry.url);
+  const patched = await client.request(location.pathname + location.search, { method: 'PATCH', body: new Uint8Array(first) });
+  t.is(patched.status, 202);
+  location = new URL(patched.headers.get('location')!, registry.url);
+  // A second PATCH whose body is held back: it opens the first chunk's object to append to it.
+  const id = start.headers.get('docker-upload-uuid')!;
+  const uploads = path.join(registry.config.storage.filesystem.rootdirectory, 'uploads');
+  const appending = async (): Promise<boolean> => {
+    for (const entry of await readdir(uploads).catch(() => [] as string[]))
+      if (entry.startsWith(id) && (await isOpen(path.join(uploads, entry)))) return true;
+    return false;
+  };
+  const extra = 4 * 1024 * 1024;
+  const req = http.request(location, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(extra) },
+  });
+  const answered = new Promise<number>((resolve, reject) => {
+    req.once('response', (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.once('error', reject);
+  });
+  req.flushHeaders();
+  t.true(await until(appending, 10_000), 'the second PATCH never opened the upload object');
+  const put = await client.request(`${location.pathname}${location.search ? `${location.search}&` : '?'}digest=${digest}`, {
+    method: 'PUT',
+  });
+  t.is(put.status, 201);
+  req.end(Buffer.alloc(extra, 0x41));
+  t.is(await answered, 404, 'the late PATCH of a finished upload');
+  // The published file is the blob, byte for byte: nothing of the late body reached it.
+  const { readFile } = await import('node:fs/promises');
+  const stored = await readFile(blobFile(digest));
+  t.is(stored.length, first.length);
+  t.is(sha256(stored), digest);
+  const pulled = await client.request(`/v2/${name}/blobs/${digest}`);
+  t.true(Buffer.from(await pulled.arrayBuffer()).equals(first));
+});
