@@ -47,10 +47,11 @@ export interface PullThroughDeps {
   /** How long a request to the upstream may wait for its answer. */
   timeoutMs: number;
   /**
-   * Throws when linking a blob of `size` bytes would take the repository's project past its quota
-   * (server/quota.ts): content fetched into a mirror counts as a push would.
+   * Throws when linking `size` bytes would take the repository's project past its quota
+   * (server/quota.ts): content fetched into a mirror counts as a push would. What it lets through is
+   * held against the quota until the returned function is called (once linked, or failed).
    */
-  checkQuota: (repository: string, digest: string, size: number) => Promise<void>;
+  checkQuota: (repository: string, digest: string, size: number, kind?: 'blob' | 'manifest') => Promise<() => void>;
   /** The most bytes of one blob fetched into a project without a quota (default DEFAULT_MAX_BLOB_BYTES). */
   maxBlobBytes?: number;
 }
@@ -126,10 +127,13 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     onHashed: (sha256: string) => void,
   ): Promise<void> {
     const uploadId = randomUUID();
+    let quotaHeld: (() => void) | undefined;
     try {
       const chunk = await blobs.writeChunk(uploadId, 0, body, undefined, onHashed);
-      // An upstream that did not say the size was not checked before the fetch (blob() below).
-      if (size === undefined) await deps.checkQuota(repository, digest.digest, chunk.size);
+      // Checked again now, and held until linked: the check before the fetch (blob() below) judged
+      // it alone, not against the other fetches and pushes of the project finishing meanwhile, and
+      // an upstream that did not say the size was not checked at all.
+      quotaHeld = await deps.checkQuota(repository, digest.digest, chunk.size);
       await blobs.commit(uploadId, [chunk], digest, {
         ...(size !== undefined ? { expectedSize: size } : {}),
         link: (place) => metadata.blobs.save(repository, digest.digest, chunk.size, { place }),
@@ -137,6 +141,8 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     } catch (err) {
       await blobs.removeUpload(uploadId).catch(() => undefined);
       throw err;
+    } finally {
+      quotaHeld?.();
     }
   }
 
@@ -177,7 +183,8 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
           // Over quota: every pull waiting on this fetch is refused (403 DENIED, as Harbor refuses a
           // proxy cache pull that would exceed its project's quota) before a byte is sent or stored.
           // The quota check reads the usage itself; without a quota, the registry's limit applies.
-          if ((await projects.find(target.project))?.quotaBytes != null) await deps.checkQuota(target.repository, digest.digest, announced);
+          if ((await projects.find(target.project))?.quotaBytes != null)
+            (await deps.checkQuota(target.repository, digest.digest, announced))();
           else if (announced > maxBlobBytes) {
             throw new UpstreamError(upstreamUrl, `announced ${announced} bytes for blob ${digest.digest}, more than ${limitWhy}`);
           }
@@ -256,7 +263,12 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     blobsPending: boolean,
   ): Promise<ManifestRecord> {
     const record = manifestRecordOf(digest, content, parsed);
-    await metadata.manifests.save(target.repository, record, parsed.references, tag, { blobsPending });
+    const quotaHeld = await deps.checkQuota(target.repository, digest, content.length, 'manifest');
+    try {
+      await metadata.manifests.save(target.repository, record, parsed.references, tag, { blobsPending });
+    } finally {
+      quotaHeld();
+    }
     return record;
   }
 

@@ -24,6 +24,7 @@ import { OciError } from './errors.js';
 import { RegistryResponse } from './response.js';
 import type { Logger } from './logging.js';
 import type { Metrics } from './metrics.js';
+import type { QuotaCheck } from './quota.js';
 
 export interface RequestState {
   /** An id for the request's log lines, made when first asked for. */
@@ -46,6 +47,8 @@ export interface RegistryDeps {
   blobs: Blobs;
   metadata: MetadataStore;
   projects: ProjectStore;
+  /** Project quotas, one instance so that what one check lets through counts for the next (server/quota.ts). */
+  checkQuota: QuotaCheck;
   signatures: Signatures;
   keys: Keys;
   gate: PullGate;

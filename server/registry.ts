@@ -172,6 +172,7 @@ export async function createRegistry(
     bus,
     onDecision: (outcome) => metrics.gateDecisions.inc({ outcome }),
   });
+  const checkQuota = createQuotaCheck(projects);
   const pullThrough = createPullThrough({
     projects,
     metadata,
@@ -181,7 +182,7 @@ export async function createRegistry(
     tagTtlMs: config.proxy.tagttl * 1000,
     timeoutMs: config.proxy.timeout * 1000,
     maxBlobBytes: config.proxy.maxblobsize,
-    checkQuota: createQuotaCheck(projects),
+    checkQuota,
   });
   const deps: RegistryDeps = {
     config,
@@ -189,6 +190,7 @@ export async function createRegistry(
     blobs,
     metadata,
     projects,
+    checkQuota,
     keys,
     signatures,
     gate,

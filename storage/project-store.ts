@@ -62,6 +62,8 @@ export interface ProjectUsage {
   usedBytes: number;
   /** Whether the asked-about digest is already linked somewhere in the project (adds nothing). */
   linked: boolean;
+  /** Whether a manifest of the asked-about digest is already somewhere in the project (adds nothing). */
+  manifest: boolean;
 }
 
 export interface ProjectStore {
@@ -244,7 +246,7 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
     },
     async usage(name, digest) {
       // Each blob counts once however many repositories link it; manifests once per digest.
-      const rows = await db.query<{ used: number; linked: boolean }>(
+      const rows = await db.query<{ used: number; linked: boolean; manifest: boolean }>(
         `WITH repos AS (
            SELECT id FROM repositories WHERE name = $1 OR left(name, length($1) + 1) = $1 || '/'
          ), linked AS (
@@ -253,10 +255,11 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
          SELECT (COALESCE((SELECT sum(b.size) FROM blobs b JOIN linked l ON l.digest = b.digest), 0)
                + COALESCE((SELECT sum(size) FROM (SELECT max(m.size) AS size FROM manifests m
                    WHERE m.repository_id IN (SELECT id FROM repos) GROUP BY m.digest) AS ms), 0))::bigint AS used,
-                EXISTS (SELECT 1 FROM linked WHERE digest = $2) AS linked`,
+                EXISTS (SELECT 1 FROM linked WHERE digest = $2) AS linked,
+                EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id IN (SELECT id FROM repos) AND m.digest = $2) AS manifest`,
         [name, digest ?? null],
       );
-      return { usedBytes: rows[0]?.used ?? 0, linked: rows[0]?.linked ?? false };
+      return { usedBytes: rows[0]?.used ?? 0, linked: rows[0]?.linked ?? false, manifest: rows[0]?.manifest ?? false };
     },
   };
 }

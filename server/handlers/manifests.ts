@@ -32,7 +32,9 @@ function readManifestBody(ctx: Ctx): Promise<Buffer> {
   });
 }
 
-export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'gate' | 'pullThrough' | 'config' | 'authorizer'>) {
+export function createManifestHandlers(
+  deps: Pick<RegistryDeps, 'metadata' | 'gate' | 'pullThrough' | 'config' | 'authorizer' | 'checkQuota'>,
+) {
   const { metadata } = deps;
   const hosts = publicHosts(deps.config);
 
@@ -134,15 +136,23 @@ export function createManifestHandlers(deps: Pick<RegistryDeps, 'metadata' | 'ga
       const content = await readManifestBody(ctx);
       const parsed = parseManifest(content, ctx.get('Content-Type'));
       const digest = verifiedDigest(reference, content);
-      // Everything the manifest points at must be in this repository at the stated size: the
-      // save checks that in its own statement (ManifestReferenceError → MANIFEST_BLOB_UNKNOWN or
-      // MANIFEST_INVALID).
-      await metadata.manifests.save(
-        name,
-        manifestRecordOf(digest, content, parsed),
-        parsed.references,
-        reference.kind === 'tag' ? reference.tag : undefined,
-      );
+      // A manifest counts in its project's usage as a blob does (Harbor's quota counts it too): a
+      // manifest the project does not hold yet is refused past the quota (4 MiB each, pushed
+      // without end, filled the database of a full project; adversarial testing).
+      const quotaHeld = await deps.checkQuota(name, digest, content.length, 'manifest');
+      try {
+        // Everything the manifest points at must be in this repository at the stated size: the
+        // save checks that in its own statement (ManifestReferenceError → MANIFEST_BLOB_UNKNOWN or
+        // MANIFEST_INVALID).
+        await metadata.manifests.save(
+          name,
+          manifestRecordOf(digest, content, parsed),
+          parsed.references,
+          reference.kind === 'tag' ? reference.tag : undefined,
+        );
+      } finally {
+        quotaHeld();
+      }
       ctx.set('Location', `/v2/${name}/manifests/${digest}`);
       ctx.set('Docker-Content-Digest', digest);
       // OCI 1.1: tells the client this registry indexes referrers, so it skips the tag fallback.

@@ -11,20 +11,21 @@ import { allowed, capture, emptyResponse, queryParam, requestSignal, requireAcce
 import { OciError, toOciError } from '../errors.js';
 import { requireDigest, requireName } from '../oci-names.js';
 import { isValidName } from '../../storage/oci-grammar.js';
-import { createQuotaCheck } from '../quota.js';
 import { createCallerSlots } from '../caller-slots.js';
+import type { QuotaRelease } from '../quota.js';
 
 // `Content-Range: <start>-<end>` (the spec's form); some clients prefix "bytes=" or "bytes ".
 const CONTENT_RANGE_RE = /^(?:bytes[= ])?(\d{1,15})-(\d{1,15})$/;
 
-export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'projects' | 'config' | 'metrics' | 'authorizer'>) {
-  const { metadata, blobs } = deps;
+export function createUploadHandlers(
+  deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'projects' | 'config' | 'metrics' | 'authorizer' | 'checkQuota'>,
+) {
+  const { metadata, blobs, checkQuota } = deps;
   const slots = createCallerSlots({
     max: deps.config.uploads.maxconcurrent,
     gauge: deps.metrics.uploadsInProgress,
     stallMs: deps.config.http.stalltimeout * 1000,
   });
-  const checkQuota = createQuotaCheck(deps.projects);
 
   function setProgress(ctx: Ctx, name: string, id: string, size: number): void {
     ctx.set('Location', `/v2/${name}/blobs/uploads/${id}`);
@@ -147,11 +148,12 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
     session?: string,
   ): Promise<void> {
     let last: UploadChunk | undefined;
+    let quotaHeld: QuotaRelease | undefined;
     try {
       if (release) last = await writeBody(ctx, upload).finally(release);
       const chunks = last ? [...upload.chunks, last] : upload.chunks;
       const size = upload.size + (last?.size ?? 0);
-      await checkQuota(name, digest.digest, size);
+      quotaHeld = await checkQuota(name, digest.digest, size);
       await blobs.commit(upload.id, chunks, digest, {
         // Placing the bytes and linking them is one critical section (see metadata blobs.save).
         link: (place) => metadata.blobs.save(name, digest.digest, size, { place, ...(session ? { endUpload: session } : {}) }),
@@ -165,6 +167,8 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
         await blobs.discardChunk(upload.id, last).catch(() => undefined);
       }
       throw err;
+    } finally {
+      quotaHeld?.();
     }
   }
 
@@ -181,7 +185,7 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
     if (!(await allowed(ctx, deps, 'pull', from))) return false;
     const size = await metadata.blobs.find(from, digest.digest);
     if (size === undefined) return false;
-    await checkQuota(name, digest.digest, size);
+    const quotaHeld = await checkQuota(name, digest.digest, size);
     try {
       await metadata.blobs.save(name, digest.digest, size, {
         place: async () => {
@@ -191,6 +195,8 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
     } catch (err) {
       if (err instanceof StorageNotFoundError) return false; // collected meanwhile: upload instead
       throw err;
+    } finally {
+      quotaHeld();
     }
     setCreated(ctx, name, digest.digest);
     return true;

@@ -1,10 +1,11 @@
 // Per-project storage quotas over HTTP: set by registry admins only, shown with the usage, and
-// enforced on upload completion and cross-repository mounts (403 DENIED with the figures,
-// nothing linked); a blob the project already holds adds nothing.
+// enforced on upload completion, cross-repository mounts and manifest pushes (403 DENIED with the
+// figures, nothing linked), also against uploads finishing at once; what the project already holds
+// adds nothing.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { basic, createProject, writeHtpasswd } from '../helpers/auth.js';
 import { createClient, type OciErrorBody } from '../helpers/oci-client.js';
 import { blobOf, OCI_LAYER, makeImage } from '../helpers/oci-layout.js';
@@ -107,4 +108,84 @@ test.serial('a mount from another project past the quota is refused, and manifes
   t.is((await setQuota(['root', 'root-pw'], null)).status, 200);
   t.is((await project()).quotaBytes, null);
   t.is((await client.pushBlob('q/app', blob(200_000))).status, 201);
+});
+
+/**
+ * Twenty uploads of 100 KB each, their bodies all in, are finished at once with room for one in
+ * project q of `on`: exactly one is linked, whichever.
+ */
+async function raceToTheQuota(t: ExecutionContext, on: TestRegistry): Promise<void> {
+  const client = createClient(on.url, { Authorization: basic('dev', 'dev-pw') });
+  const quota = (quotaBytes: number | null) =>
+    fetch(`${on.url}/api/v1/projects/q`, {
+      method: 'PATCH',
+      headers: { Authorization: basic('root', 'root-pw'), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ quotaBytes }),
+    });
+  const used = async () =>
+    (
+      (await (await fetch(`${on.url}/api/v1/projects/q`, { headers: { Authorization: basic('dev', 'dev-pw') } })).json()) as {
+        usedBytes: number;
+      }
+    ).usedBytes;
+  const blobs = Array.from({ length: 20 }, () => blob(100_000));
+  // Every body is in before any session is finished: the PUTs carry none and take no upload slot.
+  const sessions = await Promise.all(
+    blobs.map(async (b) => {
+      const started = await client.request('/v2/q/race/blobs/uploads/', { method: 'POST' });
+      const patched = await client.request(started.headers.get('location')!, { method: 'PATCH', body: new Uint8Array(b.data) });
+      t.is(patched.status, 202);
+      return `${patched.headers.get('location')!}?digest=${b.digest}`;
+    }),
+  );
+  const before = await used();
+  t.is((await quota(before + 150_000)).status, 200);
+  const statuses = await Promise.all(sessions.map(async (location) => (await client.request(location, { method: 'PUT' })).status));
+  t.deepEqual(
+    statuses.filter((status) => status === 201),
+    [201],
+    `statuses ${statuses.join(' ')}`,
+  );
+  t.is(statuses.filter((status) => status === 403).length, 19);
+  t.is(await used(), before + 100_000);
+  t.is((await quota(null)).status, 200);
+}
+
+test.serial('uploads finishing at once are judged one after the other: together they never pass the quota', async (t) => {
+  await raceToTheQuota(t, registry);
+});
+
+test.serial('on PostgreSQL too, where the usage is read on several connections at once', async (t) => {
+  const onPostgres = await startTestRegistry({
+    database: 'postgres',
+    env: { REGISTRY_AUTH: 'htpasswd', REGISTRY_AUTH_HTPASSWD_PATH: path.join(dir, 'htpasswd'), REGISTRY_AUTH_ADMINS: 'root' },
+  });
+  t.teardown(() => onPostgres.close());
+  await createProject(onPostgres.url, ['root', 'root-pw'], 'q', { public: false, members: { dev: 'admin' } });
+  for (let round = 0; round < 3; round++) await raceToTheQuota(t, onPostgres);
+});
+
+test.serial('a manifest past the quota is refused with the figures; one the project holds goes in under any tag', async (t) => {
+  const client = createClient(registry.url, { Authorization: basic('dev', 'dev-pw') });
+  t.is((await setQuota(['root', 'root-pw'], null)).status, 200);
+  const held = makeImage({ layers: 1 });
+  t.is((await client.pushImage('q/manifests', held, 'v1')).status, 201);
+  const next = makeImage({ layers: 1 });
+  for (const b of [next.config, ...next.layers]) t.is((await client.pushBlob('q/manifests', b)).status, 201);
+  const { usedBytes } = await project();
+  t.is((await setQuota(['root', 'root-pw'], usedBytes)).status, 200);
+
+  const refused = await client.pushManifest('q/manifests', 'v2', next.manifest);
+  t.is(refused.status, 403);
+  const error = ((await refused.json()) as OciErrorBody).errors[0]!;
+  t.is(error.code, 'DENIED');
+  t.regex(error.message, new RegExp(`uses ${usedBytes} of ${usedBytes} bytes; this manifest needs ${next.manifest.size} more`));
+  t.is((await client.request(`/v2/q/manifests/manifests/v2`, { method: 'HEAD' })).status, 404);
+  // A manifest held in any repository of the project adds nothing.
+  t.is((await client.pushManifest('q/manifests', 'again', held.manifest)).status, 201);
+  t.is((await project()).usedBytes, usedBytes);
+
+  t.is((await setQuota(['root', 'root-pw'], usedBytes + next.manifest.size)).status, 200);
+  t.is((await client.pushManifest('q/manifests', 'v2', next.manifest)).status, 201);
+  t.is((await setQuota(['root', 'root-pw'], null)).status, 200);
 });
