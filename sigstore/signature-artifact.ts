@@ -15,10 +15,15 @@
 //   - every layer is small and its bytes parse, strictly, as the signature payload its media type
 //     names: a cosign simple-signing payload, a DSSE envelope (cosign attestations), a sigstore
 //     bundle, or a Notation JWS envelope.
-// Every one of those payloads is JSON, which cannot hold a raw NUL byte, and every executable
-// format has one (an ELF header's e_type is a 16-bit little-endian 2 or 3), so even a client that
-// unpacked such a "layer" as a tar archive would find nothing it could run. Notation's COSE
-// envelopes are binary and could double as an archive: they are not exempt.
+//   - no block of any layer, at a multiple of 512 bytes where tar readers look for headers, checks
+//     out as a tar header.
+// JSON cannot hold a raw NUL byte, and every executable format has one (an ELF header's e_type is a
+// 16-bit little-endian 2 or 3), but a tar archive need not: a V7 header can be printable ASCII
+// throughout, and adversarial testing built a strict DSSE envelope whose `payloadType` string was
+// a V7 archive of shell scripts, which podman unpacked (Go's archive/tar reads the first block as
+// a header when its checksum holds; GNU tar also skips ahead to later blocks that check out). The
+// checksum test is what those readers apply, so a layer that passes it is never exempt. Notation's
+// COSE envelopes are binary and could double as an archive: they are not exempt either.
 import { createLru } from '../storage/lru.js';
 import type { Blobs } from '../storage/blobs.js';
 import { digestOf, parseDigest } from '../storage/digest.js';
@@ -173,6 +178,38 @@ export function isSignatureLayerType(mediaType: string): boolean {
   );
 }
 
+const TAR_BLOCK = 512;
+const TAR_CHECKSUM_START = 148;
+const TAR_CHECKSUM_END = 156;
+
+/**
+ * Whether a 512-byte block of `bytes`, at a multiple of 512 (a short last block padded with zeros),
+ * checks out as a tar header: the octal number in its checksum field (after leading spaces or NULs)
+ * is the sum of the block's bytes, unsigned or signed, with the field itself counted as spaces.
+ * That is the test of Go's archive/tar (containers/storage, containerd) and GNU tar; the digits
+ * are read as far as they go, which passes what either accepts and a little more.
+ */
+export function holdsTarHeader(bytes: Buffer): boolean {
+  for (let at = 0; at < bytes.length; at += TAR_BLOCK) {
+    let unsigned = 0;
+    let signed = 0;
+    for (let i = 0; i < TAR_BLOCK; i++) {
+      const byte = i >= TAR_CHECKSUM_START && i < TAR_CHECKSUM_END ? 0x20 : (bytes[at + i] ?? 0);
+      unsigned += byte;
+      signed += byte > 127 ? byte - 256 : byte;
+    }
+    let i = at + TAR_CHECKSUM_START;
+    const end = at + TAR_CHECKSUM_END;
+    while (i < end && (bytes[i] === 0x20 || bytes[i] === 0)) i++;
+    let recorded = 0;
+    let digits = 0;
+    for (; i < end && bytes[i] !== undefined && bytes[i]! >= 0x30 && bytes[i]! <= 0x37; i++, digits++)
+      recorded = recorded * 8 + bytes[i]! - 0x30;
+    if (digits > 0 && (recorded === unsigned || recorded === signed)) return true;
+  }
+  return false;
+}
+
 interface Descriptor {
   mediaType: string;
   digest: string;
@@ -242,6 +279,7 @@ export function createSignatureArtifacts(readBlob: SmallBlobReader): SignatureAr
       if (!bytes || !isSignaturePayload(layer.mediaType, bytes)) {
         return [not(`layer ${layer.digest} does not parse as the ${layer.mediaType} it claims to be`), false];
       }
+      if (holdsTarHeader(bytes)) return [not(`layer ${layer.digest} is also a tar archive`), true];
     }
     return [SIGNATURE, true];
   }

