@@ -132,6 +132,30 @@ export interface PullGateDeps {
 const COSIGN_PAYLOAD_LIMIT = 256 * 1024;
 /** cosign referrers judged per digest: as many signatures as containers/image reads (128). */
 const MAX_COSIGN_REFERRERS = 128;
+// What one decision may cost. Everything a decision reads is chosen by whoever pushes: a `.sig`
+// manifest of 18,891 layers naming one 256 KiB payload (4.6 GiB read and hashed), an index listing
+// a manifest 20,000 times, each judged anew on every uncached pull, anonymous ones included
+// (adversarial testing). So a decision judges each distinct signature once, at most as many per
+// digest as containers/image reads (128), and stops at these bounds, refusing with the reason:
+// far above what real signing produces (a few signatures of under 2 KiB per digest), far below
+// what would hold the server.
+/** Distinct signatures judged per digest. */
+const MAX_SIGNATURES_PER_DIGEST = 128;
+/** Signatures judged per decision, over the manifest and the digests related to it. */
+const MAX_SIGNATURES_PER_DECISION = 512;
+/** Distinct digests judged beside the manifest's own: an index's children, or a platform manifest's indexes. */
+const MAX_RELATED_DIGESTS = 64;
+/** cosign payload bytes read per decision. */
+const MAX_PAYLOAD_BYTES_PER_DECISION = 8 * 1024 * 1024;
+
+/** What is left of a decision's bounds; `spent` says which one ran out. */
+interface Budget {
+  signatures: number;
+  payloadBytes: number;
+  spent?: string;
+}
+
+const newBudget = (): Budget => ({ signatures: MAX_SIGNATURES_PER_DECISION, payloadBytes: MAX_PAYLOAD_BYTES_PER_DECISION });
 
 /** One signature judged for one pull: accepted, or why not; with the key that made it when known. */
 type Outcome = ({ accepted: true; keyId: string } | { accepted: false; keyId?: string; problem: string; stage: 'key' | 'claim' }) &
@@ -269,9 +293,17 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   }
 
   /** A cosign signature: key, then digest, then identity (matchRepository). */
-  async function judgeCosign(layer: CosignLayer, digest: string, request: JudgedRequest, trust: TrustSet): Promise<Outcome> {
+  async function judgeCosign(
+    layer: CosignLayer,
+    digest: string,
+    request: JudgedRequest,
+    trust: TrustSet,
+    budget: Budget,
+  ): Promise<Outcome> {
     const detail: OutcomeDetail = { format: 'cosign' };
-    const payload = await readBlob(layer.payloadDigest, COSIGN_PAYLOAD_LIMIT);
+    const limit = Math.min(COSIGN_PAYLOAD_LIMIT, budget.payloadBytes);
+    const payload = layer.payloadSize <= limit ? await readBlob(layer.payloadDigest, limit) : undefined;
+    budget.payloadBytes -= payload?.length ?? 0;
     if (!payload) return { accepted: false, problem: 'cosign signature payload is missing or too large', stage: 'key', ...detail };
     const key = verifyCosignSignature(payload, layer.signature, trust.cosign);
     if (!key)
@@ -297,11 +329,40 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     }
   }
 
-  /** Every signature of a digest, judged one at a time (the caller stops at the first accepted). */
-  async function* outcomes(digest: string, request: JudgedRequest, trust: TrustSet): AsyncGenerator<Outcome> {
-    for (const record of await signatures.list(request.repository, digest)) yield judgeSimple(record, digest, request, trust);
+  /**
+   * Every distinct signature of a digest, judged one at a time (the caller stops at the first
+   * accepted), within the decision's budget.
+   */
+  async function* outcomes(digest: string, request: JudgedRequest, trust: TrustSet, budget: Budget): AsyncGenerator<Outcome> {
+    let judged = 0;
+    const affordable = (): boolean => {
+      if (judged >= MAX_SIGNATURES_PER_DIGEST)
+        budget.spent ??= `only the first ${MAX_SIGNATURES_PER_DIGEST} signatures of a manifest are judged`;
+      else if (budget.signatures <= 0) budget.spent ??= `only ${MAX_SIGNATURES_PER_DECISION} signatures are judged per pull`;
+      else {
+        judged += 1;
+        budget.signatures -= 1;
+        return true;
+      }
+      return false;
+    };
+    for (const record of await signatures.list(request.repository, digest)) {
+      if (!affordable()) return;
+      yield judgeSimple(record, digest, request, trust);
+    }
+    const seen = new Set<string>();
     for (const manifest of await cosignManifests(request.repository, digest)) {
-      for (const layer of cosignLayers(manifest.content)) yield judgeCosign(layer, digest, request, trust);
+      for (const layer of cosignLayers(manifest.content)) {
+        const key = `${layer.payloadDigest} ${layer.signature.toString('base64')}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        if (layer.payloadSize <= COSIGN_PAYLOAD_LIMIT && layer.payloadSize > budget.payloadBytes) {
+          budget.spent ??= `only ${MAX_PAYLOAD_BYTES_PER_DECISION} bytes of cosign payloads are read per pull`;
+          return;
+        }
+        if (!affordable()) return;
+        yield judgeCosign(layer, digest, request, trust, budget);
+      }
     }
   }
 
@@ -309,9 +370,15 @@ export function createPullGate(deps: PullGateDeps): PullGate {
    * Judges a digest's signatures until one is accepted. With `collect` (explain), every signature is
    * judged and kept there; the result is the same, since one accepted signature settles it.
    */
-  async function evaluate(digest: string, request: JudgedRequest, trust: TrustSet, collect?: Outcome[]): Promise<Evaluation> {
+  async function evaluate(
+    digest: string,
+    request: JudgedRequest,
+    trust: TrustSet,
+    budget: Budget,
+    collect?: Outcome[],
+  ): Promise<Evaluation> {
     const result: Evaluation = { ok: false, keyIds: new Set(), problems: [], signatures: 0 };
-    for await (const outcome of outcomes(digest, request, trust)) {
+    for await (const outcome of outcomes(digest, request, trust, budget)) {
       collect?.push(outcome);
       if (result.ok) continue;
       result.signatures += 1;
@@ -338,6 +405,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     if ((await artifacts.classify(manifest)).signature) return { allowed: true, via: 'signature-artifact' };
 
     const seen: Evaluation[] = [];
+    const budget = newBudget();
     const admit = async (digest: string, asTag: string | undefined): Promise<boolean> => {
       const judged: JudgedRequest = {
         repository,
@@ -345,25 +413,31 @@ export function createPullGate(deps: PullGateDeps): PullGate {
         ...(request.remap ? { remap: request.remap } : {}),
         ...(asTag !== undefined ? { tag: asTag } : {}),
       };
-      const evaluation = await evaluate(digest, judged, trust, digest === manifest.digest ? collect : undefined);
+      const evaluation = await evaluate(digest, judged, trust, budget, digest === manifest.digest ? collect : undefined);
       seen.push(evaluation);
       return evaluation.ok;
     };
     if (await admit(manifest.digest, tag)) return { allowed: true, via: 'signature' };
     if (isIndexMediaType(manifest.mediaType)) {
-      const children = (Array.isArray(body.manifests) ? (body.manifests as { digest?: unknown }[]) : [])
-        .map((m) => m.digest)
-        .filter((d): d is string => typeof d === 'string');
-      for (const child of children) if (await admit(child, tag)) return { allowed: true, via: 'signature' };
+      const children = new Set(
+        (Array.isArray(body.manifests) ? (body.manifests as { digest?: unknown }[]) : [])
+          .map((m) => m.digest)
+          .filter((d): d is string => typeof d === 'string' && d !== manifest.digest),
+      );
+      if (children.size > MAX_RELATED_DIGESTS) budget.spent ??= `only the first ${MAX_RELATED_DIGESTS} manifests an index lists are judged`;
+      for (const child of [...children].slice(0, MAX_RELATED_DIGESTS))
+        if (await admit(child, tag)) return { allowed: true, via: 'signature' };
     } else if (tag === undefined) {
-      for (const parent of await metadata.manifests.parents(repository, manifest.digest)) {
+      const parents = await metadata.manifests.parents(repository, manifest.digest);
+      if (parents.length > MAX_RELATED_DIGESTS) budget.spent ??= `only ${MAX_RELATED_DIGESTS} of the indexes listing a manifest are judged`;
+      for (const parent of parents.slice(0, MAX_RELATED_DIGESTS)) {
         if (await admit(parent, undefined)) return { allowed: true, via: 'signature' };
       }
     }
-    return refusal(request, manifest, trust, seen);
+    return refusal(request, manifest, trust, seen, budget);
   }
 
-  function refusal(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet, seen: Evaluation[]): GateDecision {
+  function refusal(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet, seen: Evaluation[], budget: Budget): GateDecision {
     const { repository, tag } = request;
     const keyIds = [...new Set(seen.flatMap((e) => [...e.keyIds]))];
     const problems = [...new Set(seen.flatMap((e) => e.problems))];
@@ -375,6 +449,10 @@ export function createPullGate(deps: PullGateDeps): PullGate {
       message = `project ${projectOf(repository)} trusts no keys, so no signature of ${wanted} can be accepted`;
     else message = `no trusted signature matches ${wanted}: ${problems.join('; ')}`;
     if (keyIds.length > 0 && total > 0) message += ` (signatures seen from ${keyIds.join(', ')})`;
+    if (budget.spent) {
+      message += `; ${budget.spent}`;
+      problems.push(budget.spent);
+    }
     return { allowed: false, message, keyIds, problems };
   }
 
@@ -390,16 +468,26 @@ export function createPullGate(deps: PullGateDeps): PullGate {
       '\u0000',
     );
 
+  /** Decisions being made: pulls of the same uncached manifest at once wait for one judgement. */
+  const deciding = new Map<string, Promise<GateDecision>>();
+
   async function judge(request: JudgedRequest, manifest: ManifestRecord, project: string): Promise<GateDecision> {
     const cacheKey = cacheKeyOf(request, manifest);
-    let decision = decisions.get(cacheKey);
-    if (!decision) {
+    const known = decisions.get(cacheKey) ?? deciding.get(cacheKey);
+    if (known) return known;
+    const made = (async () => {
       const before = epoch;
       const trust = await keys.trusted(project);
-      decision = await decide(request, manifest, trust);
+      const decision = await decide(request, manifest, trust);
       if (before === epoch) remember(decisions, cacheKey, decision, trust);
+      return decision;
+    })();
+    deciding.set(cacheKey, made);
+    try {
+      return await made;
+    } finally {
+      deciding.delete(cacheKey);
     }
-    return decision;
   }
 
   /**

@@ -11,12 +11,13 @@ import { basic, writeHtpasswd } from '../helpers/auth.js';
 import { makeCosignKey } from '../helpers/cosign.js';
 import { createClient } from '../helpers/oci-client.js';
 import { compressionBomb } from '../helpers/openpgp-bomb.js';
-import { makeImage, type Blob, type Image } from '../helpers/oci-layout.js';
+import { blobOf, makeImage, type Blob, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import {
   COSIGN_SIMPLESIGNING,
   cosignSignatureManifest,
   descriptorOf,
+  EMPTY_CONFIG,
   manifestOf,
   notationReferrer,
   sigstoreBundleReferrer,
@@ -348,4 +349,55 @@ test('a compression bomb uploaded as a signature is refused at the decompression
   const nested = await putSignature('dev', 'bomb/app', image.manifest.digest, await compressionBomb(64 * 1024, { nested: true }));
   t.is(nested.status, 400, 'a compressed packet inside a compressed packet is refused');
   t.is((await as('dev').request(`/extensions/v2/bomb/app/signatures/${image.manifest.digest}`)).status, 200);
+});
+
+test("a pull's cost is bounded whatever is pushed: each distinct signature judged once, 128 per manifest, an index's duplicates once", async (t) => {
+  const key = makeCosignKey();
+  await project('cost', { keys: [key.publicPem] });
+  const image = await push('dev', 'cost/app', 'v1');
+  const trustOf = async (tag: string) => {
+    const res = await as('dev').request(`/api/v1/projects/cost/repositories/app/trust?n=200`);
+    const body = (await res.json()) as { tags: { name: string; state: string; gate: { reason?: string }; signatures: unknown[] }[] };
+    return body.tags.find((entry) => entry.name === tag)!;
+  };
+  // A .sig manifest of 2,000 layers naming one 100 KiB payload with one signature: judged once.
+  const payload = blobOf(Buffer.from(JSON.stringify({ critical: {}, optional: { pad: 'x'.repeat(100 * 1024) } })), COSIGN_SIMPLESIGNING);
+  const layer = descriptorOf(payload, { annotations: SIG_ANNOTATION });
+  const same = manifestOf({ config: descriptorOf(EMPTY_CONFIG), layers: Array.from({ length: 2000 }, () => layer) });
+  const tag = `${image.manifest.digest.replace(':', '-')}.sig`;
+  await pushArtifact('dev', 'cost/app', tag, [EMPTY_CONFIG, payload], same);
+  let judged = await trustOf('v1');
+  t.is(judged.signatures.length, 1);
+  t.is(judged.state, 'untrusted');
+  // 100 distinct signatures over that payload: judged until 8 MiB of payloads were read.
+  const signed = (count: number, over: Blob) =>
+    manifestOf({
+      config: descriptorOf(EMPTY_CONFIG),
+      layers: Array.from({ length: count }, (_, i) =>
+        descriptorOf(over, { annotations: { 'dev.cosignproject.cosign/signature': Buffer.from(`junk ${i}`).toString('base64') } }),
+      ),
+    });
+  await pushArtifact('dev', 'cost/app', tag, [], signed(100, payload));
+  judged = await trustOf('v1');
+  t.is(judged.signatures.length, Math.floor((8 * 1024 * 1024) / payload.size));
+  t.regex(judged.gate.reason ?? '', /only 8388608 bytes of cosign payloads are read per pull/);
+  // 300 distinct signatures over a small payload: the first 128 are judged, and the refusal says so.
+  const small = blobOf(Buffer.from(JSON.stringify({ critical: {}, optional: null })), COSIGN_SIMPLESIGNING);
+  await pushArtifact('dev', 'cost/app', tag, [small], signed(300, small));
+  judged = await trustOf('v1');
+  t.is(judged.signatures.length, 128);
+  t.regex(judged.gate.reason ?? '', /only the first 128 signatures of a manifest are judged/);
+  const pulled = await as('dev').getManifest('cost/app', 'v1');
+  t.is(pulled.status, 412);
+  t.regex(await refusal(pulled), /only the first 128 signatures/);
+
+  // An index listing one unsigned manifest 5,000 times: it is judged once.
+  const unsigned = await push('dev', 'cost/app', 'plain');
+  const entry = { ...descriptorOf(unsigned.manifest), platform: { os: 'linux', architecture: 'amd64' } };
+  const index = manifestOf({ manifests: Array.from({ length: 5000 }, () => entry) }, 'application/vnd.oci.image.index.v1+json');
+  t.is((await as('dev').pushManifest('cost/app', 'multi', index)).status, 201);
+  judged = await trustOf('multi');
+  t.is(judged.state, 'unsigned');
+  t.regex(judged.gate.reason ?? '', /not signed/);
+  t.notRegex(judged.gate.reason ?? '', /are judged|are read/);
 });
