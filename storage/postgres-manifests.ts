@@ -200,7 +200,10 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
         artifact_type: string | null;
         annotation_bytes: number;
       }>(
-        `SELECT digest, media_type, size, artifact_type, coalesce(octet_length(annotations::text), 0)::int AS annotation_bytes
+        // An artifact type is a media type of at most 1 KiB (manifest-parse.ts); one stored before
+        // that was checked is not listed (a page of 3.9 MB ones exhausted the server's memory).
+        `SELECT digest, media_type, size, CASE WHEN octet_length(artifact_type) <= 1024 THEN artifact_type END AS artifact_type,
+                coalesce(octet_length(annotations::text), 0)::int AS annotation_bytes
          FROM manifests WHERE repository_id = ${REPO_ID} AND subject_digest = $2
            AND ($3::text IS NULL OR artifact_type = $3) AND ($4::text IS NULL OR digest > $4)
          ORDER BY digest LIMIT $5`,

@@ -206,3 +206,46 @@ test('referrers of a digest nothing refers to: an empty index, never 404; a bad 
   t.is(bad.status, 400);
   t.is(await errorCode(bad), 'DIGEST_INVALID');
 });
+
+test('artifact types and media types are what the image spec says they are: RFC 6838 names, refused otherwise', async (t) => {
+  // A hundred referrers with a 3.9 MB artifactType each were stored, and one anonymous referrers
+  // listing read them all back into memory: the server ran out of it (adversarial testing).
+  const name = repo(t);
+  const image = makeImage();
+  await client.pushImage(name, image, 'v1');
+  const empty = blobOf(Buffer.from('{}'), 'application/vnd.oci.empty.v1+json');
+  await client.pushBlob(name, empty);
+  const referrer = (artifactType: string, configType = empty.mediaType) =>
+    jsonBlob(
+      {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType,
+        config: { mediaType: configType, digest: empty.digest, size: empty.size },
+        layers: [],
+        subject: { mediaType: OCI_MANIFEST, digest: image.manifest.digest, size: image.manifest.size },
+      },
+      OCI_MANIFEST,
+    );
+  for (const [artifactType, configType] of [
+    [`application/${'x'.repeat(3_900_000)}`, undefined],
+    [`application/${'x'.repeat(128)}`, undefined],
+    ['not a media type', undefined],
+    ['application/vnd.example.sbom', `application/${'y'.repeat(200)}`],
+  ] as const) {
+    const res = await client.pushManifest(name, 'refused', referrer(artifactType, configType));
+    t.is(res.status, 400);
+    t.is(await errorCode(res), 'MANIFEST_INVALID');
+  }
+  // What real tools write goes in: parameters (sigstore's bundle type) and 127-character names.
+  for (const artifactType of ['application/vnd.dev.sigstore.bundle+json;version=0.3', `application/${'z'.repeat(127)}`]) {
+    t.is((await client.pushManifest(name, referrer(artifactType).digest, referrer(artifactType))).status, 201);
+  }
+  const listed = (await (await client.request(`/v2/${name}/referrers/${image.manifest.digest}`)).json()) as {
+    manifests: { artifactType: string }[];
+  };
+  t.deepEqual(
+    listed.manifests.map((m) => m.artifactType).sort(),
+    ['application/vnd.dev.sigstore.bundle+json;version=0.3', `application/${'z'.repeat(127)}`].sort(),
+  );
+});
