@@ -29,6 +29,8 @@ const CATALOG_MAX = 10_000;
  * testing).
  */
 const REFERRERS_PAGE = 1000;
+/** Repository names the catalog reads per statement, whatever the page size. */
+const CATALOG_SCAN_BATCH = 1000;
 const REFERRERS_PAGE_ANNOTATION_BYTES = 4 * 1024 * 1024;
 
 export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'config' | 'authorizer'>) {
@@ -62,14 +64,18 @@ export function createListingHandlers(deps: Pick<RegistryDeps, 'metadata' | 'con
     async catalog(ctx: Ctx): Promise<void> {
       const page = parsePage(ctx, CATALOG_DEFAULT, CATALOG_MAX);
       const visible: string[] = [];
-      // Fetch past repositories the caller may not see until the page is full.
+      // Fetch past repositories the caller may not see until the page is full, in batches of at
+      // least CATALOG_SCAN_BATCH: fetched n + 1 at a time, an anonymous `?n=1` over 3,000 private
+      // repositories took 1,500 statements and a second of CPU (adversarial testing).
+      const batchSize = Math.max(page.limit, CATALOG_SCAN_BATCH);
       let cursor = page.last;
       for (;;) {
-        const batch = page.n === 0 ? [] : await metadata.repositories.list({ ...(cursor ? { last: cursor } : {}), limit: page.limit });
+        const batch = page.n === 0 ? [] : await metadata.repositories.list({ ...(cursor ? { last: cursor } : {}), limit: batchSize });
         for (const name of batch) {
+          if (visible.length >= page.limit) break;
           if (await allowed(ctx, deps, 'pull', name)) visible.push(name);
         }
-        if (batch.length < page.limit || visible.length >= page.limit) break;
+        if (batch.length < batchSize || visible.length >= page.limit) break;
         cursor = batch[batch.length - 1];
       }
       jsonBody(ctx, { repositories: finishPage(ctx, '/v2/_catalog', page, visible.slice(0, page.limit)) });

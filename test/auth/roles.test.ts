@@ -218,6 +218,23 @@ test('catalog lists only what the caller may pull', async (t) => {
   t.false((await list()).includes('priv/catalogued'));
 });
 
+test('an anonymous walk of the catalog one by one sees every public repository once, and no private name, not even in Link', async (t) => {
+  for (const name of ['pub/walk-a', 'priv/walk-b', 'pub/walk-c', 'priv/walk-d'])
+    await as('dev').pushImage(name, makeImage({ layers: 1 }), 'v1');
+  const whole = ((await (await as().request('/v2/_catalog?n=1000')).json()) as { repositories: string[] }).repositories;
+  t.true(whole.includes('pub/walk-c') && !whole.includes('priv/walk-b'));
+  const seen: string[] = [];
+  let next: string | undefined = '/v2/_catalog?n=1';
+  while (next) {
+    const res = await as().request(next);
+    const link = res.headers.get('link') ?? '';
+    t.false(decodeURIComponent(link).includes('priv/'), link);
+    seen.push(...((await res.json()) as { repositories: string[] }).repositories);
+    next = /<([^>]+)>; rel="next"/.exec(link)?.[1];
+  }
+  t.deepEqual(seen, whole);
+});
+
 test('a mount needs pull on the source repository', async (t) => {
   const image = makeImage({ layers: 1 });
   await as('dev').pushBlob('priv/secret', image.config);
