@@ -122,8 +122,10 @@ function toMirror(row: ProjectRow): MirrorSettings | undefined {
 /** The mirror settings as the audit log keeps them: whether there are credentials, never the password. */
 export function redactedMirror(mirror: MirrorSettings | null | undefined): object | null | undefined {
   if (!mirror) return mirror;
+  // As the API shows them (server/mirror-body.ts): whether there are credentials, not whose; the
+  // audit log is read by every member, guests included.
   const { credentials, ...rest } = mirror;
-  return { ...rest, credentials: credentials ? { username: credentials.username } : null };
+  return { ...rest, credentials: credentials !== undefined && credentials !== null };
 }
 
 async function saveMirror(tx: Queryable, name: string, mirror: MirrorSettings | null): Promise<void> {

@@ -47,16 +47,22 @@ function userFromPath(untrusted: string): string {
   return user;
 }
 
-function projectJson(project: Project, withMembers: boolean): Record<string, unknown> {
+/**
+ * A project as the caller may see it. Its members (`member`: the caller may see them) also see
+ * who created it and its mirror settings; anyone else who may pull (anonymous callers of a public
+ * project) does not: user names, an upstream's internal address and its sync rules are not theirs
+ * to read (adversarial testing).
+ */
+function projectJson(project: Project, member: boolean, listMembers = member): Record<string, unknown> {
   return {
     name: project.name,
     public: project.public,
     signedOnly: project.signedOnly,
     quotaBytes: project.quotaBytes,
     createdAt: project.createdAt.toISOString(),
-    ...(project.createdBy ? { createdBy: project.createdBy } : {}),
-    ...(project.mirror ? { mirror: mirrorJson(project.mirror) } : {}),
-    ...(withMembers ? { members: [...project.members].map(([user, role]) => ({ user, role })) } : {}),
+    ...(member && project.createdBy ? { createdBy: project.createdBy } : {}),
+    ...(member && project.mirror ? { mirror: mirrorJson(project.mirror) } : {}),
+    ...(listMembers ? { members: [...project.members].map(([user, role]) => ({ user, role })) } : {}),
   };
 }
 
@@ -102,7 +108,7 @@ export function createProjectApiHandlers(deps: Pick<RegistryDeps, 'projects' | '
               usedBytes: (await projects.usage(project.name)).usedBytes,
             }
           : {};
-        visible.push({ ...projectJson(project, false), ...extra });
+        visible.push({ ...projectJson(project, await allowed(ctx, deps, 'view', project.name), false), ...extra });
       }
       jsonBody(ctx, { projects: visible });
     },

@@ -188,3 +188,34 @@ test('signet project create --mirror-of takes the upstream password from SIGNET_
     [false, 'registry.access.redhat.com', true],
   );
 });
+
+test("a public mirror's upstream, sync rules and creator are for its members: not for anonymous callers nor in the audit log's credentials", async (t) => {
+  t.is(
+    (
+      await api('POST', '/api/v1/projects', {
+        name: 'vendor',
+        public: true,
+        mirror: { upstream: 'http://registry.internal.example:5000/vendor', username: 'svc-mirror-bot', password: SECRET },
+      })
+    ).status,
+    201,
+  );
+  t.true([200, 201].includes((await api('PUT', '/api/v1/projects/vendor/members/alice', { role: 'guest' })).status));
+  const anonymous = await (await fetch(`${registry.url}/api/v1/projects`)).text();
+  t.true(anonymous.includes('"vendor"'));
+  for (const hidden of ['registry.internal.example', 'svc-mirror-bot', 'createdBy', '"root"']) t.false(anonymous.includes(hidden), hidden);
+  const one = await (await fetch(`${registry.url}/api/v1/projects/vendor`)).text();
+  for (const hidden of ['registry.internal.example', 'svc-mirror-bot', 'createdBy']) t.false(one.includes(hidden), hidden);
+  // A member sees the settings (without the password); the audit log, which guests read, names no user of the upstream.
+  const guest = { Authorization: basic('alice', 'alice-pw') };
+  const asMember = (await (await fetch(`${registry.url}/api/v1/projects/vendor`, { headers: guest })).json()) as {
+    createdBy: string;
+    mirror: { upstream: string; credentials: boolean };
+  };
+  t.is(asMember.createdBy, 'root');
+  t.deepEqual([asMember.mirror.upstream, asMember.mirror.credentials], ['http://registry.internal.example:5000/vendor', true]);
+  const audit = await (await fetch(`${registry.url}/api/v1/projects/vendor/audit`, { headers: guest })).text();
+  t.true(audit.includes('project.create'));
+  t.false(audit.includes('svc-mirror-bot'));
+  t.false(audit.includes(SECRET));
+});
