@@ -11,6 +11,7 @@ import type { Db } from '../storage/db.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { ProjectStore } from '../storage/project-store.js';
 import type { Keys } from '../sigstore/keys.js';
+import type { CosignPushes } from '../sigstore/cosign-pushes.js';
 import type { PullGate } from '../sigstore/pull-gate.js';
 import type { PullThrough } from '../mirror/pull-through.js';
 import type { GarbageCollector } from '../storage/gc.js';
@@ -47,6 +48,8 @@ export interface RegistryDeps {
   blobs: Blobs;
   metadata: MetadataStore;
   projects: ProjectStore;
+  /** cosign signatures developers push into signed-only projects (sigstore/cosign-pushes.ts). */
+  cosignPushes: CosignPushes;
   /** Project quotas, one instance so that what one check lets through counts for the next (server/quota.ts). */
   checkQuota: QuotaCheck;
   signatures: Signatures;

@@ -36,6 +36,7 @@ import { signetVersion } from './version.js';
 import { createSignatures } from '../sigstore/signatures.js';
 import { createPullGate } from '../sigstore/pull-gate.js';
 import { createSignatureArtifacts, createSmallBlobReader } from '../sigstore/signature-artifact.js';
+import { createCosignPushes } from '../sigstore/cosign-pushes.js';
 import { createPullThrough } from '../mirror/pull-through.js';
 import { startMirrorScheduler } from './mirror-scheduler.js';
 import { createApp } from './app.js';
@@ -191,6 +192,7 @@ export async function createRegistry(
     metadata,
     projects,
     checkQuota,
+    cosignPushes: createCosignPushes({ keys, projects, readBlob }),
     keys,
     signatures,
     gate,

@@ -2,7 +2,17 @@
 import { digestOf, looksLikeDigest } from '../../storage/digest.js';
 import type { ManifestRecord } from '../../storage/metadata-store.js';
 import type { MirrorTarget } from '../../mirror/pull-through.js';
-import { answer, capture, emptyResponse, ifNoneMatch, requireAccess, setHeaders, type Ctx, type RegistryDeps } from '../context.js';
+import {
+  allowed,
+  answer,
+  capture,
+  emptyResponse,
+  ifNoneMatch,
+  requireAccess,
+  setHeaders,
+  type Ctx,
+  type RegistryDeps,
+} from '../context.js';
 import { publicHosts } from '../config.js';
 import { OciError } from '../errors.js';
 import { isIndexMediaType, manifestRecordOf, parseManifest } from '../../storage/manifest-parse.js';
@@ -33,7 +43,7 @@ function readManifestBody(ctx: Ctx): Promise<Buffer> {
 }
 
 export function createManifestHandlers(
-  deps: Pick<RegistryDeps, 'metadata' | 'gate' | 'pullThrough' | 'config' | 'authorizer' | 'checkQuota'>,
+  deps: Pick<RegistryDeps, 'metadata' | 'gate' | 'pullThrough' | 'config' | 'authorizer' | 'checkQuota' | 'cosignPushes'>,
 ) {
   const { metadata } = deps;
   const hosts = publicHosts(deps.config);
@@ -136,6 +146,16 @@ export function createManifestHandlers(
       const content = await readManifestBody(ctx);
       const parsed = parseManifest(content, ctx.get('Content-Type'));
       const digest = verifiedDigest(reference, content);
+      // In a signed-only project, cosign signatures the gate would read must be by trusted keys
+      // unless a maintainer pushes them (sigstore/cosign-pushes.ts).
+      await deps.cosignPushes.check({
+        repository: name,
+        ...(reference.kind === 'tag' ? { tag: reference.tag } : {}),
+        ...(parsed.subject ? { subject: parsed.subject } : {}),
+        ...(parsed.artifactType ? { artifactType: parsed.artifactType } : {}),
+        content,
+        untrustedAllowed: () => allowed(ctx, deps, 'sign', name),
+      });
       // A manifest counts in its project's usage as a blob does (Harbor's quota counts it too): a
       // manifest the project does not hold yet is refused past the quota (4 MiB each, pushed
       // without end, filled the database of a full project; adversarial testing).

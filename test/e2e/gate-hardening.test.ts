@@ -183,7 +183,12 @@ test.serial('what a hostile developer labels as a signature is refused to skopeo
     })),
   });
   const tag = `${image.manifest.digest.replace(':', '-')}.sig`;
-  t.is((await dev(t).pushManifest('lbl/app', tag, relabelled)).status, 201);
+  // The developer may not push it (its "signatures" verify with no trusted key); pushed by the
+  // registry admin, the gate still refuses it.
+  const denied = await dev(t).pushManifest('lbl/app', tag, relabelled);
+  t.is(denied.status, 403);
+  t.regex(await denied.text(), /only maintainers may push cosign signatures/);
+  t.is((await root(t).pushManifest('lbl/app', tag, relabelled)).status, 201);
   t.regex(await refused(t, `lbl/app:${tag}`), /is not signed/);
   const podman = await t.context.podman.podmanFails([
     'pull',

@@ -136,6 +136,7 @@ test('keys Go clients match regardless of case smuggle no image past the gate, w
   for (const blob of [image.config, ...image.layers]) await as('dev').pushBlob('fold/app', blob);
   const artifact = cosignSignatureManifest(makeCosignKey(), image.manifest.digest, `${registry.host}/fold/app`);
   for (const blob of artifact.blobs) await as('dev').pushBlob('fold/app', blob);
+  // A maintainer's push, as a developer may not push cosign signatures by untrusted keys here.
   const { config, layers } = JSON.parse(artifact.manifest.data.toString()) as { config: object; layers: object[] };
   const runnable = { config: descriptorOf(image.config), layers: image.layers.map((l) => descriptorOf(l)) };
   const layer = image.layers[0]!;
@@ -162,7 +163,7 @@ test('keys Go clients match regardless of case smuggle no image past the gate, w
     }
   }
   // The signature artifact as cosign wrote it is still served.
-  await pushArtifact('dev', 'fold/app', artifact.tag, [], artifact.manifest);
+  await pushArtifact('maint', 'fold/app', artifact.tag, [], artifact.manifest);
   t.is((await as('dev').getManifest('fold/app', artifact.tag)).status, 200);
 });
 
@@ -365,7 +366,8 @@ test("a pull's cost is bounded whatever is pushed: each distinct signature judge
   const layer = descriptorOf(payload, { annotations: SIG_ANNOTATION });
   const same = manifestOf({ config: descriptorOf(EMPTY_CONFIG), layers: Array.from({ length: 2000 }, () => layer) });
   const tag = `${image.manifest.digest.replace(':', '-')}.sig`;
-  await pushArtifact('dev', 'cost/app', tag, [EMPTY_CONFIG, payload], same);
+  // Pushed by a maintainer: a developer may not push untrusted cosign signatures here.
+  await pushArtifact('maint', 'cost/app', tag, [EMPTY_CONFIG, payload], same);
   let judged = await trustOf('v1');
   t.is(judged.signatures.length, 1);
   t.is(judged.state, 'untrusted');
@@ -377,13 +379,13 @@ test("a pull's cost is bounded whatever is pushed: each distinct signature judge
         descriptorOf(over, { annotations: { 'dev.cosignproject.cosign/signature': Buffer.from(`junk ${i}`).toString('base64') } }),
       ),
     });
-  await pushArtifact('dev', 'cost/app', tag, [], signed(100, payload));
+  await pushArtifact('maint', 'cost/app', tag, [], signed(100, payload));
   judged = await trustOf('v1');
   t.is(judged.signatures.length, Math.floor((8 * 1024 * 1024) / payload.size));
   t.regex(judged.gate.reason ?? '', /only 8388608 bytes of cosign payloads are read per pull/);
   // 300 distinct signatures over a small payload: the first 128 are judged, and the refusal says so.
   const small = blobOf(Buffer.from(JSON.stringify({ critical: {}, optional: null })), COSIGN_SIMPLESIGNING);
-  await pushArtifact('dev', 'cost/app', tag, [small], signed(300, small));
+  await pushArtifact('maint', 'cost/app', tag, [small], signed(300, small));
   judged = await trustOf('v1');
   t.is(judged.signatures.length, 128);
   t.regex(judged.gate.reason ?? '', /only the first 128 signatures of a manifest are judged/);
@@ -400,4 +402,46 @@ test("a pull's cost is bounded whatever is pushed: each distinct signature judge
   t.is(judged.state, 'unsigned');
   t.regex(judged.gate.reason ?? '', /not signed/);
   t.notRegex(judged.gate.reason ?? '', /are judged|are read/);
+});
+
+test('in a signed-only project a developer pushes only cosign signatures by trusted keys: junk cannot crowd out a valid referrer', async (t) => {
+  const key = makeCosignKey();
+  await project('crowd', { keys: [key.publicPem] });
+  const image = await push('dev', 'crowd/app', 'v1');
+  // The valid signature as an OCI 1.1 referrer of cosign's artifact type, pushed by the developer.
+  const valid = cosignSignatureManifest(key, image.manifest.digest, `${registry.host}/crowd/app`);
+  const { config, layers } = JSON.parse(valid.manifest.data.toString()) as { config: object; layers: object[] };
+  const referrer = (withLayers: object[]) =>
+    manifestOf({
+      artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json',
+      config,
+      layers: withLayers,
+      subject: descriptorOf(image.manifest),
+    });
+  await pushArtifact('dev', 'crowd/app', referrer(layers).digest, valid.blobs, referrer(layers));
+  t.is((await as('dev').getManifest('crowd/app', 'v1')).status, 200);
+  // Junk referrers and a junk .sig tag: refused to the developer, so the valid one stays judged.
+  const stranger = cosignSignatureManifest(makeCosignKey(), image.manifest.digest, `${registry.host}/crowd/app`);
+  for (const blob of stranger.blobs) await as('dev').pushBlob('crowd/app', blob);
+  const strangerLayers = (JSON.parse(stranger.manifest.data.toString()) as { layers: object[] }).layers;
+  for (let i = 0; i < 3; i++) {
+    const junk = manifestOf({
+      ...(JSON.parse(referrer(strangerLayers).data.toString()) as Record<string, unknown>),
+      annotations: { n: String(i) },
+    });
+    const res = await as('dev').pushManifest('crowd/app', junk.digest, junk);
+    t.is(res.status, 403);
+    t.regex(await refusal(res), /DENIED: .*not by a key it trusts: only maintainers may push cosign signatures/);
+  }
+  t.is((await as('dev').pushManifest('crowd/app', stranger.tag, stranger.manifest)).status, 403);
+  t.is((await as('dev').getManifest('crowd/app', 'v1')).status, 200);
+  // The developer's own signature by the trusted key goes in under the .sig tag; a maintainer may push the stranger's.
+  t.is((await as('dev').pushManifest('crowd/app', valid.tag, valid.manifest)).status, 201);
+  t.is((await as('maint').pushManifest('crowd/app', stranger.tag, stranger.manifest)).status, 201);
+  // Outside signed-only projects nothing changes.
+  await project('loose', { keys: [key.publicPem], signedOnly: false });
+  const other = await push('dev', 'loose/app', 'v1');
+  const loose = cosignSignatureManifest(makeCosignKey(), other.manifest.digest, `${registry.host}/loose/app`);
+  await pushArtifact('dev', 'loose/app', loose.tag, loose.blobs, loose.manifest);
+  t.pass();
 });

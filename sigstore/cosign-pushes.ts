@@ -1,0 +1,72 @@
+// cosign signatures pushed by developers into a signed-only project. The gate reads a digest's
+// cosign signatures from its `sha256-<hex>.sig` tag and its referrers of cosign's artifact type,
+// at most 128 of them (pull-gate.ts). A signature by a key the project does not trust can never
+// open the gate there, but it takes one of those places: 128 junk signatures pushed ahead of a
+// valid referrer made a signed image unpullable (adversarial testing). So, as for simple signatures
+// (signatures.ts), only maintainers may push cosign signatures by keys the project does not trust:
+// a push that the gate would read as cosign signatures, by anyone below, must carry only
+// signatures that verify with a trusted cosign key. Every other push is unaffected.
+import { projectOf } from '../auth/authorize.js';
+import type { ProjectStore } from '../storage/project-store.js';
+import { COSIGN_SIG_ARTIFACT, cosignLayers, verifyCosignSignature } from './cosign.js';
+import type { Keys } from './keys.js';
+import type { SmallBlobReader } from './signature-artifact.js';
+import { SignatureRefusedError } from './signatures.js';
+
+/** cosign payloads are read up to this size (as the gate reads them). */
+const PAYLOAD_LIMIT = 256 * 1024;
+/** The most cosign signatures a push by a developer may carry: as many as the gate judges per digest. */
+const MAX_SIGNATURES = 128;
+
+const SIG_TAG_RE = /^sha256-[a-f0-9]{64}\.sig$/;
+
+export interface CosignPush {
+  repository: string;
+  tag?: string;
+  /** The manifest's subject and artifact type (its config's media type when it names none). */
+  subject?: string;
+  artifactType?: string;
+  content: Buffer;
+  /** Whether the caller may store signatures by keys the project does not trust (maintainers); asked only when it matters. */
+  untrustedAllowed: () => Promise<boolean>;
+}
+
+export interface CosignPushes {
+  /** Throws SignatureRefusedError when the push carries a cosign signature this caller may not store. */
+  check(push: CosignPush): Promise<void>;
+}
+
+export function createCosignPushes(deps: {
+  keys: Pick<Keys, 'trusted'>;
+  projects: Pick<ProjectStore, 'find'>;
+  readBlob: SmallBlobReader;
+}): CosignPushes {
+  return {
+    async check(push) {
+      const readAsSignatures =
+        (push.tag !== undefined && SIG_TAG_RE.test(push.tag)) || (push.subject !== undefined && push.artifactType === COSIGN_SIG_ARTIFACT);
+      if (!readAsSignatures) return;
+      const project = projectOf(push.repository);
+      if (!(await deps.projects.find(project))?.signedOnly) return;
+      const layers = cosignLayers(push.content);
+      if (layers.length === 0 || (await push.untrustedAllowed())) return;
+      const refuse = (why: string): never => {
+        throw new SignatureRefusedError(
+          `project ${project} only serves signed images, and ${why}: only maintainers may push cosign signatures the gate cannot accept`,
+        );
+      };
+      if (layers.length > MAX_SIGNATURES) refuse(`this push carries ${layers.length} cosign signatures (at most ${MAX_SIGNATURES})`);
+      const trusted = (await deps.keys.trusted(project)).cosign;
+      const seen = new Set<string>();
+      for (const layer of layers) {
+        const key = `${layer.payloadDigest} ${layer.signature.toString('base64')}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        // The payload is in the repository already (pushed before the manifest), or the push fails anyway.
+        const payload = layer.payloadSize <= PAYLOAD_LIMIT ? await deps.readBlob(layer.payloadDigest, PAYLOAD_LIMIT) : undefined;
+        if (!payload) refuse(`the payload ${layer.payloadDigest} of a cosign signature is missing or larger than ${PAYLOAD_LIMIT} bytes`);
+        if (!verifyCosignSignature(payload!, layer.signature, trusted)) refuse('a cosign signature in this push is not by a key it trusts');
+      }
+    },
+  };
+}
