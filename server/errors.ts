@@ -66,6 +66,8 @@ export const ERROR_CODES = {
   // The distribution spec: a manifest over the registry's limit is 413 (clients read the status).
   MANIFEST_TOO_LARGE: { code: 'SIZE_INVALID', status: 413, message: 'manifest too large' },
   SIGNATURE_TOO_LARGE: { code: 'SIGNATURE_INVALID', status: 413, message: 'signature too large' },
+  // A conditional request (If-Match) whose condition no longer holds: RFC 9110's 412.
+  PRECONDITION_FAILED: { code: 'CONFLICT', status: 412, message: 'the precondition does not hold' },
   BODY_TOO_LARGE: { code: 'REQUEST_INVALID', status: 413, message: 'request body too large' },
   // Refusals of Node's HTTP parser (server/listen.ts), in the registry's error shape.
   HEADERS_TOO_LARGE: { code: 'REQUEST_INVALID', status: 431, message: 'request header fields too large' },

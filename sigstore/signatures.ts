@@ -42,7 +42,8 @@ export interface Signatures {
   accept(repository: string, digest: string, untrusted: Uint8Array, options: AcceptOptions): Promise<AddResult>;
   list(repository: string, digest: string): Promise<SignatureRecord[]>;
   listWithTrust(repository: string, digest: string): Promise<StoredSignatureView[]>;
-  removeAt(repository: string, digest: string, position: number): Promise<boolean>;
+  /** See the store's removeAt; `contentDigest`: only while that signature is at that number. */
+  removeAt(repository: string, digest: string, position: number, options?: { actor?: string; contentDigest?: string }): Promise<boolean>;
 }
 
 const NAME_RE = /^sha256:[a-f0-9]{64}@[a-f0-9]{32}$/;
@@ -104,8 +105,8 @@ export function createSignatures(
       );
     },
 
-    async removeAt(repository, digest, position) {
-      const removed = await store.removeAt(repository, digest, position);
+    async removeAt(repository, digest, position, options = {}) {
+      const removed = await store.removeAt(repository, digest, position, { project: projectOf(repository), ...options });
       if (removed) bus.publish({ repository });
       return removed;
     },

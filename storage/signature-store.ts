@@ -2,6 +2,7 @@
 // they were stored (the lookaside's signature-<N>).
 import { createHash } from 'node:crypto';
 import type { Db } from './db.js';
+import { audit } from './audit.js';
 
 // What a client reads must stay within containers/image's limits, whatever a project member
 // uploads: at most 128 signatures per manifest, 4 MiB per lookaside signature, and 4 MiB for the
@@ -30,6 +31,14 @@ export interface SignatureRecord extends NewSignature {
   createdAt: Date;
 }
 
+export interface RemoveOptions {
+  /** The project the repository is in, for the audit log. */
+  project: string;
+  actor?: string;
+  /** `sha256:<hex>` of the signature's bytes: removed only when it is still that one. */
+  contentDigest?: string;
+}
+
 export type AddResult =
   | { result: 'created'; position: number }
   | { result: 'duplicate'; position: number }
@@ -40,7 +49,11 @@ export interface SignatureStore {
   list(repository: string, digest: string): Promise<SignatureRecord[]>;
   /** Appends unless the same bytes (or the same name) are already stored for the manifest. */
   add(repository: string, digest: string, signature: NewSignature): Promise<AddResult>;
-  removeAt(repository: string, digest: string, position: number): Promise<boolean>;
+  /**
+   * Removes the signature numbered `position`, only when its content digest is `contentDigest` if
+   * given; the later ones move down a number. Written to the project's audit log, with `actor`.
+   */
+  removeAt(repository: string, digest: string, position: number, options: RemoveOptions): Promise<boolean>;
 }
 
 interface Row {
@@ -128,14 +141,25 @@ export function createSignatureStore(db: Db): SignatureStore {
       });
     },
 
-    async removeAt(repository, digest, position) {
-      const rows = await db.query(
-        `DELETE FROM signatures WHERE id = (
-           SELECT id FROM signatures WHERE repository_id = ${REPO_ID} AND manifest_digest = $2
-           ORDER BY id OFFSET $3 LIMIT 1) RETURNING id`,
-        [repository, digest, position - 1],
-      );
-      return rows.length > 0;
+    async removeAt(repository, digest, position, options) {
+      return db.transaction(async (tx) => {
+        const rows = await tx.query<{ signer_key_id: string }>(
+          `DELETE FROM signatures WHERE id = (
+             SELECT id FROM signatures WHERE repository_id = ${REPO_ID} AND manifest_digest = $2
+             ORDER BY id OFFSET $3 LIMIT 1)
+             AND ($4::text IS NULL OR content_digest = $4)
+           RETURNING signer_key_id`,
+          [repository, digest, position - 1, options.contentDigest ?? null],
+        );
+        if (rows.length === 0) return false;
+        await audit(tx, {
+          actor: options.actor,
+          action: 'signature.remove',
+          project: options.project,
+          detail: { repository, digest, position, signerKeyId: rows[0]!.signer_key_id },
+        });
+        return true;
+      });
     },
   };
 }

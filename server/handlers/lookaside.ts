@@ -37,6 +37,8 @@ export function createLookasideHandlers(deps: Pick<RegistryDeps, 'signatures' | 
       }
       ctx.type = 'application/octet-stream';
       ctx.set('Cache-Control', 'no-cache');
+      // For a DELETE that must remove this signature and no other (If-Match): numbers move down.
+      ctx.set('ETag', `"${signature.contentDigest}"`);
       ctx.status = 200;
       if (ctx.method === 'HEAD') {
         ctx.set('Content-Length', String(signature.content.length));
@@ -77,10 +79,8 @@ export function createLookasideHandlers(deps: Pick<RegistryDeps, 'signatures' | 
       if (result.result === 'duplicate' && result.position !== target.position) {
         throw new OciError('SIGNATURE_EXISTS', `these bytes are stored as signature-${result.position}`, { position: result.position });
       }
-      if (result.result === 'created' && result.position !== target.position) {
-        // Another writer took that number meanwhile; say where it went.
-        throw new OciError('CONFLICT', `signature-${target.position} is taken; stored as signature-${result.position}`);
-      }
+      // Another writer may have taken that number meanwhile: the signature is stored all the same,
+      // and Location says under which number (an error here would hide a write that happened).
       ctx.set('Location', ctx.path.replace(/signature-\d+$/, `signature-${result.position}`));
       emptyResponse(ctx, result.result === 'created' ? 201 : 200);
     },
@@ -89,7 +89,22 @@ export function createLookasideHandlers(deps: Pick<RegistryDeps, 'signatures' | 
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'sign', name);
       const target = parseTarget(ctx);
-      if (!target || !(await signatures.removeAt(name, target.digest, target.position))) {
+      // Numbers are dense (containers/image reads signature-1.. until the first 404), so after a
+      // removal the next signature takes its number: a retried or concurrent DELETE would remove
+      // that one too. With If-Match (the ETag a GET gave), only the signature named goes.
+      const ifMatch = ctx.get('If-Match');
+      const expected = ifMatch === '' ? undefined : /^"(sha256:[a-f0-9]{64})"$/.exec(ifMatch.trim())?.[1];
+      if (ifMatch !== '' && expected === undefined)
+        throw new OciError('PRECONDITION_FAILED', 'If-Match must be the ETag a GET of the signature gave');
+      const removed =
+        target !== undefined &&
+        (await signatures.removeAt(name, target.digest, target.position, {
+          ...(ctx.state.principal.user ? { actor: ctx.state.principal.user } : {}),
+          ...(expected ? { contentDigest: expected } : {}),
+        }));
+      if (!removed) {
+        const there = target && (await signatures.list(name, target.digest))[target.position - 1];
+        if (there && expected) throw new OciError('PRECONDITION_FAILED', `signature-${target.position} is another signature now`);
         throw new OciError('NOT_FOUND', 'no such signature');
       }
       ctx.state.log.info({ repository: name, digest: target.digest, position: target.position }, 'signature deleted');

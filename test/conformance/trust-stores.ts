@@ -186,7 +186,10 @@ export function trustStoresConformance(test: TestFn, makeFixture: () => Promise<
     );
     t.deepEqual(listed[0]!.content, one.content);
     t.is(listed[0]!.createdBy, 'alice');
-    t.true(await signatures.removeAt(repository, digest, 1));
+    const project = repository.split('/')[0]!;
+    // Only while signature-1 is still that one: named by another's digest, nothing goes.
+    t.false(await signatures.removeAt(repository, digest, 1, { project, contentDigest: listed[1]!.contentDigest }));
+    t.true(await signatures.removeAt(repository, digest, 1, { project, actor: 'alice', contentDigest: listed[0]!.contentDigest }));
     t.deepEqual(
       (await signatures.list(repository, digest)).map((s) => s.content.length),
       [two.content.length],

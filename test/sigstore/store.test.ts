@@ -262,3 +262,51 @@ test('with REGISTRY_SIGNATURES_EXTENSION=false there is no header and no extensi
   const res = await fetch(`${plain.url}/extensions/v2/a/signatures/${sha256('x')}`);
   t.is(res.status, 404);
 });
+
+test('lookaside DELETE with If-Match removes that signature only: a retry leaves the next one; a moved PUT says where it went', async (t) => {
+  const repo = 'pub/lookretry';
+  const digest = await pushed(repo);
+  const bytes = await Promise.all(['v1', 'v2', 'v3'].map((tag) => sign(key, payload(digest, `${registry.host}/${repo}:${tag}`))));
+  for (const [i, signature] of bytes.entries()) {
+    t.is((await as('maint').request(lookaside(repo, digest, i + 1), { method: 'PUT', body: new Uint8Array(signature) })).status, 201);
+  }
+  const first = await as().request(lookaside(repo, digest, 1));
+  const etag = first.headers.get('etag')!;
+  t.regex(etag, /^"sha256:[a-f0-9]{64}"$/);
+  await first.body?.cancel();
+  const del = () => as('maint').request(lookaside(repo, digest, 1), { method: 'DELETE', headers: { 'If-Match': etag } });
+  t.is((await del()).status, 204);
+  // The same DELETE again (a lost answer, a proxy's retry): signature-1 is the former signature-2 now.
+  const retried = await del();
+  t.is(retried.status, 412);
+  t.is(((await retried.json()) as { errors: { code: string }[] }).errors[0]!.code, 'CONFLICT');
+  t.is((await as().request(lookaside(repo, digest, 2))).status, 200);
+  t.is((await as('maint').request(lookaside(repo, digest, 1), { method: 'DELETE', headers: { 'If-Match': 'W/"x"' } })).status, 412);
+  // The removal is in the audit log, with who did it.
+  const audit = await (await as('maint').request('/api/v1/projects/pub/audit')).text();
+  t.regex(audit, /"action":"signature\.remove".*"actor":"maint"|"actor":"maint".*"action":"signature\.remove"/);
+  // PUTs racing for the same number: an answer is an error only when nothing was stored, and a
+  // 201's Location names the number its bytes are served under (a 409 hid a write before).
+  const racing = await Promise.all(
+    ['r1', 'r2', 'r3', 'r4', 'r5', 'r6'].map((tag) => sign(key, payload(digest, `${registry.host}/${repo}:${tag}`))),
+  );
+  const answers = await Promise.all(
+    racing.map((signature) => as('maint').request(lookaside(repo, digest, 3), { method: 'PUT', body: new Uint8Array(signature) })),
+  );
+  const served = async (n: number) => Buffer.from(await (await as().request(lookaside(repo, digest, n))).arrayBuffer());
+  const stored: Buffer[] = [];
+  for (let n = 1; ; n++) {
+    const res = await as().request(lookaside(repo, digest, n));
+    if (res.status === 404) break;
+    stored.push(Buffer.from(await res.arrayBuffer()));
+  }
+  for (const [i, res] of answers.entries()) {
+    const kept = stored.some((b) => b.equals(Buffer.from(racing[i]!)));
+    if (res.status === 201) {
+      const number = Number(/signature-(\d+)$/.exec(res.headers.get('location') ?? '')?.[1]);
+      t.true((await served(number)).equals(Buffer.from(racing[i]!)), `Location ${res.headers.get('location')}`);
+    } else {
+      t.false(kept, `answered ${res.status} ${await res.text()}, yet stored`);
+    }
+  }
+});
