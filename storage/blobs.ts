@@ -369,11 +369,17 @@ export function createBlobs(store: BlobStore): Blobs {
       // Chunks that already are one object are renamed: no copy. Otherwise an existing blob spares
       // joining them. Either way (and for no chunks at all) they are verified first: never link an
       // existing blob on the strength of a claimed digest alone.
-      // Not while a chunk write of this upload runs here: it may be appending to that very object
-      // (it chose to before this commit began; none chooses to while one runs), and renaming the
-      // object would let its late bytes land in the published blob, which would then no longer
-      // hash to its digest. The chunks are joined into a copy instead.
-      const whole = writing.has(uploadId) ? undefined : await wholeObject(chunks, total);
+      // Renamed only when no write can be appending to that very object, or its late bytes would
+      // land in the published blob, which would no longer hash to its digest (and hold bytes no
+      // quota counts): where the store appends in place, only the process that wrote the chunks
+      // (its running hash vouches for them: writeChunk appends only at the end that hash reached,
+      // and only in the process holding it) with no chunk write of the upload running now (it
+      // chose to append before this commit began; none chooses to while one runs). A commit on
+      // another replica than the one that wrote the chunks joins them into a copy: it reads and
+      // hashes them all anyway (a PATCH appending on one replica while the PUT renamed on another
+      // corrupted the blob; adversarial testing).
+      const mayBeAppendedTo = appends !== undefined && (!verified || writing.has(uploadId));
+      const whole = mayBeAppendedTo ? undefined : await wholeObject(chunks, total);
       const existsNow = whole === undefined && chunks.length > 0 && (await store.stat(target)) !== undefined;
       const joins = whole === undefined && chunks.length > 0 && !existsNow;
       if (!verified && !joins) requireDigest(expected, await hashChunks(expected.algorithm, chunks));
