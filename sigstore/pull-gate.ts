@@ -145,6 +145,9 @@ const MAX_SIGNATURES_PER_DIGEST = 128;
 const MAX_SIGNATURES_PER_DECISION = 512;
 /** Distinct digests judged beside the manifest's own: an index's children, or a platform manifest's indexes. */
 const MAX_RELATED_DIGESTS = 64;
+/** The largest cosign referrer read, and how many bytes of them per digest. */
+const MAX_COSIGN_MANIFEST_BYTES = 1024 * 1024;
+const MAX_COSIGN_MANIFESTS_BYTES = 8 * 1024 * 1024;
 /** cosign payload bytes read per decision. */
 const MAX_PAYLOAD_BYTES_PER_DECISION = 8 * 1024 * 1024;
 
@@ -268,7 +271,14 @@ export function createPullGate(deps: PullGateDeps): PullGate {
       artifactType: COSIGN_SIG_ARTIFACT,
       limit: MAX_COSIGN_REFERRERS,
     });
-    for (const r of referrers) candidates.add(r.digest);
+    // Read whole, so bounded: a referrer of cosign's type larger than a real `.sig` manifest ever is
+    // (128 signatures with certificates are well under 1 MiB) is not read, nor any past 8 MiB in all.
+    let bytes = 0;
+    for (const r of referrers) {
+      if (r.size > MAX_COSIGN_MANIFEST_BYTES || bytes + r.size > MAX_COSIGN_MANIFESTS_BYTES) continue;
+      bytes += r.size;
+      candidates.add(r.digest);
+    }
     const found: ManifestRecord[] = [];
     for (const candidate of candidates) {
       const manifest = await metadata.manifests.find(repository, candidate);
@@ -418,19 +428,26 @@ export function createPullGate(deps: PullGateDeps): PullGate {
       return evaluation.ok;
     };
     if (await admit(manifest.digest, tag)) return { allowed: true, via: 'signature' };
+    // Related manifests (an index's children, or the indexes listing a platform manifest) can
+    // only pass with a signature of their own: only those that have any are judged, at most 64.
+    // Anyone who pushes can add related manifests without end (64 unsigned indexes listing a
+    // platform manifest crowded out the signed one when the first 64 by digest were judged;
+    // adversarial testing); no one without a trusted key can add signed ones.
+    const related = async (digests: string[], what: string): Promise<string[]> => {
+      const signed = await metadata.manifests.signedAmong(repository, digests, COSIGN_SIG_ARTIFACT);
+      const candidates = [...new Set(digests)].filter((d) => d !== manifest.digest && signed.has(d));
+      if (candidates.length > MAX_RELATED_DIGESTS) budget.spent ??= `only ${MAX_RELATED_DIGESTS} signed ${what} are judged`;
+      return candidates.slice(0, MAX_RELATED_DIGESTS);
+    };
     if (isIndexMediaType(manifest.mediaType)) {
-      const children = new Set(
-        (Array.isArray(body.manifests) ? (body.manifests as { digest?: unknown }[]) : [])
-          .map((m) => m.digest)
-          .filter((d): d is string => typeof d === 'string' && d !== manifest.digest),
-      );
-      if (children.size > MAX_RELATED_DIGESTS) budget.spent ??= `only the first ${MAX_RELATED_DIGESTS} manifests an index lists are judged`;
-      for (const child of [...children].slice(0, MAX_RELATED_DIGESTS))
+      const listed = (Array.isArray(body.manifests) ? (body.manifests as { digest?: unknown }[]) : [])
+        .map((m) => m.digest)
+        .filter((d): d is string => typeof d === 'string');
+      for (const child of await related(listed, 'manifests of an index'))
         if (await admit(child, tag)) return { allowed: true, via: 'signature' };
     } else if (tag === undefined) {
       const parents = await metadata.manifests.parents(repository, manifest.digest);
-      if (parents.length > MAX_RELATED_DIGESTS) budget.spent ??= `only ${MAX_RELATED_DIGESTS} of the indexes listing a manifest are judged`;
-      for (const parent of parents.slice(0, MAX_RELATED_DIGESTS)) {
+      for (const parent of await related(parents, 'indexes listing a manifest')) {
         if (await admit(parent, undefined)) return { allowed: true, via: 'signature' };
       }
     }

@@ -238,6 +238,7 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
       },
       referrers: (repository, subject, page) => inner.manifests.referrers(repository, subject, page),
       parents: (repository, digest) => inner.manifests.parents(repository, digest),
+      signedAmong: (repository, digests, cosignArtifactType) => inner.manifests.signedAmong(repository, digests, cosignArtifactType),
     },
     tags: {
       find: (repository, tag) => cached(keyOf(repository, 't', tag), () => inner.tags.find(repository, tag)),

@@ -143,6 +143,11 @@ export interface ManifestMetadata {
   referrers(repository: string, subject: string, page: ReferrerPage): Promise<ReferrerList>;
   /** Digests of the indexes in the repository that list this manifest. */
   parents(repository: string, digest: string): Promise<string[]>;
+  /**
+   * Which of these digests have any signature in the repository: a simple signature, a cosign
+   * `sha256-<hex>.sig` tag, or a referrer of `cosignArtifactType`. What the pull gate judges first.
+   */
+  signedAmong(repository: string, digests: string[], cosignArtifactType: string): Promise<Set<string>>;
 }
 
 export interface TagRecord {

@@ -191,6 +191,18 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
       });
     },
     parents: (repository, digest) => manifestsNaming(db, repository, digest, 'manifest'),
+    async signedAmong(repository, digests, cosignArtifactType) {
+      if (digests.length === 0) return new Set();
+      const rows = await db.query<{ digest: string }>(
+        `WITH repo AS (SELECT id FROM repositories WHERE name = $1)
+         SELECT d AS digest FROM unnest($2::text[]) AS d, repo
+         WHERE EXISTS (SELECT 1 FROM signatures s WHERE s.repository_id = repo.id AND s.manifest_digest = d)
+            OR EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = repo.id AND t.name = replace(d, ':', '-') || '.sig')
+            OR EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = repo.id AND m.subject_digest = d AND m.artifact_type = $3)`,
+        [repository, [...new Set(digests)], cosignArtifactType],
+      );
+      return new Set(rows.map((r) => r.digest));
+    },
     async referrers(repository, subject, page) {
       // The page is chosen from each referrer's size of annotations, then only its own are read.
       const rows = await db.query<{

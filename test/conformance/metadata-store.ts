@@ -510,6 +510,27 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.deepEqual(await store().manifests.referrers(repository, subject.digest, all), { referrers: [expected[1]!] });
   });
 
+  test('signedAmong: digests with a cosign referrer or a .sig tag in the repository, no others', async (t) => {
+    const repository = randomRepository();
+    const COSIGN = 'application/vnd.dev.cosign.artifact.sig.v1+json';
+    const [byReferrer, byTag, unsigned, otherType] = [randomManifest(), randomManifest(), randomManifest(), randomManifest()];
+    for (const m of [byReferrer, byTag, unsigned, otherType]) await store().manifests.save(repository, m, []);
+    await store().manifests.save(repository, randomManifest({ artifactType: COSIGN, subject: byReferrer.digest }), []);
+    await store().manifests.save(
+      repository,
+      randomManifest({ artifactType: 'application/vnd.example.sbom', subject: otherType.digest }),
+      [],
+    );
+    await store().manifests.save(repository, randomManifest(), [], `${byTag.digest.replace(':', '-')}.sig`);
+    const all = [byReferrer, byTag, unsigned, otherType].map((m) => m.digest);
+    t.deepEqual(
+      [...(await store().manifests.signedAmong(repository, [...all, byTag.digest], COSIGN))].sort(),
+      [byReferrer.digest, byTag.digest].sort(),
+    );
+    t.deepEqual([...(await store().manifests.signedAmong(`${repository}-other`, all, COSIGN))], []);
+    t.deepEqual([...(await store().manifests.signedAmong(repository, [], COSIGN))], []);
+  });
+
   test('referrers come in pages bounded by count and by bytes of annotations, one referrer at least', async (t) => {
     const repository = randomRepository();
     const subject = randomManifest();

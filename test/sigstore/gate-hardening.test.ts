@@ -11,7 +11,7 @@ import { basic, writeHtpasswd } from '../helpers/auth.js';
 import { makeCosignKey } from '../helpers/cosign.js';
 import { createClient } from '../helpers/oci-client.js';
 import { compressionBomb } from '../helpers/openpgp-bomb.js';
-import { blobOf, makeImage, type Blob, type Image } from '../helpers/oci-layout.js';
+import { blobOf, makeImage, makeIndex, type Blob, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import {
   COSIGN_SIMPLESIGNING,
@@ -444,4 +444,36 @@ test('in a signed-only project a developer pushes only cosign signatures by trus
   const loose = cosignSignatureManifest(makeCosignKey(), other.manifest.digest, `${registry.host}/loose/app`);
   await pushArtifact('dev', 'loose/app', loose.tag, loose.blobs, loose.manifest);
   t.pass();
+});
+
+test('unsigned indexes listing a platform manifest cannot crowd out the signed one it is pulled by digest through', async (t) => {
+  await project('parents');
+  const image = await push('dev', 'parents/app', 'plain');
+  const index = makeIndex([image]);
+  t.is((await as('dev').pushManifest('parents/app', 'v1', index)).status, 201);
+  t.is(
+    (
+      await putSignature(
+        'maint',
+        'parents/app',
+        index.digest,
+        await sign(trusted, payload(index.digest, `${registry.host}/parents/app:v1`)),
+      )
+    ).status,
+    201,
+  );
+  t.is((await as('dev').getManifest('parents/app', image.manifest.digest)).status, 200);
+  // 70 unsigned, untagged indexes listing it, 64 of them sorting ahead of the signed one.
+  let ahead = 0;
+  for (let i = 0; ahead < 64 || i < 70; i++) {
+    const junk = blobOf(
+      Buffer.from(JSON.stringify({ ...(JSON.parse(index.data.toString()) as object), annotations: { n: String(i) } })),
+      index.mediaType,
+    );
+    if (junk.digest > index.digest && ahead < 64 && i >= 70) continue;
+    t.is((await as('dev').pushManifest('parents/app', junk.digest, junk)).status, 201);
+    if (junk.digest < index.digest) ahead += 1;
+  }
+  const pulled = await as('dev').getManifest('parents/app', image.manifest.digest);
+  t.is(pulled.status, 200, pulled.status === 200 ? '' : await refusal(pulled));
 });
