@@ -5,10 +5,13 @@
 // valid referrer made a signed image unpullable (adversarial testing). So, as for simple signatures
 // (signatures.ts), only maintainers may push cosign signatures by keys the project does not trust:
 // a push that the gate would read as cosign signatures, by anyone below, must carry only
-// signatures that verify with a trusted cosign key. Every other push is unaffected.
+// signatures that verify with a trusted cosign key and name the digest they are attached to (a
+// trusted signature of another image, replayed, took a place just the same), and at least one (a
+// `.sig` tag or referrer without any took one too, or replaced the signer's `.sig`; adversarial
+// testing). Every other push is unaffected.
 import { projectOf } from '../auth/authorize.js';
 import type { ProjectStore } from '../storage/project-store.js';
-import { COSIGN_SIG_ARTIFACT, cosignLayers, verifyCosignSignature } from './cosign.js';
+import { COSIGN_SIG_ARTIFACT, cosignLayers, parseCosignPayload, verifyCosignSignature } from './cosign.js';
 import type { Keys } from './keys.js';
 import type { SmallBlobReader } from './signature-artifact.js';
 import { SignatureRefusedError } from './signatures.js';
@@ -43,18 +46,24 @@ export function createCosignPushes(deps: {
 }): CosignPushes {
   return {
     async check(push) {
-      const readAsSignatures =
-        (push.tag !== undefined && SIG_TAG_RE.test(push.tag)) || (push.subject !== undefined && push.artifactType === COSIGN_SIG_ARTIFACT);
-      if (!readAsSignatures) return;
+      // The digest the gate reads these signatures for: the tag's, else the subject's.
+      const signedFor =
+        push.tag !== undefined && SIG_TAG_RE.test(push.tag)
+          ? push.tag.replace('-', ':').slice(0, -'.sig'.length)
+          : push.subject !== undefined && push.artifactType === COSIGN_SIG_ARTIFACT
+            ? push.subject
+            : undefined;
+      if (signedFor === undefined) return;
       const project = projectOf(push.repository);
       if (!(await deps.projects.find(project))?.signedOnly) return;
+      if (await push.untrustedAllowed()) return;
       const layers = cosignLayers(push.content);
-      if (layers.length === 0 || (await push.untrustedAllowed())) return;
       const refuse = (why: string): never => {
         throw new SignatureRefusedError(
           `project ${project} only serves signed images, and ${why}: only maintainers may push cosign signatures the gate cannot accept`,
         );
       };
+      if (layers.length === 0) refuse('this push, read as cosign signatures, carries none');
       if (layers.length > MAX_SIGNATURES) refuse(`this push carries ${layers.length} cosign signatures (at most ${MAX_SIGNATURES})`);
       const trusted = (await deps.keys.trusted(project)).cosign;
       const seen = new Set<string>();
@@ -66,6 +75,13 @@ export function createCosignPushes(deps: {
         const payload = layer.payloadSize <= PAYLOAD_LIMIT ? await deps.readBlob(layer.payloadDigest, PAYLOAD_LIMIT) : undefined;
         if (!payload) refuse(`the payload ${layer.payloadDigest} of a cosign signature is missing or larger than ${PAYLOAD_LIMIT} bytes`);
         if (!verifyCosignSignature(payload!, layer.signature, trusted)) refuse('a cosign signature in this push is not by a key it trusts');
+        let named: string | undefined;
+        try {
+          named = parseCosignPayload(payload!).manifestDigest;
+        } catch {
+          named = undefined;
+        }
+        if (named !== signedFor) refuse(`a cosign signature in this push is not for ${signedFor}`);
       }
     },
   };
