@@ -184,7 +184,7 @@ const TAR_CHECKSUM_END = 156;
 
 /**
  * Whether a 512-byte block of `bytes`, at a multiple of 512 (a short last block padded with zeros),
- * checks out as a tar header: the octal number in its checksum field (after leading spaces or NULs)
+ * checks out as a tar header: the octal number in its checksum field (after leading blanks or NULs)
  * is the sum of the block's bytes, unsigned or signed, with the field itself counted as spaces.
  * That is the test of Go's archive/tar (containers/storage, containerd) and GNU tar; the digits
  * are read as far as they go, which passes what either accepts and a little more.
@@ -200,7 +200,10 @@ export function holdsTarHeader(bytes: Buffer): boolean {
     }
     let i = at + TAR_CHECKSUM_START;
     const end = at + TAR_CHECKSUM_END;
-    while (i < end && (bytes[i] === 0x20 || bytes[i] === 0)) i++;
+    // Go trims spaces and NULs; GNU tar's from_header skips a NUL and then any isspace byte (tab,
+    // line feed, vertical tab, form feed, carriage return too: a checksum field of "\n" and a JSON
+    // number, outside any string, passed the first version of this check; adversarial testing).
+    while (i < end && (bytes[i] === 0x20 || bytes[i] === 0 || (bytes[i]! >= 0x09 && bytes[i]! <= 0x0d))) i++;
     let recorded = 0;
     let digits = 0;
     for (; i < end && bytes[i] !== undefined && bytes[i]! >= 0x30 && bytes[i]! <= 0x37; i++, digits++)

@@ -281,3 +281,26 @@ test('the tar check passes the payloads real signing tools write', (t) => {
   for (const bytes of real) t.false(holdsTarHeader(bytes));
   t.true(holdsTarHeader(tarOf({ 'bin/tool': Buffer.from('x') })));
 });
+
+test('a checksum field led by any blank GNU tar skips (tab, line feed, vertical tab, form feed, carriage return) still counts', async (t) => {
+  // A cosign payload whose first 512 bytes are a V7 header: the name opens the JSON, the numbers
+  // sit in a JSON string, and the checksum field lies outside it: blanks (JSON whitespace) and the
+  // octal sum written as a JSON number. GNU tar extracts the file (adversarial testing).
+  const critical = (JSON.parse(cosignPayload(SUBJECT.digest, 'registry.example.com/team/app').data.toString()) as { critical: unknown })
+    .critical;
+  for (const blank of ['\n', '\t', '\r', '\v', '\f']) {
+    const opening = '{"optional":{"a":["';
+    const name = `${opening}${'/'.repeat(100 - opening.length - 4)}x.sh`;
+    const numbers = `0000755 0000000 0000000 ${(512).toString(8).padStart(11, '0')} 0000000000",`;
+    const rest = `,"${'L'.repeat(99)}`.padEnd(512 - 156, 'P');
+    const sum = [...`${name}${numbers}${' '.repeat(8)}${rest}`].reduce((total, c) => total + c.charCodeAt(0), 0);
+    const header = `${name}${numbers}${sum.toString(8).padStart(8, blank)}${rest}`;
+    const closing = `"]},"critical":${JSON.stringify(critical)}}`;
+    const bytes = Buffer.from(header + 'echo unsigned code ran #'.padEnd(512 - closing.length, '#') + closing, 'latin1');
+    if (blank === '\n' || blank === '\t' || blank === '\r') t.notThrows(() => void JSON.parse(bytes.toString('latin1')), 'strict JSON');
+    const listed = spawnSync('tar', ['-t', '-f', '-'], { input: bytes, encoding: 'utf8' }).stdout;
+    t.regex(listed, /x\.sh/, `GNU tar reads the header led by ${JSON.stringify(blank)}`);
+    t.true(holdsTarHeader(bytes), JSON.stringify(blank));
+    if (blank === '\n') t.false((await classify(polyglotArtifact(bytes, COSIGN_SIMPLESIGNING))).signature);
+  }
+});
