@@ -67,7 +67,7 @@ export function createQuotaCheck(projects: Pick<ProjectStore, 'find' | 'usage'>)
     let usage: Awaited<ReturnType<ProjectStore['usage']>>;
     let held: number;
     try {
-      usage = await projects.usage(name, digest);
+      usage = await projects.usage(name, digest, repository);
       held = heldSince(name, since);
     } finally {
       underWay.splice(underWay.indexOf(since), 1);

@@ -58,11 +58,14 @@ export interface ProjectChanges {
 }
 
 export interface ProjectUsage {
-  /** Bytes of the distinct blobs linked in the project's repositories, plus its manifests. */
+  /**
+   * Bytes of the distinct blobs linked in the project's repositories, plus its manifests, each
+   * repository's once (every repository stores its own copy of a manifest it holds).
+   */
   usedBytes: number;
   /** Whether the asked-about digest is already linked somewhere in the project (adds nothing). */
   linked: boolean;
-  /** Whether a manifest of the asked-about digest is already somewhere in the project (adds nothing). */
+  /** Whether the repository asked about already holds a manifest of the digest (adds nothing). */
   manifest: boolean;
 }
 
@@ -76,7 +79,8 @@ export interface ProjectStore {
   setMember(name: string, user: string, role: Role, actor?: string): Promise<boolean>;
   removeMember(name: string, user: string, actor?: string): Promise<boolean>;
   /** What the project's repositories (`name` and `name/...`) hold; `digest`: is it among them. */
-  usage(name: string, digest?: string): Promise<ProjectUsage>;
+  /** With `repository`, `manifest` says whether that repository holds a manifest of `digest`. */
+  usage(name: string, digest?: string, repository?: string): Promise<ProjectUsage>;
 }
 
 interface ProjectRow {
@@ -246,8 +250,10 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
         return true;
       });
     },
-    async usage(name, digest) {
-      // Each blob counts once however many repositories link it; manifests once per digest.
+    async usage(name, digest, repository) {
+      // Each blob counts once however many repositories link it (its bytes are stored once); a
+      // manifest once per repository that holds it (each holds its own copy: the same 4 MiB
+      // manifest pushed to 40 repositories was counted once and stored 40 times; adversarial testing).
       const rows = await db.query<{ used: number; linked: boolean; manifest: boolean }>(
         `WITH repos AS (
            SELECT id FROM repositories WHERE name = $1 OR left(name, length($1) + 1) = $1 || '/'
@@ -255,11 +261,11 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
            SELECT DISTINCT rb.digest FROM repository_blobs rb WHERE rb.repository_id IN (SELECT id FROM repos)
          )
          SELECT (COALESCE((SELECT sum(b.size) FROM blobs b JOIN linked l ON l.digest = b.digest), 0)
-               + COALESCE((SELECT sum(size) FROM (SELECT max(m.size) AS size FROM manifests m
-                   WHERE m.repository_id IN (SELECT id FROM repos) GROUP BY m.digest) AS ms), 0))::bigint AS used,
+               + COALESCE((SELECT sum(m.size) FROM manifests m WHERE m.repository_id IN (SELECT id FROM repos)), 0))::bigint AS used,
                 EXISTS (SELECT 1 FROM linked WHERE digest = $2) AS linked,
-                EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id IN (SELECT id FROM repos) AND m.digest = $2) AS manifest`,
-        [name, digest ?? null],
+                EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
+                        WHERE r.name = $3 AND m.digest = $2) AS manifest`,
+        [name, digest ?? null, repository ?? null],
       );
       return { usedBytes: rows[0]?.used ?? 0, linked: rows[0]?.linked ?? false, manifest: rows[0]?.manifest ?? false };
     },
@@ -313,6 +319,6 @@ export function createCachedProjectStore(inner: ProjectStore, ttlMs: number, bus
     remove: async (name, actor) => drop(name, await inner.remove(name, actor)),
     setMember: async (name, user, role, actor) => drop(name, await inner.setMember(name, user, role, actor)),
     removeMember: async (name, user, actor) => drop(name, await inner.removeMember(name, user, actor)),
-    usage: (name, digest) => inner.usage(name, digest),
+    usage: (name, digest, repository) => inner.usage(name, digest, repository),
   };
 }

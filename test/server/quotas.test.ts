@@ -165,27 +165,37 @@ test.serial('on PostgreSQL too, where the usage is read on several connections a
   for (let round = 0; round < 3; round++) await raceToTheQuota(t, onPostgres);
 });
 
-test.serial('a manifest past the quota is refused with the figures; one the project holds goes in under any tag', async (t) => {
-  const client = createClient(registry.url, { Authorization: basic('dev', 'dev-pw') });
-  t.is((await setQuota(['root', 'root-pw'], null)).status, 200);
-  const held = makeImage({ layers: 1 });
-  t.is((await client.pushImage('q/manifests', held, 'v1')).status, 201);
-  const next = makeImage({ layers: 1 });
-  for (const b of [next.config, ...next.layers]) t.is((await client.pushBlob('q/manifests', b)).status, 201);
-  const { usedBytes } = await project();
-  t.is((await setQuota(['root', 'root-pw'], usedBytes)).status, 200);
+test.serial(
+  'a manifest past the quota is refused with the figures; one the repository holds goes in under any tag, a copy elsewhere counts',
+  async (t) => {
+    const client = createClient(registry.url, { Authorization: basic('dev', 'dev-pw') });
+    t.is((await setQuota(['root', 'root-pw'], null)).status, 200);
+    const held = makeImage({ layers: 1 });
+    t.is((await client.pushImage('q/manifests', held, 'v1')).status, 201);
+    const next = makeImage({ layers: 1 });
+    for (const b of [next.config, ...next.layers]) t.is((await client.pushBlob('q/manifests', b)).status, 201);
+    const { usedBytes } = await project();
+    t.is((await setQuota(['root', 'root-pw'], usedBytes)).status, 200);
 
-  const refused = await client.pushManifest('q/manifests', 'v2', next.manifest);
-  t.is(refused.status, 403);
-  const error = ((await refused.json()) as OciErrorBody).errors[0]!;
-  t.is(error.code, 'DENIED');
-  t.regex(error.message, new RegExp(`uses ${usedBytes} of ${usedBytes} bytes; this manifest needs ${next.manifest.size} more`));
-  t.is((await client.request(`/v2/q/manifests/manifests/v2`, { method: 'HEAD' })).status, 404);
-  // A manifest held in any repository of the project adds nothing.
-  t.is((await client.pushManifest('q/manifests', 'again', held.manifest)).status, 201);
-  t.is((await project()).usedBytes, usedBytes);
+    const refused = await client.pushManifest('q/manifests', 'v2', next.manifest);
+    t.is(refused.status, 403);
+    const error = ((await refused.json()) as OciErrorBody).errors[0]!;
+    t.is(error.code, 'DENIED');
+    t.regex(error.message, new RegExp(`uses ${usedBytes} of ${usedBytes} bytes; this manifest needs ${next.manifest.size} more`));
+    t.is((await client.request(`/v2/q/manifests/manifests/v2`, { method: 'HEAD' })).status, 404);
+    // A manifest the repository holds adds nothing, under any tag; another repository stores a copy of
+    // its own, which counts (the same 4 MiB manifest in 40 repositories was counted once).
+    t.is((await client.pushManifest('q/manifests', 'again', held.manifest)).status, 201);
+    t.is((await project()).usedBytes, usedBytes);
+    for (const b of [held.config, ...held.layers]) {
+      t.is((await client.request(`/v2/q/copy/blobs/uploads/?mount=${b.digest}&from=q/manifests`, { method: 'POST' })).status, 201);
+    }
+    const copy = await client.pushManifest('q/copy', 'v1', held.manifest);
+    t.is(copy.status, 403);
+    t.regex(((await copy.json()) as OciErrorBody).errors[0]!.message, new RegExp(`this manifest needs ${held.manifest.size} more`));
 
-  t.is((await setQuota(['root', 'root-pw'], usedBytes + next.manifest.size)).status, 200);
-  t.is((await client.pushManifest('q/manifests', 'v2', next.manifest)).status, 201);
-  t.is((await setQuota(['root', 'root-pw'], null)).status, 200);
-});
+    t.is((await setQuota(['root', 'root-pw'], usedBytes + next.manifest.size)).status, 200);
+    t.is((await client.pushManifest('q/manifests', 'v2', next.manifest)).status, 201);
+    t.is((await setQuota(['root', 'root-pw'], null)).status, 200);
+  },
+);
