@@ -175,10 +175,13 @@ export function createGarbageCollector(deps: GarbageCollectorDeps): GarbageColle
     const stale = await db.query<{ id: string }>('SELECT id FROM uploads WHERE updated_at < $1 ORDER BY id', [cutoff]);
     for (const [i, upload] of stale.entries()) {
       options.signal?.throwIfAborted();
-      // A chunk streaming into it right now (a slow one, the first in a week) keeps it.
+      // A chunk streaming into it right now (a slow one, the first in a week) keeps it: here, by
+      // this process's writes; on another replica, by the session's use, which each PATCH and PUT
+      // marks as it starts (so the age is checked again as the session goes).
       if (blobs.inUse(upload.id)) continue;
       if (!options.dryRun) {
-        await db.query('DELETE FROM uploads WHERE id = $1', [upload.id]);
+        const gone = await db.query('DELETE FROM uploads WHERE id = $1 AND updated_at < $2 RETURNING id', [upload.id, cutoff]);
+        if (gone.length === 0) continue;
         await blobs.removeUpload(upload.id);
       }
       report.uploadsRemoved += 1;

@@ -229,7 +229,10 @@ export function createUploadHandlers(
     async patch(ctx: Ctx): Promise<void> {
       const name = requireName(capture(ctx, 0));
       await requireAccess(ctx, deps, 'push', name);
-      const upload = await loadUpload(name, capture(ctx, 1));
+      // Marked as used as it starts: garbage collection on another replica, which cannot see this
+      // one's writes, removes only sessions untouched for the purge age (it took one whose chunk
+      // was streaming in here; adversarial testing).
+      const upload = await claimUpload(name, capture(ctx, 1));
       const contentRange = ctx.get('Content-Range');
       if (contentRange) {
         const match = CONTENT_RANGE_RE.exec(contentRange);

@@ -13,7 +13,7 @@ import { testWithCommands } from '../helpers/env.js';
 import { createClient } from '../helpers/oci-client.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
-import { until } from '../helpers/wait.js';
+import { sleep, until } from '../helpers/wait.js';
 
 const test = testWithCommands('replicas on shared PostgreSQL and filesystem', [], { postgres: true });
 let database: TestDatabase;
@@ -28,6 +28,8 @@ test.before(async () => {
     REGISTRY_DATABASE_URL: database.url,
     REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: path.join(dir, 'storage'),
     REGISTRY_LOG_ACCESSLOG_DISABLED: 'true',
+    // Sessions untouched for 2 s are stale to garbage collection.
+    REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE: '2',
   };
   [a, b] = await Promise.all([startServerProcess(env), startServerProcess(env)]);
 });
@@ -38,12 +40,16 @@ test.after.always(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** Whether the replica's process holds a file of the upload open. */
-async function holdsUploadOpen(replica: ServerProcess, uploadId: string): Promise<boolean> {
+/**
+ * Whether the replica's process holds a file of the upload open (with `anyWrite`: or any file under
+ * the storage's temporary directory, where a chunk of a new object is written first).
+ */
+async function holdsUploadOpen(replica: ServerProcess, uploadId: string, anyWrite = false): Promise<boolean> {
   const fds = `/proc/${replica.child.pid}/fd`;
   for (const fd of await readdir(fds).catch(() => [] as string[])) {
     const target = await readlink(path.join(fds, fd)).catch(() => '');
     if (target.includes(`${path.sep}uploads${path.sep}${uploadId}`)) return true;
+    if (anyWrite && target.includes(`${path.sep}storage${path.sep}_tmp${path.sep}`)) return true;
   }
   return false;
 }
@@ -84,4 +90,33 @@ test.serial('a PATCH appending on one replica while the PUT publishes on the oth
     const pulled = await createClient(replica.url).request(`/v2/team/app/blobs/${digest}`);
     t.true(Buffer.from(await pulled.arrayBuffer()).equals(first));
   }
+});
+
+test.serial('garbage collection on one replica leaves a session whose chunk streams into the other', async (t) => {
+  const onA = createClient(a.url);
+  const start = await onA.request('/v2/team/slow/blobs/uploads/', { method: 'POST' });
+  const location = start.headers.get('location')!;
+  // Idle past the purge age, then a slow PATCH on B: headers and a first part, the rest later.
+  await sleep(2500);
+  const body = randomBytes(256 * 1024);
+  const req = http.request(new URL(location, b.url), {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(body.length) },
+  });
+  const answered = new Promise<{ status: number; location: string }>((resolve, reject) => {
+    req.once('response', (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, location: String(res.headers.location ?? '') });
+    });
+    req.once('error', reject);
+  });
+  req.write(body.subarray(0, 1024));
+  t.true(await until(() => holdsUploadOpen(b, start.headers.get('docker-upload-uuid')!, true), 10_000), 'B never took the chunk');
+  const gc = await onA.request('/api/v1/gc', { method: 'POST', body: JSON.stringify({}), headers: { 'Content-Type': 'application/json' } });
+  t.is(gc.status, 200);
+  req.end(body.subarray(1024));
+  const patched = await answered;
+  t.is(patched.status, 202, 'the PATCH on B went on');
+  const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  t.is((await onA.request(`${patched.location}?digest=${digest}`, { method: 'PUT' })).status, 201);
 });
