@@ -9,8 +9,9 @@
 // the other rather than each against the same usage (60 parallel PUTs of 90 KB each all passed a
 // 100 KB quota before). A hold stays counted for any check whose usage read began before the link
 // committed, since that read cannot have seen the link. Holds are this process's: replicas of one
-// registry (on PostgreSQL) each count their own, so two replicas may together pass the quota by
-// what they link at the same instant.
+// registry (on PostgreSQL) each count their own, so uploads finishing at the same instant on
+// several replicas may together pass the quota by what the others let through then (up to a
+// quota's worth each; adversarial testing measured 271 % with three replicas and 60 uploads).
 import { projectOf } from '../auth/authorize.js';
 import type { ProjectStore } from '../storage/project-store.js';
 import { OciError } from './errors.js';
