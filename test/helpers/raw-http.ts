@@ -1,6 +1,7 @@
 // HTTP/1.1 over a bare TCP socket, for what fetch will not send: a Content-Length that lies, a
 // body that stalls, bytes after the body. Collects everything the server answers until it closes
 // the connection (or a deadline passes) and parses the responses in it.
+import http from 'node:http';
 import net from 'node:net';
 
 export interface RawResponse {
@@ -115,4 +116,32 @@ export function parseResponses(data: Buffer, headRequest: boolean): RawResponse[
     offset = cursor;
   }
   return responses;
+}
+
+export interface HeldRequest {
+  /** Sends more of the body. */
+  write(data: Buffer): void;
+  /** Sends the rest of the body and ends the request. */
+  end(data?: Buffer): void;
+  /** The answer, read whole. */
+  answered: Promise<{ status: number; location: string; body: string }>;
+}
+
+/**
+ * A request whose headers go out at once and whose body the test sends when it chooses: what a
+ * slow client looks like while the server has begun handling it.
+ */
+export function heldRequest(url: URL, method: string, headers: Record<string, string>): HeldRequest {
+  const req = http.request(url, { method, headers });
+  const answered = new Promise<{ status: number; location: string; body: string }>((resolve, reject) => {
+    req.once('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (piece: string) => (body += piece));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, location: String(res.headers.location ?? ''), body }));
+    });
+    req.once('error', reject);
+  });
+  req.flushHeaders();
+  return { write: (data) => void req.write(data), end: (data) => void req.end(data), answered };
 }

@@ -6,6 +6,7 @@ import test from 'ava';
 import { parseDigest } from '../../storage/digest.js';
 import { blobKey } from '../../storage/paths.js';
 import { createClient, errorCode } from '../helpers/oci-client.js';
+import { heldRequest } from '../helpers/raw-http.js';
 import { blobOf, sha256 } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { until } from '../helpers/wait.js';
@@ -498,19 +499,7 @@ test.serial('a PATCH whose session is cancelled while its body streams in is BLO
   const name = repo(t);
   const start = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
   const location = new URL(start.headers.get('location')!, registry.url);
-  const req = http.request(location, {
-    method: 'PATCH',
-    headers: { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' },
-  });
-  const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
-    req.once('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (piece: string) => (body += piece));
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.once('error', reject);
-  });
+  const req = heldRequest(location, 'PATCH', { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' });
   // More than the file sink buffers (storage/file-sink.ts): some of it reaches the file.
   req.write(randomBytes(3 * 1024 * 1024));
   // The handler found the session and streams the body into a temporary file.
@@ -524,7 +513,7 @@ test.serial('a PATCH whose session is cancelled while its body streams in is BLO
   t.true(await until(streaming, 10_000), 'the body never reached storage');
   t.is((await client.request(location.pathname, { method: 'DELETE' })).status, 204);
   req.end(randomBytes(1024));
-  const res = await answered;
+  const res = await req.answered;
   t.is(res.status, 404, res.body);
   t.is((JSON.parse(res.body) as { errors: { code: string }[] }).errors[0]!.code, 'BLOB_UPLOAD_UNKNOWN');
   const id = start.headers.get('docker-upload-uuid')!;
@@ -550,25 +539,14 @@ test('a PATCH still appending when a PUT completes the upload never writes into 
     return false;
   };
   const extra = 4 * 1024 * 1024;
-  const req = http.request(location, {
-    method: 'PATCH',
-    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(extra) },
-  });
-  const answered = new Promise<number>((resolve, reject) => {
-    req.once('response', (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.once('error', reject);
-  });
-  req.flushHeaders();
+  const req = heldRequest(location, 'PATCH', { 'Content-Type': 'application/octet-stream', 'Content-Length': String(extra) });
   t.true(await until(appending, 10_000), 'the second PATCH never opened the upload object');
   const put = await client.request(`${location.pathname}${location.search ? `${location.search}&` : '?'}digest=${digest}`, {
     method: 'PUT',
   });
   t.is(put.status, 201);
   req.end(Buffer.alloc(extra, 0x41));
-  t.is(await answered, 404, 'the late PATCH of a finished upload');
+  t.is((await req.answered).status, 404, 'the late PATCH of a finished upload');
   // The published file is the blob, byte for byte: nothing of the late body reached it.
   const { readFile } = await import('node:fs/promises');
   const stored = await readFile(blobFile(digest));

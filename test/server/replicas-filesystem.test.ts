@@ -4,13 +4,13 @@
 // never reach a file the other has published.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { blobKey } from '../../storage/paths.js';
 import { parseDigest } from '../../storage/digest.js';
 import { testWithCommands } from '../helpers/env.js';
 import { createClient } from '../helpers/oci-client.js';
+import { heldRequest } from '../helpers/raw-http.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { sleep, until } from '../helpers/wait.js';
@@ -65,23 +65,15 @@ test.serial('a PATCH appending on one replica while the PUT publishes on the oth
   const location = patched.headers.get('location')!;
   // A second PATCH on A, its body held back: A opens the first chunk's file to append to it.
   const extra = 4 * 1024 * 1024;
-  const req = http.request(new URL(location, a.url), {
-    method: 'PATCH',
-    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(extra) },
+  const req = heldRequest(new URL(location, a.url), 'PATCH', {
+    'Content-Type': 'application/octet-stream',
+    'Content-Length': String(extra),
   });
-  const answered = new Promise<number>((resolve, reject) => {
-    req.once('response', (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.once('error', reject);
-  });
-  req.flushHeaders();
   t.true(await until(() => holdsUploadOpen(a, id), 10_000), 'replica A never opened the upload');
   // The PUT on B, which wrote nothing of the upload.
   t.is((await createClient(b.url).request(`${location}?digest=${digest}`, { method: 'PUT' })).status, 201);
   req.end(Buffer.alloc(extra, 0x41));
-  t.is(await answered, 404, 'the late PATCH of a finished upload');
+  t.is((await req.answered).status, 404, 'the late PATCH of a finished upload');
   const file = path.join(dir, 'storage', blobKey(parseDigest(digest)!));
   const stored = await readFile(file);
   t.is(stored.length, first.length, 'the published file holds the blob and nothing more');
@@ -99,23 +91,16 @@ test.serial('garbage collection on one replica leaves a session whose chunk stre
   // Idle past the purge age, then a slow PATCH on B: headers and a first part, the rest later.
   await sleep(2500);
   const body = randomBytes(256 * 1024);
-  const req = http.request(new URL(location, b.url), {
-    method: 'PATCH',
-    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(body.length) },
-  });
-  const answered = new Promise<{ status: number; location: string }>((resolve, reject) => {
-    req.once('response', (res) => {
-      res.resume();
-      resolve({ status: res.statusCode ?? 0, location: String(res.headers.location ?? '') });
-    });
-    req.once('error', reject);
+  const req = heldRequest(new URL(location, b.url), 'PATCH', {
+    'Content-Type': 'application/octet-stream',
+    'Content-Length': String(body.length),
   });
   req.write(body.subarray(0, 1024));
   t.true(await until(() => holdsUploadOpen(b, start.headers.get('docker-upload-uuid')!, true), 10_000), 'B never took the chunk');
   const gc = await onA.request('/api/v1/gc', { method: 'POST', body: JSON.stringify({}), headers: { 'Content-Type': 'application/json' } });
   t.is(gc.status, 200);
   req.end(body.subarray(1024));
-  const patched = await answered;
+  const patched = await req.answered;
   t.is(patched.status, 202, 'the PATCH on B went on');
   const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
   t.is((await onA.request(`${patched.location}?digest=${digest}`, { method: 'PUT' })).status, 201);
