@@ -18,6 +18,7 @@ import {
   type SizeMismatchError,
   type StorageFullError,
   type StorageNotFoundError,
+  type UploadEndedError,
 } from '../storage/errors.js';
 
 export const ERROR_CODES = {
@@ -113,6 +114,7 @@ export function ociErrorBody(err: OciError): string {
 /** Every domain error a request can raise; toOciError answers each. */
 type KnownDomainError =
   | StorageNotFoundError
+  | UploadEndedError
   | InvalidStorageKeyError
   | DigestMismatchError
   | SizeMismatchError
@@ -159,6 +161,8 @@ function fromDomainError(err: KnownDomainError): OciError | undefined {
         : new OciError('MANIFEST_INVALID', err.message, { digest: err.reference.digest });
     case 'storage-not-found':
       return new OciError('BLOB_UNKNOWN', 'blob data is missing from storage');
+    case 'upload-ended':
+      return new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry: another request ended it', { uploadId: err.uploadId });
     case 'invalid-storage-key':
       // Keys come from validated names, so this is a request no check before storage caught: refused.
       return new OciError('REQUEST_INVALID', 'the request names no valid storage object');

@@ -38,6 +38,15 @@ export class StorageNotFoundError extends DomainError {
   }
 }
 
+/** An upload session another request ended first (finished it, or cancelled it): nothing was linked. */
+export class UploadEndedError extends DomainError {
+  readonly kind = 'upload-ended';
+  constructor(readonly uploadId: string) {
+    super(`upload ${uploadId} was ended by another request`);
+    this.name = 'UploadEndedError';
+  }
+}
+
 /**
  * A key that no object can have: one that could leave the store's root, or is malformed. Keys are
  * built only from validated digests and upload ids (storage/paths.ts), so this is a refusal of

@@ -1,6 +1,7 @@
 // MetadataStore in SQL, the same statements for a PostgreSQL server (`pg`) and for PGlite. The
 // manifests and uploads have files of their own.
 import type { Db, Queryable } from './db.js';
+import { UploadEndedError } from './errors.js';
 import { lockDigest, lockedTransaction } from './locks.js';
 import { inOrder, type MetadataStore } from './metadata-store.js';
 import { createPostgresManifests } from './postgres-manifests.js';
@@ -60,15 +61,21 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         // session (if any) ends in the same statement: it lives exactly until its blob is linked.
         // The repository's row is only read when it exists (REPOSITORY_ID_CTES): on a PostgreSQL
         // server this transaction lasts while the bytes are placed.
-        const link = (q: Queryable) =>
-          q.query(
+        // With an upload to end, only the statement that ends it links: two PUTs of one session
+        // at once (on two replicas, or a DELETE racing a PUT) each saw it claimed, and both
+        // linked a blob (adversarial testing); the other answers as for a session that is gone.
+        const link = async (q: Queryable): Promise<void> => {
+          const linked = await q.query(
             `WITH blob AS (INSERT INTO blobs (digest, size) VALUES ($2, $3) ON CONFLICT (digest) DO NOTHING),
-                ended AS (DELETE FROM uploads WHERE id = $4::uuid),
+                ended AS (DELETE FROM uploads WHERE id = $4::uuid RETURNING id),
                 ${REPOSITORY_ID_CTES}
            INSERT INTO repository_blobs (repository_id, digest) SELECT id, $2 FROM repo
-           ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()`,
+           WHERE $4::uuid IS NULL OR EXISTS (SELECT 1 FROM ended)
+           ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now() RETURNING digest`,
             [repository, digest, size, endUpload ?? null],
           );
+          if (linked.length === 0) throw new UploadEndedError(endUpload ?? '');
+        };
         if (!place) {
           await link(db);
           return;

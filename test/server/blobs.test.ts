@@ -555,3 +555,29 @@ test('a PATCH still appending when a PUT completes the upload never writes into 
   const pulled = await client.request(`/v2/${name}/blobs/${digest}`);
   t.true(Buffer.from(await pulled.arrayBuffer()).equals(first));
 });
+
+test('two PUTs finishing one session at once: one blob is linked, the other is told the session is gone', async (t) => {
+  const name = repo(t);
+  let bothLinked = 0;
+  for (let round = 0; round < 10; round++) {
+    const start = await client.request(`/v2/${name}/blobs/uploads/`, { method: 'POST' });
+    const head = randomBytes(512 * 1024);
+    const patched = await client.request(start.headers.get('location')!, { method: 'PATCH', body: new Uint8Array(head) });
+    const location = patched.headers.get('location')!;
+    const endings = [randomBytes(256 * 1024), randomBytes(256 * 1024)];
+    const answers = await Promise.all(
+      endings.map((ending) =>
+        client.request(`${location}?digest=${sha256(Buffer.concat([head, ending]))}`, { method: 'PUT', body: new Uint8Array(ending) }),
+      ),
+    );
+    const statuses = answers.map((a) => a.status).sort();
+    if (statuses[0] === 201 && statuses[1] === 201) bothLinked += 1;
+    else t.deepEqual(statuses, [201, 404], `round ${round}`);
+    for (const [i, answer] of answers.entries()) {
+      const digest = sha256(Buffer.concat([head, endings[i]!]));
+      const linked = (await client.request(`/v2/${name}/blobs/${digest}`, { method: 'HEAD' })).status;
+      t.is(linked, answer.status === 201 ? 200 : 404, `round ${round}: the ${answer.status} answer's blob`);
+    }
+  }
+  t.is(bothLinked, 0, 'rounds in which one session became two blobs');
+});
