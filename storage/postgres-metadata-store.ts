@@ -61,8 +61,9 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
         // session (if any) ends in the same statement: it lives exactly until its blob is linked.
         // The repository's row is only read when it exists (REPOSITORY_ID_CTES): on a PostgreSQL
         // server this transaction lasts while the bytes are placed.
-        // With an upload to end, only the statement that ends it links: two PUTs of one session
-        // at once (on two replicas, or a DELETE racing a PUT) each saw it claimed, and both
+        // With an upload to end, only the statement that ends it links, or one that links the same
+        // blob again (a client's retried PUT racing its first): two PUTs of one session with other
+        // bytes at once (on two replicas, or a DELETE racing a PUT) each saw it claimed, and both
         // linked a blob (adversarial testing); the other answers as for a session that is gone.
         const link = async (q: Queryable): Promise<void> => {
           const linked = await q.query(
@@ -71,6 +72,7 @@ export function createPostgresMetadataStore(db: Db): MetadataStore {
                 ${REPOSITORY_ID_CTES}
            INSERT INTO repository_blobs (repository_id, digest) SELECT id, $2 FROM repo
            WHERE $4::uuid IS NULL OR EXISTS (SELECT 1 FROM ended)
+              OR EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = repo.id AND rb.digest = $2)
            ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now() RETURNING digest`,
             [repository, digest, size, endUpload ?? null],
           );

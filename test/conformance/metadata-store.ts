@@ -733,9 +733,13 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.true(placed);
     t.is(await store().blobs.find(repository, digest), 3);
     t.is(await store().uploads.find(id), undefined, 'the upload ended with the link');
-    // Linking again, by a commit that raced this one, finds no upload to end and still links.
+    // Linking the same blob again, by a commit that raced this one (a retried PUT), finds no
+    // upload to end and still links; another blob of the ended session is not linked.
     await store().blobs.save(repository, digest, 3, { endUpload: id });
     t.is(await store().blobs.find(repository, digest), 3);
+    const other = randomDigest();
+    await t.throwsAsync(store().blobs.save(repository, other, 3, { endUpload: id }), { name: 'UploadEndedError' });
+    t.is(await store().blobs.find(repository, other), undefined);
   });
 
   test("while a blob's bytes are placed only its own digest waits: other statements and other digests' pushes go on", async (t) => {
