@@ -11,17 +11,19 @@
 // testing). Every other push is unaffected.
 import { projectOf } from '../auth/authorize.js';
 import type { ProjectStore } from '../storage/project-store.js';
-import { COSIGN_SIG_ARTIFACT, cosignLayers, parseCosignPayload, verifyCosignSignature } from './cosign.js';
+import {
+  COSIGN_PAYLOAD_LIMIT,
+  COSIGN_SIG_ARTIFACT,
+  cosignLayerKey,
+  cosignLayers,
+  digestOfSignatureTag,
+  MAX_COSIGN_SIGNATURES,
+  parseCosignPayload,
+  verifyCosignSignature,
+} from './cosign.js';
 import type { Keys } from './keys.js';
 import type { SmallBlobReader } from './signature-artifact.js';
 import { SignatureRefusedError } from './signatures.js';
-
-/** cosign payloads are read up to this size (as the gate reads them). */
-const PAYLOAD_LIMIT = 256 * 1024;
-/** The most cosign signatures a push by a developer may carry: as many as the gate judges per digest. */
-const MAX_SIGNATURES = 128;
-
-const SIG_TAG_RE = /^sha256-[a-f0-9]{64}\.sig$/;
 
 export interface CosignPush {
   repository: string;
@@ -48,11 +50,8 @@ export function createCosignPushes(deps: {
     async check(push) {
       // The digest the gate reads these signatures for: the tag's, else the subject's.
       const signedFor =
-        push.tag !== undefined && SIG_TAG_RE.test(push.tag)
-          ? push.tag.replace('-', ':').slice(0, -'.sig'.length)
-          : push.subject !== undefined && push.artifactType === COSIGN_SIG_ARTIFACT
-            ? push.subject
-            : undefined;
+        (push.tag !== undefined ? digestOfSignatureTag(push.tag) : undefined) ??
+        (push.subject !== undefined && push.artifactType === COSIGN_SIG_ARTIFACT ? push.subject : undefined);
       if (signedFor === undefined) return;
       const project = projectOf(push.repository);
       if (!(await deps.projects.find(project))?.signedOnly) return;
@@ -64,16 +63,19 @@ export function createCosignPushes(deps: {
         );
       };
       if (layers.length === 0) refuse('this push, read as cosign signatures, carries none');
-      if (layers.length > MAX_SIGNATURES) refuse(`this push carries ${layers.length} cosign signatures (at most ${MAX_SIGNATURES})`);
+      if (layers.length > MAX_COSIGN_SIGNATURES)
+        refuse(`this push carries ${layers.length} cosign signatures (at most ${MAX_COSIGN_SIGNATURES})`);
       const trusted = (await deps.keys.trusted(project)).cosign;
       const seen = new Set<string>();
       for (const layer of layers) {
-        const key = `${layer.payloadDigest} ${layer.signature.toString('base64')}`;
+        const key = cosignLayerKey(layer);
         if (seen.has(key)) continue;
         seen.add(key);
         // The payload is in the repository already (pushed before the manifest), or the push fails anyway.
-        const payload = layer.payloadSize <= PAYLOAD_LIMIT ? await deps.readBlob(layer.payloadDigest, PAYLOAD_LIMIT) : undefined;
-        if (!payload) refuse(`the payload ${layer.payloadDigest} of a cosign signature is missing or larger than ${PAYLOAD_LIMIT} bytes`);
+        const payload =
+          layer.payloadSize <= COSIGN_PAYLOAD_LIMIT ? await deps.readBlob(layer.payloadDigest, COSIGN_PAYLOAD_LIMIT) : undefined;
+        if (!payload)
+          refuse(`the payload ${layer.payloadDigest} of a cosign signature is missing or larger than ${COSIGN_PAYLOAD_LIMIT} bytes`);
         if (!verifyCosignSignature(payload!, layer.signature, trusted)) refuse('a cosign signature in this push is not by a key it trusts');
         let named: string | undefined;
         try {

@@ -14,14 +14,31 @@ export const COSIGN_SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
 export const COSIGN_SIG_ARTIFACT = 'application/vnd.dev.cosign.artifact.sig.v1+json';
 export const COSIGN_PAYLOAD_TYPE = 'cosign container image signature';
 
+/** cosign payloads are read up to this size (real ones are under 1 KiB). */
+export const COSIGN_PAYLOAD_LIMIT = 256 * 1024;
+/** cosign signatures judged per digest: as many as containers/image reads (128). */
+export const MAX_COSIGN_SIGNATURES = 128;
+
 export function cosignSignatureTag(digest: string): string {
   return `${digest.replace(':', '-')}.sig`;
+}
+
+const SIGNATURE_TAG_RE = /^sha256-[a-f0-9]{64}\.sig$/;
+
+/** The digest a `sha256-<hex>.sig` tag holds the signatures of; undefined for any other tag. */
+export function digestOfSignatureTag(tag: string): string | undefined {
+  return SIGNATURE_TAG_RE.test(tag) ? tag.replace('-', ':').slice(0, -'.sig'.length) : undefined;
 }
 
 export interface CosignLayer {
   payloadDigest: string;
   payloadSize: number;
   signature: Buffer;
+}
+
+/** What makes two signature layers the same signature: the payload and the signature over it. */
+export function cosignLayerKey(layer: CosignLayer): string {
+  return `${layer.payloadDigest} ${layer.signature.toString('base64')}`;
 }
 
 /** Standard, padded base64, as Go's base64.StdEncoding (which containers/image uses) accepts it. */

@@ -30,8 +30,11 @@ import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js
 import type { Project, ProjectStore } from '../storage/project-store.js';
 import { ambiguousFields, isIndexMediaType, jsonObjectOf } from '../storage/manifest-parse.js';
 import {
+  COSIGN_PAYLOAD_LIMIT,
   COSIGN_SIG_ARTIFACT,
+  cosignLayerKey,
   cosignLayers,
+  MAX_COSIGN_SIGNATURES,
   cosignSignatureTag,
   parseCosignPayload,
   verifyCosignSignature,
@@ -129,9 +132,6 @@ export interface PullGateDeps {
   onDecision?: (outcome: 'allowed' | 'refused') => void;
 }
 
-const COSIGN_PAYLOAD_LIMIT = 256 * 1024;
-/** cosign referrers judged per digest: as many signatures as containers/image reads (128). */
-const MAX_COSIGN_REFERRERS = 128;
 // What one decision may cost. Everything a decision reads is chosen by whoever pushes: a `.sig`
 // manifest of 18,891 layers naming one 256 KiB payload (4.6 GiB read and hashed), an index listing
 // a manifest 20,000 times, each judged anew on every uncached pull, anonymous ones included
@@ -140,7 +140,7 @@ const MAX_COSIGN_REFERRERS = 128;
 // far above what real signing produces (a few signatures of under 2 KiB per digest), far below
 // what would hold the server.
 /** Distinct signatures judged per digest. */
-const MAX_SIGNATURES_PER_DIGEST = 128;
+const MAX_SIGNATURES_PER_DIGEST = MAX_COSIGN_SIGNATURES;
 /** Signatures judged per decision, over the manifest and the digests related to it. */
 const MAX_SIGNATURES_PER_DECISION = 512;
 /** Distinct digests judged beside the manifest's own: an index's children, or a platform manifest's indexes. */
@@ -269,7 +269,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     // As many as containers/image reads signatures; their annotations are not needed here.
     const { referrers } = await metadata.manifests.referrers(repository, digest, {
       artifactType: COSIGN_SIG_ARTIFACT,
-      limit: MAX_COSIGN_REFERRERS,
+      limit: MAX_COSIGN_SIGNATURES,
     });
     // Read whole, so bounded: a referrer of cosign's type larger than a real `.sig` manifest ever is
     // (128 signatures with certificates are well under 1 MiB) is not read, nor any past 8 MiB in all.
@@ -363,7 +363,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     const seen = new Set<string>();
     for (const manifest of await cosignManifests(request.repository, digest)) {
       for (const layer of cosignLayers(manifest.content)) {
-        const key = `${layer.payloadDigest} ${layer.signature.toString('base64')}`;
+        const key = cosignLayerKey(layer);
         if (seen.has(key)) continue;
         seen.add(key);
         if (layer.payloadSize <= COSIGN_PAYLOAD_LIMIT && layer.payloadSize > budget.payloadBytes) {

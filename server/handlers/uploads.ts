@@ -17,9 +17,7 @@ import type { QuotaRelease } from '../quota.js';
 // `Content-Range: <start>-<end>` (the spec's form); some clients prefix "bytes=" or "bytes ".
 const CONTENT_RANGE_RE = /^(?:bytes[= ])?(\d{1,15})-(\d{1,15})$/;
 
-export function createUploadHandlers(
-  deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'projects' | 'config' | 'metrics' | 'authorizer' | 'checkQuota'>,
-) {
+export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'config' | 'metrics' | 'authorizer' | 'checkQuota'>) {
   const { metadata, blobs, checkQuota } = deps;
   const slots = createCallerSlots({
     max: deps.config.uploads.maxconcurrent,
