@@ -83,38 +83,39 @@ test('_catalog lists repositories with manifests, paginated', async (t) => {
   t.is(page.headers.get('link'), '</v2/_catalog?n=1&last=cat%2Fmm>; rel="next"');
 });
 
-test('referrers: an index of manifests whose subject is the digest, filterable by artifactType', async (t) => {
-  const name = repo(t);
+/**
+ * Pushes an image and an empty config blob to `name`; `referrer` builds a manifest of no layers
+ * whose subject is that image, with the config (the empty one unless given) and fields given.
+ */
+async function subjectOfReferrers(name: string) {
   const image = makeImage();
   await client.pushImage(name, image, 'v1');
   const empty = blobOf(Buffer.from('{}'), 'application/vnd.oci.empty.v1+json');
   await client.pushBlob(name, empty);
   const subject = { mediaType: OCI_MANIFEST, digest: image.manifest.digest, size: image.manifest.size };
-  const sbom = jsonBlob(
-    {
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      artifactType: 'application/vnd.example.sbom',
-      config: { mediaType: empty.mediaType, digest: empty.digest, size: empty.size },
-      layers: [],
-      subject,
-      annotations: { 'org.example.kind': 'sbom' },
-    },
-    OCI_MANIFEST,
-  );
+  const referrer = (fields: Record<string, unknown>, config: { mediaType: string; digest: string; size: number } = empty) =>
+    jsonBlob(
+      {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: config.mediaType, digest: config.digest, size: config.size },
+        layers: [],
+        subject,
+        ...fields,
+      },
+      OCI_MANIFEST,
+    );
+  return { image, referrer };
+}
+
+test('referrers: an index of manifests whose subject is the digest, filterable by artifactType', async (t) => {
+  const name = repo(t);
+  const { image, referrer } = await subjectOfReferrers(name);
+  const sbom = referrer({ artifactType: 'application/vnd.example.sbom', annotations: { 'org.example.kind': 'sbom' } });
   // No artifactType: the config media type stands in for it.
   const sigConfig = blobOf(Buffer.from('{"sig":1}'), 'application/vnd.example.signature.config');
   await client.pushBlob(name, sigConfig);
-  const sig = jsonBlob(
-    {
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: sigConfig.mediaType, digest: sigConfig.digest, size: sigConfig.size },
-      layers: [],
-      subject,
-    },
-    OCI_MANIFEST,
-  );
+  const sig = referrer({}, sigConfig);
   t.is((await client.pushManifest(name, sbom.digest, sbom)).status, 201);
   t.is((await client.pushManifest(name, sig.digest, sig)).status, 201);
 
@@ -148,24 +149,13 @@ test('referrers with megabytes of annotations come in pages a client follows by 
   // memory on one anonymous GET, again after every restart (adversarial testing). Four of 1.5 MB
   // do not fit a 4 MiB page.
   const name = repo(t);
-  const image = makeImage();
-  await client.pushImage(name, image, 'v1');
-  const empty = blobOf(Buffer.from('{}'), 'application/vnd.oci.empty.v1+json');
-  await client.pushBlob(name, empty);
+  const { image, referrer: referrerOf } = await subjectOfReferrers(name);
   const pushed: string[] = [];
   for (let i = 0; i < 4; i++) {
-    const referrer = jsonBlob(
-      {
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        artifactType: i % 2 === 0 ? 'application/vnd.example.sbom' : 'application/vnd.example.other',
-        config: { mediaType: empty.mediaType, digest: empty.digest, size: empty.size },
-        layers: [],
-        subject: { mediaType: OCI_MANIFEST, digest: image.manifest.digest, size: image.manifest.size },
-        annotations: { 'org.example.bulk': String(i).repeat(1_500_000) },
-      },
-      OCI_MANIFEST,
-    );
+    const referrer = referrerOf({
+      artifactType: i % 2 === 0 ? 'application/vnd.example.sbom' : 'application/vnd.example.other',
+      annotations: { 'org.example.bulk': String(i).repeat(1_500_000) },
+    });
     t.is((await client.pushManifest(name, referrer.digest, referrer)).status, 201);
     pushed.push(referrer.digest);
   }
@@ -211,22 +201,11 @@ test('artifact types and media types are what the image spec says they are: RFC 
   // A hundred referrers with a 3.9 MB artifactType each were stored, and one anonymous referrers
   // listing read them all back into memory: the server ran out of it (adversarial testing).
   const name = repo(t);
-  const image = makeImage();
-  await client.pushImage(name, image, 'v1');
+  const { image, referrer: referrerOf } = await subjectOfReferrers(name);
   const empty = blobOf(Buffer.from('{}'), 'application/vnd.oci.empty.v1+json');
-  await client.pushBlob(name, empty);
+  // The empty config under another media type, when one is given.
   const referrer = (artifactType: string, configType = empty.mediaType) =>
-    jsonBlob(
-      {
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        artifactType,
-        config: { mediaType: configType, digest: empty.digest, size: empty.size },
-        layers: [],
-        subject: { mediaType: OCI_MANIFEST, digest: image.manifest.digest, size: image.manifest.size },
-      },
-      OCI_MANIFEST,
-    );
+    referrerOf({ artifactType }, { ...empty, mediaType: configType });
   for (const [artifactType, configType] of [
     [`application/${'x'.repeat(3_900_000)}`, undefined],
     [`application/${'x'.repeat(128)}`, undefined],
