@@ -1,7 +1,8 @@
 // Durability of the filesystem store's renames, seen in the system calls it makes (strace): an
 // object renamed into place is durable only once the directory holding its new name is fsynced,
 // and a directory made for it only once its parent is. Without those, a power loss can take a
-// blob whose database row committed.
+// blob whose database row committed. And a large object's data is flushed while it is written,
+// yet never published before an fdatasync that began after its last write.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -33,7 +34,7 @@ async function traceProbe(t: {
       '-f',
       '-y',
       '-e',
-      'trace=rename,renameat,renameat2,mkdir,mkdirat,fsync,fdatasync',
+      'trace=rename,renameat,renameat2,mkdir,mkdirat,fsync,fdatasync,pwrite64,write,pwritev',
       '-o',
       out,
       process.execPath,
@@ -86,4 +87,34 @@ test('a directory made for an object is followed by an fsync of its parent', asy
       `${path.relative(root, path.dirname(dir)) || '(root)'} fsynced after ${path.relative(root, dir)} was made`,
     );
   }
+});
+
+test('a large object is flushed while it is written, and once more after its last write, before it is published', async (t) => {
+  const { root, keys, trace } = await traceProbe(t);
+  const target = path.join(root, keys.large!);
+  const renamed = trace.find((line) => /\brename/.test(line) && line.includes(`"${target}"`));
+  t.true(renamed >= 0, 'the large object was renamed into place');
+  // The temporary file it was written to: the rename's source.
+  const source = /rename(?:at2?)?\((?:AT_FDCWD(?:<[^>]*>)?, )?"([^"]+)"/.exec(trace.lines[renamed]!)?.[1];
+  t.truthy(source, 'the rename names its source');
+  const pidOf = (line: string) => line.split(' ', 1)[0];
+  const isWrite = (line: string) => /\b(?:pwrite64|write|pwritev)\(\d+</.test(line) && line.includes(`<${source}>`);
+  const isSync = (line: string) => /\bf(?:data)?sync\(\d+</.test(line) && line.includes(`<${source}>`);
+  const writes = trace.lines.flatMap((line, i) => (isWrite(line) ? [i] : []));
+  const syncs = trace.lines.flatMap((line, i) => (isSync(line) ? [i] : []));
+  t.true(writes.length >= 9, `the 9 MiB went in ${writes.length} writes`);
+  // Where the last write returned: its own line, or its "resumed" line on the same thread.
+  const last = writes.at(-1)!;
+  const returned = trace.lines[last]!.includes('<unfinished')
+    ? trace.find((line) => pidOf(line) === pidOf(trace.lines[last]!) && line.includes('resumed>'), last + 1)
+    : last;
+  t.true(returned > 0, 'the last write returned');
+  t.true(
+    syncs.some((i) => i < last),
+    'an fdatasync of the file ran before its last write (flushed while it streamed)',
+  );
+  t.true(
+    syncs.some((i) => i > returned && i < renamed),
+    'an fdatasync of the file began after its last write returned and before the rename into place',
+  );
 });

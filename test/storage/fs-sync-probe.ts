@@ -1,5 +1,6 @@
 // Run under strace by directory-sync.test.ts: a few writes and moves through the filesystem
-// store into directories that do not exist yet, then the keys used, as JSON on standard output.
+// store into directories that do not exist yet, and one large write, then the keys used, as JSON
+// on standard output.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { digestOf, parseDigest } from '../../storage/digest.js';
@@ -17,4 +18,8 @@ const chunk = uploadChunkKey(randomUUID(), 0);
 await store.write(chunk, body());
 const moved = freshBlobKey();
 await store.move(chunk, moved);
-process.stdout.write(JSON.stringify({ written, chunk, moved }));
+// 9 MiB in 64 KiB pieces, as an HTTP body arrives.
+const piece = randomBytes(64 * 1024);
+const large = freshBlobKey();
+await store.write(large, Readable.from(Array.from({ length: 144 }, () => piece)));
+process.stdout.write(JSON.stringify({ written, chunk, moved, large }));
