@@ -51,7 +51,7 @@ export interface PullThroughDeps {
    * (server/quota.ts): content fetched into a mirror counts as a push would. What it lets through is
    * held against the quota until the returned function is called (once linked, or failed).
    */
-  checkQuota: (repository: string, digest: string, size: number, kind?: 'blob' | 'manifest') => Promise<() => void>;
+  checkQuota: (repository: string, digest: string, size: number, kind?: 'blob' | 'manifest') => Promise<() => Promise<void>>;
   /** The most bytes of one blob fetched into a project without a quota (default DEFAULT_MAX_BLOB_BYTES). */
   maxBlobBytes?: number;
 }
@@ -127,7 +127,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     onHashed: (sha256: string) => void,
   ): Promise<void> {
     const uploadId = randomUUID();
-    let quotaHeld: (() => void) | undefined;
+    let quotaHeld: (() => Promise<void>) | undefined;
     try {
       const chunk = await blobs.writeChunk(uploadId, 0, body, undefined, onHashed);
       // Checked again now, and held until linked: the check before the fetch (blob() below) judged
@@ -142,7 +142,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
       await blobs.removeUpload(uploadId).catch(() => undefined);
       throw err;
     } finally {
-      quotaHeld?.();
+      await quotaHeld?.();
     }
   }
 
@@ -184,7 +184,9 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
           // proxy cache pull that would exceed its project's quota) before a byte is sent or stored.
           // The quota check reads the usage itself; without a quota, the registry's limit applies.
           if ((await projects.find(target.project))?.quotaBytes != null)
-            (await deps.checkQuota(target.repository, digest.digest, announced))();
+            await (
+              await deps.checkQuota(target.repository, digest.digest, announced)
+            )();
           else if (announced > maxBlobBytes) {
             throw new UpstreamError(upstreamUrl, `announced ${announced} bytes for blob ${digest.digest}, more than ${limitWhy}`);
           }
@@ -267,7 +269,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     try {
       await metadata.manifests.save(target.repository, record, parsed.references, tag, { blobsPending });
     } finally {
-      quotaHeld();
+      await quotaHeld();
     }
     return record;
   }

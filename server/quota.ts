@@ -4,20 +4,22 @@
 // read from the database when something is about to be linked. Content the project already holds
 // adds nothing and is always accepted.
 //
-// What a check lets through is held against the quota until its link has committed (the caller
-// releases it then, or when it failed): concurrent uploads finishing at once are judged one after
-// the other rather than each against the same usage (60 parallel PUTs of 90 KB each all passed a
-// 100 KB quota before). A hold stays counted for any check whose usage read began before the link
-// committed, since that read cannot have seen the link. Holds are this process's: replicas of one
-// registry (on PostgreSQL) each count their own, so uploads finishing at the same instant on
-// several replicas may together pass the quota by what the others let through then (up to a
-// quota's worth each; adversarial testing measured 271 % with three replicas and 60 uploads).
+// What a check lets through is held in the database until its content is linked
+// (storage/quota-store.ts), so uploads finishing at once are judged one after the other, on one
+// replica or on several sharing a PostgreSQL server: 60 parallel PUTs of 90 KB each all passed a
+// 100 KB quota before holds existed, and three replicas with in-process holds let 271 % of a quota
+// through (adversarial testing).
 import { projectOf } from '../auth/authorize.js';
+import type { Logger } from './logging.js';
 import type { ProjectStore } from '../storage/project-store.js';
+import type { QuotaStore } from '../storage/quota-store.js';
 import { OciError } from './errors.js';
 
-/** Releases what a quota check held (idempotent); call it once the link committed or failed. */
-export type QuotaRelease = () => void;
+/**
+ * Releases what a quota check held (idempotent, never rejects); call it once the link committed or
+ * failed. Awaited, so a client's retry after a failure is judged without the failed attempt's hold.
+ */
+export type QuotaRelease = () => Promise<void>;
 
 export interface QuotaCheck {
   /**
@@ -27,71 +29,30 @@ export interface QuotaCheck {
   (repository: string, digest: string, size: number, kind?: 'blob' | 'manifest'): Promise<QuotaRelease>;
 }
 
-interface Hold {
-  bytes: number;
-  /** The tick at which it was released; undefined while its link may still be running. */
-  releasedAt: number | undefined;
-}
+const NOTHING_HELD: QuotaRelease = () => Promise.resolve();
 
-const NOTHING_HELD: QuotaRelease = () => undefined;
-
-export function createQuotaCheck(projects: Pick<ProjectStore, 'find' | 'usage'>): QuotaCheck {
-  let tick = 0;
-  const holds = new Map<string, Set<Hold>>();
-  /** The ticks at which the usage reads now under way began, by project. */
-  const reads = new Map<string, number[]>();
-
-  /** Bytes held that a usage read begun at `since` may not have seen. */
-  function heldSince(project: string, since: number): number {
-    let bytes = 0;
-    for (const hold of holds.get(project) ?? []) if (hold.releasedAt === undefined || hold.releasedAt > since) bytes += hold.bytes;
-    return bytes;
-  }
-
-  /** Forgets released holds that every read under way began after (those reads see their links). */
-  function prune(project: string): void {
-    const set = holds.get(project);
-    if (!set) return;
-    const oldestRead = Math.min(...(reads.get(project) ?? []));
-    for (const hold of set) if (hold.releasedAt !== undefined && hold.releasedAt < oldestRead) set.delete(hold);
-    if (set.size === 0) holds.delete(project);
-  }
-
+export function createQuotaCheck(deps: { projects: Pick<ProjectStore, 'find'>; holds: QuotaStore; log: Logger }): QuotaCheck {
+  const { projects, holds, log } = deps;
   return async (repository, digest, size, kind = 'blob') => {
+    // The cached look-up spares projects without a quota the database round trips.
     const project = await projects.find(projectOf(repository));
     if (!project || project.quotaBytes === null) return NOTHING_HELD;
     const name = project.name;
-    const since = ++tick;
-    const underWay = reads.get(name) ?? [];
-    reads.set(name, underWay);
-    underWay.push(since);
-    let usage: Awaited<ReturnType<ProjectStore['usage']>>;
-    let held: number;
-    try {
-      usage = await projects.usage(name, digest, repository);
-      held = heldSince(name, since);
-    } finally {
-      underWay.splice(underWay.indexOf(since), 1);
-      if (underWay.length === 0) reads.delete(name);
-      prune(name);
+    const answer = await holds.hold(name, { repository, digest, size, kind });
+    if (answer.outcome === 'free') return NOTHING_HELD;
+    if (answer.outcome === 'refused') {
+      const { usedBytes: used, quotaBytes } = answer;
+      throw new OciError('DENIED', `quota exceeded: project ${name} uses ${used} of ${quotaBytes} bytes; this ${kind} needs ${size} more`, {
+        project: name,
+        usedBytes: used,
+        quotaBytes,
+        [kind === 'blob' ? 'blobBytes' : 'manifestBytes']: size,
+      });
     }
-    if (kind === 'blob' ? usage.linked : usage.manifest) return NOTHING_HELD;
-    const used = usage.usedBytes + held;
-    if (used + size > project.quotaBytes) {
-      throw new OciError(
-        'DENIED',
-        `quota exceeded: project ${name} uses ${used} of ${project.quotaBytes} bytes; this ${kind} needs ${size} more`,
-        { project: name, usedBytes: used, quotaBytes: project.quotaBytes, [kind === 'blob' ? 'blobBytes' : 'manifestBytes']: size },
-      );
-    }
-    const hold: Hold = { bytes: size, releasedAt: undefined };
-    const set = holds.get(name) ?? new Set<Hold>();
-    holds.set(name, set);
-    set.add(hold);
-    return () => {
-      if (hold.releasedAt !== undefined) return;
-      hold.releasedAt = ++tick;
-      prune(name);
-    };
+    let released: Promise<void> | undefined;
+    return () =>
+      // A hold whose content is linked counts no more; one left behind by a failed removal (its
+      // request failed too) counts until this replica's heartbeat stops.
+      (released ??= holds.release(answer.id).catch((err: unknown) => log.warn({ err, project: name }, 'could not remove a quota hold')));
   };
 }

@@ -48,6 +48,7 @@ import type { Logger } from './logging.js';
 import { debrisAgeMs } from './gc-runner.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createQuotaCheck } from './quota.js';
+import { createQuotaStore } from '../storage/quota-store.js';
 
 export interface Registry {
   app: Koa<RequestState>;
@@ -173,7 +174,9 @@ export async function createRegistry(
     bus,
     onDecision: (outcome) => metrics.gateDecisions.inc({ outcome }),
   });
-  const checkQuota = createQuotaCheck(projects);
+  // This process among the replicas sharing the database: its heartbeat row and its quota holds.
+  const replica = { id: randomUUID(), host: `${os.hostname()} (pid ${process.pid})`, version: signetVersion(), startedAt: new Date() };
+  const checkQuota = createQuotaCheck({ projects, holds: createQuotaStore(db, replica.id), log });
   const pullThrough = createPullThrough({
     projects,
     metadata,
@@ -218,7 +221,7 @@ export async function createRegistry(
     const mirrorScheduler = config.storage.maintenance.readonly.enabled
       ? undefined
       : startMirrorScheduler({ db, projects, pullThrough, metadata, log, bus });
-    const heartbeat = startHeartbeat(deps.replicas, deps);
+    const heartbeat = startHeartbeat(deps.replicas, replica, deps);
     const upkeep = startUpkeep(db, deps, options.upkeepIntervalMs);
     background = {
       async stop() {
@@ -272,9 +275,12 @@ function sweepDebrisAtStart(deps: RegistryDeps): { stop(): Promise<void> } {
  * This replica's row in `replicas`, written at start and every 30 seconds (for the console's status
  * page). Not in read-only mode, which promises no writes; a failed beat is tried again next time.
  */
-function startHeartbeat(replicas: ReplicaStore, deps: Pick<RegistryDeps, 'config' | 'log'>): { stop(): void } {
+function startHeartbeat(
+  replicas: ReplicaStore,
+  me: Parameters<ReplicaStore['beat']>[0],
+  deps: Pick<RegistryDeps, 'config' | 'log'>,
+): { stop(): void } {
   if (deps.config.storage.maintenance.readonly.enabled) return { stop: () => undefined };
-  const me = { id: randomUUID(), host: `${os.hostname()} (pid ${process.pid})`, version: signetVersion(), startedAt: new Date() };
   const beat = (): void => {
     replicas.beat(me).catch((err: unknown) => deps.log.debug({ err }, 'replica heartbeat failed'));
   };

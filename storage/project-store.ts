@@ -4,6 +4,7 @@ import type { ChangeBus } from './change-bus.js';
 import { audit } from './audit.js';
 import type { Db, Queryable } from './db.js';
 import { DependencyUnavailableError } from './errors.js';
+import { readUsage, type ProjectUsage } from './quota-store.js';
 
 export const ROLES = ['guest', 'developer', 'maintainer', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -55,18 +56,6 @@ export interface ProjectChanges {
   quotaBytes?: number | null;
   /** The whole mirror configuration (null: no longer a mirror). */
   mirror?: MirrorSettings | null;
-}
-
-export interface ProjectUsage {
-  /**
-   * Bytes of the distinct blobs linked in the project's repositories, plus its manifests, each
-   * repository's once (every repository stores its own copy of a manifest it holds).
-   */
-  usedBytes: number;
-  /** Whether the asked-about digest is already linked somewhere in the project (adds nothing). */
-  linked: boolean;
-  /** Whether the repository asked about already holds a manifest of the digest (adds nothing). */
-  manifest: boolean;
 }
 
 export interface ProjectStore {
@@ -251,23 +240,8 @@ export function createPostgresProjectStore(db: Db): ProjectStore {
       });
     },
     async usage(name, digest, repository) {
-      // Each blob counts once however many repositories link it (its bytes are stored once); a
-      // manifest once per repository that holds it (each holds its own copy: the same 4 MiB
-      // manifest pushed to 40 repositories was counted once and stored 40 times; adversarial testing).
-      const rows = await db.query<{ used: number; linked: boolean; manifest: boolean }>(
-        `WITH repos AS (
-           SELECT id FROM repositories WHERE name = $1 OR left(name, length($1) + 1) = $1 || '/'
-         ), linked AS (
-           SELECT DISTINCT rb.digest FROM repository_blobs rb WHERE rb.repository_id IN (SELECT id FROM repos)
-         )
-         SELECT (COALESCE((SELECT sum(b.size) FROM blobs b JOIN linked l ON l.digest = b.digest), 0)
-               + COALESCE((SELECT sum(m.size) FROM manifests m WHERE m.repository_id IN (SELECT id FROM repos)), 0))::bigint AS used,
-                EXISTS (SELECT 1 FROM linked WHERE digest = $2) AS linked,
-                EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
-                        WHERE r.name = $3 AND m.digest = $2) AS manifest`,
-        [name, digest ?? null, repository ?? null],
-      );
-      return { usedBytes: rows[0]?.used ?? 0, linked: rows[0]?.linked ?? false, manifest: rows[0]?.manifest ?? false };
+      const { usedBytes, linked, manifest } = await readUsage(db, name, digest, repository);
+      return { usedBytes, linked, manifest };
     },
   };
 }

@@ -171,7 +171,7 @@ export function createManifestHandlers(
           reference.kind === 'tag' ? reference.tag : undefined,
         );
       } finally {
-        quotaHeld();
+        await quotaHeld();
       }
       ctx.set('Location', `/v2/${name}/manifests/${digest}`);
       ctx.set('Docker-Content-Digest', digest);

@@ -166,7 +166,7 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
       }
       throw err;
     } finally {
-      quotaHeld?.();
+      await quotaHeld?.();
     }
   }
 
@@ -194,7 +194,7 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
       if (err instanceof StorageNotFoundError) return false; // collected meanwhile: upload instead
       throw err;
     } finally {
-      quotaHeld();
+      await quotaHeld();
     }
     setCreated(ctx, name, digest.digest);
     return true;

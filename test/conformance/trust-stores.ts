@@ -1,5 +1,5 @@
 // The stores behind projects and trust, tested at their own interface (the HTTP suites test them
-// only through the handlers): ProjectStore, KeyStore and SignatureStore, on embedded PostgreSQL
+// only through the handlers): ProjectStore, QuotaStore, KeyStore and SignatureStore, on embedded PostgreSQL
 // (PGlite) and on a real PostgreSQL server, with what each writes to the audit log. Every test
 // names its own projects and repositories (a random suffix), so the tests of a file run together.
 import { randomBytes } from 'node:crypto';
@@ -9,6 +9,8 @@ import { digestOf } from '../../storage/digest.js';
 import { createPostgresKeyStore, type NewKey } from '../../storage/key-store.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
 import { createPostgresProjectStore } from '../../storage/project-store.js';
+import { createQuotaStore } from '../../storage/quota-store.js';
+import { createReplicaStore } from '../../storage/replica-store.js';
 import {
   createSignatureStore,
   MAX_SIGNATURE_BYTES_PER_MANIFEST,
@@ -19,6 +21,10 @@ import {
 export interface TrustStoresFixture {
   db: Db;
   cleanup(): Promise<void>;
+}
+
+function assertTrue(value: boolean): void {
+  if (!value) throw new Error('fixture step failed');
 }
 
 const unique = (prefix: string): string => `${prefix}${randomBytes(5).toString('hex')}`;
@@ -217,5 +223,94 @@ export function trustStoresConformance(test: TestFn, makeFixture: () => Promise<
     t.is(results.filter((r) => r.result === 'created').length, MAX_SIGNATURES_PER_MANIFEST);
     t.is(results.filter((r) => r.result === 'full').length, 5);
     t.is((await signatures.list(repository, digest)).length, MAX_SIGNATURES_PER_MANIFEST);
+  });
+
+  /** A project with a quota, two replicas' quota stores (both heartbeats seen) and blob digests. */
+  async function quotaFixture(quotaBytes: number) {
+    const project = unique('q');
+    const projects = createPostgresProjectStore(db());
+    assertTrue(await projects.create(project, { public: false }));
+    assertTrue(await projects.update(project, { quotaBytes }));
+    const replicas = createReplicaStore(db());
+    const ids = [unique('replica-a-'), unique('replica-b-')] as const;
+    for (const id of ids) await replicas.beat({ id, host: 'test', version: 'test', startedAt: new Date() });
+    const digest = () => digestOf('sha256', randomBytes(32));
+    return { project, a: createQuotaStore(db(), ids[0]), b: createQuotaStore(db(), ids[1]), ids, digest, projects };
+  }
+
+  test('quota holds: every replica counts what another let through, until its content is linked', async (t) => {
+    const { project, a, b, digest, projects } = await quotaFixture(1000);
+    const metadata = createPostgresMetadataStore(db());
+    const repository = `${project}/app`;
+    const first = digest();
+    const held = await a.hold(project, { repository, digest: first, size: 600, kind: 'blob' });
+    t.is(held.outcome, 'held');
+    t.deepEqual(await b.hold(project, { repository, digest: digest(), size: 600, kind: 'blob' }), {
+      outcome: 'refused',
+      usedBytes: 600,
+      quotaBytes: 1000,
+    });
+    // Linked: the bytes count as usage, and the hold no more, removed or not.
+    await metadata.blobs.save(repository, first, 600);
+    t.is((await projects.usage(project)).usedBytes, 600);
+    const second = await b.hold(project, { repository, digest: digest(), size: 400, kind: 'blob' });
+    t.is(second.outcome, 'held');
+    t.is((await a.hold(project, { repository, digest: digest(), size: 1, kind: 'blob' })).outcome, 'refused');
+    // Released unlinked (its request failed): the room is back.
+    if (second.outcome === 'held') await b.release(second.id);
+    t.is((await a.hold(project, { repository, digest: digest(), size: 400, kind: 'blob' })).outcome, 'held');
+    // What the project holds adds nothing; a manifest only when this repository holds it.
+    t.deepEqual(await b.hold(project, { repository: `${project}/other`, digest: first, size: 600, kind: 'blob' }), { outcome: 'free' });
+    if (held.outcome === 'held') await a.release(held.id);
+    await a.release('no-such-hold');
+    t.deepEqual(await a.hold(unique('none'), { repository: 'x/y', digest: first, size: 1, kind: 'blob' }), { outcome: 'free' });
+  });
+
+  test('quota holds: a manifest held counts until that repository holds it', async (t) => {
+    const { project, a, b } = await quotaFixture(1200);
+    const metadata = createPostgresMetadataStore(db());
+    const repository = `${project}/app`;
+    const content = Buffer.from(JSON.stringify({ schemaVersion: 2, pad: 'x'.repeat(500) }));
+    const digest = digestOf('sha256', content);
+    t.is((await a.hold(project, { repository, digest, size: content.length, kind: 'manifest' })).outcome, 'held');
+    t.is((await b.hold(project, { repository, digest: `${digest.slice(0, -4)}0000`, size: 700, kind: 'manifest' })).outcome, 'refused');
+    await metadata.manifests.save(
+      repository,
+      { digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', content, size: content.length },
+      [],
+      'v1',
+    );
+    t.is((await b.hold(project, { repository, digest, size: content.length, kind: 'manifest' })).outcome, 'free');
+    // The copy in another repository counts on its own.
+    t.is((await b.hold(project, { repository: `${project}/copy`, digest, size: content.length, kind: 'manifest' })).outcome, 'held');
+  });
+
+  test('quota holds: those of a replica no longer seen count no more', async (t) => {
+    const { project, a, b, ids, digest } = await quotaFixture(1000);
+    const repository = `${project}/app`;
+    t.is((await b.hold(project, { repository, digest: digest(), size: 900, kind: 'blob' })).outcome, 'held');
+    t.is((await a.hold(project, { repository, digest: digest(), size: 900, kind: 'blob' })).outcome, 'refused');
+    await db().query(`UPDATE replicas SET seen_at = now() - interval '10 minutes' WHERE id = $1`, [ids[1]]);
+    t.is((await a.hold(project, { repository, digest: digest(), size: 900, kind: 'blob' })).outcome, 'held');
+    const left = await db().query<{ replica: string }>('SELECT replica FROM quota_holds WHERE project = $1', [project]);
+    t.deepEqual(
+      left.map((r) => r.replica),
+      [ids[0]],
+      'the stale hold is removed',
+    );
+    // A process's own holds count before its first heartbeat is written.
+    const fresh = createQuotaStore(db(), unique('unseen-'));
+    t.is((await fresh.hold(project, { repository, digest: digest(), size: 50, kind: 'blob' })).outcome, 'held');
+    t.is((await fresh.hold(project, { repository, digest: digest(), size: 60, kind: 'blob' })).outcome, 'refused');
+  });
+
+  test('quota holds: checks at once from two replicas never pass the quota together', async (t) => {
+    const { project, a, b, digest } = await quotaFixture(1000);
+    const repository = `${project}/app`;
+    const answers = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => (i % 2 ? a : b).hold(project, { repository, digest: digest(), size: 300, kind: 'blob' })),
+    );
+    t.is(answers.filter((x) => x.outcome === 'held').length, 3);
+    t.is(answers.filter((x) => x.outcome === 'refused').length, 21);
   });
 }

@@ -239,3 +239,38 @@ test.serial('concurrent pushes of one blob and one tag through both replicas sta
   const got = await on(b).request(`/v2/rep/race/blobs/${blob.digest}`);
   t.deepEqual(Buffer.from(await got.arrayBuffer()), blob.data);
 });
+
+test.serial('uploads finishing at once on both replicas never pass the quota together', async (t) => {
+  t.is((await on(a).request('/api/v1/projects', { method: 'POST', body: JSON.stringify({ name: 'rq', public: false }) })).status, 201);
+  const quota = (quotaBytes: number | null) =>
+    on(a).request('/api/v1/projects/rq', {
+      method: 'PATCH',
+      body: JSON.stringify({ quotaBytes }),
+      headers: { 'Content-Type': 'application/json' },
+    });
+  const blobs = Array.from({ length: 20 }, () => blobOf(randomBytes(100_000), 'application/octet-stream'));
+  // Every body is in before any session is finished; half of them finish on each replica.
+  const sessions = await Promise.all(
+    blobs.map(async (blob, i) => {
+      const replica = i % 2 ? a : b;
+      const started = await on(replica).request('/v2/rq/race/blobs/uploads/', { method: 'POST' });
+      const patched = await on(replica).request(started.headers.get('location')!, { method: 'PATCH', body: new Uint8Array(blob.data) });
+      t.is(patched.status, 202);
+      return { replica, location: `${patched.headers.get('location')!}?digest=${blob.digest}` };
+    }),
+  );
+  t.is((await quota(150_000)).status, 200);
+  // Each replica's project cache (60 s here) learns of the quota by the change notification.
+  await sleep(200);
+  const statuses = await Promise.all(
+    sessions.map(async ({ replica, location }) => (await on(replica).request(location, { method: 'PUT' })).status),
+  );
+  t.deepEqual(
+    statuses.filter((status) => status === 201),
+    [201],
+    `statuses ${statuses.join(' ')}`,
+  );
+  t.is(statuses.filter((status) => status === 403).length, 19);
+  const usage = (await (await on(b).request('/api/v1/projects/rq')).json()) as { usedBytes: number };
+  t.is(usage.usedBytes, 100_000);
+});

@@ -1,0 +1,125 @@
+// Quota holds in the database: what a quota check let through, counted against the project's
+// quota by every replica until its content is linked (server/quota.ts).
+//
+// A check takes the project's row lock (`FOR NO KEY UPDATE`, as Harbor locks its quota row; not
+// the key lock, which would hold back foreign-key checks of rows naming the project meanwhile),
+// then reads in one statement, so from one snapshot, the committed usage and the holds whose
+// content is not linked yet, and adds its own hold when the bytes fit. Checks of one project are
+// so judged one after the other, on one process or on several sharing a PostgreSQL server, and a
+// hold stops counting the moment its blob or manifest is linked: removing it afterwards is
+// clean-up, not accounting. Holds of a replica whose heartbeat stopped (storage/replica-store.ts)
+// count no more and are removed by the next check of their project.
+import { randomUUID } from 'node:crypto';
+import type { Db, Queryable } from './db.js';
+
+/** A replica's holds count while its heartbeat (every 30 s) was seen within this. */
+const LIVE_SECONDS = 90;
+
+export interface ProjectUsage {
+  /**
+   * Bytes of the distinct blobs linked in the project's repositories, plus its manifests, each
+   * repository's once (every repository stores its own copy of a manifest it holds).
+   */
+  usedBytes: number;
+  /** Whether the asked-about digest is already linked somewhere in the project (adds nothing). */
+  linked: boolean;
+  /** Whether the repository asked about already holds a manifest of the digest (adds nothing). */
+  manifest: boolean;
+}
+
+/**
+ * What a project's repositories (`name` and `name/...`) hold; `digest`: whether it is linked
+ * among them, and with `repository`, whether that repository holds a manifest of it. With
+ * `replica`, also `heldBytes`: the holds of live replicas (and of `replica` itself) whose content
+ * is not linked yet.
+ */
+export async function readUsage(
+  q: Queryable,
+  name: string,
+  digest?: string,
+  repository?: string,
+  replica?: string,
+): Promise<ProjectUsage & { heldBytes: number }> {
+  // Each blob counts once however many repositories link it (its bytes are stored once); a
+  // manifest once per repository that holds it (each holds its own copy: the same 4 MiB
+  // manifest pushed to 40 repositories was counted once and stored 40 times; adversarial testing).
+  const rows = await q.query<{ used: number; linked: boolean; manifest: boolean; held: number }>(
+    `WITH repos AS (
+       SELECT id FROM repositories WHERE name = $1 OR left(name, length($1) + 1) = $1 || '/'
+     ), linked AS (
+       SELECT DISTINCT rb.digest FROM repository_blobs rb WHERE rb.repository_id IN (SELECT id FROM repos)
+     )
+     SELECT (COALESCE((SELECT sum(b.size) FROM blobs b JOIN linked l ON l.digest = b.digest), 0)
+           + COALESCE((SELECT sum(m.size) FROM manifests m WHERE m.repository_id IN (SELECT id FROM repos)), 0))::bigint AS used,
+            EXISTS (SELECT 1 FROM linked WHERE digest = $2) AS linked,
+            EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
+                    WHERE r.name = $3 AND m.digest = $2) AS manifest,
+            CASE WHEN $4::text IS NULL THEN 0 ELSE COALESCE((
+              SELECT sum(h.bytes) FROM quota_holds h
+              WHERE h.project = $1
+                AND (h.replica = $4 OR h.replica IN (SELECT id FROM replicas WHERE seen_at > now() - make_interval(secs => ${LIVE_SECONDS})))
+                AND NOT CASE WHEN h.kind = 'blob' THEN EXISTS (SELECT 1 FROM linked WHERE digest = h.digest)
+                        ELSE EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
+                                     WHERE r.name = h.repository AND m.digest = h.digest) END
+            ), 0) END::bigint AS held`,
+    [name, digest ?? null, repository ?? null, replica ?? null],
+  );
+  const row = rows[0];
+  return { usedBytes: row?.used ?? 0, linked: row?.linked ?? false, manifest: row?.manifest ?? false, heldBytes: row?.held ?? 0 };
+}
+
+export interface HoldRequest {
+  /** The project's repository the content is linked into. */
+  repository: string;
+  digest: string;
+  size: number;
+  kind: 'blob' | 'manifest';
+}
+
+export type HoldAnswer =
+  /** No quota, no such project, or content the project (for a manifest: the repository) holds. */
+  { outcome: 'free' } | { outcome: 'held'; id: string } | { outcome: 'refused'; usedBytes: number; quotaBytes: number };
+
+export interface QuotaStore {
+  /** Holds `size` bytes against the quota of `project` if they fit, judged after every hold before. */
+  hold(project: string, request: HoldRequest): Promise<HoldAnswer>;
+  /** Removes a hold (its content linked, or its request failed); a missing one is not an error. */
+  release(id: string): Promise<void>;
+}
+
+/** `replica`: this process's id in the heartbeat table (storage/replica-store.ts). */
+export function createQuotaStore(db: Db, replica: string): QuotaStore {
+  return {
+    hold(project, { repository, digest, size, kind }) {
+      return db.transaction(async (tx): Promise<HoldAnswer> => {
+        // Nothing in a hold needs to survive a crash: a lost one was never linked.
+        await tx.query("SELECT set_config('synchronous_commit', 'off', true)");
+        const locked = await tx.query<{ quota_bytes: number | null }>(
+          'SELECT quota_bytes FROM projects WHERE name = $1 FOR NO KEY UPDATE',
+          [project],
+        );
+        const quotaBytes = locked[0]?.quota_bytes ?? null;
+        if (quotaBytes === null) return { outcome: 'free' };
+        // After the lock, so this statement's snapshot has every hold and link committed before it.
+        const usage = await readUsage(tx, project, digest, repository, replica);
+        if (kind === 'blob' ? usage.linked : usage.manifest) return { outcome: 'free' };
+        const usedBytes = Number(usage.usedBytes) + Number(usage.heldBytes);
+        if (usedBytes + size > Number(quotaBytes)) return { outcome: 'refused', usedBytes, quotaBytes: Number(quotaBytes) };
+        await tx.query(
+          `DELETE FROM quota_holds WHERE project = $1 AND replica <> $2
+             AND replica NOT IN (SELECT id FROM replicas WHERE seen_at > now() - make_interval(secs => ${LIVE_SECONDS}))`,
+          [project, replica],
+        );
+        const id = randomUUID();
+        await tx.query(
+          'INSERT INTO quota_holds (id, project, repository, digest, kind, bytes, replica) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+          [id, project, repository, digest, kind, size, replica],
+        );
+        return { outcome: 'held', id };
+      });
+    },
+    async release(id) {
+      await db.query("DELETE FROM quota_holds WHERE id = $1 AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL", [id]);
+    },
+  };
+}
