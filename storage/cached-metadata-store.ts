@@ -37,6 +37,15 @@ const CONFIRMED_LIFETIME_MS = 10 * 60 * 1000;
 /** Without `maxBytes` (REGISTRY_CACHE_MAXSIZE's default too, in server/config.ts). */
 const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
 /**
+ * The share of the budget for listing pages keyed by a client's cursor (catalog pages, tag list
+ * pages past a whole list, the console's detailed pages). Anyone may send any `last=`, and each
+ * new cursor was a new entry of up to a page of names in the one LRU (n=1000 names of ~40 bytes:
+ * ~80 KB by sizeOf), so under a thousand anonymous catalog requests could flush the 64 MiB
+ * default, manifests and tags included, and every pull went to the database again. In an LRU of
+ * their own, such pages can only push out other pages.
+ */
+const PAGE_SHARE = 1 / 8;
+/**
  * What an entry costs beyond its key and value: its slots in the LRU's arrays (key, value, size,
  * links, and with a ttl its start and ttl), with the room those arrays keep for growth, and its
  * entry in the LRU's map.
@@ -71,13 +80,17 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   // confirms what it has heard (see `fresh`), up to this cap.
   const confirmable = bus !== undefined && !options.soleWriter;
   const lifetime = confirmable ? Math.max(ttlMs, CONFIRMED_LIFETIME_MS) : ttlMs;
-  const cache = new LRUCache<string, Value>({
-    maxSize: Math.max(options.maxBytes ?? DEFAULT_CACHE_BYTES, 1),
-    sizeCalculation: (value, key) => ENTRY_OVERHEAD + stringBytes(key) + sizeOf(value),
-    ...(options.soleWriter ? {} : { ttl: lifetime }),
-    // Expired entries stay (within `maxSize`) for serving during an outage; fresh reads never see them.
-    noDeleteOnStaleGet: true,
-  });
+  const budget = Math.max(options.maxBytes ?? DEFAULT_CACHE_BYTES, 2);
+  const lru = (maxSize: number): LRUCache<string, Value> =>
+    new LRUCache<string, Value>({
+      maxSize: Math.max(Math.floor(maxSize), 1),
+      sizeCalculation: (value, key) => ENTRY_OVERHEAD + stringBytes(key) + sizeOf(value),
+      ...(options.soleWriter ? {} : { ttl: lifetime }),
+      // Expired entries stay (within `maxSize`) for serving during an outage; fresh reads never see them.
+      noDeleteOnStaleGet: true,
+    });
+  const cache = lru(budget * (1 - PAGE_SHARE));
+  const pages = lru(budget * PAGE_SHARE);
   /**
    * A cached value that may be served: one read within the TTL, or any while the bus has confirmed,
    * within the TTL, that it heard every change committed up to then (storage/change-bus.ts): a
@@ -87,12 +100,12 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
    * all it serves. Measured (issue 22): GETs of 2,000 tags for 10 s at a 1 s TTL took 6,468-7,189
    * database transactions before, 970-1,259 with it (the replicas' pings included).
    */
-  const fresh = (key: string): Value | undefined => {
-    const hit = cache.get(key);
+  const fresh = (key: string, from = cache): Value | undefined => {
+    const hit = from.get(key);
     if (hit === undefined || !confirmable) return hit;
     const confirmedAt = bus.confirmedAt();
     if (confirmedAt !== undefined && performance.now() - confirmedAt <= ttlMs) return hit;
-    return lifetime - cache.getRemainingTTL(key) <= ttlMs ? hit : undefined;
+    return lifetime - from.getRemainingTTL(key) <= ttlMs ? hit : undefined;
   };
   // Bumping a repository's generation orphans all its entries at once (they age out of the LRU);
   // the global generation does so for every repository.
@@ -111,6 +124,7 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
     everything += 1;
     generations.clear();
     cache.clear();
+    pages.clear();
   };
   // One number per repository changed since the start, outside the byte budget: past
   // `maxGenerations` of them every entry goes at once (as when the bus reconnects) and the
@@ -159,18 +173,19 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
   // MiB past the budget after 500,000 lists had passed through it (test/storage/cache-memory.test.ts).
   const namesOf = (list: WholeList): string[] => (list.names ??= inOrder(JSON.parse(list.whole.json) as string[]));
 
-  async function cached<T extends Value>(key: string, load: () => Promise<T | undefined>): Promise<T | undefined> {
-    const hit = fresh(key);
+  /** `into`: `pages` for an entry keyed by a client's cursor. */
+  async function cached<T extends Value>(key: string, load: () => Promise<T | undefined>, into = cache): Promise<T | undefined> {
+    const hit = fresh(key, into);
     if (hit !== undefined) return hit as T;
     let value: T | undefined;
     try {
       value = await load();
     } catch (err) {
-      const stale = err instanceof DependencyUnavailableError ? cache.get(key, { allowStale: true }) : undefined;
+      const stale = err instanceof DependencyUnavailableError ? into.get(key, { allowStale: true }) : undefined;
       if (stale !== undefined) return stale as T;
       throw err;
     }
-    if (value !== undefined) cache.set(key, value);
+    if (value !== undefined) into.set(key, value);
     return value;
   }
 
@@ -182,7 +197,7 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
       // is empty, so these keys meet no repository's.
       async list(page) {
         const key = flatKey(everything, '', catalog, page.last ?? '', page.limit, page.project ?? '');
-        return (await cached(key, () => inner.repositories.list(page))) ?? [];
+        return (await cached(key, () => inner.repositories.list(page), pages)) ?? [];
       },
       async removeEmpty(project) {
         const removed = await inner.repositories.removeEmpty(project);
@@ -250,17 +265,17 @@ export function createCachedMetadataStore(inner: MetadataStore, options: Metadat
         const list = await wholeTagListOf(repository);
         if (list === undefined) return undefined;
         if (list !== TOO_MANY_TAGS) return pageOf(namesOf(list), page);
-        return cached(keyOf(repository, 'l', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.list(repository, page));
+        return cached(keyOf(repository, 'l', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.list(repository, page), pages);
       },
       async listJson(repository, max) {
         // The same object while it is cached: the handler keeps the answer it rendered from it.
         const list = await wholeTagListOf(repository);
         if (list === undefined) return undefined;
         if (list !== TOO_MANY_TAGS && list.whole.count <= max) return list.whole;
-        return cached(keyOf(repository, 'J', String(max)), () => inner.tags.listJson(repository, max));
+        return cached(keyOf(repository, 'J', String(max)), () => inner.tags.listJson(repository, max), pages);
       },
       listDetailed: (repository, page) =>
-        cached(keyOf(repository, 'd', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.listDetailed(repository, page)),
+        cached(keyOf(repository, 'd', `${page.last ?? ''}\u0000${page.limit}`), () => inner.tags.listDetailed(repository, page), pages),
       async remove(repository, tag) {
         const removed = await inner.tags.remove(repository, tag);
         invalidate(repository);

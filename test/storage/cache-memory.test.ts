@@ -173,15 +173,19 @@ test('the metadata cache costs no more memory than its byte budget, whatever it 
       // is measured again before it counts as failed: once in CI a measure was off (which way was
       // not recorded) for a shape that measures 0.78-0.81 every time here, idle or loaded. A cache
       // that is over its budget is over it at every measure (the unfixed sizing: 1.44 each time).
+      // Pages asked for by a cursor have an eighth of the budget to themselves
+      // (storage/cached-metadata-store.ts, PAGE_SHARE): filled with them alone, that eighth.
+      const share = shape.kind === 'detailed-page' || shape.kind === 'catalog-page' ? 1 / 8 : 1;
       const seen: string[] = [];
       for (let attempt = 0; attempt < 3; attempt++) {
         const used = await measure(shape);
         seen.push((used / BUDGET).toFixed(2));
-        if (used <= BUDGET && used >= BUDGET / 2) break;
+        if (used <= BUDGET && used >= (share * BUDGET) / 2) break;
       }
       t.log(`${shape.kind}: ${seen.join(', then ')} of the budget in use`);
       const last = Number(seen.at(-1));
-      if (last > 1 || last < 0.5) throw new Error(`${JSON.stringify(shape)}: ${seen.join(', ')} of a budget of ${BUDGET} bytes in use`);
+      if (last > 1 || last < share / 2)
+        throw new Error(`${JSON.stringify(shape)}: ${seen.join(', ')} of a budget of ${BUDGET} bytes in use`);
     }),
     {
       numRuns: 10,

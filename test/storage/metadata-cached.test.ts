@@ -298,6 +298,42 @@ test('a whole tag list longer than the cache keeps whole is cached as it was ask
   t.is(reads(), 2);
 });
 
+test('listing pages at any cursor a client sends never push manifests and tags out of the cache', async (t) => {
+  let reads = 0;
+  const inner = database();
+  const counting: MetadataStore = {
+    ...inner,
+    manifests: {
+      ...inner.manifests,
+      findByTag: (repository, tag) => {
+        reads += 1;
+        return inner.manifests.findByTag(repository, tag);
+      },
+    },
+  };
+  const maxBytes = 1024 * 1024;
+  const cache = createCachedMetadataStore(counting, { ttlMs: 10 * 60_000, maxBytes, wholeTagList: 5 });
+  const repository = randomRepository();
+  const manifest = randomManifest();
+  // A catalog of 200 repositories and a tag list too long to keep whole.
+  for (let i = 0; i < 200; i++) await inner.manifests.save(`${randomRepository()}-${'n'.repeat(40)}`, randomManifest(), [], 'v1');
+  for (let i = 0; i < 40; i++) await inner.manifests.save(repository, manifest, [], `t${String(i).padStart(2, '0')}-${'x'.repeat(60)}`);
+  t.deepEqual(await cache.manifests.findByTag(repository, 't00-' + 'x'.repeat(60)), manifest);
+  t.is(reads, 1);
+  // A hostile client walks fresh cursors: each page is a new entry of up to a page of names, many
+  // times the budget in all.
+  await fc.assert(
+    fc.asyncProperty(fc.string({ maxLength: 12 }), fc.integer({ min: 100, max: 1000 }), async (last, limit) => {
+      await cache.repositories.list({ last: `c${last}`, limit });
+      await cache.tags.list(repository, { last: `t${last}`, limit });
+      await cache.tags.listDetailed(repository, { last: `t${last}`, limit });
+    }),
+    { numRuns: 400 },
+  );
+  t.deepEqual(await cache.manifests.findByTag(repository, 't00-' + 'x'.repeat(60)), manifest);
+  t.is(reads, 1, 'the manifest was still cached');
+});
+
 test('on a sole writer (the embedded database) entries outlive the ttl', async (t) => {
   let reads = 0;
   const inner = database();
