@@ -64,19 +64,10 @@ const UNREFERENCED = `
   AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest AND rb.linked_at >= $1)`;
 
 // An untagged manifest is garbage when no index in its repository lists it and it is not a
-// referrer (signature, SBOM, ...) of a manifest that still exists. A tag cosign names after the
-// image it attaches to (`sha256-<hex>.sig`, `.att`, `.sbom`: cosign's tag scheme, which Harbor and
-// zot follow too) keeps nothing once that image is gone from the repository, as Harbor removes an
-// image's signatures with it: without this, every deleted signed image left its signature
-// manifest (and blobs) tagged for ever. Such a tag goes with its manifest (tags cascade).
-const DANGLING_COSIGN_TAG = `
-  t.name ~ '^sha(256|512)-[0-9a-f]+[.](sig|att|sbom)$' AND t.updated_at < $1
-  AND NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repository_id = t.repository_id
-                  AND s.digest = regexp_replace(t.name, '^(sha256|sha512)-([0-9a-f]+)[.](sig|att|sbom)$', '\\1:\\2'))`;
+// referrer (signature, SBOM, ...) of a manifest that still exists.
 const UNTAGGED = `
   m.pushed_at < $1
-  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest
-                  AND NOT (${DANGLING_COSIGN_TAG}))
+  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)
   AND NOT EXISTS (SELECT 1 FROM manifest_references r
                   WHERE r.repository_id = m.repository_id AND r.child_digest = m.digest AND r.child_kind = 'manifest')
   AND (m.subject_digest IS NULL OR NOT EXISTS (

@@ -114,44 +114,6 @@ test.serial('delete-untagged removes untagged manifests and their signatures, ke
   t.is(await blobStatus('gc/multi', a.layers[0]!.digest), 404);
 });
 
-test.serial("delete-untagged removes cosign's signature, attestation and SBOM tags of a deleted image, and only those", async (t) => {
-  const attachTag = (image: Image, suffix: string) => `${image.manifest.digest.replace(':', '-')}.${suffix}`;
-  const [gone, kept] = [makeImage({ layers: 1 }), makeImage({ layers: 1 })];
-  await client.pushImage('gc/signed', gone, 'v1');
-  await client.pushImage('gc/signed', kept, 'v2');
-  // Stand-ins for what cosign pushes (any manifest will do: the tag's name is what ties it).
-  const attached = new Map<string, Image>();
-  for (const [image, suffix] of [
-    [gone, 'sig'],
-    [gone, 'att'],
-    [gone, 'sbom'],
-    [kept, 'sig'],
-  ] as const) {
-    const artifact = makeImage({ layers: 1 });
-    t.is((await client.pushImage('gc/signed', artifact, attachTag(image, suffix))).status, 201);
-    attached.set(attachTag(image, suffix), artifact);
-  }
-  // A tag of that shape whose image is in another repository is dangling here too, but the
-  // manifest it names is also tagged `release`, which keeps it (and so the tag).
-  const elsewhere = makeImage({ layers: 1 });
-  await client.pushImage('gc/other', elsewhere, 'v1');
-  const shared = makeImage({ layers: 1 });
-  await client.pushImage('gc/signed', shared, attachTag(elsewhere, 'sig'));
-  await client.pushManifest('gc/signed', 'release', shared.manifest);
-
-  t.is((await client.request(`/v2/gc/signed/manifests/${gone.manifest.digest}`, { method: 'DELETE' })).status, 202);
-  await gc({ deleteUntagged: true });
-  const tags = ((await (await client.request('/v2/gc/signed/tags/list')).json()) as { tags: string[] }).tags;
-  t.deepEqual(tags.sort(), [attachTag(elsewhere, 'sig'), attachTag(kept, 'sig'), 'release', 'v2'].sort());
-  for (const suffix of ['sig', 'att', 'sbom']) {
-    const artifact = attached.get(attachTag(gone, suffix))!;
-    t.is((await client.getManifest('gc/signed', artifact.manifest.digest)).status, 404, `the .${suffix} manifest went`);
-    t.is(await blobStatus('gc/signed', artifact.layers[0]!.digest), 404);
-  }
-  await readable(t, 'gc/signed', attached.get(attachTag(kept, 'sig'))!);
-  await readable(t, 'gc/signed', kept);
-});
-
 test.serial('stale upload sessions are removed; fresh ones stay', async (t) => {
   const stale = await client.request('/v2/gc/uploads/blobs/uploads/', { method: 'POST' });
   const staleLocation = stale.headers.get('location')!;
