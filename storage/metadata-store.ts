@@ -133,7 +133,10 @@ export interface ManifestMetadata {
     tag?: string,
     options?: ManifestSaveOptions,
   ): Promise<void>;
-  /** Removes the manifest and every tag pointing at it. */
+  /**
+   * Removes the manifest and every tag pointing at it, and cosign's tags for it in the repository
+   * (`sha256-<hex>.sig`, `.att`, `.sbom`), whose manifests stay, untagged.
+   */
   remove(repository: string, digest: string): Promise<boolean>;
   /**
    * One page of the manifests here whose subject is `subject`, in digest order: bounded in count

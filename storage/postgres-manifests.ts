@@ -187,7 +187,18 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
       return lockedTransaction(db, `manifest:${found.id}:${digest}`, async (tx) => {
         await refuseWhileNamed(tx, repository, digest, 'manifest');
         const rows = await tx.query('DELETE FROM manifests WHERE repository_id = $1 AND digest = $2 RETURNING digest', [found.id, digest]);
-        return rows.length > 0;
+        if (rows.length === 0) return false;
+        // cosign attaches a signature, attestation or SBOM under a tag named after the image's
+        // digest in the image's repository (sha256-<hex>.sig, .att, .sbom); gone with the image,
+        // as Harbor removes an image's signatures with it. The manifests they named stay, untagged,
+        // for gc --delete-untagged. Not at GC time by the tag's shape alone: with COSIGN_REPOSITORY
+        // the signatures live in another repository (or registry) than their image, and a tag whose
+        // image is not in its repository may well be valid (adversarial testing).
+        await tx.query(
+          `DELETE FROM tags WHERE repository_id = $1 AND name IN (SELECT replace($2, ':', '-') || s FROM unnest(ARRAY['.sig', '.att', '.sbom']) AS s)`,
+          [found.id, digest],
+        );
+        return true;
       });
     },
     parents: (repository, digest) => manifestsNaming(db, repository, digest, 'manifest'),

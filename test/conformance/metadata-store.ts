@@ -447,6 +447,27 @@ export function metadataStoreConformance(test: TestFn, makeStore: () => Promise<
     t.is(await store().tags.find(repository, 'a'), removed.digest);
   });
 
+  test("removing a manifest removes cosign's tags for it in its repository; their manifests stay", async (t) => {
+    const repository = randomRepository();
+    const [image, other, signature] = [randomManifest(), randomManifest(), randomManifest()];
+    const attach = (digest: string, suffix: string) => `${digest.replace(':', '-')}.${suffix}`;
+    await store().manifests.save(repository, image, [], 'v1');
+    await store().manifests.save(repository, other, [], 'v2');
+    for (const suffix of ['sig', 'att', 'sbom']) await store().manifests.save(repository, signature, [], attach(image.digest, suffix));
+    await store().manifests.save(repository, signature, [], attach(other.digest, 'sig'));
+    await store().manifests.save(repository, signature, [], `${attach(image.digest, 'sig')}x`);
+    const elsewhere = randomRepository();
+    await store().manifests.save(elsewhere, signature, [], attach(image.digest, 'sig'));
+
+    t.true(await store().manifests.remove(repository, image.digest));
+    t.deepEqual(
+      await store().tags.list(repository, { limit: 10 }),
+      [attach(other.digest, 'sig'), `${attach(image.digest, 'sig')}x`, 'v2'].sort(),
+    );
+    t.deepEqual(await store().manifests.find(repository, signature.digest), signature);
+    t.is(await store().tags.find(elsewhere, attach(image.digest, 'sig')), signature.digest, 'another repository keeps its tag');
+  });
+
   test("removeEmpty takes a project's repositories without manifests and their blob links, and nothing of other projects", async (t) => {
     const project = randomRepository().replace('/', '-');
     const held = `${project}/held`;

@@ -114,6 +114,46 @@ test.serial('delete-untagged removes untagged manifests and their signatures, ke
   t.is(await blobStatus('gc/multi', a.layers[0]!.digest), 404);
 });
 
+test.serial(
+  "a deleted image takes cosign's .sig, .att and .sbom tags in its repository with it; gc collects what they named",
+  async (t) => {
+    const attachTag = (image: Image, suffix: string) => `${image.manifest.digest.replace(':', '-')}.${suffix}`;
+    const [gone, kept] = [makeImage({ layers: 1 }), makeImage({ layers: 1 })];
+    await client.pushImage('gc/signed', gone, 'v1');
+    await client.pushImage('gc/signed', kept, 'v2');
+    // Stand-ins for what cosign pushes (any manifest will do: the tag's name is what ties it).
+    const attached = new Map<string, Image>();
+    for (const [repository, image, suffix] of [
+      ['gc/signed', gone, 'sig'],
+      ['gc/signed', gone, 'att'],
+      ['gc/signed', gone, 'sbom'],
+      ['gc/signed', kept, 'sig'],
+      // COSIGN_REPOSITORY=<registry>/gc/sigs: the signatures of both live in another repository.
+      ['gc/sigs', gone, 'sig'],
+      ['gc/sigs', kept, 'sig'],
+    ] as const) {
+      const artifact = makeImage({ layers: 1 });
+      t.is((await client.pushImage(repository, artifact, attachTag(image, suffix))).status, 201);
+      attached.set(`${repository}:${attachTag(image, suffix)}`, artifact);
+    }
+    const tagsOf = async (repository: string) =>
+      ((await (await client.request(`/v2/${repository}/tags/list`)).json()) as { tags: string[] }).tags.sort();
+
+    t.is((await client.request(`/v2/gc/signed/manifests/${gone.manifest.digest}`, { method: 'DELETE' })).status, 202);
+    t.deepEqual(await tagsOf('gc/signed'), [attachTag(kept, 'sig'), 'v2'].sort());
+    t.deepEqual(await tagsOf('gc/sigs'), [attachTag(gone, 'sig'), attachTag(kept, 'sig')].sort(), 'another repository keeps its tags');
+    await gc({ deleteUntagged: true });
+    for (const suffix of ['sig', 'att', 'sbom']) {
+      const artifact = attached.get(`gc/signed:${attachTag(gone, suffix)}`)!;
+      t.is((await client.getManifest('gc/signed', artifact.manifest.digest)).status, 404, `the .${suffix} manifest went`);
+      t.is(await blobStatus('gc/signed', artifact.layers[0]!.digest), 404);
+    }
+    await readable(t, 'gc/signed', attached.get(`gc/signed:${attachTag(kept, 'sig')}`)!);
+    await readable(t, 'gc/signed', kept);
+    for (const image of [gone, kept]) await readable(t, 'gc/sigs', attached.get(`gc/sigs:${attachTag(image, 'sig')}`)!);
+  },
+);
+
 test.serial('stale upload sessions are removed; fresh ones stay', async (t) => {
   const stale = await client.request('/v2/gc/uploads/blobs/uploads/', { method: 'POST' });
   const staleLocation = stale.headers.get('location')!;
