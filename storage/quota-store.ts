@@ -90,7 +90,23 @@ export interface QuotaStore {
 /** `replica`: this process's id in the heartbeat table (storage/replica-store.ts). */
 export function createQuotaStore(db: Db, replica: string): QuotaStore {
   return {
-    hold(project, { repository, digest, size, kind }) {
+    async hold(project, { repository, digest, size, kind }) {
+      // Content the project holds already adds nothing, and a project without a quota limits
+      // nothing: said without the lock, so a flood of mounts of what a project has (cheap requests)
+      // does not queue behind it, holding the pool's connections (adversarial testing: 5,000 at
+      // once delayed other projects' requests on that replica by 13 s). Content removed after this
+      // read is what a link then fails on, as it would after the locked read.
+      const [before] = await db.query<{ quota_bytes: number | null; present: boolean }>(
+        `SELECT p.quota_bytes,
+                CASE WHEN $4 = 'blob'
+                  THEN EXISTS (SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+                               WHERE rb.digest = $2 AND (r.name = $1 OR left(r.name, length($1) + 1) = $1 || '/'))
+                  ELSE EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
+                               WHERE r.name = $3 AND m.digest = $2) END AS present
+         FROM projects p WHERE p.name = $1`,
+        [project, digest, repository, kind],
+      );
+      if (!before || before.quota_bytes === null || before.present) return { outcome: 'free' };
       return db.transaction(async (tx): Promise<HoldAnswer> => {
         // Nothing in a hold needs to survive a crash: a lost one was never linked.
         await tx.query("SELECT set_config('synchronous_commit', 'off', true)");

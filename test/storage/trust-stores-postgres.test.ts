@@ -1,10 +1,17 @@
-// Projects, keys and signatures at their store interface, on a real PostgreSQL server: a database
+// Projects, quota holds, keys and signatures at their store interface, on a real PostgreSQL server: a database
 // of its own for this file, dropped at the end (failing under SIGNET_TEST_REQUIRE_ALL=1 without one).
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { createPostgresDb } from '../../storage/db.js';
+import { digestOf } from '../../storage/digest.js';
+import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
+import { createPostgresProjectStore } from '../../storage/project-store.js';
+import { createQuotaStore } from '../../storage/quota-store.js';
 import { migrate } from '../../storage/migrate.js';
 import { trustStoresConformance } from '../conformance/trust-stores.js';
 import { testWithCommands } from '../helpers/env.js';
 import { createTestDatabase } from '../helpers/postgres.js';
+import { sleep } from '../helpers/wait.js';
 
 const test = testWithCommands('project, key and signature stores on PostgreSQL', [], { postgres: true });
 
@@ -19,4 +26,33 @@ trustStoresConformance(test, async () => {
       await database.drop();
     },
   };
+});
+
+// On a server, where another replica's check may hold the project's row lock meanwhile.
+test('quota holds: content the project holds is free at once, new content waits for the project lock', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const db = await createPostgresDb(database.url);
+  t.teardown(() => db.close());
+  await migrate(db);
+  const projects = createPostgresProjectStore(db);
+  await projects.create('q', { public: false });
+  await projects.update('q', { quotaBytes: 1000 });
+  const held = digestOf('sha256', randomBytes(32));
+  await createPostgresMetadataStore(db).blobs.save('q/app', held, 10);
+  const store = createQuotaStore(db, 'replica-a');
+  // Another check in progress: the project's row locked.
+  const locker = new pg.Client({ connectionString: database.url });
+  await locker.connect();
+  t.teardown(() => locker.end());
+  await locker.query('BEGIN');
+  await locker.query(`SELECT 1 FROM projects WHERE name = 'q' FOR NO KEY UPDATE`);
+  const answered = <T>(p: Promise<T>, ms: number) => Promise.race([p, sleep(ms).then(() => 'still waiting' as const)]);
+  t.deepEqual(await answered(store.hold('q', { repository: 'q/other', digest: held, size: 10, kind: 'blob' }), 5000), {
+    outcome: 'free',
+  });
+  const fresh = store.hold('q', { repository: 'q/app', digest: digestOf('sha256', randomBytes(32)), size: 10, kind: 'blob' });
+  t.is(await answered(fresh, 300), 'still waiting');
+  await locker.query('COMMIT');
+  t.is((await fresh).outcome, 'held');
 });
