@@ -7,13 +7,21 @@
 // content is not linked yet, and adds its own hold when the bytes fit. Checks of one project are
 // so judged one after the other, on one process or on several sharing a PostgreSQL server, and a
 // hold stops counting the moment its blob or manifest is linked: removing it afterwards is
-// clean-up, not accounting. Holds of a replica whose heartbeat stopped (storage/replica-store.ts)
-// count no more and are removed by the next check of their project.
+// clean-up, not accounting. A hold older than 90 s of a replica whose heartbeat stopped as long
+// (storage/replica-store.ts) counts no more and is removed by the next check of its project.
 import { randomUUID } from 'node:crypto';
 import type { Db, Queryable } from './db.js';
 
 /** A replica's holds count while its heartbeat (every 30 s) was seen within this. */
 const LIVE_SECONDS = 90;
+/**
+ * Whether a hold (SQL alias `hold`) of another replica counts: its replica's heartbeat is recent, or the hold is.
+ * The second, because a replica busy enough to miss heartbeats (its database connections all
+ * queued) still links what it held; only a hold that has outlived a heartbeat gap of a dead
+ * replica stops counting.
+ */
+const counted = (hold: string): string => `(${hold}.created_at > now() - make_interval(secs => ${LIVE_SECONDS})
+  OR ${hold}.replica IN (SELECT id FROM replicas WHERE seen_at > now() - make_interval(secs => ${LIVE_SECONDS})))`;
 
 export interface ProjectUsage {
   /**
@@ -57,7 +65,7 @@ export async function readUsage(
             CASE WHEN $4::text IS NULL THEN 0 ELSE COALESCE((
               SELECT sum(h.bytes) FROM quota_holds h
               WHERE h.project = $1
-                AND (h.replica = $4 OR h.replica IN (SELECT id FROM replicas WHERE seen_at > now() - make_interval(secs => ${LIVE_SECONDS})))
+                AND (h.replica = $4 OR ${counted('h')})
                 AND NOT CASE WHEN h.kind = 'blob' THEN EXISTS (SELECT 1 FROM linked WHERE digest = h.digest)
                         ELSE EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
                                      WHERE r.name = h.repository AND m.digest = h.digest) END
@@ -123,7 +131,7 @@ export function createQuotaStore(db: Db, replica: string): QuotaStore {
         if (usedBytes + size > Number(quotaBytes)) return { outcome: 'refused', usedBytes, quotaBytes: Number(quotaBytes) };
         await tx.query(
           `DELETE FROM quota_holds WHERE project = $1 AND replica <> $2
-             AND replica NOT IN (SELECT id FROM replicas WHERE seen_at > now() - make_interval(secs => ${LIVE_SECONDS}))`,
+             AND NOT ${counted('quota_holds')}`,
           [project, replica],
         );
         const id = randomUUID();

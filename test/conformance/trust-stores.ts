@@ -290,7 +290,11 @@ export function trustStoresConformance(test: TestFn, makeFixture: () => Promise<
     const repository = `${project}/app`;
     t.is((await b.hold(project, { repository, digest: digest(), size: 900, kind: 'blob' })).outcome, 'held');
     t.is((await a.hold(project, { repository, digest: digest(), size: 900, kind: 'blob' })).outcome, 'refused');
+    // A heartbeat late (a replica too busy to write it): its fresh hold still counts.
     await db().query(`UPDATE replicas SET seen_at = now() - interval '10 minutes' WHERE id = $1`, [ids[1]]);
+    t.is((await a.hold(project, { repository, digest: digest(), size: 900, kind: 'blob' })).outcome, 'refused');
+    // Gone for longer than a hold lives through a heartbeat gap: its hold counts no more.
+    await db().query(`UPDATE quota_holds SET created_at = now() - interval '10 minutes' WHERE replica = $1`, [ids[1]]);
     t.is((await a.hold(project, { repository, digest: digest(), size: 900, kind: 'blob' })).outcome, 'held');
     const left = await db().query<{ replica: string }>('SELECT replica FROM quota_holds WHERE project = $1', [project]);
     t.deepEqual(
