@@ -6,6 +6,12 @@ import { lockDigest, lockedTransaction } from './locks.js';
 import type { ManifestRecord, MetadataStore, Referrer } from './metadata-store.js';
 import { manifestsNaming, refuseWhileNamed, REPO_ID, repositoryId, sizesOf } from './postgres-shared.js';
 
+/**
+ * SQL for the tag cosign attaches to the image of digest expression `digest` (sha256-<hex> and the
+ * suffix, as sigstore/cosign.ts names it): the one spelling for every statement here.
+ */
+const cosignTagOf = (digest: string, suffix: string): string => `replace(${digest}, ':', '-') || ${suffix}`;
+
 interface ManifestRow {
   digest: string;
   media_type: string;
@@ -195,7 +201,8 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
         // the signatures live in another repository (or registry) than their image, and a tag whose
         // image is not in its repository may well be valid (adversarial testing).
         await tx.query(
-          `DELETE FROM tags WHERE repository_id = $1 AND name IN (SELECT replace($2, ':', '-') || s FROM unnest(ARRAY['.sig', '.att', '.sbom']) AS s)`,
+          `DELETE FROM tags WHERE repository_id = $1
+             AND name IN (${cosignTagOf('$2', "'.sig'")}, ${cosignTagOf('$2', "'.att'")}, ${cosignTagOf('$2', "'.sbom'")})`,
           [found.id, digest],
         );
         return true;
@@ -208,7 +215,7 @@ export function createPostgresManifests(db: Db): MetadataStore['manifests'] {
         `WITH repo AS (SELECT id FROM repositories WHERE name = $1)
          SELECT d AS digest FROM unnest($2::text[]) AS d, repo
          WHERE EXISTS (SELECT 1 FROM signatures s WHERE s.repository_id = repo.id AND s.manifest_digest = d)
-            OR EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = repo.id AND t.name = replace(d, ':', '-') || '.sig')
+            OR EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = repo.id AND t.name = ${cosignTagOf('d', "'.sig'")})
             OR EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = repo.id AND m.subject_digest = d AND m.artifact_type = $3)`,
         [repository, [...new Set(digests)], cosignArtifactType],
       );

@@ -23,6 +23,13 @@ const LIVE_SECONDS = 90;
 const counted = (hold: string): string => `(${hold}.created_at > now() - make_interval(secs => ${LIVE_SECONDS})
   OR ${hold}.replica IN (SELECT id FROM replicas WHERE seen_at > now() - make_interval(secs => ${LIVE_SECONDS})))`;
 
+/** SQL: whether the repository named by expression `repository` is the project `project` or in it. */
+const inProject = (repository: string, project: string): string =>
+  `(${repository} = ${project} OR left(${repository}, length(${project}) + 1) = ${project} || '/')`;
+/** SQL: whether the repository named by expression `repository` holds a manifest of `digest`. */
+const manifestIn = (repository: string, digest: string): string =>
+  `EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ${repository} AND m.digest = ${digest})`;
+
 export interface ProjectUsage {
   /**
    * Bytes of the distinct blobs linked in the project's repositories, plus its manifests, each
@@ -53,22 +60,20 @@ export async function readUsage(
   // manifest pushed to 40 repositories was counted once and stored 40 times; adversarial testing).
   const rows = await q.query<{ used: number; linked: boolean; manifest: boolean; held: number }>(
     `WITH repos AS (
-       SELECT id FROM repositories WHERE name = $1 OR left(name, length($1) + 1) = $1 || '/'
+       SELECT id FROM repositories WHERE ${inProject('name', '$1')}
      ), linked AS (
        SELECT DISTINCT rb.digest FROM repository_blobs rb WHERE rb.repository_id IN (SELECT id FROM repos)
      )
      SELECT (COALESCE((SELECT sum(b.size) FROM blobs b JOIN linked l ON l.digest = b.digest), 0)
            + COALESCE((SELECT sum(m.size) FROM manifests m WHERE m.repository_id IN (SELECT id FROM repos)), 0))::bigint AS used,
             EXISTS (SELECT 1 FROM linked WHERE digest = $2) AS linked,
-            EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
-                    WHERE r.name = $3 AND m.digest = $2) AS manifest,
+            ${manifestIn('$3', '$2')} AS manifest,
             CASE WHEN $4::text IS NULL THEN 0 ELSE COALESCE((
               SELECT sum(h.bytes) FROM quota_holds h
               WHERE h.project = $1
                 AND (h.replica = $4 OR ${counted('h')})
                 AND NOT CASE WHEN h.kind = 'blob' THEN EXISTS (SELECT 1 FROM linked WHERE digest = h.digest)
-                        ELSE EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
-                                     WHERE r.name = h.repository AND m.digest = h.digest) END
+                        ELSE ${manifestIn('h.repository', 'h.digest')} END
             ), 0) END::bigint AS held`,
     [name, digest ?? null, repository ?? null, replica ?? null],
   );
@@ -108,9 +113,8 @@ export function createQuotaStore(db: Db, replica: string): QuotaStore {
         `SELECT p.quota_bytes,
                 CASE WHEN $4 = 'blob'
                   THEN EXISTS (SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
-                               WHERE rb.digest = $2 AND (r.name = $1 OR left(r.name, length($1) + 1) = $1 || '/'))
-                  ELSE EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
-                               WHERE r.name = $3 AND m.digest = $2) END AS present
+                               WHERE rb.digest = $2 AND ${inProject('r.name', '$1')})
+                  ELSE ${manifestIn('$3', '$2')} END AS present
          FROM projects p WHERE p.name = $1`,
         [project, digest, repository, kind],
       );
