@@ -7,6 +7,7 @@ import { repositoryId } from '../../storage/postgres-shared.js';
 import { metadataStoreConformance, randomDigest, randomManifest, randomRepository } from '../conformance/metadata-store.js';
 import { testWithCommands } from '../helpers/env.js';
 import { createTestDatabase } from '../helpers/postgres.js';
+import { createMigratedTestDb } from '../helpers/migrated-db.js';
 import { withinSeconds } from '../helpers/wait.js';
 
 const test = testWithCommands('metadata store on PostgreSQL', [], { postgres: true });
@@ -105,11 +106,8 @@ test("a transaction that looked up a repository's id holds back no other write i
   // A manifest save on PostgreSQL takes the repository's id in its transaction (for its lock's
   // key); as an upsert that locked the row until the commit, and every blob linked into the
   // repository meanwhile waited on its foreign key check.
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const db = await createPostgresDb(database.url);
-  t.teardown(() => db.close());
-  await migrate(db);
+  const { db, close } = await createMigratedTestDb();
+  t.teardown(close);
   const store = createPostgresMetadataStore(db);
   const repository = randomRepository();
   await store.blobs.save(repository, randomDigest(), 1);

@@ -2,39 +2,26 @@
 // of its own for this file, dropped at the end (failing under SIGNET_TEST_REQUIRE_ALL=1 without one).
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { createPostgresDb } from '../../storage/db.js';
 import { digestOf } from '../../storage/digest.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
 import { createPostgresProjectStore } from '../../storage/project-store.js';
 import { createQuotaStore } from '../../storage/quota-store.js';
-import { migrate } from '../../storage/migrate.js';
 import { trustStoresConformance } from '../conformance/trust-stores.js';
 import { testWithCommands } from '../helpers/env.js';
-import { createTestDatabase } from '../helpers/postgres.js';
+import { createMigratedTestDb } from '../helpers/migrated-db.js';
 import { sleep } from '../helpers/wait.js';
 
 const test = testWithCommands('project, key and signature stores on PostgreSQL', [], { postgres: true });
 
 trustStoresConformance(test, async () => {
-  const database = await createTestDatabase();
-  const db = await createPostgresDb(database.url);
-  await migrate(db);
-  return {
-    db,
-    async cleanup() {
-      await db.close();
-      await database.drop();
-    },
-  };
+  const { db, close } = await createMigratedTestDb();
+  return { db, cleanup: close };
 });
 
 // On a server, where another replica's check may hold the project's row lock meanwhile.
 test('quota holds: content the project holds is free at once, new content waits for the project lock', async (t) => {
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const db = await createPostgresDb(database.url);
-  t.teardown(() => db.close());
-  await migrate(db);
+  const { db, url, close } = await createMigratedTestDb();
+  t.teardown(close);
   const projects = createPostgresProjectStore(db);
   await projects.create('q', { public: false });
   await projects.update('q', { quotaBytes: 1000 });
@@ -42,7 +29,7 @@ test('quota holds: content the project holds is free at once, new content waits 
   await createPostgresMetadataStore(db).blobs.save('q/app', held, 10);
   const store = createQuotaStore(db, 'replica-a');
   // Another check in progress: the project's row locked.
-  const locker = new pg.Client({ connectionString: database.url });
+  const locker = new pg.Client({ connectionString: url });
   await locker.connect();
   t.teardown(() => locker.end());
   await locker.query('BEGIN');
