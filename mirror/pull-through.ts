@@ -37,7 +37,7 @@ export const DEFAULT_MAX_BLOB_BYTES = 8 * 1024 * 1024 * 1024;
 /** How long a stored blob's finished fetch is still joined (see blob()). */
 const FINISHED_FLIGHT_MS = 10_000;
 export interface PullThroughDeps {
-  projects: Pick<ProjectStore, 'find' | 'usage'>;
+  projects: Pick<ProjectStore, 'find'>;
   metadata: MetadataStore;
   blobs: Blobs;
   signatures: Pick<Signatures, 'accept' | 'list'>;
@@ -52,6 +52,11 @@ export interface PullThroughDeps {
    * held against the quota until the returned function is called (once linked, or failed).
    */
   checkQuota: (repository: string, digest: string, size: number, kind?: 'blob' | 'manifest') => Promise<() => Promise<void>>;
+  /**
+   * What is left of the quota of the repository's project for a blob (server/quota.ts), counting
+   * what every replica holds; undefined without a quota or for content the project holds.
+   */
+  quotaRoom: (repository: string, digest?: string) => Promise<{ bytes: number; why: string; error(size: number): Error } | undefined>;
   /** The most bytes of one blob fetched into a project without a quota (default DEFAULT_MAX_BLOB_BYTES). */
   maxBlobBytes?: number;
 }
@@ -129,7 +134,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     const uploadId = randomUUID();
     let quotaHeld: (() => Promise<void>) | undefined;
     try {
-      const chunk = await blobs.writeChunk(uploadId, 0, body, undefined, onHashed);
+      const chunk = await blobs.writeChunk(uploadId, 0, body, { onHashed });
       // Checked again now, and held until linked: the check before the fetch (blob() below) judged
       // it alone, not against the other fetches and pushes of the project finishing meanwhile, and
       // an upstream that did not say the size was not checked at all.
@@ -151,14 +156,15 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
    * larger blob could not be linked anyway), else the registry's limit.
    */
   async function ceiling(target: MirrorTarget, digest: string): Promise<{ bytes: number; why: string }> {
-    const project = await projects.find(target.project);
-    if (project && project.quotaBytes !== null) {
-      const { usedBytes, linked } = await projects.usage(project.name, digest);
-      // Held elsewhere in the project, it adds nothing (server/quota.ts); still no more than the quota.
-      const left = linked ? project.quotaBytes : Math.max(project.quotaBytes - usedBytes, 0);
-      return { bytes: left, why: `the ${left} bytes left in project ${project.name}'s quota` };
-    }
-    return { bytes: maxBlobBytes, why: limitWhy };
+    const quotaBytes = (await projects.find(target.project))?.quotaBytes;
+    if (quotaBytes == null) return { bytes: maxBlobBytes, why: limitWhy };
+    // Held elsewhere in the project, it adds nothing (no room is said): still no more than the quota.
+    return (
+      (await deps.quotaRoom(target.repository, digest)) ?? {
+        bytes: quotaBytes,
+        why: `project ${target.project}'s quota of ${quotaBytes} bytes`,
+      }
+    );
   }
 
   function blob(target: MirrorTarget, digest: ParsedDigest, size?: number): BlobFlight {
@@ -182,12 +188,11 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
             return { kind: 'found', size: undefined, body: found.body, max: await ceiling(target, digest.digest) };
           // Over quota: every pull waiting on this fetch is refused (403 DENIED, as Harbor refuses a
           // proxy cache pull that would exceed its project's quota) before a byte is sent or stored.
-          // The quota check reads the usage itself; without a quota, the registry's limit applies.
-          if ((await projects.find(target.project))?.quotaBytes != null)
-            await (
-              await deps.checkQuota(target.repository, digest.digest, announced)
-            )();
-          else if (announced > maxBlobBytes) {
+          // Without a quota, the registry's limit applies.
+          if ((await projects.find(target.project))?.quotaBytes != null) {
+            const room = await deps.quotaRoom(target.repository, digest.digest);
+            if (room && announced > room.bytes) throw room.error(announced);
+          } else if (announced > maxBlobBytes) {
             throw new UpstreamError(upstreamUrl, `announced ${announced} bytes for blob ${digest.digest}, more than ${limitWhy}`);
           }
           return { kind: 'found', size: announced, body: found.body };

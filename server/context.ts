@@ -25,7 +25,7 @@ import { OciError } from './errors.js';
 import { RegistryResponse } from './response.js';
 import type { Logger } from './logging.js';
 import type { Metrics } from './metrics.js';
-import type { QuotaCheck } from './quota.js';
+import type { QuotaCheck, QuotaRoomCheck } from './quota.js';
 
 export interface RequestState {
   /** An id for the request's log lines, made when first asked for. */
@@ -52,6 +52,7 @@ export interface RegistryDeps {
   cosignPushes: CosignPushes;
   /** Project quotas, one instance so that what one check lets through counts for the next (server/quota.ts). */
   checkQuota: QuotaCheck;
+  quotaRoom: QuotaRoomCheck;
   signatures: Signatures;
   keys: Keys;
   gate: PullGate;

@@ -31,6 +31,52 @@ export interface QuotaCheck {
 
 const NOTHING_HELD: QuotaRelease = () => Promise.resolve();
 
+/** What is left of a project's quota for a blob's bytes, for bounding them while they stream in. */
+export interface QuotaRoom {
+  bytes: number;
+  /** Says why, for messages: "the 5 bytes left in project p's quota". */
+  why: string;
+  /** The refusal of `size` bytes, or of at least `size` (403 DENIED, as the check at link time answers). */
+  error(size: number, atLeast?: boolean): OciError;
+}
+
+/**
+ * The room left in the quota of the repository's project for a blob (of `digest`, when known);
+ * undefined without a quota, or for content the project holds already (it adds nothing). Bytes
+ * past it could never be linked: an upload or a mirror's fetch is cut there instead of filling the
+ * disk first (a single unfinished upload otherwise took any number of bytes; only linking was
+ * bounded).
+ */
+export type QuotaRoomCheck = (repository: string, digest?: string) => Promise<QuotaRoom | undefined>;
+
+export function createQuotaRoom(deps: { projects: Pick<ProjectStore, 'find'>; holds: QuotaStore }): QuotaRoomCheck {
+  return async (repository, digest) => {
+    // The cached look-up spares projects without a quota the database round trip.
+    const project = await deps.projects.find(projectOf(repository));
+    if (!project || project.quotaBytes === null) return undefined;
+    const name = project.name;
+    const quotaBytes = Number(project.quotaBytes);
+    const counted = await deps.holds.counted(name, digest);
+    if (counted.linked) return undefined;
+    const bytes = Math.max(quotaBytes - counted.bytes, 0);
+    return {
+      bytes,
+      why: `the ${bytes} bytes left in project ${name}'s quota`,
+      error: (size, atLeast = false) =>
+        new OciError(
+          'DENIED',
+          `quota exceeded: project ${name} uses ${counted.bytes} of ${quotaBytes} bytes; this blob needs ${atLeast ? 'at least ' : ''}${size} more`,
+          {
+            project: name,
+            usedBytes: counted.bytes,
+            quotaBytes,
+            blobBytes: size,
+          },
+        ),
+    };
+  };
+}
+
 export function createQuotaCheck(deps: { projects: Pick<ProjectStore, 'find'>; holds: QuotaStore; log: Logger }): QuotaCheck {
   const { projects, holds, log } = deps;
   return async (repository, digest, size, kind = 'blob') => {

@@ -47,7 +47,7 @@ import type { RegistryDeps, RequestState } from './context.js';
 import type { Logger } from './logging.js';
 import { debrisAgeMs } from './gc-runner.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { createQuotaCheck } from './quota.js';
+import { createQuotaCheck, createQuotaRoom } from './quota.js';
 import { createQuotaStore } from '../storage/quota-store.js';
 
 export interface Registry {
@@ -176,7 +176,9 @@ export async function createRegistry(
   });
   // This process among the replicas sharing the database: its heartbeat row and its quota holds.
   const replica = { id: randomUUID(), host: `${os.hostname()} (pid ${process.pid})`, version: signetVersion(), startedAt: new Date() };
-  const checkQuota = createQuotaCheck({ projects, holds: createQuotaStore(db, replica.id), log });
+  const holds = createQuotaStore(db, replica.id);
+  const checkQuota = createQuotaCheck({ projects, holds, log });
+  const quotaRoom = createQuotaRoom({ projects, holds });
   const pullThrough = createPullThrough({
     projects,
     metadata,
@@ -187,6 +189,7 @@ export async function createRegistry(
     timeoutMs: config.proxy.timeout * 1000,
     maxBlobBytes: config.proxy.maxblobsize,
     checkQuota,
+    quotaRoom,
   });
   const deps: RegistryDeps = {
     config,
@@ -195,6 +198,7 @@ export async function createRegistry(
     metadata,
     projects,
     checkQuota,
+    quotaRoom,
     cosignPushes: createCosignPushes({ keys, projects, readBlob }),
     keys,
     signatures,

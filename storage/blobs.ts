@@ -41,6 +41,20 @@ export interface UploadChunk {
   appendedAt?: number;
 }
 
+export interface WriteChunkOptions {
+  signal?: AbortSignal;
+  /**
+   * Told the sha256 of the upload so far as soon as the body's last byte was hashed, before the
+   * chunk is durable (a first chunk, or one following the running hash; else it is not called).
+   */
+  onHashed?: (sha256: string) => void;
+  /**
+   * The most bytes the chunk may have: past them the write fails with `error()`, nothing of it is
+   * kept, and the body is left unread beyond that point (a quota, server/quota.ts).
+   */
+  limit?: { bytes: number; error: () => Error };
+}
+
 export interface CommitOptions {
   expectedSize?: number;
   link?: (place: () => Promise<void>) => Promise<void>;
@@ -68,17 +82,9 @@ export interface Blobs {
   /**
    * Streams one chunk of an upload into its own object, or onto the end of the previous chunk's
    * object where the store appends and that chunk was recorded (none for an empty body: size 0). Should
-   * the store fail, `body` is left as it is, neither read to its end nor destroyed. `onHashed` is
-   * told the sha256 of the upload so far as soon as the body's last byte was hashed, before the
-   * chunk is durable (a first chunk, or one following the running hash; else it is not called).
+   * the store fail, `body` is left as it is, neither read to its end nor destroyed.
    */
-  writeChunk(
-    uploadId: string,
-    offset: number,
-    body: Readable,
-    signal?: AbortSignal,
-    onHashed?: (sha256: string) => void,
-  ): Promise<UploadChunk>;
+  writeChunk(uploadId: string, offset: number, body: Readable, options?: WriteChunkOptions): Promise<UploadChunk>;
   /**
    * The chunk was recorded (the metadata store took it at its offset): the next chunk may be
    * appended to its object. Until then, a chunk written meanwhile gets an object of its own.
@@ -255,7 +261,7 @@ export function createBlobs(store: BlobStore): Blobs {
       await store.stat(HEALTH_PROBE_KEY);
     },
 
-    async writeChunk(uploadId, offset, body, signal, onHashed) {
+    async writeChunk(uploadId, offset, body, { signal, onHashed, limit } = {}) {
       const prior = running.get(uploadId);
       let hash: Hash | undefined;
       let hashedKeys: string[] = [];
@@ -276,6 +282,10 @@ export function createBlobs(store: BlobStore): Blobs {
       const counter = new Transform({
         transform(data: Buffer, _encoding, done) {
           size += data.length;
+          if (limit && size > limit.bytes) {
+            done(limit.error());
+            return;
+          }
           hash?.update(data);
           noteBodyBytes(data.length);
           done(null, data);
@@ -404,8 +414,8 @@ export function createBlobs(store: BlobStore): Blobs {
 
   return {
     ...blobs,
-    writeChunk: (uploadId, offset, body, signal, onHashed) =>
-      using(uploadId, () => using(uploadId, () => blobs.writeChunk(uploadId, offset, body, signal, onHashed), writing)),
+    writeChunk: (uploadId, offset, body, options) =>
+      using(uploadId, () => using(uploadId, () => blobs.writeChunk(uploadId, offset, body, options), writing)),
     commit: (uploadId, chunks, expected, options) => using(uploadId, () => blobs.commit(uploadId, chunks, expected, options)),
     inUse: (uploadId) => busy.has(uploadId),
   };

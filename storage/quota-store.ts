@@ -98,6 +98,12 @@ export interface QuotaStore {
   hold(project: string, request: HoldRequest): Promise<HoldAnswer>;
   /** Removes a hold (its content linked, or its request failed); a missing one is not an error. */
   release(id: string): Promise<void>;
+  /**
+   * What counts against the project's quota now: its usage plus the holds every replica counts,
+   * read without the lock (a bound on what may stream in; the hold at link time decides), and
+   * whether `digest` is linked in it already (it would add nothing).
+   */
+  counted(project: string, digest?: string): Promise<{ bytes: number; linked: boolean }>;
 }
 
 /** `replica`: this process's id in the heartbeat table (storage/replica-store.ts). */
@@ -145,6 +151,10 @@ export function createQuotaStore(db: Db, replica: string): QuotaStore {
         );
         return { outcome: 'held', id };
       });
+    },
+    async counted(project, digest) {
+      const usage = await readUsage(db, project, digest, undefined, replica);
+      return { bytes: Number(usage.usedBytes) + Number(usage.heldBytes), linked: usage.linked };
     },
     async release(id) {
       await db.query("DELETE FROM quota_holds WHERE id = $1 AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL", [id]);

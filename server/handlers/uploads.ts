@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ParsedDigest } from '../../storage/digest.js';
 import { StorageFullError, StorageNotFoundError } from '../../storage/errors.js';
-import type { UploadChunk } from '../../storage/blobs.js';
+import type { UploadChunk, WriteChunkOptions } from '../../storage/blobs.js';
 import type { UploadRecord } from '../../storage/metadata-store.js';
 import { isUploadId } from '../../storage/paths.js';
 import { allowed, capture, emptyResponse, queryParam, requestSignal, requireAccess, type Ctx, type RegistryDeps } from '../context.js';
@@ -17,7 +17,9 @@ import type { QuotaRelease } from '../quota.js';
 // `Content-Range: <start>-<end>` (the spec's form); some clients prefix "bytes=" or "bytes ".
 const CONTENT_RANGE_RE = /^(?:bytes[= ])?(\d{1,15})-(\d{1,15})$/;
 
-export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'config' | 'metrics' | 'authorizer' | 'checkQuota'>) {
+export function createUploadHandlers(
+  deps: Pick<RegistryDeps, 'metadata' | 'blobs' | 'config' | 'metrics' | 'authorizer' | 'checkQuota' | 'quotaRoom'>,
+) {
   const { metadata, blobs, checkQuota } = deps;
   const slots = createCallerSlots({
     max: deps.config.uploads.maxconcurrent,
@@ -87,9 +89,28 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
     return release;
   }
 
-  /** Streams the request body into a new chunk object at the upload's end (none for an empty body). */
-  async function writeBody(ctx: Ctx, upload: UploadRecord): Promise<UploadChunk | undefined> {
-    const chunk = await blobs.writeChunk(upload.id, upload.size, ctx.req, requestSignal(ctx)).catch((err: unknown) => {
+  /**
+   * Streams the request body into a new chunk object at the upload's end (none for an empty body).
+   * In a project with a quota the upload may grow to what is left of it, no further (`digest`:
+   * the blob's, when the request names it): a longer `Content-Length` is refused before a byte is
+   * read, a longer body cut where it passes, either with the 403 DENIED the link would get.
+   */
+  async function writeBody(ctx: Ctx, upload: UploadRecord, digest?: string): Promise<UploadChunk | undefined> {
+    const room = await deps.quotaRoom(upload.repository, digest);
+    let limit: WriteChunkOptions['limit'];
+    if (room) {
+      const refuse = (size: number, atLeast: boolean): OciError => {
+        // Refused with the body unread: closing the connection is cheaper than draining it.
+        ctx.set('Connection', 'close');
+        return room.error(size, atLeast);
+      };
+      const length = ctx.get('Content-Length');
+      if (/^\d{1,15}$/.test(length) && upload.size + Number(length) > room.bytes) throw refuse(upload.size + Number(length), false);
+      const left = Math.max(room.bytes - upload.size, 0);
+      limit = { bytes: left, error: () => refuse(upload.size + left + 1, true) };
+    }
+    const options: WriteChunkOptions = { signal: requestSignal(ctx), ...(limit ? { limit } : {}) };
+    const chunk = await blobs.writeChunk(upload.id, upload.size, ctx.req, options).catch((err: unknown) => {
       // The client is told the size it asked to store, when it said.
       const length = ctx.get('Content-Length');
       throw err instanceof StorageFullError && /^\d{1,15}$/.test(length) ? err.withRequested(Number(length)) : err;
@@ -148,7 +169,7 @@ export function createUploadHandlers(deps: Pick<RegistryDeps, 'metadata' | 'blob
     let last: UploadChunk | undefined;
     let quotaHeld: QuotaRelease | undefined;
     try {
-      if (release) last = await writeBody(ctx, upload).finally(release);
+      if (release) last = await writeBody(ctx, upload, digest.digest).finally(release);
       const chunks = last ? [...upload.chunks, last] : upload.chunks;
       const size = upload.size + (last?.size ?? 0);
       quotaHeld = await checkQuota(name, digest.digest, size);

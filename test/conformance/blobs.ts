@@ -95,10 +95,34 @@ export function blobsConformance(test: TestFn, makeStore: () => Promise<BlobStor
     const parts = [randomBytes(40 * KiB), randomBytes(9 * KiB)];
     const id = upload(t, blobs);
     const told: string[] = [];
-    const first = await blobs.writeChunk(id, 0, streamOf(parts[0]!, 7 * KiB), undefined, (d) => told.push(d));
+    const first = await blobs.writeChunk(id, 0, streamOf(parts[0]!, 7 * KiB), { onHashed: (d) => told.push(d) });
     t.deepEqual(told, [digest(parts[0]!).digest]);
-    await blobs.writeChunk(id, first.size, streamOf(parts[1]!, 7 * KiB), undefined, (d) => told.push(d));
+    await blobs.writeChunk(id, first.size, streamOf(parts[1]!, 7 * KiB), { onHashed: (d) => told.push(d) });
     t.deepEqual(told, [digest(parts[0]!).digest, digest(Buffer.concat(parts)).digest], 'the running hash, across chunks');
+  });
+
+  test("a chunk past its limit fails with the limit's error, keeps nothing of itself, and the upload goes on", async (t) => {
+    const blobs = createBlobs(store());
+    const first = randomBytes(40 * KiB);
+    const next = randomBytes(9 * KiB);
+    const data = Buffer.concat([first, next]);
+    const d = digest(data);
+    const id = upload(t, blobs, d);
+    class OverLimit extends Error {}
+    const limit = (bytes: number) => ({ bytes, error: () => new OverLimit(`more than ${bytes} bytes`) });
+    // A first chunk (its own object), then one onto its end where the store appends.
+    await t.throwsAsync(blobs.writeChunk(id, 0, streamOf(first, 7 * KiB), { limit: limit(first.length - 1) }), {
+      instanceOf: OverLimit,
+    });
+    t.deepEqual(await uploadObjects(id), [], 'nothing of the refused first chunk is kept');
+    const chunk = await blobs.writeChunk(id, 0, streamOf(first, 7 * KiB), { limit: limit(first.length) });
+    blobs.chunkRecorded(id, chunk);
+    await t.throwsAsync(blobs.writeChunk(id, first.length, streamOf(next, 7 * KiB), { limit: limit(8 * KiB) }), {
+      instanceOf: OverLimit,
+    });
+    const last = await blobs.writeChunk(id, first.length, streamOf(next, 7 * KiB), { limit: limit(next.length) });
+    t.deepEqual(await blobs.commit(id, [chunk, last], d, { expectedSize: data.length }), { digest: d.digest, size: data.length });
+    await assertBlob(t, blobs, d, data);
   });
 
   test('a wrong digest is rejected and no blob appears at either digest', async (t) => {

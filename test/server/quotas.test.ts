@@ -1,8 +1,9 @@
 // Per-project storage quotas over HTTP: set by registry admins only, shown with the usage, and
 // enforced on upload completion, cross-repository mounts and manifest pushes (403 DENIED with the
 // figures, nothing linked), also against uploads finishing at once; what the project already holds
-// adds nothing.
-import { mkdtemp, rm } from 'node:fs/promises';
+// adds nothing. An upload never streams in more than the quota has left.
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
@@ -199,3 +200,98 @@ test.serial(
     t.is((await setQuota(['root', 'root-pw'], null)).status, 200);
   },
 );
+
+/** Bytes in every file under the registry's storage root. */
+async function storedBytes(): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(path.join(registry.dataDir, 'storage'), { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += (await stat(path.join(entry.parentPath, entry.name))).size;
+  }
+  return total;
+}
+
+/**
+ * A PATCH whose body streams without a length (as docker and containers/image send a layer), 64
+ * KiB at a time for as long as the server reads, at most `limit` bytes: the answer and how much
+ * was sent before it came.
+ */
+function streamUntilAnswered(location: string, limit: number): Promise<{ status: number; body: string; sent: number }> {
+  return new Promise((resolve, reject) => {
+    const piece = randomBytes(64 * 1024);
+    let sent = 0;
+    const req = http.request(new URL(location, registry.url), {
+      method: 'PATCH',
+      headers: { Authorization: basic('dev', 'dev-pw'), 'Content-Type': 'application/octet-stream' },
+    });
+    let answered = false;
+    const pump = (): void => {
+      while (!answered && sent < limit) {
+        sent += piece.length;
+        if (!req.write(piece)) return void req.once('drain', pump);
+      }
+      if (!answered) req.end();
+    };
+    req.on('response', (res) => {
+      answered = true;
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (text: string) => (body += text));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, sent }));
+    });
+    // Once the server has answered and closed, what the client still writes may fail: not the test's concern.
+    req.on('error', (err) => (answered ? undefined : reject(err)));
+    pump();
+  });
+}
+
+test.serial('an upload takes no more bytes than the quota has left: a longer body is cut, a longer length refused unread', async (t) => {
+  const client = createClient(registry.url, { Authorization: basic('dev', 'dev-pw') });
+  const { usedBytes } = await project();
+  t.is((await setQuota(['root', 'root-pw'], usedBytes + 1024 * 1024)).status, 200);
+  t.teardown(async () => void (await setQuota(['root', 'root-pw'], null)));
+  const started = await client.request('/v2/q/stream/blobs/uploads/', { method: 'POST' });
+  t.is(started.status, 202);
+  const location = started.headers.get('location')!;
+  const before = await storedBytes();
+
+  // 256 MiB offered: cut once it passes the MiB left, long before the end, and nothing of it kept.
+  const cut = await streamUntilAnswered(location, 256 * 1024 * 1024);
+  t.is(cut.status, 403);
+  const error = (JSON.parse(cut.body) as OciErrorBody).errors[0]!;
+  t.is(error.code, 'DENIED');
+  t.regex(
+    error.message,
+    new RegExp(
+      `quota exceeded: project q uses ${usedBytes} of ${usedBytes + 1024 * 1024} bytes; this blob needs at least ${1024 * 1024 + 1} more`,
+    ),
+  );
+  t.true(cut.sent < 64 * 1024 * 1024, `the client sent ${cut.sent} bytes before the answer`);
+  t.is(await storedBytes(), before, 'nothing of the refused chunk is stored');
+
+  // A Content-Length past the room is refused before a byte of the body is read.
+  const refused = await new Promise<number>((resolve, reject) => {
+    const req = http.request(new URL(location, registry.url), {
+      method: 'PATCH',
+      headers: { Authorization: basic('dev', 'dev-pw'), 'Content-Length': String(2 * 1024 * 1024) },
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.flushHeaders();
+  });
+  t.is(refused, 403);
+
+  // The session is where it was: what fits goes in and is linked.
+  const status = await client.request(location);
+  t.is(status.status, 204);
+  t.is(status.headers.get('range'), '0-0');
+  const fits = blob(1024 * 1024);
+  const patched = await client.request(location, { method: 'PATCH', body: new Uint8Array(fits.data) });
+  t.is(patched.status, 202);
+  t.is((await client.request(`${patched.headers.get('location')!}?digest=${fits.digest}`, { method: 'PUT' })).status, 201);
+  t.is((await project()).usedBytes, usedBytes + 1024 * 1024);
+  // A monolithic push of the same bytes adds nothing, and is not bounded: the project holds them.
+  t.is((await client.pushBlob('q/stream2', fits)).status, 201);
+});
