@@ -11,6 +11,7 @@
 // (storage/replica-store.ts) counts no more and is removed by the next check of its project.
 import { randomUUID } from 'node:crypto';
 import type { Db, Queryable } from './db.js';
+import { createKeyLock } from './key-lock.js';
 
 /** A replica's holds count while its heartbeat (every 30 s) was seen within this. */
 const LIVE_SECONDS = 90;
@@ -108,6 +109,11 @@ export interface QuotaStore {
 
 /** `replica`: this process's id in the heartbeat table (storage/replica-store.ts). */
 export function createQuotaStore(db: Db, replica: string): QuotaStore {
+  // Checks of one project wait for its row lock one after the other anyway: here they wait in this
+  // process, so that all but one hold no database connection meanwhile. Forty checks of new
+  // content at once (a flood of mounts) otherwise took every connection of the pool, each waiting
+  // for the lock, and other projects' requests on this replica waited for a connection.
+  const projectTurn = createKeyLock();
   return {
     async hold(project, { repository, digest, size, kind }) {
       // Content the project holds already adds nothing, and a project without a quota limits
@@ -125,32 +131,34 @@ export function createQuotaStore(db: Db, replica: string): QuotaStore {
         [project, digest, repository, kind],
       );
       if (!before || before.quota_bytes === null || before.present) return { outcome: 'free' };
-      return db.transaction(async (tx): Promise<HoldAnswer> => {
-        // Nothing in a hold needs to survive a crash: a lost one was never linked.
-        await tx.query("SELECT set_config('synchronous_commit', 'off', true)");
-        const locked = await tx.query<{ quota_bytes: number | null }>(
-          'SELECT quota_bytes FROM projects WHERE name = $1 FOR NO KEY UPDATE',
-          [project],
-        );
-        const quotaBytes = locked[0]?.quota_bytes ?? null;
-        if (quotaBytes === null) return { outcome: 'free' };
-        // After the lock, so this statement's snapshot has every hold and link committed before it.
-        const usage = await readUsage(tx, project, digest, repository, replica);
-        if (kind === 'blob' ? usage.linked : usage.manifest) return { outcome: 'free' };
-        const usedBytes = Number(usage.usedBytes) + Number(usage.heldBytes);
-        if (usedBytes + size > Number(quotaBytes)) return { outcome: 'refused', usedBytes, quotaBytes: Number(quotaBytes) };
-        await tx.query(
-          `DELETE FROM quota_holds WHERE project = $1 AND replica <> $2
+      return projectTurn(project, () =>
+        db.transaction(async (tx): Promise<HoldAnswer> => {
+          // Nothing in a hold needs to survive a crash: a lost one was never linked.
+          await tx.query("SELECT set_config('synchronous_commit', 'off', true)");
+          const locked = await tx.query<{ quota_bytes: number | null }>(
+            'SELECT quota_bytes FROM projects WHERE name = $1 FOR NO KEY UPDATE',
+            [project],
+          );
+          const quotaBytes = locked[0]?.quota_bytes ?? null;
+          if (quotaBytes === null) return { outcome: 'free' };
+          // After the lock, so this statement's snapshot has every hold and link committed before it.
+          const usage = await readUsage(tx, project, digest, repository, replica);
+          if (kind === 'blob' ? usage.linked : usage.manifest) return { outcome: 'free' };
+          const usedBytes = Number(usage.usedBytes) + Number(usage.heldBytes);
+          if (usedBytes + size > Number(quotaBytes)) return { outcome: 'refused', usedBytes, quotaBytes: Number(quotaBytes) };
+          await tx.query(
+            `DELETE FROM quota_holds WHERE project = $1 AND replica <> $2
              AND NOT ${counted('quota_holds')}`,
-          [project, replica],
-        );
-        const id = randomUUID();
-        await tx.query(
-          'INSERT INTO quota_holds (id, project, repository, digest, kind, bytes, replica) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-          [id, project, repository, digest, kind, size, replica],
-        );
-        return { outcome: 'held', id };
-      });
+            [project, replica],
+          );
+          const id = randomUUID();
+          await tx.query(
+            'INSERT INTO quota_holds (id, project, repository, digest, kind, bytes, replica) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+            [id, project, repository, digest, kind, size, replica],
+          );
+          return { outcome: 'held', id };
+        }),
+      );
     },
     async counted(project, digest) {
       const usage = await readUsage(db, project, digest, undefined, replica);

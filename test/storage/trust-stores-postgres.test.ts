@@ -43,3 +43,30 @@ test('quota holds: content the project holds is free at once, new content waits 
   await locker.query('COMMIT');
   t.is((await fresh).outcome, 'held');
 });
+
+test("quota holds: checks waiting for one project's lock leave the pool's connections to other projects", async (t) => {
+  const { db, url, close } = await createMigratedTestDb();
+  t.teardown(close);
+  const projects = createPostgresProjectStore(db);
+  for (const name of ['q', 'p']) {
+    await projects.create(name, { public: false });
+    await projects.update(name, { quotaBytes: 1_000_000 });
+  }
+  const store = createQuotaStore(db, 'replica-a');
+  const locker = new pg.Client({ connectionString: url });
+  await locker.connect();
+  t.teardown(() => locker.end());
+  await locker.query('BEGIN');
+  await locker.query(`SELECT 1 FROM projects WHERE name = 'q' FOR NO KEY UPDATE`);
+  // Forty mounts of new content into q at once (a hostile member's flood), more than the pool has
+  // connections (10): they wait for q's lock one at a time, not each on a connection of its own.
+  const flood = Array.from({ length: 40 }, () =>
+    store.hold('q', { repository: 'q/app', digest: digestOf('sha256', randomBytes(32)), size: 10, kind: 'blob' }),
+  );
+  await sleep(200);
+  const other = store.hold('p', { repository: 'p/app', digest: digestOf('sha256', randomBytes(32)), size: 10, kind: 'blob' });
+  const answer = await Promise.race([other, sleep(5000).then(() => 'still waiting' as const)]);
+  t.like(answer, { outcome: 'held' }, "another project's check is answered while q is locked");
+  await locker.query('COMMIT');
+  t.deepEqual(new Set((await Promise.all(flood)).map((a) => a.outcome)), new Set(['held']));
+});
