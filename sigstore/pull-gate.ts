@@ -14,12 +14,18 @@
 //     upstream signatures name the upstream, and that is the rule the project's policy exports
 //     (which refuses a signature naming only the repository, and any name the remapping makes
 //     non-canonical, whatever the signature).
-// Multi-platform images: clients check the platform manifest they pull by its own signatures,
-// under the tag the user typed, and never consult the index's. So an index passes when it has a
-// matching signature or one of its platform manifests has one (that manifest is fetched next and
-// gated itself). A platform manifest pulled by digest passes with its own signature, or — Signet's
-// one deliberate leniency beyond the client — when a verified signature covers an index in the same
-// repository that lists it (sound: the signed index names its digest).
+// Multi-platform images: an index passes with a matching signature of its own (`skopeo copy --all
+// --sign-by` signs the list as well as every instance, containers/image copy/multiple.go), or when
+// every manifest it lists has one for the same pull (the tag the user typed, as containers/image
+// checks the instance it picks). Not when only some do: clients that verify nothing pick a child
+// the gate never saw judged for this pull, and some never ask the registry for it (containerd
+// fetches a child from its descriptor's `urls` first; containerd 2 takes a descriptor's embedded
+// `data`), so a signed child beside an unsigned one got that one run, and an old image signed for
+// another tag listed under this one passed too (adversarial testing). Children reached elsewhere
+// than here (`urls`, `data`) earn nothing through this route. A platform manifest pulled by
+// digest passes with its own signature, or — Signet's one deliberate leniency beyond the client —
+// when a verified signature covers an index in the same repository that lists it (sound: the
+// signed index names its digest).
 // Served without a signature of their own: manifests whose content proves they are signatures and
 // nothing else (signature-artifact.ts). Tags, artifact types and layer labels earn nothing.
 import type { LRUCache } from 'lru-cache';
@@ -416,6 +422,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
 
     const seen: Evaluation[] = [];
     const budget = newBudget();
+    const childProblems: string[] = [];
     const admit = async (digest: string, asTag: string | undefined): Promise<boolean> => {
       const judged: JudgedRequest = {
         repository,
@@ -440,28 +447,79 @@ export function createPullGate(deps: PullGateDeps): PullGate {
       return candidates.slice(0, MAX_RELATED_DIGESTS);
     };
     if (isIndexMediaType(manifest.mediaType)) {
-      const listed = (Array.isArray(body.manifests) ? (body.manifests as { digest?: unknown }[]) : [])
-        .map((m) => m.digest)
-        .filter((d): d is string => typeof d === 'string');
-      for (const child of await related(listed, 'manifests of an index'))
-        if (await admit(child, tag)) return { allowed: true, via: 'signature' };
+      if (await everyChildAdmitted(repository, body, admit, tag, budget, childProblems)) return { allowed: true, via: 'signature' };
     } else if (tag === undefined) {
       const parents = await metadata.manifests.parents(repository, manifest.digest);
       for (const parent of await related(parents, 'indexes listing a manifest')) {
         if (await admit(parent, undefined)) return { allowed: true, via: 'signature' };
       }
     }
-    return refusal(request, manifest, trust, seen, budget);
+    return refusal(request, manifest, trust, seen, budget, childProblems);
   }
 
-  function refusal(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet, seen: Evaluation[], budget: Budget): GateDecision {
+  /**
+   * Whether every manifest the index lists has a signature admitting it for this pull; none
+   * reached elsewhere than this registry (`urls`, `data`), and at least one listed. Why not, into
+   * `problems`.
+   */
+  async function everyChildAdmitted(
+    repository: string,
+    body: Record<string, unknown>,
+    admit: (digest: string, asTag: string | undefined) => Promise<boolean>,
+    tag: string | undefined,
+    budget: Budget,
+    problems: string[],
+  ): Promise<boolean> {
+    const descriptors = Array.isArray(body.manifests) ? (body.manifests as unknown[]) : [];
+    const digests = new Set<string>();
+    for (const d of descriptors) {
+      const descriptor = d !== null && typeof d === 'object' ? (d as Record<string, unknown>) : {};
+      if (typeof descriptor.digest !== 'string') return false;
+      if (descriptor.urls !== undefined || descriptor.data !== undefined) {
+        problems.push(
+          `the index lists ${descriptor.digest} with ${descriptor.urls !== undefined ? 'urls' : 'data'}, which clients may take from elsewhere`,
+        );
+        return false;
+      }
+      digests.add(descriptor.digest);
+    }
+    if (digests.size === 0) return false;
+    if (digests.size > MAX_RELATED_DIGESTS) {
+      budget.spent ??= `an index is judged by its manifests' signatures only when it lists at most ${MAX_RELATED_DIGESTS}`;
+      return false;
+    }
+    // Cheap first: a child without any signature settles it.
+    const signed = await metadata.manifests.signedAmong(repository, [...digests], COSIGN_SIG_ARTIFACT);
+    const unsigned = [...digests].filter((d) => !signed.has(d));
+    if (unsigned.length > 0) {
+      problems.push(`the index lists ${unsigned.length === 1 ? 'a manifest' : 'manifests'} without a signature (${unsigned.join(', ')})`);
+      return false;
+    }
+    for (const child of digests) {
+      if (!(await admit(child, tag))) {
+        problems.push(`the index lists ${child}, which has no signature matching this pull`);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  function refusal(
+    request: JudgedRequest,
+    manifest: ManifestRecord,
+    trust: TrustSet,
+    seen: Evaluation[],
+    budget: Budget,
+    childProblems: string[] = [],
+  ): GateDecision {
     const { repository, tag } = request;
     const keyIds = [...new Set(seen.flatMap((e) => [...e.keyIds]))];
-    const problems = [...new Set(seen.flatMap((e) => e.problems))];
+    const problems = [...new Set([...seen.flatMap((e) => e.problems), ...childProblems])];
     const total = seen.reduce((n, e) => n + e.signatures, 0);
     const wanted = `${repository}${tag ? `:${tag}` : `@${manifest.digest}`}`;
     let message: string;
-    if (total === 0) message = `${wanted} is not signed; project ${projectOf(repository)} only serves signed images`;
+    if (total === 0)
+      message = `${wanted} is not signed; project ${projectOf(repository)} only serves signed images${childProblems.length > 0 ? ` (${childProblems.join('; ')})` : ''}`;
     else if (trust.openpgp.length + trust.cosign.length === 0)
       message = `project ${projectOf(repository)} trusts no keys, so no signature of ${wanted} can be accepted`;
     else message = `no trusted signature matches ${wanted}: ${problems.join('; ')}`;

@@ -137,7 +137,7 @@ test('a signing subkey of a trusted primary key counts', async (t) => {
   t.is((await dev().getManifest('g5/app', 'v1')).status, 200);
 });
 
-test('multi-platform: the index passes on a platform signature; platform manifests by their own or a signed index', async (t) => {
+test("multi-platform: the index passes on its own signature or every platform's; platform manifests by their own or a signed index", async (t) => {
   await project('g6');
   const a = await pushImage('g6/app', 'a');
   const b = await pushImage('g6/app', 'b', makeImage({ layers: 1, architecture: 'arm64' }));
@@ -145,14 +145,26 @@ test('multi-platform: the index passes on a platform signature; platform manifes
   t.is((await dev().pushManifest('g6/app', 'multi', index)).status, 201);
   t.is((await dev().getManifest('g6/app', 'multi')).status, 412);
 
-  // As skopeo copy --all --sign-by: each platform manifest signed under the tag.
+  // One platform signed under the tag is not enough: a client may pick the other.
   await putSignature('g6/app', a.manifest.digest, await sign(trusted, payload(a.manifest.digest, `${registry.host}/g6/app:multi`)));
-  t.is((await dev().getManifest('g6/app', 'multi')).status, 200, 'index admitted through a signed platform manifest');
+  const half = await dev().getManifest('g6/app', 'multi');
+  t.is(half.status, 412, 'index refused while one of its platforms is unsigned');
+  t.true((await policyError(half)).message?.includes(b.manifest.digest), 'the message names the unsigned platform');
   t.is((await dev().getManifest('g6/app', a.manifest.digest)).status, 200);
   t.is((await dev().getManifest('g6/app', b.manifest.digest)).status, 412, 'b has no signature and no signed index');
 
-  await putSignature('g6/app', index.digest, await sign(trusted, payload(index.digest, `${registry.host}/g6/app:multi`)));
-  t.is((await dev().getManifest('g6/app', b.manifest.digest)).status, 200, 'covered by the signed index that lists it');
+  // Every platform signed under the tag: the index passes without a signature of its own.
+  await putSignature('g6/app', b.manifest.digest, await sign(trusted, payload(b.manifest.digest, `${registry.host}/g6/app:multi`)));
+  t.is((await dev().getManifest('g6/app', 'multi')).status, 200, 'index admitted through its signed platform manifests');
+  t.is((await dev().getManifest('g6/app', index.digest)).status, 200);
+
+  // As skopeo copy --all --sign-by: the list signed itself, which covers its platforms by digest.
+  const c = await pushImage('g6/app', 'c', makeImage({ layers: 1, architecture: 's390x' }));
+  const signedList = makeIndex([a, c]);
+  t.is((await dev().pushManifest('g6/app', 'list', signedList)).status, 201);
+  await putSignature('g6/app', signedList.digest, await sign(trusted, payload(signedList.digest, `${registry.host}/g6/app:list`)));
+  t.is((await dev().getManifest('g6/app', 'list')).status, 200);
+  t.is((await dev().getManifest('g6/app', c.manifest.digest)).status, 200, 'covered by the signed index that lists it');
 });
 
 test('a cosign signature (the .sig tag) opens the gate; signature artifacts are never gated', async (t) => {
