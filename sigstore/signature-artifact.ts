@@ -61,6 +61,12 @@ export const MAX_SIGNATURE_LAYER_BYTES = 256 * 1024;
 const MAX_CONFIG_BYTES = 64 * 1024;
 /** cosign adds one layer per signature to its `.sig` manifest; clients read at most 128. */
 const MAX_SIGNATURE_LAYERS = 128;
+/**
+ * The distinct layers' bytes one judgement reads at most: 128 simple-signing payloads or a few
+ * attestations are far less. A manifest of 127 layers naming one 256 KiB envelope was read 127
+ * times per judgement (adversarial testing).
+ */
+const MAX_SIGNATURE_BYTES = 4 * 1024 * 1024;
 
 export type ArtifactVerdict = { signature: true } | { signature: false; reason: string };
 
@@ -270,17 +276,32 @@ export function createSignatureArtifacts(readBlob: SmallBlobReader): SignatureAr
   // Content-addressed and immutable: a verdict never goes stale.
   const verdicts = createLru<string, ArtifactVerdict>(10_000);
 
-  /** The verdict, and whether it may be kept: a "no" that rests on a blob read may be a passing fault. */
+  /**
+   * The verdict, and whether it may be kept: a "no" because a blob could not be read (missing, or
+   * a read that failed) may be a passing fault; one from bytes that were read is final, since they
+   * are what their digest says (a "no" not kept was judged anew at every pull, and a pull through
+   * a new Host name is a new decision: an anonymous client made each request cost 0.6 s of CPU).
+   */
   async function judge(manifest: { mediaType: string; content: Buffer }): Promise<[ArtifactVerdict, boolean]> {
     const parts = shape(manifest);
     if (typeof parts === 'string') return [not(parts), true];
     const { config, layers } = parts;
+    // Each distinct layer once (a type is part of what it claims to be).
+    const distinct = new Map(layers.map((layer) => [`${layer.mediaType}\u0000${layer.digest}`, layer]));
+    const sizes = new Map([...distinct.values()].map((layer) => [layer.digest, layer.size]));
+    const declared = [...sizes.values()].reduce((sum, size) => sum + size, 0);
+    if (declared > MAX_SIGNATURE_BYTES) return [not(`its layers hold more than ${MAX_SIGNATURE_BYTES} bytes`), true];
     const configBytes = config.digest === EMPTY_CONFIG_DIGEST ? Buffer.from('{}') : await readBlob(config.digest, MAX_CONFIG_BYTES);
-    if (!configBytes || !isInertConfig(config, configBytes)) return [not('its config is neither empty nor a signature config'), false];
-    for (const layer of layers) {
-      const bytes = await readBlob(layer.digest, MAX_SIGNATURE_LAYER_BYTES);
-      if (!bytes || !isSignaturePayload(layer.mediaType, bytes)) {
-        return [not(`layer ${layer.digest} does not parse as the ${layer.mediaType} it claims to be`), false];
+    if (!configBytes) return [not('its config could not be read'), false];
+    if (!isInertConfig(config, configBytes)) return [not('its config is neither empty nor a signature config'), true];
+    const read = new Map<string, Buffer>();
+    for (const layer of distinct.values()) {
+      // No more than its descriptor says: the sizes were bounded above.
+      const bytes = read.get(layer.digest) ?? (await readBlob(layer.digest, Math.min(layer.size, MAX_SIGNATURE_LAYER_BYTES)));
+      if (!bytes) return [not(`layer ${layer.digest} could not be read as its descriptor says`), false];
+      read.set(layer.digest, bytes);
+      if (!isSignaturePayload(layer.mediaType, bytes)) {
+        return [not(`layer ${layer.digest} does not parse as the ${layer.mediaType} it claims to be`), true];
       }
       if (holdsTarHeader(bytes)) return [not(`layer ${layer.digest} is also a tar archive`), true];
     }

@@ -304,3 +304,48 @@ test('a checksum field led by any blank GNU tar skips (tab, line feed, vertical 
     if (blank === '\n') t.false((await classify(polyglotArtifact(bytes, COSIGN_SIMPLESIGNING))).signature);
   }
 });
+
+test('a judgement reads each distinct layer once, within a bound, and a "no" from bytes read is kept', async (t) => {
+  // The tester's manifest: 127 layers naming one valid DSSE envelope of about 200 KiB, and one
+  // that does not parse. Each pull through a new Host name judged it anew: 127 reads of 200 KiB.
+  const envelope = blobOf(
+    Buffer.from(
+      JSON.stringify({ payloadType: 'application/vnd.in-toto+json', payload: 'x'.repeat(200 * 1024), signatures: [{ sig: 'AA==' }] }),
+    ),
+    'application/vnd.dsse.envelope.v1+json',
+  );
+  const junk = blobOf(Buffer.from('not json'), 'application/vnd.dsse.envelope.v1+json');
+  const manifest = manifestOf({
+    config: descriptorOf(EMPTY_CONFIG),
+    layers: [...Array.from({ length: 127 }, () => descriptorOf(envelope)), descriptorOf(junk)],
+  });
+  const reads: string[] = [];
+  const reader = readerOf([EMPTY_CONFIG, envelope, junk]);
+  const artifacts = createSignatureArtifacts(async (digest, limit) => {
+    reads.push(digest);
+    return reader(digest, limit);
+  });
+  const stored = { digest: manifest.digest, mediaType: manifest.mediaType, content: manifest.data };
+  t.like(await artifacts.classify(stored), { signature: false });
+  t.true(reads.filter((d) => d === envelope.digest).length <= 1, `the envelope was read ${reads.length} times`);
+  const before = reads.length;
+  t.like(await artifacts.classify(stored), { signature: false });
+  t.is(reads.length, before, 'the verdict is kept: the bytes it rests on cannot change');
+
+  // Distinct layers of more than 4 MiB in all: refused from the descriptors, before a byte is read.
+  const big = Array.from({ length: 25 }, (_, i) =>
+    blobOf(
+      Buffer.from(JSON.stringify({ payloadType: 't', payload: 'A'.repeat(200 * 1024) + String(i).padStart(4, '0'), signatures: [] })),
+      envelope.mediaType,
+    ),
+  );
+  const heavy = manifestOf({ config: descriptorOf(EMPTY_CONFIG), layers: big.map((b) => descriptorOf(b)) });
+  reads.length = 0;
+  const verdict = await createSignatureArtifacts(async (digest, limit) => {
+    reads.push(digest);
+    return readerOf([EMPTY_CONFIG, ...big])(digest, limit);
+  }).classify({ digest: heavy.digest, mediaType: heavy.mediaType, content: heavy.data });
+  t.like(verdict, { signature: false });
+  t.regex((verdict as { reason: string }).reason, /more than 4194304 bytes/);
+  t.deepEqual(reads, []);
+});
