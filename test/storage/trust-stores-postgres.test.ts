@@ -1,6 +1,7 @@
 // Projects, quota holds, keys and signatures at their store interface, on a real PostgreSQL server: a database
 // of its own for this file, dropped at the end (failing under SIGNET_TEST_REQUIRE_ALL=1 without one).
 import { randomBytes } from 'node:crypto';
+import type { ExecutionContext } from 'ava';
 import pg from 'pg';
 import { digestOf } from '../../storage/digest.js';
 import { createPostgresMetadataStore } from '../../storage/postgres-metadata-store.js';
@@ -19,6 +20,20 @@ trustStoresConformance(test, async () => {
 });
 
 // On a server, where another replica's check may hold the project's row lock meanwhile.
+
+/** Another replica's check in progress: project `name`'s row locked from a connection of its own until `release`. */
+async function lockProject(t: ExecutionContext, url: string, name: string): Promise<{ release: () => Promise<void> }> {
+  const locker = new pg.Client({ connectionString: url });
+  await locker.connect();
+  t.teardown(() => locker.end());
+  await locker.query('BEGIN');
+  await locker.query('SELECT 1 FROM projects WHERE name = $1 FOR NO KEY UPDATE', [name]);
+  return { release: async () => void (await locker.query('COMMIT')) };
+}
+
+/** `p`'s value, or 'still waiting' after `ms`. */
+const answered = <T>(p: Promise<T>, ms: number) => Promise.race([p, sleep(ms).then(() => 'still waiting' as const)]);
+
 test('quota holds: content the project holds is free at once, new content waits for the project lock', async (t) => {
   const { db, url, close } = await createMigratedTestDb();
   t.teardown(close);
@@ -28,19 +43,13 @@ test('quota holds: content the project holds is free at once, new content waits 
   const held = digestOf('sha256', randomBytes(32));
   await createPostgresMetadataStore(db).blobs.save('q/app', held, 10);
   const store = createQuotaStore(db, 'replica-a');
-  // Another check in progress: the project's row locked.
-  const locker = new pg.Client({ connectionString: url });
-  await locker.connect();
-  t.teardown(() => locker.end());
-  await locker.query('BEGIN');
-  await locker.query(`SELECT 1 FROM projects WHERE name = 'q' FOR NO KEY UPDATE`);
-  const answered = <T>(p: Promise<T>, ms: number) => Promise.race([p, sleep(ms).then(() => 'still waiting' as const)]);
+  const lock = await lockProject(t, url, 'q');
   t.deepEqual(await answered(store.hold('q', { repository: 'q/other', digest: held, size: 10, kind: 'blob' }), 5000), {
     outcome: 'free',
   });
   const fresh = store.hold('q', { repository: 'q/app', digest: digestOf('sha256', randomBytes(32)), size: 10, kind: 'blob' });
   t.is(await answered(fresh, 300), 'still waiting');
-  await locker.query('COMMIT');
+  await lock.release();
   t.is((await fresh).outcome, 'held');
 });
 
@@ -53,11 +62,7 @@ test("quota holds: checks waiting for one project's lock leave the pool's connec
     await projects.update(name, { quotaBytes: 1_000_000 });
   }
   const store = createQuotaStore(db, 'replica-a');
-  const locker = new pg.Client({ connectionString: url });
-  await locker.connect();
-  t.teardown(() => locker.end());
-  await locker.query('BEGIN');
-  await locker.query(`SELECT 1 FROM projects WHERE name = 'q' FOR NO KEY UPDATE`);
+  const lock = await lockProject(t, url, 'q');
   // Forty mounts of new content into q at once (a hostile member's flood), more than the pool has
   // connections (10): they wait for q's lock one at a time, not each on a connection of its own.
   const flood = Array.from({ length: 40 }, () =>
@@ -65,8 +70,7 @@ test("quota holds: checks waiting for one project's lock leave the pool's connec
   );
   await sleep(200);
   const other = store.hold('p', { repository: 'p/app', digest: digestOf('sha256', randomBytes(32)), size: 10, kind: 'blob' });
-  const answer = await Promise.race([other, sleep(5000).then(() => 'still waiting' as const)]);
-  t.like(answer, { outcome: 'held' }, "another project's check is answered while q is locked");
-  await locker.query('COMMIT');
+  t.like(await answered(other, 5000), { outcome: 'held' }, "another project's check is answered while q is locked");
+  await lock.release();
   t.deepEqual(new Set((await Promise.all(flood)).map((a) => a.outcome)), new Set(['held']));
 });
