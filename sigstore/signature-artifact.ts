@@ -275,6 +275,11 @@ function isInertConfig(config: Descriptor, bytes: Buffer): boolean {
 export function createSignatureArtifacts(readBlob: SmallBlobReader): SignatureArtifacts {
   // Content-addressed and immutable: a verdict never goes stale.
   const verdicts = createLru<string, ArtifactVerdict>(10_000);
+  /**
+   * Layers (type, digest) whose bytes passed as signatures: a manifest whose verdict could not be
+   * kept (a blob not in storage yet, as a mirror's) reads only what it did not read before.
+   */
+  const passedLayers = createLru<string, true>(10_000);
 
   /**
    * The verdict, and whether it may be kept: a "no" because a blob could not be read (missing, or
@@ -295,7 +300,8 @@ export function createSignatureArtifacts(readBlob: SmallBlobReader): SignatureAr
     if (!configBytes) return [not('its config could not be read'), false];
     if (!isInertConfig(config, configBytes)) return [not('its config is neither empty nor a signature config'), true];
     const read = new Map<string, Buffer>();
-    for (const layer of distinct.values()) {
+    for (const [key, layer] of distinct) {
+      if (passedLayers.get(key)) continue;
       // No more than its descriptor says: the sizes were bounded above.
       const bytes = read.get(layer.digest) ?? (await readBlob(layer.digest, Math.min(layer.size, MAX_SIGNATURE_LAYER_BYTES)));
       if (!bytes) return [not(`layer ${layer.digest} could not be read as its descriptor says`), false];
@@ -304,6 +310,7 @@ export function createSignatureArtifacts(readBlob: SmallBlobReader): SignatureAr
         return [not(`layer ${layer.digest} does not parse as the ${layer.mediaType} it claims to be`), true];
       }
       if (holdsTarHeader(bytes)) return [not(`layer ${layer.digest} is also a tar archive`), true];
+      passedLayers.set(key, true);
     }
     return [SIGNATURE, true];
   }

@@ -349,3 +349,28 @@ test('a judgement reads each distinct layer once, within a bound, and a "no" fro
   t.regex((verdict as { reason: string }).reason, /more than 4194304 bytes/);
   t.deepEqual(reads, []);
 });
+
+test('a verdict that cannot be kept (a layer not in storage yet) reads again only the layers it could not judge', async (t) => {
+  const envelopes = Array.from({ length: 8 }, (_, i) =>
+    blobOf(
+      Buffer.from(
+        JSON.stringify({ payloadType: 't', payload: 'A'.repeat(100 * 1024) + String(i).padStart(4, '0'), signatures: [{ sig: 'AA==' }] }),
+      ),
+      'application/vnd.dsse.envelope.v1+json',
+    ),
+  );
+  // Named by the manifest, not stored (a mirror fetches blobs when asked): each judgement fails on it.
+  const missing = blobOf(Buffer.from('{"never":"stored"}'), 'application/vnd.dsse.envelope.v1+json');
+  const manifest = manifestOf({ config: descriptorOf(EMPTY_CONFIG), layers: [...envelopes, missing].map((b) => descriptorOf(b)) });
+  const reads: string[] = [];
+  const reader = readerOf([EMPTY_CONFIG, ...envelopes]);
+  const artifacts = createSignatureArtifacts(async (digest, limit) => {
+    reads.push(digest);
+    return reader(digest, limit);
+  });
+  const stored = { digest: manifest.digest, mediaType: manifest.mediaType, content: manifest.data };
+  for (let pull = 0; pull < 3; pull++) t.like(await artifacts.classify(stored), { signature: false });
+  for (const envelope of envelopes)
+    t.is(reads.filter((d) => d === envelope.digest).length, 1, 'each envelope read once in three judgements');
+  t.is(reads.filter((d) => d === missing.digest).length, 3);
+});
