@@ -47,7 +47,7 @@ const STATE_CLASS: Record<TagTrust['state'], string> = {
 
 function verifiedBy(tag: TagTrust): string {
   const s = tag.signatures.find((x) => x.accepted);
-  if (!s) return tag.state === 'verified' ? 'by a signature of a platform manifest' : '';
+  if (!s) return tag.state === 'verified' ? 'by signatures of every platform manifest it lists' : '';
   const who = s.signer ? `${s.signer.userIds[0] ?? s.signer.fingerprint}` : s.keyId;
   return `by ${who} (${s.format === 'simple' ? 'simple signing' : 'cosign'}) for ${s.identity ?? '?'}`;
 }
