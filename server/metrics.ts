@@ -33,6 +33,7 @@ export interface Metrics {
   uploadsInProgress: Gauge;
   downloadsInProgress: Gauge;
   gateDecisions: Counter<'outcome'>;
+  gateVerifications: Counter<'format'>;
   /** bcrypt checks of presented passwords (credentials not remembered from an earlier request). */
   passwordChecks: Counter;
   gcRuns: Counter;
@@ -71,6 +72,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'signet_pull_gate_decisions_total',
       help: 'Manifest pulls judged by the signed-only gate, by outcome (allowed, refused)',
       labelNames: ['outcome'] as const,
+      registers,
+    }),
+    gateVerifications: new prom.Counter({
+      name: 'signet_pull_gate_signature_verifications_total',
+      help: 'Signatures the pull gate checked against a trust set, by format (simple, cosign); a signature checked within the cache TTL is not checked again',
+      labelNames: ['format'] as const,
       registers,
     }),
     passwordChecks: new prom.Counter({

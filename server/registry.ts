@@ -173,6 +173,7 @@ export async function createRegistry(
     cacheTtlMs: ttlMs,
     bus,
     onDecision: (outcome) => metrics.gateDecisions.inc({ outcome }),
+    onVerification: (format) => metrics.gateVerifications.inc({ format }),
   });
   // This process among the replicas sharing the database: its heartbeat row and its quota holds.
   const replica = { id: randomUUID(), host: `${os.hostname()} (pid ${process.pid})`, version: signetVersion(), startedAt: new Date() };

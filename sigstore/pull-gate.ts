@@ -28,6 +28,7 @@
 // signed index names its digest).
 // Served without a signature of their own: manifests whose content proves they are signatures and
 // nothing else (signature-artifact.ts). Tags, artifact types and layer labels earn nothing.
+import { createHash } from 'node:crypto';
 import type { LRUCache } from 'lru-cache';
 import { createLru } from '../storage/lru.js';
 import { projectOf } from '../auth/authorize.js';
@@ -45,12 +46,13 @@ import {
   parseCosignPayload,
   verifyCosignSignature,
   type CosignLayer,
+  type CosignPayload,
 } from './cosign.js';
 import type { DockerReference } from './docker-reference.js';
 import { defaultSignedPrefix, normalise, remappedRepository } from './remap-identity.js';
-import type { Keys, TrustSet } from './keys.js';
+import type { CosignKey, Keys, TrustSet } from './keys.js';
 import { readSignedMessage, verifySignedMessage } from './openpgp-signature.js';
-import { parsePayload } from './payload.js';
+import { parsePayload, type SimpleSigningPayload } from './payload.js';
 import type { SignatureArtifacts, SmallBlobReader } from './signature-artifact.js';
 import type { SignatureRecord } from '../storage/signature-store.js';
 import type { Signatures } from './signatures.js';
@@ -136,6 +138,8 @@ export interface PullGateDeps {
   bus: ChangeBus;
   /** Told of every pull judged in a signed-only project (for metrics). */
   onDecision?: (outcome: 'allowed' | 'refused') => void;
+  /** Told of every signature checked against a trust set (not answered from the verification cache). */
+  onVerification?: (format: 'simple' | 'cosign') => void;
 }
 
 // What one decision may cost. Everything a decision reads is chosen by whoever pushes: a `.sig`
@@ -183,6 +187,12 @@ interface Evaluation {
   problems: string[];
   signatures: number;
 }
+
+/** A simple signature checked against a trust set: who signed, and what it claims or why it does not count. */
+type SimpleVerification = { keyId: string } & ({ claim: SimpleSigningPayload } | { problem: string });
+
+/** A cosign signature checked against a trust set: the trusted key it verified with, and its claim (or why that is unreadable). */
+type CosignVerification = { key: undefined } | { key: CosignKey; claim: CosignPayload } | { key: CosignKey; unreadable: string };
 
 /** How a signature's identity must match the pull (containers/image's signedIdentity types). */
 type IdentityRule = 'matchRepoDigestOrExact' | 'matchRepository';
@@ -293,15 +303,50 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     return found;
   }
 
+  /**
+   * Signature verifications, the costly part of a decision, per trust set (a new one whenever the
+   * project's keys change): the same signature bytes verify the same way whatever the pull names
+   * (its tag, the Host it came through), until a trusted key expires (remember() caps the TTL).
+   * Only the claim is judged per pull. Every pull through a new Host name is a decision of its own,
+   * and an anonymous client choosing them made each one verify every signature again.
+   */
+  const verifications = createLru<string, SimpleVerification | CosignVerification>(8192, { ttlMs: Math.max(deps.cacheTtlMs, 1) });
+  const trustIds = new WeakMap<TrustSet, number>();
+  let trustCount = 0;
+  async function verifiedOnce<V extends SimpleVerification | CosignVerification>(
+    trust: TrustSet,
+    what: string,
+    verify: () => Promise<V>,
+  ): Promise<V> {
+    let id = trustIds.get(trust);
+    if (id === undefined) trustIds.set(trust, (id = ++trustCount));
+    const key = `${id} ${what}`;
+    const known = verifications.get(key);
+    if (known) return known as V;
+    const verified = await verify();
+    remember(verifications, key, verified, trust);
+    return verified;
+  }
+
   /** A simple signature: key (valid now), then digest, then identity (matchRepoDigestOrExact). */
   async function judgeSimple(record: SignatureRecord, digest: string, request: JudgedRequest, trust: TrustSet): Promise<Outcome> {
     const detail: OutcomeDetail = { format: 'simple', identity: record.identity, signedAt: record.signedAt };
     try {
-      const signed = await readSignedMessage(record.content);
-      const keyId = signed.signerKeyId.toUpperCase();
-      const verification = await verifySignedMessage(signed, trust.openpgp);
-      if (!verification.verified) return { accepted: false, keyId, problem: verification.reason, stage: 'key', ...detail };
-      const problem = claimProblem(parsePayload(verification.payload), digest, request, 'matchRepoDigestOrExact');
+      const checked = await verifiedOnce(
+        trust,
+        `simple ${createHash('sha256').update(record.content).digest('hex')}`,
+        async (): Promise<SimpleVerification> => {
+          deps.onVerification?.('simple');
+          const signed = await readSignedMessage(record.content);
+          const keyId = signed.signerKeyId.toUpperCase();
+          const verification = await verifySignedMessage(signed, trust.openpgp);
+          // A payload that does not parse throws: not kept, and answered as unreadable below.
+          return verification.verified ? { keyId, claim: parsePayload(verification.payload) } : { keyId, problem: verification.reason };
+        },
+      );
+      const { keyId } = checked;
+      if ('problem' in checked) return { accepted: false, keyId, problem: checked.problem, stage: 'key', ...detail };
+      const problem = claimProblem(checked.claim, digest, request, 'matchRepoDigestOrExact');
       return problem ? { accepted: false, keyId, problem, stage: 'claim', ...detail } : { accepted: true, keyId, ...detail };
     } catch (err) {
       return { accepted: false, problem: `unreadable signature: ${(err as Error).message}`, stage: 'key', ...detail };
@@ -317,12 +362,27 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     budget: Budget,
   ): Promise<Outcome> {
     const detail: OutcomeDetail = { format: 'cosign' };
-    const limit = Math.min(COSIGN_PAYLOAD_LIMIT, budget.payloadBytes);
-    const payload = layer.payloadSize <= limit ? await readBlob(layer.payloadDigest, limit) : undefined;
-    budget.payloadBytes -= payload?.length ?? 0;
-    if (!payload) return { accepted: false, problem: 'cosign signature payload is missing or too large', stage: 'key', ...detail };
-    const key = verifyCosignSignature(payload, layer.signature, trust.cosign);
-    if (!key)
+    const what = `cosign ${cosignLayerKey(layer)}`;
+    const id = trustIds.get(trust);
+    let verified = id === undefined ? undefined : (verifications.get(`${id} ${what}`) as CosignVerification | undefined);
+    if (!verified) {
+      const limit = Math.min(COSIGN_PAYLOAD_LIMIT, budget.payloadBytes);
+      const payload = layer.payloadSize <= limit ? await readBlob(layer.payloadDigest, limit) : undefined;
+      budget.payloadBytes -= payload?.length ?? 0;
+      // Not kept: the payload may be stored later, or fit a later pull's budget.
+      if (!payload) return { accepted: false, problem: 'cosign signature payload is missing or too large', stage: 'key', ...detail };
+      verified = await verifiedOnce(trust, what, async (): Promise<CosignVerification> => {
+        deps.onVerification?.('cosign');
+        const key = verifyCosignSignature(payload, layer.signature, trust.cosign);
+        if (!key) return { key };
+        try {
+          return { key, claim: parseCosignPayload(payload) };
+        } catch (err) {
+          return { key, unreadable: (err as Error).message };
+        }
+      });
+    }
+    if (!verified.key)
       return {
         accepted: false,
         keyId: 'cosign (untrusted key)',
@@ -330,19 +390,16 @@ export function createPullGate(deps: PullGateDeps): PullGate {
         stage: 'key',
         ...detail,
       };
-    const keyId = `cosign:${key.fingerprint.slice(0, 16).toUpperCase()}`;
-    try {
-      const claim = parseCosignPayload(payload);
-      const reference = claim.reference;
-      const named: OutcomeDetail = {
-        ...detail,
-        identity: `${reference.host}/${reference.repository}${reference.tag ? `:${reference.tag}` : ''}`,
-      };
-      const problem = claimProblem(claim, digest, request, 'matchRepository');
-      return problem ? { accepted: false, keyId, problem, stage: 'claim', ...named } : { accepted: true, keyId, ...named };
-    } catch (err) {
-      return { accepted: false, keyId, problem: (err as Error).message, stage: 'claim', ...detail };
-    }
+    const keyId = `cosign:${verified.key.fingerprint.slice(0, 16).toUpperCase()}`;
+    if ('unreadable' in verified) return { accepted: false, keyId, problem: verified.unreadable, stage: 'claim', ...detail };
+    const { claim } = verified;
+    const reference = claim.reference;
+    const named: OutcomeDetail = {
+      ...detail,
+      identity: `${reference.host}/${reference.repository}${reference.tag ? `:${reference.tag}` : ''}`,
+    };
+    const problem = claimProblem(claim, digest, request, 'matchRepository');
+    return problem ? { accepted: false, keyId, problem, stage: 'claim', ...named } : { accepted: true, keyId, ...named };
   }
 
   /**

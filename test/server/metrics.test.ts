@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { createDebugListener, createMetrics, observeRequest } from '../../server/metrics.js';
-import { makeCosignKey } from '../helpers/cosign.js';
+import { cosignSign, makeCosignKey } from '../helpers/cosign.js';
 import { cosignSignatureManifest } from '../helpers/signature-artifacts.js';
 import { createClient } from '../helpers/oci-client.js';
 import { makeImage, randomLayer } from '../helpers/oci-layout.js';
@@ -183,4 +183,45 @@ test('request counts and durations: cumulative buckets, sum and count, nothing c
   metrics.register.resetMetrics();
   text = await metrics.register.metrics();
   t.false(text.includes('route="blob.get"'), 'reset empties both');
+});
+
+/** A manifest GET sent with `host` as its Host header, as a client reaching the registry by that name would. */
+function getThrough(host: string, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(path, registry.url);
+    const req = http.request(url, { headers: { Host: host, Accept: 'application/vnd.oci.image.manifest.v1+json' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test.serial('a signature is checked once per trust set: pulls through any number of Host names do not check it again', async (t) => {
+  const key = makeCosignKey();
+  const api = (path: string, method: string, body: unknown) =>
+    fetch(`${registry.url}/api/v1/projects${path}`, { method, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  t.is((await api('', 'POST', { name: 'verified' })).status, 201);
+  t.is((await api('/verified/keys', 'POST', key.publicPem)).status, 201);
+  const client = createClient(registry.url);
+  const image = makeImage({ layers: 1 });
+  t.is((await client.pushImage('verified/app', image, 'v1')).status, 201);
+  const signature = cosignSign(key, image.manifest.digest, `${registry.host}/verified/app`);
+  for (const blob of [signature.payload, signature.config]) t.is((await client.pushBlob('verified/app', blob)).status, 201);
+  t.is((await client.pushManifest('verified/app', signature.tag, signature.manifest)).status, 201);
+  t.is((await api('/verified', 'PATCH', { signedOnly: true })).status, 200);
+  const checked = async () => sample(await scrape(registry.url), 'signet_pull_gate_signature_verifications_total{format="cosign"}');
+  const before = await checked();
+
+  t.is(await getThrough(registry.host, '/v2/verified/app/manifests/v1'), 200);
+  t.is(await checked(), before + 1);
+  // An anonymous client naming a new host each time: a new decision each, refused (the signature
+  // names another registry), and the signature is not checked again.
+  for (let i = 0; i < 20; i++) t.is(await getThrough(`alias-${i}.example.com`, '/v2/verified/app/manifests/v1'), 412);
+  t.is(await checked(), before + 1);
+  // A change of the project's keys is a new trust set: checked again.
+  t.is((await api('/verified/keys', 'POST', makeCosignKey().publicPem)).status, 201);
+  t.is(await getThrough(registry.host, '/v2/verified/app/manifests/v1'), 200);
+  t.is(await checked(), before + 2);
 });
