@@ -332,7 +332,7 @@ test('a judgement reads each distinct layer once, within a bound, and a "no" fro
   t.like(await artifacts.classify(stored), { signature: false });
   t.is(reads.length, before, 'the verdict is kept: the bytes it rests on cannot change');
 
-  // Distinct layers of more than 4 MiB in all: refused from the descriptors, before a byte is read.
+  // Distinct layers of more than 1 MiB in all: refused from the descriptors, before a byte is read.
   const big = Array.from({ length: 25 }, (_, i) =>
     blobOf(
       Buffer.from(JSON.stringify({ payloadType: 't', payload: 'A'.repeat(200 * 1024) + String(i).padStart(4, '0'), signatures: [] })),
@@ -346,7 +346,7 @@ test('a judgement reads each distinct layer once, within a bound, and a "no" fro
     return readerOf([EMPTY_CONFIG, ...big])(digest, limit);
   }).classify({ digest: heavy.digest, mediaType: heavy.mediaType, content: heavy.data });
   t.like(verdict, { signature: false });
-  t.regex((verdict as { reason: string }).reason, /more than 4194304 bytes/);
+  t.regex((verdict as { reason: string }).reason, /more than 1048576 bytes/);
   t.deepEqual(reads, []);
 });
 
@@ -373,4 +373,33 @@ test('a verdict that cannot be kept (a layer not in storage yet) reads again onl
   for (const envelope of envelopes)
     t.is(reads.filter((d) => d === envelope.digest).length, 1, 'each envelope read once in three judgements');
   t.is(reads.filter((d) => d === missing.digest).length, 3);
+});
+
+test('one blob under several spellings of a type is no signature artifact, and a layer is parsed once across manifests', async (t) => {
+  const bundle = sigstoreBundleReferrer(SUBJECT);
+  const layer = bundle.blobs.find((b) => b.mediaType.startsWith('application/vnd.dev.sigstore.bundle'))!;
+  const reads: string[] = [];
+  const reader = readerOf(bundle.blobs);
+  const artifacts = createSignatureArtifacts(async (digest, limit) => {
+    reads.push(digest);
+    return reader(digest, limit);
+  });
+  const judge = (manifest: Blob) => artifacts.classify({ digest: manifest.digest, mediaType: manifest.mediaType, content: manifest.data });
+  // The tester's manifest: the bundle under 128 spellings of its type, each accepted on its own.
+  const spellings = manifestOf({
+    config: descriptorOf(EMPTY_CONFIG),
+    layers: Array.from({ length: 128 }, (_, i) =>
+      descriptorOf(layer, { mediaType: `application/vnd.dev.sigstore.bundle+json;${' '.repeat(i)}version=0.3` }),
+    ),
+  });
+  const verdict = await judge(spellings);
+  t.like(verdict, { signature: false });
+  t.regex((verdict as { reason: string }).reason, /named under two types/);
+  t.deepEqual(reads, [], 'refused from the manifest, before a byte is read');
+  // Manifests a member pushes around one layer (an annotation apart): its bytes are read once.
+  for (let i = 0; i < 5; i++) {
+    const around = manifestOf({ config: descriptorOf(EMPTY_CONFIG), layers: [descriptorOf(layer)], annotations: { n: String(i) } });
+    t.deepEqual(await judge(around), { signature: true });
+  }
+  t.is(reads.filter((d) => d === layer.digest).length, 1);
 });
