@@ -56,7 +56,10 @@ export interface PullThroughDeps {
    * What is left of the quota of the repository's project for a blob (server/quota.ts), counting
    * what every replica holds; undefined without a quota or for content the project holds.
    */
-  quotaRoom: (repository: string, digest?: string) => Promise<{ bytes: number; why: string; error(size: number): Error } | undefined>;
+  quotaRoom: (
+    repository: string,
+    digest?: string,
+  ) => Promise<{ bytes: number; why: string; held: boolean; error(size: number): Error } | undefined>;
   /** The most bytes of one blob fetched into a project without a quota (default DEFAULT_MAX_BLOB_BYTES). */
   maxBlobBytes?: number;
 }
@@ -156,15 +159,8 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
    * larger blob could not be linked anyway), else the registry's limit.
    */
   async function ceiling(target: MirrorTarget, digest: string): Promise<{ bytes: number; why: string }> {
-    const quotaBytes = (await projects.find(target.project))?.quotaBytes;
-    if (quotaBytes == null) return { bytes: maxBlobBytes, why: limitWhy };
-    // Held elsewhere in the project, it adds nothing (no room is said): still no more than the quota.
-    return (
-      (await deps.quotaRoom(target.repository, digest)) ?? {
-        bytes: quotaBytes,
-        why: `project ${target.project}'s quota of ${quotaBytes} bytes`,
-      }
-    );
+    // With a quota: what is left of it, or the size of the blob where the project holds it already.
+    return (await deps.quotaRoom(target.repository, digest)) ?? { bytes: maxBlobBytes, why: limitWhy };
   }
 
   function blob(target: MirrorTarget, digest: ParsedDigest, size?: number): BlobFlight {
@@ -191,7 +187,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
           // Without a quota, the registry's limit applies.
           if ((await projects.find(target.project))?.quotaBytes != null) {
             const room = await deps.quotaRoom(target.repository, digest.digest);
-            if (room && announced > room.bytes) throw room.error(announced);
+            if (room && !room.held && announced > room.bytes) throw room.error(announced);
           } else if (announced > maxBlobBytes) {
             throw new UpstreamError(upstreamUrl, `announced ${announced} bytes for blob ${digest.digest}, more than ${limitWhy}`);
           }

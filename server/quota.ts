@@ -31,48 +31,74 @@ export interface QuotaCheck {
 
 const NOTHING_HELD: QuotaRelease = () => Promise.resolve();
 
-/** What is left of a project's quota for a blob's bytes, for bounding them while they stream in. */
+/** How many bytes of a blob may stream in, for bounding them while they arrive. */
 export interface QuotaRoom {
   bytes: number;
   /** Says why, for messages: "the 5 bytes left in project p's quota". */
   why: string;
-  /** The refusal of `size` bytes, or of at least `size` (403 DENIED, as the check at link time answers). */
+  /** Whether the project holds the blob already: then `bytes` is its size, and the quota does not come into it. */
+  held: boolean;
+  /** The refusal of `size` bytes, or of at least `size`. */
   error(size: number, atLeast?: boolean): OciError;
 }
 
 /**
- * The room left in the quota of the repository's project for a blob (of `digest`, when known);
- * undefined without a quota, or for content the project holds already (it adds nothing). Bytes
- * past it could never be linked: an upload or a mirror's fetch is cut there instead of filling the
- * disk first (a single unfinished upload otherwise took any number of bytes; only linking was
- * bounded).
+ * How many bytes of a blob may stream into the repository, in a project with a quota (undefined
+ * without one): bytes past it could never be linked, so an upload or a mirror's fetch is cut there
+ * instead of filling the disk first (a single unfinished upload took any number of bytes; only
+ * linking was bounded).
+ *   - `digest` unknown (a PATCH): the project's whole quota, read from the cached project, since no
+ *     larger blob is ever linked; not what is left of it, since the bytes may turn out to be a blob
+ *     the project holds, which adds nothing (docker, podman and skopeo push a layer with POST, PATCH
+ *     and PUT when they know of no repository to mount it from).
+ *   - `digest` held by the project: its size, the only length that can match it.
+ *   - `digest` new to the project: what is left of the quota, counting what every replica holds.
  */
 export type QuotaRoomCheck = (repository: string, digest?: string) => Promise<QuotaRoom | undefined>;
 
 export function createQuotaRoom(deps: { projects: Pick<ProjectStore, 'find'>; holds: QuotaStore }): QuotaRoomCheck {
   return async (repository, digest) => {
-    // The cached look-up spares projects without a quota the database round trip.
     const project = await deps.projects.find(projectOf(repository));
     if (!project || project.quotaBytes === null) return undefined;
     const name = project.name;
     const quotaBytes = Number(project.quotaBytes);
+    const exceeded = (message: string, detail: Record<string, unknown>) =>
+      new OciError('DENIED', `quota exceeded: project ${name} ${message}`, { project: name, quotaBytes, ...detail });
+    if (digest === undefined) {
+      return {
+        bytes: quotaBytes,
+        why: `project ${name}'s quota of ${quotaBytes} bytes`,
+        held: false,
+        error: (size, atLeast = false) =>
+          exceeded(
+            `has a quota of ${quotaBytes} bytes; this upload has ${atLeast ? 'more than ' : ''}${atLeast ? quotaBytes : size} bytes`,
+            {
+              blobBytes: size,
+            },
+          ),
+      };
+    }
     const counted = await deps.holds.counted(name, digest);
-    if (counted.linked) return undefined;
+    if (counted.linkedSize !== undefined) {
+      const size = counted.linkedSize;
+      return {
+        bytes: size,
+        why: `the ${size} bytes of ${digest}`,
+        held: true,
+        error: (sent, atLeast = false) =>
+          new OciError('SIZE_INVALID', `${digest} is ${size} bytes; this upload has ${atLeast ? 'more' : sent}`, { digest, size }),
+      };
+    }
     const bytes = Math.max(quotaBytes - counted.bytes, 0);
     return {
       bytes,
       why: `the ${bytes} bytes left in project ${name}'s quota`,
+      held: false,
       error: (size, atLeast = false) =>
-        new OciError(
-          'DENIED',
-          `quota exceeded: project ${name} uses ${counted.bytes} of ${quotaBytes} bytes; this blob needs ${atLeast ? 'at least ' : ''}${size} more`,
-          {
-            project: name,
-            usedBytes: counted.bytes,
-            quotaBytes,
-            blobBytes: size,
-          },
-        ),
+        exceeded(`uses ${counted.bytes} of ${quotaBytes} bytes; this blob needs ${atLeast ? 'at least ' : ''}${size} more`, {
+          usedBytes: counted.bytes,
+          blobBytes: size,
+        }),
     };
   };
 }

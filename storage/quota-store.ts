@@ -101,10 +101,10 @@ export interface QuotaStore {
   release(id: string): Promise<void>;
   /**
    * What counts against the project's quota now: its usage plus the holds every replica counts,
-   * read without the lock (a bound on what may stream in; the hold at link time decides), and
-   * whether `digest` is linked in it already (it would add nothing).
+   * read without the lock (a bound on what may stream in; the hold at link time decides), and,
+   * when `digest` is linked in it already (it would add nothing), that blob's size.
    */
-  counted(project: string, digest?: string): Promise<{ bytes: number; linked: boolean }>;
+  counted(project: string, digest: string): Promise<{ bytes: number; linkedSize?: number }>;
 }
 
 /** `replica`: this process's id in the heartbeat table (storage/replica-store.ts). */
@@ -162,7 +162,10 @@ export function createQuotaStore(db: Db, replica: string): QuotaStore {
     },
     async counted(project, digest) {
       const usage = await readUsage(db, project, digest, undefined, replica);
-      return { bytes: Number(usage.usedBytes) + Number(usage.heldBytes), linked: usage.linked };
+      const bytes = Number(usage.usedBytes) + Number(usage.heldBytes);
+      if (!usage.linked) return { bytes };
+      const [blob] = await db.query<{ size: number }>('SELECT size FROM blobs WHERE digest = $1', [digest]);
+      return blob ? { bytes, linkedSize: Number(blob.size) } : { bytes };
     },
     async release(id) {
       await db.query("DELETE FROM quota_holds WHERE id = $1 AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL", [id]);

@@ -211,16 +211,20 @@ async function storedBytes(): Promise<number> {
 }
 
 /**
- * A PATCH whose body streams without a length (as docker and containers/image send a layer), 64
+ * A request whose body streams without a length (as docker and containers/image send a layer), 64
  * KiB at a time for as long as the server reads, at most `limit` bytes: the answer and how much
  * was sent before it came.
  */
-function streamUntilAnswered(location: string, limit: number): Promise<{ status: number; body: string; sent: number }> {
+function streamUntilAnswered(
+  location: string,
+  limit: number,
+  method = 'PATCH',
+): Promise<{ status: number; error: OciErrorBody['errors'][number] | undefined; sent: number }> {
   return new Promise((resolve, reject) => {
     const piece = randomBytes(64 * 1024);
     let sent = 0;
     const req = http.request(new URL(location, registry.url), {
-      method: 'PATCH',
+      method,
       headers: { Authorization: basic('dev', 'dev-pw'), 'Content-Type': 'application/octet-stream' },
     });
     let answered = false;
@@ -236,7 +240,9 @@ function streamUntilAnswered(location: string, limit: number): Promise<{ status:
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (text: string) => (body += text));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, sent }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, error: body ? (JSON.parse(body) as OciErrorBody).errors[0] : undefined, sent }),
+      );
     });
     // Once the server has answered and closed, what the client still writes may fail: not the test's concern.
     req.on('error', (err) => (answered ? undefined : reject(err)));
@@ -244,35 +250,12 @@ function streamUntilAnswered(location: string, limit: number): Promise<{ status:
   });
 }
 
-test.serial('an upload takes no more bytes than the quota has left: a longer body is cut, a longer length refused unread', async (t) => {
-  const client = createClient(registry.url, { Authorization: basic('dev', 'dev-pw') });
-  const { usedBytes } = await project();
-  t.is((await setQuota(['root', 'root-pw'], usedBytes + 1024 * 1024)).status, 200);
-  t.teardown(async () => void (await setQuota(['root', 'root-pw'], null)));
-  const started = await client.request('/v2/q/stream/blobs/uploads/', { method: 'POST' });
-  t.is(started.status, 202);
-  const location = started.headers.get('location')!;
-  const before = await storedBytes();
-
-  // 256 MiB offered: cut once it passes the MiB left, long before the end, and nothing of it kept.
-  const cut = await streamUntilAnswered(location, 256 * 1024 * 1024);
-  t.is(cut.status, 403);
-  const error = (JSON.parse(cut.body) as OciErrorBody).errors[0]!;
-  t.is(error.code, 'DENIED');
-  t.regex(
-    error.message,
-    new RegExp(
-      `quota exceeded: project q uses ${usedBytes} of ${usedBytes + 1024 * 1024} bytes; this blob needs at least ${1024 * 1024 + 1} more`,
-    ),
-  );
-  t.true(cut.sent < 64 * 1024 * 1024, `the client sent ${cut.sent} bytes before the answer`);
-  t.is(await storedBytes(), before, 'nothing of the refused chunk is stored');
-
-  // A Content-Length past the room is refused before a byte of the body is read.
-  const refused = await new Promise<number>((resolve, reject) => {
+/** A request announcing `length` bytes of body and sending none: the status, answered before the body. */
+function announce(location: string, length: number, method = 'PATCH'): Promise<number> {
+  return new Promise((resolve, reject) => {
     const req = http.request(new URL(location, registry.url), {
-      method: 'PATCH',
-      headers: { Authorization: basic('dev', 'dev-pw'), 'Content-Length': String(2 * 1024 * 1024) },
+      method,
+      headers: { Authorization: basic('dev', 'dev-pw'), 'Content-Length': String(length) },
     });
     req.on('response', (res) => {
       res.resume();
@@ -281,17 +264,61 @@ test.serial('an upload takes no more bytes than the quota has left: a longer bod
     req.on('error', reject);
     req.flushHeaders();
   });
-  t.is(refused, 403);
+}
+
+test.serial('an upload streams in no more than could be linked: a longer body is cut, a longer length refused unread', async (t) => {
+  const client = createClient(registry.url, { Authorization: basic('dev', 'dev-pw') });
+  const { usedBytes } = await project();
+  const MiB = 1024 * 1024;
+  const quota = usedBytes + MiB;
+  t.is((await setQuota(['root', 'root-pw'], quota)).status, 200);
+  t.teardown(async () => void (await setQuota(['root', 'root-pw'], null)));
+  const started = await client.request('/v2/q/stream/blobs/uploads/', { method: 'POST' });
+  t.is(started.status, 202);
+  const location = started.headers.get('location')!;
+  const before = await storedBytes();
+
+  // A session's chunks, whose blob is not known yet: cut once past the whole quota (no larger blob
+  // is ever linked), long before the 256 MiB offered end, and nothing of the chunk kept.
+  const cut = await streamUntilAnswered(location, 256 * MiB);
+  t.is(cut.status, 403);
+  t.is(cut.error?.code, 'DENIED');
+  t.regex(
+    cut.error?.message ?? '',
+    new RegExp(`quota exceeded: project q has a quota of ${quota} bytes; this upload has more than ${quota} bytes`),
+  );
+  t.true(cut.sent < 64 * MiB, `the client sent ${cut.sent} bytes before the answer`);
+  t.is(await storedBytes(), before, 'nothing of the refused chunk is stored');
+  t.is(await announce(location, quota + 1), 403, 'a longer Content-Length is refused before the body is read');
+
+  // A blob named in advance (monolithic POST ?digest=): no more than what is left of the quota.
+  const tooBig = blob(MiB + 1);
+  const monolithic = await streamUntilAnswered(`/v2/q/stream/blobs/uploads/?digest=${tooBig.digest}`, 256 * MiB, 'POST');
+  t.is(monolithic.status, 403);
+  t.regex(monolithic.error?.message ?? '', new RegExp(`uses ${usedBytes} of ${quota} bytes; this blob needs at least ${MiB + 1} more`));
+  t.true(monolithic.sent < 64 * MiB);
+  t.is(await announce(`/v2/q/stream/blobs/uploads/?digest=${tooBig.digest}`, MiB + 1, 'POST'), 403);
 
   // The session is where it was: what fits goes in and is linked.
   const status = await client.request(location);
   t.is(status.status, 204);
   t.is(status.headers.get('range'), '0-0');
-  const fits = blob(1024 * 1024);
+  const fits = blob(MiB);
   const patched = await client.request(location, { method: 'PATCH', body: new Uint8Array(fits.data) });
   t.is(patched.status, 202);
   t.is((await client.request(`${patched.headers.get('location')!}?digest=${fits.digest}`, { method: 'PUT' })).status, 201);
-  t.is((await project()).usedBytes, usedBytes + 1024 * 1024);
-  // A monolithic push of the same bytes adds nothing, and is not bounded: the project holds them.
+  t.is((await project()).usedBytes, quota);
+
+  // The project is at its quota. A blob it holds adds nothing: pushed again as docker, podman and
+  // skopeo push a layer they know no repository to mount from (POST, PATCH, PUT), it goes in.
+  t.is((await client.pushChunked('q/other', fits, 256 * 1024)).status, 201);
   t.is((await client.pushBlob('q/stream2', fits)).status, 201);
+  t.is((await project()).usedBytes, quota);
+  // Named in advance, it may bring its own size and no more: a longer body could never match it.
+  const longer = await streamUntilAnswered(`/v2/q/stream3/blobs/uploads/?digest=${fits.digest}`, 256 * MiB, 'POST');
+  t.is(longer.status, 400);
+  t.is(longer.error?.code, 'SIZE_INVALID');
+  t.true(longer.sent < 64 * MiB, `the client sent ${longer.sent} bytes before the answer`);
+  t.is(await announce(`/v2/q/stream3/blobs/uploads/?digest=${fits.digest}`, MiB + 1, 'POST'), 400);
+  t.is(await storedBytes(), before + MiB, 'only the linked MiB is stored');
 });
