@@ -91,9 +91,9 @@ export function createUploadHandlers(
 
   /**
    * Streams the request body into a new chunk object at the upload's end (none for an empty body).
-   * In a project with a quota the upload may grow to what is left of it, no further (`digest`:
-   * the blob's, when the request names it): a longer `Content-Length` is refused before a byte is
-   * read, a longer body cut where it passes, either with the 403 DENIED the link would get.
+   * In a project with a quota the upload grows no further than could be linked (server/quota.ts
+   * QuotaRoomCheck; `digest`: the blob's, when the request names it): a longer `Content-Length` is
+   * refused before a byte is read, a longer body is cut where it passes.
    */
   async function writeBody(ctx: Ctx, upload: UploadRecord, digest?: string): Promise<UploadChunk | undefined> {
     const room = await deps.quotaRoom(upload.repository, digest);
