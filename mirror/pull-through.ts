@@ -36,6 +36,22 @@ export const DEFAULT_MAX_BLOB_BYTES = 8 * 1024 * 1024 * 1024;
 
 /** How long a stored blob's finished fetch is still joined (see blob()). */
 const FINISHED_FLIGHT_MS = 10_000;
+
+// What one manifest fetch may bring from the upstream with it: an index's children are copied
+// before the index is saved, so an upstream chose how deep and how wide a pull went. A chain of 150
+// indexes padded to 4 MiB each held 1.5 GB of memory (every level waits for the one below), and an
+// index of 1,000 manifests made one anonymous pull 3,000 upstream requests and 1,000 stored rows
+// (adversarial testing). Real images nest one index at most (an index of platform manifests, some
+// tools an index of such indexes) and list tens of manifests, far below these bounds.
+/** Indexes within indexes below the one pulled. */
+const MAX_INDEX_NESTING = 1;
+/** Manifests one pull fetches, the one asked for included. */
+const MAX_MANIFESTS_PER_FETCH = 256;
+
+/** What is left of one pull's allowance (MAX_MANIFESTS_PER_FETCH). */
+interface FetchBudget {
+  manifests: number;
+}
 export interface PullThroughDeps {
   projects: Pick<ProjectStore, 'find'>;
   metadata: MetadataStore;
@@ -293,15 +309,29 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     reference: string,
     tag: string | undefined,
     log: Logger,
+    budget: FetchBudget = { manifests: MAX_MANIFESTS_PER_FETCH },
+    nesting = 0,
   ): Promise<ManifestRecord | undefined> {
+    budget.manifests -= 1;
     const fetched = await target.upstream.manifest(target.path, reference);
     if (!fetched) return undefined;
     const parsed = parseUpstreamManifest(target, fetched.content, fetched.mediaType);
     if (isIndexMediaType(parsed.mediaType)) {
-      const children = parsed.references.filter((r) => r.kind === 'manifest').map((r) => r.digest);
+      if (nesting > MAX_INDEX_NESTING) {
+        throw new UpstreamError(target.upstream.url, `index ${fetched.digest} is nested deeper than ${MAX_INDEX_NESTING + 1} indexes`);
+      }
+      const children = [...new Set(parsed.references.filter((r) => r.kind === 'manifest').map((r) => r.digest))];
       const held = await metadata.manifests.findMany(target.repository, children);
-      for (const child of children) {
-        if (!held.has(child) && !(await fetchManifest(target, child, undefined, log))) {
+      const missing = children.filter((child) => !held.has(child));
+      // Refused before a child is fetched: an index this wide is never served whole.
+      if (missing.length > budget.manifests) {
+        throw new UpstreamError(
+          target.upstream.url,
+          `index ${fetched.digest} lists ${missing.length} manifests this mirror does not hold, more than the ${MAX_MANIFESTS_PER_FETCH} one pull fetches`,
+        );
+      }
+      for (const child of missing) {
+        if (!(await fetchManifest(target, child, undefined, log, budget, nesting + 1))) {
           throw new UpstreamError(target.upstream.url, `index ${fetched.digest} lists ${child}, which it does not hold`);
         }
       }

@@ -11,7 +11,7 @@ import { createUpstream } from '../../mirror/upstream.js';
 import type { MirrorRunReport } from '../../mirror/mirror-run.js';
 import { captureLog, type CapturedLog } from '../helpers/log-capture.js';
 import { createClient } from '../helpers/oci-client.js';
-import { blobOf, imageOf, OCI_LAYER, OCI_MANIFEST, type Image } from '../helpers/oci-layout.js';
+import { blobOf, imageOf, OCI_INDEX, OCI_LAYER, type Blob, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { until, withinSeconds } from '../helpers/wait.js';
 
@@ -28,6 +28,8 @@ interface Hostile {
   streams: { sent: number; closed: boolean }[];
   /** Tag list pages served. */
   pages: number;
+  /** Manifest requests answered, by repository. */
+  manifestRequests: Map<string, number>;
   close(): Promise<void>;
 }
 
@@ -36,7 +38,8 @@ interface Hostile {
  * without Content-Length, without end), `huge` (the same, announcing 1 TiB), `sigbomb` (every
  * cosign `.sig` tag is a manifest whose one layer says 100 bytes and streams without end), `liar`
  * (any blob is the same wrong bytes), `bigtags` (tag list pages of `tagsPerPage` tags, each with a
- * next link).
+ * next link), `deep` (tag `deep`: a chain of 40 indexes, each listing the next, the image at the
+ * bottom), `wide` (tag `wide`: an index of 300 distinct image manifests).
  */
 async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
   const layer = blobOf(Buffer.from('hello layer bytes\n'.repeat(10)), OCI_LAYER);
@@ -47,7 +50,33 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
   const sigImage = imageOf({}, [{ ...layer, digest: ENDLESS, size: 100 }], { os: 'linux', architecture: 'amd64' });
   const sig = sigImage.manifest;
   const blobs = new Map([image.config, ...image.layers, sigImage.config].map((b) => [b.digest, b.data]));
-  const hostile: Hostile = { url: '', image, streams: [], pages: 0, close: async () => undefined };
+  const hostile: Hostile = { url: '', image, streams: [], pages: 0, manifestRequests: new Map(), close: async () => undefined };
+  const indexOf = (children: Blob[]): Blob =>
+    blobOf(
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_INDEX,
+          manifests: children.map((c) => ({ mediaType: c.mediaType, digest: c.digest, size: c.size, platform: image.platform })),
+        }),
+      ),
+      OCI_INDEX,
+    );
+  /** Manifests the hostile modes serve, by digest; their tags apart. */
+  const extra = new Map<string, Blob>();
+  let deep: Blob = image.manifest;
+  for (let level = 0; level < 40; level++) {
+    deep = indexOf([deep]);
+    extra.set(deep.digest, deep);
+  }
+  const platforms = Array.from(
+    { length: 300 },
+    (_, i) =>
+      imageOf({ architecture: 'amd64', os: 'linux', n: i, rootfs: { type: 'layers', diff_ids: [] } }, [layer], image.platform).manifest,
+  );
+  for (const m of platforms) extra.set(m.digest, m);
+  const wide = indexOf(platforms);
+  extra.set(wide.digest, wide);
   const endless = (res: http.ServerResponse, length?: number): void => {
     const stream = { sent: 0, closed: false };
     hostile.streams.push(stream);
@@ -79,14 +108,20 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
       return void res.end(JSON.stringify({ name: repository, tags }));
     }
     if (kind === 'manifests') {
-      const body =
+      hostile.manifestRequests.set(repository, (hostile.manifestRequests.get(repository) ?? 0) + 1);
+      const served =
         reference === 'v1' || reference === image.manifest.digest
-          ? image.manifest.data
+          ? image.manifest
           : mode === 'sigbomb' && reference.endsWith('.sig')
-            ? sig.data
-            : undefined;
-      if (!body) return void res.writeHead(404).end();
-      res.writeHead(200, { 'Content-Type': OCI_MANIFEST, 'Docker-Content-Digest': sha(body), 'Content-Length': body.length });
+            ? sig
+            : mode === 'deep' && reference === 'deep'
+              ? deep
+              : mode === 'wide' && reference === 'wide'
+                ? wide
+                : extra.get(reference);
+      if (!served) return void res.writeHead(404).end();
+      const body = served.data;
+      res.writeHead(200, { 'Content-Type': served.mediaType, 'Docker-Content-Digest': sha(body), 'Content-Length': body.length });
       return void res.end(req.method === 'HEAD' ? undefined : body);
     }
     if (mode === 'endless' || (mode === 'sigbomb' && reference === ENDLESS)) return endless(res);
@@ -208,6 +243,32 @@ test.serial('a cosign .sig whose layer says 100 bytes but streams without end is
       .withMessage('could not copy the upstream cosign signature')
       .some((l) => /more than the 100 bytes/.test(String(l.reason))),
   );
+});
+
+test.serial('an index nested without end, or listing hundreds of manifests, is refused before the mirror copies them', async (t) => {
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const project = await mirrorOf(t, hostile);
+  const client = createClient(t.context.signet.url);
+  const { metadata } = t.context.signet.registry.deps;
+  // A chain of 40 indexes: the third is refused, after three manifests fetched, none stored.
+  const deep = await withinSeconds(20, client.getManifest(`${project}/deep/app`, 'deep'));
+  t.is(deep.status, 502);
+  const deepError = ((await deep.json()) as { errors: { code: string; message: string }[] }).errors[0]!;
+  t.is(deepError.code, 'UPSTREAM_FAILED');
+  t.regex(deepError.message, /is nested deeper than 2 indexes/);
+  t.is(hostile.manifestRequests.get('deep/app'), 3);
+  t.is(await metadata.tags.find(`${project}/deep/app`, 'deep'), undefined);
+  // An index of 300 manifests: refused with only the index fetched.
+  const wide = await withinSeconds(20, client.getManifest(`${project}/wide/app`, 'wide'));
+  t.is(wide.status, 502);
+  t.regex(
+    ((await wide.json()) as { errors: { message: string }[] }).errors[0]!.message,
+    /lists 300 manifests .* more than the 256 one pull fetches/,
+  );
+  t.is(hostile.manifestRequests.get('wide/app'), 1);
+  // The same upstream's ordinary image still mirrors.
+  t.is((await client.getManifest(`${project}/deep/app`, 'v1')).status, 200);
 });
 
 test.serial('a mirror run reads a tag list of endless pages page by page, and says where it stopped', async (t) => {
