@@ -222,6 +222,10 @@ function handleError(ctx: Ctx, err: unknown, deps: RegistryDeps, originOf: (ctx:
   } else if (err instanceof FileSystemRefusalError) {
     // No outage is logged for it (one file may be unreadable while the rest serve): say which file.
     ctx.state.log.warn({ reason: err.reason, cause: String(err.cause) }, 'storage refused the request');
+  } else if (err instanceof UpstreamError) {
+    // A mirror's upstream answered what this registry refuses (502): its fault, not a bug here, so a
+    // warning naming it, without a stack trace, however often clients ask.
+    ctx.state.log.warn({ upstream: err.upstream, reason: err.message }, 'upstream refused');
   } else if (oci.status >= 500 && oci.code !== 'UNAVAILABLE') {
     // An outage is logged when it starts and ends (server/availability.ts), not per request.
     ctx.state.log.error({ err }, 'request failed');

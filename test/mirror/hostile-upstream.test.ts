@@ -269,6 +269,15 @@ test.serial('an index nested without end, or listing hundreds of manifests, is r
   t.is(hostile.manifestRequests.get('wide/app'), 1);
   // The same upstream's ordinary image still mirrors.
   t.is((await client.getManifest(`${project}/deep/app`, 'v1')).status, 200);
+  // The upstream's fault: a warning per refused pull, naming it, with no stack trace and no error.
+  const refused = t.context.logs.withMessage('upstream refused').filter((l) => String(l.reason).includes('nested deeper'));
+  t.is(refused.length, 1);
+  t.like(refused[0], { level: 40, upstream: hostile.url });
+  t.is(refused[0]?.err, undefined);
+  t.deepEqual(
+    t.context.logs.withMessage('request failed').filter((l) => JSON.stringify(l).includes(hostile.url)),
+    [],
+  );
 });
 
 test.serial('a mirror run reads a tag list of endless pages page by page, and says where it stopped', async (t) => {
