@@ -313,7 +313,8 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   const verifications = createLru<string, SimpleVerification | CosignVerification>(8192, { ttlMs: Math.max(deps.cacheTtlMs, 1) });
   const trustIds = new WeakMap<TrustSet, number>();
   let trustCount = 0;
-  async function verifiedOnce<V extends SimpleVerification | CosignVerification>(
+  /** `verify` runs only on a miss; what it answers undefined (nothing could be checked) is not kept. */
+  async function verifiedOnce<V extends SimpleVerification | CosignVerification | undefined>(
     trust: TrustSet,
     what: string,
     verify: () => Promise<V>,
@@ -324,7 +325,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     const known = verifications.get(key);
     if (known) return known as V;
     const verified = await verify();
-    remember(verifications, key, verified, trust);
+    if (verified !== undefined) remember(verifications, key, verified, trust);
     return verified;
   }
 
@@ -362,26 +363,23 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     budget: Budget,
   ): Promise<Outcome> {
     const detail: OutcomeDetail = { format: 'cosign' };
-    const what = `cosign ${cosignLayerKey(layer)}`;
-    const id = trustIds.get(trust);
-    let verified = id === undefined ? undefined : (verifications.get(`${id} ${what}`) as CosignVerification | undefined);
-    if (!verified) {
+    // The payload is read only on a miss.
+    const verified = await verifiedOnce(trust, `cosign ${cosignLayerKey(layer)}`, async (): Promise<CosignVerification | undefined> => {
       const limit = Math.min(COSIGN_PAYLOAD_LIMIT, budget.payloadBytes);
       const payload = layer.payloadSize <= limit ? await readBlob(layer.payloadDigest, limit) : undefined;
       budget.payloadBytes -= payload?.length ?? 0;
       // Not kept: the payload may be stored later, or fit a later pull's budget.
-      if (!payload) return { accepted: false, problem: 'cosign signature payload is missing or too large', stage: 'key', ...detail };
-      verified = await verifiedOnce(trust, what, async (): Promise<CosignVerification> => {
-        deps.onVerification?.('cosign');
-        const key = verifyCosignSignature(payload, layer.signature, trust.cosign);
-        if (!key) return { key };
-        try {
-          return { key, claim: parseCosignPayload(payload) };
-        } catch (err) {
-          return { key, unreadable: (err as Error).message };
-        }
-      });
-    }
+      if (!payload) return undefined;
+      deps.onVerification?.('cosign');
+      const key = verifyCosignSignature(payload, layer.signature, trust.cosign);
+      if (!key) return { key };
+      try {
+        return { key, claim: parseCosignPayload(payload) };
+      } catch (err) {
+        return { key, unreadable: (err as Error).message };
+      }
+    });
+    if (!verified) return { accepted: false, problem: 'cosign signature payload is missing or too large', stage: 'key', ...detail };
     if (!verified.key)
       return {
         accepted: false,
