@@ -312,13 +312,12 @@ export function createSignatureArtifacts(readBlob: SmallBlobReader): SignatureAr
     const { config, layers } = parts;
     // One blob is one thing: the tools write each payload once, under one type. The same 256 KiB
     // blob under 128 spellings of one type was parsed 128 times (adversarial testing).
-    const typeOf = new Map<string, string>();
+    const distinct = new Map<string, Descriptor>();
     for (const layer of layers) {
-      if ((typeOf.get(layer.digest) ?? layer.mediaType) !== layer.mediaType)
+      if ((distinct.get(layer.digest)?.mediaType ?? layer.mediaType) !== layer.mediaType)
         return [not(`layer ${layer.digest} is named under two types`), true];
-      typeOf.set(layer.digest, layer.mediaType);
+      distinct.set(layer.digest, layer);
     }
-    const distinct = new Map(layers.map((layer) => [layer.digest, layer]));
     const declared = [...distinct.values()].reduce((sum, layer) => sum + layer.size, 0);
     if (declared > MAX_SIGNATURE_BYTES) return [not(`its layers hold more than ${MAX_SIGNATURE_BYTES} bytes`), true];
     const configBytes = config.digest === EMPTY_CONFIG_DIGEST ? Buffer.from('{}') : await readBlob(config.digest, MAX_CONFIG_BYTES);
