@@ -69,8 +69,9 @@ export interface PullThroughDeps {
    */
   checkQuota: (repository: string, digest: string, size: number, kind?: 'blob' | 'manifest') => Promise<() => Promise<void>>;
   /**
-   * What is left of the quota of the repository's project for a blob (server/quota.ts), counting
-   * what every replica holds; undefined without a quota or for content the project holds.
+   * How many bytes of a blob may come into the repository's project (server/quota.ts): what is
+   * left of its quota, counting what every replica holds, or the blob's size where the project
+   * holds it (`held`); undefined without a quota.
    */
   quotaRoom: (
     repository: string,
@@ -201,9 +202,9 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
           // Over quota: every pull waiting on this fetch is refused (403 DENIED, as Harbor refuses a
           // proxy cache pull that would exceed its project's quota) before a byte is sent or stored.
           // Without a quota, the registry's limit applies.
-          if ((await projects.find(target.project))?.quotaBytes != null) {
-            const room = await deps.quotaRoom(target.repository, digest.digest);
-            if (room && !room.held && announced > room.bytes) throw room.error(announced);
+          const room = await deps.quotaRoom(target.repository, digest.digest);
+          if (room) {
+            if (!room.held && announced > room.bytes) throw room.error(announced);
           } else if (announced > maxBlobBytes) {
             throw new UpstreamError(upstreamUrl, `announced ${announced} bytes for blob ${digest.digest}, more than ${limitWhy}`);
           }
