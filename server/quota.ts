@@ -31,6 +31,22 @@ export interface QuotaCheck {
 
 const NOTHING_HELD: QuotaRelease = () => Promise.resolve();
 
+/** Harbor's answer to content past a project's quota (403 DENIED), with the figures. */
+function quotaExceeded(
+  project: string,
+  usedBytes: number,
+  quotaBytes: number,
+  kind: 'blob' | 'manifest',
+  size: number,
+  atLeast = false,
+): OciError {
+  return new OciError(
+    'DENIED',
+    `quota exceeded: project ${project} uses ${usedBytes} of ${quotaBytes} bytes; this ${kind} needs ${atLeast ? 'at least ' : ''}${size} more`,
+    { project, usedBytes, quotaBytes, [kind === 'blob' ? 'blobBytes' : 'manifestBytes']: size },
+  );
+}
+
 /** How many bytes of a blob may stream in, for bounding them while they arrive. */
 export interface QuotaRoom {
   bytes: number;
@@ -62,19 +78,16 @@ export function createQuotaRoom(deps: { projects: Pick<ProjectStore, 'find'>; ho
     if (!project || project.quotaBytes === null) return undefined;
     const name = project.name;
     const quotaBytes = Number(project.quotaBytes);
-    const exceeded = (message: string, detail: Record<string, unknown>) =>
-      new OciError('DENIED', `quota exceeded: project ${name} ${message}`, { project: name, quotaBytes, ...detail });
     if (digest === undefined) {
       return {
         bytes: quotaBytes,
         why: `project ${name}'s quota of ${quotaBytes} bytes`,
         held: false,
         error: (size, atLeast = false) =>
-          exceeded(
-            `has a quota of ${quotaBytes} bytes; this upload has ${atLeast ? 'more than ' : ''}${atLeast ? quotaBytes : size} bytes`,
-            {
-              blobBytes: size,
-            },
+          new OciError(
+            'DENIED',
+            `quota exceeded: project ${name} has a quota of ${quotaBytes} bytes; this upload has ${atLeast ? `more than ${quotaBytes}` : size} bytes`,
+            { project: name, quotaBytes, blobBytes: size },
           ),
       };
     }
@@ -94,11 +107,7 @@ export function createQuotaRoom(deps: { projects: Pick<ProjectStore, 'find'>; ho
       bytes,
       why: `the ${bytes} bytes left in project ${name}'s quota`,
       held: false,
-      error: (size, atLeast = false) =>
-        exceeded(`uses ${counted.bytes} of ${quotaBytes} bytes; this blob needs ${atLeast ? 'at least ' : ''}${size} more`, {
-          usedBytes: counted.bytes,
-          blobBytes: size,
-        }),
+      error: (size, atLeast = false) => quotaExceeded(name, counted.bytes, quotaBytes, 'blob', size, atLeast),
     };
   };
 }
@@ -112,15 +121,7 @@ export function createQuotaCheck(deps: { projects: Pick<ProjectStore, 'find'>; h
     const name = project.name;
     const answer = await holds.hold(name, { repository, digest, size, kind });
     if (answer.outcome === 'free') return NOTHING_HELD;
-    if (answer.outcome === 'refused') {
-      const { usedBytes: used, quotaBytes } = answer;
-      throw new OciError('DENIED', `quota exceeded: project ${name} uses ${used} of ${quotaBytes} bytes; this ${kind} needs ${size} more`, {
-        project: name,
-        usedBytes: used,
-        quotaBytes,
-        [kind === 'blob' ? 'blobBytes' : 'manifestBytes']: size,
-      });
-    }
+    if (answer.outcome === 'refused') throw quotaExceeded(name, answer.usedBytes, answer.quotaBytes, kind, size);
     let released: Promise<void> | undefined;
     return () =>
       // A hold whose content is linked counts no more; one left behind by a failed removal (its
