@@ -160,9 +160,10 @@ export function createApp(deps: RegistryDeps): Koa<RequestState> {
         const res = ctx.res;
         const over = (): void => observe(res.writableFinished ? res.statusCode : 499);
         // A handler that sent the body itself may have seen the response close already, or
-        // finished it: a small body written whole (server/context.ts, answer) is in the kernel's
-        // hands as end() returns, and counted now rather than by a listener per request.
-        if (res.closed || res.writableFinished) over();
+        // finished it. A small body written whole (server/context.ts, answer) is decided and
+        // ends with this turn's other answers: counted now rather than by a listener per request.
+        if (res instanceof RegistryResponse && res.endingSoon) observe(res.statusCode);
+        else if (res.closed || res.writableFinished) over();
         else res.once('close', over);
       } else {
         observe(ctx.status);

@@ -141,7 +141,8 @@ export function setHeaders(ctx: Ctx, headers: readonly string[]): void {
  * Answers `status` with `headers` (a flat [name, value, ...] list) and `body`, Content-Length
  * added; a HEAD gets the same headers and no body, so its Content-Length announces what a GET
  * would send (`body` may be a number of bytes when only a HEAD is answered). Written with the
- * status line in one go when nothing was set header by header (server/response.ts), else through
+ * status line in one go when nothing was set header by header (server/response.ts), and ended
+ * with the other answers of this turn of the event loop (RegistryResponse.endSoon), else through
  * Koa.
  */
 export function answer(ctx: Ctx, status: number, headers: readonly string[], body: Buffer | number): void {
@@ -150,8 +151,7 @@ export function answer(ctx: Ctx, status: number, headers: readonly string[], bod
     // Node refuses a bad header value here, before anything is written: still the error middleware's.
     ctx.res.writeHead(status, [...headers, 'Content-Length', String(length)]);
     ctx.respond = false;
-    if (ctx.method === 'HEAD' || typeof body === 'number') ctx.res.end();
-    else ctx.res.end(body);
+    ctx.res.endSoon(ctx.method === 'HEAD' || typeof body === 'number' ? undefined : body);
     return;
   }
   ctx.status = status;

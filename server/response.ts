@@ -17,7 +17,32 @@ const NONE: readonly string[] = [];
  * path; anything else (Koa's own answers, errors, streams) gets them through setHeader as before.
  */
 export class RegistryResponse<Request extends http.IncomingMessage = http.IncomingMessage> extends http.ServerResponse<Request> {
+  /**
+   * Answers ended with endSoon in this turn of the event loop, written together in its check
+   * phase. Shared by every server on purpose: the queue is the thread's one event loop's.
+   */
+  private static turnQueue: RegistryResponse[] = [];
+
+  private static endQueued(): void {
+    const queued = RegistryResponse.turnQueue;
+    RegistryResponse.turnQueue = [];
+    for (const res of queued) {
+      const body = res.pendingBody;
+      res.pendingBody = undefined;
+      res.queued = false;
+      try {
+        if (body === undefined) res.end();
+        else res.end(body);
+      } catch (err) {
+        // One answer's fault never keeps the rest of the turn's unwritten.
+        res.destroy(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+  }
+
   private common: readonly string[] = NONE;
+  private pendingBody: Buffer | undefined;
+  private queued = false;
 
   /** Headers for every answer to this request, written with its head (a flat name, value list). */
   setCommonHeaders(list: readonly string[]): void {
@@ -27,6 +52,29 @@ export class RegistryResponse<Request extends http.IncomingMessage = http.Incomi
   /** Whether nothing was set through setHeader: a writeHead with a list takes the fast path. */
   get headersUntouched(): boolean {
     return this.getHeaderNames().length === 0;
+  }
+
+  /**
+   * Ends the answer (its head already written with writeHead) with `body` once the requests that
+   * arrived in this turn of the event loop have been handled, all of the turn's answers written
+   * back to back. Each write on loopback wakes the client's thread if it sleeps, and under a
+   * single-threaded client (ab, wrk: bench rows 20-23) answers written one per handler woke it
+   * once per answer: 21 % of the main thread's time in the kernel's sock_def_readable wake-up
+   * (perf, blob HEAD). Written together, one wake-up serves several: blob HEAD 36,000 → 44,700 a
+   * second, tags/list 36,000 → 46,000, manifest GET 33,000 → 43,000 (32 connections). The delay is
+   * the rest of the turn: the handlers of the requests already read, no more.
+   */
+  endSoon(body?: Buffer): void {
+    this.pendingBody = body;
+    this.queued = true;
+    const queue = RegistryResponse.turnQueue;
+    queue.push(this);
+    if (queue.length === 1) setImmediate(RegistryResponse.endQueued);
+  }
+
+  /** Whether endSoon was called and the end is still to be written: the answer is decided. */
+  get endingSoon(): boolean {
+    return this.queued;
   }
 
   override writeHead(
