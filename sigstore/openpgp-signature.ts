@@ -51,6 +51,12 @@ export interface SignedMessage {
   /** Fingerprint of the signing key when the signature names it (gpg and openpgp.js do). */
   signerFingerprint?: string;
   created: Date;
+  /**
+   * When the signature itself expires (its hashed Signature Expiration Time subpacket: gpg
+   * --default-sig-expire), if it does. Verification refuses it from then on, as gpg does (EXPSIG)
+   * and containers/image with it; a verdict kept in a cache must not outlive it.
+   */
+  expires?: Date;
 }
 
 const ARMOR_MESSAGE = '-----BEGIN PGP MESSAGE-----';
@@ -114,12 +120,17 @@ export async function readSignedMessage(untrusted: Uint8Array): Promise<SignedMe
   entry.verified.catch(() => undefined);
   const packet = (await entry.signature).packets[0];
   if (!packet) throw new SignatureFormatError('the message carries no signature packet');
+  const created = packet.created ?? new Date(0);
   return {
     binary,
     untrustedPayload: data,
     signerKeyId: entry.keyID.toHex(),
     ...(packet.issuerFingerprint ? { signerFingerprint: hex(packet.issuerFingerprint) } : {}),
-    created: packet.created ?? new Date(0),
+    created,
+    // openpgp.js reads the expiry from the hashed subpackets only, as it judges by them.
+    ...(!packet.signatureNeverExpires && packet.signatureExpirationTime
+      ? { expires: new Date(created.getTime() + packet.signatureExpirationTime * 1000) }
+      : {}),
   };
 }
 

@@ -166,6 +166,8 @@ interface Budget {
   signatures: number;
   payloadBytes: number;
   spent?: string;
+  /** The earliest expiry (ms since the epoch) of a signature accepted in this decision: it is not cached past it. */
+  until?: number;
 }
 
 const newBudget = (): Budget => ({ signatures: MAX_SIGNATURES_PER_DECISION, payloadBytes: MAX_PAYLOAD_BYTES_PER_DECISION });
@@ -189,7 +191,7 @@ interface Evaluation {
 }
 
 /** A simple signature checked against a trust set: who signed, and what it claims or why it does not count. */
-type SimpleVerification = { keyId: string } & ({ claim: SimpleSigningPayload } | { problem: string });
+type SimpleVerification = { keyId: string } & ({ claim: SimpleSigningPayload; until?: number } | { problem: string });
 
 /** A cosign signature checked against a trust set: the trusted key it verified with, and its claim (or why that is unreadable). */
 type CosignVerification = { key: undefined } | { key: CosignKey; claim: CosignPayload } | { key: CosignKey; unreadable: string };
@@ -325,12 +327,18 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     const known = verifications.get(key);
     if (known) return known as V;
     const verified = await verify();
-    if (verified !== undefined) remember(verifications, key, verified, trust);
+    if (verified !== undefined) remember(verifications, key, verified, trust, 'until' in verified ? verified.until : undefined);
     return verified;
   }
 
   /** A simple signature: key (valid now), then digest, then identity (matchRepoDigestOrExact). */
-  async function judgeSimple(record: SignatureRecord, digest: string, request: JudgedRequest, trust: TrustSet): Promise<Outcome> {
+  async function judgeSimple(
+    record: SignatureRecord,
+    digest: string,
+    request: JudgedRequest,
+    trust: TrustSet,
+    budget: Budget,
+  ): Promise<Outcome> {
     const detail: OutcomeDetail = { format: 'simple', identity: record.identity, signedAt: record.signedAt };
     try {
       const checked = await verifiedOnce(
@@ -342,13 +350,17 @@ export function createPullGate(deps: PullGateDeps): PullGate {
           const keyId = signed.signerKeyId.toUpperCase();
           const verification = await verifySignedMessage(signed, trust.openpgp);
           // A payload that does not parse throws: not kept, and answered as unreadable below.
-          return verification.verified ? { keyId, claim: parsePayload(verification.payload) } : { keyId, problem: verification.reason };
+          if (!verification.verified) return { keyId, problem: verification.reason };
+          const claim = parsePayload(verification.payload);
+          return signed.expires ? { keyId, claim, until: signed.expires.getTime() } : { keyId, claim };
         },
       );
       const { keyId } = checked;
       if ('problem' in checked) return { accepted: false, keyId, problem: checked.problem, stage: 'key', ...detail };
       const problem = claimProblem(checked.claim, digest, request, 'matchRepoDigestOrExact');
-      return problem ? { accepted: false, keyId, problem, stage: 'claim', ...detail } : { accepted: true, keyId, ...detail };
+      if (problem) return { accepted: false, keyId, problem, stage: 'claim', ...detail };
+      if (checked.until !== undefined) budget.until = Math.min(budget.until ?? Infinity, checked.until);
+      return { accepted: true, keyId, ...detail };
     } catch (err) {
       return { accepted: false, problem: `unreadable signature: ${(err as Error).message}`, stage: 'key', ...detail };
     }
@@ -419,7 +431,7 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     };
     for (const record of await signatures.list(request.repository, digest)) {
       if (!affordable()) return;
-      yield judgeSimple(record, digest, request, trust);
+      yield judgeSimple(record, digest, request, trust, budget);
     }
     const seen = new Set<string>();
     for (const manifest of await cosignManifests(request.repository, digest)) {
@@ -465,7 +477,13 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   }
 
   /** The decision; with `collect`, the top manifest's signatures, every one judged, land there too. */
-  async function decide(request: JudgedRequest, manifest: ManifestRecord, trust: TrustSet, collect?: Outcome[]): Promise<GateDecision> {
+  async function decide(
+    request: JudgedRequest,
+    manifest: ManifestRecord,
+    trust: TrustSet,
+    budget: Budget,
+    collect?: Outcome[],
+  ): Promise<GateDecision> {
     const { repository, tag } = request;
     const body = jsonObjectOf(manifest.content);
     const ambiguous = ambiguousFields(body, manifest.mediaType);
@@ -476,7 +494,6 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     if ((await artifacts.classify(manifest)).signature) return { allowed: true, via: 'signature-artifact' };
 
     const seen: Evaluation[] = [];
-    const budget = newBudget();
     const childProblems: string[] = [];
     const admit = async (digest: string, asTag: string | undefined): Promise<boolean> => {
       const judged: JudgedRequest = {
@@ -608,8 +625,9 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     const made = (async () => {
       const before = epoch;
       const trust = await keys.trusted(project);
-      const decision = await decide(request, manifest, trust);
-      if (before === epoch) remember(decisions, cacheKey, decision, trust);
+      const budget = newBudget();
+      const decision = await decide(request, manifest, trust, budget);
+      if (before === epoch) remember(decisions, cacheKey, decision, trust, budget.until);
       return decision;
     })();
     deciding.set(cacheKey, made);
@@ -621,16 +639,18 @@ export function createPullGate(deps: PullGateDeps): PullGate {
   }
 
   /**
-   * Caches a decision for REGISTRY_CACHE_TTL, but never past the next expiry of a trusted key:
-   * expiry is no write, so nothing else would drop it, and a signature by a key that expired must
+   * Caches a decision for REGISTRY_CACHE_TTL, but never past the next expiry of a trusted key nor
+   * past `until` (the earliest expiry of a signature it rests on): expiry is no write, so nothing
+   * else would drop it, and a signature by a key that expired, or one that expired itself, must
    * stop counting then, not up to a TTL later (containers/image checks validity at each pull).
    */
-  function remember<V extends object>(cache: LRUCache<string, V>, key: string, value: V, trust: TrustSet): void {
+  function remember<V extends object>(cache: LRUCache<string, V>, key: string, value: V, trust: TrustSet, until?: number): void {
     const now = Date.now();
-    const next = trust.expiries.find((at) => at > now);
+    const bound = Math.min(trust.expiries.find((at) => at > now) ?? Infinity, until ?? Infinity);
+    if (bound <= now) return;
     const ttl = Math.max(deps.cacheTtlMs, 1);
-    if (next === undefined || next - now >= ttl) cache.set(key, value);
-    else cache.set(key, value, { ttl: Math.max(next - now, 1) });
+    if (bound - now >= ttl) cache.set(key, value);
+    else cache.set(key, value, { ttl: Math.max(bound - now, 1) });
   }
 
   /** What explain shows, cached as decisions are (and dropped with them). */
@@ -652,11 +672,12 @@ export function createPullGate(deps: PullGateDeps): PullGate {
     const before = epoch;
     const collected: Outcome[] = [];
     const trust = await keys.trusted(project);
-    const decision = await decide(request, manifest, trust, collected);
+    const budget = newBudget();
+    const decision = await decide(request, manifest, trust, budget, collected);
     const result = { decision, signatures: collected.map(toJudgement) };
     if (before === epoch) {
-      remember(explained, cacheKey, result, trust);
-      remember(decisions, cacheKey, decision, trust);
+      remember(explained, cacheKey, result, trust, budget.until);
+      remember(decisions, cacheKey, decision, trust, budget.until);
     }
     return result;
   }
