@@ -123,7 +123,7 @@ async function mirrorTag(
     const { stored } = await pullThrough.refreshSignatures(target, local.digest, log);
     return { outcome: 'present', digest: local.digest, bytes: 0, signatures: stored };
   }
-  pullThrough.forgetTag(target.repository, tag);
+  pullThrough.forgetTag(target, tag);
   const signaturesBefore = upstreamDigest ? await pullThrough.signatureCount(target, upstreamDigest) : 0;
   const manifest = await pullThrough.manifest(target, tag, log);
   if (!manifest) throw new Error('the upstream no longer has this tag');

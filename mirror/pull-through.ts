@@ -7,6 +7,11 @@
 //     signatures; blobs come when a client asks for them.
 //   - When the upstream cannot be reached, what is cached is served and the log says so.
 //   - Concurrent requests for one manifest or one blob share one upstream fetch (blob-flight.ts).
+//   - A fetch belongs to the project's mirror settings it started under (the upstream, its
+//     credentials, where signatures are read): a pull after they changed neither joins it nor is
+//     answered from a tag check it made, and what it brings is stored only while they are the
+//     same. Moved away from an upstream (or mirroring ended) during a slow fetch, its manifest and
+//     blob were stored and linked afterwards, and later pulls got them (adversarial testing).
 // The upstream's name of `<project>/<path>` is `<namespace>/<path>` (mirror/upstream.ts).
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -89,6 +94,13 @@ export interface MirrorTarget {
   path: string;
   mirror: MirrorSettings;
   upstream: Upstream;
+  /** The settings content is fetched by (sourceOf): fetches, tag checks and stores are the source's. */
+  source: string;
+}
+
+/** What fetched content is taken from and judged by: another upstream, credentials or signature source is another source. */
+function sourceOf(mirror: MirrorSettings): string {
+  return JSON.stringify([mirror.upstream, mirror.credentials ?? null, mirror.lookaside ?? null, mirror.useExtension]);
 }
 
 export interface PullThrough {
@@ -107,8 +119,8 @@ export interface PullThrough {
   refreshSignatures(target: MirrorTarget, digest: string, log: Logger): Promise<SignatureFetchReport>;
   /** How many simple signatures a manifest has here. */
   signatureCount(target: MirrorTarget, digest: string): Promise<number>;
-  /** Forgets when tags were checked (for `signet mirror run`, which always asks). */
-  forgetTag(repository: string, tag: string): void;
+  /** Forgets when a tag was checked (for `signet mirror run`, which always asks). */
+  forgetTag(target: MirrorTarget, tag: string): void;
 }
 
 /** A manifest the upstream sent, as strictly as a pushed one; garbage is the upstream's failure. */
@@ -143,9 +155,23 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     return upstream;
   }
 
-  /** Puts a verified stream into storage and links it into the repository. */
+  /**
+   * Throws, so nothing is stored, when the project no longer mirrors from the source the fetch
+   * started with: mirroring ended, or another upstream, credentials or signature source.
+   */
+  async function requireSource(target: MirrorTarget): Promise<void> {
+    const mirror = (await projects.find(target.project))?.mirror;
+    if (!mirror || sourceOf(mirror) !== target.source) {
+      throw new UpstreamUnavailableError(
+        target.upstream.url,
+        `project ${target.project}'s mirror settings changed while this was fetched; nothing of it was stored, try again`,
+      );
+    }
+  }
+
+  /** Puts a verified stream into storage and links it into the repository, while the source is the project's. */
   async function storeBlob(
-    repository: string,
+    target: MirrorTarget,
     digest: ParsedDigest,
     body: Readable,
     size: number | undefined,
@@ -158,10 +184,11 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
       // Checked again now, and held until linked: the check before the fetch (blob() below) judged
       // it alone, not against the other fetches and pushes of the project finishing meanwhile, and
       // an upstream that did not say the size was not checked at all.
-      quotaHeld = await deps.checkQuota(repository, digest.digest, chunk.size);
+      quotaHeld = await deps.checkQuota(target.repository, digest.digest, chunk.size);
+      await requireSource(target);
       await blobs.commit(uploadId, [chunk], digest, {
         ...(size !== undefined ? { expectedSize: size } : {}),
-        link: (place) => metadata.blobs.save(repository, digest.digest, chunk.size, { place }),
+        link: (place) => metadata.blobs.save(target.repository, digest.digest, chunk.size, { place }),
       });
     } catch (err) {
       await blobs.removeUpload(uploadId).catch(() => undefined);
@@ -181,7 +208,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
   }
 
   function blob(target: MirrorTarget, digest: ParsedDigest, size?: number): BlobFlight {
-    const key = `${target.repository}\u0000${digest.digest}`;
+    const key = `${target.source}\u0000${target.repository}\u0000${digest.digest}`;
     const running = blobFlights.get(key);
     if (running) return running;
     const upstreamUrl = target.upstream.url;
@@ -214,7 +241,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
           throw err;
         }
       },
-      store: (body, size, onHashed) => storeBlob(target.repository, digest, body, size, onHashed),
+      store: (body, size, onHashed) => storeBlob(target, digest, body, size, onHashed),
       retire: () => {
         if (blobFlights.get(key) === flight) blobFlights.delete(key);
       },
@@ -285,6 +312,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     const record = manifestRecordOf(digest, content, parsed);
     const quotaHeld = await deps.checkQuota(target.repository, digest, content.length, 'manifest');
     try {
+      await requireSource(target);
       await metadata.manifests.save(target.repository, record, parsed.references, tag, { blobsPending });
     } finally {
       await quotaHeld();
@@ -348,7 +376,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
 
   /** By tag: the local copy while its check is fresh; else the upstream's answer; else the cache. */
   async function manifestByTag(target: MirrorTarget, tag: string, log: Logger): Promise<ManifestRecord | undefined> {
-    const key = `${target.repository}\u0000${tag}`;
+    const key = `${target.source}\u0000${target.repository}\u0000${tag}`;
     const localDigest = await metadata.tags.find(target.repository, tag);
     const local = localDigest === undefined ? undefined : await metadata.manifests.find(target.repository, localDigest);
     if (local && (checked.get(key) ?? 0) > Date.now()) return local;
@@ -395,6 +423,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
         path: repository.slice(project.name.length + 1),
         mirror: project.mirror,
         upstream: upstreamOf(project.name, project.mirror),
+        source: sourceOf(project.mirror),
       };
     },
 
@@ -404,7 +433,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
         const local = await metadata.manifests.find(target.repository, digest.digest);
         if (local) return local;
       }
-      const key = `${target.repository}\u0000${reference}`;
+      const key = `${target.source}\u0000${target.repository}\u0000${reference}`;
       let running = manifestFetches.get(key);
       if (!running) {
         running = digest ? fetchManifest(target, reference, undefined, log) : manifestByTag(target, reference, log);
@@ -425,8 +454,8 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
 
     signatureCount: async (target, digest) => (await deps.signatures.list(target.repository, digest)).length,
 
-    forgetTag(repository, tag) {
-      checked.delete(`${repository}\u0000${tag}`);
+    forgetTag(target, tag) {
+      checked.delete(`${target.source}\u0000${target.repository}\u0000${tag}`);
     },
   };
 }
