@@ -185,11 +185,15 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
     await release;
     return 'stored';
   });
-  // Callers who never look at `done` must not leave an unhandled rejection behind.
+  // Callers who never look at `done` or `ready` must not leave an unhandled rejection behind: one
+  // is a crash (a signature artifact's blob whose upstream timed out before answering ended the
+  // process, since its copy awaits `done` alone; adversarial testing).
   done.catch(() => undefined);
+  const said = ready.then((found) => (found.kind === 'missing' ? found : { kind: 'found' as const, size: found.size }));
+  said.catch(() => undefined);
 
   return {
-    ready: ready.then((found) => (found.kind === 'missing' ? found : { kind: 'found', size: found.size })),
+    ready: said,
     done,
     join() {
       if (emitted || finished) return undefined;

@@ -32,6 +32,15 @@ import { createUpstream, UpstreamError, UpstreamUnavailableError, type Upstream 
 const ARTIFACT_BLOB_LIMIT = 4 * 1024 * 1024;
 
 /**
+ * How many request timeouts (REGISTRY_PROXY_TIMEOUT) copying one signature artifact's blobs may
+ * take in all. The timeout bounds each wait for bytes, not a whole body: a `.sig` layer sent a
+ * byte a second held every pull of its tag past 40 s (it may say up to 4 MiB: 48 days; adversarial
+ * testing). Signatures are copied as well as the upstream lets: one that is too slow is left out,
+ * and a signed-only project then refuses what it alone would have admitted.
+ */
+const ARTIFACT_COPY_TIMEOUTS = 4;
+
+/**
  * The most bytes fetched for a blob whose size no descriptor gave (a GET by digest alone) into a
  * project without a quota, unless the registry says otherwise (`maxBlobBytes`): an upstream that
  * streams without end, or announces a TiB, must not fill the disk (adversarial testing). Layers of
@@ -294,7 +303,19 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
       // Its size said: an upstream sending more is cut there (a `.sig` layer of 100 bytes that
       // streamed without end held the manifest GET and filled the disk; adversarial testing).
       const flight = blob(target, digest, ref.size);
-      if ((await flight.done) === 'missing')
+      const deadlineMs = ARTIFACT_COPY_TIMEOUTS * deps.timeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new UpstreamUnavailableError(target.upstream.url, `blob ${ref.digest} of ${reference} took more than ${deadlineMs / 1000} s`),
+            ),
+          deadlineMs,
+        );
+      });
+      const outcome = await Promise.race([flight.done, late]).finally(() => clearTimeout(timer));
+      if (outcome === 'missing')
         throw new UpstreamError(target.upstream.url, `${reference} names blob ${ref.digest}, which it does not hold`);
     }
     await save(target, fetched.digest, fetched.content, parsed, tag, false);

@@ -36,7 +36,9 @@ interface Hostile {
 /**
  * The repository's first segment says how it misbehaves: `endless` (blob GETs of any digest stream
  * without Content-Length, without end), `huge` (the same, announcing 1 TiB), `sigbomb` (every
- * cosign `.sig` tag is a manifest whose one layer says 100 bytes and streams without end), `liar`
+ * cosign `.sig` tag is a manifest whose one layer says 100 bytes and streams without end),
+ * `sigtrickle` (the same layer, its 100 bytes sent one a second), `sigsilent` (the same
+ * layer, never answered), `liar`
  * (any blob is the same wrong bytes), `bigtags` (tag list pages of `tagsPerPage` tags, each with a
  * next link), `deep` (tag `deep`: a chain of 40 indexes, each listing the next, the image at the
  * bottom), `wide` (tag `wide`: an index of 300 distinct image manifests).
@@ -89,6 +91,19 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
     res.on('close', () => (stream.closed = true));
     pump();
   };
+  const trickle = (res: http.ServerResponse): void => {
+    const stream = { sent: 0, closed: false };
+    hostile.streams.push(stream);
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': 100 });
+    const timer = setInterval(() => {
+      stream.sent += 1;
+      res.write(Buffer.from([7]));
+    }, 1000);
+    res.on('close', () => {
+      stream.closed = true;
+      clearInterval(timer);
+    });
+  };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/v2/') return void res.end('{}');
@@ -112,7 +127,7 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
       const served =
         reference === 'v1' || reference === image.manifest.digest
           ? image.manifest
-          : mode === 'sigbomb' && reference.endsWith('.sig')
+          : (mode === 'sigbomb' || mode === 'sigtrickle' || mode === 'sigsilent') && reference.endsWith('.sig')
             ? sig
             : mode === 'deep' && reference === 'deep'
               ? deep
@@ -125,6 +140,8 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
       return void res.end(req.method === 'HEAD' ? undefined : body);
     }
     if (mode === 'endless' || (mode === 'sigbomb' && reference === ENDLESS)) return endless(res);
+    if (mode === 'sigtrickle' && reference === ENDLESS) return trickle(res);
+    if (mode === 'sigsilent' && reference === ENDLESS) return;
     if (mode === 'huge') return endless(res, 1024 ** 4);
     const data = mode === 'liar' ? layer.data : blobs.get(reference);
     if (!data) return void res.writeHead(404).end();
@@ -243,6 +260,51 @@ test.serial('a cosign .sig whose layer says 100 bytes but streams without end is
       .withMessage('could not copy the upstream cosign signature')
       .some((l) => /more than the 100 bytes/.test(String(l.reason))),
   );
+});
+
+/** A registry whose upstream requests wait 2 s for each answer or byte, with a public mirror project `quick` of the hostile upstream. */
+async function quickTimeoutMirror(t: T, hostile: Hostile): Promise<TestRegistry> {
+  const signet = await startTestRegistry({ env: { REGISTRY_PROXY_TIMEOUT: '2' }, log: t.context.logs.log });
+  t.teardown(() => signet.close());
+  const res = await fetch(`${signet.url}/api/v1/projects`, {
+    method: 'POST',
+    body: JSON.stringify({ name: 'quick', public: true, mirror: { upstream: hostile.url } }),
+  });
+  t.is(res.status, 201);
+  return signet;
+}
+
+test.serial('a cosign .sig whose layer trickles in a byte a second holds a pull of its tag no longer than the copy deadline', async (t) => {
+  // REGISTRY_PROXY_TIMEOUT bounds each wait for a byte, which a trickle never reaches; copying a
+  // signature artifact gets four of them in all (8 s here), and the manifest is served without it.
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const signet = await quickTimeoutMirror(t, hostile);
+  const started = Date.now();
+  const pull = await withinSeconds(20, createClient(signet.url).getManifest('quick/sigtrickle/app', 'v1'));
+  t.is(pull.status, 200);
+  t.is(pull.headers.get('docker-content-digest'), hostile.image.manifest.digest);
+  t.true(Date.now() - started >= 7500, 'it waited for the signature first');
+  t.true(hostile.streams.length >= 1, 'the .sig layer was asked for');
+  t.true(
+    t.context.logs.withMessage('could not copy the upstream cosign signature').some((l) => /took more than 8 s/.test(String(l.reason))),
+  );
+});
+
+test.serial('a cosign .sig whose layer is never answered costs the pull one timeout, and the registry lives on', async (t) => {
+  // Its fetch failed before a byte, with nobody but the copy waiting on it: an unhandled
+  // rejection, which ends a node process (the registry's, in production).
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const signet = await quickTimeoutMirror(t, hostile);
+  const client = createClient(signet.url);
+  const pull = await withinSeconds(20, client.getManifest('quick/sigsilent/app', 'v1'));
+  t.is(pull.status, 200);
+  t.true(
+    t.context.logs.withMessage('could not copy the upstream cosign signature').some((l) => /no answer within 2 s/.test(String(l.reason))),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.is((await client.getManifest('quick/sigsilent/app', 'v1')).status, 200, 'still serving');
 });
 
 test.serial('an index nested without end, or listing hundreds of manifests, is refused before the mirror copies them', async (t) => {
