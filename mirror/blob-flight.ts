@@ -6,6 +6,12 @@
 // as fast as storage and every live client take the bytes (a client that leaves is dropped, the
 // fetch goes on for the others and the cache).
 //
+// A fetch goes on only while someone wants it (`want`: a pull's AbortSignal, or none for a caller
+// that always does, such as a mirror run): once every pull that asked for it has gone, it is
+// cancelled and stores nothing, as the Go registry's proxy stops with its request. Kept going for
+// the cache, 150 cold pulls of blobs an upstream sent a byte a second, their clients gone at once,
+// held 300 file descriptors for days, and more ran the registry out of them (adversarial testing).
+//
 // A client is sent each chunk one chunk late, and the last chunk only once the bytes are verified:
 // storage hashes what it takes (blobs.ts) and says the sha256 as soon as the last byte went
 // through, and the flight releases the last chunk when that is the digest, without waiting for
@@ -46,6 +52,11 @@ export interface BlobFlight {
   readonly done: Promise<'stored' | 'missing'>;
   /** The bytes as they arrive, when this caller is early enough to be sent them all; else undefined. */
   join(): Readable | undefined;
+  /**
+   * Counts a caller that wants the blob until `signal` aborts; without one, for as long as the
+   * fetch runs. The fetch is cancelled when the last of them goes before the bytes were verified.
+   */
+  want(signal?: AbortSignal): void;
 }
 
 export interface FlightOptions {
@@ -66,10 +77,24 @@ export interface FlightOptions {
   fault: (reason: string) => Error;
 }
 
+/** Why a fetch stopped: every pull that wanted it went away first. Nothing was stored. */
+export class FlightAbandonedError extends Error {
+  constructor(digest: string) {
+    super(`every pull of ${digest} went away before it arrived; the fetch stopped`);
+    this.name = 'FlightAbandonedError';
+  }
+}
+
 export function startBlobFlight(options: FlightOptions): BlobFlight {
   const subscribers = new Set<PassThrough>();
   let emitted = false;
   let finished = false;
+  /** Callers whose signals have not aborted; `always` once one came without a signal. */
+  let wanted = 0;
+  let always = false;
+  let abandoned: FlightAbandonedError | undefined;
+  /** Stops the upstream body once it is there (set when the fetch found the blob). */
+  let stop: ((err: Error) => void) | undefined;
 
   /** Writes to every live client; resolves once each took it (or left). */
   async function broadcast(chunk: Buffer): Promise<void> {
@@ -112,6 +137,8 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
       endClients();
       return 'missing';
     }
+    stop = (err) => found.body.destroy(err);
+    if (abandoned) stop(abandoned);
     let held: Buffer | undefined;
     let bytes = 0;
     // sha256 is hashed by storage (onHashed); another algorithm here.
@@ -201,6 +228,24 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
       subscribers.add(client);
       client.once('close', () => subscribers.delete(client));
       return client;
+    },
+    want(signal) {
+      if (!signal) {
+        always = true;
+        return;
+      }
+      wanted += 1;
+      const gone = (): void => {
+        wanted -= 1;
+        // Once verified, the bytes are the cache's to finish storing.
+        if (wanted > 0 || always || finished || abandoned) return;
+        abandoned = new FlightAbandonedError(options.digest.digest);
+        options.retire();
+        stop?.(abandoned);
+      };
+      // A pull that went before it could say it wants the blob wants it no more.
+      if (signal.aborted) gone();
+      else signal.addEventListener('abort', gone, { once: true });
     },
   };
 }

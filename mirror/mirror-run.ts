@@ -132,8 +132,10 @@ async function mirrorTag(
     const digest = parseDigest(blob.digest);
     if (!digest) continue;
     // With the manifest's size: an upstream sending more (or announcing another) is cut there.
-    if ((await pullThrough.blob(target, digest, blob.size).done) === 'missing')
-      throw new Error(`the upstream does not hold blob ${blob.digest}`);
+    const flight = pullThrough.blob(target, digest, blob.size);
+    // A run wants what it copies whoever else asked for it.
+    flight.want();
+    if ((await flight.done) === 'missing') throw new Error(`the upstream does not hold blob ${blob.digest}`);
     bytes += blob.size;
   }
   const signatures = (await pullThrough.signatureCount(target, manifest.digest)) - signaturesBefore;

@@ -24,7 +24,7 @@ import { isIndexMediaType, manifestRecordOf, parseManifest } from '../storage/ma
 import type { ManifestRecord, MetadataStore } from '../storage/metadata-store.js';
 import type { MirrorSettings, ProjectStore } from '../storage/project-store.js';
 import type { Signatures } from '../sigstore/signatures.js';
-import { startBlobFlight, type BlobFlight } from './blob-flight.js';
+import { FlightAbandonedError, startBlobFlight, type BlobFlight } from './blob-flight.js';
 import { fetchUpstreamSignatures, type SignatureFetchReport } from './upstream-signatures.js';
 import { createUpstream, UpstreamError, UpstreamUnavailableError, type Upstream } from './upstream.js';
 
@@ -273,6 +273,10 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
       },
       (err: unknown) => {
         if (blobFlights.get(key) === flight) blobFlights.delete(key);
+        if (err instanceof FlightAbandonedError) {
+          deps.log.info({ repository: target.repository, digest: digest.digest, upstream: upstreamUrl }, err.message);
+          return;
+        }
         // Clients that were sent the bytes do not see a storage failure after the bytes matched.
         // Logged once here, with the upstream to blame; the clients it cut are not (server/app.ts).
         deps.log.warn(
@@ -304,6 +308,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
       // streamed without end held the manifest GET and filled the disk; adversarial testing).
       const flight = blob(target, digest, ref.size);
       const deadlineMs = ARTIFACT_COPY_TIMEOUTS * deps.timeoutMs;
+      flight.want(AbortSignal.timeout(deadlineMs));
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(

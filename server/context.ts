@@ -198,12 +198,23 @@ export function countRefusedPassword(ctx: Ctx, guesses: GuessLimiter, user: stri
   }
 }
 
+/** Aborts when the response closes, however it ended: what the request held is no longer wanted. */
+export function closedSignal(ctx: Ctx): AbortSignal {
+  const controller = new AbortController();
+  if (ctx.res.closed) controller.abort();
+  else ctx.res.once('close', () => controller.abort());
+  return controller.signal;
+}
+
 /** Aborts when the client goes away before the response is finished. */
 export function requestSignal(ctx: Ctx): AbortSignal {
   const controller = new AbortController();
-  ctx.res.once('close', () => {
+  const closed = (): void => {
     if (!ctx.res.writableFinished) controller.abort(new Error('client closed the connection'));
-  });
+  };
+  // Asked for after the client left (the handler awaited something first): aborted already.
+  if (ctx.res.closed) closed();
+  else ctx.res.once('close', closed);
   return controller.signal;
 }
 

@@ -4,6 +4,7 @@ import {
   capture,
   emptyResponse,
   ifNoneMatch,
+  closedSignal,
   requestSignal,
   requireAccess,
   setHeaders,
@@ -171,10 +172,17 @@ export function createBlobHandlers(
       return undefined;
     }
     const flight = deps.pullThrough.blob(mirror, digest);
+    // The fetch stops when every pull that wants it has gone (mirror/blob-flight.ts): this one
+    // wants it until its response closes, however it ends (refused, sent, or cut).
+    flight.want(closedSignal(ctx));
     const ready = await flight.ready;
     if (ready.kind === 'missing') throw unknown();
-    const live = ctx.get('Range') ? undefined : flight.join();
+    // The slot before the bytes: a client refused one must leave no reader behind in the flight,
+    // where its unread buffer filled and held the fetch for every other pull.
+    const release = ctx.get('Range') ? undefined : acquireSlot(ctx);
+    const live = release ? flight.join() : undefined;
     if (!live) {
+      release?.();
       if ((await flight.done) === 'missing') throw unknown();
       const size = await metadata.blobs.find(mirror.repository, digest.digest);
       if (size === undefined) throw unknown();
@@ -182,8 +190,7 @@ export function createBlobHandlers(
     }
     setBlobHeaders(ctx, digest);
     ctx.status = 200;
-    const release = acquireSlot(ctx);
-    live.once('close', release);
+    live.once('close', release!);
     ctx.body = live;
     if (ready.size !== undefined) ctx.length = ready.size;
     countSentBytes(ctx.res, deps.metrics.blobBytesSent);

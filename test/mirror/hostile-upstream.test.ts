@@ -17,6 +17,9 @@ import { until, withinSeconds } from '../helpers/wait.js';
 
 const sha = (data: Buffer | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
+/** A 4 MiB blob the hostile upstream sends slowly in `paced` mode. */
+const PACED = blobOf(Buffer.alloc(4 * 1024 * 1024, 5), OCI_LAYER);
+
 /** A layer digest the hostile upstream answers with bytes without end. */
 const ENDLESS = `sha256:${'ab'.repeat(32)}`;
 
@@ -38,7 +41,8 @@ interface Hostile {
  * without Content-Length, without end), `huge` (the same, announcing 1 TiB), `sigbomb` (every
  * cosign `.sig` tag is a manifest whose one layer says 100 bytes and streams without end),
  * `sigtrickle` (the same layer, its 100 bytes sent one a second), `sigsilent` (the same
- * layer, never answered), `liar`
+ * layer, never answered), `slow` (any blob announces 1 MiB and sends a byte a second), `paced` (blob PACED: its
+ * headers, 800 ms, then 256 KiB every 50 ms), `liar`
  * (any blob is the same wrong bytes), `bigtags` (tag list pages of `tagsPerPage` tags, each with a
  * next link), `deep` (tag `deep`: a chain of 40 indexes, each listing the next, the image at the
  * bottom), `wide` (tag `wide`: an index of 300 distinct image manifests).
@@ -91,10 +95,10 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
     res.on('close', () => (stream.closed = true));
     pump();
   };
-  const trickle = (res: http.ServerResponse): void => {
+  const trickle = (res: http.ServerResponse, length = 100): void => {
     const stream = { sent: 0, closed: false };
     hostile.streams.push(stream);
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': 100 });
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': length });
     const timer = setInterval(() => {
       stream.sent += 1;
       res.write(Buffer.from([7]));
@@ -103,6 +107,19 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
       stream.closed = true;
       clearInterval(timer);
     });
+  };
+  const paced = (res: http.ServerResponse): void => {
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': PACED.size });
+    let sent = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const next = (): void => {
+      res.write(PACED.data.subarray(sent, sent + 256 * 1024));
+      sent += 256 * 1024;
+      if (sent >= PACED.size) res.end();
+      else timer = setTimeout(next, 50);
+    };
+    timer = setTimeout(next, 800);
+    res.on('close', () => clearTimeout(timer));
   };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -142,6 +159,8 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
     if (mode === 'endless' || (mode === 'sigbomb' && reference === ENDLESS)) return endless(res);
     if (mode === 'sigtrickle' && reference === ENDLESS) return trickle(res);
     if (mode === 'sigsilent' && reference === ENDLESS) return;
+    if (mode === 'slow') return trickle(res, 1024 * 1024);
+    if (mode === 'paced' && reference === PACED.digest) return paced(res);
     if (mode === 'huge') return endless(res, 1024 ** 4);
     const data = mode === 'liar' ? layer.data : blobs.get(reference);
     if (!data) return void res.writeHead(404).end();
@@ -305,6 +324,56 @@ test.serial('a cosign .sig whose layer is never answered costs the pull one time
   );
   await new Promise((resolve) => setTimeout(resolve, 200));
   t.is((await client.getManifest('quick/sigsilent/app', 'v1')).status, 200, 'still serving');
+});
+
+test.serial('a blob fetch stops when every pull that asked for it has gone, and a later pull starts its own', async (t) => {
+  // Kept going for the cache, fetches of blobs an upstream trickled outlived their clients by days,
+  // two file descriptors each, until the registry ran out of them (adversarial testing).
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const project = await mirrorOf(t, hostile);
+  const url = `${t.context.signet.url}/v2/${project}/slow/app/blobs/sha256:${'cd'.repeat(32)}`;
+  const leave = async (clients: number): Promise<void> => {
+    const controllers = Array.from({ length: clients }, () => new AbortController());
+    const answers = await Promise.all(controllers.map((c) => fetch(url, { signal: c.signal })));
+    t.true(answers.every((a) => a.status === 200));
+    if (clients > 1) {
+      controllers[0]!.abort();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      t.false(hostile.streams.at(-1)!.closed, 'one pull still wants it: the fetch goes on');
+    }
+    for (const c of controllers) c.abort();
+  };
+  await leave(2);
+  t.is(hostile.streams.length, 1, 'the two pulls shared one fetch');
+  t.true(await until(() => hostile.streams[0]!.closed, 5_000), 'the upstream connection was closed once both had gone');
+  await leave(1);
+  t.is(hostile.streams.length, 2, 'a later pull fetched anew rather than waiting on the stopped fetch');
+  t.true(await until(() => hostile.streams[1]!.closed, 5_000));
+  t.is(await t.context.signet.registry.deps.metadata.blobs.find(`${project}/slow/app`, `sha256:${'cd'.repeat(32)}`), undefined);
+});
+
+test.serial('a pull refused a download slot leaves nothing in the shared fetch that could hold it for the others', async (t) => {
+  // Refused after it had joined, its unread buffer filled at 1 MiB and the fetch waited on it for
+  // ever: the pull that held the slot never got the rest (adversarial testing led there).
+  const signet = await startTestRegistry({ env: { REGISTRY_DOWNLOADS_MAXCONCURRENT: '1' }, log: t.context.logs.log });
+  t.teardown(() => signet.close());
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const created = await fetch(`${signet.url}/api/v1/projects`, {
+    method: 'POST',
+    body: JSON.stringify({ name: 'slots', public: true, mirror: { upstream: hostile.url } }),
+  });
+  t.is(created.status, 201);
+  const url = `${signet.url}/v2/slots/paced/app/blobs/${PACED.digest}`;
+  const holder = fetch(url, { signal: AbortSignal.timeout(20_000) });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const refused = await fetch(url);
+  t.is(refused.status, 429, 'one download slot per caller, and the holder has it');
+  await refused.body?.cancel();
+  const res = await holder;
+  t.is(res.status, 200);
+  t.is(Buffer.from(await res.arrayBuffer()).length, PACED.size, 'the holder got the whole blob');
 });
 
 test.serial('an index nested without end, or listing hundreds of manifests, is refused before the mirror copies them', async (t) => {
