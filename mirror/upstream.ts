@@ -171,6 +171,20 @@ async function readJson(res: Answer, limit: number, upstream: string, what: stri
 }
 
 /**
+ * Whether undici failed because of what the upstream answered, not because it could not be
+ * reached: a redirect loop or a redirect to another scheme (file:, ftp:), headers past undici's
+ * bound, a response HTTP cannot parse. The upstream's fault is 502 UPSTREAM_FAILED, as an
+ * upstream answering wrongly is; an outage is 503 and lets a cached copy be served (these came
+ * back as 503 before; adversarial testing).
+ */
+function answeredWrongly(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  return code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_HEADERS_OVERFLOW' || code.startsWith('HPE_');
+}
+
+/**
  * undici's `request` and every upstream's connections: kept alive between requests, redirects
  * followed (at most 5). A registry behind a corporate proxy mirrors the way its clients pull:
  * through the proxy that HTTPS_PROXY / HTTP_PROXY name (lower-case names too) unless NO_PROXY
@@ -272,6 +286,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       // Where the upstream sent us is its doing, not an outage: 502, not 503 with the cache.
       const refused = err instanceof InternalAddressError ? err : (err as { cause?: unknown }).cause;
       if (refused instanceof InternalAddressError) throw new UpstreamError(label, `${refused.message} (from ${url})`);
+      if (!timer.signal.aborted && answeredWrongly(err)) throw new UpstreamError(label, `${reason(err)} (from ${url})`);
       throw new UpstreamUnavailableError(label, timer.signal.aborted ? (timer.signal.reason as Error).message : reason(err));
     }
   }

@@ -149,3 +149,32 @@ test('through the registry, a token endpoint that answers garbage is 502 UPSTREA
   t.is(body.errors[0]?.code, 'UPSTREAM_FAILED');
   t.regex(body.errors[0]?.message ?? '', /token endpoint answer is not JSON/);
 });
+
+test('an upstream that answers wrongly (a redirect loop, to file: or ftp:, headers past the bound) is an upstream error, not an outage', async (t) => {
+  // As 503 these let a cached copy stand in and were logged as an unreachable upstream; they are
+  // the upstream's doing, 502 UPSTREAM_FAILED (adversarial testing).
+  const server = http.createServer((req, res) => {
+    const repository = /^\/v2\/([^/]+)\//.exec(req.url ?? '')?.[1];
+    if (repository === 'loop')
+      res.writeHead(302, { Location: req.url === '/v2/loop/manifests/v1' ? '/v2/loop/manifests/v2' : '/v2/loop/manifests/v1' });
+    else if (repository === 'file') res.writeHead(302, { Location: 'file:///etc/passwd' });
+    else if (repository === 'ftp') res.writeHead(302, { Location: 'ftp://example.com/x' });
+    else if (repository === 'fat') res.writeHead(200, { 'X-Fat': 'x'.repeat(100_000) });
+    else res.writeHead(404);
+    res.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  const upstream = createUpstream({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: 5000 });
+  for (const repository of ['loop', 'file', 'ftp', 'fat']) {
+    const err = await failure(() => upstream.manifest(repository, 'v1'));
+    t.true(err instanceof UpstreamError, `${repository}: ${String(err)}`);
+    t.false(err instanceof UpstreamUnavailableError, repository);
+  }
+});
