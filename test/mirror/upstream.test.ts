@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import fc from 'fast-check';
 import { createUpstream, UpstreamError, UpstreamUnavailableError } from '../../mirror/upstream.js';
+import { listenForTest } from '../helpers/loopback-server.js';
 import { createClient } from '../helpers/oci-client.js';
 import { startTestRegistry } from '../helpers/registry.js';
 
@@ -163,15 +164,7 @@ test('an upstream that answers wrongly (a redirect loop, to file: or ftp:, heade
     else res.writeHead(404);
     res.end();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const upstream = createUpstream({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: 5000 });
+  const upstream = createUpstream({ url: await listenForTest(t, server), timeoutMs: 5000 });
   for (const repository of ['loop', 'file', 'ftp', 'fat']) {
     const err = await failure(() => upstream.manifest(repository, 'v1'));
     t.true(err instanceof UpstreamError, `${repository}: ${String(err)}`);

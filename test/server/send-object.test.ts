@@ -15,6 +15,7 @@ import { sendObject } from '../../server/send-object.js';
 import type { ObjectReader } from '../../storage/blob-store.js';
 import { createFilesystemBlobStore } from '../../storage/filesystem-blob-store.js';
 import { sleep, until } from '../helpers/wait.js';
+import { listenForTest } from '../helpers/loopback-server.js';
 
 const MiB = 1024 * 1024;
 
@@ -64,16 +65,9 @@ async function serve(t: ExecutionContext, data: Buffer, start = 0, end = data.le
       .openReader('uploads/blob')
       .then((reader) => sendObject(res, counting(reader, counted), start, end, (n) => (handed += n)));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
+  const url = await listenForTest(t, server);
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: Number(new URL(url).port),
     counted,
     handed: () => handed,
     response: () => response,
