@@ -93,6 +93,11 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
   let wanted = 0;
   let always = false;
   let abandoned: FlightAbandonedError | undefined;
+  /**
+   * Set once the bytes matched the digest: from then on the clients' bytes are theirs to finish,
+   * and the fetch no longer stops.
+   */
+  let verified = false;
   /** Stops the upstream body once it is there (set when the fetch found the blob). */
   let stop: ((err: Error) => void) | undefined;
 
@@ -143,8 +148,6 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
     let bytes = 0;
     // sha256 is hashed by storage (onHashed); another algorithm here.
     const ownHash = options.digest.algorithm === 'sha256' ? undefined : createHash(options.digest.algorithm);
-    /** Set once the bytes matched the digest: from then on the clients' bytes are theirs to finish. */
-    let verified = false;
     let release: Promise<void> = Promise.resolve();
     /** Releases the last chunk when `actual` is the digest; cuts every client when it is not. */
     function verify(actual: string): DigestMismatchError | undefined {
@@ -238,7 +241,7 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
       const gone = (): void => {
         wanted -= 1;
         // Once verified, the bytes are the cache's to finish storing.
-        if (wanted > 0 || always || finished || abandoned) return;
+        if (wanted > 0 || always || verified || finished || abandoned) return;
         abandoned = new FlightAbandonedError(options.digest.digest);
         options.retire();
         stop?.(abandoned);
