@@ -26,7 +26,7 @@ import type { MirrorSettings, ProjectStore } from '../storage/project-store.js';
 import type { Signatures } from '../sigstore/signatures.js';
 import { FlightAbandonedError, startBlobFlight, type BlobFlight } from './blob-flight.js';
 import { fetchUpstreamSignatures, type SignatureFetchReport } from './upstream-signatures.js';
-import { createUpstream, UpstreamError, UpstreamUnavailableError, type Upstream } from './upstream.js';
+import { abandonBody, createUpstream, UpstreamError, UpstreamUnavailableError, type Upstream } from './upstream.js';
 
 /** Blobs of signature artifacts (cosign payloads) are copied with their manifest; real ones are small. */
 const ARTIFACT_BLOB_LIMIT = 4 * 1024 * 1024;
@@ -246,7 +246,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
           }
           return { kind: 'found', size: announced, body: found.body };
         } catch (err) {
-          found.body.destroy();
+          abandonBody(found.body);
           throw err;
         }
       },

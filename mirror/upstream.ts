@@ -131,6 +131,17 @@ interface Answer {
 
 const ok = (res: Answer): boolean => res.status >= 200 && res.status < 300;
 
+/**
+ * Drops an upstream body unread. undici's body emits 'error' (RequestAbortedError) when destroyed
+ * before its end, and an 'error' nobody listens to ends the process: a `.sig` layer announced one
+ * byte longer than its descriptor said took the registry down on an anonymous pull (adversarial
+ * testing). Every body given up on goes through here.
+ */
+export function abandonBody(body: Readable): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
 /** Lets the connection go back to the pool without reading a large body (or closes it). */
 async function discard(res: Answer): Promise<void> {
   await res.body.dump().catch(() => undefined);
@@ -140,7 +151,7 @@ async function discard(res: Answer): Promise<void> {
 async function readLimited(res: Answer, limit: number, upstream: string): Promise<Buffer> {
   const declared = Number(res.header('content-length') ?? '0');
   if (declared > limit) {
-    res.body.destroy();
+    abandonBody(res.body);
     throw new UpstreamError(upstream, `answer of ${declared} bytes exceeds ${limit}`);
   }
   const chunks: Buffer[] = [];

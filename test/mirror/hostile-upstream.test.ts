@@ -41,7 +41,7 @@ interface Hostile {
  * without Content-Length, without end), `huge` (the same, announcing 1 TiB), `sigbomb` (every
  * cosign `.sig` tag is a manifest whose one layer says 100 bytes and streams without end),
  * `sigtrickle` (the same layer, its 100 bytes sent one a second), `sigsilent` (the same
- * layer, never answered), `slow` (any blob announces 1 MiB and sends a byte a second), `paced` (blob PACED: its
+ * layer, never answered), `siglong` (the same layer, announced as 101 bytes), `slow` (any blob announces 1 MiB and sends a byte a second), `paced` (blob PACED: its
  * headers, 800 ms, then 256 KiB every 50 ms), `liar`
  * (any blob is the same wrong bytes), `bigtags` (tag list pages of `tagsPerPage` tags, each with a
  * next link), `deep` (tag `deep`: a chain of 40 indexes, each listing the next, the image at the
@@ -144,7 +144,7 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
       const served =
         reference === 'v1' || reference === image.manifest.digest
           ? image.manifest
-          : (mode === 'sigbomb' || mode === 'sigtrickle' || mode === 'sigsilent') && reference.endsWith('.sig')
+          : ['sigbomb', 'sigtrickle', 'sigsilent', 'siglong'].includes(mode ?? '') && reference.endsWith('.sig')
             ? sig
             : mode === 'deep' && reference === 'deep'
               ? deep
@@ -159,6 +159,7 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
     if (mode === 'endless' || (mode === 'sigbomb' && reference === ENDLESS)) return endless(res);
     if (mode === 'sigtrickle' && reference === ENDLESS) return trickle(res);
     if (mode === 'sigsilent' && reference === ENDLESS) return;
+    if (mode === 'siglong' && reference === ENDLESS) return void res.writeHead(200, { 'Content-Length': 101 }).end(Buffer.alloc(101, 7));
     if (mode === 'slow') return trickle(res, 1024 * 1024);
     if (mode === 'paced' && reference === PACED.digest) return paced(res);
     if (mode === 'huge') return endless(res, 1024 ** 4);
@@ -324,6 +325,22 @@ test.serial('a cosign .sig whose layer is never answered costs the pull one time
   );
   await new Promise((resolve) => setTimeout(resolve, 200));
   t.is((await client.getManifest('quick/sigsilent/app', 'v1')).status, 200, 'still serving');
+});
+
+test.serial('a cosign .sig whose layer is announced longer than its descriptor says is left out, and the registry lives on', async (t) => {
+  // The refused body was destroyed unread, and undici's body then emits an 'error' nobody
+  // listened to: the process ended on an anonymous pull (adversarial testing).
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const project = await mirrorOf(t, hostile);
+  const client = createClient(t.context.signet.url);
+  const pull = await withinSeconds(20, client.getManifest(`${project}/siglong/app`, 'v1'));
+  t.is(pull.status, 200);
+  t.true(
+    t.context.logs.withMessage('could not copy the upstream cosign signature').some((l) => /announced 101 bytes/.test(String(l.reason))),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.is((await client.getManifest(`${project}/siglong/app`, 'v1')).status, 200, 'still serving');
 });
 
 test.serial('a blob fetch stops when every pull that asked for it has gone, and a later pull starts its own', async (t) => {
