@@ -5,6 +5,7 @@
 // are the upstream's fault, logged once at warn, not at error per client cut off.
 import { createHash } from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { createUpstream } from '../../mirror/upstream.js';
@@ -341,6 +342,27 @@ test.serial('a cosign .sig whose layer is announced longer than its descriptor s
   );
   await new Promise((resolve) => setTimeout(resolve, 200));
   t.is((await client.getManifest(`${project}/siglong/app`, 'v1')).status, 200, 'still serving');
+});
+
+test.serial('blob fetches asked for by pipelined requests stop when their connection closes', async (t) => {
+  // Answers to pipelined requests wait for the ones before them, and closed with the socket only
+  // when their turn came: 19 of 20 such fetches went on (adversarial testing).
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const project = await mirrorOf(t, hostile);
+  const { port } = new URL(t.context.signet.url);
+  const socket = net.connect(Number(port), '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  const pulls = 5;
+  socket.write(
+    Array.from(
+      { length: pulls },
+      (_, i) => `GET /v2/${project}/slow/r${i}/blobs/sha256:${'ef'.repeat(32)} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`,
+    ).join(''),
+  );
+  t.true(await until(() => hostile.streams.length === pulls, 10_000), 'each pull started a fetch of its own');
+  socket.destroy();
+  t.true(await until(() => hostile.streams.every((s) => s.closed), 8_000), JSON.stringify(hostile.streams));
 });
 
 test.serial('a blob fetch stops when every pull that asked for it has gone, and a later pull starts its own', async (t) => {
