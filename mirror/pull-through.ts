@@ -146,8 +146,12 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
   const maxBlobBytes = deps.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES;
   const limitWhy = `the ${maxBlobBytes} bytes this registry fetches for one blob`;
   const upstreams = new Map<string, { key: string; upstream: Upstream }>();
-  /** When each tag was last confirmed with the upstream. */
-  const checked = createLru<string, number>(100_000);
+  /**
+   * When each tag was last confirmed with the upstream, with the digest the check found: a check
+   * vouches for that manifest only, not for whatever the tag names since (moved from A to B and
+   * back, A's check still fresh vouched for the manifest B had stored; adversarial testing).
+   */
+  const checked = createLru<string, { until: number; digest: string }>(100_000);
   const manifestFetches = new Map<string, Promise<ManifestRecord | undefined>>();
   const blobFlights = new Map<string, BlobFlight>();
 
@@ -405,7 +409,8 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     const key = `${target.source}\u0000${target.repository}\u0000${tag}`;
     const localDigest = await metadata.tags.find(target.repository, tag);
     const local = localDigest === undefined ? undefined : await metadata.manifests.find(target.repository, localDigest);
-    if (local && (checked.get(key) ?? 0) > Date.now()) return local;
+    const check = checked.get(key);
+    if (local && check && check.digest === local.digest && check.until > Date.now()) return local;
     try {
       let record: ManifestRecord | undefined;
       const upstreamDigest = local ? await target.upstream.manifestDigest(target.path, tag) : undefined;
@@ -425,7 +430,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
         return local;
       }
       const ttlMs = target.mirror.tagTtlSeconds !== undefined ? target.mirror.tagTtlSeconds * 1000 : deps.tagTtlMs;
-      checked.set(key, Date.now() + ttlMs);
+      checked.set(key, { until: Date.now() + ttlMs, digest: record.digest });
       return record;
     } catch (err) {
       if (local && err instanceof UpstreamUnavailableError) {

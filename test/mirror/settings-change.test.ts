@@ -149,3 +149,18 @@ test.serial('a fetch running when mirroring ended stores nothing, and nothing of
   t.is((await client.getManifest(`${project}/app`, 'v1')).status, 404, 'no tag was stored');
   t.is((await client.getManifest(`${project}/app`, a.image.manifest.digest)).status, 404, 'no manifest was stored');
 });
+
+test.serial(
+  "moved from one upstream to another and back, a tag is the first one's again, not what the second stored under it",
+  async (t) => {
+    const { a, b } = t.context;
+    const client = createClient(t.context.signet.url);
+    const project = await mirrorProject(t, a);
+    t.is(digestOf(await client.getManifest(`${project}/app`, 'v1')), a.image.manifest.digest);
+    await setMirror(t, project, { upstream: b.url });
+    t.is(digestOf(await client.getManifest(`${project}/app`, 'v1')), b.image.manifest.digest);
+    await setMirror(t, project, { upstream: a.url });
+    // The first check of A is fresh still (a tag TTL of an hour), but it vouched for A's manifest.
+    t.is(digestOf(await client.getManifest(`${project}/app`, 'v1')), a.image.manifest.digest);
+  },
+);
