@@ -4,7 +4,7 @@
 // the whole blob to be cached. A client that comes later waits for the fetch to finish and is
 // served from storage. Memory stays flat in the blob's size: the fetch reads from the upstream only
 // as fast as storage and every live client take the bytes (a client that leaves is dropped, the
-// fetch goes on for the others and the cache).
+// fetch goes on for the others and the cache; one that takes nothing for the proxy timeout is cut).
 //
 // A fetch goes on only while someone wants it (`want`: a pull's AbortSignal, or none for a caller
 // that always does, such as a mirror run): once every pull that asked for it has gone, it is
@@ -75,6 +75,8 @@ export interface FlightOptions {
   retire: () => void;
   /** The error of bytes that are not what the upstream announced: the upstream's fault, not ours. */
   fault: (reason: string) => Error;
+  /** How long a client may take nothing before it is cut from the fetch (REGISTRY_PROXY_TIMEOUT). */
+  stallMs: number;
 }
 
 /** Why a fetch stopped: every pull that wanted it went away first. Nothing was stored. */
@@ -101,7 +103,11 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
   /** Stops the upstream body once it is there (set when the fetch found the blob). */
   let stop: ((err: Error) => void) | undefined;
 
-  /** Writes to every live client; resolves once each took it (or left). */
+  /**
+   * Writes to every live client; resolves once each took it, left, or was cut for taking nothing
+   * for `stallMs`: the fetch goes at the pace of its slowest client, and one that never reads
+   * held the blob for every pull, those waiting for it to be stored included (adversarial testing).
+   */
   async function broadcast(chunk: Buffer): Promise<void> {
     emitted = true;
     const waits: Promise<void>[] = [];
@@ -113,7 +119,12 @@ export function startBlobFlight(options: FlightOptions): BlobFlight {
       if (!client.write(chunk)) {
         waits.push(
           new Promise((resolve) => {
+            const stalled = setTimeout(
+              () => client.destroy(new Error(`the client took nothing of ${options.digest.digest} for ${options.stallMs / 1000} s`)),
+              options.stallMs,
+            );
             const go = (): void => {
+              clearTimeout(stalled);
               client.off('drain', go);
               client.off('close', go);
               resolve();

@@ -259,6 +259,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
         if (blobFlights.get(key) === flight) blobFlights.delete(key);
       },
       fault: (reason) => new UpstreamError(upstreamUrl, reason),
+      stallMs: deps.timeoutMs,
     });
     blobFlights.set(key, flight);
     void flight.done.then(

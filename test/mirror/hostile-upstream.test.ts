@@ -18,6 +18,9 @@ import { until, withinSeconds } from '../helpers/wait.js';
 
 const sha = (data: Buffer | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
+/** A 32 MiB blob the hostile upstream sends in `big` mode. */
+const BIG = blobOf(Buffer.alloc(32 * 1024 * 1024, 9), OCI_LAYER);
+
 /** A 4 MiB blob the hostile upstream sends slowly in `paced` mode. */
 const PACED = blobOf(Buffer.alloc(4 * 1024 * 1024, 5), OCI_LAYER);
 
@@ -42,7 +45,7 @@ interface Hostile {
  * without Content-Length, without end), `huge` (the same, announcing 1 TiB), `sigbomb` (every
  * cosign `.sig` tag is a manifest whose one layer says 100 bytes and streams without end),
  * `sigtrickle` (the same layer, its 100 bytes sent one a second), `sigsilent` (the same
- * layer, never answered), `siglong` (the same layer, announced as 101 bytes), `slow` (any blob announces 1 MiB and sends a byte a second), `paced` (blob PACED: its
+ * layer, never answered), `siglong` (the same layer, announced as 101 bytes), `big` (blob BIG, after 500 ms, at once), `slow` (any blob announces 1 MiB and sends a byte a second), `paced` (blob PACED: its
  * headers, 800 ms, then 256 KiB every 50 ms), `liar`
  * (any blob is the same wrong bytes), `bigtags` (tag list pages of `tagsPerPage` tags, each with a
  * next link), `deep` (tag `deep`: a chain of 40 indexes, each listing the next, the image at the
@@ -163,6 +166,12 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
     if (mode === 'siglong' && reference === ENDLESS) return void res.writeHead(200, { 'Content-Length': 101 }).end(Buffer.alloc(101, 7));
     if (mode === 'slow') return trickle(res, 1024 * 1024);
     if (mode === 'paced' && reference === PACED.digest) return paced(res);
+    if (mode === 'big' && reference === BIG.digest) {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': BIG.size });
+      const timer = setTimeout(() => res.end(BIG.data), 500);
+      res.on('close', () => clearTimeout(timer));
+      return;
+    }
     if (mode === 'huge') return endless(res, 1024 ** 4);
     const data = mode === 'liar' ? layer.data : blobs.get(reference);
     if (!data) return void res.writeHead(404).end();
@@ -342,6 +351,26 @@ test.serial('a cosign .sig whose layer is announced longer than its descriptor s
   );
   await new Promise((resolve) => setTimeout(resolve, 200));
   t.is((await client.getManifest(`${project}/siglong/app`, 'v1')).status, 200, 'still serving');
+});
+
+test.serial('a client that never reads is cut from a shared fetch after the proxy timeout, and the others get the blob', async (t) => {
+  // The fetch went at the pace of its slowest client: one that never read held a cold blob for
+  // every pull, those waiting for it to be stored included (adversarial testing).
+  const hostile = await startHostile();
+  t.teardown(() => hostile.close());
+  const signet = await quickTimeoutMirror(t, hostile);
+  const path = `/v2/quick/big/app/blobs/${BIG.digest}`;
+  const { port } = new URL(signet.url);
+  const idle = net.connect(Number(port), '127.0.0.1');
+  t.teardown(() => idle.destroy());
+  idle.pause();
+  idle.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  const res = await withinSeconds(20, fetch(`${signet.url}${path}`));
+  t.is(res.status, 200);
+  const body = Buffer.from(await withinSeconds(20, res.arrayBuffer()));
+  t.is(body.length, BIG.size);
+  t.true(body.equals(BIG.data));
 });
 
 test.serial('blob fetches asked for by pipelined requests stop when their connection closes', async (t) => {
