@@ -113,6 +113,7 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
     });
   };
   const paced = (res: http.ServerResponse): void => {
+    hostile.streams.push({ sent: 0, closed: false });
     res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': PACED.size });
     let sent = 0;
     let timer: NodeJS.Timeout | undefined;
@@ -435,6 +436,8 @@ test.serial('a pull refused a download slot leaves nothing in the shared fetch t
   t.is(created.status, 201);
   const url = `${signet.url}/v2/slots/paced/app/blobs/${PACED.digest}`;
   const holder = fetch(url, { signal: AbortSignal.timeout(20_000) });
+  // The upstream was asked and answered its headers at once: the holder takes its slot then.
+  t.true(await until(() => hostile.streams.length === 1, 10_000));
   await new Promise((resolve) => setTimeout(resolve, 300));
   const refused = await fetch(url);
   t.is(refused.status, 429, 'one download slot per caller, and the holder has it');

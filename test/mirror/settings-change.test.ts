@@ -8,6 +8,7 @@ import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { createClient } from '../helpers/oci-client.js';
 import { blobOf, imageOf, OCI_LAYER, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { until } from '../helpers/wait.js';
 
 interface Upstream {
   url: string;
@@ -103,7 +104,6 @@ async function setMirror(t: T, project: string, mirror: { upstream: string } | n
   t.is(res.status, 200, await res.clone().text());
 }
 const digestOf = (res: Response): string | null => res.headers.get('docker-content-digest');
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 test.serial('a tag pulled from the old upstream is asked of the new one once the project mirrors another', async (t) => {
   const { a, b } = t.context;
@@ -123,8 +123,10 @@ test.serial("a pull after the switch does not join the old upstream's fetch stil
   const client = createClient(t.context.signet.url);
   const project = await mirrorProject(t, a);
   a.holdMs = 1500;
+  const asked = a.asked;
   const first = client.getManifest(`${project}/app`, 'v1');
-  await sleep(300);
+  // The fetch from A is running (A holds its answer) before the settings change.
+  t.true(await until(() => a.asked > asked, 10_000));
   await setMirror(t, project, { upstream: b.url });
   const second = await client.getManifest(`${project}/app`, 'v1');
   t.is(second.status, 200);
@@ -140,8 +142,9 @@ test.serial('a fetch running when mirroring ended stores nothing, and nothing of
   const client = createClient(t.context.signet.url);
   const project = await mirrorProject(t, a);
   a.holdMs = 1500;
+  const asked = a.asked;
   const pulling = client.getManifest(`${project}/app`, 'v1');
-  await sleep(300);
+  t.true(await until(() => a.asked > asked, 10_000));
   await setMirror(t, project, null);
   const answer = await pulling;
   t.is(answer.status, 503, await answer.clone().text());

@@ -54,6 +54,8 @@ test("a decision that a key allowed is not served from the cache past the key's 
 // skopeo --sign-by signs through) is no write either. gpg reports such a signature as EXPSIG, gpgme
 // as SIG_EXPIRED, and containers/image refuses it ("Invalid GPG signature"): it must stop opening
 // the gate when it expires, not up to REGISTRY_CACHE_TTL later.
+/** Long enough for gpg to start its agent and the signature to be stored on a busy machine. */
+const SIGNATURE_LIFETIME_S = 8;
 const withGpg = testWithCommands('signature expiry and the gate cache', ['gpg', 'gpgconf']);
 
 withGpg("a decision that a signature allowed is not served from the cache past the signature's own expiry", async (t) => {
@@ -72,7 +74,7 @@ withGpg("a decision that a signature allowed is not served from the cache past t
   const payloadFile = path.join(key.home, 'payload.json');
   const signatureFile = path.join(key.home, 'signature.gpg');
   await writeFile(payloadFile, payload(image.manifest.digest, `${registry.host}/brief/app:v1`));
-  await key.gpg(['--default-sig-expire', `seconds=${LIFETIME_S}`, '--output', signatureFile, '--sign', payloadFile]);
+  await key.gpg(['--default-sig-expire', `seconds=${SIGNATURE_LIFETIME_S}`, '--output', signatureFile, '--sign', payloadFile]);
   // VALIDSIG <fingerprint> <date> <created> <expires> ...: gpg's own reading of the expiry.
   const valid = /VALIDSIG \S+ \S+ (\d+) (\d+)/.exec((await key.gpg(['--status-fd', '1', '--verify', signatureFile])).stdout);
   const expiresAt = Number(valid?.[2]) * 1000;
