@@ -155,6 +155,9 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
   const manifestFetches = new Map<string, Promise<ManifestRecord | undefined>>();
   const blobFlights = new Map<string, BlobFlight>();
 
+  /** The key of what a target fetches or checks: its source's, in its repository. */
+  const keyOf = (target: MirrorTarget, what: string): string => `${target.source}\u0000${target.repository}\u0000${what}`;
+
   function upstreamOf(project: string, mirror: MirrorSettings): Upstream {
     const key = JSON.stringify([mirror.upstream, mirror.credentials ?? null]);
     const known = upstreams.get(project);
@@ -221,7 +224,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
   }
 
   function blob(target: MirrorTarget, digest: ParsedDigest, size?: number): BlobFlight {
-    const key = `${target.source}\u0000${target.repository}\u0000${digest.digest}`;
+    const key = keyOf(target, digest.digest);
     const running = blobFlights.get(key);
     if (running) return running;
     const upstreamUrl = target.upstream.url;
@@ -312,20 +315,19 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
       // Its size said: an upstream sending more is cut there (a `.sig` layer of 100 bytes that
       // streamed without end held the manifest GET and filled the disk; adversarial testing).
       const flight = blob(target, digest, ref.size);
+      // One deadline says both how long the copy wants the blob and how long it waits for it.
       const deadlineMs = ARTIFACT_COPY_TIMEOUTS * deps.timeoutMs;
-      flight.want(AbortSignal.timeout(deadlineMs));
-      let timer: NodeJS.Timeout | undefined;
+      const deadline = AbortSignal.timeout(deadlineMs);
+      flight.want(deadline);
       const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new UpstreamUnavailableError(target.upstream.url, `blob ${ref.digest} of ${reference} took more than ${deadlineMs / 1000} s`),
-            ),
-          deadlineMs,
-        );
+        const tooSlow = (): void =>
+          reject(
+            new UpstreamUnavailableError(target.upstream.url, `blob ${ref.digest} of ${reference} took more than ${deadlineMs / 1000} s`),
+          );
+        deadline.addEventListener('abort', tooSlow, { once: true });
       });
-      const outcome = await Promise.race([flight.done, late]).finally(() => clearTimeout(timer));
-      if (outcome === 'missing')
+      // Promise.race handles `late`: rejected after `done` settled, it is no unhandled rejection.
+      if ((await Promise.race([flight.done, late])) === 'missing')
         throw new UpstreamError(target.upstream.url, `${reference} names blob ${ref.digest}, which it does not hold`);
     }
     await save(target, fetched.digest, fetched.content, parsed, tag, false);
@@ -407,7 +409,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
 
   /** By tag: the local copy while its check is fresh; else the upstream's answer; else the cache. */
   async function manifestByTag(target: MirrorTarget, tag: string, log: Logger): Promise<ManifestRecord | undefined> {
-    const key = `${target.source}\u0000${target.repository}\u0000${tag}`;
+    const key = keyOf(target, tag);
     const localDigest = await metadata.tags.find(target.repository, tag);
     const local = localDigest === undefined ? undefined : await metadata.manifests.find(target.repository, localDigest);
     const check = checked.get(key);
@@ -465,7 +467,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
         const local = await metadata.manifests.find(target.repository, digest.digest);
         if (local) return local;
       }
-      const key = `${target.source}\u0000${target.repository}\u0000${reference}`;
+      const key = keyOf(target, reference);
       let running = manifestFetches.get(key);
       if (!running) {
         running = digest ? fetchManifest(target, reference, undefined, log) : manifestByTag(target, reference, log);
@@ -487,7 +489,7 @@ export function createPullThrough(deps: PullThroughDeps): PullThrough {
     signatureCount: async (target, digest) => (await deps.signatures.list(target.repository, digest)).length,
 
     forgetTag(target, tag) {
-      checked.delete(`${target.source}\u0000${target.repository}\u0000${tag}`);
+      checked.delete(keyOf(target, tag));
     },
   };
 }
