@@ -105,6 +105,17 @@ async function setMirror(t: T, project: string, mirror: { upstream: string } | n
 }
 const digestOf = (res: Response): string | null => res.headers.get('docker-content-digest');
 
+/** A pull of `<project>/app:v1` whose fetch from A is running, A holding its answer 1.5 s. */
+async function pullHeldByA(t: T, project: string): Promise<{ pulling: Promise<Response> }> {
+  const { a } = t.context;
+  a.holdMs = 1500;
+  const asked = a.asked;
+  const pulling = createClient(t.context.signet.url).getManifest(`${project}/app`, 'v1');
+  t.true(await until(() => a.asked > asked, 10_000));
+  // Wrapped: an async function returning the promise itself would wait for the pull.
+  return { pulling };
+}
+
 test.serial('a tag pulled from the old upstream is asked of the new one once the project mirrors another', async (t) => {
   const { a, b } = t.context;
   const client = createClient(t.context.signet.url);
@@ -122,11 +133,8 @@ test.serial("a pull after the switch does not join the old upstream's fetch stil
   const { a, b } = t.context;
   const client = createClient(t.context.signet.url);
   const project = await mirrorProject(t, a);
-  a.holdMs = 1500;
-  const asked = a.asked;
-  const first = client.getManifest(`${project}/app`, 'v1');
   // The fetch from A is running (A holds its answer) before the settings change.
-  t.true(await until(() => a.asked > asked, 10_000));
+  const { pulling: first } = await pullHeldByA(t, project);
   await setMirror(t, project, { upstream: b.url });
   const second = await client.getManifest(`${project}/app`, 'v1');
   t.is(second.status, 200);
@@ -141,10 +149,7 @@ test.serial('a fetch running when mirroring ended stores nothing, and nothing of
   const { a } = t.context;
   const client = createClient(t.context.signet.url);
   const project = await mirrorProject(t, a);
-  a.holdMs = 1500;
-  const asked = a.asked;
-  const pulling = client.getManifest(`${project}/app`, 'v1');
-  t.true(await until(() => a.asked > asked, 10_000));
+  const { pulling } = await pullHeldByA(t, project);
   await setMirror(t, project, null);
   const answer = await pulling;
   t.is(answer.status, 503, await answer.clone().text());
