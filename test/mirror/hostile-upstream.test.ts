@@ -6,11 +6,11 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { createUpstream } from '../../mirror/upstream.js';
 import type { MirrorRunReport } from '../../mirror/mirror-run.js';
 import { captureLog, type CapturedLog } from '../helpers/log-capture.js';
+import { listenOnLoopback } from '../helpers/loopback-server.js';
 import { createClient } from '../helpers/oci-client.js';
 import { blobOf, imageOf, OCI_INDEX, OCI_LAYER, type Blob, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -179,13 +179,7 @@ async function startHostile(tagsPerPage = 1000): Promise<Hostile> {
     res.writeHead(200, { 'Content-Length': data.length });
     res.end(req.method === 'HEAD' ? undefined : data);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  hostile.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  hostile.close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
+  Object.assign(hostile, await listenOnLoopback(server));
   return hostile;
 }
 

@@ -3,8 +3,8 @@
 // from the tag check it made, and a fetch from an upstream the project no longer mirrors stores
 // nothing, so nothing of it is served once mirroring ended or moved.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import { listenOnLoopback } from '../helpers/loopback-server.js';
 import { createClient } from '../helpers/oci-client.js';
 import { blobOf, imageOf, OCI_LAYER, type Image } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -53,13 +53,7 @@ async function startUpstream(name: string): Promise<Upstream> {
     res.writeHead(200, { 'Content-Length': data.length });
     res.end(req.method === 'HEAD' ? undefined : data);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  upstream.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  upstream.close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
+  Object.assign(upstream, await listenOnLoopback(server));
   return upstream;
 }
 
